@@ -1,0 +1,1 @@
+"""Field-device firmware: the I/O-free core, hardware adapters and the device runtime."""

@@ -1,0 +1,1 @@
+"""District-centre gateway: broker → validated, exactly-once intake queue."""

@@ -1,0 +1,80 @@
+"""The ``gridlink`` command: one entry point, a subcommand per area.
+
+Each area owns its subcommand in a module of its own that exposes
+``register(subparsers)``; the module is imported only when its command runs or when
+help is asked for, so ``gridlink nmea decode`` never imports the gateway's web stack.
+"""
+
+import argparse
+import importlib
+import sys
+
+# command name → (module that registers it, one-line help)
+COMMANDS = {
+    "nmea": ("gridlink.firmware.nmea_cli", "decode NMEA 0183 captures into fixes"),
+    "codes": ("gridlink.firmware.codes_cli", "explain and list grid, component and event codes"),
+    "grid": ("gridlink.firmware.grid_cli", "compile grid maps and locate points on them"),
+    "device": ("gridlink.firmware.device.cli", "check device profiles and run a field device"),
+    "gateway": ("gridlink.gateway.cli", "run the district-centre gateway"),
+    "demo": ("gridlink.gateway.demo", "run the district demo: broker, gateway, simulated fleet"),
+    "flash": ("gridlink.flash.cli", "build, flash, provision and self-test devices"),
+}
+
+
+def _known_errors():
+    """The packages' exception bases: these print as one clear line, not a traceback."""
+    bases = []
+    for mod, name in (
+        ("gridlink.firmware.core.errors", "CoreError"),
+        ("gridlink.firmware.errors", "DeviceError"),
+        ("gridlink.gateway.errors", "GatewayError"),
+        ("gridlink.flash.errors", "FlashError"),
+    ):
+        try:
+            bases.append(getattr(importlib.import_module(mod), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(bases)
+
+
+def build_parser(only=None):
+    parser = argparse.ArgumentParser(prog="gridlink", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module, help_text) in COMMANDS.items():
+        if only is not None and name != only:
+            sub.add_parser(name, help=help_text, add_help=False)
+            continue
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name and module.startswith(exc.name):
+                continue  # that area is not part of this installation
+            raise
+        mod.register(sub.add_parser(name, help=help_text, description=help_text))
+    return parser
+
+
+def _version():
+    from gridlink import __version__
+
+    return f"gridlink {__version__}"
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    wanted = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(only=wanted).parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except KeyboardInterrupt:
+        return 130
+    except _known_errors() as exc:
+        print(f"gridlink {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Technicians' tools: build, flash, provision and self-test devices."""
