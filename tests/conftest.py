@@ -1,0 +1,24 @@
+import pytest
+
+from tests.brokers import Mosquitto
+from tests.mpy_wasm import available as micropython_available
+
+
+def pytest_addoption(parser):
+    parser.addoption("--soak", action="store_true", help="also run the long soak tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_soak = pytest.mark.skip(reason="soak test: run with --soak")
+    for item in items:
+        if "soak" in item.keywords and not config.getoption("--soak"):
+            item.add_marker(skip_soak)
+        if "micropython" in item.keywords and not micropython_available():
+            item.add_marker(pytest.mark.skip(reason="MicroPython port not installed: run .ci/setup"))
+
+
+@pytest.fixture
+def broker(tmp_path):
+    """A private Mosquitto on a free port, stopped after the test."""
+    with Mosquitto(tmp_path / "broker") as b:
+        yield b
