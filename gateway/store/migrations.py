@@ -1,0 +1,104 @@
+"""Built-in schema migrations: (name, sqlite_sql, postgres_sql), applied in order.
+
+A migration is never edited once shipped; a change is a new migration.  Other parts
+(the intake board) pass their own as ``store.migrate(extra=...)`` in the same shape.
+"""
+
+_REPORTS = """
+CREATE TABLE reports (
+    id TEXT PRIMARY KEY,
+    device TEXT NOT NULL,
+    district TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    captured_at TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    committed_at TEXT NOT NULL,
+    time_source TEXT,
+    lat {real},
+    lon {real},
+    fix_mode INTEGER,
+    fix_status INTEGER,
+    flags TEXT NOT NULL,
+    grid TEXT,
+    grid_device TEXT,
+    grid_mismatch INTEGER NOT NULL DEFAULT 0,
+    street TEXT,
+    kind TEXT NOT NULL,
+    standard TEXT NOT NULL,
+    code TEXT NOT NULL,
+    object TEXT,
+    source TEXT NOT NULL,
+    task TEXT,
+    result TEXT,
+    text TEXT,
+    photos TEXT NOT NULL,
+    payload TEXT NOT NULL
+);
+CREATE INDEX reports_captured_at ON reports (captured_at);
+CREATE INDEX reports_grid ON reports (grid);
+CREATE INDEX reports_device ON reports (device);
+CREATE TABLE dead_letters (
+    id {serial},
+    received_at TEXT NOT NULL,
+    topic TEXT NOT NULL,
+    device TEXT,
+    reason TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    payload_encoding TEXT NOT NULL
+);
+CREATE INDEX dead_letters_received_at ON dead_letters (received_at);
+CREATE TABLE devices (
+    device TEXT PRIMARY KEY,
+    district TEXT NOT NULL,
+    state TEXT,
+    last_seen TEXT NOT NULL,
+    status TEXT,
+    last_lat {real},
+    last_lon {real},
+    last_fix_at TEXT,
+    outbox_reports INTEGER,
+    firmware TEXT,
+    codebook TEXT,
+    profile TEXT
+);
+CREATE TABLE photos (
+    sha256 TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    complete INTEGER NOT NULL DEFAULT 0,
+    path TEXT,
+    first_report TEXT,
+    chunks INTEGER,
+    chunks_received INTEGER NOT NULL DEFAULT 0,
+    error TEXT,
+    completed_at TEXT
+);
+CREATE TABLE photo_chunks (
+    sha256 TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    data {blob} NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, n)
+);
+CREATE TABLE report_photos (
+    report_id TEXT NOT NULL,
+    sha256 TEXT NOT NULL,
+    PRIMARY KEY (report_id, sha256)
+);
+CREATE INDEX report_photos_sha256 ON report_photos (sha256);
+CREATE TABLE track_points (
+    device TEXT NOT NULL,
+    t TEXT NOT NULL,
+    lat {real} NOT NULL,
+    lon {real} NOT NULL,
+    speed {real},
+    PRIMARY KEY (device, t)
+);
+"""
+
+_SQLITE = {"real": "REAL", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"}
+_POSTGRES = {"real": "DOUBLE PRECISION", "serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA"}
+
+BUILTIN = (
+    ("0001_gateway_tables", _REPORTS.format(**_SQLITE), _REPORTS.format(**_POSTGRES)),
+)

@@ -1,0 +1,90 @@
+"""PostgreSQL back end (psycopg 3): one intake queue shared by several gateway workers.
+
+``postgresql://user@host:port/db?schema=NAME`` keeps the tables in schema ``NAME``
+(created when missing) — how tests get a fresh schema each, and how one database can
+hold several districts.
+"""
+
+import re
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from ..errors import StoreError
+from .base import Store
+
+_SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def split_schema(url):
+    """(libpq URL without our ``schema`` parameter, schema name or None)."""
+    parts = urlsplit(url)
+    query = parse_qsl(parts.query, keep_blank_values=True)
+    schema = next((v for k, v in query if k == "schema"), None)
+    rest = urlencode([(k, v) for k, v in query if k != "schema"])
+    if schema is not None and not _SCHEMA.match(schema):
+        raise StoreError(f"schema name must match {_SCHEMA.pattern}: {schema!r}")
+    return urlunsplit(parts._replace(query=rest)), schema
+
+
+class PostgresStore(Store):
+    dialect = "postgres"
+    placeholder = "%s"
+
+    def __init__(self, url, connect_timeout=5):
+        super().__init__(url)
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise StoreError("PostgreSQL store needs psycopg 3: pip install 'psycopg[binary]'") \
+                from exc
+        self._psycopg = psycopg
+        self.conninfo, self.schema = split_schema(url)
+        self.connect_timeout = connect_timeout
+        if self.schema:
+            conn = self._raw_connect()
+            try:
+                conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{self.schema}"')
+            finally:
+                conn.close()
+        self._checkin(self._open())
+
+    def _raw_connect(self, **kw):
+        try:
+            return self._psycopg.connect(self.conninfo, autocommit=True,
+                                         connect_timeout=self.connect_timeout, **kw)
+        except self._psycopg.Error as exc:
+            raise StoreError(f"cannot connect to PostgreSQL {self.conninfo}: {exc}") from exc
+
+    def _open(self):
+        kw = {"options": f"-c search_path={self.schema}"} if self.schema else {}
+        conn = self._raw_connect(**kw)
+        conn.autocommit = False
+        return conn
+
+    def _usable(self, conn):
+        return not conn.closed and not conn.broken
+
+    def _lock_migrations(self, conn):
+        conn.execute("SELECT pg_advisory_xact_lock(7420371)")
+
+    def _run_script(self, conn, script):
+        conn.execute(script)
+
+    def insert_new(self, conn, table, columns, rows, key):
+        if not rows:
+            return []
+        one = "(" + ", ".join(["%s"] * len(columns)) + ")"
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+               f"{', '.join([one] * len(rows))} ON CONFLICT DO NOTHING RETURNING {key}")
+        params = [v for row in rows for v in row]
+        return [r[0] for r in conn.execute(sql, params).fetchall()]
+
+    def drop_schema(self):
+        """Remove this store's schema and everything in it (tests, demos)."""
+        if not self.schema:
+            raise StoreError("drop_schema needs a ?schema= store")
+        self.close()
+        conn = self._raw_connect()
+        try:
+            conn.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
+        finally:
+            conn.close()

@@ -1,0 +1,76 @@
+"""SQLite back end, the embedded default: WAL, ``synchronous=FULL`` (commits survive power loss)."""
+
+import sqlite3
+from pathlib import Path
+
+from ..errors import StoreError
+from .base import Store
+
+
+class SQLiteStore(Store):
+    """``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``."""
+
+    dialect = "sqlite"
+    placeholder = "?"
+
+    def __init__(self, url, busy_timeout=10.0):
+        super().__init__(url)
+        path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
+        if not path:
+            raise StoreError(f"not a SQLite URL (sqlite:///path/to/db.sqlite): {url!r}")
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        if not self.path.parent.is_dir():
+            raise StoreError(f"SQLite store {url}: folder {self.path.parent} does not exist")
+        conn = self._open()  # fail now, with the path in the message, not on first ingest
+        self._checkin(conn)
+
+    def _open(self):
+        try:
+            conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open SQLite store {self.path}: {exc}") from exc
+        return conn
+
+    def _begin(self, conn, readonly):
+        # IMMEDIATE takes the write lock up front, so a read-then-write block never fails
+        # half-way with SQLITE_BUSY_SNAPSHOT; readers in WAL mode are never blocked.
+        conn.execute("BEGIN" if readonly else "BEGIN IMMEDIATE")
+
+    def _commit(self, conn):
+        if conn.in_transaction:
+            conn.execute("COMMIT")
+
+    def _rollback(self, conn):
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+
+    def _run_script(self, conn, script):
+        for statement in split_statements(script):
+            conn.execute(statement)
+
+    def insert_new(self, conn, table, columns, rows, key):
+        sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+               f"({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING")
+        k = columns.index(key)
+        inserted = []
+        for row in rows:
+            if conn.execute(sql, row).rowcount == 1:
+                inserted.append(row[k])
+        return inserted
+
+
+def split_statements(script):
+    """The complete SQL statements of ``script`` (executescript would commit on its own)."""
+    out, buf = [], ""
+    for line in script.splitlines(keepends=True):
+        buf += line
+        if sqlite3.complete_statement(buf):
+            out.append(buf.strip())
+            buf = ""
+    if buf.strip():
+        out.append(buf.strip())
+    return out
