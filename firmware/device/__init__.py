@@ -1,0 +1,1 @@
+"""The Raspberry Pi field device: profiles, runtime, hardware adapters, delivery, CLI."""

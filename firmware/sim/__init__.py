@@ -1,0 +1,1 @@
+"""The simulated backend: NMEA replay over a pty, MockFactory pins, a synthetic camera."""
