@@ -1,0 +1,108 @@
+"""Field checks shared by every wire-message validator (no ``re`` on the core's list)."""
+
+from .errors import CoreError
+from .timefmt import TimeFormatError, parse_iso_utc
+
+
+class MessageError(CoreError):
+    """A wire message that breaks protocol v1; ``field`` names the offending field."""
+
+    def __init__(self, field, why):
+        super().__init__(f"{field}: {why}")
+        self.field = field
+        self.why = why
+
+
+DIGITS = "0123456789"
+HEX = "0123456789abcdef"
+UPPER_DIGITS = DIGITS + "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+DEVICE_CHARS = DIGITS + "abcdefghijklmnopqrstuvwxyz-"
+TASK_CHARS = UPPER_DIGITS + "abcdefghijklmnopqrstuvwxyz_.:-"
+
+
+def only(s, allowed):
+    return all(ch in allowed for ch in s)
+
+
+def is_int(x):
+    return isinstance(x, int) and not isinstance(x, bool)
+
+
+def is_num(x):
+    if isinstance(x, bool):
+        return False
+    if isinstance(x, int):
+        return True
+    return isinstance(x, float) and x == x and x not in (float("inf"), float("-inf"))
+
+
+def check_obj(err, obj, field, required, optional=()):
+    """obj is a dict with every required key and no key outside required + optional."""
+    if not isinstance(obj, dict):
+        raise err(field, "must be a JSON object")
+    for k in required:
+        if k not in obj:
+            raise err(f"{field}.{k}" if field else k, "is required")
+    for k in obj:
+        if k not in required and k not in optional:
+            raise err(f"{field}.{k}" if field else str(k), "is not a field of protocol v1")
+
+
+def check_int(err, x, field, lo, hi):
+    if not is_int(x):
+        raise err(field, f"must be an integer (got {x!r})")
+    if not lo <= x <= hi:
+        raise err(field, f"must be between {lo} and {hi} (got {x})")
+
+
+def check_num(err, x, field, lo, hi):
+    if not is_num(x):
+        raise err(field, f"must be a finite number (got {x!r})")
+    if not lo <= x <= hi:
+        raise err(field, f"must be between {lo} and {hi} (got {x})")
+
+
+def check_str(err, x, field, lo, hi, allowed=None, what=None):
+    if not isinstance(x, str):
+        raise err(field, f"must be a string (got {type(x).__name__})")
+    if not lo <= len(x) <= hi:
+        size = f"{lo}" if lo == hi else f"{lo}..{hi}"
+        shown = x if len(x) <= 40 else x[:37] + "..."
+        raise err(field, f"must be {size} characters long (got {len(x)}: {shown!r})")
+    if allowed is not None and not only(x, allowed):
+        raise err(field, f"must be {what} (got {x!r})")
+
+
+def check_enum(err, x, field, values):
+    if not isinstance(x, str) or x not in values:
+        raise err(field, f"must be one of {', '.join(values)} (got {x!r})")
+
+
+def check_time(err, x, field):
+    if not isinstance(x, str):
+        raise err(field, "must be a UTC time string YYYY-MM-DDTHH:MM:SS.mmmZ")
+    try:
+        parse_iso_utc(x)
+    except TimeFormatError as exc:
+        raise err(field, str(exc))  # noqa: B904
+
+
+def check_device(err, x, field="device"):
+    check_str(err, x, field, 3, 32, DEVICE_CHARS, "lower-case letters, digits and '-'")
+    if x[0] == "-":
+        raise err(field, "must start with a letter or digit")
+
+
+def check_report_id(err, x, field="id"):
+    """``<device>:<12-digit seq>``; returns (device, seq)."""
+    if not isinstance(x, str) or ":" not in x:
+        raise err(field, "must be '<device>:<12-digit sequence>'")
+    device, _, seq = x.partition(":")
+    check_device(err, device, field)
+    if len(seq) != 12 or not only(seq, DIGITS):
+        raise err(field, "sequence part must be exactly 12 digits")
+    return device, int(seq)
+
+
+def check_sha256(err, x, field):
+    check_str(err, x, field, 64, 64, HEX, "64 lower-case hex digits")

@@ -1,0 +1,90 @@
+"""UTC timestamps on the wire: ``2026-11-28T02:15:07.250Z`` (ISO 8601, milliseconds, Z).
+
+No ``datetime`` on MicroPython, so the civil-date arithmetic is done here
+(Howard Hinnant's days-from-civil algorithm).  Leap seconds are not represented.
+"""
+
+from .errors import CoreError
+
+
+class TimeFormatError(CoreError):
+    """A timestamp that is not ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
+
+
+_MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _leap(y):
+    return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+def days_from_civil(y, m, d):
+    """Days since 1970-01-01 of the proleptic Gregorian date y-m-d."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def civil_from_days(z):
+    """(year, month, day) of day number z (days since 1970-01-01)."""
+    z += 719468
+    era = (z if z >= 0 else z - 146096) // 146097
+    doe = z - era * 146097
+    yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
+    y = yoe + era * 400
+    doy = doe - (365 * yoe + yoe // 4 - yoe // 100)
+    mp = (5 * doy + 2) // 153
+    d = doy - (153 * mp + 2) // 5 + 1
+    m = mp + (3 if mp < 10 else -9)
+    return (y + (m <= 2), m, d)
+
+
+def iso_utc(unix_seconds):
+    """Format unix seconds (int or float) as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (rounded to ms)."""
+    ms = int(round(unix_seconds * 1000))  # noqa: RUF046 (float round on MicroPython)
+    secs, milli = divmod(ms, 1000)
+    days, rem = divmod(secs, 86400)
+    y, mo, d = civil_from_days(days)
+    if not 0 <= y <= 9999:
+        raise TimeFormatError(f"time out of range: {unix_seconds}")
+    hh, rem = divmod(rem, 3600)
+    mm, ss = divmod(rem, 60)
+    return f"{y:04d}-{mo:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{milli:03d}Z"
+
+
+def _digits(s, a, b):
+    for i in range(a, b):
+        c = s[i]
+        if c < "0" or c > "9":
+            return None
+    return int(s[a:b])
+
+
+def parse_iso_utc(text):
+    """Unix seconds (float) of a wire timestamp; raises TimeFormatError naming the problem.
+
+    Accepts exactly ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (24 characters), a real calendar date.
+    """
+    if not isinstance(text, str) or len(text) != 24:
+        raise TimeFormatError("expected YYYY-MM-DDTHH:MM:SS.mmmZ (24 characters)")
+    for i, ch in ((4, "-"), (7, "-"), (10, "T"), (13, ":"), (16, ":"), (19, "."), (23, "Z")):
+        if text[i] != ch:
+            raise TimeFormatError(f"expected {ch!r} at position {i} of YYYY-MM-DDTHH:MM:SS.mmmZ")
+    parts = []
+    for a, b in ((0, 4), (5, 7), (8, 10), (11, 13), (14, 16), (17, 19), (20, 23)):
+        v = _digits(text, a, b)
+        if v is None:
+            raise TimeFormatError(f"non-digit in positions {a}-{b - 1}")
+        parts.append(v)
+    y, mo, d, hh, mi, ss, ms = parts
+    if not 1 <= mo <= 12:
+        raise TimeFormatError(f"month {mo} out of range")
+    mdays = 29 if mo == 2 and _leap(y) else _MDAYS[mo - 1]
+    if not 1 <= d <= mdays:
+        raise TimeFormatError(f"day {d} out of range for {y:04d}-{mo:02d}")
+    if hh > 23 or mi > 59 or ss > 59:
+        raise TimeFormatError("time of day out of range")
+    return days_from_civil(y, mo, d) * 86400 + hh * 3600 + mi * 60 + ss + ms / 1000
