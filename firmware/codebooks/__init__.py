@@ -1,0 +1,58 @@
+"""The shipped code books and division table, and a CPython loader for them.
+
+The JSON files here are built by ``build.py`` from ``sources/`` (see docs/codes.md).  The
+device core never opens files: this loader reads them on CPython; a MicroPython node reads
+the one file it needs itself and passes ``json.load(f)`` to ``CodeBook`` / ``Divisions``.
+"""
+
+import json
+from functools import cache
+from pathlib import Path
+
+from gridlink.firmware.core.codebook import CodeError, standard_key
+from gridlink.firmware.core.codes import CodeBook, Codes, Divisions
+
+HERE = Path(__file__).resolve().parent
+
+# standard → data file (next to this module)
+FILES = {
+    "CJ/T 214-2007": "cjt214-2007.json",
+    "GB/T 30428.2-2013": "gbt30428.2-2013.json",
+    "GB/T 47678.5-2026": "gbt47678.5-2026.json",
+}
+DIVISIONS_FILE = "divisions.json"
+STANDARDS = tuple(FILES)
+
+
+def path(standard):
+    """The data file of a standard (spelling of spaces and case does not matter)."""
+    key = standard_key(standard)
+    for name, file in FILES.items():
+        if standard_key(name) == key:
+            return HERE / file
+    raise CodeError(f"standard {standard!r} has no shipped code book "
+                    f"(shipped: {', '.join(STANDARDS)})")
+
+
+def load(standard):
+    """The parsed JSON of one standard's code book."""
+    return json.loads(path(standard).read_text(encoding="utf-8"))
+
+
+def load_divisions(file=None):
+    """The parsed JSON of the division table (the shipped one unless ``file`` is given)."""
+    return json.loads(Path(file or HERE / DIVISIONS_FILE).read_text(encoding="utf-8"))
+
+
+def book(standard):
+    return CodeBook(load(standard))
+
+
+@cache
+def _codes(standards):
+    return Codes([book(s) for s in standards], Divisions(load_divisions()))
+
+
+def codes(standards=STANDARDS):
+    """A shared Codes over the shipped books (all by default) and the division table."""
+    return _codes(tuple(standards))
