@@ -1,0 +1,86 @@
+"""The few file-system operations the core's durable files need, on CPython and MicroPython.
+
+``durable(f)`` pushes a written file to the medium: ``os.fsync`` on CPython; on
+MicroPython ``f.flush()`` and ``os.sync()`` where the port has it (its VFS writes through
+on ``flush``).  ``sync_dir`` makes a rename durable where the OS allows it.
+"""
+
+import os
+
+
+def join(dir_path, name):
+    return dir_path.rstrip("/") + "/" + name if dir_path else name
+
+
+def exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
+
+
+def size(path):
+    try:
+        return os.stat(path)[6]
+    except OSError:
+        return -1
+
+
+def durable(f):
+    f.flush()
+    if hasattr(os, "fsync"):
+        os.fsync(f.fileno())
+    elif hasattr(os, "sync"):
+        os.sync()
+
+
+def sync_dir(dir_path):
+    """fsync the directory so a rename or create survives power loss (POSIX only)."""
+    if hasattr(os, "O_RDONLY") and hasattr(os, "fsync"):
+        try:
+            fd = os.open(dir_path or ".", os.O_RDONLY)
+        except OSError:
+            return
+        try:
+            os.fsync(fd)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    elif hasattr(os, "sync"):
+        os.sync()
+
+
+def remove(path):
+    try:  # noqa: SIM105 (no contextlib on MicroPython)
+        os.remove(path)
+    except OSError:
+        pass
+
+
+def replace(tmp, path, dir_path):
+    """Rename tmp over path (atomic on POSIX and LittleFS; FAT removes path first)."""
+    try:
+        os.rename(tmp, path)
+    except OSError:
+        remove(path)
+        os.rename(tmp, path)
+    sync_dir(dir_path)
+
+
+def write_file(path, data, dir_path):
+    """Write-new-then-rename: path holds either its old or its new content after a crash."""
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.write(data)
+        durable(f)
+    replace(tmp, path, dir_path)
+
+
+def read_file(path):
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError:
+        return None

@@ -1,0 +1,239 @@
+"""The other wire messages of protocol v1: ack, task, track, status, photo chunks.
+
+Each has ``validate_<name>(obj)`` (returns obj, raises MessageError naming the field) and,
+where the device or gateway builds it, ``make_<name>(...)``.  Task results are reports
+(:mod:`report`).  Encode any of them with :func:`encode` (canonical compact JSON).
+"""
+
+from . import canonjson
+from .checks import (
+    MessageError,
+    check_device,
+    check_enum,
+    check_int,
+    check_num,
+    check_obj,
+    check_report_id,
+    check_sha256,
+    check_str,
+    check_time,
+    is_int,
+)
+from .report import VERSION, check_task_id, validate_fix
+
+ACK_STATUSES = ("accepted", "duplicate", "rejected")
+TASK_TYPES = ("verify", "check")
+STATES = ("online", "buffering", "offline")
+CHUNK_MAX = 16384
+TRACK_MAX_POINTS = 500
+TRACK_MAX_BYTES = 16384
+STATUS_MAX_BYTES = 2048
+TASK_MAX_BYTES = 2048
+REASON_MAX = 200
+TEXT_MAX = 256
+UNIX_MAX = 4102444800          # 2100-01-01
+
+
+def _version(obj, err=MessageError):
+    v = obj["v"]
+    if v != VERSION or not is_int(v):
+        raise err("v", f"must be {VERSION} (got {v!r})")
+
+
+def encode(obj):
+    """Canonical compact UTF-8 JSON bytes of a message."""
+    try:
+        return canonjson.dumps(obj)
+    except canonjson.EncodeError as exc:
+        raise MessageError("message", str(exc))  # noqa: B904
+
+
+def decode(data, validate, max_bytes):
+    """Bytes → validated message, with ``validate`` one of the validators here."""
+    if len(data) > max_bytes:
+        raise MessageError("message", f"{len(data)} bytes, more than {max_bytes}")
+    try:
+        obj = canonjson.loads(data)
+    except canonjson.EncodeError as exc:
+        raise MessageError("message", str(exc))  # noqa: B904
+    return validate(obj)
+
+
+# -- ack (gateway → device) ---------------------------------------------------------------
+
+def validate_ack(obj):
+    check_obj(MessageError, obj, "", ("v", "id", "status", "reason"))
+    _version(obj)
+    if obj["id"] is not None:
+        check_report_id(MessageError, obj["id"])
+    check_enum(MessageError, obj["status"], "status", ACK_STATUSES)
+    if obj["reason"] is None:
+        if obj["status"] == "rejected":
+            raise MessageError("reason", "a rejection must say why")
+    else:
+        check_str(MessageError, obj["reason"], "reason", 1, REASON_MAX)
+    return obj
+
+
+def make_ack(report_id, status, reason=None):
+    return validate_ack({"v": VERSION, "id": report_id, "status": status, "reason": reason})
+
+
+def ack_drops_report(ack):
+    """True when the device may drop the report from its outbox (accepted or duplicate)."""
+    return ack["status"] in ("accepted", "duplicate")
+
+
+# -- task (gateway → device) --------------------------------------------------------------
+
+_TASK_KEYS = ("v", "task", "type", "report", "lat", "lon", "grid", "text", "deadline")
+
+
+def validate_task(obj):
+    check_obj(MessageError, obj, "", _TASK_KEYS)
+    _version(obj)
+    check_task_id(obj["task"], "task", MessageError)
+    check_enum(MessageError, obj["type"], "type", TASK_TYPES)
+    if obj["report"] is not None:
+        check_report_id(MessageError, obj["report"], "report")
+    check_num(MessageError, obj["lat"], "lat", -90, 90)
+    check_num(MessageError, obj["lon"], "lon", -180, 180)
+    if obj["grid"] is not None:
+        check_str(MessageError, obj["grid"], "grid", 14, 15, "0123456789",
+                  "a 14- or 15-digit grid code")
+    check_str(MessageError, obj["text"], "text", 0, TEXT_MAX)
+    if obj["deadline"] is not None:
+        check_time(MessageError, obj["deadline"], "deadline")
+    return obj
+
+
+def make_task(task, type, lat, lon, text="", report=None, grid=None, deadline=None):
+    return validate_task({"v": VERSION, "task": task, "type": type, "report": report,
+                          "lat": lat, "lon": lon, "grid": grid, "text": text,
+                          "deadline": deadline})
+
+
+# -- track (device → gateway) -------------------------------------------------------------
+
+def validate_track(obj):
+    """``pts``: [dt_s, lat_1e-6_deg, lon_1e-6_deg, speed_cm_s], dt from t0, non-decreasing."""
+    check_obj(MessageError, obj, "", ("v", "device", "t0", "pts"))
+    _version(obj)
+    check_device(MessageError, obj["device"])
+    check_int(MessageError, obj["t0"], "t0", 0, UNIX_MAX)
+    pts = obj["pts"]
+    if not isinstance(pts, list) or not pts:
+        raise MessageError("pts", "must be a non-empty list")
+    if len(pts) > TRACK_MAX_POINTS:
+        raise MessageError("pts", f"at most {TRACK_MAX_POINTS} points (got {len(pts)})")
+    for i, p in enumerate(pts):
+        f = f"pts[{i}]"
+        if not isinstance(p, list) or len(p) != 4:
+            raise MessageError(f, "must be [dt_s, lat_e6, lon_e6, speed_cm_s]")
+        check_int(MessageError, p[0], f + "[0]", 0, 86400)
+        check_int(MessageError, p[1], f + "[1]", -90000000, 90000000)
+        check_int(MessageError, p[2], f + "[2]", -180000000, 180000000)
+        check_int(MessageError, p[3], f + "[3]", 0, 100000)
+    return obj
+
+
+def make_track(device, points):
+    """points: (unix_s, lat_deg, lon_deg, speed_m_s) in time order → a track message."""
+    if not points:
+        raise MessageError("pts", "a track needs at least one point")
+    t0 = int(points[0][0])
+    pts = [[int(t) - t0, int(round(lat * 1e6)), int(round(lon * 1e6)),  # noqa: RUF046
+            int(round((speed or 0) * 100))] for t, lat, lon, speed in points]  # noqa: RUF046
+    return validate_track({"v": VERSION, "device": device, "t0": t0, "pts": pts})
+
+
+# -- status (device → broker, retained; last will "offline") ------------------------------
+
+_STATUS_FULL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
+                "codebook", "profile")
+
+
+def validate_status(obj):
+    """An online/buffering status carries every field; an offline one may be the bare will."""
+    check_obj(MessageError, obj, "", ("v", "device", "state"), _STATUS_FULL)
+    _version(obj)
+    check_device(MessageError, obj["device"])
+    check_enum(MessageError, obj["state"], "state", STATES)
+    if obj["state"] != "offline":
+        for k in _STATUS_FULL:
+            if k not in obj:
+                raise MessageError(k, f"is required when state is {obj['state']!r}")
+    if obj.get("time") is not None:
+        check_time(MessageError, obj["time"], "time")
+    if obj.get("fix") is not None:
+        validate_fix(obj["fix"], "fix", MessageError)
+    if "outbox" in obj:
+        check_obj(MessageError, obj["outbox"], "outbox", ("reports", "track"))
+        check_int(MessageError, obj["outbox"]["reports"], "outbox.reports", 0, 10 ** 9)
+        check_int(MessageError, obj["outbox"]["track"], "outbox.track", 0, 10 ** 9)
+    if obj.get("disk_free") is not None:
+        check_int(MessageError, obj["disk_free"], "disk_free", 0, 2 ** 53)
+    if obj.get("cpu_temp") is not None:
+        check_num(MessageError, obj["cpu_temp"], "cpu_temp", -60, 150)
+    if "uptime" in obj:
+        check_num(MessageError, obj["uptime"], "uptime", 0, 1e10)
+    for k in ("firmware", "codebook", "profile"):
+        if k in obj:
+            check_str(MessageError, obj[k], k, 1, 64)
+    return obj
+
+
+def will_status(device):
+    """The last-will payload: the broker publishes it (retained) if the device vanishes."""
+    return validate_status({"v": VERSION, "device": device, "state": "offline"})
+
+
+def make_status(device, state, time=None, fix=None, reports=0, track=0, disk_free=None,
+                cpu_temp=None, uptime=0, firmware="0.1.0", codebook="", profile=""):
+    return validate_status({
+        "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
+        "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
+        "cpu_temp": cpu_temp, "uptime": uptime, "firmware": firmware, "codebook": codebook,
+        "profile": profile})
+
+
+# -- photo chunks (device → gateway) ------------------------------------------------------
+
+def validate_photo_header(obj):
+    """{"sha256", "n" (0-based index), "of" (chunk count), "size" (photo bytes)}."""
+    check_obj(MessageError, obj, "", ("sha256", "n", "of", "size"))
+    check_sha256(MessageError, obj["sha256"], "sha256")
+    check_int(MessageError, obj["size"], "size", 1, 16 * 1024 * 1024)
+    check_int(MessageError, obj["of"], "of", 1, 16 * 1024 * 1024)
+    check_int(MessageError, obj["n"], "n", 0, obj["of"] - 1)
+    if obj["of"] > obj["size"]:
+        raise MessageError("of", "more chunks than photo bytes")
+    return obj
+
+
+def photo_chunk_count(size, chunk=CHUNK_MAX):
+    return (size + chunk - 1) // chunk
+
+
+def make_photo_chunk(sha256, n, of, size, data):
+    """One photo chunk payload: header JSON line, ``\\n``, then 1..16384 raw bytes."""
+    if not 1 <= len(data) <= CHUNK_MAX:
+        raise MessageError("chunk", f"must hold 1..{CHUNK_MAX} bytes (got {len(data)})")
+    head = validate_photo_header({"sha256": sha256, "n": n, "of": of, "size": size})
+    return encode(head) + b"\n" + bytes(data)
+
+
+def split_photo_chunk(payload):
+    """Payload → (validated header dict, chunk bytes); raises MessageError."""
+    nl = bytes(payload[:200]).find(b"\n")
+    if nl < 0:
+        raise MessageError("chunk", "no header line (JSON then newline) in the first 200 bytes")
+    try:
+        head = canonjson.loads(bytes(payload[:nl]))
+    except canonjson.EncodeError as exc:
+        raise MessageError("chunk", "header: " + str(exc))  # noqa: B904
+    validate_photo_header(head)
+    data = bytes(payload[nl + 1:])
+    if not 1 <= len(data) <= CHUNK_MAX:
+        raise MessageError("chunk", f"must hold 1..{CHUNK_MAX} bytes (got {len(data)})")
+    return head, data

@@ -1,0 +1,68 @@
+"""MQTT topic tree of protocol v1: ``gridlink/v1/{district}/{device}/{leaf}``."""
+
+from .checks import DIGITS, MessageError, check_device, check_report_id, check_str
+
+PREFIX = "gridlink/v1"
+# leaf → (publisher, QoS, retained)
+LEAVES = {
+    "report": ("device", 1, False),
+    "track": ("device", 1, False),
+    "status": ("device", 1, True),
+    "photo": ("device", 1, False),
+    "ack": ("gateway", 1, False),
+    "task": ("gateway", 1, False),
+    "task/result": ("device", 1, False),
+}
+
+
+def check_district(district):
+    check_str(MessageError, district, "district", 6, 6, DIGITS, "a 6-digit GB/T 2260 code")
+
+
+def topic(district, device, leaf):
+    """``gridlink/v1/410106/pv-0001/report`` (leaf: report, track, status, ack, task,
+    task/result)."""
+    check_district(district)
+    check_device(MessageError, device)
+    if leaf not in LEAVES or leaf == "photo":
+        raise MessageError("topic", f"unknown leaf {leaf!r}")
+    return f"{PREFIX}/{district}/{device}/{leaf}"
+
+
+def photo_topic(district, device, report_id, chunk):
+    check_district(district)
+    check_device(MessageError, device)
+    check_report_id(MessageError, report_id, "report_id")
+    return f"{PREFIX}/{district}/{device}/photo/{report_id}/{int(chunk)}"
+
+
+def subscription(district="+", device="+", leaf="#"):
+    """A subscription filter, e.g. ``gridlink/v1/+/+/report`` (gateway) or the photo tree."""
+    return f"{PREFIX}/{district}/{device}/{leaf}"
+
+
+def parse_topic(name):
+    """Topic → (district, device, leaf, extra); extra is (report_id, chunk) for photos.
+
+    Raises MessageError for anything outside the v1 tree.
+    """
+    parts = name.split("/")
+    if len(parts) < 5 or parts[0] != "gridlink":
+        raise MessageError("topic", f"not a gridlink topic: {name!r}")
+    if parts[1] != "v1":
+        raise MessageError("topic", f"unsupported protocol version {parts[1]!r}")
+    district, device = parts[2], parts[3]
+    check_district(district)
+    check_device(MessageError, device)
+    rest = parts[4:]
+    if rest[0] == "photo":
+        if len(rest) != 3:
+            raise MessageError("topic", "photo topics are .../photo/{report_id}/{chunk}")
+        check_report_id(MessageError, rest[1], "topic report id")
+        if not rest[2] or len(rest[2]) > 8 or not all(c in DIGITS for c in rest[2]):
+            raise MessageError("topic", f"chunk index must be digits (got {rest[2]!r})")
+        return district, device, "photo", (rest[1], int(rest[2]))
+    leaf = "/".join(rest)
+    if leaf not in LEAVES:
+        raise MessageError("topic", f"unknown leaf {leaf!r}")
+    return district, device, leaf, None
