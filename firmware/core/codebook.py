@@ -27,6 +27,19 @@ def first_non_digit(text):
     return -1
 
 
+def shown(text, limit=40):
+    """``text`` quoted for an error message: control characters escaped, long text cut.
+
+    The same on CPython and MicroPython (unlike repr() of non-ASCII text).
+    """
+    out = []
+    for ch in text[:limit]:
+        n = ord(ch)
+        control = n < 32 or 127 <= n < 160 or n in (0x2028, 0x2029)
+        out.append(f"\\u{n:04x}" if control else ch)
+    return "'" + "".join(out) + ("…'" if len(text) > limit else "'")
+
+
 def check_digits(label, code):
     """Raise CodeError unless ``code`` is a non-empty string of ASCII digits."""
     if not isinstance(code, str):
@@ -35,7 +48,8 @@ def check_digits(label, code):
         raise CodeError(f"{label} is empty")
     bad = first_non_digit(code)
     if bad >= 0:
-        raise CodeError(f"{label} {code!r}: character {bad + 1} {code[bad]!r} is not a digit")
+        raise CodeError(f"{label} {shown(code)}: character {bad + 1} {shown(code[bad])} is "
+                        f"not a digit")
     return code
 
 
@@ -106,7 +120,7 @@ class CodeBook:
 
     def _table(self, kind):
         if kind not in KINDS:
-            raise CodeError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+            raise CodeError(f"kind {shown(str(kind))} is not one of {', '.join(KINDS)}")
         return self._data.get(kind) or {"majors": {}, "classes": {}}
 
     def majors(self, kind):

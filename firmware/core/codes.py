@@ -16,7 +16,7 @@ Every wrong code raises CodeError naming the part that is wrong and why.  Withou
 division table only the shape of districts, streets and communities is checked.
 """
 
-from .codebook import PLURAL, CodeBook, CodeError, Divisions, check_digits, standard_key
+from .codebook import PLURAL, CodeBook, CodeError, Divisions, check_digits, shown, standard_key
 
 __all__ = ["CodeBook", "CodeError", "Codes", "ComponentId", "Divisions", "EventCode",
            "GridCode", "format_grid_code"]
@@ -26,7 +26,8 @@ GRID_LAYOUTS = {
     14: ("CJ/T 213-2005", (6, 3, 3, 2), "T"),
     15: ("GB/T 30428.1-2013 / GB/T 47678-2026", (6, 3, 3, 3), "I"),
 }
-GRID_PARTS = ("district", "street", "community", "sequence")
+ID_PARTS = {"component_id": ("district", "major", "minor", "serial"),
+            "event_code": ("district", "major", "minor")}
 DIVISIONS_STANDARD = {6: "GB/T 2260", 9: "GB/T 10114", 12: "NBS 统计用区划代码"}
 
 
@@ -179,7 +180,8 @@ class Codes:
             if standard_key(b.standard) == key:
                 return b
         loaded = ", ".join(self.standards) or "none"
-        raise CodeError(f"standard {standard!r} has no loaded code book (loaded: {loaded})")
+        raise CodeError(f"standard {shown(str(standard))} has no loaded code book "
+                        f"(loaded: {loaded})")
 
     def validate_class_code(self, standard, kind, code):
         """The ClassEntry of ``code`` in ``standard``'s ``kind`` table, or CodeError."""
@@ -271,14 +273,14 @@ class Codes:
         fits = [b for b in with_layout if sum(b.layout[layout_key]) == len(code)]
         if fits:
             return fits
+        names = ID_PARTS[layout_key]
         described = []
         for b in with_layout:
             sizes = b.layout[layout_key]
-            parts = ", ".join(str(s) for s in sizes)
+            parts = " + ".join(f"{sizes[i]} {names[i]}" for i in range(len(sizes)))
             described.append(f"{b.standard} ones {sum(sizes)} ({parts})")
-        first = described[0].replace(" ones ", f" {what}s have ", 1)
-        raise CodeError(f"{what} has {len(code)} digits; "
-                        f"{', '.join([first, *described[1:]])}")
+        described[0] = described[0].replace(" ones ", f" {what}s have ", 1)
+        raise CodeError(f"{what} {code} has {len(code)} digits; {', '.join(described)}")
 
     def parse_component_id(self, cid, standard=None):
         """A ComponentId (16 digits CJ/T 214-2007, 17 GB/T 47678.5-2026), or CodeError."""
