@@ -1,0 +1,457 @@
+"""The supervision centre's HTTP API and intake board (FastAPI).
+
+``create_app(store, ...)`` builds the app the gateway serves with uvicorn: the intake queue
+(list, claim, accept 立案, reject 不予立案), fleet presence, verification tasks with grid
+assignments, the grid map as GeoJSON, report photos, a Server-Sent Events stream of
+changes, the Open311 GeoReport v2 read endpoints and the intake board page itself.
+Everything is local: the board loads no CDN script and no map tile.
+"""
+
+import asyncio
+import json
+import re
+from contextlib import asynccontextmanager, suppress
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import FastAPI, Query, Request
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from . import open311
+from .queue import (
+    DEFAULT_LEASE_S,
+    MAX_LEASE_S,
+    Conflict,
+    IntakeQueue,
+    Invalid,
+    NotFound,
+    decode_json,
+    one,
+    rows,
+    run,
+)
+from .queue import MIGRATIONS as QUEUE_MIGRATIONS
+from .tasks import MIGRATIONS as TASK_MIGRATIONS
+from .tasks import ONLINE_STATES, TaskDesk
+
+BOARD_DIR = Path(__file__).with_name("board")
+MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+_IMAGE_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
+                (b"GIF8", "image/gif"), (b"RIFF", "image/webp"))
+
+
+# ---------------------------------------------------------------- request bodies
+
+
+class OperatorBody(BaseModel):
+    operator: str = Field(..., description="who acts (受理员 login)", examples=["slw-01"])
+
+
+class ClaimBody(OperatorBody):
+    lease_s: int = Field(DEFAULT_LEASE_S, ge=1, le=MAX_LEASE_S,
+                         description="lease length; the claim lapses after it unless renewed")
+
+
+class AcceptBody(OperatorBody):
+    case_no: str | None = Field(None, max_length=40,
+                                description="case number (案卷号); the next one when omitted")
+
+
+class RejectBody(OperatorBody):
+    reason: str = Field(..., max_length=500, description="why not accepted (不予立案原因)")
+
+
+class TaskBody(BaseModel):
+    type: str = Field("verify", pattern="^(verify|check)$",
+                      description="verify = 核实 (before 立案), check = 核查 (after handling)")
+    report_id: str | None = Field(None, description="the report to verify or check")
+    lat: float | None = Field(None, ge=-90, le=90, description="a point, when no report")
+    lon: float | None = Field(None, ge=-180, le=180)
+    text: str = Field("", max_length=256)
+    deadline: str | None = Field(None, description="ISO 8601 time")
+    deadline_s: float | None = Field(None, gt=0, description="deadline as seconds from now")
+    device: str | None = Field(None, description="send to this device instead of routing")
+    operator: str | None = None
+    key: str | None = Field(None, max_length=80,
+                            description="idempotency key: the same key returns the same task")
+
+
+class AssignBody(BaseModel):
+    device: str
+
+
+# ---------------------------------------------------------------- the app
+
+
+def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
+               clock=None, district="410106", poll_interval=1.0, migrate=True):
+    """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
+
+    ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
+    class codes (default: the project's code books); ``publisher(topic, payload, qos=1)``
+    sends tasks to devices; ``photos_dir`` holds the reassembled photos.  The app's
+    ``state.on_report`` is the after-commit hook to add to the runtime's ``on_report``.
+    """
+    if migrate:
+        store.migrate(extra=MIGRATIONS)
+    names = open311.ClassNames.load(codebooks)
+    queue = IntakeQueue(store, clock=clock, codebooks=names)
+    locate = _locator(grid_map)
+    desk = TaskDesk(store, queue, publisher=publisher, locate=locate, clock=clock,
+                    district=district)
+    photos_root = Path(photos_dir) if photos_dir is not None else None
+    grid_geojson = _grid_geojson(grid_map)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        watcher = asyncio.create_task(_watch(app, store, desk, poll_interval))
+        try:
+            yield
+        finally:
+            watcher.cancel()
+            with suppress(asyncio.CancelledError):
+                await watcher
+
+    app = FastAPI(
+        title="gridlink intake API",
+        version="1",
+        summary="Supervision centre intake queue, fleet, verification tasks and Open311 reads.",
+        docs_url=None, redoc_url=None,  # both load scripts from a CDN; the board is local
+        lifespan=lifespan,
+    )
+    app.state.queue = queue
+    app.state.tasks = desk
+    app.state.on_report = desk.on_report
+    app.state.version = None
+    app.state.changed = asyncio.Event()
+
+    @app.exception_handler(NotFound)
+    async def _not_found(request, exc):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+
+    @app.exception_handler(Invalid)
+    async def _invalid(request, exc):
+        return JSONResponse({"detail": str(exc)}, status_code=400)
+
+    @app.exception_handler(Conflict)
+    async def _conflict(request, exc):
+        return JSONResponse({"detail": str(exc), **exc.details}, status_code=409)
+
+    # ------------------------------------------------------------ intake queue
+
+    @app.get("/api/reports", tags=["queue"], summary="List reports (default: pending)")
+    def list_reports(
+        status: str = Query("pending", description="pending, accepted, rejected, attached, all"),
+        grid: str | None = Query(None, description="grid code or prefix"),
+        street: str | None = Query(None, description="9-digit street (街道) code"),
+        code: str | None = Query(None, description="class code or prefix (major class)"),
+        kind: str | None = Query(None, pattern="^(event|component)$"),
+        device: str | None = None,
+        source: str | None = None,
+        since: str | None = Query(None, description="captured at or after (ISO 8601)"),
+        until: str | None = Query(None, description="captured before (ISO 8601)"),
+        flag: Annotated[list[str] | None,
+                        Query(description="grid_mismatch, no_fix, …; all must hold")] = None,
+        held: bool | None = Query(None, description="only claimed (true) / unclaimed (false)"),
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+        order: str = Query("desc", pattern="^(asc|desc)$"),
+    ):
+        return queue.list(status=status, grid=grid, street=street, code=code, kind=kind,
+                          device=device, source=source, since=since, until=until, flags=flag or (),
+                          held=held, limit=limit, offset=offset, order=order)
+
+    @app.get("/api/reports/{report_id}", tags=["queue"], summary="One report with its state")
+    def get_report(report_id: str):
+        report = queue.get(report_id)
+        report["tasks"] = desk.list(report_id=report_id)
+        return report
+
+    @app.post("/api/reports/{report_id}/claim", tags=["queue"],
+              summary="Claim a report with a lease (409 names the holder)")
+    def claim(report_id: str, body: ClaimBody):
+        return queue.claim(report_id, body.operator, lease_s=body.lease_s)
+
+    @app.post("/api/reports/{report_id}/release", tags=["queue"], summary="Give a claim back")
+    def release(report_id: str, body: OperatorBody):
+        return queue.release(report_id, body.operator)
+
+    @app.post("/api/reports/{report_id}/accept", tags=["queue"], summary="Accept (立案)")
+    def accept(report_id: str, body: AcceptBody):
+        return queue.accept(report_id, body.operator, case_no=body.case_no)
+
+    @app.post("/api/reports/{report_id}/reject", tags=["queue"], summary="Reject (不予立案)")
+    def reject(report_id: str, body: RejectBody):
+        return queue.reject(report_id, body.operator, reason=body.reason)
+
+    @app.get("/api/summary", tags=["queue"], summary="Counts for the board and the demo")
+    def summary():
+        return _summary(store, queue, desk)
+
+    # ------------------------------------------------------------ fleet and tasks
+
+    @app.get("/api/devices", tags=["fleet"], summary="Devices: presence, last fix, outbox")
+    def devices():
+        return _devices(store)
+
+    @app.get("/api/assignments", tags=["tasks"], summary="Grid → patrol device assignments")
+    def assignments():
+        return desk.assignments()
+
+    @app.put("/api/assignments/{grid}", tags=["tasks"], summary="Assign a grid to a device")
+    def assign(grid: str, body: AssignBody):
+        return desk.assign(grid, body.device)
+
+    @app.delete("/api/assignments/{grid}", tags=["tasks"], status_code=204,
+                summary="Remove a grid's assignment")
+    def unassign(grid: str):
+        desk.unassign(grid)
+
+    @app.post("/api/tasks", tags=["tasks"], status_code=201,
+              summary="Create a 核实/核查 task, route it and send it")
+    def create_task(body: TaskBody):
+        return desk.create(**body.model_dump())
+
+    @app.get("/api/tasks", tags=["tasks"], summary="List tasks")
+    def list_tasks(state: str | None = Query(None, pattern="^(open|sent|done|expired)$"),
+                   report_id: str | None = None, device: str | None = None,
+                   limit: int = Query(100, ge=1, le=500)):
+        desk.sync()
+        return desk.list(state=state, report_id=report_id, device=device, limit=limit)
+
+    @app.get("/api/tasks/{task_id}", tags=["tasks"], summary="One task")
+    def get_task(task_id: str):
+        desk.sync()
+        return desk.get(task_id)
+
+    @app.post("/api/tasks/{task_id}/dispatch", tags=["tasks"],
+              summary="Send an open task again (re-routing it when it has no device)")
+    def dispatch(task_id: str):
+        return desk.dispatch(task_id)
+
+    # ------------------------------------------------------------ map, photos, events
+
+    @app.get("/api/grid", tags=["map"], summary="The grid map's cells as GeoJSON")
+    def grid():
+        return grid_geojson
+
+    @app.get("/api/photos/{sha256}", tags=["map"], name="photo", summary="A report photo")
+    def photo(sha256: str):
+        path = _photo_path(store, photos_root, sha256)
+        with path.open("rb") as f:
+            head = f.read(12)
+        media = next((t for magic, t in _IMAGE_TYPES if head.startswith(magic)),
+                     "application/octet-stream")
+        return FileResponse(path, media_type=media,
+                            headers={"Cache-Control": "public, max-age=31536000, immutable"})
+
+    @app.get("/api/events", tags=["queue"], summary="Server-Sent Events: a `change` per update")
+    async def events(request: Request):
+        async def stream():
+            seen = None
+            yield "retry: 2000\n\n"
+            while not await request.is_disconnected():
+                version = app.state.version
+                if version is not None and version != seen:
+                    seen = version
+                    yield f"event: change\ndata: {json.dumps(version)}\n\n"
+                event = app.state.changed
+                try:
+                    await asyncio.wait_for(event.wait(), timeout=15)
+                except TimeoutError:
+                    yield ": keep-alive\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store"})
+
+    # ------------------------------------------------------------ Open311 and the board
+
+    app.include_router(open311.build_router(queue, names))
+
+    @app.get("/", include_in_schema=False)
+    def root():
+        return RedirectResponse("/board/")
+
+    app.mount("/board", StaticFiles(directory=BOARD_DIR, html=True), name="board")
+    return app
+
+
+# ---------------------------------------------------------------- helpers
+
+
+async def _watch(app, store, desk, interval):
+    """Poll the store for changes (another process may be writing) and wake SSE clients."""
+    while True:
+        try:
+            await asyncio.to_thread(desk.sync)
+            version = await asyncio.to_thread(_version, store)
+        except Exception:  # a locked or restarting database: try again next round
+            version = app.state.version
+        if version != app.state.version:
+            app.state.version = version
+            event, app.state.changed = app.state.changed, asyncio.Event()
+            event.set()
+        await asyncio.sleep(interval)
+
+
+def _version(store):
+    """A fingerprint of everything the board shows; it changes whenever any of it does."""
+    with store.connect() as conn:
+        row = one(run(
+            store, conn,
+            "SELECT (SELECT COUNT(*) FROM reports) AS reports,"
+            " (SELECT MAX(committed_at) FROM reports) AS committed,"
+            " (SELECT COUNT(*) FROM intake) AS intake,"
+            " (SELECT MAX(updated_at) FROM intake) AS intake_at,"
+            " (SELECT COUNT(*) FROM tasks) AS tasks,"
+            " (SELECT MAX(COALESCE(done_at, sent_at, created_at)) FROM tasks) AS tasks_at,"
+            " (SELECT COUNT(*) FROM devices) AS devices,"
+            " (SELECT MAX(last_seen) FROM devices) AS devices_at"))
+    return row
+
+
+def _summary(store, queue, desk):
+    counts = queue.counts()
+    with store.connect() as conn:
+        dev = rows(run(store, conn, "SELECT state, COUNT(*) AS n FROM devices GROUP BY state"))
+        tasks = rows(run(store, conn, "SELECT state, COUNT(*) AS n FROM tasks GROUP BY state"))
+        dead = one(run(store, conn, "SELECT COUNT(*) AS n FROM dead_letters"))["n"]
+    by_state = {r["state"] or "unknown": r["n"] for r in dev}
+    return {
+        "reports": counts,
+        "devices": {"total": sum(by_state.values()),
+                    "online": sum(by_state.get(s, 0) for s in ONLINE_STATES),
+                    "by_state": by_state},
+        "tasks": {r["state"]: r["n"] for r in tasks},
+        "dead_letters": dead,
+    }
+
+
+def _devices(store):
+    with store.connect() as conn:
+        found = rows(run(store, conn, "SELECT * FROM devices ORDER BY device"))
+    out = []
+    for d in found:
+        status = decode_json(d.get("status"), {}) or {}
+        out.append({
+            "device": d["device"], "district": d.get("district"), "state": d.get("state"),
+            "online": d.get("state") in ONLINE_STATES, "last_seen": d.get("last_seen"),
+            "last_fix": (None if d.get("last_lat") is None else
+                         {"lat": d["last_lat"], "lon": d["last_lon"], "at": d.get("last_fix_at")}),
+            "outbox_reports": d.get("outbox_reports"),
+            "outbox_track": (status.get("outbox") or {}).get("track"),
+            "firmware": d.get("firmware"), "codebook": d.get("codebook"),
+            "profile": d.get("profile"),
+            "disk_free": status.get("disk_free"), "cpu_temp": status.get("cpu_temp"),
+            "uptime": status.get("uptime"),
+        })
+    return out
+
+
+def _photo_path(store, root, sha256):
+    if not _SHA256.fullmatch(sha256):
+        raise Invalid("sha256: 64 lowercase hex digits")
+    with store.connect() as conn:
+        found = one(run(store, conn, "SELECT path, complete FROM photos WHERE sha256 = ?",
+                        [sha256]))
+    candidates = []
+    if found and found["complete"] and found["path"]:
+        path = Path(found["path"])
+        candidates.append(path if path.is_absolute() or root is None else root / path)
+    if root is not None:
+        candidates += [root / sha256, root / f"{sha256}.jpg", root / sha256[:2] / sha256,
+                       root / sha256[:2] / f"{sha256}.jpg"]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise NotFound(f"no complete photo {sha256}")
+
+
+def _locator(grid_map):
+    if grid_map is None:
+        return None
+    for name in ("locate", "lookup", "grid_at", "find"):
+        fn = getattr(grid_map, name, None)
+        if callable(fn):
+            return lambda lat, lon, fn=fn: _grid_code(fn(lat, lon))
+    return None
+
+
+def _grid_code(found):
+    if found is None or isinstance(found, str):
+        return found
+    for attr in ("code", "grid"):
+        value = getattr(found, attr, None)
+        if isinstance(value, str):
+            return value
+    if isinstance(found, dict):
+        return found.get("code") or found.get("grid")
+    return None
+
+
+def _grid_geojson(grid_map):
+    """The map's cells as a GeoJSON FeatureCollection ({} features without a map)."""
+    if grid_map is None:
+        return {"type": "FeatureCollection", "features": []}
+    for name in ("to_geojson", "geojson", "as_geojson"):
+        fn = getattr(grid_map, name, None)
+        if callable(fn):
+            doc = fn()
+            return json.loads(doc) if isinstance(doc, (str, bytes)) else doc
+    if isinstance(grid_map, dict) and grid_map.get("type") == "FeatureCollection":
+        return grid_map
+    raise TypeError(f"grid map {type(grid_map).__name__}: cannot export it as GeoJSON")
+
+
+class BackgroundServer:
+    """uvicorn serving an app from a background thread, on a port bound at construction.
+
+    ``port=0`` picks a free one; ``url`` is known before ``start()``.  Used by the demo
+    (the board next to an in-process gateway) and by tests that drive a real browser.
+    """
+
+    def __init__(self, app, host="127.0.0.1", port=0, log_level="warning"):
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level,
+                                                    timeout_graceful_shutdown=2))
+        self.thread = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def start(self, timeout=10.0):
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       name="gridlink-http", daemon=True)
+        self.thread.start()
+        deadline = time.monotonic() + timeout
+        while not self.server.started:
+            if not self.thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"HTTP server on {self.url} did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        self.server.should_exit = True
+        if self.thread is not None:
+            self.thread.join(10)
+        self.sock.close()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()

@@ -1,0 +1,197 @@
+"""Open311 GeoReport v2, read side: services from the code books, requests from the queue.
+
+``service_code`` is the class code (事件/部件 小类), ``group`` its major class name.  In
+GB/T 47678.5 the 事项 01xxx–05xxx are the "<部件>异常" of the 部件 with the same code, so
+one service per code serves both kinds; the event name is used when both exist.  Status
+is ``closed`` once a report is rejected (不予立案) or a 核查 task for it came back
+"resolved", ``open`` otherwise.
+"""
+
+import json
+from datetime import timedelta
+from importlib import resources
+
+from fastapi import APIRouter, Query, Request
+
+from .queue import Invalid, NotFound, parse_time, rows, run, utc_iso
+
+DEFAULT_STANDARD = "GB/T 47678.5-2026"
+
+
+class ClassNames:
+    """Names of class codes per standard: ``names(kind, code, standard)`` → (major, class)."""
+
+    def __init__(self, books, default_standard=DEFAULT_STANDARD):
+        # books: {standard: {"event": {"majors": {..}, "classes": {..}}, "component": {..}}}
+        self.books = books
+        self.default_standard = default_standard if default_standard in books else (
+            next(iter(books), default_standard))
+
+    @classmethod
+    def load(cls, codebooks=None, default_standard=DEFAULT_STANDARD):
+        """From the project's code book files, or from ``codebooks`` already loaded.
+
+        ``codebooks`` may be a mapping of standard → code book (the JSON documents or
+        objects with a ``data``/``book`` dict), or one code book.
+        """
+        if codebooks is None:
+            books = {}
+            folder = resources.files("gridlink.firmware") / "codebooks"
+            for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+                if entry.name.endswith(".json"):
+                    doc = json.loads(entry.read_text(encoding="utf-8"))
+                    if doc.get("format", "").startswith("gridlink-codebook") and "standard" in doc:
+                        books[doc["standard"]] = doc
+            return cls(books, default_standard)
+        if isinstance(codebooks, ClassNames):
+            return codebooks
+        if isinstance(codebooks, dict) and "standard" in codebooks:
+            codebooks = {codebooks["standard"]: codebooks}
+        books = {}
+        for standard, book in dict(codebooks).items():
+            doc = book if isinstance(book, dict) else getattr(book, "data", None) or getattr(
+                book, "book", None)
+            if not isinstance(doc, dict):
+                raise TypeError(f"code book {standard!r}: expected a code book document")
+            books[standard] = doc
+        return cls(books, default_standard)
+
+    def _book(self, standard):
+        return self.books.get(standard or self.default_standard) or self.books.get(
+            self.default_standard, {})
+
+    def names(self, kind, code, standard=None):
+        """(major class name, class name), either None when unknown."""
+        table = self._book(standard).get(kind or "event", {})
+        major = _first(table.get("majors", {}).get(code[:2])) if code else None
+        name = _first(table.get("classes", {}).get(code)) if code else None
+        return major, name
+
+    def services(self, standard=None):
+        """The Open311 service list of one standard, one service per class code."""
+        book = self._book(standard)
+        merged = {}
+        for kind in ("component", "event"):  # events last: their names win
+            table = book.get(kind, {})
+            for code, entry in table.get("classes", {}).items():
+                merged[code] = (kind, _first(entry), _first(table.get("majors", {}).get(code[:2])))
+        return [
+            {"service_code": code, "service_name": name, "description": f"{name} ({kind})",
+             "metadata": False, "type": "realtime", "keywords": kind, "group": group or ""}
+            for code, (kind, name, group) in sorted(merged.items())
+        ]
+
+
+def _first(entry):
+    if entry is None:
+        return None
+    return entry[0] if isinstance(entry, (list, tuple)) else str(entry)
+
+
+def request_status(report):
+    return "closed" if report["closed"] else "open"
+
+
+def build_router(queue, names):
+    """The ``/open311/v2`` routes over an :class:`~gridlink.gateway.queue.IntakeQueue`."""
+    router = APIRouter(prefix="/open311/v2", tags=["open311"])
+
+    @router.get("/services.json", summary="Open311 service list (class codes)")
+    def services():
+        return names.services()
+
+    @router.get("/requests.json", summary="Open311 service requests (reports)")
+    def requests_(
+        request: Request,
+        service_request_id: str | None = Query(None, description="comma list; overrides others"),
+        service_code: str | None = None,
+        start_date: str | None = None,
+        end_date: str | None = None,
+        status: str | None = Query(None, pattern="^(open|closed)$"),
+    ):
+        if service_request_id:
+            ids = [i.strip() for i in service_request_id.split(",") if i.strip()]
+            found = _requests(queue, ids=ids)
+        else:
+            end = parse_time(end_date, "end_date") if end_date else queue.clock()
+            start = parse_time(start_date, "start_date") if start_date else end - timedelta(90)
+            if end - start > timedelta(90):
+                raise Invalid("start_date..end_date: at most 90 days")
+            found = _requests(queue, code=service_code, start=utc_iso(start), end=utc_iso(end))
+            if status:
+                found = [r for r in found if request_status(r) == status]
+        return [_as_open311(r, names, request) for r in found]
+
+    @router.get("/requests/{request_id}.json", summary="One Open311 service request")
+    def request_one(request_id: str, request: Request):
+        found = _requests(queue, ids=[request_id])
+        if not found:
+            raise NotFound(f"no service request {request_id!r}")
+        return [_as_open311(found[0], names, request)]
+
+    return router
+
+
+def _requests(queue, *, ids=None, code=None, start=None, end=None, limit=1000):
+    store = queue.store
+    where, params = ["r.source <> 'task'"], []
+    if ids is not None:
+        where.append("r.id IN (" + ", ".join("?" * len(ids)) + ")")
+        params.extend(ids)
+    if code:
+        where.append("r.code = ?")
+        params.append(code)
+    if start:
+        where.append("r.captured_at >= ?")
+        params.append(start)
+    if end:
+        where.append("r.captured_at <= ?")
+        params.append(end)
+    sql = (
+        "SELECT r.id, r.kind, r.standard, r.code, r.text, r.lat, r.lon, r.grid, r.street,"
+        " r.captured_at, r.committed_at, r.photos, i.state, i.case_no, i.reason, i.updated_at,"
+        " (SELECT MAX(t.done_at) FROM tasks t WHERE t.report_id = r.id AND t.type = 'check'"
+        "  AND t.state = 'done' AND t.result = 'resolved') AS resolved_at"
+        " FROM reports r LEFT JOIN intake i ON i.report_id = r.id WHERE " + " AND ".join(where)
+        + " ORDER BY r.captured_at DESC, r.id LIMIT ?"
+    )
+    with store.connect() as conn:
+        found = rows(run(store, conn, sql, [*params, limit]))
+    for r in found:
+        r["closed"] = r["state"] == "rejected" or r["resolved_at"] is not None
+    return found
+
+
+def _as_open311(r, names, request):
+    major, name = names.names(r["kind"], r["code"], r["standard"])
+    if r["resolved_at"]:
+        notes = "核查: resolved"
+    elif r["state"] == "rejected":
+        notes = f"不予立案: {r['reason']}"
+    elif r["state"] == "accepted":
+        notes = f"立案 {r['case_no']}"
+    else:
+        notes = "待受理"
+    photos = json.loads(r["photos"] or "[]") if isinstance(r["photos"], str) else r["photos"]
+    media = str(request.url_for("photo", sha256=photos[0]["sha256"])) if photos else None
+    updated = max(x for x in (r["committed_at"], r["updated_at"], r["resolved_at"]) if x)
+    return {
+        "service_request_id": r["id"],
+        "status": request_status(r),
+        "status_notes": notes,
+        "service_name": name or r["code"],
+        "service_code": r["code"],
+        "description": r["text"] or "",
+        "agency_responsible": None,
+        "service_notice": None,
+        "requested_datetime": r["captured_at"],
+        "updated_datetime": updated,
+        "expected_datetime": None,
+        "address": None,
+        "address_id": r["grid"],
+        "zipcode": None,
+        "lat": r["lat"],
+        "long": r["lon"],
+        "media_url": media,
+        "group": major,
+    }

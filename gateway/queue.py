@@ -1,0 +1,447 @@
+"""The supervision centre's intake queue: list, claim with a lease, accept (立案), reject.
+
+The ingest path writes ``reports``; this module keeps the operators' side in a table of its
+own, ``intake``, one row per report once anyone has touched it (no row = pending, unclaimed).
+Every change is one conditional UPDATE, so two operators racing for the same report cannot
+both win, on SQLite or PostgreSQL alike.  Every decision is idempotent: the same request
+twice gives the same answer and changes nothing the second time; a conflicting one raises
+:class:`Conflict` naming what is in the way.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from .errors import GatewayError
+
+DEFAULT_LEASE_S = 300
+MAX_LEASE_S = 3600
+MAX_PAGE = 500
+STATES = ("pending", "accepted", "rejected", "attached")
+REPORT_FLAGS = ("no_fix", "stale_fix", "clock_fallback", "fixed_position")
+
+MIGRATIONS = (
+    (
+        "intake_001_intake",
+        "CREATE TABLE IF NOT EXISTS intake ("
+        " report_id TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'pending',"
+        " holder TEXT, lease_until TEXT, case_no TEXT UNIQUE, reason TEXT,"
+        " decided_by TEXT, decided_at TEXT, updated_at TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS intake ("
+        " report_id TEXT PRIMARY KEY, state TEXT NOT NULL DEFAULT 'pending',"
+        " holder TEXT, lease_until TEXT, case_no TEXT UNIQUE, reason TEXT,"
+        " decided_by TEXT, decided_at TEXT, updated_at TEXT NOT NULL)",
+    ),
+    (
+        "intake_002_state_index",
+        "CREATE INDEX IF NOT EXISTS intake_state_idx ON intake (state)",
+        "CREATE INDEX IF NOT EXISTS intake_state_idx ON intake (state)",
+    ),
+)
+
+
+class QueueError(GatewayError):
+    """A queue request that cannot be carried out as asked."""
+
+
+class NotFound(QueueError, LookupError):
+    """No report (or task) with that id."""
+
+
+class Invalid(QueueError, ValueError):
+    """A malformed request: a missing operator, an empty reason, a bad filter."""
+
+
+class Conflict(QueueError):
+    """The request clashes with the report's state: held by another operator, decided otherwise."""
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.details = details
+
+
+# ---------------------------------------------------------------- small SQL helpers
+
+
+def utc_iso(t):
+    """ISO 8601 UTC with milliseconds and a ``Z``, the one format stored by this module."""
+    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def parse_time(text, field="time"):
+    """An ISO 8601 time from a request (``Z`` or offset; naive means UTC) → aware datetime."""
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except (AttributeError, ValueError):
+        raise Invalid(f"{field}: not an ISO 8601 time: {text!r}") from None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def system_clock():
+    return datetime.now(UTC)
+
+
+def run(store, conn, sql, params=()):
+    """Execute ``sql`` written with ``?`` placeholders in the store's dialect; return the cursor."""
+    if store.placeholder != "?":
+        sql = sql.replace("?", store.placeholder)
+    cur = conn.cursor()
+    cur.execute(sql, tuple(params))
+    return cur
+
+
+def rows(cur):
+    """All rows of ``cur`` as dicts, whatever row factory the connection uses."""
+    fetched = cur.fetchall()
+    if not fetched:
+        return []
+    if isinstance(fetched[0], dict):
+        return [dict(r) for r in fetched]
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r, strict=True)) for r in fetched]
+
+
+def one(cur):
+    found = rows(cur)
+    return found[0] if found else None
+
+
+def decode_json(value, default):
+    if value is None or value == "":
+        return default
+    if isinstance(value, (list, dict)):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:
+        return default
+
+
+# ---------------------------------------------------------------- the queue
+
+
+def _operator(operator):
+    if not isinstance(operator, str) or not operator.strip():
+        raise Invalid("operator: required (who is acting)")
+    operator = operator.strip()
+    if len(operator) > 64:
+        raise Invalid("operator: at most 64 characters")
+    return operator
+
+
+class IntakeQueue:
+    """Queue operations over a store (``open_store``); ``clock`` returns an aware datetime."""
+
+    def __init__(self, store, *, clock=None, codebooks=None):
+        self.store = store
+        self.clock = clock or system_clock
+        self.codebooks = codebooks
+
+    def now(self):
+        return utc_iso(self.clock())
+
+    # ------------------------------------------------------------ reading
+
+    def list(self, *, status="pending", grid=None, street=None, code=None, kind=None,
+             device=None, since=None, until=None, flags=(), source=None, held=None,
+             limit=50, offset=0, order="desc"):
+        """One page of reports with their intake state, and the total matching count.
+
+        ``grid`` and ``code`` match as prefixes (a community's grids, a major class);
+        ``flags`` lists report flags or ``grid_mismatch``, all of which must be present;
+        ``held`` true/false keeps only reports under / not under a live claim.
+        """
+        if status not in (*STATES, "all"):
+            raise Invalid(f"status: one of {', '.join((*STATES, 'all'))}, not {status!r}")
+        if order not in ("asc", "desc"):
+            raise Invalid(f"order: asc or desc, not {order!r}")
+        if not 1 <= int(limit) <= MAX_PAGE:
+            raise Invalid(f"limit: 1 to {MAX_PAGE}")
+        if int(offset) < 0:
+            raise Invalid("offset: 0 or more")
+        now = self.now()
+        where, params = [], []
+        if status != "all":
+            where.append("COALESCE(i.state, 'pending') = ?")
+            params.append(status)
+        if grid:
+            where.append("r.grid LIKE ?")
+            params.append(_digits(grid, "grid") + "%")
+        if street:
+            where.append("r.street = ?")
+            params.append(_digits(street, "street"))
+        if code:
+            where.append("r.code LIKE ?")
+            params.append(_digits(code, "code") + "%")
+        if kind:
+            if kind not in ("event", "component"):
+                raise Invalid(f"kind: event or component, not {kind!r}")
+            where.append("r.kind = ?")
+            params.append(kind)
+        if device:
+            where.append("r.device = ?")
+            params.append(device)
+        if source:
+            where.append("r.source = ?")
+            params.append(source)
+        if since:
+            where.append("r.captured_at >= ?")
+            params.append(utc_iso(parse_time(since, "since")))
+        if until:
+            where.append("r.captured_at < ?")
+            params.append(utc_iso(parse_time(until, "until")))
+        for flag in flags:
+            if flag == "grid_mismatch":
+                where.append("r.grid_mismatch = 1")
+            elif flag in REPORT_FLAGS:
+                where.append("r.flags LIKE ?")
+                params.append(f'%"{flag}"%')
+            else:
+                known = ", ".join(("grid_mismatch", *REPORT_FLAGS))
+                raise Invalid(f"flag: one of {known}; not {flag!r}")
+        if held is not None:
+            live = "(i.holder IS NOT NULL AND i.lease_until > ?)"
+            where.append(live if held else f"NOT {live}")
+            params.append(now)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        base = " FROM reports r LEFT JOIN intake i ON i.report_id = r.id" + clause
+        direction = "DESC" if order == "desc" else "ASC"
+        with self.store.connect() as conn:
+            total = one(run(self.store, conn, "SELECT COUNT(*) AS n" + base, params))["n"]
+            found = rows(run(
+                self.store, conn,
+                "SELECT r.*, i.state AS intake_state, i.holder, i.lease_until, i.case_no,"
+                " i.reason, i.decided_by, i.decided_at" + base
+                + f" ORDER BY r.captured_at {direction}, r.id {direction} LIMIT ? OFFSET ?",
+                [*params, int(limit), int(offset)],
+            ))
+        return {"total": total, "limit": int(limit), "offset": int(offset),
+                "items": [self._present(r, now) for r in found]}
+
+    def get(self, report_id):
+        now = self.now()
+        with self.store.connect() as conn:
+            found = one(run(
+                self.store, conn,
+                "SELECT r.*, i.state AS intake_state, i.holder, i.lease_until, i.case_no,"
+                " i.reason, i.decided_by, i.decided_at"
+                " FROM reports r LEFT JOIN intake i ON i.report_id = r.id WHERE r.id = ?",
+                [report_id],
+            ))
+        if found is None:
+            raise NotFound(f"no report {report_id!r}")
+        return self._present(found, now)
+
+    def counts(self):
+        """Reports per intake state, for the summary line and the board's header."""
+        with self.store.connect() as conn:
+            found = rows(run(
+                self.store, conn,
+                "SELECT COALESCE(i.state, 'pending') AS state, COUNT(*) AS n"
+                " FROM reports r LEFT JOIN intake i ON i.report_id = r.id"
+                " GROUP BY COALESCE(i.state, 'pending')",
+            ))
+        out = dict.fromkeys(STATES, 0)
+        out.update({r["state"]: r["n"] for r in found})
+        out["total"] = sum(out[s] for s in STATES)
+        return out
+
+    def _present(self, r, now):
+        live = bool(r.get("holder")) and (r.get("lease_until") or "") > now
+        item = {
+            "id": r["id"],
+            "device": r.get("device"),
+            "district": r.get("district"),
+            "seq": r.get("seq"),
+            "captured_at": r.get("captured_at"),
+            "received_at": r.get("received_at"),
+            "time_source": r.get("time_source"),
+            "lat": r.get("lat"),
+            "lon": r.get("lon"),
+            "fix_mode": r.get("fix_mode"),
+            "fix_status": r.get("fix_status"),
+            "flags": decode_json(r.get("flags"), []),
+            "grid": r.get("grid"),
+            "grid_device": r.get("grid_device"),
+            "grid_mismatch": bool(r.get("grid_mismatch")),
+            "street": r.get("street"),
+            "kind": r.get("kind"),
+            "standard": r.get("standard"),
+            "code": r.get("code"),
+            "class_name": None,
+            "major_name": None,
+            "object": r.get("object"),
+            "source": r.get("source"),
+            "task": r.get("task"),
+            "result": r.get("result"),
+            "text": r.get("text"),
+            "photos": decode_json(r.get("photos"), []),
+            "state": r.get("intake_state") or "pending",
+            "holder": r.get("holder") if live else None,
+            "lease_until": r.get("lease_until") if live else None,
+            "case_no": r.get("case_no"),
+            "reason": r.get("reason"),
+            "decided_by": r.get("decided_by"),
+            "decided_at": r.get("decided_at"),
+        }
+        if self.codebooks is not None and item["code"]:
+            names = self.codebooks.names(item["kind"], item["code"], item["standard"])
+            item["major_name"], item["class_name"] = names
+        return item
+
+    # ------------------------------------------------------------ writing
+
+    def _ensure_row(self, conn, report_id, now):
+        exists = one(run(self.store, conn, "SELECT id FROM reports WHERE id = ?", [report_id]))
+        if exists is None:
+            raise NotFound(f"no report {report_id!r}")
+        run(self.store, conn,
+            "INSERT INTO intake (report_id, state, updated_at) VALUES (?, 'pending', ?)"
+            " ON CONFLICT (report_id) DO NOTHING", [report_id, now])
+
+    def _row(self, conn, report_id):
+        return one(run(self.store, conn, "SELECT * FROM intake WHERE report_id = ?", [report_id]))
+
+    def claim(self, report_id, operator, *, lease_s=DEFAULT_LEASE_S):
+        """Hold a pending report for ``lease_s`` seconds; the holder may renew at will."""
+        operator = _operator(operator)
+        if not 1 <= int(lease_s) <= MAX_LEASE_S:
+            raise Invalid(f"lease_s: 1 to {MAX_LEASE_S} seconds")
+        now_t = self.clock()
+        now = utc_iso(now_t)
+        until = utc_iso(now_t + timedelta(seconds=int(lease_s)))
+        with self.store.connect() as conn:
+            self._ensure_row(conn, report_id, now)
+            cur = run(self.store, conn,
+                      "UPDATE intake SET holder = ?, lease_until = ?, updated_at = ?"
+                      " WHERE report_id = ? AND state = 'pending'"
+                      " AND (holder IS NULL OR holder = ? OR lease_until <= ?)",
+                      [operator, until, now, report_id, operator, now])
+            row = self._row(conn, report_id)
+        if cur.rowcount != 1:
+            self._refuse(row, operator, now, "claim")
+        return {"report_id": report_id, "holder": operator, "lease_until": until}
+
+    def release(self, report_id, operator):
+        """Give a claim back; releasing what one does not hold changes nothing."""
+        operator = _operator(operator)
+        now = self.now()
+        with self.store.connect() as conn:
+            self._ensure_row(conn, report_id, now)
+            run(self.store, conn,
+                "UPDATE intake SET holder = NULL, lease_until = NULL, updated_at = ?"
+                " WHERE report_id = ? AND holder = ?", [now, report_id, operator])
+        return {"report_id": report_id, "holder": None, "lease_until": None}
+
+    def accept(self, report_id, operator, *, case_no=None):
+        """立案: accept a report as a case, numbered ``case_no`` or the next district number."""
+        operator = _operator(operator)
+        if case_no is not None:
+            case_no = case_no.strip()
+            if not case_no or len(case_no) > 40:
+                raise Invalid("case_no: 1 to 40 characters")
+        now_t = self.clock()
+        now = utc_iso(now_t)
+        with self.store.connect() as conn:
+            self._ensure_row(conn, report_id, now)
+            row = self._row(conn, report_id)
+            if row["state"] == "accepted" and case_no in (None, row["case_no"]):
+                return self._decision(row)
+            self._check_decidable(row, operator, now, "accept")
+            if case_no is None:
+                case_no = self._next_case_no(conn, report_id, now_t)
+            else:
+                other = one(run(self.store, conn,
+                                "SELECT report_id FROM intake WHERE case_no = ?", [case_no]))
+                if other is not None:
+                    raise Conflict(f"case number {case_no} already belongs to report "
+                                   f"{other['report_id']}", case_no=case_no,
+                                   report_id=other["report_id"])
+            cur = run(self.store, conn,
+                      "UPDATE intake SET state = 'accepted', case_no = ?, decided_by = ?,"
+                      " decided_at = ?, holder = NULL, lease_until = NULL, updated_at = ?"
+                      " WHERE report_id = ? AND state = 'pending'"
+                      " AND (holder IS NULL OR holder = ? OR lease_until <= ?)",
+                      [case_no, operator, now, now, report_id, operator, now])
+            row = self._row(conn, report_id)
+        if cur.rowcount != 1:
+            self._refuse(row, operator, now, "accept")
+        return self._decision(row)
+
+    def reject(self, report_id, operator, *, reason):
+        """不予立案: reject a report, saying why."""
+        operator = _operator(operator)
+        reason = (reason or "").strip()
+        if not reason:
+            raise Invalid("reason: required when rejecting (不予立案)")
+        if len(reason) > 500:
+            raise Invalid("reason: at most 500 characters")
+        now = self.now()
+        with self.store.connect() as conn:
+            self._ensure_row(conn, report_id, now)
+            row = self._row(conn, report_id)
+            if row["state"] == "rejected" and row["reason"] == reason:
+                return self._decision(row)
+            self._check_decidable(row, operator, now, "reject")
+            cur = run(self.store, conn,
+                      "UPDATE intake SET state = 'rejected', reason = ?, decided_by = ?,"
+                      " decided_at = ?, holder = NULL, lease_until = NULL, updated_at = ?"
+                      " WHERE report_id = ? AND state = 'pending'"
+                      " AND (holder IS NULL OR holder = ? OR lease_until <= ?)",
+                      [reason, operator, now, now, report_id, operator, now])
+            row = self._row(conn, report_id)
+        if cur.rowcount != 1:
+            self._refuse(row, operator, now, "reject")
+        return self._decision(row)
+
+    def mark_attached(self, conn, report_id, now):
+        """Take a task's result report out of the pending list: it belongs to its task."""
+        run(self.store, conn,
+            "INSERT INTO intake (report_id, state, updated_at) VALUES (?, 'attached', ?)"
+            " ON CONFLICT (report_id) DO UPDATE SET state = 'attached', updated_at = ?"
+            " WHERE intake.state = 'pending'", [report_id, now, now])
+
+    # ------------------------------------------------------------ helpers
+
+    def _decision(self, row):
+        return {"report_id": row["report_id"], "state": row["state"], "case_no": row["case_no"],
+                "reason": row["reason"], "decided_by": row["decided_by"],
+                "decided_at": row["decided_at"]}
+
+    def _check_decidable(self, row, operator, now, verb):
+        if row["state"] != "pending":
+            self._refuse(row, operator, now, verb)
+        if row["holder"] and row["holder"] != operator and (row["lease_until"] or "") > now:
+            self._refuse(row, operator, now, verb)
+
+    def _refuse(self, row, operator, now, verb):
+        if row["state"] == "accepted":
+            raise Conflict(f"cannot {verb}: report {row['report_id']} was accepted as case "
+                           f"{row['case_no']} by {row['decided_by']}", state="accepted",
+                           case_no=row["case_no"], decided_by=row["decided_by"])
+        if row["state"] == "rejected":
+            raise Conflict(f"cannot {verb}: report {row['report_id']} was rejected by "
+                           f"{row['decided_by']}: {row['reason']}", state="rejected",
+                           reason=row["reason"], decided_by=row["decided_by"])
+        if row["state"] == "attached":
+            raise Conflict(f"cannot {verb}: report {row['report_id']} is a task result",
+                           state="attached")
+        raise Conflict(f"cannot {verb}: report {row['report_id']} is held by {row['holder']} "
+                       f"until {row['lease_until']}", state=row["state"], holder=row["holder"],
+                       lease_until=row["lease_until"])
+
+    def _next_case_no(self, conn, report_id, now_t):
+        report = one(run(self.store, conn, "SELECT district FROM reports WHERE id = ?",
+                         [report_id]))
+        prefix = f"{report['district'] or '000000'}{now_t.astimezone(UTC):%Y%m%d}"
+        last = one(run(self.store, conn,
+                       "SELECT MAX(case_no) AS m FROM intake WHERE case_no LIKE ?",
+                       [prefix + "%"]))["m"]
+        n = int(last[len(prefix):]) + 1 if last and last[len(prefix):].isdigit() else 1
+        return f"{prefix}{n:04d}"
+
+
+def _digits(value, field):
+    value = value.strip()
+    if not value.isdigit() or len(value) > 17:
+        raise Invalid(f"{field}: digits only (a code or its prefix), not {value!r}")
+    return value

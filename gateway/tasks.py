@@ -1,0 +1,321 @@
+"""Verification tasks: 核实 (verify, before 立案) and 核查 (check, after handling).
+
+A task names a report or a point.  It goes to the patrol device assigned to the point's
+grid (table ``assignments``) or else to the nearest online patrol device by its last fix,
+is published on ``gridlink/v1/{district}/{device}/task``, and is done when the device's
+result report (source "task", same task id) is committed.  States: open (not yet sent:
+no device or no link) → sent → done, or expired once its deadline passes undone.
+"""
+
+import json
+import math
+import re
+import secrets
+from datetime import timedelta
+
+from .queue import Invalid, NotFound, one, parse_time, rows, run, system_clock, utc_iso
+
+TASK_TYPES = ("verify", "check")
+TASK_STATES = ("open", "sent", "done", "expired")
+ONLINE_STATES = ("online", "buffering")
+# Device profiles that can drive to a point; fixed terminals and sensor nodes cannot.
+MOBILE_PROFILE_PREFIXES = ("patrol", "handheld")
+DISTRICT = "410106"
+_DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,31}")
+
+MIGRATIONS = (
+    (
+        "tasks_001_tasks",
+        "CREATE TABLE IF NOT EXISTS tasks ("
+        " id TEXT PRIMARY KEY, type TEXT NOT NULL, report_id TEXT, lat REAL, lon REAL,"
+        " grid TEXT, district TEXT NOT NULL, text TEXT NOT NULL DEFAULT '', device TEXT,"
+        " routed_by TEXT, state TEXT NOT NULL, created_at TEXT NOT NULL, created_by TEXT,"
+        " deadline TEXT, sent_at TEXT, done_at TEXT, result TEXT, result_report TEXT,"
+        " error TEXT, request_key TEXT UNIQUE)",
+        "CREATE TABLE IF NOT EXISTS tasks ("
+        " id TEXT PRIMARY KEY, type TEXT NOT NULL, report_id TEXT, lat DOUBLE PRECISION,"
+        " lon DOUBLE PRECISION, grid TEXT, district TEXT NOT NULL, text TEXT NOT NULL DEFAULT '',"
+        " device TEXT, routed_by TEXT, state TEXT NOT NULL, created_at TEXT NOT NULL,"
+        " created_by TEXT, deadline TEXT, sent_at TEXT, done_at TEXT, result TEXT,"
+        " result_report TEXT, error TEXT, request_key TEXT UNIQUE)",
+    ),
+    (
+        "tasks_002_assignments",
+        "CREATE TABLE IF NOT EXISTS assignments ("
+        " grid TEXT PRIMARY KEY, device TEXT NOT NULL, updated_at TEXT NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS assignments ("
+        " grid TEXT PRIMARY KEY, device TEXT NOT NULL, updated_at TEXT NOT NULL)",
+    ),
+    (
+        "tasks_003_indexes",
+        "CREATE INDEX IF NOT EXISTS tasks_state_idx ON tasks (state);\n"
+        "CREATE INDEX IF NOT EXISTS tasks_report_idx ON tasks (report_id)",
+        "CREATE INDEX IF NOT EXISTS tasks_state_idx ON tasks (state);\n"
+        "CREATE INDEX IF NOT EXISTS tasks_report_idx ON tasks (report_id)",
+    ),
+)
+
+
+def distance_m(lat1, lon1, lat2, lon2):
+    """Great-circle distance in metres (haversine; plenty for picking the nearest car)."""
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lon2 - lon1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371008.8 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def is_mobile(profile):
+    return profile is None or str(profile).startswith(MOBILE_PROFILE_PREFIXES)
+
+
+class TaskDesk:
+    """Create, route, publish and close verification tasks over a store.
+
+    ``publisher(topic, payload, qos=1)`` is the running gateway's publish; without one
+    tasks stay open until :meth:`dispatch` is called with a link.  ``locate(lat, lon)``
+    returns the grid code of a point (or None) when a grid map is loaded.
+    """
+
+    def __init__(self, store, queue, *, publisher=None, locate=None, clock=None,
+                 district=DISTRICT):
+        self.store = store
+        self.queue = queue
+        self.publisher = publisher
+        self.locate = locate
+        self.clock = clock or system_clock
+        self.district = district
+
+    # ------------------------------------------------------------ assignments
+
+    def assignments(self):
+        with self.store.connect() as conn:
+            return rows(run(self.store, conn,
+                            "SELECT grid, device, updated_at FROM assignments ORDER BY grid"))
+
+    def assign(self, grid, device):
+        grid, device = _grid(grid), _device(device)
+        now = utc_iso(self.clock())
+        with self.store.connect() as conn:
+            run(self.store, conn,
+                "INSERT INTO assignments (grid, device, updated_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (grid) DO UPDATE SET device = ?, updated_at = ?",
+                [grid, device, now, device, now])
+        return {"grid": grid, "device": device, "updated_at": now}
+
+    def unassign(self, grid):
+        with self.store.connect() as conn:
+            cur = run(self.store, conn, "DELETE FROM assignments WHERE grid = ?", [_grid(grid)])
+        if cur.rowcount == 0:
+            raise NotFound(f"no assignment for grid {grid!r}")
+
+    # ------------------------------------------------------------ creating
+
+    def create(self, *, type="verify", report_id=None, lat=None, lon=None, text="",
+               deadline=None, deadline_s=None, device=None, operator=None, key=None):
+        """A new task (or, with a ``key`` seen before, the task that key made)."""
+        if type not in TASK_TYPES:
+            raise Invalid(f"type: verify (核实) or check (核查), not {type!r}")
+        if len(text or "") > 256:
+            raise Invalid("text: at most 256 characters")
+        if key is not None and not (isinstance(key, str) and 0 < len(key) <= 80):
+            raise Invalid("key: 1 to 80 characters")
+        now_t = self.clock()
+        if deadline is not None and deadline_s is not None:
+            raise Invalid("give deadline or deadline_s, not both")
+        if deadline_s is not None:
+            if not 0 < float(deadline_s) <= 30 * 86400:
+                raise Invalid("deadline_s: more than 0, at most 30 days")
+            deadline = utc_iso(now_t + timedelta(seconds=float(deadline_s)))
+        elif deadline is not None:
+            deadline = utc_iso(parse_time(deadline, "deadline"))
+        if device is not None:
+            device = _device(device)
+        grid, district = None, self.district
+        if key is not None:
+            existing = self._by_key(key)
+            if existing is not None:
+                return existing
+        if report_id is not None:
+            report = self.queue.get(report_id)
+            lat, lon, grid = report["lat"], report["lon"], report["grid"]
+            district = report["district"] or district
+            if lat is None or lon is None:
+                raise Invalid(f"report {report_id} has no position (no fix): give lat and lon")
+        elif lat is None or lon is None:
+            raise Invalid("give a report id or a point (lat and lon)")
+        lat, lon = _coordinate(lat, -90, 90, "lat"), _coordinate(lon, -180, 180, "lon")
+        if grid is None and self.locate is not None:
+            grid = self.locate(lat, lon)
+        if grid:
+            district = grid[:6]
+        task_id = "T-" + now_t.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
+        with self.store.connect() as conn:
+            routed_by = "operator" if device else None
+            if device is None:
+                device, routed_by = self._route(conn, grid, lat, lon)
+            if device is not None:
+                known = one(run(self.store, conn, "SELECT district FROM devices WHERE device = ?",
+                                [device]))
+                if known and known["district"]:
+                    district = known["district"]
+            run(self.store, conn,
+                "INSERT INTO tasks (id, type, report_id, lat, lon, grid, district, text, device,"
+                " routed_by, state, created_at, created_by, deadline, request_key)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+                [task_id, type, report_id, lat, lon, grid, district, text or "", device,
+                 routed_by, utc_iso(now_t), operator, deadline, key])
+        return self.dispatch(task_id)
+
+    def _by_key(self, key):
+        with self.store.connect() as conn:
+            found = one(run(self.store, conn, "SELECT id FROM tasks WHERE request_key = ?", [key]))
+        return self.get(found["id"]) if found else None
+
+    def _route(self, conn, grid, lat, lon):
+        """(device, how): the grid's assigned device, else the nearest online patrol device."""
+        if grid:
+            assigned = one(run(self.store, conn, "SELECT device FROM assignments WHERE grid = ?",
+                               [grid]))
+            if assigned:
+                return assigned["device"], "assignment"
+        candidates = rows(run(
+            self.store, conn,
+            "SELECT device, profile, last_lat, last_lon FROM devices WHERE state IN (?, ?)"
+            " AND last_lat IS NOT NULL AND last_lon IS NOT NULL", list(ONLINE_STATES)))
+        best = min(
+            ((distance_m(lat, lon, c["last_lat"], c["last_lon"]), c["device"])
+             for c in candidates if is_mobile(c["profile"])),
+            default=None,
+        )
+        return (best[1], "nearest") if best else (None, None)
+
+    # ------------------------------------------------------------ sending
+
+    def dispatch(self, task_id):
+        """Publish an open task to its device; re-route it first if it has none."""
+        task = self.get(task_id)
+        if task["state"] != "open" or self.publisher is None:
+            return task
+        if task["device"] is None:
+            with self.store.connect() as conn:
+                device, how = self._route(conn, task["grid"], task["lat"], task["lon"])
+                if device is None:
+                    return task
+                run(self.store, conn, "UPDATE tasks SET device = ?, routed_by = ? WHERE id = ?",
+                    [device, how, task_id])
+            task = self.get(task_id)
+        message = {"v": 1, "task": task["id"], "type": task["type"], "report": task["report_id"],
+                   "lat": task["lat"], "lon": task["lon"], "grid": task["grid"],
+                   "text": task["text"], "deadline": task["deadline"]}
+        topic = f"gridlink/v1/{task['district']}/{task['device']}/task"
+        payload = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
+        try:
+            self.publisher(topic, payload, qos=1)
+        except Exception as exc:  # the link is down: the task stays open, with the reason
+            with self.store.connect() as conn:
+                run(self.store, conn, "UPDATE tasks SET error = ? WHERE id = ?",
+                    [f"publish failed: {exc}", task_id])
+            return self.get(task_id)
+        with self.store.connect() as conn:
+            run(self.store, conn,
+                "UPDATE tasks SET state = 'sent', sent_at = ?, error = NULL"
+                " WHERE id = ? AND state = 'open'", [utc_iso(self.clock()), task_id])
+        return self.get(task_id)
+
+    # ------------------------------------------------------------ closing
+
+    def on_report(self, reports):
+        """The runtime's after-commit hook: attach task results to their tasks."""
+        results = [r for r in reports if r.get("source") == "task" and r.get("task")]
+        if results:
+            self._attach([(r["id"], r["task"], r.get("result")) for r in results])
+
+    def sync(self):
+        """Attach any committed results not yet attached, and expire overdue tasks.
+
+        The after-commit hook does this at once when the API runs inside the gateway;
+        this sweep covers results committed by another gateway process.
+        """
+        with self.store.connect() as conn:
+            found = rows(run(
+                self.store, conn,
+                "SELECT r.id, r.task, r.result FROM reports r JOIN tasks t ON t.id = r.task"
+                " WHERE r.source = 'task' AND t.state <> 'done'"))
+        if found:
+            self._attach([(r["id"], r["task"], r["result"]) for r in found])
+        now = utc_iso(self.clock())
+        with self.store.connect() as conn:
+            run(self.store, conn,
+                "UPDATE tasks SET state = 'expired' WHERE state IN ('open', 'sent')"
+                " AND deadline IS NOT NULL AND deadline < ?", [now])
+
+    def _attach(self, results):
+        now = utc_iso(self.clock())
+        with self.store.connect() as conn:
+            for report_id, task_id, result in results:
+                cur = run(self.store, conn,
+                          "UPDATE tasks SET state = 'done', done_at = ?, result = ?,"
+                          " result_report = ? WHERE id = ? AND state <> 'done'",
+                          [now, result, report_id, task_id])
+                if cur.rowcount == 1:
+                    self.queue.mark_attached(conn, report_id, now)
+
+    # ------------------------------------------------------------ reading
+
+    def get(self, task_id):
+        with self.store.connect() as conn:
+            task = one(run(self.store, conn, "SELECT * FROM tasks WHERE id = ?", [task_id]))
+        if task is None:
+            raise NotFound(f"no task {task_id!r}")
+        return _present(task)
+
+    def list(self, *, state=None, report_id=None, device=None, limit=100):
+        where, params = [], []
+        if state is not None:
+            if state not in TASK_STATES:
+                raise Invalid(f"state: one of {', '.join(TASK_STATES)}, not {state!r}")
+            where.append("state = ?")
+            params.append(state)
+        if report_id is not None:
+            where.append("report_id = ?")
+            params.append(report_id)
+        if device is not None:
+            where.append("device = ?")
+            params.append(device)
+        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        with self.store.connect() as conn:
+            found = rows(run(self.store, conn,
+                             "SELECT * FROM tasks" + clause + " ORDER BY created_at DESC, id"
+                             " LIMIT ?", [*params, int(limit)]))
+        return [_present(t) for t in found]
+
+
+def _present(task):
+    keys = ("id", "type", "report_id", "lat", "lon", "grid", "district", "text", "device",
+            "routed_by", "state", "created_at", "created_by", "deadline", "sent_at", "done_at",
+            "result", "result_report", "error")
+    return {k: task.get(k) for k in keys}
+
+
+def _grid(grid):
+    grid = str(grid).strip()
+    if not grid.isdigit() or len(grid) not in (14, 15):
+        raise Invalid(f"grid: a 14- or 15-digit unit grid code, not {grid!r}")
+    return grid
+
+
+def _device(device):
+    device = str(device).strip()
+    if not _DEVICE_ID.fullmatch(device):
+        raise Invalid(f"device: [a-z0-9][a-z0-9-]{{2,31}}, not {device!r}")
+    return device
+
+
+def _coordinate(value, low, high, field):
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        raise Invalid(f"{field}: a number, not {value!r}") from None
+    if not (low <= value <= high) or math.isnan(value):
+        raise Invalid(f"{field}: between {low} and {high}")
+    return value

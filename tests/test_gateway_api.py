@@ -1,0 +1,330 @@
+"""Intake queue HTTP API: listing and filters, claims with leases, accept/reject idempotence.
+
+The app runs under a real uvicorn on a free port and is driven over HTTP; the store is the
+real one (SQLite here, PostgreSQL in the parametrised race test).
+"""
+
+import json
+import threading
+import urllib.error
+import urllib.request
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from gridlink.gateway.api import BackgroundServer, create_app
+from gridlink.gateway.store import open_store
+
+T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves by hand (leases expire without sleeping)."""
+
+    def __init__(self, t=T0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+    def advance(self, seconds):
+        self.t += timedelta(seconds=seconds)
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def add_report(store, seq, *, device="pv-0001", code="06010", kind="event", grid=None,
+               lat=34.8205, lon=113.2871, flags=(), grid_mismatch=0, source="button",
+               task=None, result=None, captured=None, photos=(), text="test"):
+    """Insert one committed report row as the ingest path would (contract columns)."""
+    rid = f"{device}:{seq:012d}"
+    captured = captured or T0 + timedelta(seconds=seq)
+    grid = grid or "410106001001001"
+    payload = {"v": 1, "id": rid, "device": device, "seq": seq}
+    with store.connect() as conn:
+        conn.execute(store.sql(
+            "INSERT INTO reports (id, device, district, seq, captured_at, received_at,"
+            " committed_at, time_source, lat, lon, fix_mode, fix_status, flags, grid,"
+            " grid_device, grid_mismatch, street, kind, standard, code, object, source, task,"
+            " result, text, photos, payload) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            (rid, device, grid[:6], seq, iso(captured), iso(captured), iso(captured), "gnss",
+             lat, lon, 3, 1, json.dumps(sorted(flags)), grid, grid, grid_mismatch, grid[:9],
+             kind, "GB/T 47678.5-2026", code, None, source, task, result, text,
+             json.dumps(list(photos)), json.dumps(payload)))
+    return rid
+
+
+class Api:
+    def __init__(self, base):
+        self.base = base
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def get(self, path):
+        return self.call("GET", path)
+
+    def post(self, path, body):
+        return self.call("POST", path, body)
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = open_store(f"sqlite:///{tmp_path}/intake.db")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def api(store, clock, tmp_path):
+    app = create_app(store, clock=clock, photos_dir=tmp_path / "photos", poll_interval=0.2)
+    with BackgroundServer(app) as server:
+        yield Api(server.url)
+
+
+# ---------------------------------------------------------------- listing
+
+
+def test_pending_list_filters_and_pages(api, store):
+    a = add_report(store, 1, code="06010", grid="410106001001001")
+    b = add_report(store, 2, code="01001", kind="component", grid="410106002003004",
+                   flags=("no_fix",))
+    c = add_report(store, 3, code="06012", grid="410106001001002", grid_mismatch=1,
+                   device="pv-0002")
+    status, page = api.get("/api/reports")
+    assert status == 200
+    assert page["total"] == 3
+    assert [r["id"] for r in page["items"]] == [c, b, a]  # newest first
+
+    def ids(query):
+        status, page = api.get("/api/reports?" + query)
+        assert status == 200, page
+        return [r["id"] for r in page["items"]]
+
+    assert ids("grid=410106001") == [c, a]
+    assert ids("street=410106002") == [b]
+    assert ids("code=0601") == [c, a]
+    assert ids("kind=component") == [b]
+    assert ids("device=pv-0002") == [c]
+    assert ids("flag=no_fix") == [b]
+    assert ids("flag=grid_mismatch") == [c]
+    assert ids("since=2026-11-28T02:00:02Z") == [c, b]
+    assert ids("until=2026-11-28T02:00:02Z") == [a]
+    assert ids("order=asc&limit=2") == [a, b]
+    assert ids("order=asc&limit=2&offset=2") == [c]
+
+
+def test_listing_names_the_class_from_the_code_books(api, store):
+    rid = add_report(store, 1, code="01001", kind="component")
+    status, report = api.get(f"/api/reports/{rid}")
+    assert status == 200
+    assert report["class_name"] == "供水井盖"
+    assert report["major_name"] == "市政公用设施"
+
+
+@pytest.mark.parametrize("query, field", [
+    ("flag=on_fire", "flag"), ("grid=41a", "grid"), ("since=yesterday", "since"),
+    ("status=lost", "status"),
+])
+def test_bad_filter_is_a_clear_400(api, store, query, field):
+    add_report(store, 1)
+    status, body = api.get("/api/reports?" + query)
+    assert status in (400, 422)
+    assert field in json.dumps(body)
+
+
+def test_unknown_report_is_404(api):
+    status, body = api.post("/api/reports/pv-0001:000000000099/claim", {"operator": "a"})
+    assert status == 404
+    assert "pv-0001:000000000099" in body["detail"]
+
+
+# ---------------------------------------------------------------- claims
+
+
+def test_claim_conflict_names_holder_and_lease_and_lease_expires(api, store, clock):
+    rid = add_report(store, 1)
+    status, claim = api.post(f"/api/reports/{rid}/claim", {"operator": "alice", "lease_s": 60})
+    assert status == 200
+    assert claim["holder"] == "alice"
+    assert claim["lease_until"] == iso(T0 + timedelta(seconds=60))
+
+    status, body = api.post(f"/api/reports/{rid}/claim", {"operator": "bob"})
+    assert status == 409
+    assert body["holder"] == "alice"
+    assert body["lease_until"] == claim["lease_until"]
+    assert "alice" in body["detail"]
+
+    # Same request twice: same holder, lease renewed, no conflict.
+    status, again = api.post(f"/api/reports/{rid}/claim", {"operator": "alice", "lease_s": 60})
+    assert status == 200 and again["holder"] == "alice"
+
+    # bob cannot decide a report alice holds either.
+    status, body = api.post(f"/api/reports/{rid}/accept", {"operator": "bob"})
+    assert status == 409 and body["holder"] == "alice"
+
+    clock.advance(61)
+    status, page = api.get("/api/reports?held=true")
+    assert page["total"] == 0
+    status, claim = api.post(f"/api/reports/{rid}/claim", {"operator": "bob"})
+    assert status == 200 and claim["holder"] == "bob"
+
+
+def test_release_gives_the_report_back(api, store):
+    rid = add_report(store, 1)
+    api.post(f"/api/reports/{rid}/claim", {"operator": "alice"})
+    status, _ = api.post(f"/api/reports/{rid}/release", {"operator": "alice"})
+    assert status == 200
+    status, claim = api.post(f"/api/reports/{rid}/claim", {"operator": "bob"})
+    assert status == 200 and claim["holder"] == "bob"
+
+
+def test_claim_needs_an_operator(api, store):
+    rid = add_report(store, 1)
+    status, body = api.post(f"/api/reports/{rid}/claim", {"operator": "  "})
+    assert status == 400
+    assert "operator" in body["detail"]
+
+
+# ---------------------------------------------------------------- decisions
+
+
+def test_accept_is_idempotent_and_numbers_cases(api, store):
+    r1, r2 = add_report(store, 1), add_report(store, 2)
+    api.post(f"/api/reports/{r1}/claim", {"operator": "alice"})
+    status, first = api.post(f"/api/reports/{r1}/accept", {"operator": "alice"})
+    assert status == 200
+    assert first["state"] == "accepted"
+    assert first["case_no"].startswith("41010620261128")
+    status, second = api.post(f"/api/reports/{r1}/accept", {"operator": "alice"})
+    assert status == 200 and second == first
+
+    status, other = api.post(f"/api/reports/{r2}/accept", {"operator": "alice"})
+    assert status == 200 and other["case_no"] != first["case_no"]
+
+    # conflicting decisions
+    status, body = api.post(f"/api/reports/{r1}/reject", {"operator": "alice", "reason": "dup"})
+    assert status == 409 and body["state"] == "accepted" and body["case_no"] == first["case_no"]
+    status, body = api.post(f"/api/reports/{r1}/accept", {"operator": "alice", "case_no": "X-1"})
+    assert status == 409
+    # accepted reports leave the pending list
+    status, page = api.get("/api/reports")
+    assert page["total"] == 0
+    status, page = api.get("/api/reports?status=accepted")
+    assert page["total"] == 2
+
+
+def test_accept_with_given_case_number_and_duplicate_number(api, store):
+    r1, r2 = add_report(store, 1), add_report(store, 2)
+    status, body = api.post(f"/api/reports/{r1}/accept", {"operator": "a", "case_no": "SJ-7"})
+    assert status == 200 and body["case_no"] == "SJ-7"
+    status, body = api.post(f"/api/reports/{r1}/accept", {"operator": "a", "case_no": "SJ-7"})
+    assert status == 200 and body["case_no"] == "SJ-7"
+    status, body = api.post(f"/api/reports/{r2}/accept", {"operator": "a", "case_no": "SJ-7"})
+    assert status == 409 and body["report_id"] == r1
+    status, report = api.get(f"/api/reports/{r2}")
+    assert report["state"] == "pending"
+
+
+def test_reject_needs_a_reason_and_is_idempotent(api, store):
+    rid = add_report(store, 1)
+    status, body = api.post(f"/api/reports/{rid}/reject", {"operator": "a", "reason": " "})
+    assert status == 400 and "reason" in body["detail"]
+    status, first = api.post(f"/api/reports/{rid}/reject", {"operator": "a", "reason": "重复上报"})
+    assert status == 200 and first["state"] == "rejected" and first["reason"] == "重复上报"
+    status, again = api.post(f"/api/reports/{rid}/reject", {"operator": "a", "reason": "重复上报"})
+    assert status == 200 and again == first
+    status, body = api.post(f"/api/reports/{rid}/reject", {"operator": "a", "reason": "other"})
+    assert status == 409 and body["reason"] == "重复上报"
+    status, body = api.post(f"/api/reports/{rid}/accept", {"operator": "a"})
+    assert status == 409 and body["state"] == "rejected"
+    status, body = api.post(f"/api/reports/{rid}/claim", {"operator": "b"})
+    assert status == 409 and body["state"] == "rejected"
+
+
+def test_summary_counts(api, store):
+    r1, _ = add_report(store, 1), add_report(store, 2)
+    api.post(f"/api/reports/{r1}/reject", {"operator": "a", "reason": "no"})
+    status, summary = api.get("/api/summary")
+    assert status == 200
+    assert summary["reports"]["pending"] == 1
+    assert summary["reports"]["rejected"] == 1
+    assert summary["reports"]["total"] == 2
+
+
+# ---------------------------------------------------------------- races, on both back ends
+
+
+def _stores(tmp_path):
+    yield "sqlite", f"sqlite:///{tmp_path}/race.db"
+    yield "postgres", f"postgresql://postgres@127.0.0.1:5432/test?schema=t_{uuid.uuid4().hex[:12]}"
+
+
+@pytest.mark.parametrize("backend", [
+    "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_racing_claims_and_decisions_have_one_winner(tmp_path, backend):
+    url = dict(_stores(tmp_path))[backend]
+    store = open_store(url)
+    try:
+        app = create_app(store)
+        rids = [add_report(store, n) for n in range(1, 6)]
+        with BackgroundServer(app) as server:
+            api = Api(server.url)
+            for rid in rids:
+                results = []
+
+                def race(op, rid=rid, results=results):
+                    results.append((op, *api.post(f"/api/reports/{rid}/claim", {"operator": op})))
+
+                threads = [threading.Thread(target=race, args=(f"op{i}",)) for i in range(4)]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+                winners = [r for r in results if r[1] == 200]
+                losers = [r for r in results if r[1] == 409]
+                assert len(winners) == 1 and len(losers) == 3
+                assert all(r[2]["holder"] == winners[0][0] for r in losers)
+
+            decided = []
+
+            def decide(n):
+                verb = "accept" if n % 2 else "reject"
+                body = {"operator": "op-any", "reason": "r"} if verb == "reject" else {
+                    "operator": "op-any"}
+                decided.append((verb, api.post(f"/api/reports/{rids[0]}/{verb}", body)[0]))
+
+            for op in ("op0", "op1", "op2", "op3"):
+                api.post(f"/api/reports/{rids[0]}/release", {"operator": op})
+            threads = [threading.Thread(target=decide, args=(n,)) for n in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            _, report = api.get(f"/api/reports/{rids[0]}")
+            won = "accept" if report["state"] == "accepted" else "reject"
+            assert report["state"] in ("accepted", "rejected")
+            # the winning verb's repeats are idempotent; every other verb conflicts
+            assert sorted(decided) == sorted((verb, 200 if verb == won else 409)
+                                             for verb, _ in decided)
+    finally:
+        if backend == "postgres":
+            with store.connect() as conn:
+                conn.execute(f'DROP SCHEMA "{store.schema}" CASCADE')
+        store.close()
