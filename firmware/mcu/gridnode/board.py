@@ -1,0 +1,72 @@
+# Board glue: the only module that touches ``machine``, ``socket`` and ``ssl``.
+import socket
+import time
+
+import machine
+
+# MicroPython ports count time from 2000-01-01 or from 1970-01-01.
+_EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
+_CLOCK_VALID_AFTER = 1704067200  # 2024-01-01: an RTC before that was never set
+
+
+class Board:
+    def __init__(self, tls=None):
+        # tls: None, or {"ca": path, "cert": path, "key": path} on the board's flash
+        self.tls = tls
+
+    def woke_from_deepsleep(self):
+        return machine.reset_cause() == machine.DEEPSLEEP_RESET
+
+    def input_pin(self, num, pull):
+        p = {"up": machine.Pin.PULL_UP, "down": machine.Pin.PULL_DOWN}.get(pull)
+        return machine.Pin(num, machine.Pin.IN, p)
+
+    def unix_time(self):
+        # (seconds, valid): valid is False while the RTC was never set
+        t = time.time() + _EPOCH_OFFSET
+        return t, t >= _CLOCK_VALID_AFTER
+
+    def sleep_ms(self, ms):
+        time.sleep_ms(ms)
+
+    def open_socket(self, host, port, timeout):
+        addr = socket.getaddrinfo(host, port)[0][-1]
+        s = socket.socket()
+        s.settimeout(timeout)
+        try:
+            s.connect(addr)
+            if self.tls:
+                s = self._wrap(s, host)
+        except BaseException:
+            s.close()
+            raise
+        return s
+
+    def _wrap(self, s, host):
+        import ssl
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+        ctx.load_verify_locations(cafile=self.tls["ca"])
+        ctx.load_cert_chain(self.tls["cert"], self.tls["key"])
+        return ctx.wrap_socket(s, server_hostname=host)
+
+    def set_clock(self):
+        # Set the RTC from NTP when the port has it; keep going without.
+        try:
+            import ntptime
+
+            ntptime.settime()
+        except (ImportError, OSError):
+            pass
+
+    def deepsleep(self, ms, wake_pin=None, wake_level=0):
+        # Sleep until ``ms`` passes or the tilt pin changes (where the port can wake on a pin).
+        if wake_pin is not None:
+            try:
+                import esp32
+
+                esp32.wake_on_ext0(pin=wake_pin, level=wake_level)
+            except ImportError:
+                pass
+        machine.deepsleep(ms)
