@@ -60,13 +60,15 @@ def remove(path):
 
 
 def replace(tmp, path, dir_path):
-    """Rename tmp over path (atomic on POSIX and LittleFS; FAT removes path first)."""
+    """Rename tmp over path (atomic on POSIX and LittleFS; FAT removes path first), then
+    make the rename durable unless dir_path is None."""
     try:
         os.rename(tmp, path)
     except OSError:
         remove(path)
         os.rename(tmp, path)
-    sync_dir(dir_path)
+    if dir_path is not None:
+        sync_dir(dir_path)
 
 
 def write_file(path, data, dir_path):
