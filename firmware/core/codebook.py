@@ -182,7 +182,9 @@ class CodeBook:
             raise CodeError(f"class {code} is not in {what}; major {major} {name} has no "
                             f"classes{partial}")
         gap = ""
-        if members[0] < code < members[-1]:
+        # a gap inside the numbering (a trailing 99 "other" class does not count)
+        regular = [c for c in members if c[m:].strip("9")]
+        if regular and regular[0] < code < regular[-1]:
             gap = f"; {code} is a gap in its numbering"
         raise CodeError(f"class {code} is not in {what}; nearest major {major} {name} has "
                         f"{span(members)} ({len(members)} classes{gap}){partial}")

@@ -268,8 +268,10 @@ class Codes:
         books = [self.book(standard)] if standard else self.books
         with_layout = [b for b in books if b.layout.get(layout_key)]
         if not with_layout:
-            where = f"{books[0].standard} has" if standard else "no loaded code book has"
-            raise CodeError(f"{what} {code}: {where} a {what} layout")
+            if standard:
+                raise CodeError(f"{what} {code}: {books[0].standard} has no {what} layout "
+                                f"(it is not known)")
+            raise CodeError(f"{what} {code}: no loaded code book has a {what} layout")
         fits = [b for b in with_layout if sum(b.layout[layout_key]) == len(code)]
         if fits:
             return fits
