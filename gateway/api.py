@@ -362,8 +362,7 @@ def _photo_path(store, root, sha256):
         path = Path(found["path"])
         candidates.append(path if path.is_absolute() or root is None else root / path)
     if root is not None:
-        candidates += [root / sha256, root / f"{sha256}.jpg", root / sha256[:2] / sha256,
-                       root / sha256[:2] / f"{sha256}.jpg"]
+        candidates += [root / sha256[:2] / f"{sha256}{ext}" for ext in (".jpg", ".bin", "")]
     for path in candidates:
         if path.is_file():
             return path
@@ -371,39 +370,31 @@ def _photo_path(store, root, sha256):
 
 
 def _locator(grid_map):
+    """(lat, lon) → grid code or None, over a core ``GridMap`` (whose ``locate`` is lon, lat)."""
     if grid_map is None:
         return None
-    for name in ("locate", "lookup", "grid_at", "find"):
-        fn = getattr(grid_map, name, None)
-        if callable(fn):
-            return lambda lat, lon, fn=fn: _grid_code(fn(lat, lon))
-    return None
 
+    def locate(lat, lon):
+        return grid_map.locate(lon, lat)
 
-def _grid_code(found):
-    if found is None or isinstance(found, str):
-        return found
-    for attr in ("code", "grid"):
-        value = getattr(found, attr, None)
-        if isinstance(value, str):
-            return value
-    if isinstance(found, dict):
-        return found.get("code") or found.get("grid")
-    return None
+    return locate
 
 
 def _grid_geojson(grid_map):
-    """The map's cells as a GeoJSON FeatureCollection ({} features without a map)."""
-    if grid_map is None:
-        return {"type": "FeatureCollection", "features": []}
-    for name in ("to_geojson", "geojson", "as_geojson"):
-        fn = getattr(grid_map, name, None)
-        if callable(fn):
-            doc = fn()
-            return json.loads(doc) if isinstance(doc, (str, bytes)) else doc
-    if isinstance(grid_map, dict) and grid_map.get("type") == "FeatureCollection":
-        return grid_map
-    raise TypeError(f"grid map {type(grid_map).__name__}: cannot export it as GeoJSON")
+    """The map's cells as a GeoJSON FeatureCollection (no features without a map)."""
+    features = []
+    if grid_map is not None:
+        scale = 1e7
+        for cell in range(grid_map.n_cells):
+            code = grid_map.code(cell)
+            rings = [[[x / scale, y / scale] for x, y in (*ring, ring[0])]
+                     for ring in grid_map.rings(cell)]
+            features.append({
+                "type": "Feature", "id": code,
+                "properties": {"code": code, "street": code[:9], "community": code[:12]},
+                "geometry": {"type": "Polygon", "coordinates": rings},
+            })
+    return {"type": "FeatureCollection", "features": features}
 
 
 class BackgroundServer:

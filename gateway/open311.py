@@ -22,70 +22,64 @@ class ClassNames:
     """Names of class codes per standard: ``names(kind, code, standard)`` → (major, class)."""
 
     def __init__(self, books, default_standard=DEFAULT_STANDARD):
-        # books: {standard: {"event": {"majors": {..}, "classes": {..}}, "component": {..}}}
-        self.books = books
+        self.books = books  # {standard: core CodeBook}
         self.default_standard = default_standard if default_standard in books else (
             next(iter(books), default_standard))
 
     @classmethod
     def load(cls, codebooks=None, default_standard=DEFAULT_STANDARD):
-        """From the project's code book files, or from ``codebooks`` already loaded.
+        """From the project's code book files, or from ``codebooks``.
 
-        ``codebooks`` may be a mapping of standard → code book (the JSON documents or
-        objects with a ``data``/``book`` dict), or one code book.
+        ``codebooks`` is a core ``CodeBook``, a list of them, or a mapping standard → book.
         """
+        from gridlink.firmware.core.codebook import BOOK_FORMAT, CodeBook
+
+        if isinstance(codebooks, ClassNames):
+            return codebooks
         if codebooks is None:
-            books = {}
+            codebooks = []
             folder = resources.files("gridlink.firmware") / "codebooks"
             for entry in sorted(folder.iterdir(), key=lambda p: p.name):
                 if entry.name.endswith(".json"):
                     doc = json.loads(entry.read_text(encoding="utf-8"))
-                    if doc.get("format", "").startswith("gridlink-codebook") and "standard" in doc:
-                        books[doc["standard"]] = doc
-            return cls(books, default_standard)
-        if isinstance(codebooks, ClassNames):
-            return codebooks
-        if isinstance(codebooks, dict) and "standard" in codebooks:
-            codebooks = {codebooks["standard"]: codebooks}
-        books = {}
-        for standard, book in dict(codebooks).items():
-            doc = book if isinstance(book, dict) else getattr(book, "data", None) or getattr(
-                book, "book", None)
-            if not isinstance(doc, dict):
-                raise TypeError(f"code book {standard!r}: expected a code book document")
-            books[standard] = doc
-        return cls(books, default_standard)
+                    if doc.get("format") == BOOK_FORMAT:
+                        codebooks.append(CodeBook(doc))
+        elif isinstance(codebooks, CodeBook):
+            codebooks = [codebooks]
+        elif isinstance(codebooks, dict):
+            codebooks = list(codebooks.values())
+        return cls({b.standard: b for b in codebooks}, default_standard)
 
     def _book(self, standard):
-        return self.books.get(standard or self.default_standard) or self.books.get(
-            self.default_standard, {})
+        return self.books.get(standard) or self.books.get(self.default_standard)
 
     def names(self, kind, code, standard=None):
         """(major class name, class name), either None when unknown."""
-        table = self._book(standard).get(kind or "event", {})
-        major = _first(table.get("majors", {}).get(code[:2])) if code else None
-        name = _first(table.get("classes", {}).get(code)) if code else None
-        return major, name
+        book = self._book(standard)
+        if book is None or kind not in ("event", "component") or not isinstance(code, str):
+            return None, None
+        entry = book.entry(kind, code)
+        if entry is not None:
+            return entry.major_name, entry.name
+        return book.major_name(kind, code[:book.major_digits]), None
 
     def services(self, standard=None):
         """The Open311 service list of one standard, one service per class code."""
         book = self._book(standard)
+        if book is None:
+            return []
         merged = {}
         for kind in ("component", "event"):  # events last: their names win
-            table = book.get(kind, {})
-            for code, entry in table.get("classes", {}).items():
-                merged[code] = (kind, _first(entry), _first(table.get("majors", {}).get(code[:2])))
+            if book.has(kind):
+                for entry in book.entries(kind):
+                    merged[entry.code] = entry
         return [
-            {"service_code": code, "service_name": name, "description": f"{name} ({kind})",
-             "metadata": False, "type": "realtime", "keywords": kind, "group": group or ""}
-            for code, (kind, name, group) in sorted(merged.items())
+            {"service_code": code, "service_name": e.name,
+             "description": f"{e.name} ({book.standard} {e.kind}, {e.major} {e.major_name})",
+             "metadata": False, "type": "realtime", "keywords": e.kind,
+             "group": e.major_name or ""}
+            for code, e in sorted(merged.items())
         ]
-
-
-def _first(entry):
-    if entry is None:
-        return None
-    return entry[0] if isinstance(entry, (list, tuple)) else str(entry)
 
 
 def request_status(report):
