@@ -152,3 +152,17 @@ def test_a_bad_source_row_fails_the_build_and_leaves_the_books_alone(tmp_path, c
     assert build.main(["--csv", str(bad), "--out", str(out)]) == 2
     assert "line 10" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_slim_book_for_a_sensor_node_validates_the_same_events():
+    full = codebooks.load("GB/T 47678.5-2026")
+    small = build.slim(full, kinds=("event",))
+    assert len(build.dump(small)) < len(build.dump(full)) * 0.7
+    book, whole = CodeBook(small), CodeBook(full)
+    assert book.id == whole.id
+    assert book.codes("event") == whole.codes("event")
+    assert book.lookup("event", "06010").name == "暴露垃圾"
+    assert book.lookup("event", "06010").source is None
+    assert not book.has("component")
+    with pytest.raises(CodeError, match="this book has no component classes"):
+        book.lookup("component", "01001")

@@ -238,6 +238,21 @@ def dump(obj):
     return (canonical(obj) + "\n").encode("utf-8")
 
 
+def slim(book, kinds=("event",), sources=False):
+    """A smaller copy of a parsed book for a node that needs fewer tables.
+
+    Keeps only ``kinds`` (and drops the source texts unless ``sources``); the version stays
+    the full book's, so a node reports which book its copy was cut from.
+    """
+    out = {k: v for k, v in book.items() if k not in ("component", "event")}
+    for kind in kinds:
+        out[kind] = book[kind]
+    if not sources:
+        out["sources"] = []
+    out["slim"] = {"kinds": list(kinds), "sources": bool(sources)}
+    return out
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--csv", type=Path, default=SOURCES / "classes.csv",
