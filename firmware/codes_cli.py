@@ -67,6 +67,8 @@ def format_reading(code, reading):
              f"layout {reading['layout']}"]
     for part, value, name in reading["parts"]:
         label = name or "-"
+        if part == "district" and reading.get("parent"):
+            label += f" ({reading['parent']})"
         if part == "street" and reading.get("street_type"):
             label += f" ({reading['street_type']})"
         lines.append(f"  {part:<10} {value:<7} {label}")

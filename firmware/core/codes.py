@@ -408,6 +408,7 @@ class Codes:
         if self.divisions is not None:
             reading["certainty"] = "V"
             reading["source"] = self.divisions.source(place.district)
+            reading["parent"] = self.divisions.district(place.district).get("parent")
         if place.street is not None:
             reading["street_type"] = place.street_type
         return reading
