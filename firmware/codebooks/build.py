@@ -73,11 +73,12 @@ STANDARDS = {
     },
 }
 
+# source key → (text, certainty of what it gives)
 DIVISION_SOURCES = {
-    "adcode": "github Vonng/adcode data/adcode/410106.csv (NBS 统计用区划代码, 2016-07-31 "
-              "baseline), cited in domain-standards.md §7 [V]",
-    "suzhou": "domain-standards.md §2.1: a Suzhou integration script's ObjID "
-              "3205080101000001 = 320508 姑苏区 [T]; streets not listed",
+    "adcode": ("github Vonng/adcode data/adcode/410106.csv (NBS 统计用区划代码, 2016-07-31 "
+               "baseline), cited in domain-standards.md §7 [V]", "V"),
+    "suzhou": ("domain-standards.md §2.1: a Suzhou integration script's ObjID "
+               "3205080101000001 = 320508 姑苏区 [T]; streets not listed", "T"),
 }
 
 SOURCE_RE = re.compile(r"^(CJ/T\s?214-2007|GB/T\s?30428\.2-2013|GB/T\s?47678\.5-2026)\b")
@@ -185,7 +186,8 @@ def read_divisions(text):
         src = source_keys.index(key)
         if len(code) == 6:
             districts[code] = {"name": name, "parent": row["parent"] or None,
-                               "source": src, "streets": None}
+                               "source": src, "certainty": DIVISION_SOURCES[key][1],
+                               "streets": None}
             continue
         district = districts.get(code[:6])
         if district is None:
@@ -205,7 +207,7 @@ def read_divisions(text):
         "format": DIVISIONS_FORMAT,
         "version": "",
         "standard": "GB/T 2260 (districts) + GB/T 10114 (streets) + NBS (communities)",
-        "sources": [DIVISION_SOURCES[k] for k in source_keys],
+        "sources": [DIVISION_SOURCES[k][0] for k in source_keys],
         "districts": districts,
     }
     table["version"] = content_version(table)

@@ -406,7 +406,7 @@ class Codes:
         reading = self._reading(what, DIVISIONS_STANDARD[n], None, layout, parts,
                                 place.warnings)
         if self.divisions is not None:
-            reading["certainty"] = "V"
+            reading["certainty"] = self.divisions.district(place.district).get("certainty")
             reading["source"] = self.divisions.source(place.district)
             reading["parent"] = self.divisions.district(place.district).get("parent")
         if place.street is not None:
