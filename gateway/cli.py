@@ -1,0 +1,128 @@
+"""``gridlink gateway``: run the district gateway, migrate its store, show its state."""
+
+import argparse
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+
+def register(parser):
+    sub = parser.add_subparsers(dest="gateway_command", metavar="ACTION", required=True)
+    run = sub.add_parser("run", help="ingest reports from the broker into the intake store")
+    run.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    run.add_argument("--db", required=True,
+                     help="sqlite:///path/intake.sqlite or postgresql://user@host/db[?schema=s]")
+    run.add_argument("--grid", help="compiled grid map (.glgm): reports are re-located on it")
+    run.add_argument("--http", metavar="HOST:PORT",
+                     help="serve the intake board API and /metrics (worker 0 only)")
+    run.add_argument("--workers", type=int, default=1,
+                     help="worker processes sharing the load (shared subscription); "
+                          "use PostgreSQL for more than one")
+    run.add_argument("--photos", help="folder for reassembled photos "
+                                      "(default: photos/ next to a SQLite store)")
+    run.add_argument("--client-id", default="gridlink-gateway",
+                     help="MQTT client id prefix; worker N is <prefix>-N (fixed: the broker "
+                          "keeps its session)")
+    run.add_argument("--tls-ca", help="CA bundle that signed the broker's certificate")
+    run.add_argument("--tls-cert", help="the gateway's client certificate (mutual TLS)")
+    run.add_argument("--tls-key", help="the key of --tls-cert")
+    run.add_argument("--tls-insecure", action="store_true",
+                     help="do not check the broker's host name (test rigs only)")
+    run.add_argument("--batch-max", type=int, default=500, help="messages per commit, at most")
+    run.add_argument("--batch-ms", type=float, default=5.0,
+                     help="commit a batch at the latest this long after its first message")
+    run.add_argument("--pending-max", type=int, default=1000,
+                     help="unacknowledged messages the broker may send ahead (Receive Maximum)")
+    run.add_argument("--ack-qos", type=int, choices=(0, 1), default=1,
+                     help="QoS of the acks to devices")
+    run.add_argument("--log-level", default="info")
+    run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
+    run.set_defaults(func=cmd_run)
+
+    mig = sub.add_parser("migrate", help="create or upgrade the store's tables")
+    mig.add_argument("--db", required=True)
+    mig.set_defaults(func=cmd_migrate)
+
+
+def cmd_migrate(args):
+    from .store import open_store
+
+    store = open_store(args.db)
+    try:
+        done = store.migrate()
+        print("applied: " + (", ".join(done) if done else "nothing (up to date)"))
+    finally:
+        store.close()
+    return 0
+
+
+def _tls(args):
+    if not (args.tls_ca or args.tls_cert):
+        return None
+    from .mqtt import TLSFiles
+
+    return TLSFiles(args.tls_ca, args.tls_cert, args.tls_key, args.tls_insecure)
+
+
+def _child_argv(base, index):
+    return [sys.executable, "-m", "gridlink.cli", *base, "--worker-index", str(index)]
+
+
+def cmd_run(args):
+    from . import logs
+    from .errors import ConfigError
+    from .service import Gateway
+
+    logs.setup(args.log_level, worker=args.worker_index)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    gw = Gateway(broker=args.broker, db=args.db, grid=args.grid,
+                 http=args.http if args.worker_index == 0 else None, photos=args.photos,
+                 worker=args.worker_index, client_id=args.client_id, tls=_tls(args),
+                 batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
+                 pending_max=args.pending_max, ack_qos=args.ack_qos)
+    children = {}
+    base = _worker_argv(args)
+    if args.workers > 1:
+        for i in range(1, args.workers):
+            children[i] = subprocess.Popen(_child_argv(base, i))
+    gw.start()
+    try:
+        while not stop.wait(0.5):
+            for i, proc in list(children.items()):
+                if proc.poll() is not None:  # a worker died: its session waits for it
+                    children[i] = subprocess.Popen(_child_argv(base, i))
+    finally:
+        for proc in children.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        gw.stop()
+        deadline = time.monotonic() + 20
+        for proc in children.values():
+            try:
+                proc.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+    return 0
+
+
+def _worker_argv(args):
+    """The arguments of a further worker: the same options, no --http."""
+    out = ["gateway", "run", "--broker", args.broker, "--db", args.db,
+           "--client-id", args.client_id, "--batch-max", str(args.batch_max),
+           "--batch-ms", str(args.batch_ms), "--pending-max", str(args.pending_max),
+           "--ack-qos", str(args.ack_qos), "--log-level", args.log_level]
+    for opt, val in (("--grid", args.grid), ("--photos", args.photos),
+                     ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
+                     ("--tls-key", args.tls_key)):
+        if val:
+            out += [opt, val]
+    if args.tls_insecure:
+        out.append("--tls-insecure")
+    return out
+

@@ -1,0 +1,199 @@
+"""Group commit: one transaction per batch of judged messages, then the outcomes.
+
+``Ingest.commit(items)`` writes every accepted report (deduplicated by the device-made id
+through the table's primary key — ``INSERT … ON CONFLICT DO NOTHING``, not a cache), every
+rejection (``dead_letters``), photo chunk, track point and device status of the batch in
+ONE transaction.  Only when it returns may the caller PUBACK the batch's messages and send
+the devices their acks; when it raises, nothing of the batch is committed.
+"""
+
+import base64
+import json
+import time
+
+from .clock import iso_from_epoch
+from .photos import add_chunks, register_report_photos
+from .validate import REPORT_COLUMNS
+
+ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
+
+
+class Item:
+    """One inbound message on its way through a batch."""
+
+    __slots__ = ("mid", "outcome", "payload", "qos", "reason", "received", "token", "topic",
+                 "verdict")
+
+    def __init__(self, topic, payload, received, verdict, mid=0, qos=0, token=None):
+        self.topic = topic
+        self.payload = payload
+        self.received = received
+        self.verdict = verdict
+        self.mid = mid
+        self.qos = qos
+        self.token = token  # whatever the transport needs to acknowledge it
+        self.outcome = None
+        self.reason = None
+
+    def ack(self):
+        """(district, device, ack payload bytes) for the device, or None when none is due."""
+        v = self.verdict
+        if v.device is None or v.district is None:
+            return None
+        if v.kind in ("report", "task_result"):
+            rid = v.report_id
+        elif self.outcome == REJECTED:
+            rid = v.report_id if v.kind == "rejected" else None
+        else:
+            return None
+        body = {"v": 1, "id": rid, "status": self.outcome,
+                "reason": self.reason if self.outcome == REJECTED else None}
+        return v.district, v.device, json.dumps(body, ensure_ascii=False,
+                                                separators=(",", ":")).encode()
+
+
+def payload_text(payload):
+    """(text, encoding) for a dead letter: UTF-8 as is, anything else base64."""
+    try:
+        text = payload.decode("utf-8")
+        if "\x00" not in text:
+            return text, "utf-8"
+    except UnicodeDecodeError:
+        pass
+    return base64.b64encode(payload).decode("ascii"), "base64"
+
+
+_SEEN = """
+INSERT INTO devices (device, district, last_seen, last_lat, last_lon, last_fix_at)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (device) DO UPDATE SET
+  district = excluded.district,
+  last_seen = CASE WHEN excluded.last_seen > devices.last_seen
+                   THEN excluded.last_seen ELSE devices.last_seen END,
+  last_lat = CASE WHEN {newer} THEN excluded.last_lat ELSE devices.last_lat END,
+  last_lon = CASE WHEN {newer} THEN excluded.last_lon ELSE devices.last_lon END,
+  last_fix_at = CASE WHEN {newer} THEN excluded.last_fix_at ELSE devices.last_fix_at END
+"""
+_STATUS = """
+INSERT INTO devices (device, district, state, last_seen, status, last_lat, last_lon,
+                     last_fix_at, outbox_reports, firmware, codebook, profile)
+VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (device) DO UPDATE SET
+  district = excluded.district,
+  state = excluded.state,
+  status = excluded.status,
+  last_seen = CASE WHEN excluded.last_seen > devices.last_seen
+                   THEN excluded.last_seen ELSE devices.last_seen END,
+  last_lat = CASE WHEN {newer} THEN excluded.last_lat ELSE devices.last_lat END,
+  last_lon = CASE WHEN {newer} THEN excluded.last_lon ELSE devices.last_lon END,
+  last_fix_at = CASE WHEN {newer} THEN excluded.last_fix_at ELSE devices.last_fix_at END,
+  outbox_reports = COALESCE(excluded.outbox_reports, devices.outbox_reports),
+  firmware = COALESCE(excluded.firmware, devices.firmware),
+  codebook = COALESCE(excluded.codebook, devices.codebook),
+  profile = COALESCE(excluded.profile, devices.profile)
+"""
+_NEWER = ("excluded.last_fix_at IS NOT NULL AND (devices.last_fix_at IS NULL "
+          "OR excluded.last_fix_at > devices.last_fix_at)")
+_STATUS_COLUMNS = ("device", "district", "state", "last_seen", "status", "last_lat",
+                   "last_lon", "last_fix_at", "outbox_reports", "firmware", "codebook",
+                   "profile")
+
+
+class Ingest:
+    """Writes batches of judged messages into one store."""
+
+    def __init__(self, store, photo_dir):
+        self.store = store
+        self.photo_dir = photo_dir
+        q = store.sql
+        self._seen_sql = q(_SEEN.format(newer=_NEWER))
+        self._status_sql = q(_STATUS.format(newer=_NEWER))
+        self._track_sql = q("INSERT INTO track_points (device, t, lat, lon, speed) "
+                            "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
+        self._dead_sql = q("INSERT INTO dead_letters (received_at, topic, device, reason, "
+                           "payload, payload_encoding) VALUES (?, ?, ?, ?, ?, ?)")
+
+    def commit(self, items):
+        """Write one batch in one transaction; set each item's outcome; return the
+        committed report rows (dicts) in arrival order."""
+        committed_at = time.time()
+        stamp = iso_from_epoch(committed_at)
+        reports, first = [], {}
+        for it in items:
+            v = it.verdict
+            it.outcome, it.reason = None, None
+            if v.kind in ("report", "task_result"):
+                if v.report_id in first:
+                    it.outcome = DUPLICATE
+                else:
+                    first[v.report_id] = it
+                    reports.append(it)
+        with self.store.connect() as conn:
+            inserted = set()
+            if reports:
+                rows = []
+                for it in reports:
+                    it.verdict.data["committed_at"] = stamp
+                    rows.append(tuple(it.verdict.data[c] for c in REPORT_COLUMNS))
+                inserted = set(self.store.insert_new(conn, "reports", REPORT_COLUMNS, rows,
+                                                     "id"))
+            for it in reports:
+                if it.verdict.report_id in inserted:
+                    it.outcome = ACCEPTED
+                    if it.verdict.data["photos"] != "[]":
+                        photos = json.loads(it.verdict.data["photos"])
+                        register_report_photos(self.store, conn, it.verdict.report_id, photos)
+                else:
+                    it.outcome = DUPLICATE
+            self._devices(conn, items)
+            tracks = [r for it in items if it.verdict.kind == "track" for r in it.verdict.data]
+            if tracks:
+                conn.executemany(self._track_sql, tracks)
+            chunks = [it for it in items if it.verdict.kind == "photo"]
+            if chunks:
+                _, refused = add_chunks(self.store, conn, self.photo_dir,
+                                        [it.verdict.data for it in chunks])
+                refused_ids = {id(c): reason for c, reason in refused}
+                for it in chunks:
+                    reason = refused_ids.get(id(it.verdict.data))
+                    if reason:
+                        it.outcome, it.reason = REJECTED, reason
+            dead = []
+            for it in items:
+                if it.verdict.kind == "rejected":
+                    it.outcome, it.reason = REJECTED, it.verdict.reason
+                if it.outcome == REJECTED:
+                    text, enc = payload_text(it.payload)
+                    dead.append((iso_from_epoch(it.received), it.topic, it.verdict.device,
+                                 it.reason, text, enc))
+                elif it.outcome is None:
+                    it.outcome = STORED
+            if dead:
+                conn.executemany(self._dead_sql, dead)
+        return [it.verdict.data for it in reports if it.outcome == ACCEPTED]
+
+    def _devices(self, conn, items):
+        seen = {}
+        statuses = []
+        for it in items:
+            v = it.verdict
+            if v.kind == "rejected" or v.device is None:
+                continue
+            if v.kind == "status":
+                statuses.append(tuple(v.data[c] for c in _STATUS_COLUMNS))
+                continue
+            lat = lon = fix_at = None
+            if v.kind in ("report", "task_result") and v.data["lat"] is not None:
+                lat, lon, fix_at = v.data["lat"], v.data["lon"], v.data["captured_at"]
+            prev = seen.get(v.device)
+            if prev is None:
+                seen[v.device] = [v.device, v.district, it.received, lat, lon, fix_at]
+            else:
+                prev[2] = max(prev[2], it.received)
+                if fix_at and (prev[5] is None or fix_at > prev[5]):
+                    prev[3:6] = [lat, lon, fix_at]
+        if seen:
+            conn.executemany(self._seen_sql, [(r[0], r[1], iso_from_epoch(r[2]), *r[3:])
+                                              for r in seen.values()])
+        if statuses:
+            conn.executemany(self._status_sql, statuses)

@@ -1,0 +1,137 @@
+"""Assemble one gateway worker: store, judge, runtime, and the HTTP side.
+
+The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``) with
+``/metrics`` added, when that module is installed; otherwise only ``/metrics``.
+"""
+
+import logging
+from pathlib import Path
+
+from .codebooks import load_codebooks, load_grid_map
+from .errors import ConfigError
+from .metrics import Metrics
+from .photos import PhotoDir
+from .runtime import GatewayRuntime
+from .store import open_store
+from .validate import Validator
+
+log = logging.getLogger("gridlink.gateway")
+
+
+def default_photos_dir(db_url):
+    if db_url.startswith("sqlite:///"):
+        return Path(db_url[len("sqlite:///"):]).resolve().parent / "photos"
+    return Path("photos").resolve()
+
+
+def parse_hostport(text):
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--http {text!r}: use HOST:PORT, e.g. 127.0.0.1:8080")
+    return host or "127.0.0.1", int(port)
+
+
+class Gateway:
+    """One worker: ``start()``, ``stop()``; ``runtime`` carries the board's hooks."""
+
+    def __init__(self, *, broker, db, grid=None, http=None, photos=None, worker=0,
+                 client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
+                 pending_max=1000, ack_qos=1, shared=True, migrate=True, codebooks=None):
+        self.store = open_store(db)
+        self.grid_map = load_grid_map(grid) if grid else None
+        self.codebooks = load_codebooks() if codebooks is None else codebooks
+        self.photos_dir = Path(photos) if photos else default_photos_dir(db)
+        photo_dir = PhotoDir(self.photos_dir)
+        self.metrics = Metrics()
+        self.runtime = GatewayRuntime(
+            broker_url=broker, store=self.store, photo_dir=photo_dir,
+            validator=Validator(self.grid_map, self.codebooks), client_id=f"{client_id}-{worker}",
+            tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
+            ack_qos=ack_qos, shared=shared, metrics=self.metrics,
+            status="plain" if worker == 0 else "none")
+        self.http = None
+        self.app = None
+        if migrate:
+            self.store.migrate()
+        if http:
+            self._http(*parse_hostport(http))
+
+    def _http(self, host, port):
+        try:
+            from . import api
+        except ImportError:
+            api = None
+        if api is None:
+            from prometheus_client import make_asgi_app
+
+            self.app = make_asgi_app(self.metrics.registry)
+            self.http = _BackgroundASGI(self.app, host, port)
+            return
+        self.app = api.create_app(self.store, grid_map=self.grid_map, codebooks=self.codebooks,
+                                  publisher=self.runtime.publish, photos_dir=self.photos_dir)
+        on_report = getattr(self.app.state, "on_report", None)
+        if on_report is not None:
+            self.runtime.on_report.append(on_report)
+        from starlette.responses import Response
+
+        metrics = self.metrics
+
+        async def metrics_endpoint(request):
+            body, ctype = metrics.render()
+            return Response(body, media_type=ctype)
+
+        self.app.add_route("/metrics", metrics_endpoint, methods=["GET"])
+        self.http = api.BackgroundServer(self.app, host, port)
+
+    @property
+    def http_url(self):
+        return self.http.url if self.http else None
+
+    def start(self):
+        self.runtime.start(wait=False)
+        if self.http:
+            self.http.start()
+            log.info("HTTP on %s", self.http.url)
+        return self
+
+    def stop(self):
+        self.runtime.stop()
+        if self.http:
+            self.http.stop()
+        self.store.close()
+
+
+class _BackgroundASGI:
+    """uvicorn in a thread for the metrics-only app (no intake board installed)."""
+
+    def __init__(self, app, host, port):
+        import socket
+
+        import uvicorn
+
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((host, port))
+        self.host, self.port = self.sock.getsockname()[:2]
+        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+        self.thread = None
+
+    @property
+    def url(self):
+        return f"http://{self.host}:{self.port}"
+
+    def start(self):
+        import threading
+        import time
+
+        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
+                                       daemon=True)
+        self.thread.start()
+        while not self.server.started and self.thread.is_alive():
+            time.sleep(0.02)
+        return self
+
+    def stop(self):
+        self.server.should_exit = True
+        if self.thread:
+            self.thread.join(5)

@@ -1,0 +1,282 @@
+"""Decode and judge one inbound message: a verdict for every input, never an exception.
+
+The order of checks is topic → size → UTF-8 → JSON → schema (the core's
+``validate_report``, shared with the devices) → identity (payload device = topic device;
+the broker's ACL already holds topic device = certificate identity) → class code against
+the code book of the report's standard → grid code re-located on the authoritative map.
+A grid mismatch is not a rejection: the report is kept with both codes and flagged.
+"""
+
+import hashlib
+import json
+
+from gridlink.firmware.core import messages as core_messages
+from gridlink.firmware.core.checks import MessageError
+from gridlink.firmware.core.topics import parse_topic
+
+from .clock import iso_from_epoch
+
+MAX_REPORT = 1024  # protocol v1: a report is at most 1 KB of UTF-8 JSON on the wire
+MAX_STATUS = core_messages.STATUS_MAX_BYTES
+MAX_TRACK = core_messages.TRACK_MAX_BYTES
+MAX_CHUNK = core_messages.CHUNK_MAX
+MAX_CHUNK_PAYLOAD = MAX_CHUNK + 200  # the header line is read from the first 200 bytes
+
+REPORT_COLUMNS = (
+    "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
+    "time_source", "lat", "lon", "fix_mode", "fix_status", "flags", "grid", "grid_device",
+    "grid_mismatch", "street", "kind", "standard", "code", "object", "source", "task",
+    "result", "text", "photos", "payload",
+)
+
+
+class Rejected(Exception):
+    """Why a message is refused: ``category`` (a metrics label) and a readable ``reason``."""
+
+    def __init__(self, category, reason):
+        super().__init__(reason)
+        self.category = category
+        self.reason = reason
+
+
+class Verdict:
+    """What the ingest does with one message.
+
+    kind: report | task/result | track | status | photo | rejected.  ``data`` holds the
+    rows to write (shape depends on kind); a rejection carries ``category`` and ``reason``.
+    """
+
+    __slots__ = ("category", "data", "device", "district", "kind", "reason", "report_id",
+                 "sent_at")
+
+    def __init__(self, kind, district=None, device=None, report_id=None, data=None,
+                 category=None, reason=None, sent_at=None):
+        self.kind = kind
+        self.district = district
+        self.device = device
+        self.report_id = report_id
+        self.data = data
+        self.category = category
+        self.reason = reason
+        self.sent_at = sent_at
+
+    def __repr__(self):
+        if self.kind == "rejected":
+            return f"<Verdict rejected {self.category}: {self.reason}>"
+        return f"<Verdict {self.kind} {self.device} {self.report_id or ''}>"
+
+
+def _no_constants(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _loads(text):
+    return json.loads(text, parse_constant=_no_constants)
+
+
+def _json_object(payload, limit, what):
+    if len(payload) > limit:
+        raise Rejected("size", f"{what} is {len(payload)} bytes; the limit is {limit}")
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected("encoding", f"{what} is not UTF-8: {exc.reason} at byte {exc.start}") \
+            from None
+    try:
+        obj = _loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise Rejected("json", f"{what} is not JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise Rejected("json", f"{what} must be a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+class Validator:
+    """Judges messages against protocol v1, the code books and the authoritative grid map.
+
+    ``grid_map`` is a core ``GridMap`` (``locate(lon, lat)`` → grid code or None);
+    ``codebooks`` maps a standard name ("GB/T 47678.5-2026") to a core ``CodeBook``.
+    Either may be None: that check is then skipped (the CLI always loads both).
+    """
+
+    def __init__(self, grid_map=None, codebooks=None, validate_report=None):
+        if validate_report is None:
+            from gridlink.firmware.core.report import validate_report
+        self.validate_report = validate_report
+        self.grid_map = grid_map
+        self.codebooks = codebooks
+
+    def decode(self, topic, payload, received=None, sent_at=None):
+        """The verdict on one message (``payload`` bytes, ``received`` Unix seconds)."""
+        district = device = None
+        try:
+            if not isinstance(topic, str):
+                raise Rejected("topic", "topic is not text")
+            district, device, kind, rest = self._topic(topic)
+            payload = bytes(payload)
+            if kind in ("report", "task/result"):
+                verdict = self._report(kind, district, device, payload, received)
+            elif kind == "photo":
+                verdict = self._photo(district, device, rest, payload)
+            elif kind == "track":
+                verdict = self._track(district, device, payload)
+            else:
+                verdict = self._status(district, device, payload, received)
+            verdict.sent_at = sent_at
+            return verdict
+        except Rejected as exc:
+            return Verdict("rejected", district, device, _guess_id(payload, device),
+                           category=exc.category, reason=exc.reason)
+        except Exception as exc:  # a bug must cost one message, never the loop
+            return Verdict("rejected", district, device, None, category="internal",
+                           reason=f"internal error judging the message: "
+                                  f"{type(exc).__name__}: {exc}")
+
+    # -- reports -----------------------------------------------------------------------
+
+    def _report(self, kind, district, device, payload, received):
+        obj = _json_object(payload, MAX_REPORT, "report")
+        try:
+            self.validate_report(obj)
+        except Exception as exc:  # ReportError names the field; anything else is a bug
+            raise Rejected("schema", str(exc)) from None
+        self._same_device(obj, device)
+        if not obj["id"].startswith(device + ":"):
+            raise Rejected("identity", f"id: {obj['id']!r} is not one of {device!r}'s ids")
+        if kind == "task/result" and (obj.get("source") != "task" or not obj.get("task")):
+            raise Rejected("schema", "source: a task result must have source 'task' and a task")
+        self._check_code(obj)
+        fix = obj.get("fix")
+        grid_device = obj.get("grid")
+        grid, mismatch = grid_device, 0
+        if fix and self.grid_map is not None:
+            located = self.grid_map.locate(fix["lon"], fix["lat"])
+            if located != grid_device:
+                grid, mismatch = located, 1
+        received = received if received is not None else 0.0
+        row = {
+            "id": obj["id"], "device": device, "district": district, "seq": obj["seq"],
+            "captured_at": obj["time"], "received_at": iso_from_epoch(received),
+            "committed_at": None, "time_source": obj.get("time_source"),
+            "lat": fix["lat"] if fix else None, "lon": fix["lon"] if fix else None,
+            "fix_mode": fix.get("mode") if fix else None,
+            "fix_status": fix.get("status") if fix else None,
+            "flags": json.dumps(obj.get("flags") or [], separators=(",", ":")),
+            "grid": grid, "grid_device": grid_device, "grid_mismatch": mismatch,
+            "street": grid[:9] if grid else None, "kind": obj["kind"],
+            "standard": obj["standard"], "code": obj["code"], "object": obj.get("object"),
+            "source": obj["source"], "task": obj.get("task"), "result": obj.get("result"),
+            "text": obj.get("text"),
+            "photos": json.dumps(obj.get("photos") or [], separators=(",", ":")),
+            "payload": payload.decode("utf-8"),
+        }
+        return Verdict(kind, district, device, obj["id"], data=row)
+
+    def _check_code(self, obj):
+        if self.codebooks is None:
+            return
+        book = self.codebooks.get(obj["standard"])
+        if book is None:
+            known = ", ".join(sorted(self.codebooks)) or "none"
+            raise Rejected("code", f"standard: {obj['standard']!r} has no code book here "
+                                   f"(known: {known})")
+        try:
+            book.lookup(obj["kind"], obj["code"])
+        except Exception as exc:
+            raise Rejected("code", f"code: {exc}") from None
+
+    def _topic(self, topic):
+        try:
+            district, device, leaf, extra = parse_topic(topic)
+        except MessageError as exc:
+            raise Rejected("topic", f"{topic!r}: {exc.why}") from None
+        if leaf in ("ack", "task"):
+            raise Rejected("topic", f"{topic!r}: {leaf} goes from the gateway to devices")
+        return district, device, leaf, extra
+
+    @staticmethod
+    def _message(validate, obj):
+        try:
+            return validate(obj)
+        except MessageError as exc:
+            raise Rejected("schema", str(exc)) from None
+
+    @staticmethod
+    def _same_device(obj, device):
+        if obj["device"] != device:
+            raise Rejected("identity", f"device: payload says {obj['device']!r} but it was "
+                                       f"published on {device!r}'s topic")
+
+    # -- photo chunks ------------------------------------------------------------------
+
+    def _photo(self, district, device, rest, payload):
+        report_id, chunk = rest
+        if not report_id.startswith(device + ":"):
+            raise Rejected("identity", f"photo topic report {report_id!r} is not one of "
+                                       f"{device!r}'s reports")
+        if len(payload) > MAX_CHUNK_PAYLOAD:
+            raise Rejected("size", f"photo chunk is {len(payload)} bytes; the limit is "
+                                   f"{MAX_CHUNK_PAYLOAD}")
+        try:
+            head, data = core_messages.split_photo_chunk(payload)
+        except MessageError as exc:
+            raise Rejected("photo", f"photo chunk {exc}") from None
+        n, total, size = head["n"], head["of"], head["size"]
+        if total * MAX_CHUNK < size:
+            raise Rejected("photo", f"photo chunk count {total} cannot hold {size} bytes")
+        if chunk != n:
+            raise Rejected("photo", f"photo chunk topic says {chunk}, header says {n}")
+        return Verdict("photo", district, device, report_id,
+                       data={"sha256": head["sha256"], "n": n, "total": total, "size": size,
+                             "data": data, "report_id": report_id})
+
+    # -- track -------------------------------------------------------------------------
+
+    def _track(self, district, device, payload):
+        obj = _json_object(payload, MAX_TRACK, "track")
+        self._message(core_messages.validate_track, obj)
+        self._same_device(obj, device)
+        t0 = obj["t0"]
+        rows = [(device, iso_from_epoch(t0 + dt), lat / 1e6, lon / 1e6, speed / 100)
+                for dt, lat, lon, speed in obj["pts"]]
+        return Verdict("track", district, device, data=rows)
+
+    # -- status ------------------------------------------------------------------------
+
+    def _status(self, district, device, payload, received):
+        obj = _json_object(payload, MAX_STATUS, "status")
+        self._message(core_messages.validate_status, obj)
+        self._same_device(obj, device)
+        fix = obj.get("fix")
+        seen = iso_from_epoch(received if received is not None else 0.0)
+        row = {
+            "device": device, "district": district, "state": obj["state"],
+            "last_seen": seen, "status": payload.decode("utf-8"),
+            "last_lat": fix["lat"] if fix else None, "last_lon": fix["lon"] if fix else None,
+            "last_fix_at": (obj.get("time") or seen) if fix else None,
+            "outbox_reports": (obj.get("outbox") or {}).get("reports"),
+            "firmware": obj.get("firmware"), "codebook": obj.get("codebook"),
+            "profile": obj.get("profile"),
+        }
+        return Verdict("status", district, device, data=row)
+
+
+def _guess_id(payload, device):
+    """The report id of a rejected report when one can be read (for the device's ack)."""
+    if not device or not isinstance(payload, bytes | bytearray) or len(payload) > MAX_REPORT:
+        return None
+    try:
+        obj = _loads(bytes(payload).decode("utf-8"))
+    except (ValueError, RecursionError):
+        return None
+    rid = obj.get("id") if isinstance(obj, dict) else None
+    return rid if isinstance(rid, str) and rid.startswith(device + ":") and len(rid) < 64 \
+        else None
+
+
+def sha256_hex(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def report_tuple(row):
+    return tuple(row[c] for c in REPORT_COLUMNS)

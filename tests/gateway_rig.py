@@ -1,0 +1,195 @@
+"""Shared parts of the gateway tests and benchmarks: a grid map, reports, a publisher,
+stores on both back ends, and a gateway run in-process or as a ``gridlink`` subprocess."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_BASE = os.environ.get("GRIDLINK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+DISTRICT = "410106"
+X0, Y0, CELL = 113.28, 34.80, 0.01  # a 2 × 2 block of cells 410106001001001…004
+
+
+def grid_layer():
+    feats = []
+    for i in range(2):
+        for j in range(2):
+            x, y = X0 + i * CELL, Y0 + j * CELL
+            ring = [[x, y], [x + CELL, y], [x + CELL, y + CELL], [x, y + CELL], [x, y]]
+            feats.append({"type": "Feature",
+                          "properties": {"code": f"4101060010010{i * 2 + j + 1:02d}"},
+                          "geometry": {"type": "Polygon", "coordinates": [ring]}})
+    return {"type": "FeatureCollection", "features": feats}
+
+
+def grid_map_file(folder):
+    from gridlink.firmware.gridcompile import compile_layer
+
+    path = Path(folder) / "grid.glgm"
+    if not path.exists():
+        path.write_bytes(compile_layer(grid_layer())[0])
+    return path
+
+
+CELL_CENTRES = {  # grid code → (lat, lon) inside it
+    "410106001001001": (34.805, 113.285), "410106001001002": (34.815, 113.285),
+    "410106001001003": (34.805, 113.295), "410106001001004": (34.815, 113.295),
+}
+
+
+def report(device="pv-0001", seq=1, *, grid="410106001001001", at=None, code="06010",
+           kind="event", text="垃圾满溢", photos=(), fix=True, source="button", **extra):
+    lat, lon = at or CELL_CENTRES.get(grid, (34.805, 113.285))
+    obj = {
+        "v": 1, "id": f"{device}:{seq:012d}", "device": device, "seq": seq,
+        "time": "2026-11-28T02:15:07.250Z", "time_source": "gnss",
+        "fix": {"lat": lat, "lon": lon, "alt": 120.5, "mode": 3, "status": 1, "sats": 9,
+                "hdop": 0.9, "age": 0.4} if fix else None,
+        "flags": [] if fix else ["no_fix"], "grid": grid, "kind": kind,
+        "standard": "GB/T 47678.5-2026", "code": code, "source": source,
+        "photos": [dict(p) for p in photos], "text": text,
+    }
+    obj.update(extra)
+    return obj
+
+
+def encode(obj):
+    return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def topic(device, leaf, district=DISTRICT):
+    return f"gridlink/v1/{district}/{device}/{leaf}"
+
+
+class Publisher:
+    """A device-side paho client publishing QoS 1, counting PUBACKs (MQTT 5)."""
+
+    def __init__(self, port, client_id=None, inflight=200, tls=None, username=None,
+                 host="127.0.0.1"):
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"pub-{uuid.uuid4().hex[:8]}",
+                                  protocol=mqtt.MQTTv5)
+        self.client.max_inflight_messages_set(inflight)
+        self.client.max_queued_messages_set(0)
+        if tls is not None:
+            self.client.tls_set_context(tls)
+        if username:
+            self.client.username_pw_set(username)
+        self.acked = 0
+        self.refused = []
+        self.messages = []
+        self._lock = threading.Lock()
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self.client.on_connect = lambda *a: self.connected.set()
+        self.client.connect(host, port)
+        self.client.loop_start()
+        if not self.connected.wait(10):
+            raise TimeoutError("publisher could not connect")
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self._lock:
+            self.acked += 1
+            if reason_code.is_failure:
+                self.refused.append((mid, str(reason_code)))
+
+    def _on_message(self, client, userdata, msg):
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def subscribe(self, filt, qos=1):
+        self.client.subscribe(filt, qos)
+
+    def publish(self, t, payload, qos=1, retain=False, properties=None):
+        return self.client.publish(t, payload, qos=qos, retain=retain, properties=properties)
+
+    def wait_acked(self, n, timeout=60):
+        wait_for(lambda: self.acked >= n, timeout, f"{n} PUBACKs (have {self.acked})")
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def wait_for(cond, timeout=30.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = cond()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.02)
+
+
+def count(store, table, where="", params=()):
+    sql = f"SELECT COUNT(*) AS n FROM {table}" + (f" WHERE {where}" if where else "")
+    return store.fetchall(sql, params)[0]["n"]
+
+
+def pg_url(tag="t"):
+    return f"{PG_BASE}?schema=gw_{tag}_{uuid.uuid4().hex[:10]}"
+
+
+def pg_available():
+    try:
+        import psycopg
+
+        psycopg.connect(PG_BASE, connect_timeout=2).close()
+        return True
+    except Exception:
+        return False
+
+
+def drop_store(store):
+    if store.dialect == "postgres":
+        store.drop_schema()
+    else:
+        store.close()
+
+
+class GatewayProcess:
+    """``gridlink gateway run`` as a subprocess (what operators run, and what we SIGKILL)."""
+
+    def __init__(self, broker_url, db_url, grid, workdir, *extra, worker=0):
+        self.argv = [sys.executable, "-m", "gridlink.cli", "gateway", "run",
+                     "--broker", broker_url, "--db", db_url, "--grid", str(grid),
+                     "--photos", str(Path(workdir) / "photos"), "--log-level", "warning",
+                     "--worker-index", str(worker), *extra]
+        self.log = Path(workdir) / f"gateway-{worker}.log"
+        self.proc = None
+
+    def start(self):
+        self._out = open(self.log, "ab")  # noqa: SIM115
+        self.proc = subprocess.Popen(self.argv, stdout=self._out, stderr=self._out, cwd=ROOT)
+        return self
+
+    def kill(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def terminate(self, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            return self.proc.wait(timeout)
+        return self.proc.returncode if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.terminate()
+        self._out.close()
