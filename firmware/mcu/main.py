@@ -1,13 +1,16 @@
 # Boot entry of the gridlink sensor node: one cycle (wake, read the tilt switch, deliver
 # pending reports, wait for the gateway's acks), then deep sleep. State lives on flash.
+import os
 import sys
 
+from gridcore.outbox import Outbox
 from gridnode import config
 from gridnode.board import Board
 from gridnode.node import Node
-from gridnode.store import open_outbox
 
 DATA = "/gridlink/"
+OUTBOX = DATA + "outbox"
+OUTBOX_BYTES = 64 * 1024
 UNPROVISIONED_SLEEP_MS = 600000
 CRASH_SLEEP_MS = 60000
 
@@ -23,8 +26,11 @@ def main():
     board = Board(tls={"ca": b["ca"], "cert": b["cert"], "key": b["key"]} if b.get("tls") else None)
     if not board.unix_time()[1]:
         board.set_clock()
-    node = Node(cfg, board, open_outbox(DATA + "outbox"), DATA + "rejected.jsonl",
-                DATA + "state.json")
+    try:  # noqa: SIM105 (no contextlib on MicroPython)
+        os.mkdir(OUTBOX)
+    except OSError:
+        pass  # exists
+    node = Node(cfg, board, Outbox(OUTBOX, max_bytes=OUTBOX_BYTES), DATA)
     try:
         ms = node.run_once()
     except Exception as e:  # never a crash loop: log, sleep, try again

@@ -1,10 +1,12 @@
 # The sensor node's cycle: wake, read the tilt switch, deliver pending reports, sleep.
-# Everything that must survive a deep sleep or a power cut lives on flash: the outbox
-# (core), the sequence number and the switch's last level (state.json, written by rename).
+# What must survive a deep sleep or a power cut lives on flash: the outbox (core, with
+# its rejected file), the report sequence file (core) and state.json (last settled level
+# of the switch, delivery failures in a row), each written crash-safe.
 import json
 
 from gridcore import fsio, messages
 from gridcore.errors import CoreError
+from gridcore.outbox import REPORT
 from gridcore.report import make_report
 from gridcore.seqfile import SequenceError, SequenceFile
 from gridcore.timefmt import iso_utc
@@ -40,39 +42,39 @@ class State:
         fsio.write_file(self.path, data, self.path.rpartition("/")[0])
 
 
+def _report_seq(payload):
+    return json.loads(payload)["seq"]
+
+
 class Node:
     def __init__(self, cfg, board, outbox, data_dir, log=print):
         self.cfg = cfg
         self.board = board
         self.outbox = outbox
-        self.rejected_path = fsio.join(data_dir, "rejected.jsonl")
+        self.log = log
         self.state = State(fsio.join(data_dir, "state.json"))
         self.seq = self._sequence(fsio.join(data_dir, "seq"))
-        self.log = log
         t = cfg["tilt"]
         self.pin = board.input_pin(t["pin"], t.get("pull", "up"))
         self.active = t.get("active", 0 if t.get("pull", "up") == "up" else 1)
         self.stable_reads = max(2, t.get("debounce_ms", 50) // 10)
-        self.acked = {}
+        self.acked = {}      # report id -> (status, reason), from the gateway's acks
+        self.settled = set()  # outbox seqs acked or rejected during this wake
 
     def _sequence(self, path):
         try:
             return SequenceFile(path)
         except SequenceError:
-            # damaged counter: go on above every number the outbox or rejected file holds
-            return SequenceFile(path, floor=self._highest_seq())
+            # damaged counter: go on above every report the outbox still holds
+            top = 0
+            for _, _, p in self.outbox.pending(REPORT):
+                top = max(top, _report_seq(p))
+            for _, _, p, _ in self.outbox.rejected():
+                top = max(top, _report_seq(p))
+            return SequenceFile(path, floor=top)
 
-    def _highest_seq(self):
-        top = 0
-        for rid, _ in self.outbox.pending():
-            top = max(top, int(rid.rpartition(":")[2]))
-        data = fsio.read_file(self.rejected_path) or b""
-        for line in data.split(b"\n"):
-            try:  # noqa: SIM105 (no contextlib on MicroPython)
-                top = max(top, int(json.loads(line)["id"].rpartition(":")[2]))
-            except (ValueError, KeyError, TypeError):
-                pass
-        return top
+    def topic(self, leaf):
+        return topic(self.cfg["district"], self.cfg["device"], leaf)
 
     # -- sensing
     def read_tilt(self):
@@ -90,7 +92,7 @@ class Node:
             t["code"], grid=cfg.get("grid"), object_id=t["object"], source="sensor",
             text=t.get("text", ""),
             fixed_position=(pos["lat"], pos["lon"], pos.get("alt")) if pos else None)
-        self.outbox.append(rep["id"], rep)
+        self.outbox.append(REPORT, messages.encode(rep))
         self.log("captured", rep["id"])
         return rep
 
@@ -130,61 +132,63 @@ class Node:
                     delay *= 4
         return None
 
-    def topic(self, leaf):
-        return topic(self.cfg["district"], self.cfg["device"], leaf)
-
     def _status(self, pending):
         cfg = self.cfg
         now, valid = self.board.unix_time()
         return messages.encode(messages.make_status(
-            cfg["device"], "online" if not pending else "buffering",
+            cfg["device"], "buffering" if pending else "online",
             time=iso_utc(now) if valid else None, reports=pending, firmware=VERSION,
             codebook=cfg.get("codebook", ""), profile=cfg.get("profile", "sensor-node")))
 
+    def _pending(self):
+        # [(outbox seq, report id, payload)] in capture order
+        return [(s, json.loads(p)["id"], p) for s, _, p in self.outbox.pending(REPORT)]
+
     def deliver(self):
-        # True when the outbox is empty afterwards.
-        pending = self.outbox.pending()
+        # Publish the status and every pending report, wait for the gateway's acks.
+        # True when the link worked (acks still missing are retried on the next wake).
+        pending = self._pending()
         c = self._connect()
         if c is None:
             return False
         try:
             c.subscribe(self.topic("ack"), 1)
             c.publish(self.topic("status"), self._status(len(pending)), retain=True, qos=1)
-            for rid, data in pending:
+            for _, rid, data in pending:
                 if rid not in self.acked:
                     c.publish(self.topic("report"), data, qos=1)
             waited = 0
             while waited < ACK_WAIT_S and not self._settle(pending):
                 if not c.check_msg(1):
                     waited += 1
-            self._settle(pending)
             c.disconnect()
         except OSError as e:
             self.log("link lost", e)
             c.close()
             self._settle(pending)
             return False
-        return not self.outbox.pending()
+        return True
 
     def _settle(self, pending):
         # Apply the acks received so far; True when every pending report has one.
         done = True
-        for rid, data in pending:
+        fresh = []
+        for oseq, rid, _ in pending:
             got = self.acked.get(rid)
             if got is None:
                 done = False
+            elif oseq in self.settled:
                 continue
-            status, reason = got
-            if not self.outbox.has(rid):
-                continue
-            if status == "rejected":
-                # kept, never retried: written (durably) before it leaves the outbox
-                with open(self.rejected_path, "a") as f:
-                    f.write(json.dumps({"id": rid, "reason": reason,
-                                        "report": data.decode()}) + "\n")
-                    fsio.durable(f)
-                self.log("rejected", rid, reason)
-            self.outbox.ack(rid)
+            elif got[0] == "rejected":
+                # kept in the outbox's rejected file with the reason, never retried
+                self.outbox.reject(oseq, got[1] or "rejected")
+                self.settled.add(oseq)
+                self.log("rejected", rid, got[1])
+            else:
+                fresh.append(oseq)
+                self.settled.add(oseq)
+        if fresh:
+            self.outbox.ack_many(fresh)
         return done
 
     # -- one wake
@@ -202,6 +206,8 @@ class Node:
         if fails != self.state.fails:
             self.state.fails = fails
             self.state.save()
-        if self.state.fails:
-            return min(BACKOFF_MIN_MS << min(self.state.fails - 1, 16), BACKOFF_MAX_MS)
+        if fails:
+            return min(BACKOFF_MIN_MS << min(fails - 1, 16), BACKOFF_MAX_MS)
+        if self.outbox.depth(REPORT):
+            return BACKOFF_MIN_MS * 5  # delivered but not yet acknowledged: ask again soon
         return int(self.cfg.get("status_interval_s", 300) * 1000)

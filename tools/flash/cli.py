@@ -1,0 +1,102 @@
+"""``gridlink flash``: build a board image, flash it, provision devices, self-test them."""
+
+import sys
+
+
+def register(parser):
+    sub = parser.add_subparsers(dest="flash_command", metavar="STEP", required=True)
+
+    p = sub.add_parser("build", help="compile core + sensor-node firmware into a board image")
+    p.add_argument("out", help="image directory to create (replaced whole)")
+    p.add_argument("--board", choices=["pico-w", "esp32"], help="target board (sets -march)")
+    p.add_argument("--source", action="store_true", help="copy .py sources, do not compile")
+    p.add_argument("-O", dest="optimize", type=int, default=0, choices=range(4),
+                   help="mpy-cross optimisation level")
+    p.set_defaults(func=_build)
+
+    p = sub.add_parser("flash", help="copy a built image onto a MicroPython board (mpremote) "
+                       "or into a directory mirroring its flash")
+    p.add_argument("image", help="image directory made by 'gridlink flash build'")
+    p.add_argument("target", help="serial port or pyserial URL (socket://, rfc2217://), or a dir")
+    p.set_defaults(func=_flash)
+
+    p = sub.add_parser("provision", help="write identity, certificates, profile, code book "
+                       "and grid map to a device (or --batch a CSV of devices)")
+    p.add_argument("--target", help="a Pi's data directory, or a board's serial port / URL")
+    p.add_argument("--device", help="device id, e.g. sn-0001")
+    p.add_argument("--district", help="6-digit GB/T 2260 district code, e.g. 410106")
+    p.add_argument("--profile", help="shipped profile name or profile file")
+    p.add_argument("--broker", help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--ca-cert", help="district CA certificate (PEM)")
+    p.add_argument("--ca-key", help="district CA key: sign a new device key with it")
+    p.add_argument("--cert", help="the device's certificate (instead of signing one)")
+    p.add_argument("--key", help="the device's key (with --cert)")
+    p.add_argument("--grid-map", help="compiled grid map (.glgm) to install")
+    p.add_argument("--object", help="component id the tilt sensor is bound to (sensor nodes)")
+    p.add_argument("--lat", type=float, help="fixed position latitude")
+    p.add_argument("--lon", type=float, help="fixed position longitude")
+    p.add_argument("--grid", help="grid code of the fixed position")
+    p.add_argument("--batch", metavar="CSV", help="provision every row of a CSV "
+                   "(columns device,district,profile,target[,broker,object,lat,lon,grid,cert,key])")
+    p.add_argument("--jobs", type=int, default=4, help="devices provisioned at once (batch)")
+    p.set_defaults(func=_provision)
+
+    p = sub.add_parser("selftest", help="check a provisioned device: files, profile, "
+                       "certificates, grid map, code book, broker")
+    p.add_argument("target", help="a Pi's data directory, or a board's serial port / URL")
+    p.add_argument("--offline", action="store_true", help="skip the broker check")
+    p.add_argument("--timeout", type=float, default=5.0, help="broker wait, seconds")
+    p.set_defaults(func=_selftest)
+
+
+def _build(args):
+    from .build import build
+
+    m = build(args.out, board=args.board, compile=not args.source, optimize=args.optimize)
+    total = sum(f["bytes"] for f in m["files"])
+    for f in m["files"]:
+        print(f"{f['bytes']:>7}  {f['sha256'][:12]}  {f['path']}")
+    print(f"{len(m['files'])} files, {total} bytes → {args.out}")
+    return 0
+
+
+def _flash(args):
+    from .flashing import flash_image
+
+    n = flash_image(args.image, args.target)
+    print(f"{n} files → {args.target}")
+    return 0
+
+
+def _provision(args):
+    from .errors import FlashError
+    from .provision import Spec, provision, provision_batch
+
+    if args.batch:
+        defaults = {"broker": args.broker, "ca_cert": args.ca_cert, "ca_key": args.ca_key,
+                    "grid_map": args.grid_map}
+        failed = provision_batch(args.batch, defaults, jobs=args.jobs)[2]
+        return 1 if failed else 0
+    missing = [o for o in ("target", "device", "district", "profile") if not getattr(args, o)]
+    if missing:
+        raise FlashError("provision needs " + ", ".join("--" + m for m in missing)
+                         + " (or --batch devices.csv)")
+    info = provision(Spec(args.device, args.district, args.profile, args.target, args.broker,
+                          ca_cert=args.ca_cert, ca_key=args.ca_key, cert=args.cert,
+                          key=args.key, grid_map=args.grid_map, object_id=args.object,
+                          lat=args.lat, lon=args.lon, grid=args.grid))
+    cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
+    print(f"{info['device']}: ok → {info['target']} ({info['files']} files{cert}, "
+          f"grid {info['grid']}, code book {info['codebook']})")
+    return 0
+
+
+def _selftest(args):
+    from .selftest import selftest
+
+    checks = selftest(args.target, broker=not args.offline, timeout=args.timeout)
+    for c in checks:
+        print(c)
+    failed = [c for c in checks if not c.ok]
+    print(f"{len(checks) - len(failed)}/{len(checks)} checks passed", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,26 @@
+"""Copy a built image onto a board: mpremote for a real (or socket-served) board, a plain
+copy for a directory that mirrors a board's flash (the simulated board, an SD card)."""
+
+from pathlib import Path
+
+from . import targets
+from .build import verify
+
+MODULE_DIRS = ("lib/gridcore", "lib/gridnode")
+
+
+def flash_image(image, target):
+    """Write every file of a verified image to ``target``; returns the file count.
+
+    ``main.py`` goes last, so a board that resets mid-flash boots the old program (or
+    none), never a new main.py importing modules not yet copied.
+    """
+    manifest = verify(image)
+    image = Path(image)
+    files = {f["path"]: (image / f["path"]).read_bytes() for f in manifest["files"]}
+    files["gridlink/image.json"] = (image / "manifest.json").read_bytes()
+    t = targets.open_target(target)
+    # a stale .py would shadow a new .mpy (MicroPython tries .py first)
+    t.prune(MODULE_DIRS, set(files))
+    t.write(files, "main.py")
+    return len(files)

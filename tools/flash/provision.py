@@ -1,0 +1,421 @@
+"""``gridlink flash provision``: give a device its identity, certificates and data.
+
+One device: ``provision(spec)``.  Many: ``provision_batch(csv)`` — parallel, one result
+line per device, a summary, resumable (a journal next to the CSV records finished
+devices; a rerun skips them), and a failing device never stops the others.
+
+Everything is checked and built in memory first (profile, codes, grid map, certificates);
+only a complete bundle is written, through :mod:`targets` (staged, renamed, marker last).
+
+What lands on the target:
+
+* a Raspberry Pi (profile platform ``raspberry-pi``), into its data directory:
+  ``identity.json`` (the marker), ``profile.json``, ``tls/ca.pem``, ``tls/device.pem``,
+  ``tls/device.key``, ``codebook.json``, ``gridmap.glgm`` (if given);
+* a MicroPython board, under ``/gridlink/`` on its flash (a directory target is a mirror of
+  the flash, as for the simulated board): ``config.json`` (the marker; what the node
+  reads), ``profile.json``, ``ca.pem``, ``device.pem``, ``device.key``, ``codebook.json``,
+  ``gridmap.glgm`` (if given).
+"""
+
+import csv
+import hashlib
+import json
+import re
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from . import pki, targets
+from .errors import FlashError
+
+DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,31}$")
+DISTRICT = re.compile(r"^[1-9][0-9]{5}$")
+CSV_REQUIRED = ("device", "district", "profile", "target")
+CSV_OPTIONAL = ("broker", "object", "lat", "lon", "grid", "cert", "key")
+TOOL = "gridlink-flash/0.1.0"
+
+
+class SpecError(FlashError):
+    """A bad value for one device; ``field`` names it (and ``row`` in a batch)."""
+
+    def __init__(self, field, message, row=None):
+        self.field, self.row, self.why = field, row, message
+        where = f"row {row}: " if row is not None else ""
+        super().__init__(f"{where}{field}: {message}")
+
+
+class Spec:
+    """What one device gets.  CA mode (``ca_cert`` + ``ca_key``: a key and certificate are
+    made for the device) or given mode (``cert`` + ``key``, with ``ca_cert``)."""
+
+    def __init__(self, device, district, profile, target, broker, ca_cert=None, ca_key=None,
+                 cert=None, key=None, grid_map=None, object_id=None, lat=None, lon=None,
+                 grid=None, row=None):
+        self.device, self.district, self.profile = device, district, profile
+        self.target, self.broker = target, broker
+        self.ca_cert, self.ca_key, self.cert, self.key = ca_cert, ca_key, cert, key
+        self.grid_map, self.object_id, self.lat, self.lon, self.grid = (
+            grid_map, object_id, lat, lon, grid)
+        self.row = row
+
+    def fail(self, field, message):
+        raise SpecError(field, message, self.row)
+
+
+def parse_broker(url, spec=None):
+    """(host, port, tls) of ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
+    def bad(msg):
+        if spec is not None:
+            spec.fail("broker", msg)
+        raise SpecError("broker", msg)
+
+    if not url:
+        bad("missing: give mqtt://host:port or mqtts://host:port")
+    u = urlsplit(url)
+    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
+        bad(f"{url!r} is not mqtt://host[:port] or mqtts://host[:port]")
+    try:
+        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
+    except ValueError:
+        bad(f"{url!r} has a bad port")
+    return u.hostname, port, u.scheme == "mqtts"
+
+
+def _sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def _profile(spec):
+    from gridlink.firmware.device import profile as profiles
+    from gridlink.firmware.errors import DeviceError
+
+    try:
+        path = profiles.resolve(spec.profile)
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (DeviceError, ValueError, OSError) as exc:
+        spec.fail("profile", str(exc).splitlines()[0])
+    obj.pop("$schema", None)
+    obj["device_id"] = spec.device
+    obj["district"] = spec.district
+    if spec.lat is not None or spec.lon is not None:
+        if spec.lat is None or spec.lon is None:
+            spec.fail("lat" if spec.lat is None else "lon", "give both lat and lon")
+        obj["position"] = {"lat": spec.lat, "lon": spec.lon, "alt": None}
+    if spec.object_id is not None:
+        if "tilt" not in obj:
+            spec.fail("object", f"profile {obj['profile']!r} has no tilt sensor to bind a "
+                      "component id to")
+        _bind_object(spec, obj)
+    if spec.grid is not None:
+        obj["grid"] = spec.grid
+    problems = profiles.validate(obj, f"profile {obj['profile']}")
+    if problems:
+        p = problems[0]
+        field = {"device_id": "device", "tilt.object": "object", "position.lat": "lat",
+                 "position.lon": "lon"}.get(p.key, f"profile {p.key}")
+        spec.fail(field, p.message + (f" (fix: {p.fix})" if p.fix else ""))
+    return obj
+
+
+def _bind_object(spec, obj):
+    oid = spec.object_id
+    std = obj["standard"]
+    n = {"GB/T 47678.5-2026": 17, "CJ/T 214-2007": 16}.get(std)
+    if n is None or not oid.isdigit() or len(oid) != n:
+        spec.fail("object", f"{oid!r} is not a {n}-digit component id of {std}")
+    if oid[:6] != spec.district:
+        spec.fail("object", f"{oid} belongs to district {oid[:6]}, not {spec.district}")
+    obj["tilt"]["object"] = oid
+    obj["tilt"]["code"] = oid[6:11] if n == 17 else oid[6:10]
+
+
+def _grid(spec, prof):
+    """The grid map bytes (or None), checked; sets the profile's grid from the map."""
+    if not spec.grid_map:
+        return None
+    from gridlink.firmware.core.errors import CoreError
+    from gridlink.firmware.core.gridmap import GridMap
+
+    try:
+        data = Path(spec.grid_map).read_bytes()
+        gm = GridMap(data)
+    except OSError as exc:
+        spec.fail("grid_map", f"{spec.grid_map}: {exc.strerror}")
+    except CoreError as exc:
+        spec.fail("grid_map", f"{spec.grid_map}: {exc}")
+    pos = prof.get("position")
+    if pos:
+        code = gm.locate(pos["lon"], pos["lat"])
+        if code is None:
+            spec.fail("lat", f"position {pos['lat']}, {pos['lon']} is outside every cell of "
+                      f"{spec.grid_map}")
+        if spec.grid is not None and spec.grid != code:
+            spec.fail("grid", f"{spec.grid} given, but the map puts the position in {code}")
+        prof["grid"] = code
+    return data
+
+
+def _tls(spec, tls):
+    """(ca, cert, key) PEM bytes, made or given, checked as a chain."""
+    if spec.cert or spec.key:
+        if not (spec.cert and spec.key and spec.ca_cert):
+            spec.fail("cert", "given certificates need cert, key and the CA certificate")
+        ca = _file(spec, "ca_cert", spec.ca_cert)
+        cert, key = _file(spec, "cert", spec.cert), _file(spec, "key", spec.key)
+    elif spec.ca_cert or spec.ca_key:
+        if not (spec.ca_cert and spec.ca_key):
+            spec.fail("ca_key" if spec.ca_cert else "ca_cert",
+                      "signing needs both the CA certificate and the CA key")
+        ca = _file(spec, "ca_cert", spec.ca_cert)
+        _file(spec, "ca_key", spec.ca_key)
+        try:
+            key, cert = pki.sign_device(spec.device, spec.ca_cert, spec.ca_key)
+        except pki.CertError as exc:
+            spec.fail("ca_key", str(exc))
+    elif tls:
+        spec.fail("ca_cert", "an mqtts:// broker needs certificates: give the district CA "
+                  "(--ca-cert, --ca-key) or the device's own (--cert, --key, --ca-cert)")
+    else:
+        return None
+    try:
+        ci = pki.verify_chain(cert, ca, key)
+    except pki.CertError as exc:
+        spec.fail("cert", str(exc))
+    if ci.cn != spec.device:
+        spec.fail("cert", f"certificate is for {ci.cn!r}, not {spec.device!r}")
+    return ca, cert, key, ci
+
+
+def _file(spec, field, path):
+    try:
+        return Path(path).read_bytes()
+    except OSError as exc:
+        spec.fail(field, f"{path}: {exc.strerror or exc}")
+
+
+def _codebook(spec, standard):
+    from gridlink.firmware.device import codebook
+    from gridlink.firmware.errors import DeviceError
+
+    try:
+        book = codebook.book(standard)
+        path = codebook.CODEBOOKS
+    except DeviceError as exc:
+        spec.fail("profile standard", str(exc))
+    for p in sorted(path.glob("*.json")):
+        data = p.read_bytes()
+        if json.loads(data).get("standard") == standard:
+            return data, book.id
+    spec.fail("profile standard", f"no code book file for {standard}")
+
+
+class Bundle:
+    def __init__(self, files, marker, info):
+        self.files, self.marker, self.info = files, marker, info
+
+
+def make_bundle(spec):
+    """Check everything about one device and build its files; SpecError names the field."""
+    if not spec.device or not DEVICE_ID.match(spec.device):
+        spec.fail("device", f"{spec.device!r} is not a device id ([a-z0-9][a-z0-9-]{{2,31}})")
+    if not spec.district or not DISTRICT.match(spec.district):
+        spec.fail("district", f"{spec.district!r} is not a 6-digit GB/T 2260 code")
+    if not spec.target:
+        spec.fail("target", "missing: a data directory, or a serial port / URL for a board")
+    host, port, tls = parse_broker(spec.broker, spec)
+    prof = _profile(spec)
+    mcu = prof["platform"] == "micropython"
+    serial = targets.is_serial(spec.target)
+    if serial and not mcu:
+        spec.fail("target", f"{spec.target} is a serial port, but profile {prof['profile']!r} "
+                  "is a Raspberry Pi: give its data directory (e.g. the SD card's "
+                  "/var/lib/gridlink)")
+    gridmap = _grid(spec, prof)
+    book, book_id = _codebook(spec, prof["standard"])
+    pem = _tls(spec, tls)
+    prefix = "gridlink/" if mcu else ""
+    tlsdir = prefix if mcu else "tls/"
+    files = {prefix + "profile.json": _json(prof), prefix + "codebook.json": book}
+    if gridmap is not None:
+        files[prefix + "gridmap.glgm"] = gridmap
+    broker = {"url": spec.broker, "host": host, "port": port, "tls": tls}
+    if pem:
+        files[tlsdir + "ca.pem"], files[tlsdir + "device.pem"], files[tlsdir + "device.key"] = (
+            pem[0], pem[1], pem[2])
+        broker.update({"ca": "/" + tlsdir + "ca.pem", "cert": "/" + tlsdir + "device.pem",
+                       "key": "/" + tlsdir + "device.key"} if mcu else
+                      {"ca": "tls/ca.pem", "cert": "tls/device.pem", "key": "tls/device.key"})
+    provision = {"tool": TOOL, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                 "files": {rel: _sha(data) for rel, data in sorted(files.items())}}
+    if mcu:
+        marker = "gridlink/config.json"
+        files[marker] = _json(node_config(spec.device, spec.district, prof, broker, book_id,
+                                          provision))
+    else:
+        marker = "identity.json"
+        files[marker] = _json({"v": 1, "device": spec.device, "district": spec.district,
+                               "profile": prof["profile"], "broker": broker,
+                               "codebook": book_id, "provision": provision})
+    info = {"device": spec.device, "target": str(spec.target), "files": len(files),
+            "cert_until": pem[3].not_after.strftime("%Y-%m-%d") if pem else None,
+            "grid": prof.get("grid"), "codebook": book_id}
+    return Bundle(files, marker, info)
+
+
+def node_config(device, district, prof, broker, book_id, provision):
+    """The sensor node's /gridlink/config.json (read by firmware/mcu/gridnode/config.py)."""
+    cfg = {"v": 1, "device": device, "district": district, "profile": prof["profile"],
+           "standard": prof["standard"], "codebook": book_id, "broker": dict(broker),
+           "tilt": prof["tilt"], "status_interval_s": prof.get("status_interval_s", 300),
+           "provision": provision}
+    cfg["broker"].pop("url", None)
+    if prof.get("position"):
+        cfg["position"] = prof["position"]
+    if prof.get("grid"):
+        cfg["grid"] = prof["grid"]
+    return cfg
+
+
+def _json(obj):
+    return (json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode()
+
+
+def provision(spec):
+    """Provision one device; returns the bundle's info dict."""
+    bundle = make_bundle(spec)
+    targets.open_target(spec.target).write(bundle.files, bundle.marker)
+    return bundle.info
+
+
+# -- batch --------------------------------------------------------------------------------
+
+def read_batch(path, defaults):
+    """Specs from a CSV (header row; columns CSV_REQUIRED + CSV_OPTIONAL), and the rows
+    that could not even be read as (row, SpecError)."""
+    try:
+        f = open(path, newline="", encoding="utf-8-sig")  # noqa: SIM115
+    except OSError as exc:
+        raise FlashError(f"{path}: {exc.strerror}") from None
+    with f:
+        reader = csv.DictReader(f)
+        header = reader.fieldnames or []
+        missing = [c for c in CSV_REQUIRED if c not in header]
+        if missing:
+            raise FlashError(f"{path}: header lacks column(s) {', '.join(missing)} "
+                             f"(needed: {', '.join(CSV_REQUIRED)})")
+        unknown = [c for c in header if c not in CSV_REQUIRED + CSV_OPTIONAL]
+        if unknown:
+            raise FlashError(f"{path}: unknown column(s) {', '.join(unknown)} "
+                             f"(known: {', '.join(CSV_REQUIRED + CSV_OPTIONAL)})")
+        specs, bad, seen, used = [], [], {}, {}
+        for row in reader:
+            n = reader.line_num
+            try:
+                spec = _spec_of_row(row, n, defaults, seen)
+                if spec.target in used:
+                    raise SpecError("target", f"{spec.target} is also the target of row "
+                                    f"{used[spec.target]}", n)
+                used[spec.target] = n
+                specs.append(spec)
+            except SpecError as exc:
+                bad.append((n, row.get("device") or "?", exc))
+        return specs, bad
+
+
+def _spec_of_row(row, n, defaults, seen):
+    if None in row:
+        raise SpecError("row", f"{len(row[None])} more value(s) than columns", n)
+    vals = {k: (v or "").strip() or None for k, v in row.items()}
+    for k in CSV_REQUIRED:
+        if not vals.get(k):
+            raise SpecError(k, "empty", n)
+    dev = vals["device"]
+    if dev in seen:
+        raise SpecError("device", f"{dev} is also on row {seen[dev]}", n)
+    seen[dev] = n
+    coords = {}
+    for k in ("lat", "lon"):
+        if vals.get(k) is not None:
+            try:
+                coords[k] = float(vals[k])
+            except ValueError:
+                raise SpecError(k, f"{vals[k]!r} is not a number", n) from None
+    return Spec(dev, vals["district"], vals["profile"], vals["target"],
+                vals.get("broker") or defaults.get("broker"),
+                ca_cert=defaults.get("ca_cert"), ca_key=defaults.get("ca_key"),
+                cert=vals.get("cert"), key=vals.get("key"),
+                grid_map=defaults.get("grid_map"), object_id=vals.get("object"),
+                lat=coords.get("lat"), lon=coords.get("lon"), grid=vals.get("grid"), row=n)
+
+
+class Journal:
+    """Finished devices, one JSON line each, appended and fsynced (rerun skips them)."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lock = threading.Lock()
+        self.done = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                try:
+                    e = json.loads(line)
+                    self.done[(e["device"], e["target"])] = e
+                except (ValueError, KeyError):
+                    continue  # a torn last line: that device is simply done again
+
+    def is_done(self, spec):
+        return (spec.device, str(spec.target)) in self.done
+
+    def record(self, info):
+        import os
+
+        with self.lock, open(self.path, "a") as f:
+            f.write(json.dumps(info, sort_keys=True) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        self.done[(info["device"], info["target"])] = info
+
+
+def provision_batch(path, defaults, jobs=4, journal=None, out=print):
+    """Provision every row; returns (provisioned, skipped, failed) counts."""
+    specs, bad = read_batch(path, defaults)
+    journal = Journal(journal or f"{path}.done")
+    results = {"ok": 0, "skipped": 0, "failed": 0}
+    lock = threading.Lock()
+
+    def say(kind, line):
+        with lock:
+            results[kind] += 1
+            out(line)
+
+    for n, dev, exc in bad:
+        say("failed", f"row {n} {dev}: FAILED {exc}")
+
+    def one(spec):
+        if journal.is_done(spec):
+            say("skipped", f"row {spec.row} {spec.device}: skipped, provisioned before")
+            return
+        try:
+            info = provision(spec)
+        except FlashError as exc:
+            msg = str(exc) if isinstance(exc, SpecError) else f"row {spec.row}: {exc}"
+            say("failed", f"row {spec.row} {spec.device}: FAILED {msg}")
+            return
+        except Exception as exc:  # one device's surprise must not stop the others
+            say("failed", f"row {spec.row} {spec.device}: FAILED {type(exc).__name__}: {exc}")
+            return
+        info["row"] = spec.row
+        journal.record(info)
+        cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
+        say("ok", f"row {spec.row} {spec.device}: ok → {info['target']} "
+            f"({info['files']} files{cert})")
+
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        list(pool.map(one, specs))
+    total = len(specs) + len(bad)
+    out(f"{total} devices: {results['ok']} provisioned, {results['skipped']} skipped "
+        f"(done before), {results['failed']} failed")
+    return results["ok"], results["skipped"], results["failed"]
