@@ -41,7 +41,8 @@ def distance_m(lat1, lon1, lat2, lon2):
 class Thinner:
     """Keeps a position when the vehicle moved ``distance_m``, or when ``interval_s``
     passed and it moved more than ``still_m`` (receiver noise while parked); never two
-    points in the same second.  The first position is always kept."""
+    points in the same second.  The first position is always kept, and so is the first
+    one after time went backwards."""
 
     __slots__ = ("distance_m", "interval_s", "last", "still_m")
 
@@ -58,8 +59,11 @@ class Thinner:
         last = self.last
         if last is not None:
             dt = t - last[0]
-            if dt < 1:
+            if 0 <= dt < 1:
                 return False
+            if dt < 0:              # the clock went back (a replay restarted): start over
+                last = None
+        if last is not None:
             moved = distance_m(last[1], last[2], lat, lon)
             if moved < self.distance_m and not (dt >= self.interval_s and moved > self.still_m):
                 return False

@@ -1,8 +1,8 @@
 """The code books the device checks class codes against (firmware/codebooks/*.json).
 
-The files are built by ``firmware/codebooks/build.py`` from the shared classes table
-(format ``gridlink-codebook/1``); a profile names its standard and every class code it
-maps a button or sensor to must be in that standard's book.
+The files are built by ``firmware/codebooks/build.py`` (format ``gridlink-codebook/1``)
+and read with the core's ``CodeBook``; a profile names its standard and every class code
+it maps a button or sensor to must be in that standard's book.
 """
 
 import json
@@ -20,18 +20,20 @@ class CodebookUnavailable(DeviceError):
         self.fix = fix
 
 
-@lru_cache(maxsize=8)
+@lru_cache(maxsize=1)
 def _books():
+    from ..core.codebook import BOOK_FORMAT, CodeBook
+
     books = {}
     for path in sorted(CODEBOOKS.glob("*.json")):
         data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") == "gridlink-codebook/1":
-            books[data["standard"]] = data
+        if data.get("format") == BOOK_FORMAT:
+            books[data["standard"]] = CodeBook(data)
     return books
 
 
 def book(standard):
-    """The code book dict of ``standard``; CodebookUnavailable names the known ones."""
+    """The core CodeBook of ``standard``; CodebookUnavailable names the known ones."""
     books = _books()
     if standard not in books:
         raise CodebookUnavailable(
@@ -41,17 +43,27 @@ def book(standard):
 
 
 def class_lookup(standard):
-    """A function (kind, code) → class name or None for ``standard``."""
-    data = book(standard)
+    """A function (kind, code) → None when the code is in the book, else why it is not."""
+    from ..core.codebook import CodeError
+
+    cb = book(standard)
 
     def lookup(kind, code):
-        entry = data.get(kind, {}).get("classes", {}).get(code)
-        return entry[0] if entry else None
+        try:
+            cb.lookup(kind, code)
+        except CodeError as exc:
+            return str(exc)
+        return None
 
     return lookup
 
 
+def check_code(standard, kind, code):
+    """``make_report``'s check_code hook: True, or the core's CodeError saying why not."""
+    book(standard).lookup(kind, code)
+    return True
+
+
 def version(standard):
-    """The code book's version string (carried in every status message)."""
-    data = book(standard)
-    return f"{data['standard']}@{data['version']}"
+    """'GB/T 47678.5-2026@9b9bd01eda60': the code book a status message names."""
+    return book(standard).id

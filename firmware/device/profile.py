@@ -325,11 +325,11 @@ def _check_codes(p, source, codebook):
     except CodebookUnavailable as exc:
         return [Problem(source, "standard", str(exc), exc.fix)]
     for key, kind, code in class_refs(p):
-        found = lookup(kind, code)
-        if found is None:
-            problems.append(Problem(source, f"{key}.code",
-                                    f"{kind} class {code} is not in the {p['standard']} code book",
-                                    f"pick a code from `gridlink codes list` for {p['standard']}"))
+        why = lookup(kind, code)
+        if why is not None:
+            problems.append(Problem(source, f"{key}.code", why,
+                                    f"pick a {kind} class of {p['standard']} "
+                                    "(see `gridlink codes list`)"))
     return problems
 
 

@@ -1,0 +1,146 @@
+"""``gridlink device``: check profiles, run a device, talk to a running one."""
+
+import json
+import logging
+import sys
+
+from ..errors import DeviceError
+
+
+def register(parser):
+    sub = parser.add_subparsers(dest="device_command", metavar="ACTION", required=True)
+
+    p = sub.add_parser("check", help="validate device profiles (names or paths)")
+    p.add_argument("profiles", nargs="*", metavar="PROFILE",
+                   help="profile names or files (default: every shipped profile)")
+    p.set_defaults(func=cmd_check)
+
+    p = sub.add_parser("list", help="list the shipped profiles")
+    p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("run", help="run a field device (patrol vehicle or fixed terminal)")
+    p.add_argument("--profile", required=True, help="profile name or file")
+    p.add_argument("--data-dir", required=True, help="durable state: outbox, seq, photos")
+    p.add_argument("--broker", required=True, help="mqtt://host:port or mqtts://host:port")
+    p.add_argument("--tls-ca", help="CA certificate of the broker (PEM)")
+    p.add_argument("--tls-cert", help="this device's client certificate (PEM)")
+    p.add_argument("--tls-key", help="this device's private key (PEM)")
+    p.add_argument("--sim", action="store_true",
+                   help="simulated hardware: NMEA replay over a pty, mock pins, synthetic camera")
+    p.add_argument("--device-id", help="device id (default: the profile's device_id)")
+    p.add_argument("--district", help="6-digit district code (default: the profile's)")
+    p.add_argument("--gnss-port", help="override the receiver port (path or pyserial URL)")
+    p.add_argument("--sim-capture", help="NMEA capture to replay (bundled name or path)")
+    p.add_argument("--sim-speed", type=float, help="replay speed factor (2 = twice as fast)")
+    p.add_argument("--sim-origin", metavar="LAT,LON",
+                   help="move the replayed track so it starts here")
+    p.add_argument("--no-sim-loop", action="store_true", help="replay the capture once")
+    p.add_argument("--map", help="compiled grid map (.glgm) for the grid lookup")
+    p.add_argument("--cancel-grace", type=float,
+                   help="seconds a long press may still cancel a report (default: profile)")
+    p.add_argument("--status-interval", type=float, help="seconds between status messages")
+    p.add_argument("--kiosk-port", type=int, help="kiosk page port (fixed terminal; 0 = any)")
+    p.add_argument("--log-level", default="INFO")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("press", help="press a button / trip a sensor of a simulated device")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("input", help="button name, or pir, call, yes, no")
+    p.add_argument("--hold", action="store_true", help="a long press (cancels the last report)")
+    p.set_defaults(func=cmd_press)
+
+    p = sub.add_parser("status", help="show a running device's status")
+    p.add_argument("--data-dir", required=True)
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("answer", help="answer the open 核实/核查 task of a running device")
+    p.add_argument("--data-dir", required=True)
+    p.add_argument("result", help="yes, no, or confirmed/not_found/resolved/unresolved")
+    p.add_argument("--task", help="task id (default: the oldest open task)")
+    p.set_defaults(func=cmd_answer)
+
+
+def cmd_check(args):
+    from ..errors import ProfileError
+    from .profile import load_profile, shipped_profiles
+
+    names = args.profiles or [str(p) for p in shipped_profiles()]
+    bad = 0
+    for name in names:
+        try:
+            prof = load_profile(name)
+        except ProfileError as exc:
+            bad += 1
+            print(str(exc), file=sys.stderr)
+            continue
+        print(f"{prof['_path']}: ok ({prof['kind']}, {prof['board']}, {prof['standard']})")
+    if bad:
+        print(f"{bad} of {len(names)} profile(s) have problems", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_list(args):
+    from .profile import load_profile, shipped_profiles
+
+    for path in shipped_profiles():
+        prof = load_profile(path)
+        print(f"{path.stem:16} {prof['kind']:15} {prof['board']:7} {prof.get('description', '')}")
+    return 0
+
+
+def cmd_run(args):
+    from .profile import load_profile
+    from .runtime import Device
+
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    origin = None
+    if args.sim_origin:
+        try:
+            lat, lon = (float(x) for x in args.sim_origin.split(","))
+        except ValueError:
+            raise DeviceError(f"--sim-origin {args.sim_origin!r}: give LAT,LON") from None
+        origin = (lat, lon)
+    dev = Device(load_profile(args.profile), args.data_dir, args.broker,
+                 device_id=args.device_id, district=args.district, sim=args.sim,
+                 tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
+                 gnss_port=args.gnss_port, sim_capture=args.sim_capture,
+                 sim_speed=args.sim_speed, sim_origin=origin,
+                 sim_loop=False if args.no_sim_loop else None, map_path=args.map,
+                 cancel_grace=args.cancel_grace, status_interval=args.status_interval,
+                 kiosk_port=args.kiosk_port)
+    dev.start()
+    dev.run_forever()
+    return 0
+
+
+def _ask(data_dir, req):
+    from .control import request
+
+    answer = request(data_dir, req)
+    if not answer.get("ok"):
+        raise DeviceError(answer.get("error", "the device refused"))
+    return answer
+
+
+def cmd_press(args):
+    answer = _ask(args.data_dir, {"cmd": "press", "input": args.input, "hold": args.hold})
+    print(json.dumps(answer, ensure_ascii=False))
+    return 0
+
+
+def cmd_status(args):
+    answer = _ask(args.data_dir, {"cmd": "status"})
+    print(json.dumps(answer["status"], ensure_ascii=False, indent=1))
+    return 0
+
+
+def cmd_answer(args):
+    req = {"cmd": "answer", "task": args.task}
+    if args.result in ("yes", "no"):
+        req["yes"] = args.result == "yes"
+    else:
+        req["result"] = args.result
+    print(json.dumps(_ask(args.data_dir, req), ensure_ascii=False))
+    return 0

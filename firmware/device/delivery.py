@@ -1,0 +1,387 @@
+"""Outbox → MQTT (paho-mqtt, QoS 1) and the gateway's answers back.
+
+One network thread owns the paho client: it connects (TLS with a client certificate
+when asked), re-connects with exponential backoff and full jitter, and publishes:
+
+- reports and task results in outbox order; a report leaves the outbox only on the
+  gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``;
+  unacknowledged ones are sent again after a reconnect or ``resend_s``;
+- a button report waits out its cancel grace period before it is first sent (so a long
+  press can still take it back), and everything behind it waits too (order is kept);
+- track batches, dropped from the outbox on PUBACK (the broker holds them for the
+  gateway's persistent session);
+- photos in chunks of ≤ 16 KiB on ``…/photo/{report_id}/{n}``; each chunk is marked done
+  on PUBACK in a PHOTO_PROGRESS outbox record, so after a broken link only the missing
+  chunks go again;
+- the retained status, on connect, on change and when asked; the last will is the
+  retained ``offline`` status.  The session is persistent (clean_session False).
+"""
+
+import json
+import logging
+import random
+import threading
+import time
+from urllib.parse import urlparse
+
+from ..core import messages, topics
+from ..errors import DeviceError
+from .store import PHOTO, REPORT, TASK_RESULT, TRACK
+
+log = logging.getLogger("gridlink.device.delivery")
+
+CHUNK = messages.CHUNK_MAX
+
+
+def parse_broker(url):
+    """(host, port, tls) of ``mqtt://host:port`` or ``mqtts://host:port``."""
+    u = urlparse(url if "://" in url else f"mqtt://{url}")
+    if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
+        raise DeviceError(f"broker URL {url!r}: use mqtt://host:port or mqtts://host:port")
+    tls = u.scheme in ("mqtts", "ssl")
+    if not u.hostname:
+        raise DeviceError(f"broker URL {url!r} has no host")
+    return u.hostname, u.port or (8883 if tls else 1883), tls
+
+
+class Backoff:
+    """Exponential backoff with full jitter: uniform(0, min(cap, base·2^n))."""
+
+    def __init__(self, base=0.5, cap=30.0, rng=random.random):
+        self.base, self.cap, self.rng, self.n = base, cap, rng, 0
+
+    def next(self):
+        ceiling = min(self.cap, self.base * (2 ** self.n))
+        self.n += 1
+        return max(0.05, ceiling * self.rng())
+
+    def reset(self):
+        self.n = 0
+
+
+class Delivery:
+    """The device's MQTT side.  ``kick()`` after storing something new."""
+
+    def __init__(self, url, device, district, store, *, status_fn, on_task=None,
+                 grace_until=None, tls_ca=None, tls_cert=None, tls_key=None,
+                 keepalive=30, window=20, chunk_window=4, resend_s=30.0):
+        import paho.mqtt.client as mqtt
+
+        self.mqtt = mqtt
+        self.host, self.port, tls = parse_broker(url)
+        self.device, self.district, self.store = device, district, store
+        self.status_fn = status_fn
+        self.on_task = on_task
+        self.grace_until = grace_until or (lambda report_id: 0.0)
+        self.keepalive, self.window, self.chunk_window = keepalive, window, chunk_window
+        self.resend_s = resend_s
+        self.connected = False
+        self.ever_connected = False
+        self.backoff = Backoff()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._status_wanted = True
+        self._last_state = None
+        self._last_pump = 0.0
+        self._sent = {}            # outbox seq → monotonic time first/last sent
+        self._ids = {}             # report id → outbox seq (pending reports)
+        self._inflight = {}        # mid → ("track", oseq) | ("chunk", report_id, n) | ...
+        self._jobs = None          # report id → photo job dict (with "oseq")
+        self._chunks_out = set()   # (report_id, n) published, waiting for PUBACK
+        self.counters = {"published": 0, "acked": 0, "duplicate": 0, "rejected": 0,
+                         "bad_messages": 0, "chunks": 0, "connects": 0}
+        self.topic = {leaf: topics.topic(district, device, leaf)
+                      for leaf in ("report", "track", "status", "ack", "task", "task/result")}
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
+                        clean_session=False, protocol=mqtt.MQTTv311)
+        c.max_inflight_messages_set(max(window, 20) + chunk_window + 4)
+        c.max_queued_messages_set(0)
+        c.will_set(self.topic["status"], messages.encode(messages.will_status(device)),
+                   qos=1, retain=True)
+        if tls or tls_ca or tls_cert:
+            c.tls_set(ca_certs=tls_ca, certfile=tls_cert, keyfile=tls_key)
+        c.on_connect = self._on_connect
+        c.on_disconnect = self._on_disconnect
+        c.on_message = self._on_message
+        c.on_publish = self._on_publish
+        self.client = c
+        self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
+
+    # -- public ------------------------------------------------------------------------
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def kick(self):
+        self._wake.set()
+
+    def request_status(self):
+        self._status_wanted = True
+        self._wake.set()
+
+    def state(self):
+        if not self.connected:
+            return "buffering"
+        return "online" if self.store.depth()["reports"] == 0 else "buffering"
+
+    def stop(self, timeout=5.0):
+        """Publish the offline status, disconnect cleanly, end the thread."""
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout=timeout)
+
+    # -- the network thread ----------------------------------------------------------------
+
+    def _run(self):
+        first = True
+        while not self._stop.is_set():
+            if not self._socket_open():
+                try:
+                    if first:
+                        self.client.connect(self.host, self.port, keepalive=self.keepalive)
+                        first = False
+                    else:
+                        self.client.reconnect()
+                except (OSError, ValueError) as exc:
+                    delay = self.backoff.next()
+                    log.warning("MQTT: cannot reach %s:%d (%s); retry in %.1f s",
+                                self.host, self.port, exc, delay)
+                    self._stop.wait(delay)
+                    continue
+            rc = self.client.loop(timeout=0.05)
+            if rc != self.mqtt.MQTT_ERR_SUCCESS:
+                if self.connected:
+                    self._lost(f"loop: {self.mqtt.error_string(rc)}")
+                delay = self.backoff.next()
+                self._stop.wait(delay)
+                continue
+            now = time.monotonic()
+            if self.connected and (self._wake.is_set() or now - self._last_pump >= 1.0):
+                self._wake.clear()
+                self._last_pump = now
+                try:
+                    self._pump()
+                except Exception:  # a bad record must not stop delivery of the others
+                    log.exception("MQTT: publishing failed")
+        self._goodbye()
+
+    def _socket_open(self):
+        return self.client.socket() is not None
+
+    def _goodbye(self):
+        if not self.connected:
+            return
+        try:
+            info = self.client.publish(self.topic["status"], messages.encode(
+                messages.will_status(self.device)), qos=1, retain=True)
+            deadline = time.monotonic() + 3
+            while not info.is_published() and time.monotonic() < deadline:
+                self.client.loop(timeout=0.05)
+            self.client.disconnect()
+            self.client.loop(timeout=0.05)
+        except (OSError, ValueError, RuntimeError) as exc:
+            log.warning("MQTT: clean disconnect failed: %s", exc)
+        self.connected = False
+
+    # -- callbacks (called from the network thread) -------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        if reason.is_failure:
+            log.error("MQTT: broker %s:%d refused the connection: %s", self.host, self.port,
+                      reason)
+            return
+        self.connected = True
+        self.ever_connected = True
+        self.counters["connects"] += 1
+        self.backoff.reset()
+        log.info("MQTT: connected to %s:%d (session present: %s)", self.host, self.port,
+                 flags.session_present)
+        client.subscribe([(self.topic["ack"], 1), (self.topic["task"], 1)])
+        self._sent.clear()         # send every unacknowledged report again
+        self._chunks_out.clear()
+        self._inflight.clear()
+        self._status_wanted = True
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties):
+        if self.connected:
+            self._lost(str(reason))
+
+    def _lost(self, why):
+        self.connected = False
+        log.warning("MQTT: connection lost (%s); buffering", why)
+
+    def _on_publish(self, client, userdata, mid, reason, properties):
+        what = self._inflight.pop(mid, None)
+        if what is None:
+            return
+        if what[0] == "track":
+            self.store.ack(what[1])
+            self._sent.pop(what[1], None)
+        elif what[0] == "chunk":
+            self._chunk_done(what[1], what[2])
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            if msg.topic == self.topic["ack"]:
+                self._on_ack(messages.decode(msg.payload, messages.validate_ack, 2048))
+            elif msg.topic == self.topic["task"]:
+                task = messages.decode(msg.payload, messages.validate_task, 4096)
+                if self.on_task is not None:
+                    self.on_task(task)
+        except messages.MessageError as exc:
+            self.counters["bad_messages"] += 1
+            log.error("MQTT: ignored a bad message on %s: %s", msg.topic, exc)
+
+    def _on_ack(self, ack):
+        rid = ack["id"]
+        if rid is None:
+            log.error("MQTT: gateway could not read a report: %s", ack["reason"])
+            return
+        oseq = self._ids.get(rid)
+        if oseq is None:
+            self._index()
+            oseq = self._ids.get(rid)
+        if oseq is None:
+            log.debug("MQTT: ack for %s, already settled", rid)
+            return
+        if messages.ack_drops_report(ack):
+            self.store.ack(oseq)
+            self.counters["acked" if ack["status"] == "accepted" else "duplicate"] += 1
+            log.info("report %s %s by the gateway", rid, ack["status"])
+        else:
+            self.store.reject(oseq, ack["reason"] or "rejected")
+            self.counters["rejected"] += 1
+            log.error("report %s REJECTED by the gateway: %s (kept in outbox.rejected)", rid,
+                      ack["reason"])
+        self._ids.pop(rid, None)
+        self._sent.pop(oseq, None)
+        self._wake.set()
+
+    # -- publishing -----------------------------------------------------------------------
+
+    def _index(self):
+        ids = {}
+        for oseq, _kind, payload in self.store.pending((REPORT, TASK_RESULT)):
+            ids[_report_id(payload)] = oseq
+        self._ids = ids
+
+    def _pump(self):
+        now = time.monotonic()
+        state = self.state()
+        if state != self._last_state or self._status_wanted:
+            self._publish_status()
+        reports = self.store.pending((REPORT, TASK_RESULT))
+        self._ids = {_report_id(p): s for s, _k, p in reports}
+        unacked = sum(1 for s, _k, _p in reports if s in self._sent)
+        for oseq, kind, payload in reports:
+            sent = self._sent.get(oseq)
+            if sent is not None and now - sent < self.resend_s:
+                continue
+            rid = _report_id(payload)
+            if sent is None:
+                if time.time() < self.grace_until(rid):
+                    break              # keep order: nothing overtakes a report in its grace
+                if unacked >= self.window:
+                    break
+                unacked += 1
+            leaf = "task/result" if kind == TASK_RESULT else "report"
+            self.client.publish(self.topic[leaf], payload, qos=1)
+            self._sent[oseq] = now
+            self.counters["published"] += 1
+        for oseq, _kind, payload in self.store.pending((TRACK,)):
+            if oseq in self._sent:
+                continue
+            info = self.client.publish(self.topic["track"], payload, qos=1)
+            self._inflight[info.mid] = ("track", oseq)
+            self._sent[oseq] = now
+        self._pump_photos(reports)
+
+    def _publish_status(self):
+        self._status_wanted = False
+        state = self.state()
+        try:
+            status = messages.make_status(self.device, state, **self.status_fn())
+        except messages.MessageError as exc:
+            log.error("status not published: %s", exc)
+            return
+        self.client.publish(self.topic["status"], messages.encode(status), qos=1, retain=True)
+        if state != self._last_state:
+            log.info("status: %s", state)
+        self._last_state = state
+
+    # -- photos ---------------------------------------------------------------------------
+
+    def _load_jobs(self):
+        jobs = {}
+        for oseq, _kind, payload in self.store.pending((PHOTO,)):
+            job = json.loads(payload)
+            job["oseq"] = oseq
+            old = jobs.get(job["report"])
+            if old is not None:
+                self.store.ack(old["oseq"])   # a newer progress record supersedes it
+            jobs[job["report"]] = job
+        self._jobs = jobs
+
+    def add_photo_job(self, report_id, sha, size):
+        """Called (under the store lock) right after the report naming the photo is stored."""
+        job = {"report": report_id, "sha256": sha, "size": size, "done": []}
+        oseq = self.store.append(PHOTO, json.dumps(job, separators=(",", ":")).encode())
+        if self._jobs is not None:
+            job["oseq"] = oseq
+            self._jobs[report_id] = job
+        self._wake.set()
+
+    def _pump_photos(self, reports):
+        if self._jobs is None:
+            self._load_jobs()
+        if not self._jobs:
+            return
+        waiting = {_report_id(p) for s, _k, p in reports if s not in self._sent}
+        for rid, job in list(self._jobs.items()):
+            if rid in waiting:
+                continue             # the report goes first
+            of = messages.photo_chunk_count(job["size"], CHUNK)
+            path = self.store.photo_path(job["sha256"])
+            for n in range(of):
+                if len(self._chunks_out) >= self.chunk_window:
+                    return
+                if n in job["done"] or (rid, n) in self._chunks_out:
+                    continue
+                try:
+                    with open(path, "rb") as f:
+                        f.seek(n * CHUNK)
+                        data = f.read(CHUNK)
+                except OSError as exc:
+                    log.error("photo %s of %s is gone (%s); its upload is dropped",
+                              job["sha256"], rid, exc)
+                    self.store.ack(job["oseq"])
+                    del self._jobs[rid]
+                    break
+                payload = messages.make_photo_chunk(job["sha256"], n, of, job["size"], data)
+                info = self.client.publish(
+                    topics.photo_topic(self.district, self.device, rid, n), payload, qos=1)
+                self._inflight[info.mid] = ("chunk", rid, n)
+                self._chunks_out.add((rid, n))
+                self.counters["chunks"] += 1
+
+    def _chunk_done(self, rid, n):
+        self._chunks_out.discard((rid, n))
+        job = (self._jobs or {}).get(rid)
+        if job is None or n in job["done"]:
+            return
+        job["done"] = sorted({*job["done"], n})
+        old = job["oseq"]
+        if len(job["done"]) >= messages.photo_chunk_count(job["size"], CHUNK):
+            self.store.ack(old)
+            del self._jobs[rid]
+            log.info("photo of %s delivered (%d bytes)", rid, job["size"])
+            return
+        record = {k: job[k] for k in ("report", "sha256", "size", "done")}
+        job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())
+        self.store.ack(old)
+
+
+def _report_id(payload):
+    return json.loads(payload)["id"]

@@ -1,0 +1,498 @@
+"""The Pi device runtime: a validated profile wired to adapters, the core and delivery.
+
+    trigger ─▶ photo (camera) ─▶ core make_report (fix policy, grid) ─▶ outbox (fsync)
+        ─▶ delivery (MQTT QoS 1) ─▶ gateway ack ─▶ dropped from the outbox
+
+A report is never dropped for want of a fix: no fix gives ``fix: null`` + ``no_fix``, an
+old one is kept with its age + ``stale_fix``; a fixed terminal reports its provisioned
+position (``fixed_position``).  ``Device.start()`` brings everything up, ``stop()`` shuts
+it down safely (no new triggers, the current outbox write finishes, offline status,
+clean disconnect).
+"""
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+from .. import errors
+from ..core import topics
+from ..core import track as coretrack
+from ..core.checks import MessageError
+from ..core.report import ReportError, encode_report, make_report
+from ..core.timefmt import iso_utc
+from . import camera as cam
+from . import codebook
+from .sdnotify import notify, watchdog_period
+from .store import REPORT, TASK_RESULT, TRACK, Store
+from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
+from .triggers import Pace, Triggers
+
+log = logging.getLogger("gridlink.device")
+
+MAPS = Path(__file__).resolve().parents[1] / "maps"
+THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
+
+
+def firmware_version():
+    try:
+        from gridlink import __version__
+    except ImportError:
+        return "0.0.0"
+    return __version__
+
+
+def cpu_temp(path=THERMAL):
+    """CPU temperature in °C from /sys/class/thermal, or None where there is none."""
+    try:
+        return round(int(path.read_text().strip()) / 1000.0, 1)
+    except (OSError, ValueError):
+        return None
+
+
+def default_map(district):
+    """The shipped grid map of ``district`` (firmware/maps/*.glgm), or None."""
+    if not MAPS.is_dir():
+        return None
+    maps = sorted(MAPS.glob("*.glgm"))
+    for path in maps:
+        if district in path.name:
+            return path
+    return maps[0] if len(maps) == 1 else None
+
+
+class Device:
+    """One running field device (patrol vehicle or fixed terminal)."""
+
+    def __init__(self, profile, data_dir, broker, *, device_id=None, district=None, sim=False,
+                 tls_ca=None, tls_cert=None, tls_key=None, gnss_port=None, sim_capture=None,
+                 sim_speed=None, sim_origin=None, sim_loop=None, map_path=None,
+                 cancel_grace=None, status_interval=None, kiosk_port=None, console=True):
+        if profile["platform"] != "raspberry-pi":
+            raise errors.DeviceError(
+                f"profile {profile['profile']} is for a {profile['board']} running MicroPython;"
+                " flash it with `gridlink flash` instead of running it here")
+        self.profile = profile
+        self.kind = profile["kind"]
+        self.device = device_id or profile.get("device_id")
+        if not self.device:
+            raise errors.DeviceError("no device id: pass --device-id (e.g. pv-0001)")
+        self.district = district or profile["district"]
+        try:
+            topics.topic(self.district, self.device, "report")
+        except MessageError as exc:
+            raise errors.DeviceError(f"bad device id or district: {exc}") from None
+        self.data_dir = Path(data_dir)
+        self.broker = broker
+        self.sim = sim
+        self.tls = (tls_ca, tls_cert, tls_key)
+        self.gnss_port = gnss_port
+        simconf = profile.get("sim", {})
+        self.sim_capture = sim_capture or simconf.get("capture", "nmea-rtk.log")
+        self.sim_speed = sim_speed or simconf.get("speed", 1.0)
+        origin = simconf.get("origin")
+        self.sim_origin = sim_origin or ((origin["lat"], origin["lon"]) if origin else None)
+        self.sim_loop = simconf.get("loop", True) if sim_loop is None else sim_loop
+        self.map_path = map_path
+        press = profile.get("press", {})
+        self.cancel_grace = press.get("cancel_grace_s", 10) if cancel_grace is None \
+            else cancel_grace
+        self.status_interval = status_interval or profile.get("status_interval_s", 60)
+        self.kiosk_port = kiosk_port
+        self.console = console
+        self.standard = profile["standard"]
+        self.stale_after = profile.get("gnss", {}).get("stale_after_s", 10)
+        self.fixed = None
+        if "position" in profile:
+            p = profile["position"]
+            self.fixed = (p["lat"], p["lon"], p.get("alt"))
+        self.started = time.monotonic()
+        self.stopping = threading.Event()
+        self.report_lock = threading.Lock()
+        self.grace = {}                 # report id → wall time its cancel grace ends
+        self.last_button = None
+        self.parts = []
+        self.replayer = self.gnss = self.camera = self.delivery = self.triggers = None
+        self.kiosk = self.control = self.gridmap = self._map_file = None
+        self.thinner = self.batch = None
+        self.track_lock = threading.Lock()
+        self.counters = {"reports": 0, "cancelled": 0, "track_batches": 0, "errors": 0}
+        self.first_gnss_read = None
+
+    # -- bring up / shut down ----------------------------------------------------------------
+
+    def start(self):
+        from .control import ControlServer
+        from .delivery import Delivery
+
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(self.data_dir)
+        self.codebook = codebook.version(self.standard)
+        self._open_map()
+        self.board = TaskBoard(self.store, console=self.console)
+        self.delivery = Delivery(
+            self.broker, self.device, self.district, self.store, status_fn=self.status_fields,
+            on_task=self._on_task, grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
+            tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2]).start()
+        if self.kind == "patrol-vehicle":
+            self._start_gnss()
+            tr = self.profile["track"]
+            self.thinner = coretrack.Thinner(tr["interval_s"], tr["distance_m"])
+            self.batch = coretrack.Batch(self.device, tr.get("batch_points", 20),
+                                         min(tr.get("batch_s", 60), coretrack.MAX_SPAN_S))
+        self.camera = cam.make_camera(self.profile.get("camera"), sim=self.sim)
+        self.triggers = Triggers(
+            self.profile, on_press=self._on_press, on_cancel=self._on_cancel,
+            on_motion=self._on_motion, on_call=self._on_call,
+            on_answer=lambda yes: self._guard(self.answer, None, None, yes), sim=self.sim)
+        if "kiosk" in self.profile:
+            k = self.profile["kiosk"]
+            port = self.kiosk_port if self.kiosk_port is not None else k["port"]
+            self.kiosk = Kiosk(self.device, self.board,
+                               lambda task, result: self.answer(task, result),
+                               bind=k.get("bind", "127.0.0.1"), port=port).start()
+        self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
+        self.parts.append(Pace(self.status_interval, self._tick_status, "status").start())
+        period = watchdog_period()
+        if period:
+            self.parts.append(Pace(period, lambda: notify("WATCHDOG=1"), "watchdog").start())
+        notify(f"READY=1\nSTATUS=device {self.device} running")
+        log.info("device %s (%s) started: data %s, broker %s%s", self.device, self.kind,
+                 self.data_dir, self.broker, ", simulated hardware" if self.sim else "")
+        return self
+
+    def _open_map(self):
+        from ..core.gridmap import GridMap, GridMapError
+
+        path = self.map_path or default_map(self.district)
+        if path is None:
+            log.warning("no grid map for district %s: reports carry grid null (the gateway "
+                        "fills it in)", self.district)
+            return
+        try:
+            self._map_file = open(path, "rb")  # noqa: SIM115 (kept open while running)
+            self.gridmap = GridMap(self._map_file)
+        except (OSError, GridMapError) as exc:
+            raise errors.DeviceError(f"grid map {path}: {exc}") from None
+        log.info("grid map %s: %d cells", path, self.gridmap.n_cells)
+
+    def _start_gnss(self):
+        from .gnss import GnssReader
+
+        g = self.profile["gnss"]
+        port = self.gnss_port
+        if port is None and self.sim:
+            from ..sim.replay import Replayer
+
+            self.replayer = Replayer(self.sim_capture, speed=self.sim_speed,
+                                     origin=self.sim_origin, loop=self.sim_loop).start()
+            port = self.replayer.path
+            log.info("simulated GNSS: %s at x%s through %s", self.replayer.capture.name,
+                     self.sim_speed, port)
+        self.gnss = GnssReader(source=g["source"], port=port or g.get("port"),
+                               baud=g.get("baud", 9600), gpsd=g.get("gpsd", "127.0.0.1:2947"),
+                               on_fix=self._on_fix).start()
+
+    def stop(self):
+        """Safe shutdown: no new triggers, finish the current write, offline, disconnect."""
+        if self.stopping.is_set():
+            return
+        self.stopping.set()
+        notify("STOPPING=1")
+        log.info("device %s stopping", self.device)
+        if self.control is not None:
+            self.control.stop()
+        if self.triggers is not None:
+            self.triggers.close()
+        for part in self.parts:
+            part.stop()
+        with self.report_lock:        # a report being made is finished and stored first
+            if self.gnss is not None:
+                self.gnss.stop()
+            if self.replayer is not None:
+                self.replayer.stop()
+            self._flush_track()
+        if self.delivery is not None:
+            self.delivery.stop()
+        if self.kiosk is not None:
+            self.kiosk.stop()
+        if self.camera is not None:
+            self.camera.close()
+        self.store.close()
+        if self._map_file is not None:
+            self._map_file.close()
+        log.info("device %s stopped", self.device)
+
+    def run_forever(self):
+        """Run until SIGTERM/SIGINT, then stop safely."""
+        done = threading.Event()
+
+        def on_signal(signum, _frame):
+            log.info("signal %s received", signal.Signals(signum).name)
+            done.set()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        while not done.wait(1.0):
+            pass
+        self.stop()
+
+    # -- triggers ----------------------------------------------------------------------------
+
+    def _guard(self, fn, *args):
+        """Run a trigger's action; a failure is logged and counted, never kills the device."""
+        try:
+            return fn(*args)
+        except (errors.DeviceError, ReportError) as exc:
+            self.counters["errors"] += 1
+            log.error("%s", exc)
+        except Exception:
+            self.counters["errors"] += 1
+            log.exception("trigger failed")
+        return None
+
+    def button(self, name):
+        for b in self.profile.get("buttons", []):
+            if b["name"] == name:
+                return b
+        raise errors.DeviceError(f"no button {name!r}")
+
+    def _on_press(self, name):
+        b = self.button(name)
+        self._guard(self.report, "button", b["kind"], b["code"], b.get("text", ""))
+
+    def _on_motion(self):
+        p = self.profile["pir"]
+        self._guard(self.report, "sensor", p["kind"], p["code"], p.get("text", ""))
+
+    def _on_call(self):
+        c = self.profile["call_button"]
+        self._guard(self.report, "operator", c["kind"], c["code"], c.get("text", ""))
+
+    def _on_cancel(self, name):
+        self._guard(self.cancel_last)
+
+    # -- reports -----------------------------------------------------------------------------
+
+    def fix_now(self):
+        """(core Fix or None, age seconds or None) of the GNSS receiver."""
+        if self.gnss is None:
+            return None, None
+        return self.gnss.snapshot()
+
+    def report(self, source, kind, code, text="", object_id=None, task=None, result=None,
+               photo=True):
+        """Make one report and store it durably; returns the report dict."""
+        if self.stopping.is_set():
+            raise errors.DeviceError("device is stopping; no new reports")
+        with self.report_lock:
+            fix, age = self.fix_now()
+            shot = self._photo(fix) if photo and self.camera is not None else None
+            seq = self.store.next_seq()
+            if self.fixed is not None:
+                grid = self.profile.get("grid")
+            elif fix is not None and self.gridmap is not None:
+                grid = self.gridmap.locate(fix.lon, fix.lat)
+            else:
+                grid = None
+            rep = make_report(
+                self.device, seq, fix, time.time, kind, self.standard, code, grid=grid,
+                object_id=object_id, source=source, photos=[shot[:2]] if shot else (),
+                text=text, task=task, result=result, max_fix_age=self.stale_after,
+                fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age)
+            payload = encode_report(rep)
+            with self.store.lock:
+                self.store.append(TASK_RESULT if source == "task" else REPORT, payload)
+                if shot:
+                    self.delivery.add_photo_job(rep["id"], shot[0], shot[1])
+            if source == "button":
+                self.grace[rep["id"]] = time.time() + self.cancel_grace
+                self.last_button = rep["id"]
+            self.counters["reports"] += 1
+        self.delivery.kick()
+        log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
+                 rep["grid"], ",".join(rep["flags"]) or "-",
+                 f" photo {shot[1]} B" if shot else "")
+        return rep
+
+    def _photo(self, fix):
+        """(sha256, bytes, path) of a new photo stored in the data dir."""
+        conf = self.profile.get("camera", {})
+        when = time.time()
+        fixd = None
+        if self.fixed is not None:
+            fixd = {"lat": self.fixed[0], "lon": self.fixed[1], "alt": self.fixed[2]}
+        elif fix is not None:
+            fixd = {"lat": fix.lat, "lon": fix.lon, "alt": fix.alt, "hdop": fix.hdop}
+        img = self.camera.capture()
+        data, _q = cam.encode_jpeg(
+            img, (conf.get("width", 1280), conf.get("height", 960)),
+            conf.get("max_bytes", cam.DEFAULT_MAX_BYTES),
+            exif=cam.exif_bytes(fixd, when, self.device))
+        sha = hashlib.sha256(data).hexdigest()
+        path = self.store.save_photo(sha, data)
+        return sha, len(data), path
+
+    def cancel_last(self):
+        """Long press: take back the last button report while its grace period lasts."""
+        rid = self.last_button
+        if rid is None or time.time() >= self.grace.get(rid, 0):
+            log.warning("long press: no report within the %ss grace period to cancel",
+                        self.cancel_grace)
+            return None
+        with self.store.lock:
+            for oseq, _kind, payload in self.store.pending((REPORT,)):
+                rep = json.loads(payload)
+                if rep["id"] == rid:
+                    self.store.append_line("cancelled.jsonl", {
+                        "cancelled": iso_utc(time.time()), "report": rep})
+                    self.store.ack(oseq)
+                    break
+            else:
+                return None
+        self.grace.pop(rid, None)
+        self.last_button = None
+        self.counters["cancelled"] += 1
+        log.warning("report %s cancelled by a long press (kept in cancelled.jsonl)", rid)
+        return rid
+
+    # -- tasks -------------------------------------------------------------------------------
+
+    def _on_task(self, task):
+        if self.board.add(task):
+            self.delivery.request_status()
+
+    def answer(self, task_id=None, result=None, yes=None):
+        """Answer a task (the given one, else the oldest open) with a result report."""
+        task = self.board.find(task_id) if task_id else self.board.current()
+        if task is None:
+            raise errors.DeviceError(f"no open task {task_id or ''}".rstrip())
+        if result is None:
+            if yes is None:
+                raise errors.DeviceError("answer needs a result or yes/no")
+            result = result_of(task["type"], yes)
+        if result not in RESULTS[task["type"]]:
+            raise errors.DeviceError(f"a {task['type']} task is answered with "
+                                     f"{' or '.join(RESULTS[task['type']])}, not {result!r}")
+        cls = self.profile["task_result"]
+        rep = self.report("task", cls["kind"], cls["code"],
+                          f"{TYPE_NAMES[task['type']]} {task['task']}: {result}",
+                          task=task["task"], result=result)
+        self.board.close(task["task"])
+        log.info("task %s answered %s by report %s", task["task"], result, rep["id"])
+        return rep["id"]
+
+    # -- track -------------------------------------------------------------------------------
+
+    def _on_fix(self, fix):
+        if self.first_gnss_read is None:
+            self.first_gnss_read = time.monotonic()
+        if self.thinner is None or fix.epoch is None:
+            return
+        with self.track_lock:
+            t = fix.epoch
+            if not self.thinner.offer(t, fix.lat, fix.lon):
+                if self.batch.due(t):
+                    self._flush_track_locked()
+                return
+            if not self.batch.fits(t):
+                self._flush_track_locked()
+            if self.batch.add(t, fix.lat, fix.lon, fix.speed):
+                self._flush_track_locked()
+
+    def _flush_track(self):
+        if self.batch is not None:
+            with self.track_lock:
+                self._flush_track_locked()
+
+    def _flush_track_locked(self):
+        data = self.batch.take()
+        if data is None:
+            return
+        try:
+            self.store.append(TRACK, data)
+        except errors.DeviceError as exc:
+            log.error("track batch not stored: %s", exc)
+            return
+        self.counters["track_batches"] += 1
+        if self.delivery is not None:
+            self.delivery.kick()
+
+    # -- status ------------------------------------------------------------------------------
+
+    def _status_fix(self):
+        if self.fixed is not None:
+            lat, lon, alt = self.fixed
+            return {"lat": lat, "lon": lon, "alt": alt, "mode": 3 if alt is not None else 2,
+                    "status": 0, "sats": None, "hdop": None, "age": 0}
+        fix, age = self.fix_now()
+        if fix is None:
+            return None
+        return {"lat": round(fix.lat, 7), "lon": round(fix.lon, 7),
+                "alt": None if fix.alt is None else round(fix.alt, 2), "mode": fix.mode,
+                "status": fix.status, "sats": fix.sats,
+                "hdop": None if fix.hdop is None else round(fix.hdop, 2), "age": round(age, 3)}
+
+    def status_fields(self):
+        """The fields of the MQTT status message (``messages.make_status`` keywords)."""
+        depth = self.store.depth()
+        try:
+            free = shutil.disk_usage(self.data_dir).free
+        except OSError:
+            free = None
+        return {"time": iso_utc(time.time()), "fix": self._status_fix(),
+                "reports": depth["reports"], "track": depth["track"], "disk_free": free,
+                "cpu_temp": cpu_temp(), "uptime": round(time.monotonic() - self.started, 1),
+                "firmware": firmware_version(), "codebook": self.codebook,
+                "profile": self.profile["profile"]}
+
+    def local_status(self):
+        """Everything `gridlink device status` shows (MQTT status plus diagnostics)."""
+        fields = self.status_fields()
+        d = self.delivery
+        out = {"device": self.device, "kind": self.kind, "pid": os.getpid(),
+               "state": d.state() if d else "offline",
+               "connected": bool(d and d.connected), **fields,
+               "outbox": {"reports": fields.pop("reports"), "track": fields.pop("track")},
+               "gnss": self.gnss.health() if self.gnss else None,
+               "delivery": dict(d.counters) if d else None, "counters": dict(self.counters),
+               "tasks": self.board.open(), "inputs": self.triggers.names if self.triggers else [],
+               "kiosk": f"http://127.0.0.1:{self.kiosk.port}/" if self.kiosk else None,
+               "sim": self.sim}
+        if self.replayer is not None:
+            out["replay"] = {"capture": str(self.replayer.capture), "pty": self.replayer.path,
+                             "lines": self.replayer.sent_lines, "rounds": self.replayer.rounds}
+        return out
+
+    def _tick_status(self):
+        self.delivery.request_status()
+        self.store.save_json("status.json", self.local_status())
+
+    # -- control socket ----------------------------------------------------------------------
+
+    def handle(self, req):
+        cmd = req.get("cmd")
+        if cmd == "status":
+            return {"status": self.local_status()}
+        if cmd == "press":
+            before = self.counters["reports"], self.counters["cancelled"]
+            self.triggers.simulate(req["input"], hold=bool(req.get("hold")))
+            return {"reports": self.counters["reports"] - before[0],
+                    "cancelled": self.counters["cancelled"] - before[1],
+                    "last": self.last_button}
+        if cmd == "report":
+            b = self.button(req["input"])
+            rep = self.report("button", b["kind"], b["code"], b.get("text", ""))
+            return {"report": rep["id"]}
+        if cmd == "tasks":
+            return {"tasks": self.board.open()}
+        if cmd == "answer":
+            return {"report": self.answer(req.get("task"), req.get("result"), req.get("yes"))}
+        raise errors.DeviceError(f"unknown command {cmd!r} (status, press, report, tasks, "
+                                 "answer)")
+

@@ -1,0 +1,136 @@
+"""Buttons and sensors through gpiozero; simulation swaps in gpiozero's MockFactory.
+
+A short press (released before ``hold_s``) makes one report with the button's class.  A
+long press (held ``hold_s``) cancels instead: the runtime drops the last button report if
+it is still within its grace period.  The PIR sensor makes a report on motion (at most
+once per ``cooldown_s``), the call button an operator report, the operator buttons
+answer the open task.
+"""
+
+import logging
+import threading
+import time
+
+log = logging.getLogger("gridlink.device.triggers")
+
+
+def pin_factory(sim):
+    """MockFactory pins in simulation, else gpiozero's default (lgpio on a Pi 5 / 4)."""
+    if not sim:
+        return None
+    from gpiozero.pins.mock import MockFactory
+
+    return MockFactory()
+
+
+class Triggers:
+    """The profile's inputs wired to callbacks: ``on_press(name)``, ``on_cancel(name)``,
+    ``on_motion()``, ``on_call()``, ``on_answer(yes)``."""
+
+    def __init__(self, profile, *, on_press, on_cancel, on_motion, on_call, on_answer,
+                 sim=False):
+        from gpiozero import Button, MotionSensor
+
+        self.factory = pin_factory(sim)
+        press = profile.get("press", {})
+        bounce = press.get("bounce_time_s", 0.05) or None
+        self.hold_s = press.get("hold_s", 2.0)
+        self.devices = {}
+        self._held = {}
+        self._closed = False
+        kw = {"pin_factory": self.factory} if self.factory is not None else {}
+        for b in profile.get("buttons", []):
+            btn = Button(b["pin"], pull_up=True, bounce_time=bounce, hold_time=self.hold_s, **kw)
+            name = b["name"]
+            btn.when_pressed = lambda n=name: self._held.__setitem__(n, False)
+            btn.when_held = lambda n=name: self._on_held(n, on_cancel)
+            btn.when_released = lambda n=name: self._on_released(n, on_press)
+            self.devices[name] = btn
+        ops = profile.get("operator_buttons")
+        if ops:
+            for name, yes in (("yes", True), ("no", False)):
+                btn = Button(ops[name], pull_up=True, bounce_time=bounce, **kw)
+                btn.when_pressed = lambda y=yes: on_answer(y)
+                self.devices[name] = btn
+        if "call_button" in profile:
+            btn = Button(profile["call_button"]["pin"], pull_up=True, bounce_time=bounce, **kw)
+            btn.when_pressed = lambda: on_call()
+            self.devices["call"] = btn
+        if "pir" in profile:
+            cooldown = profile["pir"].get("cooldown_s", 60)
+            pir = MotionSensor(profile["pir"]["pin"], pull_up=False, **kw)
+            last = [None]
+
+            def motion():
+                now = time.monotonic()
+                if last[0] is not None and now - last[0] < cooldown:
+                    log.info("PIR: motion within the %ss cooldown, no new report", cooldown)
+                    return
+                last[0] = now
+                on_motion()
+
+            pir.when_motion = motion
+            self.devices["pir"] = pir
+
+    def _on_held(self, name, on_cancel):
+        self._held[name] = True
+        on_cancel(name)
+
+    def _on_released(self, name, on_press):
+        if not self._held.pop(name, False) and not self._closed:
+            on_press(name)
+
+    @property
+    def names(self):
+        return sorted(self.devices)
+
+    def simulate(self, name, hold=False):
+        """Press (or hold) a button, or trip the PIR, on the mock pins (simulation only)."""
+        from ..errors import DeviceError
+
+        if self.factory is None:
+            raise DeviceError("pressing buttons from software works only in simulation (--sim)")
+        dev = self.devices.get(name)
+        if dev is None:
+            raise DeviceError(f"no input {name!r}; inputs: {', '.join(self.names)}")
+        pin = dev.pin
+        if name == "pir":
+            pin.drive_high()
+            time.sleep(0.4)   # MotionSensor samples at 10 Hz
+            pin.drive_low()
+            return
+        pin.drive_low()
+        time.sleep(self.hold_s + 0.3 if hold else 0.02)
+        pin.drive_high()
+        time.sleep(0.02)
+
+    def close(self):
+        self._closed = True
+        for dev in self.devices.values():
+            dev.close()
+        if self.factory is not None:
+            self.factory.close()
+
+
+class Pace:
+    """A tiny helper to run ``fn`` every ``period`` seconds in a daemon thread."""
+
+    def __init__(self, period, fn, name):
+        self.period, self.fn = period, fn
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.wait(self.period):
+            try:
+                self.fn()
+            except Exception:  # keep ticking; the failure is logged
+                log.exception("periodic %s failed", self._thread.name)
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=2)

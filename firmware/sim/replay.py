@@ -1,0 +1,237 @@
+"""Replay a real NMEA capture through a pseudo-terminal, at the capture's own pace.
+
+The device opens the pty's slave path with pyserial exactly as it opens ``/dev/serial0``,
+so the whole serial path runs for real.  Pacing follows the UTC time of day in the
+sentences (GGA, RMC, GLL, GNS, ZDA): every line of one epoch is written together, then
+the replayer sleeps until the next epoch (divided by ``speed``; gaps in the capture
+longer than ``max_gap_s`` are shortened).  Comment lines (``#``) are dropped, everything
+else — garbage, bad checksums, NUL bytes — is sent byte for byte.
+
+``origin`` moves the track onto another place (for instance the district map) while
+keeping the receiver's own motion and noise: every position with a good checksum is
+shifted by the same latitude/longitude offset (first fix → origin), written with the
+same number of decimals, and its checksum recomputed.
+"""
+
+import contextlib
+import os
+import threading
+import tty
+from pathlib import Path
+
+CAPTURES = Path(__file__).resolve().parent / "captures"
+SHARED_CAPTURES = (Path("/work/shared/data/nmea"),
+                   Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nmea")
+
+# sentence type → (index of time field, index of lat field) in the comma-split fields
+_TIME_FIELD = {"GGA": 1, "RMC": 1, "GNS": 1, "ZDA": 1, "GLL": 5}
+_LAT_FIELD = {"GGA": 2, "RMC": 3, "GNS": 2, "GLL": 1}
+
+
+def find_capture(name):
+    """A capture path: an existing path, a bundled capture, or one in the shared set."""
+    path = Path(name)
+    if path.exists():
+        return path
+    for folder in (CAPTURES, *SHARED_CAPTURES):
+        if (folder / name).exists():
+            return folder / name
+    from ..errors import DeviceError
+
+    known = ", ".join(sorted(p.name for p in CAPTURES.glob("*.log")))
+    raise DeviceError(f"NMEA capture {name!r} not found (bundled: {known}; or give a path)")
+
+
+def read_capture(path):
+    """The capture's receiver lines (bytes, line ending kept), without ``#`` comments."""
+    data = Path(path).read_bytes()
+    lines = data.splitlines(keepends=True)
+    return [line for line in lines if not line.lstrip().startswith(b"#")]
+
+
+def _split(line):
+    """(talker+type, fields, body-end index) of a checksummed sentence, or None."""
+    text = line.rstrip(b"\r\n")
+    start = text.rfind(b"$")
+    star = text.rfind(b"*")
+    if start < 0 or star < start or len(text) < star + 3:
+        return None
+    body = text[start + 1:star]
+    try:
+        want = int(text[star + 1:star + 3], 16)
+    except ValueError:
+        return None
+    got = 0
+    for b in body:
+        got ^= b
+    if got != want:
+        return None
+    try:
+        fields = body.decode("ascii").split(",")
+    except UnicodeDecodeError:
+        return None
+    return fields, text[:start + 1]
+
+
+def sentence_tod(line):
+    """Seconds since midnight UTC named by a sentence, or None."""
+    parsed = _split(line)
+    if parsed is None:
+        return None
+    fields = parsed[0]
+    kind = fields[0][-3:]
+    i = _TIME_FIELD.get(kind)
+    if i is None or len(fields) <= i or len(fields[i]) < 6:
+        return None
+    f = fields[i]
+    try:
+        return int(f[0:2]) * 3600 + int(f[2:4]) * 60 + float(f[4:])
+    except ValueError:
+        return None
+
+
+def _deg(value, hemi, width):
+    d = int(value[:width])
+    return (d + float(value[width:]) / 60.0) * (-1 if hemi in ("S", "W") else 1)
+
+
+def _fmt(deg, width, decimals, hemis):
+    hemi = hemis[0] if deg >= 0 else hemis[1]
+    deg = abs(deg)
+    d = int(deg)
+    minutes = round((deg - d) * 60.0, decimals)
+    if minutes >= 60.0:
+        d, minutes = d + 1, 0.0
+    mm = f"{minutes:0{3 + decimals if decimals else 2}.{decimals}f}"
+    return f"{d:0{width}d}{mm}", hemi
+
+
+def sentence_position(line):
+    """(lat, lon) of a sentence with a good checksum and a position, or None."""
+    parsed = _split(line)
+    if parsed is None:
+        return None
+    fields = parsed[0]
+    i = _LAT_FIELD.get(fields[0][-3:])
+    if i is None or len(fields) <= i + 3 or not fields[i] or not fields[i + 2]:
+        return None
+    try:
+        return _deg(fields[i], fields[i + 1], 2), _deg(fields[i + 2], fields[i + 3], 3)
+    except ValueError:
+        return None
+
+
+def shift_sentence(line, dlat, dlon):
+    """The sentence with its position moved by (dlat, dlon) degrees; other lines as-is."""
+    parsed = _split(line)
+    if parsed is None:
+        return line
+    fields, prefix = parsed
+    i = _LAT_FIELD.get(fields[0][-3:])
+    if i is None or len(fields) <= i + 3 or not fields[i] or not fields[i + 2]:
+        return line
+    try:
+        lat = _deg(fields[i], fields[i + 1], 2) + dlat
+        lon = _deg(fields[i + 2], fields[i + 3], 3) + dlon
+    except ValueError:
+        return line
+    lon = (lon + 180.0) % 360.0 - 180.0
+    lat_dec = len(fields[i].partition(".")[2])
+    lon_dec = len(fields[i + 2].partition(".")[2])
+    fields[i], fields[i + 1] = _fmt(lat, 2, lat_dec, "NS")
+    fields[i + 2], fields[i + 3] = _fmt(lon, 3, lon_dec, "EW")
+    body = ",".join(fields).encode("ascii")
+    check = 0
+    for b in body:
+        check ^= b
+    ending = line[len(line.rstrip(b"\r\n")):] or b"\r\n"
+    return prefix + body + b"*" + f"{check:02X}".encode() + ending
+
+
+def epochs(lines):
+    """[(tod or None, [lines])]: lines grouped by the time of day of their sentences."""
+    out = []
+    current, group = None, []
+    for line in lines:
+        tod = sentence_tod(line)
+        if tod is not None and tod != current and group:
+            out.append((current, group))
+            group = []
+        if tod is not None:
+            current = tod
+        group.append(line)
+    if group:
+        out.append((current, group))
+    return out
+
+
+def translate(lines, origin):
+    """Lines moved so that the first position lands on ``origin`` (lat, lon)."""
+    first = next((p for p in map(sentence_position, lines) if p is not None), None)
+    if first is None or origin is None:
+        return list(lines)
+    dlat, dlon = origin[0] - first[0], origin[1] - first[1]
+    return [shift_sentence(line, dlat, dlon) for line in lines]
+
+
+def open_pty():
+    """(master fd, slave fd, slave path) of a raw pseudo-terminal."""
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    return master, slave, os.ttyname(slave)
+
+
+class Replayer:
+    """Writes a capture into a pty in a thread; ``path`` is what the device opens."""
+
+    def __init__(self, capture, speed=1.0, origin=None, loop=False, max_gap_s=2.0):
+        self.capture = find_capture(capture)
+        self.speed = speed
+        self.loop = loop
+        self.max_gap_s = max_gap_s
+        self.groups = epochs(translate(read_capture(self.capture), origin))
+        self.master, self.slave, self.path = open_pty()
+        self.sent_lines = 0
+        self.rounds = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="nmea-replay", daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def _run(self):
+        while not self._stop.is_set():
+            prev = None
+            for tod, group in self.groups:
+                if prev is not None and tod is not None:
+                    gap = tod - prev
+                    if gap < 0:
+                        gap += 86400
+                    gap = min(gap, self.max_gap_s)
+                    if self._stop.wait(gap / self.speed):
+                        return
+                if tod is not None:
+                    prev = tod
+                try:
+                    os.write(self.master, b"".join(group))
+                except OSError:
+                    return
+                self.sent_lines += len(group)
+            self.rounds += 1
+            if not self.loop:
+                return
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(timeout=5)
+        for fd in (self.master, self.slave):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
