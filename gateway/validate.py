@@ -189,7 +189,7 @@ class Validator:
         try:
             district, device, leaf, extra = parse_topic(topic)
         except MessageError as exc:
-            raise Rejected("topic", f"{topic!r}: {exc.why}") from None
+            raise Rejected("topic", f"topic {topic!r}: {exc}") from None
         if leaf in ("ack", "task"):
             raise Rejected("topic", f"{topic!r}: {leaf} goes from the gateway to devices")
         return district, device, leaf, extra

@@ -1,0 +1,109 @@
+"""The store interface, run the same on SQLite and PostgreSQL."""
+
+import threading
+
+import pytest
+from gridlink.gateway.errors import GatewayError, StoreError
+from gridlink.gateway.store import open_store
+
+pytest_plugins = ["tests.gateway_stores"]
+
+EXTRA = (("board_001_notes",
+          "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
+          "CREATE TABLE notes (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)"),)
+
+
+def test_migrate_records_and_is_idempotent(store_url):
+    s = open_store(store_url)
+    try:
+        assert s.migrate() == ["0001_gateway_tables"]
+        assert s.migrate() == []
+        assert s.migrate(extra=EXTRA) == ["board_001_notes"]
+        assert s.migrate(extra=EXTRA) == []
+        assert s.applied_migrations() == ["0001_gateway_tables", "board_001_notes"]
+        for table in ("reports", "dead_letters", "devices", "photos", "track_points", "notes"):
+            assert s.fetchall(f"SELECT COUNT(*) AS n FROM {table}") == [{"n": 0}]
+    finally:
+        s.close()
+
+
+def test_a_failing_migration_names_itself_and_leaves_nothing_behind(store):
+    bad = (("board_002_broken", "CREATE TABLE half (x INTEGER); CREATE TABL oops (y)",
+            "CREATE TABLE half (x INTEGER); CREATE TABL oops (y)"),)
+    with pytest.raises(StoreError, match="board_002_broken"):
+        store.migrate(extra=bad)
+    assert "board_002_broken" not in store.applied_migrations()
+    with pytest.raises(Exception):  # noqa: B017 - the table of the failed migration is gone
+        store.fetchall("SELECT * FROM half")
+
+
+def test_malformed_migration_is_refused(store):
+    with pytest.raises(StoreError, match="name, sqlite_sql, postgres_sql"):
+        store.migrate(extra=[("only-a-name",)])
+
+
+def test_connect_commits_on_exit_and_rolls_back_on_error(store):
+    q = store.sql
+    with store.connect() as conn:
+        conn.execute(q("INSERT INTO track_points (device, t, lat, lon, speed) "
+                       "VALUES (?, ?, ?, ?, ?)"), ("pv-0001", "2026-11-28T00:00:00.000Z", 1, 2, 0))
+    with pytest.raises(RuntimeError), store.connect() as conn:
+        conn.execute(q("INSERT INTO track_points (device, t, lat, lon, speed) "
+                       "VALUES (?, ?, ?, ?, ?)"), ("pv-0001", "2026-11-28T00:00:01.000Z", 1, 2, 0))
+        raise RuntimeError("boom")
+    rows = store.fetchall("SELECT device, t FROM track_points")
+    assert rows == [{"device": "pv-0001", "t": "2026-11-28T00:00:00.000Z"}]
+
+
+def test_insert_new_returns_only_new_keys(store):
+    cols = ("device", "t", "lat", "lon", "speed")
+    rows = [("a", "1", 1.0, 2.0, 0.0), ("a", "2", 1.0, 2.0, 0.0), ("a", "1", 9.0, 9.0, 9.0)]
+    with store.connect() as conn:
+        assert sorted(store.insert_new(conn, "track_points", cols, rows, "t")) == ["1", "2"]
+    with store.connect() as conn:
+        assert store.insert_new(conn, "track_points", cols, rows[:1], "t") == []
+    assert store.fetchall("SELECT lat FROM track_points WHERE t = ?", ("1",)) == [{"lat": 1.0}]
+
+
+def test_threads_each_get_their_own_connection(store):
+    q = store.sql
+    errors = []
+
+    def work(n):
+        try:
+            for i in range(20):
+                with store.connect() as conn:
+                    conn.execute(q("INSERT INTO track_points (device, t, lat, lon, speed) "
+                                   "VALUES (?, ?, ?, ?, ?)"), (f"d{n}", str(i), 0, 0, 0))
+        except Exception as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert store.fetchall("SELECT COUNT(*) AS n FROM track_points") == [{"n": 120}]
+
+
+def test_dialect_and_placeholder(store):
+    assert (store.dialect, store.placeholder) in (("sqlite", "?"), ("postgres", "%s"))
+    assert store.sql("a = ? AND b = ?") == f"a = {store.placeholder} AND b = {store.placeholder}"
+
+
+@pytest.mark.parametrize("url, words", [
+    ("mysql://x", "unknown store URL"),
+    ("sqlite:///no/such/folder/db.sqlite", "does not exist"),
+    ("postgresql://postgres@127.0.0.1:1/test", "cannot connect"),
+    ("postgresql://postgres@127.0.0.1:5432/test?schema=Bad-Name", "schema name"),
+])
+def test_bad_store_urls_are_clear_errors(url, words):
+    with pytest.raises(GatewayError, match=words):
+        open_store(url)
+
+
+def test_closed_store_refuses_work(store):
+    store.close()
+    with pytest.raises(StoreError, match="closed"), store.connect():
+        pass
