@@ -40,7 +40,7 @@ class Item:
         v = self.verdict
         if v.device is None or v.district is None:
             return None
-        if v.kind in ("report", "task_result"):
+        if v.kind in ("report", "task/result"):
             rid = v.report_id
         elif self.outcome == REJECTED:
             rid = v.report_id if v.kind == "rejected" else None
@@ -122,7 +122,7 @@ class Ingest:
         for it in items:
             v = it.verdict
             it.outcome, it.reason = None, None
-            if v.kind in ("report", "task_result"):
+            if v.kind in ("report", "task/result"):
                 if v.report_id in first:
                     it.outcome = DUPLICATE
                 else:
@@ -148,7 +148,7 @@ class Ingest:
             self._devices(conn, items)
             tracks = [r for it in items if it.verdict.kind == "track" for r in it.verdict.data]
             if tracks:
-                conn.executemany(self._track_sql, tracks)
+                conn.cursor().executemany(self._track_sql, tracks)
             chunks = [it for it in items if it.verdict.kind == "photo"]
             if chunks:
                 _, refused = add_chunks(self.store, conn, self.photo_dir,
@@ -169,7 +169,7 @@ class Ingest:
                 elif it.outcome is None:
                     it.outcome = STORED
             if dead:
-                conn.executemany(self._dead_sql, dead)
+                conn.cursor().executemany(self._dead_sql, dead)
         return [it.verdict.data for it in reports if it.outcome == ACCEPTED]
 
     def _devices(self, conn, items):
@@ -183,7 +183,7 @@ class Ingest:
                 statuses.append(tuple(v.data[c] for c in _STATUS_COLUMNS))
                 continue
             lat = lon = fix_at = None
-            if v.kind in ("report", "task_result") and v.data["lat"] is not None:
+            if v.kind in ("report", "task/result") and v.data["lat"] is not None:
                 lat, lon, fix_at = v.data["lat"], v.data["lon"], v.data["captured_at"]
             prev = seen.get(v.device)
             if prev is None:
@@ -193,7 +193,7 @@ class Ingest:
                 if fix_at and (prev[5] is None or fix_at > prev[5]):
                     prev[3:6] = [lat, lon, fix_at]
         if seen:
-            conn.executemany(self._seen_sql, [(r[0], r[1], iso_from_epoch(r[2]), *r[3:])
+            conn.cursor().executemany(self._seen_sql, [(r[0], r[1], iso_from_epoch(r[2]), *r[3:])
                                               for r in seen.values()])
         if statuses:
-            conn.executemany(self._status_sql, statuses)
+            conn.cursor().executemany(self._status_sql, statuses)

@@ -53,10 +53,10 @@ def register_report_photos(store, conn, report_id, photos):
     if not photos:
         return
     q = store.sql
-    conn.executemany(q("INSERT INTO photos (sha256, size, complete, first_report) "
+    conn.cursor().executemany(q("INSERT INTO photos (sha256, size, complete, first_report) "
                        "VALUES (?, ?, 0, ?) ON CONFLICT DO NOTHING"),
                      [(p["sha256"], p["bytes"], report_id) for p in photos])
-    conn.executemany(q("INSERT INTO report_photos (report_id, sha256) VALUES (?, ?) "
+    conn.cursor().executemany(q("INSERT INTO report_photos (report_id, sha256) VALUES (?, ?) "
                        "ON CONFLICT DO NOTHING"),
                      [(report_id, p["sha256"]) for p in photos])
 

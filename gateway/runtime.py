@@ -234,7 +234,7 @@ class GatewayRuntime:
         for it in items:
             v = it.verdict
             m.messages.labels(v.kind, it.outcome).inc()
-            if v.kind in ("report", "task_result"):
+            if v.kind in ("report", "task/result"):
                 m.reports.labels(it.outcome).inc()
                 if it.outcome == ACCEPTED:
                     t = v.sent_at if v.sent_at is not None else _epoch(v.data["captured_at"])

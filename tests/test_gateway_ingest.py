@@ -1,0 +1,191 @@
+"""Group commit into the store — the same tests on SQLite and PostgreSQL."""
+
+import base64
+import hashlib
+import json
+
+import pytest
+from gridlink.gateway.clock import iso_from_epoch
+from gridlink.gateway.codebooks import load_codebooks, load_grid_map
+from gridlink.gateway.ingest import Ingest, Item
+from gridlink.gateway.photos import PhotoDir, report_photos
+from gridlink.gateway.validate import Validator
+
+from tests.gateway_rig import count, encode, grid_map_file, report, topic
+
+pytest_plugins = ["tests.gateway_stores"]
+
+T = 1_795_000_000.0
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory):
+    return Validator(load_grid_map(grid_map_file(tmp_path_factory.mktemp("grid"))),
+                     load_codebooks())
+
+
+@pytest.fixture
+def ingest(store, tmp_path):
+    return Ingest(store, PhotoDir(tmp_path / "photos"))
+
+
+def items(judge, *messages):
+    return [Item(t, p, T + i, judge.decode(t, p, T + i)) for i, (t, p) in enumerate(messages)]
+
+
+def rep(seq, device="pv-0001", **kw):
+    return topic(device, "report"), encode(report(device, seq, **kw))
+
+
+def test_batch_commits_reports_and_reports_outcomes(judge, ingest, store):
+    batch = items(judge, rep(1), rep(2), rep(1), (topic("pv-0001", "report"), b"\x00garbage"),
+                  rep(3, code="99999"))
+    committed = ingest.commit(batch)
+    assert [it.outcome for it in batch] == ["accepted", "accepted", "duplicate", "rejected",
+                                            "rejected"]
+    assert [r["id"] for r in committed] == ["pv-0001:000000000001", "pv-0001:000000000002"]
+    assert count(store, "reports") == 2
+    row = store.fetchall("SELECT * FROM reports WHERE seq = 1")[0]
+    assert row["committed_at"] and row["grid"] == "410106001001001"
+    assert json.loads(row["payload"]) == report("pv-0001", 1)
+    dead = store.fetchall("SELECT * FROM dead_letters ORDER BY id")
+    assert [d["device"] for d in dead] == ["pv-0001", "pv-0001"]
+    assert base64.b64decode(dead[0]["payload"]) == b"\x00garbage"
+    assert dead[0]["payload_encoding"] == "base64" and "UTF-8" not in dead[0]["reason"]
+    assert dead[1]["payload_encoding"] == "utf-8" and "99999" in dead[1]["reason"]
+    assert json.loads(dead[1]["payload"])["code"] == "99999"
+
+
+def test_redelivery_in_a_later_batch_is_a_duplicate_and_changes_nothing(judge, ingest, store):
+    ingest.commit(items(judge, rep(1, text="first")))
+    again = items(judge, rep(1, text="first"), rep(2))
+    ingest.commit(again)
+    assert [it.outcome for it in again] == ["duplicate", "accepted"]
+    assert count(store, "reports") == 2
+
+
+def test_device_acks(judge, ingest):
+    batch = items(judge, rep(1), rep(1), rep(2, code="99999"),
+                  (topic("pv-0001", "report"), b"{"), (topic("pv-0001", "track"), b"{"))
+    ingest.commit(batch)
+    acks = [it.ack() for it in batch]
+    bodies = [json.loads(a[2]) for a in acks]
+    assert {a[:2] for a in acks} == {("410106", "pv-0001")}
+    assert [(b["id"], b["status"]) for b in bodies] == [
+        ("pv-0001:000000000001", "accepted"), ("pv-0001:000000000001", "duplicate"),
+        ("pv-0001:000000000002", "rejected"), (None, "rejected"), (None, "rejected")]
+    assert bodies[0]["reason"] is None and "99999" in bodies[2]["reason"]
+
+
+def test_a_failed_commit_leaves_nothing(judge, ingest, store, monkeypatch):
+    batch = items(judge, rep(1), (topic("pv-0001", "report"), b"junk"))
+
+    def broken(*a, **kw):
+        raise OSError("disk gone")
+
+    monkeypatch.setattr(ingest, "_devices", broken)
+    with pytest.raises(OSError):
+        ingest.commit(batch)
+    assert count(store, "reports") == 0 and count(store, "dead_letters") == 0
+    monkeypatch.undo()
+    ingest.commit(batch)
+    assert [it.outcome for it in batch] == ["accepted", "rejected"]
+
+
+def status(device="pv-0001", state="online", lat=34.81, outbox=3, t="2026-11-28T02:00:00.000Z"):
+    return {"v": 1, "device": device, "state": state, "time": t,
+            "fix": {"lat": lat, "lon": 113.29, "alt": None, "mode": 3, "status": 1, "sats": 8,
+                    "hdop": 1.0, "age": 0.2},
+            "outbox": {"reports": outbox, "track": 0}, "disk_free": 10**9, "cpu_temp": 50.0,
+            "uptime": 60, "firmware": "0.1.0", "codebook": "GB/T 47678.5-2026@abc",
+            "profile": "patrol-vehicle"}
+
+
+def test_presence_status_then_will_then_reports(judge, ingest, store):
+    st = topic("pv-0001", "status")
+    ingest.commit(items(judge, (st, encode(status()))))
+    dev = store.fetchall("SELECT * FROM devices")[0]
+    assert (dev["state"], dev["outbox_reports"], dev["firmware"], dev["profile"]) == \
+        ("online", 3, "0.1.0", "patrol-vehicle")
+    assert (dev["last_lat"], dev["last_fix_at"]) == (34.81, "2026-11-28T02:00:00.000Z")
+    ingest.commit(items(judge, (st, encode({"v": 1, "device": "pv-0001", "state": "offline"}))))
+    dev = store.fetchall("SELECT * FROM devices")[0]
+    assert dev["state"] == "offline" and dev["firmware"] == "0.1.0"  # the will keeps the rest
+    # a report with a newer fix moves the last position; an older one does not
+    newer = report("pv-0001", 5, grid="410106001001004")
+    newer["time"] = "2026-11-28T03:00:00.000Z"
+    older = report("pv-0001", 6)
+    older["time"] = "2026-11-28T01:00:00.000Z"
+    ingest.commit(items(judge, (topic("pv-0001", "report"), encode(newer)),
+                        (topic("pv-0001", "report"), encode(older))))
+    dev = store.fetchall("SELECT * FROM devices")[0]
+    assert (dev["last_lat"], dev["last_fix_at"]) == (34.815, "2026-11-28T03:00:00.000Z")
+    assert dev["last_seen"] == iso_from_epoch(T + 1)  # the later of the two arrivals
+
+
+def test_track_points_are_stored_once(judge, ingest, store):
+    track = {"v": 1, "device": "pv-0001", "t0": 1_795_000_000,
+             "pts": [[0, 34805000, 113285000, 0], [5, 34805100, 113285200, 550]]}
+    msg = (topic("pv-0001", "track"), encode(track))
+    ingest.commit(items(judge, msg))
+    ingest.commit(items(judge, msg))  # redelivered
+    rows = store.fetchall("SELECT device, lat, lon, speed FROM track_points ORDER BY t")
+    assert rows == [{"device": "pv-0001", "lat": 34.805, "lon": 113.285, "speed": 0.0},
+                    {"device": "pv-0001", "lat": 34.8051, "lon": 113.2852, "speed": 5.5}]
+
+
+def chunks(photo, report_id, device="pv-0001", size=16384):
+    sha = hashlib.sha256(photo).hexdigest()
+    parts = [photo[i:i + size] for i in range(0, len(photo), size)]
+    out = []
+    for n, part in enumerate(parts):
+        head = json.dumps({"sha256": sha, "n": n, "of": len(parts), "size": len(photo)})
+        out.append((topic(device, f"photo/{report_id}/{n}"), head.encode() + b"\n" + part))
+    return sha, out
+
+
+def test_photo_reassembles_across_a_restart_and_the_report_shows_it(judge, store, tmp_path):
+    photo = b"\xff\xd8\xff\xe0" + bytes(range(256)) * 200  # 51,204 bytes: 4 chunks
+    rid = "pv-0001:000000000007"
+    sha, parts = chunks(photo, rid)
+    announce = report("pv-0001", 7, photos=[{"sha256": sha, "bytes": len(photo)}])
+    first = Ingest(store, PhotoDir(tmp_path / "photos"))
+    first.commit(items(judge, (topic("pv-0001", "report"), encode(announce)), parts[2], parts[0]))
+    state = report_photos(store, rid)
+    assert state == [{"sha256": sha, "bytes": len(photo), "complete": False, "path": None,
+                      "chunks": 4, "chunks_received": 2}]
+    # the gateway restarts: a new Ingest over the same store; chunk 0 arrives again
+    second = Ingest(store, PhotoDir(tmp_path / "photos"))
+    second.commit(items(judge, parts[0], parts[3]))
+    assert report_photos(store, rid)[0]["complete"] is False
+    second.commit(items(judge, parts[1]))
+    (done,) = report_photos(store, rid)
+    assert done["complete"] is True and done["chunks_received"] == 4
+    path = tmp_path / "photos" / sha[:2] / f"{sha}.jpg"
+    assert done["path"] == str(path) and path.read_bytes() == photo
+    assert count(store, "photo_chunks") == 0
+    late = items(judge, parts[2])  # a copy after completion is harmless
+    second.commit(late)
+    assert late[0].outcome == "stored" and path.read_bytes() == photo
+
+
+def test_corrupt_photo_is_dead_lettered_and_can_be_resent(judge, ingest, store, tmp_path):
+    photo = bytes(range(256)) * 100
+    rid = "pv-0001:000000000008"
+    sha, parts = chunks(photo, rid)
+    t, good = parts[1]
+    bad = items(judge, parts[0], (t, good[:-1] + b"\x00"))
+    ingest.commit(bad)
+    assert bad[1].outcome == "rejected" and "sha256" in bad[1].reason
+    assert count(store, "dead_letters") == 1 and count(store, "photo_chunks") == 0
+    ingest.commit(items(judge, *parts))
+    assert store.fetchall("SELECT complete, error FROM photos") == [{"complete": 1, "error": None}]
+    assert (tmp_path / "photos" / sha[:2] / f"{sha}.bin").read_bytes() == photo
+
+
+def test_many_devices_and_kinds_in_one_batch(judge, ingest, store):
+    msgs = [rep(s, device=f"pv-{d:04d}") for d in range(1, 6) for s in range(1, 41)]
+    batch = items(judge, *msgs, (topic("pv-0001", "status"), encode(status())))
+    ingest.commit(batch)
+    assert count(store, "reports") == 200 and count(store, "devices") == 5
+    assert {it.outcome for it in batch} == {"accepted", "stored"}
