@@ -175,6 +175,13 @@ class SocketRelay:
             self.transcript.append((sid, "in", data))
         return data.hex()
 
+    def drop_all(self):
+        """Close every open socket without a word, as a board losing power does."""
+        for s in self.socks.values():
+            with contextlib.suppress(OSError):
+                s.close()
+        self.socks.clear()
+
     def sent(self):
         """All bytes the board sent, per socket, in order."""
         out = {}
@@ -242,8 +249,12 @@ class SimBoard:
             "script": script,
             "heapsize": self.heapsize,
         }
-        proc = subprocess.run(["node", str(RUNNER)], input=json.dumps(job).encode(),
-                              capture_output=True, timeout=self.timeout)
+        try:
+            proc = subprocess.run(["node", str(RUNNER)], input=json.dumps(job).encode(),
+                                  capture_output=True, timeout=self.timeout)
+        finally:
+            # the program is over (slept, crashed, lost power): its TCP links die with it
+            self.relay.drop_all()
         self.stdout = proc.stdout.decode(errors="replace")
         if proc.returncode:
             raise BoardCrashed(proc.stderr.decode(errors="replace").strip())

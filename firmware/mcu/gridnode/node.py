@@ -158,7 +158,8 @@ class Node:
                 if rid not in self.acked:
                     c.publish(self.topic("report"), data, qos=1)
             waited = 0
-            while waited < ACK_WAIT_S and not self._settle(pending):
+            wait = self.cfg.get("ack_wait_s", ACK_WAIT_S)
+            while waited < wait and not self._settle(pending):
                 if not c.check_msg(1):
                     waited += 1
             c.disconnect()
