@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 from gridlink.flash import build as fb
 from gridlink.flash.errors import FlashError
 

@@ -9,7 +9,6 @@ import time
 
 import paho.mqtt.client as mqtt
 import pytest
-
 from gridlink.firmware.core.outbox import REPORT, Outbox
 from gridlink.firmware.core.report import validate_report
 from gridlink.flash import simboard
