@@ -188,8 +188,8 @@ def will_status(device):
     return validate_status({"v": VERSION, "device": device, "state": "offline"})
 
 
-def make_status(device, state, time=None, fix=None, reports=0, track=0, disk_free=None,
-                cpu_temp=None, uptime=0, firmware="0.1.0", codebook="", profile=""):
+def make_status(device, state, firmware, codebook, profile, time=None, fix=None, reports=0,
+                track=0, disk_free=None, cpu_temp=None, uptime=0):
     return validate_status({
         "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
         "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
