@@ -57,6 +57,7 @@ class GatewayRuntime:
         self._receiving = True
         self._stopping = threading.Event()
         self._connected = threading.Event()
+        self._subscribed = threading.Event()
         self._writer = None
         self._last_publish = None
         self.committed_batches = 0
@@ -67,12 +68,13 @@ class GatewayRuntime:
         self.client.on_connect = self._on_connect
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
+        self.client.on_subscribe = self._on_subscribe
         self.metrics.devices_online.set_function(self._devices_online)
 
     # -- public ------------------------------------------------------------------------
 
     def start(self, wait=True, timeout=10.0):
-        """Connect and start receiving; with ``wait``, return once subscribed."""
+        """Connect and start receiving; with ``wait``, return once subscribed (or warn)."""
         self._writer = threading.Thread(target=self._write_loop, name="gateway-writer",
                                         daemon=True)
         self._writer.start()
@@ -81,10 +83,14 @@ class GatewayRuntime:
                                   properties=connect_properties(self.session_expiry,
                                                                 self.pending_max))
         self.client.loop_start()
-        if wait and not self._connected.wait(timeout):
+        if wait and not self.wait_ready(timeout):
             log.warning("broker %s not reachable yet; retrying in the background",
                         self.broker.url)
         return self
+
+    def wait_ready(self, timeout=10.0):
+        """True once connected and subscribed (the broker now keeps messages for us)."""
+        return self._subscribed.wait(timeout)
 
     def publish(self, topic, payload, qos=1, retain=False):
         """Send a message to devices (tasks); returns paho's MQTTMessageInfo."""
@@ -139,7 +145,16 @@ class GatewayRuntime:
                  self.client_id, flags.session_present)
         self._connected.set()
 
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("broker refused subscriptions: %s", ", ".join(refused))
+            return
+        log.info("subscribed", extra={"client_id": self.client_id})
+        self._subscribed.set()
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self._subscribed.clear()
         with self._ack_lock:
             self._gen += 1  # mids handed out before this point are void
         self._connected.clear()

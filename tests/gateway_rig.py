@@ -107,7 +107,12 @@ class Publisher:
             self.messages.append((msg.topic, msg.payload))
 
     def subscribe(self, filt, qos=1):
+        """Subscribe and wait for the SUBACK (so nothing published next is missed)."""
+        done = threading.Event()
+        self.client.on_subscribe = lambda *a: done.set()
         self.client.subscribe(filt, qos)
+        if not done.wait(10):
+            raise TimeoutError(f"no SUBACK for {filt}")
 
     def publish(self, t, payload, qos=1, retain=False, properties=None):
         return self.client.publish(t, payload, qos=qos, retain=retain, properties=properties)
@@ -163,14 +168,21 @@ class GatewayProcess:
     def __init__(self, broker_url, db_url, grid, workdir, *extra, worker=0):
         self.argv = [sys.executable, "-m", "gridlink.cli", "gateway", "run",
                      "--broker", broker_url, "--db", db_url, "--grid", str(grid),
-                     "--photos", str(Path(workdir) / "photos"), "--log-level", "warning",
-                     "--worker-index", str(worker), *extra]
+                     "--photos", str(Path(workdir) / "photos"), "--log-level", "info",
+                     *extra, "--worker-index", str(worker)]
         self.log = Path(workdir) / f"gateway-{worker}.log"
         self.proc = None
 
-    def start(self):
+    def start(self, wait=True):
+        """Start; with ``wait``, return once it has subscribed (its session holds messages)."""
         self._out = open(self.log, "ab")  # noqa: SIM115
+        mark = self.log.stat().st_size
         self.proc = subprocess.Popen(self.argv, stdout=self._out, stderr=self._out, cwd=ROOT)
+        if wait:
+            wait_for(lambda: b'"message": "subscribed"' in self.log.read_bytes()[mark:]
+                     or not self.alive(), 30, f"gateway worker {self.argv[-1]} to subscribe")
+            if not self.alive():
+                raise RuntimeError(f"gateway exited: {self.log.read_text()[-2000:]}")
         return self
 
     def kill(self):
@@ -192,4 +204,5 @@ class GatewayProcess:
 
     def __exit__(self, *exc):
         self.terminate()
+        self.kill()
         self._out.close()

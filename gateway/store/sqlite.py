@@ -13,7 +13,7 @@ class SQLiteStore(Store):
     dialect = "sqlite"
     placeholder = "?"
 
-    def __init__(self, url, busy_timeout=10.0):
+    def __init__(self, url, busy_timeout=5.0):
         super().__init__(url)
         path = url[len("sqlite:///"):] if url.startswith("sqlite:///") else ""
         if not path:

@@ -1,0 +1,190 @@
+"""The running gateway against a real Mosquitto: PUBACK after commit, device acks, hooks,
+presence with a real last will, metrics, graceful SIGTERM, a locked store."""
+
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+from gridlink.gateway.service import Gateway
+from gridlink.gateway.store import open_store
+
+from tests.gateway_rig import (
+    ROOT,
+    GatewayProcess,
+    Publisher,
+    count,
+    encode,
+    grid_map_file,
+    report,
+    topic,
+    wait_for,
+)
+
+pytest_plugins = ["tests.gateway_stores"]
+
+
+@pytest.fixture
+def gateway(broker, store_url, tmp_path):
+    gw = Gateway(broker=broker.url, db=store_url, grid=grid_map_file(tmp_path),
+                 photos=tmp_path / "photos", http="127.0.0.1:0")
+    gw.start()
+    assert gw.runtime.wait_ready(10)
+    yield gw
+    gw.stop()
+
+
+@pytest.fixture
+def device(broker):
+    pub = Publisher(broker.port)
+    pub.subscribe("gridlink/v1/410106/+/ack")
+    pub.subscribe("gridlink/v1/410106/+/task")
+    yield pub
+    pub.close()
+
+
+def acks(device, n):
+    wait_for(lambda: sum(t.endswith("/ack") for t, _ in device.messages) >= n, 30,
+             f"{n} acks")
+    return [json.loads(p) for t, p in device.messages if t.endswith("/ack")]
+
+
+def test_reports_are_committed_and_acked_to_the_device(gateway, device):
+    seen = []
+    gateway.runtime.on_report.append(lambda rows: seen.extend(r["id"] for r in rows))
+    for seq in (1, 2, 1):
+        device.publish(topic("pv-0001", "report"), encode(report(seq=seq)))
+    device.publish(topic("pv-0001", "report"), encode(report(seq=3, code="99999")))
+    device.publish(topic("pv-0001", "report"), encode(report(seq=4, device="pv-0002")))
+    got = acks(device, 5)
+    assert sorted((a["id"] or "", a["status"]) for a in got) == sorted([
+        ("pv-0001:000000000001", "accepted"), ("pv-0001:000000000002", "accepted"),
+        ("pv-0001:000000000001", "duplicate"), ("pv-0001:000000000003", "rejected"),
+        ("", "rejected")])
+    assert count(gateway.store, "reports") == 2 and count(gateway.store, "dead_letters") == 2
+    assert sorted(seen) == ["pv-0001:000000000001", "pv-0001:000000000002"]
+
+
+def test_runtime_publishes_tasks_down(gateway, device):
+    task = {"v": 1, "task": "T-1", "type": "verify", "report": None, "lat": 34.8,
+            "lon": 113.29, "grid": None, "text": "核实", "deadline": None}
+    gateway.runtime.publish(topic("pv-0001", "task"), json.dumps(task).encode())
+    wait_for(lambda: any(t.endswith("/task") for t, _ in device.messages), 10, "the task")
+
+
+def test_metrics_endpoint(gateway, device):
+    device.publish(topic("pv-0001", "report"), encode(report(seq=1)))
+    device.publish(topic("pv-0001", "report"), b"not json")
+    acks(device, 2)
+    text = urllib.request.urlopen(gateway.http_url + "/metrics", timeout=5).read().decode()
+    lines = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in text.splitlines()
+             if ln and not ln.startswith("#")}
+    assert lines['gridlink_gateway_reports_total{outcome="accepted"}'] == 1
+    assert lines['gridlink_gateway_rejects_total{reason="json"}'] == 1
+    assert lines["gridlink_gateway_batch_size_count"] >= 1
+    assert lines["gridlink_gateway_publish_to_commit_seconds_count"] == 1
+    assert lines["gridlink_gateway_queue_depth"] == 0
+    assert lines["gridlink_gateway_broker_connected"] == 1
+    assert "gridlink_gateway_devices_online" in lines
+
+
+DEVICE_SCRIPT = """
+import json, sys, time
+import paho.mqtt.client as mqtt
+port = int(sys.argv[1])
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pv-0009", protocol=mqtt.MQTTv5)
+t = "gridlink/v1/410106/pv-0009/status"
+c.will_set(t, json.dumps({"v": 1, "device": "pv-0009", "state": "offline"}), qos=1, retain=True)
+c.connect("127.0.0.1", port, keepalive=5)
+c.loop_start()
+status = {"v": 1, "device": "pv-0009", "state": "online", "time": None, "fix": None,
+          "outbox": {"reports": 2, "track": 1}, "disk_free": 1000, "cpu_temp": None,
+          "uptime": 5, "firmware": "0.1.0", "codebook": "GB/T 47678.5-2026@x",
+          "profile": "fixed-terminal"}
+c.publish(t, json.dumps(status), qos=1, retain=True).wait_for_publish(5)
+print("online", flush=True)
+time.sleep(600)
+"""
+
+
+def test_presence_follows_status_and_the_last_will(gateway, broker):
+    dev = subprocess.Popen([sys.executable, "-c", DEVICE_SCRIPT, str(broker.port)],
+                           stdout=subprocess.PIPE, cwd=ROOT)
+    try:
+        assert dev.stdout.readline().strip() == b"online"
+        row = wait_for(lambda: gateway.store.fetchall(
+            "SELECT * FROM devices WHERE device = 'pv-0009' AND state = 'online'"), 10)
+        assert (row[0]["outbox_reports"], row[0]["profile"]) == (2, "fixed-terminal")
+    finally:
+        dev.kill()  # no DISCONNECT: the broker publishes the will
+        dev.wait()
+    row = wait_for(lambda: gateway.store.fetchall(
+        "SELECT * FROM devices WHERE device = 'pv-0009' AND state = 'offline'"), 20,
+        "the last will")
+    assert row[0]["profile"] == "fixed-terminal"
+
+
+def test_a_fresh_gateway_learns_retained_status(broker, device, store_url, tmp_path):
+    status = {"v": 1, "device": "pv-0003", "state": "buffering", "time": None, "fix": None,
+              "outbox": {"reports": 40, "track": 3}, "disk_free": None, "cpu_temp": None,
+              "uptime": 9, "firmware": "0.1.0", "codebook": "b", "profile": "patrol-vehicle"}
+    device.publish(topic("pv-0003", "status"), encode(status), retain=True).wait_for_publish(5)
+    gw = Gateway(broker=broker.url, db=store_url, grid=grid_map_file(tmp_path),
+                 photos=tmp_path / "photos").start()
+    try:
+        row = wait_for(lambda: gw.store.fetchall("SELECT state, outbox_reports FROM devices"), 10)
+        assert row == [{"state": "buffering", "outbox_reports": 40}]
+    finally:
+        gw.stop()
+
+
+def test_nothing_is_acked_while_the_store_is_locked(broker, tmp_path):
+    """A commit that cannot happen must leave the broker holding the messages: kill the
+    gateway while SQLite is locked by another connection, and a new one gets them all."""
+    db = tmp_path / "intake.sqlite"
+    url = f"sqlite:///{db}"
+    open_store(url).migrate()
+    grid = grid_map_file(tmp_path)
+    gw = GatewayProcess(broker.url, url, grid, tmp_path).start()
+    pub = Publisher(broker.port)
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # the writer lock, held by someone else
+    try:
+        for seq in range(1, 201):
+            pub.publish(topic("pv-0001", "report"), encode(report(seq=seq)))
+        pub.wait_acked(200)
+        wait_for(lambda: b"commit of" in gw.log.read_bytes(), 30, "a failed commit")
+        gw.kill()
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    store = open_store(url)
+    assert count(store, "reports") == 0
+    with GatewayProcess(broker.url, url, grid, tmp_path):
+        wait_for(lambda: count(store, "reports") == 200, 30, "200 reports after the restart")
+    pub.close()
+    store.close()
+
+
+def test_sigterm_commits_or_leaves_unacked(broker, tmp_path):
+    url = f"sqlite:///{tmp_path}/intake.sqlite"
+    grid = grid_map_file(tmp_path)
+    gw = GatewayProcess(broker.url, url, grid, tmp_path).start()
+    pub = Publisher(broker.port, inflight=500)
+    n = 4000
+    for seq in range(1, n + 1):
+        pub.publish(topic("pv-0001", "report"), encode(report(seq=seq)))
+        if seq == n // 3:
+            gw.proc.send_signal(signal.SIGTERM)
+    assert gw.proc.wait(30) == 0
+    pub.wait_acked(n)
+    store = open_store(url)
+    first = count(store, "reports")
+    with GatewayProcess(broker.url, url, grid, tmp_path):
+        wait_for(lambda: count(store, "reports") == n, 60, f"{n} reports")
+    assert count(store, "reports", "seq <= ?", (n,)) == n and first <= n
+    store.close()
+    pub.close()
