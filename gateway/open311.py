@@ -9,7 +9,6 @@ is ``closed`` once a report is rejected (不予立案) or a 核查 task for it c
 
 import json
 from datetime import timedelta
-from importlib import resources
 
 from fastapi import APIRouter, Query, Request
 
@@ -32,19 +31,15 @@ class ClassNames:
 
         ``codebooks`` is a core ``CodeBook``, a list of them, or a mapping standard → book.
         """
-        from gridlink.firmware.core.codebook import BOOK_FORMAT, CodeBook
+        from gridlink.firmware.core.codebook import CodeBook
+
+        from .codebooks import load_codebooks
 
         if isinstance(codebooks, ClassNames):
             return codebooks
         if codebooks is None:
-            codebooks = []
-            folder = resources.files("gridlink.firmware") / "codebooks"
-            for entry in sorted(folder.iterdir(), key=lambda p: p.name):
-                if entry.name.endswith(".json"):
-                    doc = json.loads(entry.read_text(encoding="utf-8"))
-                    if doc.get("format") == BOOK_FORMAT:
-                        codebooks.append(CodeBook(doc))
-        elif isinstance(codebooks, CodeBook):
+            codebooks = load_codebooks()
+        if isinstance(codebooks, CodeBook):
             codebooks = [codebooks]
         elif isinstance(codebooks, dict):
             codebooks = list(codebooks.values())

@@ -1,0 +1,375 @@
+// The intake board: live queue, grid map, report detail with claim / accept / reject,
+// device presence.  Plain DOM, no libraries, nothing loaded from outside the gateway.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const SVG = "http://www.w3.org/2000/svg";
+const FLAG_NAMES = {
+  grid_mismatch: "网格不符 grid mismatch", no_fix: "无定位 no fix", stale_fix: "定位过期 stale fix",
+  clock_fallback: "系统时钟 clock fallback", fixed_position: "固定位置 fixed position",
+};
+const STATE_NAMES = { pending: "待受理", accepted: "立案", rejected: "不予立案", attached: "任务结果" };
+
+const board = {
+  selected: null, reports: [], devices: [], grid: null, seen: new Set(), first: true,
+  view: null, refreshing: null, again: false,
+};
+
+// ------------------------------------------------------------------ helpers
+
+async function api(method, path, body) {
+  const init = { method, headers: {} };
+  if (body !== undefined) {
+    init.headers["Content-Type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  const resp = await fetch(path, init);
+  const data = resp.status === 204 ? null : await resp.json();
+  if (!resp.ok) {
+    const detail = data && data.detail;
+    const text = typeof detail === "string" ? detail : JSON.stringify(detail);
+    throw Object.assign(new Error(text || resp.statusText), { status: resp.status, data });
+  }
+  return data;
+}
+
+function el(tag, attrs, ...children) {
+  const node = tag.startsWith("svg:") ? document.createElementNS(SVG, tag.slice(4))
+    : document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") node.setAttribute("class", v);
+    else if (k === "text") node.textContent = v;
+    else if (k.startsWith("on")) node.addEventListener(k.slice(2), v);
+    else node.setAttribute(k, v);
+  }
+  for (const c of children) if (c !== null && c !== undefined) node.append(c);
+  return node;
+}
+
+function localTime(iso) {
+  if (!iso) return "–";
+  const t = new Date(iso);
+  return Number.isNaN(t.getTime()) ? iso : t.toLocaleString("zh-CN", { hour12: false });
+}
+
+function operator() {
+  const name = $("operator").value.trim();
+  if (!name) throw new Error("enter your operator name first (受理员)");
+  return name;
+}
+
+function say(text, kind) {
+  const m = $("message");
+  m.textContent = text;
+  m.className = kind || "";
+}
+
+function visualState(r) {
+  return r.state === "pending" && r.holder ? "held" : r.state;
+}
+
+function className(r) {
+  return r.class_name ? `${r.class_name} ${r.code}` : `${r.kind === "component" ? "部件" : "事件"} ${r.code}`;
+}
+
+// ------------------------------------------------------------------ map projection
+
+function bboxOf(points) {
+  let w = Infinity, s = Infinity, e = -Infinity, n = -Infinity;
+  for (const [x, y] of points) {
+    if (x < w) w = x; if (x > e) e = x; if (y < s) s = y; if (y > n) n = y;
+  }
+  return Number.isFinite(w) ? [w, s, e, n] : null;
+}
+
+function makeView(bbox) {
+  let [w, s, e, n] = bbox;
+  const padX = Math.max((e - w) * 0.04, 0.002), padY = Math.max((n - s) * 0.04, 0.002);
+  w -= padX; e += padX; s -= padY; n += padY;
+  const k = Math.cos(((s + n) / 2) * Math.PI / 180);
+  const scale = 100000;  // SVG units per degree of latitude
+  const view = {
+    x: (lon) => (lon - w) * k * scale,
+    y: (lat) => (n - lat) * scale,
+    width: (e - w) * k * scale, height: (n - s) * scale,
+  };
+  view.unit = Math.max(view.width, view.height) / 120;  // marker size
+  $("map").setAttribute("viewBox", `0 0 ${view.width} ${view.height}`);
+  return view;
+}
+
+function cellPath(view, rings) {
+  return rings.map((ring) => "M" + ring.map(([x, y]) => `${view.x(x).toFixed(1)},${view.y(y).toFixed(1)}`)
+    .join("L") + "Z").join("");
+}
+
+function drawCells() {
+  const g = $("cells");
+  g.replaceChildren();
+  if (!board.grid || !board.view) return;
+  for (const f of board.grid.features) {
+    const path = el("svg:path", { d: cellPath(board.view, f.geometry.coordinates), "data-grid": f.properties.code,
+      "fill-rule": "evenodd" });
+    path.addEventListener("mouseenter", () => { $("cell-name").textContent = `网格 ${f.properties.code}`; });
+    path.append(el("svg:title", { text: f.properties.code }));
+    g.append(path);
+  }
+}
+
+function ensureView() {
+  if (board.grid && board.grid.features.length) {
+    if (!board.view) {
+      const pts = board.grid.features.flatMap((f) => f.geometry.coordinates.flat());
+      board.view = makeView(bboxOf(pts));
+      drawCells();
+    }
+    return;
+  }
+  // no grid map: frame whatever we have to show
+  const pts = board.reports.filter((r) => r.lat !== null).map((r) => [r.lon, r.lat])
+    .concat(board.devices.filter((d) => d.last_fix).map((d) => [d.last_fix.lon, d.last_fix.lat]));
+  const bbox = bboxOf(pts);
+  if (bbox) board.view = makeView(bbox);
+}
+
+function drawMap() {
+  ensureView();
+  const points = $("points"), cars = $("cars");
+  points.replaceChildren();
+  cars.replaceChildren();
+  const view = board.view;
+  if (!view) return;
+  for (const c of document.querySelectorAll("#cells path.hit")) c.classList.remove("hit");
+  for (const r of board.reports) {
+    if (r.lat === null || r.lon === null) continue;
+    const circle = el("svg:circle", {
+      cx: view.x(r.lon), cy: view.y(r.lat), r: view.unit * 0.6, "data-id": r.id,
+      class: `${visualState(r)}${r.id === board.selected ? " selected" : ""}`,
+      onclick: () => select(r.id),
+    }, el("svg:title", { text: `${className(r)} · ${r.grid || "no grid"}` }));
+    points.append(circle);
+    const cell = r.grid && document.querySelector(`#cells path[data-grid="${r.grid}"]`);
+    if (cell && r.state === "pending") cell.classList.add("hit");
+  }
+  for (const d of board.devices) {
+    if (!d.last_fix) continue;
+    const x = view.x(d.last_fix.lon), y = view.y(d.last_fix.lat), u = view.unit;
+    cars.append(el("svg:g", { "data-device": d.device },
+      el("svg:rect", { x: x - u / 2, y: y - u / 2, width: u, height: u, class: d.online ? "" : "offline" }),
+      el("svg:text", { x: x + u * 0.8, y: y + u * 0.3, text: d.device, style: `font-size:${u * 1.1}px` })));
+  }
+}
+
+// ------------------------------------------------------------------ lists
+
+function renderCounts(summary) {
+  $("n-pending").textContent = summary.reports.pending;
+  $("n-accepted").textContent = summary.reports.accepted;
+  $("n-rejected").textContent = summary.reports.rejected;
+  $("n-online").textContent = summary.devices.online;
+  $("n-devices").textContent = summary.devices.total;
+}
+
+function renderReports(page) {
+  board.reports = page.items;
+  $("list-total").textContent = page.total;
+  const list = $("reports");
+  list.replaceChildren();
+  for (const r of page.items) {
+    const flags = (r.flags || []).map((f) => el("span", { class: "badge", text: FLAG_NAMES[f] || f }));
+    if (r.grid_mismatch && !(r.flags || []).includes("grid_mismatch")) {
+      flags.push(el("span", { class: "badge", text: FLAG_NAMES.grid_mismatch }));
+    }
+    const holder = r.holder ? el("span", { class: "badge holder", text: `认领 ${r.holder}` }) : null;
+    const fresh = !board.first && !board.seen.has(r.id);
+    board.seen.add(r.id);
+    const li = el("li", {
+      "data-id": r.id, class: [visualState(r), r.id === board.selected ? "selected" : "", fresh ? "fresh" : ""]
+        .filter(Boolean).join(" "),
+      onclick: () => select(r.id),
+    },
+    el("div", { class: "r-top" }, el("span", { class: "r-class", text: className(r) }),
+      el("span", { class: "r-meta", text: localTime(r.captured_at) })),
+    el("div", { class: "r-meta" }, `${r.grid || "no grid"} · ${r.device} · ${r.source}`,
+      ...flags, holder,
+      r.state !== "pending" ? el("span", { class: "badge", text: STATE_NAMES[r.state] || r.state }) : null),
+    r.text ? el("div", { class: "r-meta", text: r.text }) : null);
+    list.append(li);
+  }
+  board.first = false;
+}
+
+function renderDevices(devices) {
+  board.devices = devices;
+  const ul = $("devices");
+  ul.replaceChildren();
+  for (const d of devices) {
+    const fix = d.last_fix ? `${d.last_fix.lat.toFixed(5)}, ${d.last_fix.lon.toFixed(5)}` : "no fix";
+    ul.append(el("li", { "data-device": d.device, class: d.online ? "online" : "offline" },
+      el("span", { class: `presence ${d.state || ""}` }),
+      el("b", { text: d.device }), ` ${d.state || "unknown"} · ${d.profile || ""}`,
+      el("div", { class: "r-meta", text: `${fix} · outbox ${d.outbox_reports ?? "–"} · fw ${d.firmware || "–"} · seen ${localTime(d.last_seen)}` })));
+  }
+}
+
+function filterQuery() {
+  const q = new URLSearchParams({ status: $("f-status").value, limit: "200" });
+  for (const [id, key] of [["f-code", "code"], ["f-grid", "grid"], ["f-flag", "flag"]]) {
+    const v = $(id).value.trim();
+    if (v) q.set(key, v);
+  }
+  return q.toString();
+}
+
+async function refresh() {
+  // one refresh at a time; a change during one schedules exactly one more
+  if (board.refreshing) { board.again = true; return board.refreshing; }
+  board.refreshing = (async () => {
+    try {
+      const [summary, page, devices] = await Promise.all([
+        api("GET", "/api/summary"), api("GET", "/api/reports?" + filterQuery()), api("GET", "/api/devices")]);
+      renderCounts(summary);
+      renderReports(page);
+      renderDevices(devices);
+      drawMap();
+      if (board.selected) await showDetail(board.selected, true);
+      $("reports").dataset.loaded = "1";
+    } catch (err) {
+      say(`refresh failed: ${err.message}`, "error");
+    } finally {
+      board.refreshing = null;
+      if (board.again) { board.again = false; refresh(); }
+    }
+  })();
+  return board.refreshing;
+}
+
+// ------------------------------------------------------------------ detail and actions
+
+async function select(id) {
+  board.selected = id;
+  for (const li of document.querySelectorAll("#reports li")) li.classList.toggle("selected", li.dataset.id === id);
+  for (const c of document.querySelectorAll("#points circle")) c.classList.toggle("selected", c.dataset.id === id);
+  say("");
+  await showDetail(id, false);
+}
+
+async function showDetail(id, quiet) {
+  let r;
+  try {
+    r = await api("GET", `/api/reports/${encodeURIComponent(id)}`);
+  } catch (err) {
+    if (!quiet) say(err.message, "error");
+    return;
+  }
+  if (board.selected !== id) return;
+  $("detail-empty").hidden = true;
+  $("detail-body").hidden = false;
+  $("detail-body").dataset.id = id;
+  $("d-title").textContent = className(r);
+  const rows = [
+    ["状态 state", `${STATE_NAMES[r.state] || r.state}${r.holder ? ` · 认领 ${r.holder} until ${localTime(r.lease_until)}` : ""}`],
+    ["案卷号 case", r.case_no], ["原因 reason", r.reason],
+    ["大类 major", r.major_name], ["上报 id", r.id], ["采集 time", `${localTime(r.captured_at)} (${r.time_source})`],
+    ["网格 grid", r.grid + (r.grid_mismatch ? ` (device said ${r.grid_device})` : "")],
+    ["位置 fix", r.lat === null ? "no fix" : `${r.lat.toFixed(6)}, ${r.lon.toFixed(6)}`],
+    ["设备 device", `${r.device} · ${r.source}`], ["标准 std", `${r.standard} ${r.kind}`],
+    ["部件 object", r.object], ["描述 text", r.text],
+    ["标记 flags", (r.flags || []).map((f) => FLAG_NAMES[f] || f).join(", ")],
+    ["任务 tasks", (r.tasks || []).map((t) => `${t.id} ${t.type} ${t.state}${t.result ? " " + t.result : ""}`).join("; ")],
+  ];
+  const dl = $("d-fields");
+  dl.replaceChildren();
+  for (const [k, v] of rows) if (v) dl.append(el("dt", { text: k }), el("dd", { text: String(v) }));
+  const photos = $("d-photos");
+  const want = (r.photos || []).map((p) => p.sha256).join();
+  if (photos.dataset.for !== id + want) {
+    photos.dataset.for = id + want;
+    photos.replaceChildren(...(r.photos || []).map((p) => el("img", {
+      src: `/api/photos/${p.sha256}`, alt: `photo ${p.sha256.slice(0, 12)}`, loading: "lazy",
+      onerror: (ev) => { ev.target.replaceWith(el("div", { class: "hint", text: `photo ${p.sha256.slice(0, 12)}… not complete yet` })); },
+    })));
+  }
+  const me = $("operator").value.trim();
+  const pending = r.state === "pending";
+  const mine = r.holder && r.holder === me;
+  $("b-claim").disabled = !pending || (r.holder && !mine);
+  $("b-claim").textContent = mine ? "续期 Renew claim" : "认领 Claim";
+  $("b-release").disabled = !mine;
+  $("b-accept").disabled = !pending || (r.holder && !mine);
+  $("b-reject").disabled = !pending || (r.holder && !mine);
+  $("b-task").disabled = r.lat === null;
+}
+
+async function act(label, fn) {
+  const id = board.selected;
+  if (!id) return;
+  try {
+    const out = await fn(id);
+    say(`${label}: ${out}`, "done");
+  } catch (err) {
+    say(`${label} failed: ${err.message}`, "error");
+  }
+  await refresh();
+}
+
+function wireActions() {
+  const path = (id, verb) => `/api/reports/${encodeURIComponent(id)}/${verb}`;
+  $("b-claim").addEventListener("click", () => act("认领 claim", async (id) => {
+    const c = await api("POST", path(id, "claim"), { operator: operator() });
+    return `held until ${localTime(c.lease_until)}`;
+  }));
+  $("b-release").addEventListener("click", () => act("释放 release", async (id) => {
+    await api("POST", path(id, "release"), { operator: operator() });
+    return "released";
+  }));
+  $("b-accept").addEventListener("click", () => act("立案 accept", async (id) => {
+    const body = { operator: operator() };
+    const caseNo = $("case-no").value.trim();
+    if (caseNo) body.case_no = caseNo;
+    const d = await api("POST", path(id, "accept"), body);
+    $("case-no").value = "";
+    return `case ${d.case_no}`;
+  }));
+  $("b-reject").addEventListener("click", () => act("不予立案 reject", async (id) => {
+    const reason = $("reason").value.trim();
+    if (!reason) throw new Error("give a reason (不予立案原因)");
+    await api("POST", path(id, "reject"), { operator: operator(), reason });
+    $("reason").value = "";
+    return reason;
+  }));
+  $("b-task").addEventListener("click", () => act("核实 task", async (id) => {
+    const t = await api("POST", "/api/tasks", { type: "verify", report_id: id, operator: operator() });
+    return `${t.id} → ${t.device || "no device online yet"} (${t.state})`;
+  }));
+}
+
+// ------------------------------------------------------------------ start
+
+function listen() {
+  if (!window.EventSource) return;
+  const source = new EventSource("/api/events");
+  source.addEventListener("change", () => refresh());
+  source.onopen = () => { $("live").className = "live on"; };
+  source.onerror = () => { $("live").className = "live off"; };
+}
+
+async function start() {
+  const op = $("operator");
+  op.value = localStorage.getItem("gridlink.operator") || "";
+  op.addEventListener("change", () => { localStorage.setItem("gridlink.operator", op.value.trim()); refresh(); });
+  for (const id of ["f-status", "f-code", "f-grid", "f-flag"]) $(id).addEventListener("change", () => refresh());
+  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refresh(); });
+  wireActions();
+  try {
+    board.grid = await api("GET", "/api/grid");
+  } catch (err) {
+    say(`grid map unavailable: ${err.message}`, "error");
+  }
+  await refresh();
+  listen();
+  setInterval(refresh, 15000);  // a safety net if the event stream is cut by a proxy
+}
+
+start();

@@ -1,0 +1,416 @@
+"""``gridlink demo``: a whole district on one machine — broker, gateway, simulated fleet.
+
+Starts Mosquitto on a free local port, the gateway on SQLite with the intake board, several
+simulated patrol vehicles replaying a real NMEA capture moved onto 上街区 (410106) and a
+fixed street terminal (each a ``gridlink device run --sim`` child process), then presses
+their buttons on a schedule and sends a 核实 task now and then, which the vehicle answers.
+A live summary line shows reports triggered / committed, the pending queue and devices
+online.  Ctrl-C (or ``--duration``) stops everything: devices first (their outboxes flush
+or persist), then the gateway, then the broker; no child is left behind.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from .errors import GatewayError
+
+DISTRICT = "410106"
+# Starting points of the simulated vehicles inside 上街区 (lat, lon): 济源路, 中心路, 新安路,
+# 工业路 streets and 矿山 — spread so the grid map shows them apart.
+ORIGINS = [(34.8095, 113.2965), (34.8032, 113.2862), (34.8158, 113.2795), (34.7985, 113.3018),
+           (34.8201, 113.2920), (34.7940, 113.2890)]
+PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
+BROKER_DEFAULTS = ("allow_anonymous true", "persistence true", "autosave_interval 1",
+                   "max_queued_messages 0", "max_inflight_messages 0")
+
+
+class DemoError(GatewayError):
+    """The demo cannot start: a missing program, a bad option, a child that died at once."""
+
+
+def register(parser):
+    parser.add_argument("--duration", type=float, metavar="S",
+                        help="stop after S seconds (default: run until Ctrl-C)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="keep the store, photos and device state here (default: a temp "
+                             "dir removed on exit)")
+    parser.add_argument("--vehicles", type=int, default=3, help="simulated patrol vehicles (1-6)")
+    parser.add_argument("--no-terminal", action="store_true", help="no fixed street terminal")
+    parser.add_argument("--http", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="where to serve the intake board (default: a free local port)")
+    parser.add_argument("--press-every", type=float, default=4.0, metavar="S",
+                        help="seconds between scripted button presses")
+    parser.add_argument("--task-every", type=float, default=15.0, metavar="S",
+                        help="seconds between scripted 核实 tasks (0: none)")
+    parser.add_argument("--speed", type=float, default=4.0,
+                        help="NMEA replay speed factor of the vehicles")
+    parser.add_argument("--map", help="compiled grid map (.glgm; default: the shipped 上街区 map)")
+    parser.add_argument("--quiet", action="store_true", help="no live summary line")
+    parser.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args):
+    if not 1 <= args.vehicles <= len(ORIGINS):
+        raise DemoError(f"--vehicles: 1 to {len(ORIGINS)}")
+    if args.press_every <= 0:
+        raise DemoError("--press-every: more than 0 seconds")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with District(args) as district:
+            print(f"intake board: {district.board_url}/", flush=True)
+            print(f"broker: {district.broker_url}  data: {district.data}", flush=True)
+            district.run(stop, duration=args.duration, live=not args.quiet)
+            district.stop_devices()
+            summary = district.summary()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("stopped cleanly: " + summary.line(), flush=True)
+    return 0
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise DemoError(f"{proc.args[0]} exited with status {proc.returncode} at start")
+        try:
+            with socket.create_connection((host, port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise DemoError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
+
+
+def _die_with_parent():
+    """In the child before exec: get SIGTERM if the demo dies without cleaning up."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.setpgid(0, 0)  # own process group: the terminal's Ctrl-C reaches only the demo
+
+
+def spawn(argv, log_path):
+    log = open(log_path, "ab")  # noqa: SIM115 - closed with the child in stop_child
+    try:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    except OSError as exc:
+        log.close()
+        raise DemoError(f"cannot start {argv[0]}: {exc}") from exc
+    proc.log_file = log
+    return proc
+
+
+def stop_child(proc, timeout=10.0):
+    """SIGTERM, wait, SIGKILL if it will not go; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    proc.log_file.close()
+
+
+def broker_config(port, workdir):
+    """A Mosquitto config for the demo: the project's settings, a local plain listener."""
+    lines = [f"listener {port} 127.0.0.1", *BROKER_DEFAULTS,
+             f"persistence_location {workdir}/", f"log_dest file {workdir}/mosquitto.log",
+             "log_type error", "log_type warning", "log_type notice"]
+    return "\n".join(lines) + "\n"
+
+
+def mosquitto_exe():
+    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
+                                        if os.path.exists("/usr/sbin/mosquitto") else None)
+    if exe is None:
+        raise DemoError("mosquitto not found: install it (Debian: apt install mosquitto)")
+    return exe
+
+
+def default_map():
+    from gridlink.firmware.device.runtime import default_map as shipped
+
+    return shipped(DISTRICT)
+
+
+class Summary:
+    def __init__(self, elapsed, triggered, counts, devices, tasks):
+        self.elapsed, self.triggered, self.counts = elapsed, triggered, counts
+        self.devices, self.tasks = devices, tasks
+
+    def line(self):
+        d, c = self.devices, self.counts
+        tasks = " ".join(f"{k} {v}" for k, v in sorted(self.tasks.items())) or "none"
+        return (f"t={self.elapsed:5.0f}s  reports triggered {self.triggered}, committed "
+                f"{c['total']}  pending {c['pending']}  accepted {c['accepted']}  devices online "
+                f"{d['online']}/{d['total']}  tasks: {tasks}")
+
+    def as_dict(self):
+        return {"elapsed": round(self.elapsed, 1), "triggered": self.triggered,
+                "reports": self.counts, "devices": self.devices, "tasks": self.tasks}
+
+
+class District:
+    """The running demo: ``with District(args) as d: d.run(stop)``."""
+
+    def __init__(self, args):
+        self.args = args
+        self._tmp = None
+        if args.data:
+            self.data = Path(args.data).resolve()
+            self.data.mkdir(parents=True, exist_ok=True)
+        else:
+            self._tmp = tempfile.mkdtemp(prefix="gridlink-demo-")
+            self.data = Path(self._tmp)
+        self.broker = None
+        self.gateway = None
+        self.devices = {}  # device id → (Popen, data dir, buttons)
+        self.triggered = 0
+        self.answered = set()
+        self.started = time.monotonic()
+        self.map_path = args.map or default_map()
+        self.events = open(self.data / "demo-events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    # ------------------------------------------------------------ start and stop
+
+    def __enter__(self):
+        try:
+            self._start_broker()
+            self._start_gateway()
+            self._start_devices()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _start_broker(self):
+        workdir = self.data / "broker"
+        workdir.mkdir(exist_ok=True)
+        self.broker_port = free_port()
+        conf = workdir / "mosquitto.conf"
+        conf.write_text(broker_config(self.broker_port, workdir))
+        self.broker = spawn([mosquitto_exe(), "-c", str(conf)], workdir / "stdout.log")
+        self._event("started", name="mosquitto", pid=self.broker.pid)
+        wait_port(self.broker_port, proc=self.broker)
+
+    @property
+    def broker_url(self):
+        return f"mqtt://127.0.0.1:{self.broker_port}"
+
+    def _start_gateway(self):
+        from .service import Gateway
+
+        self.gateway = Gateway(broker=self.broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
+                               grid=str(self.map_path) if self.map_path else None,
+                               http=self.args.http, photos=str(self.data / "photos"),
+                               client_id="gridlink-demo-gateway")
+        self.gateway.start()
+        self.board_url = self.gateway.http_url
+        self.app = self.gateway.app
+
+    def _device_argv(self, profile, device, ddir, origin=None):
+        argv = [sys.executable, "-m", "gridlink.cli", "device", "run", "--profile", profile,
+                "--data-dir", str(ddir), "--broker", self.broker_url, "--sim",
+                "--device-id", device, "--district", DISTRICT, "--cancel-grace", "1",
+                "--status-interval", "5"]
+        if origin is not None:
+            argv += ["--sim-origin", f"{origin[0]},{origin[1]}", "--sim-speed",
+                     str(self.args.speed)]
+        if self.map_path:
+            argv += ["--map", str(self.map_path)]
+        return argv
+
+    def _start_devices(self):
+        plan = [(f"pv-{n + 1:04d}", "patrol-vehicle", ORIGINS[n], PATROL_BUTTONS)
+                for n in range(self.args.vehicles)]
+        if not self.args.no_terminal:
+            plan.append(("ft-0001", "fixed-terminal", None, ("call", "pir")))
+        for device, profile, origin, buttons in plan:
+            ddir = self.data / "devices" / device
+            ddir.mkdir(parents=True, exist_ok=True)
+            proc = spawn(self._device_argv(profile, device, ddir, origin), ddir / "device.log")
+            self.devices[device] = (proc, ddir, buttons)
+            self._event("started", name=device, pid=proc.pid)
+        self._wait_devices()
+
+    def _wait_devices(self, timeout=60.0):
+        """Until every device answers on its control socket (or one dies, or time is up)."""
+        waiting = set(self.devices)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            self._check_children()
+            for device in sorted(waiting):
+                if self._control(self.devices[device][1], {"cmd": "status"}).get("ok"):
+                    waiting.discard(device)
+                    self._event("ready", name=device)
+            if waiting and time.monotonic() > deadline:
+                late = ", ".join(sorted(waiting))
+                raise DemoError(f"devices not up after {timeout:.0f}s: {late}")
+            time.sleep(0.2)
+
+    def stop_devices(self):
+        """Stop the fleet (each device sends its offline status) and let the gateway see it."""
+        for device, (proc, _, _) in self.devices.items():
+            if proc.poll() is None:
+                proc.terminate()
+                self._event("stopping", name=device, pid=proc.pid)
+        for device, (proc, _, _) in self.devices.items():
+            if not proc.log_file.closed:
+                stop_child(proc)
+                self._event("stopped", name=device, pid=proc.pid, status=proc.returncode)
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and self.summary().devices["online"]:
+            time.sleep(0.1)
+
+    def close(self):
+        """Devices first, then the gateway, then the broker; every child reaped."""
+        for device, (proc, _, _) in self.devices.items():
+            if proc.poll() is None:
+                proc.terminate()
+                self._event("stopping", name=device, pid=proc.pid)
+        for proc, _, _ in self.devices.values():
+            if not proc.log_file.closed:
+                stop_child(proc)
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        if self.broker is not None:
+            stop_child(self.broker)
+            self._event("stopped", name="mosquitto", pid=self.broker.pid)
+            self.broker = None
+        self.events.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _event(self, what, **fields):
+        self.events.write(json.dumps({"t": round(time.monotonic() - self.started, 3),
+                                      "event": what, **fields}) + "\n")
+        self.events.flush()
+
+    # ------------------------------------------------------------ running
+
+    def run(self, stop, duration=None, live=True):
+        end = None if duration is None else time.monotonic() + duration
+        next_press = time.monotonic() + 1.0  # let the vehicles get a first fix
+        next_task = time.monotonic() + (self.args.task_every or 0)
+        turn = 0
+        last_line = last_answer = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if end is not None and now >= end:
+                break
+            self._check_children()
+            if now >= next_press:
+                self._press(turn)
+                turn += 1
+                next_press = now + self.args.press_every
+            if self.args.task_every and now >= next_task:
+                self._task()
+                next_task = now + self.args.task_every
+            if now - last_answer >= 2.0:
+                last_answer = now
+                self._answer_tasks()
+            if now - last_line >= 1.0:
+                last_line = now
+                if live:
+                    end_char = "\r" if sys.stdout.isatty() else "\n"
+                    print(self.summary().line(), end=end_char, flush=True)
+            stop.wait(0.2)
+        if live and sys.stdout.isatty():
+            print()
+
+    def _check_children(self):
+        if self.broker.poll() is not None:
+            raise DemoError(f"mosquitto exited ({self.broker.returncode}); see "
+                            f"{self.data / 'broker' / 'mosquitto.log'}")
+        for device, (proc, ddir, _) in self.devices.items():
+            if proc.poll() is not None:
+                tail = (ddir / "device.log").read_text(errors="replace")[-800:]
+                raise DemoError(f"device {device} exited ({proc.returncode}):\n{tail}")
+
+    def _control(self, ddir, request):
+        from gridlink.firmware.device.control import request as ask
+
+        try:
+            return ask(ddir, request, timeout=5.0)
+        except Exception as exc:  # not up yet, or busy: the script tries again later
+            return {"ok": False, "error": str(exc)}
+
+    def _press(self, turn):
+        devices = list(self.devices)
+        device = devices[turn % len(devices)]
+        _, ddir, buttons = self.devices[device]
+        button = buttons[(turn // len(devices)) % len(buttons)]
+        answer = self._control(ddir, {"cmd": "press", "input": button, "hold": False})
+        if answer.get("ok"):
+            self.triggered += 1
+        self._event("press", device=device, input=button, ok=bool(answer.get("ok")),
+                    error=answer.get("error"))
+
+    def _task(self):
+        """Ask for a 核实 of the newest pending report; the desk routes it to a vehicle."""
+        desk = self.app.state.tasks
+        page = self.app.state.queue.list(status="pending", limit=20, source="button")
+        for report in page["items"]:
+            if report["lat"] is not None and not desk.list(report_id=report["id"]):
+                task = desk.create(type="verify", report_id=report["id"], operator="demo",
+                                   text="请核实 (demo)", deadline_s=600)
+                self._event("task", task=task["id"], device=task["device"],
+                            state=task["state"], report=report["id"])
+                return
+
+    def _answer_tasks(self):
+        """Vehicles answer their open tasks with "yes" (属实 / 已处理), as an officer would."""
+        for device, (_, ddir, _) in self.devices.items():
+            if not device.startswith("pv-"):
+                continue
+            for task in self._control(ddir, {"cmd": "tasks"}).get("tasks") or []:
+                task_id = task.get("task")
+                if task_id in self.answered:
+                    continue
+                answer = self._control(ddir, {"cmd": "answer", "task": task_id, "yes": True})
+                if answer.get("ok"):
+                    self.answered.add(task_id)
+                self._event("answer", device=device, task=task_id, ok=bool(answer.get("ok")),
+                            error=answer.get("error"))
+
+    def summary(self):
+        app = self.app
+        counts = app.state.queue.counts()
+        with self.gateway.store.connect() as conn:
+            cur = conn.execute("SELECT state, COUNT(*) FROM devices GROUP BY state")
+            states = dict(cur.fetchall())
+            cur = conn.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+            tasks = dict(cur.fetchall())
+        online = sum(n for s, n in states.items() if s in ("online", "buffering"))
+        return Summary(time.monotonic() - self.started, self.triggered, counts,
+                       {"online": online, "total": len(self.devices)}, tasks)

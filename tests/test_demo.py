@@ -1,0 +1,109 @@
+"""``gridlink demo`` end to end: real Mosquitto, the gateway, simulated vehicles and terminal.
+
+The demo runs as a child process exactly as a user starts it; the test reads its output,
+talks to the board it serves, then checks reports were committed to the store and that
+every process it started is gone after it exits (bounded run and Ctrl-C alike).
+"""
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+
+import pytest
+
+pytestmark = pytest.mark.broker
+
+
+def start_demo(data, *extra):
+    argv = [sys.executable, "-m", "gridlink.cli", "demo", "--data", str(data),
+            "--vehicles", "2", "--press-every", "1.5", "--task-every", "6", *extra]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def read_board_url(proc, timeout=60):
+    deadline = time.monotonic() + timeout
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("intake board: "):
+            return line.split(": ", 1)[1].strip().rstrip("/")
+    proc.kill()
+    raise AssertionError("no board URL printed:\n" + "".join(lines) + proc.stderr.read())
+
+
+def get_json(url):
+    with urllib.request.urlopen(url, timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def started_pids(data):
+    events = [json.loads(line) for line in (data / "demo-events.jsonl").read_text().splitlines()]
+    return {e["name"]: e["pid"] for e in events if e["event"] == "started"}
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # a zombie is gone for our purposes only once reaped; the demo reaps its children
+    with open(f"/proc/{pid}/stat") as f:
+        return f.read().split(") ", 1)[1][0] != "Z"
+
+
+def committed_reports(data):
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        return db.execute("SELECT id, device, source FROM reports").fetchall()
+
+
+def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
+    data = tmp_path / "demo"
+    proc = start_demo(data, "--duration", "20")
+    url = read_board_url(proc)
+    page = urllib.request.urlopen(url + "/board/", timeout=10).read().decode()
+    assert "受理台" in page
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    final = out.strip().splitlines()[-1]
+    assert final.startswith("stopped cleanly: "), out
+    assert "devices online 0/3" in final  # each device went offline on the way out
+
+    reports = committed_reports(data)
+    devices = {d for _, d, _ in reports}
+    assert len(reports) >= 4 and {"pv-0001", "pv-0002"} <= devices
+    pids = started_pids(data)
+    assert set(pids) == {"mosquitto", "pv-0001", "pv-0002", "ft-0001"}
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        states = dict(db.execute("SELECT device, state FROM devices").fetchall())
+    assert states == dict.fromkeys(("pv-0001", "pv-0002", "ft-0001"), "offline")
+
+
+def test_ctrl_c_stops_everything_cleanly(tmp_path):
+    data = tmp_path / "demo"
+    proc = start_demo(data, "--no-terminal")
+    url = read_board_url(proc)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        summary = get_json(url + "/api/summary")
+        if summary["reports"]["total"] >= 1:
+            break
+        time.sleep(0.5)
+    assert summary["reports"]["total"] >= 1
+    assert summary["devices"]["online"] == 2
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert out.strip().splitlines()[-1].startswith("stopped cleanly: ")
+    pids = started_pids(data)
+    assert set(pids) == {"mosquitto", "pv-0001", "pv-0002"}
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    assert len(committed_reports(data)) >= 1
