@@ -39,7 +39,7 @@ def is_num(x):
 def check_obj(err, obj, field, required, optional=()):
     """obj is a dict with every required key and no key outside required + optional."""
     if not isinstance(obj, dict):
-        raise err(field, "must be a JSON object")
+        raise err(field or "message", "must be a JSON object")
     for k in required:
         if k not in obj:
             raise err(f"{field}.{k}" if field else k, "is required")

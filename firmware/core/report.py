@@ -147,6 +147,8 @@ def validate_report(obj):
     Besides the JSON Schema's rules it checks what a schema cannot: the id is
     ``device:seq``, the date exists, and the canonical encoding is at most 1024 bytes.
     """
+    if not isinstance(obj, dict):
+        raise ReportError("report", "must be a JSON object")
     check_obj(ReportError, obj, "", _REQUIRED, _OPTIONAL)
     if obj["v"] != VERSION or not isinstance(obj["v"], int) or isinstance(obj["v"], bool):
         raise ReportError("v", f"must be {VERSION} (got {obj['v']!r})")
