@@ -31,11 +31,27 @@ pytestmark = [
 ]
 
 
-def report(seq, *, code="06010", lat=34.8212, lon=113.2856, text="", photos=()):
+def report(grid_map, seq, *, at=(0.5, 0.5), code="06010", text="", photos=()):
+    """A report from a point of the map (``at``: fractions of its bounding box)."""
+    w, s, e, n = grid_map.bbox
+    lon, lat = round(w + (e - w) * at[0], 6), round(s + (n - s) * at[1], 6)
     fix = {"lat": lat, "lon": lon, "alt": 110.0, "mode": 3, "status": 1, "sats": 9,
            "hdop": 0.9, "time": 1795752000.0 + seq}
     return make_report("pv-0001", seq, fix, None, "event", STANDARD, code,
-                       grid="410106002005017", text=text, photos=photos, fix_age=0.5)
+                       grid=grid_map.locate(lon, lat), text=text, photos=photos, fix_age=0.5)
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    """A compiled grid map of a synthetic layer in 上街区 (holes, two-part cells, gaps)."""
+    from gridlink.firmware.core.gridmap import GridMap
+    from gridlink.firmware.gridcompile import compile_layer
+    from gridlink.firmware.maps.synthetic import SyntheticLayer
+
+    data, _ = compile_layer(SyntheticLayer(cols=12, rows=9, seed=7, holes=0.05).layer)
+    path = tmp_path / "grid.glgm"
+    path.write_bytes(data)
+    return path, GridMap(data)
 
 
 class Device:
@@ -72,12 +88,12 @@ class Device:
 
 
 @pytest.fixture
-def gateway(broker, tmp_path):
+def gateway(broker, tmp_path, grid_file):
     """The gateway as ``gridlink gateway run --http`` assembles it: runtime, store, board."""
     from gridlink.gateway.service import Gateway
 
     gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
-                 http="127.0.0.1:0", photos=str(tmp_path / "photos"))
+                 grid=str(grid_file[0]), http="127.0.0.1:0", photos=str(tmp_path / "photos"))
     gw.start()
     yield gw.http, gw.store
     gw.stop()
@@ -108,13 +124,15 @@ def jpeg_photo():
     return buf.getvalue()
 
 
-def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path):
+def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid_file):
     server, _ = gateway
+    _, grid_map = grid_file
     device = Device(broker)
     try:
         photo = jpeg_photo()
         sha = hashlib.sha256(photo).hexdigest()
-        first = report(1, text="暴露垃圾", photos=[{"sha256": sha, "bytes": len(photo)}])
+        first = report(grid_map, 1, at=(0.3, 0.6), text="暴露垃圾",
+                       photos=[{"sha256": sha, "bytes": len(photo)}])
         device.send(first)
         device.send_photo(first["id"], photo)
         device.wait_acks(1)
@@ -124,10 +142,13 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path):
         page.dispatch_event("#operator", "change")
         page.wait_for_selector(f'#reports li[data-id="{first["id"]}"]')
         assert page.locator("#n-pending").inner_text() == "1"
+        # the map is drawn from the grid map itself, and the report's cell is marked
+        assert page.locator("#cells path").count() == grid_map.n_cells
+        page.wait_for_selector(f'#cells path.hit[data-grid="{first["grid"]}"]')
         page.wait_for_selector("#live.on")
 
         # a report arrives while the page is open: it shows up without a reload
-        second = report(2, code="09001", lat=34.8190, lon=113.2902, text="占道经营")
+        second = report(grid_map, 2, at=(0.7, 0.35), code="09001", text="占道经营")
         device.send(second)
         device.wait_acks(2)
         row = page.wait_for_selector(f'#reports li[data-id="{second["id"]}"]', timeout=10000)

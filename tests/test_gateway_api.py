@@ -328,3 +328,48 @@ def test_racing_claims_and_decisions_have_one_winner(tmp_path, backend):
             with store.connect() as conn:
                 conn.execute(f'DROP SCHEMA "{store.schema}" CASCADE')
         store.close()
+
+
+# ---------------------------------------------------------------- the grid map as GeoJSON
+
+
+@pytest.fixture(scope="module")
+def grid_map():
+    from gridlink.firmware.core.gridmap import GridMap
+    from gridlink.firmware.gridcompile import compile_layer
+    from gridlink.firmware.maps.synthetic import SyntheticLayer
+
+    layer = SyntheticLayer(cols=9, rows=7, seed=5, holes=0.15, multis=0.1, triangles=0.1)
+    data, _ = compile_layer(layer.layer)
+    return GridMap(data)
+
+
+def test_grid_geojson_cells_are_valid_and_locate_back(store, grid_map):
+    from shapely.geometry import shape
+
+    app = create_app(store, grid_map=grid_map)
+    with BackgroundServer(app) as server:
+        status, doc = Api(server.url).get("/api/grid")
+    assert status == 200 and doc["type"] == "FeatureCollection"
+    assert len(doc["features"]) == grid_map.n_cells
+    kinds = set()
+    for feature in doc["features"]:
+        geom = shape(feature["geometry"])
+        kinds.add((feature["geometry"]["type"], len(getattr(geom, "interiors", ()))))
+        assert geom.is_valid, feature["id"]
+        p = geom.representative_point()
+        assert grid_map.locate(p.x, p.y) == feature["properties"]["code"] == feature["id"]
+    # the synthetic layer has holes and two-part cells: both must come out as such
+    assert any(t == "MultiPolygon" for t, _ in kinds)
+    assert any(t == "Polygon" and holes for t, holes in kinds)
+
+
+def test_task_for_a_point_takes_its_grid_from_the_map(store, grid_map):
+    app = create_app(store, grid_map=grid_map)
+    w, s, e, n = grid_map.bbox
+    lat, lon = (s + n) / 2, (w + e) / 2
+    with BackgroundServer(app) as server:
+        status, task = Api(server.url).post("/api/tasks", {"lat": lat, "lon": lon})
+    assert status == 201
+    assert task["grid"] == grid_map.locate(lon, lat) and task["grid"] is not None
+    assert task["district"] == task["grid"][:6]

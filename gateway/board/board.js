@@ -94,7 +94,7 @@ function makeView(bbox) {
     y: (lat) => (n - lat) * scale,
     width: (e - w) * k * scale, height: (n - s) * scale,
   };
-  view.unit = Math.max(view.width, view.height) / 120;  // marker size
+  view.unit = Math.max(view.width, view.height) / 75;  // marker size
   $("map").setAttribute("viewBox", `0 0 ${view.width} ${view.height}`);
   return view;
 }
