@@ -90,13 +90,16 @@ def _sha(data):
 
 def _profile(spec):
     from gridlink.firmware.device import profile as profiles
-    from gridlink.firmware.errors import DeviceError
+    from gridlink.firmware.errors import ProfileError
 
     try:
         path = profiles.resolve(spec.profile)
         obj = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (DeviceError, ValueError, OSError) as exc:
-        spec.fail("profile", str(exc).splitlines()[0])
+    except ProfileError as exc:
+        p = exc.problems[0]
+        spec.fail("profile", f"{spec.profile}: {p.message}" + (f" ({p.fix})" if p.fix else ""))
+    except (ValueError, OSError) as exc:
+        spec.fail("profile", f"{spec.profile}: {exc}")
     obj.pop("$schema", None)
     obj["device_id"] = spec.device
     obj["district"] = spec.district

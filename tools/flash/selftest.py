@@ -37,8 +37,11 @@ def _marker(target):
     raise FlashError(f"{target.name}: not provisioned (no gridlink/config.json or identity.json)")
 
 
-def selftest(target, broker=True, timeout=5.0):
-    """Run every check on ``target`` (path or serial URL); returns a list of Check."""
+def selftest(target, broker=True, timeout=5.0, now=None):
+    """Run every check on ``target`` (path or serial URL); returns a list of Check.
+
+    ``now`` (aware datetime) checks the certificates as of another time.
+    """
     t = targets.open_target(target)
     rel, kind, marker = _marker(t)
     prefix = "gridlink/" if kind == "micropython" else ""
@@ -57,7 +60,7 @@ def selftest(target, broker=True, timeout=5.0):
     device = marker.get("device")
     prof = _json(files.get(prefix + "profile.json"))
     checks.append(_profile_check(prof, device))
-    tls = _tls_check(files, prefix if kind == "micropython" else "tls/")
+    tls = _tls_check(files, prefix if kind == "micropython" else "tls/", now)
     checks.append(tls[0])
     checks.append(_grid_check(files.get(prefix + "gridmap.glgm"), prof))
     checks.append(_book_check(files.get(prefix + "codebook.json"), marker.get("codebook")))
@@ -86,14 +89,14 @@ def _profile_check(prof, device):
     return Check("profile", True, f"{prof['profile']} valid for {device}")
 
 
-def _tls_check(files, d):
+def _tls_check(files, d, now):
     ca, cert, key = (files.get(d + n) for n in ("ca.pem", "device.pem", "device.key"))
     if ca is None and cert is None and key is None:
         return Check("cert", True, "no TLS material (plain mqtt://)"), None
     if None in (ca, cert, key):
         return Check("cert", False, "ca.pem, device.pem and device.key must all be present"), None
     try:
-        ci = pki.verify_chain(cert, ca, key)
+        ci = pki.verify_chain(cert, ca, key, now=now)
     except pki.CertError as exc:
         return Check("cert", False, str(exc)), None
     return Check("cert", True, f"CN={ci.cn}, signed by the CA, valid until "

@@ -1,0 +1,49 @@
+"""Device certificates: the cryptography and openssl backends make certificates the other
+accepts, and both refuse the same bad chains with the same clear reasons."""
+
+import datetime as dt
+import shutil
+
+import pytest
+from gridlink.flash import pki
+
+BACKENDS = [b for b in ("cryptography", "openssl") if b != "openssl" or shutil.which("openssl")]
+try:
+    import cryptography  # noqa: F401
+except ImportError:
+    BACKENDS.remove("cryptography")
+
+
+@pytest.fixture(params=BACKENDS)
+def made_by(request, monkeypatch):
+    monkeypatch.setenv("GRIDLINK_PKI", request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("checked_by", BACKENDS)
+def test_a_device_certificate_made_by_one_backend_checks_out_with_the_other(
+        made_by, checked_by, tmp_path, monkeypatch):
+    key, crt = pki.make_ca("district 410106 CA")
+    (tmp_path / "ca.key").write_bytes(key)
+    (tmp_path / "ca.pem").write_bytes(crt)
+    dkey, dcrt = pki.sign_device("sn-0001", tmp_path / "ca.pem", tmp_path / "ca.key", days=30)
+    monkeypatch.setenv("GRIDLINK_PKI", checked_by)
+    ci = pki.verify_chain(dcrt, crt, dkey)
+    now = dt.datetime.now(dt.UTC)
+    assert ci.cn == "sn-0001"
+    assert dt.timedelta(days=29) < ci.not_after - now <= dt.timedelta(days=30)
+    with pytest.raises(pki.CertError, match="device certificate expired on"):
+        pki.verify_chain(dcrt, crt, dkey, now=now + dt.timedelta(days=31))
+    other_key, other_ca = pki.make_ca("another district")
+    with pytest.raises(pki.CertError, match="device certificate is not signed by the CA"):
+        pki.verify_chain(dcrt, other_ca, dkey)
+    with pytest.raises(pki.CertError, match="device key does not belong to device certificate"):
+        pki.verify_chain(dcrt, crt, other_key)
+    with pytest.raises(pki.CertError, match="device certificate is not a PEM certificate"):
+        pki.verify_chain(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+                         crt)
+
+
+def test_a_missing_ca_file_is_named(made_by, tmp_path):
+    with pytest.raises(pki.CertError, match=r"CA certificate .*nope\.pem: No such file"):
+        pki.sign_device("sn-0001", tmp_path / "nope.pem", tmp_path / "nope.key")
