@@ -465,12 +465,13 @@ def build_index(bbox, geoms, span, bucket_scale):
     lo_x, lo_y, hi_x, hi_y = lo_x[keep], lo_y[keep], hi_x[keep], hi_y[keep]
 
     order = np.lexsort((cell, bucket))
-    entries = np.empty(len(order), dtype=[("c", "<u4"), ("x0", "<u2"), ("y0", "<u2"),
-                                          ("x1", "<u2"), ("y1", "<u2")])
+    entries = np.empty(len(order), dtype=[("c", "<u4"), ("x0", "u1"), ("y0", "u1"),
+                                          ("x1", "u1"), ("y1", "u1")])
     entries["c"] = cell[order].astype(np.uint32) | \
         np.where(whole[order], fmt.WHOLE, 0).astype(np.uint32)
-    entries["x0"], entries["y0"] = lo_x[order], lo_y[order]
-    entries["x1"], entries["y1"] = hi_x[order], hi_y[order]
+    # In 1/256 bucket steps; monotone, so a point inside the bbox stays inside.
+    entries["x0"], entries["y0"] = (lo_x[order] << 8) // bw, (lo_y[order] << 8) // bh
+    entries["x1"], entries["y1"] = (hi_x[order] << 8) // bw, (hi_y[order] << 8) // bh
     counts = np.bincount(bucket, minlength=nx * ny)
     directory = np.concatenate(([0], np.cumsum(counts))).astype("<u4")
     return bw, bh, nx, ny, directory, entries
@@ -555,6 +556,12 @@ def compile_layer(layer, code_property="code", crs=None, codes=None, bucket_scal
     return encode(cells, geoms, bucket_scale=bucket_scale)
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def compile_file(src, out, code_property="code", crs=None, codes=None, bucket_scale=1.0):
     """Compile GeoJSON file ``src`` into map file ``out`` (written atomically)."""
     data, stats = compile_layer(load_layer(src), code_property=code_property, crs=crs,
@@ -562,6 +569,7 @@ def compile_file(src, out, code_property="code", crs=None, codes=None, bucket_sc
     out = os.fspath(out)
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), suffix=".tmp")
     try:
+        os.chmod(tmp, 0o644 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -1,13 +1,13 @@
 """Read a compiled unit-grid map (万米单元网格) and find the grid code of a point.
 
-    m = GridMap(open("shangjie.glgm", "rb"))      # or GridMap(bytes / mmap / memoryview)
+    m = GridMap(open("shangjie.glgm", "rb"))      # or GridMap(bytes / memoryview(mmap))
     m.locate(113.29141, 34.80631)                 # → "410106002005017", or None outside
 
 The file (docs/gridmap.md) holds a spatial bucket index, fixed-point coordinates in
 units of 1e-7 degree (CGCS2000 lon/lat) and each grid code once.  Given a file object,
 the reader keeps only the 80-byte header in memory and reads the few bytes each lookup
 needs with seek/read, so a microcontroller can use a map far larger than its heap.  Given
-a buffer (bytes, memoryview, mmap), it reads from the buffer in place.
+a buffer (bytes, bytearray, memoryview, e.g. of an mmap), it reads the buffer in place.
 
 Boundary rule ("covers", smallest code wins): a point is first rounded to the 1e-7 degree
 grid (``quantise``); it belongs to every cell whose closed polygon (interior, edges,
@@ -30,14 +30,15 @@ HEADER_SIZE = 80
 # bucket width/height, entries, offsets of codes/directory/entries/cell table, file size.
 HEADER_FORMAT = "<4sHHIiiIIIIIHHHHIIIIIIII"
 SCALE = 10000000  # fixed-point units per degree
-ENTRY_SIZE = 12  # u32 cell (bit 31: the bucket lies wholly inside it), 4 x u16 clipped bbox
+ENTRY_SIZE = 8  # u32 cell (bit 31: the bucket lies wholly inside it), u8 x 4 clipped bbox
+# The clipped bbox of an entry is in 1/256 bucket steps: u -> (u << 8) // bucket side.
 WHOLE = 0x80000000
 CELL_MASK = 0x7FFFFFFF
 RECORD_HEAD = "<HBBII"  # rings, coordinate bytes (2 or 4), reserved, cell origin x/y
 RECORD_HEAD_SIZE = 12
 CRC_CHUNK = 2048  # bytes read at a time to check a map file's checksum
 
-_ENTRY_FORMATS = ["<" + "IHHHH" * n for n in range(9)]
+_ENTRY_FORMATS = ["<" + "IBBBB" * n for n in range(9)]
 
 
 class GridMapError(CoreError):
@@ -98,18 +99,18 @@ class GridMap:
                  "n_cells", "n_entries", "n_rings", "n_vertices", "size")
 
     def __init__(self, source, verify=True):
-        if hasattr(source, "seek"):
+        if isinstance(source, (bytes, bytearray, memoryview)):
+            self._f = None
+            self._buf = source
+            head = source[:HEADER_SIZE]
+            size = len(source)
+        else:
             self._f = source
             self._buf = None
             source.seek(0)
             head = source.read(HEADER_SIZE)
             source.seek(0, 2)
             size = source.tell()
-        else:
-            self._f = None
-            self._buf = source
-            head = source[:HEADER_SIZE]
-            size = len(source)
         (_, _, _, crc, self._x0, self._y0, self._w, self._h, self.n_cells, self.n_rings,
          self.n_vertices, self.code_width, self._nx, self._ny, self.epsg, self._bw, self._bh,
          self.n_entries, self._off_codes, self._off_dir, self._off_entries, self._off_cells,
@@ -222,14 +223,14 @@ class GridMap:
         n = e - s
         if n == 0:
             return -1
-        form = _ENTRY_FORMATS[n] if n < 9 else "<" + "IHHHH" * n
+        form = _ENTRY_FORMATS[n] if n < 9 else "<" + "IBBBB" * n
         off = self._off_entries + ENTRY_SIZE * s
         if buf is None:
             ent = struct.unpack(form, self._read(off, ENTRY_SIZE * n))
         else:
             ent = struct.unpack_from(form, buf, off)
-        ux = qx - bx * bw
-        uy = qy - by * bh
+        ux = ((qx - bx * bw) << 8) // bw
+        uy = ((qy - by * bh) << 8) // bh
         for k in range(0, 5 * n, 5):
             if ent[k + 1] <= ux <= ent[k + 3] and ent[k + 2] <= uy <= ent[k + 4]:
                 cell = ent[k]
