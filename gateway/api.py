@@ -83,6 +83,27 @@ class AssignBody(BaseModel):
     device: str
 
 
+class ErrorBody(BaseModel):
+    detail: str = Field(..., description="what is wrong, in one sentence")
+
+
+class ConflictBody(ErrorBody):
+    state: str | None = Field(None, description="the report's intake state")
+    holder: str | None = Field(None, description="who holds the claim")
+    lease_until: str | None = Field(None, description="when that claim lapses (ISO 8601 UTC)")
+    case_no: str | None = None
+    reason: str | None = None
+    decided_by: str | None = None
+    report_id: str | None = Field(None, description="the report a clashing case number has")
+
+
+NOT_FOUND = {404: {"model": ErrorBody, "description": "no such report"}}
+BAD = {400: {"model": ErrorBody, "description": "a malformed request, named"}}
+CONFLICT = {409: {"model": ConflictBody,
+                  "description": "held by another operator, or decided otherwise"}}
+DECISION = {**NOT_FOUND, **BAD, **CONFLICT}
+
+
 # ---------------------------------------------------------------- the app
 
 
@@ -128,21 +149,27 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.version = None
     app.state.changed = asyncio.Event()
 
+    def _error(request, status, body):
+        if request.url.path.startswith("/open311/"):  # GeoReport v2 error format
+            body = [{"code": status, "description": body["detail"]}]
+        return JSONResponse(body, status_code=status)
+
     @app.exception_handler(NotFound)
     async def _not_found(request, exc):
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+        return _error(request, 404, {"detail": str(exc)})
 
     @app.exception_handler(Invalid)
     async def _invalid(request, exc):
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return _error(request, 400, {"detail": str(exc)})
 
     @app.exception_handler(Conflict)
     async def _conflict(request, exc):
-        return JSONResponse({"detail": str(exc), **exc.details}, status_code=409)
+        return _error(request, 409, {"detail": str(exc), **exc.details})
 
     # ------------------------------------------------------------ intake queue
 
-    @app.get("/api/reports", tags=["queue"], summary="List reports (default: pending)")
+    @app.get("/api/reports", tags=["queue"], responses=BAD,
+             summary="List reports (default: pending)")
     def list_reports(
         status: str = Query("pending", description="pending, accepted, rejected, attached, all"),
         grid: str | None = Query(None, description="grid code or prefix"),
@@ -164,26 +191,30 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                           device=device, source=source, since=since, until=until, flags=flag or (),
                           held=held, limit=limit, offset=offset, order=order)
 
-    @app.get("/api/reports/{report_id}", tags=["queue"], summary="One report with its state")
+    @app.get("/api/reports/{report_id}", tags=["queue"], responses=NOT_FOUND,
+             summary="One report with its state")
     def get_report(report_id: str):
         report = queue.get(report_id)
         report["tasks"] = desk.list(report_id=report_id)
         return report
 
-    @app.post("/api/reports/{report_id}/claim", tags=["queue"],
+    @app.post("/api/reports/{report_id}/claim", tags=["queue"], responses=DECISION,
               summary="Claim a report with a lease (409 names the holder)")
     def claim(report_id: str, body: ClaimBody):
         return queue.claim(report_id, body.operator, lease_s=body.lease_s)
 
-    @app.post("/api/reports/{report_id}/release", tags=["queue"], summary="Give a claim back")
+    @app.post("/api/reports/{report_id}/release", tags=["queue"], responses={**NOT_FOUND, **BAD},
+              summary="Give a claim back")
     def release(report_id: str, body: OperatorBody):
         return queue.release(report_id, body.operator)
 
-    @app.post("/api/reports/{report_id}/accept", tags=["queue"], summary="Accept (立案)")
+    @app.post("/api/reports/{report_id}/accept", tags=["queue"], responses=DECISION,
+              summary="Accept (立案)")
     def accept(report_id: str, body: AcceptBody):
         return queue.accept(report_id, body.operator, case_no=body.case_no)
 
-    @app.post("/api/reports/{report_id}/reject", tags=["queue"], summary="Reject (不予立案)")
+    @app.post("/api/reports/{report_id}/reject", tags=["queue"], responses=DECISION,
+              summary="Reject (不予立案)")
     def reject(report_id: str, body: RejectBody):
         return queue.reject(report_id, body.operator, reason=body.reason)
 
@@ -210,7 +241,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     def unassign(grid: str):
         desk.unassign(grid)
 
-    @app.post("/api/tasks", tags=["tasks"], status_code=201,
+    @app.post("/api/tasks", tags=["tasks"], status_code=201, responses={**NOT_FOUND, **BAD},
               summary="Create a 核实/核查 task, route it and send it")
     def create_task(body: TaskBody):
         return desk.create(**body.model_dump())
@@ -384,17 +415,45 @@ def _grid_geojson(grid_map):
     """The map's cells as a GeoJSON FeatureCollection (no features without a map)."""
     features = []
     if grid_map is not None:
-        scale = 1e7
         for cell in range(grid_map.n_cells):
             code = grid_map.code(cell)
-            rings = [[[x / scale, y / scale] for x, y in (*ring, ring[0])]
-                     for ring in grid_map.rings(cell)]
             features.append({
                 "type": "Feature", "id": code,
                 "properties": {"code": code, "street": code[:9], "community": code[:12]},
-                "geometry": {"type": "Polygon", "coordinates": rings},
+                "geometry": _cell_geometry(grid_map.rings(cell)),
             })
     return {"type": "FeatureCollection", "features": features}
+
+
+def _inside(point, ring):
+    x, y = point
+    odd = False
+    for (x1, y1), (x2, y2) in zip(ring, ring[1:] + ring[:1], strict=True):
+        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
+            odd = not odd
+    return odd
+
+
+def _cell_geometry(rings):
+    """Polygon or MultiPolygon from a cell's rings (1e-7 degree): holes sit in an outer ring.
+
+    The map stores rings without saying which are holes; a ring inside an odd number of
+    the cell's other rings is a hole of the innermost outer ring containing it.
+    """
+    depth = [sum(_inside(r[0], o) for j, o in enumerate(rings) if j != i)
+             for i, r in enumerate(rings)]
+    outers = [i for i, d in enumerate(depth) if d % 2 == 0]
+    polygons = {i: [rings[i]] for i in outers}
+    for i, d in enumerate(depth):
+        if d % 2:
+            hosts = [o for o in outers if depth[o] == d - 1 and _inside(rings[i][0], rings[o])]
+            if hosts:
+                polygons[hosts[0]].append(rings[i])
+    coords = [[[[x / 1e7, y / 1e7] for x, y in (*ring, ring[0])] for ring in poly]
+              for poly in polygons.values()]
+    if len(coords) == 1:
+        return {"type": "Polygon", "coordinates": coords[0]}
+    return {"type": "MultiPolygon", "coordinates": coords}
 
 
 class BackgroundServer:

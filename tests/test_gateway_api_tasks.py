@@ -279,10 +279,10 @@ def test_open311_requests_status_follows_the_queue(wired, store, clock):
     assert {r["service_request_id"] for r in only} == {r1, r3}
     status, one = api.get(f"/open311/v2/requests/{r1}.json")
     assert status == 200 and one[0]["service_request_id"] == r1
-    status, _ = api.get("/open311/v2/requests/nope.json")
-    assert status == 404
-    status, _ = api.get("/open311/v2/requests.json?start_date=2026-01-01T00:00:00Z")
-    assert status == 400
+    status, body = api.get("/open311/v2/requests/nope.json")
+    assert status == 404 and body[0]["code"] == 404 and "nope" in body[0]["description"]
+    status, body = api.get("/open311/v2/requests.json?start_date=2026-01-01T00:00:00Z")
+    assert status == 400 and "90 days" in body[0]["description"]
 
 
 def test_check_task_resolved_closes_the_open311_request(wired, store):
