@@ -40,6 +40,8 @@ def register(parser):
                    help="seconds a long press may still cancel a report (default: profile)")
     p.add_argument("--status-interval", type=float, help="seconds between status messages")
     p.add_argument("--kiosk-port", type=int, help="kiosk page port (fixed terminal; 0 = any)")
+    p.add_argument("--reconnect-max", type=float, default=30.0,
+                   help="longest wait between broker reconnects, seconds (backoff cap)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_run)
 
@@ -109,7 +111,7 @@ def cmd_run(args):
                  sim_speed=args.sim_speed, sim_origin=origin,
                  sim_loop=False if args.no_sim_loop else None, map_path=args.map,
                  cancel_grace=args.cancel_grace, status_interval=args.status_interval,
-                 kiosk_port=args.kiosk_port)
+                 kiosk_port=args.kiosk_port, reconnect_max=args.reconnect_max)
     dev.start()
     dev.run_forever()
     return 0

@@ -64,7 +64,7 @@ class Delivery:
 
     def __init__(self, url, device, district, store, *, status_fn, on_task=None,
                  grace_until=None, tls_ca=None, tls_cert=None, tls_key=None,
-                 keepalive=30, window=20, chunk_window=4, resend_s=30.0):
+                 keepalive=30, window=20, chunk_window=4, resend_s=30.0, reconnect_max=30.0):
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -77,7 +77,7 @@ class Delivery:
         self.resend_s = resend_s
         self.connected = False
         self.ever_connected = False
-        self.backoff = Backoff()
+        self.backoff = Backoff(cap=reconnect_max)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._status_wanted = True

@@ -72,7 +72,8 @@ class Device:
     def __init__(self, profile, data_dir, broker, *, device_id=None, district=None, sim=False,
                  tls_ca=None, tls_cert=None, tls_key=None, gnss_port=None, sim_capture=None,
                  sim_speed=None, sim_origin=None, sim_loop=None, map_path=None,
-                 cancel_grace=None, status_interval=None, kiosk_port=None, console=True):
+                 cancel_grace=None, status_interval=None, kiosk_port=None, console=True,
+                 reconnect_max=30.0):
         if profile["platform"] != "raspberry-pi":
             raise errors.DeviceError(
                 f"profile {profile['profile']} is for a {profile['board']} running MicroPython;"
@@ -104,6 +105,7 @@ class Device:
             else cancel_grace
         self.status_interval = status_interval or profile.get("status_interval_s", 60)
         self.kiosk_port = kiosk_port
+        self.reconnect_max = reconnect_max
         self.console = console
         self.standard = profile["standard"]
         self.stale_after = profile.get("gnss", {}).get("stale_after_s", 10)
@@ -138,7 +140,8 @@ class Device:
         self.delivery = Delivery(
             self.broker, self.device, self.district, self.store, status_fn=self.status_fields,
             on_task=self._on_task, grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
-            tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2]).start()
+            tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
+            reconnect_max=self.reconnect_max).start()
         if self.kind == "patrol-vehicle":
             self._start_gnss()
             tr = self.profile["track"]

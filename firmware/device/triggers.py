@@ -70,6 +70,8 @@ class Triggers:
                 on_motion()
 
             pir.when_motion = motion
+            _ = pir.value        # blocks until the sampling queue is full: events armed
+            time.sleep(2 * pir._queue.sample_wait)   # …and the first state is recorded
             self.devices["pir"] = pir
 
     def _on_held(self, name, on_cancel):
@@ -100,7 +102,7 @@ class Triggers:
             pin.drive_low()
             return
         pin.drive_low()
-        time.sleep(self.hold_s + 0.3 if hold else 0.02)
+        time.sleep(self.hold_s + 0.3 if hold else 0.1)
         pin.drive_high()
         time.sleep(0.02)
 
