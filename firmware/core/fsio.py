@@ -27,6 +27,20 @@ def size(path):
         return -1
 
 
+def makedirs(path):
+    """Create path and its missing parents (MicroPython has no os.makedirs)."""
+    if not path or exists(path):
+        return
+    parent = path.rstrip("/").rpartition("/")[0]
+    if parent:
+        makedirs(parent)
+    try:
+        os.mkdir(path)
+    except OSError:
+        if not exists(path):
+            raise
+
+
 def durable(f):
     f.flush()
     if hasattr(os, "fsync"):

@@ -67,6 +67,7 @@ class Outbox:
         self._ack_path = fsio.join(dir_path, ACKS)
         self._rej_path = fsio.join(dir_path, REJECTED)
         self._w = self._r = self._aw = None
+        fsio.makedirs(dir_path)
         self._load()
 
     # -- opening ------------------------------------------------------------------------
@@ -284,9 +285,9 @@ class Outbox:
         return rec[2]
 
     def get(self, seq):
-        """(kind, payload) of a stored record; OutboxError if it is not there."""
-        if seq not in self._where:
-            raise OutboxError(f"no record {seq} in the outbox")
+        """(kind, payload) of a pending record; OutboxError if it is acked or unknown."""
+        if seq not in self._where or seq in self._acked:
+            raise OutboxError(f"no pending record {seq} in the outbox")
         return self._where[seq][0], self._payload(seq)
 
     def pending(self, kind=None):
