@@ -44,55 +44,55 @@ class SyntheticLayer:
         half = step // 10 // grain * grain
 
         lx, ly = vx.tolist(), vy.tolist()
-        deg = {(x, y): [x / 1e7, y / 1e7] for cx, cy in zip(lx, ly, strict=True)
-               for x, y in zip(cx, cy, strict=True)}
+        pos = [[[x / 1e7, y / 1e7] for x, y in zip(cx, cy, strict=True)]
+               for cx, cy in zip(lx, ly, strict=True)]
 
         def v(a, b):
             return lx[a][b], ly[a][b]
 
-        polys, edges, extra_vertices = [], set(), []
-        kind = rng.random((cols, rows))
-        merged = np.zeros((cols, rows), dtype=bool)
+        def ring(*points):
+            out = [p if isinstance(p, list) else [p[0] / 1e7, p[1] / 1e7] for p in points]
+            return [*out, out[0]]
+
+        plain = gaps + triangles + holes + multis
+        geoms, edges, extra_vertices, merged = [], set(), [], set()
+        kind = rng.random((cols, rows)).tolist()
         for a in range(cols):
+            pa, pb, ka = pos[a], pos[a + 1], kind[a]
             for b in range(rows):
-                if merged[a, b]:
+                u = ka[b]
+                if u >= plain and (a, b) not in merged:
+                    geoms.append(("Polygon", [ring(pa[b], pb[b], pb[b + 1], pa[b + 1])]))
+                elif u < gaps or (a, b) in merged:
                     continue
-                quad = [v(a, b), v(a + 1, b), v(a + 1, b + 1), v(a, b + 1)]
-                u = kind[a, b]
-                if u < gaps:
-                    continue
-                if u < gaps + triangles:
-                    polys.append([[quad[0], quad[1], quad[2]]])
-                    polys.append([[quad[0], quad[2], quad[3]]])
-                    edges.add((quad[0], quad[2]))
+                elif u < gaps + triangles:
+                    geoms.append(("Polygon", [ring(pa[b], pb[b], pb[b + 1])]))
+                    geoms.append(("Polygon", [ring(pa[b], pb[b + 1], pa[b + 1])]))
+                    edges.add((*v(a, b), *v(a + 1, b + 1)))
                 elif u < gaps + triangles + holes:
                     cx = x0 + a * step + step // 2
                     cy = y0 + b * step + step // 2
                     hole = [(cx - half, cy - half), (cx - half, cy + half),
                             (cx + half, cy + half), (cx + half, cy - half)]
-                    polys.append([quad, hole])
+                    geoms.append(("Polygon", [ring(pa[b], pb[b], pb[b + 1], pa[b + 1]),
+                                              ring(*hole)]))
                     if u < gaps + triangles + holes / 2:
-                        polys.append([hole[::-1]])
+                        geoms.append(("Polygon", [ring(*hole[::-1])]))
                     extra_vertices.extend(hole)
-                    edges.update(zip(hole, hole[1:] + hole[:1], strict=True))
-                elif (u < gaps + triangles + holes + multis and a + 1 < cols and b + 1 < rows
-                      and kind[a + 1, b + 1] >= gaps + triangles + holes + multis):
-                    merged[a + 1, b + 1] = True
-                    other = [v(a + 1, b + 1), v(a + 2, b + 1), v(a + 2, b + 2), v(a + 1, b + 2)]
-                    polys.append(("multi", [[quad], [other]]))
-                    continue
+                    edges.update((*p, *q) for p, q in zip(hole, hole[1:] + hole[:1],
+                                                          strict=True))
+                elif a + 1 < cols and b + 1 < rows and kind[a + 1][b + 1] >= plain:
+                    merged.add((a + 1, b + 1))
+                    pc = pos[a + 2]
+                    geoms.append(("MultiPolygon", [
+                        [ring(pa[b], pb[b], pb[b + 1], pa[b + 1])],
+                        [ring(pb[b + 1], pc[b + 1], pc[b + 2], pb[b + 2])]]))
                 else:
-                    polys.append([quad])
-        codes = _codes(len(polys), rng)
-        features = []
-        for code, poly in zip(codes, polys, strict=True):
-            if isinstance(poly, tuple):
-                geometry = {"type": "MultiPolygon",
-                            "coordinates": [[_ring(r, deg) for r in p] for p in poly[1]]}
-            else:
-                geometry = {"type": "Polygon", "coordinates": [_ring(r, deg) for r in poly]}
-            features.append({"type": "Feature", "properties": {"code": code},
-                             "geometry": geometry})
+                    geoms.append(("Polygon", [ring(pa[b], pb[b], pb[b + 1], pa[b + 1])]))
+        codes = _codes(len(geoms), rng)
+        features = [{"type": "Feature", "properties": {"code": code},
+                     "geometry": {"type": gtype, "coordinates": coords}}
+                    for code, (gtype, coords) in zip(codes, geoms, strict=True)]
         self.layer = {"type": "FeatureCollection",
                       "crs": {"type": "name", "properties": {"name": "EPSG:4490"}},
                       "features": features}
@@ -102,7 +102,7 @@ class SyntheticLayer:
                                         .reshape(-1, 2)])
         h = np.stack([vx[:-1, :], vy[:-1, :], vx[1:, :], vy[1:, :]], axis=-1).reshape(-1, 4)
         w = np.stack([vx[:, :-1], vy[:, :-1], vx[:, 1:], vy[:, 1:]], axis=-1).reshape(-1, 4)
-        self.edges = np.concatenate([h, w, np.array([a + b for a, b in edges], dtype=np.int64)
+        self.edges = np.concatenate([h, w, np.array(sorted(edges), dtype=np.int64)
                                      .reshape(-1, 4)])
         self.bounds = (int(vx.min()), int(vy.min()), int(vx.max()), int(vy.max()))
 
@@ -133,7 +133,23 @@ class SyntheticLayer:
         return pts[:, 0] / 1e7, pts[:, 1] / 1e7
 
 
-def _ring(ring, deg):
-    out = [deg.get(p) or [p[0] / 1e7, p[1] / 1e7] for p in ring]
-    out.append(out[0])
-    return out
+def _ring(ring):
+    out = [[x / 1e7, y / 1e7] for x, y in ring]
+    return [*out, out[0]]
+
+
+def feature(code, *polygons, prop="code"):
+    """A Feature whose polygons are lists of rings of (x, y) in 1e-7 degree units (unclosed);
+    one polygon makes a Polygon, several a MultiPolygon."""
+    coords = [[_ring(ring) for ring in poly] for poly in polygons]
+    geometry = {"type": "Polygon", "coordinates": coords[0]} if len(coords) == 1 else \
+        {"type": "MultiPolygon", "coordinates": coords}
+    return {"type": "Feature", "properties": {prop: code}, "geometry": geometry}
+
+
+def collection(*features, crs="EPSG:4490"):
+    """A FeatureCollection of ``features`` declaring ``crs`` (None: no "crs" member)."""
+    layer = {"type": "FeatureCollection", "features": list(features)}
+    if crs:
+        layer["crs"] = {"type": "name", "properties": {"name": crs}}
+    return layer
