@@ -206,3 +206,104 @@ class GatewayProcess:
         self.terminate()
         self.kill()
         self._out.close()
+
+
+# -- the shipped broker configuration, with TLS client certificates ---------------------
+
+BROKER_DIR = ROOT / "gateway" / "broker"
+
+
+def openssl(*args, cwd):
+    subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
+
+
+def make_pki(folder, identities=("gridlink-gateway", "pv-0001", "pv-0002")):
+    """A CA, a broker certificate for 127.0.0.1 and one client certificate per identity."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=gridlink test CA", cwd=folder)
+    (folder / "san.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    for name, ext in (("broker", ["-extfile", "san.ext"]),
+                      *((i, []) for i in identities)):
+        openssl("req", *ec, "-keyout", f"{name}.key", "-out", f"{name}.csr",
+                "-subj", f"/CN={'localhost' if name == 'broker' else name}", cwd=folder)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+                "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", *ext, cwd=folder)
+    return folder
+
+
+def client_tls(pki, identity):
+    import ssl
+
+    ctx = ssl.create_default_context(cafile=str(Path(pki) / "ca.crt"))
+    ctx.load_cert_chain(str(Path(pki) / f"{identity}.crt"), str(Path(pki) / f"{identity}.key"))
+    return ctx
+
+
+def render_shipped_config(workdir, pki, port):
+    """The shipped mosquitto.conf with only paths, port and logging pointed at ``workdir``."""
+    workdir, pki = Path(workdir), Path(pki)
+    override = {
+        "listener": f"listener {port} 127.0.0.1",
+        "cafile": f"cafile {pki / 'ca.crt'}",
+        "certfile": f"certfile {pki / 'broker.crt'}",
+        "keyfile": f"keyfile {pki / 'broker.key'}",
+        "acl_file": f"acl_file {workdir / 'gridlink.acl'}",
+        "persistence_location": f"persistence_location {workdir}/",
+        "log_dest": f"log_dest file {workdir / 'mosquitto.log'}",
+    }
+    lines = []
+    for line in (BROKER_DIR / "mosquitto.conf").read_text().splitlines():
+        key = line.split(" ", 1)[0]
+        lines.append(override.get(key, line))
+    # test processes may run as root: keep mosquitto as this user so it can read the
+    # keys and write the log and store in the test's private folder
+    import getpass
+
+    lines.append(f"user {getpass.getuser()}")
+    (workdir / "gridlink.acl").write_text((BROKER_DIR / "gridlink.acl").read_text())
+    conf = workdir / "mosquitto.conf"
+    conf.write_text("\n".join(lines) + "\n")
+    return conf
+
+
+class ShippedBroker:
+    """Mosquitto running the shipped configuration on a free port (stop/start keep it)."""
+
+    def __init__(self, workdir, pki):
+        from tests.brokers import free_port
+
+        self.workdir = Path(workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.pki = Path(pki)
+        self.port = free_port()
+        self.conf = render_shipped_config(self.workdir, self.pki, self.port)
+        self.proc = None
+
+    @property
+    def url(self):
+        return f"mqtts://127.0.0.1:{self.port}"
+
+    def start(self):
+        import shutil
+
+        from tests.brokers import wait_port
+
+        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        wait_port(self.port)
+        return self
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            self.proc.wait(10)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
