@@ -10,12 +10,20 @@ Everything is local: the board loads no CDN script and no map tile.
 import asyncio
 import json
 import re
+import threading
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Annotated
 
 from fastapi import FastAPI, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
+from fastapi.middleware.gzip import GZipMiddleware
+from fastapi.responses import (
+    FileResponse,
+    JSONResponse,
+    RedirectResponse,
+    Response,
+    StreamingResponse,
+)
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -124,7 +132,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     desk = TaskDesk(store, queue, publisher=publisher, locate=locate, clock=clock,
                     district=district)
     photos_root = Path(photos_dir) if photos_dir is not None else None
-    grid_geojson = _grid_geojson(grid_map)
+    grid_doc, grid_lock = [], threading.Lock()
 
     @asynccontextmanager
     async def lifespan(app):
@@ -143,6 +151,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         docs_url=None, redoc_url=None,  # both load scripts from a CDN; the board is local
         lifespan=lifespan,
     )
+    app.add_middleware(GZipMiddleware, minimum_size=2048)
     app.state.queue = queue
     app.state.tasks = desk
     app.state.on_report = desk.on_report
@@ -265,9 +274,15 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     # ------------------------------------------------------------ map, photos, events
 
-    @app.get("/api/grid", tags=["map"], summary="The grid map's cells as GeoJSON")
+    @app.get("/api/grid", tags=["map"], summary="The grid map's cells as GeoJSON",
+             response_class=Response, responses={200: {"content": {"application/geo+json": {}}}})
     def grid():
-        return grid_geojson
+        with grid_lock:  # built once, on first use: a district map is thousands of cells
+            if not grid_doc:
+                grid_doc.append(json.dumps(_grid_geojson(grid_map), ensure_ascii=False,
+                                           separators=(",", ":")).encode())
+        return Response(grid_doc[0], media_type="application/geo+json",
+                        headers={"Cache-Control": "max-age=300"})
 
     @app.get("/api/photos/{sha256}", tags=["map"], name="photo", summary="A report photo")
     def photo(sha256: str):
@@ -449,7 +464,8 @@ def _cell_geometry(rings):
             hosts = [o for o in outers if depth[o] == d - 1 and _inside(rings[i][0], rings[o])]
             if hosts:
                 polygons[hosts[0]].append(rings[i])
-    coords = [[[[x / 1e7, y / 1e7] for x, y in (*ring, ring[0])] for ring in poly]
+    coords = [[[[round(x / 1e7, 7), round(y / 1e7, 7)] for x, y in (*ring, ring[0])]
+               for ring in poly]
               for poly in polygons.values()]
     if len(coords) == 1:
         return {"type": "Polygon", "coordinates": coords[0]}

@@ -27,11 +27,18 @@ from .errors import GatewayError
 DISTRICT = "410106"
 # Starting points of the simulated vehicles inside 上街区 (lat, lon): 济源路, 中心路, 新安路,
 # 工业路 streets and 矿山 — spread so the grid map shows them apart.
-ORIGINS = [(34.8095, 113.2965), (34.8032, 113.2862), (34.8158, 113.2795), (34.7985, 113.3018),
+ORIGINS = [(34.8063, 113.2914), (34.8032, 113.2862), (34.8158, 113.2795), (34.7985, 113.3018),
            (34.8201, 113.2920), (34.7940, 113.2890)]
 PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
-BROKER_DEFAULTS = ("allow_anonymous true", "persistence true", "autosave_interval 1",
-                   "max_queued_messages 0", "max_inflight_messages 0")
+# Real receiver captures, one per vehicle where available (bundled or the gpsd set);
+# a vehicle whose capture is missing replays the profile's bundled one.
+CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg25-g.log",
+            "st-teseo-liv4f.log", "beidou-bd.log")
+# Settings of the shipped broker config that belong to a deployment, not to the demo.
+DEPLOYMENT_KEYS = {"listener", "protocol", "cafile", "capath", "certfile", "keyfile",
+                   "require_certificate", "use_identity_as_username", "tls_version",
+                   "acl_file", "allow_anonymous", "password_file", "persistence_location",
+                   "log_dest", "per_listener_settings"}
 
 
 class DemoError(GatewayError):
@@ -138,10 +145,23 @@ def stop_child(proc, timeout=10.0):
 
 
 def broker_config(port, workdir):
-    """A Mosquitto config for the demo: the project's settings, a local plain listener."""
-    lines = [f"listener {port} 127.0.0.1", *BROKER_DEFAULTS,
-             f"persistence_location {workdir}/", f"log_dest file {workdir}/mosquitto.log",
-             "log_type error", "log_type warning", "log_type notice"]
+    """The project's Mosquitto config (gateway/broker/mosquitto.conf) on a local listener.
+
+    Every setting of the shipped file is kept (persistence, unlimited queue for the
+    gateway's session, in-flight window, packet size, session expiry) except what ties it
+    to a deployment: the TLS listener and its certificates, the ACL of certificate
+    identities, and the Debian paths.  The demo listens on 127.0.0.1 only, without TLS.
+    """
+    from importlib import resources
+
+    shipped = resources.files("gridlink.gateway") / "broker" / "mosquitto.conf"
+    lines = [f"# from {shipped}, adapted by gridlink demo"]
+    for line in shipped.read_text(encoding="utf-8").splitlines():
+        setting = line.split("#", 1)[0].split()
+        if setting and setting[0] not in DEPLOYMENT_KEYS:
+            lines.append(line)
+    lines += [f"listener {port} 127.0.0.1", "allow_anonymous true",
+              f"persistence_location {workdir}/", f"log_dest file {workdir}/mosquitto.log"]
     return "\n".join(lines) + "\n"
 
 
@@ -151,6 +171,17 @@ def mosquitto_exe():
     if exe is None:
         raise DemoError("mosquitto not found: install it (Debian: apt install mosquitto)")
     return exe
+
+
+def capture_path(name):
+    """The path of a real NMEA capture by name, or None when this install lacks it."""
+    from gridlink.firmware.errors import DeviceError
+    from gridlink.firmware.sim.replay import find_capture
+
+    try:
+        return find_capture(name)
+    except DeviceError:
+        return None
 
 
 def default_map():
@@ -237,7 +268,7 @@ class District:
         self.board_url = self.gateway.http_url
         self.app = self.gateway.app
 
-    def _device_argv(self, profile, device, ddir, origin=None):
+    def _device_argv(self, profile, device, ddir, origin=None, capture=None):
         argv = [sys.executable, "-m", "gridlink.cli", "device", "run", "--profile", profile,
                 "--data-dir", str(ddir), "--broker", self.broker_url, "--sim",
                 "--device-id", device, "--district", DISTRICT, "--cancel-grace", "1",
@@ -245,21 +276,24 @@ class District:
         if origin is not None:
             argv += ["--sim-origin", f"{origin[0]},{origin[1]}", "--sim-speed",
                      str(self.args.speed)]
+        if capture is not None:
+            argv += ["--sim-capture", str(capture)]
         if self.map_path:
             argv += ["--map", str(self.map_path)]
         return argv
 
     def _start_devices(self):
-        plan = [(f"pv-{n + 1:04d}", "patrol-vehicle", ORIGINS[n], PATROL_BUTTONS)
-                for n in range(self.args.vehicles)]
+        plan = [(f"pv-{n + 1:04d}", "patrol-vehicle", ORIGINS[n], capture_path(CAPTURES[n]),
+                 PATROL_BUTTONS) for n in range(self.args.vehicles)]
         if not self.args.no_terminal:
-            plan.append(("ft-0001", "fixed-terminal", None, ("call", "pir")))
-        for device, profile, origin, buttons in plan:
+            plan.append(("ft-0001", "fixed-terminal", None, None, ("call", "pir")))
+        for device, profile, origin, capture, buttons in plan:
             ddir = self.data / "devices" / device
             ddir.mkdir(parents=True, exist_ok=True)
-            proc = spawn(self._device_argv(profile, device, ddir, origin), ddir / "device.log")
+            argv = self._device_argv(profile, device, ddir, origin, capture)
+            proc = spawn(argv, ddir / "device.log")
             self.devices[device] = (proc, ddir, buttons)
-            self._event("started", name=device, pid=proc.pid)
+            self._event("started", name=device, pid=proc.pid, capture=capture and capture.name)
         self._wait_devices()
 
     def _wait_devices(self, timeout=60.0):
