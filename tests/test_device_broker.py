@@ -31,6 +31,37 @@ ORIGIN = (34.8095, 113.2965)
 FAST = ["--sim", "--sim-speed", "10", "--status-interval", "5", "--reconnect-max", "1"]
 
 
+@pytest.fixture(scope="module")
+def shapely_grid():
+    """An independent grid lookup: shapely polygons from the map's source GeoJSON layer
+    (EPSG:4547 metres, reprojected with pyproj), the same covers / smallest-code rule."""
+    import numpy as np
+    import shapely
+    from pyproj import Transformer
+    from shapely import STRtree
+    from shapely.geometry import shape
+
+    from gridlink.firmware.maps.make_shangjie import make_layer
+
+    to_deg = Transformer.from_crs("EPSG:4547", "EPSG:4490", always_xy=True).transform
+    feats = make_layer()["features"]
+    polys = [shapely.transform(shape(f["geometry"]),
+                               lambda xy: np.column_stack(to_deg(xy[:, 0], xy[:, 1])))
+             for f in feats]
+    codes = [f["properties"]["DYWGBSM"] for f in feats]
+    tree = STRtree(polys)
+
+    def lookup(lon, lat):
+        from shapely.geometry import Point
+
+        pt = Point(lon, lat)
+        near = [codes[i] for i in tree.query(pt.buffer(2e-7))
+                if polys[i].distance(pt) <= 2e-7]
+        return sorted(near)
+
+    return lookup
+
+
 @pytest.fixture
 def broker():
     """The shared fixture's Mosquitto, in a folder its own user can write.
@@ -57,7 +88,7 @@ def acker(broker):
 
 
 def test_patrol_vehicle_replays_a_real_capture_and_every_message_validates(
-        tmp_path, broker, acker):
+        tmp_path, broker, acker, shapely_grid):
     with DeviceProc(tmp_path, broker, extra=[*FAST, "--cancel-grace", "0.5"]) as dev:
         wait_until(lambda: dev.status()["gnss"]["state"] == "ok", 20, "GNSS fixes")
         made = [dev.press(name)["last"] for name in ("garbage", "parking", "road")]
@@ -76,6 +107,8 @@ def test_patrol_vehicle_replays_a_real_capture_and_every_message_validates(
         assert rep["flags"] == [] and rep["fix"]["mode"] >= 2
         # the replay was moved onto the district: within a few hundred metres of its origin
         assert distance_m(rep["fix"]["lat"], rep["fix"]["lon"], *ORIGIN) < 500
+        near = shapely_grid(rep["fix"]["lon"], rep["fix"]["lat"])
+        assert near and rep["grid"] == near[0], (rep["grid"], near)
         photo = acker.photo(rep["id"])
         assert hashlib.sha256(photo).hexdigest() == rep["photos"][0]["sha256"]
         assert len(photo) == rep["photos"][0]["bytes"] <= 150 * 1024
@@ -239,7 +272,7 @@ def test_fixed_terminal_reports_motion_at_its_position_and_answers_on_the_kiosk(
         wait_until(lambda: len(acker.unique_reports()) == 2, 20, "the result report")
     assert motion["source"] == "sensor" and motion["code"] == "06011"
     assert motion["flags"] == ["clock_fallback", "fixed_position", "no_fix"]
-    assert motion["grid"] == "410106001001001"
+    assert motion["grid"] == "410106002013046"
     assert (motion["fix"]["lat"], motion["fix"]["lon"]) == (34.8095, 113.2965)
     result = acker.unique_reports()[1]
     assert (result["task"], result["result"]) == ("T-20261128-0002", "resolved")

@@ -19,6 +19,7 @@ from pathlib import Path
 from ..errors import ProfileError
 
 REPO_PROFILES = Path(__file__).resolve().parents[2] / "device_profiles"
+MAPS = Path(__file__).resolve().parents[1] / "maps"
 
 # GPIO numbers a profile may use, per board (header pins only; UART0 checked separately).
 BOARD_PINS = {
@@ -44,6 +45,26 @@ class Problem:
 
     def __repr__(self):
         return f"Problem({self.key!r}, {self.message!r})"
+
+
+def default_map(district):
+    """The shipped grid map of ``district`` (firmware/maps/*.glgm), or None."""
+    if not MAPS.is_dir():
+        return None
+    maps = sorted(MAPS.glob("*.glgm"))
+    for path in maps:
+        if district in path.name:
+            return path
+    if len(maps) == 1:
+        from ..core.gridmap import GridMap, GridMapError
+
+        try:
+            with open(maps[0], "rb") as f:
+                if GridMap(f, verify=False).code(0).startswith(district):
+                    return maps[0]
+        except (OSError, GridMapError):
+            return None
+    return None
 
 
 def profiles_dir():
@@ -302,6 +323,8 @@ def _meaning(p, source, codebook):
     if grid and not grid.startswith(p["district"]):
         bad("grid", f"grid code {grid} is not in district {p['district']}",
             f"a unit-grid code starts with the district code {p['district']}")
+    if grid and "position" in p:
+        problems.extend(_check_grid(p, source))
     tilt = p.get("tilt")
     if tilt:
         obj = tilt["object"]
@@ -314,6 +337,28 @@ def _meaning(p, source, codebook):
                 f"{p['district']}{tilt['code']}000001")
     problems.extend(_check_codes(p, source, codebook))
     return problems
+
+
+def _check_grid(p, source):
+    """The provisioned grid code must be the one the shipped map gives the position."""
+    from ..core.gridmap import GridMap, GridMapError
+
+    path = default_map(p["district"])
+    if path is None:
+        return []
+    pos = p["position"]
+    try:
+        with open(path, "rb") as f:
+            code = GridMap(f).locate(pos["lon"], pos["lat"])
+    except (OSError, GridMapError):
+        return []
+    if code == p["grid"]:
+        return []
+    where = f"in grid {code}" if code else "outside every grid cell"
+    return [Problem(source, "grid", f"position {pos['lat']}, {pos['lon']} is {where} of "
+                    f"the map {path.name}, not in {p['grid']}",
+                    f"set \"grid\": \"{code}\"" if code else
+                    "check the position (lat/lon in degrees, CGCS2000) and the district")]
 
 
 def _check_codes(p, source, codebook):

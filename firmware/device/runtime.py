@@ -28,6 +28,7 @@ from ..core.report import ReportError, encode_report, make_report
 from ..core.timefmt import iso_utc
 from . import camera as cam
 from . import codebook
+from .profile import default_map
 from .sdnotify import notify, watchdog_period
 from .store import REPORT, TASK_RESULT, TRACK, Store
 from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
@@ -35,7 +36,6 @@ from .triggers import Pace, Triggers
 
 log = logging.getLogger("gridlink.device")
 
-MAPS = Path(__file__).resolve().parents[1] / "maps"
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 
 
@@ -53,17 +53,6 @@ def cpu_temp(path=THERMAL):
         return round(int(path.read_text().strip()) / 1000.0, 1)
     except (OSError, ValueError):
         return None
-
-
-def default_map(district):
-    """The shipped grid map of ``district`` (firmware/maps/*.glgm), or None."""
-    if not MAPS.is_dir():
-        return None
-    maps = sorted(MAPS.glob("*.glgm"))
-    for path in maps:
-        if district in path.name:
-            return path
-    return maps[0] if len(maps) == 1 else None
 
 
 class Device:
