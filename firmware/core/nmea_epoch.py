@@ -1,0 +1,171 @@
+"""Assembling the sentences of one UTC epoch into a ``Fix``.
+
+Timed sentences (RMC GGA GNS GLL ZDA) are routed by their time of day: the same
+time joins the epoch in progress, another time completes it and opens the next.  A
+timed sentence with an empty time field joins the epoch in progress unless that epoch
+already had one of its type (then it opens a new epoch: receivers without a fix often
+send all-empty RMC/GGA every cycle).  Untimed sentences (VTG GSA) join the epoch in
+progress, or open one that the next timed sentence adopts.
+
+Mode: a GSA fix type of 2 or 3 if the epoch had one; else 3D if GGA/GNS gave an
+altitude from 4 or more satellites; else the previous epoch's mode if it had a fix
+(a receiver that was 3D a second ago and now sends only GLL is still 3D, as gpsd
+reasons); else 2D.  Status: from the most specific sentence of the epoch, GGA
+quality over GNS mode over RMC and GLL mode indicators (RMC says only "D" for an RTK
+fix that GGA calls 4).  Position: the last sentence that carried one.  If the last
+position sentence said "no fix", the epoch has no position, mode 1, status 0.
+"""
+
+from .nmea_fix import MODE_2D, MODE_3D, MODE_NONE, STATUS_GPS, STATUS_NONE, Fix
+from .nmea_time import next_day
+
+
+class _Epoch:
+    """What the sentences of the epoch in progress said (one reused instance)."""
+
+    __slots__ = ("alt", "bad_date", "date", "gsa_mode", "gsa_used", "hdop", "key", "lat",
+                 "lon", "rank", "sats", "seen", "speed", "status", "track", "valid")
+
+    def __init__(self):
+        self.reset(None)
+
+    def reset(self, key):
+        self.key = key          # time of day in ms; None while unknown
+        self.seen = 0           # bits of the timed sentence types seen
+        self.valid = False      # the last position sentence said "valid fix"
+        self.lat = None
+        self.lon = None
+        self.alt = None
+        self.speed = None
+        self.track = None
+        self.status = 0
+        self.rank = -1          # specificity of the sentence that set status
+        self.gsa_mode = 0
+        self.gsa_used = -1
+        self.sats = None
+        self.hdop = None
+        self.date = None
+        self.bad_date = False
+
+
+class EpochAssembler:
+    """Epoch state shared by the sentence handlers; completed fixes go to ``_out``."""
+
+    def __init__(self, min_year):
+        self.min_year = min_year
+        self.fixes = 0
+        self.bad_dates = 0
+        self._ep = _Epoch()
+        self._open = False
+        self._date = None           # last good date, kept across epochs
+        self._last_tod = -1
+        self._last_mode = MODE_NONE
+        self._visible = {}          # GSV talker (+ signal id) → satellites in view
+        self._visible_changed = False
+        self._visible_total = None
+        self._out = None
+
+    def _at(self, tod, bit):
+        """The epoch a timed sentence of type ``bit`` at ``tod`` (ms, -1 empty) joins."""
+        ep = self._ep
+        if self._open:
+            if tod < 0:
+                if not ep.seen & bit:
+                    ep.seen |= bit
+                    return ep
+            elif ep.key is None:
+                if not ep.seen & bit:
+                    ep.key = tod
+                    ep.seen |= bit
+                    return ep
+            elif ep.key == tod:
+                ep.seen |= bit
+                return ep
+            self._close()
+        ep.reset(tod if tod >= 0 else None)
+        ep.seen = bit
+        self._open = True
+        return ep
+
+    def _untimed(self):
+        ep = self._ep
+        if not self._open:
+            ep.reset(None)
+            self._open = True
+        return ep
+
+    def _set_date(self, ep, date):
+        """Record the date an RMC or ZDA gave (None: malformed)."""
+        if date is None or date[0] < self.min_year:
+            ep.bad_date = True
+            ep.date = None
+            self.bad_dates += 1
+        elif not ep.bad_date:
+            ep.date = date
+
+    def _close(self):
+        ep = self._ep
+        self._open = False
+        if not ep.seen:
+            return  # only untimed sentences: nothing to report
+        tod = ep.key
+        date = None
+        if ep.bad_date:
+            self._date = None
+        elif ep.date is not None:
+            date = self._date = ep.date
+        elif self._date is not None and tod is not None:
+            if tod < self._last_tod:
+                self._date = next_day(self._date)
+            date = self._date
+        if tod is not None:
+            self._last_tod = tod
+        fix = Fix(date, tod)
+        if ep.valid and ep.lat is not None:
+            fix.lat = ep.lat
+            fix.lon = ep.lon
+            fix.alt = ep.alt
+            if ep.gsa_mode >= MODE_2D:
+                mode = ep.gsa_mode
+            elif ep.alt is not None and (ep.sats is None or ep.sats >= 4):
+                mode = MODE_3D
+            elif self._last_mode >= MODE_2D:
+                mode = self._last_mode
+            else:
+                mode = MODE_2D
+            fix.mode = mode
+            fix.status = ep.status if ep.status > 0 else STATUS_GPS
+        else:
+            fix.mode = MODE_NONE
+            fix.status = STATUS_NONE
+        fix.speed = ep.speed
+        fix.track = ep.track
+        if ep.sats is not None:
+            fix.sats = ep.sats
+        elif ep.gsa_used >= 0:
+            fix.sats = ep.gsa_used
+        fix.hdop = ep.hdop
+        if self._visible_changed:
+            self._visible_total = self._count_visible()
+            self._visible_changed = False
+        fix.visible = self._visible_total
+        self._last_mode = fix.mode
+        self.fixes += 1
+        if self._out is None:
+            self._out = [fix]
+        else:
+            self._out.append(fix)
+
+    def _count_visible(self):
+        """Satellites in view: per talker the largest count over its signals, summed."""
+        if not self._visible:
+            return None
+        best = {}
+        for key, n in self._visible.items():
+            talker = key[:2]
+            if n > best.get(talker, -1):
+                best[talker] = n
+        total = 0
+        for n in best.values():
+            total += n
+        return total

@@ -1,0 +1,107 @@
+"""Calendar arithmetic for NMEA dates and times, without ``datetime``.
+
+Times are kept as integer milliseconds since midnight UTC ("tod"), dates as
+``(year, month, day)`` tuples; both convert to an ISO 8601 string in gpsd's form
+(``YYYY-MM-DDTHH:MM:SS.sssZ``) and to Unix epoch seconds.
+"""
+
+from .compat import const
+
+DAY_MS = const(86400000)
+# Two-digit years (RMC) at or above this are 19yy, below it 20yy: GPS time starts
+# in 1980, so an NMEA year 80..99 can only be 1980..1999.
+CENTURY_PIVOT = const(80)
+
+_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def is_leap(year):
+    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
+
+
+def month_days(year, month):
+    if month == 2 and is_leap(year):
+        return 29
+    return _MONTH_DAYS[month - 1]
+
+
+def valid_date(year, month, day):
+    return 1 <= month <= 12 and 1 <= day <= month_days(year, month)
+
+
+def days_from_civil(year, month, day):
+    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
+    if month <= 2:
+        year -= 1
+    era = year // 400
+    yoe = year - era * 400
+    mp = month + 9 if month <= 2 else month - 3
+    doy = (153 * mp + 2) // 5 + day - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def next_day(date):
+    year, month, day = date
+    if day < month_days(year, month):
+        return (year, month, day + 1)
+    if month < 12:
+        return (year, month + 1, 1)
+    return (year + 1, 1, 1)
+
+
+def parse_tod(field):
+    """``hhmmss[.s…]`` as milliseconds since midnight, or -1 if it is not a time."""
+    n = len(field)
+    if n < 6 or not field[:6].isdigit():
+        return -1
+    hh = int(field[0:2])
+    mm = int(field[2:4])
+    ss = int(field[4:6])
+    # 60 is a leap second; 61 is never valid
+    if hh > 23 or mm > 59 or ss > 60:
+        return -1
+    ms = 0
+    if n > 6:
+        if field[6] != 46 or n == 7:  # "."
+            return -1
+        frac = field[7:10]
+        if not field[7:].isdigit():
+            return -1
+        ms = int(frac)
+        if len(frac) == 1:
+            ms *= 100
+        elif len(frac) == 2:
+            ms *= 10
+    return ((hh * 60 + mm) * 60 + ss) * 1000 + ms
+
+
+def parse_ddmmyy(field):
+    """An RMC date ``ddmmyy`` as ``(year, month, day)``, or None if malformed.
+
+    The century comes from ``CENTURY_PIVOT``; whether the year is plausible is the
+    caller's decision (see ``NmeaDecoder`` ``min_year``).
+    """
+    if len(field) != 6 or not field.isdigit():
+        return None
+    day = int(field[0:2])
+    month = int(field[2:4])
+    yy = int(field[4:6])
+    year = 1900 + yy if yy >= CENTURY_PIVOT else 2000 + yy
+    if not valid_date(year, month, day):
+        return None
+    return (year, month, day)
+
+
+def iso_time(date, tod):
+    """gpsd's TPV time string for a date and a time of day in ms."""
+    secs, ms = divmod(tod, 1000)
+    mins, ss = divmod(secs, 60)
+    hh, mm = divmod(mins, 60)
+    return f"{date[0]:04d}-{date[1]:02d}-{date[2]:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{ms:03d}Z"
+
+
+def epoch_seconds(date, tod):
+    """Unix time (seconds, float) of a date and a time of day in ms."""
+    days = days_from_civil(date[0], date[1], date[2])
+    return days * 86400 + (tod // 1000) + (tod % 1000) / 1000
