@@ -1,0 +1,197 @@
+"""Device profiles: every shipped one is valid; a bad one names file, key, problem, fix."""
+
+import copy
+import json
+import subprocess
+import sys
+
+import pytest
+from gridlink.firmware.device.profile import (
+    load_profile,
+    load_schema,
+    pins_of,
+    shipped_profiles,
+    validate,
+)
+from gridlink.firmware.errors import ProfileError
+from jsonschema import Draft202012Validator
+
+SHIPPED = shipped_profiles()
+
+
+def shipped(name):
+    return json.loads(next(p for p in SHIPPED if p.stem == name).read_text())
+
+
+def test_the_three_kinds_are_shipped():
+    assert {p.stem for p in SHIPPED} >= {"patrol-vehicle", "fixed-terminal", "sensor-node"}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_every_shipped_profile_is_valid(path):
+    prof = load_profile(path)
+    assert prof["kind"] == path.stem or prof["profile"] == path.stem
+    Draft202012Validator.check_schema(load_schema())
+    errors = list(Draft202012Validator(load_schema()).iter_errors(json.loads(path.read_text())))
+    assert errors == []                    # the schema's own meaning agrees (jsonschema)
+    pins = [pin for _key, pin in pins_of(prof)]
+    assert len(pins) == len(set(pins))
+
+
+def problems(obj):
+    return validate(obj, "device_profiles/bad.json")
+
+
+def one(obj, key):
+    found = [p for p in problems(obj) if p.key == key]
+    assert found, problems(obj)
+    text = str(found[0])
+    assert text.startswith(f"device_profiles/bad.json: {key}: ")
+    assert "\n  fix: " in text
+    return found[0]
+
+
+def test_a_pin_used_twice_names_both_keys():
+    p = shipped("patrol-vehicle")
+    p["buttons"][2]["pin"] = p["buttons"][0]["pin"]
+    prob = one(p, "buttons[2].pin")
+    assert "already used by buttons[0].pin" in prob.message
+    assert "own GPIO" in prob.fix
+
+
+def test_operator_button_on_a_class_button_pin_is_a_clash():
+    p = shipped("patrol-vehicle")
+    p["operator_buttons"]["no"] = p["buttons"][1]["pin"]
+    assert "already used" in one(p, "operator_buttons.no").message
+
+
+def test_the_gnss_uart_pins_are_taken():
+    p = shipped("patrol-vehicle")
+    p["buttons"][0]["pin"] = 15
+    assert "UART0 RXD" in one(p, "buttons[0].pin").message
+
+
+def test_class_code_not_in_the_code_book():
+    p = shipped("patrol-vehicle")
+    p["buttons"][1]["code"] = "09007"          # a gap in 09 街面秩序类
+    prob = one(p, "buttons[1].code")
+    assert "09007" in prob.message and "gap" in prob.message
+
+
+def test_component_code_checked_in_the_component_table():
+    p = shipped("sensor-node")
+    p["tilt"]["code"] = "01016"
+    p["tilt"]["object"] = "41010601016000001"
+    assert "01016" in one(p, "tilt.code").message
+
+
+def test_tilt_object_must_carry_its_class_and_district():
+    p = shipped("sensor-node")
+    p["tilt"]["object"] = "41010601003000001"
+    assert "does not carry class 01002" in one(p, "tilt.object").message
+    p["tilt"]["object"] = "41010201002000001"
+    assert "not in district 410106" in one(p, "tilt.object").message
+
+
+def test_unknown_key_suggests_the_near_one():
+    p = shipped("patrol-vehicle")
+    p["trak"] = p.pop("track")
+    assert one(p, "trak").fix == 'did you mean "track"?'
+    assert one(p, "track").message == "required key is missing"
+
+
+def test_wrong_type_and_range_and_enum():
+    p = shipped("patrol-vehicle")
+    p["gnss"]["baud"] = 9601
+    p["press"]["hold_s"] = 0.1
+    p["buttons"][0]["pin"] = "5"
+    assert "9601 is not one of" in one(p, "gnss.baud").message
+    assert "below the minimum" in one(p, "press.hold_s").message
+    assert "expected integer, got string" in one(p, "buttons[0].pin").message
+
+
+def test_kind_requires_its_sections_and_platform():
+    p = shipped("fixed-terminal")
+    del p["kiosk"]
+    p["platform"] = "micropython"
+    one(p, "kiosk")
+    assert 'must be "raspberry-pi" here' in one(p, "platform").message
+
+
+def test_pin_outside_the_board():
+    p = shipped("sensor-node")
+    p["tilt"]["pin"] = 24                       # drives the Pico W radio
+    prob = one(p, "tilt.pin")
+    assert "not usable on pico-w" in prob.message and "26-28" in prob.fix
+
+
+def test_provisioned_grid_must_match_the_map():
+    p = shipped("fixed-terminal")
+    good = p["grid"]
+    p["grid"] = "410106001001001"
+    prob = one(p, "grid")
+    assert good in prob.fix
+
+
+def test_every_problem_is_reported_at_once():
+    p = shipped("patrol-vehicle")
+    p["buttons"][1]["pin"] = p["buttons"][0]["pin"]
+    p["buttons"][2]["code"] = "99999"
+    keys = {x.key for x in problems(p)}
+    assert {"buttons[1].pin", "buttons[2].code"} <= keys
+
+
+def test_jsonschema_agrees_on_schema_level_mistakes():
+    v = Draft202012Validator(load_schema())
+    for mutate in (lambda p: p["gnss"].update(baud=9601), lambda p: p.pop("track"),
+                   lambda p: p.update(trak=1), lambda p: p["buttons"][0].update(pin="5")):
+        p = shipped("patrol-vehicle")
+        mutate(p)
+        assert list(v.iter_errors(p)), "jsonschema accepts what the device rejects"
+        assert problems(p)
+
+
+def test_invalid_json_names_line_and_column(tmp_path):
+    bad = tmp_path / "broken.json"
+    bad.write_text('{"profile": "x",\n "kind": }\n')
+    with pytest.raises(ProfileError) as err:
+        load_profile(bad)
+    assert "line 2 column" in str(err.value) and "fix:" in str(err.value)
+
+
+def test_check_cli_reports_the_bad_file_and_keeps_the_good(tmp_path):
+    p = shipped("patrol-vehicle")
+    p["buttons"][3]["pin"] = p["buttons"][0]["pin"]
+    bad = tmp_path / "bad-vehicle.json"
+    bad.write_text(json.dumps(p))
+    good = tmp_path / "good-vehicle.json"
+    good.write_text(json.dumps(shipped("patrol-vehicle")))
+    run = subprocess.run([sys.executable, "-m", "gridlink.cli", "device", "check", str(bad),
+                          str(good)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 1
+    assert f"{bad}: buttons[3].pin: GPIO 5 is already used by buttons[0].pin" in run.stderr
+    assert "fix: give each input its own GPIO pin" in run.stderr
+    assert f"{good}: ok" in run.stdout
+    assert json.loads(good.read_text()) == shipped("patrol-vehicle")
+
+
+def test_check_cli_all_shipped_ok():
+    run = subprocess.run([sys.executable, "-m", "gridlink.cli", "device", "check"],
+                         capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count(": ok (") == len(SHIPPED)
+
+
+def test_run_refuses_a_micropython_profile(tmp_path):
+    run = subprocess.run([sys.executable, "-m", "gridlink.firmware.device", "run", "--profile",
+                          "sensor-node", "--data-dir", str(tmp_path), "--broker",
+                          "mqtt://127.0.0.1:1"], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 2
+    assert "gridlink flash" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_profiles_are_not_mutated_by_validation():
+    p = shipped("patrol-vehicle")
+    before = copy.deepcopy(p)
+    validate(p)
+    assert p == before
