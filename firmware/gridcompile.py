@@ -393,7 +393,9 @@ def check_cells(cells, geoms):
 
 
 def _feature_number(problem):
-    return int(problem.split()[1])
+    """Sort key: the feature index a problem starts with ("feature 12 …")."""
+    word = problem.split()[1].rstrip(":")
+    return int(word) if word.isdigit() else -1
 
 
 def _degrees(reason):
