@@ -14,11 +14,11 @@ list of committed report rows (dicts with the ``reports`` columns).
 """
 
 import contextlib
-import json
 import logging
 import queue
 import threading
 import time
+from collections import Counter
 
 from . import topics
 from .ingest import ACCEPTED, REJECTED, Ingest, Item
@@ -246,15 +246,14 @@ class GatewayRuntime:
             for it in items:
                 if it.qos and it.token == gen:
                     self.client.ack(it.mid, it.qos)
+        tally = Counter()
         for it in items:
             v = it.verdict
-            m.messages.labels(v.kind, it.outcome).inc()
-            if v.kind in ("report", "task/result"):
-                m.reports.labels(it.outcome).inc()
-                if it.outcome == ACCEPTED:
-                    t = v.sent_at if v.sent_at is not None else _epoch(v.data["captured_at"])
-                    if t is not None:
-                        m.latency.observe(max(0.0, now - t))
+            tally[v.kind, it.outcome] += 1
+            if it.outcome == ACCEPTED and v.kind in ("report", "task/result"):
+                t = v.sent_at if v.sent_at is not None else _epoch(v.data["captured_at"])
+                if t is not None:
+                    m.latency.observe(max(0.0, now - t))
             if it.outcome == REJECTED:
                 m.rejects.labels(v.category or "photo").inc()
                 log.warning("rejected %s: %s", it.topic, it.reason)
@@ -262,6 +261,10 @@ class GatewayRuntime:
             if ack is not None:
                 district, device, body = ack
                 self.publish(topics.ack_topic(district, device), body, qos=self.ack_qos)
+        for (kind, outcome), n in tally.items():
+            m.messages.labels(kind, outcome).inc(n)
+            if kind in ("report", "task/result"):
+                m.reports.labels(outcome).inc(n)
         for hook in self.on_commit:
             _call(hook, items)
         if committed:
@@ -288,7 +291,3 @@ def _call(hook, arg):
         hook(arg)
     except Exception:
         log.exception("on_report/on_commit hook %r failed", hook)
-
-
-def json_line(obj):
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
