@@ -9,11 +9,12 @@ else — garbage, bad checksums, NUL bytes — is sent byte for byte.
 
 ``origin`` moves the track onto another place (for instance the district map) while
 keeping the receiver's own motion and noise: every position with a good checksum is
-shifted by the same latitude/longitude offset (first fix → origin), written with the
+moved by the same north/east offset in metres (first fix → origin), written with the
 same number of decimals, and its checksum recomputed.
 """
 
 import contextlib
+import math
 import os
 import threading
 import tty
@@ -121,8 +122,9 @@ def sentence_position(line):
         return None
 
 
-def shift_sentence(line, dlat, dlon):
-    """The sentence with its position moved by (dlat, dlon) degrees; other lines as-is."""
+def shift_sentence(line, move):
+    """The sentence with its position mapped by ``move(lat, lon) → (lat, lon)``; lines
+    without a good checksum or a position are returned as they are."""
     parsed = _split(line)
     if parsed is None:
         return line
@@ -131,8 +133,7 @@ def shift_sentence(line, dlat, dlon):
     if i is None or len(fields) <= i + 3 or not fields[i] or not fields[i + 2]:
         return line
     try:
-        lat = _deg(fields[i], fields[i + 1], 2) + dlat
-        lon = _deg(fields[i + 2], fields[i + 3], 3) + dlon
+        lat, lon = move(_deg(fields[i], fields[i + 1], 2), _deg(fields[i + 2], fields[i + 3], 3))
     except ValueError:
         return line
     lon = (lon + 180.0) % 360.0 - 180.0
@@ -166,12 +167,23 @@ def epochs(lines):
 
 
 def translate(lines, origin):
-    """Lines moved so that the first position lands on ``origin`` (lat, lon)."""
+    """Lines moved so that the first position lands on ``origin`` (lat, lon).
+
+    The track keeps its shape in metres: north/east offsets from the first position are
+    carried over (longitude offsets rescaled by the cosine of the latitudes), so speeds,
+    turns and the receiver's noise stay what they were.
+    """
     first = next((p for p in map(sentence_position, lines) if p is not None), None)
     if first is None or origin is None:
         return list(lines)
-    dlat, dlon = origin[0] - first[0], origin[1] - first[1]
-    return [shift_sentence(line, dlat, dlon) for line in lines]
+    lat0, lon0 = first
+    scale = math.cos(math.radians(lat0)) / math.cos(math.radians(origin[0]))
+
+    def move(lat, lon):
+        dlon = (lon - lon0 + 180.0) % 360.0 - 180.0
+        return origin[0] + (lat - lat0), origin[1] + dlon * scale
+
+    return [shift_sentence(line, move) for line in lines]
 
 
 def open_pty():

@@ -1,0 +1,84 @@
+"""Photos: the size budget on real photographs, EXIF position and time, the backends."""
+
+import io
+from pathlib import Path
+
+import piexif
+import pytest
+import skimage
+from gridlink.firmware.device import camera
+from PIL import Image
+
+PHOTOS = Path(skimage.__file__).parent / "data"
+REAL = ["astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg",
+        "retina.jpg", "hubble_deep_field.jpg"]
+BUDGET = 150 * 1024
+
+
+@pytest.mark.parametrize("name", REAL)
+def test_real_photograph_fits_the_budget_at_the_best_quality(name):
+    img = Image.open(PHOTOS / name)
+    data, quality = camera.encode_jpeg(img, (1280, 960), BUDGET)
+    assert len(data) <= BUDGET
+    out = Image.open(io.BytesIO(data))
+    assert out.format == "JPEG" and (out.width == 1280 or out.height == 960)
+    assert out.width <= 1280 and out.height <= 960
+    if quality < camera.MAX_QUALITY:      # one step better would break the budget
+        resized = img.convert("RGB").resize(out.size)
+        assert len(camera._save(resized, quality + 1, b"")) > BUDGET
+
+
+def test_tight_budget_shrinks_the_picture_instead_of_failing():
+    img = Image.open(PHOTOS / "astronaut.png")
+    data, quality = camera.encode_jpeg(img, (1280, 960), 20_000)
+    assert len(data) <= 20_000 and quality >= camera.MIN_QUALITY
+    assert Image.open(io.BytesIO(data)).width < 960
+
+
+def test_exif_carries_position_altitude_and_utc_time():
+    when = 1_764_296_107.25                            # 2025-11-28T02:15:07.25Z
+    exif = camera.exif_bytes({"lat": 34.8095123, "lon": -113.2965, "alt": -12.5, "hdop": 0.9},
+                             when, "pv-0001")
+    data, _ = camera.encode_jpeg(Image.open(PHOTOS / "coffee.png"), exif=exif)
+    lat, lon = camera.exif_position(data)
+    assert lat == pytest.approx(34.8095123, abs=1e-7) and lon == pytest.approx(-113.2965)
+    tags = piexif.load(data)
+    gps = tags["GPS"]
+    assert gps[piexif.GPSIFD.GPSAltitudeRef] == 1
+    assert gps[piexif.GPSIFD.GPSAltitude] == (1250, 100)
+    assert gps[piexif.GPSIFD.GPSDateStamp] == b"2025:11:28"
+    assert gps[piexif.GPSIFD.GPSTimeStamp][:2] == ((2, 1), (15, 1))
+    assert tags["Exif"][piexif.ExifIFD.DateTimeOriginal] == b"2025:11:28 02:15:07"
+    assert tags["0th"][piexif.ImageIFD.Artist] == b"pv-0001"
+
+
+def test_no_fix_means_no_gps_tags():
+    data, _ = camera.encode_jpeg(Image.open(PHOTOS / "chelsea.png"),
+                                 exif=camera.exif_bytes(None, 0))
+    assert camera.exif_position(data) is None
+
+
+def test_synthetic_camera_writes_distinct_real_jpegs():
+    cam = camera.make_camera({"backend": "synthetic", "width": 640, "height": 480})
+    a, b = cam.capture(), cam.capture()
+    assert a.size == (640, 480) and a.tobytes() != b.tobytes()
+    data, _ = camera.encode_jpeg(a, (640, 480), BUDGET)
+    assert Image.open(io.BytesIO(data)).format == "JPEG"
+
+
+def test_sim_replaces_hardware_cameras_and_none_stays_none():
+    assert isinstance(camera.make_camera({"backend": "picamera2"}, sim=True),
+                      camera.SyntheticCamera)
+    assert camera.make_camera({"backend": "none"}, sim=True) is None
+
+
+@pytest.mark.parametrize("backend, hint", [("picamera2", "picamera2"), ("opencv", "OpenCV")])
+def test_missing_camera_stack_is_a_clear_error(backend, hint):
+    pytest.importorskip("sys")
+    try:
+        __import__("picamera2" if backend == "picamera2" else "cv2")
+    except ImportError:
+        with pytest.raises(camera.CameraError, match=hint):
+            camera.make_camera({"backend": backend})
+    else:
+        pytest.skip(f"{backend} is installed here")

@@ -1,0 +1,114 @@
+"""The simulated GNSS: real captures replayed through a pty into the real pyserial path."""
+
+import itertools
+import os
+
+import pynmea2
+import pytest
+import serial
+from gridlink.firmware.core.nmea import NmeaDecoder, decode
+from gridlink.firmware.core.track import distance_m
+from gridlink.firmware.errors import DeviceError
+from gridlink.firmware.sim import replay
+
+ORIGIN = (34.8095, 113.2965)
+CAPTURES = ["nmea-rtk.log", "ublox-8.log", "quectel-eg25-g.log", "beidou-bd.log",
+            "gp-320fw-2019-04-07-coldboot.log"]
+
+
+def available(name):
+    try:
+        return replay.find_capture(name)
+    except DeviceError:
+        return None
+
+
+def test_bundled_capture_is_the_gpsd_file_with_its_licence():
+    path = replay.find_capture("nmea-rtk.log")
+    assert path.parent == replay.CAPTURES
+    assert b"BSD-2-clause" in path.read_bytes()[:400]
+    assert "Redistribution and use" in (replay.CAPTURES / "COPYING.gpsd").read_text()
+
+
+def test_unknown_capture_names_the_bundled_ones():
+    with pytest.raises(DeviceError, match=r"nmea-rtk\.log"):
+        replay.find_capture("no-such.log")
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_translation_keeps_the_receivers_motion_and_noise(name):
+    path = available(name)
+    if path is None:
+        pytest.skip(f"{name} not in ../shared")
+    lines = replay.read_capture(path)
+    moved = replay.translate(lines, ORIGIN)
+    assert len(moved) == len(lines)
+    before = [p for p in map(replay.sentence_position, lines) if p]
+    after = [p for p in map(replay.sentence_position, moved) if p]
+    assert len(before) == len(after)
+    assert after[0] == pytest.approx(ORIGIN, abs=1e-7)
+    for (a0, b0), (a1, b1) in zip(before, after, strict=True):
+        # the same north/east offsets in metres from the first position
+        assert a1 - after[0][0] == pytest.approx(a0 - before[0][0], abs=2e-7)
+        east0 = distance_m(before[0][0], before[0][1], before[0][0], b0)
+        east1 = distance_m(after[0][0], after[0][1], after[0][0], b1)
+        assert east1 == pytest.approx(east0, rel=1e-3, abs=0.05)
+    for old, new in zip(lines, moved, strict=True):
+        if replay.sentence_position(old) is None:
+            assert new == old                      # garbage and bad checksums untouched
+        else:
+            text = new[new.rfind(b"$"):].decode().strip()
+            msg = pynmea2.parse(text, check=True)
+            assert msg.latitude == pytest.approx(replay.sentence_position(new)[0], abs=1e-9)
+
+
+def test_same_fixes_with_and_without_translation_apart_from_position():
+    lines = replay.read_capture(replay.find_capture("nmea-rtk.log"))
+    plain = decode(b"".join(lines))
+    moved = decode(b"".join(replay.translate(lines, ORIGIN)))
+    assert [f.time for f in plain] == [f.time for f in moved]
+    assert [f.status for f in plain] == [f.status for f in moved]
+    steps_a = [distance_m(a.lat, a.lon, b.lat, b.lon) for a, b in itertools.pairwise(plain)
+               if a.lat and b.lat]
+    steps_b = [distance_m(a.lat, a.lon, b.lat, b.lon) for a, b in itertools.pairwise(moved)
+               if a.lat and b.lat]
+    # speeds and noise survive: every step between fixes keeps its length (mm level)
+    assert steps_b == pytest.approx(steps_a, rel=2e-3, abs=0.005)
+
+
+def test_epochs_follow_the_sentence_times():
+    lines = replay.read_capture(replay.find_capture("nmea-rtk.log"))
+    groups = replay.epochs(lines)
+    tods = [t for t, _ in groups if t is not None]
+    assert len(tods) == len(set(tods))
+    assert sum(len(g) for _, g in groups) == len(lines)
+
+
+def test_replay_through_a_pty_into_pyserial_decodes_like_the_file():
+    lines = replay.translate(replay.read_capture(replay.find_capture("nmea-rtk.log")), ORIGIN)
+    expected = decode(b"".join(lines))
+    with replay.Replayer("nmea-rtk.log", speed=1000, origin=ORIGIN) as rp:
+        port = serial.serial_for_url(rp.path, baudrate=9600, timeout=0.5)
+        dec, got = NmeaDecoder(), []
+        while len(got) < len(expected) - 1:
+            data = port.read(4096)
+            assert data, f"replay stalled after {len(got)} fixes"
+            got.extend(dec.feed(data))
+        got.extend(dec.flush())
+        port.close()
+    assert [f.to_dict() for f in got] == [f.to_dict() for f in expected]
+
+
+def test_dirty_capture_bytes_arrive_unchanged():
+    path = available("gp-320fw-2019-04-07-coldboot.log")
+    if path is None:
+        pytest.skip("shared captures not present")
+    lines = replay.read_capture(path)
+    with replay.Replayer(path, speed=1000) as rp:
+        want = b"".join(lines)
+        got = b""
+        while len(got) < len(want):
+            chunk = os.read(rp.slave, 65536)
+            assert chunk
+            got += chunk
+    assert got == want
