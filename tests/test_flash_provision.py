@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from gridlink.flash import pki, targets
@@ -16,6 +17,7 @@ from gridlink.flash.selftest import selftest
 from tests.brokers import Mosquitto, free_port
 
 OBJECT = "41010601002000123"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +83,9 @@ def test_a_sensor_node_flash_gets_its_config_bound_to_its_manhole(tmp_path, ca, 
     cfg = json.loads((flash / "gridlink" / "config.json").read_text())
     assert cfg["tilt"]["object"] == OBJECT and cfg["tilt"]["code"] == "01002"
     assert cfg["broker"]["cert"] == "/gridlink/device.pem"
-    assert (cfg["device"], cfg["district"], cfg["grid"]) == ("sn-0009", "410106",
-                                                            "410106001001001")
+    shipped = json.loads((ROOT / "device_profiles" / "sensor-node.json").read_text())
+    assert (cfg["device"], cfg["district"], cfg["grid"], cfg["position"]) == (
+        "sn-0009", "410106", shipped["grid"], shipped["position"])
     assert failed(selftest(flash)) == {}
 
 
@@ -203,3 +206,32 @@ def test_the_cli_prints_one_line_errors(tmp_path, ca, broker, capsys):
     assert main(["flash", "selftest", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 6 and all(line.startswith("ok") for line in out)
+
+
+def test_a_fixed_position_gets_its_grid_from_the_map_and_selftest_locates_it(tmp_path, ca,
+                                                                            broker):
+    from gridlink.firmware.core.gridmap import GridMap
+    from gridlink.firmware.device.profile import default_map
+
+    gm = GridMap((default_map("410106")).read_bytes())
+    cells = [gm.code(i) for i in range(gm.n_cells)]
+    # a point inside some cell other than the profile's: the centre of a cell's bbox
+    lat, lon = next((la, lo) for la, lo in ((34.80 + i * 0.002, 113.28 + i * 0.002)
+                                            for i in range(20))
+                    if gm.locate(lo, la) not in (None, cells[0]))
+    data = tmp_path / "terminal"
+    provision(spec(data, ca, broker.url, device="ft-0001", profile="fixed-terminal",
+                   lat=lat, lon=lon))
+    prof = json.loads((data / "profile.json").read_text())
+    assert prof["grid"] == gm.locate(lon, lat) and prof["position"]["lat"] == lat
+    assert (data / "gridmap.glgm").read_bytes() == default_map("410106").read_bytes()
+    grid = {c.name: c for c in selftest(data, broker=False)}["grid"]
+    assert grid.ok and grid.detail.endswith(f"→ {prof['grid']}")
+    # a position the map does not cover is named, and a grid that disagrees with it too
+    with pytest.raises(SpecError, match=r"^lat: position 10.0, 10.0 is outside every cell"):
+        provision(spec(tmp_path / "x", ca, broker.url, profile="fixed-terminal", lat=10.0,
+                       lon=10.0))
+    with pytest.raises(SpecError, match=rf"^grid: 410106001001099 given, but the map puts "
+                                        rf"the position in {prof['grid']}"):
+        provision(spec(tmp_path / "y", ca, broker.url, profile="fixed-terminal", lat=lat,
+                       lon=lon, grid="410106001001099"))

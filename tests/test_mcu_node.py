@@ -6,6 +6,7 @@ the socket stand-in relays every byte to a real TCP connection."""
 import json
 import threading
 import time
+from pathlib import Path
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -23,6 +24,8 @@ pytestmark = [
 ]
 
 OBJECT = "41010601002000123"
+PROFILE = json.loads(
+    (Path(__file__).resolve().parent.parent / "device_profiles" / "sensor-node.json").read_text())
 PIN = 15  # the sensor-node profile's tilt pin (pull-up: tilted reads 0)
 
 
@@ -118,7 +121,7 @@ def test_tilt_reaches_the_gateway_and_leaves_the_outbox_when_acked(node, gateway
     assert rep["object"] == OBJECT and rep["code"] == OBJECT[6:11] == "01002"
     assert (rep["kind"], rep["source"], rep["standard"]) == (
         "component", "sensor", "GB/T 47678.5-2026")
-    assert rep["grid"] == "410106001001001" and "fixed_position" in rep["flags"]
+    assert rep["grid"] == PROFILE["grid"] and "fixed_position" in rep["flags"]
     assert outbox(node) == ([], [])
     assert node.last_sleep_ms == 300 * 1000  # the profile's status interval
     # still tilted at the next wake: no second report for the same tilt

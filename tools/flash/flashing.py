@@ -19,8 +19,6 @@ def flash_image(image, target):
     image = Path(image)
     files = {f["path"]: (image / f["path"]).read_bytes() for f in manifest["files"]}
     files["gridlink/image.json"] = (image / "manifest.json").read_bytes()
-    t = targets.open_target(target)
-    # a stale .py would shadow a new .mpy (MicroPython tries .py first)
-    t.prune(MODULE_DIRS, set(files))
-    t.write(files, "main.py")
+    # a stale .py would shadow a new .mpy (MicroPython tries .py first): prune them
+    targets.open_target(target).write(files, "main.py", prune=MODULE_DIRS)
     return len(files)

@@ -89,6 +89,7 @@ def _sha(data):
 
 
 def _profile(spec):
+    """The device's profile (checked) and the grid map bytes to install (or None)."""
     from gridlink.firmware.device import profile as profiles
     from gridlink.firmware.errors import ProfileError
 
@@ -114,13 +115,14 @@ def _profile(spec):
         _bind_object(spec, obj)
     if spec.grid is not None:
         obj["grid"] = spec.grid
+    gridmap = _grid(spec, obj)
     problems = profiles.validate(obj, f"profile {obj['profile']}")
     if problems:
         p = problems[0]
         field = {"device_id": "device", "tilt.object": "object", "position.lat": "lat",
                  "position.lon": "lon"}.get(p.key, f"profile {p.key}")
         spec.fail(field, p.message + (f" (fix: {p.fix})" if p.fix else ""))
-    return obj
+    return obj, gridmap
 
 
 def _bind_object(spec, obj):
@@ -136,29 +138,35 @@ def _bind_object(spec, obj):
 
 
 def _grid(spec, prof):
-    """The grid map bytes (or None), checked; sets the profile's grid from the map."""
-    if not spec.grid_map:
-        return None
+    """The grid map to install (bytes or None), checked; a fixed position gets its grid
+    code from the map (the given one, else the district's shipped map)."""
     from gridlink.firmware.core.errors import CoreError
     from gridlink.firmware.core.gridmap import GridMap
+    from gridlink.firmware.device.profile import default_map
 
+    path = spec.grid_map or default_map(spec.district)
+    if not path:
+        return None
     try:
-        data = Path(spec.grid_map).read_bytes()
+        data = Path(path).read_bytes()
         gm = GridMap(data)
     except OSError as exc:
-        spec.fail("grid_map", f"{spec.grid_map}: {exc.strerror}")
+        spec.fail("grid_map", f"{path}: {exc.strerror}")
     except CoreError as exc:
-        spec.fail("grid_map", f"{spec.grid_map}: {exc}")
+        spec.fail("grid_map", f"{path}: {exc}")
     pos = prof.get("position")
     if pos:
         code = gm.locate(pos["lon"], pos["lat"])
         if code is None:
             spec.fail("lat", f"position {pos['lat']}, {pos['lon']} is outside every cell of "
-                      f"{spec.grid_map}")
+                      f"{path}")
         if spec.grid is not None and spec.grid != code:
             spec.fail("grid", f"{spec.grid} given, but the map puts the position in {code}")
         prof["grid"] = code
-    return data
+    # a board gets a map only when asked (flash is small); a Pi gets its district's map
+    if spec.grid_map or prof["platform"] != "micropython":
+        return data
+    return None
 
 
 def _tls(spec, tls):
@@ -229,14 +237,13 @@ def make_bundle(spec):
     if not spec.target:
         spec.fail("target", "missing: a data directory, or a serial port / URL for a board")
     host, port, tls = parse_broker(spec.broker, spec)
-    prof = _profile(spec)
+    prof, gridmap = _profile(spec)
     mcu = prof["platform"] == "micropython"
     serial = targets.is_serial(spec.target)
     if serial and not mcu:
         spec.fail("target", f"{spec.target} is a serial port, but profile {prof['profile']!r} "
                   "is a Raspberry Pi: give its data directory (e.g. the SD card's "
                   "/var/lib/gridlink)")
-    gridmap = _grid(spec, prof)
     book, book_id = _codebook(spec, prof["standard"])
     pem = _tls(spec, tls)
     prefix = "gridlink/" if mcu else ""

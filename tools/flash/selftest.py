@@ -26,9 +26,13 @@ class Check:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name:<9} {self.detail}"
 
 
+MARKERS = (("gridlink/config.json", "micropython"), ("identity.json", "pi"))
+
+
 def _marker(target):
-    for rel, kind in (("gridlink/config.json", "micropython"), ("identity.json", "pi")):
-        data = target.read(rel)
+    found = target.read_many([rel for rel, _ in MARKERS])
+    for rel, kind in MARKERS:
+        data = found[rel]
         if data is not None:
             try:
                 return rel, kind, json.loads(data)
@@ -48,8 +52,10 @@ def selftest(target, broker=True, timeout=5.0, now=None):
     checks = []
     files = {}
     bad = []
-    for name, sha in sorted(marker.get("provision", {}).get("files", {}).items()):
-        data = t.read(name)
+    listed = sorted(marker.get("provision", {}).get("files", {}).items())
+    got = t.read_many([name for name, _ in listed])
+    for name, sha in listed:
+        data = got[name]
         files[name] = data
         if data is None:
             bad.append(f"{name} missing")

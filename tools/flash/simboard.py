@@ -24,6 +24,7 @@ from .errors import FlashError
 HERE = Path(__file__).resolve().parent
 SIMFS = HERE / "simfs"
 RUNNER = HERE / "simboard.mjs"
+REPL = HERE / "replboard.mjs"
 PORT_PACKAGE = Path("node_modules") / "@micropython" / "micropython-webassembly-pyscript"
 
 # What a board does at power-on: run /main.py as __main__, until it sleeps or returns.
@@ -210,6 +211,7 @@ class SimBoard:
         self.relay.start()
 
     def close(self):
+        self.stop_console()
         self.relay.stop()
 
     def __enter__(self):
@@ -259,6 +261,35 @@ class SimBoard:
         if proc.returncode:
             raise BoardCrashed(proc.stderr.decode(errors="replace").strip())
         return self.stdout
+
+    def serve_console(self):
+        """Serve the board's REPL on a TCP port until ``stop_console()``; returns the
+        pyserial URL (``socket://127.0.0.1:PORT``) mpremote connects to.  The flash is
+        shared with :meth:`run`, so do not run the program while the console is up."""
+        if getattr(self, "_console", None) is not None:
+            return self.console_url
+        job = {"port": str(self.port), "flash": str(self.flash), "listen": 0}
+        proc = subprocess.Popen(["node", str(REPL), json.dumps(job)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+        line = proc.stdout.readline().decode()
+        if not line.startswith("listening "):
+            proc.kill()
+            raise FlashError("the simulated board's console did not start: "
+                             + proc.stderr.read().decode(errors="replace").strip()[-300:])
+        self._console = proc
+        self.console_url = f"socket://127.0.0.1:{int(line.split()[1])}"
+        return self.console_url
+
+    def stop_console(self):
+        proc = getattr(self, "_console", None)
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self._console = None
 
     @property
     def last_sleep_ms(self):

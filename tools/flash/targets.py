@@ -19,6 +19,33 @@ from .errors import FlashError
 
 SERIAL_URL = re.compile(r"^(/dev/|COM\d+$|[a-z][a-z0-9+]*://)")
 SECRET_SUFFIXES = (".key",)
+CHUNK = 4096  # bytes per exec (8 KB of hex): small enough for a board's RAM
+
+_MKDIRS = """import os
+def _mkdirs(dirs):
+    for d in dirs:
+        p = ''
+        for part in d.strip('/').split('/'):
+            p += '/' + part
+            try:
+                os.mkdir(p)
+            except OSError:
+                pass
+"""
+_PUT = """import binascii
+def _put(name, mode, data):
+    with open(name, mode) as f:
+        f.write(binascii.unhexlify(data))
+"""
+# FAT cannot rename over a file: remove the old one first (LittleFS can)
+_MOVE = """import os
+def _mv(a, b):
+    try:
+        os.rename(a, b)
+    except OSError:
+        os.remove(b)
+        os.rename(a, b)
+"""
 
 
 def is_serial(target):
@@ -36,9 +63,13 @@ class DirTarget:
         self.root = Path(root)
         self.name = str(self.root)
 
-    def write(self, files, marker):
-        """Write ``files`` ({relative path: bytes}); ``marker`` (one of them) goes last."""
+    def write(self, files, marker, prune=()):
+        """Write ``files`` ({relative path: bytes}); ``marker`` (one of them) goes last.
+
+        Files under the ``prune`` directories that are not in ``files`` are removed first.
+        """
         self.root.mkdir(parents=True, exist_ok=True)
+        self.prune(prune, set(files))
         stage = Path(tempfile.mkdtemp(prefix=".gridlink-provision.", dir=self.root))
         try:
             for rel, data in files.items():
@@ -63,6 +94,9 @@ class DirTarget:
             return (self.root / rel).read_bytes()
         except OSError:
             return None
+
+    def read_many(self, rels):
+        return {rel: self.read(rel) for rel in rels}
 
     def prune(self, dirs, keep):
         """Remove files under ``dirs`` that are not in ``keep`` (stale modules)."""
@@ -103,38 +137,56 @@ class MpremoteTarget:
             raise FlashError(f"{self.url}: mpremote failed: {msg[-1] if msg else 'no output'}")
         return proc.stdout
 
-    def write(self, files, marker):
-        dirs = sorted({"/" + str(Path(r).parent) for r in files} | {"/.gridlink-new"})
-        mk = (f"import os\nfor d in {dirs!r}:\n p=''\n for part in d.strip('/').split('/'):\n"
-              "  p+='/'+part\n  try: os.mkdir(p)\n  except OSError: pass\n")
+    def write(self, files, marker, prune=()):
+        """Stage every file under /.gridlink-new/ (written by ``exec`` in hex chunks, which
+        every port's raw REPL takes), then rename them into place, ``marker`` last.
+        Files under the ``prune`` directories that are not in ``files`` are removed first.
+        """
         order = sorted(files, key=lambda r: r == marker)
         names = {rel: f"/.gridlink-new/{i}" for i, rel in enumerate(order)}
-        args = ["exec", mk]
-        with tempfile.TemporaryDirectory() as d:
-            for rel in order:
-                local = Path(d, str(len(args)))
-                local.write_bytes(files[rel])
-                args += ["+", "fs", "cp", str(local), ":" + names[rel]]
-            mv = "import os\n" + "".join(
-                f"os.rename({names[r]!r}, {'/' + r!r})\n" for r in order)
-            # FAT cannot rename over a file: remove the old one first (LittleFS can)
-            mv = mv.replace("os.rename(", "_mv(")
-            mv = ("import os\ndef _mv(a, b):\n try: os.rename(a, b)\n except OSError:\n"
-                  "  os.remove(b)\n  os.rename(a, b)\n" + mv)
-            args += ["+", "exec", mv]
-            self._run(*args)
+        dirs = sorted({"/" + str(Path(r).parent) for r in files} | {"/.gridlink-new"})
+        scripts = [_MKDIRS + f"_mkdirs({dirs!r})\n"]
+        if prune:
+            scripts.append(self._prune_code(prune, files))
+        code, size = _PUT, 0
+        for rel in order:
+            data = files[rel]
+            for i in range(0, max(len(data), 1), CHUNK):
+                part = data[i:i + CHUNK]
+                if size and size + len(part) > CHUNK:
+                    scripts.append(code)
+                    code, size = _PUT, 0
+                code += f"_put({names[rel]!r},{'wb' if i == 0 else 'ab'!r},{part.hex()!r})\n"
+                size += len(part)
+        scripts.append(code)
+        scripts.append(_MOVE + "".join(f"_mv({names[r]!r},{'/' + r!r})\n" for r in order))
+        args = []
+        for code in scripts:
+            args += ["exec", code, "+"]
+        self._run(*args[:-1])
 
-    def prune(self, dirs, keep):
-        code = (f"import os\nkeep={sorted('/' + k for k in keep)!r}\n"
+    @staticmethod
+    def _prune_code(dirs, keep):
+        return (f"import os\nkeep={sorted('/' + k for k in keep)!r}\n"
                 f"for d in {['/' + d for d in dirs]!r}:\n"
                 " try: names=os.listdir(d)\n except OSError: names=[]\n"
                 " for n in names:\n  p=d+'/'+n\n  if p not in keep: os.remove(p)\n")
-        self._run("exec", code)
+
+    def prune(self, dirs, keep):
+        self._run("exec", self._prune_code(dirs, keep))
+
+    def read_many(self, rels):
+        """{path: bytes or None} of several files, in one session."""
+        rels = list(rels)
+        code = (f"import binascii\nfor p in {['/' + r for r in rels]!r}:\n try:\n"
+                "  f=open(p,'rb')\n except OSError:\n  print('@-')\n else:\n"
+                "  print('@'+binascii.hexlify(f.read()).decode())\n  f.close()\n")
+        lines = [ln for ln in self._run("exec", code).decode().splitlines()
+                 if ln.startswith("@")]
+        if len(lines) != len(rels):
+            raise FlashError(f"{self.url}: the board answered {len(lines)} of {len(rels)} reads")
+        return {r: None if ln == "@-" else bytes.fromhex(ln[1:].strip())
+                for r, ln in zip(rels, lines, strict=True)}
 
     def read(self, rel):
-        code = (f"import binascii\ntry:\n f=open({'/' + rel!r},'rb')\nexcept OSError:\n"
-                " print('-')\nelse:\n print(binascii.hexlify(f.read()).decode())\n f.close()\n")
-        out = self._run("exec", code).decode().strip().splitlines()
-        if not out or out[-1] == "-":
-            return None
-        return bytes.fromhex(out[-1])
+        return self.read_many([rel])[rel]
