@@ -105,8 +105,6 @@ def cmd_info(args):
 
 
 def cmd_locate(args):
-    from gridlink.firmware.core.gridmap import GridMapError
-
     single = args.lon is not None or args.lat is not None
     if single == bool(args.points) or (single and args.lat is None):
         print("gridlink grid locate: give either LON LAT or --points FILE", file=sys.stderr)
@@ -114,8 +112,6 @@ def cmd_locate(args):
     m = open_map(args.map)
     if args.points:
         return _locate_points(m, args.points, args.output)
-    if not (math.isfinite(args.lon) and math.isfinite(args.lat)):
-        raise GridMapError(f"coordinates lon {args.lon}, lat {args.lat} are not finite")
     code = m.locate(args.lon, args.lat)
     if code is None:
         print(f"lon {args.lon}, lat {args.lat} is outside the map {args.map} (no grid cell "
@@ -128,7 +124,7 @@ def cmd_locate(args):
 def _point_of(raw):
     """(obj, lon, lat) of one JSON line (bytes), or ValueError saying what is wrong."""
     try:
-        obj = json.loads(raw.decode("utf-8"))
+        obj = json.loads(raw.decode("utf-8").strip())
     except UnicodeDecodeError as exc:
         raise ValueError(f"not UTF-8 (byte {exc.start + 1})") from None
     except json.JSONDecodeError as exc:
