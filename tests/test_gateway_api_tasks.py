@@ -6,6 +6,7 @@ subscriber standing in for the patrol device's side of the broker.
 
 import json
 import queue
+import uuid
 from datetime import timedelta
 
 import paho.mqtt.client as mqtt
@@ -64,12 +65,20 @@ class Publisher:
         self.client.loop_stop()
 
 
-@pytest.fixture
-def store(tmp_path):
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    """The real store, on SQLite and on PostgreSQL (a fresh schema per test)."""
     from gridlink.gateway.store import open_store
 
-    s = open_store(f"sqlite:///{tmp_path}/intake.db")
+    if request.param == "sqlite":
+        s = open_store(f"sqlite:///{tmp_path}/intake.db")
+    else:
+        s = open_store("postgresql://postgres@127.0.0.1:5432/test"
+                       f"?schema=t_{uuid.uuid4().hex[:12]}")
     yield s
+    if request.param == "postgres":
+        with s.connect() as conn:
+            conn.execute(f'DROP SCHEMA "{s.schema}" CASCADE')
     s.close()
 
 
@@ -229,7 +238,8 @@ def test_photos_are_served_by_hash_and_nothing_else(wired, store, tmp_path):
     folder.mkdir(parents=True)
     (folder / f"{sha}.jpg").write_bytes(data)
     with store.connect() as conn:
-        conn.execute("INSERT INTO photos (sha256, size, complete, path) VALUES (?, ?, 1, ?)",
+        conn.execute(store.sql("INSERT INTO photos (sha256, size, complete, path)"
+                               " VALUES (?, ?, 1, ?)"),
                      (sha, len(data), str(folder / f"{sha}.jpg")))
     import urllib.request
 
