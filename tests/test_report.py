@@ -42,12 +42,32 @@ def test_capture_time_is_gnss_time_plus_monotonic_age_and_fix_is_rounded():
     assert r["id"] == "pv-0001:000000000042" and r["seq"] == 42
 
 
-def test_a_decoder_fix_object_with_iso_time_is_accepted():
-    fix = Fix(time="2026-11-28T02:15:07.000Z", lat=34.81, lon=113.29, alt=None, mode=2,
-              status=1, sats=5, hdop=1.4)
+class IsoFix:
+    """A fix object that knows its time only as an ISO string."""
+
+    def __init__(self, time, **kw):
+        self.time = time
+        self.__dict__.update(kw)
+
+
+def test_a_fix_object_with_only_an_iso_time_is_accepted():
+    fix = IsoFix("2026-11-28T02:15:07.000Z", lat=34.81, lon=113.29, alt=None, mode=2,
+                 status=1, sats=5, hdop=1.4)
     r = make_report("pv-0001", 1, fix, 0, "event", STD, "06010", fix_age=1.5)
     assert r["time"] == "2026-11-28T02:15:08.500Z"
     assert r["fix"]["alt"] is None and r["fix"]["mode"] == 2
+    with pytest.raises(ReportError) as e:
+        make_report("pv-0001", 1, IsoFix("28/11/2026", lat=1, lon=1, mode=2), 0, "event", STD,
+                    "06010", fix_age=1.5)
+    assert e.value.field == "fix.time"
+
+
+def test_the_nmea_decoders_fix_object_is_accepted():
+    fix = Fix(date=(2026, 11, 28), tod=(2 * 3600 + 15 * 60 + 7) * 1000, lat=34.81, lon=113.29,
+              alt=120.5, mode=3, status=1, sats=9, hdop=0.9)
+    r = make_report("pv-0001", 1, fix, 0, "event", STD, "06010", fix_age=0.25)
+    assert r["time"] == "2026-11-28T02:15:07.250Z" and r["time_source"] == "gnss"
+    assert r["fix"]["sats"] == 9 and r["flags"] == []
 
 
 def test_system_clock_only_as_flagged_fallback():

@@ -8,6 +8,7 @@ the fields; ``docs/schemas/report.json`` is the same rules as a JSON Schema.
 from . import canonjson
 from .checks import (
     DIGITS,
+    TASK_CHARS,
     UPPER_DIGITS,
     MessageError,
     check_device,
@@ -21,6 +22,7 @@ from .checks import (
     check_time,
     is_num,
 )
+from .errors import CoreError
 from .timefmt import TimeFormatError, iso_utc, parse_iso_utc
 
 VERSION = 1
@@ -186,7 +188,6 @@ def validate_report(obj):
 
 def check_task_id(x, field="task", err=ReportError):
     """Task ids are made by the gateway: ``T-`` plus 1-62 of [A-Za-z0-9_.:-]."""
-    from .checks import TASK_CHARS
     check_str(err, x, field, 3, 64, TASK_CHARS, "'T-' followed by letters, digits, '_.:-'")
     if not x.startswith("T-"):
         raise err(field, "must start with 'T-'")
@@ -352,7 +353,6 @@ def make_report(device, seq, fix, clock, kind, standard, code, grid=None, object
 
 
 def _codebook(check_code, standard, kind, code):
-    from .errors import CoreError
     try:
         ok = check_code(standard, kind, code)
     except CoreError as exc:
