@@ -1,6 +1,7 @@
 """Shared parts of the gateway tests and benchmarks: a grid map, reports, a publisher,
 stores on both back ends, and a gateway run in-process or as a ``gridlink`` subprocess."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -307,3 +308,90 @@ class ShippedBroker:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class TcpProxy:
+    """A TCP relay to ``target`` that can be cut (every connection dropped, new ones
+    refused) and resumed: a database or broker that is briefly unreachable."""
+
+    def __init__(self, target_port, target_host="127.0.0.1"):
+        import socket
+
+        from tests.brokers import free_port
+
+        self.target = (target_host, target_port)
+        self.port = free_port()
+        self._conns = []
+        self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self._server = socket.create_server(("127.0.0.1", self.port))
+        self._server.settimeout(0.1)
+        self._stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        import socket
+
+        while not self._stop.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            if not self._open.is_set():
+                client.close()
+                continue
+            try:
+                upstream = socket.create_connection(self.target, timeout=5)
+            except OSError:
+                client.close()
+                continue
+            with self._lock:
+                self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.close()
+
+    def cut(self):
+        import socket
+
+        self._open.clear()
+        with self._lock:
+            conns, self._conns = self._conns, []
+        for s in conns:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            except OSError:
+                pass
+
+    def resume(self):
+        self._open.set()
+
+    def close(self):
+        self._stop.set()
+        self.cut()
+        self._server.close()
+
+
+def stream(pub, device, seqs, leaf="report"):
+    """Publish reports ``seqs`` of ``device`` as fast as the publisher's window allows."""
+    t = topic(device, leaf)
+    for seq in seqs:
+        pub.publish(t, encode(report(device, seq)))

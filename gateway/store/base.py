@@ -69,10 +69,10 @@ class Store:
         except BaseException:
             try:
                 self._rollback(conn)
-            except Exception:
+            except Exception:  # the connection is gone: drop it, report the first error
                 _close_quietly(conn)
-                raise
-            self._checkin(conn)
+            else:
+                self._checkin(conn)
             raise
         self._checkin(conn)
 
