@@ -227,7 +227,8 @@ def test_rejected_reports_are_kept_with_the_reason_not_retried(tmp_path):
     ob = Outbox(str(tmp_path))
     a = ob.append(REPORT, b'{"a":1}')
     b = ob.append(REPORT, b'{"b":2}')
-    ob.reject(a, "code: 06999 is not an event class")
+    assert ob.reject(a, "code: 06999 is not an event class")
+    assert not ob.reject(a, "the same rejection again")        # a repeated ack: no-op
     ob.close()
     ob = Outbox(str(tmp_path))
     assert [s for s, _, _ in ob.pending()] == [b]

@@ -17,6 +17,9 @@ any step leaves either the old or the new log, both complete.  The log is bounde
 ``max_bytes``: to make room, acknowledged records go first, then unacknowledged TRACK
 points (oldest first), then PHOTO_PROGRESS records; REPORT and TASK_RESULT records are
 never evicted — when only they fill the log, ``append`` raises :class:`OutboxFull`.
+
+Disk use stays below about 2.5 × ``max_bytes`` (log, its ack file, and the new log while
+compacting).  An Outbox is not thread-safe: a threaded caller holds one lock around it.
 """
 
 import struct
@@ -355,13 +358,20 @@ class Outbox:
     # -- rejected reports ---------------------------------------------------------------
 
     def reject(self, seq, reason):
-        """Move a record the gateway rejected to ``outbox.rejected`` with the reason."""
+        """Move a record the gateway rejected to ``outbox.rejected`` with the reason.
+
+        Written and fsync'd there before it is acked here, so a crash in between can
+        only keep it in both places, never lose it.  False if seq was not pending (an
+        ack or rejection that arrived twice).
+        """
+        if seq not in self._where or seq in self._acked:
+            return False
         kind, payload = self.get(seq)
         why = reason.encode("utf-8")[:255]
         with open(self._rej_path, "ab") as f:
             f.write(records.encode(kind, seq, bytes((len(why),)) + why + payload))
             self._durable(f)
-        self.ack(seq)
+        return self.ack(seq)
 
     def rejected(self):
         """Iterate ``(seq, kind, payload, reason)`` of rejected records, oldest first."""
