@@ -419,3 +419,38 @@ def test_power_cut_during_ack_and_plain_compaction(tmp_path, monkeypatch):
             assert pending == before[1:]
             break
     assert at > 4
+
+
+def test_a_failed_write_is_a_clear_error_and_loses_nothing_stored(tmp_path):
+    ob = Outbox(str(tmp_path))
+    kept = [ob.append(REPORT, b"kept%d" % i) for i in range(3)]
+    real_write = ob._w.write
+
+    def disk_full(data):                                   # the disk fills mid-record
+        real_write(data[:7])                               # part of the record lands
+        raise OSError(28, "No space left on device")
+    ob._w = type("Failing", (), {"write": staticmethod(disk_full), "flush": ob._w.flush,
+                                 "fileno": ob._w.fileno, "close": ob._w.close})()
+    with pytest.raises(OutboxError, match=r"could not store a report: .*No space left"):
+        ob.append(REPORT, b"lost")
+    assert [s for s, _, _ in ob.pending()] == kept         # the half record was cut at once
+    assert ob.append(REPORT, b"next") == kept[-1] + 1
+    ob.close()
+    pending, problems, _ = reopen(tmp_path)
+    assert [p for _, _, p in pending] == [b"kept0", b"kept1", b"kept2", b"next"]
+    assert problems == []
+
+
+def test_a_damaged_rejected_file_is_reported_and_the_rest_kept(tmp_path):
+    ob = Outbox(str(tmp_path))
+    for i in range(3):
+        ob.reject(ob.append(REPORT, b"r%d" % i), f"reason {i}")
+    raw = bytearray((tmp_path / "outbox.rejected").read_bytes())
+    raw[records.OVERHEAD + 10] ^= 0x20                     # inside the first record
+    (tmp_path / "outbox.rejected").write_bytes(bytes(raw))
+    assert [(s, p, r) for s, _, p, r in ob.rejected()] == [(2, b"r1", "reason 1"),
+                                                          (3, b"r2", "reason 2")]
+    assert ob.problems and ob.problems[0][0] == "outbox.rejected"
+    with pytest.raises(OutboxError, match="too small"):
+        Outbox(str(tmp_path / "tiny"), max_bytes=40)
+    ob.close()
