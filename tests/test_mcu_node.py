@@ -86,6 +86,7 @@ def node(tmp_path, image, broker):
     cfg_path = board.flash / "gridlink" / "config.json"
     cfg = json.loads(cfg_path.read_text())
     cfg["ack_wait_s"] = 2  # how long a wake waits for acks (10 s by default)
+    cfg["console_window_s"] = 0  # no technician here (3 s after a power-on by default)
     cfg_path.write_text(json.dumps(cfg))
     yield board
     board.close()

@@ -13,17 +13,27 @@ OUTBOX = DATA + "outbox"
 OUTBOX_BYTES = 64 * 1024
 UNPROVISIONED_SLEEP_MS = 600000
 CRASH_SLEEP_MS = 60000
+CONSOLE_WINDOW_S = 3
 
 
 def main():
+    board = Board()
+    cfg = None
     try:
         cfg = config.load(DATA + "config.json")
     except config.ConfigError as e:
         print("gridnode:", e)
-        Board().deepsleep(UNPROVISIONED_SLEEP_MS)
+    if not board.woke_from_deepsleep():
+        # after a power-on or reset, give a technician's console (mpremote sends Ctrl-C)
+        # a moment to stop the program before it goes to sleep
+        board.sleep_ms(int((cfg or {}).get("console_window_s", CONSOLE_WINDOW_S) * 1000))
+    if cfg is None:
+        board.deepsleep(UNPROVISIONED_SLEEP_MS)
         return
     b = cfg["broker"]
-    board = Board(tls={"ca": b["ca"], "cert": b["cert"], "key": b["key"]} if b.get("tls") else None)
+    if b.get("tls"):
+        board.tls = {"ca": b["ca"], "cert": b["cert"], "key": b["key"]}
+    board.wifi = cfg.get("wifi")
     if not board.unix_time()[1]:
         board.set_clock()
     try:  # noqa: SIM105 (no contextlib on MicroPython)

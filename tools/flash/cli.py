@@ -36,6 +36,8 @@ def register(parser):
     p.add_argument("--lat", type=float, help="fixed position latitude")
     p.add_argument("--lon", type=float, help="fixed position longitude")
     p.add_argument("--grid", help="grid code of the fixed position")
+    p.add_argument("--wifi-ssid", help="Wi-Fi network a board joins (sensor nodes)")
+    p.add_argument("--wifi-psk", help="its passphrase (stored on the board's flash)")
     p.add_argument("--batch", metavar="CSV", help="provision every row of a CSV "
                    "(columns device,district,profile,target[,broker,object,lat,lon,grid,cert,key])")
     p.add_argument("--jobs", type=int, default=4, help="devices provisioned at once (batch)")
@@ -74,7 +76,7 @@ def _provision(args):
 
     if args.batch:
         defaults = {"broker": args.broker, "ca_cert": args.ca_cert, "ca_key": args.ca_key,
-                    "grid_map": args.grid_map}
+                    "grid_map": args.grid_map, "wifi": _wifi(args)}
         failed = provision_batch(args.batch, defaults, jobs=args.jobs)[2]
         return 1 if failed else 0
     missing = [o for o in ("target", "device", "district", "profile") if not getattr(args, o)]
@@ -84,11 +86,19 @@ def _provision(args):
     info = provision(Spec(args.device, args.district, args.profile, args.target, args.broker,
                           ca_cert=args.ca_cert, ca_key=args.ca_key, cert=args.cert,
                           key=args.key, grid_map=args.grid_map, object_id=args.object,
-                          lat=args.lat, lon=args.lon, grid=args.grid))
+                          lat=args.lat, lon=args.lon, grid=args.grid, wifi=_wifi(args)))
     cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
     print(f"{info['device']}: ok → {info['target']} ({info['files']} files{cert}, "
           f"grid {info['grid']}, code book {info['codebook']})")
     return 0
+
+
+def _wifi(args):
+    from .errors import FlashError
+
+    if bool(args.wifi_ssid) != bool(args.wifi_psk):
+        raise FlashError("give both --wifi-ssid and --wifi-psk, or neither")
+    return (args.wifi_ssid, args.wifi_psk) if args.wifi_ssid else None
 
 
 def _selftest(args):

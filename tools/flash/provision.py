@@ -53,13 +53,14 @@ class Spec:
 
     def __init__(self, device, district, profile, target, broker, ca_cert=None, ca_key=None,
                  cert=None, key=None, grid_map=None, object_id=None, lat=None, lon=None,
-                 grid=None, row=None):
+                 grid=None, row=None, wifi=None):
         self.device, self.district, self.profile = device, district, profile
         self.target, self.broker = target, broker
         self.ca_cert, self.ca_key, self.cert, self.key = ca_cert, ca_key, cert, key
         self.grid_map, self.object_id, self.lat, self.lon, self.grid = (
             grid_map, object_id, lat, lon, grid)
         self.row = row
+        self.wifi = wifi  # (ssid, psk) a board joins; a Pi brings its own network setup
 
     def fail(self, field, message):
         raise SpecError(field, message, self.row)
@@ -262,8 +263,10 @@ def make_bundle(spec):
                  "files": {rel: _sha(data) for rel, data in sorted(files.items())}}
     if mcu:
         marker = "gridlink/config.json"
-        files[marker] = _json(node_config(spec.device, spec.district, prof, broker, book_id,
-                                          provision))
+        cfg = node_config(spec.device, spec.district, prof, broker, book_id, provision)
+        if spec.wifi:
+            cfg["wifi"] = {"ssid": spec.wifi[0], "psk": spec.wifi[1]}
+        files[marker] = _json(cfg)
     else:
         marker = "identity.json"
         files[marker] = _json({"v": 1, "device": spec.device, "district": spec.district,
@@ -358,6 +361,7 @@ def _spec_of_row(row, n, defaults, seen):
                 ca_cert=defaults.get("ca_cert"), ca_key=defaults.get("ca_key"),
                 cert=vals.get("cert"), key=vals.get("key"),
                 grid_map=defaults.get("grid_map"), object_id=vals.get("object"),
+                wifi=defaults.get("wifi"),
                 lat=coords.get("lat"), lon=coords.get("lon"), grid=vals.get("grid"), row=n)
 
 

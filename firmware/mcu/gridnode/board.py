@@ -10,9 +10,28 @@ _CLOCK_VALID_AFTER = 1704067200  # 2024-01-01: an RTC before that was never set
 
 
 class Board:
-    def __init__(self, tls=None):
+    def __init__(self, tls=None, wifi=None):
         # tls: None, or {"ca": path, "cert": path, "key": path} on the board's flash
+        # wifi: None (a port with its own link, or the simulated board) or {"ssid", "psk"}
         self.tls = tls
+        self.wifi = wifi
+
+    def network_up(self, timeout_ms=15000):
+        # Join the provisioned Wi-Fi (Pico W, ESP32); OSError when it does not come up.
+        if not self.wifi:
+            return
+        import network
+
+        sta = network.WLAN(network.STA_IF)
+        sta.active(True)
+        if not sta.isconnected():
+            sta.connect(self.wifi["ssid"], self.wifi["psk"])
+            waited = 0
+            while not sta.isconnected():
+                if waited >= timeout_ms:
+                    raise OSError(110)  # ETIMEDOUT: no Wi-Fi
+                time.sleep_ms(100)
+                waited += 100
 
     def woke_from_deepsleep(self):
         return machine.reset_cause() == machine.DEEPSLEEP_RESET
@@ -30,6 +49,7 @@ class Board:
         time.sleep_ms(ms)
 
     def open_socket(self, host, port, timeout):
+        self.network_up()
         addr = socket.getaddrinfo(host, port)[0][-1]
         s = socket.socket()
         s.settimeout(timeout)
@@ -54,6 +74,7 @@ class Board:
     def set_clock(self):
         # Set the RTC from NTP when the port has it; keep going without.
         try:
+            self.network_up()
             import ntptime
 
             ntptime.settime()
