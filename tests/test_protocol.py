@@ -374,3 +374,13 @@ def test_validator_agrees_with_schema_on_every_boundary_value_of_every_field(nam
                 _agree(name, obj)
                 checked += 1
     assert checked > 100
+
+
+def test_topic_table_in_protocol_md_matches_the_topics_module():
+    rows = re.findall(r"^\| `gridlink/v1/\{district\}/\{device\}/([a-z/{}_]+)` \| (\w+) .*?\| "
+                      r"(\d) \| (\*\*yes\*\*|no) \|", PROTOCOL.read_text(encoding="utf-8"), re.M)
+    table = {}
+    for leaf, publisher, qos, retained in rows:
+        leaf = "photo" if leaf.startswith("photo/") else leaf
+        table[leaf] = (publisher, int(qos), retained != "no")
+    assert table == topics.LEAVES
