@@ -5,7 +5,8 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
 
 - reports and task results in outbox order; a report leaves the outbox only on the
   gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``;
-  unacknowledged ones are sent again after a reconnect or ``resend_s``;
+  paho re-sends what lacked a PUBACK when the link returns, and a report still without
+  the gateway's ack goes again after ``resend_s`` (a new process sends all pending);
 - a button report waits out its cancel grace period before it is first sent (so a long
   press can still take it back), and everything behind it waits too (order is kept);
 - track batches, dropped from the outbox on PUBACK (the broker holds them for the
@@ -198,9 +199,8 @@ class Delivery:
         log.info("MQTT: connected to %s:%d (session present: %s)", self.host, self.port,
                  flags.session_present)
         client.subscribe([(self.topic["ack"], 1), (self.topic["task"], 1)])
-        self._sent.clear()         # send every unacknowledged report again
-        self._chunks_out.clear()
-        self._inflight.clear()
+        # paho itself sends again what it published on this client without a PUBACK
+        # (same mid); reports still waiting for the gateway's ack go again after resend_s
         self._status_wanted = True
         self._wake.set()
 
