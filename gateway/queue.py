@@ -154,10 +154,9 @@ class IntakeQueue:
             raise Invalid(f"status: one of {', '.join((*STATES, 'all'))}, not {status!r}")
         if order not in ("asc", "desc"):
             raise Invalid(f"order: asc or desc, not {order!r}")
-        if not 1 <= int(limit) <= MAX_PAGE:
+        limit, offset = _count(limit, "limit"), _count(offset, "offset")
+        if not 1 <= limit <= MAX_PAGE:
             raise Invalid(f"limit: 1 to {MAX_PAGE}")
-        if int(offset) < 0:
-            raise Invalid("offset: 0 or more")
         now = self.now()
         where, params = [], []
         if status != "all":
@@ -212,9 +211,9 @@ class IntakeQueue:
                 "SELECT r.*, i.state AS intake_state, i.holder, i.lease_until, i.case_no,"
                 " i.reason, i.decided_by, i.decided_at" + base
                 + f" ORDER BY r.captured_at {direction}, r.id {direction} LIMIT ? OFFSET ?",
-                [*params, int(limit), int(offset)],
+                [*params, limit, offset],
             ))
-        return {"total": total, "limit": int(limit), "offset": int(offset),
+        return {"total": total, "limit": limit, "offset": offset,
                 "items": [self._present(r, now) for r in found]}
 
     def get(self, report_id):
@@ -440,8 +439,15 @@ class IntakeQueue:
         return f"{prefix}{n:04d}"
 
 
+def _count(value, field):
+    if isinstance(value, bool) or not isinstance(value, (int, str)) or (
+            isinstance(value, str) and not (value.isascii() and value.isdigit())) or int(value) < 0:
+        raise Invalid(f"{field}: a whole number, 0 or more, not {value!r}")
+    return int(value)
+
+
 def _digits(value, field):
     value = value.strip()
-    if not value.isdigit() or len(value) > 17:
+    if not (value.isascii() and value.isdigit()) or len(value) > 17:
         raise Invalid(f"{field}: digits only (a code or its prefix), not {value!r}")
     return value

@@ -299,7 +299,7 @@ def _present(task):
 
 def _grid(grid):
     grid = str(grid).strip()
-    if not grid.isdigit() or len(grid) not in (14, 15):
+    if not (grid.isascii() and grid.isdigit()) or len(grid) not in (14, 15):
         raise Invalid(f"grid: a 14- or 15-digit unit grid code, not {grid!r}")
     return grid
 

@@ -14,6 +14,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from gridlink.gateway.api import BackgroundServer, create_app
 from gridlink.gateway.store import open_store
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 
@@ -373,3 +375,46 @@ def test_task_for_a_point_takes_its_grid_from_the_map(store, grid_map):
     assert status == 201
     assert task["grid"] == grid_map.locate(lon, lat) and task["grid"] is not None
     assert task["district"] == task["grid"][:6]
+
+
+# ---------------------------------------------------------------- any filter input
+
+
+FILTER_TEXT = st.one_of(st.text(max_size=24), st.from_regex(r"[0-9]{0,18}", fullmatch=True),
+                        st.sampled_from(["2026-11-28T02:00:00Z", "2026-11-28", "410106001",
+                                         "no_fix", "grid_mismatch", "pending", "all", "²", "١٢"]))
+
+
+@settings(max_examples=150, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["status", "grid", "street", "code", "kind", "since", "until",
+                              "flags", "order", "limit", "offset"]),
+       value=FILTER_TEXT)
+def test_any_filter_value_lists_or_is_refused_by_name(store, field, value):
+    from gridlink.gateway.queue import IntakeQueue, Invalid
+
+    add_report_once(store)
+    queue = IntakeQueue(store)
+    if field == "flags":
+        kwargs = {"flags": [value]}
+    elif field in ("limit", "offset"):
+        kwargs = {field: int(value) if value.isdigit() else value}
+    else:
+        kwargs = {field: value}
+    try:
+        page = queue.list(**kwargs)
+    except Invalid as exc:
+        name = "flag" if field == "flags" else field
+        assert str(exc).startswith(name + ":"), exc
+    else:
+        assert 0 <= len(page["items"]) <= page["total"] <= 1
+
+
+def add_report_once(store):
+    from gridlink.gateway.api import MIGRATIONS
+
+    store.migrate(extra=MIGRATIONS)
+    with store.connect() as conn:
+        have = conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
+    if not have:
+        add_report(store, 1, flags=("no_fix",))
