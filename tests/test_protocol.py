@@ -77,7 +77,7 @@ def examples():
 
 VALIDATORS = {
     "report": validate_report,
-    "task-result": validate_report,
+    "task-result": messages.validate_task_result,
     "ack": messages.validate_ack,
     "task": messages.validate_task,
     "track": messages.validate_track,
@@ -384,3 +384,17 @@ def test_topic_table_in_protocol_md_matches_the_topics_module():
         leaf = "photo" if leaf.startswith("photo/") else leaf
         table[leaf] = (publisher, int(qos), retained != "no")
     assert table == topics.LEAVES
+
+
+def test_decode_for_each_leaf_checks_size_and_schema():
+    for name, text in examples():
+        leaf = {"task-result": "task/result"}.get(name, name)
+        if leaf in messages.BY_LEAF:
+            assert messages.decode_for(leaf, text.encode()) == json.loads(text)
+    with pytest.raises(MessageError, match="more than 2048"):
+        messages.decode_for("ack", b" " * 2049)
+    with pytest.raises(MessageError) as e:
+        messages.decode_for("task/result", next(t for n, t in examples() if n == "report"))
+    assert e.value.field == "source"
+    with pytest.raises(MessageError, match="no JSON message"):
+        messages.decode_for("photo", b"{}")

@@ -19,7 +19,8 @@ from .checks import (
     check_time,
     is_int,
 )
-from .report import VERSION, check_task_id, validate_fix
+from .report import MAX_BYTES as REPORT_MAX_BYTES
+from .report import VERSION, ReportError, check_task_id, validate_fix, validate_report
 
 ACK_STATUSES = ("accepted", "duplicate", "rejected")
 TASK_TYPES = ("verify", "check")
@@ -237,3 +238,34 @@ def split_photo_chunk(payload):
     if not 1 <= len(data) <= CHUNK_MAX:
         raise MessageError("chunk", f"must hold 1..{CHUNK_MAX} bytes (got {len(data)})")
     return head, data
+
+
+# -- task results and the per-topic table -------------------------------------------------
+
+def validate_task_result(obj):
+    """A report with source "task" (topic .../task/result); raises ReportError."""
+    validate_report(obj)
+    if obj["source"] != "task":
+        raise ReportError("source", "a task result must have source 'task'")
+    return obj
+
+
+ACK_MAX_BYTES = 2048
+
+# topic leaf -> (validator, largest payload in bytes); photo chunks use split_photo_chunk.
+BY_LEAF = {
+    "report": (validate_report, REPORT_MAX_BYTES),
+    "task/result": (validate_task_result, REPORT_MAX_BYTES),
+    "track": (validate_track, TRACK_MAX_BYTES),
+    "status": (validate_status, STATUS_MAX_BYTES),
+    "ack": (validate_ack, ACK_MAX_BYTES),
+    "task": (validate_task, TASK_MAX_BYTES),
+}
+
+
+def decode_for(leaf, data):
+    """Decode and validate the payload of a topic leaf (see topics.parse_topic)."""
+    if leaf not in BY_LEAF:
+        raise MessageError("topic", f"no JSON message on leaf {leaf!r}")
+    validate, max_bytes = BY_LEAF[leaf]
+    return decode(data, validate, max_bytes)
