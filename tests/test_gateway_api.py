@@ -395,12 +395,7 @@ def test_any_filter_value_lists_or_is_refused_by_name(store, field, value):
 
     add_report_once(store)
     queue = IntakeQueue(store)
-    if field == "flags":
-        kwargs = {"flags": [value]}
-    elif field in ("limit", "offset"):
-        kwargs = {field: int(value) if value.isdigit() else value}
-    else:
-        kwargs = {field: value}
+    kwargs = {"flags": [value]} if field == "flags" else {field: value}
     try:
         page = queue.list(**kwargs)
     except Invalid as exc:
