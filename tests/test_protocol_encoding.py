@@ -98,3 +98,46 @@ def test_micropython_encodes_the_same_bytes():
              f"for v in json.loads({json.dumps(json.dumps(values))}):\n" \
              "    print(canonjson.dumps(v).hex())\n"
     assert run_micropython(script).splitlines() == expected
+
+
+MESSAGE_SCRIPT = """
+from gridcore import messages as m, topics as t
+out = []
+out.append(m.encode(m.make_ack("pv-0001:000000000042", "accepted")))
+out.append(m.encode(m.make_ack(None, "rejected", "report: not valid UTF-8 JSON")))
+out.append(m.encode(m.make_task("T-7", "check", 34.8123, 113.2912, "核查", None, None, None)))
+out.append(m.encode(m.make_track("pv-0001", [(1795832100, 34.812345, 113.291234, 8.3),
+                                             (1795832105.9, -0.0000004, -179.9999996, None)])))
+out.append(m.encode(m.make_status("pv-0001", "buffering", "0.1.0", "GB/T 47678.5-2026",
+                                  "patrol-vehicle", None, None, 3, 0, None, 41.5, 12.25)))
+out.append(m.encode(m.will_status("pv-0001")))
+out.append(m.make_photo_chunk("ab" * 32, 1, 2, 20000, b"\\x00\\n\\xff"))
+out.append(t.topic("410106", "pv-0001", "task/result").encode())
+out.append(str(t.parse_topic("gridlink/v1/410106/pv-0001/photo/pv-0001:000000000042/3")).encode())
+for bad in (lambda: m.make_ack("pv-0001:42", "accepted"),
+            lambda: m.make_task("X-1", "verify", 1, 2),
+            lambda: m.split_photo_chunk(b"no header"),
+            lambda: t.parse_topic("gridlink/v2/410106/pv-0001/report"),
+            lambda: m.decode_for("ack", b'{"v":1}')):
+    try:
+        bad()
+    except m.MessageError as exc:
+        out.append(str(exc).encode())
+for o in out:
+    print(o.hex())
+"""
+
+
+@pytest.mark.micropython
+def test_micropython_builds_the_same_messages_and_errors(monkeypatch, capsys):
+    import sys
+
+    from gridlink.firmware import core
+    from gridlink.firmware.core import messages, topics
+    monkeypatch.setitem(sys.modules, "gridcore", core)
+    monkeypatch.setitem(sys.modules, "gridcore.messages", messages)
+    monkeypatch.setitem(sys.modules, "gridcore.topics", topics)
+    exec(MESSAGE_SCRIPT, {})
+    expected = capsys.readouterr().out
+    assert len(expected.splitlines()) == 14
+    assert run_micropython(MESSAGE_SCRIPT) == expected
