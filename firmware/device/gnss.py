@@ -55,11 +55,8 @@ class GnssReader:
         return self
 
     def stop(self):
+        """End the reader; the port closes in its own thread (reads time out in 0.5 s)."""
         self._stop.set()
-        link = self._link
-        if link is not None:
-            with contextlib.suppress(OSError):
-                link.close()
         self._thread.join(timeout=3)
 
     # -- reading ------------------------------------------------------------------------

@@ -47,6 +47,16 @@ def firmware_version():
     return __version__
 
 
+def process_age():
+    """Seconds since this process started (from /proc), or None off Linux."""
+    try:
+        start = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    return uptime - start / os.sysconf("SC_CLK_TCK")
+
+
 def cpu_temp(path=THERMAL):
     """CPU temperature in °C from /sys/class/thermal, or None where there is none."""
     try:
@@ -456,6 +466,10 @@ class Device:
                "tasks": self.board.open(), "inputs": self.triggers.names if self.triggers else [],
                "kiosk": f"http://127.0.0.1:{self.kiosk.port}/" if self.kiosk else None,
                "sim": self.sim}
+        age = process_age()
+        if self.gnss is not None and self.gnss.first_read_at is not None and age is not None:
+            out["first_gnss_read_s"] = round(age - (time.monotonic()
+                                                    - self.gnss.first_read_at), 3)
         if self.replayer is not None:
             out["replay"] = {"capture": str(self.replayer.capture), "pty": self.replayer.path,
                              "lines": self.replayer.sent_lines, "rounds": self.replayer.rounds}
