@@ -124,6 +124,7 @@ class Device:
         self.track_lock = threading.Lock()
         self.counters = {"reports": 0, "cancelled": 0, "track_batches": 0, "errors": 0}
         self.first_gnss_read = None
+        self._last_sig = None
 
     # -- bring up / shut down ----------------------------------------------------------------
 
@@ -160,6 +161,7 @@ class Device:
                                bind=k.get("bind", "127.0.0.1"), port=port).start()
         self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
         self.parts.append(Pace(self.status_interval, self._tick_status, "status").start())
+        self.parts.append(Pace(1.0, self._watch_change, "status-change").start())
         period = watchdog_period()
         if period:
             self.parts.append(Pace(period, lambda: notify("WATCHDOG=1"), "watchdog").start())
@@ -474,6 +476,15 @@ class Device:
             out["replay"] = {"capture": str(self.replayer.capture), "pty": self.replayer.path,
                              "lines": self.replayer.sent_lines, "rounds": self.replayer.rounds}
         return out
+
+    def _watch_change(self):
+        """A status goes out on change too: GNSS state, fix mode, open tasks."""
+        fix, _age = self.fix_now()
+        sig = (self.gnss.health()["state"] if self.gnss else None,
+               fix.mode if fix is not None else None, len(self.board.open()))
+        if sig != self._last_sig:
+            self._last_sig = sig
+            self.delivery.request_status()
 
     def _tick_status(self):
         self.delivery.request_status()
