@@ -21,6 +21,7 @@ from .checks import (
     check_str,
     check_time,
     is_num,
+    only,
 )
 from .errors import CoreError
 from .timefmt import TimeFormatError, iso_utc, parse_iso_utc
@@ -90,15 +91,20 @@ def _check_code(obj):
         check_str(ReportError, obj["code"], "code", 2, 12, UPPER_DIGITS,
                   "2-12 digits or upper-case letters")
     else:
-        check_str(ReportError, obj["code"], "code", n, n, DIGITS, f"{n} digits for {std}")
+        _digits(obj["code"], "code", n, n, f"{n} digits for {std}")
     if "object" in obj:
         n = OBJECT_DIGITS.get(std)
         if n is None:
             check_str(ReportError, obj["object"], "object", 6, 32, UPPER_DIGITS,
                       "6-32 digits or upper-case letters")
         else:
-            check_str(ReportError, obj["object"], "object", n, n, DIGITS,
-                      f"a {n}-digit component id for {std}")
+            _digits(obj["object"], "object", n, n, f"a {n}-digit component id for {std}")
+
+
+def _digits(x, field, lo, hi, what):
+    if not isinstance(x, str) or not lo <= len(x) <= hi or not only(x, DIGITS):
+        shown = x if not isinstance(x, str) or len(x) <= 40 else x[:37] + "..."
+        raise ReportError(field, f"must be {what} (got {shown!r})")
 
 
 def _check_photos(photos):
@@ -165,7 +171,7 @@ def validate_report(obj):
         validate_fix(obj["fix"])
     _check_flags(obj)
     if obj["grid"] is not None:
-        check_str(ReportError, obj["grid"], "grid", 14, 15, DIGITS, "a 14- or 15-digit grid code")
+        _digits(obj["grid"], "grid", 14, 15, "a 14- or 15-digit grid code")
     check_enum(ReportError, obj["kind"], "kind", KINDS)
     _check_code(obj)
     check_enum(ReportError, obj["source"], "source", SOURCES)
