@@ -306,6 +306,8 @@ def make_report(device, seq, fix, clock, kind, standard, code, grid=None, object
     fix_age: seconds since that fix was taken, from a monotonic clock (else ``fix.age``).
     clock: the device clock, a callable returning unix seconds (or the seconds themselves);
       used only when the fix has no time, and then the report is flagged "clock_fallback".
+      Unix means the 1970 epoch: a MicroPython port whose ``time.time()`` counts from 2000
+      must add 946684800.
     fixed_position: (lat, lon[, alt]) of a fixed terminal; used instead of the GNSS
       position and flagged "fixed_position".
     check_code: optional ``check_code(standard, kind, code)`` from a code book; a false
