@@ -23,10 +23,11 @@ def shapely_reference(layer, lon, lat):
     geoms = np.empty(len(feats), dtype=object)
     simple = [k for k, f in enumerate(feats) if f["geometry"]["type"] == "Polygon"
               and len(f["geometry"]["coordinates"]) == 1]
-    rings = [feats[k]["geometry"]["coordinates"][0] for k in simple]
-    coords = quantise([pos for ring in rings for pos in ring])
-    which = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
-    geoms[simple] = shapely.polygons(shapely.linearrings(coords, indices=which))
+    if simple:
+        rings = [feats[k]["geometry"]["coordinates"][0] for k in simple]
+        coords = quantise([pos for ring in rings for pos in ring])
+        which = np.repeat(np.arange(len(rings)), [len(r) for r in rings])
+        geoms[simple] = shapely.polygons(shapely.linearrings(coords, indices=which))
     other = sorted(set(range(len(feats))) - set(simple))
     if other:
         geoms[other] = shapely.transform(

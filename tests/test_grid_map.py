@@ -190,3 +190,20 @@ def test_inconsistent_layout_is_refused_even_without_the_checksum(good):
     bad = struct.pack(fmt.HEADER_FORMAT, *header) + good[fmt.HEADER_SIZE:]
     with pytest.raises(GridMapError, match="layout is inconsistent"):
         GridMap(bad, verify=False)
+
+
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_are_refused_with_a_grid_map_error(data):
+    with pytest.raises(GridMapError):
+        GridMap(data)
+
+
+@given(st.data())
+def test_any_single_byte_change_is_caught(good, data):
+    at = data.draw(st.integers(0, len(good) - 1))
+    flip = data.draw(st.integers(1, 255))
+    damaged = bytearray(good)
+    damaged[at] ^= flip
+    for source in (bytes(damaged), io.BytesIO(bytes(damaged))):
+        with pytest.raises(GridMapError):
+            GridMap(source)
