@@ -86,6 +86,14 @@ def degrees(ring):
                               (X + 5000, Y + 2000), (X + 5000, Y)])]),
      "feature 1 (410106001001009): invalid polygon after rounding to 1e-7 degree: "
      "Self-intersection at lon 113.2605667, lat 34.7800667"),
+    (geo("MultiPolygon", [[degrees([*sq(5000, 0, 6000, 1000), (X + 5000, Y)])],
+                          [degrees([*sq(5500, 500, 6500, 1500), (X + 5500, Y + 500)])]]),
+     "feature 1 (410106001001009): invalid polygon after rounding to 1e-7 degree: "
+     "Self-intersection"),
+    (geo("Polygon", [degrees([*sq(5000, 0, 6000, 1000), (X + 5000, Y)]),
+                     degrees([*sq(7000, 0, 7100, 100), (X + 7000, Y)])]),
+     "feature 1 (410106001001009): invalid polygon after rounding to 1e-7 degree: "
+     "Hole lies outside shell"),
 ])
 def test_bad_features_are_named_with_their_problem(bad, message):
     text = rejected(collection(ok(D + "001"), bad))
