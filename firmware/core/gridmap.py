@@ -8,6 +8,8 @@ units of 1e-7 degree (CGCS2000 lon/lat) and each grid code once.  Given a file o
 the reader keeps only the 80-byte header in memory and reads the few bytes each lookup
 needs with seek/read, so a microcontroller can use a map far larger than its heap.  Given
 a buffer (bytes, bytearray, memoryview, e.g. of an mmap), it reads the buffer in place.
+Over a file object a lookup seeks and reads, so share it between threads only under a
+lock; over a buffer lookups are independent and may run in parallel.
 
 Boundary rule ("covers", smallest code wins): a point is first rounded to the 1e-7 degree
 grid (``quantise``); it belongs to every cell whose closed polygon (interior, edges,
