@@ -84,6 +84,7 @@ class Delivery:
         self._status_wanted = True
         self._last_state = None
         self._last_pump = 0.0
+        self._just_lost = False
         self._sent = {}            # outbox seq → monotonic time first/last sent
         self._ids = {}             # report id → outbox seq (pending reports)
         self._inflight = {}        # mid → ("track", oseq) | ("chunk", report_id, n) | ...
@@ -152,9 +153,16 @@ class Delivery:
                     continue
             rc = self.client.loop(timeout=0.05)
             if rc != self.mqtt.MQTT_ERR_SUCCESS:
+                delay = self.backoff.next()
                 if self.connected:
                     self._lost(f"loop: {self.mqtt.error_string(rc)}")
-                delay = self.backoff.next()
+                elif self._just_lost:
+                    self._just_lost = False
+                else:
+                    log.warning("MQTT: cannot reach %s:%d (the broker closed the link before "
+                                "accepting it: %s; TLS certificate or identity?); retry in "
+                                "%.1f s", self.host, self.port, self.mqtt.error_string(rc),
+                                delay)
                 self._stop.wait(delay)
                 continue
             now = time.monotonic()
@@ -210,6 +218,7 @@ class Delivery:
 
     def _lost(self, why):
         self.connected = False
+        self._just_lost = True
         log.warning("MQTT: connection lost (%s); buffering", why)
 
     def _on_publish(self, client, userdata, mid, reason, properties):
