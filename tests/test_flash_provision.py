@@ -83,9 +83,14 @@ def test_a_sensor_node_flash_gets_its_config_bound_to_its_manhole(tmp_path, ca, 
     cfg = json.loads((flash / "gridlink" / "config.json").read_text())
     assert cfg["tilt"]["object"] == OBJECT and cfg["tilt"]["code"] == "01002"
     assert cfg["broker"]["cert"] == "/gridlink/device.pem"
+    from gridlink.firmware.core.gridmap import GridMap
+    from gridlink.firmware.device.profile import default_map
+
     shipped = json.loads((ROOT / "device_profiles" / "sensor-node.json").read_text())
+    pos = shipped["position"]
+    grid = GridMap(default_map("410106").read_bytes()).locate(pos["lon"], pos["lat"])
     assert (cfg["device"], cfg["district"], cfg["grid"], cfg["position"]) == (
-        "sn-0009", "410106", shipped["grid"], shipped["position"])
+        "sn-0009", "410106", grid, pos)
     assert failed(selftest(flash)) == {}
 
 

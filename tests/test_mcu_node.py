@@ -122,7 +122,9 @@ def test_tilt_reaches_the_gateway_and_leaves_the_outbox_when_acked(node, gateway
     assert rep["object"] == OBJECT and rep["code"] == OBJECT[6:11] == "01002"
     assert (rep["kind"], rep["source"], rep["standard"]) == (
         "component", "sensor", "GB/T 47678.5-2026")
-    assert rep["grid"] == PROFILE["grid"] and "fixed_position" in rep["flags"]
+    cfg = json.loads((node.flash / "gridlink" / "config.json").read_text())
+    assert rep["grid"] == cfg["grid"] and rep["fix"]["lat"] == PROFILE["position"]["lat"]
+    assert "fixed_position" in rep["flags"]
     assert outbox(node) == ([], [])
     assert node.last_sleep_ms == 300 * 1000  # the profile's status interval
     # still tilted at the next wake: no second report for the same tilt

@@ -1,0 +1,55 @@
+"""Rig selection: ``--rig sim`` (default, everything simulated here) or ``--rig bench``
+with the bench's ports and pins (or the GRIDLINK_RIG / GRIDLINK_HIL_* variables)."""
+
+import os
+
+import pytest
+
+from hil_tests.rig import BenchRig, SimRig
+
+BENCH_OPTIONS = {
+    "port": ("board serial port or pyserial URL (mpremote)", "/dev/ttyACM0"),
+    "broker_url": ("bench broker as the board reaches it, mqtt[s]://host:port", None),
+    "gnss_port": ("serial port the receiver side reads", "/dev/ttyUSB0"),
+    "gnss_feed": ("USB-serial adapter wired into --gnss-port, fed with the capture",
+                  "/dev/ttyUSB1"),
+    "gnss_baud": ("GNSS line speed", "9600"),
+    "stimulus_pin": ("bench Pi GPIO driving the tilt relay", "17"),
+    "reset_pin": ("bench Pi GPIO driving the board's RUN/EN relay (else mpremote reset)", None),
+    "ca_cert": ("district CA certificate (for an mqtts:// bench broker)", None),
+    "ca_key": ("district CA key (provisioning signs the board's certificate)", None),
+    "wifi_ssid": ("Wi-Fi network the board joins", None),
+    "wifi_psk": ("its passphrase", None),
+}
+
+
+def pytest_addoption(parser):
+    g = parser.getgroup("hil", "hardware-in-the-loop rig")
+    g.addoption("--rig", choices=["sim", "bench"], default=os.environ.get("GRIDLINK_RIG", "sim"),
+                help="sim: everything simulated here (default); bench: real hardware")
+    for name, (text, default) in BENCH_OPTIONS.items():
+        env = "GRIDLINK_HIL_" + name.upper()
+        g.addoption("--" + name.replace("_", "-"), dest="hil_" + name,
+                    default=os.environ.get(env, default), help=f"{text} (env {env})")
+
+
+@pytest.fixture
+def rig(request, tmp_path):
+    kind = request.config.getoption("--rig")
+    if kind == "sim":
+        from gridlink.flash import simboard
+
+        if not simboard.available():
+            pytest.skip("the simulated rig needs node and the MicroPython WebAssembly port")
+        r = SimRig(tmp_path)
+    else:
+        opts = {n: request.config.getoption("hil_" + n) for n in BENCH_OPTIONS}
+        if not opts["broker_url"]:
+            pytest.fail("--rig bench needs --broker-url (the bench broker as the board sees it)")
+        opts["gnss_baud"] = int(opts["gnss_baud"])
+        opts["stimulus_pin"] = int(opts["stimulus_pin"])
+        if opts["reset_pin"]:
+            opts["reset_pin"] = int(opts["reset_pin"])
+        r = BenchRig(tmp_path, opts)
+    yield r
+    r.close()

@@ -1,0 +1,212 @@
+"""The rig a HIL test runs on: a target board, a GNSS feed, a GPIO stimulus, a broker.
+
+``SimRig`` builds everything here: the board is the MicroPython WebAssembly port
+(gridlink.flash.simboard) with its console served over TCP for mpremote, the GNSS feed is
+a real pty the capture is replayed into, the stimulus is a gpiozero MockFactory output
+wired (by the rig) to the board's tilt pin, the broker a private Mosquitto.
+
+``BenchRig`` drives real hardware: the board over mpremote on ``--port``, a USB-serial
+adapter (``--gnss-feed``) wired to the port the receiver side reads (``--gnss-port``), a
+relay on a GPIO of the bench Pi (``--stimulus-pin``) closing the tilt contact, a second
+one (``--reset-pin``) on the board's RUN/EN pin, and the bench broker (``--broker-url``).
+The wiring is in docs/flash.md.
+"""
+
+import contextlib
+import json
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import paho.mqtt.client as mqtt
+from gridlink.firmware.core.report import validate_report
+
+SENSOR_PROFILE = "sensor-node"
+TILT_PIN = json.loads((Path(__file__).resolve().parents[1] / "device_profiles" /
+                       "sensor-node.json").read_text())["tilt"]["pin"]
+
+
+class Listener:
+    """The gateway's view of the broker: every report and status, acks as configured."""
+
+    def __init__(self, host, port, ack=True, tls=None):
+        self.ack = ack
+        self.reports, self.status = [], {}
+        self.cond = threading.Condition()
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hil-gateway")
+        if tls:
+            self.c.tls_set(**tls)
+        self.c.on_message = self._on_message
+        subscribed = threading.Event()
+        self.c.on_subscribe = lambda *a: subscribed.set()
+        self.c.connect(host, port)
+        self.c.subscribe([("gridlink/v1/+/+/report", 1), ("gridlink/v1/+/+/status", 1)])
+        self.c.loop_start()
+        if not subscribed.wait(10):
+            raise TimeoutError("the HIL listener could not subscribe")
+
+    def _on_message(self, c, u, msg):
+        base = msg.topic.rsplit("/", 1)[0]
+        if msg.topic.endswith("/status"):
+            self.status[base] = json.loads(msg.payload)
+            return
+        rep = validate_report(json.loads(msg.payload))
+        with self.cond:
+            self.reports.append(rep)
+            self.cond.notify_all()
+        if self.ack:
+            c.publish(base + "/ack", json.dumps({"v": 1, "id": rep["id"],
+                                                 "status": "accepted", "reason": None}), qos=1)
+
+    def wait_report(self, pred, timeout):
+        with self.cond:
+            if not self.cond.wait_for(lambda: any(pred(r) for r in self.reports), timeout):
+                raise AssertionError(f"no matching report within {timeout}s; got {self.reports}")
+            return next(r for r in self.reports if pred(r))
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+class Feed:
+    """A GNSS feed: ``port`` is what the receiver side opens; ``start()`` begins the
+    replay; ``running()`` is true until the capture has been sent."""
+
+    def __init__(self, port, start, running):
+        self.port, self.start, self.running = port, start, running
+
+
+class SimRig:
+    name = "sim"
+    report_timeout = 30
+
+    def __init__(self, workdir):
+        from gpiozero import DigitalOutputDevice
+        from gpiozero.pins.mock import MockFactory
+        from gridlink.flash.simboard import SimBoard
+
+        from tests.brokers import Mosquitto
+
+        self.workdir = Path(workdir)
+        self.broker = Mosquitto(self.workdir / "broker").start()
+        self.broker_url = self.broker.url
+        self.board = SimBoard(self.workdir / "board")
+        # the relay on the bench Pi, here a MockFactory pin; the rig is the wire
+        self.factory = MockFactory()
+        self.relay = DigitalOutputDevice(17, pin_factory=self.factory)
+        self._feeds = []
+
+    @property
+    def board_url(self):
+        """What ``gridlink flash`` and mpremote use: the board console's pyserial URL."""
+        return self.board.serve_console()
+
+    def console_done(self):
+        self.board.stop_console()
+
+    def tilt(self, on):
+        self.relay.value = 1 if on else 0
+
+    def wake(self):
+        """One cycle of the board (a reset or a pin wake): runs main.py to its deep sleep."""
+        self.board.stop_console()
+        # relay closed → tilt contact closed → the pulled-up pin reads low
+        self.board.set_pin(TILT_PIN, 0 if self.relay.value else 1)
+        return self.board.run()
+
+    @contextlib.contextmanager
+    def gnss_feed(self, capture, speed=500.0):
+        """Replay ``capture`` into a real pty; yields a Feed (``port`` to open, then
+        ``start()``: bytes sent before the port is opened would be flushed by the open)."""
+        from gridlink.firmware.sim.replay import Replayer
+
+        rep = Replayer(capture, speed=speed, max_gap_s=1.0)
+        try:
+            yield Feed(rep.path, rep.start, lambda: rep._thread.is_alive())
+        finally:
+            rep.stop()
+
+    def listener(self, ack=True):
+        return Listener("127.0.0.1", self.broker.port, ack=ack)
+
+    def close(self):
+        self.relay.close()
+        self.board.close()
+        self.broker.stop()
+
+
+class BenchRig:
+    name = "bench"
+    report_timeout = 90
+
+    def __init__(self, workdir, opts):
+        from gpiozero import DigitalOutputDevice
+
+        self.workdir = Path(workdir)
+        self.opts = opts
+        self.board_url = opts["port"]
+        self.broker_url = opts["broker_url"]
+        self.relay = DigitalOutputDevice(opts["stimulus_pin"])
+        self.reset = DigitalOutputDevice(opts["reset_pin"]) if opts.get("reset_pin") else None
+
+    def console_done(self):
+        pass
+
+    def tilt(self, on):
+        self.relay.value = 1 if on else 0
+
+    def wake(self):
+        """Pulse the board's RUN/EN line (the board boots main.py and runs one cycle)."""
+        if self.reset is None:
+            from gridlink.flash.targets import MpremoteTarget
+
+            MpremoteTarget(self.board_url)._run("reset")
+        else:
+            self.reset.on()
+            time.sleep(0.2)
+            self.reset.off()
+        return ""
+
+    @contextlib.contextmanager
+    def gnss_feed(self, capture, speed=10.0):
+        """Write ``capture`` into the feeding USB-serial adapter; yields the port the
+        receiver side reads (the adapters' TX→RX are wired together)."""
+        import serial
+        from gridlink.firmware.sim.replay import epochs, find_capture, read_capture
+
+        groups = epochs(read_capture(find_capture(capture)))
+        out = serial.Serial(self.opts["gnss_feed"], self.opts["gnss_baud"])
+        stop = threading.Event()
+
+        def run():
+            prev = None
+            for tod, group in groups:
+                if prev is not None and tod is not None and stop.wait(
+                        min(max(tod - prev, 0), 1.0) / speed):
+                    return
+                prev = tod if tod is not None else prev
+                out.write(b"".join(group))
+            out.flush()
+
+        t = threading.Thread(target=run, daemon=True)
+        try:
+            yield Feed(self.opts["gnss_port"], t.start, t.is_alive)
+        finally:
+            stop.set()
+            if t.is_alive():
+                t.join(5)
+            out.close()
+
+    def listener(self, ack=True):
+        u = urlsplit(self.broker_url)
+        tls = None
+        if u.scheme == "mqtts":
+            tls = {"ca_certs": self.opts.get("ca_cert")}
+        return Listener(u.hostname, u.port or (8883 if tls else 1883), ack=ack, tls=tls)
+
+    def close(self):
+        self.relay.close()
+        if self.reset is not None:
+            self.reset.close()
