@@ -128,7 +128,7 @@ fixes = st.one_of(
     }))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(fix=fixes, age=st.one_of(st.none(), st.floats(0, 1e5)),
        now=st.floats(1.6e9, 2.0e9), seq=st.integers(1, 999999999999),
        fixed=st.one_of(st.none(), st.tuples(st.floats(-90, 90), st.floats(-180, 180))),
@@ -288,7 +288,7 @@ def _agree(name, obj):
 
 
 @pytest.mark.parametrize("name", NAMES)
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_validator_agrees_with_schema_on_near_valid_messages(name, data):
     base = copy.deepcopy(data.draw(st.sampled_from(BASES[name])))
@@ -354,7 +354,7 @@ def test_validator_agrees_with_schema_on_every_boundary_value_of_every_field(nam
     strings = [v for v in POOL if isinstance(v, str)]
     others = [None, True, 0, 1.5, "x", [], {}]
     checked = 0
-    for base in BASES[name]:
+    for base in BASES[name][:2]:
         for path in _leaf_paths(base):
             leaf = base
             for k in path:

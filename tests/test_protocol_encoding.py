@@ -45,7 +45,7 @@ json_values = st.recursive(
     max_leaves=12)
 
 
-@settings(max_examples=300)
+@settings(max_examples=150)
 @given(json_values)
 def test_canonical_json_round_trips_and_is_compact_utf8(value):
     data = canonjson.dumps(value)
