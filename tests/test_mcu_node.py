@@ -237,3 +237,16 @@ def test_the_wire_bytes_are_mqtt_311_with_a_retained_qos1_will(node, gateway):
     reports = [p for p in packets(sent) if p["type"] == "PUBLISH" and
                p["topic"].endswith("/report")]
     assert [(p["qos"], json.loads(p["payload"])["object"]) for p in reports] == [(1, OBJECT)]
+
+
+def test_a_bad_config_is_named_on_the_console_and_nothing_is_sent(node, gateway):
+    cfg_path = node.flash / "gridlink" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["tilt"]["object"] = cfg["tilt"]["object"][:-1]
+    cfg_path.write_text(json.dumps(cfg))
+    node.set_reset_cause(4)  # a deep-sleep wake: no console window
+    node.set_pin(PIN, 0)
+    out = node.run()
+    assert "/gridlink/config.json: tilt.object must be 17 digits, not '4101060100200012'" in out
+    assert node.last_sleep_ms == 600000 and gateway.reports == []
+    assert json.loads(cfg_path.read_text()) == cfg  # left for the technician to see
