@@ -43,6 +43,16 @@ CRC_CHUNK = 2048  # bytes read at a time to check a map file's checksum
 _ENTRY_FORMATS = ["<" + "IBBBB" * n for n in range(9)]
 
 
+def _coords(nv, width):
+    """struct format of ``nv`` x, y pairs of ``width`` bytes each."""
+    kind = "H" if width == 2 else "I"
+    return f"<{2 * nv}{kind}"
+
+
+_COORDS_16 = [_coords(n, 2) for n in range(9)]
+_COORDS_32 = [_coords(n, 4) for n in range(9)]
+
+
 class GridMapError(CoreError):
     """The map file is not a valid grid map, or a coordinate is not usable."""
 
@@ -249,8 +259,7 @@ class GridMap:
         if buf is None:
             start, end = struct.unpack("<II", self._read(off, 8))
             return self._read(start, end - start), 0
-        start, end = struct.unpack_from("<II", buf, off)
-        return buf, start
+        return buf, struct.unpack_from("<I", buf, off)[0]
 
     def _covers(self, cell, qx, qy):
         """Whether the closed polygon of ``cell`` covers map-relative point (qx, qy)."""
@@ -259,16 +268,17 @@ class GridMap:
         p += RECORD_HEAD_SIZE
         px = qx - rx
         py = qy - ry
-        kind = "H" if width == 2 else "I"
+        forms = _COORDS_16 if width == 2 else _COORDS_32
         if nr == 1:
             nv = struct.unpack_from("<H", data, p)[0]
-            c = struct.unpack_from(f"<{2 * nv}{kind}", data, p + 2)
+            form = forms[nv] if nv < 9 else _coords(nv, width)
+            c = struct.unpack_from(form, data, p + 2)
             return ring_covers(c, 0, 2 * nv, px, py) is not False
         counts = struct.unpack_from(f"<{nr}H", data, p)
         total = 0
         for nv in counts:
             total += nv
-        c = struct.unpack_from(f"<{2 * total}{kind}", data, p + 2 * nr)
+        c = struct.unpack_from(_coords(total, width), data, p + 2 * nr)
         odd = False
         start = 0
         for nv in counts:
@@ -290,10 +300,9 @@ class GridMap:
         p += RECORD_HEAD_SIZE
         counts = struct.unpack_from(f"<{nr}H", data, p)
         p += 2 * nr
-        kind = "H" if width == 2 else "I"
         out = []
         for nv in counts:
-            c = struct.unpack_from(f"<{2 * nv}{kind}", data, p)
+            c = struct.unpack_from(_coords(nv, width), data, p)
             p += 2 * nv * width
             out.append([(self._x0 + rx + c[i], self._y0 + ry + c[i + 1])
                         for i in range(0, 2 * nv, 2)])
