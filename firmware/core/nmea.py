@@ -128,7 +128,8 @@ class NmeaDecoder(SentenceDecoder):
         self._partial = b""
         self._skipping = False      # inside an over-long line, until the next LF
         self._seen_checksum = False
-        self._dispatch = {}         # address → handler, or why it is rejected
+        self._dispatch = {}         # address → handler
+        self._refused = {}          # address → why it is rejected
 
     @property
     def sentences(self):
@@ -196,8 +197,14 @@ class NmeaDecoder(SentenceDecoder):
             xs = _xor_prefix(data)
         maxl = self.max_line
         skipping = self._skipping
-        dispatch = self._dispatch
+        seen = self._seen_checksum
+        handlers = self._dispatch
+        refused = self._refused
+        hexval = _HEXVAL
         rejected = self.rejected
+        accepted = 0
+        # a "$" anywhere but at a line start means merged sentences: look per line then
+        merged = data.count(b"$") != data.count(b"\n$") + (data[:1] == b"$")
         start = 0
         for line in pieces:
             here = start
@@ -210,32 +217,46 @@ class NmeaDecoder(SentenceDecoder):
             if n > maxl:
                 rejected["too_long"] += 1
                 continue
-            # The hot path, inlined: one sentence "$…*hh" or "$…*hh\r" on the line.
-            # Anything else takes the general path (_line), which applies the same rules.
-            if n > 10 and line[0] == 36:  # "$"
+            # The hot path, inlined: one sentence "$…*hh" or "$…*hh\r" on the line
+            # ("$$…" too).  Anything else takes the general path (_line), which applies
+            # the same rules.
+            if n > 11 and line[0] == 36:  # "$"
+                s = 2 if line[1] == 36 else 1
                 k = n - 4 if line[-1] == 13 else n - 3
-                if line[k] == 42 and line.find(b"$", 1) < 0:  # "*"
-                    want = _HEXVAL.get(line[k + 1:k + 3])
-                    if want is None or want != xs[here + k - 1] ^ xs[here]:
+                if line[k] == 42 and not (merged and line.find(b"$", s) >= 0):  # "*"
+                    want = hexval.get(line[k + 1:k + 3])
+                    if want is None or want != xs[here + k - 1] ^ xs[here + s - 1]:
                         rejected["bad_checksum"] += 1
                         continue
-                    self._seen_checksum = True
-                    body = line[1:k]
+                    seen = True
+                    body = line[s:k]
                     if body[5] == 44:  # ","
-                        handler = dispatch.get(body[:5])
-                        if handler is not None and handler.__class__ is not str:
+                        addr = body[:5]
+                        handler = handlers.get(addr)
+                        if handler is not None:
                             try:
                                 ok = handler(body)
                             except (ValueError, IndexError):
                                 ok = False
                             if ok:
-                                self.accepted += 1
+                                accepted += 1
                             else:
                                 rejected["bad_field"] += 1
                             continue
+                        reason = refused.get(addr)
+                        if reason is not None:
+                            rejected[reason] += 1
+                            continue
+                    elif body[0] == 80:  # "P": a proprietary sentence
+                        rejected["proprietary"] += 1
+                        continue
                     self._body(body, True)
                     continue
+            self._seen_checksum = seen
             self._line(line, False)
+            seen = self._seen_checksum
+        self._seen_checksum = seen
+        self.accepted += accepted
         if skipping:
             rest = b""
         elif len(rest) > maxl:
@@ -295,11 +316,12 @@ class NmeaDecoder(SentenceDecoder):
         """Dispatch a sentence body (address and fields) by its address."""
         if len(body) == 5 or (len(body) > 5 and body[5] == 44):
             addr = body[:5]
-            handler = self._dispatch.get(addr)
+            handler = self._dispatch.get(addr) or self._refused.get(addr)
             if handler is None:
                 handler = self._classify(addr)
-                if len(self._dispatch) < 64:
-                    self._dispatch[addr] = handler
+                table = self._refused if handler.__class__ is str else self._dispatch
+                if len(table) < 64:
+                    table[addr] = handler
         else:
             handler = "proprietary" if body[:1] == b"P" else "bad_address"
         if handler.__class__ is str:

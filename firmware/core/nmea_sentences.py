@@ -116,8 +116,14 @@ class SentenceDecoder(EpochAssembler):
                 status = _FAA_STATUS.get(f[12][0], 1)
             valid = status > 0 and f[3] != b"" and f[5] != b""
             pos = self._coords(f[3], f[4], f[5], f[6]) if valid else None
-            speed = _finite(float(f[7])) if f[7] else None
-            track = _finite(float(f[8])) if f[8] else None
+            speed = float(f[7]) if f[7] else 0.0
+            track = float(f[8]) if f[8] else 0.0
+            if speed - speed != 0.0 or track - track != 0.0:  # NaN or infinite
+                return False
+            if not f[7]:
+                speed = None
+            if not f[8]:
+                track = None
             d = f[9]
             if d == self._df:
                 date = self._dv
@@ -164,8 +170,10 @@ class SentenceDecoder(EpochAssembler):
         if valid:
             pos = self._coords(f[2], f[3], f[4], f[5])
             sats = int(f[7]) if f[7] else None
-            hdop = _finite(float(f[8])) if f[8] else None
-            alt = _finite(float(f[9])) if f[9] else None
+            hdop = float(f[8]) if f[8] else None  # range-checked below
+            alt = float(f[9]) if f[9] else None
+            if alt is not None and alt - alt != 0.0:
+                return False
         ep = self._ep
         if self._open and ep.key == tod:
             ep.seen |= _GGA
@@ -180,7 +188,7 @@ class SentenceDecoder(EpochAssembler):
                 ep.alt = alt
             if sats is not None:
                 ep.sats = sats
-            if hdop is not None and hdop < 99.0:
+            if hdop is not None and 0.0 < hdop < 99.0:  # False for NaN and inf too
                 ep.hdop = hdop
         return True
 
@@ -303,11 +311,25 @@ class SentenceDecoder(EpochAssembler):
         n = body.count(b",") + 1
         if n < 4 or n % 4 > 1:
             return False
-        f = body.split(b",", 4)
-        if f[2] != b"1":
-            return 1 <= int(f[2]) <= int(f[1])
-        seen = int(f[3]) if f[3] else 0
-        if int(f[1]) < 1 or seen < 0:
+        if body[7] == 44 and body[9] == 44:  # one-digit counts: "xxGSV,3,2,…"
+            total = body[6] - 48
+            part = body[8] - 48
+            if not 1 <= part <= total <= 9:
+                return False
+            if part != 1:
+                return True
+            seen = body[10:body.find(b",", 10)] if n > 4 else body[10:]
+        else:
+            f = body.split(b",", 4)
+            total = int(f[1])
+            part = int(f[2])
+            if not 1 <= part <= total:
+                return False
+            if part != 1:
+                return True
+            seen = f[3]
+        seen = int(seen) if seen else 0
+        if seen < 0:
             return False
         # key: talker, plus the signal id's field (its last two bytes) if present
         key = body[:2] + body[-2:] if n % 4 == 1 else body[:2]
