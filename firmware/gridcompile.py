@@ -259,9 +259,19 @@ def read_cells(layer, code_property="code", crs=None, codes=None):
                 problems.append(_ring_problem(ring, _ring_label(f"feature {i} ({code})", p, r)))
         raise GridCompileError(problems)
     raw_off = np.concatenate(([0], np.cumsum([len(r) for r in rings])))
-    lon, lat = transformer.transform(
-        np.fromiter((pos[0] for ring in rings for pos in ring), float, raw_off[-1]),
-        np.fromiter((pos[1] for ring in rings for pos in ring), float, raw_off[-1]))
+    try:
+        xs = np.fromiter((pos[0] for ring in rings for pos in ring), float, raw_off[-1])
+        ys = np.fromiter((pos[1] for ring in rings for pos in ring), float, raw_off[-1])
+    except OverflowError:
+        for k, ring in enumerate(rings):
+            for n, pos in enumerate(ring):
+                if any(abs(v) > 1e300 for v in pos[:2]):
+                    i, code, p, r = where[k]
+                    problems.append(f"{_ring_label(f'feature {i} ({code})', p, r)} position "
+                                    f"{n} has a coordinate too large to be one")
+                    break
+        raise GridCompileError(problems) from None
+    lon, lat = transformer.transform(xs, ys)
     bad = ~(np.isfinite(lon) & np.isfinite(lat) & (np.abs(lon) <= 180) & (np.abs(lat) <= 90))
     for k in np.unique(np.searchsorted(raw_off, np.flatnonzero(bad), side="right") - 1)[:50]:
         i, code, p, r = where[k]
@@ -552,6 +562,8 @@ def encode(cells, geoms=None, bucket_scale=1.0):
 
 def compile_layer(layer, code_property="code", crs=None, codes=None, bucket_scale=1.0):
     """(map bytes, statistics) for a parsed GeoJSON grid layer; GridCompileError if bad."""
+    if not bucket_scale > 0:
+        raise GridCompileError([f"bucket scale must be a positive number, not {bucket_scale}"])
     cells = read_cells(layer, code_property=code_property, crs=crs, codes=codes)
     geoms = shapes(cells)
     check_cells(cells, geoms)

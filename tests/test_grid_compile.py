@@ -100,6 +100,18 @@ def test_bad_features_are_named_with_their_problem(bad, message):
     assert message in text, text
 
 
+def test_absurd_numbers_are_errors_not_crashes():
+    layer = collection(ok(D + "001"), geo("Polygon", [[[113.26, 34.78], [10**400, 34.78],
+                                                       [113.27, 34.79], [113.26, 34.78]]]))
+    assert "feature 1 (410106001001009): polygon 0 outer ring position 1 has a coordinate " \
+        "too large to be one" in rejected(layer)
+    layer = collection(ok(D + "001"), geo("Polygon", [[[113.26, 34.78], [float("nan"), 34.78],
+                                                       [113.27, 34.79], [113.26, 34.78]]]))
+    assert "position 1 [nan, 34.78] is not a place on Earth" in rejected(layer)
+    assert "bucket scale must be a positive number, not 0" in \
+        rejected(collection(ok(D + "001")), bucket_scale=0)
+
+
 def test_overlapping_cells_are_rejected_naming_both():
     text = rejected(collection(ok(D + "001"), feature(D + "002", [sq(500, 500, 1500, 1500)]),
                                ok(D + "003", x=5000),
