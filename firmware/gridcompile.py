@@ -581,7 +581,10 @@ def compile_file(src, out, code_property="code", crs=None, codes=None, bucket_sc
     data, stats = compile_layer(load_layer(src), code_property=code_property, crs=crs,
                                 codes=codes, bucket_scale=bucket_scale)
     out = os.fspath(out)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), suffix=".tmp")
+    except OSError as exc:
+        raise GridCompileError([f"cannot write {out}: {exc.strerror}"]) from None
     try:
         os.chmod(tmp, 0o644 & ~_umask())
         with os.fdopen(fd, "wb") as f:

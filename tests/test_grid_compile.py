@@ -238,3 +238,6 @@ def test_unreadable_sources_are_clear(tmp_path):
         compile_file(src, tmp_path / "m.glgm")
     with pytest.raises(GridCompileError, match=r"cannot read .*missing\.geojson"):
         compile_file(tmp_path / "missing.geojson", tmp_path / "m.glgm")
+    src.write_text(json.dumps(collection(ok(D + "001"))))
+    with pytest.raises(GridCompileError, match=r"cannot write .*nodir/m\.glgm: No such file"):
+        compile_file(src, tmp_path / "nodir" / "m.glgm")
