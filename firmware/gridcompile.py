@@ -592,8 +592,10 @@ def compile_file(src, out, code_property="code", crs=None, codes=None, bucket_sc
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise GridCompileError([f"cannot write {out}: {exc.strerror}"]) from None
         raise
     return stats
