@@ -26,11 +26,12 @@ def run(path, pts):
 out = {}
 for name in ("synthetic", "sample"):
     out[name] = run("/maps/" + name + ".glgm", json.loads(open("/pts/" + name + ".json").read()))
-try:
-    GridMap(open("/maps/damaged.glgm", "rb"))
-    out["damaged"] = "opened"
-except GridMapError as exc:
-    out["damaged"] = str(exc)
+for name in ("damaged", "notamap"):
+    try:
+        GridMap(open("/maps/" + name + ".glgm", "rb"))
+        out[name] = "opened"
+    except GridMapError as exc:
+        out[name] = str(exc)
 print(json.dumps(out))
 """
 
@@ -53,7 +54,7 @@ def runs():
     damaged[-5] ^= 1
     out = run_micropython(SCRIPT, files={
         "/maps/synthetic.glgm": data, "/maps/sample.glgm": sample,
-        "/maps/damaged.glgm": bytes(damaged),
+        "/maps/damaged.glgm": bytes(damaged), "/maps/notamap.glgm": b"PK\x03\x04" + data[4:],
         "/pts/synthetic.json": json.dumps(syn_pts), "/pts/sample.json": json.dumps(sam_pts)})
     return json.loads(out.strip().splitlines()[-1]), synthetic, data, syn_pts, sample, sam_pts
 
@@ -75,6 +76,7 @@ def test_micropython_locates_on_the_sample_map_like_cpython(runs):
     assert all(code.startswith("410106") for code in expected[:-98])
 
 
-def test_micropython_refuses_a_damaged_map(runs):
+def test_micropython_refuses_damaged_and_foreign_files(runs):
     got = runs[0]
     assert got["damaged"].startswith("grid map checksum mismatch")
+    assert got["notamap"] == "not a grid map: magic b'PK\\x03\\x04', expected b'GLGM'"
