@@ -20,6 +20,7 @@ import pytest
 from gridlink.firmware.core import messages, topics
 from gridlink.firmware.core.track import distance_m
 from gridlink.firmware.device.camera import exif_position
+from gridlink.firmware.device.profile import load_profile
 from gridlink.firmware.sim.replay import find_capture, open_pty, read_capture
 
 from tests.brokers import Mosquitto
@@ -37,11 +38,10 @@ def shapely_grid():
     (EPSG:4547 metres, reprojected with pyproj), the same covers / smallest-code rule."""
     import numpy as np
     import shapely
+    from gridlink.firmware.maps.make_shangjie import make_layer
     from pyproj import Transformer
     from shapely import STRtree
     from shapely.geometry import shape
-
-    from gridlink.firmware.maps.make_shangjie import make_layer
 
     to_deg = Transformer.from_crs("EPSG:4547", "EPSG:4490", always_xy=True).transform
     feats = make_layer()["features"]
@@ -254,7 +254,7 @@ def test_sigterm_publishes_offline_status_and_exits_cleanly(tmp_path, broker, ac
 
 
 def test_fixed_terminal_reports_motion_at_its_position_and_answers_on_the_kiosk(
-        tmp_path, broker, acker):
+        tmp_path, broker, acker, shapely_grid):
     with DeviceProc(tmp_path, broker, profile="fixed-terminal", device_id="ft-0001",
                     extra=["--sim", "--kiosk-port", "0", "--cancel-grace", "0"]) as dev:
         dev.press("pir")
@@ -272,7 +272,8 @@ def test_fixed_terminal_reports_motion_at_its_position_and_answers_on_the_kiosk(
         wait_until(lambda: len(acker.unique_reports()) == 2, 20, "the result report")
     assert motion["source"] == "sensor" and motion["code"] == "06011"
     assert motion["flags"] == ["clock_fallback", "fixed_position", "no_fix"]
-    assert motion["grid"] == "410106002013046"
+    assert motion["grid"] == load_profile("fixed-terminal")["grid"]
+    assert [motion["grid"]] == shapely_grid(motion["fix"]["lon"], motion["fix"]["lat"])
     assert (motion["fix"]["lat"], motion["fix"]["lon"]) == (34.8095, 113.2965)
     result = acker.unique_reports()[1]
     assert (result["task"], result["result"]) == ("T-20261128-0002", "resolved")
