@@ -66,6 +66,7 @@ def main():
         pass
     out = {"devices": n, "repeats": reps, "cpus": os.cpu_count(), "backends": {}}
     for b in backends:
+        one_run(2, 1, b, ca)  # warm-up: imports, first process starts
         serial = statistics.median(one_run(n, 1, b, ca) for _ in range(reps))
         parallel = statistics.median(one_run(n, 4, b, ca) for _ in range(reps))
         res = {"jobs1_s": round(serial, 3), "jobs4_s": round(parallel, 3),

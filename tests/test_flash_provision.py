@@ -58,19 +58,32 @@ def failed(checks):
     return {c.name: c.detail for c in checks if not c.ok}
 
 
-def test_a_pi_data_dir_gets_identity_certs_profile_and_codebook(tmp_path, ca, tls_broker):
-    data = tmp_path / "var-lib-gridlink"
-    info = provision(spec(data, ca, tls_broker.tls_url))
+def test_a_pi_gets_what_its_systemd_unit_reads(tmp_path, ca, tls_broker):
+    from gridlink.firmware.device.profile import load_profile
+
+    root = tmp_path / "sdcard-rootfs"
+    info = provision(spec(root, ca, tls_broker.tls_url))
     assert info["device"] == "pv-0042" and info["cert_until"]
-    ident = json.loads((data / "identity.json").read_text())
+    etc = root / "etc" / "gridlink"
+    ident = json.loads((etc / "identity.json").read_text())
     assert ident["broker"] == {"url": tls_broker.tls_url, "host": "127.0.0.1",
                                "port": int(tls_broker.tls_url.rsplit(":", 1)[1]), "tls": True,
-                               "ca": "tls/ca.pem", "cert": "tls/device.pem",
-                               "key": "tls/device.key"}
-    assert json.loads((data / "profile.json").read_text())["device_id"] == "pv-0042"
-    assert stat.S_IMODE((data / "tls" / "device.key").stat().st_mode) == 0o600
-    assert pki.info((data / "tls" / "device.pem").read_bytes()).cn == "pv-0042"
-    checks = selftest(data)
+                               "ca": "/etc/gridlink/ca.pem", "cert": "/etc/gridlink/device.pem",
+                               "key": "/etc/gridlink/device.key"}
+    # the unit's EnvironmentFile and the paths its ExecStart names
+    unit = (ROOT / "firmware" / "systemd" / "gridlink-device.service").read_text()
+    for path in ("/etc/gridlink/device.env", "/etc/gridlink/ca.pem",
+                 "/etc/gridlink/device.pem", "/etc/gridlink/device.key"):
+        assert path in unit and (root / path.lstrip("/")).exists()
+    env = dict(line.split("=", 1) for line in (etc / "device.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert env == {"GRIDLINK_PROFILE": "/etc/gridlink/profile.json",
+                   "GRIDLINK_BROKER": tls_broker.tls_url, "GRIDLINK_DEVICE_ID": "pv-0042"}
+    # the Pi runtime's own loader takes the provisioned profile
+    assert load_profile(str(etc / "profile.json"))["device_id"] == "pv-0042"
+    assert stat.S_IMODE((etc / "device.key").stat().st_mode) == 0o600
+    assert pki.info((etc / "device.pem").read_bytes()).cn == "pv-0042"
+    checks = selftest(root)
     assert failed(checks) == {}
     assert [c.name for c in checks] == ["files", "profile", "cert", "grid", "codebook", "broker"]
     assert "accepted pv-0042 with the device certificate" in checks[-1].detail
@@ -101,7 +114,7 @@ def test_given_certificates_are_checked_and_installed(tmp_path, ca, tls_broker):
     data = tmp_path / "data"
     provision(spec(data, ca, tls_broker.tls_url, device="pv-0043", ca_key=None,
                    cert=str(tmp_path / "d.pem"), key=str(tmp_path / "d.key")))
-    assert (data / "tls" / "device.pem").read_bytes() == crt
+    assert (data / "etc" / "gridlink" / "device.pem").read_bytes() == crt
     assert failed(selftest(data)) == {}
     # another device's certificate is refused, naming the field
     with pytest.raises(SpecError, match=r"^cert: certificate is for 'pv-0043', not 'pv-0044'"):
@@ -177,16 +190,15 @@ def test_selftest_names_what_is_wrong(tmp_path, ca, tls_broker):
     data = tmp_path / "data"
     provision(spec(data, ca, tls_broker.tls_url))
     later = dt.datetime.now(dt.UTC) + dt.timedelta(days=900)
+    until = pki.info((data / "etc/gridlink/device.pem").read_bytes()).not_after
     assert failed(selftest(data, broker=False, now=later)) == {
-        "cert": f"device certificate expired on "
-                f"{pki.info((data / 'tls/device.pem').read_bytes()).not_after:%Y-%m-%d %H:%M}"
-                " UTC"}
-    prof = json.loads((data / "profile.json").read_text())
+        "cert": f"device certificate expired on {until:%Y-%m-%d %H:%M} UTC"}
+    prof = json.loads((data / "etc/gridlink/profile.json").read_text())
     prof["device_id"] = "pv-0001"
-    (data / "profile.json").write_text(json.dumps(prof))
+    (data / "etc/gridlink/profile.json").write_text(json.dumps(prof))
     tls_broker.stop()
     bad = failed(selftest(data, timeout=2))
-    assert bad["files"] == "profile.json changed"
+    assert bad["files"] == "etc/gridlink/profile.json changed"
     assert bad["profile"] == "names device 'pv-0001', not 'pv-0042'"
     assert "unreachable" in bad["broker"]
 
@@ -227,9 +239,10 @@ def test_a_fixed_position_gets_its_grid_from_the_map_and_selftest_locates_it(tmp
     data = tmp_path / "terminal"
     provision(spec(data, ca, broker.url, device="ft-0001", profile="fixed-terminal",
                    lat=lat, lon=lon))
-    prof = json.loads((data / "profile.json").read_text())
+    prof = json.loads((data / "etc/gridlink/profile.json").read_text())
     assert prof["grid"] == gm.locate(lon, lat) and prof["position"]["lat"] == lat
-    assert (data / "gridmap.glgm").read_bytes() == default_map("410106").read_bytes()
+    assert (data / "etc/gridlink/gridmap.glgm").read_bytes() == \
+        default_map("410106").read_bytes()
     grid = {c.name: c for c in selftest(data, broker=False)}["grid"]
     assert grid.ok and grid.detail.endswith(f"→ {prof['grid']}")
     # a position the map does not cover is named, and a grid that disagrees with it too

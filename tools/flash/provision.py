@@ -9,9 +9,12 @@ only a complete bundle is written, through :mod:`targets` (staged, renamed, mark
 
 What lands on the target:
 
-* a Raspberry Pi (profile platform ``raspberry-pi``), into its data directory:
-  ``identity.json`` (the marker), ``profile.json``, ``tls/ca.pem``, ``tls/device.pem``,
-  ``tls/device.key``, ``codebook.json``, ``gridmap.glgm`` (if given);
+* a Raspberry Pi (profile platform ``raspberry-pi``), under ``etc/gridlink/`` of the
+  target (the Pi's root: ``/`` on the Pi itself, or its SD card's root file system mounted
+  on the technician's machine), where ``firmware/systemd/gridlink-device.service`` reads
+  them: ``device.env`` (GRIDLINK_PROFILE, GRIDLINK_BROKER, GRIDLINK_DEVICE_ID),
+  ``ca.pem``, ``device.pem``, ``device.key``, ``profile.json``, ``codebook.json``,
+  ``gridmap.glgm`` (the given or the district's map), and ``identity.json`` (the marker);
 * a MicroPython board, under ``/gridlink/`` on its flash (a directory target is a mirror of
   the flash, as for the simulated board): ``config.json`` (the marker; what the node
   reads), ``profile.json``, ``ca.pem``, ``device.pem``, ``device.key``, ``codebook.json``,
@@ -36,6 +39,9 @@ DISTRICT = re.compile(r"^[1-9][0-9]{5}$")
 CSV_REQUIRED = ("device", "district", "profile", "target")
 CSV_OPTIONAL = ("broker", "object", "lat", "lon", "grid", "cert", "key")
 TOOL = "gridlink-flash/0.1.0"
+MCU_DIR = "gridlink/"         # on a board's flash
+PI_DIR = "etc/gridlink/"      # under a Pi's root, where the systemd unit looks
+TLS_FILES = {"ca": "ca.pem", "cert": "device.pem", "key": "device.key"}
 
 
 class SpecError(FlashError):
@@ -247,18 +253,22 @@ def make_bundle(spec):
                   "/var/lib/gridlink)")
     book, book_id = _codebook(spec, prof["standard"])
     pem = _tls(spec, tls)
-    prefix = "gridlink/" if mcu else ""
-    tlsdir = prefix if mcu else "tls/"
+    prefix = MCU_DIR if mcu else PI_DIR
     files = {prefix + "profile.json": _json(prof), prefix + "codebook.json": book}
     if gridmap is not None:
         files[prefix + "gridmap.glgm"] = gridmap
     broker = {"url": spec.broker, "host": host, "port": port, "tls": tls}
     if pem:
-        files[tlsdir + "ca.pem"], files[tlsdir + "device.pem"], files[tlsdir + "device.key"] = (
-            pem[0], pem[1], pem[2])
-        broker.update({"ca": "/" + tlsdir + "ca.pem", "cert": "/" + tlsdir + "device.pem",
-                       "key": "/" + tlsdir + "device.key"} if mcu else
-                      {"ca": "tls/ca.pem", "cert": "tls/device.pem", "key": "tls/device.key"})
+        for name, data in zip(("ca", "cert", "key"), pem[:3], strict=True):
+            rel = prefix + TLS_FILES[name]
+            files[rel] = data
+            broker[name] = "/" + rel
+    if not mcu:
+        files[prefix + "device.env"] = (
+            "# written by gridlink flash provision (docs/flash.md); read by\n"
+            "# firmware/systemd/gridlink-device.service\n"
+            f"GRIDLINK_PROFILE=/{prefix}profile.json\nGRIDLINK_BROKER={spec.broker}\n"
+            f"GRIDLINK_DEVICE_ID={spec.device}\n").encode()
     provision = {"tool": TOOL, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "files": {rel: _sha(data) for rel, data in sorted(files.items())}}
     if mcu:
@@ -268,7 +278,7 @@ def make_bundle(spec):
             cfg["wifi"] = {"ssid": spec.wifi[0], "psk": spec.wifi[1]}
         files[marker] = _json(cfg)
     else:
-        marker = "identity.json"
+        marker = PI_DIR + "identity.json"
         files[marker] = _json({"v": 1, "device": spec.device, "district": spec.district,
                                "profile": prof["profile"], "broker": broker,
                                "codebook": book_id, "provision": provision})

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import pki, targets
 from .errors import FlashError
-from .provision import _sha, parse_broker
+from .provision import MCU_DIR, PI_DIR, TLS_FILES, _sha, parse_broker
 
 
 class Check:
@@ -26,7 +26,7 @@ class Check:
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name:<9} {self.detail}"
 
 
-MARKERS = (("gridlink/config.json", "micropython"), ("identity.json", "pi"))
+MARKERS = ((MCU_DIR + "config.json", "micropython"), (PI_DIR + "identity.json", "pi"))
 
 
 def _marker(target):
@@ -38,7 +38,7 @@ def _marker(target):
                 return rel, kind, json.loads(data)
             except ValueError as exc:
                 raise FlashError(f"{target.name}: {rel} is not valid JSON ({exc})") from None
-    raise FlashError(f"{target.name}: not provisioned (no gridlink/config.json or identity.json)")
+    raise FlashError(f"{target.name}: not provisioned (no {' or '.join(r for r, _ in MARKERS)})")
 
 
 def selftest(target, broker=True, timeout=5.0, now=None):
@@ -48,7 +48,7 @@ def selftest(target, broker=True, timeout=5.0, now=None):
     """
     t = targets.open_target(target)
     rel, kind, marker = _marker(t)
-    prefix = "gridlink/" if kind == "micropython" else ""
+    prefix = MCU_DIR if kind == "micropython" else PI_DIR
     checks = []
     files = {}
     bad = []
@@ -66,7 +66,7 @@ def selftest(target, broker=True, timeout=5.0, now=None):
     device = marker.get("device")
     prof = _json(files.get(prefix + "profile.json"))
     checks.append(_profile_check(prof, device))
-    tls = _tls_check(files, prefix if kind == "micropython" else "tls/", now)
+    tls = _tls_check(files, prefix, now)
     checks.append(tls[0])
     checks.append(_grid_check(files.get(prefix + "gridmap.glgm"), prof))
     checks.append(_book_check(files.get(prefix + "codebook.json"), marker.get("codebook")))
@@ -96,7 +96,7 @@ def _profile_check(prof, device):
 
 
 def _tls_check(files, d, now):
-    ca, cert, key = (files.get(d + n) for n in ("ca.pem", "device.pem", "device.key"))
+    ca, cert, key = (files.get(d + TLS_FILES[n]) for n in ("ca", "cert", "key"))
     if ca is None and cert is None and key is None:
         return Check("cert", True, "no TLS material (plain mqtt://)"), None
     if None in (ca, cert, key):
