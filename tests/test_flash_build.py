@@ -76,3 +76,13 @@ def test_the_cli_builds_and_prints_sizes(tmp_path, capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[-1].endswith(f"bytes → {tmp_path / 'img'}")
     assert any(line.endswith("lib/gridnode/mqtt.mpy") for line in out)
+
+
+def test_the_cli_flashes_a_verified_image(image, tmp_path, capsys):
+    from gridlink.cli import main
+
+    assert main(["flash", "flash", str(image), str(tmp_path / "flash")]) == 0
+    assert capsys.readouterr().out.strip().endswith(f"files → {tmp_path / 'flash'}")
+    assert fb.sha256_file(tmp_path / "flash" / "main.py") == fb.sha256_file(image / "main.py")
+    assert main(["flash", "flash", str(tmp_path / "nothing"), str(tmp_path / "f2")]) == 2
+    assert "no readable manifest.json" in capsys.readouterr().err
