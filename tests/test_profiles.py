@@ -14,6 +14,8 @@ from gridlink.firmware.device.profile import (
     validate,
 )
 from gridlink.firmware.errors import ProfileError
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 
 SHIPPED = shipped_profiles()
@@ -195,3 +197,36 @@ def test_profiles_are_not_mutated_by_validation():
     before = copy.deepcopy(p)
     validate(p)
     assert p == before
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
+    | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=10)
+
+
+def paths(obj, prefix=()):
+    yield prefix
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield from paths(v, (*prefix, k))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield from paths(v, (*prefix, i))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.sampled_from([p.stem for p in SHIPPED]), st.data(), json_values)
+def test_any_value_anywhere_gives_problems_never_a_crash(name, data, value):
+    prof = shipped(name)
+    where = data.draw(st.sampled_from(list(paths(prof))[1:]))
+    node = prof
+    for step in where[:-1]:
+        node = node[step]
+    node[where[-1]] = value
+    found = validate(prof, "x.json")
+    assert isinstance(found, list)
+    for p in found:
+        assert str(p).startswith("x.json: ") and p.message

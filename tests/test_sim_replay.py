@@ -10,6 +10,8 @@ from gridlink.firmware.core.nmea import NmeaDecoder, decode
 from gridlink.firmware.core.track import distance_m
 from gridlink.firmware.errors import DeviceError
 from gridlink.firmware.sim import replay
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 ORIGIN = (34.8095, 113.2965)
 CAPTURES = ["nmea-rtk.log", "ublox-8.log", "quectel-eg25-g.log", "beidou-bd.log",
@@ -112,3 +114,38 @@ def test_dirty_capture_bytes_arrive_unchanged():
             assert chunk
             got += chunk
     assert got == want
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.binary(max_size=90).map(lambda b: b + b"\r\n"), max_size=30))
+def test_translation_never_breaks_on_arbitrary_bytes(lines):
+    moved = replay.translate(lines, ORIGIN)
+    assert len(moved) == len(lines)
+    for old, new in zip(lines, moved, strict=True):
+        if replay.sentence_position(old) is None:
+            assert new == old
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(-89.9, 89.9), st.floats(-179.9, 179.9), st.integers(3, 8),
+       st.sampled_from(["GGA", "RMC", "GLL"]))
+def test_a_shift_lands_on_the_origin_at_the_sentence_resolution(lat, lon, decimals, kind):
+    def field(deg, width, hemis):
+        value, hemi = replay._fmt(deg, width, decimals, hemis)
+        return f"{value},{hemi}"
+
+    pos = f"{field(lat, 2, 'NS')},{field(lon, 3, 'EW')}"
+    body = {"GGA": f"GPGGA,120000.00,{pos},1,08,1.0,10.0,M,0.0,M,,",
+            "RMC": f"GPRMC,120000.00,A,{pos},0.5,0.0,281126,,,A",
+            "GLL": f"GPGLL,{pos},120000.00,A,A"}[kind]
+    check = 0
+    for b in body.encode():
+        check ^= b
+    line = f"${body}*{check:02X}\r\n".encode()
+    assert replay.sentence_position(line) is not None
+    (moved,) = replay.translate([line], ORIGIN)
+    got = replay.sentence_position(moved)
+    tol = 10 ** -decimals / 60 * 1.01
+    assert got[0] == pytest.approx(ORIGIN[0], abs=tol)
+    assert got[1] == pytest.approx(ORIGIN[1], abs=tol)
+    assert pynmea2.parse(moved.decode().strip(), check=True)

@@ -112,7 +112,11 @@ def cmd_run(args):
                  sim_loop=False if args.no_sim_loop else None, map_path=args.map,
                  cancel_grace=args.cancel_grace, status_interval=args.status_interval,
                  kiosk_port=args.kiosk_port, reconnect_max=args.reconnect_max)
-    dev.start()
+    try:
+        dev.start()
+    except BaseException:
+        dev.stop()                    # whatever came up goes down cleanly
+        raise
     dev.run_forever()
     return 0
 

@@ -118,6 +118,7 @@ class Device:
         self.grace = {}                 # report id → wall time its cancel grace ends
         self.last_button = None
         self.parts = []
+        self.store = None
         self.replayer = self.gnss = self.camera = self.delivery = self.triggers = None
         self.kiosk = self.control = self.gridmap = self._map_file = None
         self.thinner = self.batch = None
@@ -164,7 +165,7 @@ class Device:
         self.parts.append(Pace(1.0, self._watch_change, "status-change").start())
         period = watchdog_period()
         if period:
-            self.parts.append(Pace(period, lambda: notify("WATCHDOG=1"), "watchdog").start())
+            self.parts.append(Pace(period, self._watchdog, "watchdog").start())
         notify(f"READY=1\nSTATUS=device {self.device} running")
         log.info("device %s (%s) started: data %s, broker %s%s", self.device, self.kind,
                  self.data_dir, self.broker, ", simulated hardware" if self.sim else "")
@@ -227,7 +228,8 @@ class Device:
             self.kiosk.stop()
         if self.camera is not None:
             self.camera.close()
-        self.store.close()
+        if self.store is not None:
+            self.store.close()
         if self._map_file is not None:
             self._map_file.close()
         log.info("device %s stopped", self.device)
@@ -476,6 +478,22 @@ class Device:
             out["replay"] = {"capture": str(self.replayer.capture), "pty": self.replayer.path,
                              "lines": self.replayer.sent_lines, "rounds": self.replayer.rounds}
         return out
+
+    def alive(self):
+        """True while every worker thread runs (what the systemd watchdog vouches for)."""
+        threads = [self.delivery._thread]
+        if self.gnss is not None:
+            threads.append(self.gnss._thread)
+        if self.control is not None:
+            threads.append(self.control._thread)
+        return all(t.is_alive() for t in threads)
+
+    def _watchdog(self):
+        if self.alive():
+            notify("WATCHDOG=1")
+        else:
+            log.error("a worker thread died; withholding the watchdog ping so systemd "
+                      "restarts the device")
 
     def _watch_change(self):
         """A status goes out on change too: GNSS state, fix mode, open tasks."""
