@@ -20,6 +20,7 @@ BACKOFF_MIN_MS = 2000
 BACKOFF_MAX_MS = 600000
 CONNECT_TRIES = 3
 ACK_WAIT_S = 10
+MAX_PER_WAKE = 20  # reports published per wake: bounds the time awake after an outage
 
 
 class State:
@@ -141,8 +142,13 @@ class Node:
             codebook=cfg.get("codebook", ""), profile=cfg.get("profile", "sensor-node")))
 
     def _pending(self):
-        # [(outbox seq, report id, payload)] in capture order
-        return [(s, json.loads(p)["id"], p) for s, _, p in self.outbox.pending(REPORT)]
+        # [(outbox seq, report id, payload)] in capture order, the oldest MAX_PER_WAKE
+        out = []
+        for s, _, p in self.outbox.pending(REPORT):
+            out.append((s, json.loads(p)["id"], p))
+            if len(out) == MAX_PER_WAKE:
+                break
+        return out
 
     def deliver(self):
         # Publish the status and every pending report, wait for the gateway's acks.
@@ -153,7 +159,8 @@ class Node:
             return False
         try:
             c.subscribe(self.topic("ack"), 1)
-            c.publish(self.topic("status"), self._status(len(pending)), retain=True, qos=1)
+            c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
+                      retain=True, qos=1)
             for _, rid, data in pending:
                 if rid not in self.acked:
                     c.publish(self.topic("report"), data, qos=1)
