@@ -250,3 +250,30 @@ def test_a_bad_config_is_named_on_the_console_and_nothing_is_sent(node, gateway)
     assert "/gridlink/config.json: tilt.object must be 17 digits, not '4101060100200012'" in out
     assert node.last_sleep_ms == 600000 and gateway.reports == []
     assert json.loads(cfg_path.read_text()) == cfg  # left for the technician to see
+
+
+def test_a_backlog_drains_twenty_reports_per_wake_in_capture_order(node, gateway):
+    from gridlink.firmware.core import messages
+    from gridlink.firmware.core.report import make_report
+    from gridlink.firmware.core.seqfile import SequenceFile
+
+    data = node.flash / "gridlink"
+    (data / "outbox").mkdir(exist_ok=True)
+    seq = SequenceFile(str(data / "seq"))
+    with Outbox(str(data / "outbox")) as ob:  # 25 reports captured while the broker was away
+        for _ in range(25):
+            rep = make_report("sn-0007", seq.next(), None, 1795831536.0, "component",
+                              "GB/T 47678.5-2026", "01002", object_id=OBJECT, source="sensor")
+            ob.append(REPORT, messages.encode(rep))
+    node.set_reset_cause(4)
+    node.set_pin(PIN, 1)
+    node.run()
+    assert [r["seq"] for r in gateway.reports] == list(range(1, 21))
+    assert [r["seq"] for r in outbox(node)[0]] == list(range(21, 26))
+    assert node.last_sleep_ms == 10000  # more waiting: wake again soon
+    node.run()
+    assert [r["seq"] for r in gateway.reports] == list(range(1, 26))
+    assert outbox(node) == ([], []) and node.last_sleep_ms == 300 * 1000
+    node.set_pin(PIN, 0)
+    node.run()
+    assert gateway.reports[-1]["seq"] == 26  # the node's own numbering goes on after them
