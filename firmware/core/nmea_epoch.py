@@ -120,26 +120,20 @@ class EpochAssembler:
             date = self._date
         if tod is not None:
             self._last_tod = tod
-        fix = Fix(date, tod)
         if ep.valid and ep.lat is not None:
-            fix.lat = ep.lat
-            fix.lon = ep.lon
-            fix.alt = ep.alt
+            alt = ep.alt
             if ep.gsa_mode >= MODE_2D:
                 mode = ep.gsa_mode
-            elif ep.alt is not None and (ep.sats is None or ep.sats >= 4):
+            elif alt is not None and (ep.sats is None or ep.sats >= 4):
                 mode = MODE_3D
             elif self._last_mode >= MODE_2D:
                 mode = self._last_mode
             else:
                 mode = MODE_2D
-            fix.mode = mode
-            fix.status = ep.status if ep.status > 0 else STATUS_GPS
+            fix = Fix(date, tod, ep.lat, ep.lon, alt, ep.speed, ep.track, mode,
+                      ep.status if ep.status > 0 else STATUS_GPS)
         else:
-            fix.mode = MODE_NONE
-            fix.status = STATUS_NONE
-        fix.speed = ep.speed
-        fix.track = ep.track
+            fix = Fix(date, tod, None, None, None, ep.speed, ep.track, MODE_NONE, STATUS_NONE)
         if ep.sats is not None:
             fix.sats = ep.sats
         elif ep.gsa_used >= 0:
