@@ -41,6 +41,21 @@ def register(parser):
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
+    ret = sub.add_parser("retire", help="take one worker out for good: commit what the broker "
+                                        "queued for its session, then end the session")
+    for a in ("--broker", "--db"):
+        ret.add_argument(a, required=True)
+    ret.add_argument("--grid")
+    ret.add_argument("--photos")
+    ret.add_argument("--client-id", default="gridlink-gateway")
+    ret.add_argument("--worker-index", type=int, required=True)
+    ret.add_argument("--idle", type=float, default=2.0,
+                     help="seconds without a message before the session is ended")
+    for a in ("--tls-ca", "--tls-cert", "--tls-key"):
+        ret.add_argument(a)
+    ret.add_argument("--tls-insecure", action="store_true")
+    ret.set_defaults(func=cmd_retire)
+
     mig = sub.add_parser("migrate", help="create or upgrade the store's tables")
     mig.add_argument("--db", required=True)
     mig.set_defaults(func=cmd_migrate)
@@ -56,6 +71,21 @@ def cmd_migrate(args):
     finally:
         store.close()
     return 0
+
+
+def cmd_retire(args):
+    from . import logs
+    from .service import Gateway
+
+    logs.setup("info", worker=args.worker_index)
+    gw = Gateway(broker=args.broker, db=args.db, grid=args.grid, photos=args.photos,
+                 worker=args.worker_index, client_id=args.client_id, tls=_tls(args))
+    gw.start()
+    ok = gw.runtime.retire(idle=args.idle)
+    gw.stop()
+    print(f"worker {args.client_id}-{args.worker_index}: "
+          + ("session ended" if ok else "could not drain; session kept"))
+    return 0 if ok else 1
 
 
 def _tls(args):

@@ -60,6 +60,8 @@ class GatewayRuntime:
         self._subscribed = threading.Event()
         self._writer = None
         self._last_publish = None
+        self._last_message = time.monotonic()
+        self._end_session = False
         self.committed_batches = 0
         self.client = make_client(client_id, tls=tls, broker=self.broker)
         self.client.max_inflight_messages_set(max(20, pending_max))
@@ -107,6 +109,8 @@ class GatewayRuntime:
         broker redelivers them to the next session.  If the store stays unavailable past
         ``stop_timeout``, the queued batch is left unacknowledged too.
         """
+        if self._stopping.is_set():
+            return
         self._receiving = False
         self._stopping.set()
         self._queue.put(_STOP)
@@ -116,9 +120,44 @@ class GatewayRuntime:
         if info is not None and self._connected.is_set():
             with contextlib.suppress(RuntimeError, ValueError):
                 info.wait_for_publish(2.0)
-        self.client.disconnect()
+        props = None
+        if self._end_session:
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.DISCONNECT)
+            props.SessionExpiryInterval = 0
+        self.client.disconnect(properties=props)
         self.client.loop_stop()
         self.metrics.connected.set(0)
+
+    def retire(self, idle=2.0, timeout=600.0):
+        """Empty this worker's session for good (scaling down a shared subscription).
+
+        A stopped worker's persistent session stays in the ``$share`` group, and the
+        broker keeps handing it its share of the messages.  ``retire`` takes what is
+        queued for the session, commits it, and once nothing has arrived for ``idle``
+        seconds unsubscribes and disconnects with session expiry 0: the broker forgets
+        the session and the remaining workers get everything.  Returns True when idle
+        was reached within ``timeout``.
+        """
+        if not self.wait_ready(30):
+            return False
+        deadline = time.monotonic() + timeout
+        while time.monotonic() - self._last_message < idle or self.metrics_queue_depth():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.1)
+        done = threading.Event()
+        self.client.on_unsubscribe = lambda *a: done.set()
+        self.client.unsubscribe(topics.subscriptions(self.shared, self.status))
+        done.wait(10)
+        self._end_session = True
+        self.stop()
+        return True
+
+    def metrics_queue_depth(self):
+        return self.metrics.queue_depth._value.get()
 
     def __enter__(self):
         return self.start()
@@ -173,6 +212,7 @@ class GatewayRuntime:
                 if k == "sent_at":
                     with contextlib.suppress(ValueError):
                         sent_at = float(v)
+        self._last_message = time.monotonic()
         self._queue.put((msg.topic, msg.payload, time.time(), msg.mid, msg.qos, self._gen,
                          sent_at))
         self.metrics.queue_depth.inc()

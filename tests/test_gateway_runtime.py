@@ -188,3 +188,35 @@ def test_sigterm_commits_or_leaves_unacked(broker, tmp_path):
     assert count(store, "reports", "seq <= ?", (n,)) == n and first <= n
     store.close()
     pub.close()
+
+
+def test_retire_hands_a_stopped_workers_share_back(broker, tmp_path):
+    """A stopped worker's session keeps getting its share of a $share subscription;
+    ``retire`` commits what it was given and ends the session, so nothing waits for it."""
+    url = f"sqlite:///{tmp_path}/intake.sqlite"
+    grid = grid_map_file(tmp_path)
+
+    def worker(i):
+        gw = Gateway(broker=broker.url, db=url, grid=grid, photos=tmp_path / "photos",
+                     worker=i).start()
+        assert gw.runtime.wait_ready(10)
+        return gw
+
+    w0, w1 = worker(0), worker(1)
+    w1.stop()  # its session stays in the share group
+    pub = Publisher(broker.port)
+    for seq in range(1, 401):
+        pub.publish(topic("pv-0001", "report"), encode(report(seq=seq)))
+    pub.wait_acked(400)
+    w1 = Gateway(broker=broker.url, db=url, grid=grid, photos=tmp_path / "photos", worker=1)
+    w1.start()
+    assert w1.runtime.retire(idle=0.5)
+    parked = w1.metrics.reports.labels("accepted")._value.get()
+    w1.stop()
+    assert parked > 0  # the broker had parked a share in the stopped worker's session
+    wait_for(lambda: count(w0.store, "reports") == 400, 20, "all 400")
+    for seq in range(401, 601):
+        pub.publish(topic("pv-0001", "report"), encode(report(seq=seq)))
+    wait_for(lambda: count(w0.store, "reports") == 600, 20, "all 600 through worker 0")
+    pub.close()
+    w0.stop()

@@ -1,0 +1,259 @@
+"""How fast is the gateway?  Against a trivial subscriber measured in the same run.
+
+    .venv/bin/python benchmarks/bench_gateway.py [--quick] [--soak]
+
+Everything runs on this machine: a private Mosquitto, a paho publisher (this process),
+and the consumer in its own process — a trivial paho subscriber (the reference: receive
+and count) or ``gridlink gateway run`` (judge, group commit, PUBACK after commit, device
+ack).  Figures:
+
+- ceiling: publisher → trivial subscriber, messages/s; gateway: the same publisher →
+  gateway → committed rows (zero loss checked), and the ratio (goal ≥ 0.8);
+- drain: a backlog published while the gateway is down, drained into SQLite (goal ≥ 20,000/s);
+- latency: publish → committed_at (and → device ack received) at a paced 2,000 reports/s,
+  p50/p99 (goal p99 ≤ 50 ms);
+- workers: the backlog drained into PostgreSQL by one worker vs two (shared subscription).
+
+Writes benchmarks/results/gateway.json.
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from gridlink.gateway.clock import epoch_from_iso  # noqa: E402
+from gridlink.gateway.store import open_store  # noqa: E402
+
+from tests.brokers import Mosquitto  # noqa: E402
+from tests.gateway_rig import (  # noqa: E402
+    GatewayProcess,
+    Publisher,
+    count,
+    drop_store,
+    encode,
+    grid_map_file,
+    pg_available,
+    pg_url,
+    report,
+    topic,
+    wait_for,
+)
+
+OUT = ROOT / "benchmarks" / "results" / "gateway.json"
+
+TRIVIAL_SUBSCRIBER = """
+import sys, time, threading, json
+import paho.mqtt.client as mqtt
+port, n = int(sys.argv[1]), int(sys.argv[2])
+got = [0, None, None]
+done = threading.Event()
+def on_message(c, u, m):
+    if got[1] is None:
+        got[1] = time.time()
+    got[0] += 1
+    if got[0] >= n:
+        got[2] = time.time()
+        done.set()
+def on_subscribe(*a):
+    print("ready", flush=True)
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-trivial",
+                protocol=mqtt.MQTTv5)
+c.on_message = on_message
+c.on_subscribe = on_subscribe
+c.on_connect = lambda c, *a: c.subscribe("gridlink/v1/+/+/report", 1)
+c.connect("127.0.0.1", port)
+c.loop_start()
+done.wait(300)
+print(json.dumps({"n": got[0], "last": got[2]}), flush=True)
+"""
+
+
+def payloads(device, n):
+    return [(topic(device, "report"), encode(report(device, s, time=_now_iso())))
+            for s in range(1, n + 1)]
+
+
+def _now_iso():
+    from gridlink.gateway.clock import utc_now_iso
+
+    return utc_now_iso()
+
+
+def publish_all(pub, msgs):
+    t0 = time.time()
+    for t, p in msgs:
+        pub.publish(t, p)
+    return t0
+
+
+def ceiling(broker, n):
+    sub = subprocess.Popen([sys.executable, "-c", TRIVIAL_SUBSCRIBER, str(broker.port), str(n)],
+                           stdout=subprocess.PIPE, text=True)
+    assert sub.stdout.readline().strip() == "ready"
+    pub = Publisher(broker.port, inflight=200)
+    msgs = payloads("pv-0101", n)
+    t0 = publish_all(pub, msgs)
+    result = json.loads(sub.stdout.readline())
+    sub.wait()
+    pub.close()
+    assert result["n"] == n, f"trivial subscriber lost messages: {result}"
+    return n / (result["last"] - t0)
+
+
+def gateway_live(broker, workdir, n):
+    db = f"sqlite:///{workdir}/live.sqlite"
+    store = open_store(db)
+    store.migrate()
+    with GatewayProcess(broker.url, db, grid_map_file(workdir), workdir, "--client-id",
+                        "bench-live"):
+        pub = Publisher(broker.port, inflight=200)
+        msgs = payloads("pv-0102", n)
+        t0 = publish_all(pub, msgs)
+        wait_for(lambda: count(store, "reports") >= n, 300, f"{n} rows")
+        t1 = time.time()
+        pub.close()
+    assert count(store, "reports") == n, "loss or duplicates"
+    store.close()
+    return n / (t1 - t0)
+
+
+def drain(broker, workdir, db, n, workers=1, tag="drain"):
+    store = open_store(db)
+    store.migrate()
+    extra = ["--client-id", f"bench-{tag}", "--workers", str(workers)]
+    # register the session(s), then go down
+    gw = GatewayProcess(broker.url, db, grid_map_file(workdir), workdir, *extra).start()
+    if workers > 1:
+        wait_for(lambda: Path(gw.log).read_bytes().count(b'"message": "subscribed"')
+                 >= workers, 30, "all workers subscribed")
+    gw.terminate()
+    devices = [f"pv-{200 + i:04d}" for i in range(4)]
+    pubs = [Publisher(broker.port, inflight=500) for _ in devices]
+    threads = [threading.Thread(target=publish_all, args=(p, payloads(d, n // len(devices))))
+               for p, d in zip(pubs, devices, strict=True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for p in pubs:
+        p.wait_acked(n // len(devices), 300)
+        p.close()
+    total = (n // len(devices)) * len(devices)
+    t0 = time.time()
+    gw.start(wait=False)
+    wait_for(lambda: count(store, "reports") >= total, 600, f"{total} rows")
+    rate = total / (time.time() - t0)
+    gw.terminate()
+    assert count(store, "reports") == total
+    drop_store(store)
+    return rate
+
+
+def latency(broker, workdir, rate, seconds):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    db = f"sqlite:///{workdir}/latency.sqlite"
+    store = open_store(db)
+    store.migrate()
+    n = int(rate * seconds)
+    acked = {}
+    with GatewayProcess(broker.url, db, grid_map_file(workdir), workdir, "--client-id",
+                        "bench-latency"):
+        pub = Publisher(broker.port, inflight=200)
+        pub.client.on_message = lambda c, u, m: acked.setdefault(
+            json.loads(m.payload)["id"], time.time())
+        pub.subscribe("gridlink/v1/410106/pv-0301/ack")
+        sent = {}
+        t_start = time.perf_counter()
+        for seq in range(1, n + 1):
+            due = t_start + (seq - 1) / rate
+            while time.perf_counter() < due:
+                time.sleep(max(0.0, min(0.001, due - time.perf_counter())))
+            props = Properties(PacketTypes.PUBLISH)
+            now = time.time()
+            props.UserProperty = ("sent_at", repr(now))
+            rid = f"pv-0301:{seq:012d}"
+            sent[rid] = now
+            pub.publish(topic("pv-0301", "report"), encode(report("pv-0301", seq,
+                                                                  time=_now_iso())),
+                        properties=props)
+        achieved = n / (time.perf_counter() - t_start)
+        wait_for(lambda: count(store, "reports") >= n and len(acked) >= n, 120, "all acked")
+        pub.close()
+    rows = store.fetchall("SELECT id, committed_at FROM reports")
+    store.close()
+    to_commit = sorted(epoch_from_iso(r["committed_at"]) - sent[r["id"]] for r in rows)
+    to_ack = sorted(acked[k] - sent[k] for k in sent)
+
+    def pct(xs, p):
+        return round(1000 * xs[min(len(xs) - 1, int(p * len(xs)))], 2)
+
+    return {"rate_asked": rate, "rate_achieved": round(achieved), "reports": n,
+            "commit_p50_ms": pct(to_commit, 0.50), "commit_p99_ms": pct(to_commit, 0.99),
+            "ack_p50_ms": pct(to_ack, 0.50), "ack_p99_ms": pct(to_ack, 0.99)}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="quarter-size runs")
+    ap.add_argument("--soak", action="store_true", help="larger runs (several minutes)")
+    args = ap.parse_args(argv)
+    scale = 0.25 if args.quick else (5 if args.soak else 1)
+    n_live, n_drain, n_pg = int(8000 * scale), int(20000 * scale), int(8000 * scale)
+    out = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0]}}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        # a fresh broker per stage: a stopped worker's persistent session stays in the
+        # $share group and would be handed its share of a later stage's messages
+        with Mosquitto(work / "b1") as broker:
+            ceil = statistics.median(ceiling(broker, n_live) for _ in range(2))
+        with Mosquitto(work / "b2") as broker:
+            live = gateway_live(broker, work, n_live)
+        out["ceiling_msgs_per_s"] = round(ceil)
+        out["gateway_live_reports_per_s"] = round(live)
+        out["gateway_vs_ceiling"] = round(live / ceil, 3)
+        print(f"ceiling (paho → trivial subscriber): {ceil:9.0f} msg/s")
+        print(f"gateway (paho → gateway → commit):   {live:9.0f} reports/s  "
+              f"ratio {live / ceil:.2f} (goal ≥ 0.80)")
+        with Mosquitto(work / "b3") as broker:
+            d = drain(broker, work, f"sqlite:///{work}/drain.sqlite", n_drain)
+        out["drain_sqlite_reports_per_s"] = round(d)
+        out["drain_vs_ceiling"] = round(d / ceil, 3)
+        print(f"backlog drain, SQLite, {n_drain} reports: {d:9.0f} reports/s (goal ≥ 20,000)")
+        with Mosquitto(work / "b4") as broker:
+            lat = latency(broker, work, 500 if args.quick else 2000, 2 if args.quick else 5)
+        out["latency"] = lat
+        print(f"publish → commit at {lat['rate_achieved']}/s: p50 {lat['commit_p50_ms']} ms, "
+              f"p99 {lat['commit_p99_ms']} ms (goal ≤ 50); → device ack: p50 "
+              f"{lat['ack_p50_ms']} ms, p99 {lat['ack_p99_ms']} ms")
+        if pg_available():
+            with Mosquitto(work / "b5") as broker:
+                one = drain(broker, work, pg_url("bench1"), n_pg, 1, "pg1")
+            with Mosquitto(work / "b6") as broker:
+                two = drain(broker, work, pg_url("bench2"), n_pg, 2, "pg2")
+            out["drain_postgres_1_worker"] = round(one)
+            out["drain_postgres_2_workers"] = round(two)
+            out["postgres_2_vs_1"] = round(two / one, 3)
+            print(f"backlog drain, PostgreSQL, {n_pg} reports: 1 worker {one:.0f}/s, "
+                  f"2 workers {two:.0f}/s, ratio {two / one:.2f}")
+    out["sizes"] = {"live": n_live, "drain": n_drain, "postgres": n_pg}
+    out["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
+    OUT.parent.mkdir(exist_ok=True)
+    OUT.write_text(json.dumps(out, indent=2) + "\n")
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
