@@ -78,6 +78,34 @@ def test_same_fixes_with_and_without_translation_apart_from_position():
     assert steps_b == pytest.approx(steps_a, rel=2e-3, abs=0.005)
 
 
+@pytest.mark.parametrize("name", ["nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log"])
+def test_retiming_moves_every_epoch_by_the_same_whole_seconds(name):
+    path = available(name)
+    if path is None:
+        pytest.skip(f"{name} not in ../shared")
+    lines = replay.read_capture(path)
+    start = replay.first_epoch(lines)
+    now = 1_795_000_000.0                          # 2026-11-18, crosses no leap second
+    offset = round(now - start)
+    moved = [replay.retime_sentence(line, offset) for line in lines]
+    before = [f for f in decode(b"".join(lines), min_year=2000) if f.epoch is not None]
+    after = [f for f in decode(b"".join(moved)) if f.epoch is not None]
+    assert len(after) == len(before) > 0
+    assert {round(b.epoch - a.epoch, 6) for a, b in zip(before, after, strict=True)} == {offset}
+    assert [(a.lat, a.lon, a.status) for a in before] == [(b.lat, b.lon, b.status) for b in after]
+    assert abs(after[0].epoch - now) < 1
+
+
+def test_replayer_starts_each_round_now():
+    with replay.Replayer("nmea-rtk.log", speed=1000, clock=lambda: 1_795_000_000.0) as rp:
+        port = serial.serial_for_url(rp.path, baudrate=9600, timeout=0.5)
+        dec, got = NmeaDecoder(), []
+        while not got:
+            got.extend(f for f in dec.feed(port.read(4096)) if f.epoch)
+        port.close()
+    assert abs(got[0].epoch - 1_795_000_000.0) < 1
+
+
 def test_epochs_follow_the_sentence_times():
     lines = replay.read_capture(replay.find_capture("nmea-rtk.log"))
     groups = replay.epochs(lines)
@@ -89,7 +117,7 @@ def test_epochs_follow_the_sentence_times():
 def test_replay_through_a_pty_into_pyserial_decodes_like_the_file():
     lines = replay.translate(replay.read_capture(replay.find_capture("nmea-rtk.log")), ORIGIN)
     expected = decode(b"".join(lines))
-    with replay.Replayer("nmea-rtk.log", speed=1000, origin=ORIGIN) as rp:
+    with replay.Replayer("nmea-rtk.log", speed=1000, origin=ORIGIN, retime=False) as rp:
         port = serial.serial_for_url(rp.path, baudrate=9600, timeout=0.5)
         dec, got = NmeaDecoder(), []
         while len(got) < len(expected) - 1:
@@ -106,7 +134,7 @@ def test_dirty_capture_bytes_arrive_unchanged():
     if path is None:
         pytest.skip("shared captures not present")
     lines = replay.read_capture(path)
-    with replay.Replayer(path, speed=1000) as rp:
+    with replay.Replayer(path, speed=1000, retime=False) as rp:
         want = b"".join(lines)
         got = b""
         while len(got) < len(want):

@@ -35,6 +35,8 @@ def register(parser):
     p.add_argument("--sim-origin", metavar="LAT,LON",
                    help="move the replayed track so it starts here")
     p.add_argument("--no-sim-loop", action="store_true", help="replay the capture once")
+    p.add_argument("--sim-keep-time", action="store_true",
+                   help="keep the capture's own dates (default: each round starts now)")
     p.add_argument("--map", help="compiled grid map (.glgm) for the grid lookup")
     p.add_argument("--cancel-grace", type=float,
                    help="seconds a long press may still cancel a report (default: profile)")
@@ -109,7 +111,8 @@ def cmd_run(args):
                  tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                  gnss_port=args.gnss_port, sim_capture=args.sim_capture,
                  sim_speed=args.sim_speed, sim_origin=origin,
-                 sim_loop=False if args.no_sim_loop else None, map_path=args.map,
+                 sim_loop=False if args.no_sim_loop else None,
+                 sim_retime=not args.sim_keep_time, map_path=args.map,
                  cancel_grace=args.cancel_grace, status_interval=args.status_interval,
                  kiosk_port=args.kiosk_port, reconnect_max=args.reconnect_max)
     try:

@@ -70,7 +70,7 @@ class Device:
 
     def __init__(self, profile, data_dir, broker, *, device_id=None, district=None, sim=False,
                  tls_ca=None, tls_cert=None, tls_key=None, gnss_port=None, sim_capture=None,
-                 sim_speed=None, sim_origin=None, sim_loop=None, map_path=None,
+                 sim_speed=None, sim_origin=None, sim_loop=None, sim_retime=True, map_path=None,
                  cancel_grace=None, status_interval=None, kiosk_port=None, console=True,
                  reconnect_max=30.0):
         if profile["platform"] != "raspberry-pi":
@@ -89,7 +89,7 @@ class Device:
             raise errors.DeviceError(f"bad device id or district: {exc}") from None
         self.data_dir = Path(data_dir)
         self.broker = broker
-        self.sim = sim
+        self.sim = sim or profile.get("sim", {}).get("enabled", False)
         self.tls = (tls_ca, tls_cert, tls_key)
         self.gnss_port = gnss_port
         simconf = profile.get("sim", {})
@@ -98,6 +98,7 @@ class Device:
         origin = simconf.get("origin")
         self.sim_origin = sim_origin or ((origin["lat"], origin["lon"]) if origin else None)
         self.sim_loop = simconf.get("loop", True) if sim_loop is None else sim_loop
+        self.sim_retime = sim_retime
         self.map_path = map_path
         press = profile.get("press", {})
         self.cancel_grace = press.get("cancel_grace_s", 10) if cancel_grace is None \
@@ -195,7 +196,8 @@ class Device:
             from ..sim.replay import Replayer
 
             self.replayer = Replayer(self.sim_capture, speed=self.sim_speed,
-                                     origin=self.sim_origin, loop=self.sim_loop).start()
+                                     origin=self.sim_origin, loop=self.sim_loop,
+                                     retime=self.sim_retime).start()
             port = self.replayer.path
             log.info("simulated GNSS: %s at x%s through %s", self.replayer.capture.name,
                      self.sim_speed, port)

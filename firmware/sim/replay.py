@@ -7,16 +7,24 @@ the replayer sleeps until the next epoch (divided by ``speed``; gaps in the capt
 longer than ``max_gap_s`` are shortened).  Comment lines (``#``) are dropped, everything
 else — garbage, bad checksums, NUL bytes — is sent byte for byte.
 
+With ``retime`` (the default) each round of the replay is moved in time so that it starts
+now: the UTC times and dates of the sentences get the same whole-second offset, so the
+device sees today's date (old captures would otherwise fall before the decoder's
+``min_year``) while the spacing of the epochs stays the receiver's own.
+
 ``origin`` moves the track onto another place (for instance the district map) while
 keeping the receiver's own motion and noise: every position with a good checksum is
 moved by the same north/east offset in metres (first fix → origin), written with the
 same number of decimals, and its checksum recomputed.
 """
 
+import calendar
 import contextlib
+import datetime
 import math
 import os
 import threading
+import time
 import tty
 from pathlib import Path
 
@@ -149,6 +157,79 @@ def shift_sentence(line, move):
     return prefix + body + b"*" + f"{check:02X}".encode() + ending
 
 
+def _fmt_tod(seconds, template):
+    """hhmmss[.ss…] of ``seconds`` since midnight with the decimals of ``template``."""
+    decimals = len(template.partition(".")[2])
+    scale = 10 ** decimals
+    units = round(seconds * scale) % (86400 * scale)
+    whole, frac = divmod(units, scale)
+    h, rest = divmod(whole, 3600)
+    m, sec = divmod(rest, 60)
+    return f"{h:02d}{m:02d}{sec:02d}" + (f".{frac:0{decimals}d}" if decimals else "")
+
+
+def _tod(field):
+    return int(field[0:2]) * 3600 + int(field[2:4]) * 60 + float(field[4:])
+
+
+def retime_sentence(line, offset):
+    """The sentence with its UTC time (and date) moved by ``offset`` whole seconds."""
+    parsed = _split(line)
+    if parsed is None:
+        return line
+    fields, prefix = parsed
+    kind = fields[0][-3:]
+    i = _TIME_FIELD.get(kind)
+    if i is None or len(fields) <= i or len(fields[i]) < 6:
+        return line
+    try:
+        tod = _tod(fields[i])
+        if kind == "RMC" and len(fields) > 9 and len(fields[9]) == 6:
+            d = fields[9]
+            day = datetime.date(2000 + int(d[4:6]) if int(d[4:6]) < 80 else 1900 + int(d[4:6]),
+                                int(d[2:4]), int(d[0:2]))
+            when = datetime.datetime.combine(day, datetime.time()) + datetime.timedelta(
+                seconds=tod + offset)
+            fields[9] = when.strftime("%d%m%y")
+        elif kind == "ZDA" and len(fields) > 4 and fields[2] and fields[3] and fields[4]:
+            day = datetime.date(int(fields[4]), int(fields[3]), int(fields[2]))
+            when = datetime.datetime.combine(day, datetime.time()) + datetime.timedelta(
+                seconds=tod + offset)
+            fields[2], fields[3], fields[4] = f"{when.day:02d}", f"{when.month:02d}", \
+                f"{when.year:04d}"
+        fields[i] = _fmt_tod(tod + offset, fields[i])
+    except (ValueError, OverflowError):
+        return line
+    body = ",".join(fields).encode("ascii")
+    check = 0
+    for b in body:
+        check ^= b
+    ending = line[len(line.rstrip(b"\r\n")):] or b"\r\n"
+    return prefix + body + b"*" + f"{check:02X}".encode() + ending
+
+
+def first_epoch(lines):
+    """Unix seconds of the capture's first dated instant (RMC or ZDA), or None."""
+    for line in lines:
+        parsed = _split(line)
+        if parsed is None:
+            continue
+        f = parsed[0]
+        try:
+            if f[0][-3:] == "RMC" and len(f) > 9 and len(f[9]) == 6 and len(f[1]) >= 6:
+                y = int(f[9][4:6])
+                day = datetime.date(2000 + y if y < 80 else 1900 + y, int(f[9][2:4]),
+                                    int(f[9][0:2]))
+            elif f[0][-3:] == "ZDA" and len(f) > 4 and f[2] and f[3] and f[4] and len(f[1]) >= 6:
+                day = datetime.date(int(f[4]), int(f[3]), int(f[2]))
+            else:
+                continue
+        except ValueError:
+            continue
+        return calendar.timegm(day.timetuple()) + _tod(f[1])
+    return None
+
+
 def epochs(lines):
     """[(tod or None, [lines])]: lines grouped by the time of day of their sentences."""
     out = []
@@ -196,12 +277,16 @@ def open_pty():
 class Replayer:
     """Writes a capture into a pty in a thread; ``path`` is what the device opens."""
 
-    def __init__(self, capture, speed=1.0, origin=None, loop=False, max_gap_s=2.0):
+    def __init__(self, capture, speed=1.0, origin=None, loop=False, max_gap_s=2.0,
+                 retime=True, clock=time.time):
         self.capture = find_capture(capture)
         self.speed = speed
         self.loop = loop
         self.max_gap_s = max_gap_s
-        self.groups = epochs(translate(read_capture(self.capture), origin))
+        self.clock = clock
+        lines = translate(read_capture(self.capture), origin)
+        self.first = first_epoch(lines) if retime else None
+        self.groups = epochs(lines)
         self.master, self.slave, self.path = open_pty()
         self.sent_lines = 0
         self.rounds = 0
@@ -215,6 +300,7 @@ class Replayer:
     def _run(self):
         while not self._stop.is_set():
             prev = None
+            offset = 0 if self.first is None else round(self.clock() - self.first)
             for tod, group in self.groups:
                 if prev is not None and tod is not None:
                     gap = tod - prev
@@ -225,6 +311,8 @@ class Replayer:
                         return
                 if tod is not None:
                     prev = tod
+                if offset:
+                    group = [retime_sentence(line, offset) for line in group]
                 try:
                     os.write(self.master, b"".join(group))
                 except OSError:
