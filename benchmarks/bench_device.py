@@ -96,7 +96,8 @@ def track_point_bytes():
             lines = replay.read_capture(replay.find_capture(name))
         except Exception:  # a shared capture that is not present here
             continue
-        fixes = [f for f in decode(b"".join(replay.translate(lines, (34.8095, 113.2965))))
+        moved = replay.translate(lines, (34.8095, 113.2965))
+        fixes = [f for f in decode(b"".join(moved), min_year=2000)
                  if f.has_position and f.epoch]
         th = track.Thinner(1, 0, still_m=0)            # keep everything: worst case
         batch = track.Batch("pv-0001", 20, 600)
