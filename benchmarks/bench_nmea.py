@@ -6,7 +6,8 @@ Lines: every receiver line of the shared gpsd captures (../shared/data/nmea/*.lo
 field conversion, epoch assembly, counters) from one byte stream; pynmea2 parses each
 line (``pynmea2.parse``, checksum checked; fields stay text until read) and, in the
 second reference, also reads the fields our fixes carry.  Each rate is the best of
-interleaved repetitions, measured in the same run.  Under MicroPython (WebAssembly
+interleaved repetitions in the same run, in CPU time of this process (the machine is
+shared: wall time would count other processes' turns).  Under MicroPython (WebAssembly
 port) the same bytes go through the decoder in 512-byte chunks, as from a UART,
 timed with time.ticks_ms after a warm-up pass.
 
@@ -107,9 +108,9 @@ def best_times(jobs, reps):
     best = dict.fromkeys(jobs, float("inf"))
     for _ in range(reps):
         for name, job in jobs.items():
-            t = time.perf_counter()
+            t = time.process_time()
             job()
-            best[name] = min(best[name], time.perf_counter() - t)
+            best[name] = min(best[name], time.process_time() - t)
     return best
 
 

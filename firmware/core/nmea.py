@@ -87,17 +87,18 @@ def checksum(body):
 def _xor_prefix(data):
     """Byte i of the result is the XOR of data[0..i]: one pass for every checksum.
 
-    Computed on the whole block as one integer by a log-step scan, so the checksum of
-    any span is two lookups: xor(data[a..b]) = p[b] ^ p[a - 1].
+    Computed on the whole block as one big-endian integer by a log-step scan (right
+    shifts move each byte towards the end and drop what falls off), so the checksum
+    of any span is two lookups: xor(data[a..b]) = p[b] ^ p[a - 1].
     """
     n = len(data)
     bits = 8 * n
-    x = int.from_bytes(data, "little")
+    x = int.from_bytes(data, "big")
     s = 8
     while s < bits:
-        x ^= x << s
+        x ^= x >> s
         s <<= 1
-    return (x & ((1 << bits) - 1)).to_bytes(n, "little")
+    return x.to_bytes(n, "big")
 
 
 def sentence(body):
@@ -206,55 +207,62 @@ class NmeaDecoder(SentenceDecoder):
         # a "$" anywhere but at a line start means merged sentences: look per line then
         merged = data.count(b"$") != data.count(b"\n$") + (data[:1] == b"$")
         start = 0
+        if skipping and pieces:
+            skipping = False  # the first piece ends an over-long line, counted already
+            self.lines -= 1
+            start = len(pieces[0]) + 1
+            del pieces[0]
         for line in pieces:
             here = start
             n = len(line)
             start += n + 1
-            if skipping:
-                skipping = False  # the end of an over-long line, counted already
-                self.lines -= 1
-                continue
-            if n > maxl:
-                rejected["too_long"] += 1
-                continue
             # The hot path, inlined: one sentence "$…*hh" or "$…*hh\r" on the line
             # ("$$…" too).  Anything else takes the general path (_line), which applies
             # the same rules.
-            if n > 11 and line[0] == 36:  # "$"
-                s = 2 if line[1] == 36 else 1
+            s = 0
+            if 11 < n <= maxl and line[0] == 36:  # "$"
                 k = n - 4 if line[-1] == 13 else n - 3
-                if line[k] == 42 and not (merged and line.find(b"$", s) >= 0):  # "*"
-                    want = hexval.get(line[k + 1:k + 3])
-                    if want is None or want != xs[here + k - 1] ^ xs[here + s - 1]:
-                        rejected["bad_checksum"] += 1
-                        continue
-                    seen = True
-                    body = line[s:k]
-                    if body[5] == 44:  # ","
-                        addr = body[:5]
-                        handler = handlers.get(addr)
-                        if handler is not None:
-                            try:
-                                ok = handler(body)
-                            except (ValueError, IndexError):
-                                ok = False
-                            if ok:
-                                accepted += 1
-                            else:
-                                rejected["bad_field"] += 1
-                            continue
-                        reason = refused.get(addr)
-                        if reason is not None:
-                            rejected[reason] += 1
-                            continue
-                    elif body[0] == 80:  # "P": a proprietary sentence
-                        rejected["proprietary"] += 1
-                        continue
-                    self._body(body, True)
+                if line[k] == 42:  # "*"
+                    s = 1
+                    if merged:
+                        if line[1] == 36:
+                            s = 2
+                        if line.find(b"$", s) >= 0:
+                            s = 0
+            if s:
+                want = hexval.get(line[k + 1:k + 3])
+                if want is None or want != xs[here + k - 1] ^ xs[here + s - 1]:
+                    rejected["bad_checksum"] += 1
                     continue
-            self._seen_checksum = seen
-            self._line(line, False)
-            seen = self._seen_checksum
+                seen = True
+                body = line[s:k]
+                if body[5] == 44:  # ","
+                    addr = body[:5]
+                    handler = handlers.get(addr)
+                    if handler is not None:
+                        try:
+                            ok = handler(body)
+                        except (ValueError, IndexError):
+                            ok = False
+                        if ok:
+                            accepted += 1
+                        else:
+                            rejected["bad_field"] += 1
+                        continue
+                    reason = refused.get(addr)
+                    if reason is not None:
+                        rejected[reason] += 1
+                        continue
+                elif body[0] == 80:  # "P": a proprietary sentence
+                    rejected["proprietary"] += 1
+                    continue
+                self._body(body, True)
+            elif n > maxl:
+                rejected["too_long"] += 1
+            else:
+                self._seen_checksum = seen
+                self._line(line, False)
+                seen = self._seen_checksum
         self._seen_checksum = seen
         self.accepted += accepted
         if skipping:
