@@ -122,7 +122,8 @@ class SimRig:
         ``start()``: bytes sent before the port is opened would be flushed by the open)."""
         from gridlink.firmware.sim.replay import Replayer
 
-        rep = Replayer(capture, speed=speed, max_gap_s=1.0)
+        # the capture's own times: the test compares them with gpsd's oracle
+        rep = Replayer(capture, speed=speed, max_gap_s=1.0, retime=False)
         try:
             yield Feed(rep.path, rep.start, lambda: rep._thread.is_alive())
         finally:
