@@ -47,3 +47,22 @@ def test_a_device_certificate_made_by_one_backend_checks_out_with_the_other(
 def test_a_missing_ca_file_is_named(made_by, tmp_path):
     with pytest.raises(pki.CertError, match=r"CA certificate .*nope\.pem: No such file"):
         pki.sign_device("sn-0001", tmp_path / "nope.pem", tmp_path / "nope.key")
+
+
+def test_the_ca_command_makes_a_ca_and_a_broker_certificate_and_never_overwrites(tmp_path,
+                                                                                 capsys):
+    import stat
+
+    from gridlink.cli import main
+
+    d = tmp_path / "ca"
+    assert main(["flash", "ca", str(d), "--cn", "410106 CA", "--broker-host", "127.0.0.1"]) == 0
+    assert stat.S_IMODE((d / "ca.key").stat().st_mode) == 0o600
+    ca = (d / "ca.pem").read_bytes()
+    assert pki.info(ca).cn == "410106 CA"
+    assert pki.verify_chain((d / "broker.pem").read_bytes(), ca,
+                            (d / "broker.key").read_bytes()).cn == "broker"
+    capsys.readouterr()
+    assert main(["flash", "ca", str(d)]) == 2
+    assert "ca.pem exists: a CA is never overwritten" in capsys.readouterr().err
+    assert (d / "ca.pem").read_bytes() == ca

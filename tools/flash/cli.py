@@ -43,6 +43,14 @@ def register(parser):
     p.add_argument("--jobs", type=int, default=4, help="devices provisioned at once (batch)")
     p.set_defaults(func=_provision)
 
+    p = sub.add_parser("ca", help="make a district CA (bench, demo) and optionally a broker "
+                       "certificate signed by it")
+    p.add_argument("dir", help="directory for ca.pem and ca.key (must not hold them already)")
+    p.add_argument("--cn", default="gridlink district CA", help="the CA's common name")
+    p.add_argument("--broker-host", action="append", default=[], metavar="HOST",
+                   help="also make broker.pem/broker.key for this name or IP (repeatable)")
+    p.set_defaults(func=_ca)
+
     p = sub.add_parser("selftest", help="check a provisioned device: files, profile, "
                        "certificates, grid map, code book, broker")
     p.add_argument("target", help="a Pi's data directory, or a board's serial port / URL")
@@ -91,6 +99,42 @@ def _provision(args):
     print(f"{info['device']}: ok → {info['target']} ({info['files']} files{cert}, "
           f"grid {info['grid']}, code book {info['codebook']})")
     return 0
+
+
+def _ca(args):
+    from pathlib import Path
+
+    from . import pki
+    from .errors import FlashError
+
+    d = Path(args.dir)
+    for name in ("ca.pem", "ca.key"):
+        if (d / name).exists():
+            raise FlashError(f"{d / name} exists: a CA is never overwritten (devices trust it)")
+    d.mkdir(parents=True, exist_ok=True)
+    key, crt = pki.make_ca(args.cn)
+    _write(d / "ca.key", key, 0o600)
+    _write(d / "ca.pem", crt, 0o644)
+    print(f"CA {args.cn!r} → {d / 'ca.pem'} (key {d / 'ca.key'}, keep it offline)")
+    if args.broker_host:
+        bkey, bcrt = pki.sign_device("broker", d / "ca.pem", d / "ca.key",
+                                     hosts=args.broker_host)
+        _write(d / "broker.key", bkey, 0o600)
+        _write(d / "broker.pem", bcrt, 0o644)
+        print(f"broker certificate for {', '.join(args.broker_host)} → {d / 'broker.pem'}")
+    return 0
+
+
+def _write(path, data, mode):
+    import os
+
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _wifi(args):
