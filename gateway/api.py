@@ -196,9 +196,10 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         offset: int = Query(0, ge=0),
         order: str = Query("desc", pattern="^(asc|desc)$"),
     ):
-        return queue.list(status=status, grid=grid, street=street, code=code, kind=kind,
-                          device=device, source=source, since=since, until=until, flags=flag or (),
-                          held=held, limit=limit, offset=offset, order=order)
+        page = queue.list(status=status, grid=grid, street=street, code=code, kind=kind,
+                          device=device, source=source, since=since, until=until,
+                          flags=flag or (), held=held, limit=limit, offset=offset, order=order)
+        return JSONResponse(page)  # plain JSON types already: skip the generic encoder
 
     @app.get("/api/reports/{report_id}", tags=["queue"], responses=NOT_FOUND,
              summary="One report with its state")

@@ -18,6 +18,7 @@ MAX_LEASE_S = 3600
 MAX_PAGE = 500
 STATES = ("pending", "accepted", "rejected", "attached")
 REPORT_FLAGS = ("no_fix", "stale_fix", "clock_fallback", "fixed_position")
+_LIVE = "(i.holder IS NOT NULL AND i.lease_until > ?)"  # a claim whose lease still runs
 
 MIGRATIONS = (
     (
@@ -35,6 +36,13 @@ MIGRATIONS = (
         "intake_002_state_index",
         "CREATE INDEX IF NOT EXISTS intake_state_idx ON intake (state)",
         "CREATE INDEX IF NOT EXISTS intake_state_idx ON intake (state)",
+    ),
+    (
+        # The queue's page order (newest first, id as tie-break) straight from an index:
+        # without it PostgreSQL sorts every pending report for each page.
+        "intake_003_reports_page_order",
+        "CREATE INDEX IF NOT EXISTS intake_reports_page_order ON reports (captured_at, id)",
+        "CREATE INDEX IF NOT EXISTS intake_reports_page_order ON reports (captured_at, id)",
     ),
 )
 
@@ -158,10 +166,7 @@ class IntakeQueue:
         if not 1 <= limit <= MAX_PAGE:
             raise Invalid(f"limit: 1 to {MAX_PAGE}")
         now = self.now()
-        where, params = [], []
-        if status != "all":
-            where.append("COALESCE(i.state, 'pending') = ?")
-            params.append(status)
+        where, params = [], []  # conditions on the report alone
         if grid:
             where.append("r.grid LIKE ?")
             params.append(_digits(grid, "grid") + "%")
@@ -197,24 +202,81 @@ class IntakeQueue:
             else:
                 known = ", ".join(("grid_mismatch", *REPORT_FLAGS))
                 raise Invalid(f"flag: one of {known}; not {flag!r}")
+        # The page walks the reports in index order and tests each against ``intake``
+        # with an (anti-)semi-join: both planners stop after one page instead of joining
+        # and sorting every pending report.
+        page_where, page_params = list(where), list(params)
+        if status == "pending":
+            page_where.append("NOT EXISTS (SELECT 1 FROM intake x WHERE x.report_id = r.id"
+                              " AND x.state <> 'pending')")
+        elif status != "all":
+            page_where.append("EXISTS (SELECT 1 FROM intake x WHERE x.report_id = r.id"
+                              " AND x.state = ?)")
+            page_params.append(status)
         if held is not None:
-            live = "(i.holder IS NOT NULL AND i.lease_until > ?)"
-            where.append(live if held else f"NOT {live}")
-            params.append(now)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
-        base = " FROM reports r LEFT JOIN intake i ON i.report_id = r.id" + clause
+            page_where.append(("EXISTS" if held else "NOT EXISTS")
+                              + " (SELECT 1 FROM intake x WHERE x.report_id = r.id"
+                              " AND x.holder IS NOT NULL AND x.lease_until > ?)")
+            page_params.append(now)
+        clause = (" WHERE " + " AND ".join(page_where)) if page_where else ""
         direction = "DESC" if order == "desc" else "ASC"
         with self.store.connect() as conn:
-            total = one(run(self.store, conn, "SELECT COUNT(*) AS n" + base, params))["n"]
+            total = self._total(conn, where, params, status, held, now)
             found = rows(run(
                 self.store, conn,
-                "SELECT r.*, i.state AS intake_state, i.holder, i.lease_until, i.case_no,"
-                " i.reason, i.decided_by, i.decided_at" + base
+                "SELECT r.* FROM reports r" + clause
                 + f" ORDER BY r.captured_at {direction}, r.id {direction} LIMIT ? OFFSET ?",
-                [*params, limit, offset],
+                [*page_params, limit, offset],
             ))
+            touched = {}
+            if found:
+                ids = [r["id"] for r in found]
+                touched = {i["report_id"]: i for i in rows(run(
+                    self.store, conn,
+                    "SELECT * FROM intake WHERE report_id IN (" + ", ".join("?" * len(ids)) + ")",
+                    ids))}
+        for r in found:
+            i = touched.get(r["id"], {})
+            r.update(intake_state=i.get("state"), holder=i.get("holder"),
+                     lease_until=i.get("lease_until"), case_no=i.get("case_no"),
+                     reason=i.get("reason"), decided_by=i.get("decided_by"),
+                     decided_at=i.get("decided_at"))
         return {"total": total, "limit": limit, "offset": offset,
                 "items": [self._present(r, now) for r in found]}
+
+    def _total(self, conn, where, params, status, held, now):
+        """The matching count, from index-only counts of ``reports`` and of ``intake``.
+
+        Joining every report to ``intake`` to count the pending ones costs a lookup per
+        report; most reports are pending or decided long ago, so count the reports and
+        subtract the touched ones that do not match (both counts walk an index).
+        """
+        def count(intake_cond=None, extra=()):
+            if intake_cond is None:
+                sql = "SELECT COUNT(*) AS n FROM reports r"
+                conds, values = list(where), list(params)
+            else:
+                sql = "SELECT COUNT(*) AS n FROM intake i"
+                if where:
+                    sql += " JOIN reports r ON r.id = i.report_id"
+                conds, values = [intake_cond, *where], [*extra, *params]
+            if conds:
+                sql += " WHERE " + " AND ".join(conds)
+            return one(run(self.store, conn, sql, values))["n"]
+
+        if status == "all":
+            if held is None:
+                return count()
+            return count(_LIVE, [now]) if held else count() - count(_LIVE, [now])
+        if status == "pending":
+            if held is None:
+                return count() - count("i.state <> 'pending'")
+            if held:
+                return count(f"i.state = 'pending' AND {_LIVE}", [now])
+            return count() - count(f"(i.state <> 'pending' OR {_LIVE})", [now])
+        if held is None:
+            return count("i.state = ?", [status])
+        return count(f"i.state = ? AND {'' if held else 'NOT '}{_LIVE}", [status, now])
 
     def get(self, report_id):
         now = self.now()
@@ -233,15 +295,13 @@ class IntakeQueue:
     def counts(self):
         """Reports per intake state, for the summary line and the board's header."""
         with self.store.connect() as conn:
-            found = rows(run(
-                self.store, conn,
-                "SELECT COALESCE(i.state, 'pending') AS state, COUNT(*) AS n"
-                " FROM reports r LEFT JOIN intake i ON i.report_id = r.id"
-                " GROUP BY COALESCE(i.state, 'pending')",
-            ))
+            total = one(run(self.store, conn, "SELECT COUNT(*) AS n FROM reports"))["n"]
+            found = rows(run(self.store, conn,
+                             "SELECT state, COUNT(*) AS n FROM intake GROUP BY state"))
         out = dict.fromkeys(STATES, 0)
-        out.update({r["state"]: r["n"] for r in found})
-        out["total"] = sum(out[s] for s in STATES)
+        out.update({r["state"]: r["n"] for r in found if r["state"] != "pending"})
+        out["pending"] = total - sum(out.values())
+        out["total"] = total
         return out
 
     def _present(self, r, now):
@@ -338,6 +398,19 @@ class IntakeQueue:
             case_no = case_no.strip()
             if not case_no or len(case_no) > 40:
                 raise Invalid("case_no: 1 to 40 characters")
+        attempts = 0
+        while True:
+            try:
+                return self._accept(report_id, operator, case_no)
+            except Exception as exc:
+                # Two accepts numbering cases at once on PostgreSQL: the unique index
+                # refuses the second number; a new transaction sees the first and goes on.
+                attempts += 1
+                if attempts == 10 or not _is_integrity_error(exc):
+                    raise
+
+    def _accept(self, report_id, operator, requested):
+        case_no = requested
         now_t = self.clock()
         now = utc_iso(now_t)
         with self.store.connect() as conn:
@@ -363,6 +436,9 @@ class IntakeQueue:
                       [case_no, operator, now, now, report_id, operator, now])
             row = self._row(conn, report_id)
         if cur.rowcount != 1:
+            # lost a race (PostgreSQL, READ COMMITTED): the same decision is no conflict
+            if row["state"] == "accepted" and requested in (None, row["case_no"]):
+                return self._decision(row)
             self._refuse(row, operator, now, "accept")
         return self._decision(row)
 
@@ -389,6 +465,8 @@ class IntakeQueue:
                       [reason, operator, now, now, report_id, operator, now])
             row = self._row(conn, report_id)
         if cur.rowcount != 1:
+            if row["state"] == "rejected" and row["reason"] == reason:
+                return self._decision(row)  # the same decision won a race: no conflict
             self._refuse(row, operator, now, "reject")
         return self._decision(row)
 
@@ -432,11 +510,21 @@ class IntakeQueue:
         report = one(run(self.store, conn, "SELECT district FROM reports WHERE id = ?",
                          [report_id]))
         prefix = f"{report['district'] or '000000'}{now_t.astimezone(UTC):%Y%m%d}"
+        # a range on the unique index (LIKE would scan every case ever accepted)
         last = one(run(self.store, conn,
-                       "SELECT MAX(case_no) AS m FROM intake WHERE case_no LIKE ?",
-                       [prefix + "%"]))["m"]
-        n = int(last[len(prefix):]) + 1 if last and last[len(prefix):].isdigit() else 1
+                       "SELECT MAX(case_no) AS m FROM intake WHERE case_no >= ? AND case_no <= ?",
+                       [prefix + "0000", prefix + "9999"]))["m"]
+        tail = last[len(prefix):len(prefix) + 4] if last else ""
+        n = int(tail) + 1 if tail.isascii() and tail.isdigit() else 1
+        while one(run(self.store, conn, "SELECT 1 AS x FROM intake WHERE case_no = ?",
+                      [f"{prefix}{n:04d}"])):
+            n += 1  # an operator-given number took this one
         return f"{prefix}{n:04d}"
+
+
+def _is_integrity_error(exc):
+    """A unique-constraint refusal from either driver (sqlite3 or psycopg)."""
+    return any(c.__name__ == "IntegrityError" for c in type(exc).__mro__)
 
 
 def _count(value, field):

@@ -325,6 +325,23 @@ def test_racing_claims_and_decisions_have_one_winner(tmp_path, backend):
             # the winning verb's repeats are idempotent; every other verb conflicts
             assert sorted(decided) == sorted((verb, 200 if verb == won else 409)
                                              for verb, _ in decided)
+
+            # different reports accepted at once: each gets its own next case number
+            cases = []
+
+            def accept(rid):
+                cases.append(api.post(f"/api/reports/{rid}/accept", {"operator": "op-x"}))
+
+            for rid in rids[1:]:
+                for op in ("op0", "op1", "op2", "op3"):  # whoever won the claim race
+                    api.post(f"/api/reports/{rid}/release", {"operator": op})
+            threads = [threading.Thread(target=accept, args=(rid,)) for rid in rids[1:]]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            assert [status for status, _ in cases] == [200] * 4, cases
+            assert len({body["case_no"] for _, body in cases}) == 4
     finally:
         if backend == "postgres":
             with store.connect() as conn:
@@ -413,3 +430,49 @@ def add_report_once(store):
         have = conn.execute("SELECT COUNT(*) FROM reports").fetchone()[0]
     if not have:
         add_report(store, 1, flags=("no_fix",))
+
+
+@settings(max_examples=15, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(actions=st.lists(st.tuples(st.integers(0, 11), st.sampled_from(
+    ["claim", "accept", "reject", "release", "wait"]), st.sampled_from(["a", "b"])),
+    max_size=30))
+def test_totals_match_the_listed_reports_in_every_state(tmp_path_factory, actions):
+    """The counted total equals what paging through the list yields, for every filter mix."""
+    from gridlink.gateway.api import MIGRATIONS
+    from gridlink.gateway.queue import Conflict, IntakeQueue
+
+    store = open_store(f"sqlite:///{tmp_path_factory.mktemp('q')}/q.db")
+    try:
+        store.migrate(extra=MIGRATIONS)
+        clock = Clock()
+        queue = IntakeQueue(store, clock=clock)
+        ids = [add_report(store, n, code=("06010", "01001", "09009")[n % 3],
+                          grid=f"4101060010010{n % 4:02d}") for n in range(12)]
+        for n, verb, op in actions:
+            try:
+                if verb == "claim":
+                    queue.claim(ids[n], op, lease_s=60)
+                elif verb == "accept":
+                    queue.accept(ids[n], op)
+                elif verb == "reject":
+                    queue.reject(ids[n], op, reason="r")
+                elif verb == "release":
+                    queue.release(ids[n], op)
+                else:
+                    clock.advance(45)
+            except Conflict:
+                pass
+        everything = queue.list(status="all", limit=500)["items"]
+        for status in ("pending", "accepted", "rejected", "all"):
+            for held in (None, True, False):
+                for code in (None, "06", "01001"):
+                    page = queue.list(status=status, held=held, code=code, limit=500)
+                    expect = [r["id"] for r in everything
+                              if status in ("all", r["state"])
+                              and (held is None or bool(r["holder"]) == held)
+                              and (code is None or r["code"].startswith(code))]
+                    assert sorted(r["id"] for r in page["items"]) == sorted(expect)
+                    assert page["total"] == len(expect), (status, held, code)
+    finally:
+        store.close()
