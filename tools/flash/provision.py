@@ -136,7 +136,10 @@ def _bind_object(spec, obj):
     oid = spec.object_id
     std = obj["standard"]
     n = {"GB/T 47678.5-2026": 17, "CJ/T 214-2007": 16}.get(std)
-    if n is None or not oid.isdigit() or len(oid) != n:
+    if n is None:
+        spec.fail("object", f"the layout of {std} component ids is not known: use a profile "
+                  "with GB/T 47678.5-2026 or CJ/T 214-2007")
+    if not oid.isdigit() or len(oid) != n:
         spec.fail("object", f"{oid!r} is not a {n}-digit component id of {std}")
     if oid[:6] != spec.district:
         spec.fail("object", f"{oid} belongs to district {oid[:6]}, not {spec.district}")
@@ -249,8 +252,8 @@ def make_bundle(spec):
     serial = targets.is_serial(spec.target)
     if serial and not mcu:
         spec.fail("target", f"{spec.target} is a serial port, but profile {prof['profile']!r} "
-                  "is a Raspberry Pi: give its data directory (e.g. the SD card's "
-                  "/var/lib/gridlink)")
+                  "is a Raspberry Pi: give the Pi's root directory (its SD card's root "
+                  "file system mounted here, or / on the Pi itself)")
     book, book_id = _codebook(spec, prof["standard"])
     pem = _tls(spec, tls)
     prefix = MCU_DIR if mcu else PI_DIR
