@@ -149,7 +149,7 @@ def main(argv=None):
     print(f"pynmea2 parse + fields     {rate['pynmea2_fields']:>9,} sentences/s")
     print(f"ratio vs pynmea2 parse:          {ratio_parse:.2f}x  (goal >= {GOAL}x)")
     print(f"ratio vs pynmea2 parse + fields: {ratio_fields:.2f}x")
-    mpy = None if args.no_micropython else micropython_rate(data, 2 if args.quick else 5)
+    mpy = None if args.no_micropython else micropython_rate(data, 3 if args.quick else 10)
     if mpy:
         print(f"MicroPython (WebAssembly)  {mpy['sentences_per_s']:>9,} sentences/s "
               f"(512-byte chunks, best {mpy['best_ms']} ms)")
