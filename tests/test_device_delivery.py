@@ -225,3 +225,28 @@ def test_broker_urls():
     assert parse_broker("mqtts://gw.example") == ("gw.example", 8883, True)
     with pytest.raises(DeviceError, match="mqtt://"):
         parse_broker("http://x")
+
+
+@pytest.mark.broker
+def test_a_backlog_over_a_thousand_reports_drains_whole_and_in_order(tmp_path, broker):
+    store = Store(tmp_path / "dev")
+    made = []
+    for seq in range(1, 1051):            # made while the link was down
+        rep = make_report("pv-0001", seq, None, 1_764_296_107.0 + seq, "event",
+                          "GB/T 47678.5-2026", "06010")
+        store.append(REPORT, encode_report(rep))
+        made.append(rep["id"])
+    acker = GatewayAcker(broker).start()
+    d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
+    try:
+        wait_until(lambda: store.depth()["reports"] == 0, 120, "the backlog drained")
+        wait_until(lambda: any(s["state"] == "online" for s in acker.statuses[1:]), 10,
+                   "online again")
+    finally:
+        d.stop()
+        acker.stop()
+    assert [r["id"] for r in acker.unique_reports()] == made
+    states = [s["state"] for s in acker.statuses]
+    assert states[0] == "buffering" and "online" in states      # then offline at stop()
+    assert states[-1] == "offline"
+    assert acker.errors == []

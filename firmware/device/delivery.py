@@ -85,6 +85,7 @@ class Delivery:
         self._last_state = None
         self._last_pump = 0.0
         self._just_lost = False
+        self._backlog = 0
         self._sent = {}            # outbox seq → monotonic time first/last sent
         self._ids = {}             # report id → outbox seq (pending reports)
         self._inflight = {}        # mid → ("track", oseq) | ("chunk", report_id, n) | ...
@@ -123,9 +124,11 @@ class Delivery:
         self._wake.set()
 
     def state(self):
+        """``online``: connected and every report that is due has gone out; ``buffering``:
+        disconnected, or reports wait beyond the in-flight window."""
         if not self.connected:
             return "buffering"
-        return "online" if self.store.depth()["reports"] == 0 else "buffering"
+        return "buffering" if self._backlog else "online"
 
     def stop(self, timeout=5.0):
         """Publish the offline status, disconnect cleanly, end the thread."""
@@ -278,12 +281,10 @@ class Delivery:
 
     def _pump(self):
         now = time.monotonic()
-        state = self.state()
-        if state != self._last_state or self._status_wanted:
-            self._publish_status()
         reports = self.store.pending((REPORT, TASK_RESULT))
         self._ids = {_report_id(p): s for s, _k, p in reports}
         unacked = sum(1 for s, _k, _p in reports if s in self._sent)
+        backlog = 0
         for oseq, kind, payload in reports:
             sent = self._sent.get(oseq)
             if sent is not None and now - sent < self.resend_s:
@@ -293,6 +294,7 @@ class Delivery:
                 if time.time() < self.grace_until(rid):
                     break              # keep order: nothing overtakes a report in its grace
                 if unacked >= self.window:
+                    backlog = sum(1 for s, _k, _p in reports if s not in self._sent)
                     break
                 unacked += 1
             leaf = "task/result" if kind == TASK_RESULT else "report"
@@ -306,6 +308,9 @@ class Delivery:
             self._inflight[info.mid] = ("track", oseq)
             self._sent[oseq] = now
         self._pump_photos(reports)
+        self._backlog = backlog
+        if self.state() != self._last_state or self._status_wanted:
+            self._publish_status()
 
     def _publish_status(self):
         self._status_wanted = False

@@ -319,7 +319,9 @@ class Device:
                 if shot:
                     self.delivery.add_photo_job(rep["id"], shot[0], shot[1])
             if source == "button":
-                self.grace[rep["id"]] = time.time() + self.cancel_grace
+                now = time.time()
+                self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
+                self.grace[rep["id"]] = now + self.cancel_grace
                 self.last_button = rep["id"]
             self.counters["reports"] += 1
         self.delivery.kick()
