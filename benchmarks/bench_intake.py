@@ -66,7 +66,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
     args = parser.parse_args(argv)
-    n, ops, repeats = (5000, 100, 3) if args.quick else (50000, 300, 5)
+    n, ops, repeats = (5000, 100, 3) if args.quick else (30000, 200, 5)
 
     with tempfile.TemporaryDirectory() as tmp:
         if args.db == "sqlite":
