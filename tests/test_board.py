@@ -181,6 +181,17 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         assert stored["state"] == "accepted" and stored["case_no"] == "SJ-2026-0001"
         assert stored["decided_by"] == "alice"
 
+        # the accepted case is found under its state; from there a 核查 task is sent
+        page.select_option("#f-status", "accepted")
+        page.click(f'#reports li.accepted[data-id="{first["id"]}"]')
+        page.wait_for_function(
+            "document.querySelector('#b-task').textContent.includes('核查')")
+        page.click("#b-task")
+        page.wait_for_function("document.querySelector('#message').textContent.includes('核查')")
+        _, tasks = Api(server.url).get(f"/api/tasks?report_id={first['id']}")
+        assert [(t["type"], t["created_by"]) for t in tasks] == [("check", "alice")]
+        page.select_option("#f-status", "pending")
+
         # another operator holds the second report: the page says so and will not claim it
         Api(server.url).post(f"/api/reports/{second['id']}/claim", {"operator": "bob"})
         page.wait_for_selector(f'#reports li.held[data-id="{second["id"]}"]')

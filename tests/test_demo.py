@@ -115,3 +115,19 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
     assert set(pids) == {"mosquitto", "pv-0001", "pv-0002"}
     assert not [name for name, pid in pids.items() if alive(pid)]
     assert len(committed_reports(data)) >= 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--vehicles", "9"], "--vehicles: 1 to 6"),
+    (["--press-every", "0"], "--press-every"),
+    (["--map", "/nonexistent/grid.glgm"], "grid map /nonexistent/grid.glgm"),
+])
+def test_bad_options_are_one_clear_line_and_nothing_is_left_running(tmp_path, args, message):
+    data = tmp_path / "demo"
+    proc = subprocess.run([sys.executable, "-m", "gridlink.cli", "demo", "--data", str(data),
+                           "--duration", "5", *args], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("gridlink demo: error: ") and message in proc.stderr
+    assert "Traceback" not in proc.stderr
+    if (data / "demo-events.jsonl").exists():  # it got as far as starting the broker
+        assert not [n for n, pid in started_pids(data).items() if alive(pid)]

@@ -299,7 +299,10 @@ async function showDetail(id, quiet) {
   $("b-release").disabled = !mine;
   $("b-accept").disabled = !pending || (r.holder && !mine);
   $("b-reject").disabled = !pending || (r.holder && !mine);
-  $("b-task").disabled = r.lat === null;
+  // 核实 (verify) before 立案; 核查 (check) once accepted, to see the problem was handled
+  board.taskType = r.state === "accepted" ? "check" : "verify";
+  $("b-task").textContent = board.taskType === "check" ? "派核查 Send check task" : "派核实 Send verify task";
+  $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached";
 }
 
 async function act(label, fn) {
@@ -339,9 +342,10 @@ function wireActions() {
     $("reason").value = "";
     return reason;
   }));
-  $("b-task").addEventListener("click", () => act("核实 task", async (id) => {
-    const t = await api("POST", "/api/tasks", { type: "verify", report_id: id, operator: operator() });
-    return `${t.id} → ${t.device || "no device online yet"} (${t.state})`;
+  $("b-task").addEventListener("click", () => act("task", async (id) => {
+    const type = board.taskType || "verify";
+    const t = await api("POST", "/api/tasks", { type, report_id: id, operator: operator() });
+    return `${type === "check" ? "核查" : "核实"} ${t.id} → ${t.device || "no device online yet"} (${t.state})`;
   }));
 }
 
