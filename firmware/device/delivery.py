@@ -216,7 +216,10 @@ class Delivery:
         self._wake.set()
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
-        if self.connected:
+        if self._stop.is_set():
+            self.connected = False
+            log.info("MQTT: disconnected (status offline published)")
+        elif self.connected:
             self._lost(str(reason))
 
     def _lost(self, why):
