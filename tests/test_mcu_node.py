@@ -38,10 +38,12 @@ class Gateway:
         self.got = threading.Condition()
         self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gateway")
         self.c.on_message = self._on_message
+        subscribed = threading.Event()
+        self.c.on_subscribe = lambda *args: subscribed.set()
         self.c.connect("127.0.0.1", port)
-        self.c.subscribe("gridlink/v1/+/+/report", 1)
-        self.c.subscribe("gridlink/v1/+/+/status", 1)
+        self.c.subscribe([("gridlink/v1/+/+/report", 1), ("gridlink/v1/+/+/status", 1)])
         self.c.loop_start()
+        assert subscribed.wait(10), "the test gateway could not subscribe"
 
     def _on_message(self, c, u, msg):
         base = msg.topic.rsplit("/", 1)[0]
