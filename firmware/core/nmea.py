@@ -35,6 +35,7 @@ any gridlink device was built; lower it only to decode old captures.
 
 import sys
 
+from .nmea_fix import Fix  # noqa: F401  (re-exported: the decoder's output type)
 from .nmea_sentences import SentenceDecoder
 
 MAX_LINE = 512

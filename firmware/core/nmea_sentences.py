@@ -26,11 +26,12 @@ _ZDA = 16
 # input, 8 simulator, 9 SBAS on some receivers (differential).  Others: GPS.
 _GGA_STATUS = {b"": 0, b"0": 0, b"1": 1, b"2": 2, b"3": 1, b"4": 3, b"5": 4, b"6": 5,
                b"7": 7, b"8": 8, b"9": 2}
+# GSA fix type: empty (unknown), 1 no fix, 2 2D, 3 3D
+_GSA_MODE = {b"": 0, b"1": 1, b"2": 2, b"3": 3}
 # FAA mode indicator (RMC, GLL, GNS, VTG) → gpsd status; 0 means "no fix":
 # A autonomous, D differential, E estimated (dead reckoning), F float RTK,
 # R fixed RTK, P precise, M manual input, S simulator, N not valid, and the
 # Quectel C (caution), U (unsafe), V (invalid).  Unknown letters: GPS.
-_GSA_MODE = {b"": 0, b"1": 1, b"2": 2, b"3": 3}
 _FAA_STATUS = {65: 1, 68: 2, 69: 5, 70: 4, 82: 3, 80: 2, 77: 7, 83: 8, 78: 0,
                67: 0, 85: 0, 86: 0}
 
@@ -287,9 +288,7 @@ class SentenceDecoder(EpochAssembler):
         f = body.split(b",")
         if len(f) < 18:
             return False
-        mode = _GSA_MODE.get(f[2])
-        if mode is None:
-            return False
+        mode = _GSA_MODE.get(f[2], 0)  # others (u-blox Antaris "E": dead reckoning): no mode
         used = 12 - f[3:15].count(b"")
         ep = self._ep
         hdop = None
