@@ -112,3 +112,25 @@ def test_the_cli_exit_status_says_whether_any_device_failed(tmp_path, ca, broker
     assert out[-1] == "3 devices: 2 provisioned, 0 skipped (done before), 1 failed"
     assert main(["flash", "provision", "--batch", str(tmp_path / "none.csv")]) == 2
     assert "none.csv: No such file or directory" in capsys.readouterr().err
+
+
+def test_a_missing_or_mismatched_ca_refuses_the_batch_before_any_device(tmp_path, ca, broker):
+    csv = tmp_path / "d.csv"
+    csv.write_text(rows(tmp_path, n_pi=2, n_sn=0))
+    with pytest.raises(FlashError, match=r"^--ca-cert /nowhere/ca.pem: no such file$"):
+        run(csv, dict(ca, ca_cert="/nowhere/ca.pem", broker=broker.url))
+    other_key, _ = pki.make_ca("another district")
+    (tmp_path / "other.key").write_bytes(other_key)
+    with pytest.raises(FlashError, match=r"^--ca-key does not belong to --ca-cert$"):
+        run(csv, dict(ca, ca_key=str(tmp_path / "other.key"), broker=broker.url))
+    assert not (tmp_path / "pi").exists() and not (tmp_path / "d.csv.done").exists()
+
+
+def test_a_wrong_profile_fails_its_row_only(tmp_path, ca, broker):
+    csv = tmp_path / "d.csv"
+    csv.write_text(rows(tmp_path, n_pi=1, n_sn=0,
+                        extra=f"tr-0001,410106,tram,{tmp_path}/tram,\n"))
+    (ok, skipped, failed), out = run(csv, dict(ca, broker=broker.url))
+    assert (ok, skipped, failed) == (1, 0, 1)
+    [bad] = [line for line in out if "FAILED" in line]
+    assert bad.startswith("row 3 tr-0001: FAILED row 3: profile: tram: no such shipped profile")

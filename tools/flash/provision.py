@@ -378,6 +378,25 @@ def _spec_of_row(row, n, defaults, seen):
                 lat=coords.get("lat"), lon=coords.get("lon"), grid=vals.get("grid"), row=n)
 
 
+def _check_shared(defaults):
+    """What every row shares (the CA, the grid map) is checked once, before any device:
+    a missing CA is one clear error, not forty failed rows."""
+    names = {"ca_cert": "--ca-cert", "ca_key": "--ca-key", "grid_map": "--grid-map"}
+    for key, opt in names.items():
+        path = defaults.get(key)
+        if path and not Path(path).is_file():
+            raise FlashError(f"{opt} {path}: no such file")
+    if bool(defaults.get("ca_cert")) != bool(defaults.get("ca_key")):
+        raise FlashError("signing certificates needs both --ca-cert and --ca-key")
+    if defaults.get("ca_cert"):
+        try:
+            pki.check_key_matches(Path(defaults["ca_cert"]).read_bytes(),
+                                  Path(defaults["ca_key"]).read_bytes(),
+                                  "--ca-cert", "--ca-key")
+        except pki.CertError as exc:
+            raise FlashError(str(exc)) from None
+
+
 class Journal:
     """Finished devices, one JSON line each, appended and fsynced (rerun skips them)."""
 
@@ -408,6 +427,7 @@ class Journal:
 
 def provision_batch(path, defaults, jobs=4, journal=None, out=print):
     """Provision every row; returns (provisioned, skipped, failed) counts."""
+    _check_shared(defaults)
     specs, bad = read_batch(path, defaults)
     journal = Journal(journal or f"{path}.done")
     results = {"ok": 0, "skipped": 0, "failed": 0}
