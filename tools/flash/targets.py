@@ -159,7 +159,8 @@ class MpremoteTarget:
                 code += f"_put({names[rel]!r},{'wb' if i == 0 else 'ab'!r},{part.hex()!r})\n"
                 size += len(part)
         scripts.append(code)
-        scripts.append(_MOVE + "".join(f"_mv({names[r]!r},{'/' + r!r})\n" for r in order))
+        scripts.append(_MOVE + "".join(f"_mv({names[r]!r},{'/' + r!r})\n" for r in order)
+                       + "os.rmdir('/.gridlink-new')\n")
         args = []
         for code in scripts:
             args += ["exec", code, "+"]
