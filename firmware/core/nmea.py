@@ -59,6 +59,11 @@ _HEXVAL = {}  # "hh" in either case → its value
 for _a in _HEX:
     for _b in _HEX:
         _HEXVAL[bytes((_a, _b))] = int(bytes((_a, _b)), 16)
+# byte → its value as a hex digit (either case), 4095 if it is none: a bad digit
+# makes "hi << 4 | lo" exceed 255
+_HEXDIGIT = [4095] * 256
+for _a in _HEX:
+    _HEXDIGIT[_a] = int(bytes((_a,)), 16)
 _TRAIL = b" \t\r\n\x00"
 
 
@@ -202,7 +207,7 @@ class NmeaDecoder(SentenceDecoder):
         seen = self._seen_checksum
         handlers = self._dispatch
         refused = self._refused
-        hexval = _HEXVAL
+        hexval = _HEXDIGIT
         rejected = self.rejected
         accepted = 0
         # a "$" anywhere but at a line start means merged sentences: look per line then
@@ -231,8 +236,8 @@ class NmeaDecoder(SentenceDecoder):
                         if line.find(b"$", s) >= 0:
                             s = 0
             if s:
-                want = hexval.get(line[k + 1:k + 3])
-                if want is None or want != xs[here + k - 1] ^ xs[here + s - 1]:
+                want = hexval[line[k + 1]] << 4 | hexval[line[k + 2]]
+                if want > 255 or want != xs[here + k - 1] ^ xs[here + s - 1]:
                     rejected["bad_checksum"] += 1
                     continue
                 seen = True
