@@ -161,13 +161,13 @@ class Validator:
             "lat": fix["lat"] if fix else None, "lon": fix["lon"] if fix else None,
             "fix_mode": fix.get("mode") if fix else None,
             "fix_status": fix.get("status") if fix else None,
-            "flags": json.dumps(obj.get("flags") or [], separators=(",", ":")),
+            "flags": _compact(obj.get("flags")),
             "grid": grid, "grid_device": grid_device, "grid_mismatch": mismatch,
             "street": grid[:9] if grid else None, "kind": obj["kind"],
             "standard": obj["standard"], "code": obj["code"], "object": obj.get("object"),
             "source": obj["source"], "task": obj.get("task"), "result": obj.get("result"),
             "text": obj.get("text"),
-            "photos": json.dumps(obj.get("photos") or [], separators=(",", ":")),
+            "photos": _compact(obj.get("photos")),
             "payload": payload.decode("utf-8"),
         }
         return Verdict(kind, district, device, obj["id"], data=row)
@@ -259,6 +259,11 @@ class Validator:
             "profile": obj.get("profile"),
         }
         return Verdict("status", district, device, data=row)
+
+
+def _compact(items):
+    """A JSON list as compact text ("[]" without the encoder when empty)."""
+    return json.dumps(items, ensure_ascii=False, separators=(",", ":")) if items else "[]"
 
 
 def _guess_id(payload, device):
