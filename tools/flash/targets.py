@@ -160,7 +160,7 @@ class MpremoteTarget:
                 size += len(part)
         scripts.append(code)
         scripts.append(_MOVE + "".join(f"_mv({names[r]!r},{'/' + r!r})\n" for r in order)
-                       + "os.rmdir('/.gridlink-new')\n")
+                       + "try:\n    os.rmdir('/.gridlink-new')\nexcept OSError:\n    pass\n")
         args = []
         for code in scripts:
             args += ["exec", code, "+"]
