@@ -99,12 +99,17 @@ class Validator:
     Either may be None: that check is then skipped (the CLI always loads both).
     """
 
-    def __init__(self, grid_map=None, codebooks=None, validate_report=None):
+    def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None):
         if validate_report is None:
             from gridlink.firmware.core.report import validate_report
+        if schemas is None:
+            from .schemas import load_schemas
+
+            schemas = load_schemas()
         self.validate_report = validate_report
         self.grid_map = grid_map
         self.codebooks = codebooks
+        self.schemas = schemas
 
     def decode(self, topic, payload, received=None, sent_at=None):
         """The verdict on one message (``payload`` bytes, ``received`` Unix seconds)."""
@@ -194,12 +199,19 @@ class Validator:
             raise Rejected("topic", f"{topic!r}: {leaf} goes from the gateway to devices")
         return district, device, leaf, extra
 
-    @staticmethod
-    def _message(validate, obj):
+    def _message(self, validate, obj, kind):
         try:
-            return validate(obj)
+            validate(obj)
         except MessageError as exc:
             raise Rejected("schema", str(exc)) from None
+        schema = self.schemas.get(kind)
+        if schema is not None:
+            from .schemas import first_error
+
+            problem = first_error(schema, obj)
+            if problem:
+                raise Rejected("schema", problem)
+        return obj
 
     @staticmethod
     def _same_device(obj, device):
@@ -221,6 +233,7 @@ class Validator:
             head, data = core_messages.split_photo_chunk(payload)
         except MessageError as exc:
             raise Rejected("photo", f"photo chunk {exc}") from None
+        self._message(lambda h: h, head, "photo")
         n, total, size = head["n"], head["of"], head["size"]
         if total * MAX_CHUNK < size:
             raise Rejected("photo", f"photo chunk count {total} cannot hold {size} bytes")
@@ -234,7 +247,7 @@ class Validator:
 
     def _track(self, district, device, payload):
         obj = _json_object(payload, MAX_TRACK, "track")
-        self._message(core_messages.validate_track, obj)
+        self._message(core_messages.validate_track, obj, "track")
         self._same_device(obj, device)
         t0 = obj["t0"]
         rows = [(device, iso_from_epoch(t0 + dt), lat / 1e6, lon / 1e6, speed / 100)
@@ -245,7 +258,7 @@ class Validator:
 
     def _status(self, district, device, payload, received):
         obj = _json_object(payload, MAX_STATUS, "status")
-        self._message(core_messages.validate_status, obj)
+        self._message(core_messages.validate_status, obj, "status")
         self._same_device(obj, device)
         fix = obj.get("fix")
         seen = iso_from_epoch(received if received is not None else 0.0)

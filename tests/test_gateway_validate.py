@@ -160,3 +160,16 @@ def test_fuzz_arbitrary_json_always_gets_a_verdict(judge, t, obj):
     assert v.kind in ("report", "task/result", "track", "status", "photo", "rejected")
     if v.kind == "rejected":
         assert v.reason and v.category != "internal", v.reason
+
+
+def test_published_json_schemas_are_held_too(judge):
+    from jsonschema import Draft202012Validator
+
+    assert set(judge.schemas) == {"status", "track", "photo"}  # docs/schemas/ loaded
+    will = encode({"v": 1, "device": "pv-0001", "state": "offline"})
+    assert judge.decode(topic("pv-0001", "status"), will, T).kind == "status"
+    strict = Validator(judge.grid_map, judge.codebooks, schemas={
+        "status": Draft202012Validator({"properties": {"state": {"const": "online"}}})})
+    v = strict.decode(topic("pv-0001", "status"), will, T)
+    assert v.kind == "rejected" and v.category == "schema"
+    assert v.reason.startswith("state:") and "JSON Schema" in v.reason
