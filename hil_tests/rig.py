@@ -205,6 +205,16 @@ class BenchRig:
         tls = None
         if u.scheme == "mqtts":
             tls = {"ca_certs": self.opts.get("ca_cert")}
+            if self.opts.get("ca_key"):
+                # a broker that requires client certificates: the listener gets its own
+                from gridlink.flash import pki
+
+                key, crt = pki.sign_device("hil-gateway", self.opts["ca_cert"],
+                                           self.opts["ca_key"], days=1)
+                (self.workdir / "gw.key").write_bytes(key)
+                (self.workdir / "gw.pem").write_bytes(crt)
+                tls.update(certfile=str(self.workdir / "gw.pem"),
+                           keyfile=str(self.workdir / "gw.key"))
         return Listener(u.hostname, u.port or (8883 if tls else 1883), ack=ack, tls=tls)
 
     def close(self):
