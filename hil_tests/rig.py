@@ -78,6 +78,37 @@ class Feed:
         self.port, self.start, self.running = port, start, running
 
 
+@contextlib.contextmanager
+def serial_feed(capture, feed_port, baud, read_port, speed=10.0):
+    """Replay ``capture`` (its own times, paced by ``speed``) into serial port
+    ``feed_port``; yields a Feed whose ``port`` is ``read_port``, the far end."""
+    import serial
+    from gridlink.firmware.sim.replay import epochs, find_capture, read_capture
+
+    groups = epochs(read_capture(find_capture(capture)))
+    out = serial.Serial(feed_port, baud)
+    stop = threading.Event()
+
+    def run():
+        prev = None
+        for tod, group in groups:
+            if prev is not None and tod is not None and stop.wait(
+                    min(max(tod - prev, 0), 1.0) / speed):
+                return
+            prev = tod if tod is not None else prev
+            out.write(b"".join(group))
+        out.flush()
+
+    t = threading.Thread(target=run, name="gnss-feed", daemon=True)
+    try:
+        yield Feed(read_port, t.start, t.is_alive)
+    finally:
+        stop.set()
+        if t.is_alive():
+            t.join(5)
+        out.close()
+
+
 class SimRig:
     name = "sim"
     report_timeout = 30
@@ -170,35 +201,11 @@ class BenchRig:
             self.reset.off()
         return ""
 
-    @contextlib.contextmanager
     def gnss_feed(self, capture, speed=10.0):
-        """Write ``capture`` into the feeding USB-serial adapter; yields the port the
-        receiver side reads (the adapters' TX→RX are wired together)."""
-        import serial
-        from gridlink.firmware.sim.replay import epochs, find_capture, read_capture
-
-        groups = epochs(read_capture(find_capture(capture)))
-        out = serial.Serial(self.opts["gnss_feed"], self.opts["gnss_baud"])
-        stop = threading.Event()
-
-        def run():
-            prev = None
-            for tod, group in groups:
-                if prev is not None and tod is not None and stop.wait(
-                        min(max(tod - prev, 0), 1.0) / speed):
-                    return
-                prev = tod if tod is not None else prev
-                out.write(b"".join(group))
-            out.flush()
-
-        t = threading.Thread(target=run, daemon=True)
-        try:
-            yield Feed(self.opts["gnss_port"], t.start, t.is_alive)
-        finally:
-            stop.set()
-            if t.is_alive():
-                t.join(5)
-            out.close()
+        """Write ``capture`` into the feeding USB-serial adapter; yields a Feed on the port
+        the receiver side reads (the adapters' TX→RX are wired together)."""
+        return serial_feed(capture, self.opts["gnss_feed"], self.opts["gnss_baud"],
+                           self.opts["gnss_port"], speed)
 
     def listener(self, ack=True):
         u = urlsplit(self.broker_url)
