@@ -127,7 +127,6 @@ class SimRig:
         # the relay on the bench Pi, here a MockFactory pin; the rig is the wire
         self.factory = MockFactory()
         self.relay = DigitalOutputDevice(17, pin_factory=self.factory)
-        self._feeds = []
 
     @property
     def board_url(self):
