@@ -37,6 +37,9 @@ class Mosquitto:
         self.port = port or free_port()
         self.conf = self.workdir / "mosquitto.conf"
         self.conf.write_text(
+            # As root, mosquitto would switch to its own user and could not write the
+            # persistence file into the test's private folder (ignored when not root).
+            "user root\n"
             f"listener {self.port} 127.0.0.1\n"
             "allow_anonymous true\n"
             "persistence true\n"
