@@ -73,6 +73,8 @@ class SentenceDecoder(EpochAssembler):
         self._cpos = (None, None)
         self._df = b""              # last RMC date field and its value
         self._dv = False
+        self._zd = self._zm = self._zy = b""  # last ZDA date fields and their value
+        self._zv = None
         self._handlers = {
             b"RMC": self._rmc, b"GGA": self._gga, b"GNS": self._gns, b"GLL": self._gll,
             b"VTG": self._vtg, b"GSA": self._gsa, b"GSV": self._gsv, b"ZDA": self._zda,
@@ -152,11 +154,14 @@ class SentenceDecoder(EpochAssembler):
             if track is not None:
                 ep.track = track
             if date is not False:
-                self._set_date(ep, date)
+                if date is not None and date[0] >= self.min_year and not ep.bad_date:
+                    ep.date = date  # the common case of _set_date, inlined
+                else:
+                    self._set_date(ep, date)
         return True
 
     def _gga(self, body):
-        f = body.split(b",")
+        f = body.split(b",", 10)  # fields after the altitude are not used
         t = f[1]
         tod = self._tv if t == self._tf else self._tod(t)
         if tod < -1:
@@ -349,10 +354,14 @@ class SentenceDecoder(EpochAssembler):
         if not (d or m or y):
             self._at(tod, _ZDA)
             return True
-        date = None
-        if len(y) == 4 and d.isdigit() and m.isdigit() and y.isdigit():
-            date = (int(y), int(m), int(d))
-            if not valid_date(date[0], date[1], date[2]):
-                date = None
+        if d == self._zd and m == self._zm and y == self._zy:
+            date = self._zv  # the date changes once a day: decode it once
+        else:
+            date = None
+            if len(y) == 4 and d.isdigit() and m.isdigit() and y.isdigit():
+                date = (int(y), int(m), int(d))
+                if not valid_date(date[0], date[1], date[2]):
+                    date = None
+            self._zd, self._zm, self._zy, self._zv = d, m, y, date
         self._set_date(self._at(tod, _ZDA), date)
         return True
