@@ -251,7 +251,10 @@ class GatewayRuntime:
             self.metrics.queue_depth.dec(len(items))
             if committed is None:
                 return  # stopping with the store down: leave the batch unacked
-            self._after_commit(items, committed)
+            try:
+                self._after_commit(items, committed)
+            except Exception:  # the batch is committed; unacked ones come back as duplicates
+                log.exception("after-commit work failed for a batch of %d", len(items))
 
     def _commit_with_retry(self, items):
         delay = 0.05
