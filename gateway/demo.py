@@ -10,6 +10,7 @@ or persist), then the gateway, then the broker; no child is left behind.
 """
 
 import contextlib
+import getpass
 import json
 import os
 import shutil
@@ -34,11 +35,13 @@ PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
 # a vehicle whose capture is missing replays the profile's bundled one.
 CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg25-g.log",
             "st-teseo-liv4f.log", "beidou-bd.log")
-# Settings of the shipped broker config that belong to a deployment, not to the demo.
-DEPLOYMENT_KEYS = {"listener", "protocol", "cafile", "capath", "certfile", "keyfile",
-                   "require_certificate", "use_identity_as_username", "tls_version",
-                   "acl_file", "allow_anonymous", "password_file", "persistence_location",
-                   "log_dest", "per_listener_settings"}
+# Settings of the shipped broker config that name a deployment's files and port: the demo
+# points them at its own.  Without TLS (--plain) the certificate settings go too.
+LOCAL_KEYS = {"listener", "cafile", "capath", "certfile", "keyfile", "acl_file",
+              "persistence_location", "log_dest"}
+TLS_KEYS = {"protocol", "require_certificate", "use_identity_as_username", "tls_version",
+            "allow_anonymous", "per_listener_settings"}
+GATEWAY_IDENTITY = "gridlink-gateway"  # the certificate CN the shipped ACL grants
 
 
 class DemoError(GatewayError):
@@ -62,6 +65,9 @@ def register(parser):
     parser.add_argument("--speed", type=float, default=4.0,
                         help="NMEA replay speed factor of the vehicles")
     parser.add_argument("--map", help="compiled grid map (.glgm; default: the shipped 上街区 map)")
+    parser.add_argument("--plain", action="store_true",
+                        help="plain MQTT without certificates (default: mutual TLS with a "
+                             "demo CA and the shipped ACL)")
     parser.add_argument("--quiet", action="store_true", help="no live summary line")
     parser.set_defaults(func=cmd_demo)
 
@@ -144,25 +150,80 @@ def stop_child(proc, timeout=10.0):
     proc.log_file.close()
 
 
-def broker_config(port, workdir):
-    """The project's Mosquitto config (gateway/broker/mosquitto.conf) on a local listener.
+def broker_config(port, workdir, pki=None):
+    """The project's Mosquitto config (gateway/broker/mosquitto.conf) on a local port.
 
-    Every setting of the shipped file is kept (persistence, unlimited queue for the
-    gateway's session, in-flight window, packet size, session expiry) except what ties it
-    to a deployment: the TLS listener and its certificates, the ACL of certificate
-    identities, and the Debian paths.  The demo listens on 127.0.0.1 only, without TLS.
+    Every setting of the shipped file is kept — persistence, the unlimited queue for the
+    gateway's session, in-flight window, packet size, session expiry and, with ``pki``
+    (a :class:`DemoPKI`), mutual TLS with certificate identities confined by the shipped
+    ACL (gateway/broker/gridlink.acl) — except the port, the file paths and the logs,
+    which point into ``workdir``.  Without ``pki`` the listener is plain and anonymous
+    (``--plain``), on 127.0.0.1 only either way.
     """
     from importlib import resources
 
-    shipped = resources.files("gridlink.gateway") / "broker" / "mosquitto.conf"
+    folder = resources.files("gridlink.gateway") / "broker"
+    shipped = folder / "mosquitto.conf"
+    drop = LOCAL_KEYS if pki else LOCAL_KEYS | TLS_KEYS
+    # the listener's own lines go where the shipped listener is (settings after a
+    # listener line belong to it)
+    listener = [f"listener {port} 127.0.0.1"]
+    if pki:
+        listener += [f"cafile {pki.ca}", f"certfile {pki.cert('broker')}",
+                     f"keyfile {pki.key('broker')}"]
     lines = [f"# from {shipped}, adapted by gridlink demo"]
     for line in shipped.read_text(encoding="utf-8").splitlines():
         setting = line.split("#", 1)[0].split()
-        if setting and setting[0] not in DEPLOYMENT_KEYS:
+        if setting and setting[0] == "listener" and listener:
+            lines += listener
+            listener = []
+        elif setting and setting[0] not in drop:
             lines.append(line)
-    lines += [f"listener {port} 127.0.0.1", "allow_anonymous true",
-              f"persistence_location {workdir}/", f"log_dest file {workdir}/mosquitto.log"]
+    # global settings (per_listener_settings is false): their place does not matter
+    # started as root, Mosquitto would switch to the "mosquitto" user, which cannot read
+    # the demo's keys or write its folder: stay the user who runs the demo
+    lines += [*listener, f"user {getpass.getuser()}", f"persistence_location {workdir}/",
+              f"log_dest file {workdir}/mosquitto.log",
+              f"acl_file {folder / 'gridlink.acl'}" if pki else "allow_anonymous true"]
     return "\n".join(lines) + "\n"
+
+
+class DemoPKI:
+    """A throw-away district CA with certificates for the broker, gateway and devices."""
+
+    def __init__(self, folder):
+        from gridlink.flash import pki
+
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.ca = self.folder / "ca.pem"
+        if not self.ca.exists():
+            key, crt = pki.make_ca("gridlink demo CA")
+            _write_private(self.folder / "ca.key", key)
+            self.ca.write_bytes(crt)
+        self.issue("broker", hosts=("127.0.0.1", "localhost"))
+
+    def cert(self, cn):
+        return self.folder / f"{cn}.pem"
+
+    def key(self, cn):
+        return self.folder / f"{cn}.key"
+
+    def issue(self, cn, hosts=()):
+        """A certificate for ``cn`` (a device id, the gateway), kept across runs."""
+        from gridlink.flash import pki
+
+        if not self.cert(cn).exists():
+            key, crt = pki.sign_device(cn, self.ca, self.folder / "ca.key", hosts=hosts)
+            _write_private(self.key(cn), key)
+            self.cert(cn).write_bytes(crt)
+        return self.cert(cn), self.key(cn)
+
+
+def _write_private(path, data):
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
 
 
 def mosquitto_exe():
@@ -199,7 +260,8 @@ class Summary:
         d, c = self.devices, self.counts
         tasks = " ".join(f"{k} {v}" for k, v in sorted(self.tasks.items())) or "none"
         return (f"t={self.elapsed:5.0f}s  reports triggered {self.triggered}, committed "
-                f"{c['total']}  pending {c['pending']}  accepted {c['accepted']}  devices online "
+                f"{c['total'] - c['attached']} (+{c['attached']} task results)  pending "
+                f"{c['pending']}  accepted {c['accepted']}  devices online "
                 f"{d['online']}/{d['total']}  tasks: {tasks}")
 
     def as_dict(self):
@@ -220,6 +282,7 @@ class District:
             self._tmp = tempfile.mkdtemp(prefix="gridlink-demo-")
             self.data = Path(self._tmp)
         self.broker = None
+        self.pki = None
         self.gateway = None
         self.devices = {}  # device id → (Popen, data dir, buttons)
         self.triggered = 0
@@ -248,22 +311,29 @@ class District:
         workdir.mkdir(exist_ok=True)
         self.broker_port = free_port()
         conf = workdir / "mosquitto.conf"
-        conf.write_text(broker_config(self.broker_port, workdir))
+        self.pki = None if self.args.plain else DemoPKI(self.data / "pki")
+        conf.write_text(broker_config(self.broker_port, workdir, self.pki))
         self.broker = spawn([mosquitto_exe(), "-c", str(conf)], workdir / "stdout.log")
         self._event("started", name="mosquitto", pid=self.broker.pid)
         wait_port(self.broker_port, proc=self.broker)
 
     @property
     def broker_url(self):
-        return f"mqtt://127.0.0.1:{self.broker_port}"
+        scheme = "mqtt" if self.pki is None else "mqtts"
+        return f"{scheme}://127.0.0.1:{self.broker_port}"
 
     def _start_gateway(self):
+        from .mqtt import TLSFiles
         from .service import Gateway
 
+        tls = None
+        if self.pki is not None:
+            cert, key = self.pki.issue(GATEWAY_IDENTITY)
+            tls = TLSFiles(str(self.pki.ca), str(cert), str(key))
         self.gateway = Gateway(broker=self.broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
                                grid=str(self.map_path) if self.map_path else None,
                                http=self.args.http, photos=str(self.data / "photos"),
-                               client_id="gridlink-demo-gateway")
+                               client_id="gridlink-demo-gateway", tls=tls)
         self.gateway.start()
         self.board_url = self.gateway.http_url
         self.app = self.gateway.app
@@ -278,6 +348,11 @@ class District:
                      str(self.args.speed)]
         if capture is not None:
             argv += ["--sim-capture", str(capture)]
+        if profile == "fixed-terminal":
+            argv += ["--kiosk-port", "0"]  # its kiosk page on any free port, never a clash
+        if self.pki is not None:
+            cert, key = self.pki.issue(device)
+            argv += ["--tls-ca", str(self.pki.ca), "--tls-cert", str(cert), "--tls-key", str(key)]
         if self.map_path:
             argv += ["--map", str(self.map_path)]
         return argv

@@ -82,6 +82,11 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     pids = started_pids(data)
     assert set(pids) == {"mosquitto", "pv-0001", "pv-0002", "ft-0001"}
     assert not [name for name, pid in pids.items() if alive(pid)]
+    # mutual TLS by default: every client was known by its certificate, none was refused
+    log = (data / "broker" / "mosquitto.log").read_text()
+    for identity in ("gridlink-gateway", "pv-0001", "pv-0002", "ft-0001"):
+        assert f"u'{identity}'" in log
+    assert "denied" not in log.lower()
     with sqlite3.connect(data / "intake.sqlite") as db:
         states = dict(db.execute("SELECT device, state FROM devices").fetchall())
         done = db.execute(
@@ -97,7 +102,7 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
 
 def test_ctrl_c_stops_everything_cleanly(tmp_path):
     data = tmp_path / "demo"
-    proc = start_demo(data, "--no-terminal")
+    proc = start_demo(data, "--no-terminal", "--plain")
     url = read_board_url(proc)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
