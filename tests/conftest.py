@@ -14,7 +14,7 @@ def pytest_collection_modifyitems(config, items):
         if "soak" in item.keywords and not config.getoption("--soak"):
             item.add_marker(skip_soak)
         if "micropython" in item.keywords and not micropython_available():
-            item.add_marker(pytest.mark.skip(reason="MicroPython port not installed: run .ci/setup"))
+            item.add_marker(pytest.mark.skip(reason="no MicroPython port: run .ci/setup"))
 
 
 @pytest.fixture

@@ -23,34 +23,31 @@ COMMANDS = {
 
 def _known_errors():
     """The packages' exception bases: these print as one clear line, not a traceback."""
-    bases = []
-    for mod, name in (
-        ("gridlink.firmware.core.errors", "CoreError"),
-        ("gridlink.firmware.errors", "DeviceError"),
-        ("gridlink.gateway.errors", "GatewayError"),
-        ("gridlink.flash.errors", "FlashError"),
-    ):
-        try:
-            bases.append(getattr(importlib.import_module(mod), name))
-        except (ImportError, AttributeError):
-            pass
-    return tuple(bases)
+    from gridlink.firmware.core.errors import CoreError
+    from gridlink.firmware.errors import DeviceError
+    from gridlink.flash.errors import FlashError
+    from gridlink.gateway.errors import GatewayError
+
+    return (CoreError, DeviceError, GatewayError, FlashError)
 
 
-def build_parser(only=None):
-    parser = argparse.ArgumentParser(prog="gridlink", description=__doc__.splitlines()[0])
+def build_parser(command=None):
+    """The parser; only ``command``'s module is imported (none for the top-level help)."""
+    parser = argparse.ArgumentParser(
+        prog="gridlink",
+        description="gridlink: field devices and the district gateway of a digital city "
+                    "management (数字城管) system.")
     parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, (module, help_text) in COMMANDS.items():
-        if only is not None and name != only:
+        if name != command:
             sub.add_parser(name, help=help_text, add_help=False)
             continue
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
-            if exc.name and module.startswith(exc.name):
-                continue  # that area is not part of this installation
-            raise
+            parser.exit(2, f"gridlink {name}: needs the Python module {exc.name!r}, which is "
+                           f"not installed (see the README's dependency table)\n")
         mod.register(sub.add_parser(name, help=help_text, description=help_text))
     return parser
 
@@ -63,8 +60,8 @@ def _version():
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
-    wanted = argv[0] if argv and argv[0] in COMMANDS else None
-    args = build_parser(only=wanted).parse_args(argv)
+    command = argv[0] if argv and argv[0] in COMMANDS else None
+    args = build_parser(command).parse_args(argv)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
