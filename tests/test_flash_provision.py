@@ -37,10 +37,7 @@ def tls_broker(tmp_path, ca):
     port = free_port()
     conf = (f"listener {port} 127.0.0.1\ncafile {ca}/ca.pem\ncertfile {ca}/server.pem\n"
             f"keyfile {ca}/server.key\nrequire_certificate true\n"
-            "use_identity_as_username true\n"
-            # started as root, mosquitto would drop to its own user, which cannot read
-            # pytest's private temporary directories
-            "user root\n")
+            "use_identity_as_username true\n")
     with Mosquitto(tmp_path / "tls-broker", extra_conf=conf) as b:
         b.tls_url = f"mqtts://127.0.0.1:{port}"
         yield b
