@@ -9,6 +9,7 @@ Everything is local: the board loads no CDN script and no map tile.
 
 import asyncio
 import json
+import logging
 import re
 import threading
 from contextlib import asynccontextmanager, suppress
@@ -44,6 +45,7 @@ from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import ONLINE_STATES, TaskDesk
 
+log = logging.getLogger("gridlink.gateway.api")
 BOARD_DIR = Path(__file__).with_name("board")
 MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -331,11 +333,16 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
 async def _watch(app, store, desk, interval):
     """Poll the store for changes (another process may be writing) and wake SSE clients."""
+    problem = None
     while True:
         try:
             await asyncio.to_thread(desk.sync)
             version = await asyncio.to_thread(_version, store)
-        except Exception:  # a locked or restarting database: try again next round
+            problem = None
+        except Exception as exc:  # a locked or restarting database: try again next round
+            if str(exc) != problem:  # say it once, not every round
+                problem = str(exc)
+                log.warning("intake board cannot read the store (retrying): %s", exc)
             version = app.state.version
         if version != app.state.version:
             app.state.version = version
