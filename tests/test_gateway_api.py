@@ -476,3 +476,27 @@ def test_totals_match_the_listed_reports_in_every_state(tmp_path_factory, action
                     assert page["total"] == len(expect), (status, held, code)
     finally:
         store.close()
+
+
+def test_event_stream_announces_each_change(store, clock):
+    app = create_app(store, clock=clock, poll_interval=0.1)
+    with BackgroundServer(app) as server:
+        stream = urllib.request.urlopen(server.url + "/api/events", timeout=10)
+
+        def next_change():
+            event = None
+            for raw in stream:
+                line = raw.decode().rstrip("\n")
+                if line.startswith("event: "):
+                    event = line[7:]
+                elif line.startswith("data: ") and event == "change":
+                    return json.loads(line[6:])
+            raise AssertionError("stream ended")
+
+        first = next_change()
+        assert first["reports"] == 0
+        rid = add_report(store, 1)
+        assert next_change()["reports"] == 1
+        Api(server.url).post(f"/api/reports/{rid}/claim", {"operator": "alice"})
+        assert next_change()["intake"] == 1
+        stream.close()
