@@ -1,0 +1,88 @@
+"""Run every benchmark in turn, then print the headline figures from their results.
+
+    .venv/bin/python benchmarks/run_all.py [--quick] [--only nmea,grid,…]
+
+Each ``bench_<name>.py`` measures its reference in the same run and writes
+``benchmarks/results/<name>.json``; this script only sequences them (never two at once:
+they would share the two cores) and summarises.
+"""
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+RESULTS = HERE / "results"
+
+# name → [(label, path in its JSON, goal text)]
+HEADLINES = {
+    "nmea": [("NMEA sentences/s vs pynmea2", "cpython.ratio_vs_pynmea2_parse", "≥ 2×"),
+             ("NMEA sentences/s under MicroPython", "micropython.sentences_per_s", "")],
+    "grid": [("grid lookups/s vs shapely STRtree", "ratio", "≥ 1.5×"),
+             ("MicroPython heap for a 2,500-cell map, bytes",
+              "micropython.heap_growth_bound_bytes", "≤ 32768")],
+    "outbox": [("durable appends/s", "outbox_durable_append_per_s", ""),
+               ("… vs raw write+fsync", "ratio_outbox_vs_raw_fsync", "")],
+    "codes": [("class-code checks/s", "validate_class_code_per_s", "")],
+    "device": [("trigger → durable, median ms", "trigger_to_durable_ms.median", "≤ 100"),
+               ("report payload, max bytes", "report_bytes.max", "≤ 1024"),
+               ("track point, bytes", "track_point_bytes.mean", "≤ 32"),
+               ("device RSS, MB", "rss_mb.device", "≤ 60"),
+               ("start → first GNSS read, s", "start_to_first_gnss_read_s.value", "≤ 2")],
+    "gateway": [("gateway vs raw broker ceiling", "gateway_vs_ceiling", "≥ 0.8"),
+                ("backlog drain into SQLite, reports/s", "drain_sqlite_reports_per_s",
+                 "≥ 20000"),
+                ("publish → commit p99 at 2,000/s, ms", "latency.commit_p99_ms", "≤ 50"),
+                ("PostgreSQL two workers vs one", "postgres_2_vs_1", "")],
+    "intake": [("intake: pending pages/s (SQLite)", "list_page_per_s", ""),
+               ("intake: claim+accept/s (SQLite)", "claim_accept_per_s", "")],
+    "flash": [("provisioning, devices/min with 4 jobs",
+               "backends.cryptography.jobs4_per_min", "≥ 40 before noon")],
+}
+
+
+def dig(obj, path):
+    for key in path.split("."):
+        if not isinstance(obj, dict) or key not in obj:
+            return None
+        obj = obj[key]
+    return obj
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
+    ap.add_argument("--only", help="comma-separated names (default: all)")
+    args = ap.parse_args()
+    names = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
+    if args.only:
+        names = [n for n in names if n in args.only.split(",")]
+    failed = []
+    for name in names:
+        cmd = [sys.executable, str(HERE / f"bench_{name}.py")] + (["--quick"] if args.quick else [])
+        print(f"\n=== {name}: {' '.join(cmd[1:])}", flush=True)
+        start = time.monotonic()
+        if subprocess.run(cmd).returncode:
+            failed.append(name)
+        print(f"=== {name}: {time.monotonic() - start:.0f} s", flush=True)
+    print("\nheadline figures (benchmarks/results/*.json):")
+    for name in names:
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        for label, key, goal in HEADLINES.get(name, []):
+            value = dig(data, key)
+            shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(
+                value, int) else str(value)
+            print(f"  {label:45} {shown:>12}  {goal}")
+    if failed:
+        print("failed:", ", ".join(failed))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
