@@ -6,7 +6,6 @@ Default sizes keep the suite short; ``pytest --soak`` runs the full 50,000 repor
 kills.  The kill moments come from a seeded RNG (GRIDLINK_FAULT_SEED to replay one).
 """
 
-import getpass
 import os
 import random
 import threading
@@ -15,7 +14,6 @@ import pytest
 from gridlink.gateway.service import Gateway
 from gridlink.gateway.store import open_store
 
-from tests.brokers import Mosquitto
 from tests.gateway_rig import (
     GatewayProcess,
     Publisher,
@@ -30,13 +28,6 @@ from tests.gateway_rig import (
 )
 
 SEED = int(os.environ.get("GRIDLINK_FAULT_SEED", random.SystemRandom().randrange(10**6)))
-
-
-@pytest.fixture
-def persistent_broker(tmp_path):
-    """Mosquitto keeping its store across restarts even when tests run as root."""
-    with Mosquitto(tmp_path / "broker", extra_conf=f"user {getpass.getuser()}\n") as b:
-        yield b
 
 
 def assert_exactly(store, devices, n):
@@ -96,7 +87,8 @@ def test_sigkill_soak_postgres(broker, tmp_path):
     kill_storm(broker, pg_url("soak"), tmp_path, 25_000, 20)
 
 
-def test_broker_restarted_mid_stream(persistent_broker, tmp_path):
+def test_broker_restarted_mid_stream(broker, tmp_path):
+    persistent_broker = broker  # the fixture keeps its store across stop/start
     n = 6000
     url = f"sqlite:///{tmp_path}/intake.sqlite"
     gw = Gateway(broker=persistent_broker.url, db=url, grid=grid_map_file(tmp_path),
