@@ -220,3 +220,35 @@ def test_retire_hands_a_stopped_workers_share_back(broker, tmp_path):
     wait_for(lambda: count(w0.store, "reports") == 600, 20, "all 600 through worker 0")
     pub.close()
     w0.stop()
+
+
+def test_without_the_board_only_metrics_are_served(broker, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "gridlink.gateway.api", None)  # board not installed
+    gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/i.sqlite",
+                 grid=grid_map_file(tmp_path), photos=tmp_path / "photos",
+                 http="127.0.0.1:0").start()
+    try:
+        body = urllib.request.urlopen(gw.http_url + "/metrics", timeout=5).read().decode()
+        assert "gridlink_gateway_queue_depth" in body
+    finally:
+        gw.stop()
+
+
+def test_logs_are_one_json_object_per_line():
+    import io
+    import logging
+
+    from gridlink.gateway import logs
+
+    out = io.StringIO()
+    root = logging.getLogger("gridlink")
+    saved = root.handlers[:], root.level, root.propagate
+    logs.setup("info", worker=3, stream=out)
+    try:
+        logging.getLogger("gridlink.gateway").warning("rejected %s", "x", extra={"topic": "t"})
+    finally:
+        root.handlers[:], root.level, root.propagate = saved
+    line = json.loads(out.getvalue())
+    assert (line["level"], line["message"], line["worker"], line["topic"]) == \
+        ("warning", "rejected x", 3, "t")
+    assert line["time"].endswith("Z")
