@@ -52,11 +52,42 @@ def dig(obj, path):
     return obj
 
 
+def headlines():
+    """(benchmark, label, value, goal, when) for every headline found in results/."""
+    for name, rows in HEADLINES.items():
+        path = RESULTS / f"{name}.json"
+        if not path.exists():
+            continue
+        data = json.loads(path.read_text())
+        for label, key, goal in rows:
+            yield name, label, dig(data, key), goal
+
+
+def shown(value):
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.2f}"
+    if isinstance(value, int):
+        return f"{value:,}"
+    return str(value)
+
+
+def markdown_table():
+    lines = ["| benchmark | figure | latest | goal |", "|---|---|---:|---|"]
+    for name, label, value, goal in headlines():
+        lines.append(f"| {name} | {label} | {shown(value)} | {goal} |")
+    return "\n".join(lines)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
     ap.add_argument("--only", help="comma-separated names (default: all)")
+    ap.add_argument("--table", action="store_true",
+                    help="run nothing: print the latest figures as a Markdown table (README)")
     args = ap.parse_args()
+    if args.table:
+        print(markdown_table())
+        return 0
     names = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     if args.only:
         names = [n for n in names if n in args.only.split(",")]
@@ -69,16 +100,9 @@ def main():
             failed.append(name)
         print(f"=== {name}: {time.monotonic() - start:.0f} s", flush=True)
     print("\nheadline figures (benchmarks/results/*.json):")
-    for name in names:
-        path = RESULTS / f"{name}.json"
-        if not path.exists():
-            continue
-        data = json.loads(path.read_text())
-        for label, key, goal in HEADLINES.get(name, []):
-            value = dig(data, key)
-            shown = f"{value:,.2f}" if isinstance(value, float) else f"{value:,}" if isinstance(
-                value, int) else str(value)
-            print(f"  {label:45} {shown:>12}  {goal}")
+    for name, label, value, goal in headlines():
+        if name in names:
+            print(f"  {label:45} {shown(value):>12}  {goal}")
     if failed:
         print("failed:", ", ".join(failed))
     return 1 if failed else 0
