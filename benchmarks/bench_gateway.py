@@ -10,8 +10,8 @@ ack).  Figures:
 - ceiling: publisher → trivial subscriber, messages/s; gateway: the same publisher →
   gateway → committed rows (zero loss checked), and the ratio (goal ≥ 0.8);
 - drain: a backlog published while the gateway is down, drained into SQLite (goal ≥ 20,000/s);
-- latency: publish → committed_at (and → device ack received) at a paced 2,000 reports/s,
-  p50/p99 (goal p99 ≤ 50 ms);
+- latency: publish → committed_at (and → device ack received) at a paced 2,000 reports/s
+  (goal p99 ≤ 50 ms) and at 400/s, p50/p99;
 - workers: the backlog drained into PostgreSQL by one worker vs two (shared subscription).
 
 Writes benchmarks/results/gateway.json.
@@ -163,7 +163,7 @@ def latency(broker, workdir, rate, seconds):
     from paho.mqtt.packettypes import PacketTypes
     from paho.mqtt.properties import Properties
 
-    db = f"sqlite:///{workdir}/latency.sqlite"
+    db = f"sqlite:///{workdir}/latency-{rate}.sqlite"
     store = open_store(db)
     store.migrate()
     n = int(rate * seconds)
@@ -231,12 +231,16 @@ def main(argv=None):
         out["drain_sqlite_reports_per_s"] = round(d)
         out["drain_vs_ceiling"] = round(d / ceil, 3)
         print(f"backlog drain, SQLite, {n_drain} reports: {d:9.0f} reports/s (goal ≥ 20,000)")
-        with Mosquitto(work / "b4") as broker:
-            lat = latency(broker, work, 500 if args.quick else 2000, 2 if args.quick else 5)
-        out["latency"] = lat
-        print(f"publish → commit at {lat['rate_achieved']}/s: p50 {lat['commit_p50_ms']} ms, "
-              f"p99 {lat['commit_p99_ms']} ms (goal ≤ 50); → device ack: p50 "
-              f"{lat['ack_p50_ms']} ms, p99 {lat['ack_p99_ms']} ms")
+        # at the goal's 2,000/s, and at a rate well inside this machine's capacity (a
+        # saturated gateway measures its queue, not its latency)
+        out["latency"] = []
+        for rate in ((400,) if args.quick else (2000, 400)):
+            with Mosquitto(work / f"b4-{rate}") as broker:
+                lat = latency(broker, work, rate, 2 if args.quick else 4)
+            out["latency"].append(lat)
+            print(f"publish → commit at {lat['rate_achieved']}/s: p50 {lat['commit_p50_ms']} "
+                  f"ms, p99 {lat['commit_p99_ms']} ms (goal ≤ 50); → device ack: p50 "
+                  f"{lat['ack_p50_ms']} ms, p99 {lat['ack_p99_ms']} ms")
         if pg_available():
             with Mosquitto(work / "b5") as broker:
                 one = drain(broker, work, pg_url("bench1"), n_pg, 1, "pg1")
