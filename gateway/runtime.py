@@ -64,7 +64,11 @@ class GatewayRuntime:
         self._end_session = False
         self.committed_batches = 0
         self.client = make_client(client_id, tls=tls, broker=self.broker)
-        self.client.max_inflight_messages_set(max(20, pending_max))
+        # Outgoing QoS 1 (device acks, tasks) in flight: small, because paho rescans its
+        # in-flight list on every PUBACK, and never above the broker's Receive Maximum
+        # (adopted on connect: Mosquitto drops publishes beyond it with "quota exceeded").
+        self.send_window = 100
+        self.client.max_inflight_messages_set(self.send_window)
         self.client.max_queued_messages_set(0)
         self.client.reconnect_delay_set(0.1, 5)
         self.client.on_connect = self._on_connect
@@ -177,6 +181,11 @@ class GatewayRuntime:
             return
         with self._ack_lock:
             self._gen += 1
+        server_max = getattr(properties, "ReceiveMaximum", None) if properties else None
+        if server_max:
+            # paho does not honour the server's Receive Maximum itself, and its public
+            # setter refuses an open connection; this is the attribute that setter sets
+            client._max_inflight_messages = min(self.send_window, server_max)
         subs = [(t, 1) for t in topics.subscriptions(self.shared, self.status)]
         client.subscribe(subs)
         self.metrics.connected.set(1)
