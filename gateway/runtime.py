@@ -66,7 +66,7 @@ class GatewayRuntime:
         self.client = make_client(client_id, tls=tls, broker=self.broker)
         # Outgoing QoS 1 (device acks, tasks) in flight: small, because paho rescans its
         # in-flight list on every PUBACK, and never above the broker's Receive Maximum
-        # (adopted on connect: Mosquitto drops publishes beyond it with "quota exceeded").
+        # (adopted on connect: a client must never have more in flight than that).
         self.send_window = 100
         self.client.max_inflight_messages_set(self.send_window)
         self.client.max_queued_messages_set(0)
