@@ -56,14 +56,17 @@ _NOCK_COUNTS = {
 }
 _HEX = b"0123456789ABCDEFabcdef"
 _HEXVAL = {}  # "hh" in either case → its value
+# "*hh\r" and "*hh" → the XOR of a whole line "$" + body + "*hh" + CR LF (or LF) whose
+# body has the checksum hh; a line's XOR is two lookups in the block's XOR prefix
+_TAIL_CRLF = {}
+_TAIL_LF = {}
 for _a in _HEX:
     for _b in _HEX:
-        _HEXVAL[bytes((_a, _b))] = int(bytes((_a, _b)), 16)
-# byte → its value as a hex digit (either case), 4095 if it is none: a bad digit
-# makes "hi << 4 | lo" exceed 255
-_HEXDIGIT = [4095] * 256
-for _a in _HEX:
-    _HEXDIGIT[_a] = int(bytes((_a,)), 16)
+        _v = int(bytes((_a, _b)), 16)
+        _HEXVAL[bytes((_a, _b))] = _v
+        _v ^= 0x24 ^ 0x2A ^ _a ^ _b ^ 0x0A  # "$", "*", the digits, LF
+        _TAIL_CRLF[bytes((42, _a, _b, 13))] = _v ^ 0x0D
+        _TAIL_LF[bytes((42, _a, _b))] = _v
 _TRAIL = b" \t\r\n\x00"
 
 
@@ -135,8 +138,8 @@ class NmeaDecoder(SentenceDecoder):
         self._partial = b""
         self._skipping = False      # inside an over-long line, until the next LF
         self._seen_checksum = False
-        self._dispatch = {}         # address → handler
-        self._refused = {}          # address → why it is rejected
+        self._dispatch = {}         # address and comma ("GPGGA,") → handler
+        self._refused = {}          # address and comma → why it is rejected
 
     @property
     def sentences(self):
@@ -197,17 +200,18 @@ class NmeaDecoder(SentenceDecoder):
         self._out = None
         if self._partial:
             data = self._partial + data
+        maxl = self.max_line
         pieces = data.split(b"\n")
         rest = pieces.pop()
         if pieces:
             self.lines += len(pieces)
-            xs = _xor_prefix(data)
-        maxl = self.max_line
+            xs = _xor_prefix(b"\x00" + data)  # XOR of data[a:b] is xs[b] ^ xs[a]
         skipping = self._skipping
         seen = self._seen_checksum
         handlers = self._dispatch
         refused = self._refused
-        hexval = _HEXDIGIT
+        crlf = _TAIL_CRLF
+        lf = _TAIL_LF
         rejected = self.rejected
         accepted = 0
         # a "$" anywhere but at a line start means merged sentences: look per line then
@@ -222,47 +226,47 @@ class NmeaDecoder(SentenceDecoder):
             here = start
             n = len(line)
             start += n + 1
-            # The hot path, inlined: one sentence "$…*hh" or "$…*hh\r" on the line
-            # ("$$…" too).  Anything else takes the general path (_line), which applies
-            # the same rules.
-            s = 0
+            # The hot path, inlined: one sentence "$…*hh" on the line ("$$…" too), its
+            # checksum right when the XOR of the whole line (CR LF or LF included) is the
+            # one its "*hh" implies.
+            # Anything else takes the general path (_line), which applies the same rules.
+            want = None
             if 11 < n <= maxl and line[0] == 36:  # "$"
-                k = n - 4 if line[-1] == 13 else n - 3
-                if line[k] == 42:  # "*"
-                    s = 1
-                    if merged:
-                        if line[1] == 36:
-                            s = 2
-                        if line.find(b"$", s) >= 0:
-                            s = 0
-            if s:
-                want = hexval[line[k + 1]] << 4 | hexval[line[k + 2]]
-                if want > 255 or want != xs[here + k - 1] ^ xs[here + s - 1]:
+                want = crlf.get(line[-4:])
+                end = -4
+                if want is None:
+                    want = lf.get(line[-3:])
+                    end = -3
+                if merged and want is not None:
+                    if line[1] != 36:
+                        if line.find(b"$", 1) >= 0:
+                            want = None
+                    elif line.find(b"$", 2) >= 0:
+                        want = None
+                    else:
+                        line = line[1:]  # "$$": one "$" more in the line's XOR
+                        want ^= 36
+            if want is not None:
+                if want != xs[start] ^ xs[here]:
                     rejected["bad_checksum"] += 1
                     continue
                 seen = True
-                body = line[s:k]
-                if body[5] == 44:  # ","
-                    addr = body[:5]
-                    handler = handlers.get(addr)
-                    if handler is not None:
-                        try:
-                            ok = handler(body)
-                        except (ValueError, IndexError):
-                            ok = False
-                        if ok:
-                            accepted += 1
-                        else:
-                            rejected["bad_field"] += 1
-                        continue
-                    reason = refused.get(addr)
-                    if reason is not None:
-                        rejected[reason] += 1
-                        continue
-                elif body[0] == 80:  # "P": a proprietary sentence
-                    rejected["proprietary"] += 1
+                handler = handlers.get(line[1:7])  # "GPGGA,"
+                if handler is not None:
+                    try:
+                        ok = handler(line[1:end])
+                    except (ValueError, IndexError):
+                        ok = False
+                    if ok:
+                        accepted += 1
+                    else:
+                        rejected["bad_field"] += 1
                     continue
-                self._body(body, True)
+                reason = refused.get(line[1:7])
+                if reason is not None:
+                    rejected[reason] += 1
+                    continue
+                self._body(line[1:end], True)
             elif n > maxl:
                 rejected["too_long"] += 1
             else:
@@ -329,13 +333,13 @@ class NmeaDecoder(SentenceDecoder):
     def _body(self, body, checked):
         """Dispatch a sentence body (address and fields) by its address."""
         if len(body) == 5 or (len(body) > 5 and body[5] == 44):
-            addr = body[:5]
-            handler = self._dispatch.get(addr) or self._refused.get(addr)
+            key = body[:6] if len(body) > 5 else body + b","  # address and comma
+            handler = self._dispatch.get(key) or self._refused.get(key)
             if handler is None:
-                handler = self._classify(addr)
+                handler = self._classify(key)
                 table = self._refused if handler.__class__ is str else self._dispatch
                 if len(table) < 64:
-                    table[addr] = handler
+                    table[key] = handler
         else:
             handler = "proprietary" if body[:1] == b"P" else "bad_address"
         if handler.__class__ is str:
@@ -354,15 +358,16 @@ class NmeaDecoder(SentenceDecoder):
             self.rejected["bad_field"] += 1
 
     def _classify(self, addr):
-        """The handler of a 5-character address, or the reason it is rejected."""
+        """The handler of an address (5 characters and a comma), or why it is rejected."""
         if addr[0] == 80:  # "P"
             return "proprietary"
         if not (65 <= addr[0] <= 90 and 65 <= addr[1] <= 90):
             return "bad_address"
-        handler = self._handlers.get(addr[2:])
+        kind = addr[2:5]
+        handler = self._handlers.get(kind)
         if handler is not None:
             return handler
-        return "unknown" if addr[2:].isalpha() else "bad_address"
+        return "unknown" if kind.isalpha() else "bad_address"
 
 
 def decode(data, **options):

@@ -34,6 +34,11 @@ _GSA_MODE = {b"": 0, b"1": 1, b"2": 2, b"3": 3}
 # Quectel C (caution), U (unsafe), V (invalid).  Unknown letters: GPS.
 _FAA_STATUS = {65: 1, 68: 2, 69: 5, 70: 4, 82: 3, 80: 2, 77: 7, 83: 8, 78: 0,
                67: 0, 85: 0, 86: 0}
+# GSV "total,part," with one-digit counts, 1 <= part <= total → part
+_GSV_PART = {}
+for _t in range(1, 10):
+    for _p in range(1, _t + 1):
+        _GSV_PART[bytes((48 + _t, 44, 48 + _p, 44))] = _p
 
 
 def _coord(value, hemi, pos, neg, limit):
@@ -312,18 +317,11 @@ class SentenceDecoder(EpochAssembler):
     def _gsv(self, body):
         # Only the first sentence of a set is decoded (satellites in view); the others
         # are checked for shape.  NMEA 4.1 adds a signal id after the satellites.
-        n = body.count(b",") + 1
-        if n < 4 or n % 4 > 1:
+        commas = body.count(b",")  # 4k + 3 (4 fields per satellite), + 1 with a signal id
+        if commas < 3 or (commas - 1) & 3 < 2:
             return False
-        if body[7] == 44 and body[9] == 44:  # one-digit counts: "xxGSV,3,2,…"
-            total = body[6] - 48
-            part = body[8] - 48
-            if not 1 <= part <= total <= 9:
-                return False
-            if part != 1:
-                return True
-            seen = body[10:body.find(b",", 10)] if n > 4 else body[10:]
-        else:
+        part = _GSV_PART.get(body[6:10])  # one-digit counts: "xxGSV,3,2,…"
+        if part is None:
             f = body.split(b",", 4)
             total = int(f[1])
             part = int(f[2])
@@ -332,11 +330,15 @@ class SentenceDecoder(EpochAssembler):
             if part != 1:
                 return True
             seen = f[3]
+        elif part != 1:
+            return True
+        else:
+            seen = body[10:body.find(b",", 10)] if commas > 3 else body[10:]
         seen = int(seen) if seen else 0
         if seen < 0:
             return False
         # key: talker, plus the signal id's field (its last two bytes) if present
-        key = body[:2] + body[-2:] if n % 4 == 1 else body[:2]
+        key = body[:2] + body[-2:] if commas & 3 == 0 else body[:2]
         if self._visible.get(key) != seen:
             self._visible[key] = seen
             self._visible_changed = True
