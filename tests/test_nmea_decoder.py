@@ -289,3 +289,18 @@ def test_checksum_helper_on_every_length():
         assert checksum(body) == expected, n
     assert sentence("GPBOD,,T,,M,,") == b"$GPBOD,,T,,M,,*47\r\n"  # as garmin-geko201 sends
     assert Fix().to_dict()["mode"] == 1
+
+
+def test_fix_time_is_the_wire_timestamp_of_its_epoch():
+    # one ISO formatter (timefmt) for fixes and reports: the two must never drift apart
+    from gridlink.firmware.core.timefmt import iso_utc, parse_iso_utc
+
+    data = (rmc("000000", "290228") + rmc("123456.7", "290228") + rmc("235959.99", "311299")
+            + sentence("GPZDA,000001.005,01,03,2028,,") + gga("000002"))
+    fixes = decode(data, min_year=1980)
+    assert [f.time for f in fixes] == ["2028-02-29T00:00:00.000Z", "2028-02-29T12:34:56.700Z",
+                                       "1999-12-31T23:59:59.990Z", "2028-03-01T00:00:01.005Z",
+                                       "2028-03-01T00:00:02.000Z"]
+    for fix in fixes:
+        assert iso_utc(fix.epoch) == fix.time
+        assert parse_iso_utc(fix.time) == pytest.approx(fix.epoch, abs=1e-6)

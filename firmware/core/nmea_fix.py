@@ -1,6 +1,7 @@
 """One fix epoch: everything a receiver said about one UTC instant."""
 
-from .nmea_time import epoch_seconds, iso_time
+from .nmea_time import epoch_seconds
+from .timefmt import iso_date_ms
 
 # gpsd's fix.status numbers (TPV "status")
 STATUS_NONE = 0
@@ -64,7 +65,7 @@ class Fix:
             if self.date is None or self.tod is None:
                 self._time = None
             else:
-                self._time = iso_time(self.date, self.tod)
+                self._time = iso_date_ms(self.date, self.tod)
         return self._time
 
     @property

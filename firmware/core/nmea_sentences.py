@@ -9,7 +9,8 @@ are decoded once.
 """
 
 from .nmea_epoch import EpochAssembler
-from .nmea_time import parse_ddmmyy, parse_tod, valid_date
+from .nmea_time import parse_ddmmyy, parse_tod
+from .timefmt import valid_date
 
 KNOTS_TO_MPS = 1852 / 3600
 KMH_TO_MPS = 1 / 3.6

@@ -1,44 +1,16 @@
-"""Calendar arithmetic for NMEA dates and times, without ``datetime``.
+"""NMEA dates and times, without ``datetime``.
 
 Times are kept as integer milliseconds since midnight UTC ("tod"), dates as
-``(year, month, day)`` tuples; both convert to an ISO 8601 string in gpsd's form
-(``YYYY-MM-DDTHH:MM:SS.sssZ``) and to Unix epoch seconds.
+``(year, month, day)`` tuples.  The calendar and the ISO 8601 form (gpsd's
+``YYYY-MM-DDTHH:MM:SS.sssZ``, the wire format too) are ``timefmt``'s.
 """
 
 from .compat import const
+from .timefmt import days_from_civil, month_days, valid_date
 
-DAY_MS = const(86400000)
 # Two-digit years (RMC) at or above this are 19yy, below it 20yy: GPS time starts
 # in 1980, so an NMEA year 80..99 can only be 1980..1999.
 CENTURY_PIVOT = const(80)
-
-_MONTH_DAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-
-
-def is_leap(year):
-    return year % 4 == 0 and (year % 100 != 0 or year % 400 == 0)
-
-
-def month_days(year, month):
-    if month == 2 and is_leap(year):
-        return 29
-    return _MONTH_DAYS[month - 1]
-
-
-def valid_date(year, month, day):
-    return 1 <= month <= 12 and 1 <= day <= month_days(year, month)
-
-
-def days_from_civil(year, month, day):
-    """Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm)."""
-    if month <= 2:
-        year -= 1
-    era = year // 400
-    yoe = year - era * 400
-    mp = month + 9 if month <= 2 else month - 3
-    doy = (153 * mp + 2) // 5 + day - 1
-    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
-    return era * 146097 + doe - 719468
 
 
 def next_day(date):
@@ -91,14 +63,6 @@ def parse_ddmmyy(field):
     if not valid_date(year, month, day):
         return None
     return (year, month, day)
-
-
-def iso_time(date, tod):
-    """gpsd's TPV time string for a date and a time of day in ms."""
-    secs, ms = divmod(tod, 1000)
-    mins, ss = divmod(secs, 60)
-    hh, mm = divmod(mins, 60)
-    return f"{date[0]:04d}-{date[1]:02d}-{date[2]:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{ms:03d}Z"
 
 
 def epoch_seconds(date, tod):

@@ -1,7 +1,9 @@
 """UTC timestamps on the wire: ``2026-11-28T02:15:07.250Z`` (ISO 8601, milliseconds, Z).
 
-No ``datetime`` on MicroPython, so the civil-date arithmetic is done here
-(Howard Hinnant's days-from-civil algorithm).  Leap seconds are not represented.
+The one place for civil-date arithmetic and this format: reports (``iso_utc``,
+``parse_iso_utc``) and NMEA fixes (``iso_date_ms`` of a receiver's date and time of
+day) share it.  No ``datetime`` on MicroPython, so the calendar is done here
+(Howard Hinnant's days-from-civil algorithms).  Leap seconds are not represented.
 """
 
 from .errors import CoreError
@@ -14,8 +16,17 @@ class TimeFormatError(CoreError):
 _MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
 
-def _leap(y):
+def is_leap(y):
     return y % 4 == 0 and (y % 100 != 0 or y % 400 == 0)
+
+
+def month_days(y, m):
+    """Days in month m (1..12) of year y."""
+    return 29 if m == 2 and is_leap(y) else _MDAYS[m - 1]
+
+
+def valid_date(y, m, d):
+    return 1 <= m <= 12 and 1 <= d <= month_days(y, m)
 
 
 def days_from_civil(y, m, d):
@@ -42,17 +53,22 @@ def civil_from_days(z):
     return (y + (m <= 2), m, d)
 
 
+def iso_date_ms(date, ms):
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` of a date (year, month, day) and ms since its midnight."""
+    secs, milli = divmod(ms, 1000)
+    mins, ss = divmod(secs, 60)
+    hh, mm = divmod(mins, 60)
+    return f"{date[0]:04d}-{date[1]:02d}-{date[2]:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{milli:03d}Z"
+
+
 def iso_utc(unix_seconds):
     """Format unix seconds (int or float) as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (rounded to ms)."""
     ms = int(round(unix_seconds * 1000))  # noqa: RUF046 (float round on MicroPython)
-    secs, milli = divmod(ms, 1000)
-    days, rem = divmod(secs, 86400)
-    y, mo, d = civil_from_days(days)
-    if not 0 <= y <= 9999:
+    days, ms = divmod(ms, 86400000)
+    date = civil_from_days(days)
+    if not 0 <= date[0] <= 9999:
         raise TimeFormatError(f"time out of range: {unix_seconds}")
-    hh, rem = divmod(rem, 3600)
-    mm, ss = divmod(rem, 60)
-    return f"{y:04d}-{mo:02d}-{d:02d}T{hh:02d}:{mm:02d}:{ss:02d}.{milli:03d}Z"
+    return iso_date_ms(date, ms)
 
 
 def _digits(s, a, b):
@@ -82,8 +98,7 @@ def parse_iso_utc(text):
     y, mo, d, hh, mi, ss, ms = parts
     if not 1 <= mo <= 12:
         raise TimeFormatError(f"month {mo} out of range")
-    mdays = 29 if mo == 2 and _leap(y) else _MDAYS[mo - 1]
-    if not 1 <= d <= mdays:
+    if not 1 <= d <= month_days(y, mo):
         raise TimeFormatError(f"day {d} out of range for {y:04d}-{mo:02d}")
     if hh > 23 or mi > 59 or ss > 59:
         raise TimeFormatError("time of day out of range")
