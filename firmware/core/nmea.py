@@ -166,7 +166,7 @@ class NmeaDecoder(SentenceDecoder):
 
     def flush(self):
         """End of stream: decode an unterminated last line, complete the open epoch."""
-        self._out = None
+        out = self._out = []
         if self._partial:
             line = self._partial
             self._partial = b""
@@ -175,9 +175,8 @@ class NmeaDecoder(SentenceDecoder):
         self._skipping = False
         if self._open:
             self._close()
-        out = self._out
         self._out = None
-        return out if out is not None else []
+        return out
 
     def stats(self):
         """Counters as one JSON-ready dict (rejection reasons that occurred only)."""
@@ -197,7 +196,7 @@ class NmeaDecoder(SentenceDecoder):
     # -- bytes → lines → sentences ---------------------------------------------------
 
     def _feed(self, data):
-        self._out = None
+        out = self._out = []
         if self._partial:
             data = self._partial + data
         maxl = self.max_line
@@ -284,9 +283,8 @@ class NmeaDecoder(SentenceDecoder):
             rest = b""
         self._skipping = skipping
         self._partial = rest
-        out = self._out
         self._out = None
-        return out if out is not None else []
+        return out
 
     def _line(self, line, unterminated):
         """The general path: any line, with dirt, merged or cut sentences."""

@@ -49,7 +49,7 @@ class _Epoch:
 
 
 class EpochAssembler:
-    """Epoch state shared by the sentence handlers; completed fixes go to ``_out``."""
+    """Epoch state shared by the sentence handlers; completed fixes go to the list ``_out``."""
 
     def __init__(self, min_year):
         self.min_year = min_year
@@ -120,35 +120,31 @@ class EpochAssembler:
             date = self._date
         if tod is not None:
             self._last_tod = tod
-        if ep.valid and ep.lat is not None:
-            alt = ep.alt
-            if ep.gsa_mode >= MODE_2D:
-                mode = ep.gsa_mode
-            elif alt is not None and (ep.sats is None or ep.sats >= 4):
-                mode = MODE_3D
-            elif self._last_mode >= MODE_2D:
-                mode = self._last_mode
-            else:
-                mode = MODE_2D
-            fix = Fix(date, tod, ep.lat, ep.lon, alt, ep.speed, ep.track, mode,
-                      ep.status if ep.status > 0 else STATUS_GPS)
-        else:
-            fix = Fix(date, tod, None, None, None, ep.speed, ep.track, MODE_NONE, STATUS_NONE)
-        if ep.sats is not None:
-            fix.sats = ep.sats
-        elif ep.gsa_used >= 0:
-            fix.sats = ep.gsa_used
-        fix.hdop = ep.hdop
+        sats = ep.sats
+        if sats is None and ep.gsa_used >= 0:
+            sats = ep.gsa_used
         if self._visible_changed:
             self._visible_total = self._count_visible()
             self._visible_changed = False
-        fix.visible = self._visible_total
-        self._last_mode = fix.mode
-        self.fixes += 1
-        if self._out is None:
-            self._out = [fix]
+        if ep.valid and ep.lat is not None:
+            alt = ep.alt
+            mode = ep.gsa_mode
+            if mode < MODE_2D:
+                if alt is not None and (ep.sats is None or ep.sats >= 4):
+                    mode = MODE_3D
+                elif self._last_mode >= MODE_2D:
+                    mode = self._last_mode
+                else:
+                    mode = MODE_2D
+            fix = Fix(date, tod, ep.lat, ep.lon, alt, ep.speed, ep.track, mode,
+                      ep.status or STATUS_GPS, sats, ep.hdop, self._visible_total)
         else:
-            self._out.append(fix)
+            mode = MODE_NONE
+            fix = Fix(date, tod, None, None, None, ep.speed, ep.track, mode, STATUS_NONE, sats,
+                      ep.hdop, self._visible_total)
+        self._last_mode = mode
+        self.fixes += 1
+        self._out.append(fix)
 
     def _count_visible(self):
         """Satellites in view: per talker the largest count over its signals, summed."""

@@ -27,25 +27,19 @@ def parse_tod(field):
     n = len(field)
     if n < 6 or not field[:6].isdigit():
         return -1
-    hh = int(field[0:2])
-    mm = int(field[2:4])
-    ss = int(field[4:6])
+    v = int(field[:6])
+    hh = v // 10000
+    mm = v // 100 % 100
+    ss = v % 100
     # 60 is a leap second; 61 is never valid
     if hh > 23 or mm > 59 or ss > 60:
         return -1
-    ms = 0
+    tod = hh * 3600000 + mm * 60000 + ss * 1000
     if n > 6:
-        if field[6] != 46 or n == 7:  # "."
+        if field[6] != 46 or n == 7 or not field[7:].isdigit():  # "."
             return -1
-        frac = field[7:10]
-        if not field[7:].isdigit():
-            return -1
-        ms = int(frac)
-        if len(frac) == 1:
-            ms *= 100
-        elif len(frac) == 2:
-            ms *= 10
-    return ((hh * 60 + mm) * 60 + ss) * 1000 + ms
+        tod += int((field[7:10] + b"00")[:3])  # the first three digits, as ms
+    return tod
 
 
 def parse_ddmmyy(field):
