@@ -52,11 +52,12 @@ def kill_storm(broker, db_url, tmp_path, n, kills, devices=("pv-0001", "pv-0002"
         s.start()
     total = n * len(devices)
     try:
-        for k in range(kills):
-            # a random moment: after a random share of what is still to come
-            target = count(store, "reports") + rng.uniform(0.02, 0.9) * (total / kills) * 0.9
-            wait_for(lambda t=target: count(store, "reports") >= t, 120,
-                     f"progress before kill {k + 1}")
+        # random moments: kill once the committed rows pass each of `kills` random points
+        # (a point already passed means "kill now"); all points lie before the end
+        points = sorted(rng.uniform(0.02, 0.95) * total for _ in range(kills))
+        for k, point in enumerate(points):
+            wait_for(lambda t=point: count(store, "reports") >= t, 120,
+                     f"{int(point)} rows before kill {k + 1}")
             gw.kill()
             gw.start()
         for s in senders:
