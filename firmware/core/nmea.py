@@ -70,6 +70,20 @@ for _a in _HEX:
 _TRAIL = b" \t\r\n\x00"
 
 
+class _Slice:
+    def __getitem__(self, key):
+        return key
+
+
+# slices made once: in the per-line hot path "line[1:7]" would build a slice object
+# every time (CPython before 3.12, and MicroPython)
+_TAIL4 = _Slice()[-4:]  # "*hh\r"
+_TAIL3 = _Slice()[-3:]  # "*hh" (LF line end)
+_BODY4 = _Slice()[1:-4]
+_BODY3 = _Slice()[1:-3]
+_ADDR = _Slice()[1:7]   # "GPGGA,"
+
+
 def checksum(body):
     """The NMEA checksum (XOR of all bytes) of the text between ``$`` and ``*``."""
     n = len(body)
@@ -211,10 +225,13 @@ class NmeaDecoder(SentenceDecoder):
         refused = self._refused
         crlf = _TAIL_CRLF
         lf = _TAIL_LF
+        tail4 = _TAIL4
+        tail3 = _TAIL3
+        body4 = _BODY4
+        body3 = _BODY3
+        addr = _ADDR
         rejected = self.rejected
         accepted = 0
-        # a "$" anywhere but at a line start means merged sentences: look per line then
-        merged = data.count(b"$") != data.count(b"\n$") + (data[:1] == b"$")
         start = 0
         if skipping and pieces:
             skipping = False  # the first piece ends an over-long line, counted already
@@ -227,46 +244,41 @@ class NmeaDecoder(SentenceDecoder):
             start += n + 1
             # The hot path, inlined: one sentence "$…*hh" on the line ("$$…" too), its
             # checksum right when the XOR of the whole line (CR LF or LF included) is the
-            # one its "*hh" implies.
-            # Anything else takes the general path (_line), which applies the same rules.
-            want = None
-            if 11 < n <= maxl and line[0] == 36:  # "$"
-                want = crlf.get(line[-4:])
-                end = -4
-                if want is None:
-                    want = lf.get(line[-3:])
-                    end = -3
-                if merged and want is not None:
-                    if line[1] != 36:
-                        if line.find(b"$", 1) >= 0:
-                            want = None
-                    elif line.find(b"$", 2) >= 0:
-                        want = None
-                    else:
-                        line = line[1:]  # "$$": one "$" more in the line's XOR
-                        want ^= 36
-            if want is not None:
-                if want != xs[start] ^ xs[here]:
-                    rejected["bad_checksum"] += 1
+            # one its "*hh" implies.  Anything else takes the general path (_line), which
+            # applies the same rules.
+            want = crlf.get(line[tail4])
+            cut = body4
+            if want is None:
+                want = lf.get(line[tail3])
+                cut = body3
+            if want is not None and line[0] == 36 and n <= maxl:  # "$"
+                if line[1] == 36:  # "$$": one "$" more in the line's XOR
+                    line = line[1:]
+                    want ^= 36
+                body = line[cut]
+                if 36 not in body:  # a "$" inside: merged or cut sentences
+                    if want != xs[start] ^ xs[here]:
+                        rejected["bad_checksum"] += 1
+                        continue
+                    seen = True
+                    handler = handlers.get(line[addr])
+                    if handler is not None:
+                        try:
+                            ok = handler(body)
+                        except (ValueError, IndexError):
+                            ok = False
+                        if ok:
+                            accepted += 1
+                        else:
+                            rejected["bad_field"] += 1
+                        continue
+                    reason = refused.get(line[addr])
+                    if reason is not None:
+                        rejected[reason] += 1
+                        continue
+                    self._body(body, True)
                     continue
-                seen = True
-                handler = handlers.get(line[1:7])  # "GPGGA,"
-                if handler is not None:
-                    try:
-                        ok = handler(line[1:end])
-                    except (ValueError, IndexError):
-                        ok = False
-                    if ok:
-                        accepted += 1
-                    else:
-                        rejected["bad_field"] += 1
-                    continue
-                reason = refused.get(line[1:7])
-                if reason is not None:
-                    rejected[reason] += 1
-                    continue
-                self._body(line[1:end], True)
-            elif n > maxl:
+            if n > maxl:
                 rejected["too_long"] += 1
             else:
                 self._seen_checksum = seen
