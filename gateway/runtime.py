@@ -181,6 +181,7 @@ class GatewayRuntime:
             return
         with self._ack_lock:
             self._gen += 1
+        _no_delay(client)
         server_max = getattr(properties, "ReceiveMaximum", None) if properties else None
         if server_max:
             # paho does not honour the server's Receive Maximum itself, and its public
@@ -330,6 +331,16 @@ class GatewayRuntime:
             return rows[0]["n"]
         except Exception:
             return float("nan")
+
+
+def _no_delay(client):
+    """TCP_NODELAY: a PUBACK held back until its commit must not then wait for Nagle."""
+    import socket
+
+    sock = client.socket()
+    if sock is not None:
+        with contextlib.suppress(OSError, AttributeError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _epoch(iso):
