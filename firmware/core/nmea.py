@@ -36,7 +36,7 @@ any gridlink device was built; lower it only to decode old captures.
 import sys
 
 from .nmea_fix import Fix  # noqa: F401  (re-exported: the decoder's output type)
-from .nmea_sentences import SentenceDecoder
+from .nmea_sentences import SLICE, SentenceDecoder
 
 MAX_LINE = 512
 DEFAULT_MIN_YEAR = 2020
@@ -69,19 +69,11 @@ for _a in _HEX:
         _TAIL_LF[bytes((42, _a, _b))] = _v
 _TRAIL = b" \t\r\n\x00"
 
-
-class _Slice:
-    def __getitem__(self, key):
-        return key
-
-
-# slices made once: in the per-line hot path "line[1:7]" would build a slice object
-# every time (CPython before 3.12, and MicroPython)
-_TAIL4 = _Slice()[-4:]  # "*hh\r"
-_TAIL3 = _Slice()[-3:]  # "*hh" (LF line end)
-_BODY4 = _Slice()[1:-4]
-_BODY3 = _Slice()[1:-3]
-_ADDR = _Slice()[1:7]   # "GPGGA,"
+_TAIL4 = SLICE[-4:]  # "*hh\r"
+_TAIL3 = SLICE[-3:]  # "*hh" (LF line end)
+_BODY4 = SLICE[1:-4]
+_BODY3 = SLICE[1:-3]
+_ADDR = SLICE[1:7]   # "GPGGA,"
 
 
 def checksum(body):

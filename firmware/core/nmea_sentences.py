@@ -35,6 +35,18 @@ _GSA_MODE = {b"": 0, b"1": 1, b"2": 2, b"3": 3}
 # Quectel C (caution), U (unsafe), V (invalid).  Unknown letters: GPS.
 _FAA_STATUS = {65: 1, 68: 2, 69: 5, 70: 4, 82: 3, 80: 2, 77: 7, 83: 8, 78: 0,
                67: 0, 85: 0, 86: 0}
+
+
+class _SliceMaker:
+    """``SLICE[a:b]`` is the slice a:b as an object: made once, it saves building one per
+    use in a hot path (CPython before 3.12 and MicroPython build it every time)."""
+
+    def __getitem__(self, key):
+        return key
+
+
+SLICE = _SliceMaker()
+_GSV_COUNTS = SLICE[6:10]  # "3,2,"
 # GSV "total,part," with one-digit counts, 1 <= part <= total → part
 _GSV_PART = {}
 for _t in range(1, 10):
@@ -321,7 +333,7 @@ class SentenceDecoder(EpochAssembler):
         commas = body.count(b",")  # 4k + 3 (4 fields per satellite), + 1 with a signal id
         if commas < 3 or (commas - 1) & 3 < 2:
             return False
-        part = _GSV_PART.get(body[6:10])  # one-digit counts: "xxGSV,3,2,…"
+        part = _GSV_PART.get(body[_GSV_COUNTS])  # one-digit counts: "xxGSV,3,2,…"
         if part is None:
             f = body.split(b",", 4)
             total = int(f[1])

@@ -25,9 +25,10 @@ def next_day(date):
 def parse_tod(field):
     """``hhmmss[.s…]`` as milliseconds since midnight, or -1 if it is not a time."""
     n = len(field)
-    if n < 6 or not field[:6].isdigit():
+    v = field[:6]
+    if n < 6 or not v.isdigit():
         return -1
-    v = int(field[:6])
+    v = int(v)
     hh = v // 10000
     mm = v // 100 % 100
     ss = v % 100
