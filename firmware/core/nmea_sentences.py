@@ -47,6 +47,7 @@ class _SliceMaker:
 
 SLICE = _SliceMaker()
 _GSV_COUNTS = SLICE[6:10]  # "3,2,"
+_GSA_SATS = SLICE[3:15]    # the 12 satellite fields
 # GSV "total,part," with one-digit counts, 1 <= part <= total → part
 _GSV_PART = {}
 for _t in range(1, 10):
@@ -99,9 +100,8 @@ class SentenceDecoder(EpochAssembler):
         }
 
     def _tod(self, field):
-        """Time of day in ms of a time field; -1 if empty, -2 if malformed."""
-        if field == self._tf:
-            return self._tv
+        """Time of day in ms of a new time field (the callers reuse the last one's value
+        while it repeats); -1 if empty, -2 if malformed."""
         if not field:
             tod = -1
         else:
@@ -312,7 +312,7 @@ class SentenceDecoder(EpochAssembler):
         if len(f) < 18:
             return False
         mode = _GSA_MODE.get(f[2], 0)  # others (u-blox Antaris "E": dead reckoning): no mode
-        used = 12 - f[3:15].count(b"")
+        used = 12 - f[_GSA_SATS].count(b"")
         ep = self._ep
         hdop = None
         if ep.hdop is None or not self._open:
