@@ -7,8 +7,9 @@ the chunks it never saw acknowledged, and the gateway still has the others.
 """
 
 import hashlib
-import os
 from pathlib import Path
+
+from gridlink.firmware.core import fsio
 
 from .clock import utc_now_iso
 from .errors import ConfigError
@@ -34,17 +35,7 @@ class PhotoDir:
         """Store ``data`` durably under its hash (atomic: a crash leaves no torn file)."""
         path = self.path_for(sha256, data)
         path.parent.mkdir(exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".part")
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsio.write_file(str(path), data, str(path.parent))
         return path
 
 

@@ -16,6 +16,7 @@ import os
 import threading
 from pathlib import Path
 
+from ..core import fsio
 from ..core import outbox as ob
 from ..core.report import decode_report
 from ..core.seqfile import SequenceError, SequenceFile
@@ -29,17 +30,7 @@ REPORT, TASK_RESULT, TRACK, PHOTO = ob.REPORT, ob.TASK_RESULT, ob.TRACK, ob.PHOT
 def write_durable(path, data):
     """Write-new, fsync, rename, fsync the folder: the file is old or new, never torn."""
     path = Path(path)
-    tmp = path.with_name(path.name + ".new")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    fsio.write_file(str(path), data, str(path.parent))
 
 
 def _seq_of(payload):
