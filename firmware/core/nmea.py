@@ -230,10 +230,12 @@ class NmeaDecoder(SentenceDecoder):
             self.lines -= 1
             start = len(pieces[0]) + 1
             del pieces[0]
+        x1 = xs[start] if pieces else 0
         for line in pieces:
-            here = start
+            x0 = x1  # the XOR prefix at the line's start and end
             n = len(line)
             start += n + 1
+            x1 = xs[start]
             # The hot path, inlined: one sentence "$…*hh" on the line ("$$…" too), its
             # checksum right when the XOR of the whole line (CR LF or LF included) is the
             # one its "*hh" implies.  Anything else takes the general path (_line), which
@@ -249,7 +251,7 @@ class NmeaDecoder(SentenceDecoder):
                     want ^= 36
                 body = line[cut]
                 if 36 not in body:  # a "$" inside: merged or cut sentences
-                    if want != xs[start] ^ xs[here]:
+                    if want != x0 ^ x1:
                         rejected["bad_checksum"] += 1
                         continue
                     seen = True
