@@ -68,6 +68,9 @@ for _a in _HEX:
         _TAIL_CRLF[bytes((42, _a, _b, 13))] = _v ^ 0x0D
         _TAIL_LF[bytes((42, _a, _b))] = _v
 _TRAIL = b" \t\r\n\x00"
+# "$" as the needle of "in": CPython tries a bytes needle as an int first, at the cost
+# of an exception; MicroPython finds only a bytes needle without iterating
+_DOLLAR = b"$" if sys.implementation.name == "micropython" else 36
 
 _TAIL4 = SLICE[-4:]  # "*hh\r"
 _TAIL3 = SLICE[-3:]  # "*hh" (LF line end)
@@ -222,6 +225,7 @@ class NmeaDecoder(SentenceDecoder):
         body4 = _BODY4
         body3 = _BODY3
         addr = _ADDR
+        dollar = _DOLLAR
         rejected = self.rejected
         accepted = 0
         start = 0
@@ -250,7 +254,7 @@ class NmeaDecoder(SentenceDecoder):
                     line = line[1:]
                     want ^= 36
                 body = line[cut]
-                if 36 not in body:  # a "$" inside: merged or cut sentences
+                if dollar not in body:  # a "$" inside: merged or cut sentences
                     if want != x0 ^ x1:
                         rejected["bad_checksum"] += 1
                         continue
