@@ -9,15 +9,22 @@ second reference, also reads the fields our fixes carry.  Each rate is the best 
 interleaved repetitions in the same run, in CPU time of this process (the machine is
 shared: wall time would count other processes' turns).  Under MicroPython (WebAssembly
 port) the same bytes go through the decoder in 512-byte chunks, as from a UART,
-timed with time.ticks_ms after a warm-up pass.
+timed with time.ticks_ms after a warm-up pass.  ``--instructions`` also counts the CPU
+instructions of one decode, ours and pynmea2's, under valgrind's callgrind: a ratio
+that the load of a shared machine does not move (about a minute more).
 
-    .venv/bin/python benchmarks/bench_nmea.py [--quick] [--no-micropython]
+    .venv/bin/python benchmarks/bench_nmea.py [--quick] [--no-micropython] [--instructions]
 """
 
 import argparse
 import json
+import os
 import platform
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -126,16 +133,63 @@ def micropython_rate(data, reps):
             "sentences_per_s": round(lines / (ms / 1000)) if ms else None}
 
 
+def callgrind_job(job, reps, data, texts):
+    """Run under callgrind: one warm-up of both decoders, then ``reps`` runs of ``job``."""
+    jobs = {"ours": lambda: ours(data), "pynmea2_parse": lambda: pynmea2_parse(texts)}
+    for warm in jobs.values():
+        warm()
+    for _ in range(reps):
+        jobs[job]()
+
+
+def instructions():
+    """Instructions of one decode of the capture, ours and pynmea2's (None without valgrind).
+
+    Each job runs twice under callgrind, after the same warm-up, with 0 and 2 decodes:
+    half the difference leaves start-up and imports out.  PYTHONHASHSEED is fixed, as
+    hash randomisation moves dict probing and so the count.
+    """
+    if not shutil.which("valgrind"):
+        return None
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    runs = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for job in ("ours", "pynmea2_parse"):
+            for reps in (0, 2):
+                cmd = ["valgrind", "--tool=callgrind", f"--callgrind-out-file={tmp}/{job}.{reps}",
+                       sys.executable, __file__, "--callgrind-job", job, str(reps)]
+                runs[job, reps] = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                                                   stderr=subprocess.PIPE, text=True)
+        collected = {}
+        for key, proc in runs.items():
+            err = proc.communicate(timeout=900)[1]
+            found = re.search(r"Collected : (\d+)", err)
+            if proc.returncode or not found:
+                sys.exit(f"callgrind run {key} failed:\n{err[-2000:]}")
+            collected[key] = int(found.group(1))
+    counts = {job: (collected[job, 2] - collected[job, 0]) // 2
+              for job in ("ours", "pynmea2_parse")}
+    counts["ratio_vs_pynmea2_parse"] = round(counts["pynmea2_parse"] / counts["ours"], 2)
+    return counts
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer repetitions")
     parser.add_argument("--no-micropython", action="store_true")
+    parser.add_argument("--instructions", action="store_true",
+                        help="also count instructions under valgrind (load-independent)")
+    parser.add_argument("--callgrind-job", nargs=2, metavar=("JOB", "REPS"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     lines = load_lines()
     if not lines:
         sys.exit(f"no captures in {SHARED}")
     data = b"\r\n".join(lines) + b"\r\n"
     texts = [line.decode("latin-1") for line in lines]
+    if args.callgrind_job:
+        callgrind_job(args.callgrind_job[0], int(args.callgrind_job[1]), data, texts)
+        return
     reps = 5 if args.quick else 25
     dec = ours(data)
     best = best_times({"ours": lambda: ours(data), "pynmea2_parse": lambda: pynmea2_parse(texts),
@@ -153,6 +207,10 @@ def main(argv=None):
     if mpy:
         print(f"MicroPython (WebAssembly)  {mpy['sentences_per_s']:>9,} sentences/s "
               f"(512-byte chunks, best {mpy['best_ms']} ms)")
+    counts = instructions() if args.instructions else None
+    if counts:
+        print(f"instructions per decode: ours {counts['ours']:,}, pynmea2 parse "
+              f"{counts['pynmea2_parse']:,}: {counts['ratio_vs_pynmea2_parse']:.2f}x")
     result = {
         "benchmark": "nmea",
         "lines": len(lines),
@@ -168,6 +226,7 @@ def main(argv=None):
             "goal_ratio": GOAL,
         },
         "micropython": mpy,
+        "instructions": counts,
         "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
