@@ -149,11 +149,14 @@ def _check_flags(obj):
             raise ReportError("flags", "'stale_fix' and 'fixed_position' exclude each other")
 
 
-def validate_report(obj):
+def validate_report(obj, encoded_size=None):
     """Check a decoded report against protocol v1; returns it, raises ReportError.
 
     Besides the JSON Schema's rules it checks what a schema cannot: the id is
     ``device:seq``, the date exists, and the canonical encoding is at most 1024 bytes.
+    ``encoded_size``: a caller holding the report's wire bytes (the gateway) passes their
+    length, which is then checked against the limit instead of re-encoding the report;
+    the text is still checked to be encodable (no lone surrogates from ``\\u`` escapes).
     """
     if not isinstance(obj, dict):
         raise ReportError("report", "must be a JSON object")
@@ -185,11 +188,22 @@ def validate_report(obj):
         check_enum(ReportError, obj["result"], "result", RESULTS)
     _check_photos(obj["photos"])
     check_str(ReportError, obj["text"], "text", 0, TEXT_MAX)
-    size = len(_dumps(obj))
+    if encoded_size is None:
+        size = len(_dumps(obj))
+    else:
+        _check_encodable(obj["text"])
+        size = encoded_size
     if size > MAX_BYTES:
         raise ReportError("report", f"encodes to {size} bytes, more than {MAX_BYTES}; "
                           "shorten the text or attach fewer photos")
     return obj
+
+
+def _check_encodable(text):
+    try:
+        text.encode("utf-8")
+    except UnicodeError:
+        raise ReportError("report", "string is not valid Unicode (lone surrogate)")  # noqa: B904
 
 
 def check_task_id(x, field="task", err=ReportError):
