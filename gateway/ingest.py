@@ -10,12 +10,17 @@ the devices their acks; when it raises, nothing of the batch is committed.
 import base64
 import json
 import time
+from operator import itemgetter
 
 from .clock import iso_from_epoch
 from .photos import add_chunks, register_report_photos
 from .validate import REPORT_COLUMNS
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
+_REPORT_ROW = itemgetter(*REPORT_COLUMNS)
+# the ack of an accepted or duplicate report: its id is validated ([a-z0-9-]:digits), so
+# it needs no JSON escaping; same bytes as json.dumps of {"v","id","status","reason"}
+_PLAIN_ACK = '{{"v":1,"id":"{}","status":"{}","reason":null}}'
 
 
 class Item:
@@ -46,6 +51,8 @@ class Item:
             rid = v.report_id if v.kind == "rejected" else None
         else:
             return None
+        if self.outcome != REJECTED and rid is not None:
+            return v.district, v.device, _PLAIN_ACK.format(rid, self.outcome).encode()
         body = {"v": 1, "id": rid, "status": self.outcome,
                 "reason": self.reason if self.outcome == REJECTED else None}
         return v.district, v.device, json.dumps(body, ensure_ascii=False,
@@ -133,8 +140,9 @@ class Ingest:
             if reports:
                 rows = []
                 for it in reports:
-                    it.verdict.data["committed_at"] = stamp
-                    rows.append(tuple(it.verdict.data[c] for c in REPORT_COLUMNS))
+                    data = it.verdict.data
+                    data["committed_at"] = stamp
+                    rows.append(_REPORT_ROW(data))
                 inserted = set(self.store.insert_new(conn, "reports", REPORT_COLUMNS, rows,
                                                      "id"))
             for it in reports:

@@ -53,15 +53,31 @@ class SQLiteStore(Store):
             conn.execute(statement)
 
     def insert_new(self, conn, table, columns, rows, key):
-        sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-               f"({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING")
+        # The block holds SQLite's write lock (BEGIN IMMEDIATE): the keys already present
+        # cannot change between this look-up and the insert, so one SELECT per 500 keys
+        # and one executemany replace a statement (and a rowcount) per row.
         k = columns.index(key)
-        inserted = []
+        present = set()
+        keys = list(dict.fromkeys(row[k] for row in rows))
+        for i in range(0, len(keys), 500):
+            part = keys[i:i + 500]
+            cur = conn.execute(f"SELECT {key} FROM {table} WHERE {key} IN "
+                               f"({', '.join('?' * len(part))})", part)
+            present.update(r[0] for r in cur.fetchall())
+        new = []
         for row in rows:
-            if conn.execute(sql, row).rowcount == 1:
-                inserted.append(row[k])
-        return inserted
-
+            if row[k] not in present:
+                present.add(row[k])
+                new.append(row)
+        if new:
+            sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+                   f"({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING")
+            before = conn.total_changes
+            conn.executemany(sql, new)
+            if conn.total_changes - before < len(new):
+                raise StoreError(f"{table}: {len(new)} new rows expected to insert, "
+                                 f"{conn.total_changes - before} did")
+        return [row[k] for row in new]
 
 def split_statements(script):
     """The complete SQL statements of ``script`` (executescript would commit on its own)."""
