@@ -1,6 +1,8 @@
 """Broker URLs and paho-mqtt client construction (MQTT 5, persistent session, TLS)."""
 
 import ssl
+from contextlib import suppress
+from threading import get_ident
 from urllib.parse import unquote, urlsplit
 
 from .errors import ConfigError
@@ -46,11 +48,161 @@ class TLSFiles:
         return ctx
 
 
-def make_client(client_id, *, manual_ack=True, tls=None, broker=None):
-    """A paho MQTT 5 client with a fixed id (its session outlives disconnects)."""
+class BufferedSocket:
+    """The client's socket with its reads buffered.
+
+    paho reads a packet a few bytes at a time (the type byte, each length byte, then the
+    rest), one ``recv`` system call each; this takes up to 64 KiB per call and serves
+    paho's small reads from memory.  ``pending()`` is the hook paho's loop already has
+    for TLS: while buffered bytes remain it does not sleep in ``select()``.  Everything
+    else (``fileno``, ``send``, ``setsockopt``, ``close`` …) is the socket's own.
+    """
+
+    __slots__ = ("_buf", "_pos", "_sock")
+
+    def __init__(self, sock):
+        self._sock = sock
+        self._buf = b""
+        self._pos = 0
+
+    def recv(self, n):
+        buf, pos = self._buf, self._pos
+        if pos >= len(buf):
+            buf = self._sock.recv(65536)  # BlockingIOError, SSLWantReadError: paho's to handle
+            if not buf:
+                return buf
+            pos = 0
+        end = pos + n
+        if end >= len(buf):
+            self._buf, self._pos = b"", 0
+            return buf[pos:] if pos else buf
+        self._buf, self._pos = buf, end
+        return buf[pos:end]
+
+    def pending(self):
+        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
+        return len(self._buf) - self._pos + inner
+
+    def __getattr__(self, name):
+        return getattr(self._sock, name)
+
+
+_client_class = None
+
+
+def _buffered_client_class():
+    global _client_class
+    if _client_class is None:
+        import paho.mqtt.client as mqtt
+
+        class BufferedClient(mqtt.Client):
+            """paho's client reading through a :class:`BufferedSocket` and writing queued
+            packets in one ``send`` where paho would make one per packet."""
+
+            def _create_socket(self):
+                return BufferedSocket(super()._create_socket())
+
+            def _packet_write(self):
+                _coalesce(self._out_packet)
+                return super()._packet_write()
+
+            def _handle_pubackcomp(self, cmd):
+                # a PUBACK of one of our QoS 1 publishes (device acks) with a success
+                # reason (0 or 0x10 "no matching subscribers", which MQTT 5 lets the
+                # sender leave out) and no properties, without paho decoding a reason
+                # code and a properties object for each; anything else goes to paho
+                pkt = self._in_packet["packet"]
+                n = len(pkt)
+                if (cmd != "PUBACK" or n < 2 or n > 4 or (n > 2 and pkt[2] not in (0, 0x10))
+                        or (n == 4 and pkt[3])):
+                    return super()._handle_pubackcomp(cmd)
+                mid = (pkt[0] << 8) | pkt[1]
+                with self._out_message_mutex:
+                    if mid in self._out_messages:
+                        return self._do_on_publish(mid, *_plain_puback(pkt[2] if n > 2 else 0))
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+            def _packet_queue(self, command, packet, mid, qos, info=None):
+                # paho's own, except for the wake-up byte to its network thread: sent
+                # only when this packet found the queue empty (otherwise the thread is
+                # already due to write — a wake-up is pending, it is writing and drains
+                # the queue, or the socket is full and it waits on writability) and never
+                # from the network thread itself (it checks the queue before its next
+                # select).  paho sends one per packet: a system call per PUBACK and ack.
+                out = self._out_packet
+                out.append({"command": command, "mid": mid, "qos": qos, "pos": 0,
+                            "to_process": len(packet), "packet": packet, "info": info})
+                thread = self._thread
+                if (len(out) == 1 and self._sockpairW is not None
+                        and (thread is None or thread.ident != get_ident())):
+                    with suppress(BlockingIOError):
+                        self._sockpairW.send(b"0")
+                if (thread is None and self._on_socket_register_write is None
+                        and self._in_callback_mutex.acquire(False)):
+                    self._in_callback_mutex.release()
+                    return self.loop_write()
+                self._call_socket_register_write()
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
+        _client_class = BufferedClient
+    return _client_class
+
+
+_PUBLISH, _PUBACK, _DISCONNECT = 0x30, 0x40, 0xE0
+_puback = {}
+
+
+def _plain_puback(reason):
+    """(reason code, properties) of a PUBACK with this success reason and no properties."""
+    made = _puback.get(reason)
+    if made is None:
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+        from paho.mqtt.reasoncodes import ReasonCode
+
+        made = _puback[reason] = (ReasonCode(PacketTypes.PUBACK, identifier=reason),
+                                  Properties(PacketTypes.PUBACK))
+    return made
+_COALESCE_MAX = 65536
+
+
+def _coalesce(out):
+    """Merge the unstarted packets at the head of paho's out queue into one.
+
+    paho acts on a written packet only for a QoS 0 PUBLISH (``on_publish``) and a
+    DISCONNECT; those stay packets of their own, everything else (PUBACKs, QoS 1
+    publishes, whose completion is their PUBACK) is just bytes on the wire, in order.
+    Other threads only append at the right; paho's network thread alone pops the left.
+    """
+    taken = []
+    size = 0
+    while size < _COALESCE_MAX:
+        try:
+            pkt = out.popleft()
+        except IndexError:
+            break
+        cmd = pkt["command"] & 0xF0
+        if pkt["pos"] or cmd == _DISCONNECT or (cmd == _PUBLISH and pkt["qos"] == 0):
+            out.appendleft(pkt)
+            break
+        taken.append(pkt)
+        size += len(pkt["packet"])
+    if len(taken) < 2:
+        if taken:
+            out.appendleft(taken[0])
+        return
+    data = b"".join([p["packet"] for p in taken])
+    out.appendleft({"command": _PUBACK, "mid": 0, "qos": 1, "pos": 0, "to_process": len(data),
+                    "packet": data, "info": None})
+
+
+def make_client(client_id, *, manual_ack=True, tls=None, broker=None, buffered=True):
+    """A paho MQTT 5 client with a fixed id (its session outlives disconnects); with
+    ``buffered`` its socket reads go through a :class:`BufferedSocket`."""
     import paho.mqtt.client as mqtt
 
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+    cls = _buffered_client_class() if buffered else mqtt.Client
+    client = cls(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                          protocol=mqtt.MQTTv5, manual_ack=manual_ack)
     if broker is not None and broker.username:
         client.username_pw_set(broker.username, broker.password)

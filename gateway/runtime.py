@@ -300,6 +300,7 @@ class GatewayRuntime:
                 if it.qos and it.token == gen:
                     self.client.ack(it.mid, it.qos)
         tally = Counter()
+        publish, ack_qos, info = self.client.publish, self.ack_qos, None
         for it in items:
             v = it.verdict
             tally[v.kind, it.outcome] += 1
@@ -313,7 +314,9 @@ class GatewayRuntime:
             ack = it.ack()
             if ack is not None:
                 district, device, body = ack
-                self.publish(topics.ack_topic(district, device), body, qos=self.ack_qos)
+                info = publish(topics.ack_topic(district, device), body, qos=ack_qos)
+        if info is not None:
+            self._last_publish = info
         for (kind, outcome), n in tally.items():
             m.messages.labels(kind, outcome).inc(n)
             if kind in ("report", "task/result"):
