@@ -1,0 +1,247 @@
+"""The ingest's fast paths give the same results as the slow ones they replace.
+
+validate_report with the wire size (no re-encode), the time check's cached dates, the
+cheaper field checks (also under MicroPython), the SQLite batch insert, the plain device
+ack bytes, and the paho client's buffered reads, coalesced writes and PUBACK fast path.
+"""
+
+import json
+import socket
+import threading
+import time
+from collections import deque
+
+import pytest
+from gridlink.firmware.core import checks
+from gridlink.firmware.core.checks import MessageError, check_time, is_num, only
+from gridlink.firmware.core.report import ReportError, validate_report
+from gridlink.firmware.core.timefmt import TimeFormatError, parse_iso_utc
+from gridlink.gateway.ingest import ACCEPTED, DUPLICATE, REJECTED, Item
+from gridlink.gateway.mqtt import BufferedSocket, _coalesce, make_client
+from gridlink.gateway.validate import Verdict
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tests.gateway_rig import encode, report
+from tests.mpy_wasm import run_micropython
+
+pytest_plugins = ["tests.gateway_stores"]
+
+
+# -- validate_report(obj, encoded_size=...) ----------------------------------------------
+
+def _verdict(obj, **kw):
+    try:
+        validate_report(obj, **kw)
+        return None
+    except ReportError as exc:
+        return str(exc)
+
+
+BAD = [
+    {"text": "x" * 257}, {"seq": 0}, {"time": "2026-02-30T00:00:00.000Z"}, {"code": "0601"},
+    {"flags": ["no_fix", "no_fix"]}, {"grid": "41010600100100"}, {"v": 2},
+    {"photos": [{"sha256": "a" * 64, "bytes": 1}] * 2}, {"text": "bad \ud800 surrogate"},
+]
+
+
+@pytest.mark.parametrize("change", [{}, {"text": "占道经营 near the gate"}, *BAD])
+def test_wire_size_gives_the_same_verdict_as_the_re_encode(change):
+    obj = dict(report("pv-0001", 42), **change)
+    size = len(json.dumps(obj, separators=(",", ":")).encode("utf-8", "surrogatepass"))
+    assert _verdict(dict(obj), encoded_size=size) == _verdict(dict(obj))
+
+
+def test_wire_size_over_the_limit_is_refused_with_the_encoder_message():
+    obj = report("pv-0001", 42)
+    assert _verdict(obj, encoded_size=1024) is None
+    assert _verdict(obj, encoded_size=1025) == (
+        "report: encodes to 1025 bytes, more than 1024; shorten the text or attach fewer photos")
+
+
+# -- field checks --------------------------------------------------------------------------
+
+@given(st.text(alphabet="0123456789-T:.Z xé", min_size=0, max_size=26))
+@settings(max_examples=400, deadline=None)
+def test_check_time_agrees_with_parse_iso_utc(text):
+    def ref(x):
+        try:
+            parse_iso_utc(x)
+        except TimeFormatError as exc:
+            return f"time: {exc}"
+        return None
+
+    def got(x):
+        try:
+            check_time(MessageError, x, "time")
+        except MessageError as exc:
+            return str(exc)
+        return None
+
+    checks._DAYS_SEEN["2026-11-28"] = True  # the fast path is taken for this date
+    for x in (text, "2026-11-28" + text[10:], "2026-11-28T" + text[11:]):
+        assert got(x) == ref(x)
+
+
+@pytest.mark.parametrize("x, ok", [
+    ("2026-11-28T23:59:59.999Z", True), ("2026-11-28T24:00:00.000Z", False),
+    ("2026-11-28T12:60:00.000Z", False), ("2026-11-28T12:00:60.000Z", False),
+    ("2026-11-28T12:0a:00.000Z", False), ("2026-11-28 12:00:00.000Z", False),
+    ("2026-11-28T12:00:00.000z", False), ("2026-02-29T00:00:00.000Z", False),
+])
+def test_check_time_on_a_seen_date(x, ok):
+    check_time(MessageError, "2026-11-28T00:00:00.000Z", "time")
+    check_time(MessageError, "2026-02-28T00:00:00.000Z", "time")
+    if ok:
+        check_time(MessageError, x, "time")
+    else:
+        with pytest.raises(MessageError):
+            check_time(MessageError, x, "time")
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+                 st.none(), st.text(max_size=3)))
+def test_is_num_is_finite_int_or_float(x):
+    want = (isinstance(x, int) and not isinstance(x, bool)) or (
+        isinstance(x, float) and x == x and abs(x) != float("inf"))
+    assert is_num(x) == want
+
+
+@given(st.text(max_size=20), st.text(min_size=1, max_size=12))
+def test_only_is_every_character_allowed(s, allowed):
+    assert only(s, allowed) == all(ch in allowed for ch in s)
+
+
+@pytest.mark.micropython
+def test_the_fast_checks_under_micropython():
+    times = ["2026-11-28T02:15:07.250Z", "2026-11-28T24:15:07.250Z", "2026-11-28T02:15:07.250Z",
+             "2026-02-30T02:15:07.250Z", "2026-11-28T02:1x:07.250Z", "2026-11-28T02:15:07.250"]
+    nums = [1, 1.5, True, float("nan"), float("inf"), "1", None]
+    script = f"""
+from gridcore.checks import MessageError, check_time, is_num, only
+for t in {times!r}:
+    try:
+        check_time(MessageError, t, "time")
+        print("ok")
+    except MessageError as exc:
+        print(str(exc))
+for x in [1, 1.5, True, float("nan"), float("inf"), "1", None]:
+    print(is_num(x))
+print(only("pv-0001", "pv-0123456789"), only("pv-x", "pv-0123456789"), only("", "a"))
+"""
+    got = run_micropython(script).splitlines()
+    want = []
+    for t in times:
+        try:
+            check_time(MessageError, t, "time")
+            want.append("ok")
+        except MessageError as exc:
+            want.append(str(exc))
+    want += [str(is_num(x)) for x in nums]
+    want.append("True False True")
+    assert got == want
+
+
+# -- store and acks ------------------------------------------------------------------------
+
+def test_insert_new_in_bulk_skips_present_and_repeated_keys(store):
+    cols = ("device", "t", "lat", "lon", "speed")
+    old = [("a", f"{i:04d}", 1.0, 1.0, 0.0) for i in range(0, 1200, 2)]
+    with store.connect() as conn:
+        assert len(store.insert_new(conn, "track_points", cols, old, "t")) == 600
+    rows = [("a", f"{i:04d}", 2.0, 2.0, 0.0) for i in range(1200)] + [("a", "0001", 3.0, 3.0, 0)]
+    with store.connect() as conn:
+        new = store.insert_new(conn, "track_points", cols, rows, "t")
+    assert new == [f"{i:04d}" for i in range(1, 1200, 2)]
+    got = {r["t"]: r["lat"] for r in store.fetchall("SELECT t, lat FROM track_points")}
+    assert len(got) == 1200 and got["0000"] == 1.0 and got["0001"] == 2.0
+
+
+@pytest.mark.parametrize("outcome", [ACCEPTED, DUPLICATE])
+def test_plain_ack_bytes_are_the_json_encoders(outcome):
+    it = Item("t", b"", 0.0, Verdict("report", "410106", "pv-0001", "pv-0001:000000000042"))
+    it.outcome = outcome
+    body = {"v": 1, "id": "pv-0001:000000000042", "status": outcome, "reason": None}
+    assert it.ack()[2] == json.dumps(body, separators=(",", ":")).encode()
+
+
+def test_rejected_ack_still_escapes_its_reason():
+    it = Item("t", b"", 0.0, Verdict("rejected", "410106", "pv-0001", None, reason='a "b"'))
+    it.outcome, it.reason = REJECTED, 'a "b" 占'
+    assert json.loads(it.ack()[2]) == {"v": 1, "id": None, "status": "rejected",
+                                       "reason": 'a "b" 占'}
+
+
+# -- paho client ---------------------------------------------------------------------------
+
+def test_buffered_socket_serves_small_reads_and_reports_pending():
+    a, b = socket.socketpair()
+    try:
+        a.sendall(b"\x30\x05hello\x40\x02\x00\x01")
+        s = BufferedSocket(b)
+        assert s.recv(1) == b"\x30"
+        assert s.pending() == 10
+        assert s.recv(1) == b"\x05" and s.recv(5) == b"hello"
+        assert s.recv(100) == b"\x40\x02\x00\x01"
+        assert s.pending() == 0
+        b.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            s.recv(1)
+        assert s.fileno() == b.fileno()
+        a.close()
+        b.setblocking(True)
+        assert s.recv(1) == b""
+    finally:
+        a.close()
+        b.close()
+
+
+def _pkt(cmd, data, qos=1, pos=0):
+    return {"command": cmd, "mid": 0, "qos": qos, "pos": pos, "to_process": len(data) - pos,
+            "packet": data, "info": None}
+
+
+def test_coalesce_merges_plain_packets_in_order_and_keeps_the_special_ones():
+    out = deque([_pkt(0x40, b"A"), _pkt(0x32, b"BB"), _pkt(0x40, b"C"), _pkt(0x30, b"D", qos=0),
+                 _pkt(0x40, b"E"), _pkt(0xE0, b"F"), _pkt(0x40, b"G")])
+    _coalesce(out)
+    assert [p["packet"] for p in out] == [b"ABBC", b"D", b"E", b"F", b"G"]
+    out.popleft()
+    out.popleft()
+    _coalesce(out)  # a lone packet stays itself
+    assert [p["packet"] for p in out] == [b"E", b"F", b"G"]
+    started = deque([_pkt(0x40, b"XY", pos=1), _pkt(0x40, b"Z")])
+    _coalesce(started)
+    assert [p["packet"] for p in started] == [b"XY", b"Z"]
+
+
+def test_client_publishes_receives_and_acks_through_the_fast_paths(broker):
+    got, lock = [], threading.Lock()
+    sub = make_client("fast-sub", manual_ack=False)
+    sub.on_message = lambda c, u, m: (lock.acquire(), got.append(m.payload), lock.release())
+    ready = threading.Event()
+    sub.on_subscribe = lambda *a: ready.set()
+    sub.on_connect = lambda c, *a: c.subscribe("fast/#", 1)
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    pub = make_client("fast-pub")
+    pub.max_inflight_messages_set(20)
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        assert ready.wait(10)
+        n = 300
+        infos = [pub.publish("fast/a", encode({"n": i}), qos=1) for i in range(n)]
+        infos += [pub.publish("nobody/b", b"x", qos=1) for _ in range(50)]  # reason 0x10
+        for info in infos:
+            info.wait_for_publish(10)
+        assert all(info.is_published() for info in infos)
+        assert pub._inflight_messages == 0 and not pub._out_messages
+        deadline = time.monotonic() + 10
+        while len(got) < n and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert [json.loads(p)["n"] for p in got] == list(range(n))
+    finally:
+        for c in (pub, sub):
+            c.disconnect()
+            c.loop_stop()
