@@ -106,6 +106,35 @@ def _buffered_client_class():
                 _coalesce(self._out_packet)
                 return super()._packet_write()
 
+            def _handle_publish(self):
+                # QoS 0/1 PUBLISH read here without paho's general decoder: no struct
+                # formats built per message, and of the MQTT 5 properties only user
+                # properties are read (all this gateway uses), into a UserProperties
+                # instead of a full Properties object; any other property, QoS 2 or a
+                # malformed packet goes to paho
+                cmd = self._in_packet["command"]
+                qos = (cmd & 0x06) >> 1
+                if qos > 1 or self._protocol != mqtt.MQTTv5:
+                    return super()._handle_publish()
+                try:
+                    parsed = _parse_publish(self._in_packet["packet"], qos)
+                except (IndexError, ValueError, UnicodeDecodeError):
+                    parsed = None
+                if parsed is None:
+                    return super()._handle_publish()
+                topic, mid, props, payload = parsed
+                message = mqtt.MQTTMessage(mid=mid, topic=topic)
+                message.dup = bool(cmd & 0x08)
+                message.qos = qos
+                message.retain = bool(cmd & 0x01)
+                message.properties = props
+                message.payload = payload
+                message.timestamp = mqtt.time_func()
+                self._handle_on_message(message)
+                if qos == 1 and not self._manual_ack:
+                    return self._send_puback(mid)
+                return mqtt.MQTTErrorCode.MQTT_ERR_SUCCESS
+
             def _handle_pubackcomp(self, cmd):
                 # a PUBACK of one of our QoS 1 publishes (device acks) with a success
                 # reason (0 or 0x10 "no matching subscribers", which MQTT 5 lets the
@@ -146,6 +175,65 @@ def _buffered_client_class():
 
         _client_class = BufferedClient
     return _client_class
+
+
+class UserProperties:
+    """The properties of a received PUBLISH that carried none but user properties:
+    ``UserProperty`` is the list of (name, value) pairs, as on paho's Properties."""
+
+    __slots__ = ("UserProperty",)
+
+    def __init__(self, pairs):
+        self.UserProperty = pairs
+
+    def __repr__(self):
+        return f"UserProperties({self.UserProperty!r})"
+
+
+_USER_PROPERTY = 0x26
+
+
+def _utf8(data, pos):
+    n = (data[pos] << 8) | data[pos + 1]
+    end = pos + 2 + n
+    if end > len(data):
+        raise ValueError("string runs past the packet")
+    return bytes(data[pos + 2:end]).decode("utf-8"), end
+
+
+def _parse_publish(data, qos):
+    """(topic bytes, mid, UserProperties, payload bytes) of a PUBLISH body, or None when
+    it has a property other than user properties (paho's decoder then reads it)."""
+    n = (data[0] << 8) | data[1]
+    pos = 2 + n
+    topic = bytes(data[2:pos])
+    mid = 0
+    if qos:
+        mid = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+    plen = shift = 0
+    while True:  # variable byte integer: the properties' length
+        b = data[pos]
+        pos += 1
+        plen |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+        if shift > 21:
+            raise ValueError("properties length too long")
+    end = pos + plen
+    if end > len(data):
+        raise ValueError("properties run past the packet")
+    pairs = []
+    while pos < end:
+        if data[pos] != _USER_PROPERTY:
+            return None
+        k, pos = _utf8(data, pos + 1)
+        v, pos = _utf8(data, pos)
+        pairs.append((k, v))
+    if pos != end:
+        raise ValueError("properties overrun their length")
+    return topic, mid, UserProperties(pairs), bytes(data[end:])
 
 
 _PUBLISH, _PUBACK, _DISCONNECT = 0x30, 0x40, 0xE0

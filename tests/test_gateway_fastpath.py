@@ -245,3 +245,68 @@ def test_client_publishes_receives_and_acks_through_the_fast_paths(broker):
         for c in (pub, sub):
             c.disconnect()
             c.loop_stop()
+
+
+def _publish_body(topic, mid, props, payload):
+    from paho.mqtt.properties import VariableByteIntegers
+
+    return (len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big")
+            + VariableByteIntegers.encode(len(props)) + props + payload)
+
+
+def _utf8_pair(k, v):
+    k, v = k.encode(), v.encode()
+    return b"\x26" + len(k).to_bytes(2, "big") + k + len(v).to_bytes(2, "big") + v
+
+
+def test_parse_publish_reads_user_properties_and_leaves_the_rest_to_paho():
+    from gridlink.gateway.mqtt import _parse_publish
+
+    props = _utf8_pair("sent_at", "1.5") + _utf8_pair("k", "值")
+    topic, mid, got, payload = _parse_publish(_publish_body(b"a/b", 7, props, b"{}"), 1)
+    assert (topic, mid, payload) == (b"a/b", 7, b"{}")
+    assert got.UserProperty == [("sent_at", "1.5"), ("k", "值")]
+    assert _parse_publish(_publish_body(b"a/b", 7, b"", b"x" * 300), 1)[3] == b"x" * 300
+    content_type = b"\x03\x00\x04json"
+    assert _parse_publish(_publish_body(b"a/b", 7, content_type, b"{}"), 1) is None
+    with pytest.raises((ValueError, IndexError)):
+        _parse_publish(_publish_body(b"a/b", 7, props, b"")[:-3], 1)
+
+
+def test_received_properties_reach_on_message_either_way(broker):
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    got, done = [], threading.Event()
+
+    def on_message(c, u, m):
+        got.append((m.topic, m.payload, list(getattr(m.properties, "UserProperty", []) or [])))
+        if len(got) == 2:
+            done.set()
+
+    sub = make_client("props-sub", manual_ack=False)
+    sub.on_message = on_message
+    ready = threading.Event()
+    sub.on_subscribe = lambda *a: ready.set()
+    sub.on_connect = lambda c, *a: c.subscribe("props/#", 1)
+    sub.connect("127.0.0.1", broker.port)
+    sub.loop_start()
+    pub = make_client("props-pub")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    try:
+        assert ready.wait(10)
+        user = Properties(PacketTypes.PUBLISH)
+        user.UserProperty = ("sent_at", "12.5")
+        other = Properties(PacketTypes.PUBLISH)
+        other.UserProperty = ("sent_at", "13.5")
+        other.ContentType = "application/json"
+        pub.publish("props/a", b"1", qos=1, properties=user).wait_for_publish(10)
+        pub.publish("props/b", b"2", qos=1, properties=other).wait_for_publish(10)
+        assert done.wait(10)
+        assert got == [("props/a", b"1", [("sent_at", "12.5")]),
+                       ("props/b", b"2", [("sent_at", "13.5")])]
+    finally:
+        for c in (pub, sub):
+            c.disconnect()
+            c.loop_stop()
