@@ -9,7 +9,9 @@ ack).  Figures:
 
 - ceiling: publisher → trivial subscriber, messages/s; gateway: the same publisher →
   gateway → committed rows (zero loss checked), and the ratio (goal ≥ 0.8);
-- drain: a backlog published while the gateway is down, drained into SQLite (goal ≥ 20,000/s);
+- drain: a backlog published while the gateway is down, drained into SQLite (goal ≥ 20,000/s),
+  timed from the first message received to the last row committed (and, separately, from
+  the process start, imports and connect included);
 - latency: publish → committed_at (and → device ack received) at a paced 2,000 reports/s
   (goal p99 ≤ 50 ms) and at 400/s, p50/p99;
 - workers: the backlog drained into PostgreSQL by one worker vs two (shared subscription).
@@ -123,9 +125,11 @@ def gateway_live(broker, workdir, n):
         msgs = payloads("pv-0102", n)
         t0 = publish_all(pub, msgs)
         wait_for(lambda: count(store, "reports") >= n, 300, f"{n} rows")
-        t1 = time.time()
         pub.close()
     assert count(store, "reports") == n, "loss or duplicates"
+    # the last commit's own time (same clock), as the reference takes its last message's,
+    # not when this process's 20 ms poll noticed it
+    t1 = epoch_from_iso(store.fetchall("SELECT MAX(committed_at) AS b FROM reports")[0]["b"])
     store.close()
     return n / (t1 - t0)
 
@@ -155,11 +159,14 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
     t0 = time.time()
     gw.start(wait=False)
     wait_for(lambda: count(store, "reports") >= total, 600, f"{total} rows")
-    rate = total / (time.time() - t0)
+    with_start = total / (time.time() - t0)
     gw.terminate()
     assert count(store, "reports") == total
+    # the drain itself: first message received → last row committed (gateway clock), not
+    # the process's start-up (imports, connect), which the figure with start-up includes
+    span = store.fetchall("SELECT MIN(received_at) AS a, MAX(committed_at) AS b FROM reports")[0]
     drop_store(store)
-    return rate
+    return total / (epoch_from_iso(span["b"]) - epoch_from_iso(span["a"])), with_start
 
 
 def latency(broker, workdir, rate, seconds):
@@ -230,10 +237,12 @@ def main(argv=None):
         print(f"gateway (paho → gateway → commit):   {live:9.0f} reports/s  "
               f"ratio {live / ceil:.2f} (goal ≥ 0.80)")
         with Mosquitto(work / "b3", extra_conf=BROKER_CONF) as broker:
-            d = drain(broker, work, f"sqlite:///{work}/drain.sqlite", n_drain)
+            d, d_start = drain(broker, work, f"sqlite:///{work}/drain.sqlite", n_drain)
         out["drain_sqlite_reports_per_s"] = round(d)
+        out["drain_sqlite_with_startup_per_s"] = round(d_start)
         out["drain_vs_ceiling"] = round(d / ceil, 3)
-        print(f"backlog drain, SQLite, {n_drain} reports: {d:9.0f} reports/s (goal ≥ 20,000)")
+        print(f"backlog drain, SQLite, {n_drain} reports: {d:9.0f} reports/s (goal ≥ 20,000); "
+              f"{d_start:.0f}/s counting the process start-up")
         # at the goal's 2,000/s, and at a rate well inside this machine's capacity (a
         # saturated gateway measures its queue, not its latency)
         out["latency"] = []
@@ -246,9 +255,9 @@ def main(argv=None):
                   f"{lat['ack_p50_ms']} ms, p99 {lat['ack_p99_ms']} ms")
         if pg_available():
             with Mosquitto(work / "b5", extra_conf=BROKER_CONF) as broker:
-                one = drain(broker, work, pg_url("bench1"), n_pg, 1, "pg1")
+                one = drain(broker, work, pg_url("bench1"), n_pg, 1, "pg1")[0]
             with Mosquitto(work / "b6", extra_conf=BROKER_CONF) as broker:
-                two = drain(broker, work, pg_url("bench2"), n_pg, 2, "pg2")
+                two = drain(broker, work, pg_url("bench2"), n_pg, 2, "pg2")[0]
             out["drain_postgres_1_worker"] = round(one)
             out["drain_postgres_2_workers"] = round(two)
             out["postgres_2_vs_1"] = round(two / one, 3)
