@@ -117,8 +117,11 @@ def test_epochs_follow_the_sentence_times():
 def test_replay_through_a_pty_into_pyserial_decodes_like_the_file():
     lines = replay.translate(replay.read_capture(replay.find_capture("nmea-rtk.log")), ORIGIN)
     expected = decode(b"".join(lines))
-    with replay.Replayer("nmea-rtk.log", speed=1000, origin=ORIGIN, retime=False) as rp:
-        port = serial.serial_for_url(rp.path, baudrate=9600, timeout=0.5)
+    rp = replay.Replayer("nmea-rtk.log", speed=1000, origin=ORIGIN, retime=False)
+    # Open first: pyserial's open() flushes the tty's input, and with it whatever the
+    # replayer had already written.
+    port = serial.serial_for_url(rp.path, baudrate=9600, timeout=0.5)
+    with rp:
         dec, got = NmeaDecoder(), []
         while len(got) < len(expected) - 1:
             data = port.read(4096)
