@@ -155,7 +155,7 @@ class SimRig:
         # the capture's own times: the test compares them with gpsd's oracle
         rep = Replayer(capture, speed=speed, max_gap_s=1.0, retime=False)
         try:
-            yield Feed(rep.path, rep.start, lambda: rep._thread.is_alive())
+            yield Feed(rep.path, rep.start, rep.running)
         finally:
             rep.stop()
 

@@ -322,6 +322,10 @@ class Replayer:
             if not self.loop:
                 return
 
+    def running(self):
+        """True until the capture has been written (for ever with ``loop``)."""
+        return self._thread.is_alive()
+
     def stop(self):
         self._stop.set()
         self._thread.join(timeout=5)
