@@ -346,10 +346,27 @@ def _no_delay(client):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
-def _epoch(iso):
-    from .clock import epoch_from_iso
+_midnights = {}  # "YYYY-MM-DD" → Unix seconds of that UTC midnight
 
-    return epoch_from_iso(iso)
+
+def _epoch(iso):
+    """Unix seconds of a validated report time (``YYYY-MM-DDTHH:MM:SS.mmmZ``), the day's
+    midnight computed once; any other form goes to the general parser."""
+    try:
+        day = _midnights.get(iso[:10])
+        if day is None:
+            import calendar
+
+            day = calendar.timegm((int(iso[:4]), int(iso[5:7]), int(iso[8:10]), 0, 0, 0))
+            if len(_midnights) > 64:
+                _midnights.clear()
+            _midnights[iso[:10]] = day
+        return (day + int(iso[11:13]) * 3600 + int(iso[14:16]) * 60 + int(iso[17:19])
+                + int(iso[20:23]) / 1000)
+    except (TypeError, ValueError):
+        from .clock import epoch_from_iso
+
+        return epoch_from_iso(iso)
 
 
 def _call(hook, arg):
