@@ -13,6 +13,8 @@ from pathlib import Path
 
 import paho.mqtt.client as mqtt
 
+from tests.brokers import Mosquitto, free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PG_BASE = os.environ.get("GRIDLINK_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 DISTRICT = "410106"
@@ -270,12 +272,10 @@ def render_shipped_config(workdir, pki, port):
     return conf
 
 
-class ShippedBroker:
+class ShippedBroker(Mosquitto):
     """Mosquitto running the shipped configuration on a free port (stop/start keep it)."""
 
     def __init__(self, workdir, pki):
-        from tests.brokers import free_port
-
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.pki = Path(pki)
@@ -287,28 +287,6 @@ class ShippedBroker:
     def url(self):
         return f"mqtts://127.0.0.1:{self.port}"
 
-    def start(self):
-        import shutil
-
-        from tests.brokers import wait_port
-
-        exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        self.proc = subprocess.Popen([exe, "-c", str(self.conf)], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.DEVNULL)
-        wait_port(self.port)
-        return self
-
-    def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(10)
-
-    def __enter__(self):
-        return self.start()
-
-    def __exit__(self, *exc):
-        self.stop()
-
 
 class TcpProxy:
     """A TCP relay to ``target`` that can be cut (every connection dropped, new ones
@@ -316,8 +294,6 @@ class TcpProxy:
 
     def __init__(self, target_port, target_host="127.0.0.1"):
         import socket
-
-        from tests.brokers import free_port
 
         self.target = (target_host, target_port)
         self.port = free_port()
