@@ -2,14 +2,27 @@
 
 The core's validators are authoritative (the devices run the same functions); the
 schemas are the published contract, and the gateway holds status, track and photo chunk
-headers to them as well, so the two can never drift apart unnoticed.  They ship with the
-source tree, not the wheel: ``load_schemas()`` returns {} when the folder is absent.
+headers to them as well, so the two can never drift apart unnoticed.  In a checkout they
+are read from docs/schemas/; an installed wheel carries the same files as
+``gridlink.schemas``.
 """
 
 import json
 from pathlib import Path
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+SOURCE_DIR = Path(__file__).resolve().parent.parent / "docs" / "schemas"
+
+
+def _schema_dir():
+    if SOURCE_DIR.is_dir():
+        return SOURCE_DIR
+    import importlib
+
+    # a data-only (namespace) package: its one folder
+    return Path(next(iter(importlib.import_module("gridlink.schemas").__path__)))
+
+
+SCHEMA_DIR = _schema_dir()
 CHECKED = {"status": "status.json", "track": "track.json",
            "photo": "photo-chunk-header.json"}
 

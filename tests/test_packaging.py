@@ -52,6 +52,20 @@ def test_wheel_carries_code_and_data(tmp_path):
                      "gridlink/firmware/maps/shangjie.glgm", "gridlink/firmware/mcu/main.py",
                      "gridlink/gateway/board/index.html", "gridlink/gateway/broker/mosquitto.conf",
                      "gridlink/device_profiles/patrol-vehicle.json",
-                     "gridlink/firmware/systemd/gridlink-device.service"):
+                     "gridlink/firmware/systemd/gridlink-device.service",
+                     "gridlink/schemas/report.json", "gridlink/flash/simfs/machine.py"):
         assert expected in names, f"{expected} missing from {wheel.name}"
     assert not any(n.startswith(("tests/", "firmware/", "gateway/")) for n in names)
+
+    # Installed (not editable), the code finds its data through the package, not the checkout.
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--target",
+                    str(target), str(wheel)], check=True, capture_output=True)
+    probe = (
+        "import gridlink.gateway.schemas as s, gridlink.firmware.device.profile as p\n"
+        "assert 'site' in s.__file__, s.__file__\n"
+        "print(sorted(s.load_schemas()), len(p.shipped_profiles()))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
+                         text=True, cwd=tmp_path, env={"PYTHONPATH": str(target)}).stdout
+    assert out.split() == ["['photo',", "'status',", "'track']", "3"]
