@@ -19,55 +19,11 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import paho.mqtt.client as mqtt
-from gridlink.firmware.core.report import validate_report
+from tests.report_listener import ReportListener
 
 SENSOR_PROFILE = "sensor-node"
 TILT_PIN = json.loads((Path(__file__).resolve().parents[1] / "device_profiles" /
                        "sensor-node.json").read_text())["tilt"]["pin"]
-
-
-class Listener:
-    """The gateway's view of the broker: every report and status, acks as configured."""
-
-    def __init__(self, host, port, ack=True, tls=None):
-        self.ack = ack
-        self.reports, self.status = [], {}
-        self.cond = threading.Condition()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="hil-gateway")
-        if tls:
-            self.c.tls_set(**tls)
-        self.c.on_message = self._on_message
-        subscribed = threading.Event()
-        self.c.on_subscribe = lambda *a: subscribed.set()
-        self.c.connect(host, port)
-        self.c.subscribe([("gridlink/v1/+/+/report", 1), ("gridlink/v1/+/+/status", 1)])
-        self.c.loop_start()
-        if not subscribed.wait(10):
-            raise TimeoutError("the HIL listener could not subscribe")
-
-    def _on_message(self, c, u, msg):
-        base = msg.topic.rsplit("/", 1)[0]
-        if msg.topic.endswith("/status"):
-            self.status[base] = json.loads(msg.payload)
-            return
-        rep = validate_report(json.loads(msg.payload))
-        with self.cond:
-            self.reports.append(rep)
-            self.cond.notify_all()
-        if self.ack:
-            c.publish(base + "/ack", json.dumps({"v": 1, "id": rep["id"],
-                                                 "status": "accepted", "reason": None}), qos=1)
-
-    def wait_report(self, pred, timeout):
-        with self.cond:
-            if not self.cond.wait_for(lambda: any(pred(r) for r in self.reports), timeout):
-                raise AssertionError(f"no matching report within {timeout}s; got {self.reports}")
-            return next(r for r in self.reports if pred(r))
-
-    def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
 
 
 class Feed:
@@ -160,7 +116,8 @@ class SimRig:
             rep.stop()
 
     def listener(self, ack=True):
-        return Listener("127.0.0.1", self.broker.port, ack=ack)
+        return ReportListener("127.0.0.1", self.broker.port, policy="accept" if ack else "silent",
+                              client_id="hil-gateway")
 
     def close(self):
         self.relay.close()
@@ -221,7 +178,9 @@ class BenchRig:
                 (self.workdir / "gw.pem").write_bytes(crt)
                 tls.update(certfile=str(self.workdir / "gw.pem"),
                            keyfile=str(self.workdir / "gw.key"))
-        return Listener(u.hostname, u.port or (8883 if tls else 1883), ack=ack, tls=tls)
+        return ReportListener(u.hostname, u.port or (8883 if tls else 1883),
+                              policy="accept" if ack else "silent", tls=tls,
+                              client_id="hil-gateway")
 
     def close(self):
         self.relay.close()

@@ -4,18 +4,17 @@ late acks, last will.  Only ``machine`` and ``socket`` are stand-ins (gridlink.f
 the socket stand-in relays every byte to a real TCP connection."""
 
 import json
-import threading
 import time
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
 from gridlink.firmware.core.outbox import REPORT, Outbox
-from gridlink.firmware.core.report import validate_report
 from gridlink.flash import simboard
 from gridlink.flash.build import build
 from gridlink.flash.flashing import flash_image
 from gridlink.flash.provision import Spec, provision
+
+from tests.report_listener import ReportListener
 
 pytestmark = [
     pytest.mark.micropython,
@@ -27,49 +26,6 @@ OBJECT = "41010601002000123"
 PROFILE = json.loads(
     (Path(__file__).resolve().parent.parent / "device_profiles" / "sensor-node.json").read_text())
 PIN = 15  # the sensor-node profile's tilt pin (pull-up: tilted reads 0)
-
-
-class Gateway:
-    """The district side as far as the node can tell: validates reports, answers acks."""
-
-    def __init__(self, port, policy="accept"):
-        self.policy = policy
-        self.reports, self.status = [], {}
-        self.got = threading.Condition()
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-gateway")
-        self.c.on_message = self._on_message
-        subscribed = threading.Event()
-        self.c.on_subscribe = lambda *args: subscribed.set()
-        self.c.connect("127.0.0.1", port)
-        self.c.subscribe([("gridlink/v1/+/+/report", 1), ("gridlink/v1/+/+/status", 1)])
-        self.c.loop_start()
-        assert subscribed.wait(10), "the test gateway could not subscribe"
-
-    def _on_message(self, c, u, msg):
-        base = msg.topic.rsplit("/", 1)[0]
-        if msg.topic.endswith("/status"):
-            self.status[base] = json.loads(msg.payload)
-            return
-        rep = validate_report(json.loads(msg.payload))
-        with self.got:
-            self.reports.append(rep)
-            self.got.notify_all()
-        if self.policy == "silent":
-            return
-        status, reason = ("rejected", "code not handled here") if self.policy == "reject" \
-            else ("accepted", None)
-        c.publish(base + "/ack", json.dumps({"v": 1, "id": rep["id"], "status": status,
-                                             "reason": reason}), qos=1)
-
-    def ack(self, report_id, status="accepted"):
-        base = f"gridlink/v1/410106/{report_id.split(':')[0]}"
-        info = self.c.publish(base + "/ack", json.dumps(
-            {"v": 1, "id": report_id, "status": status, "reason": None}), qos=1)
-        info.wait_for_publish(5)
-
-    def close(self):
-        self.c.disconnect()
-        self.c.loop_stop()
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +52,7 @@ def node(tmp_path, image, broker):
 
 @pytest.fixture
 def gateway(broker):
-    gw = Gateway(broker.port)
+    gw = ReportListener("127.0.0.1", broker.port)
     yield gw
     gw.close()
 
@@ -158,7 +114,7 @@ def test_broker_down_keeps_the_report_and_backs_off_then_delivers(node, broker, 
     node.run()
     assert node.last_sleep_ms == 4000  # exponential backoff across wakes (state on flash)
     broker.start()
-    gw = Gateway(broker.port)
+    gw = ReportListener("127.0.0.1", broker.port)
     try:
         node.run()
         assert [r["id"] for r in gw.reports] == ["sn-0007:000000000001"]
