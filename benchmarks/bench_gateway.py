@@ -169,47 +169,89 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
     return total / (epoch_from_iso(span["b"]) - epoch_from_iso(span["a"])), with_start
 
 
-def latency(broker, workdir, rate, seconds):
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
+PACED_PUBLISHER = """
+import sys, time, json
+sys.path.insert(0, sys.argv[4])
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from tests.gateway_rig import Publisher, encode, report, topic
+port, rate, n = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+device = "pv-0301"
+pub = Publisher(port, inflight=200)
+bodies = [encode(report(device, seq, time="2026-11-28T02:15:07.250Z"))
+          for seq in range(1, n + 1)]
+sent = {}
+t_start = time.perf_counter()
+for seq, body in enumerate(bodies, 1):
+    due = t_start + (seq - 1) / rate
+    while time.perf_counter() < due:
+        time.sleep(max(0.0, min(0.001, due - time.perf_counter())))
+    props = Properties(PacketTypes.PUBLISH)
+    now = time.time()
+    props.UserProperty = ("sent_at", repr(now))
+    sent[f"{device}:{seq:012d}"] = now
+    pub.publish(topic(device, "report"), body, properties=props)
+achieved = n / (time.perf_counter() - t_start)
+pub.wait_acked(n, 60)
+pub.close()
+print(json.dumps({"achieved": achieved, "sent": sent}), flush=True)
+"""
 
+ACK_LISTENER = """
+import sys, time, json, threading
+import paho.mqtt.client as mqtt
+port, n, filt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+acked = {}
+done = threading.Event()
+def on_message(c, u, m):
+    acked.setdefault(json.loads(m.payload)["id"], time.time())
+    if len(acked) >= n:
+        done.set()
+c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-acks",
+                protocol=mqtt.MQTTv5)
+c.on_message = on_message
+c.on_subscribe = lambda *a: print("ready", flush=True)
+c.on_connect = lambda c, *a: c.subscribe(filt, 1)
+c.connect("127.0.0.1", port)
+c.loop_start()
+done.wait(120)
+print(json.dumps(acked), flush=True)
+"""
+
+
+def latency(broker, workdir, rate, seconds):
+    """Paced publish → commit (and → device ack).  The publisher and the ack listener
+    each run in their own process, as devices do: sharing one interpreter with the
+    measurement, paho's threads delay each other by hundreds of milliseconds at 2,000/s,
+    which is the harness, not the gateway."""
     db = f"sqlite:///{workdir}/latency-{rate}.sqlite"
     store = open_store(db)
     store.migrate()
     n = int(rate * seconds)
-    acked = {}
     with GatewayProcess(broker.url, db, grid_map_file(workdir), workdir, "--client-id",
                         "bench-latency"):
-        pub = Publisher(broker.port, inflight=200)
-        pub.client.on_message = lambda c, u, m: acked.setdefault(
-            json.loads(m.payload)["id"], time.time())
-        pub.subscribe("gridlink/v1/410106/pv-0301/ack")
-        sent = {}
-        t_start = time.perf_counter()
-        for seq in range(1, n + 1):
-            due = t_start + (seq - 1) / rate
-            while time.perf_counter() < due:
-                time.sleep(max(0.0, min(0.001, due - time.perf_counter())))
-            props = Properties(PacketTypes.PUBLISH)
-            now = time.time()
-            props.UserProperty = ("sent_at", repr(now))
-            rid = f"pv-0301:{seq:012d}"
-            sent[rid] = now
-            pub.publish(topic("pv-0301", "report"), encode(report("pv-0301", seq,
-                                                                  time=_now_iso())),
-                        properties=props)
-        achieved = n / (time.perf_counter() - t_start)
-        wait_for(lambda: count(store, "reports") >= n and len(acked) >= n, 120, "all acked")
-        pub.close()
+        listener = subprocess.Popen(
+            [sys.executable, "-c", ACK_LISTENER, str(broker.port), str(n),
+             "gridlink/v1/410106/pv-0301/ack"], stdout=subprocess.PIPE, text=True)
+        assert listener.stdout.readline().strip() == "ready"
+        publisher = subprocess.run(
+            [sys.executable, "-c", PACED_PUBLISHER, str(broker.port), str(rate), str(n),
+             str(ROOT)], stdout=subprocess.PIPE, text=True, check=True, timeout=300)
+        result = json.loads(publisher.stdout)
+        acked = json.loads(listener.stdout.readline())
+        listener.wait(30)
+        wait_for(lambda: count(store, "reports") >= n, 120, "all committed")
+    sent = result["sent"]
     rows = store.fetchall("SELECT id, committed_at FROM reports")
     store.close()
+    assert len(rows) == n and len(acked) == n, "loss"
     to_commit = sorted(epoch_from_iso(r["committed_at"]) - sent[r["id"]] for r in rows)
     to_ack = sorted(acked[k] - sent[k] for k in sent)
 
     def pct(xs, p):
         return round(1000 * xs[min(len(xs) - 1, int(p * len(xs)))], 2)
 
-    return {"rate_asked": rate, "rate_achieved": round(achieved), "reports": n,
+    return {"rate_asked": rate, "rate_achieved": round(result["achieved"]), "reports": n,
             "commit_p50_ms": pct(to_commit, 0.50), "commit_p99_ms": pct(to_commit, 0.99),
             "ack_p50_ms": pct(to_ack, 0.50), "ack_p99_ms": pct(to_ack, 0.99)}
 
