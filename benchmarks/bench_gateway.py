@@ -242,10 +242,15 @@ def latency(broker, workdir, rate, seconds):
         listener.wait(30)
         wait_for(lambda: count(store, "reports") >= n, 120, "all committed")
     sent = result["sent"]
-    rows = store.fetchall("SELECT id, committed_at FROM reports")
+    rows = store.fetchall("SELECT id, received_at, committed_at FROM reports")
     store.close()
     assert len(rows) == n and len(acked) == n, "loss"
     to_commit = sorted(epoch_from_iso(r["committed_at"]) - sent[r["id"]] for r in rows)
+    # where the time goes: broker and socket (publish → the gateway read it), and the
+    # gateway itself (read → committed)
+    to_receive = sorted(epoch_from_iso(r["received_at"]) - sent[r["id"]] for r in rows)
+    in_gateway = sorted(epoch_from_iso(r["committed_at"]) - epoch_from_iso(r["received_at"])
+                        for r in rows)
     to_ack = sorted(acked[k] - sent[k] for k in sent)
 
     def pct(xs, p):
@@ -253,7 +258,9 @@ def latency(broker, workdir, rate, seconds):
 
     return {"rate_asked": rate, "rate_achieved": round(result["achieved"]), "reports": n,
             "commit_p50_ms": pct(to_commit, 0.50), "commit_p99_ms": pct(to_commit, 0.99),
-            "ack_p50_ms": pct(to_ack, 0.50), "ack_p99_ms": pct(to_ack, 0.99)}
+            "ack_p50_ms": pct(to_ack, 0.50), "ack_p99_ms": pct(to_ack, 0.99),
+            "receive_p50_ms": pct(to_receive, 0.50), "receive_p99_ms": pct(to_receive, 0.99),
+            "gateway_p50_ms": pct(in_gateway, 0.50), "gateway_p99_ms": pct(in_gateway, 0.99)}
 
 
 def main(argv=None):

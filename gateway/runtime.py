@@ -230,10 +230,13 @@ class GatewayRuntime:
     # -- writer thread -----------------------------------------------------------------
 
     def _collect(self):
+        """The next batch, judged: each message is judged as it is taken off the queue,
+        while the batch is still open, so a closed batch only waits for its commit."""
         first = self._queue.get()
         if first is _STOP:
             return None
-        batch = [first]
+        judge = self._judge
+        batch = [judge(first)]
         deadline = time.monotonic() + self.batch_age
         get = self._queue.get
         while len(batch) < self.batch_max:
@@ -245,18 +248,19 @@ class GatewayRuntime:
             if m is _STOP:
                 self._queue.put(_STOP)
                 break
-            batch.append(m)
+            batch.append(judge(m))
         return batch
+
+    def _judge(self, message):
+        topic, payload, received, mid, qos, gen, sent_at = message
+        return Item(topic, payload, received,
+                    self.validator.decode(topic, payload, received, sent_at), mid, qos, gen)
 
     def _write_loop(self):
         while True:
-            raw = self._collect()
-            if raw is None:
+            items = self._collect()
+            if items is None:
                 return
-            items = []
-            for topic, payload, received, mid, qos, gen, sent_at in raw:
-                verdict = self.validator.decode(topic, payload, received, sent_at)
-                items.append(Item(topic, payload, received, verdict, mid, qos, gen))
             committed = self._commit_with_retry(items)
             self.metrics.queue_depth.dec(len(items))
             if committed is None:
