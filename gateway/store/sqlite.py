@@ -70,10 +70,18 @@ class SQLiteStore(Store):
                 present.add(row[k])
                 new.append(row)
         if new:
-            sql = (f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-                   f"({', '.join('?' * len(columns))}) ON CONFLICT DO NOTHING")
+            # multi-row INSERTs: one sqlite3_step per statement, so the GIL is released
+            # and taken back once per statement, not once per row (a thread judging the
+            # next batch would make the writer wait for it at every row)
+            width = len(columns)
+            per = max(1, min(500, conn.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // width))
+            head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+            one = f"({', '.join('?' * width)})"
             before = conn.total_changes
-            conn.executemany(sql, new)
+            for i in range(0, len(new), per):
+                part = new[i:i + per]
+                conn.execute(head + ", ".join([one] * len(part)) + " ON CONFLICT DO NOTHING",
+                             [v for row in part for v in row])
             if conn.total_changes - before < len(new):
                 raise StoreError(f"{table}: {len(new)} new rows expected to insert, "
                                  f"{conn.total_changes - before} did")
