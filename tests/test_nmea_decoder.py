@@ -304,3 +304,21 @@ def test_fix_time_is_the_wire_timestamp_of_its_epoch():
     for fix in fixes:
         assert iso_utc(fix.epoch) == fix.time
         assert parse_iso_utc(fix.time) == pytest.approx(fix.epoch, abs=1e-6)
+
+
+def test_a_leap_second_fix_is_written_as_unix_time_counts_it():
+    # 2016-12-31T23:59:60 was a real leap second; a receiver reports it as 235960.
+    # Unix time (the fix's epoch) has no :60, so the time is the next day's 00:00:00.5,
+    # which the report validator (seconds 00-59) accepts; T24:00:00 it would refuse
+    from gridlink.firmware.core.report import ReportError
+    from gridlink.firmware.core.timefmt import iso_utc, parse_iso_utc
+
+    fix = decode(rmc("235960.5", "311216"), min_year=1980)[-1]
+    assert fix.time == "2017-01-01T00:00:00.500Z"
+    assert iso_utc(fix.epoch) == fix.time
+    assert parse_iso_utc(fix.time) == pytest.approx(fix.epoch, abs=1e-6)
+    from gridlink.firmware.core.checks import check_time
+
+    check_time(ReportError, fix.time, "time")  # raises if the wire format refused it
+    year_end = decode(rmc("235960.0", "311299"), min_year=1980)[-1]
+    assert year_end.time == "2000-01-01T00:00:00.000Z"

@@ -54,7 +54,14 @@ def civil_from_days(z):
 
 
 def iso_date_ms(date, ms):
-    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` of a date (year, month, day) and ms since its midnight."""
+    """``YYYY-MM-DDTHH:MM:SS.mmmZ`` of a date (year, month, day) and ms since its midnight.
+
+    A leap second (a receiver's 23:59:60.x, ``ms`` ≥ 86,400,000) is written as the next
+    day's 00:00:00.x, as Unix time counts it — the fix's epoch — and as every validator
+    of the wire format accepts (seconds 00-59)."""
+    if ms >= 86400000:
+        date = civil_from_days(days_from_civil(date[0], date[1], date[2]) + ms // 86400000)
+        ms %= 86400000
     secs, milli = divmod(ms, 1000)
     mins, ss = divmod(secs, 60)
     hh, mm = divmod(mins, 60)
