@@ -20,10 +20,11 @@ import threading
 import time
 from collections import Counter
 
-from . import topics
+from . import topics, wire
 from .ingest import ACCEPTED, REJECTED, Ingest, Item
+from .link import BrokerLink
 from .metrics import Metrics
-from .mqtt import BrokerURL, connect_properties, make_client
+from .mqtt import BrokerURL
 
 log = logging.getLogger("gridlink.gateway")
 
@@ -52,29 +53,32 @@ class GatewayRuntime:
         self.on_report = []
         self.on_commit = []  # called with the batch's Items (tests, benchmarks)
         self._queue = queue.SimpleQueue()
-        self._gen = 0  # connection generation: a mid is only valid in its own connection
-        self._ack_lock = threading.Lock()
         self._receiving = True
         self._stopping = threading.Event()
-        self._connected = threading.Event()
         self._subscribed = threading.Event()
         self._writer = None
-        self._last_publish = None
         self._last_message = time.monotonic()
         self._end_session = False
         self.committed_batches = 0
-        self.client = make_client(client_id, tls=tls, broker=self.broker)
-        # Outgoing QoS 1 (device acks, tasks) in flight: small, because paho rescans its
-        # in-flight list on every PUBACK, and never above the broker's Receive Maximum
-        # (adopted on connect: a client must never have more in flight than that).
+        if tls is not None:
+            context = tls.context()
+        elif self.broker.tls:
+            import ssl
+
+            context = ssl.create_default_context()
+        else:
+            context = None
+        # outgoing QoS 1 (device acks, tasks) in flight at most: never above the broker's
+        # Receive Maximum, which the link adopts on connect
         self.send_window = 100
-        self.client.max_inflight_messages_set(self.send_window)
-        self.client.max_queued_messages_set(0)
-        self.client.reconnect_delay_set(0.1, 5)
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_message = self._on_message
-        self.client.on_subscribe = self._on_subscribe
+        self.link = BrokerLink(
+            client_id, self.broker.host, self.broker.port,
+            subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)],
+            on_message=self._on_message, on_connect=self._on_connect,
+            on_subscribed=self._on_subscribed, on_disconnect=self._on_disconnect,
+            tls_context=context, username=self.broker.username,
+            password=self.broker.password, keepalive=30, session_expiry=session_expiry,
+            receive_maximum=pending_max, send_window=self.send_window)
         self.metrics.devices_online.set_function(self._devices_online)
 
     # -- public ------------------------------------------------------------------------
@@ -84,11 +88,7 @@ class GatewayRuntime:
         self._writer = threading.Thread(target=self._write_loop, name="gateway-writer",
                                         daemon=True)
         self._writer.start()
-        self.client.connect_async(self.broker.host, self.broker.port, keepalive=30,
-                                  clean_start=False,
-                                  properties=connect_properties(self.session_expiry,
-                                                                self.pending_max))
-        self.client.loop_start()
+        self.link.start()
         if wait and not self.wait_ready(timeout):
             log.warning("broker %s not reachable yet; retrying in the background",
                         self.broker.url)
@@ -99,12 +99,9 @@ class GatewayRuntime:
         return self._subscribed.wait(timeout)
 
     def publish(self, topic, payload, qos=1, retain=False):
-        """Send a message to devices (tasks); returns paho's MQTTMessageInfo."""
-        if isinstance(payload, str):
-            payload = payload.encode()
-        info = self.client.publish(topic, payload, qos=qos, retain=retain)
-        self._last_publish = info
-        return info
+        """Send a message to devices (tasks); QoS 1 survives reconnects.  Returns its
+        packet identifier (0 for QoS 0)."""
+        return self.link.publish(topic, payload, qos=qos, retain=retain)
 
     def stop(self):
         """Graceful stop: commit and acknowledge what is queued, leave the rest unacked.
@@ -120,19 +117,9 @@ class GatewayRuntime:
         self._queue.put(_STOP)
         if self._writer is not None:
             self._writer.join(self.stop_timeout + 5)
-        info = self._last_publish
-        if info is not None and self._connected.is_set():
-            with contextlib.suppress(RuntimeError, ValueError):
-                info.wait_for_publish(2.0)
-        props = None
-        if self._end_session:
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            props = Properties(PacketTypes.DISCONNECT)
-            props.SessionExpiryInterval = 0
-        self.client.disconnect(properties=props)
-        self.client.loop_stop()
+        if self.link.connected.is_set():
+            self.link.flush(2.0)  # device acks and tasks on their way
+        self.link.stop(session_expiry=0 if self._end_session else None)
         self.metrics.connected.set(0)
 
     def retire(self, idle=2.0, timeout=600.0):
@@ -152,10 +139,7 @@ class GatewayRuntime:
             if time.monotonic() > deadline:
                 return False
             time.sleep(0.1)
-        done = threading.Event()
-        self.client.on_unsubscribe = lambda *a: done.set()
-        self.client.unsubscribe(topics.subscriptions(self.shared, self.status))
-        done.wait(10)
+        self.link.unsubscribe(topics.subscriptions(self.shared, self.status))
         self._end_session = True
         self.stop()
         return True
@@ -171,60 +155,39 @@ class GatewayRuntime:
 
     @property
     def connected(self):
-        return self._connected.is_set()
+        return self.link.connected.is_set()
 
-    # -- paho callbacks (network thread) -----------------------------------------------
+    # -- link callbacks (the link's thread) --------------------------------------------
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties):
-        if reason_code.is_failure:
-            log.error("broker refused the connection: %s", reason_code)
-            return
-        with self._ack_lock:
-            self._gen += 1
-        _no_delay(client)
-        server_max = getattr(properties, "ReceiveMaximum", None) if properties else None
-        if server_max:
-            # paho does not honour the server's Receive Maximum itself, and its public
-            # setter refuses an open connection; this is the attribute that setter sets
-            client._max_inflight_messages = min(self.send_window, server_max)
-        subs = [(t, 1) for t in topics.subscriptions(self.shared, self.status)]
-        client.subscribe(subs)
+    def _on_connect(self, session_present):
         self.metrics.connected.set(1)
         log.info("connected to %s as %s (session present: %s)", self.broker.url,
-                 self.client_id, flags.session_present)
-        self._connected.set()
+                 self.client_id, session_present)
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties):
-        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+    def _on_subscribed(self, reasons):
+        refused = [wire.reason_text(r) for r in reasons if r >= 0x80]
         if refused:
             log.error("broker refused subscriptions: %s", ", ".join(refused))
             return
         log.info("subscribed", extra={"client_id": self.client_id})
         self._subscribed.set()
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+    def _on_disconnect(self, reason):
         self._subscribed.clear()
-        with self._ack_lock:
-            self._gen += 1  # mids handed out before this point are void
-        self._connected.clear()
         self.metrics.connected.set(0)
         if not self._stopping.is_set():
-            log.warning("broker connection lost (%s); reconnecting", reason_code)
+            log.warning("broker connection lost (%s); reconnecting", reason)
 
-    def _on_message(self, client, userdata, msg):
+    def _on_message(self, topic, payload, mid, qos, user, generation):
         if not self._receiving:
             return  # not acked: redelivered to the next session
         sent_at = None
-        props = getattr(msg, "properties", None)
-        user = getattr(props, "UserProperty", None) if props is not None else None
-        if user:
-            for k, v in user:
-                if k == "sent_at":
-                    with contextlib.suppress(ValueError):
-                        sent_at = float(v)
+        for k, v in user:
+            if k == "sent_at":
+                with contextlib.suppress(ValueError):
+                    sent_at = float(v)
         self._last_message = time.monotonic()
-        self._queue.put((msg.topic, msg.payload, time.time(), msg.mid, msg.qos, self._gen,
-                         sent_at))
+        self._queue.put((topic, payload, time.time(), mid, qos, generation, sent_at))
         self.metrics.queue_depth.inc()
 
     # -- writer thread -----------------------------------------------------------------
@@ -298,13 +261,14 @@ class GatewayRuntime:
         m = self.metrics
         m.batch_size.observe(len(items))
         self.committed_batches += 1
-        with self._ack_lock:
-            gen = self._gen
-            for it in items:
-                if it.qos and it.token == gen:
-                    self.client.ack(it.mid, it.qos)
+        by_generation = {}
+        for it in items:
+            if it.qos:
+                by_generation.setdefault(it.token, []).append(it.mid)
+        for generation, mids in by_generation.items():
+            self.link.ack(mids, generation)  # dropped if that connection is gone
         tally = Counter()
-        publish, ack_qos, info = self.client.publish, self.ack_qos, None
+        device_acks = []
         for it in items:
             v = it.verdict
             tally[v.kind, it.outcome] += 1
@@ -318,9 +282,12 @@ class GatewayRuntime:
             ack = it.ack()
             if ack is not None:
                 district, device, body = ack
-                info = publish(topics.ack_topic(district, device), body, qos=ack_qos)
-        if info is not None:
-            self._last_publish = info
+                device_acks.append((topics.ack_topic(district, device), body))
+        if self.ack_qos:
+            self.link.publish_many(device_acks)
+        else:
+            for t, body in device_acks:
+                self.link.publish(t, body, qos=0)
         for (kind, outcome), n in tally.items():
             m.messages.labels(kind, outcome).inc(n)
             if kind in ("report", "task/result"):
@@ -338,16 +305,6 @@ class GatewayRuntime:
             return rows[0]["n"]
         except Exception:
             return float("nan")
-
-
-def _no_delay(client):
-    """TCP_NODELAY: a PUBACK held back until its commit must not then wait for Nagle."""
-    import socket
-
-    sock = client.socket()
-    if sock is not None:
-        with contextlib.suppress(OSError, AttributeError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 _midnights = {}  # "YYYY-MM-DD" → Unix seconds of that UTC midnight

@@ -6,10 +6,6 @@ ack bytes, and the paho client's buffered reads, coalesced writes and PUBACK fas
 """
 
 import json
-import socket
-import threading
-import time
-from collections import deque
 
 import pytest
 from gridlink.firmware.core import checks
@@ -17,12 +13,11 @@ from gridlink.firmware.core.checks import MessageError, check_time, is_num, only
 from gridlink.firmware.core.report import ReportError, validate_report
 from gridlink.firmware.core.timefmt import TimeFormatError, parse_iso_utc
 from gridlink.gateway.ingest import ACCEPTED, DUPLICATE, REJECTED, Item
-from gridlink.gateway.mqtt import BufferedSocket, _coalesce, make_client
 from gridlink.gateway.validate import Verdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tests.gateway_rig import encode, report
+from tests.gateway_rig import report
 from tests.mpy_wasm import run_micropython
 
 pytest_plugins = ["tests.gateway_stores"]
@@ -170,143 +165,3 @@ def test_rejected_ack_still_escapes_its_reason():
     it.outcome, it.reason = REJECTED, 'a "b" 占'
     assert json.loads(it.ack()[2]) == {"v": 1, "id": None, "status": "rejected",
                                        "reason": 'a "b" 占'}
-
-
-# -- paho client ---------------------------------------------------------------------------
-
-def test_buffered_socket_serves_small_reads_and_reports_pending():
-    a, b = socket.socketpair()
-    try:
-        a.sendall(b"\x30\x05hello\x40\x02\x00\x01")
-        s = BufferedSocket(b)
-        assert s.recv(1) == b"\x30"
-        assert s.pending() == 10
-        assert s.recv(1) == b"\x05" and s.recv(5) == b"hello"
-        assert s.recv(100) == b"\x40\x02\x00\x01"
-        assert s.pending() == 0
-        b.setblocking(False)
-        with pytest.raises(BlockingIOError):
-            s.recv(1)
-        assert s.fileno() == b.fileno()
-        a.close()
-        b.setblocking(True)
-        assert s.recv(1) == b""
-    finally:
-        a.close()
-        b.close()
-
-
-def _pkt(cmd, data, qos=1, pos=0):
-    return {"command": cmd, "mid": 0, "qos": qos, "pos": pos, "to_process": len(data) - pos,
-            "packet": data, "info": None}
-
-
-def test_coalesce_merges_plain_packets_in_order_and_keeps_the_special_ones():
-    out = deque([_pkt(0x40, b"A"), _pkt(0x32, b"BB"), _pkt(0x40, b"C"), _pkt(0x30, b"D", qos=0),
-                 _pkt(0x40, b"E"), _pkt(0xE0, b"F"), _pkt(0x40, b"G")])
-    _coalesce(out)
-    assert [p["packet"] for p in out] == [b"ABBC", b"D", b"E", b"F", b"G"]
-    out.popleft()
-    out.popleft()
-    _coalesce(out)  # a lone packet stays itself
-    assert [p["packet"] for p in out] == [b"E", b"F", b"G"]
-    started = deque([_pkt(0x40, b"XY", pos=1), _pkt(0x40, b"Z")])
-    _coalesce(started)
-    assert [p["packet"] for p in started] == [b"XY", b"Z"]
-
-
-def test_client_publishes_receives_and_acks_through_the_fast_paths(broker):
-    got, lock = [], threading.Lock()
-    sub = make_client("fast-sub", manual_ack=False)
-    sub.on_message = lambda c, u, m: (lock.acquire(), got.append(m.payload), lock.release())
-    ready = threading.Event()
-    sub.on_subscribe = lambda *a: ready.set()
-    sub.on_connect = lambda c, *a: c.subscribe("fast/#", 1)
-    sub.connect("127.0.0.1", broker.port)
-    sub.loop_start()
-    pub = make_client("fast-pub")
-    pub.max_inflight_messages_set(20)
-    pub.connect("127.0.0.1", broker.port)
-    pub.loop_start()
-    try:
-        assert ready.wait(10)
-        n = 300
-        infos = [pub.publish("fast/a", encode({"n": i}), qos=1) for i in range(n)]
-        infos += [pub.publish("nobody/b", b"x", qos=1) for _ in range(50)]  # reason 0x10
-        for info in infos:
-            info.wait_for_publish(10)
-        assert all(info.is_published() for info in infos)
-        assert pub._inflight_messages == 0 and not pub._out_messages
-        deadline = time.monotonic() + 10
-        while len(got) < n and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert [json.loads(p)["n"] for p in got] == list(range(n))
-    finally:
-        for c in (pub, sub):
-            c.disconnect()
-            c.loop_stop()
-
-
-def _publish_body(topic, mid, props, payload):
-    from paho.mqtt.properties import VariableByteIntegers
-
-    return (len(topic).to_bytes(2, "big") + topic + mid.to_bytes(2, "big")
-            + VariableByteIntegers.encode(len(props)) + props + payload)
-
-
-def _utf8_pair(k, v):
-    k, v = k.encode(), v.encode()
-    return b"\x26" + len(k).to_bytes(2, "big") + k + len(v).to_bytes(2, "big") + v
-
-
-def test_parse_publish_reads_user_properties_and_leaves_the_rest_to_paho():
-    from gridlink.gateway.mqtt import _parse_publish
-
-    props = _utf8_pair("sent_at", "1.5") + _utf8_pair("k", "值")
-    topic, mid, got, payload = _parse_publish(_publish_body(b"a/b", 7, props, b"{}"), 1)
-    assert (topic, mid, payload) == (b"a/b", 7, b"{}")
-    assert got.UserProperty == [("sent_at", "1.5"), ("k", "值")]
-    assert _parse_publish(_publish_body(b"a/b", 7, b"", b"x" * 300), 1)[3] == b"x" * 300
-    content_type = b"\x03\x00\x04json"
-    assert _parse_publish(_publish_body(b"a/b", 7, content_type, b"{}"), 1) is None
-    with pytest.raises((ValueError, IndexError)):
-        _parse_publish(_publish_body(b"a/b", 7, props, b"")[:-3], 1)
-
-
-def test_received_properties_reach_on_message_either_way(broker):
-    from paho.mqtt.packettypes import PacketTypes
-    from paho.mqtt.properties import Properties
-
-    got, done = [], threading.Event()
-
-    def on_message(c, u, m):
-        got.append((m.topic, m.payload, list(getattr(m.properties, "UserProperty", []) or [])))
-        if len(got) == 2:
-            done.set()
-
-    sub = make_client("props-sub", manual_ack=False)
-    sub.on_message = on_message
-    ready = threading.Event()
-    sub.on_subscribe = lambda *a: ready.set()
-    sub.on_connect = lambda c, *a: c.subscribe("props/#", 1)
-    sub.connect("127.0.0.1", broker.port)
-    sub.loop_start()
-    pub = make_client("props-pub")
-    pub.connect("127.0.0.1", broker.port)
-    pub.loop_start()
-    try:
-        assert ready.wait(10)
-        user = Properties(PacketTypes.PUBLISH)
-        user.UserProperty = ("sent_at", "12.5")
-        other = Properties(PacketTypes.PUBLISH)
-        other.UserProperty = ("sent_at", "13.5")
-        other.ContentType = "application/json"
-        pub.publish("props/a", b"1", qos=1, properties=user).wait_for_publish(10)
-        pub.publish("props/b", b"2", qos=1, properties=other).wait_for_publish(10)
-        assert done.wait(10)
-        assert got == [("props/a", b"1", [("sent_at", "12.5")]),
-                       ("props/b", b"2", [("sent_at", "13.5")])]
-    finally:
-        for c in (pub, sub):
-            c.disconnect()
-            c.loop_stop()
