@@ -22,6 +22,7 @@ Writes benchmarks/results/gateway.json.
 import argparse
 import json
 import os
+import random
 import statistics
 import subprocess
 import sys
@@ -46,7 +47,7 @@ from tests.gateway_rig import (  # noqa: E402
     grid_map_file,
     pg_available,
     pg_url,
-    report,
+    scattered_report,
     topic,
     wait_for,
 )
@@ -84,7 +85,10 @@ print(json.dumps({"n": got[0], "last": got[2]}), flush=True)
 
 
 def payloads(device, n):
-    return [(topic(device, "report"), encode(report(device, s, time=_now_iso())))
+    """``n`` reports of one device from points all over the test map (each located anew,
+    as a moving vehicle's are)."""
+    rnd = random.Random(device)
+    return [(topic(device, "report"), encode(scattered_report(device, s, rnd, time=_now_iso())))
             for s in range(1, n + 1)]
 
 
@@ -134,15 +138,24 @@ def gateway_live(broker, workdir, n):
     return n / (t1 - t0)
 
 
+def cpu_seconds(pid):
+    """User + system CPU seconds a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def drain(broker, workdir, db, n, workers=1, tag="drain"):
+    """Reports/s draining a backlog (first received → last committed), the same counting
+    the start-up, and (one worker) the CPU each report costs the gateway and the broker."""
     store = open_store(db)
     store.migrate()
     extra = ["--client-id", f"bench-{tag}", "--workers", str(workers)]
-    # register the session(s), then go down
+    # register the session(s), then go down; a worker's start-up CPU, to subtract below
     gw = GatewayProcess(broker.url, db, grid_map_file(workdir), workdir, *extra).start()
     if workers > 1:
         wait_for(lambda: Path(gw.log).read_bytes().count(b'"message": "subscribed"')
                  >= workers, 30, "all workers subscribed")
+    startup_cpu = cpu_seconds(gw.proc.pid)
     gw.terminate()
     devices = [f"pv-{200 + i:04d}" for i in range(4)]
     pubs = [Publisher(broker.port, inflight=500) for _ in devices]
@@ -156,29 +169,36 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
         p.wait_acked(n // len(devices), 300)
         p.close()
     total = (n // len(devices)) * len(devices)
+    broker_cpu0 = cpu_seconds(broker.proc.pid)
     t0 = time.time()
     gw.start(wait=False)
     wait_for(lambda: count(store, "reports") >= total, 600, f"{total} rows")
     with_start = total / (time.time() - t0)
+    cpu = {"gateway_us_per_report": round((cpu_seconds(gw.proc.pid) - startup_cpu) / total * 1e6,
+                                          1),
+           "broker_us_per_report": round((cpu_seconds(broker.proc.pid) - broker_cpu0) / total
+                                         * 1e6, 1)}
     gw.terminate()
     assert count(store, "reports") == total
     # the drain itself: first message received → last row committed (gateway clock), not
     # the process's start-up (imports, connect), which the figure with start-up includes
     span = store.fetchall("SELECT MIN(received_at) AS a, MAX(committed_at) AS b FROM reports")[0]
     drop_store(store)
-    return total / (epoch_from_iso(span["b"]) - epoch_from_iso(span["a"])), with_start
+    rate = total / (epoch_from_iso(span["b"]) - epoch_from_iso(span["a"]))
+    return rate, with_start, (cpu if workers == 1 else None)
 
 
 PACED_PUBLISHER = """
-import sys, time, json
+import sys, time, json, random
 sys.path.insert(0, sys.argv[4])
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from tests.gateway_rig import Publisher, encode, report, topic
+from tests.gateway_rig import Publisher, encode, scattered_report, topic
 port, rate, n = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 device = "pv-0301"
 pub = Publisher(port, inflight=200)
-bodies = [encode(report(device, seq, time="2026-11-28T02:15:07.250Z"))
+rnd = random.Random(device)
+bodies = [encode(scattered_report(device, seq, rnd, time="2026-11-28T02:15:07.250Z"))
           for seq in range(1, n + 1)]
 sent = {}
 t_start = time.perf_counter()
@@ -286,12 +306,18 @@ def main(argv=None):
         print(f"gateway (paho → gateway → commit):   {live:9.0f} reports/s  "
               f"ratio {live / ceil:.2f} (goal ≥ 0.80)")
         with Mosquitto(work / "b3", extra_conf=BROKER_CONF) as broker:
-            d, d_start = drain(broker, work, f"sqlite:///{work}/drain.sqlite", n_drain)
+            d, d_start, cpu = drain(broker, work, f"sqlite:///{work}/drain.sqlite", n_drain)
         out["drain_sqlite_reports_per_s"] = round(d)
         out["drain_sqlite_with_startup_per_s"] = round(d_start)
         out["drain_vs_ceiling"] = round(d / ceil, 3)
+        # what 20,000/s would take: CPU per report of the gateway and of the broker
+        cores = (cpu["gateway_us_per_report"] + cpu["broker_us_per_report"]) * 20000 / 1e6
+        out["drain_cpu"] = {**cpu, "cores_for_20000_per_s": round(cores, 2)}
         print(f"backlog drain, SQLite, {n_drain} reports: {d:9.0f} reports/s (goal ≥ 20,000); "
               f"{d_start:.0f}/s counting the process start-up")
+        print(f"  CPU per report: gateway {cpu['gateway_us_per_report']} µs, broker "
+              f"{cpu['broker_us_per_report']} µs → {cores:.2f} cores for 20,000/s "
+              f"(this machine: {os.cpu_count()})")
         # at the goal's 2,000/s, and at a rate well inside this machine's capacity (a
         # saturated gateway measures its queue, not its latency)
         out["latency"] = []

@@ -39,6 +39,8 @@ class WireError(GatewayError):
 
 def varint(n):
     """A variable byte integer (§1.5.5)."""
+    if 0 <= n < 16384:  # every packet the gateway sends
+        return bytes((n,)) if n < 128 else bytes((n & 0x7F | 0x80, n >> 7))
     if not 0 <= n <= MAX_REMAINING:
         raise WireError(f"{n} does not fit a variable byte integer")
     out = bytearray()
@@ -115,9 +117,10 @@ def unsubscribe(mid, filters):
 
 def publish(topic, payload, qos=0, mid=0, retain=False, dup=False, user=()):
     first = PUBLISH << 4 | qos << 1 | (0x01 if retain else 0) | (0x08 if dup else 0)
-    body = utf8(topic) + (struct.pack("!H", mid) if qos else b"")
-    body += properties([(USER_PROPERTY, pair) for pair in user]) + bytes(payload)
-    return packet(first, body)
+    head = utf8(topic) + (mid.to_bytes(2, "big") if qos else b"")
+    props = properties([(USER_PROPERTY, pair) for pair in user]) if user else b"\x00"
+    return (bytes((first,)) + varint(len(head) + len(props) + len(payload)) + head + props
+            + bytes(payload))
 
 
 def set_dup(data):

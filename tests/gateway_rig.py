@@ -64,6 +64,16 @@ def report(device="pv-0001", seq=1, *, grid="410106001001001", at=None, code="06
     return obj
 
 
+def scattered_report(device, seq, rnd, **kw):
+    """A report from a random point of the 2 × 2 cells (``rnd``: a random.Random), its
+    device grid code the cell the point lies in, as a patrol vehicle's would be."""
+    lon = X0 + rnd.uniform(0.0001, 2 * CELL - 0.0001)
+    lat = Y0 + rnd.uniform(0.0001, 2 * CELL - 0.0001)
+    i, j = int((lon - X0) / CELL), int((lat - Y0) / CELL)
+    return report(device, seq, grid=f"4101060010010{i * 2 + j + 1:02d}",
+                  at=(round(lat, 7), round(lon, 7)), **kw)
+
+
 def encode(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 

@@ -119,7 +119,7 @@ def test_backlog_of_50000_arrives_whole_once(broker, pki, tmp_path):
     gw = start_gateway(broker, pki, tmp_path)
     try:
         wait_for(lambda: count(gw.store, "reports") >= n, 180, f"{n} reports")
-        wait_for(lambda: gw.metrics.queue_depth._value.get() == 0, 30, "an empty queue")
+        wait_for(lambda: gw.runtime.queue_depth() == 0, 30, "an empty queue")
         assert count(gw.store, "reports") == n
         assert count(gw.store, "dead_letters") == 0
         per_device = gw.store.fetchall("SELECT device, COUNT(*) AS n, MIN(seq) AS lo, "
