@@ -107,3 +107,80 @@ def test_closed_store_refuses_work(store):
     store.close()
     with pytest.raises(StoreError, match="closed"), store.connect():
         pass
+
+
+# -- SQLite: writers of several processes take turns ----------------------------------------
+
+def _sqlite(path, **kw):
+    from gridlink.gateway.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(f"sqlite:///{path}", **kw)
+    s.migrate()
+    return s
+
+
+def test_a_second_writer_waits_for_its_turn_and_gets_it_when_the_first_commits(tmp_path):
+    # two stores on one file stand for two gateway workers: an flock belongs to an open
+    # file, so it separates them as it separates processes
+    a, b = _sqlite(tmp_path / "db.sqlite"), _sqlite(tmp_path / "db.sqlite")
+    events = []
+
+    def writer_b():
+        with b.connect() as conn:
+            events.append("b begins")
+            conn.execute("INSERT INTO schema_migrations VALUES ('b', 'y')")
+
+    with a.connect() as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES ('a', 'x')")
+        t = threading.Thread(target=writer_b)
+        t.start()
+        t.join(0.3)
+        assert t.is_alive() and events == []  # waiting for the turn, not failing
+        events.append("a commits")
+    t.join(10)
+    assert events == ["a commits", "b begins"]
+    names = {r["name"] for r in a.fetchall("SELECT name FROM schema_migrations")}
+    assert {"a", "b"} <= names
+    a.close()
+    b.close()
+
+
+def test_a_turn_held_too_long_is_a_clear_error_and_nothing_is_written(tmp_path):
+    a = _sqlite(tmp_path / "db.sqlite")
+    b = _sqlite(tmp_path / "db.sqlite", busy_timeout=0.2)
+    with a.connect() as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES ('a', 'x')")
+        with pytest.raises(StoreError, match=r"db\.sqlite.*write turn"), b.connect() as c2:
+            c2.execute("INSERT INTO schema_migrations VALUES ('b', 'y')")
+    with b.connect() as conn:  # and b's turn comes once a is done
+        conn.execute("INSERT INTO schema_migrations VALUES ('c', 'z')")
+    names = {r["name"] for r in a.fetchall("SELECT name FROM schema_migrations")}
+    assert {"a", "c"} <= names and "b" not in names
+    a.close()
+    b.close()
+
+
+WRITER = """
+import sys
+from gridlink.gateway.store.sqlite import SQLiteStore
+s = SQLiteStore("sqlite:///" + sys.argv[1])
+for i in range(int(sys.argv[3])):
+    with s.connect() as conn:
+        conn.execute("INSERT INTO schema_migrations VALUES (?, 'x')", (f"{sys.argv[2]}-{i}",))
+"""
+
+
+def test_writers_in_two_processes_all_get_in(tmp_path):
+    import subprocess
+    import sys
+
+    db = tmp_path / "db.sqlite"
+    _sqlite(db).close()
+    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(db), tag, "300"],
+                              stderr=subprocess.PIPE, text=True) for tag in ("p", "q")]
+    errors = [p.communicate(timeout=120)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], errors
+    s = _sqlite(db)
+    n = s.fetchall("SELECT COUNT(*) AS n FROM schema_migrations WHERE applied_at = 'x'")
+    assert n[0]["n"] == 600
+    s.close()
