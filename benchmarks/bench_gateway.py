@@ -188,6 +188,83 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
     return rate, with_start, (cpu if workers == 1 else None)
 
 
+def fill_backlog(broker, client_ids, n):
+    """Register persistent sessions for ``client_ids`` (subscribed to reports), then
+    publish ``n`` reports while they are away: the broker queues the backlog for them."""
+    from gridlink.gateway.link import BrokerLink
+
+    for cid in client_ids:
+        subscribed = threading.Event()
+        link = BrokerLink(cid, "127.0.0.1", broker.port,
+                          subscriptions=[("gridlink/v1/+/+/report", 1)],
+                          on_message=lambda *a: None,
+                          on_subscribed=lambda r, e=subscribed: e.set())
+        link.start()
+        assert subscribed.wait(10)
+        link.stop()
+    pub = Publisher(broker.port, inflight=500)
+    publish_all(pub, payloads("pv-0400", n))
+    pub.wait_acked(n, 300)
+    pub.close()
+
+
+def receive_drain(broker, n):
+    """Messages/s a backlog is received and PUBACKed at, nothing else done: by paho's
+    client (manual_ack, the gateway's client before) and by the gateway's link."""
+    import paho.mqtt.client as mqtt
+    from gridlink.gateway.link import BrokerLink
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    fill_backlog(broker, ["recv-paho", "recv-link"], n)
+    rates = {}
+    # paho
+    got, done, t = [0], threading.Event(), {}
+
+    def on_message(client, userdata, msg):
+        t.setdefault("first", time.perf_counter())
+        client.ack(msg.mid, msg.qos)
+        got[0] += 1
+        if got[0] == n:
+            t["last"] = time.perf_counter()
+            done.set()
+
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="recv-paho",
+                    protocol=mqtt.MQTTv5, manual_ack=True)
+    c.on_message = on_message
+    props = Properties(PacketTypes.CONNECT)
+    props.SessionExpiryInterval = 3600
+    props.ReceiveMaximum = 1000
+    c.connect("127.0.0.1", broker.port, clean_start=False, properties=props)
+    c.loop_start()
+    assert done.wait(300), f"paho received {got[0]} of {n}"
+    c.disconnect()
+    c.loop_stop()
+    rates["paho"] = n / (t["last"] - t["first"])
+    # the link, acknowledging in batches of 100 as the gateway acknowledges a batch
+    got, done, t, mids = [0], threading.Event(), {}, []
+
+    def on_link_message(topic, payload, mid, qos, user, generation):
+        t.setdefault("first", time.perf_counter())
+        mids.append(mid)
+        got[0] += 1
+        if len(mids) >= 100 or got[0] == n:
+            link.ack(mids[:], generation)
+            mids.clear()
+        if got[0] == n:
+            t["last"] = time.perf_counter()
+            done.set()
+
+    link = BrokerLink("recv-link", "127.0.0.1", broker.port,
+                      subscriptions=[("gridlink/v1/+/+/report", 1)],
+                      on_message=on_link_message, receive_maximum=1000)
+    link.start()
+    assert done.wait(300), f"the link received {got[0]} of {n}"
+    link.stop()
+    rates["link"] = n / (t["last"] - t["first"])
+    return rates
+
+
 PACED_PUBLISHER = """
 import sys, time, json, random
 sys.path.insert(0, sys.argv[4])
@@ -318,6 +395,22 @@ def main(argv=None):
         print(f"  CPU per report: gateway {cpu['gateway_us_per_report']} µs, broker "
               f"{cpu['broker_us_per_report']} µs → {cores:.2f} cores for 20,000/s "
               f"(this machine: {os.cpu_count()})")
+        # one worker per core, taking turns to commit (a bigger backlog: the second
+        # worker's share waits for its process to start, which the span includes)
+        with Mosquitto(work / "b3w", extra_conf=BROKER_CONF) as broker:
+            d2, d2_start, _ = drain(broker, work, f"sqlite:///{work}/drain2.sqlite",
+                                    n_drain * 3, workers=2, tag="drain2")
+        out["drain_sqlite_2_workers_per_s"] = round(d2)
+        out["drain_sqlite_2_workers_with_startup_per_s"] = round(d2_start)
+        print(f"backlog drain, SQLite, 2 workers, {n_drain * 3} reports: {d2:9.0f} reports/s "
+              f"(goal ≥ 20,000); {d2_start:.0f}/s counting the start-up")
+        with Mosquitto(work / "b3r", extra_conf=BROKER_CONF) as broker:
+            recv = receive_drain(broker, n_drain)
+        out["receive_drain_paho_per_s"] = round(recv["paho"])
+        out["receive_drain_link_per_s"] = round(recv["link"])
+        out["receive_link_vs_paho"] = round(recv["link"] / recv["paho"], 2)
+        print(f"  receiving alone (PUBACK, no judging): paho {recv['paho']:.0f}/s, the "
+              f"gateway's link {recv['link']:.0f}/s")
         # at the goal's 2,000/s, and at a rate well inside this machine's capacity (a
         # saturated gateway measures its queue, not its latency)
         out["latency"] = []
@@ -338,7 +431,8 @@ def main(argv=None):
             out["postgres_2_vs_1"] = round(two / one, 3)
             print(f"backlog drain, PostgreSQL, {n_pg} reports: 1 worker {one:.0f}/s, "
                   f"2 workers {two:.0f}/s, ratio {two / one:.2f}")
-    out["sizes"] = {"live": n_live, "drain": n_drain, "postgres": n_pg}
+    out["sizes"] = {"live": n_live, "drain": n_drain, "drain_2_workers": n_drain * 3,
+                    "postgres": n_pg}
     out["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(out, indent=2) + "\n")
