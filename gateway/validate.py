@@ -15,12 +15,14 @@ from gridlink.firmware.core.checks import MessageError
 from gridlink.firmware.core.topics import parse_topic
 
 from .clock import iso_from_epoch
+from .fastreport import decode_report
 
 MAX_REPORT = 1024  # protocol v1: a report is at most 1 KB of UTF-8 JSON on the wire
 MAX_STATUS = core_messages.STATUS_MAX_BYTES
 MAX_TRACK = core_messages.TRACK_MAX_BYTES
 MAX_CHUNK = core_messages.CHUNK_MAX
 MAX_CHUNK_PAYLOAD = MAX_CHUNK + 200  # the header line is read from the first 200 bytes
+TOPICS_CACHED = 4096  # parsed report/track/status topics remembered per Validator
 
 REPORT_COLUMNS = (
     "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
@@ -118,8 +120,9 @@ class Validator:
     """
 
     def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None):
-        # the core's validator takes the wire size, so it need not re-encode the report
-        self._sized = validate_report is None
+        # the core's validator takes the wire size, so it need not re-encode the report;
+        # and what fastreport vouches for it would accept (a custom validator: no vouching)
+        self._sized = self._fast = validate_report is None
         if validate_report is None:
             from gridlink.firmware.core.report import validate_report
         if schemas is None:
@@ -130,6 +133,7 @@ class Validator:
         self.grid_map = grid_map
         self.codebooks = codebooks
         self._codes_found = set()  # (standard, kind, code) found in the books
+        self._topics = {}  # topic → parse_topic's tuple, for topics that passed (bounded)
         self.schemas = schemas
 
     def decode(self, topic, payload, received=None, sent_at=None):
@@ -161,14 +165,18 @@ class Validator:
     # -- reports -----------------------------------------------------------------------
 
     def _report(self, kind, district, device, payload, received):
-        obj = _json_object(payload, MAX_REPORT, "report")
-        try:
-            if self._sized:
-                self.validate_report(obj, encoded_size=len(payload))
-            else:
-                self.validate_report(obj)
-        except Exception as exc:  # ReportError names the field; anything else is a bug
-            raise Rejected("schema", str(exc)) from None
+        # fast path: msgspec's decode of a report the core would accept; else (None) the
+        # json + core validator path, which also words every rejection
+        obj = decode_report(payload) if self._fast else None
+        if obj is None:
+            obj = _json_object(payload, MAX_REPORT, "report")
+            try:
+                if self._sized:
+                    self.validate_report(obj, encoded_size=len(payload))
+                else:
+                    self.validate_report(obj)
+            except Exception as exc:  # ReportError names the field; anything else is a bug
+                raise Rejected("schema", str(exc)) from None
         self._same_device(obj, device)
         if not obj["id"].startswith(device + ":"):
             raise Rejected("identity", f"id: {obj['id']!r} is not one of {device!r}'s ids")
@@ -190,7 +198,7 @@ class Validator:
             "lat": fix["lat"] if fix else None, "lon": fix["lon"] if fix else None,
             "fix_mode": fix.get("mode") if fix else None,
             "fix_status": fix.get("status") if fix else None,
-            "flags": _compact(obj.get("flags")),
+            "flags": _flags_text(obj.get("flags")),
             "grid": grid, "grid_device": grid_device, "grid_mismatch": mismatch,
             "street": grid[:9] if grid else None, "kind": obj["kind"],
             "standard": obj["standard"], "code": obj["code"], "object": obj.get("object"),
@@ -220,13 +228,23 @@ class Validator:
         self._codes_found.add(key)
 
     def _topic(self, topic):
+        parsed = self._topics.get(topic)
+        if parsed is not None:
+            return parsed
         try:
-            district, device, leaf, extra = parse_topic(topic)
+            parsed = parse_topic(topic)
         except MessageError as exc:
             raise Rejected("topic", f"topic {topic!r}: {exc}") from None
+        leaf, extra = parsed[2], parsed[3]
         if leaf in ("ack", "task"):
             raise Rejected("topic", f"{topic!r}: {leaf} goes from the gateway to devices")
-        return district, device, leaf, extra
+        # a device publishes on a few topics, over and over; photo topics name a report
+        # and a chunk, so each is seen a few times only: not kept
+        if extra is None:
+            if len(self._topics) >= TOPICS_CACHED:
+                self._topics.clear()
+            self._topics[topic] = parsed
+        return parsed
 
     def _message(self, validate, obj, kind):
         try:
@@ -303,9 +321,32 @@ class Validator:
         return Verdict("status", district, device, data=row)
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode  # = json.dumps
+_FLAGS_TEXT = {}  # tuple of flag names → its _compact text (a district uses a handful)
+
+
 def _compact(items):
     """A JSON list as compact text ("[]" without the encoder when empty)."""
-    return json.dumps(items, ensure_ascii=False, separators=(",", ":")) if items else "[]"
+    return _ENCODE(items) if items else "[]"
+
+
+def _flags_text(flags):
+    """``_compact(flags)``, remembered for lists of strings."""
+    if not flags or type(flags) is not list:
+        return _compact(flags)
+    key = tuple(flags)
+    try:
+        return _FLAGS_TEXT[key]
+    except KeyError:
+        pass
+    except TypeError:  # an unhashable item (only a custom validator lets one through)
+        return _compact(flags)
+    text = _compact(flags)
+    if all(type(f) is str for f in key):  # so True and 1 never share an entry
+        if len(_FLAGS_TEXT) >= 256:
+            _FLAGS_TEXT.clear()
+        _FLAGS_TEXT[key] = text
+    return text
 
 
 def _guess_id(payload, device):
