@@ -68,6 +68,7 @@ class BrokerLink:
         self._pending_acks = {}  # mid of our SUBSCRIBE/UNSUBSCRIBE → threading.Event
         self._sub_mid = None
         self._last_sent = 0.0
+        self._flushing = 0  # threads waiting in flush(): PUBACKs notify only then
         self._stopping = threading.Event()
         self._thread = None
         self.connected = threading.Event()
@@ -138,11 +139,15 @@ class BrokerLink:
         True if they all did within ``timeout``."""
         deadline = time.monotonic() + timeout
         with self._out:
-            while self._inflight or self._waiting:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._out.wait(min(left, 0.1))
+            self._flushing += 1
+            try:
+                while self._inflight or self._waiting:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._out.wait(min(left, 0.1))
+            finally:
+                self._flushing -= 1
         return True
 
     def unsubscribe(self, filters, timeout=10.0):
@@ -281,8 +286,14 @@ class BrokerLink:
                     return
                 raise LinkClosed("the broker closed the connection")
             last_heard = time.monotonic()
+            acked = []
             for first, body in reader.feed(data):
-                handle(first, body)
+                if first == 0x40 and len(body) == 2:  # a plain PUBACK: taken together below
+                    acked.append(body[0] << 8 | body[1])
+                else:
+                    handle(first, body)
+            if acked:
+                self._acked(acked)
 
     def _handle(self, first, body):
         kind = first >> 4
@@ -291,13 +302,10 @@ class BrokerLink:
             self.on_message(topic, payload, mid, qos, user, self.generation)
         elif kind == wire.PUBACK:
             mid, reason = wire.parse_ack(body)
-            with self._out:
-                self._inflight.pop(mid, None)
-                if reason >= 0x80:
-                    log.warning("the broker refused one of our messages: %s",
-                                wire.reason_text(reason))
-                self._fill_window()
-                self._out.notify_all()
+            if reason >= 0x80:
+                log.warning("the broker refused one of our messages: %s",
+                            wire.reason_text(reason))
+            self._acked([mid])
         elif kind in (wire.SUBACK, wire.UNSUBACK):
             mid, reasons = wire.parse_suback(body)
             if mid == self._sub_mid and kind == wire.SUBACK:
@@ -315,6 +323,16 @@ class BrokerLink:
             pass
         else:
             raise wire.WireError(f"unexpected packet type {kind} from the broker")
+
+    def _acked(self, mids):
+        """The broker acknowledged these of our QoS 1 messages: free their slots."""
+        with self._out:
+            pop = self._inflight.pop
+            for mid in mids:
+                pop(mid, None)
+            self._fill_window()
+            if self._flushing:
+                self._out.notify_all()
 
     # -- helpers (hold self._out) ------------------------------------------------------
 
