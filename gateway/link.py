@@ -62,7 +62,9 @@ class BrokerLink:
         self._sock = None
         self._out = threading.Condition()  # guards the socket's writes and the lists below
         self._inflight = OrderedDict()  # mid → PUBLISH bytes, sent, awaiting PUBACK
-        self._waiting = deque()  # (mid, PUBLISH bytes) not sent yet (window full / offline)
+        # (topic, payload, retain) not sent yet (window full, or offline); a packet
+        # identifier is given when one goes out, so ids never outnumber what is in flight
+        self._waiting = deque()
         self._window = send_window
         self._next_mid = 0
         self._pending_acks = {}  # mid of our SUBSCRIBE/UNSUBSCRIBE → threading.Event
@@ -95,39 +97,22 @@ class BrokerLink:
 
     def publish(self, topic, payload, qos=1, retain=False):
         """Queue a message to the broker; QoS 1 is delivered at least once, across
-        reconnects.  Returns its packet identifier (0 for QoS 0)."""
+        reconnects (in the order published)."""
         if isinstance(payload, str):
             payload = payload.encode()
         with self._out:
             if qos == 0:
                 if self._sock is not None:
                     self._write(wire.publish(topic, payload, 0, retain=retain))
-                return 0
-            mid = self._new_mid()
-            data = wire.publish(topic, payload, 1, mid, retain=retain)
-            if self._sock is not None and len(self._inflight) < self._window \
-                    and not self._waiting:
-                self._inflight[mid] = data
-                self._write(data)
-            else:
-                self._waiting.append((mid, data))
-            return mid
+                return
+            self._waiting.append((topic, payload, retain))
+            self._fill_window()
 
     def publish_many(self, messages):
         """``publish`` of several (topic, payload) QoS 1 messages, written together."""
         with self._out:
-            chunks = []
-            for topic, payload in messages:
-                mid = self._new_mid()
-                data = wire.publish(topic, payload, 1, mid)
-                if self._sock is not None and len(self._inflight) < self._window \
-                        and not self._waiting:
-                    self._inflight[mid] = data
-                    chunks.append(data)
-                else:
-                    self._waiting.append((mid, data))
-            if chunks:
-                self._write(b"".join(chunks))
+            self._waiting.extend((topic, payload, False) for topic, payload in messages)
+            self._fill_window()
 
     def unacked(self):
         """Outgoing QoS 1 messages not yet acknowledged by the broker."""
@@ -244,15 +229,11 @@ class BrokerLink:
             self._early = packets[1:]
             self.generation += 1
             self._window = min(self.send_window, props.get(wire.RECEIVE_MAXIMUM, 65535))
-            # resend what the broker has not acknowledged, then what waited, in order
+            # subscribe; resend what the broker has not acknowledged, then what waited
+            self._sub_mid = mid = self._new_mid()
             resend = [wire.set_dup(d) for d in self._inflight.values()]
-            while self._waiting and len(self._inflight) < self._window:
-                mid, data = self._waiting.popleft()
-                self._inflight[mid] = data
-                resend.append(data)
-            mid = self._new_mid()
-            self._sub_mid = mid
             self._write(wire.subscribe(mid, self.subscriptions) + b"".join(resend))
+            self._fill_window()
         self.connected.set()
         return session_present
 
@@ -337,12 +318,18 @@ class BrokerLink:
     # -- helpers (hold self._out) ------------------------------------------------------
 
     def _fill_window(self):
+        """Send waiting QoS 1 messages while the broker's Receive Maximum allows."""
+        if self._sock is None:
+            return
         chunks = []
-        while self._waiting and len(self._inflight) < self._window:
-            mid, data = self._waiting.popleft()
-            self._inflight[mid] = data
+        room = self._window - len(self._inflight)
+        while self._waiting and room > 0:
+            topic, payload, retain = self._waiting.popleft()
+            mid = self._new_mid()
+            data = self._inflight[mid] = wire.publish(topic, payload, 1, mid, retain=retain)
             chunks.append(data)
-        if chunks and self._sock is not None:
+            room -= 1
+        if chunks:
             self._write(b"".join(chunks))
 
     def _new_mid(self):

@@ -105,9 +105,8 @@ class GatewayRuntime:
         return self._subscribed.wait(timeout)
 
     def publish(self, topic, payload, qos=1, retain=False):
-        """Send a message to devices (tasks); QoS 1 survives reconnects.  Returns its
-        packet identifier (0 for QoS 0)."""
-        return self.link.publish(topic, payload, qos=qos, retain=retain)
+        """Send a message to devices (tasks); QoS 1 survives reconnects."""
+        self.link.publish(topic, payload, qos=qos, retain=retain)
 
     def stop(self):
         """Graceful stop: commit and acknowledge what is queued, leave the rest unacked.
