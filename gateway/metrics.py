@@ -1,6 +1,10 @@
 """Prometheus metrics of one gateway process (its own registry, so tests can run several)."""
 
+import threading
+from bisect import bisect_left
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30,
@@ -21,9 +25,9 @@ class Metrics:
                                     "batch", buckets=BATCH_BUCKETS, registry=r)
         self.commit_seconds = Histogram("gridlink_gateway_commit_seconds", "Time to write and "
                                         "commit one batch", buckets=LATENCY_BUCKETS, registry=r)
-        self.latency = Histogram("gridlink_gateway_publish_to_commit_seconds", "Report publish "
-                                 "(sent_at user property, else report time) to commit",
-                                 buckets=LATENCY_BUCKETS, registry=r)
+        self.latency = BatchHistogram("gridlink_gateway_publish_to_commit_seconds", "Report "
+                                      "publish (sent_at user property, else report time) to "
+                                      "commit", LATENCY_BUCKETS, registry=r)
         self.queue_depth = Gauge("gridlink_gateway_queue_depth", "Messages received but not "
                                  "yet committed (never acknowledged to the broker)", registry=r)
         self.commit_failures = Counter("gridlink_gateway_commit_failures", "Batches whose "
@@ -36,3 +40,49 @@ class Metrics:
 
     def render(self):
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class BatchHistogram:
+    """A Prometheus histogram fed a batch of values at a time.
+
+    prometheus_client's ``Histogram.observe`` takes two locks per value; one value per
+    committed report was ~8% of the gateway's writer thread at a backlog drain.  This
+    counts a batch without a lock and adds it under one; it is exposed as the same
+    ``_bucket``/``_count``/``_sum`` series (buckets are upper bounds, inclusive).
+    """
+
+    def __init__(self, name, documentation, buckets, registry=None):
+        self.name, self.documentation = name, documentation
+        self.bounds = sorted(float(b) for b in buckets)
+        self._counts = [0] * (len(self.bounds) + 1)  # the last one is +Inf
+        self._sum = 0.0
+        self._lock = threading.Lock()
+        if registry is not None:
+            registry.register(self)
+
+    def observe_many(self, values):
+        counts, total, bounds = [0] * len(self._counts), 0.0, self.bounds
+        for v in values:
+            counts[bisect_left(bounds, v)] += 1
+            total += v
+        with self._lock:
+            self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
+            self._sum += total
+
+    def observe(self, value):
+        self.observe_many((value,))
+
+    def collect(self):
+        with self._lock:
+            counts, total = list(self._counts), self._sum
+        buckets, running = [], 0
+        for bound, n in zip([*self.bounds, float("inf")], counts, strict=True):
+            running += n
+            buckets.append(("+Inf" if bound == float("inf") else _le(bound), running))
+        yield HistogramMetricFamily(self.name, self.documentation, buckets=buckets,
+                                    sum_value=total)
+
+
+def _le(bound):
+    """The ``le`` label as prometheus_client writes it (0.5, 1.0, 10.0 …)."""
+    return repr(float(bound))

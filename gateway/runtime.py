@@ -275,13 +275,14 @@ class GatewayRuntime:
             self.link.ack(mids, generation)  # dropped if that connection is gone
         tally = Counter()
         device_acks = []
+        latencies = []
         for it in items:
             v = it.verdict
             tally[v.kind, it.outcome] += 1
             if it.outcome == ACCEPTED and v.kind in ("report", "task/result"):
                 t = v.sent_at if v.sent_at is not None else _epoch(v.data["captured_at"])
                 if t is not None:
-                    m.latency.observe(max(0.0, now - t))
+                    latencies.append(max(0.0, now - t))
             if it.outcome == REJECTED:
                 m.rejects.labels(v.category or "photo").inc()
                 log.warning("rejected %s: %s", it.topic, it.reason)
@@ -289,6 +290,7 @@ class GatewayRuntime:
             if ack is not None:
                 district, device, body = ack
                 device_acks.append((topics.ack_topic(district, device), body))
+        m.latency.observe_many(latencies)
         if self.ack_qos:
             self.link.publish_many(device_acks)
         else:
