@@ -1,9 +1,10 @@
 """The running gateway: broker → judge → group commit → PUBACK → device ack.
 
-Threads: paho's network loop receives (``on_message`` only queues); one writer thread
-takes batches (≤ ``batch_max`` messages or ``batch_age`` seconds after the first), judges
-them, commits them in one transaction and only then acknowledges them to the broker
-(paho ``manual_ack``) and publishes the devices' acks.  The broker never has more than
+Threads: the broker link's (``link.py``) receives (``_on_message`` only queues); one
+writer thread judges each message as it takes it, batches them (≤ ``batch_max`` messages
+or ``batch_age`` seconds after the first), commits each batch in one transaction and only
+then acknowledges its messages to the broker (``link.ack``) and publishes the devices'
+acks.  The broker never has more than
 ``pending_max`` unacknowledged messages out to this worker (MQTT 5 Receive Maximum), so
 the queue is bounded.  A commit failure (database gone, locked) is retried with back-off
 and nothing is acknowledged meanwhile: the broker keeps the messages in the session.
