@@ -300,7 +300,9 @@ class ShippedBroker(Mosquitto):
 
 class TcpProxy:
     """A TCP relay to ``target`` that can be cut (every connection dropped, new ones
-    refused) and resumed: a database or broker that is briefly unreachable."""
+    refused) and resumed: a database or broker that is briefly unreachable.  ``freeze()``
+    instead drops every byte while the connections stay up, as a link that dies without
+    a reset does, until ``thaw()``."""
 
     def __init__(self, target_port, target_host="127.0.0.1"):
         import socket
@@ -311,6 +313,7 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._open = threading.Event()
         self._open.set()
+        self._frozen = threading.Event()
         self._server = socket.create_server(("127.0.0.1", self.port))
         self._server.settimeout(0.1)
         self._stop = threading.Event()
@@ -339,14 +342,14 @@ class TcpProxy:
             for a, b in ((client, upstream), (upstream, client)):
                 threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
-    @staticmethod
-    def _pipe(src, dst):
+    def _pipe(self, src, dst):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
-                dst.sendall(data)
+                if not self._frozen.is_set():
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -369,6 +372,12 @@ class TcpProxy:
 
     def resume(self):
         self._open.set()
+
+    def freeze(self):
+        self._frozen.set()
+
+    def thaw(self):
+        self._frozen.clear()
 
     def close(self):
         self._stop.set()
