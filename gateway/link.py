@@ -275,6 +275,10 @@ class BrokerLink:
                     handle(first, body)
             if acked:
                 self._acked(acked)
+            if last_heard - self._last_sent >= self.keepalive / 2:
+                # a stream that needs no answer (QoS 0) must not starve the keep-alive
+                with self._out:
+                    self._write(wire.PINGREQ_PACKET)
 
     def _handle(self, first, body):
         kind = first >> 4

@@ -1,6 +1,7 @@
 """The gateway's own MQTT 5 client: the packet codec (hypothesis) and the link against a
 real Mosquitto, with paho-mqtt as the independent peer."""
 
+import contextlib
 import queue
 import threading
 import time
@@ -255,6 +256,33 @@ def test_a_link_gone_silent_is_noticed_by_keepalive_and_the_session_resumes(tmp_
         link.stop()
         peer.close()
         proxy.close()
+
+
+def test_a_qos0_stream_that_needs_no_answer_still_gets_pings_out(tmp_path):
+    # nothing to acknowledge for minutes: without pings the broker drops us after 1.5
+    # keep-alive periods (Mosquitto looks every few seconds), however busy the incoming
+    # side is
+    with Mosquitto(tmp_path / "b") as broker:
+        lost = []
+        received = Received()
+        link = _link(broker.port, received, keepalive=1, on_disconnect=lost.append)
+        peer = Peer(broker.port)
+        gen = link.generation
+        deadline = time.monotonic() + 8
+        n = 0
+        while time.monotonic() < deadline:
+            peer.c.publish("in/q0", b"x", qos=0)
+            n += 1
+            time.sleep(0.05)
+        time.sleep(0.3)
+        got = 0
+        with contextlib.suppress(queue.Empty):
+            while True:
+                received.take(1, timeout=0.1)
+                got += 1
+        assert got == n and not lost and link.generation == gen
+        link.stop()
+        peer.close()
 
 
 def test_unsubscribe_and_ending_the_session(tmp_path):
