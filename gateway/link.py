@@ -163,7 +163,7 @@ class BrokerLink:
         delay = self.reconnect_delay[0]
         while not self._stopping.is_set():
             try:
-                session_present = self._open()
+                session_present, reader, early = self._open()
             except (OSError, wire.WireError) as exc:
                 if self._stopping.is_set():
                     break
@@ -177,7 +177,7 @@ class BrokerLink:
             try:
                 if self.on_connect is not None:
                     self.on_connect(session_present)
-                self._read_loop()
+                self._read_loop(reader, early)
             except (OSError, wire.WireError) as exc:
                 reason = exc
             except Exception as exc:  # a bug in a callback: reconnect, never stop receiving
@@ -225,8 +225,6 @@ class BrokerLink:
             self.keepalive = server_keepalive
         with self._out:
             self._sock = sock
-            self._reader = reader
-            self._early = packets[1:]
             self.generation += 1
             self._window = min(self.send_window, props.get(wire.RECEIVE_MAXIMUM, 65535))
             # subscribe; resend what the broker has not acknowledged, then what waited
@@ -235,12 +233,14 @@ class BrokerLink:
             self._write(wire.subscribe(mid, self.subscriptions) + b"".join(resend))
             self._fill_window()
         self.connected.set()
-        return session_present
+        return session_present, reader, packets[1:]
 
-    def _read_loop(self):
-        sock, reader = self._sock, self._reader
+    def _read_loop(self, reader, early):
+        """Read and dispatch until the connection ends (``early``: packets that came
+        with the CONNACK)."""
+        sock = self._sock
         handle = self._handle
-        for first, body in self._early:
+        for first, body in early:
             handle(first, body)
         last_heard = time.monotonic()
         tick = max(0.5, min(self.keepalive / 2, 5.0))

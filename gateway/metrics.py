@@ -69,9 +69,6 @@ class BatchHistogram:
             self._counts = [a + b for a, b in zip(self._counts, counts, strict=True)]
             self._sum += total
 
-    def observe(self, value):
-        self.observe_many((value,))
-
     def collect(self):
         with self._lock:
             counts, total = list(self._counts), self._sum

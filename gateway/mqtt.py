@@ -25,6 +25,13 @@ class BrokerURL:
         self.username = unquote(parts.username) if parts.username else None
         self.password = unquote(parts.password) if parts.password else None
 
+    def tls_context(self, tls=None):
+        """The SSL context to connect with: ``tls`` (:class:`TLSFiles`) if given, the
+        system's CAs for an ``mqtts://`` URL without it, None for plain ``mqtt://``."""
+        if tls is not None:
+            return tls.context()
+        return ssl.create_default_context() if self.tls else None
+
 
 class TLSFiles:
     """A CA bundle and optionally a client certificate + key for mutual TLS."""

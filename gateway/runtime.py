@@ -30,6 +30,9 @@ from .mqtt import BrokerURL
 log = logging.getLogger("gridlink.gateway")
 
 _STOP = object()
+# outgoing QoS 1 (device acks, tasks) in flight at most; never above the broker's Receive
+# Maximum, which the link adopts on connect
+SEND_WINDOW = 100
 
 
 class GatewayRuntime:
@@ -46,9 +49,7 @@ class GatewayRuntime:
         self.status = status
         self.batch_max = batch_max
         self.batch_age = batch_age
-        self.pending_max = pending_max
         self.ack_qos = ack_qos
-        self.session_expiry = session_expiry
         self.stop_timeout = stop_timeout
         self.metrics = metrics or Metrics()
         self.on_report = []
@@ -60,32 +61,20 @@ class GatewayRuntime:
         self._writer = None
         self._last_message = time.monotonic()
         self._end_session = False
-        self.committed_batches = 0
         # received and finished (committed, or left unacknowledged at a stop) so far: the
         # queue-depth gauge is their difference, read when scraped (a locked gauge update
         # per message cost the link's thread ~4% at a backlog drain)
         self._received = 0
         self._finished = 0
         self.metrics.queue_depth.set_function(self.queue_depth)
-        if tls is not None:
-            context = tls.context()
-        elif self.broker.tls:
-            import ssl
-
-            context = ssl.create_default_context()
-        else:
-            context = None
-        # outgoing QoS 1 (device acks, tasks) in flight at most: never above the broker's
-        # Receive Maximum, which the link adopts on connect
-        self.send_window = 100
         self.link = BrokerLink(
             client_id, self.broker.host, self.broker.port,
             subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)],
             on_message=self._on_message, on_connect=self._on_connect,
             on_subscribed=self._on_subscribed, on_disconnect=self._on_disconnect,
-            tls_context=context, username=self.broker.username,
+            tls_context=self.broker.tls_context(tls), username=self.broker.username,
             password=self.broker.password, keepalive=30, session_expiry=session_expiry,
-            receive_maximum=pending_max, send_window=self.send_window)
+            receive_maximum=pending_max, send_window=SEND_WINDOW)
         self.metrics.devices_online.set_function(self._devices_online)
 
     # -- public ------------------------------------------------------------------------
@@ -267,7 +256,6 @@ class GatewayRuntime:
         now = time.time()
         m = self.metrics
         m.batch_size.observe(len(items))
-        self.committed_batches += 1
         by_generation = {}
         for it in items:
             if it.qos:
