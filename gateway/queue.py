@@ -428,14 +428,9 @@ class IntakeQueue:
                     raise Conflict(f"case number {case_no} already belongs to report "
                                    f"{other['report_id']}", case_no=case_no,
                                    report_id=other["report_id"])
-            cur = run(self.store, conn,
-                      "UPDATE intake SET state = 'accepted', case_no = ?, decided_by = ?,"
-                      " decided_at = ?, holder = NULL, lease_until = NULL, updated_at = ?"
-                      " WHERE report_id = ? AND state = 'pending'"
-                      " AND (holder IS NULL OR holder = ? OR lease_until <= ?)",
-                      [case_no, operator, now, now, report_id, operator, now])
-            row = self._row(conn, report_id)
-        if cur.rowcount != 1:
+            won, row = self._decide(conn, report_id, operator, now,
+                                    "state = 'accepted', case_no = ?", case_no)
+        if not won:
             # lost a race (PostgreSQL, READ COMMITTED): the same decision is no conflict
             if row["state"] == "accepted" and requested in (None, row["case_no"]):
                 return self._decision(row)
@@ -457,18 +452,25 @@ class IntakeQueue:
             if row["state"] == "rejected" and row["reason"] == reason:
                 return self._decision(row)
             self._check_decidable(row, operator, now, "reject")
-            cur = run(self.store, conn,
-                      "UPDATE intake SET state = 'rejected', reason = ?, decided_by = ?,"
-                      " decided_at = ?, holder = NULL, lease_until = NULL, updated_at = ?"
-                      " WHERE report_id = ? AND state = 'pending'"
-                      " AND (holder IS NULL OR holder = ? OR lease_until <= ?)",
-                      [reason, operator, now, now, report_id, operator, now])
-            row = self._row(conn, report_id)
-        if cur.rowcount != 1:
+            won, row = self._decide(conn, report_id, operator, now,
+                                    "state = 'rejected', reason = ?", reason)
+        if not won:
             if row["state"] == "rejected" and row["reason"] == reason:
                 return self._decision(row)  # the same decision won a race: no conflict
             self._refuse(row, operator, now, "reject")
         return self._decision(row)
+
+    def _decide(self, conn, report_id, operator, now, decision, value):
+        """Write a decision (``decision``: the SET clause with one ``?`` for ``value``)
+        if the report is still pending and not held by another operator's live lease.
+        Returns (whether this UPDATE made it, the row as it now is)."""
+        cur = run(self.store, conn,
+                  f"UPDATE intake SET {decision}, decided_by = ?, decided_at = ?,"
+                  " holder = NULL, lease_until = NULL, updated_at = ?"
+                  " WHERE report_id = ? AND state = 'pending'"
+                  " AND (holder IS NULL OR holder = ? OR lease_until <= ?)",
+                  [value, operator, now, now, report_id, operator, now])
+        return cur.rowcount == 1, self._row(conn, report_id)
 
     def mark_attached(self, conn, report_id, now):
         """Take a task's result report out of the pending list: it belongs to its task."""
