@@ -28,6 +28,8 @@ import time
 import tty
 from pathlib import Path
 
+from ..core.nmea import checksum
+
 CAPTURES = Path(__file__).resolve().parent / "captures"
 SHARED_CAPTURES = (Path("/work/shared/data/nmea"),
                    Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nmea")
@@ -70,10 +72,7 @@ def _split(line):
         want = int(text[star + 1:star + 3], 16)
     except ValueError:
         return None
-    got = 0
-    for b in body:
-        got ^= b
-    if got != want:
+    if checksum(body) != want:
         return None
     try:
         fields = body.decode("ascii").split(",")
@@ -149,12 +148,15 @@ def shift_sentence(line, move):
     lon_dec = len(fields[i + 2].partition(".")[2])
     fields[i], fields[i + 1] = _fmt(lat, 2, lat_dec, "NS")
     fields[i + 2], fields[i + 3] = _fmt(lon, 3, lon_dec, "EW")
+    return _reframe(prefix, fields, line)
+
+
+def _reframe(prefix, fields, line):
+    """The sentence rebuilt from ``fields``: its checksum made anew (the core's), the
+    line's own ending kept."""
     body = ",".join(fields).encode("ascii")
-    check = 0
-    for b in body:
-        check ^= b
     ending = line[len(line.rstrip(b"\r\n")):] or b"\r\n"
-    return prefix + body + b"*" + f"{check:02X}".encode() + ending
+    return prefix + body + b"*" + f"{checksum(body):02X}".encode() + ending
 
 
 def _fmt_tod(seconds, template):
@@ -200,12 +202,7 @@ def retime_sentence(line, offset):
         fields[i] = _fmt_tod(tod + offset, fields[i])
     except (ValueError, OverflowError):
         return line
-    body = ",".join(fields).encode("ascii")
-    check = 0
-    for b in body:
-        check ^= b
-    ending = line[len(line.rstrip(b"\r\n")):] or b"\r\n"
-    return prefix + body + b"*" + f"{check:02X}".encode() + ending
+    return _reframe(prefix, fields, line)
 
 
 def first_epoch(lines):
