@@ -388,6 +388,13 @@ class District:
 
     def stop_devices(self):
         """Stop the fleet (each device sends its offline status) and let the gateway see it."""
+        self._stop_fleet()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and self.summary().devices["online"]:
+            time.sleep(0.1)
+
+    def _stop_fleet(self):
+        """SIGTERM every device at once (they go offline in parallel), then reap each."""
         for device, (proc, _, _) in self.devices.items():
             if proc.poll() is None:
                 proc.terminate()
@@ -396,19 +403,10 @@ class District:
             if not proc.log_file.closed:
                 stop_child(proc)
                 self._event("stopped", name=device, pid=proc.pid, status=proc.returncode)
-        deadline = time.monotonic() + 3.0
-        while time.monotonic() < deadline and self.summary().devices["online"]:
-            time.sleep(0.1)
 
     def close(self):
         """Devices first, then the gateway, then the broker; every child reaped."""
-        for device, (proc, _, _) in self.devices.items():
-            if proc.poll() is None:
-                proc.terminate()
-                self._event("stopping", name=device, pid=proc.pid)
-        for proc, _, _ in self.devices.values():
-            if not proc.log_file.closed:
-                stop_child(proc)
+        self._stop_fleet()
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
