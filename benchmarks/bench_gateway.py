@@ -188,6 +188,35 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
     return rate, with_start, (cpu if workers == 1 else None)
 
 
+def judge_costs(workdir, n=20000):
+    """µs per report, in this process: msgspec's decode + check (fastreport) vs json + the
+    core's validate_report, and the whole of Validator.decode (grid look-up, row)."""
+    from gridlink.firmware.core.report import validate_report
+    from gridlink.gateway.codebooks import load_codebooks, load_grid_map
+    from gridlink.gateway.fastreport import decode_report
+    from gridlink.gateway.validate import Validator
+
+    msgs = payloads("pv-0500", n)
+    bodies = [p for _, p in msgs]
+
+    def best_us(fn):
+        runs = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fn()
+            runs.append((time.perf_counter() - t0) / n * 1e6)
+        return min(runs)
+
+    fast = best_us(lambda: [decode_report(b) for b in bodies])
+    core = best_us(lambda: [validate_report(json.loads(b), encoded_size=len(b))
+                            for b in bodies])
+    v = Validator(grid_map=load_grid_map(grid_map_file(workdir)), codebooks=load_codebooks())
+    now = time.time()
+    whole = best_us(lambda: [v.decode(t, b, now, None) for t, b in msgs])
+    return {"fastreport_us": round(fast, 2), "json_and_core_validator_us": round(core, 2),
+            "fastreport_speedup": round(core / fast, 2), "validator_decode_us": round(whole, 2)}
+
+
 def fill_backlog(broker, client_ids, n):
     """Register persistent sessions for ``client_ids`` (subscribed to reports), then
     publish ``n`` reports while they are away: the broker queues the backlog for them."""
@@ -370,6 +399,11 @@ def main(argv=None):
     out = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0]}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        judge = out["judge"] = judge_costs(work, n_drain)
+        print(f"judging a report: msgspec fast path {judge['fastreport_us']} µs vs json + "
+              f"core validator {judge['json_and_core_validator_us']} µs "
+              f"({judge['fastreport_speedup']}×); whole Validator.decode "
+              f"{judge['validator_decode_us']} µs")
         # a fresh broker per stage: a stopped worker's persistent session stays in the
         # $share group and would be handed its share of a later stage's messages
         with Mosquitto(work / "b1", extra_conf=BROKER_CONF) as broker:

@@ -38,6 +38,8 @@ HEADLINES = {
                 ("… with 2 workers (one per core)", "drain_sqlite_2_workers_per_s", "≥ 20000"),
                 ("… cores 20,000/s takes at this CPU cost", "drain_cpu.cores_for_20000_per_s",
                  ""),
+                ("judging: msgspec fast path vs json + core validator",
+                 "judge.fastreport_speedup", ""),
                 ("receiving alone (PUBACK only): the gateway's link vs paho",
                  "receive_link_vs_paho", ""),
                 ("publish → commit p99 at 2,000/s, ms", "latency.0.commit_p99_ms", "≤ 50"),
