@@ -1,27 +1,13 @@
 """A private Mosquitto for a test: own port, own persistence, stop and start at will."""
 
 import shutil
-import socket
 import subprocess
-import time
 from pathlib import Path
 
+# the demo starts its Mosquitto the same way: one free_port/wait_port for both
+from gridlink.gateway.demo import free_port, wait_port
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, host="127.0.0.1", timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.02)
-    raise TimeoutError(f"nothing listens on {host}:{port} after {timeout}s")
+__all__ = ["Mosquitto", "free_port", "wait_port"]
 
 
 class Mosquitto:
