@@ -7,6 +7,8 @@ import sys
 import threading
 import time
 
+from gridlink.firmware.core.messages import ACK_IDS_MAX
+
 
 def register(parser):
     sub = parser.add_subparsers(dest="gateway_command", metavar="ACTION", required=True)
@@ -37,6 +39,9 @@ def register(parser):
                      help="unacknowledged messages the broker may send ahead (Receive Maximum)")
     run.add_argument("--ack-qos", type=int, choices=(0, 1), default=1,
                      help="QoS of the acks to devices")
+    run.add_argument("--ack-ids-max", type=int, default=ACK_IDS_MAX,
+                     help=f"report ids in one ack to a device (grouped acks, 1 to "
+                          f"{ACK_IDS_MAX}; 1 for devices that read only one id an ack)")
     run.add_argument("--log-level", default="info")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
@@ -108,6 +113,9 @@ def cmd_run(args):
     logs.setup(args.log_level, worker=args.worker_index)
     if args.workers < 1:
         raise ConfigError("--workers must be at least 1")
+    if not 1 <= args.ack_ids_max <= ACK_IDS_MAX:
+        raise ConfigError(f"--ack-ids-max must be between 1 and {ACK_IDS_MAX} (the protocol's "
+                          f"limit), got {args.ack_ids_max}")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -115,7 +123,8 @@ def cmd_run(args):
                  http=args.http if args.worker_index == 0 else None, photos=args.photos,
                  worker=args.worker_index, client_id=args.client_id, tls=_tls(args),
                  batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
-                 pending_max=args.pending_max, ack_qos=args.ack_qos)
+                 pending_max=args.pending_max, ack_qos=args.ack_qos,
+                 ack_ids_max=args.ack_ids_max)
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:
@@ -146,7 +155,8 @@ def _worker_argv(args):
     out = ["gateway", "run", "--broker", args.broker, "--db", args.db,
            "--client-id", args.client_id, "--batch-max", str(args.batch_max),
            "--batch-ms", str(args.batch_ms), "--pending-max", str(args.pending_max),
-           "--ack-qos", str(args.ack_qos), "--log-level", args.log_level]
+           "--ack-qos", str(args.ack_qos), "--ack-ids-max", str(args.ack_ids_max),
+           "--log-level", args.log_level]
     for opt, val in (("--grid", args.grid), ("--photos", args.photos),
                      ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
                      ("--tls-key", args.tls_key)):

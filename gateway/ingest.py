@@ -12,15 +12,18 @@ import json
 import time
 from operator import itemgetter
 
+from gridlink.firmware.core.messages import ACK_IDS_MAX
+
 from .clock import iso_from_epoch
 from .photos import add_chunks, register_report_photos
 from .validate import REPORT_COLUMNS
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
 _REPORT_ROW = itemgetter(*REPORT_COLUMNS)
-# the ack of an accepted or duplicate report: its id is validated ([a-z0-9-]:digits), so
-# it needs no JSON escaping; same bytes as json.dumps of {"v","id","status","reason"}
+# acks of accepted or duplicate reports: their ids are validated ([a-z0-9-]:digits), so
+# they need no JSON escaping; the same bytes as the core's encode(make_ack(...))
 _PLAIN_ACK = '{{"v":1,"id":"{}","status":"{}","reason":null}}'
+_GROUPED_ACK = '{{"v":1,"ids":["{}"],"status":"{}","reason":null}}'
 
 
 class Item:
@@ -40,23 +43,40 @@ class Item:
         self.outcome = None
         self.reason = None
 
-    def ack(self):
-        """(district, device, ack payload bytes) for the device, or None when none is due."""
-        v = self.verdict
+
+def device_acks(items, ids_max=ACK_IDS_MAX):
+    """(district, device, ack payload) of the acks a committed batch owes its devices.
+
+    Accepted and duplicate reports of one device are answered together, up to ``ids_max``
+    ids an ack (the protocol's grouped ack; 1 gives each report an ack of its own, for
+    devices that read only ``id``); a rejection gets an ack of its own with its reason.
+    In the order of each ack's first message.
+    """
+    acks = []
+    groups = {}  # (district, device, status) → the ids of its latest ack
+    for it in items:
+        v = it.verdict
         if v.device is None or v.district is None:
-            return None
-        if v.kind in ("report", "task/result"):
-            rid = v.report_id
-        elif self.outcome == REJECTED:
-            rid = v.report_id if v.kind == "rejected" else None
-        else:
-            return None
-        if self.outcome != REJECTED and rid is not None:
-            return v.district, v.device, _PLAIN_ACK.format(rid, self.outcome).encode()
-        body = {"v": 1, "id": rid, "status": self.outcome,
-                "reason": self.reason if self.outcome == REJECTED else None}
-        return v.district, v.device, json.dumps(body, ensure_ascii=False,
-                                                separators=(",", ":")).encode()
+            continue
+        if it.outcome == REJECTED:
+            rid = v.report_id if v.kind in ("report", "task/result", "rejected") else None
+            body = {"v": 1, "id": rid, "status": REJECTED, "reason": it.reason}
+            acks.append((v.district, v.device, json.dumps(
+                body, ensure_ascii=False, separators=(",", ":")).encode()))
+        elif v.kind in ("report", "task/result"):
+            key = (v.district, v.device, it.outcome)
+            ids = groups.get(key)
+            if ids is None or len(ids) >= ids_max:
+                ids = groups[key] = []
+                acks.append((v.district, v.device, (ids, it.outcome)))
+            ids.append(v.report_id)
+    for i, (district, device, body) in enumerate(acks):
+        if type(body) is tuple:
+            ids, status = body
+            body = (_PLAIN_ACK.format(ids[0], status) if len(ids) == 1 else
+                    _GROUPED_ACK.format('","'.join(ids), status)).encode()
+            acks[i] = (district, device, body)
+    return acks
 
 
 def payload_text(payload):

@@ -4,10 +4,11 @@ Threads: the broker link's (``link.py``) receives (``_on_message`` only queues);
 writer thread judges each message as it takes it, batches them (≤ ``batch_max`` messages
 or ``batch_age`` seconds after the first), commits each batch in one transaction and only
 then acknowledges its messages to the broker (``link.ack``) and publishes the devices'
-acks.  The broker never has more than
-``pending_max`` unacknowledged messages out to this worker (MQTT 5 Receive Maximum), so
-the queue is bounded.  A commit failure (database gone, locked) is retried with back-off
-and nothing is acknowledged meanwhile: the broker keeps the messages in the session.
+acks (a device's reports of one batch answered together: ``ingest.device_acks``).  The
+broker never has more than ``pending_max`` unacknowledged messages out to this worker
+(MQTT 5 Receive Maximum), so the queue is bounded.  A commit failure (database gone,
+locked) is retried with back-off and nothing is acknowledged meanwhile: the broker keeps
+the messages in the session.
 
 Hooks for the intake board: ``runtime.publish(topic, payload, qos=1)`` sends to devices
 (tasks), and every callable in ``runtime.on_report`` is called after each commit with the
@@ -21,8 +22,10 @@ import threading
 import time
 from collections import Counter
 
+from gridlink.firmware.core.messages import ACK_IDS_MAX
+
 from . import topics, wire
-from .ingest import ACCEPTED, REJECTED, Ingest, Item
+from .ingest import ACCEPTED, REJECTED, Ingest, Item, device_acks
 from .link import BrokerLink
 from .metrics import Metrics
 from .mqtt import BrokerURL
@@ -38,7 +41,7 @@ SEND_WINDOW = 100
 class GatewayRuntime:
     def __init__(self, *, broker_url, store, validator, photo_dir, client_id="gridlink-gateway",
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
-                 pending_max=1000, tls=None, metrics=None, ack_qos=1,
+                 pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
                  session_expiry=7 * 86400, stop_timeout=10.0):
         self.broker = BrokerURL(broker_url)
         self.store = store
@@ -50,6 +53,7 @@ class GatewayRuntime:
         self.batch_max = batch_max
         self.batch_age = batch_age
         self.ack_qos = ack_qos
+        self.ack_ids_max = ack_ids_max  # report ids in one device ack (1: one ack a report)
         self.stop_timeout = stop_timeout
         self.metrics = metrics or Metrics()
         self.on_report = []
@@ -263,7 +267,6 @@ class GatewayRuntime:
         for generation, mids in by_generation.items():
             self.link.ack(mids, generation)  # dropped if that connection is gone
         tally = Counter()
-        device_acks = []
         latencies = []
         for it in items:
             v = it.verdict
@@ -275,15 +278,13 @@ class GatewayRuntime:
             if it.outcome == REJECTED:
                 m.rejects.labels(v.category or "photo").inc()
                 log.warning("rejected %s: %s", it.topic, it.reason)
-            ack = it.ack()
-            if ack is not None:
-                district, device, body = ack
-                device_acks.append((topics.ack_topic(district, device), body))
         m.latency.observe_many(latencies)
+        acks = [(topics.ack_topic(district, device), body)
+                for district, device, body in device_acks(items, self.ack_ids_max)]
         if self.ack_qos:
-            self.link.publish_many(device_acks)
+            self.link.publish_many(acks)
         else:
-            for t, body in device_acks:
+            for t, body in acks:
                 self.link.publish(t, body, qos=0)
         for (kind, outcome), n in tally.items():
             m.messages.labels(kind, outcome).inc(n)

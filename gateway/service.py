@@ -7,6 +7,8 @@ The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``) wi
 import logging
 from pathlib import Path
 
+from gridlink.firmware.core.messages import ACK_IDS_MAX
+
 from .codebooks import load_codebooks, load_grid_map
 from .errors import ConfigError
 from .metrics import Metrics
@@ -36,7 +38,8 @@ class Gateway:
 
     def __init__(self, *, broker, db, grid=None, http=None, photos=None, worker=0,
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
-                 pending_max=1000, ack_qos=1, shared=True, migrate=True, codebooks=None):
+                 pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
+                 codebooks=None):
         self.store = open_store(db)
         self.grid_map = load_grid_map(grid) if grid else None
         self.codebooks = load_codebooks() if codebooks is None else codebooks
@@ -47,7 +50,7 @@ class Gateway:
             broker_url=broker, store=self.store, photo_dir=photo_dir,
             validator=Validator(self.grid_map, self.codebooks), client_id=f"{client_id}-{worker}",
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
-            ack_qos=ack_qos, shared=shared, metrics=self.metrics,
+            ack_qos=ack_qos, ack_ids_max=ack_ids_max, shared=shared, metrics=self.metrics,
             status="plain" if worker == 0 else "none")
         self.http = None
         self.app = None

@@ -78,6 +78,18 @@ def encode(obj):
     return json.dumps(obj, ensure_ascii=False, separators=(",", ":")).encode()
 
 
+def answers(payloads):
+    """(id, status, reason) of every report the device acks answer, read as a device reads
+    them (the core's ``decode_for`` and ``ack_ids``: a grouped ack answers several)."""
+    from gridlink.firmware.core.messages import ack_ids, decode_for
+
+    out = []
+    for body in payloads:
+        ack = decode_for("ack", body)
+        out += [(rid, ack["status"], ack["reason"]) for rid in ack_ids(ack)]
+    return out
+
+
 def topic(device, leaf, district=DISTRICT):
     return f"gridlink/v1/{district}/{device}/{leaf}"
 

@@ -42,8 +42,10 @@ class ReportListener:
                                                      "code not handled here")), qos=1)
 
     def ack(self, report_id, status="accepted", district="410106"):
-        """Ack ``report_id`` now (a late ack, after a "silent" spell)."""
-        base = f"gridlink/v1/{district}/{report_id.split(':')[0]}"
+        """Ack ``report_id`` now (a late ack, after a "silent" spell); a list of ids is
+        answered by one grouped ack."""
+        first = report_id[0] if isinstance(report_id, list) else report_id
+        base = f"gridlink/v1/{district}/{first.split(':')[0]}"
         self.c.publish(base + "/ack", encode(make_ack(report_id, status)),
                        qos=1).wait_for_publish(5)
 

@@ -211,6 +211,42 @@ def test_a_rejected_report_is_kept_in_the_rejected_file_not_retried(tmp_path, br
     assert kept[0][3] == "grid code outside the district"
 
 
+@pytest.mark.broker
+def test_one_grouped_ack_settles_every_report_it_lists(tmp_path, broker):
+    import paho.mqtt.client as mqtt
+    from gridlink.firmware.core import topics
+
+    got = []
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-grouping-gateway")
+
+    def on_message(client, userdata, msg):
+        got.append(json.loads(msg.payload)["id"])
+        if len(got) == 3:  # all in: one ack for two of them, one for the third
+            ack = topics.topic("410106", "pv-0001", "ack")
+            client.publish(ack, messages.encode(messages.make_ack(
+                [got[0], got[2]], "accepted")), qos=1)
+            client.publish(ack, messages.encode(messages.make_ack([got[1]], "duplicate")),
+                           qos=1)
+
+    gw.on_message = on_message
+    gw.on_connect = lambda c, *a: c.subscribe(topics.topic("410106", "pv-0001", "report"), 1)
+    gw.connect("127.0.0.1", broker.port)
+    gw.loop_start()
+    store = Store(tmp_path / "dev")
+    d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
+    try:
+        for seq in (1, 2, 3):
+            store.append(REPORT, encode_report(make_report(
+                "pv-0001", seq, None, time.time(), "event", "GB/T 47678.5-2026", "07001")))
+        d.kick()
+        wait_until(lambda: store.depth()["reports"] == 0, 20, "all three settled")
+    finally:
+        d.stop()
+        gw.loop_stop()
+    assert (d.counters["acked"], d.counters["duplicate"], d.counters["rejected"]) == (2, 1, 0)
+    assert sorted(got) == [f"pv-0001:{s:012d}" for s in (1, 2, 3)]
+
+
 def test_backoff_grows_exponentially_with_full_jitter_and_a_cap():
     b = Backoff(base=0.5, cap=8, rng=lambda: 1.0)
     assert [b.next() for _ in range(6)] == [0.5, 1.0, 2.0, 4.0, 8.0, 8.0]

@@ -21,6 +21,8 @@ from tests.gateway_rig import topic as topic_of
     (["--db", "sqlite:///{tmp}/i.sqlite", "--grid", "{tmp}/none.glgm"], "grid map"),
     (["--db", "sqlite:///{tmp}/i.sqlite", "--http", "nonsense"], "HOST:PORT"),
     (["--db", "sqlite:///{tmp}/i.sqlite", "--workers", "0"], "--workers"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--ack-ids-max", "17"], "--ack-ids-max"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--ack-ids-max", "0"], "between 1 and 16"),
     (["--db", "sqlite:///{tmp}/i.sqlite", "--tls-cert", "a.crt"], "--tls-key"),
 ])
 def test_bad_options_are_one_clear_line(tmp_path, capsys, args, words):

@@ -8,11 +8,12 @@ ack bytes, and the paho client's buffered reads, coalesced writes and PUBACK fas
 import json
 
 import pytest
-from gridlink.firmware.core import checks
+from gridlink.firmware.core import checks, messages
 from gridlink.firmware.core.checks import MessageError, check_time, is_num, only
+from gridlink.firmware.core.messages import ACK_IDS_MAX
 from gridlink.firmware.core.report import ReportError, validate_report
 from gridlink.firmware.core.timefmt import TimeFormatError, parse_iso_utc
-from gridlink.gateway.ingest import ACCEPTED, DUPLICATE, REJECTED, Item
+from gridlink.gateway.ingest import ACCEPTED, DUPLICATE, REJECTED, Item, device_acks
 from gridlink.gateway.validate import Verdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -152,16 +153,33 @@ def test_insert_new_in_bulk_skips_present_and_repeated_keys(store):
     assert len(got) == 1200 and got["0000"] == 1.0 and got["0001"] == 2.0
 
 
-@pytest.mark.parametrize("outcome", [ACCEPTED, DUPLICATE])
-def test_plain_ack_bytes_are_the_json_encoders(outcome):
-    it = Item("t", b"", 0.0, Verdict("report", "410106", "pv-0001", "pv-0001:000000000042"))
-    it.outcome = outcome
-    body = {"v": 1, "id": "pv-0001:000000000042", "status": outcome, "reason": None}
-    assert it.ack()[2] == json.dumps(body, separators=(",", ":")).encode()
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), ids_max=st.integers(1, ACK_IDS_MAX),
+       outcome=st.sampled_from([ACCEPTED, DUPLICATE]), device=st.from_regex(
+           r"[a-z0-9][a-z0-9-]{2,31}", fullmatch=True))
+def test_ack_bytes_are_the_cores_encoding_and_answer_every_report_once(n, ids_max, outcome,
+                                                                          device):
+    """The gateway formats plain and grouped acks itself (no JSON encoder per ack): the
+    bytes must be the core's canonical encoding of make_ack, read back by the core."""
+    batch = []
+    for seq in range(1, n + 1):
+        it = Item("t", b"", 0.0, Verdict("report", "410106", device, f"{device}:{seq:012d}"))
+        it.outcome = outcome
+        batch.append(it)
+    acks = device_acks(batch, ids_max)
+    assert len(acks) == -(-n // ids_max)
+    for _district, _device, body in acks:
+        ack = messages.decode_for("ack", body)
+        assert body == messages.encode(ack)
+        assert len(body) <= 1024  # what an MCU node reads
+        assert len(messages.ack_ids(ack)) <= ids_max
+    got = [rid for _, _, body in acks for rid in messages.ack_ids(json.loads(body))]
+    assert got == [it.verdict.report_id for it in batch]
 
 
 def test_rejected_ack_still_escapes_its_reason():
     it = Item("t", b"", 0.0, Verdict("rejected", "410106", "pv-0001", None, reason='a "b"'))
     it.outcome, it.reason = REJECTED, 'a "b" 占'
-    assert json.loads(it.ack()[2]) == {"v": 1, "id": None, "status": "rejected",
-                                       "reason": 'a "b" 占'}
+    [(_, _, body)] = device_acks([it])
+    assert json.loads(body) == {"v": 1, "id": None, "status": "rejected",
+                                "reason": 'a "b" 占'}

@@ -5,9 +5,10 @@ import hashlib
 import json
 
 import pytest
+from gridlink.firmware.core import messages
 from gridlink.gateway.clock import iso_from_epoch
 from gridlink.gateway.codebooks import load_codebooks, load_grid_map
-from gridlink.gateway.ingest import Ingest, Item
+from gridlink.gateway.ingest import Ingest, Item, device_acks
 from gridlink.gateway.photos import PhotoDir, report_photos
 from gridlink.gateway.validate import Validator
 
@@ -64,17 +65,40 @@ def test_redelivery_in_a_later_batch_is_a_duplicate_and_changes_nothing(judge, i
     assert count(store, "reports") == 2
 
 
-def test_device_acks(judge, ingest):
+def test_device_acks_one_a_report(judge, ingest):
     batch = items(judge, rep(1), rep(1), rep(2, code="99999"),
                   (topic("pv-0001", "report"), b"{"), (topic("pv-0001", "track"), b"{"))
     ingest.commit(batch)
-    acks = [it.ack() for it in batch]
+    acks = device_acks(batch, ids_max=1)  # for devices that read only "id"
     bodies = [json.loads(a[2]) for a in acks]
     assert {a[:2] for a in acks} == {("410106", "pv-0001")}
     assert [(b["id"], b["status"]) for b in bodies] == [
         ("pv-0001:000000000001", "accepted"), ("pv-0001:000000000001", "duplicate"),
         ("pv-0001:000000000002", "rejected"), (None, "rejected"), (None, "rejected")]
     assert bodies[0]["reason"] is None and "99999" in bodies[2]["reason"]
+
+
+def test_device_acks_group_a_devices_reports_by_status_rejections_alone(judge, ingest):
+    batch = items(judge, *(rep(s) for s in range(1, 20)), rep(20, device="pv-0002"),
+                  rep(3), rep(21, code="99999"), rep(22), rep(4, device="pv-0002"),
+                  (topic("pv-0002", "status"), b"{"))
+    ingest.commit(batch[:1])  # report 1 is in already: a duplicate below
+    ingest.commit(batch)
+    acks = device_acks(batch)
+    got = [(district, device, json.loads(body)) for district, device, body in acks]
+    # in the order of each ack's first report; 16 ids at most an ack
+    assert [(d, a.get("ids") or [a["id"]], a["status"]) for _, d, a in got] == [
+        ("pv-0001", ["pv-0001:000000000001", "pv-0001:000000000003"], "duplicate"),
+        ("pv-0001", [f"pv-0001:{s:012d}" for s in range(2, 18)], "accepted"),
+        ("pv-0001", ["pv-0001:000000000018", "pv-0001:000000000019",
+                     "pv-0001:000000000022"], "accepted"),
+        ("pv-0002", ["pv-0002:000000000020", "pv-0002:000000000004"], "accepted"),
+        ("pv-0001", ["pv-0001:000000000021"], "rejected"),
+        ("pv-0002", [None], "rejected")]
+    assert {d for d, _, _ in got} == {"410106"}
+    assert "99999" in got[4][2]["reason"] and got[1][2]["reason"] is None
+    for _, _, body in acks:  # each is a valid ack as a device reads it
+        messages.decode_for("ack", body)
 
 
 def test_a_failed_commit_leaves_nothing(judge, ingest, store, monkeypatch):

@@ -16,6 +16,7 @@ from tests.gateway_rig import (
     ROOT,
     GatewayProcess,
     Publisher,
+    answers,
     count,
     encode,
     grid_map_file,
@@ -47,9 +48,13 @@ def device(broker):
 
 
 def acks(device, n):
-    wait_for(lambda: sum(t.endswith("/ack") for t, _ in device.messages) >= n, 30,
-             f"{n} acks")
-    return [json.loads(p) for t, p in device.messages if t.endswith("/ack")]
+    """The first ``n`` reports answered, as {"id", "status", "reason"} (grouped acks
+    expanded)."""
+    def answered():
+        return answers(p for t, p in list(device.messages) if t.endswith("/ack"))
+
+    wait_for(lambda: len(answered()) >= n, 30, f"{n} acks")
+    return [{"id": i, "status": s, "reason": r} for i, s, r in answered()]
 
 
 def test_reports_are_committed_and_acked_to_the_device(gateway, device):

@@ -148,6 +148,18 @@ def test_an_ack_sent_while_the_node_slept_is_delivered_at_the_next_wake(node, ga
     assert outbox(node) == ([], [])
 
 
+def test_a_grouped_ack_settles_every_report_it_lists(node, gateway):
+    gateway.policy = "silent"
+    for level in (0, 1, 0):  # tilted, upright, tilted again: two reports
+        node.set_pin(PIN, level)
+        node.run()
+    ids = [r["id"] for r in outbox(node)[0]]
+    assert ids == ["sn-0007:000000000001", "sn-0007:000000000002"]
+    gateway.ack(ids)  # one ack answering both, while the node sleeps
+    node.run()
+    assert outbox(node) == ([], [])
+
+
 POWER_CUT_WHILE_WAITING = """
 import sys
 sys.path.insert(0, "/.sim/lib")

@@ -398,3 +398,24 @@ def test_decode_for_each_leaf_checks_size_and_schema():
     assert e.value.field == "source"
     with pytest.raises(MessageError, match="no JSON message"):
         messages.decode_for("photo", b"{}")
+
+
+def test_a_grouped_ack_names_what_is_wrong_and_lists_its_ids():
+    ids = [f"pv-0001:{s:012d}" for s in range(1, 17)]
+    ack = messages.make_ack(ids, "duplicate")
+    assert messages.ack_ids(ack) == ids and messages.ack_ids(messages.make_ack(
+        "pv-0001:000000000001", "accepted")) == ["pv-0001:000000000001"]
+    for bad, field, words in [
+            ({"ids": [*ids, "pv-0001:000000000017"]}, "ids", "1 to 16"),
+            ({"ids": []}, "ids", "1 to 16"),
+            ({"ids": "pv-0001:000000000001"}, "ids", "a list"),
+            ({"ids": ["pv-0001:000000000001", "pv-0001:42"]}, "ids[1]", "12 digits"),
+            ({"reason": "late"}, "reason", "no reason"),
+            ({"status": "rejected"}, "status", "accepted, duplicate"),
+            ({"id": "pv-0001:000000000001"}, "id", "not a field")]:
+        with pytest.raises(MessageError, match=words) as e:
+            messages.validate_ack({**ack, **bad})
+        assert e.value.field == field
+    # the largest grouped ack fits what a microcontroller node reads (1024 bytes)
+    longest = [f"{'d' * 32}:{s:012d}" for s in range(1, 17)]
+    assert len(messages.encode(messages.make_ack(longest, "duplicate"))) <= 1024

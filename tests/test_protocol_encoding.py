@@ -105,6 +105,9 @@ from gridcore import messages as m, topics as t
 out = []
 out.append(m.encode(m.make_ack("pv-0001:000000000042", "accepted")))
 out.append(m.encode(m.make_ack(None, "rejected", "report: not valid UTF-8 JSON")))
+grouped = m.make_ack(["pv-0001:000000000043", "pv-0001:000000000045"], "duplicate")
+out.append(m.encode(grouped))
+out.append(" ".join(m.ack_ids(grouped)).encode())
 out.append(m.encode(m.make_task("T-7", "check", 34.8123, 113.2912, "核查", None, None, None)))
 out.append(m.encode(m.make_track("pv-0001", [(1795832100, 34.812345, 113.291234, 8.3),
                                              (1795832105.9, -0.0000004, -179.9999996, None)])))
@@ -118,7 +121,8 @@ for bad in (lambda: m.make_ack("pv-0001:42", "accepted"),
             lambda: m.make_task("X-1", "verify", 1, 2),
             lambda: m.split_photo_chunk(b"no header"),
             lambda: t.parse_topic("gridlink/v2/410106/pv-0001/report"),
-            lambda: m.decode_for("ack", b'{"v":1}')):
+            lambda: m.decode_for("ack", b'{"v":1}'),
+            lambda: m.make_ack(["pv-0001:000000000043"], "rejected")):
     try:
         bad()
     except m.MessageError as exc:
@@ -139,5 +143,5 @@ def test_micropython_builds_the_same_messages_and_errors(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "gridcore.topics", topics)
     exec(MESSAGE_SCRIPT, {})
     expected = capsys.readouterr().out
-    assert len(expected.splitlines()) == 14
+    assert len(expected.splitlines()) == 17
     assert run_micropython(MESSAGE_SCRIPT) == expected

@@ -18,7 +18,7 @@ class EncodeError(CoreError):
 
 # Protocol key order: the order the wire documents show.
 _ORDER = (
-    "v", "id", "device", "seq", "task", "type", "report", "state", "time", "time_source",
+    "v", "id", "ids", "device", "seq", "task", "type", "report", "state", "time", "time_source",
     "fix", "lat", "lon", "alt", "mode", "status", "reason", "sats", "hdop", "age", "flags",
     "grid", "kind", "standard", "code", "object", "source", "result", "photos", "sha256",
     "n", "of", "size", "bytes", "text", "deadline", "t0", "pts", "outbox", "reports",

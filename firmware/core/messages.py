@@ -62,7 +62,26 @@ def decode(data, validate, max_bytes):
 
 # -- ack (gateway → device) ---------------------------------------------------------------
 
+# report ids in one grouped ack: ≤ 16 × 48 + 52 bytes, within the 1024 an MCU node reads
+ACK_IDS_MAX = 16
+
+
 def validate_ack(obj):
+    """One report's ack (``id``), or a grouped one (``ids``): several reports of the device
+    committed with the same status, ``accepted`` or ``duplicate`` (a rejection has its own
+    reason, so its own ack)."""
+    if isinstance(obj, dict) and "ids" in obj:
+        check_obj(MessageError, obj, "", ("v", "ids", "status", "reason"))
+        _version(obj)
+        ids = obj["ids"]
+        if not isinstance(ids, list) or not 1 <= len(ids) <= ACK_IDS_MAX:
+            raise MessageError("ids", f"must be a list of 1 to {ACK_IDS_MAX} report ids")
+        for i, rid in enumerate(ids):
+            check_report_id(MessageError, rid, f"ids[{i}]")
+        check_enum(MessageError, obj["status"], "status", ACK_STATUSES[:2])
+        if obj["reason"] is not None:
+            raise MessageError("reason", "a grouped ack has no reason (null)")
+        return obj
     check_obj(MessageError, obj, "", ("v", "id", "status", "reason"))
     _version(obj)
     if obj["id"] is not None:
@@ -77,7 +96,16 @@ def validate_ack(obj):
 
 
 def make_ack(report_id, status, reason=None):
+    """The ack of one report; ``report_id`` may be a list of ids (a grouped ack)."""
+    if isinstance(report_id, list):
+        return validate_ack({"v": VERSION, "ids": report_id, "status": status,
+                             "reason": reason})
     return validate_ack({"v": VERSION, "id": report_id, "status": status, "reason": reason})
+
+
+def ack_ids(ack):
+    """The report ids a valid ack answers (``[None]``: a message the gateway could not read)."""
+    return ack["ids"] if "ids" in ack else [ack["id"]]
 
 
 def ack_drops_report(ack):

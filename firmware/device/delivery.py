@@ -250,10 +250,14 @@ class Delivery:
             log.error("MQTT: ignored a bad message on %s: %s", msg.topic, exc)
 
     def _on_ack(self, ack):
-        rid = ack["id"]
-        if rid is None:
-            log.error("MQTT: gateway could not read a report: %s", ack["reason"])
-            return
+        for rid in messages.ack_ids(ack):  # one id, or several (a grouped ack)
+            if rid is None:
+                log.error("MQTT: gateway could not read a report: %s", ack["reason"])
+            else:
+                self._settle(rid, ack)
+        self._wake.set()
+
+    def _settle(self, rid, ack):
         oseq = self._ids.get(rid)
         if oseq is None:
             self._index()
@@ -272,7 +276,6 @@ class Delivery:
                       ack["reason"])
         self._ids.pop(rid, None)
         self._sent.pop(oseq, None)
-        self._wake.set()
 
     # -- publishing -----------------------------------------------------------------------
 

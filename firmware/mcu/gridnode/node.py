@@ -107,8 +107,9 @@ class Node:
         except CoreError as e:
             self.log("bad ack", e)
             return
-        if ack["id"] is not None:
-            self.acked[ack["id"]] = (ack["status"], ack["reason"])
+        for rid in messages.ack_ids(ack):  # one id, or several (a grouped ack)
+            if rid is not None:
+                self.acked[rid] = (ack["status"], ack["reason"])
 
     def _connect(self):
         cfg = self.cfg
