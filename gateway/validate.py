@@ -12,10 +12,12 @@ import json
 
 from gridlink.firmware.core import messages as core_messages
 from gridlink.firmware.core.checks import MessageError
+from gridlink.firmware.core.gridmap import GridMap
 from gridlink.firmware.core.topics import parse_topic
 
 from .clock import iso_from_epoch
 from .fastreport import decode_report
+from .gridindex import RasterLocator
 
 MAX_REPORT = 1024  # protocol v1: a report is at most 1 KB of UTF-8 JSON on the wire
 MAX_STATUS = core_messages.STATUS_MAX_BYTES
@@ -131,6 +133,9 @@ class Validator:
             schemas = load_schemas()
         self.validate_report = validate_report
         self.grid_map = grid_map
+        # the same answers as grid_map.locate, most of them from a raster (gridindex.py)
+        self._locate = (RasterLocator(grid_map).locate if isinstance(grid_map, GridMap)
+                        else grid_map.locate if grid_map is not None else None)
         self.codebooks = codebooks
         self._codes_found = set()  # (standard, kind, code) found in the books
         self._topics = {}  # topic → parse_topic's tuple, for topics that passed (bounded)
@@ -186,8 +191,8 @@ class Validator:
         fix = obj.get("fix")
         grid_device = obj.get("grid")
         grid, mismatch = grid_device, 0
-        if fix and self.grid_map is not None:
-            located = self.grid_map.locate(fix["lon"], fix["lat"])
+        if fix and self._locate is not None:
+            located = self._locate(fix["lon"], fix["lat"])
             if located != grid_device:
                 grid, mismatch = located, 1
         received = received if received is not None else 0.0
