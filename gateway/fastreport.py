@@ -1,9 +1,11 @@
 """The gateway's fast path for reports: msgspec decodes and checks in C, Python the rest.
 
-``decode_report(payload)`` returns the report as the dict ``json.loads(payload)`` gives
-when it can vouch that the core's ``validate_report`` (with ``encoded_size``) accepts it,
-and None otherwise: the caller then takes the slow path (``json`` + the core's
-validator), which gives the canonical rejection reason.  A None for a valid report only
+``check_report(payload)`` returns the report as a msgspec ``Struct`` when it can vouch
+that the core's ``validate_report`` (with ``encoded_size``) accepts it, and None
+otherwise: the caller then takes the slow path (``json`` + the core's validator), which
+gives the canonical rejection reason.  ``decode_report(payload)`` is the same as the
+dict ``json.loads(payload)`` gives.  Absent optional keys (``object``, ``task``,
+``result``) are ``UNSET`` on the Struct.  A None for a valid report only
 costs time; it happens for what devices never send (see "Falls back" below).
 
 msgspec decodes the payload straight into a ``Struct`` whose types and constraints are
@@ -57,8 +59,9 @@ try:
     from msgspec import UNSET, Meta, Struct, UnsetType
 except ImportError:  # the gateway still works, on the slow path only
     msgspec = None
+    UNSET = object()  # never found on anything: check_report always says "slow path"
 
-__all__ = ["decode_report"]
+__all__ = ["UNSET", "check_report", "decode_report"]
 
 
 def _unavailable(payload):
@@ -82,7 +85,7 @@ _KNOWN_STANDARDS = frozenset(s for s in CODE_DIGITS if _STANDARD(s))
 
 
 if msgspec is None:
-    decode_report = _unavailable
+    check_report = decode_report = _unavailable
 else:
     def _int(lo, hi):
         return Annotated[int, Meta(ge=lo, le=hi)]
@@ -129,9 +132,9 @@ else:
     _decode = msgspec.json.Decoder(_Report).decode
     _DAYS = {}  # "YYYY-MM-DD" of dates check_time accepted (bounded)
 
-    def decode_report(payload):
-        """The report dict ``json.loads(payload)`` gives if the core's validator accepts
-        it (with ``encoded_size=len(payload)``); None to say "take the slow path"."""
+    def check_report(payload):
+        """The report as a ``_Report`` Struct if the core's validator accepts it (with
+        ``encoded_size=len(payload)``); None to say "take the slow path"."""
         try:
             if len(payload) > MAX_BYTES:
                 return None
@@ -179,25 +182,34 @@ else:
         photos = r.photos
         if photos and not _photos_ok(photos):
             return None
-        out = {"v": VERSION, "id": r.id, "device": device, "seq": seq}
+        return r
+
+    def decode_report(payload):
+        """The report dict ``json.loads(payload)`` gives if the core's validator accepts
+        it (with ``encoded_size=len(payload)``); None to say "take the slow path"."""
+        r = check_report(payload)
+        if r is None:
+            return None
+        fix, task, obj_id, result = r.fix, r.task, r.object, r.result
+        out = {"v": VERSION, "id": r.id, "device": r.device, "seq": r.seq}
         if task is not UNSET:
             out["task"] = task
-        out["time"] = t
+        out["time"] = r.time
         out["time_source"] = r.time_source
         out["fix"] = None if fix is None else {
             "lat": fix.lat, "lon": fix.lon, "alt": fix.alt, "mode": fix.mode,
             "status": fix.status, "sats": fix.sats, "hdop": fix.hdop, "age": fix.age}
-        out["flags"] = flags
-        out["grid"] = grid
+        out["flags"] = r.flags
+        out["grid"] = r.grid
         out["kind"] = r.kind
-        out["standard"] = std
-        out["code"] = code
+        out["standard"] = r.standard
+        out["code"] = r.code
         if obj_id is not UNSET:
             out["object"] = obj_id
         out["source"] = r.source
         if result is not UNSET:
             out["result"] = result
-        out["photos"] = photos
+        out["photos"] = r.photos
         out["text"] = r.text
         return out
 

@@ -16,7 +16,7 @@ from gridlink.firmware.core.gridmap import GridMap
 from gridlink.firmware.core.topics import parse_topic
 
 from .clock import iso_from_epoch
-from .fastreport import decode_report
+from .fastreport import UNSET, check_report
 from .gridindex import RasterLocator
 
 MAX_REPORT = 1024  # protocol v1: a report is at most 1 KB of UTF-8 JSON on the wire
@@ -170,10 +170,22 @@ class Validator:
     # -- reports -----------------------------------------------------------------------
 
     def _report(self, kind, district, device, payload, received):
-        # fast path: msgspec's decode of a report the core would accept; else (None) the
+        # fast path: msgspec's Struct of a report the core would accept; else (None) the
         # json + core validator path, which also words every rejection
-        obj = decode_report(payload) if self._fast else None
-        if obj is None:
+        r = check_report(payload) if self._fast else None
+        if r is not None:
+            rid, seq, t, time_source, fix = r.id, r.seq, r.time, r.time_source, r.fix
+            flags, grid_device, rkind, std, code = r.flags, r.grid, r.kind, r.standard, r.code
+            source, text, photos = r.source, r.text, r.photos
+            obj_id, task, result = r.object, r.task, r.result
+            obj_id = None if obj_id is UNSET else obj_id
+            task = None if task is UNSET else task
+            result = None if result is UNSET else result
+            if r.device != device:
+                self._same_device(r.device, device)
+            if fix is not None:
+                fix = (fix.lat, fix.lon, fix.mode, fix.status)
+        else:
             obj = _json_object(payload, MAX_REPORT, "report")
             try:
                 if self._sized:
@@ -182,51 +194,55 @@ class Validator:
                     self.validate_report(obj)
             except Exception as exc:  # ReportError names the field; anything else is a bug
                 raise Rejected("schema", str(exc)) from None
-        self._same_device(obj, device)
-        if not obj["id"].startswith(device + ":"):
-            raise Rejected("identity", f"id: {obj['id']!r} is not one of {device!r}'s ids")
-        if kind == "task/result" and (obj.get("source") != "task" or not obj.get("task")):
+            self._same_device(obj["device"], device)
+            rid, seq, t, time_source = obj["id"], obj["seq"], obj["time"], obj.get("time_source")
+            flags, grid_device, rkind = obj.get("flags"), obj.get("grid"), obj["kind"]
+            std, code, source, text = obj["standard"], obj["code"], obj["source"], obj.get("text")
+            photos, obj_id, task, result = (obj.get("photos"), obj.get("object"), obj.get("task"),
+                                            obj.get("result"))
+            fix = obj.get("fix")
+            if fix:
+                fix = (fix["lat"], fix["lon"], fix.get("mode"), fix.get("status"))
+        if not rid.startswith(device + ":"):
+            raise Rejected("identity", f"id: {rid!r} is not one of {device!r}'s ids")
+        if kind == "task/result" and (source != "task" or not task):
             raise Rejected("schema", "source: a task result must have source 'task' and a task")
-        self._check_code(obj)
-        fix = obj.get("fix")
-        grid_device = obj.get("grid")
+        self._check_code(std, rkind, code)
         grid, mismatch = grid_device, 0
         if fix and self._locate is not None:
-            located = self._locate(fix["lon"], fix["lat"])
+            located = self._locate(fix[1], fix[0])
             if located != grid_device:
                 grid, mismatch = located, 1
         received = received if received is not None else 0.0
         row = {
-            "id": obj["id"], "device": device, "district": district, "seq": obj["seq"],
-            "captured_at": obj["time"], "received_at": _iso(received),
-            "committed_at": None, "time_source": obj.get("time_source"),
-            "lat": fix["lat"] if fix else None, "lon": fix["lon"] if fix else None,
-            "fix_mode": fix.get("mode") if fix else None,
-            "fix_status": fix.get("status") if fix else None,
-            "flags": _flags_text(obj.get("flags")),
+            "id": rid, "device": device, "district": district, "seq": seq,
+            "captured_at": t, "received_at": _iso(received), "committed_at": None,
+            "time_source": time_source,
+            "lat": fix[0] if fix else None, "lon": fix[1] if fix else None,
+            "fix_mode": fix[2] if fix else None, "fix_status": fix[3] if fix else None,
+            "flags": _flags_text(flags),
             "grid": grid, "grid_device": grid_device, "grid_mismatch": mismatch,
-            "street": grid[:9] if grid else None, "kind": obj["kind"],
-            "standard": obj["standard"], "code": obj["code"], "object": obj.get("object"),
-            "source": obj["source"], "task": obj.get("task"), "result": obj.get("result"),
-            "text": obj.get("text"),
-            "photos": _compact(obj.get("photos")),
+            "street": grid[:9] if grid else None, "kind": rkind,
+            "standard": std, "code": code, "object": obj_id,
+            "source": source, "task": task, "result": result, "text": text,
+            "photos": _compact(photos),
             "payload": payload.decode("utf-8"),
         }
-        return Verdict(kind, district, device, obj["id"], data=row)
+        return Verdict(kind, district, device, rid, data=row)
 
-    def _check_code(self, obj):
+    def _check_code(self, standard, kind, code):
         if self.codebooks is None:
             return
-        key = (obj["standard"], obj["kind"], obj["code"])
+        key = (standard, kind, code)
         if key in self._codes_found:
             return
-        book = self.codebooks.get(obj["standard"])
+        book = self.codebooks.get(standard)
         if book is None:
             known = ", ".join(sorted(self.codebooks)) or "none"
-            raise Rejected("code", f"standard: {obj['standard']!r} has no code book here "
+            raise Rejected("code", f"standard: {standard!r} has no code book here "
                                    f"(known: {known})")
         try:
-            book.lookup(obj["kind"], obj["code"])
+            book.lookup(kind, code)
         except Exception as exc:
             raise Rejected("code", f"code: {exc}") from None
         # found codes are remembered (at most the code books' size: a miss is not kept)
@@ -266,9 +282,9 @@ class Validator:
         return obj
 
     @staticmethod
-    def _same_device(obj, device):
-        if obj["device"] != device:
-            raise Rejected("identity", f"device: payload says {obj['device']!r} but it was "
+    def _same_device(said, device):
+        if said != device:
+            raise Rejected("identity", f"device: payload says {said!r} but it was "
                                        f"published on {device!r}'s topic")
 
     # -- photo chunks ------------------------------------------------------------------
@@ -300,7 +316,7 @@ class Validator:
     def _track(self, district, device, payload):
         obj = _json_object(payload, MAX_TRACK, "track")
         self._message(core_messages.validate_track, obj, "track")
-        self._same_device(obj, device)
+        self._same_device(obj["device"], device)
         t0 = obj["t0"]
         rows = [(device, iso_from_epoch(t0 + dt), lat / 1e6, lon / 1e6, speed / 100)
                 for dt, lat, lon, speed in obj["pts"]]
@@ -311,7 +327,7 @@ class Validator:
     def _status(self, district, device, payload, received):
         obj = _json_object(payload, MAX_STATUS, "status")
         self._message(core_messages.validate_status, obj, "status")
-        self._same_device(obj, device)
+        self._same_device(obj["device"], device)
         fix = obj.get("fix")
         seen = iso_from_epoch(received if received is not None else 0.0)
         row = {

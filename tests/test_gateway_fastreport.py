@@ -605,8 +605,8 @@ def test_without_msgspec_nothing_is_vouched_for_and_the_gateway_still_judges(mon
     bare = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bare)
     assert bare.msgspec is None
-    assert bare.decode_report(encode(BASE)) is None
-    monkeypatch.setattr(gw_validate, "decode_report", bare.decode_report)
+    assert bare.decode_report(encode(BASE)) is None and bare.check_report(encode(BASE)) is None
+    monkeypatch.setattr(gw_validate, "check_report", bare.check_report)
     v = Validator().decode(topic("pv-0001", "report"), encode(BASE), T)
     assert v.kind == "report" and v.data["seq"] == 42
 
@@ -623,7 +623,7 @@ def judges(tmp_path_factory):
 
 def _verdict(judge, t, payload, slow=False):
     if slow:  # what the gateway does without msgspec: every report on json + the core
-        with mock.patch.object(gw_validate, "decode_report", lambda p: None):
+        with mock.patch.object(gw_validate, "check_report", lambda p: None):
             v = judge.decode(t, payload, T, 5.0)
     else:
         v = judge.decode(t, payload, T, 5.0)
