@@ -138,6 +138,18 @@ def gateway_live(broker, workdir, n):
     return n / (t1 - t0)
 
 
+def machine_speed_ms():
+    """A fixed pure-Python loop, best of three, in ms: this shared machine's speed drifts
+    by 1.5× within minutes, so each run records it beside its figures."""
+    def loop():
+        t0 = time.perf_counter()
+        s = 0
+        for i in range(3_000_000):
+            s += i
+        return time.perf_counter() - t0
+    return round(min(loop() for _ in range(3)) * 1000, 1)
+
+
 def cpu_seconds(pid):
     """User + system CPU seconds a live process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -330,7 +342,9 @@ port, n, filt = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 acked = {}
 done = threading.Event()
 def on_message(c, u, m):
-    acked.setdefault(json.loads(m.payload)["id"], time.time())
+    ack, now = json.loads(m.payload), time.time()
+    for rid in ack.get("ids") or [ack["id"]]:  # a grouped ack answers several reports
+        acked.setdefault(rid, now)
     if len(acked) >= n:
         done.set()
 c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-acks",
@@ -396,7 +410,8 @@ def main(argv=None):
     args = ap.parse_args(argv)
     scale = 0.25 if args.quick else (5 if args.soak else 1)
     n_live, n_drain, n_pg = int(8000 * scale), int(20000 * scale), int(8000 * scale)
-    out = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0]}}
+    out = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0],
+                       "python_loop_ms_at_start": machine_speed_ms()}}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         judge = out["judge"] = judge_costs(work, n_drain)
@@ -468,6 +483,10 @@ def main(argv=None):
     out["sizes"] = {"live": n_live, "drain": n_drain, "drain_2_workers": n_drain * 3,
                     "postgres": n_pg}
     out["machine"]["load_avg_1m_at_end"] = os.getloadavg()[0]
+    out["machine"]["python_loop_ms_at_end"] = machine_speed_ms()
+    print(f"machine speed (3M-step Python loop, lower is faster): "
+          f"{out['machine']['python_loop_ms_at_start']} ms at start, "
+          f"{out['machine']['python_loop_ms_at_end']} ms at the end")
     OUT.parent.mkdir(exist_ok=True)
     OUT.write_text(json.dumps(out, indent=2) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")
