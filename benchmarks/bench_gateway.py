@@ -225,8 +225,24 @@ def judge_costs(workdir, n=20000):
     v = Validator(grid_map=load_grid_map(grid_map_file(workdir)), codebooks=load_codebooks())
     now = time.time()
     whole = best_us(lambda: [v.decode(t, b, now, None) for t, b in msgs])
+    # locating on the district map (4,288 cells): the gateway's raster vs the core GridMap
+    from gridlink.firmware.core.gridmap import GridMap
+    from gridlink.gateway.gridindex import RasterLocator
+
+    district = GridMap((ROOT / "firmware" / "maps" / "shangjie.glgm").read_bytes())
+    t0 = time.perf_counter()
+    raster = RasterLocator(district)
+    build_s = time.perf_counter() - t0
+    w, s, e, north = district.bbox
+    rnd = random.Random(5)
+    points = [(rnd.uniform(w, e), rnd.uniform(s, north)) for _ in range(n)]
+    by_map = best_us(lambda: [district.locate(x, y) for x, y in points])
+    by_raster = best_us(lambda: [raster.locate(x, y) for x, y in points])
     return {"fastreport_us": round(fast, 2), "json_and_core_validator_us": round(core, 2),
-            "fastreport_speedup": round(core / fast, 2), "validator_decode_us": round(whole, 2)}
+            "fastreport_speedup": round(core / fast, 2), "validator_decode_us": round(whole, 2),
+            "locate_gridmap_us": round(by_map, 2), "locate_raster_us": round(by_raster, 2),
+            "locate_raster_speedup": round(by_map / by_raster, 2),
+            "raster_build_s": round(build_s, 2)}
 
 
 def fill_backlog(broker, client_ids, n):
@@ -419,6 +435,9 @@ def main(argv=None):
               f"core validator {judge['json_and_core_validator_us']} µs "
               f"({judge['fastreport_speedup']}×); whole Validator.decode "
               f"{judge['validator_decode_us']} µs")
+        print(f"locating on the district map: the gateway's raster {judge['locate_raster_us']} "
+              f"µs vs the core GridMap {judge['locate_gridmap_us']} µs "
+              f"({judge['locate_raster_speedup']}×; raster built in {judge['raster_build_s']} s)")
         # a fresh broker per stage: a stopped worker's persistent session stays in the
         # $share group and would be handed its share of a later stage's messages
         with Mosquitto(work / "b1", extra_conf=BROKER_CONF) as broker:

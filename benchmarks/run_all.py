@@ -40,6 +40,8 @@ HEADLINES = {
                  ""),
                 ("judging: msgspec fast path vs json + core validator",
                  "judge.fastreport_speedup", ""),
+                ("locating on the district map: raster vs the core GridMap",
+                 "judge.locate_raster_speedup", ""),
                 ("receiving alone (PUBACK only): the gateway's link vs paho",
                  "receive_link_vs_paho", ""),
                 ("publish → commit p99 at 2,000/s, ms", "latency.0.commit_p99_ms", "≤ 50"),
