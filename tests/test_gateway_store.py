@@ -184,3 +184,23 @@ def test_writers_in_two_processes_all_get_in(tmp_path):
     n = s.fetchall("SELECT COUNT(*) AS n FROM schema_migrations WHERE applied_at = 'x'")
     assert n[0]["n"] == 600
     s.close()
+
+
+def test_insert_new_twice_in_one_transaction_and_after_a_rollback(store):
+    """PostgreSQL stages the rows in a temporary table: a second call in the same
+    transaction, or one after a rolled-back transaction, must see none of the earlier."""
+    cols = ("device", "t", "lat", "lon", "speed")
+    with store.connect() as conn:
+        assert store.insert_new(conn, "track_points", cols, [("a", "1", 1.0, 2.0, 0.0)],
+                                "t") == ["1"]
+        assert store.insert_new(conn, "track_points", cols, [("a", "2", 1.0, 2.0, 0.0),
+                                                             ("a", "1", 5.0, 5.0, 5.0)],
+                                "t") == ["2"]
+    with pytest.raises(RuntimeError), store.connect() as conn:
+        store.insert_new(conn, "track_points", cols, [("a", "3", 1.0, 2.0, 0.0)], "t")
+        raise RuntimeError("boom")
+    with store.connect() as conn:
+        assert store.insert_new(conn, "track_points", cols, [("a", "4", 1.0, 2.0, 0.0)],
+                                "t") == ["4"]
+    assert [r["t"] for r in store.fetchall("SELECT t FROM track_points ORDER BY t")] == [
+        "1", "2", "4"]
