@@ -46,6 +46,7 @@ HEADLINES = {
                  "receive_link_vs_paho", ""),
                 ("publish → commit p99 at 2,000/s, ms", "latency.0.commit_p99_ms", "≤ 50"),
                 ("publish → commit p99 at 400/s, ms", "latency.1.commit_p99_ms", ""),
+                ("PostgreSQL drain, 1 worker, reports/s", "drain_postgres_1_worker", ""),
                 ("PostgreSQL two workers vs one", "postgres_2_vs_1", "")],
     "intake": [("intake: pending pages/s (SQLite)", "list_page_per_s", ""),
                ("intake: claim+accept/s (SQLite)", "claim_accept_per_s", "")],
