@@ -175,22 +175,29 @@ def test_photo_resumes_after_a_broken_link_and_a_restart_without_resending_done_
     assert acker.errors == []
 
 
-@pytest.mark.broker
-def test_a_rejected_report_is_kept_in_the_rejected_file_not_retried(tmp_path, broker):
+def _answering_gateway(broker, client_id, answer):
+    """A stand-in gateway: ``answer(rid)`` → the acks (messages) for pv-0001's report."""
     import paho.mqtt.client as mqtt
     from gridlink.firmware.core import topics
 
-    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-rejecting-gateway")
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id)
 
     def on_message(client, userdata, msg):
-        rid = json.loads(msg.payload)["id"]
-        client.publish(topics.topic("410106", "pv-0001", "ack"), messages.encode(
-            messages.make_ack(rid, "rejected", "grid code outside the district")), qos=1)
+        for ack in answer(json.loads(msg.payload)["id"]):
+            client.publish(topics.topic("410106", "pv-0001", "ack"), messages.encode(ack),
+                           qos=1)
 
     gw.on_message = on_message
     gw.on_connect = lambda c, *a: c.subscribe(topics.topic("410106", "pv-0001", "report"), 1)
     gw.connect("127.0.0.1", broker.port)
     gw.loop_start()
+    return gw
+
+
+@pytest.mark.broker
+def test_a_rejected_report_is_kept_in_the_rejected_file_not_retried(tmp_path, broker):
+    gw = _answering_gateway(broker, "test-rejecting-gateway", lambda rid: [
+        messages.make_ack(rid, "rejected", "grid code outside the district")])
     store = Store(tmp_path / "dev")
     d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
     try:
@@ -213,25 +220,17 @@ def test_a_rejected_report_is_kept_in_the_rejected_file_not_retried(tmp_path, br
 
 @pytest.mark.broker
 def test_one_grouped_ack_settles_every_report_it_lists(tmp_path, broker):
-    import paho.mqtt.client as mqtt
-    from gridlink.firmware.core import topics
-
     got = []
-    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-grouping-gateway")
 
-    def on_message(client, userdata, msg):
-        got.append(json.loads(msg.payload)["id"])
-        if len(got) == 3:  # all in: one ack for two of them, one for the third
-            ack = topics.topic("410106", "pv-0001", "ack")
-            client.publish(ack, messages.encode(messages.make_ack(
-                [got[0], got[2]], "accepted")), qos=1)
-            client.publish(ack, messages.encode(messages.make_ack([got[1]], "duplicate")),
-                           qos=1)
+    def answer(rid):
+        got.append(rid)
+        if len(got) < 3:
+            return []
+        # all in: one ack for two of them, one for the third
+        return [messages.make_ack([got[0], got[2]], "accepted"),
+                messages.make_ack([got[1]], "duplicate")]
 
-    gw.on_message = on_message
-    gw.on_connect = lambda c, *a: c.subscribe(topics.topic("410106", "pv-0001", "report"), 1)
-    gw.connect("127.0.0.1", broker.port)
-    gw.loop_start()
+    gw = _answering_gateway(broker, "test-grouping-gateway", answer)
     store = Store(tmp_path / "dev")
     d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
     try:
