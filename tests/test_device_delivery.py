@@ -232,6 +232,9 @@ def test_one_grouped_ack_settles_every_report_it_lists(tmp_path, broker):
 
     gw = _answering_gateway(broker, "test-grouping-gateway", answer)
     store = Store(tmp_path / "dev")
+    settled = []  # each call is one fsync of the outbox's ack file
+    ack_many = store.ack_many
+    store.ack_many = lambda oseqs: (settled.append(list(oseqs)), ack_many(oseqs))[1]
     d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
     try:
         for seq in (1, 2, 3):
@@ -243,6 +246,7 @@ def test_one_grouped_ack_settles_every_report_it_lists(tmp_path, broker):
         d.stop()
         gw.loop_stop()
     assert (d.counters["acked"], d.counters["duplicate"], d.counters["rejected"]) == (2, 1, 0)
+    assert [len(oseqs) for oseqs in settled] == [2, 1]  # one durable write an ack
     assert sorted(got) == [f"pv-0001:{s:012d}" for s in (1, 2, 3)]
 
 

@@ -250,30 +250,35 @@ class Delivery:
             log.error("MQTT: ignored a bad message on %s: %s", msg.topic, exc)
 
     def _on_ack(self, ack):
-        for rid in messages.ack_ids(ack):  # one id, or several (a grouped ack)
+        drop = messages.ack_drops_report(ack)
+        dropped = []  # (id, outbox seq): settled together, one fsync for a grouped ack
+        for rid in messages.ack_ids(ack):
             if rid is None:
                 log.error("MQTT: gateway could not read a report: %s", ack["reason"])
+                continue
+            oseq = self._ids.get(rid)
+            if oseq is None:
+                self._index()
+                oseq = self._ids.get(rid)
+            if oseq is None:
+                log.debug("MQTT: ack for %s, already settled", rid)
+            elif drop:
+                dropped.append((rid, oseq))
             else:
-                self._settle(rid, ack)
+                self.store.reject(oseq, ack["reason"] or "rejected")
+                self.counters["rejected"] += 1
+                log.error("report %s REJECTED by the gateway: %s (kept in outbox.rejected)",
+                          rid, ack["reason"])
+                self._forget(rid, oseq)
+        if dropped:
+            self.store.ack_many([oseq for _, oseq in dropped])
+            for rid, oseq in dropped:
+                self.counters["acked" if ack["status"] == "accepted" else "duplicate"] += 1
+                log.info("report %s %s by the gateway", rid, ack["status"])
+                self._forget(rid, oseq)
         self._wake.set()
 
-    def _settle(self, rid, ack):
-        oseq = self._ids.get(rid)
-        if oseq is None:
-            self._index()
-            oseq = self._ids.get(rid)
-        if oseq is None:
-            log.debug("MQTT: ack for %s, already settled", rid)
-            return
-        if messages.ack_drops_report(ack):
-            self.store.ack(oseq)
-            self.counters["acked" if ack["status"] == "accepted" else "duplicate"] += 1
-            log.info("report %s %s by the gateway", rid, ack["status"])
-        else:
-            self.store.reject(oseq, ack["reason"] or "rejected")
-            self.counters["rejected"] += 1
-            log.error("report %s REJECTED by the gateway: %s (kept in outbox.rejected)", rid,
-                      ack["reason"])
+    def _forget(self, rid, oseq):
         self._ids.pop(rid, None)
         self._sent.pop(oseq, None)
 

@@ -93,6 +93,11 @@ class Store:
         with self.lock:
             return self.outbox.ack(oseq)
 
+    def ack_many(self, oseqs):
+        """Acknowledge several (a grouped ack) with one fsync; how many were pending."""
+        with self.lock:
+            return self.outbox.ack_many(oseqs)
+
     def reject(self, oseq, reason):
         with self.lock:
             self.outbox.reject(oseq, reason)
