@@ -72,6 +72,7 @@ class BrokerLink:
         self._last_sent = 0.0
         self._flushing = 0  # threads waiting in flush(): PUBACKs notify only then
         self._stopping = threading.Event()
+        self._stop_expiry = None
         self._thread = None
         self.connected = threading.Event()
 
@@ -149,6 +150,7 @@ class BrokerLink:
 
     def stop(self, session_expiry=None):
         """Disconnect cleanly (``session_expiry=0`` ends the session at the broker)."""
+        self._stop_expiry = session_expiry  # for a connection that completes meanwhile
         self._stopping.set()
         with self._out:
             if self._sock is not None:
@@ -224,6 +226,11 @@ class BrokerLink:
         if server_keepalive:
             self.keepalive = server_keepalive
         with self._out:
+            if self._stopping.is_set():  # stop() came while this connection was made
+                with contextlib.suppress(OSError):
+                    sock.send(wire.disconnect(0, self._stop_expiry))
+                sock.close()
+                raise LinkClosed("stopped while connecting")
             self._sock = sock
             self.generation += 1
             self._window = min(self.send_window, props.get(wire.RECEIVE_MAXIMUM, 65535))

@@ -311,3 +311,31 @@ def test_a_refused_connection_is_retried_with_its_reason(tmp_path, caplog):
             link.stop()
         assert "not authorized (0x87)" in caplog.text or "bad user name" in caplog.text
         assert not link.connected.is_set()
+
+
+def test_a_stop_while_the_connection_is_made_ends_the_link_at_once(tmp_path, monkeypatch):
+    """The gateway starts its link without waiting; a stop (Ctrl-C) that comes before the
+    CONNACK must not leave the link's thread reading a connection nobody will close."""
+    connecting, go_on = threading.Event(), threading.Event()
+    parse = wire.parse_connack
+
+    def slow_connack(body):
+        connecting.set()
+        go_on.wait(10)
+        return parse(body)
+
+    monkeypatch.setattr(wire, "parse_connack", slow_connack)
+    with Mosquitto(tmp_path / "b") as broker:
+        link = BrokerLink("gw-early-stop", "127.0.0.1", broker.port,
+                          subscriptions=[("in/#", 1)], on_message=Received()).start()
+        assert connecting.wait(10)
+        stopper = threading.Thread(target=link.stop)
+        t0 = time.monotonic()
+        stopper.start()
+        while not link._stopping.is_set():
+            time.sleep(0.001)
+        go_on.set()  # the CONNACK is read now, after the stop
+        stopper.join(15)
+        assert time.monotonic() - t0 < 3
+        assert not link._thread.is_alive() and link._sock is None
+        assert not link.connected.is_set()
