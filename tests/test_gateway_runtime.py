@@ -73,6 +73,33 @@ def test_reports_are_committed_and_acked_to_the_device(gateway, device):
     assert sorted(seen) == ["pv-0001:000000000001", "pv-0001:000000000002"]
 
 
+@pytest.mark.parametrize("ids_max, most", [(16, 16), (1, 1)])
+def test_a_devices_reports_of_one_batch_are_acked_together(broker, device, store_url,
+                                                           tmp_path, ids_max, most):
+    """A backlog sent while the gateway is away arrives in one batch: its acks are grouped,
+    ``ack_ids_max`` ids at most (1: one plain ack a report, for devices reading only id)."""
+    gw = Gateway(broker=broker.url, db=store_url, grid=grid_map_file(tmp_path),
+                 photos=tmp_path / "photos", ack_ids_max=ids_max).start()
+    assert gw.runtime.wait_ready(10)  # subscribed: the session keeps what comes now
+    gw.stop()
+    for seq in range(1, 21):
+        device.publish(topic("pv-0001", "report"), encode(report(seq=seq))).wait_for_publish(5)
+    gw = Gateway(broker=broker.url, db=store_url, grid=grid_map_file(tmp_path),
+                 photos=tmp_path / "photos", ack_ids_max=ids_max).start()
+    try:
+        got = acks(device, 20)
+    finally:
+        gw.stop()
+    assert sorted(a["id"] for a in got) == [f"pv-0001:{s:012d}" for s in range(1, 21)]
+    bodies = [json.loads(p) for t, p in device.messages if t.endswith("/ack")]
+    sizes = [len(b.get("ids") or [b["id"]]) for b in bodies]
+    assert sum(sizes) == 20 and max(sizes) <= most
+    if ids_max == 1:
+        assert all("ids" not in b for b in bodies)
+    else:  # grouped (how many batches the backlog came in may vary)
+        assert len(bodies) < 20 and max(sizes) > 1
+
+
 def test_runtime_publishes_tasks_down(gateway, device):
     task = {"v": 1, "task": "T-1", "type": "verify", "report": None, "lat": 34.8,
             "lon": 113.29, "grid": None, "text": "核实", "deadline": None}
