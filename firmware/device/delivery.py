@@ -252,13 +252,15 @@ class Delivery:
     def _on_ack(self, ack):
         drop = messages.ack_drops_report(ack)
         dropped = []  # (id, outbox seq): settled together, one fsync for a grouped ack
+        indexed = False  # the outbox is read again at most once an ack, not once an id
         for rid in messages.ack_ids(ack):
             if rid is None:
                 log.error("MQTT: gateway could not read a report: %s", ack["reason"])
                 continue
             oseq = self._ids.get(rid)
-            if oseq is None:
+            if oseq is None and not indexed:
                 self._index()
+                indexed = True
                 oseq = self._ids.get(rid)
             if oseq is None:
                 log.debug("MQTT: ack for %s, already settled", rid)
