@@ -2,12 +2,14 @@
 
 ``Ingest.commit(items)`` writes every accepted report (deduplicated by the device-made id
 through the table's primary key — ``INSERT … ON CONFLICT DO NOTHING``, not a cache), every
-rejection (``dead_letters``), photo chunk, track point and device status of the batch in
-ONE transaction.  Only when it returns may the caller PUBACK the batch's messages and send
-the devices their acks; when it raises, nothing of the batch is committed.
+rejection (``dead_letters``, deduplicated the same way by the message's digest), photo
+chunk, track point and device status of the batch in ONE transaction.  Only when it
+returns may the caller PUBACK the batch's messages and send the devices their acks; when
+it raises, nothing of the batch is committed.
 """
 
 import base64
+import hashlib
 import json
 import time
 from operator import itemgetter
@@ -79,6 +81,13 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
     return acks
 
 
+def message_digest(topic, payload):
+    """The key of a dead letter: sha256 of the topic, a NUL and the payload (hex).  The
+    same message handed over again is the same dead letter, not a second one."""
+    topic = topic.encode("utf-8", "surrogateescape") if isinstance(topic, str) else bytes(topic)
+    return hashlib.sha256(topic + b"\0" + bytes(payload)).hexdigest()
+
+
 def payload_text(payload):
     """(text, encoding) for a dead letter: UTF-8 as is, anything else base64."""
     try:
@@ -138,7 +147,8 @@ class Ingest:
         self._track_sql = q("INSERT INTO track_points (device, t, lat, lon, speed) "
                             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
         self._dead_sql = q("INSERT INTO dead_letters (received_at, topic, device, reason, "
-                           "payload, payload_encoding) VALUES (?, ?, ?, ?, ?, ?)")
+                           "payload, payload_encoding, digest) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                           "ON CONFLICT (digest) DO NOTHING")
 
     def commit(self, items):
         """Write one batch in one transaction; set each item's outcome; return the
@@ -193,7 +203,7 @@ class Ingest:
                 if it.outcome == REJECTED:
                     text, enc = payload_text(it.payload)
                     dead.append((iso_from_epoch(it.received), it.topic, it.verdict.device,
-                                 it.reason, text, enc))
+                                 it.reason, text, enc, message_digest(it.topic, it.payload)))
                 elif it.outcome is None:
                     it.outcome = STORED
             if dead:

@@ -20,22 +20,32 @@ from tests.gateway_rig import (
     TcpProxy,
     count,
     drop_store,
+    encode,
     grid_map_file,
     pg_available,
     pg_url,
+    report,
     stream,
+    topic,
     wait_for,
 )
 
 SEED = int(os.environ.get("GRIDLINK_FAULT_SEED", random.SystemRandom().randrange(10**6)))
 
 
-def assert_exactly(store, devices, n):
+def assert_exactly(store, devices, n, rejected=0):
     rows = store.fetchall("SELECT device, COUNT(*) AS n, COUNT(DISTINCT seq) AS d, "
                           "MIN(seq) AS lo, MAX(seq) AS hi FROM reports GROUP BY device "
                           "ORDER BY device")
     assert rows == [{"device": d, "n": n, "d": n, "lo": 1, "hi": n} for d in devices]
-    assert count(store, "dead_letters") == 0
+    assert count(store, "dead_letters") == rejected
+
+
+def bad_stream(pub, device, seqs):
+    """Reports that are rejected (a code no book has): each must be one dead letter."""
+    t = topic(device, "report")
+    for seq in seqs:
+        pub.publish(t, encode(report(device, seq, code="99999")))
 
 
 def kill_storm(broker, db_url, tmp_path, n, kills, devices=("pv-0001", "pv-0002")):
@@ -48,6 +58,12 @@ def kill_storm(broker, db_url, tmp_path, n, kills, devices=("pv-0001", "pv-0002"
     pubs = [Publisher(broker.port, inflight=200) for _ in devices]
     senders = [threading.Thread(target=stream, args=(p, d, range(1, n + 1)))
                for p, d in zip(pubs, devices, strict=True)]
+    # a device with a wrong code book, through the whole storm: its rejections, like the
+    # reports, are neither lost nor doubled by the kills
+    n_bad = max(1, n // 20)
+    pubs.append(Publisher(broker.port, inflight=200))
+    senders.append(threading.Thread(target=bad_stream,
+                                    args=(pubs[-1], "pv-0009", range(1, n_bad + 1))))
     for s in senders:
         s.start()
     total = n * len(devices)
@@ -62,11 +78,12 @@ def kill_storm(broker, db_url, tmp_path, n, kills, devices=("pv-0001", "pv-0002"
             gw.start()
         for s in senders:
             s.join()
-        for p in pubs:
-            p.wait_acked(n, 120)
-        wait_for(lambda: count(store, "reports") >= total, 180, f"{total} reports")
+        for p, sent in zip(pubs, [n] * len(devices) + [n_bad], strict=True):
+            p.wait_acked(sent, 120)
+        wait_for(lambda: count(store, "reports") >= total
+                 and count(store, "dead_letters") >= n_bad, 180, f"{total} reports")
         gw.terminate()
-        assert_exactly(store, devices, n)
+        assert_exactly(store, devices, n, rejected=n_bad)
     finally:
         gw.kill()
         for p in pubs:

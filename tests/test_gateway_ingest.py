@@ -8,7 +8,7 @@ import pytest
 from gridlink.firmware.core import messages
 from gridlink.gateway.clock import iso_from_epoch
 from gridlink.gateway.codebooks import load_codebooks, load_grid_map
-from gridlink.gateway.ingest import Ingest, Item, device_acks
+from gridlink.gateway.ingest import Ingest, Item, device_acks, message_digest
 from gridlink.gateway.photos import PhotoDir, report_photos
 from gridlink.gateway.validate import Validator
 
@@ -63,6 +63,32 @@ def test_redelivery_in_a_later_batch_is_a_duplicate_and_changes_nothing(judge, i
     ingest.commit(again)
     assert [it.outcome for it in again] == ["duplicate", "accepted"]
     assert count(store, "reports") == 2
+
+
+def test_a_rejection_handed_over_again_is_still_one_dead_letter(judge, ingest, store):
+    # the gateway committed the batch and stopped before its PUBACK: the broker hands the
+    # same messages over again, to this worker or another one
+    bad = [rep(1, code="99999"), (topic("pv-0001", "report"), b"\x00garbage"),
+           (topic("pv-0002", "status"), b"{")]
+    first = items(judge, *bad)
+    ingest.commit(first)
+    again = items(judge, *bad, rep(2, code="99999"), bad[0])
+    ingest.commit(again)
+    assert [it.outcome for it in again] == ["rejected"] * 5  # each still answered
+    dead = store.fetchall("SELECT topic, reason, payload, digest FROM dead_letters ORDER BY id")
+    assert len(dead) == 4  # the three, and the one new message
+    assert len({d["digest"] for d in dead}) == 4
+    assert json.loads(dead[3]["payload"])["seq"] == 2
+    # the same bytes on another device's topic are another message
+    ingest.commit(items(judge, (topic("pv-0003", "report"), b"\x00garbage")))
+    assert count(store, "dead_letters") == 5
+
+
+def test_dead_letter_digest_is_topic_and_payload():
+    one = message_digest("gridlink/v1/410106/pv-0001/report", b"{")
+    assert one == hashlib.sha256(b"gridlink/v1/410106/pv-0001/report\x00{").hexdigest()
+    assert one != message_digest("gridlink/v1/410106/pv-0001/repor", b"t{")
+    assert message_digest(b"a/\xff", b"x") == hashlib.sha256(b"a/\xff\x00x").hexdigest()
 
 
 def test_device_acks_one_a_report(judge, ingest):

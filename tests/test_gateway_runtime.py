@@ -100,6 +100,38 @@ def test_a_devices_reports_of_one_batch_are_acked_together(broker, device, store
         assert len(bodies) < 20 and max(sizes) > 1
 
 
+def test_a_batch_committed_but_never_pubacked_comes_again_and_changes_nothing(
+        broker, device, store_url, tmp_path):
+    """The gateway dies between its commit and its PUBACK (here: its PUBACKs are dropped,
+    then it stops keeping its session): the broker hands the messages over again, and the
+    reports come back as duplicates, the rejections as the same dead letters."""
+    kw = {"broker": broker.url, "db": store_url, "grid": grid_map_file(tmp_path),
+          "photos": tmp_path / "photos", "client_id": "gw-redelivered"}
+    good = [encode(report(seq=s)) for s in (1, 2, 3)]
+    bad = [encode(report(seq=s, code="99999")) for s in (4, 5)] + [b"\x00garbage"]
+    first = Gateway(**kw)
+    first.runtime.link.ack = lambda mids, generation: 0
+    first.start()
+    assert first.runtime.wait_ready(10)
+    for body in good + bad:
+        device.publish(topic("pv-0001", "report"), body)
+    store = first.store
+    wait_for(lambda: count(store, "reports") == 3 and count(store, "dead_letters") == 3, 30,
+             "the first commit")
+    first.stop()
+    again = []
+    second = Gateway(**kw)
+    second.runtime.on_commit.append(again.extend)
+    second.start()
+    try:
+        wait_for(lambda: len(again) >= 6, 30, "the six messages handed over again")
+        assert sorted(it.outcome for it in again) == ["duplicate"] * 3 + ["rejected"] * 3
+        assert count(second.store, "reports") == 3
+        assert count(second.store, "dead_letters") == 3
+    finally:
+        second.stop()
+
+
 def test_runtime_publishes_tasks_down(gateway, device):
     task = {"v": 1, "task": "T-1", "type": "verify", "report": None, "lat": 34.8,
             "lon": 113.29, "grid": None, "text": "核实", "deadline": None}

@@ -8,6 +8,8 @@ from gridlink.gateway.store import open_store
 
 pytest_plugins = ["tests.gateway_stores"]
 
+BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest"]
+
 EXTRA = (("board_001_notes",
           "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
           "CREATE TABLE notes (id BIGSERIAL PRIMARY KEY, body TEXT NOT NULL)"),)
@@ -16,13 +18,33 @@ EXTRA = (("board_001_notes",
 def test_migrate_records_and_is_idempotent(store_url):
     s = open_store(store_url)
     try:
-        assert s.migrate() == ["0001_gateway_tables"]
+        assert s.migrate() == BUILT_IN
         assert s.migrate() == []
         assert s.migrate(extra=EXTRA) == ["board_001_notes"]
         assert s.migrate(extra=EXTRA) == []
-        assert s.applied_migrations() == ["0001_gateway_tables", "board_001_notes"]
+        assert s.applied_migrations() == [*BUILT_IN, "board_001_notes"]
         for table in ("reports", "dead_letters", "devices", "photos", "track_points", "notes"):
             assert s.fetchall(f"SELECT COUNT(*) AS n FROM {table}") == [{"n": 0}]
+    finally:
+        s.close()
+
+
+def test_a_database_of_an_earlier_gateway_is_brought_up_to_date_keeping_its_rows(
+        store_url, monkeypatch):
+    import gridlink.gateway.store.base as base
+
+    s = open_store(store_url)
+    try:
+        with monkeypatch.context() as m:
+            m.setattr(base, "BUILTIN", base.BUILTIN[:1])  # what the first release shipped
+            assert s.migrate() == BUILT_IN[:1]
+        with s.connect() as conn:
+            conn.execute(s.sql("INSERT INTO dead_letters (received_at, topic, device, reason, "
+                               "payload, payload_encoding) VALUES (?, ?, ?, ?, ?, ?)"),
+                         ("2026-11-01T00:00:00.000Z", "t", "pv-0001", "old", "x", "utf-8"))
+        assert s.migrate() == BUILT_IN[1:]
+        assert s.fetchall("SELECT reason, digest FROM dead_letters") == [
+            {"reason": "old", "digest": None}]
     finally:
         s.close()
 

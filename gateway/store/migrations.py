@@ -99,6 +99,15 @@ CREATE TABLE track_points (
 _SQLITE = {"real": "REAL", "serial": "INTEGER PRIMARY KEY AUTOINCREMENT", "blob": "BLOB"}
 _POSTGRES = {"real": "DOUBLE PRECISION", "serial": "BIGSERIAL PRIMARY KEY", "blob": "BYTEA"}
 
+# A rejection's digest (sha256 of its topic, a NUL and its payload) is unique: a rejected
+# message the broker hands over again (the gateway stopped after the commit, before the
+# PUBACK) is not a second dead letter.  Rows from before this migration have none.
+_DEAD_LETTER_DIGEST = """
+ALTER TABLE dead_letters ADD COLUMN digest TEXT;
+CREATE UNIQUE INDEX dead_letters_digest ON dead_letters (digest);
+"""
+
 BUILTIN = (
     ("0001_gateway_tables", _REPORTS.format(**_SQLITE), _REPORTS.format(**_POSTGRES)),
+    ("0002_dead_letter_digest", _DEAD_LETTER_DIGEST, _DEAD_LETTER_DIGEST),
 )
