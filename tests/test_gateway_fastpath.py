@@ -15,7 +15,7 @@ from gridlink.firmware.core.report import ReportError, validate_report
 from gridlink.firmware.core.timefmt import TimeFormatError, parse_iso_utc
 from gridlink.gateway.ingest import ACCEPTED, DUPLICATE, REJECTED, Item, device_acks
 from gridlink.gateway.validate import Verdict
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.gateway_rig import report
@@ -151,6 +151,31 @@ def test_insert_new_in_bulk_skips_present_and_repeated_keys(store):
     assert new == [f"{i:04d}" for i in range(1, 1200, 2)]
     got = {r["t"]: r["lat"] for r in store.fetchall("SELECT t, lat FROM track_points")}
     assert len(got) == 1200 and got["0000"] == 1.0 and got["0001"] == 2.0
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(before=st.lists(st.integers(0, 60), max_size=30),
+       batch=st.lists(st.integers(0, 60), max_size=80))
+def test_insert_new_is_first_row_wins_whatever_is_present(store, before, batch):
+    """All-new batches take the optimistic path, any present key the careful one: either
+    way the new keys in first-seen order, present rows untouched, one row a key."""
+    cols = ("device", "t", "lat", "lon", "speed")
+    with store.connect() as conn:
+        conn.execute("DELETE FROM track_points")
+        store.insert_new(conn, "track_points", cols,
+                         [("a", f"{k:03d}", -1.0, 0.0, 0.0) for k in before], "t")
+    rows = [("a", f"{k:03d}", float(i), 0.0, 0.0) for i, k in enumerate(batch)]
+    with store.connect() as conn:
+        new = store.insert_new(conn, "track_points", cols, rows, "t")
+    want = list(dict.fromkeys(f"{k:03d}" for k in batch if k not in set(before)))
+    assert new == want
+    got = {r["t"]: r["lat"] for r in store.fetchall("SELECT t, lat FROM track_points")}
+    assert len(got) == len(set(before) | set(batch))
+    for k in set(before):
+        assert got[f"{k:03d}"] == -1.0
+    for t in want:
+        assert got[t] == float(next(i for i, k in enumerate(batch) if f"{k:03d}" == t))
 
 
 @settings(max_examples=60, deadline=None)
