@@ -23,6 +23,7 @@ import argparse
 import json
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -156,19 +157,60 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def children_cpu_seconds():
+    """User + system CPU seconds of this process's ended (waited-for) descendants: a
+    gateway and every worker process it started, once it has exited."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class MachineLoad:
+    """Samples the whole machine's CPU ticks (/proc/stat) every 0.1 s in a thread;
+    ``busy(a, b)``: the share of the CPUs busy (not idle, not waiting on I/O) between the
+    Unix times a and b."""
+
+    def __init__(self):
+        self.samples = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.wait(0.1):
+            first = Path("/proc/stat").read_text().split("\n", 1)[0]
+            ticks = [int(x) for x in first.split()[1:]]
+            self.samples.append((time.time(), sum(ticks) - ticks[3] - ticks[4], sum(ticks)))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def busy(self, a, b):
+        inside = [x for x in self.samples if a <= x[0] <= b]
+        if len(inside) < 2:
+            return None
+        return round((inside[-1][1] - inside[0][1]) / max(1, inside[-1][2] - inside[0][2]), 3)
+
+
 def drain(broker, workdir, db, n, workers=1, tag="drain"):
     """Reports/s draining a backlog (first received → last committed), the same counting
-    the start-up, and (one worker) the CPU each report costs the gateway and the broker."""
+    the start-up, the CPU each report costs the gateway (all its workers) and the broker,
+    and how busy the whole machine was meanwhile."""
     store = open_store(db)
     store.migrate()
     extra = ["--client-id", f"bench-{tag}", "--workers", str(workers)]
-    # register the session(s), then go down; a worker's start-up CPU, to subtract below
+    # register the session(s), then go down: the workers' start-up and stop CPU, to
+    # subtract below
+    before = children_cpu_seconds()
     gw = GatewayProcess(broker.url, db, grid_map_file(workdir), workdir, *extra).start()
     if workers > 1:
         wait_for(lambda: Path(gw.log).read_bytes().count(b'"message": "subscribed"')
                  >= workers, 30, "all workers subscribed")
-    startup_cpu = cpu_seconds(gw.proc.pid)
     gw.terminate()
+    startup_cpu = children_cpu_seconds() - before
     devices = [f"pv-{200 + i:04d}" for i in range(4)]
     pubs = [Publisher(broker.port, inflight=500) for _ in devices]
     threads = [threading.Thread(target=publish_all, args=(p, payloads(d, n // len(devices))))
@@ -182,22 +224,25 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
         p.close()
     total = (n // len(devices)) * len(devices)
     broker_cpu0 = cpu_seconds(broker.proc.pid)
+    before = children_cpu_seconds()
     t0 = time.time()
-    gw.start(wait=False)
-    wait_for(lambda: count(store, "reports") >= total, 600, f"{total} rows")
+    with MachineLoad() as load:
+        gw.start(wait=False)
+        wait_for(lambda: count(store, "reports") >= total, 600, f"{total} rows")
     with_start = total / (time.time() - t0)
-    cpu = {"gateway_us_per_report": round((cpu_seconds(gw.proc.pid) - startup_cpu) / total * 1e6,
-                                          1),
-           "broker_us_per_report": round((cpu_seconds(broker.proc.pid) - broker_cpu0) / total
-                                         * 1e6, 1)}
+    broker_cpu = cpu_seconds(broker.proc.pid) - broker_cpu0
     gw.terminate()
+    gateway_cpu = children_cpu_seconds() - before - startup_cpu
     assert count(store, "reports") == total
     # the drain itself: first message received → last row committed (gateway clock), not
     # the process's start-up (imports, connect), which the figure with start-up includes
     span = store.fetchall("SELECT MIN(received_at) AS a, MAX(committed_at) AS b FROM reports")[0]
     drop_store(store)
-    rate = total / (epoch_from_iso(span["b"]) - epoch_from_iso(span["a"]))
-    return rate, with_start, (cpu if workers == 1 else None)
+    a, b = epoch_from_iso(span["a"]), epoch_from_iso(span["b"])
+    cpu = {"gateway_us_per_report": round(gateway_cpu / total * 1e6, 1),
+           "broker_us_per_report": round(broker_cpu / total * 1e6, 1),
+           "machine_busy": load.busy(a, b)}
+    return total / (b - a), with_start, cpu
 
 
 def judge_costs(workdir, n=20000):
@@ -462,16 +507,20 @@ def main(argv=None):
               f"{d_start:.0f}/s counting the process start-up")
         print(f"  CPU per report: gateway {cpu['gateway_us_per_report']} µs, broker "
               f"{cpu['broker_us_per_report']} µs → {cores:.2f} cores for 20,000/s "
-              f"(this machine: {os.cpu_count()})")
+              f"(this machine: {os.cpu_count()}; {cpu['machine_busy']} of it busy meanwhile)")
         # one worker per core, taking turns to commit (a bigger backlog: the second
         # worker's share waits for its process to start, which the span includes)
         with Mosquitto(work / "b3w", extra_conf=BROKER_CONF) as broker:
-            d2, d2_start, _ = drain(broker, work, f"sqlite:///{work}/drain2.sqlite",
-                                    n_drain * 3, workers=2, tag="drain2")
+            d2, d2_start, cpu2 = drain(broker, work, f"sqlite:///{work}/drain2.sqlite",
+                                       n_drain * 3, workers=2, tag="drain2")
         out["drain_sqlite_2_workers_per_s"] = round(d2)
         out["drain_sqlite_2_workers_with_startup_per_s"] = round(d2_start)
+        out["drain_2_workers_cpu"] = cpu2
         print(f"backlog drain, SQLite, 2 workers, {n_drain * 3} reports: {d2:9.0f} reports/s "
               f"(goal ≥ 20,000); {d2_start:.0f}/s counting the start-up")
+        print(f"  CPU per report: gateway (both workers) {cpu2['gateway_us_per_report']} µs, "
+              f"broker {cpu2['broker_us_per_report']} µs; {cpu2['machine_busy']} of the "
+              f"machine busy meanwhile")
         with Mosquitto(work / "b3r", extra_conf=BROKER_CONF) as broker:
             recv = receive_drain(broker, n_drain)
         out["receive_drain_paho_per_s"] = round(recv["paho"])
