@@ -38,8 +38,10 @@ from .queue import (
     NotFound,
     decode_json,
     one,
+    parse_time,
     rows,
     run,
+    utc_iso,
 )
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
@@ -240,6 +242,17 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     def devices():
         return _devices(store)
 
+    @app.get("/api/dead-letters", tags=["fleet"], responses=BAD,
+             summary="Rejected messages, newest first: why a device's reports are missing")
+    def dead_letters(
+        device: str | None = None,
+        since: str | None = Query(None, description="received at or after (ISO 8601)"),
+        before: int | None = Query(None, ge=1,
+                                   description="rows older than this id: the last page's `next`"),
+        limit: int = Query(50, ge=1, le=500),
+    ):
+        return _dead_letters(store, device=device, since=since, before=before, limit=limit)
+
     @app.get("/api/assignments", tags=["tasks"], summary="Grid → patrol device assignments")
     def assignments():
         return desk.assignments()
@@ -403,6 +416,28 @@ def _devices(store):
             "uptime": status.get("uptime"),
         })
     return out
+
+
+def _dead_letters(store, *, device=None, since=None, before=None, limit=50):
+    """A page of dead letters, newest first, and ``next``: the ``before`` of the page
+    after it (None on the last page)."""
+    where, params = [], []
+    if device:
+        where.append("device = ?")
+        params.append(device)
+    if since:
+        where.append("received_at >= ?")
+        params.append(utc_iso(parse_time(since, "since")))
+    if before:
+        where.append("id < ?")
+        params.append(before)
+    sql = ("SELECT id, received_at, topic, device, reason, payload, payload_encoding "
+           "FROM dead_letters" + (" WHERE " + " AND ".join(where) if where else "")
+           + " ORDER BY id DESC LIMIT ?")
+    with store.connect(readonly=True) as conn:
+        found = rows(run(store, conn, sql, [*params, limit + 1]))
+    items = found[:limit]
+    return {"items": items, "next": items[-1]["id"] if len(found) > limit else None}
 
 
 def _photo_path(store, root, sha256):

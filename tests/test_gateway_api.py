@@ -4,6 +4,7 @@ The app runs under a real uvicorn on a free port and is driven over HTTP; the st
 real one (SQLite here, PostgreSQL in the parametrised race test).
 """
 
+import base64
 import json
 import threading
 import urllib.error
@@ -13,9 +14,17 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from gridlink.gateway.api import BackgroundServer, create_app
+from gridlink.gateway.clock import iso_from_epoch
+from gridlink.gateway.codebooks import load_codebooks
+from gridlink.gateway.ingest import Ingest, Item
+from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.store import open_store
+from gridlink.gateway.validate import Validator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from tests.gateway_rig import encode, report
+from tests.gateway_rig import topic as rig_topic
 
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 
@@ -155,6 +164,63 @@ def test_unknown_report_is_404(api):
     status, body = api.post("/api/reports/pv-0001:000000000099/claim", {"operator": "a"})
     assert status == 404
     assert "pv-0001:000000000099" in body["detail"]
+
+
+@pytest.mark.parametrize("backend", [
+    "sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_dead_letters_say_why_a_devices_messages_were_refused(tmp_path, backend):
+    """Rejections written by the real ingest path, read back newest first, by device, a
+    page at a time, since a time — on both back ends."""
+    store = open_store(dict(_stores(tmp_path))[backend])
+    try:
+        with BackgroundServer(create_app(store)) as server:
+            _dead_letter_pages(Api(server.url), store, tmp_path)
+    finally:
+        if backend == "postgres":
+            store.drop_schema()
+        store.close()
+
+
+def _dead_letter_pages(api, store, tmp_path):
+    t = 1_795_000_000.0
+    judge = Validator(None, load_codebooks())
+    messages = [(rig_topic("pv-0003", "report"), encode(report("pv-0003", s, code="99999")))
+                for s in (1, 2, 3)]
+    messages += [(rig_topic("pv-0004", "report"), b"\xff\x00"),
+                 (rig_topic("pv-0003", "report"), encode(report("pv-0003", 4)))]
+    batch = [Item(tp, p, t + i, judge.decode(tp, p, t + i)) for i, (tp, p) in enumerate(messages)]
+    Ingest(store, PhotoDir(tmp_path / "photos")).commit(batch)
+    assert batch[-1].outcome == "accepted"  # a good report is no dead letter
+
+    status, page = api.get("/api/dead-letters")
+    assert status == 200 and page["next"] is None
+    assert [d["device"] for d in page["items"]] == ["pv-0004", "pv-0003", "pv-0003", "pv-0003"]
+    garbage, third = page["items"][:2]
+    assert garbage["payload_encoding"] == "base64"
+    assert base64.b64decode(garbage["payload"]) == b"\xff\x00"
+    assert "99999" in third["reason"] and json.loads(third["payload"])["seq"] == 3
+    assert third["topic"] == "gridlink/v1/410106/pv-0003/report"
+
+    def seqs(page):
+        return [json.loads(d["payload"])["seq"] for d in page["items"]]
+
+    status, first = api.get("/api/dead-letters?device=pv-0003&limit=2")
+    assert status == 200 and seqs(first) == [3, 2] and first["next"]
+    status, rest = api.get(f"/api/dead-letters?device=pv-0003&limit=2&before={first['next']}")
+    assert seqs(rest) == [1] and rest["next"] is None
+    status, recent = api.get("/api/dead-letters?since=" + iso_from_epoch(t + 2))
+    assert [d["device"] for d in recent["items"]] == ["pv-0004", "pv-0003"]
+    assert api.get("/api/dead-letters?device=pv-0009")[1] == {"items": [], "next": None}
+
+
+@pytest.mark.parametrize("query, field", [
+    ("since=yesterday", "since"), ("limit=0", "limit"), ("limit=501", "limit"),
+    ("before=0", "before"),
+])
+def test_bad_dead_letter_query_is_a_clear_error(api, query, field):
+    status, body = api.get("/api/dead-letters?" + query)
+    assert status in (400, 422)
+    assert field in json.dumps(body)
 
 
 # ---------------------------------------------------------------- claims

@@ -38,7 +38,8 @@ def test_document_covers_the_queue_tasks_and_open311(tmp_path):
     for path, method in [
         ("/api/reports", "get"), ("/api/reports/{report_id}/claim", "post"),
         ("/api/reports/{report_id}/accept", "post"), ("/api/reports/{report_id}/reject", "post"),
-        ("/api/devices", "get"), ("/api/tasks", "post"), ("/api/assignments/{grid}", "put"),
+        ("/api/devices", "get"), ("/api/dead-letters", "get"), ("/api/tasks", "post"),
+        ("/api/assignments/{grid}", "put"),
         ("/api/grid", "get"), ("/open311/v2/services.json", "get"),
         ("/open311/v2/requests.json", "get"), ("/open311/v2/requests/{request_id}.json", "get"),
     ]:
