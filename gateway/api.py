@@ -421,19 +421,15 @@ def _devices(store):
 def _dead_letters(store, *, device=None, since=None, before=None, limit=50):
     """A page of dead letters, newest first, and ``next``: the ``before`` of the page
     after it (None on the last page)."""
-    where, params = [], []
-    if device:
-        where.append("device = ?")
-        params.append(device)
-    if since:
-        where.append("received_at >= ?")
-        params.append(utc_iso(parse_time(since, "since")))
-    if before:
-        where.append("id < ?")
-        params.append(before)
+    given = [(cond, value) for cond, value in (
+        ("device = ?", device),
+        ("received_at >= ?", utc_iso(parse_time(since, "since")) if since else None),
+        ("id < ?", before)) if value not in (None, "")]
     sql = ("SELECT id, received_at, topic, device, reason, payload, payload_encoding "
-           "FROM dead_letters" + (" WHERE " + " AND ".join(where) if where else "")
+           "FROM dead_letters"
+           + (" WHERE " + " AND ".join(cond for cond, _ in given) if given else "")
            + " ORDER BY id DESC LIMIT ?")
+    params = [value for _, value in given]
     with store.connect(readonly=True) as conn:
         found = rows(run(store, conn, sql, [*params, limit + 1]))
     items = found[:limit]
