@@ -207,8 +207,10 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
     before = children_cpu_seconds()
     gw = GatewayProcess(broker.url, db, grid_map_file(workdir), workdir, *extra).start()
     if workers > 1:
-        wait_for(lambda: Path(gw.log).read_bytes().count(b'"message": "subscribed"')
-                 >= workers, 30, "all workers subscribed")
+        # (counted since this start: an earlier stage's workers logged into the same file,
+        # and stopping before the second worker subscribed left one session to take the
+        # whole backlog — the two-worker figure was then one worker's)
+        wait_for(lambda: gw.subscribed() >= workers, 30, "all workers subscribed")
     gw.terminate()
     startup_cpu = children_cpu_seconds() - before
     devices = [f"pv-{200 + i:04d}" for i in range(4)]

@@ -197,18 +197,24 @@ class GatewayProcess:
                      *extra, "--worker-index", str(worker)]
         self.log = Path(workdir) / f"gateway-{worker}.log"
         self.proc = None
+        self._mark = 0
 
     def start(self, wait=True):
         """Start; with ``wait``, return once it has subscribed (its session holds messages)."""
         self._out = open(self.log, "ab")  # noqa: SIM115
-        mark = self.log.stat().st_size
+        self._mark = self.log.stat().st_size
         self.proc = subprocess.Popen(self.argv, stdout=self._out, stderr=self._out, cwd=ROOT)
         if wait:
-            wait_for(lambda: b'"message": "subscribed"' in self.log.read_bytes()[mark:]
-                     or not self.alive(), 30, f"gateway worker {self.argv[-1]} to subscribe")
+            wait_for(lambda: self.subscribed() or not self.alive(), 30,
+                     f"gateway worker {self.argv[-1]} to subscribe")
             if not self.alive():
                 raise RuntimeError(f"gateway exited: {self.log.read_text()[-2000:]}")
         return self
+
+    def subscribed(self):
+        """How many of its workers have subscribed since the last ``start`` (the log is
+        appended to across starts, and further workers log into it too)."""
+        return self.log.read_bytes()[self._mark:].count(b'"message": "subscribed"')
 
     def kill(self):
         if self.proc and self.proc.poll() is None:

@@ -54,8 +54,7 @@ def test_run_with_two_workers_as_one_command(broker, tmp_path):
     gw = GatewayProcess(broker.url, url, grid_map_file(tmp_path), tmp_path, "--workers", "2")
     gw.start()
     try:
-        wait_for(lambda: gw.log.read_bytes().count(b'"message": "subscribed"') >= 2, 30,
-                 "both workers subscribed")
+        wait_for(lambda: gw.subscribed() >= 2, 30, "both workers subscribed")
         pub = Publisher(broker.port)
         for seq in range(1, 301):
             pub.publish(topic_of("pv-0001", "report"), encode(report(seq=seq)))
