@@ -158,6 +158,7 @@ class SQLiteStore(Store):
                          [v for row in part for v in row])
         return conn.total_changes - before
 
+
 def split_statements(script):
     """The complete SQL statements of ``script`` (executescript would commit on its own)."""
     out, buf = [], ""
