@@ -9,7 +9,6 @@ it raises, nothing of the batch is committed.
 """
 
 import base64
-import hashlib
 import json
 import time
 from operator import itemgetter
@@ -18,7 +17,7 @@ from gridlink.firmware.core.messages import ACK_IDS_MAX
 
 from .clock import iso_from_epoch
 from .photos import add_chunks, register_report_photos
-from .validate import REPORT_COLUMNS
+from .validate import REPORT_COLUMNS, sha256_hex
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
 _REPORT_ROW = itemgetter(*REPORT_COLUMNS)
@@ -85,7 +84,7 @@ def message_digest(topic, payload):
     """The key of a dead letter: sha256 of the topic, a NUL and the payload (hex).  The
     same message handed over again is the same dead letter, not a second one."""
     topic = topic.encode("utf-8", "surrogateescape") if isinstance(topic, str) else bytes(topic)
-    return hashlib.sha256(topic + b"\0" + bytes(payload)).hexdigest()
+    return sha256_hex(topic + b"\0" + bytes(payload))
 
 
 def payload_text(payload):
