@@ -400,9 +400,15 @@ def _summary(store, queue, desk):
 def _devices(store):
     with store.connect() as conn:
         found = rows(run(store, conn, "SELECT * FROM devices ORDER BY device"))
+        # each device's refused messages: how many, and the newest one's time and reason
+        refused = {r["device"]: r for r in rows(run(store, conn, (
+            "SELECT c.device, c.n, d.received_at, d.reason FROM (SELECT device, COUNT(*) AS n,"
+            " MAX(id) AS newest FROM dead_letters WHERE device IS NOT NULL GROUP BY device) c"
+            " JOIN dead_letters d ON d.id = c.newest")))}
     out = []
     for d in found:
         status = decode_json(d.get("status"), {}) or {}
+        dead = refused.get(d["device"])
         out.append({
             "device": d["device"], "district": d.get("district"), "state": d.get("state"),
             "online": d.get("state") in ONLINE_STATES, "last_seen": d.get("last_seen"),
@@ -414,6 +420,9 @@ def _devices(store):
             "profile": d.get("profile"),
             "disk_free": status.get("disk_free"), "cpu_temp": status.get("cpu_temp"),
             "uptime": status.get("uptime"),
+            "refused": dead["n"] if dead else 0,
+            "last_refused": ({"at": dead["received_at"], "reason": dead["reason"]} if dead
+                             else None),
         })
     return out
 

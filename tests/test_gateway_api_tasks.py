@@ -12,7 +12,13 @@ from datetime import timedelta
 import paho.mqtt.client as mqtt
 import pytest
 from gridlink.gateway.api import BackgroundServer, create_app
+from gridlink.gateway.clock import iso_from_epoch
+from gridlink.gateway.codebooks import load_codebooks
+from gridlink.gateway.ingest import Ingest, Item
+from gridlink.gateway.photos import PhotoDir
+from gridlink.gateway.validate import Validator
 
+from tests.gateway_rig import encode, report, topic
 from tests.test_gateway_api import T0, Api, Clock, add_report, iso
 
 
@@ -224,8 +230,30 @@ def test_fleet_shows_presence_fix_outbox_and_versions(wired, store):
     assert by_id["pv-0001"]["outbox_reports"] == 7 and by_id["pv-0001"]["outbox_track"] == 3
     assert by_id["pv-0001"]["firmware"] == "0.1.0"
     assert by_id["ft-0001"]["online"] is False and by_id["ft-0001"]["last_fix"] is None
+    assert by_id["pv-0001"]["refused"] == 0 and by_id["pv-0001"]["last_refused"] is None
     _, summary = api.get("/api/summary")
     assert summary["devices"]["online"] == 1 and summary["devices"]["total"] == 2
+
+
+def test_fleet_tells_how_many_of_a_devices_messages_were_refused_and_why(wired, store,
+                                                                          tmp_path):
+    api, _, _ = wired
+    add_device(store, "pv-0001")
+    add_device(store, "pv-0002")
+    judge = Validator(None, load_codebooks())
+    bad = [(topic("pv-0001", "report"), encode(report("pv-0001", s, code="99999")))
+           for s in (1, 2)]
+    bad.append((topic("pv-0001", "report"), encode(report("pv-0002", 3))))  # another's id
+    t = 1_795_000_000.0
+    Ingest(store, PhotoDir(tmp_path / "photos")).commit(
+        [Item(tp, p, t + i, judge.decode(tp, p, t + i)) for i, (tp, p) in enumerate(bad)])
+    status, devices = api.get("/api/devices")
+    assert status == 200
+    by_id = {d["device"]: d for d in devices}
+    assert by_id["pv-0001"]["refused"] == 3
+    newest = by_id["pv-0001"]["last_refused"]
+    assert newest["at"] == iso_from_epoch(t + 2) and "pv-0002" in newest["reason"]
+    assert by_id["pv-0002"]["refused"] == 0 and by_id["pv-0002"]["last_refused"] is None
 
 
 def test_photos_are_served_by_hash_and_nothing_else(wired, store, tmp_path):

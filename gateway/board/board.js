@@ -209,7 +209,9 @@ function renderDevices(devices) {
     ul.append(el("li", { "data-device": d.device, class: d.online ? "online" : "offline" },
       el("span", { class: `presence ${d.state || ""}` }),
       el("b", { text: d.device }), ` ${d.state || "unknown"} · ${d.profile || ""}`,
-      el("div", { class: "r-meta", text: `${fix} · outbox ${d.outbox_reports ?? "–"} · fw ${d.firmware || "–"} · seen ${localTime(d.last_seen)}` })));
+      el("div", { class: "r-meta", text: `${fix} · outbox ${d.outbox_reports ?? "–"} · fw ${d.firmware || "–"} · seen ${localTime(d.last_seen)}` }),
+      d.refused ? el("div", { class: "r-meta refused", title: d.last_refused.reason,
+                              text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null));
   }
 }
 
