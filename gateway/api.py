@@ -400,11 +400,10 @@ def _summary(store, queue, desk):
 def _devices(store):
     with store.connect() as conn:
         found = rows(run(store, conn, "SELECT * FROM devices ORDER BY device"))
-        # each device's refused messages: how many, and the newest one's time and reason
+        # each device's refused messages (kept by the ingest): how many, the newest one
         refused = {r["device"]: r for r in rows(run(store, conn, (
-            "SELECT c.device, c.n, d.received_at, d.reason FROM (SELECT device, COUNT(*) AS n,"
-            " MAX(id) AS newest FROM dead_letters WHERE device IS NOT NULL GROUP BY device) c"
-            " JOIN dead_letters d ON d.id = c.newest")))}
+            "SELECT t.device, t.refused AS n, d.received_at, d.reason"
+            " FROM dead_letter_devices t JOIN dead_letters d ON d.id = t.newest_id")))}
     out = []
     for d in found:
         status = decode_json(d.get("status"), {}) or {}

@@ -147,7 +147,13 @@ class Ingest:
                             "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")
         self._dead_sql = q("INSERT INTO dead_letters (received_at, topic, device, reason, "
                            "payload, payload_encoding, digest) VALUES (?, ?, ?, ?, ?, ?, ?) "
-                           "ON CONFLICT (digest) DO NOTHING")
+                           "ON CONFLICT (digest) DO NOTHING RETURNING id")
+        self._tally_sql = q(
+            "INSERT INTO dead_letter_devices (device, refused, newest_id) VALUES (?, ?, ?) "
+            "ON CONFLICT (device) DO UPDATE SET "
+            "refused = dead_letter_devices.refused + excluded.refused, "
+            "newest_id = CASE WHEN excluded.newest_id > dead_letter_devices.newest_id "
+            "THEN excluded.newest_id ELSE dead_letter_devices.newest_id END")
 
     def commit(self, items):
         """Write one batch in one transaction; set each item's outcome; return the
@@ -206,8 +212,24 @@ class Ingest:
                 elif it.outcome is None:
                     it.outcome = STORED
             if dead:
-                conn.cursor().executemany(self._dead_sql, dead)
+                self._dead_letters(conn, dead)
         return [it.verdict.data for it in reports if it.outcome == ACCEPTED]
+
+    def _dead_letters(self, conn, dead):
+        """Write the batch's dead letters, each distinct message once, and add those
+        written to their device's count (rejections are rare: a statement each)."""
+        tally = {}  # device → [written, newest id]
+        cur = conn.cursor()
+        for row in dead:
+            cur.execute(self._dead_sql, row)
+            written = cur.fetchone()  # None: this message is a dead letter already
+            device = row[2]
+            if written is not None and device is not None:
+                t = tally.setdefault(device, [0, 0])
+                t[0] += 1
+                t[1] = max(t[1], written[0])
+        if tally:
+            cur.executemany(self._tally_sql, [(d, n, newest) for d, (n, newest) in tally.items()])
 
     def _devices(self, conn, items):
         seen = {}

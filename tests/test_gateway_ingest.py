@@ -82,6 +82,14 @@ def test_a_rejection_handed_over_again_is_still_one_dead_letter(judge, ingest, s
     # the same bytes on another device's topic are another message
     ingest.commit(items(judge, (topic("pv-0003", "report"), b"\x00garbage")))
     assert count(store, "dead_letters") == 5
+    # each device's count, kept as they were written: the redelivery added nothing
+    tally = store.fetchall("SELECT device, refused, newest_id FROM dead_letter_devices "
+                           "ORDER BY device")
+    newest = store.fetchall("SELECT device, MAX(id) AS id FROM dead_letters GROUP BY device "
+                            "ORDER BY device")
+    assert [(t["device"], t["refused"]) for t in tally] == [
+        ("pv-0001", 3), ("pv-0002", 1), ("pv-0003", 1)]
+    assert [t["newest_id"] for t in tally] == [n["id"] for n in newest]
 
 
 def test_dead_letter_digest_is_topic_and_payload():

@@ -45,6 +45,8 @@ def test_a_database_of_an_earlier_gateway_is_brought_up_to_date_keeping_its_rows
         assert s.migrate() == BUILT_IN[1:]
         assert s.fetchall("SELECT reason, digest FROM dead_letters") == [
             {"reason": "old", "digest": None}]
+        assert s.fetchall("SELECT device, refused FROM dead_letter_devices") == [
+            {"device": "pv-0001", "refused": 1}]  # counted from the rows already there
     finally:
         s.close()
 

@@ -156,6 +156,15 @@ class Store:
         return done
 
 
+def first_rows(rows, at):
+    """key → row of ``rows`` keyed by column ``at``, in order; a key given twice keeps its
+    first row (what ``insert_new`` inserts on every store)."""
+    first = {}
+    for row in rows:
+        first.setdefault(row[at], row)
+    return first
+
+
 def _close_quietly(conn):
     with suppress(Exception):
         conn.close()

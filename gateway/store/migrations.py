@@ -101,12 +101,22 @@ _POSTGRES = {"real": "DOUBLE PRECISION", "serial": "BIGSERIAL PRIMARY KEY", "blo
 
 # A rejection's digest (sha256 of its topic, a NUL and its payload) is unique: a rejected
 # message the broker hands over again (the gateway stopped after the commit, before the
-# PUBACK) is not a second dead letter.  Rows from before this migration have none.  And
-# one device's dead letters, newest first, are read straight from an index.
+# PUBACK) is not a second dead letter.  Rows from before this migration have none.  One
+# device's dead letters, newest first, are read straight from an index; and each device's
+# count and newest one are kept as they are written (the fleet view reads them at every
+# board refresh: counting a million dead letters took 225 ms), counted here once for the
+# rows already there.
 _DEAD_LETTER_DIGEST = """
 ALTER TABLE dead_letters ADD COLUMN digest TEXT;
 CREATE UNIQUE INDEX dead_letters_digest ON dead_letters (digest);
 CREATE INDEX dead_letters_device ON dead_letters (device, id);
+CREATE TABLE dead_letter_devices (
+    device TEXT PRIMARY KEY,
+    refused BIGINT NOT NULL,
+    newest_id BIGINT NOT NULL
+);
+INSERT INTO dead_letter_devices (device, refused, newest_id)
+SELECT device, COUNT(*), MAX(id) FROM dead_letters WHERE device IS NOT NULL GROUP BY device;
 """
 
 BUILTIN = (

@@ -9,7 +9,7 @@ import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..errors import StoreError
-from .base import Store
+from .base import Store, first_rows
 
 _SCHEMA = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -75,10 +75,7 @@ class PostgresStore(Store):
         # ~260 µs a row to split, every batch.  Instead the rows are COPYed (adapted in
         # C) into a temporary twin of the table, emptied at each commit, and one
         # INSERT … SELECT takes those whose key is new.
-        at = columns.index(key)
-        first = {}
-        for row in rows:  # a key given twice: its first row, as the SQLite store does
-            first.setdefault(row[at], row)
+        first = first_rows(rows, columns.index(key))
         if not first:
             return []
         cols = ", ".join(columns)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 
 from ..errors import StoreError
-from .base import Store
+from .base import Store, first_rows
 
 
 class SQLiteStore(Store):
@@ -115,9 +115,7 @@ class SQLiteStore(Store):
         # savepoint and insert only the absent ones.  The block holds SQLite's write lock
         # (BEGIN IMMEDIATE): no other writer can add a key in between.
         k = columns.index(key)
-        first = {}
-        for row in rows:
-            first.setdefault(row[k], row)  # a key repeated in the batch: its first row
+        first = first_rows(rows, k)
         fresh = list(first.values())
         if not fresh:
             return []
