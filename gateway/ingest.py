@@ -80,6 +80,18 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
     return acks
 
 
+def shared_keys(items, announced):
+    """What a batch writes that another worker's batch may write at the same time: its
+    devices (presence, refusal tally) and its photos (announced or chunks), as
+    ``Store.lock_keys`` keys.  Reports, track points and dead letters are new rows,
+    each of one device."""
+    keys = {"device:" + it.verdict.device for it in items if it.verdict.device is not None}
+    keys.update("photo:" + it.verdict.data["sha256"] for it in items
+                if it.verdict.kind == "photo")
+    keys.update("photo:" + p["sha256"] for _, photos in announced for p in photos)
+    return keys
+
+
 def message_digest(topic, payload):
     """The key of a dead letter: sha256 of the topic, a NUL and the payload (hex).  The
     same message handed over again is the same dead letter, not a second one."""
@@ -180,14 +192,19 @@ class Ingest:
                     rows.append(_REPORT_ROW(data))
                 inserted = set(self.store.insert_new(conn, "reports", REPORT_COLUMNS, rows,
                                                      "id"))
+            announced = []  # (report id, photos) of the accepted reports with photos
             for it in reports:
-                if it.verdict.report_id in inserted:
+                v = it.verdict
+                if v.report_id in inserted:
                     it.outcome = ACCEPTED
-                    if it.verdict.data["photos"] != "[]":
-                        photos = json.loads(it.verdict.data["photos"])
-                        register_report_photos(self.store, conn, it.verdict.report_id, photos)
+                    if v.data["photos"] != "[]":
+                        announced.append((v.report_id, json.loads(v.data["photos"])))
                 else:
                     it.outcome = DUPLICATE
+            # from here on, rows other workers' batches write too: take them in turn
+            self.store.lock_keys(conn, shared_keys(items, announced))
+            for report_id, photos in announced:
+                register_report_photos(self.store, conn, report_id, photos)
             self._devices(conn, items)
             tracks = [r for it in items if it.verdict.kind == "track" for r in it.verdict.data]
             if tracks:

@@ -106,6 +106,13 @@ class Store:
         """Insert ``rows`` skipping those whose ``key`` exists; return the inserted keys."""
         raise StoreError(f"{type(self).__name__} cannot insert")
 
+    def lock_keys(self, conn, keys):
+        """Hold each of ``keys`` (strings naming rows that other writers' transactions
+        also write: a device, a photo) until ``conn``'s transaction ends, taken in the
+        same order by every writer, so that two transactions sharing rows queue instead
+        of each holding one and waiting for the other.  Nothing to do where a write
+        transaction holds the whole store (SQLite)."""
+
     # -- schema ------------------------------------------------------------------------
 
     def applied_migrations(self):

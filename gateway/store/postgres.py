@@ -5,6 +5,7 @@
 hold several districts.
 """
 
+import hashlib
 import re
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
@@ -23,6 +24,13 @@ def split_schema(url):
     if schema is not None and not _SCHEMA.match(schema):
         raise StoreError(f"schema name must match {_SCHEMA.pattern}: {schema!r}")
     return urlunsplit(parts._replace(query=rest)), schema
+
+
+def lock_id(key):
+    """The signed 64-bit advisory lock id of ``key`` (a string): a digest, so that any
+    key has one, and two keys share one only by a 2**-64 chance (which costs a wait)."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
+                          signed=True)
 
 
 class PostgresStore(Store):
@@ -92,6 +100,14 @@ class PostgresStore(Store):
             # conflict, so only the work is repeated; the ingest calls once a batch)
             new = {r[0] for r in cur.fetchall()}
         return [k for k in first if k in new]  # in the order given, as the SQLite store
+
+    def lock_keys(self, conn, keys):
+        # transaction-level advisory locks on 64-bit digests of the keys, every writer
+        # taking them in ascending order (unnest yields the array's order)
+        ids = sorted({lock_id(k) for k in keys})
+        if ids:
+            conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
+                         (ids,))
 
     def drop_schema(self):
         """Remove this store's schema and everything in it (tests, demos)."""
