@@ -95,6 +95,34 @@ def test_two_workers_sharing_devices_in_opposite_orders_both_commit(judge, worke
     assert [r["device"] for r in seen] == ["pv-0001", "pv-0002"]
 
 
+def test_a_batch_of_many_devices_holds_few_locks_until_it_ends(store, store_url):
+    # a city's batch may hold hundreds of devices: each advisory lock takes an entry of
+    # PostgreSQL's lock table (max_locks_per_transaction, 64 by default)
+    if store.dialect != "postgres":
+        pytest.skip("SQLite takes no locks of its own: its write turn admits one writer")
+    from gridlink.gateway.store.postgres import LOCK_SLOTS
+
+    keys = {f"device:pv-{i:04d}" for i in range(1000)}
+    other = open_store(store_url)
+    held = ("SELECT objid::int FROM pg_locks WHERE locktype = 'advisory' "
+            "AND pid = pg_backend_pid() ORDER BY 1")
+    try:
+        with store.connect() as conn:
+            store.lock_keys(conn, keys)
+            slots = [r[0] for r in conn.execute(held).fetchall()]
+            assert 0 < len(slots) <= LOCK_SLOTS
+            with other.connect() as peer:  # another worker waits for each of them
+                space = conn.execute("SELECT classid::int FROM pg_locks WHERE locktype = "
+                                     "'advisory' AND pid = pg_backend_pid() LIMIT 1").fetchone()
+                taken = peer.execute("SELECT bool_or(pg_try_advisory_xact_lock(%s, s)) "
+                                     "FROM unnest(%s::int[]) AS s", (space[0], slots))
+                assert taken.fetchone()[0] is False
+        with store.connect() as conn:  # the transaction ended: nothing is held
+            assert conn.execute(held).fetchall() == []
+    finally:
+        other.close()
+
+
 def photo_chunks(photo, report_id, device, size=16384):
     sha = hashlib.sha256(photo).hexdigest()
     parts = [photo[i:i + size] for i in range(0, len(photo), size)]

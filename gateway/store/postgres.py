@@ -26,11 +26,13 @@ def split_schema(url):
     return urlunsplit(parts._replace(query=rest)), schema
 
 
-def lock_id(key):
-    """The signed 64-bit advisory lock id of ``key`` (a string): a digest, so that any
-    key has one, and two keys share one only by a 2**-64 chance (which costs a wait)."""
-    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "big",
-                          signed=True)
+LOCK_SLOTS = 64  # advisory locks one transaction takes at most (see lock_keys)
+
+
+def lock_slot(key, slots=LOCK_SLOTS):
+    """The advisory lock slot, 0 … ``slots`` - 1, of ``key`` (a string): a digest, so that
+    any key has one; keys sharing a slot only wait for each other."""
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=4).digest(), "big") % slots
 
 
 class PostgresStore(Store):
@@ -46,6 +48,9 @@ class PostgresStore(Store):
                 from exc
         self._psycopg = psycopg
         self.conninfo, self.schema = split_schema(url)
+        self._lock_space = int.from_bytes(hashlib.blake2b(
+            f"gridlink:{self.schema or ''}".encode(), digest_size=4).digest(), "big",
+            signed=True)
         self.connect_timeout = connect_timeout
         if self.schema:
             conn = self._raw_connect()
@@ -102,12 +107,16 @@ class PostgresStore(Store):
         return [k for k in first if k in new]  # in the order given, as the SQLite store
 
     def lock_keys(self, conn, keys):
-        # transaction-level advisory locks on 64-bit digests of the keys, every writer
-        # taking them in ascending order (unnest yields the array's order)
-        ids = sorted({lock_id(k) for k in keys})
-        if ids:
-            conn.execute("SELECT pg_advisory_xact_lock(k) FROM unnest(%s::bigint[]) AS k",
-                         (ids,))
+        # transaction-level advisory locks, one per slot the keys fall in, every writer
+        # taking them in ascending order (unnest yields the array's order).  At most
+        # LOCK_SLOTS a transaction, however many devices a batch holds: each takes an
+        # entry of the server's lock table, sized by max_locks_per_transaction (64).
+        # The slots are this schema's own: districts in one database never wait on each
+        # other (two-key advisory locks, a space apart from the migrations' one-key lock).
+        slots = sorted({lock_slot(k) for k in keys})
+        if slots:
+            conn.execute("SELECT pg_advisory_xact_lock(%s, s) FROM unnest(%s::int[]) AS s",
+                         (self._lock_space, slots))
 
     def drop_schema(self):
         """Remove this store's schema and everything in it (tests, demos)."""
