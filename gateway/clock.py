@@ -1,7 +1,18 @@
-"""UTC timestamps in the one text form the intake tables use (ISO 8601, ms, ``Z``)."""
+"""UTC timestamps in the one text form the intake tables use (ISO 8601, ms, ``Z``), and
+the supervision centre's calendar day."""
 
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
+
+# Beijing time, which every Chinese supervision centre works by (one zone, no summer time):
+# the day a case number or a task id counts in
+CENTRE_TIME = timezone(timedelta(hours=8), "CST")
+
+
+def centre_day(t):
+    """``20261129`` for an aware datetime: its day in Beijing time (02:00 UTC is 10:00
+    the same day there, 20:00 UTC is 04:00 the next)."""
+    return t.astimezone(CENTRE_TIME).strftime("%Y%m%d")
 
 
 def iso_from_epoch(t):

@@ -11,6 +11,7 @@ twice gives the same answer and changes nothing the second time; a conflicting o
 import json
 from datetime import UTC, datetime, timedelta
 
+from .clock import centre_day
 from .errors import GatewayError
 
 DEFAULT_LEASE_S = 300
@@ -518,7 +519,7 @@ class IntakeQueue:
     def _next_case_no(self, conn, report_id, now_t):
         report = one(run(self.store, conn, "SELECT district FROM reports WHERE id = ?",
                          [report_id]))
-        prefix = f"{report['district'] or '000000'}{now_t.astimezone(UTC):%Y%m%d}"
+        prefix = f"{report['district'] or '000000'}{centre_day(now_t)}"
         # a range on the unique index (LIKE would scan every case ever accepted)
         last = one(run(self.store, conn,
                        "SELECT MAX(case_no) AS m FROM intake WHERE case_no >= ? AND case_no <= ?",

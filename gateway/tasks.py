@@ -13,6 +13,7 @@ import re
 import secrets
 from datetime import timedelta
 
+from .clock import centre_day
 from .queue import Invalid, NotFound, one, parse_time, rows, run, system_clock, utc_iso
 
 TASK_TYPES = ("verify", "check")
@@ -148,7 +149,7 @@ class TaskDesk:
             grid = self.locate(lat, lon)
         if grid:
             district = grid[:6]
-        task_id = "T-" + now_t.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
+        task_id = "T-" + centre_day(now_t) + "-" + secrets.token_hex(4)
         with self.store.connect() as conn:
             routed_by = "operator" if device else None
             if device is None:

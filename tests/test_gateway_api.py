@@ -298,6 +298,24 @@ def test_accept_is_idempotent_and_numbers_cases(api, store):
     assert page["total"] == 2
 
 
+def test_case_numbers_count_per_day_of_beijing_time(api, store, clock):
+    # the centre's day runs 16:00 to 16:00 UTC: a case at 07:30 in Zhengzhou is the new
+    # day's, though it is still the day before in UTC
+    ids = [add_report(store, n) for n in range(1, 5)]
+
+    def accept(rid):
+        status, body = api.post(f"/api/reports/{rid}/accept", {"operator": "alice"})
+        assert status == 200
+        return body["case_no"]
+
+    clock.t = datetime(2026, 11, 28, 15, 59, 59, tzinfo=UTC)  # 23:59:59 in Beijing
+    assert accept(ids[0]) == "410106202611280001"
+    clock.advance(1)  # midnight in Beijing
+    assert [accept(ids[1]), accept(ids[2])] == ["410106202611290001", "410106202611290002"]
+    clock.t = datetime(2026, 11, 29, 15, 0, tzinfo=UTC)  # 23:00 on the 29th in Beijing
+    assert accept(ids[3]) == "410106202611290003"
+
+
 def test_accept_with_given_case_number_and_duplicate_number(api, store):
     r1, r2 = add_report(store, 1), add_report(store, 2)
     status, body = api.post(f"/api/reports/{r1}/accept", {"operator": "a", "case_no": "SJ-7"})
