@@ -48,9 +48,7 @@ class PostgresStore(Store):
                 from exc
         self._psycopg = psycopg
         self.conninfo, self.schema = split_schema(url)
-        self._lock_space = int.from_bytes(hashlib.blake2b(
-            f"gridlink:{self.schema or ''}".encode(), digest_size=4).digest(), "big",
-            signed=True)
+        self._lock_space = lock_slot(f"gridlink:{self.schema or ''}", 2**31)  # an int4
         self.connect_timeout = connect_timeout
         if self.schema:
             conn = self._raw_connect()
