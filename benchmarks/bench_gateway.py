@@ -472,8 +472,8 @@ def main(argv=None):
     ap.add_argument("--soak", action="store_true", help="larger runs (several minutes)")
     args = ap.parse_args(argv)
     scale = 0.25 if args.quick else (5 if args.soak else 1)
-    # sizes: each timed stage lasts well over a second on a fast machine (a 0.3 s drain of
-    # two workers mostly measures the second one's start-up)
+    # sizes: each timed stage lasts well over a second on a fast machine (in a 0.3 s
+    # drain of two workers the second one's start-up weighs: 0.70 of one worker's rate)
     n_live, n_drain, n_pg = int(20000 * scale), int(20000 * scale), int(24000 * scale)
     out = {"machine": {"cpus": os.cpu_count(), "load_avg_1m_at_start": os.getloadavg()[0],
                        "python_loop_ms_at_start": machine_speed_ms()}}

@@ -83,8 +83,11 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
 def shared_keys(items, announced):
     """What a batch writes that another worker's batch may write at the same time: its
     devices (presence, refusal tally) and its photos (announced or chunks), as
-    ``Store.lock_keys`` keys.  Reports, track points and dead letters are new rows,
-    each of one device."""
+    ``Store.lock_keys`` keys.  Reports, track points and dead letters are new rows: one
+    that another batch is inserting too makes this batch wait on the unique index for
+    that commit, which cannot cross back (reports go in before these locks; the others
+    belong to a device that both batches lock) — save two dead letters of no device in
+    opposite orders, which takes a crash and two garbage messages; the retry clears it."""
     keys = {"device:" + it.verdict.device for it in items if it.verdict.device is not None}
     keys.update("photo:" + it.verdict.data["sha256"] for it in items
                 if it.verdict.kind == "photo")
