@@ -199,6 +199,41 @@ def test_profiles_are_not_mutated_by_validation():
     assert p == before
 
 
+def load_written(tmp_path, prof):
+    path = tmp_path / f"{prof['profile']}.json"
+    path.write_text(json.dumps(prof))
+    return load_profile(path)
+
+
+def test_a_loaded_profile_is_completed_from_the_schema_defaults(tmp_path):
+    p = shipped("patrol-vehicle")
+    p["press"] = {}
+    del p["gnss"]["stale_after_s"], p["camera"]["max_bytes"], p["track"]["batch_s"]
+    del p["buttons"][0]["text"], p["sim"], p["status_interval_s"]
+    prof = load_written(tmp_path, p)
+    assert prof["press"] == {"bounce_time_s": 0.05, "hold_s": 2.0, "cancel_grace_s": 10}
+    assert prof["gnss"]["stale_after_s"] == 10 and prof["camera"]["max_bytes"] == 153600
+    assert prof["track"]["batch_s"] == 60 and prof["buttons"][0]["text"] == ""
+    assert prof["sim"] == {"enabled": False, "capture": "nmea-rtk.log", "speed": 1.0,
+                           "loop": True}
+    assert prof["status_interval_s"] == 60
+    assert "kiosk" not in prof and "pir" not in prof     # a part left out stays out
+
+
+def test_given_values_win_and_defaults_follow_the_platform(tmp_path):
+    node = shipped("sensor-node")
+    assert load_written(tmp_path, node)["tilt"]["debounce_ms"] == 200
+    del node["status_interval_s"], node["tilt"]["pull"]
+    prof = load_written(tmp_path, node)
+    assert prof["status_interval_s"] == 300 and prof["tilt"]["pull"] == "up"
+    assert "buttons" not in prof and "sim" not in prof
+    term = shipped("fixed-terminal")
+    del term["status_interval_s"], term["press"], term["kiosk"]["bind"]
+    prof = load_written(tmp_path, term)
+    assert prof["status_interval_s"] == 60 and prof["buttons"] == []
+    assert prof["press"]["hold_s"] == 2.0 and prof["kiosk"]["bind"] == "127.0.0.1"
+
+
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
     | st.text(max_size=20),

@@ -9,9 +9,12 @@ and the fix, and all problems are reported at once::
 The schema part is a small interpreter of the JSON Schema keywords the schema uses
 (type, enum, const, pattern, minimum/maximum, length, items, required,
 additionalProperties, $ref, allOf, if/then), so the device needs no jsonschema package;
-``x-fix`` in the schema is the hint printed with the error.
+``x-fix`` in the schema is the hint printed with the error.  A loaded profile is
+complete: every key left out that has a ``default`` in the schema is filled in
+(``with_defaults``), so the schema is the one table of defaults.
 """
 
+import copy
 import json
 import re
 from pathlib import Path
@@ -118,6 +121,7 @@ def load_profile(name_or_path, codebook=None):
     problems = validate(obj, source, codebook=codebook)
     if problems:
         raise ProfileError(problems)
+    obj = with_defaults(obj)
     obj["_path"] = str(path)
     return obj
 
@@ -130,6 +134,44 @@ def validate(obj, source="<profile>", codebook=None):
     if not problems:
         problems.extend(_meaning(obj, source, codebook))
     return problems
+
+
+def with_defaults(obj):
+    """A copy of a valid profile with every key the schema gives a ``default`` filled in
+    (ESPHome-style), so device code reads ``profile["press"]["hold_s"]`` and needs no
+    fallbacks of its own.  Sections that say a part exists (``gnss``, ``pir``, ``kiosk``,
+    ``operator_buttons``, …) stay absent when absent; their keys are completed."""
+    schema = load_schema()
+    obj = copy.deepcopy(obj)
+    _fill(obj, schema, schema)
+    return obj
+
+
+def _fill(value, schema, root):
+    schema = _resolve_ref(root, schema)
+    if isinstance(value, list) and "items" in schema:
+        for item in value:
+            _fill(item, schema["items"], root)
+    if not isinstance(value, dict):
+        return
+    for sub in schema.get("allOf", []):       # the kind's and platform's defaults first
+        if "if" in sub:
+            trial = []
+            _check(value, sub["if"], root, "", "", trial)
+            if not trial and "then" in sub:
+                _fill(value, sub["then"], root)
+        else:
+            _fill(value, sub, root)
+    for name, sub in schema.get("properties", {}).items():
+        if name not in value:
+            default = sub.get("default", _resolve_ref(root, sub).get("default", _NONE))
+            if default is _NONE:
+                continue
+            value[name] = copy.deepcopy(default)
+        _fill(value[name], sub, root)
+
+
+_NONE = object()
 
 
 def _display(path):
