@@ -52,14 +52,16 @@ def trigger_latency(n, folder):
     """(median ms, p95 ms, report sizes) of button release → report durable, in process."""
     import json as _json
 
+    from gridlink.firmware.device.hardware import Hardware, Replay
     from gridlink.firmware.device.profile import load_profile
     from gridlink.firmware.device.runtime import Device
     from gridlink.firmware.device.store import REPORT
 
     prof = load_profile("patrol-vehicle")
-    prof["camera"] = {"backend": "none"}
-    dev = Device(prof, Path(folder) / "dev", "mqtt://127.0.0.1:9", sim=True,
-                 cancel_grace=0, console=False, sim_speed=5.0).start()
+    prof["camera"]["backend"] = "none"
+    hardware = Hardware(prof, "sim", replay=Replay.of(prof, speed=5.0))
+    dev = Device(prof, Path(folder) / "dev", "mqtt://127.0.0.1:9", hardware=hardware,
+                 cancel_grace=0, console=False).start()
     try:
         deadline = time.monotonic() + 10
         while dev.fix_now()[0] is None and time.monotonic() < deadline:

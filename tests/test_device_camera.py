@@ -7,6 +7,8 @@ import piexif
 import pytest
 import skimage
 from gridlink.firmware.device import camera
+from gridlink.firmware.device.hardware import Hardware
+from gridlink.firmware.device.profile import load_profile
 from PIL import Image
 
 PHOTOS = Path(skimage.__file__).parent / "data"
@@ -59,7 +61,7 @@ def test_no_fix_means_no_gps_tags():
 
 
 def test_synthetic_camera_writes_distinct_real_jpegs():
-    cam = camera.make_camera({"backend": "synthetic", "width": 640, "height": 480})
+    cam = camera.make_camera("synthetic", (640, 480))
     a, b = cam.capture(), cam.capture()
     assert a.size == (640, 480) and a.tobytes() != b.tobytes()
     data, _ = camera.encode_jpeg(a, (640, 480), BUDGET)
@@ -67,9 +69,15 @@ def test_synthetic_camera_writes_distinct_real_jpegs():
 
 
 def test_sim_replaces_hardware_cameras_and_none_stays_none():
-    assert isinstance(camera.make_camera({"backend": "picamera2"}, sim=True),
-                      camera.SyntheticCamera)
-    assert camera.make_camera({"backend": "none"}, sim=True) is None
+    prof = load_profile("patrol-vehicle")              # picamera2 on the pi backend
+    sim = Hardware(prof, "sim")
+    shot = sim.camera()
+    assert isinstance(shot, camera.SyntheticCamera) and shot.size == (1280, 960)
+    assert shot.is_alive()
+    shot.close()
+    assert not shot.is_alive()
+    prof["camera"]["backend"] = "none"
+    assert sim.camera() is None and Hardware(prof, "pi").camera() is None
 
 
 @pytest.mark.parametrize("backend, hint", [("picamera2", "picamera2"), ("opencv", "OpenCV")])
@@ -79,6 +87,6 @@ def test_missing_camera_stack_is_a_clear_error(backend, hint):
         __import__("picamera2" if backend == "picamera2" else "cv2")
     except ImportError:
         with pytest.raises(camera.CameraError, match=hint):
-            camera.make_camera({"backend": backend})
+            camera.make_camera(backend)
     else:
         pytest.skip(f"{backend} is installed here")

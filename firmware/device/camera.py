@@ -2,8 +2,9 @@
 
 Backends (``camera.backend`` in the profile): ``picamera2`` (CSI camera, imported only
 when chosen), ``opencv`` (USB camera through OpenCV, imported only when chosen),
-``synthetic`` (simulation: draws a street-like scene with Pillow and writes a real JPEG)
-and ``none``.  Every backend returns a Pillow image; ``encode_jpeg`` fits it into
+``synthetic`` (simulation: draws a street-like scene with Pillow and writes a real JPEG;
+``hardware.Hardware`` puts it in place of a real camera on the sim backend) and
+``none``.  Every backend returns a Pillow image; ``encode_jpeg`` fits it into
 ``max_bytes`` by choosing the highest JPEG quality that fits (binary search), shrinking
 the picture only when even the lowest quality is too big.
 """
@@ -24,15 +25,13 @@ class CameraError(DeviceError):
     """The camera could not be opened or gave no picture."""
 
 
-def make_camera(config, sim=False):
-    """The camera backend a profile's ``camera`` section asks for (``sim`` → synthetic)."""
-    config = dict(config or {"backend": "none"})
-    backend = "synthetic" if sim and config.get("backend") != "none" else config["backend"]
-    size = (config.get("width", DEFAULT_SIZE[0]), config.get("height", DEFAULT_SIZE[1]))
+def make_camera(backend, size=DEFAULT_SIZE, device=0):
+    """The camera of ``backend`` (the profile's ``camera.backend``) taking ``size``
+    pictures; ``device`` is the USB camera's index.  None for ``none``."""
     if backend == "picamera2":
         return Picamera2Camera(size)
     if backend == "opencv":
-        return OpenCVCamera(config.get("device", 0), size)
+        return OpenCVCamera(device, size)
     if backend == "synthetic":
         return SyntheticCamera(size)
     if backend == "none":
@@ -58,6 +57,10 @@ class Picamera2Camera:
         from PIL import Image
 
         return Image.fromarray(self.cam.capture_array("main")).convert("RGB")
+
+    def is_alive(self):
+        """True while the camera is open and streaming."""
+        return bool(self.cam.is_open and self.cam.started)
 
     def close(self):
         self.cam.stop()
@@ -88,6 +91,10 @@ class OpenCVCamera:
             raise CameraError("USB camera gave no frame")
         return Image.fromarray(self.cv2.cvtColor(frame, self.cv2.COLOR_BGR2RGB))
 
+    def is_alive(self):
+        """True while the capture device is open."""
+        return self.cap.isOpened()
+
     def close(self):
         self.cap.release()
 
@@ -98,6 +105,7 @@ class SyntheticCamera:
     def __init__(self, size):
         self.size = size
         self.shots = 0
+        self.closed = False
 
     def capture(self):
         from PIL import Image, ImageDraw, ImageFilter
@@ -136,8 +144,11 @@ class SyntheticCamera:
                   fill=(255, 255, 0))
         return img
 
+    def is_alive(self):
+        return not self.closed
+
     def close(self):
-        pass
+        self.closed = True
 
 
 def _rational(x, den=1):

@@ -89,8 +89,29 @@ def cmd_list(args):
 
     for path in shipped_profiles():
         prof = load_profile(path)
-        print(f"{path.stem:16} {prof['kind']:15} {prof['board']:7} {prof.get('description', '')}")
+        print(f"{path.stem:16} {prof['kind']:15} {prof['board']:7} {prof['description']}")
     return 0
+
+
+def hardware_of(args, profile):
+    """The hardware the command line asks for: ``--sim`` (or the profile's ``sim.enabled``)
+    picks the sim backend, the ``--sim-*`` options its replay, ``--gnss-port`` the port."""
+    from .hardware import Hardware, Replay, backend_for
+
+    origin = None
+    if args.sim_origin:
+        try:
+            lat, lon = (float(x) for x in args.sim_origin.split(","))
+        except ValueError:
+            raise DeviceError(f"--sim-origin {args.sim_origin!r}: give LAT,LON") from None
+        origin = (lat, lon)
+    backend = backend_for(profile, sim=args.sim)
+    replay = None
+    if backend == "sim":
+        replay = Replay.of(profile, capture=args.sim_capture, speed=args.sim_speed,
+                           origin=origin, loop=False if args.no_sim_loop else None,
+                           retime=not args.sim_keep_time)
+    return Hardware(profile, backend, gnss_port=args.gnss_port, replay=replay)
 
 
 def cmd_run(args):
@@ -99,22 +120,13 @@ def cmd_run(args):
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    origin = None
-    if args.sim_origin:
-        try:
-            lat, lon = (float(x) for x in args.sim_origin.split(","))
-        except ValueError:
-            raise DeviceError(f"--sim-origin {args.sim_origin!r}: give LAT,LON") from None
-        origin = (lat, lon)
-    dev = Device(load_profile(args.profile), args.data_dir, args.broker,
-                 device_id=args.device_id, district=args.district, sim=args.sim,
+    profile = load_profile(args.profile)
+    dev = Device(profile, args.data_dir, args.broker, hardware=hardware_of(args, profile),
+                 device_id=args.device_id, district=args.district,
                  tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
-                 gnss_port=args.gnss_port, sim_capture=args.sim_capture,
-                 sim_speed=args.sim_speed, sim_origin=origin,
-                 sim_loop=False if args.no_sim_loop else None,
-                 sim_retime=not args.sim_keep_time, map_path=args.map,
-                 cancel_grace=args.cancel_grace, status_interval=args.status_interval,
-                 kiosk_port=args.kiosk_port, reconnect_max=args.reconnect_max)
+                 map_path=args.map, cancel_grace=args.cancel_grace,
+                 status_interval=args.status_interval, kiosk_port=args.kiosk_port,
+                 reconnect_max=args.reconnect_max)
     try:
         dev.start()
     except BaseException:

@@ -36,6 +36,9 @@ class ControlServer:
         self._thread.start()
         return self
 
+    def is_alive(self):
+        return self._thread.is_alive()
+
     def _run(self):
         while not self._stop:
             try:

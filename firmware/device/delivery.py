@@ -116,6 +116,10 @@ class Delivery:
         self._thread.start()
         return self
 
+    def is_alive(self):
+        """True while the network thread runs (it outlives a lost broker)."""
+        return self._thread.is_alive()
+
     def kick(self):
         self._wake.set()
 

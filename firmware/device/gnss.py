@@ -54,6 +54,10 @@ class GnssReader:
         self._thread.start()
         return self
 
+    def is_alive(self):
+        """True while the reader thread runs (bad input and a lost port do not end it)."""
+        return self._thread.is_alive()
+
     def stop(self):
         """End the reader; the port closes in its own thread (reads time out in 0.5 s)."""
         self._stop.set()

@@ -1,4 +1,5 @@
-"""The Pi device runtime: a validated profile wired to adapters, the core and delivery.
+"""The Pi device runtime: a loaded profile, the parts its hardware backend builds
+(``hardware.Hardware``: GNSS source, camera, inputs), the core and delivery.
 
     trigger ─▶ photo (camera) ─▶ core make_report (fix policy, grid) ─▶ outbox (fsync)
         ─▶ delivery (MQTT QoS 1) ─▶ gateway ack ─▶ dropped from the outbox
@@ -24,15 +25,16 @@ from .. import errors
 from ..core import topics
 from ..core import track as coretrack
 from ..core.checks import MessageError
-from ..core.report import ReportError, encode_report, make_report
+from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
 from ..core.timefmt import iso_utc
 from . import camera as cam
 from . import codebook
+from .hardware import Hardware
 from .profile import default_map
 from .sdnotify import notify, watchdog_period
 from .store import REPORT, TASK_RESULT, TRACK, Store
 from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
-from .triggers import Pace, Triggers
+from .triggers import Pace
 
 log = logging.getLogger("gridlink.device")
 
@@ -66,20 +68,20 @@ def cpu_temp(path=THERMAL):
 
 
 class Device:
-    """One running field device (patrol vehicle or fixed terminal)."""
+    """One running field device (patrol vehicle or fixed terminal).
 
-    def __init__(self, profile, data_dir, broker, *, device_id=None, district=None, sim=False,
-                 tls_ca=None, tls_cert=None, tls_key=None, gnss_port=None, sim_capture=None,
-                 sim_speed=None, sim_origin=None, sim_loop=None, sim_retime=True, map_path=None,
+    ``profile`` is a loaded (complete) profile; ``hardware`` builds the GNSS source,
+    camera and inputs (default: ``Hardware(profile)``, the backend the profile names).
+    """
+
+    def __init__(self, profile, data_dir, broker, *, hardware=None, device_id=None,
+                 district=None, tls_ca=None, tls_cert=None, tls_key=None, map_path=None,
                  cancel_grace=None, status_interval=None, kiosk_port=None, console=True,
                  reconnect_max=30.0):
-        if profile["platform"] != "raspberry-pi":
-            raise errors.DeviceError(
-                f"profile {profile['profile']} is for a {profile['board']} running MicroPython;"
-                " flash it with `gridlink flash` instead of running it here")
+        self.hardware = hardware or Hardware(profile)
         self.profile = profile
         self.kind = profile["kind"]
-        self.device = device_id or profile.get("device_id")
+        self.device = device_id or profile.get("device_id")    # optional in a profile
         if not self.device:
             raise errors.DeviceError("no device id: pass --device-id (e.g. pv-0001)")
         self.district = district or profile["district"]
@@ -89,38 +91,29 @@ class Device:
             raise errors.DeviceError(f"bad device id or district: {exc}") from None
         self.data_dir = Path(data_dir)
         self.broker = broker
-        self.sim = sim or profile.get("sim", {}).get("enabled", False)
         self.tls = (tls_ca, tls_cert, tls_key)
-        self.gnss_port = gnss_port
-        simconf = profile.get("sim", {})
-        self.sim_capture = sim_capture or simconf.get("capture", "nmea-rtk.log")
-        self.sim_speed = sim_speed or simconf.get("speed", 1.0)
-        origin = simconf.get("origin")
-        self.sim_origin = sim_origin or ((origin["lat"], origin["lon"]) if origin else None)
-        self.sim_loop = simconf.get("loop", True) if sim_loop is None else sim_loop
-        self.sim_retime = sim_retime
         self.map_path = map_path
-        press = profile.get("press", {})
-        self.cancel_grace = press.get("cancel_grace_s", 10) if cancel_grace is None \
+        self.cancel_grace = profile["press"]["cancel_grace_s"] if cancel_grace is None \
             else cancel_grace
-        self.status_interval = status_interval or profile.get("status_interval_s", 60)
+        self.status_interval = status_interval or profile["status_interval_s"]
         self.kiosk_port = kiosk_port
         self.reconnect_max = reconnect_max
         self.console = console
         self.standard = profile["standard"]
-        self.stale_after = profile.get("gnss", {}).get("stale_after_s", 10)
+        self.stale_after = profile["gnss"]["stale_after_s"] if "gnss" in profile \
+            else DEFAULT_MAX_FIX_AGE
         self.fixed = None
         if "position" in profile:
             p = profile["position"]
-            self.fixed = (p["lat"], p["lon"], p.get("alt"))
+            self.fixed = (p["lat"], p["lon"], p["alt"])
         self.started = time.monotonic()
         self.stopping = threading.Event()
         self.report_lock = threading.Lock()
         self.grace = {}                 # report id → wall time its cancel grace ends
         self.last_button = None
-        self.parts = []
+        self.timers = []
         self.store = None
-        self.replayer = self.gnss = self.camera = self.delivery = self.triggers = None
+        self.gnss = self.camera = self.delivery = self.triggers = None
         self.kiosk = self.control = self.gridmap = self._map_file = None
         self.thinner = self.batch = None
         self.track_lock = threading.Lock()
@@ -145,31 +138,30 @@ class Device:
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
             reconnect_max=self.reconnect_max).start()
         if self.kind == "patrol-vehicle":
-            self._start_gnss()
+            self.gnss = self.hardware.gnss(on_fix=self._on_fix).start()
             tr = self.profile["track"]
             self.thinner = coretrack.Thinner(tr["interval_s"], tr["distance_m"])
-            self.batch = coretrack.Batch(self.device, tr.get("batch_points", 20),
-                                         min(tr.get("batch_s", 60), coretrack.MAX_SPAN_S))
-        self.camera = cam.make_camera(self.profile.get("camera"), sim=self.sim)
-        self.triggers = Triggers(
-            self.profile, on_press=self._on_press, on_cancel=self._on_cancel,
-            on_motion=self._on_motion, on_call=self._on_call,
-            on_answer=lambda yes: self._guard(self.answer, None, None, yes), sim=self.sim)
+            self.batch = coretrack.Batch(self.device, tr["batch_points"],
+                                         min(tr["batch_s"], coretrack.MAX_SPAN_S))
+        self.camera = self.hardware.camera()
+        self.triggers = self.hardware.triggers(
+            on_press=self._on_press, on_cancel=self._on_cancel, on_motion=self._on_motion,
+            on_call=self._on_call, on_answer=lambda yes: self._guard(self.answer, None, None, yes))
         if "kiosk" in self.profile:
             k = self.profile["kiosk"]
             port = self.kiosk_port if self.kiosk_port is not None else k["port"]
             self.kiosk = Kiosk(self.device, self.board,
                                lambda task, result: self.answer(task, result),
-                               bind=k.get("bind", "127.0.0.1"), port=port).start()
+                               bind=k["bind"], port=port).start()
         self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
-        self.parts.append(Pace(self.status_interval, self._tick_status, "status").start())
-        self.parts.append(Pace(1.0, self._watch_change, "status-change").start())
+        self.timers.append(Pace(self.status_interval, self._tick_status, "status").start())
+        self.timers.append(Pace(1.0, self._watch_change, "status-change").start())
         period = watchdog_period()
         if period:
-            self.parts.append(Pace(period, self._watchdog, "watchdog").start())
+            self.timers.append(Pace(period, self._watchdog, "watchdog").start())
         notify(f"READY=1\nSTATUS=device {self.device} running")
         log.info("device %s (%s) started: data %s, broker %s%s", self.device, self.kind,
-                 self.data_dir, self.broker, ", simulated hardware" if self.sim else "")
+                 self.data_dir, self.broker, ", simulated hardware" if self.hardware.sim else "")
         return self
 
     def _open_map(self):
@@ -187,24 +179,6 @@ class Device:
             raise errors.DeviceError(f"grid map {path}: {exc}") from None
         log.info("grid map %s: %d cells", path, self.gridmap.n_cells)
 
-    def _start_gnss(self):
-        from .gnss import GnssReader
-
-        g = self.profile["gnss"]
-        port = self.gnss_port
-        if port is None and self.sim:
-            from ..sim.replay import Replayer
-
-            self.replayer = Replayer(self.sim_capture, speed=self.sim_speed,
-                                     origin=self.sim_origin, loop=self.sim_loop,
-                                     retime=self.sim_retime).start()
-            port = self.replayer.path
-            log.info("simulated GNSS: %s at x%s through %s", self.replayer.capture.name,
-                     self.sim_speed, port)
-        self.gnss = GnssReader(source=g["source"], port=port or g.get("port"),
-                               baud=g.get("baud", 9600), gpsd=g.get("gpsd", "127.0.0.1:2947"),
-                               on_fix=self._on_fix).start()
-
     def stop(self):
         """Safe shutdown: no new triggers, finish the current write, offline, disconnect."""
         if self.stopping.is_set():
@@ -216,13 +190,11 @@ class Device:
             self.control.stop()
         if self.triggers is not None:
             self.triggers.close()
-        for part in self.parts:
-            part.stop()
+        for timer in self.timers:
+            timer.stop()
         with self.report_lock:        # a report being made is finished and stored first
             if self.gnss is not None:
                 self.gnss.stop()
-            if self.replayer is not None:
-                self.replayer.stop()
             self._flush_track()
         if self.delivery is not None:
             self.delivery.stop()
@@ -230,6 +202,7 @@ class Device:
             self.kiosk.stop()
         if self.camera is not None:
             self.camera.close()
+        self.hardware.close()
         if self.store is not None:
             self.store.close()
         if self._map_file is not None:
@@ -265,22 +238,22 @@ class Device:
         return None
 
     def button(self, name):
-        for b in self.profile.get("buttons", []):
+        for b in self.profile["buttons"]:
             if b["name"] == name:
                 return b
         raise errors.DeviceError(f"no button {name!r}")
 
     def _on_press(self, name):
         b = self.button(name)
-        self._guard(self.report, "button", b["kind"], b["code"], b.get("text", ""))
+        self._guard(self.report, "button", b["kind"], b["code"], b["text"])
 
     def _on_motion(self):
         p = self.profile["pir"]
-        self._guard(self.report, "sensor", p["kind"], p["code"], p.get("text", ""))
+        self._guard(self.report, "sensor", p["kind"], p["code"], p["text"])
 
     def _on_call(self):
         c = self.profile["call_button"]
-        self._guard(self.report, "operator", c["kind"], c["code"], c.get("text", ""))
+        self._guard(self.report, "operator", c["kind"], c["code"], c["text"])
 
     def _on_cancel(self, name):
         self._guard(self.cancel_last)
@@ -303,7 +276,7 @@ class Device:
             shot = self._photo(fix) if photo and self.camera is not None else None
             seq = self.store.next_seq()
             if self.fixed is not None:
-                grid = self.profile.get("grid")
+                grid = self.profile["grid"]
             elif fix is not None and self.gridmap is not None:
                 grid = self.gridmap.locate(fix.lon, fix.lat)
             else:
@@ -332,7 +305,7 @@ class Device:
 
     def _photo(self, fix):
         """(sha256, bytes, path) of a new photo stored in the data dir."""
-        conf = self.profile.get("camera", {})
+        conf = self.profile["camera"]
         when = time.time()
         fixd = None
         if self.fixed is not None:
@@ -341,8 +314,7 @@ class Device:
             fixd = {"lat": fix.lat, "lon": fix.lon, "alt": fix.alt, "hdop": fix.hdop}
         img = self.camera.capture()
         data, _q = cam.encode_jpeg(
-            img, (conf.get("width", 1280), conf.get("height", 960)),
-            conf.get("max_bytes", cam.DEFAULT_MAX_BYTES),
+            img, (conf["width"], conf["height"]), conf["max_bytes"],
             exif=cam.exif_bytes(fixd, when, self.device))
         sha = hashlib.sha256(data).hexdigest()
         path = self.store.save_photo(sha, data)
@@ -473,31 +445,36 @@ class Device:
                "delivery": dict(d.counters) if d else None, "counters": dict(self.counters),
                "tasks": self.board.open(), "inputs": self.triggers.names if self.triggers else [],
                "kiosk": f"http://127.0.0.1:{self.kiosk.port}/" if self.kiosk else None,
-               "sim": self.sim}
+               "sim": self.hardware.sim, **self.hardware.status(), "alive": self.parts_alive()}
         age = process_age()
         if self.gnss is not None and self.gnss.first_read_at is not None and age is not None:
             out["first_gnss_read_s"] = round(age - (time.monotonic()
                                                     - self.gnss.first_read_at), 3)
-        if self.replayer is not None:
-            out["replay"] = {"capture": str(self.replayer.capture), "pty": self.replayer.path,
-                             "lines": self.replayer.sent_lines, "rounds": self.replayer.rounds}
         return out
 
+    def parts(self):
+        """{name: part} of every running part that answers ``is_alive()``."""
+        named = {"store": self.store, "delivery": self.delivery, "gnss": self.gnss,
+                 "camera": self.camera, "triggers": self.triggers, "kiosk": self.kiosk,
+                 "control": self.control}
+        named.update((f"timer:{t.name}", t) for t in self.timers)
+        return {name: part for name, part in named.items() if part is not None}
+
+    def parts_alive(self):
+        """{name: bool}: each part's own ``is_alive()``."""
+        return {name: bool(part.is_alive()) for name, part in self.parts().items()}
+
     def alive(self):
-        """True while every worker thread runs (what the systemd watchdog vouches for)."""
-        threads = [self.delivery._thread]
-        if self.gnss is not None:
-            threads.append(self.gnss._thread)
-        if self.control is not None:
-            threads.append(self.control._thread)
-        return all(t.is_alive() for t in threads)
+        """True while every part is alive (what the systemd watchdog vouches for)."""
+        return all(self.parts_alive().values())
 
     def _watchdog(self):
-        if self.alive():
+        alive = self.parts_alive()
+        if all(alive.values()):
             notify("WATCHDOG=1")
         else:
-            log.error("a worker thread died; withholding the watchdog ping so systemd "
-                      "restarts the device")
+            log.error("%s stopped; withholding the watchdog ping so systemd restarts the "
+                      "device", ", ".join(name for name, ok in alive.items() if not ok))
 
     def _watch_change(self):
         """A status goes out on change too: GNSS state, fix mode, open tasks."""
@@ -526,7 +503,7 @@ class Device:
                     "last": self.last_button}
         if cmd == "report":
             b = self.button(req["input"])
-            rep = self.report("button", b["kind"], b["code"], b.get("text", ""))
+            rep = self.report("button", b["kind"], b["code"], b["text"])
             return {"report": rep["id"]}
         if cmd == "tasks":
             return {"tasks": self.board.open()}

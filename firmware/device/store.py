@@ -48,6 +48,7 @@ class Store:
         (self.dir / "outbox").mkdir(parents=True, exist_ok=True)
         (self.dir / "photos").mkdir(exist_ok=True)
         self.lock = threading.RLock()
+        self.closed = False
         self.outbox = ob.Outbox(str(self.dir / "outbox"), max_bytes=max_outbox_bytes,
                                 on_problem=self._problem)
         try:
@@ -159,8 +160,13 @@ class Store:
     def save_json(self, name, obj):
         write_durable(self.dir / name, json.dumps(obj, ensure_ascii=False, indent=1).encode())
 
+    def is_alive(self):
+        """True until closed: the outbox takes records."""
+        return not self.closed
+
     def close(self):
         with self.lock:
+            self.closed = True
             self.outbox.close()
 
 

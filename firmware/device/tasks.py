@@ -145,6 +145,9 @@ class Kiosk:
         log.info("kiosk page on http://127.0.0.1:%d/", self.port)
         return self
 
+    def is_alive(self):
+        return self._thread.is_alive()
+
     def stop(self):
         self.server.shutdown()
         self.server.server_close()

@@ -1,10 +1,11 @@
-"""Buttons and sensors through gpiozero; simulation swaps in gpiozero's MockFactory.
+"""Buttons and sensors through gpiozero, built over the pin factory the hardware gives.
 
 A short press (released before ``hold_s``) makes one report with the button's class.  A
 long press (held ``hold_s``) cancels instead: the runtime drops the last button report if
 it is still within its grace period.  The PIR sensor makes a report on motion (at most
 once per ``cooldown_s``), the call button an operator report, the operator buttons
-answer the open task.
+answer the open task.  On gpiozero's ``MockFactory`` (the sim backend) ``simulate``
+presses them from software.
 """
 
 import logging
@@ -14,40 +15,32 @@ import time
 log = logging.getLogger("gridlink.device.triggers")
 
 
-def pin_factory(sim):
-    """MockFactory pins in simulation, else gpiozero's default (lgpio on a Pi 5 / 4)."""
-    if not sim:
-        return None
-    from gpiozero.pins.mock import MockFactory
-
-    return MockFactory()
-
-
 class Triggers:
     """The profile's inputs wired to callbacks: ``on_press(name)``, ``on_cancel(name)``,
-    ``on_motion()``, ``on_call()``, ``on_answer(yes)``."""
+    ``on_motion()``, ``on_call()``, ``on_answer(yes)``; ``pin_factory`` None is gpiozero's
+    default (lgpio on a Pi 5 / 4)."""
 
-    def __init__(self, profile, *, on_press, on_cancel, on_motion, on_call, on_answer,
-                 sim=False):
+    def __init__(self, profile, *, pin_factory=None, on_press, on_cancel, on_motion, on_call,
+                 on_answer):
         from gpiozero import Button, MotionSensor
 
-        self.factory = pin_factory(sim)
-        press = profile.get("press", {})
-        bounce = press.get("bounce_time_s", 0.05) or None
-        self.hold_s = press.get("hold_s", 2.0)
+        self.factory = pin_factory
+        press = profile["press"]
+        bounce = press["bounce_time_s"] or None
+        self.hold_s = press["hold_s"]
         self.devices = {}
         self._held = {}
         self._closed = False
         kw = {"pin_factory": self.factory} if self.factory is not None else {}
-        for b in profile.get("buttons", []):
+        for b in profile["buttons"]:
             btn = Button(b["pin"], pull_up=True, bounce_time=bounce, hold_time=self.hold_s, **kw)
             name = b["name"]
             btn.when_pressed = lambda n=name: self._held.__setitem__(n, False)
             btn.when_held = lambda n=name: self._on_held(n, on_cancel)
             btn.when_released = lambda n=name: self._on_released(n, on_press)
             self.devices[name] = btn
-        ops = profile.get("operator_buttons")
-        if ops:
+        if "operator_buttons" in profile:
+            ops = profile["operator_buttons"]
             for name, yes in (("yes", True), ("no", False)):
                 btn = Button(ops[name], pull_up=True, bounce_time=bounce, **kw)
                 btn.when_pressed = lambda y=yes: on_answer(y)
@@ -57,7 +50,7 @@ class Triggers:
             btn.when_pressed = lambda: on_call()
             self.devices["call"] = btn
         if "pir" in profile:
-            cooldown = profile["pir"].get("cooldown_s", 60)
+            cooldown = profile["pir"]["cooldown_s"]
             pir = MotionSensor(profile["pir"]["pin"], pull_up=False, **kw)
             last = [None]
 
@@ -88,9 +81,11 @@ class Triggers:
 
     def simulate(self, name, hold=False):
         """Press (or hold) a button, or trip the PIR, on the mock pins (simulation only)."""
+        from gpiozero.pins.mock import MockFactory
+
         from ..errors import DeviceError
 
-        if self.factory is None:
+        if not isinstance(self.factory, MockFactory):
             raise DeviceError("pressing buttons from software works only in simulation (--sim)")
         dev = self.devices.get(name)
         if dev is None:
@@ -106,25 +101,31 @@ class Triggers:
         pin.drive_high()
         time.sleep(0.02)
 
+    def is_alive(self):
+        """True while every input is open (none was closed under the device)."""
+        return not self._closed and not any(dev.closed for dev in self.devices.values())
+
     def close(self):
+        """Close the inputs; their pin factory belongs to the hardware, which closes it."""
         self._closed = True
         for dev in self.devices.values():
             dev.close()
-        if self.factory is not None:
-            self.factory.close()
 
 
 class Pace:
     """A tiny helper to run ``fn`` every ``period`` seconds in a daemon thread."""
 
     def __init__(self, period, fn, name):
-        self.period, self.fn = period, fn
+        self.period, self.fn, self.name = period, fn, name
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
 
     def start(self):
         self._thread.start()
         return self
+
+    def is_alive(self):
+        return self._thread.is_alive()
 
     def _run(self):
         while not self._stop.wait(self.period):

@@ -319,7 +319,7 @@ class Replayer:
             if not self.loop:
                 return
 
-    def running(self):
+    def is_alive(self):
         """True until the capture has been written (for ever with ``loop``)."""
         return self._thread.is_alive()
 
