@@ -111,7 +111,7 @@ class SimRig:
         # the capture's own times: the test compares them with gpsd's oracle
         rep = Replayer(capture, speed=speed, max_gap_s=1.0, retime=False)
         try:
-            yield Feed(rep.path, rep.start, rep.running)
+            yield Feed(rep.path, rep.start, rep.is_alive)
         finally:
             rep.stop()
 
