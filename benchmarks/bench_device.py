@@ -124,7 +124,7 @@ def device_process(folder, presses):
     """(RSS MB of a running simulated device, start → first GNSS read s)."""
     from gridlink.firmware.device.control import request
 
-    from tests.brokers import Mosquitto
+    from tests.support.brokers import Mosquitto
 
     workdir = Path(folder) / "broker"
     with Mosquitto(workdir) as broker:

@@ -108,7 +108,7 @@ def run_bbox_only(tree, points):
 
 
 def micropython(n_points):
-    from tests.mpy_wasm import available, run_micropython
+    from tests.support.mpy_wasm import available, run_micropython
 
     if not available():
         return {"skipped": "MicroPython WebAssembly port not installed (.ci/setup)"}
