@@ -37,8 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from gridlink.gateway.clock import epoch_from_iso  # noqa: E402
 from gridlink.gateway.store import open_store  # noqa: E402
+from gridlink.mosquitto import Mosquitto  # noqa: E402
 
-from tests.support.brokers import Mosquitto  # noqa: E402
 from tests.support.gateway_rig import (  # noqa: E402
     GatewayProcess,
     Publisher,

@@ -73,8 +73,7 @@ class SimRig:
         from gpiozero import DigitalOutputDevice
         from gpiozero.pins.mock import MockFactory
         from gridlink.flash.simboard import SimBoard
-
-        from tests.support.brokers import Mosquitto
+        from gridlink.mosquitto import Mosquitto
 
         self.workdir = Path(workdir)
         self.broker = Mosquitto(self.workdir / "broker").start()

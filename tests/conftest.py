@@ -1,6 +1,6 @@
 import pytest
+from gridlink.mosquitto import Mosquitto
 
-from tests.support.brokers import Mosquitto
 from tests.support.mpy_wasm import available as micropython_available
 from tests.support.pki import make_pki
 

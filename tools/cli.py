@@ -16,19 +16,21 @@ COMMANDS = {
     "grid": ("gridlink.firmware.grid_cli", "compile grid maps and locate points on them"),
     "device": ("gridlink.firmware.device.cli", "check device profiles and run a field device"),
     "gateway": ("gridlink.gateway.cli", "run the district-centre gateway"),
-    "demo": ("gridlink.gateway.demo", "run the district demo: broker, gateway, simulated fleet"),
+    "demo": ("gridlink.demo.cli", "run the district demo: broker, gateway, simulated fleet"),
     "flash": ("gridlink.flash.cli", "build, flash, provision and self-test devices"),
 }
 
 
 def _known_errors():
     """The packages' exception bases: these print as one clear line, not a traceback."""
+    from gridlink.demo.errors import DemoError
     from gridlink.firmware.core.errors import CoreError
     from gridlink.firmware.errors import DeviceError
     from gridlink.flash.errors import FlashError
     from gridlink.gateway.errors import GatewayError
+    from gridlink.mosquitto import MosquittoError
 
-    return (CoreError, DeviceError, GatewayError, FlashError)
+    return (CoreError, DeviceError, GatewayError, FlashError, DemoError, MosquittoError)
 
 
 def build_parser(command=None):

@@ -22,8 +22,8 @@ from gridlink.firmware.core.track import distance_m
 from gridlink.firmware.device.camera import exif_position
 from gridlink.firmware.device.profile import load_profile
 from gridlink.firmware.sim.replay import find_capture, open_pty, read_capture
+from gridlink.mosquitto import Mosquitto
 
-from tests.support.brokers import Mosquitto
 from tests.support.device_rig import DeviceProc, GatewayAcker
 from tests.support.waiting import wait_until
 

@@ -16,9 +16,9 @@ from gridlink.firmware.device import camera
 from gridlink.firmware.device.delivery import Backoff, Delivery, parse_broker
 from gridlink.firmware.device.store import PHOTO, REPORT, Store
 from gridlink.firmware.errors import DeviceError
+from gridlink.mosquitto import free_port
 from PIL import Image
 
-from tests.support.brokers import free_port
 from tests.support.device_rig import GatewayAcker
 from tests.support.waiting import wait_until
 

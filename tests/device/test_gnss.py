@@ -12,8 +12,8 @@ import pytest
 from gridlink.firmware.core.nmea import decode
 from gridlink.firmware.device.gnss import GnssReader
 from gridlink.firmware.sim.replay import find_capture, read_capture
+from gridlink.mosquitto import free_port
 
-from tests.support.brokers import free_port
 from tests.support.waiting import wait_until
 
 CAPTURE = find_capture("nmea-rtk.log")

@@ -6,8 +6,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from gridlink.mosquitto import Mosquitto, free_port
 
-from tests.support.brokers import Mosquitto, free_port
 from tests.support.device_rig import DeviceProc, GatewayAcker
 from tests.support.waiting import wait_until
 

@@ -12,8 +12,8 @@ from gridlink.flash import pki, targets
 from gridlink.flash.errors import FlashError
 from gridlink.flash.provision import Spec, SpecError, provision
 from gridlink.flash.selftest import selftest
+from gridlink.mosquitto import Mosquitto, free_port
 
-from tests.support.brokers import Mosquitto, free_port
 from tests.support.paths import ROOT
 
 OBJECT = "41010601002000123"

@@ -8,10 +8,10 @@ import paho.mqtt.client as mqtt
 import pytest
 from gridlink.gateway.mqtt import TLSFiles
 from gridlink.gateway.service import Gateway
+from gridlink.mosquitto import BrokerTLS, Mosquitto
 
 from tests.support.gateway_rig import (
     Publisher,
-    ShippedBroker,
     answers,
     count,
     encode,
@@ -27,7 +27,8 @@ pytestmark = pytest.mark.broker
 
 @pytest.fixture
 def broker(tmp_path, pki):
-    with ShippedBroker(tmp_path / "broker", pki) as b:
+    tls = BrokerTLS(pki / "ca.crt", pki / "broker.crt", pki / "broker.key")
+    with Mosquitto(tmp_path / "broker", shipped=True, tls=tls) as b:
         yield b
 
 

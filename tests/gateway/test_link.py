@@ -10,12 +10,11 @@ import paho.mqtt.client as mqtt
 import pytest
 from gridlink.gateway import wire
 from gridlink.gateway.link import BrokerLink
+from gridlink.mosquitto import Mosquitto
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-
-from tests.support.brokers import Mosquitto
 
 # -- codec ---------------------------------------------------------------------------------
 

@@ -11,8 +11,8 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+from gridlink.mosquitto import free_port
 
-from tests.support.brokers import Mosquitto, free_port
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
 
@@ -226,54 +226,6 @@ class GatewayProcess:
         self.terminate()
         self.kill()
         self._out.close()
-
-
-# -- the shipped broker configuration, with TLS client certificates ---------------------
-
-BROKER_DIR = ROOT / "gateway" / "broker"
-
-
-def render_shipped_config(workdir, pki, port):
-    """The shipped mosquitto.conf with only paths, port and logging pointed at ``workdir``."""
-    workdir, pki = Path(workdir), Path(pki)
-    override = {
-        "listener": f"listener {port} 127.0.0.1",
-        "cafile": f"cafile {pki / 'ca.crt'}",
-        "certfile": f"certfile {pki / 'broker.crt'}",
-        "keyfile": f"keyfile {pki / 'broker.key'}",
-        "acl_file": f"acl_file {workdir / 'gridlink.acl'}",
-        "persistence_location": f"persistence_location {workdir}/",
-        "log_dest": f"log_dest file {workdir / 'mosquitto.log'}",
-    }
-    lines = []
-    for line in (BROKER_DIR / "mosquitto.conf").read_text().splitlines():
-        key = line.split(" ", 1)[0]
-        lines.append(override.get(key, line))
-    # test processes may run as root: keep mosquitto as this user so it can read the
-    # keys and write the log and store in the test's private folder
-    import getpass
-
-    lines.append(f"user {getpass.getuser()}")
-    (workdir / "gridlink.acl").write_text((BROKER_DIR / "gridlink.acl").read_text())
-    conf = workdir / "mosquitto.conf"
-    conf.write_text("\n".join(lines) + "\n")
-    return conf
-
-
-class ShippedBroker(Mosquitto):
-    """Mosquitto running the shipped configuration on a free port (stop/start keep it)."""
-
-    def __init__(self, workdir, pki):
-        self.workdir = Path(workdir)
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        self.pki = Path(pki)
-        self.port = free_port()
-        self.conf = render_shipped_config(self.workdir, self.pki, self.port)
-        self.proc = None
-
-    @property
-    def url(self):
-        return f"mqtts://127.0.0.1:{self.port}"
 
 
 class TcpProxy:

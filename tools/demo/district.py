@@ -1,29 +1,30 @@
-"""``gridlink demo``: a whole district on one machine — broker, gateway, simulated fleet.
+"""The district of ``gridlink demo``: a whole district on one machine — broker, gateway,
+simulated fleet.
 
 Starts Mosquitto on a free local port, the gateway on SQLite with the intake board, several
 simulated patrol vehicles replaying a real NMEA capture moved onto 上街区 (410106) and a
 fixed street terminal (each a ``gridlink device run --sim`` child process), then presses
 their buttons on a schedule and sends a 核实 task now and then, which the vehicle answers.
 A live summary line shows reports triggered / committed, the pending queue and devices
-online.  Ctrl-C (or ``--duration``) stops everything: devices first (their outboxes flush
-or persist), then the gateway, then the broker; no child is left behind.
+online.  Stopping stops everything: devices first (their outboxes flush or persist), then
+the gateway, then the broker; no child is left behind.
 """
 
 import contextlib
-import getpass
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
-from .errors import GatewayError
+from gridlink.mosquitto import BrokerTLS, Mosquitto
+
+from .errors import DemoError
+from .pki import DemoPKI
 
 DISTRICT = "410106"
 # Starting points of the simulated vehicles inside 上街区 (lat, lon): 济源路, 中心路, 新安路,
@@ -35,85 +36,10 @@ PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
 # a vehicle whose capture is missing replays the profile's bundled one.
 CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg25-g.log",
             "st-teseo-liv4f.log", "beidou-bd.log")
-# Settings of the shipped broker config that name a deployment's files and port: the demo
-# points them at its own.  Without TLS (--plain) the certificate settings go too.
-LOCAL_KEYS = {"listener", "cafile", "capath", "certfile", "keyfile", "acl_file",
-              "persistence_location", "log_dest"}
-TLS_KEYS = {"protocol", "require_certificate", "use_identity_as_username", "tls_version",
-            "allow_anonymous", "per_listener_settings"}
 GATEWAY_IDENTITY = "gridlink-gateway"  # the certificate CN the shipped ACL grants
 
 
-class DemoError(GatewayError):
-    """The demo cannot start: a missing program, a bad option, a child that died at once."""
-
-
-def register(parser):
-    parser.add_argument("--duration", type=float, metavar="S",
-                        help="stop after S seconds (default: run until Ctrl-C)")
-    parser.add_argument("--data", metavar="DIR",
-                        help="keep the store, photos and device state here (default: a temp "
-                             "dir removed on exit)")
-    parser.add_argument("--vehicles", type=int, default=3, help="simulated patrol vehicles (1-6)")
-    parser.add_argument("--no-terminal", action="store_true", help="no fixed street terminal")
-    parser.add_argument("--http", default="127.0.0.1:0", metavar="HOST:PORT",
-                        help="where to serve the intake board (default: a free local port)")
-    parser.add_argument("--press-every", type=float, default=4.0, metavar="S",
-                        help="seconds between scripted button presses")
-    parser.add_argument("--task-every", type=float, default=15.0, metavar="S",
-                        help="seconds between scripted 核实 tasks (0: none)")
-    parser.add_argument("--speed", type=float, default=4.0,
-                        help="NMEA replay speed factor of the vehicles")
-    parser.add_argument("--map", help="compiled grid map (.glgm; default: the shipped 上街区 map)")
-    parser.add_argument("--plain", action="store_true",
-                        help="plain MQTT without certificates (default: mutual TLS with a "
-                             "demo CA and the shipped ACL)")
-    parser.add_argument("--quiet", action="store_true", help="no live summary line")
-    parser.set_defaults(func=cmd_demo)
-
-
-def cmd_demo(args):
-    if not 1 <= args.vehicles <= len(ORIGINS):
-        raise DemoError(f"--vehicles: 1 to {len(ORIGINS)}")
-    if args.press_every <= 0:
-        raise DemoError("--press-every: more than 0 seconds")
-    stop = threading.Event()
-    previous = {sig: signal.signal(sig, lambda *_: stop.set())
-                for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        with District(args) as district:
-            print(f"intake board: {district.board_url}/", flush=True)
-            print(f"broker: {district.broker_url}  data: {district.data}", flush=True)
-            district.run(stop, duration=args.duration, live=not args.quiet)
-            district.stop_devices()
-            summary = district.summary()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-    print("stopped cleanly: " + summary.line(), flush=True)
-    return 0
-
-
 # ---------------------------------------------------------------- pieces
-
-
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
-def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc is not None and proc.poll() is not None:
-            raise DemoError(f"{proc.args[0]} exited with status {proc.returncode} at start")
-        try:
-            with socket.create_connection((host, port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise DemoError(f"nothing listens on {host}:{port} after {timeout:.0f}s")
 
 
 def _die_with_parent():
@@ -148,90 +74,6 @@ def stop_child(proc, timeout=10.0):
             proc.kill()
             proc.wait()
     proc.log_file.close()
-
-
-def broker_config(port, workdir, pki=None):
-    """The project's Mosquitto config (gateway/broker/mosquitto.conf) on a local port.
-
-    Every setting of the shipped file is kept — persistence, the unlimited queue for the
-    gateway's session, in-flight window, packet size, session expiry and, with ``pki``
-    (a :class:`DemoPKI`), mutual TLS with certificate identities confined by the shipped
-    ACL (gateway/broker/gridlink.acl) — except the port, the file paths and the logs,
-    which point into ``workdir``.  Without ``pki`` the listener is plain and anonymous
-    (``--plain``), on 127.0.0.1 only either way.
-    """
-    from importlib import resources
-
-    folder = resources.files("gridlink.gateway") / "broker"
-    shipped = folder / "mosquitto.conf"
-    drop = LOCAL_KEYS if pki else LOCAL_KEYS | TLS_KEYS
-    # the listener's own lines go where the shipped listener is (settings after a
-    # listener line belong to it)
-    listener = [f"listener {port} 127.0.0.1"]
-    if pki:
-        listener += [f"cafile {pki.ca}", f"certfile {pki.cert('broker')}",
-                     f"keyfile {pki.key('broker')}"]
-    lines = [f"# from {shipped}, adapted by gridlink demo"]
-    for line in shipped.read_text(encoding="utf-8").splitlines():
-        setting = line.split("#", 1)[0].split()
-        if setting and setting[0] == "listener" and listener:
-            lines += listener
-            listener = []
-        elif setting and setting[0] not in drop:
-            lines.append(line)
-    # global settings (per_listener_settings is false): their place does not matter
-    # started as root, Mosquitto would switch to the "mosquitto" user, which cannot read
-    # the demo's keys or write its folder: stay the user who runs the demo
-    lines += [*listener, f"user {getpass.getuser()}", f"persistence_location {workdir}/",
-              f"log_dest file {workdir}/mosquitto.log",
-              f"acl_file {folder / 'gridlink.acl'}" if pki else "allow_anonymous true"]
-    return "\n".join(lines) + "\n"
-
-
-class DemoPKI:
-    """A throw-away district CA with certificates for the broker, gateway and devices."""
-
-    def __init__(self, folder):
-        from gridlink.flash import pki
-
-        self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.ca = self.folder / "ca.pem"
-        if not self.ca.exists():
-            key, crt = pki.make_ca("gridlink demo CA")
-            _write_private(self.folder / "ca.key", key)
-            self.ca.write_bytes(crt)
-        self.issue("broker", hosts=("127.0.0.1", "localhost"))
-
-    def cert(self, cn):
-        return self.folder / f"{cn}.pem"
-
-    def key(self, cn):
-        return self.folder / f"{cn}.key"
-
-    def issue(self, cn, hosts=()):
-        """A certificate for ``cn`` (a device id, the gateway), kept across runs."""
-        from gridlink.flash import pki
-
-        if not self.cert(cn).exists():
-            key, crt = pki.sign_device(cn, self.ca, self.folder / "ca.key", hosts=hosts)
-            _write_private(self.key(cn), key)
-            self.cert(cn).write_bytes(crt)
-        return self.cert(cn), self.key(cn)
-
-
-def _write_private(path, data):
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-
-
-def mosquitto_exe():
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto"
-                                        if os.path.exists("/usr/sbin/mosquitto") else None)
-    if exe is None:
-        raise DemoError("mosquitto not found: install it (Debian: apt install mosquitto)")
-    return exe
 
 
 def capture_path(name):
@@ -309,22 +151,22 @@ class District:
     def _start_broker(self):
         workdir = self.data / "broker"
         workdir.mkdir(exist_ok=True)
-        self.broker_port = free_port()
-        conf = workdir / "mosquitto.conf"
         self.pki = None if self.args.plain else DemoPKI(self.data / "pki")
-        conf.write_text(broker_config(self.broker_port, workdir, self.pki))
-        self.broker = spawn([mosquitto_exe(), "-c", str(conf)], workdir / "stdout.log")
-        self._event("started", name="mosquitto", pid=self.broker.pid)
-        wait_port(self.broker_port, proc=self.broker)
+        tls = None
+        if self.pki is not None:
+            tls = BrokerTLS(self.pki.ca, self.pki.cert("broker"), self.pki.key("broker"))
+        broker = Mosquitto(workdir, shipped=True, tls=tls, preexec_fn=_die_with_parent)
+        self.broker = broker.start()  # on failure it has reaped its child already
+        self.broker_pid = broker.proc.pid
+        self._event("started", name="mosquitto", pid=self.broker_pid)
 
     @property
     def broker_url(self):
-        scheme = "mqtt" if self.pki is None else "mqtts"
-        return f"{scheme}://127.0.0.1:{self.broker_port}"
+        return self.broker.url
 
     def _start_gateway(self):
-        from .mqtt import TLSFiles
-        from .service import Gateway
+        from gridlink.gateway.mqtt import TLSFiles
+        from gridlink.gateway.service import Gateway
 
         tls = None
         if self.pki is not None:
@@ -411,8 +253,8 @@ class District:
             self.gateway.stop()
             self.gateway = None
         if self.broker is not None:
-            stop_child(self.broker)
-            self._event("stopped", name="mosquitto", pid=self.broker.pid)
+            self.broker.stop()
+            self._event("stopped", name="mosquitto", pid=self.broker_pid)
             self.broker = None
         self.events.close()
         if self._tmp:
@@ -456,9 +298,9 @@ class District:
             print()
 
     def _check_children(self):
-        if self.broker.poll() is not None:
-            raise DemoError(f"mosquitto exited ({self.broker.returncode}); see "
-                            f"{self.data / 'broker' / 'mosquitto.log'}")
+        if not self.broker.alive():
+            raise DemoError(f"mosquitto exited ({self.broker.proc.returncode}); see "
+                            f"{self.broker.log_path}")
         for device, (proc, ddir, _) in self.devices.items():
             if proc.poll() is not None:
                 tail = (ddir / "device.log").read_text(errors="replace")[-800:]
