@@ -11,9 +11,9 @@ import sys
 
 # command name → (module that registers it, one-line help)
 COMMANDS = {
-    "nmea": ("gridlink.firmware.nmea_cli", "decode NMEA 0183 captures into fixes"),
-    "codes": ("gridlink.firmware.codes_cli", "explain and list grid, component and event codes"),
-    "grid": ("gridlink.firmware.grid_cli", "compile grid maps and locate points on them"),
+    "nmea": ("gridlink.host.nmea_cli", "decode NMEA 0183 captures into fixes"),
+    "codes": ("gridlink.host.codes_cli", "explain and list grid, component and event codes"),
+    "grid": ("gridlink.host.grid_cli", "compile grid maps and locate points on them"),
     "device": ("gridlink.firmware.device.cli", "check device profiles and run a field device"),
     "gateway": ("gridlink.gateway.cli", "run the district-centre gateway"),
     "demo": ("gridlink.demo.cli", "run the district demo: broker, gateway, simulated fleet"),
@@ -28,9 +28,11 @@ def _known_errors():
     from gridlink.firmware.errors import DeviceError
     from gridlink.flash.errors import FlashError
     from gridlink.gateway.errors import GatewayError
+    from gridlink.host.errors import HostError
     from gridlink.mosquitto import MosquittoError
 
-    return (CoreError, DeviceError, GatewayError, FlashError, DemoError, MosquittoError)
+    return (CoreError, DeviceError, GatewayError, FlashError, HostError, DemoError,
+            MosquittoError)
 
 
 def build_parser(command=None):

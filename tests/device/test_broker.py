@@ -39,7 +39,7 @@ def shapely_grid():
     (EPSG:4547 metres, reprojected with pyproj), the same covers / smallest-code rule."""
     import numpy as np
     import shapely
-    from gridlink.firmware.maps.make_shangjie import make_layer
+    from gridlink.host.make_shangjie import make_layer
     from pyproj import Transformer
     from shapely import STRtree
     from shapely.geometry import shape

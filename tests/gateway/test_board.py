@@ -45,8 +45,8 @@ def report(grid_map, seq, *, at=(0.5, 0.5), code="06010", text="", photos=()):
 def grid_file(tmp_path):
     """A compiled grid map of a synthetic layer in 上街区 (holes, two-part cells, gaps)."""
     from gridlink.firmware.core.gridmap import GridMap
-    from gridlink.firmware.gridcompile import compile_layer
     from gridlink.firmware.maps.synthetic import SyntheticLayer
+    from gridlink.host.gridcompile import compile_layer
 
     data, _ = compile_layer(SyntheticLayer(cols=12, rows=9, seed=7, holes=0.05).layer)
     path = tmp_path / "grid.glgm"

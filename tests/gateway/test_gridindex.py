@@ -5,8 +5,8 @@ raster's own lines, and off the map."""
 
 import pytest
 from gridlink.firmware.core.gridmap import GridMap, GridMapError
-from gridlink.firmware.gridcompile import compile_layer
 from gridlink.gateway.gridindex import RasterLocator
+from gridlink.host.gridcompile import compile_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

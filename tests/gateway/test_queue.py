@@ -377,8 +377,8 @@ def test_racing_claims_and_decisions_have_one_winner(tmp_path, backend):
 @pytest.fixture(scope="module")
 def grid_map():
     from gridlink.firmware.core.gridmap import GridMap
-    from gridlink.firmware.gridcompile import compile_layer
     from gridlink.firmware.maps.synthetic import SyntheticLayer
+    from gridlink.host.gridcompile import compile_layer
 
     layer = SyntheticLayer(cols=9, rows=7, seed=5, holes=0.15, multis=0.1, triangles=0.1)
     data, _ = compile_layer(layer.layer)

@@ -4,9 +4,9 @@
 
 import pytest
 from gridlink.firmware.core.gridmap import GridMap
-from gridlink.firmware.grid_cli import open_map
-from gridlink.firmware.gridcompile import compile_layer
 from gridlink.firmware.maps.synthetic import SyntheticLayer
+from gridlink.host.grid_cli import open_map
+from gridlink.host.gridcompile import compile_layer
 
 from tests.support.shapely_grid import shapely_reference
 

@@ -7,8 +7,8 @@ import struct
 import pytest
 from gridlink.firmware.core import gridmap as fmt
 from gridlink.firmware.core.gridmap import GridMap, GridMapError, quantise
-from gridlink.firmware.gridcompile import compile_layer
 from gridlink.firmware.maps.synthetic import SyntheticLayer, collection, feature
+from gridlink.host.gridcompile import compile_layer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 

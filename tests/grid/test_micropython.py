@@ -5,9 +5,9 @@ import json
 
 import pytest
 from gridlink.firmware.core.gridmap import GridMap
-from gridlink.firmware.gridcompile import compile_layer
-from gridlink.firmware.maps.make_shangjie import MAP as SAMPLE
 from gridlink.firmware.maps.synthetic import SyntheticLayer
+from gridlink.host.gridcompile import compile_layer
+from gridlink.host.make_shangjie import MAP as SAMPLE
 
 from tests.support.mpy_wasm import run_micropython
 from tests.support.shapely_grid import shapely_reference

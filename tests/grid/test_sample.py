@@ -7,7 +7,7 @@ import pytest
 import shapely
 from gridlink.firmware.core.codes import Codes
 from gridlink.firmware.core.gridmap import GridMap
-from gridlink.firmware.maps import make_shangjie as sj
+from gridlink.host import make_shangjie as sj
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def built(tmp_path_factory):
 def test_the_committed_map_is_what_the_script_makes(built):
     _, data, _ = built
     assert sj.MAP.read_bytes() == data, \
-        "firmware/maps/shangjie.glgm is stale: run python -m gridlink.firmware.maps.make_shangjie"
+        "firmware/maps/shangjie.glgm is stale: run python -m gridlink.host.make_shangjie"
 
 
 def test_the_layer_is_in_gauss_kruger_and_the_map_in_lon_lat(built):

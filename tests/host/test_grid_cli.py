@@ -6,9 +6,9 @@ import sys
 
 import pytest
 from gridlink.cli import main
-from gridlink.firmware.grid_cli import _point_of
-from gridlink.firmware.maps.make_shangjie import MAP as SAMPLE
 from gridlink.firmware.maps.synthetic import collection, feature
+from gridlink.host.grid_cli import _point_of
+from gridlink.host.make_shangjie import MAP as SAMPLE
 from hypothesis import given
 from hypothesis import strategies as st
 

@@ -5,9 +5,9 @@ import json
 import pytest
 from gridlink.firmware.core.codes import Codes
 from gridlink.firmware.core.gridmap import GridMap
-from gridlink.firmware.errors import DeviceError
-from gridlink.firmware.gridcompile import GridCompileError, compile_file, compile_layer
 from gridlink.firmware.maps.synthetic import SyntheticLayer, collection, feature
+from gridlink.host.errors import HostError
+from gridlink.host.gridcompile import GridCompileError, compile_file, compile_layer
 from pyproj import Transformer
 
 X, Y = 1132600000, 347800000
@@ -30,7 +30,7 @@ def geo(kind, coordinates):
 def rejected(layer, **kw):
     with pytest.raises(GridCompileError) as err:
         compile_layer(layer, **kw)
-    assert isinstance(err.value, DeviceError)  # the CLI prints it as one clear line, exit 2
+    assert isinstance(err.value, HostError)  # the CLI prints it as one clear line, exit 2
     return str(err.value)
 
 

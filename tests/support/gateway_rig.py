@@ -34,7 +34,7 @@ def grid_layer():
 
 
 def grid_map_file(folder):
-    from gridlink.firmware.gridcompile import compile_layer
+    from gridlink.host.gridcompile import compile_layer
 
     path = Path(folder) / "grid.glgm"
     if not path.exists():

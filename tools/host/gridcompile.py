@@ -20,7 +20,8 @@ import tempfile
 import zlib
 
 from gridlink.firmware.core import gridmap as fmt
-from gridlink.firmware.errors import DeviceError
+
+from .errors import HostError
 
 TARGET_EPSG = 4490  # CGCS2000 geographic lon/lat: what GNSS gives (≈ WGS 84 at metre level)
 EXACT_DATUMS = ("World Geodetic System 1984", "China 2000")
@@ -28,7 +29,7 @@ MAX_PROBLEMS = 20
 MAX_BUCKETS = 1 << 24
 
 
-class GridCompileError(DeviceError):
+class GridCompileError(HostError):
     """The layer cannot become a grid map; ``problems`` lists each reason."""
 
     def __init__(self, problems):

@@ -72,7 +72,7 @@ def open_map(path, verify=True):
 
 
 def cmd_compile(args):
-    from gridlink.firmware import gridcompile
+    from gridlink.host import gridcompile
 
     codes = None
     if args.divisions:

@@ -1,6 +1,6 @@
 """Make the sample grid map of 上街区 (Zhengzhou Shangjie district, GB/T 2260 410106).
 
-    python -m gridlink.firmware.maps.make_shangjie [--geojson shangjie.geojson] [--map OUT]
+    python -m gridlink.host.make_shangjie [--geojson shangjie.geojson] [--map OUT]
 
 Writes a GIS grid layer as GeoJSON in CGCS2000 / 3-degree Gauss–Krüger CM 114E
 (EPSG:4547, metres, declared in the "crs" member), then compiles it with the same code
@@ -25,6 +25,7 @@ import argparse
 import json
 import os
 import tempfile
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -53,7 +54,8 @@ JITTER = 15.0    # metres, at most, a lattice node moves
 CRS = "EPSG:4547"
 CODE_PROPERTY = "DYWGBSM"  # 单元网格标识码
 SEED = 410106
-MAP = Path(__file__).with_name("shangjie.glgm")
+# the shipped map, in the package gridlink.firmware.maps (firmware/maps/ in a checkout)
+MAP = Path(str(resources.files("gridlink.firmware.maps") / "shangjie.glgm"))
 
 
 def lattice(rng):
@@ -158,14 +160,14 @@ def make_layer(seed=SEED):
 
 def build(geojson_path, map_path, seed=SEED):
     """Write the layer to ``geojson_path`` and compile it to ``map_path``; the stats."""
-    from gridlink.firmware import gridcompile
+    from gridlink.firmware import codebooks
     from gridlink.firmware.core.codes import Codes
+    from gridlink.host import gridcompile
 
     layer = make_layer(seed)
     with open(geojson_path, "w", encoding="utf-8") as f:
         json.dump(layer, f, ensure_ascii=False, separators=(",", ":"))
-    table = Path(__file__).resolve().parent.parent / "codebooks" / "divisions.json"
-    codes = Codes(divisions=json.loads(table.read_text(encoding="utf-8")))
+    codes = Codes(divisions=codebooks.load_divisions())
     return gridcompile.compile_file(geojson_path, map_path, code_property=CODE_PROPERTY,
                                     codes=codes)
 
