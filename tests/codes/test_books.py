@@ -4,14 +4,14 @@ import csv
 import io
 import json
 import re
-from pathlib import Path
 
 import pytest
 from gridlink.firmware import codebooks
 from gridlink.firmware.codebooks import build
 from gridlink.firmware.core.codes import CodeBook, CodeError, Divisions
 
-SHARED_CSV = Path("/work/shared/data/codes/classes.csv")
+from tests.support.shared import shared_file
+
 VENDORED_CSV = build.SOURCES / "classes.csv"
 DATA_FILES = [*codebooks.FILES.values(), codebooks.DIVISIONS_FILE]
 
@@ -29,9 +29,8 @@ CANONICAL = {"CJ/T214-2007": "CJ/T 214-2007", "GB/T30428.2-2013": "GB/T 30428.2-
 
 
 def test_vendored_csv_is_the_shared_csv():
-    if not SHARED_CSV.exists():
-        pytest.skip("the shared data folder is not mounted here")
-    assert VENDORED_CSV.read_bytes() == SHARED_CSV.read_bytes()
+    shared = shared_file("codes", "classes.csv")
+    assert VENDORED_CSV.read_bytes() == shared.read_bytes()
 
 
 def test_shipped_files_equal_a_fresh_build():

@@ -6,9 +6,7 @@ import pytest
 from gridlink.firmware.core.nmea import NmeaDecoder, sentence
 
 from tests.support.mpy_wasm import run_micropython
-from tests.support.paths import ROOT
-
-SHARED = ROOT.parent / "shared" / "data" / "nmea"
+from tests.support.shared import NMEA, nmea_logs, require
 
 # Hand-made vectors for the rules the real logs do not exercise: (options, bytes).
 VECTORS = [
@@ -57,7 +55,8 @@ def decode_cpython(data, options):
 @pytest.mark.micropython
 def test_micropython_decodes_real_logs_and_vectors_exactly_like_cpython():
     files, jobs, expected = {}, [], {}
-    logs = sorted(SHARED.glob("*.log")) if SHARED.is_dir() else []
+    require(NMEA)
+    logs = nmea_logs()
     for i, log in enumerate(logs):
         path = f"/data/log{i}.nmea"
         files[path] = log.read_bytes()
@@ -78,4 +77,4 @@ def test_micropython_decodes_real_logs_and_vectors_exactly_like_cpython():
         assert result["stats"] == want["stats"], result["path"]
         assert result["fixes"] == want["fixes"], result["path"]
         n_fixes += sum(1 for f in result["fixes"] if f["lat"] is not None)
-    assert n_fixes >= (250 if logs else 3)
+    assert n_fixes >= 250

@@ -1,6 +1,7 @@
 """The decoder against gpsd's own output for the same real receiver logs.
 
-For every log in ../shared/data/nmea/ the ``.chk`` beside it holds what gpsd printed:
+For every log in the shared data's nmea/ folder (tests/support/shared.py) the ``.chk``
+beside it holds what gpsd printed:
 each TPV with time, lat and lon (the last one per time) is an epoch gpsd reported
 (the data README's rule).  Our fix for that UTC time must match it: lat/lon within
 1e-7°, speed within 0.01 m/s, track within 0.01°, altitude within 0.01 m, equal mode
@@ -23,12 +24,12 @@ from pathlib import Path
 import pytest
 from gridlink.firmware.core.nmea import NmeaDecoder
 
-from tests.support.paths import ROOT
+from tests.support.shared import NMEA, nmea_logs, require
 
-REPO = ROOT
-SHARED = REPO.parent / "shared" / "data" / "nmea"
+SHARED = NMEA
 DIFFERENCES = Path(__file__).with_name("data") / "oracle_differences.json"
-LOGS = sorted(p.name for p in SHARED.glob("*.log")) if SHARED.is_dir() else []
+# with the folder missing, one placeholder test fails naming it (never a silent skip)
+LOGS = [p.name for p in nmea_logs()] or ["(no shared logs)"]
 AGREEMENT = 0.995
 
 
@@ -121,7 +122,9 @@ def key(d):
     return (d["log"], d["time"], d["field"], d["kind"])
 
 
-pytestmark = pytest.mark.skipif(not LOGS, reason=f"shared NMEA data not found at {SHARED}")
+@pytest.fixture(autouse=True, scope="module")
+def shared_logs():
+    require(SHARED)
 
 
 @pytest.mark.parametrize("name", LOGS)

@@ -3,34 +3,23 @@ round-trip and catch every single-byte change."""
 
 from itertools import pairwise
 
+import pytest
 from gridlink.firmware.core.nmea import NmeaDecoder, checksum, sentence
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.support.paths import ROOT
+from tests.support.shared import NMEA, nmea_logs, require
 
-SHARED = ROOT.parent / "shared" / "data" / "nmea"
-FALLBACK = [
-    b"$GPGGA,030131.00,2638.1728,N,08011.3893,W,1,06,1.5,00016,M,-0028,M,,*56",
-    b"$GPRMC,030131.0,A,2638.1728,N,08011.3893,W,0.00,219.6,010413,,*20",
-    b"$GPGSA,A,3,08,07,11,28,17,26,,,,,,,02.6,01.5,02.1*06",
-    b"$GPGSV,3,3,11,20,09,138,36,13,04,183,51,32,03,113,44,,,,*44",
-    b"$GPGLL,2638.1750,N,08011.3902,W,030132.000,A,A*44",
-]
+# the real logs (a test fails, naming the folder, when they are missing)
+CAPTURES = [p.read_bytes() for p in nmea_logs()]
+LINES = [line for data in CAPTURES for line in data.splitlines() if line[:1] == b"$"]
 
 
-def real_lines():
-    if not SHARED.is_dir():
-        return FALLBACK
-    lines = []
-    for path in sorted(SHARED.glob("*.log")):
-        lines.extend(line for line in path.read_bytes().splitlines() if line[:1] == b"$")
-    return lines
+@pytest.fixture(autouse=True, scope="module")
+def shared_logs():
+    require(NMEA)
 
 
-LINES = real_lines()
-CAPTURES = ([p.read_bytes() for p in sorted(SHARED.glob("*.log"))] if SHARED.is_dir()
-            else [b"\r\n".join(FALLBACK * 5)])
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 

@@ -18,11 +18,12 @@ CAPTURES = ["nmea-rtk.log", "ublox-8.log", "quectel-eg25-g.log", "beidou-bd.log"
             "gp-320fw-2019-04-07-coldboot.log"]
 
 
-def available(name):
+def shared_capture(name):
+    """A real capture by name; the test fails (naming where it looked) when it is missing."""
     try:
         return replay.find_capture(name)
-    except DeviceError:
-        return None
+    except DeviceError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 def test_bundled_capture_is_the_gpsd_file_with_its_licence():
@@ -39,9 +40,7 @@ def test_unknown_capture_names_the_bundled_ones():
 
 @pytest.mark.parametrize("name", CAPTURES)
 def test_translation_keeps_the_receivers_motion_and_noise(name):
-    path = available(name)
-    if path is None:
-        pytest.skip(f"{name} not in ../shared")
+    path = shared_capture(name)
     lines = replay.read_capture(path)
     moved = replay.translate(lines, ORIGIN)
     assert len(moved) == len(lines)
@@ -80,9 +79,7 @@ def test_same_fixes_with_and_without_translation_apart_from_position():
 
 @pytest.mark.parametrize("name", ["nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log"])
 def test_retiming_moves_every_epoch_by_the_same_whole_seconds(name):
-    path = available(name)
-    if path is None:
-        pytest.skip(f"{name} not in ../shared")
+    path = shared_capture(name)
     lines = replay.read_capture(path)
     start = replay.first_epoch(lines)
     now = 1_795_000_000.0                          # 2026-11-18, crosses no leap second
@@ -133,9 +130,7 @@ def test_replay_through_a_pty_into_pyserial_decodes_like_the_file():
 
 
 def test_dirty_capture_bytes_arrive_unchanged():
-    path = available("gp-320fw-2019-04-07-coldboot.log")
-    if path is None:
-        pytest.skip("shared captures not present")
+    path = shared_capture("gp-320fw-2019-04-07-coldboot.log")
     lines = replay.read_capture(path)
     with replay.Replayer(path, speed=1000, retime=False) as rp:
         want = b"".join(lines)
@@ -180,3 +175,19 @@ def test_a_shift_lands_on_the_origin_at_the_sentence_resolution(lat, lon, decima
     assert got[0] == pytest.approx(ORIGIN[0], abs=tol)
     assert got[1] == pytest.approx(ORIGIN[1], abs=tol)
     assert pynmea2.parse(moved.decode().strip(), check=True)
+
+
+def test_shared_captures_are_found_beside_the_checkout_or_where_the_variable_says(
+        tmp_path, monkeypatch):
+    from gridlink.firmware.shared_data import ENV, shared_data
+
+    from tests.support.paths import ROOT
+
+    monkeypatch.delenv(ENV, raising=False)
+    assert shared_data("nmea") == ROOT.parent / "shared" / "data" / "nmea"
+    (tmp_path / "data" / "nmea").mkdir(parents=True)
+    (tmp_path / "data" / "nmea" / "only-here.log").write_bytes(b"$GPGGA*00\r\n")
+    monkeypatch.setenv(ENV, str(tmp_path))
+    assert replay.find_capture("only-here.log") == tmp_path / "data" / "nmea" / "only-here.log"
+    with pytest.raises(DeviceError, match=f"shared: {tmp_path}/data/nmea"):
+        replay.find_capture("nowhere.log")
