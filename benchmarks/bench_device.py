@@ -125,8 +125,7 @@ def rss_kb(pid):
 def device_process(folder, presses):
     """(RSS MB of a running simulated device, start → first GNSS read s)."""
     from gridlink.firmware.device.control import request
-
-    from tests.brokers import Mosquitto
+    from gridlink.mosquitto import Mosquitto
 
     workdir = Path(folder) / "broker"
     with Mosquitto(workdir) as broker:

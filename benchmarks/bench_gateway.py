@@ -37,9 +37,9 @@ sys.path.insert(0, str(ROOT))
 
 from gridlink.gateway.clock import epoch_from_iso  # noqa: E402
 from gridlink.gateway.store import open_store  # noqa: E402
+from gridlink.mosquitto import Mosquitto  # noqa: E402
 
-from tests.brokers import Mosquitto  # noqa: E402
-from tests.gateway_rig import (  # noqa: E402
+from tests.support.gateway_rig import (  # noqa: E402
     GatewayProcess,
     Publisher,
     count,
@@ -50,8 +50,8 @@ from tests.gateway_rig import (  # noqa: E402
     pg_url,
     scattered_report,
     topic,
-    wait_for,
 )
+from tests.support.waiting import wait_until  # noqa: E402
 
 OUT = ROOT / "benchmarks" / "results" / "gateway.json"
 # the one performance setting of the shipped gateway/broker/mosquitto.conf (the rest of it
@@ -129,7 +129,7 @@ def gateway_live(broker, workdir, n):
         pub = Publisher(broker.port, inflight=200)
         msgs = payloads("pv-0102", n)
         t0 = publish_all(pub, msgs)
-        wait_for(lambda: count(store, "reports") >= n, 300, f"{n} rows")
+        wait_until(lambda: count(store, "reports") >= n, 300, f"{n} rows")
         pub.close()
     assert count(store, "reports") == n, "loss or duplicates"
     # the last commit's own time (same clock), as the reference takes its last message's,
@@ -210,7 +210,7 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
         # (counted since this start: an earlier stage's workers logged into the same file,
         # and stopping before the second worker subscribed left one session to take the
         # whole backlog — the two-worker figure was then one worker's)
-        wait_for(lambda: gw.subscribed() >= workers, 30, "all workers subscribed")
+        wait_until(lambda: gw.subscribed() >= workers, 30, "all workers subscribed")
     gw.terminate()
     startup_cpu = children_cpu_seconds() - before
     devices = [f"pv-{200 + i:04d}" for i in range(4)]
@@ -230,7 +230,7 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
     t0 = time.time()
     with MachineLoad() as load:
         gw.start(wait=False)
-        wait_for(lambda: count(store, "reports") >= total, 600, f"{total} rows")
+        wait_until(lambda: count(store, "reports") >= total, 600, f"{total} rows")
     with_start = total / (time.time() - t0)
     broker_cpu = cpu_seconds(broker.proc.pid) - broker_cpu0
     gw.terminate()
@@ -374,7 +374,7 @@ import sys, time, json, random
 sys.path.insert(0, sys.argv[4])
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
-from tests.gateway_rig import Publisher, encode, scattered_report, topic
+from tests.support.gateway_rig import Publisher, encode, scattered_report, topic
 port, rate, n = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
 device = "pv-0301"
 pub = Publisher(port, inflight=200)
@@ -443,7 +443,7 @@ def latency(broker, workdir, rate, seconds):
         result = json.loads(publisher.stdout)
         acked = json.loads(listener.stdout.readline())
         listener.wait(30)
-        wait_for(lambda: count(store, "reports") >= n, 120, "all committed")
+        wait_until(lambda: count(store, "reports") >= n, 120, "all committed")
     sent = result["sent"]
     rows = store.fetchall("SELECT id, received_at, committed_at FROM reports")
     store.close()

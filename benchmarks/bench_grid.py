@@ -29,9 +29,9 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
 from gridlink.firmware.core.gridmap import GridMap  # noqa: E402
-from gridlink.firmware.grid_cli import open_map  # noqa: E402
-from gridlink.firmware.gridcompile import compile_layer  # noqa: E402
 from gridlink.firmware.maps.synthetic import SyntheticLayer  # noqa: E402
+from gridlink.host.grid_cli import open_map  # noqa: E402
+from gridlink.host.gridcompile import compile_layer  # noqa: E402
 
 HEAP_GOAL = 32 * 1024
 MPY_SCRIPT = """
@@ -108,7 +108,7 @@ def run_bbox_only(tree, points):
 
 
 def micropython(n_points):
-    from tests.mpy_wasm import available, run_micropython
+    from tests.support.mpy_wasm import available, run_micropython
 
     if not available():
         return {"skipped": "MicroPython WebAssembly port not installed (.ci/setup)"}

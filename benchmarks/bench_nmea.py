@@ -122,7 +122,7 @@ def best_times(jobs, reps):
 
 
 def micropython_rate(data, reps):
-    from tests.mpy_wasm import available, run_micropython
+    from tests.support.mpy_wasm import available, run_micropython
 
     if not available():
         return None

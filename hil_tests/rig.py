@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tests.report_listener import ReportListener
+from tests.support.report_listener import ReportListener
 
 SENSOR_PROFILE = "sensor-node"
 TILT_PIN = json.loads((Path(__file__).resolve().parents[1] / "device_profiles" /
@@ -73,8 +73,7 @@ class SimRig:
         from gpiozero import DigitalOutputDevice
         from gpiozero.pins.mock import MockFactory
         from gridlink.flash.simboard import SimBoard
-
-        from tests.brokers import Mosquitto
+        from gridlink.mosquitto import Mosquitto
 
         self.workdir = Path(workdir)
         self.broker = Mosquitto(self.workdir / "broker").start()

@@ -8,7 +8,6 @@
 """
 
 import json
-from pathlib import Path
 
 import pytest
 from gridlink.flash.build import build
@@ -16,9 +15,10 @@ from gridlink.flash.flashing import flash_image
 from gridlink.flash.provision import Spec, provision
 from gridlink.flash.selftest import selftest
 
+from tests.support.shared import shared_file
+
 OBJECT = "41010601002999001"  # 410106 上街区 · 01002 污水井盖 · sequence 999001
 DEVICE = "sn-hil1"
-SHARED_NMEA = Path("/work/shared/data/nmea")
 
 
 @pytest.fixture
@@ -77,11 +77,10 @@ def test_gnss_replay_over_a_serial_line_decodes_the_expected_fixes(rig, capture)
     import serial
     from gridlink.firmware.core.nmea import NmeaDecoder
 
-    if not (SHARED_NMEA / capture).exists():
-        pytest.skip(f"shared capture {capture} not found")
+    log = shared_file("nmea", capture)
     dec = NmeaDecoder(min_year=1980)
     fixes = []
-    with rig.gnss_feed(SHARED_NMEA / capture) as feed, \
+    with rig.gnss_feed(log) as feed, \
             serial.Serial(feed.port, 9600, timeout=0.3) as s:
         feed.start()
         while True:
@@ -91,7 +90,7 @@ def test_gnss_replay_over_a_serial_line_decodes_the_expected_fixes(rig, capture)
                 break
     fixes.extend(dec.flush())
     ours = {f.time: (f.lat, f.lon) for f in fixes if f.time and f.lat is not None}
-    expected = gpsd_fixes(SHARED_NMEA / (capture + ".chk"))
+    expected = gpsd_fixes(shared_file("nmea", capture + ".chk"))
     assert expected, "the oracle has fixes"
     agree = [t for t, (lat, lon) in expected.items()
              if t in ours and abs(ours[t][0] - lat) <= 1e-7 and abs(ours[t][1] - lon) <= 1e-7]

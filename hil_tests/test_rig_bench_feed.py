@@ -6,13 +6,11 @@ import re
 import shutil
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
 from hil_tests.rig import serial_feed
-
-CAPTURE = Path("/work/shared/data/nmea/beidou-bd.log")
+from tests.support.shared import shared_file
 
 
 @pytest.fixture
@@ -39,10 +37,9 @@ def test_the_bench_feed_replays_a_capture_byte_for_byte(tmp_path, linked_ptys):
     import serial
     from gridlink.firmware.sim.replay import read_capture
 
-    if not CAPTURE.exists():
-        pytest.skip("shared capture not found")
+    capture = shared_file("nmea", "beidou-bd.log")
     got = b""
-    with serial_feed(CAPTURE, linked_ptys[0], 9600, linked_ptys[1], speed=1000.0) as feed, \
+    with serial_feed(capture, linked_ptys[0], 9600, linked_ptys[1], speed=1000.0) as feed, \
             serial.Serial(feed.port, 9600, timeout=0.3) as s:
         feed.start()
         while True:
@@ -50,4 +47,4 @@ def test_the_bench_feed_replays_a_capture_byte_for_byte(tmp_path, linked_ptys):
             got += data
             if not data and not feed.running():
                 break
-    assert got == b"".join(read_capture(CAPTURE))
+    assert got == b"".join(read_capture(capture))

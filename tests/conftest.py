@@ -1,7 +1,8 @@
 import pytest
+from gridlink.mosquitto import Mosquitto
 
-from tests.brokers import Mosquitto
-from tests.mpy_wasm import available as micropython_available
+from tests.support.mpy_wasm import available as micropython_available
+from tests.support.pki import make_pki
 
 
 def pytest_addoption(parser):
@@ -22,3 +23,9 @@ def broker(tmp_path):
     """A private Mosquitto on a free port, stopped after the test."""
     with Mosquitto(tmp_path / "broker") as b:
         yield b
+
+
+@pytest.fixture(scope="session")
+def pki(tmp_path_factory):
+    """The tests' CA folder (tests/support/pki.py): the broker, the gateway, pv-0001/0002."""
+    return make_pki(tmp_path_factory.mktemp("pki"))

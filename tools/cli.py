@@ -11,24 +11,28 @@ import sys
 
 # command name → (module that registers it, one-line help)
 COMMANDS = {
-    "nmea": ("gridlink.firmware.nmea_cli", "decode NMEA 0183 captures into fixes"),
-    "codes": ("gridlink.firmware.codes_cli", "explain and list grid, component and event codes"),
-    "grid": ("gridlink.firmware.grid_cli", "compile grid maps and locate points on them"),
+    "nmea": ("gridlink.host.nmea_cli", "decode NMEA 0183 captures into fixes"),
+    "codes": ("gridlink.host.codes_cli", "explain and list grid, component and event codes"),
+    "grid": ("gridlink.host.grid_cli", "compile grid maps and locate points on them"),
     "device": ("gridlink.firmware.device.cli", "check device profiles and run a field device"),
     "gateway": ("gridlink.gateway.cli", "run the district-centre gateway"),
-    "demo": ("gridlink.gateway.demo", "run the district demo: broker, gateway, simulated fleet"),
+    "demo": ("gridlink.demo.cli", "run the district demo: broker, gateway, simulated fleet"),
     "flash": ("gridlink.flash.cli", "build, flash, provision and self-test devices"),
 }
 
 
 def _known_errors():
     """The packages' exception bases: these print as one clear line, not a traceback."""
+    from gridlink.demo.errors import DemoError
     from gridlink.firmware.core.errors import CoreError
     from gridlink.firmware.errors import DeviceError
     from gridlink.flash.errors import FlashError
     from gridlink.gateway.errors import GatewayError
+    from gridlink.host.errors import HostError
+    from gridlink.mosquitto import MosquittoError
 
-    return (CoreError, DeviceError, GatewayError, FlashError)
+    return (CoreError, DeviceError, GatewayError, FlashError, HostError, DemoError,
+            MosquittoError)
 
 
 def build_parser(command=None):

@@ -2,7 +2,7 @@
 
     .venv/bin/python firmware/codebooks/build.py            # rewrite the JSON files
     .venv/bin/python firmware/codebooks/build.py --check    # exit 1 if they are stale
-    .venv/bin/python firmware/codebooks/build.py --csv /work/shared/data/codes/classes.csv
+    .venv/bin/python firmware/codebooks/build.py --csv ../shared/data/codes/classes.csv
 
 Inputs (in ``sources/``): ``classes.csv`` (a verbatim copy of the project's shared
 ``data/codes/classes.csv``: one row per major or minor class, with a free-text ``source``

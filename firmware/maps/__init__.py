@@ -1,1 +1,2 @@
-"""Grid maps shipped with gridlink, the script that makes the sample, synthetic layers."""
+"""Grid maps shipped with gridlink (the sample is made by gridlink.host.make_shangjie) and
+synthetic layers for tests and benchmarks."""

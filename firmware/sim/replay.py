@@ -29,10 +29,9 @@ import tty
 from pathlib import Path
 
 from ..core.nmea import checksum
+from ..shared_data import shared_data
 
 CAPTURES = Path(__file__).resolve().parent / "captures"
-SHARED_CAPTURES = (Path("/work/shared/data/nmea"),
-                   Path(__file__).resolve().parents[2].parent / "shared" / "data" / "nmea")
 
 # sentence type → (index of time field, index of lat field) in the comma-split fields
 _TIME_FIELD = {"GGA": 1, "RMC": 1, "GNS": 1, "ZDA": 1, "GLL": 5}
@@ -44,13 +43,14 @@ def find_capture(name):
     path = Path(name)
     if path.exists():
         return path
-    for folder in (CAPTURES, *SHARED_CAPTURES):
+    for folder in (CAPTURES, shared_data("nmea")):
         if (folder / name).exists():
             return folder / name
     from ..errors import DeviceError
 
     known = ", ".join(sorted(p.name for p in CAPTURES.glob("*.log")))
-    raise DeviceError(f"NMEA capture {name!r} not found (bundled: {known}; or give a path)")
+    raise DeviceError(f"NMEA capture {name!r} not found (bundled: {known}; shared: "
+                      f"{shared_data('nmea')}; or give a path)")
 
 
 def read_capture(path):

@@ -1,0 +1,219 @@
+"""The intake board in a real headless browser (Debian's chromium driven by playwright).
+
+The whole chain runs: a private Mosquitto, the gateway runtime ingesting from it into a
+SQLite store, and the HTTP app serving the board.  A report published by a "device"
+while the page is open must appear in the list and on the map; an operator then claims
+and accepts it from the page, and another operator's claim is shown as such.
+"""
+
+import hashlib
+import io
+import json
+import os
+import time
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+from gridlink.firmware.core.report import encode_report, make_report
+
+from tests.support.intake_api import Api
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+STANDARD = "GB/T 47678.5-2026"
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.broker,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
+]
+
+
+def report(grid_map, seq, *, at=(0.5, 0.5), code="06010", text="", photos=()):
+    """A report from a point of the map (``at``: fractions of its bounding box)."""
+    w, s, e, n = grid_map.bbox
+    lon, lat = round(w + (e - w) * at[0], 6), round(s + (n - s) * at[1], 6)
+    fix = {"lat": lat, "lon": lon, "alt": 110.0, "mode": 3, "status": 1, "sats": 9,
+           "hdop": 0.9, "time": 1795752000.0 + seq}
+    return make_report("pv-0001", seq, fix, None, "event", STANDARD, code,
+                       grid=grid_map.locate(lon, lat), text=text, photos=photos, fix_age=0.5)
+
+
+@pytest.fixture
+def grid_file(tmp_path):
+    """A compiled grid map of a synthetic layer in 上街区 (holes, two-part cells, gaps)."""
+    from gridlink.firmware.core.gridmap import GridMap
+    from gridlink.firmware.maps.synthetic import SyntheticLayer
+    from gridlink.host.gridcompile import compile_layer
+
+    data, _ = compile_layer(SyntheticLayer(cols=12, rows=9, seed=7, holes=0.05).layer)
+    path = tmp_path / "grid.glgm"
+    path.write_bytes(data)
+    return path, GridMap(data)
+
+
+class Device:
+    """The MQTT side of a patrol vehicle: publishes reports, collects acks."""
+
+    def __init__(self, broker, device="pv-0001"):
+        self.device = device
+        self.acks = []
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device)
+        self.client.on_message = lambda c, u, m: self.acks.append(json.loads(m.payload))
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe(f"gridlink/v1/410106/{device}/ack", qos=1)
+        self.client.loop_start()
+
+    def send(self, rep):
+        topic = f"gridlink/v1/410106/{self.device}/report"
+        self.client.publish(topic, encode_report(rep), qos=1).wait_for_publish(5)
+
+    def send_photo(self, report_id, data):
+        sha = hashlib.sha256(data).hexdigest()
+        header = json.dumps({"sha256": sha, "n": 0, "of": 1, "size": len(data)}).encode()
+        topic = f"gridlink/v1/410106/{self.device}/photo/{report_id}/0"
+        self.client.publish(topic, header + b"\n" + data, qos=1).wait_for_publish(5)
+
+    def wait_acks(self, n, timeout=10):
+        deadline = time.monotonic() + timeout
+        while len(self.acks) < n and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(self.acks) >= n, self.acks
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def gateway(broker, tmp_path, grid_file):
+    """The gateway as ``gridlink gateway run --http`` assembles it: runtime, store, board."""
+    from gridlink.gateway.service import Gateway
+
+    gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
+                 grid=str(grid_file[0]), http="127.0.0.1:0", photos=str(tmp_path / "photos"))
+    gw.start()
+    yield gw.http, gw.store
+    gw.stop()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 820})
+        errors = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        pg.on("requestfailed", lambda req: errors.append(f"failed {req.url}")
+              if not req.url.endswith("/api/events") else None)
+        yield pg
+        browser.close()
+        assert errors == []
+
+
+def jpeg_photo():
+    from PIL import Image
+
+    img = Image.new("RGB", (64, 48), (180, 90, 40))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=70)
+    return buf.getvalue()
+
+
+def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid_file):
+    server, _ = gateway
+    _, grid_map = grid_file
+    device = Device(broker)
+    try:
+        photo = jpeg_photo()
+        sha = hashlib.sha256(photo).hexdigest()
+        first = report(grid_map, 1, at=(0.3, 0.6), text="暴露垃圾",
+                       photos=[{"sha256": sha, "bytes": len(photo)}])
+        device.send(first)
+        device.send_photo(first["id"], photo)
+        device.wait_acks(1)
+
+        page.goto(server.url + "/")
+        page.fill("#operator", "alice")
+        page.dispatch_event("#operator", "change")
+        page.wait_for_selector(f'#reports li[data-id="{first["id"]}"]')
+        assert page.locator("#n-pending").inner_text() == "1"
+        # the map is drawn from the grid map itself, and the report's cell is marked
+        assert page.locator("#cells path").count() == grid_map.n_cells
+        page.wait_for_selector(f'#cells path.hit[data-grid="{first["grid"]}"]')
+        page.wait_for_selector("#live.on")
+
+        # a report arrives while the page is open: it shows up without a reload
+        second = report(grid_map, 2, at=(0.7, 0.35), code="09001", text="占道经营")
+        device.send(second)
+        device.wait_acks(2)
+        row = page.wait_for_selector(f'#reports li[data-id="{second["id"]}"]', timeout=10000)
+        assert "占道经营" in row.inner_text()
+        page.wait_for_selector(f'#points circle[data-id="{second["id"]}"]')
+        page.wait_for_function("document.querySelector('#n-pending').textContent === '2'")
+
+        # details with the photo, then claim and accept
+        page.click(f'#reports li[data-id="{first["id"]}"]')
+        page.wait_for_selector(f'#detail-body[data-id="{first["id"]}"]')
+        assert "市容环境类" in page.locator("#d-fields").inner_text()
+        img = page.wait_for_selector("#d-photos img")
+        page.wait_for_function("document.querySelector('#d-photos img').naturalWidth === 64")
+        assert img.get_attribute("src") == f"/api/photos/{sha}"
+
+        page.click("#b-claim")
+        page.wait_for_selector("#message.done")
+        assert "held until" in page.locator("#message").inner_text()
+        page.wait_for_selector(f'#reports li.held[data-id="{first["id"]}"]')
+        page.screenshot(path=str(tmp_path / "board-claimed.png"))
+
+        page.fill("#case-no", "SJ-2026-0001")
+        page.click("#b-accept")
+        page.wait_for_function(
+            "document.querySelector('#message').textContent.includes('SJ-2026-0001')")
+        page.wait_for_selector(f'#reports li[data-id="{first["id"]}"]', state="detached")
+        page.wait_for_function("document.querySelector('#n-accepted').textContent === '1'")
+
+        _, stored = Api(server.url).get(f"/api/reports/{first['id']}")
+        assert stored["state"] == "accepted" and stored["case_no"] == "SJ-2026-0001"
+        assert stored["decided_by"] == "alice"
+
+        # the accepted case is found under its state; from there a 核查 task is sent
+        page.select_option("#f-status", "accepted")
+        page.click(f'#reports li.accepted[data-id="{first["id"]}"]')
+        page.wait_for_function(
+            "document.querySelector('#b-task').textContent.includes('核查')")
+        page.click("#b-task")
+        page.wait_for_function("document.querySelector('#message').textContent.includes('核查')")
+        _, tasks = Api(server.url).get(f"/api/tasks?report_id={first['id']}")
+        assert [(t["type"], t["created_by"]) for t in tasks] == [("check", "alice")]
+        page.select_option("#f-status", "pending")
+
+        # another operator holds the second report: the page says so and will not claim it
+        Api(server.url).post(f"/api/reports/{second['id']}/claim", {"operator": "bob"})
+        page.wait_for_selector(f'#reports li.held[data-id="{second["id"]}"]')
+        page.click(f'#reports li[data-id="{second["id"]}"]')
+        page.wait_for_function(
+            "document.querySelector('#d-fields').textContent.includes('认领 bob')")
+        assert page.locator("#b-claim").is_disabled()
+        assert page.locator("#b-accept").is_disabled()
+        page.screenshot(path=str(tmp_path / "board.png"))
+        shots = os.environ.get("GRIDLINK_SCREENSHOTS")
+        if shots:
+            Path(shots).mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(Path(shots) / "board.png"))
+    finally:
+        device.close()
+
+
+def test_board_loads_nothing_from_outside(gateway, page):
+    server, _ = gateway
+    outside = []
+    page.on("request", lambda req: outside.append(req.url)
+            if not req.url.startswith(server.url) else None)
+    page.goto(server.url + "/board/")
+    page.wait_for_selector("#reports[data-loaded='1']")
+    assert outside == []

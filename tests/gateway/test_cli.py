@@ -1,0 +1,69 @@
+"""``gridlink gateway``: clear one-line errors for bad options, migrate, run as a command."""
+
+import pytest
+from gridlink.cli import main
+from gridlink.gateway.store import open_store
+
+from tests.support.gateway_rig import (
+    GatewayProcess,
+    Publisher,
+    count,
+    encode,
+    grid_map_file,
+    report,
+)
+from tests.support.gateway_rig import topic as topic_of
+from tests.support.waiting import wait_until
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--db", "mysql://x"], "unknown store URL"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--grid", "{tmp}/none.glgm"], "grid map"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--http", "nonsense"], "HOST:PORT"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--workers", "0"], "--workers"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--ack-ids-max", "17"], "--ack-ids-max"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--ack-ids-max", "0"], "between 1 and 16"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--tls-cert", "a.crt"], "--tls-key"),
+])
+def test_bad_options_are_one_clear_line(tmp_path, capsys, args, words):
+    argv = ["gateway", "run", "--broker", "mqtt://127.0.0.1:1",
+            *(a.format(tmp=tmp_path) for a in args)]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("gridlink gateway: error:") and words in err[0]
+
+
+def test_bad_broker_url(tmp_path, capsys):
+    assert main(["gateway", "run", "--broker", "http://x",
+                 "--db", f"sqlite:///{tmp_path}/i.sqlite"]) == 2
+    assert "mqtt://host:port" in capsys.readouterr().err
+
+
+def test_migrate(tmp_path, capsys):
+    url = f"sqlite:///{tmp_path}/i.sqlite"
+    assert main(["gateway", "migrate", "--db", url]) == 0
+    assert "0001_gateway_tables" in capsys.readouterr().out
+    assert main(["gateway", "migrate", "--db", url]) == 0
+    assert "up to date" in capsys.readouterr().out
+    assert open_store(url).applied_migrations() == ["0001_gateway_tables",
+                                                    "0002_dead_letter_digest"]
+
+
+def test_run_with_two_workers_as_one_command(broker, tmp_path):
+    url = f"sqlite:///{tmp_path}/i.sqlite"
+    gw = GatewayProcess(broker.url, url, grid_map_file(tmp_path), tmp_path, "--workers", "2")
+    gw.start()
+    try:
+        wait_until(lambda: gw.subscribed() >= 2, 30, "both workers subscribed")
+        pub = Publisher(broker.port)
+        for seq in range(1, 301):
+            pub.publish(topic_of("pv-0001", "report"), encode(report(seq=seq)))
+        pub.wait_acked(300)
+        store = open_store(url)
+        wait_until(lambda: count(store, "reports") == 300, 30, "300 reports")
+        pub.close()
+        assert gw.terminate() == 0
+        logs = gw.log.read_text()
+        assert '"worker": 0' in logs and '"worker": 1' in logs
+    finally:
+        gw.kill()

@@ -1,0 +1,175 @@
+"""The judge: every message gets a verdict, with a reason naming the field; never an exception."""
+
+import hashlib
+import json
+from datetime import UTC, datetime
+
+import pytest
+from gridlink.gateway.codebooks import load_codebooks, load_grid_map
+from gridlink.gateway.validate import MAX_REPORT, Validator
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from tests.support.gateway_rig import encode, grid_map_file, report, topic
+
+T = 1_795_000_000.0
+
+
+@pytest.fixture(scope="module")
+def judge(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("grid")
+    return Validator(load_grid_map(grid_map_file(folder)), load_codebooks())
+
+
+def test_good_report_becomes_a_row(judge):
+    v = judge.decode(topic("pv-0001", "report"), encode(report(seq=42)), T)
+    assert v.kind == "report", v
+    row = v.data
+    assert row["id"] == "pv-0001:000000000042" and row["seq"] == 42
+    assert (row["district"], row["device"]) == ("410106", "pv-0001")
+    assert row["grid"] == row["grid_device"] == "410106001001001"
+    assert row["grid_mismatch"] == 0 and row["street"] == "410106001"
+    assert json.loads(row["payload"])["text"] == "垃圾满溢"
+
+
+def test_grid_is_relocated_and_a_mismatch_keeps_both_codes(judge):
+    wrong = report(seq=1, grid="410106001001001", at=(34.815, 113.295))  # lies in …004
+    v = judge.decode(topic("pv-0001", "report"), encode(wrong), T)
+    assert v.kind == "report", v
+    assert (v.data["grid"], v.data["grid_device"], v.data["grid_mismatch"]) == \
+        ("410106001001004", "410106001001001", 1)
+    outside = report(seq=2, grid="410106001001001", at=(30.0, 100.0))
+    v = judge.decode(topic("pv-0001", "report"), encode(outside), T)
+    assert (v.data["grid"], v.data["grid_device"], v.data["grid_mismatch"]) == \
+        (None, "410106001001001", 1)
+
+
+def test_without_a_fix_the_device_grid_stands(judge):
+    v = judge.decode(topic("pv-0001", "report"), encode(report(seq=3, fix=False)), T)
+    assert v.kind == "report"
+    assert (v.data["grid"], v.data["grid_mismatch"], v.data["lat"]) == ("410106001001001", 0, None)
+
+
+@pytest.mark.parametrize("t, payload, category, words", [
+    (topic("pv-0001", "report"), b"\xff\xfe", "encoding", "not UTF-8"),
+    (topic("pv-0001", "report"), b"{nope", "json", "not JSON"),
+    (topic("pv-0001", "report"), b"[1, 2]", "json", "JSON object"),
+    (topic("pv-0001", "report"), b'{"v": NaN}', "json", "not JSON"),
+    (topic("pv-0001", "report"), b"x" * (MAX_REPORT + 1), "size", "limit is 1024"),
+    (topic("pv-0001", "report"), encode({**report(), "seq": "1"}), "schema", "seq"),
+    (topic("pv-0001", "report"), encode({**report(), "colour": "red"}), "schema", "colour"),
+    (topic("pv-0001", "report"), encode(report(device="pv-0002")), "identity", "pv-0002"),
+    (topic("pv-0001", "report"), encode(report(code="99999")), "code", "99999"),
+    (topic("pv-0001", "report"), encode(report(standard="GB/T 1-1999")), "code",
+     "no code book"),
+    (topic("pv-0001", "task/result"), encode(report()), "schema", "task"),
+    ("gridlink/v1/4101/pv-0001/report", encode(report()), "topic", "district"),
+    ("gridlink/v1/410106/PV_1/report", encode(report()), "topic", "device"),
+    ("gridlink/v1/410106/pv-0001/ack", b"{}", "topic", "gateway to devices"),
+    ("elsewhere/x", b"{}", "topic", "gridlink"),
+])
+def test_rejections_name_what_is_wrong(judge, t, payload, category, words):
+    v = judge.decode(t, payload, T)
+    assert v.kind == "rejected", v
+    assert v.category == category
+    assert words in v.reason
+
+
+def test_a_rejected_report_keeps_its_id_for_the_device_ack(judge):
+    v = judge.decode(topic("pv-0001", "report"), encode(report(seq=9, code="99999")), T)
+    assert v.kind == "rejected" and v.report_id == "pv-0001:000000000009"
+    v = judge.decode(topic("pv-0001", "report"), encode(report(seq=9, device="pv-0002")), T)
+    assert v.report_id is None  # another device's id is never echoed
+
+
+def chunk_payload(sha, n, of, size, data):
+    head = json.dumps({"sha256": sha, "n": n, "of": of, "size": size}, separators=(",", ":"))
+    return head.encode() + b"\n" + data
+
+
+def test_photo_chunk(judge):
+    photo = bytes(range(256)) * 100
+    sha = hashlib.sha256(photo).hexdigest()
+    t = topic("pv-0001", "photo/pv-0001:000000000001/1")
+    v = judge.decode(t, chunk_payload(sha, 1, 2, len(photo), photo[16384:]), T)
+    assert v.kind == "photo", v
+    assert (v.data["n"], v.data["total"], v.data["size"]) == (1, 2, len(photo))
+    bad = judge.decode(t, chunk_payload(sha, 0, 2, len(photo), photo[:16384]), T)
+    assert bad.kind == "rejected" and "topic says 1" in bad.reason
+    other = judge.decode(topic("pv-0001", "photo/pv-0002:000000000001/0"),
+                         chunk_payload(sha, 0, 2, len(photo), photo[:16384]), T)
+    assert other.category == "identity"
+
+
+def test_track_points(judge):
+    track = {"v": 1, "device": "pv-0001", "t0": 1_795_000_000,
+             "pts": [[0, 34805000, 113285000, 0], [5, 34805100, 113285200, 550]]}
+    v = judge.decode(topic("pv-0001", "track"), encode(track), T)
+    assert v.kind == "track"
+    t1 = datetime.fromtimestamp(1_795_000_005, UTC).strftime("%Y-%m-%dT%H:%M:%S.000Z")
+    assert v.data[1][1:] == (t1, 34.8051, 113.2852, 5.5)
+    v = judge.decode(topic("pv-0002", "track"), encode(track), T)
+    assert v.category == "identity"
+
+
+def test_status_and_will(judge):
+    status = {"v": 1, "device": "pv-0001", "state": "online", "time": "2026-11-28T02:00:00.000Z",
+              "fix": {"lat": 34.8, "lon": 113.29, "alt": None, "mode": 3, "status": 1,
+                      "sats": 8, "hdop": 1.0, "age": 0.2},
+              "outbox": {"reports": 3, "track": 0}, "disk_free": 10**9, "cpu_temp": 51.0,
+              "uptime": 3600, "firmware": "0.1.0", "codebook": "GB/T 47678.5-2026@x",
+              "profile": "patrol-vehicle"}
+    v = judge.decode(topic("pv-0001", "status"), encode(status), T)
+    assert v.kind == "status", v
+    assert (v.data["state"], v.data["outbox_reports"], v.data["last_lat"]) == ("online", 3, 34.8)
+    will = judge.decode(topic("pv-0001", "status"),
+                        encode({"v": 1, "device": "pv-0001", "state": "offline"}), T)
+    assert will.kind == "status" and will.data["state"] == "offline"
+    assert will.data["firmware"] is None
+
+
+TOPICS = st.sampled_from([topic("pv-0001", leaf) for leaf in
+                          ("report", "track", "status", "task/result",
+                           "photo/pv-0001:000000000001/0")] + ["gridlink/v1/x", "", "#"])
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(),
+                    lambda c: st.lists(c, max_size=4) | st.dictionaries(st.text(max_size=8), c,
+                                                                        max_size=6),
+                    max_leaves=20)
+
+
+def report_like():
+    """Reports with one field replaced by arbitrary JSON: near-misses reach deep checks."""
+    base = report()
+    return st.builds(lambda k, val: {**base, k: val}, st.sampled_from(sorted(base)), JSON)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(t=TOPICS, payload=st.binary(max_size=1200))
+def test_fuzz_arbitrary_bytes_always_get_a_verdict(judge, t, payload):
+    v = judge.decode(t, payload, T)
+    assert v.kind in ("report", "task/result", "track", "status", "photo", "rejected")
+    if v.kind == "rejected":
+        assert v.reason and v.category != "internal", v.reason
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(t=TOPICS, obj=JSON | report_like())
+def test_fuzz_arbitrary_json_always_gets_a_verdict(judge, t, obj):
+    payload = json.dumps(obj, ensure_ascii=False).encode("utf-8", "surrogatepass")
+    v = judge.decode(t, payload, T)
+    assert v.kind in ("report", "task/result", "track", "status", "photo", "rejected")
+    if v.kind == "rejected":
+        assert v.reason and v.category != "internal", v.reason
+
+
+def test_published_json_schemas_are_held_too(judge):
+    from jsonschema import Draft202012Validator
+
+    assert set(judge.schemas) == {"status", "track", "photo"}  # docs/schemas/ loaded
+    will = encode({"v": 1, "device": "pv-0001", "state": "offline"})
+    assert judge.decode(topic("pv-0001", "status"), will, T).kind == "status"
+    strict = Validator(judge.grid_map, judge.codebooks, schemas={
+        "status": Draft202012Validator({"properties": {"state": {"const": "online"}}})})
+    v = strict.decode(topic("pv-0001", "status"), will, T)
+    assert v.kind == "rejected" and v.category == "schema"
+    assert v.reason.startswith("state:") and "JSON Schema" in v.reason

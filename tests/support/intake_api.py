@@ -1,0 +1,70 @@
+"""The intake API as its tests drive it: an HTTP client, a hand-moved clock, report rows
+inserted as the ingest path writes them."""
+
+import json
+import urllib.error
+import urllib.request
+from datetime import UTC, datetime, timedelta
+
+T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves by hand (leases expire without sleeping)."""
+
+    def __init__(self, t=T0):
+        self.t = t
+
+    def __call__(self):
+        return self.t
+
+    def advance(self, seconds):
+        self.t += timedelta(seconds=seconds)
+
+
+def iso(t):
+    return t.strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
+
+
+def add_report(store, seq, *, device="pv-0001", code="06010", kind="event", grid=None,
+               lat=34.8205, lon=113.2871, flags=(), grid_mismatch=0, source="button",
+               task=None, result=None, captured=None, photos=(), text="test"):
+    """Insert one committed report row as the ingest path would (contract columns)."""
+    rid = f"{device}:{seq:012d}"
+    captured = captured or T0 + timedelta(seconds=seq)
+    grid = grid or "410106001001001"
+    payload = {"v": 1, "id": rid, "device": device, "seq": seq}
+    with store.connect() as conn:
+        conn.execute(store.sql(
+            "INSERT INTO reports (id, device, district, seq, captured_at, received_at,"
+            " committed_at, time_source, lat, lon, fix_mode, fix_status, flags, grid,"
+            " grid_device, grid_mismatch, street, kind, standard, code, object, source, task,"
+            " result, text, photos, payload) VALUES"
+            " (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"),
+            (rid, device, grid[:6], seq, iso(captured), iso(captured), iso(captured), "gnss",
+             lat, lon, 3, 1, json.dumps(sorted(flags)), grid, grid, grid_mismatch, grid[:9],
+             kind, "GB/T 47678.5-2026", code, None, source, task, result, text,
+             json.dumps(list(photos)), json.dumps(payload)))
+    return rid
+
+
+class Api:
+    def __init__(self, base):
+        self.base = base
+
+    def call(self, method, path, body=None):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(self.base + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                raw = resp.read()
+                return resp.status, (json.loads(raw) if raw else None)
+        except urllib.error.HTTPError as err:
+            return err.code, json.loads(err.read() or b"null")
+
+    def get(self, path):
+        return self.call("GET", path)
+
+    def post(self, path, body):
+        return self.call("POST", path, body)

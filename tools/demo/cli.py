@@ -1,0 +1,53 @@
+"""``gridlink demo``: its options, and the run from start to "stopped cleanly"."""
+
+import signal
+import threading
+
+from .district import ORIGINS, District
+from .errors import DemoError
+
+
+def register(parser):
+    parser.add_argument("--duration", type=float, metavar="S",
+                        help="stop after S seconds (default: run until Ctrl-C)")
+    parser.add_argument("--data", metavar="DIR",
+                        help="keep the store, photos and device state here (default: a temp "
+                             "dir removed on exit)")
+    parser.add_argument("--vehicles", type=int, default=3, help="simulated patrol vehicles (1-6)")
+    parser.add_argument("--no-terminal", action="store_true", help="no fixed street terminal")
+    parser.add_argument("--http", default="127.0.0.1:0", metavar="HOST:PORT",
+                        help="where to serve the intake board (default: a free local port)")
+    parser.add_argument("--press-every", type=float, default=4.0, metavar="S",
+                        help="seconds between scripted button presses")
+    parser.add_argument("--task-every", type=float, default=15.0, metavar="S",
+                        help="seconds between scripted 核实 tasks (0: none)")
+    parser.add_argument("--speed", type=float, default=4.0,
+                        help="NMEA replay speed factor of the vehicles")
+    parser.add_argument("--map", help="compiled grid map (.glgm; default: the shipped 上街区 map)")
+    parser.add_argument("--plain", action="store_true",
+                        help="plain MQTT without certificates (default: mutual TLS with a "
+                             "demo CA and the shipped ACL)")
+    parser.add_argument("--quiet", action="store_true", help="no live summary line")
+    parser.set_defaults(func=cmd_demo)
+
+
+def cmd_demo(args):
+    if not 1 <= args.vehicles <= len(ORIGINS):
+        raise DemoError(f"--vehicles: 1 to {len(ORIGINS)}")
+    if args.press_every <= 0:
+        raise DemoError("--press-every: more than 0 seconds")
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set())
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        with District(args) as district:
+            print(f"intake board: {district.board_url}/", flush=True)
+            print(f"broker: {district.broker_url}  data: {district.data}", flush=True)
+            district.run(stop, duration=args.duration, live=not args.quiet)
+            district.stop_devices()
+            summary = district.summary()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("stopped cleanly: " + summary.line(), flush=True)
+    return 0

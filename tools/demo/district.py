@@ -1,0 +1,365 @@
+"""The district of ``gridlink demo``: a whole district on one machine — broker, gateway,
+simulated fleet.
+
+Starts Mosquitto on a free local port, the gateway on SQLite with the intake board, several
+simulated patrol vehicles replaying a real NMEA capture moved onto 上街区 (410106) and a
+fixed street terminal (each a ``gridlink device run --sim`` child process), then presses
+their buttons on a schedule and sends a 核实 task now and then, which the vehicle answers.
+A live summary line shows reports triggered / committed, the pending queue and devices
+online.  Stopping stops everything: devices first (their outboxes flush or persist), then
+the gateway, then the broker; no child is left behind.
+"""
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from gridlink.mosquitto import BrokerTLS, Mosquitto
+
+from .errors import DemoError
+from .pki import DemoPKI
+
+DISTRICT = "410106"
+# Starting points of the simulated vehicles inside 上街区 (lat, lon): 济源路, 中心路, 新安路,
+# 工业路 streets and 矿山 — spread so the grid map shows them apart.
+ORIGINS = [(34.8063, 113.2914), (34.8032, 113.2862), (34.8158, 113.2795), (34.7985, 113.3018),
+           (34.8201, 113.2920), (34.7940, 113.2890)]
+PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
+# Real receiver captures, one per vehicle where available (bundled or the gpsd set);
+# a vehicle whose capture is missing replays the profile's bundled one.
+CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg25-g.log",
+            "st-teseo-liv4f.log", "beidou-bd.log")
+GATEWAY_IDENTITY = "gridlink-gateway"  # the certificate CN the shipped ACL grants
+
+
+# ---------------------------------------------------------------- pieces
+
+
+def _die_with_parent():
+    """In the child before exec: get SIGTERM if the demo dies without cleaning up."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.setpgid(0, 0)  # own process group: the terminal's Ctrl-C reaches only the demo
+
+
+def spawn(argv, log_path):
+    log = open(log_path, "ab")  # noqa: SIM115 - closed with the child in stop_child
+    try:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent)
+    except OSError as exc:
+        log.close()
+        raise DemoError(f"cannot start {argv[0]}: {exc}") from exc
+    proc.log_file = log
+    return proc
+
+
+def stop_child(proc, timeout=10.0):
+    """SIGTERM, wait, SIGKILL if it will not go; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    proc.log_file.close()
+
+
+def capture_path(name):
+    """The path of a real NMEA capture by name, or None when this install lacks it."""
+    from gridlink.firmware.errors import DeviceError
+    from gridlink.firmware.sim.replay import find_capture
+
+    try:
+        return find_capture(name)
+    except DeviceError:
+        return None
+
+
+def default_map():
+    from gridlink.firmware.device.runtime import default_map as shipped
+
+    return shipped(DISTRICT)
+
+
+class Summary:
+    def __init__(self, elapsed, triggered, counts, devices, tasks):
+        self.elapsed, self.triggered, self.counts = elapsed, triggered, counts
+        self.devices, self.tasks = devices, tasks
+
+    def line(self):
+        d, c = self.devices, self.counts
+        tasks = " ".join(f"{k} {v}" for k, v in sorted(self.tasks.items())) or "none"
+        return (f"t={self.elapsed:5.0f}s  reports triggered {self.triggered}, committed "
+                f"{c['total'] - c['attached']} (+{c['attached']} task results)  pending "
+                f"{c['pending']}  accepted {c['accepted']}  devices online "
+                f"{d['online']}/{d['total']}  tasks: {tasks}")
+
+    def as_dict(self):
+        return {"elapsed": round(self.elapsed, 1), "triggered": self.triggered,
+                "reports": self.counts, "devices": self.devices, "tasks": self.tasks}
+
+
+class District:
+    """The running demo: ``with District(args) as d: d.run(stop)``."""
+
+    def __init__(self, args):
+        self.args = args
+        self._tmp = None
+        if args.data:
+            self.data = Path(args.data).resolve()
+            self.data.mkdir(parents=True, exist_ok=True)
+        else:
+            self._tmp = tempfile.mkdtemp(prefix="gridlink-demo-")
+            self.data = Path(self._tmp)
+        self.broker = None
+        self.pki = None
+        self.gateway = None
+        self.devices = {}  # device id → (Popen, data dir, buttons)
+        self.triggered = 0
+        self.answered = set()
+        self.started = time.monotonic()
+        self.map_path = args.map or default_map()
+        self.events = open(self.data / "demo-events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
+
+    # ------------------------------------------------------------ start and stop
+
+    def __enter__(self):
+        try:
+            self._start_broker()
+            self._start_gateway()
+            self._start_devices()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _start_broker(self):
+        workdir = self.data / "broker"
+        workdir.mkdir(exist_ok=True)
+        self.pki = None if self.args.plain else DemoPKI(self.data / "pki")
+        tls = None
+        if self.pki is not None:
+            tls = BrokerTLS(self.pki.ca, self.pki.cert("broker"), self.pki.key("broker"))
+        broker = Mosquitto(workdir, shipped=True, tls=tls, preexec_fn=_die_with_parent)
+        self.broker = broker.start()  # on failure it has reaped its child already
+        self.broker_pid = broker.proc.pid
+        self._event("started", name="mosquitto", pid=self.broker_pid)
+
+    @property
+    def broker_url(self):
+        return self.broker.url
+
+    def _start_gateway(self):
+        from gridlink.gateway.mqtt import TLSFiles
+        from gridlink.gateway.service import Gateway
+
+        tls = None
+        if self.pki is not None:
+            cert, key = self.pki.issue(GATEWAY_IDENTITY)
+            tls = TLSFiles(str(self.pki.ca), str(cert), str(key))
+        self.gateway = Gateway(broker=self.broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
+                               grid=str(self.map_path) if self.map_path else None,
+                               http=self.args.http, photos=str(self.data / "photos"),
+                               client_id="gridlink-demo-gateway", tls=tls)
+        self.gateway.start()
+        self.board_url = self.gateway.http_url
+        self.app = self.gateway.app
+
+    def _device_argv(self, profile, device, ddir, origin=None, capture=None):
+        argv = [sys.executable, "-m", "gridlink.cli", "device", "run", "--profile", profile,
+                "--data-dir", str(ddir), "--broker", self.broker_url, "--sim",
+                "--device-id", device, "--district", DISTRICT, "--cancel-grace", "1",
+                "--status-interval", "5"]
+        if origin is not None:
+            argv += ["--sim-origin", f"{origin[0]},{origin[1]}", "--sim-speed",
+                     str(self.args.speed)]
+        if capture is not None:
+            argv += ["--sim-capture", str(capture)]
+        if profile == "fixed-terminal":
+            argv += ["--kiosk-port", "0"]  # its kiosk page on any free port, never a clash
+        if self.pki is not None:
+            cert, key = self.pki.issue(device)
+            argv += ["--tls-ca", str(self.pki.ca), "--tls-cert", str(cert), "--tls-key", str(key)]
+        if self.map_path:
+            argv += ["--map", str(self.map_path)]
+        return argv
+
+    def _start_devices(self):
+        plan = [(f"pv-{n + 1:04d}", "patrol-vehicle", ORIGINS[n], capture_path(CAPTURES[n]),
+                 PATROL_BUTTONS) for n in range(self.args.vehicles)]
+        if not self.args.no_terminal:
+            plan.append(("ft-0001", "fixed-terminal", None, None, ("call", "pir")))
+        for device, profile, origin, capture, buttons in plan:
+            ddir = self.data / "devices" / device
+            ddir.mkdir(parents=True, exist_ok=True)
+            argv = self._device_argv(profile, device, ddir, origin, capture)
+            proc = spawn(argv, ddir / "device.log")
+            self.devices[device] = (proc, ddir, buttons)
+            self._event("started", name=device, pid=proc.pid, capture=capture and capture.name)
+        self._wait_devices()
+
+    def _wait_devices(self, timeout=60.0):
+        """Until every device answers on its control socket (or one dies, or time is up)."""
+        waiting = set(self.devices)
+        deadline = time.monotonic() + timeout
+        while waiting:
+            self._check_children()
+            for device in sorted(waiting):
+                if self._control(self.devices[device][1], {"cmd": "status"}).get("ok"):
+                    waiting.discard(device)
+                    self._event("ready", name=device)
+            if waiting and time.monotonic() > deadline:
+                late = ", ".join(sorted(waiting))
+                raise DemoError(f"devices not up after {timeout:.0f}s: {late}")
+            time.sleep(0.2)
+
+    def stop_devices(self):
+        """Stop the fleet (each device sends its offline status) and let the gateway see it."""
+        self._stop_fleet()
+        deadline = time.monotonic() + 3.0
+        while time.monotonic() < deadline and self.summary().devices["online"]:
+            time.sleep(0.1)
+
+    def _stop_fleet(self):
+        """SIGTERM every device at once (they go offline in parallel), then reap each."""
+        for device, (proc, _, _) in self.devices.items():
+            if proc.poll() is None:
+                proc.terminate()
+                self._event("stopping", name=device, pid=proc.pid)
+        for device, (proc, _, _) in self.devices.items():
+            if not proc.log_file.closed:
+                stop_child(proc)
+                self._event("stopped", name=device, pid=proc.pid, status=proc.returncode)
+
+    def close(self):
+        """Devices first, then the gateway, then the broker; every child reaped."""
+        self._stop_fleet()
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        if self.broker is not None:
+            self.broker.stop()
+            self._event("stopped", name="mosquitto", pid=self.broker_pid)
+            self.broker = None
+        self.events.close()
+        if self._tmp:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+    def _event(self, what, **fields):
+        self.events.write(json.dumps({"t": round(time.monotonic() - self.started, 3),
+                                      "event": what, **fields}) + "\n")
+        self.events.flush()
+
+    # ------------------------------------------------------------ running
+
+    def run(self, stop, duration=None, live=True):
+        end = None if duration is None else time.monotonic() + duration
+        next_press = time.monotonic() + 1.0  # let the vehicles get a first fix
+        next_task = time.monotonic() + (self.args.task_every or 0)
+        turn = 0
+        last_line = last_answer = 0.0
+        while not stop.is_set():
+            now = time.monotonic()
+            if end is not None and now >= end:
+                break
+            self._check_children()
+            if now >= next_press:
+                self._press(turn)
+                turn += 1
+                next_press = now + self.args.press_every
+            if self.args.task_every and now >= next_task:
+                self._task()
+                next_task = now + self.args.task_every
+            if now - last_answer >= 2.0:
+                last_answer = now
+                self._answer_tasks()
+            if now - last_line >= 1.0:
+                last_line = now
+                if live:
+                    end_char = "\r" if sys.stdout.isatty() else "\n"
+                    print(self.summary().line(), end=end_char, flush=True)
+            stop.wait(0.2)
+        if live and sys.stdout.isatty():
+            print()
+
+    def _check_children(self):
+        if not self.broker.alive():
+            raise DemoError(f"mosquitto exited ({self.broker.proc.returncode}); see "
+                            f"{self.broker.log_path}")
+        for device, (proc, ddir, _) in self.devices.items():
+            if proc.poll() is not None:
+                tail = (ddir / "device.log").read_text(errors="replace")[-800:]
+                raise DemoError(f"device {device} exited ({proc.returncode}):\n{tail}")
+
+    def _control(self, ddir, request):
+        from gridlink.firmware.device.control import request as ask
+
+        try:
+            return ask(ddir, request, timeout=5.0)
+        except Exception as exc:  # not up yet, or busy: the script tries again later
+            return {"ok": False, "error": str(exc)}
+
+    def _press(self, turn):
+        devices = list(self.devices)
+        device = devices[turn % len(devices)]
+        _, ddir, buttons = self.devices[device]
+        button = buttons[(turn // len(devices)) % len(buttons)]
+        answer = self._control(ddir, {"cmd": "press", "input": button, "hold": False})
+        if answer.get("ok"):
+            self.triggered += 1
+        self._event("press", device=device, input=button, ok=bool(answer.get("ok")),
+                    error=answer.get("error"))
+
+    def _task(self):
+        """Ask for a 核实 of the newest pending report; the desk routes it to a vehicle."""
+        desk = self.app.state.tasks
+        page = self.app.state.queue.list(status="pending", limit=20, source="button")
+        for report in page["items"]:
+            if report["lat"] is not None and not desk.list(report_id=report["id"]):
+                task = desk.create(type="verify", report_id=report["id"], operator="demo",
+                                   text="请核实 (demo)", deadline_s=600)
+                self._event("task", task=task["id"], device=task["device"],
+                            state=task["state"], report=report["id"])
+                return
+
+    def _answer_tasks(self):
+        """Vehicles answer their open tasks with "yes" (属实 / 已处理), as an officer would."""
+        for device, (_, ddir, _) in self.devices.items():
+            if not device.startswith("pv-"):
+                continue
+            for task in self._control(ddir, {"cmd": "tasks"}).get("tasks") or []:
+                task_id = task.get("task")
+                if task_id in self.answered:
+                    continue
+                answer = self._control(ddir, {"cmd": "answer", "task": task_id, "yes": True})
+                if answer.get("ok"):
+                    self.answered.add(task_id)
+                self._event("answer", device=device, task=task_id, ok=bool(answer.get("ok")),
+                            error=answer.get("error"))
+
+    def summary(self):
+        app = self.app
+        counts = app.state.queue.counts()
+        with self.gateway.store.connect() as conn:
+            cur = conn.execute("SELECT state, COUNT(*) FROM devices GROUP BY state")
+            states = dict(cur.fetchall())
+            cur = conn.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+            tasks = dict(cur.fetchall())
+        online = sum(n for s, n in states.items() if s in ("online", "buffering"))
+        return Summary(time.monotonic() - self.started, self.triggered, counts,
+                       {"online": online, "total": len(self.devices)}, tasks)
