@@ -36,14 +36,11 @@ from .queue import (
     IntakeQueue,
     Invalid,
     NotFound,
-    decode_json,
-    one,
     parse_time,
-    rows,
-    run,
     utc_iso,
 )
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
+from .store.sql import decode_json, one, rows, run
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import ONLINE_STATES, TaskDesk
 
