@@ -10,7 +10,6 @@ Everything is local: the board loads no CDN script and no map tile.
 import asyncio
 import json
 import logging
-import re
 import threading
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -28,7 +27,9 @@ from fastapi.responses import (
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from . import open311
+from . import board_view, dead_letter_view, fleet_view, open311
+from .geojson import grid_geojson
+from .photo_view import media_type, photo_path
 from .queue import (
     DEFAULT_LEASE_S,
     MAX_LEASE_S,
@@ -36,20 +37,14 @@ from .queue import (
     IntakeQueue,
     Invalid,
     NotFound,
-    parse_time,
-    utc_iso,
 )
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
-from .store.sql import decode_json, one, rows, run
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
-from .tasks import ONLINE_STATES, TaskDesk
+from .tasks import TaskDesk
 
 log = logging.getLogger("gridlink.gateway.api")
 BOARD_DIR = Path(__file__).with_name("board")
 MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS
-_SHA256 = re.compile(r"[0-9a-f]{64}")
-_IMAGE_TYPES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
-                (b"GIF8", "image/gif"), (b"RIFF", "image/webp"))
 
 
 # ---------------------------------------------------------------- request bodies
@@ -231,13 +226,13 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     @app.get("/api/summary", tags=["queue"], summary="Counts for the board and the demo")
     def summary():
-        return _summary(store, queue, desk)
+        return fleet_view.summary(store, queue)
 
     # ------------------------------------------------------------ fleet and tasks
 
     @app.get("/api/devices", tags=["fleet"], summary="Devices: presence, last fix, outbox")
     def devices():
-        return _devices(store)
+        return fleet_view.devices(store)
 
     @app.get("/api/dead-letters", tags=["fleet"], responses=BAD,
              summary="Rejected messages, newest first: why a device's reports are missing")
@@ -248,7 +243,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                                    description="rows older than this id: the last page's `next`"),
         limit: int = Query(50, ge=1, le=500),
     ):
-        return _dead_letters(store, device=device, since=since, before=before, limit=limit)
+        return dead_letter_view.page(store, device=device, since=since, before=before,
+                                     limit=limit)
 
     @app.get("/api/assignments", tags=["tasks"], summary="Grid → patrol device assignments")
     def assignments():
@@ -292,19 +288,15 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     def grid():
         with grid_lock:  # built once, on first use: a district map is thousands of cells
             if not grid_doc:
-                grid_doc.append(json.dumps(_grid_geojson(grid_map), ensure_ascii=False,
+                grid_doc.append(json.dumps(grid_geojson(grid_map), ensure_ascii=False,
                                            separators=(",", ":")).encode())
         return Response(grid_doc[0], media_type="application/geo+json",
                         headers={"Cache-Control": "max-age=300"})
 
     @app.get("/api/photos/{sha256}", tags=["map"], name="photo", summary="A report photo")
     def photo(sha256: str):
-        path = _photo_path(store, photos_root, sha256)
-        with path.open("rb") as f:
-            head = f.read(12)
-        media = next((t for magic, t in _IMAGE_TYPES if head.startswith(magic)),
-                     "application/octet-stream")
-        return FileResponse(path, media_type=media,
+        path = photo_path(store, photos_root, sha256)
+        return FileResponse(path, media_type=media_type(path),
                             headers={"Cache-Control": "public, max-age=31536000, immutable"})
 
     @app.get("/api/events", tags=["queue"], summary="Server-Sent Events: a `change` per update")
@@ -347,7 +339,7 @@ async def _watch(app, store, desk, interval):
     while True:
         try:
             await asyncio.to_thread(desk.sync)
-            version = await asyncio.to_thread(_version, store)
+            version = await asyncio.to_thread(board_view.fingerprint, store)
             problem = None
         except Exception as exc:  # a locked or restarting database: try again next round
             if str(exc) != problem:  # say it once, not every round
@@ -361,104 +353,6 @@ async def _watch(app, store, desk, interval):
         await asyncio.sleep(interval)
 
 
-def _version(store):
-    """A fingerprint of everything the board shows; it changes whenever any of it does."""
-    with store.connect() as conn:
-        row = one(run(
-            store, conn,
-            "SELECT (SELECT COUNT(*) FROM reports) AS reports,"
-            " (SELECT MAX(committed_at) FROM reports) AS committed,"
-            " (SELECT COUNT(*) FROM intake) AS intake,"
-            " (SELECT MAX(updated_at) FROM intake) AS intake_at,"
-            " (SELECT COUNT(*) FROM tasks) AS tasks,"
-            " (SELECT MAX(COALESCE(done_at, sent_at, created_at)) FROM tasks) AS tasks_at,"
-            " (SELECT COUNT(*) FROM devices) AS devices,"
-            " (SELECT MAX(last_seen) FROM devices) AS devices_at"))
-    return row
-
-
-def _summary(store, queue, desk):
-    counts = queue.counts()
-    with store.connect() as conn:
-        dev = rows(run(store, conn, "SELECT state, COUNT(*) AS n FROM devices GROUP BY state"))
-        tasks = rows(run(store, conn, "SELECT state, COUNT(*) AS n FROM tasks GROUP BY state"))
-        dead = one(run(store, conn, "SELECT COUNT(*) AS n FROM dead_letters"))["n"]
-    by_state = {r["state"] or "unknown": r["n"] for r in dev}
-    return {
-        "reports": counts,
-        "devices": {"total": sum(by_state.values()),
-                    "online": sum(by_state.get(s, 0) for s in ONLINE_STATES),
-                    "by_state": by_state},
-        "tasks": {r["state"]: r["n"] for r in tasks},
-        "dead_letters": dead,
-    }
-
-
-def _devices(store):
-    with store.connect() as conn:
-        found = rows(run(store, conn, "SELECT * FROM devices ORDER BY device"))
-        # each device's refused messages (kept by the ingest): how many, the newest one
-        refused = {r["device"]: r for r in rows(run(store, conn, (
-            "SELECT t.device, t.refused AS n, d.received_at, d.reason"
-            " FROM dead_letter_devices t JOIN dead_letters d ON d.id = t.newest_id")))}
-    out = []
-    for d in found:
-        status = decode_json(d.get("status"), {}) or {}
-        dead = refused.get(d["device"])
-        out.append({
-            "device": d["device"], "district": d.get("district"), "state": d.get("state"),
-            "online": d.get("state") in ONLINE_STATES, "last_seen": d.get("last_seen"),
-            "last_fix": (None if d.get("last_lat") is None else
-                         {"lat": d["last_lat"], "lon": d["last_lon"], "at": d.get("last_fix_at")}),
-            "outbox_reports": d.get("outbox_reports"),
-            "outbox_track": (status.get("outbox") or {}).get("track"),
-            "firmware": d.get("firmware"), "codebook": d.get("codebook"),
-            "profile": d.get("profile"),
-            "disk_free": status.get("disk_free"), "cpu_temp": status.get("cpu_temp"),
-            "uptime": status.get("uptime"),
-            "refused": dead["n"] if dead else 0,
-            "last_refused": ({"at": dead["received_at"], "reason": dead["reason"]} if dead
-                             else None),
-        })
-    return out
-
-
-def _dead_letters(store, *, device=None, since=None, before=None, limit=50):
-    """A page of dead letters, newest first, and ``next``: the ``before`` of the page
-    after it (None on the last page)."""
-    given = [(cond, value) for cond, value in (
-        ("device = ?", device),
-        ("received_at >= ?", utc_iso(parse_time(since, "since")) if since else None),
-        ("id < ?", before)) if value not in (None, "")]
-    sql = ("SELECT id, received_at, topic, device, reason, payload, payload_encoding "
-           "FROM dead_letters"
-           + (" WHERE " + " AND ".join(cond for cond, _ in given) if given else "")
-           + " ORDER BY id DESC LIMIT ?")
-    params = [value for _, value in given]
-    with store.connect(readonly=True) as conn:
-        found = rows(run(store, conn, sql, [*params, limit + 1]))
-    items = found[:limit]
-    return {"items": items, "next": items[-1]["id"] if len(found) > limit else None}
-
-
-def _photo_path(store, root, sha256):
-    if not _SHA256.fullmatch(sha256):
-        raise Invalid("sha256: 64 lowercase hex digits")
-    with store.connect() as conn:
-        found = one(run(store, conn, "SELECT path, complete FROM photos WHERE sha256 = ?",
-                        [sha256]))
-    candidates = []
-    if found and found["complete"] and found["path"]:
-        path = Path(found["path"])
-        candidates.append(path if path.is_absolute() or root is None else root / path)
-    if root is not None:
-        candidates += [root / sha256[:2] / f"{sha256}{ext}" for ext in (".jpg", ".bin", "")]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise NotFound(f"no complete photo {sha256}")
-
-
 def _locator(grid_map):
     """(lat, lon) → grid code or None, over a core ``GridMap`` (whose ``locate`` is lon, lat)."""
     if grid_map is None:
@@ -468,49 +362,3 @@ def _locator(grid_map):
         return grid_map.locate(lon, lat)
 
     return locate
-
-
-def _grid_geojson(grid_map):
-    """The map's cells as a GeoJSON FeatureCollection (no features without a map)."""
-    features = []
-    if grid_map is not None:
-        for cell in range(grid_map.n_cells):
-            code = grid_map.code(cell)
-            features.append({
-                "type": "Feature", "id": code,
-                "properties": {"code": code, "street": code[:9], "community": code[:12]},
-                "geometry": _cell_geometry(grid_map.rings(cell)),
-            })
-    return {"type": "FeatureCollection", "features": features}
-
-
-def _inside(point, ring):
-    x, y = point
-    odd = False
-    for (x1, y1), (x2, y2) in zip(ring, ring[1:] + ring[:1], strict=True):
-        if (y1 > y) != (y2 > y) and x < x1 + (y - y1) * (x2 - x1) / (y2 - y1):
-            odd = not odd
-    return odd
-
-
-def _cell_geometry(rings):
-    """Polygon or MultiPolygon from a cell's rings (1e-7 degree): holes sit in an outer ring.
-
-    The map stores rings without saying which are holes; a ring inside an odd number of
-    the cell's other rings is a hole of the innermost outer ring containing it.
-    """
-    depth = [sum(_inside(r[0], o) for j, o in enumerate(rings) if j != i)
-             for i, r in enumerate(rings)]
-    outers = [i for i, d in enumerate(depth) if d % 2 == 0]
-    polygons = {i: [rings[i]] for i in outers}
-    for i, d in enumerate(depth):
-        if d % 2:
-            hosts = [o for o in outers if depth[o] == d - 1 and _inside(rings[i][0], rings[o])]
-            if hosts:
-                polygons[hosts[0]].append(rings[i])
-    coords = [[[[round(x / 1e7, 7), round(y / 1e7, 7)] for x, y in (*ring, ring[0])]
-               for ring in poly]
-              for poly in polygons.values()]
-    if len(coords) == 1:
-        return {"type": "Polygon", "coordinates": coords[0]}
-    return {"type": "MultiPolygon", "coordinates": coords}
