@@ -21,7 +21,8 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from gridlink.gateway.api import MIGRATIONS, BackgroundServer, create_app
+from gridlink.gateway.api import MIGRATIONS, create_app
+from gridlink.gateway.httpserver import BackgroundServer
 from gridlink.gateway.queue import IntakeQueue
 from gridlink.gateway.store import open_store
 

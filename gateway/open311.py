@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Query, Request
 
-from .queue import Invalid, NotFound, parse_time, rows, run, utc_iso
+from .queue import Invalid, NotFound, parse_time, utc_iso
+from .store.sql import rows, run
 
 DEFAULT_STANDARD = "GB/T 47678.5-2026"
 

@@ -8,11 +8,11 @@ twice gives the same answer and changes nothing the second time; a conflicting o
 :class:`Conflict` naming what is in the way.
 """
 
-import json
 from datetime import UTC, datetime, timedelta
 
 from .clock import centre_day
 from .errors import GatewayError
+from .store.sql import decode_json, one, rows, run
 
 DEFAULT_LEASE_S = 300
 MAX_LEASE_S = 3600
@@ -75,7 +75,7 @@ class Conflict(QueueError):
         self.details = details
 
 
-# ---------------------------------------------------------------- small SQL helpers
+# ---------------------------------------------------------------- times
 
 
 def utc_iso(t):
@@ -94,42 +94,6 @@ def parse_time(text, field="time"):
 
 def system_clock():
     return datetime.now(UTC)
-
-
-def run(store, conn, sql, params=()):
-    """Execute ``sql`` written with ``?`` placeholders in the store's dialect; return the cursor."""
-    if store.placeholder != "?":
-        sql = sql.replace("?", store.placeholder)
-    cur = conn.cursor()
-    cur.execute(sql, tuple(params))
-    return cur
-
-
-def rows(cur):
-    """All rows of ``cur`` as dicts, whatever row factory the connection uses."""
-    fetched = cur.fetchall()
-    if not fetched:
-        return []
-    if isinstance(fetched[0], dict):
-        return [dict(r) for r in fetched]
-    names = [d[0] for d in cur.description]
-    return [dict(zip(names, r, strict=True)) for r in fetched]
-
-
-def one(cur):
-    found = rows(cur)
-    return found[0] if found else None
-
-
-def decode_json(value, default):
-    if value is None or value == "":
-        return default
-    if isinstance(value, (list, dict)):
-        return value
-    try:
-        return json.loads(value)
-    except ValueError:
-        return default
 
 
 # ---------------------------------------------------------------- the queue

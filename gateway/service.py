@@ -11,6 +11,7 @@ from gridlink.firmware.core.messages import ACK_IDS_MAX
 
 from .codebooks import load_codebooks, load_grid_map
 from .errors import ConfigError
+from .httpserver import BackgroundServer
 from .metrics import Metrics
 from .photos import PhotoDir
 from .runtime import GatewayRuntime
@@ -68,7 +69,7 @@ class Gateway:
             from prometheus_client import make_asgi_app
 
             self.app = make_asgi_app(self.metrics.registry)
-            self.http = _BackgroundASGI(self.app, host, port)
+            self.http = BackgroundServer(self.app, host, port)
             return
         self.app = api.create_app(self.store, grid_map=self.grid_map, codebooks=self.codebooks,
                                   publisher=self.runtime.publish, photos_dir=self.photos_dir)
@@ -84,7 +85,7 @@ class Gateway:
             return Response(body, media_type=ctype)
 
         self.app.add_route("/metrics", metrics_endpoint, methods=["GET"])
-        self.http = api.BackgroundServer(self.app, host, port)
+        self.http = BackgroundServer(self.app, host, port)
 
     @property
     def http_url(self):
@@ -102,39 +103,3 @@ class Gateway:
         if self.http:
             self.http.stop()
         self.store.close()
-
-
-class _BackgroundASGI:
-    """uvicorn in a thread for the metrics-only app (no intake board installed)."""
-
-    def __init__(self, app, host, port):
-        import socket
-
-        import uvicorn
-
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((host, port))
-        self.host, self.port = self.sock.getsockname()[:2]
-        self.server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-        self.thread = None
-
-    @property
-    def url(self):
-        return f"http://{self.host}:{self.port}"
-
-    def start(self):
-        import threading
-        import time
-
-        self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},
-                                       daemon=True)
-        self.thread.start()
-        while not self.server.started and self.thread.is_alive():
-            time.sleep(0.02)
-        return self
-
-    def stop(self):
-        self.server.should_exit = True
-        if self.thread:
-            self.thread.join(5)

@@ -14,7 +14,8 @@ import secrets
 from datetime import timedelta
 
 from .clock import centre_day
-from .queue import Invalid, NotFound, one, parse_time, rows, run, system_clock, utc_iso
+from .queue import Invalid, NotFound, parse_time, system_clock, utc_iso
+from .store.sql import one, rows, run
 
 TASK_TYPES = ("verify", "check")
 TASK_STATES = ("open", "sent", "done", "expired")

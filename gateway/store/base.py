@@ -3,7 +3,8 @@
 A store hands out DB-API connections, one transaction per ``with store.connect()``
 block (committed on a clean exit, rolled back on an exception), from a small pool so
 that any thread — the ingest writer, uvicorn's worker threads — may call it.  SQL is
-written once with ``?`` placeholders; ``store.sql(text)`` turns it into the dialect's.
+written once with ``?`` placeholders; ``store.sql(text)`` turns it into the dialect's, and
+``gridlink.gateway.store.sql`` runs it and returns its rows as dicts.
 """
 
 import threading
@@ -11,6 +12,7 @@ from contextlib import contextmanager, suppress
 
 from ..errors import StoreError
 from .migrations import BUILTIN
+from .sql import rows, run
 
 
 class Store:
@@ -98,9 +100,7 @@ class Store:
     def fetchall(self, sql, params=()):
         """Rows of one query as dicts (column name → value)."""
         with self.connect(readonly=True) as conn:
-            cur = conn.execute(self.sql(sql), params)
-            names = [d[0] for d in cur.description]
-            return [dict(zip(names, row, strict=True)) for row in cur.fetchall()]
+            return rows(run(self, conn, sql, params))
 
     def insert_new(self, conn, table, columns, rows, key):
         """Insert ``rows`` skipping those whose ``key`` exists; return the inserted keys."""

@@ -11,9 +11,10 @@ from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
-from gridlink.gateway.api import BackgroundServer, create_app
+from gridlink.gateway.api import create_app
 from gridlink.gateway.clock import iso_from_epoch
 from gridlink.gateway.codebooks import load_codebooks
+from gridlink.gateway.httpserver import BackgroundServer
 from gridlink.gateway.ingest import Ingest, Item
 from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.validate import Validator

@@ -1,0 +1,16 @@
+"""The fleet's route: every device's presence, last fix, outbox and refusals."""
+
+from fastapi import APIRouter
+
+from .. import fleet_view
+
+
+def build_router(store):
+    """``/api/devices`` over the store's ``devices`` table."""
+    router = APIRouter(tags=["fleet"])
+
+    @router.get("/api/devices", summary="Devices: presence, last fix, outbox")
+    def devices():
+        return fleet_view.devices(store)
+
+    return router

@@ -1,0 +1,91 @@
+"""The intake queue's routes: list and read reports, claim, release, accept (立案),
+reject (不予立案), and the summary counts."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from .. import fleet_view
+from ..queue import DEFAULT_LEASE_S, MAX_LEASE_S
+from .bodies import BAD, DECISION, NOT_FOUND
+
+
+class OperatorBody(BaseModel):
+    operator: str = Field(..., description="who acts (受理员 login)", examples=["slw-01"])
+
+
+class ClaimBody(OperatorBody):
+    lease_s: int = Field(DEFAULT_LEASE_S, ge=1, le=MAX_LEASE_S,
+                         description="lease length; the claim lapses after it unless renewed")
+
+
+class AcceptBody(OperatorBody):
+    case_no: str | None = Field(None, max_length=40,
+                                description="case number (案卷号); the next one when omitted")
+
+
+class RejectBody(OperatorBody):
+    reason: str = Field(..., max_length=500, description="why not accepted (不予立案原因)")
+
+
+def build_router(queue, desk):
+    """The ``/api/reports`` and ``/api/summary`` routes over an ``IntakeQueue`` (and the
+    ``TaskDesk`` whose tasks a report lists)."""
+    router = APIRouter(tags=["queue"])
+
+    @router.get("/api/reports", responses=BAD, summary="List reports (default: pending)")
+    def list_reports(
+        status: str = Query("pending", description="pending, accepted, rejected, attached, all"),
+        grid: str | None = Query(None, description="grid code or prefix"),
+        street: str | None = Query(None, description="9-digit street (街道) code"),
+        code: str | None = Query(None, description="class code or prefix (major class)"),
+        kind: str | None = Query(None, pattern="^(event|component)$"),
+        device: str | None = None,
+        source: str | None = None,
+        since: str | None = Query(None, description="captured at or after (ISO 8601)"),
+        until: str | None = Query(None, description="captured before (ISO 8601)"),
+        flag: Annotated[list[str] | None,
+                        Query(description="grid_mismatch, no_fix, …; all must hold")] = None,
+        held: bool | None = Query(None, description="only claimed (true) / unclaimed (false)"),
+        limit: int = Query(50, ge=1, le=500),
+        offset: int = Query(0, ge=0),
+        order: str = Query("desc", pattern="^(asc|desc)$"),
+    ):
+        page = queue.list(status=status, grid=grid, street=street, code=code, kind=kind,
+                          device=device, source=source, since=since, until=until,
+                          flags=flag or (), held=held, limit=limit, offset=offset, order=order)
+        return JSONResponse(page)  # plain JSON types already: skip the generic encoder
+
+    @router.get("/api/reports/{report_id}", responses=NOT_FOUND,
+                summary="One report with its state")
+    def get_report(report_id: str):
+        report = queue.get(report_id)
+        report["tasks"] = desk.list(report_id=report_id)
+        return report
+
+    @router.post("/api/reports/{report_id}/claim", responses=DECISION,
+                 summary="Claim a report with a lease (409 names the holder)")
+    def claim(report_id: str, body: ClaimBody):
+        return queue.claim(report_id, body.operator, lease_s=body.lease_s)
+
+    @router.post("/api/reports/{report_id}/release", responses={**NOT_FOUND, **BAD},
+                 summary="Give a claim back")
+    def release(report_id: str, body: OperatorBody):
+        return queue.release(report_id, body.operator)
+
+    @router.post("/api/reports/{report_id}/accept", responses=DECISION, summary="Accept (立案)")
+    def accept(report_id: str, body: AcceptBody):
+        return queue.accept(report_id, body.operator, case_no=body.case_no)
+
+    @router.post("/api/reports/{report_id}/reject", responses=DECISION,
+                 summary="Reject (不予立案)")
+    def reject(report_id: str, body: RejectBody):
+        return queue.reject(report_id, body.operator, reason=body.reason)
+
+    @router.get("/api/summary", summary="Counts for the board and the demo")
+    def summary():
+        return fleet_view.summary(queue.store, queue)
+
+    return router
