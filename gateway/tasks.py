@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from .clock import centre_day
 from .queue import Invalid, NotFound, one, parse_time, rows, run, system_clock, utc_iso
+from .topics import task_topic
 
 TASK_TYPES = ("verify", "check")
 TASK_STATES = ("open", "sent", "done", "expired")
@@ -208,7 +209,7 @@ class TaskDesk:
         message = {"v": 1, "task": task["id"], "type": task["type"], "report": task["report_id"],
                    "lat": task["lat"], "lon": task["lon"], "grid": task["grid"],
                    "text": task["text"], "deadline": task["deadline"]}
-        topic = f"gridlink/v1/{task['district']}/{task['device']}/task"
+        topic = task_topic(task["district"], task["device"])
         payload = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             self.publisher(topic, payload, qos=1)

@@ -19,7 +19,7 @@ from .clock import iso_from_epoch
 from .fastreport import UNSET, check_report
 from .gridindex import RasterLocator
 
-MAX_REPORT = 1024  # protocol v1: a report is at most 1 KB of UTF-8 JSON on the wire
+MAX_REPORT = core_messages.REPORT_MAX_BYTES  # protocol v1: a report's UTF-8 JSON on the wire
 MAX_STATUS = core_messages.STATUS_MAX_BYTES
 MAX_TRACK = core_messages.TRACK_MAX_BYTES
 MAX_CHUNK = core_messages.CHUNK_MAX
