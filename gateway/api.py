@@ -29,6 +29,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from . import open311
+from .clock import wire_time
 from .queue import (
     DEFAULT_LEASE_S,
     MAX_LEASE_S,
@@ -41,7 +42,6 @@ from .queue import (
     parse_time,
     rows,
     run,
-    utc_iso,
 )
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
@@ -431,7 +431,7 @@ def _dead_letters(store, *, device=None, since=None, before=None, limit=50):
     after it (None on the last page)."""
     given = [(cond, value) for cond, value in (
         ("device = ?", device),
-        ("received_at >= ?", utc_iso(parse_time(since, "since")) if since else None),
+        ("received_at >= ?", wire_time(parse_time(since, "since")) if since else None),
         ("id < ?", before)) if value not in (None, "")]
     sql = ("SELECT id, received_at, topic, device, reason, payload, payload_encoding "
            "FROM dead_letters"

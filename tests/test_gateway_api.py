@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 from gridlink.gateway.api import BackgroundServer, create_app
-from gridlink.gateway.clock import iso_from_epoch
+from gridlink.gateway.clock import wire_time
 from gridlink.gateway.codebooks import load_codebooks
 from gridlink.gateway.ingest import Ingest, Item
 from gridlink.gateway.photos import PhotoDir
@@ -208,7 +208,7 @@ def _dead_letter_pages(api, store, tmp_path):
     assert status == 200 and seqs(first) == [3, 2] and first["next"]
     status, rest = api.get(f"/api/dead-letters?device=pv-0003&limit=2&before={first['next']}")
     assert seqs(rest) == [1] and rest["next"] is None
-    status, recent = api.get("/api/dead-letters?since=" + iso_from_epoch(t + 2))
+    status, recent = api.get("/api/dead-letters?since=" + wire_time(t + 2))
     assert [d["device"] for d in recent["items"]] == ["pv-0004", "pv-0003"]
     assert api.get("/api/dead-letters?device=pv-0009")[1] == {"items": [], "next": None}
 

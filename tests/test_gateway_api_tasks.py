@@ -12,7 +12,7 @@ from datetime import timedelta
 import paho.mqtt.client as mqtt
 import pytest
 from gridlink.gateway.api import BackgroundServer, create_app
-from gridlink.gateway.clock import iso_from_epoch
+from gridlink.gateway.clock import wire_time
 from gridlink.gateway.codebooks import load_codebooks
 from gridlink.gateway.ingest import Ingest, Item
 from gridlink.gateway.photos import PhotoDir
@@ -252,7 +252,7 @@ def test_fleet_tells_how_many_of_a_devices_messages_were_refused_and_why(wired, 
     by_id = {d["device"]: d for d in devices}
     assert by_id["pv-0001"]["refused"] == 3
     newest = by_id["pv-0001"]["last_refused"]
-    assert newest["at"] == iso_from_epoch(t + 2) and "pv-0002" in newest["reason"]
+    assert newest["at"] == wire_time(t + 2) and "pv-0002" in newest["reason"]
     assert by_id["pv-0002"]["refused"] == 0 and by_id["pv-0002"]["last_refused"] is None
 
 

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 from gridlink.firmware.core import messages
-from gridlink.gateway.clock import iso_from_epoch
+from gridlink.gateway.clock import wire_time
 from gridlink.gateway.codebooks import load_codebooks, load_grid_map
 from gridlink.gateway.ingest import Ingest, Item, device_acks, message_digest
 from gridlink.gateway.photos import PhotoDir, report_photos
@@ -180,7 +180,7 @@ def test_presence_status_then_will_then_reports(judge, ingest, store):
                         (topic("pv-0001", "report"), encode(older))))
     dev = store.fetchall("SELECT * FROM devices")[0]
     assert (dev["last_lat"], dev["last_fix_at"]) == (34.815, "2026-11-28T03:00:00.000Z")
-    assert dev["last_seen"] == iso_from_epoch(T + 1)  # the later of the two arrivals
+    assert dev["last_seen"] == wire_time(T + 1)  # the later of the two arrivals
 
 
 def test_track_points_are_stored_once(judge, ingest, store):

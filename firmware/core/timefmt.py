@@ -1,9 +1,10 @@
 """UTC timestamps on the wire: ``2026-11-28T02:15:07.250Z`` (ISO 8601, milliseconds, Z).
 
 The one place for civil-date arithmetic and this format: reports (``iso_utc``,
-``parse_iso_utc``) and NMEA fixes (``iso_date_ms`` of a receiver's date and time of
-day) share it.  No ``datetime`` on MicroPython, so the calendar is done here
-(Howard Hinnant's days-from-civil algorithms).  Leap seconds are not represented.
+``parse_iso_utc``), NMEA fixes (``iso_date_ms`` of a receiver's date and time of day) and
+the gateway's stored times (``iso_ms``, through ``gateway.clock.wire_time``) share it.  No
+``datetime`` on MicroPython, so the calendar is done here (Howard Hinnant's days-from-civil
+algorithms).  Leap seconds are not represented.
 """
 
 from .errors import CoreError
@@ -71,10 +72,17 @@ def iso_date_ms(date, ms):
 def iso_utc(unix_seconds):
     """Format unix seconds (int or float) as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (rounded to ms)."""
     ms = int(round(unix_seconds * 1000))  # noqa: RUF046 (float round on MicroPython)
-    days, ms = divmod(ms, 86400000)
+    return iso_ms(ms, unix_seconds)
+
+
+def iso_ms(unix_ms, shown=None):
+    """Format whole unix milliseconds (an int) as ``YYYY-MM-DDTHH:MM:SS.mmmZ``: the one
+    writer of the wire form (``iso_utc`` rounds seconds to this).  A time outside the
+    years 0000-9999 raises TimeFormatError naming ``shown`` (the caller's value)."""
+    days, ms = divmod(unix_ms, 86400000)
     date = civil_from_days(days)
     if not 0 <= date[0] <= 9999:
-        raise TimeFormatError(f"time out of range: {unix_seconds}")
+        raise TimeFormatError(f"time out of range: {unix_ms if shown is None else shown}")
     return iso_date_ms(date, ms)
 
 
