@@ -246,7 +246,7 @@ def capture_path(name):
 
 
 def default_map():
-    from gridlink.firmware.device.runtime import default_map as shipped
+    from gridlink.firmware.maps import default_map as shipped
 
     return shipped(DISTRICT)
 

@@ -32,14 +32,13 @@ class ClassNames:
 
         ``codebooks`` is a core ``CodeBook``, a list of them, or a mapping standard → book.
         """
+        from gridlink.firmware.codebooks import load_books
         from gridlink.firmware.core.codebook import CodeBook
-
-        from .codebooks import load_codebooks
 
         if isinstance(codebooks, ClassNames):
             return codebooks
         if codebooks is None:
-            codebooks = load_codebooks()
+            codebooks = load_books()
         if isinstance(codebooks, CodeBook):
             codebooks = [codebooks]
         elif isinstance(codebooks, dict):

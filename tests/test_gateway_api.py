@@ -13,9 +13,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.gateway.api import BackgroundServer, create_app
 from gridlink.gateway.clock import wire_time
-from gridlink.gateway.codebooks import load_codebooks
 from gridlink.gateway.ingest import Ingest, Item
 from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.store import open_store
@@ -183,7 +183,7 @@ def test_dead_letters_say_why_a_devices_messages_were_refused(tmp_path, backend)
 
 def _dead_letter_pages(api, store, tmp_path):
     t = 1_795_000_000.0
-    judge = Validator(None, load_codebooks())
+    judge = Validator(None, load_books())
     messages = [(rig_topic("pv-0003", "report"), encode(report("pv-0003", s, code="99999")))
                 for s in (1, 2, 3)]
     messages += [(rig_topic("pv-0004", "report"), b"\xff\x00"),

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.gateway.api import BackgroundServer, create_app
 from gridlink.gateway.clock import wire_time
-from gridlink.gateway.codebooks import load_codebooks
 from gridlink.gateway.ingest import Ingest, Item
 from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.validate import Validator
@@ -240,7 +240,7 @@ def test_fleet_tells_how_many_of_a_devices_messages_were_refused_and_why(wired, 
     api, _, _ = wired
     add_device(store, "pv-0001")
     add_device(store, "pv-0002")
-    judge = Validator(None, load_codebooks())
+    judge = Validator(None, load_books())
     bad = [(topic("pv-0001", "report"), encode(report("pv-0001", s, code="99999")))
            for s in (1, 2)]
     bad.append((topic("pv-0001", "report"), encode(report("pv-0002", 3))))  # another's id

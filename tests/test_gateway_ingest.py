@@ -6,9 +6,10 @@ import json
 import threading
 
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.firmware.core import messages
+from gridlink.firmware.maps import open_map
 from gridlink.gateway.clock import wire_time
-from gridlink.gateway.codebooks import load_codebooks, load_grid_map
 from gridlink.gateway.ingest import Ingest, Item, device_acks, message_digest
 from gridlink.gateway.photos import PhotoDir, report_photos
 from gridlink.gateway.store import open_store
@@ -23,8 +24,8 @@ T = 1_795_000_000.0
 
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
-    return Validator(load_grid_map(grid_map_file(tmp_path_factory.mktemp("grid"))),
-                     load_codebooks())
+    return Validator(open_map(grid_map_file(tmp_path_factory.mktemp("grid"))),
+                     load_books())
 
 
 @pytest.fixture

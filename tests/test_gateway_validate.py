@@ -5,7 +5,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from gridlink.gateway.codebooks import load_codebooks, load_grid_map
+from gridlink.firmware.codebooks import load_books
+from gridlink.firmware.maps import open_map
 from gridlink.gateway.validate import MAX_REPORT, Validator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ T = 1_795_000_000.0
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
     folder = tmp_path_factory.mktemp("grid")
-    return Validator(load_grid_map(grid_map_file(folder)), load_codebooks())
+    return Validator(open_map(grid_map_file(folder)), load_books())
 
 
 def test_good_report_becomes_a_row(judge):

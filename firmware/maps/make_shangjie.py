@@ -159,13 +159,13 @@ def make_layer(seed=SEED):
 def build(geojson_path, map_path, seed=SEED):
     """Write the layer to ``geojson_path`` and compile it to ``map_path``; the stats."""
     from gridlink.firmware import gridcompile
+    from gridlink.firmware.codebooks import load_divisions
     from gridlink.firmware.core.codes import Codes
 
     layer = make_layer(seed)
     with open(geojson_path, "w", encoding="utf-8") as f:
         json.dump(layer, f, ensure_ascii=False, separators=(",", ":"))
-    table = Path(__file__).resolve().parent.parent / "codebooks" / "divisions.json"
-    codes = Codes(divisions=json.loads(table.read_text(encoding="utf-8")))
+    codes = Codes(divisions=load_divisions())
     return gridcompile.compile_file(geojson_path, map_path, code_property=CODE_PROPERTY,
                                     codes=codes)
 
