@@ -323,8 +323,8 @@ class District:
         return f"{scheme}://127.0.0.1:{self.broker_port}"
 
     def _start_gateway(self):
-        from .mqtt import TLSFiles
         from .service import Gateway
+        from .tls import TLSFiles
 
         tls = None
         if self.pki is not None:

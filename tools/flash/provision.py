@@ -29,7 +29,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from . import pki, targets
 from .errors import FlashError
@@ -73,22 +72,22 @@ class Spec:
 
 
 def parse_broker(url, spec=None):
-    """(host, port, tls) of ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
+    """(host, port, tls) of ``mqtt://host[:port]`` or ``mqtts://host[:port]`` (the core's
+    ``BrokerURL``, the parser the device uses too)."""
+    from gridlink.firmware.core.brokerurl import BrokerURL, BrokerURLError
+
     def bad(msg):
         if spec is not None:
             spec.fail("broker", msg)
         raise SpecError("broker", msg)
 
     if not url:
-        bad("missing: give mqtt://host:port or mqtts://host:port")
-    u = urlsplit(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        bad(f"{url!r} is not mqtt://host[:port] or mqtts://host[:port]")
+        bad("missing: give mqtt://host[:port] or mqtts://host[:port]")
     try:
-        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
-    except ValueError:
-        bad(f"{url!r} has a bad port")
-    return u.hostname, port, u.scheme == "mqtts"
+        b = BrokerURL(url)
+    except BrokerURLError as exc:
+        bad(str(exc))
+    return b.host, b.port, b.tls
 
 
 def _sha(data):
