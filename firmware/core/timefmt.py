@@ -33,7 +33,7 @@ def valid_date(y, m, d):
 def days_from_civil(y, m, d):
     """Days since 1970-01-01 of the proleptic Gregorian date y-m-d."""
     y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
+    era = y // 400  # floor division (Hinnant's C adjusts truncation; Python floors)
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
@@ -43,7 +43,7 @@ def days_from_civil(y, m, d):
 def civil_from_days(z):
     """(year, month, day) of day number z (days since 1970-01-01)."""
     z += 719468
-    era = (z if z >= 0 else z - 146096) // 146097
+    era = z // 146097
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
     y = yoe + era * 400
