@@ -250,8 +250,9 @@ def drain(broker, workdir, db, n, workers=1, tag="drain"):
 def judge_costs(workdir, n=20000):
     """µs per report, in this process: msgspec's decode + check (fastreport) vs json + the
     core's validate_report, and the whole of Validator.decode (grid look-up, row)."""
+    from gridlink.firmware.codebooks import load_books
     from gridlink.firmware.core.report import validate_report
-    from gridlink.gateway.codebooks import load_codebooks, load_grid_map
+    from gridlink.firmware.maps import open_map
     from gridlink.gateway.fastreport import decode_report
     from gridlink.gateway.validate import Validator
 
@@ -269,7 +270,7 @@ def judge_costs(workdir, n=20000):
     fast = best_us(lambda: [decode_report(b) for b in bodies])
     core = best_us(lambda: [validate_report(json.loads(b), encoded_size=len(b))
                             for b in bodies])
-    v = Validator(grid_map=load_grid_map(grid_map_file(workdir)), codebooks=load_codebooks())
+    v = Validator(grid_map=open_map(grid_map_file(workdir)), codebooks=load_books())
     now = time.time()
     whole = best_us(lambda: [v.decode(t, b, now, None) for t, b in msgs])
     # locating on the district map (4,288 cells): the gateway's raster vs the core GridMap

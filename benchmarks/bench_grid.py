@@ -29,8 +29,8 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 import shapely  # noqa: E402
 from gridlink.firmware.core.gridmap import GridMap  # noqa: E402
+from gridlink.firmware.maps import open_map  # noqa: E402
 from gridlink.firmware.maps.synthetic import SyntheticLayer  # noqa: E402
-from gridlink.host.grid_cli import open_map  # noqa: E402
 from gridlink.host.gridcompile import compile_layer  # noqa: E402
 
 HEAP_GOAL = 32 * 1024
@@ -145,7 +145,7 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "bench.glgm")
         Path(path).write_bytes(data)
-        m = open_map(path)
+        m = open_map(path, mapped=True)
         pts = synthetic.points_e7(n_points, seed=2)
         lon, lat = (pts[:, 0] / 1e7).tolist(), (pts[:, 1] / 1e7).tolist()
         tree, rank, sorted_codes = reference_tree(synthetic.layer)

@@ -1,6 +1,7 @@
 """The dead-letter page: the messages the ingest refused, newest first, and why."""
 
-from .queue import parse_time, utc_iso
+from .clock import wire_time
+from .queue import parse_time
 from .store.sql import rows, run
 
 
@@ -9,7 +10,7 @@ def page(store, *, device=None, since=None, before=None, limit=50):
     after it (None on the last page)."""
     given = [(cond, value) for cond, value in (
         ("device = ?", device),
-        ("received_at >= ?", utc_iso(parse_time(since, "since")) if since else None),
+        ("received_at >= ?", wire_time(parse_time(since, "since")) if since else None),
         ("id < ?", before)) if value not in (None, "")]
     sql = ("SELECT id, received_at, topic, device, reason, payload, payload_encoding "
            "FROM dead_letters"

@@ -15,7 +15,7 @@ from operator import itemgetter
 
 from gridlink.firmware.core.messages import ACK_IDS_MAX
 
-from .clock import iso_from_epoch
+from .clock import wire_time
 from .photos import add_chunks, register_report_photos
 from .validate import REPORT_COLUMNS, sha256_hex
 
@@ -174,7 +174,7 @@ class Ingest:
         """Write one batch in one transaction; set each item's outcome; return the
         committed report rows (dicts) in arrival order."""
         committed_at = time.time()
-        stamp = iso_from_epoch(committed_at)
+        stamp = wire_time(committed_at)
         reports, first = [], {}
         for it in items:
             v = it.verdict
@@ -227,7 +227,7 @@ class Ingest:
                     it.outcome, it.reason = REJECTED, it.verdict.reason
                 if it.outcome == REJECTED:
                     text, enc = payload_text(it.payload)
-                    dead.append((iso_from_epoch(it.received), it.topic, it.verdict.device,
+                    dead.append((wire_time(it.received), it.topic, it.verdict.device,
                                  it.reason, text, enc, message_digest(it.topic, it.payload)))
                 elif it.outcome is None:
                     it.outcome = STORED
@@ -272,7 +272,7 @@ class Ingest:
                 if fix_at and (prev[5] is None or fix_at > prev[5]):
                     prev[3:6] = [lat, lon, fix_at]
         if seen:
-            conn.cursor().executemany(self._seen_sql, [(r[0], r[1], iso_from_epoch(r[2]), *r[3:])
+            conn.cursor().executemany(self._seen_sql, [(r[0], r[1], wire_time(r[2]), *r[3:])
                                               for r in seen.values()])
         if statuses:
             conn.cursor().executemany(self._status_sql, statuses)

@@ -3,7 +3,8 @@
 import json
 import logging
 import sys
-import time
+
+from .clock import wire_time
 
 
 class JSONFormatter(logging.Formatter):
@@ -15,8 +16,7 @@ class JSONFormatter(logging.Formatter):
 
     def format(self, record):
         out = {
-            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
-            + f".{int(record.msecs):03d}Z",
+            "time": wire_time(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "message": record.getMessage(),

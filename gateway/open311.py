@@ -12,7 +12,8 @@ from datetime import timedelta
 
 from fastapi import APIRouter, Query, Request
 
-from .queue import Invalid, NotFound, parse_time, utc_iso
+from .clock import wire_time
+from .queue import Invalid, NotFound, parse_time
 from .store.sql import rows, run
 
 DEFAULT_STANDARD = "GB/T 47678.5-2026"
@@ -32,14 +33,13 @@ class ClassNames:
 
         ``codebooks`` is a core ``CodeBook``, a list of them, or a mapping standard → book.
         """
+        from gridlink.firmware.codebooks import load_books
         from gridlink.firmware.core.codebook import CodeBook
-
-        from .codebooks import load_codebooks
 
         if isinstance(codebooks, ClassNames):
             return codebooks
         if codebooks is None:
-            codebooks = load_codebooks()
+            codebooks = load_books()
         if isinstance(codebooks, CodeBook):
             codebooks = [codebooks]
         elif isinstance(codebooks, dict):
@@ -107,7 +107,7 @@ def build_router(queue, names):
             start = parse_time(start_date, "start_date") if start_date else end - timedelta(90)
             if end - start > timedelta(90):
                 raise Invalid("start_date..end_date: at most 90 days")
-            found = _requests(queue, code=service_code, start=utc_iso(start), end=utc_iso(end))
+            found = _requests(queue, code=service_code, start=wire_time(start), end=wire_time(end))
             if status:
                 found = [r for r in found if request_status(r) == status]
         return [_as_open311(r, names, request) for r in found]

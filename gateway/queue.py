@@ -10,7 +10,7 @@ twice gives the same answer and changes nothing the second time; a conflicting o
 
 from datetime import UTC, datetime, timedelta
 
-from .clock import centre_day
+from .clock import centre_day, parse_iso, wire_time
 from .errors import GatewayError
 from .store.sql import decode_json, one, rows, run
 
@@ -78,18 +78,12 @@ class Conflict(QueueError):
 # ---------------------------------------------------------------- times
 
 
-def utc_iso(t):
-    """ISO 8601 UTC with milliseconds and a ``Z``, the one format stored by this module."""
-    return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{t.microsecond // 1000:03d}Z"
-
-
 def parse_time(text, field="time"):
-    """An ISO 8601 time from a request (``Z`` or offset; naive means UTC) → aware datetime."""
+    """An ISO 8601 time from a request (``clock.parse_iso``) → aware datetime, or Invalid."""
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
-    except (AttributeError, ValueError):
+        return parse_iso(text)
+    except ValueError:
         raise Invalid(f"{field}: not an ISO 8601 time: {text!r}") from None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 def system_clock():
@@ -117,7 +111,7 @@ class IntakeQueue:
         self.codebooks = codebooks
 
     def now(self):
-        return utc_iso(self.clock())
+        return wire_time(self.clock())
 
     # ------------------------------------------------------------ reading
 
@@ -161,10 +155,10 @@ class IntakeQueue:
             params.append(source)
         if since:
             where.append("r.captured_at >= ?")
-            params.append(utc_iso(parse_time(since, "since")))
+            params.append(wire_time(parse_time(since, "since")))
         if until:
             where.append("r.captured_at < ?")
-            params.append(utc_iso(parse_time(until, "until")))
+            params.append(wire_time(parse_time(until, "until")))
         for flag in flags:
             if flag == "grid_mismatch":
                 where.append("r.grid_mismatch = 1")
@@ -338,8 +332,8 @@ class IntakeQueue:
         if not 1 <= int(lease_s) <= MAX_LEASE_S:
             raise Invalid(f"lease_s: 1 to {MAX_LEASE_S} seconds")
         now_t = self.clock()
-        now = utc_iso(now_t)
-        until = utc_iso(now_t + timedelta(seconds=int(lease_s)))
+        now = wire_time(now_t)
+        until = wire_time(now_t + timedelta(seconds=int(lease_s)))
         with self.store.connect() as conn:
             self._ensure_row(conn, report_id, now)
             cur = run(self.store, conn,
@@ -384,7 +378,7 @@ class IntakeQueue:
     def _accept(self, report_id, operator, requested):
         case_no = requested
         now_t = self.clock()
-        now = utc_iso(now_t)
+        now = wire_time(now_t)
         with self.store.connect() as conn:
             self._ensure_row(conn, report_id, now)
             row = self._row(conn, report_id)

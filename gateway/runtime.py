@@ -22,13 +22,15 @@ import threading
 import time
 from collections import Counter
 
+from gridlink.firmware.core.brokerurl import BrokerURL, BrokerURLError
 from gridlink.firmware.core.messages import ACK_IDS_MAX
 
 from . import topics, wire
+from .errors import ConfigError
 from .ingest import ACCEPTED, REJECTED, Ingest, Item, device_acks
 from .link import BrokerLink
 from .metrics import Metrics
-from .mqtt import BrokerURL
+from .tls import client_context
 
 log = logging.getLogger("gridlink.gateway")
 
@@ -43,7 +45,10 @@ class GatewayRuntime:
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
                  session_expiry=7 * 86400, stop_timeout=10.0):
-        self.broker = BrokerURL(broker_url)
+        try:
+            self.broker = BrokerURL(broker_url)
+        except BrokerURLError as exc:
+            raise ConfigError(f"broker URL {exc}") from None
         self.store = store
         self.validator = validator
         self.ingest = Ingest(store, photo_dir)
@@ -76,7 +81,7 @@ class GatewayRuntime:
             subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)],
             on_message=self._on_message, on_connect=self._on_connect,
             on_subscribed=self._on_subscribed, on_disconnect=self._on_disconnect,
-            tls_context=self.broker.tls_context(tls), username=self.broker.username,
+            tls_context=client_context(self.broker, tls), username=self.broker.username,
             password=self.broker.password, keepalive=30, session_expiry=session_expiry,
             receive_maximum=pending_max, send_window=SEND_WINDOW)
         self.metrics.devices_online.set_function(self._devices_online)

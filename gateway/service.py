@@ -7,9 +7,11 @@ The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``) wi
 import logging
 from pathlib import Path
 
+from gridlink.firmware.codebooks import load_books
+from gridlink.firmware.core.errors import CoreError
 from gridlink.firmware.core.messages import ACK_IDS_MAX
+from gridlink.firmware.maps import open_map
 
-from .codebooks import load_codebooks, load_grid_map
 from .errors import ConfigError
 from .httpserver import BackgroundServer
 from .metrics import Metrics
@@ -41,9 +43,12 @@ class Gateway:
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None):
+        try:
+            self.grid_map = open_map(grid) if grid else None
+        except CoreError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.codebooks = load_books() if codebooks is None else codebooks
         self.store = open_store(db)
-        self.grid_map = load_grid_map(grid) if grid else None
-        self.codebooks = load_codebooks() if codebooks is None else codebooks
         self.photos_dir = Path(photos) if photos else default_photos_dir(db)
         photo_dir = PhotoDir(self.photos_dir)
         self.metrics = Metrics()

@@ -13,9 +13,10 @@ import re
 import secrets
 from datetime import timedelta
 
-from .clock import centre_day
-from .queue import Invalid, NotFound, parse_time, system_clock, utc_iso
+from .clock import centre_day, wire_time
+from .queue import Invalid, NotFound, parse_time, system_clock
 from .store.sql import one, rows, run
+from .topics import task_topic
 
 TASK_TYPES = ("verify", "check")
 TASK_STATES = ("open", "sent", "done", "expired")
@@ -96,7 +97,7 @@ class TaskDesk:
 
     def assign(self, grid, device):
         grid, device = _grid(grid), _device(device)
-        now = utc_iso(self.clock())
+        now = wire_time(self.clock())
         with self.store.connect() as conn:
             run(self.store, conn,
                 "INSERT INTO assignments (grid, device, updated_at) VALUES (?, ?, ?)"
@@ -127,9 +128,9 @@ class TaskDesk:
         if deadline_s is not None:
             if not 0 < float(deadline_s) <= 30 * 86400:
                 raise Invalid("deadline_s: more than 0, at most 30 days")
-            deadline = utc_iso(now_t + timedelta(seconds=float(deadline_s)))
+            deadline = wire_time(now_t + timedelta(seconds=float(deadline_s)))
         elif deadline is not None:
-            deadline = utc_iso(parse_time(deadline, "deadline"))
+            deadline = wire_time(parse_time(deadline, "deadline"))
         if device is not None:
             device = _device(device)
         grid, district = None, self.district
@@ -165,7 +166,7 @@ class TaskDesk:
                 " routed_by, state, created_at, created_by, deadline, request_key)"
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
                 [task_id, type, report_id, lat, lon, grid, district, text or "", device,
-                 routed_by, utc_iso(now_t), operator, deadline, key])
+                 routed_by, wire_time(now_t), operator, deadline, key])
         return self.dispatch(task_id)
 
     def _by_key(self, key):
@@ -209,7 +210,7 @@ class TaskDesk:
         message = {"v": 1, "task": task["id"], "type": task["type"], "report": task["report_id"],
                    "lat": task["lat"], "lon": task["lon"], "grid": task["grid"],
                    "text": task["text"], "deadline": task["deadline"]}
-        topic = f"gridlink/v1/{task['district']}/{task['device']}/task"
+        topic = task_topic(task["district"], task["device"])
         payload = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
         try:
             self.publisher(topic, payload, qos=1)
@@ -221,7 +222,7 @@ class TaskDesk:
         with self.store.connect() as conn:
             run(self.store, conn,
                 "UPDATE tasks SET state = 'sent', sent_at = ?, error = NULL"
-                " WHERE id = ? AND state = 'open'", [utc_iso(self.clock()), task_id])
+                " WHERE id = ? AND state = 'open'", [wire_time(self.clock()), task_id])
         return self.get(task_id)
 
     # ------------------------------------------------------------ closing
@@ -245,14 +246,14 @@ class TaskDesk:
                 " WHERE r.source = 'task' AND t.state <> 'done'"))
         if found:
             self._attach([(r["id"], r["task"], r["result"]) for r in found])
-        now = utc_iso(self.clock())
+        now = wire_time(self.clock())
         with self.store.connect() as conn:
             run(self.store, conn,
                 "UPDATE tasks SET state = 'expired' WHERE state IN ('open', 'sent')"
                 " AND deadline IS NOT NULL AND deadline < ?", [now])
 
     def _attach(self, results):
-        now = utc_iso(self.clock())
+        now = wire_time(self.clock())
         with self.store.connect() as conn:
             for report_id, task_id, result in results:
                 cur = run(self.store, conn,

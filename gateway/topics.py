@@ -1,6 +1,8 @@
 """The gateway's subscriptions and reply topics (parsing is the core's ``parse_topic``)."""
 
-PREFIX = "gridlink/v1/"
+from gridlink.firmware.core import topics as core_topics
+
+PREFIX = core_topics.PREFIX + "/"  # the core's topic tree, with the separator
 SHARE_GROUP = "gridlink"
 
 # What the gateway subscribes to (device → gateway), relative to the prefix.

@@ -15,11 +15,11 @@ from gridlink.firmware.core.checks import MessageError
 from gridlink.firmware.core.gridmap import GridMap
 from gridlink.firmware.core.topics import parse_topic
 
-from .clock import iso_from_epoch
+from .clock import wire_time
 from .fastreport import UNSET, check_report
 from .gridindex import RasterLocator
 
-MAX_REPORT = 1024  # protocol v1: a report is at most 1 KB of UTF-8 JSON on the wire
+MAX_REPORT = core_messages.REPORT_MAX_BYTES  # protocol v1: a report's UTF-8 JSON on the wire
 MAX_STATUS = core_messages.STATUS_MAX_BYTES
 MAX_TRACK = core_messages.TRACK_MAX_BYTES
 MAX_CHUNK = core_messages.CHUNK_MAX
@@ -79,21 +79,6 @@ _DECODER = json.JSONDecoder(parse_constant=_no_constants)  # one decoder, not on
 
 def _loads(text):
     return _DECODER.decode(text)
-
-
-_last_second = [(None, "")]  # (unix second, its text): replaced whole, so threads agree
-
-
-def _iso(t):
-    """``iso_from_epoch(t)`` with the second's text kept from the previous call (strftime
-    per message is a measurable share of the ingest)."""
-    ms = round(t * 1000)
-    secs, ms = divmod(ms, 1000)
-    cached = _last_second[0]
-    if cached[0] != secs:
-        cached = (secs, iso_from_epoch(secs)[:-5])
-        _last_second[0] = cached
-    return f"{cached[1]}.{ms:03d}Z"
 
 
 def _json_object(payload, limit, what):
@@ -216,7 +201,7 @@ class Validator:
         received = received if received is not None else 0.0
         row = {
             "id": rid, "device": device, "district": district, "seq": seq,
-            "captured_at": t, "received_at": _iso(received), "committed_at": None,
+            "captured_at": t, "received_at": wire_time(received), "committed_at": None,
             "time_source": time_source,
             "lat": fix[0] if fix else None, "lon": fix[1] if fix else None,
             "fix_mode": fix[2] if fix else None, "fix_status": fix[3] if fix else None,
@@ -318,7 +303,7 @@ class Validator:
         self._message(core_messages.validate_track, obj, "track")
         self._same_device(obj["device"], device)
         t0 = obj["t0"]
-        rows = [(device, iso_from_epoch(t0 + dt), lat / 1e6, lon / 1e6, speed / 100)
+        rows = [(device, wire_time(t0 + dt), lat / 1e6, lon / 1e6, speed / 100)
                 for dt, lat, lon, speed in obj["pts"]]
         return Verdict("track", district, device, data=rows)
 
@@ -329,7 +314,7 @@ class Validator:
         self._message(core_messages.validate_status, obj, "status")
         self._same_device(obj["device"], device)
         fix = obj.get("fix")
-        seen = iso_from_epoch(received if received is not None else 0.0)
+        seen = wire_time(received if received is not None else 0.0)
         row = {
             "device": device, "district": district, "state": obj["state"],
             "last_seen": seen, "status": payload.decode("utf-8"),

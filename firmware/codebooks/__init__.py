@@ -1,15 +1,17 @@
-"""The shipped code books and division table, and a CPython loader for them.
+"""The shipped code books and division table, and the one CPython loader of code books.
 
 The JSON files here are built by ``build.py`` from ``sources/`` (see docs/codes.md).  The
-device core never opens files: this loader reads them on CPython; a MicroPython node reads
-the one file it needs itself and passes ``json.load(f)`` to ``CodeBook`` / ``Divisions``.
+device core never opens files: this loader reads them on CPython (the gateway, the Pi
+device, the flash tools all load books through ``load_books`` / ``book``); a MicroPython
+node reads the one file it needs itself and passes ``json.load(f)`` to ``CodeBook`` /
+``Divisions``.
 """
 
 import json
 from functools import cache
 from pathlib import Path
 
-from gridlink.firmware.core.codebook import CodeError, standard_key
+from gridlink.firmware.core.codebook import BOOK_FORMAT, CodeError, standard_key
 from gridlink.firmware.core.codes import CodeBook, Codes, Divisions
 
 HERE = Path(__file__).resolve().parent
@@ -45,7 +47,42 @@ def load_divisions(file=None):
 
 
 def book(standard):
-    return CodeBook(load(standard))
+    """The shipped ``CodeBook`` of a standard (one shared object per standard)."""
+    return _book(path(standard).name)
+
+
+@cache
+def _book(file):
+    return CodeBook(json.loads((HERE / file).read_text(encoding="utf-8")))
+
+
+def load_books(files=None):
+    """{standard: CodeBook} of the shipped books, or of the code book files ``files``.
+
+    A file that cannot be read, is not JSON or is not a valid ``gridlink-codebook/1`` book
+    raises CodeError naming the file.
+    """
+    if files is None:
+        return {s: book(s) for s in STANDARDS}
+    books = {}
+    for file in files:
+        try:
+            doc = json.loads(Path(file).read_text(encoding="utf-8"))
+        except OSError as exc:
+            raise CodeError(f"code book {file}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise CodeError(f"code book {file}: not JSON: {exc}") from None
+        if not isinstance(doc, dict) or doc.get("format") != BOOK_FORMAT:
+            raise CodeError(f"code book {file}: format is not {BOOK_FORMAT}")
+        try:
+            b = CodeBook(doc)
+        except CodeError as exc:
+            raise CodeError(f"code book {file}: {exc}") from None
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CodeError(f"code book {file}: malformed ({type(exc).__name__}: {exc})") \
+                from None
+        books[b.standard] = b
+    return books
 
 
 @cache

@@ -1,9 +1,10 @@
 """UTC timestamps on the wire: ``2026-11-28T02:15:07.250Z`` (ISO 8601, milliseconds, Z).
 
 The one place for civil-date arithmetic and this format: reports (``iso_utc``,
-``parse_iso_utc``) and NMEA fixes (``iso_date_ms`` of a receiver's date and time of
-day) share it.  No ``datetime`` on MicroPython, so the calendar is done here
-(Howard Hinnant's days-from-civil algorithms).  Leap seconds are not represented.
+``parse_iso_utc``), NMEA fixes (``iso_date_ms`` of a receiver's date and time of day) and
+the gateway's stored times (``iso_ms``, through ``gateway.clock.wire_time``) share it.  No
+``datetime`` on MicroPython, so the calendar is done here (Howard Hinnant's days-from-civil
+algorithms).  Leap seconds are not represented.
 """
 
 from .errors import CoreError
@@ -32,7 +33,7 @@ def valid_date(y, m, d):
 def days_from_civil(y, m, d):
     """Days since 1970-01-01 of the proleptic Gregorian date y-m-d."""
     y -= m <= 2
-    era = (y if y >= 0 else y - 399) // 400
+    era = y // 400  # floor division (Hinnant's C adjusts truncation; Python floors)
     yoe = y - era * 400
     doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
     doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
@@ -42,7 +43,7 @@ def days_from_civil(y, m, d):
 def civil_from_days(z):
     """(year, month, day) of day number z (days since 1970-01-01)."""
     z += 719468
-    era = (z if z >= 0 else z - 146096) // 146097
+    era = z // 146097
     doe = z - era * 146097
     yoe = (doe - doe // 1460 + doe // 36524 - doe // 146096) // 365
     y = yoe + era * 400
@@ -71,10 +72,17 @@ def iso_date_ms(date, ms):
 def iso_utc(unix_seconds):
     """Format unix seconds (int or float) as ``YYYY-MM-DDTHH:MM:SS.mmmZ`` (rounded to ms)."""
     ms = int(round(unix_seconds * 1000))  # noqa: RUF046 (float round on MicroPython)
-    days, ms = divmod(ms, 86400000)
+    return iso_ms(ms, unix_seconds)
+
+
+def iso_ms(unix_ms, shown=None):
+    """Format whole unix milliseconds (an int) as ``YYYY-MM-DDTHH:MM:SS.mmmZ``: the one
+    writer of the wire form (``iso_utc`` rounds seconds to this).  A time outside the
+    years 0000-9999 raises TimeFormatError naming ``shown`` (the caller's value)."""
+    days, ms = divmod(unix_ms, 86400000)
     date = civil_from_days(days)
     if not 0 <= date[0] <= 9999:
-        raise TimeFormatError(f"time out of range: {unix_seconds}")
+        raise TimeFormatError(f"time out of range: {unix_ms if shown is None else shown}")
     return iso_date_ms(date, ms)
 
 

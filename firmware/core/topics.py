@@ -2,7 +2,8 @@
 
 from .checks import DIGITS, MessageError, check_device, check_report_id, check_str
 
-PREFIX = "gridlink/v1"
+PREFIX = "gridlink/v1"  # the one spelling of the tree's root; the gateway's topics build on it
+_ROOT, _VERSION = PREFIX.split("/")
 # leaf → (publisher, QoS, retained)
 LEAVES = {
     "report": ("device", 1, False),
@@ -47,9 +48,9 @@ def parse_topic(name):
     Raises MessageError for anything outside the v1 tree.
     """
     parts = name.split("/")
-    if len(parts) < 5 or parts[0] != "gridlink":
+    if len(parts) < 5 or parts[0] != _ROOT:
         raise MessageError("topic", f"not a gridlink topic: {name!r}")
-    if parts[1] != "v1":
+    if parts[1] != _VERSION:
         raise MessageError("topic", f"unsupported protocol version {parts[1]!r}")
     district, device = parts[2], parts[3]
     check_district(district)

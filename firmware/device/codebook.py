@@ -1,17 +1,11 @@
 """The code books the device checks class codes against (firmware/codebooks/*.json).
 
-The files are built by ``firmware/codebooks/build.py`` (format ``gridlink-codebook/1``)
-and read with the core's ``CodeBook``; a profile names its standard and every class code
-it maps a button or sensor to must be in that standard's book.
+The books are loaded by ``gridlink.firmware.codebooks`` (the one loader); a profile names
+its standard and every class code it maps a button or sensor to must be in that
+standard's book.
 """
 
-import json
-from functools import lru_cache
-from pathlib import Path
-
 from ..errors import DeviceError
-
-CODEBOOKS = Path(__file__).resolve().parents[1] / "codebooks"
 
 
 class CodebookUnavailable(DeviceError):
@@ -20,16 +14,10 @@ class CodebookUnavailable(DeviceError):
         self.fix = fix
 
 
-@lru_cache(maxsize=1)
 def _books():
-    from ..core.codebook import BOOK_FORMAT, CodeBook
+    from ..codebooks import load_books
 
-    books = {}
-    for path in sorted(CODEBOOKS.glob("*.json")):
-        data = json.loads(path.read_text(encoding="utf-8"))
-        if data.get("format") == BOOK_FORMAT:
-            books[data["standard"]] = CodeBook(data)
-    return books
+    return load_books()
 
 
 def book(standard):

@@ -23,9 +23,9 @@ import logging
 import random
 import threading
 import time
-from urllib.parse import urlparse
 
 from ..core import messages, topics
+from ..core.brokerurl import BrokerURL, BrokerURLError
 from ..errors import DeviceError
 from .store import PHOTO, REPORT, TASK_RESULT, TRACK
 
@@ -35,14 +35,13 @@ CHUNK = messages.CHUNK_MAX
 
 
 def parse_broker(url):
-    """(host, port, tls) of ``mqtt://host:port`` or ``mqtts://host:port``."""
-    u = urlparse(url if "://" in url else f"mqtt://{url}")
-    if u.scheme not in ("mqtt", "mqtts", "tcp", "ssl"):
-        raise DeviceError(f"broker URL {url!r}: use mqtt://host:port or mqtts://host:port")
-    tls = u.scheme in ("mqtts", "ssl")
-    if not u.hostname:
-        raise DeviceError(f"broker URL {url!r} has no host")
-    return u.hostname, u.port or (8883 if tls else 1883), tls
+    """(host, port, tls) of ``mqtt://host[:port]`` or ``mqtts://host[:port]`` (the core's
+    ``BrokerURL``; its error as a DeviceError)."""
+    try:
+        b = BrokerURL(url)
+    except BrokerURLError as exc:
+        raise DeviceError(f"broker URL {exc}") from None
+    return b.host, b.port, b.tls
 
 
 class Backoff:

@@ -20,9 +20,9 @@ import re
 from pathlib import Path
 
 from ..errors import ProfileError
+from ..maps import default_map
 
 REPO_PROFILES = Path(__file__).resolve().parents[2] / "device_profiles"
-MAPS = Path(__file__).resolve().parents[1] / "maps"
 
 # GPIO numbers a profile may use, per board (header pins only; UART0 checked separately).
 BOARD_PINS = {
@@ -48,26 +48,6 @@ class Problem:
 
     def __repr__(self):
         return f"Problem({self.key!r}, {self.message!r})"
-
-
-def default_map(district):
-    """The shipped grid map of ``district`` (firmware/maps/*.glgm), or None."""
-    if not MAPS.is_dir():
-        return None
-    maps = sorted(MAPS.glob("*.glgm"))
-    for path in maps:
-        if district in path.name:
-            return path
-    if len(maps) == 1:
-        from ..core.gridmap import GridMap, GridMapError
-
-        try:
-            with open(maps[0], "rb") as f:
-                if GridMap(f, verify=False).code(0).startswith(district):
-                    return maps[0]
-        except (OSError, GridMapError):
-            return None
-    return None
 
 
 def profiles_dir():
@@ -383,16 +363,16 @@ def _meaning(p, source, codebook):
 
 def _check_grid(p, source):
     """The provisioned grid code must be the one the shipped map gives the position."""
-    from ..core.gridmap import GridMap, GridMapError
+    from ..core.gridmap import GridMapError
+    from ..maps import open_map
 
     path = default_map(p["district"])
     if path is None:
         return []
     pos = p["position"]
     try:
-        with open(path, "rb") as f:
-            code = GridMap(f).locate(pos["lon"], pos["lat"])
-    except (OSError, GridMapError):
+        code = open_map(path, mapped=True).locate(pos["lon"], pos["lat"])
+    except GridMapError:
         return []
     if code == p["grid"]:
         return []

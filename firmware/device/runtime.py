@@ -27,10 +27,10 @@ from ..core import track as coretrack
 from ..core.checks import MessageError
 from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
 from ..core.timefmt import iso_utc
+from ..maps import default_map
 from . import camera as cam
 from . import codebook
 from .hardware import Hardware
-from .profile import default_map
 from .sdnotify import notify, watchdog_period
 from .store import REPORT, TASK_RESULT, TRACK, Store
 from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
@@ -114,7 +114,7 @@ class Device:
         self.timers = []
         self.store = None
         self.gnss = self.camera = self.delivery = self.triggers = None
-        self.kiosk = self.control = self.gridmap = self._map_file = None
+        self.kiosk = self.control = self.gridmap = None
         self.thinner = self.batch = None
         self.track_lock = threading.Lock()
         self.counters = {"reports": 0, "cancelled": 0, "track_batches": 0, "errors": 0}
@@ -165,7 +165,8 @@ class Device:
         return self
 
     def _open_map(self):
-        from ..core.gridmap import GridMap, GridMapError
+        from ..core.gridmap import GridMapError
+        from ..maps import open_map
 
         path = self.map_path or default_map(self.district)
         if path is None:
@@ -173,10 +174,9 @@ class Device:
                         "fills it in)", self.district)
             return
         try:
-            self._map_file = open(path, "rb")  # noqa: SIM115 (kept open while running)
-            self.gridmap = GridMap(self._map_file)
-        except (OSError, GridMapError) as exc:
-            raise errors.DeviceError(f"grid map {path}: {exc}") from None
+            self.gridmap = open_map(path, mapped=True)
+        except GridMapError as exc:
+            raise errors.DeviceError(str(exc)) from None
         log.info("grid map %s: %d cells", path, self.gridmap.n_cells)
 
     def stop(self):
@@ -205,8 +205,6 @@ class Device:
         self.hardware.close()
         if self.store is not None:
             self.store.close()
-        if self._map_file is not None:
-            self._map_file.close()
         log.info("device %s stopped", self.device)
 
     def run_forever(self):

@@ -165,3 +165,27 @@ def test_a_slim_book_for_a_sensor_node_validates_the_same_events():
     assert not book.has("component")
     with pytest.raises(CodeError, match="this book has no component classes"):
         book.lookup("component", "01001")
+
+
+def test_one_loader_gives_the_shipped_books_or_the_given_files(tmp_path):
+    shipped = codebooks.load_books()
+    assert sorted(shipped) == sorted(codebooks.STANDARDS)
+    assert shipped["CJ/T 214-2007"] is codebooks.book("cj/t214-2007")  # one object per book
+    given = codebooks.load_books([codebooks.path("GB/T 47678.5-2026")])
+    assert list(given) == ["GB/T 47678.5-2026"]
+    assert given["GB/T 47678.5-2026"].id == shipped["GB/T 47678.5-2026"].id
+
+
+@pytest.mark.parametrize("text, words", [
+    ("{", "not JSON"),
+    ('{"format": "gridlink-divisions/1"}', "format is not gridlink-codebook/1"),
+    ('["a"]', "format is not gridlink-codebook/1"),
+    ('{"format": "gridlink-codebook/1"}', "malformed"),
+    (None, "No such file"),
+])
+def test_a_bad_code_book_file_is_named_in_a_clear_error(tmp_path, text, words):
+    f = tmp_path / "book.json"
+    if text is not None:
+        f.write_text(text, encoding="utf-8")
+    with pytest.raises(CodeError, match=f"code book {re.escape(str(f))}: .*{words}"):
+        codebooks.load_books([f])

@@ -6,7 +6,7 @@ import random
 
 import pytest
 from gridlink.firmware.core import canonjson
-from gridlink.firmware.core.timefmt import TimeFormatError, iso_utc, parse_iso_utc
+from gridlink.firmware.core.timefmt import TimeFormatError, iso_ms, iso_utc, parse_iso_utc
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +22,17 @@ def test_iso_utc_matches_datetime_and_parses_back(ms):
     assert text == (f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
                     f"{dt.second:02d}.{dt.microsecond // 1000:03d}Z")
     assert round(parse_iso_utc(text) * 1000) == ms
+    assert iso_ms(ms) == text  # whole milliseconds, no float on the way
+
+
+def test_iso_ms_refuses_times_outside_years_0_to_9999():
+    for ms in (253402300800000, -62167219200001):
+        with pytest.raises(TimeFormatError, match=f"time out of range: {ms}"):
+            iso_ms(ms)
+    assert iso_ms(-62167219200000) == "0000-01-01T00:00:00.000Z"
+    for text in ("0000-01-01T00:00:00.000Z", "0000-02-29T12:00:00.001Z",
+                 "0000-03-01T00:00:00.000Z"):
+        assert iso_ms(round(parse_iso_utc(text) * 1000)) == text  # year 0 (a leap year) too
 
 
 @pytest.mark.parametrize("bad", [

@@ -11,9 +11,9 @@ from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.gateway.api import create_app
-from gridlink.gateway.clock import iso_from_epoch
-from gridlink.gateway.codebooks import load_codebooks
+from gridlink.gateway.clock import wire_time
 from gridlink.gateway.httpserver import BackgroundServer
 from gridlink.gateway.ingest import Ingest, Item
 from gridlink.gateway.photos import PhotoDir
@@ -241,7 +241,7 @@ def test_fleet_tells_how_many_of_a_devices_messages_were_refused_and_why(wired, 
     api, _, _ = wired
     add_device(store, "pv-0001")
     add_device(store, "pv-0002")
-    judge = Validator(None, load_codebooks())
+    judge = Validator(None, load_books())
     bad = [(topic("pv-0001", "report"), encode(report("pv-0001", s, code="99999")))
            for s in (1, 2)]
     bad.append((topic("pv-0001", "report"), encode(report("pv-0002", 3))))  # another's id
@@ -253,7 +253,7 @@ def test_fleet_tells_how_many_of_a_devices_messages_were_refused_and_why(wired, 
     by_id = {d["device"]: d for d in devices}
     assert by_id["pv-0001"]["refused"] == 3
     newest = by_id["pv-0001"]["last_refused"]
-    assert newest["at"] == iso_from_epoch(t + 2) and "pv-0002" in newest["reason"]
+    assert newest["at"] == wire_time(t + 2) and "pv-0002" in newest["reason"]
     assert by_id["pv-0002"]["refused"] == 0 and by_id["pv-0002"]["last_refused"] is None
 
 

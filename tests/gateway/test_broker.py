@@ -6,8 +6,8 @@ import json
 
 import paho.mqtt.client as mqtt
 import pytest
-from gridlink.gateway.mqtt import TLSFiles
 from gridlink.gateway.service import Gateway
+from gridlink.gateway.tls import TLSFiles
 from gridlink.mosquitto import BrokerTLS, Mosquitto
 
 from tests.support.gateway_rig import (

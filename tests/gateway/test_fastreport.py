@@ -18,6 +18,7 @@ from datetime import date
 from unittest import mock
 
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.firmware.core import canonjson
 from gridlink.firmware.core.checks import DEVICE_CHARS, DIGITS, HEX, TASK_CHARS, UPPER_DIGITS
 from gridlink.firmware.core.report import (
@@ -35,9 +36,9 @@ from gridlink.firmware.core.report import (
     ReportError,
     validate_report,
 )
+from gridlink.firmware.maps import open_map
 from gridlink.gateway import fastreport
 from gridlink.gateway import validate as gw_validate
-from gridlink.gateway.codebooks import load_codebooks, load_grid_map
 from gridlink.gateway.fastreport import decode_report
 from gridlink.gateway.validate import Validator
 from hypothesis import HealthCheck, given, settings
@@ -615,8 +616,8 @@ def test_without_msgspec_nothing_is_vouched_for_and_the_gateway_still_judges(mon
 
 @pytest.fixture(scope="module")
 def judges(tmp_path_factory):
-    grid = load_grid_map(grid_map_file(tmp_path_factory.mktemp("grid")))
-    books = load_codebooks()
+    grid = open_map(grid_map_file(tmp_path_factory.mktemp("grid")))
+    books = load_books()
     return (Validator(grid, books), Validator(grid, books),
             Validator(grid, books, validate_report=validate_report))
 

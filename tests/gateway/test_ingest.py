@@ -6,9 +6,10 @@ import json
 import threading
 
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.firmware.core import messages
-from gridlink.gateway.clock import iso_from_epoch
-from gridlink.gateway.codebooks import load_codebooks, load_grid_map
+from gridlink.firmware.maps import open_map
+from gridlink.gateway.clock import wire_time
 from gridlink.gateway.ingest import Ingest, Item, device_acks, message_digest
 from gridlink.gateway.photos import PhotoDir, report_photos
 from gridlink.gateway.store import open_store
@@ -21,8 +22,8 @@ T = 1_795_000_000.0
 
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
-    return Validator(load_grid_map(grid_map_file(tmp_path_factory.mktemp("grid"))),
-                     load_codebooks())
+    return Validator(open_map(grid_map_file(tmp_path_factory.mktemp("grid"))),
+                     load_books())
 
 
 @pytest.fixture
@@ -178,7 +179,7 @@ def test_presence_status_then_will_then_reports(judge, ingest, store):
                         (topic("pv-0001", "report"), encode(older))))
     dev = store.fetchall("SELECT * FROM devices")[0]
     assert (dev["last_lat"], dev["last_fix_at"]) == (34.815, "2026-11-28T03:00:00.000Z")
-    assert dev["last_seen"] == iso_from_epoch(T + 1)  # the later of the two arrivals
+    assert dev["last_seen"] == wire_time(T + 1)  # the later of the two arrivals
 
 
 def test_track_points_are_stored_once(judge, ingest, store):

@@ -13,9 +13,9 @@ import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.gateway.api import create_app
-from gridlink.gateway.clock import iso_from_epoch
-from gridlink.gateway.codebooks import load_codebooks
+from gridlink.gateway.clock import wire_time
 from gridlink.gateway.httpserver import BackgroundServer
 from gridlink.gateway.ingest import Ingest, Item
 from gridlink.gateway.photos import PhotoDir
@@ -122,7 +122,7 @@ def test_dead_letters_say_why_a_devices_messages_were_refused(tmp_path, backend)
 
 def _dead_letter_pages(api, store, tmp_path):
     t = 1_795_000_000.0
-    judge = Validator(None, load_codebooks())
+    judge = Validator(None, load_books())
     messages = [(rig_topic("pv-0003", "report"), encode(report("pv-0003", s, code="99999")))
                 for s in (1, 2, 3)]
     messages += [(rig_topic("pv-0004", "report"), b"\xff\x00"),
@@ -147,7 +147,7 @@ def _dead_letter_pages(api, store, tmp_path):
     assert status == 200 and seqs(first) == [3, 2] and first["next"]
     status, rest = api.get(f"/api/dead-letters?device=pv-0003&limit=2&before={first['next']}")
     assert seqs(rest) == [1] and rest["next"] is None
-    status, recent = api.get("/api/dead-letters?since=" + iso_from_epoch(t + 2))
+    status, recent = api.get("/api/dead-letters?since=" + wire_time(t + 2))
     assert [d["device"] for d in recent["items"]] == ["pv-0004", "pv-0003"]
     assert api.get("/api/dead-letters?device=pv-0009")[1] == {"items": [], "next": None}
 

@@ -5,7 +5,8 @@ import json
 from datetime import UTC, datetime
 
 import pytest
-from gridlink.gateway.codebooks import load_codebooks, load_grid_map
+from gridlink.firmware.codebooks import load_books
+from gridlink.firmware.maps import open_map
 from gridlink.gateway.validate import MAX_REPORT, Validator
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,7 +19,7 @@ T = 1_795_000_000.0
 @pytest.fixture(scope="module")
 def judge(tmp_path_factory):
     folder = tmp_path_factory.mktemp("grid")
-    return Validator(load_grid_map(grid_map_file(folder)), load_codebooks())
+    return Validator(open_map(grid_map_file(folder)), load_books())
 
 
 def test_good_report_becomes_a_row(judge):
@@ -173,3 +174,24 @@ def test_published_json_schemas_are_held_too(judge):
     v = strict.decode(topic("pv-0001", "status"), will, T)
     assert v.kind == "rejected" and v.category == "schema"
     assert v.reason.startswith("state:") and "JSON Schema" in v.reason
+
+
+def test_the_size_limit_of_a_report_is_the_cores(judge):
+    from gridlink.firmware.core.report import MAX_BYTES
+
+    at_limit = judge.decode(topic("pv-0001", "report"), b" " * MAX_BYTES, T)
+    over = judge.decode(topic("pv-0001", "report"), b" " * (MAX_BYTES + 1), T)
+    assert at_limit.category == "json" and over.category == "size", (at_limit, over)
+    assert f"limit is {MAX_BYTES}" in over.reason
+
+
+def test_the_gateways_topics_are_the_cores_tree():
+    from gridlink.firmware.core.topics import PREFIX, parse_topic
+    from gridlink.gateway import topics
+
+    assert parse_topic(topics.ack_topic("410106", "pv-0001")) == \
+        ("410106", "pv-0001", "ack", None)
+    assert parse_topic(topics.task_topic("410106", "pv-0001")) == \
+        ("410106", "pv-0001", "task", None)
+    for f in topics.subscriptions(shared=False):
+        assert f.startswith(PREFIX + "/+/+/"), f

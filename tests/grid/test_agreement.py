@@ -4,8 +4,8 @@
 
 import pytest
 from gridlink.firmware.core.gridmap import GridMap
+from gridlink.firmware.maps import open_map
 from gridlink.firmware.maps.synthetic import SyntheticLayer
-from gridlink.host.grid_cli import open_map
 from gridlink.host.gridcompile import compile_layer
 
 from tests.support.shapely_grid import shapely_reference
@@ -31,7 +31,7 @@ def test_100k_points_agree_with_shapely_covers_over_100k_cells(big_map):
     assert (covering >= 3).sum() > 5_000
     assert sum(e is None for e in expected) > 2_000
 
-    m = open_map(path)
+    m = open_map(path, mapped=True)
     got = [m.locate(x, y) for x, y in zip(lon, lat, strict=True)]
     wrong = [(k, lon[k], lat[k], got[k], expected[k]) for k in range(len(got))
              if got[k] != expected[k]]

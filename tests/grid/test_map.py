@@ -207,3 +207,39 @@ def test_any_single_byte_change_is_caught(good, data):
     for source in (bytes(damaged), io.BytesIO(bytes(damaged))):
         with pytest.raises(GridMapError):
             GridMap(source)
+
+
+# -- the one loader of map files (firmware/maps) ---------------------------------------
+
+def test_the_loader_opens_a_path_its_memory_map_or_bytes_alike(good, tmp_path):
+    from gridlink.firmware.maps import open_map
+
+    path = tmp_path / "two.glgm"
+    path.write_bytes(good)
+    for m in (open_map(path), open_map(str(path), mapped=True), open_map(good)):
+        assert m.n_cells == 2 and m.locate_e7(X + 1010, Y + 10) == D + "002"
+
+
+def test_the_loader_names_the_file_it_cannot_use(good, tmp_path):
+    from gridlink.firmware.maps import open_map
+
+    damaged, empty = tmp_path / "damaged.glgm", tmp_path / "empty.glgm"
+    damaged.write_bytes(good[:-1] + bytes([good[-1] ^ 1]))
+    empty.write_bytes(b"")
+    for mapped in (False, True):
+        with pytest.raises(GridMapError, match=r"damaged\.glgm: grid map checksum mismatch"):
+            open_map(damaged, mapped=mapped)
+        with pytest.raises(GridMapError, match=r"empty\.glgm: .*not a grid map"):
+            open_map(empty, mapped=mapped)
+        with pytest.raises(GridMapError, match=r"grid map .*none\.glgm: No such file"):
+            open_map(tmp_path / "none.glgm", mapped=mapped)
+    assert open_map(damaged, verify=False).n_cells == 2
+
+
+def test_the_shipped_map_is_found_by_its_district():
+    from gridlink.firmware.maps import default_map, open_map
+
+    path = default_map("410106")
+    assert path is not None and path.name == "shangjie.glgm"
+    assert open_map(path).code(0).startswith("410106")
+    assert default_map("110101") is None

@@ -123,7 +123,7 @@ def test_bad_map_files_are_clear(tmp_path, grid_map, capsys):
     empty.write_bytes(b"")
     for path, message in ((damaged, "damaged.glgm: grid map checksum mismatch"),
                           (empty, "empty file, not a grid map"),
-                          (tmp_path / "none.glgm", "cannot open map")):
+                          (tmp_path / "none.glgm", "none.glgm: No such file or directory")):
         assert main(["grid", "locate", str(path), "113.26", "34.78"]) == 2
         err = capsys.readouterr().err
         assert err.startswith("gridlink grid: error: ") and message in err

@@ -88,7 +88,7 @@ def capture_path(name):
 
 
 def default_map():
-    from gridlink.firmware.device.runtime import default_map as shipped
+    from gridlink.firmware.maps import default_map as shipped
 
     return shipped(DISTRICT)
 
@@ -165,8 +165,8 @@ class District:
         return self.broker.url
 
     def _start_gateway(self):
-        from gridlink.gateway.mqtt import TLSFiles
         from gridlink.gateway.service import Gateway
+        from gridlink.gateway.tls import TLSFiles
 
         tls = None
         if self.pki is not None:

@@ -29,7 +29,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from . import pki, targets
 from .errors import FlashError
@@ -73,22 +72,22 @@ class Spec:
 
 
 def parse_broker(url, spec=None):
-    """(host, port, tls) of ``mqtt://host[:port]`` or ``mqtts://host[:port]``."""
+    """(host, port, tls) of ``mqtt://host[:port]`` or ``mqtts://host[:port]`` (the core's
+    ``BrokerURL``, the parser the device uses too)."""
+    from gridlink.firmware.core.brokerurl import BrokerURL, BrokerURLError
+
     def bad(msg):
         if spec is not None:
             spec.fail("broker", msg)
         raise SpecError("broker", msg)
 
     if not url:
-        bad("missing: give mqtt://host:port or mqtts://host:port")
-    u = urlsplit(url)
-    if u.scheme not in ("mqtt", "mqtts") or not u.hostname:
-        bad(f"{url!r} is not mqtt://host[:port] or mqtts://host[:port]")
+        bad("missing: give mqtt://host[:port] or mqtts://host[:port]")
     try:
-        port = u.port or (8883 if u.scheme == "mqtts" else 1883)
-    except ValueError:
-        bad(f"{url!r} has a bad port")
-    return u.hostname, port, u.scheme == "mqtts"
+        b = BrokerURL(url)
+    except BrokerURLError as exc:
+        bad(str(exc))
+    return b.host, b.port, b.tls
 
 
 def _sha(data):
@@ -150,19 +149,19 @@ def _bind_object(spec, obj):
 def _grid(spec, prof):
     """The grid map to install (bytes or None), checked; a fixed position gets its grid
     code from the map (the given one, else the district's shipped map)."""
-    from gridlink.firmware.core.errors import CoreError
-    from gridlink.firmware.core.gridmap import GridMap
-    from gridlink.firmware.device.profile import default_map
+    from gridlink.firmware.core.gridmap import GridMapError
+    from gridlink.firmware.maps import default_map, open_map
 
     path = spec.grid_map or default_map(spec.district)
     if not path:
         return None
     try:
         data = Path(path).read_bytes()
-        gm = GridMap(data)
     except OSError as exc:
         spec.fail("grid_map", f"{path}: {exc.strerror}")
-    except CoreError as exc:
+    try:
+        gm = open_map(data)
+    except GridMapError as exc:
         spec.fail("grid_map", f"{path}: {exc}")
     pos = prof.get("position")
     if pos:
@@ -218,19 +217,16 @@ def _file(spec, field, path):
 
 
 def _codebook(spec, standard):
+    """(the code book file's bytes, its id) of the profile's standard."""
+    from gridlink.firmware import codebooks
     from gridlink.firmware.device import codebook
     from gridlink.firmware.errors import DeviceError
 
     try:
         book = codebook.book(standard)
-        path = codebook.CODEBOOKS
     except DeviceError as exc:
         spec.fail("profile standard", str(exc))
-    for p in sorted(path.glob("*.json")):
-        data = p.read_bytes()
-        if json.loads(data).get("standard") == standard:
-            return data, book.id
-    spec.fail("profile standard", f"no code book file for {standard}")
+    return codebooks.path(book.standard).read_bytes(), book.id
 
 
 class Bundle:

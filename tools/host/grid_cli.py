@@ -52,36 +52,15 @@ def register(parser):
     info.set_defaults(func=cmd_info)
 
 
-def open_map(path, verify=True):
-    """A GridMap over a memory map of ``path``: the OS pages in only what lookups touch."""
-    import mmap
-
-    from gridlink.firmware.core.gridmap import GridMap, GridMapError
-
-    try:
-        with open(path, "rb") as f:
-            if f.seek(0, 2) == 0:
-                raise GridMapError(f"{path}: empty file, not a grid map")
-            view = memoryview(mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ))
-    except OSError as exc:
-        raise GridMapError(f"cannot open map {path}: {exc.strerror}") from None
-    try:
-        return GridMap(view, verify=verify)
-    except GridMapError as exc:
-        raise GridMapError(f"{path}: {exc}") from None
-
-
 def cmd_compile(args):
     from gridlink.host import gridcompile
 
     codes = None
     if args.divisions:
-        from importlib import resources
-
+        from gridlink.firmware.codebooks import load_divisions
         from gridlink.firmware.core.codes import Codes
 
-        table = resources.files("gridlink.firmware.codebooks").joinpath("divisions.json")
-        codes = Codes(divisions=json.loads(table.read_text(encoding="utf-8")))
+        codes = Codes(divisions=load_divisions())
     stats = gridcompile.compile_file(args.src, args.output, code_property=args.code_property,
                                      crs=args.crs, codes=codes, bucket_scale=args.bucket_scale)
     w, s, e, n = stats["bbox"]
@@ -93,7 +72,9 @@ def cmd_compile(args):
 
 
 def cmd_info(args):
-    m = open_map(args.map)
+    from gridlink.firmware.maps import open_map
+
+    m = open_map(args.map, mapped=True)
     w, s, e, n = m.bbox
     print(json.dumps({"map": args.map, "bytes": m.size, "checksum": "ok", "cells": m.n_cells,
                       "rings": m.n_rings, "vertices": m.n_vertices,
@@ -105,11 +86,13 @@ def cmd_info(args):
 
 
 def cmd_locate(args):
+    from gridlink.firmware.maps import open_map
+
     single = args.lon is not None or args.lat is not None
     if single == bool(args.points) or (single and args.lat is None):
         print("gridlink grid locate: give either LON LAT or --points FILE", file=sys.stderr)
         return EXIT_BAD_INPUT
-    m = open_map(args.map)
+    m = open_map(args.map, mapped=True)
     if args.points:
         return _locate_points(m, args.points, args.output)
     code = m.locate(args.lon, args.lat)
