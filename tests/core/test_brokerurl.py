@@ -10,7 +10,7 @@ from gridlink.firmware.core.brokerurl import BrokerURL, BrokerURLError, format_u
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.mpy_wasm import run_micropython
+from tests.support.mpy_wasm import run_micropython
 
 GOOD = [
     ("mqtt://10.0.0.2:1884", ("10.0.0.2", 1884, False, None, None)),
