@@ -39,9 +39,11 @@ CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg
 # points them at its own.  Without TLS (--plain) the certificate settings go too.
 LOCAL_KEYS = {"listener", "cafile", "capath", "certfile", "keyfile", "acl_file",
               "persistence_location", "log_dest"}
-TLS_KEYS = {"protocol", "require_certificate", "use_identity_as_username", "tls_version",
-            "allow_anonymous", "per_listener_settings"}
-GATEWAY_IDENTITY = "gridlink-gateway"  # the certificate CN the shipped ACL grants
+TLS_KEYS = {"protocol", "require_certificate", "use_identity_as_username",
+            "use_username_as_clientid", "tls_version", "allow_anonymous",
+            "per_listener_settings"}
+GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
+GATEWAY_IDENTITY = f"{GATEWAY_CLIENT_ID}-0"  # its certificate's CN, granted by the shipped ACL
 
 
 class DemoError(GatewayError):
@@ -333,7 +335,7 @@ class District:
         self.gateway = Gateway(broker=self.broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
                                grid=str(self.map_path) if self.map_path else None,
                                http=self.args.http, photos=str(self.data / "photos"),
-                               client_id="gridlink-demo-gateway", tls=tls)
+                               client_id=GATEWAY_CLIENT_ID, tls=tls)
         self.gateway.start()
         self.board_url = self.gateway.http_url
         self.app = self.gateway.app

@@ -248,7 +248,7 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True)
 
 
-def make_pki(folder, identities=("gridlink-gateway", "pv-0001", "pv-0002")):
+def make_pki(folder, identities=("gridlink-gateway-0", "pv-0001", "pv-0002")):
     """A CA, a broker certificate for 127.0.0.1 and one client certificate per identity."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)

@@ -10,8 +10,8 @@ from gridlink.flash.provision import provision_batch, read_batch
 from gridlink.flash.selftest import selftest
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory):
+@pytest.fixture
+def ca(tmp_path_factory):  # per test: the CA's issued.csv remembers every device id
     d = tmp_path_factory.mktemp("ca")
     key, crt = pki.make_ca("district 410106 CA")
     (d / "ca.key").write_bytes(key)

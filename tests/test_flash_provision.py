@@ -20,8 +20,8 @@ OBJECT = "41010601002000123"
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory):
+@pytest.fixture
+def ca(tmp_path_factory):  # per test: the CA's issued.csv remembers every device id
     d = tmp_path_factory.mktemp("ca")
     key, crt = pki.make_ca("district 410106 CA")
     (d / "ca.key").write_bytes(key)
@@ -177,7 +177,7 @@ def test_a_failure_while_staging_leaves_the_target_as_it_was(tmp_path, ca, broke
 
     monkeypatch.setattr(targets.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        provision(spec(data, ca, broker.url, device="pv-0099"))
+        provision(spec(data, ca, broker.url, device="pv-0099", replace=True))
     monkeypatch.undo()
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
     assert not list(data.glob(".gridlink-provision.*"))

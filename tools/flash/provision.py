@@ -33,6 +33,7 @@ from urllib.parse import urlsplit
 
 from . import pki, targets
 from .errors import FlashError
+from .issued import IssuedRecord
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,31}$")
 DISTRICT = re.compile(r"^[1-9][0-9]{5}$")
@@ -42,6 +43,13 @@ TOOL = "gridlink-flash/0.1.0"
 MCU_DIR = "gridlink/"         # on a board's flash
 PI_DIR = "etc/gridlink/"      # under a Pi's root, where the systemd unit looks
 TLS_FILES = {"ca": "ca.pem", "cert": "device.pem", "key": "device.key"}
+# Identities the system's own clients use (the broker names a client after its
+# certificate's CN): a device certificate with one of these names would take that
+# client's place and rights.  gridlink-gateway-N are the gateway workers; "broker" is the
+# CN `gridlink flash ca` gives the broker; hil-gateway is the HIL rig's listener.
+RESERVED_PREFIX = "gridlink"
+RESERVED_IDS = ("broker", "localhost", "hil-gateway")
+MARKERS = ((MCU_DIR + "config.json", "micropython"), (PI_DIR + "identity.json", "pi"))
 
 
 class SpecError(FlashError):
@@ -59,7 +67,7 @@ class Spec:
 
     def __init__(self, device, district, profile, target, broker, ca_cert=None, ca_key=None,
                  cert=None, key=None, grid_map=None, object_id=None, lat=None, lon=None,
-                 grid=None, row=None, wifi=None):
+                 grid=None, row=None, wifi=None, replace=False):
         self.device, self.district, self.profile = device, district, profile
         self.target, self.broker = target, broker
         self.ca_cert, self.ca_key, self.cert, self.key = ca_cert, ca_key, cert, key
@@ -67,6 +75,7 @@ class Spec:
             grid_map, object_id, lat, lon, grid)
         self.row = row
         self.wifi = wifi  # (ssid, psk) a board joins; a Pi brings its own network setup
+        self.replace = replace  # may take the place of another identity or board
 
     def fail(self, field, message):
         raise SpecError(field, message, self.row)
@@ -242,6 +251,10 @@ def make_bundle(spec):
     """Check everything about one device and build its files; SpecError names the field."""
     if not spec.device or not DEVICE_ID.match(spec.device):
         spec.fail("device", f"{spec.device!r} is not a device id ([a-z0-9][a-z0-9-]{{2,31}})")
+    if spec.device.startswith(RESERVED_PREFIX) or spec.device in RESERVED_IDS:
+        spec.fail("device", f"{spec.device!r} is reserved for the system's own clients "
+                  f"(names starting {RESERVED_PREFIX!r}, {', '.join(RESERVED_IDS)}): a device "
+                  "with that certificate would take their place at the broker")
     if not spec.district or not DISTRICT.match(spec.district):
         spec.fail("district", f"{spec.district!r} is not a 6-digit GB/T 2260 code")
     if not spec.target:
@@ -287,7 +300,7 @@ def make_bundle(spec):
                                "codebook": book_id, "provision": provision})
     info = {"device": spec.device, "target": str(spec.target), "files": len(files),
             "cert_until": pem[3].not_after.strftime("%Y-%m-%d") if pem else None,
-            "grid": prof.get("grid"), "codebook": book_id}
+            "grid": prof.get("grid"), "codebook": book_id, "cert": pem[3] if pem else None}
     return Bundle(files, marker, info)
 
 
@@ -309,10 +322,43 @@ def _json(obj):
     return (json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode()
 
 
+def held_identity(target):
+    """The device id a target was provisioned with (its marker's), or None."""
+    found = target.read_many([rel for rel, _ in MARKERS])
+    for rel, _ in MARKERS:
+        if found[rel] is not None:
+            try:
+                return json.loads(found[rel]).get("device")
+            except (ValueError, AttributeError):
+                return "?"  # a damaged marker: someone's, not known whose
+    return None
+
+
 def provision(spec):
-    """Provision one device; returns the bundle's info dict."""
+    """Provision one device; returns the bundle's info dict.
+
+    Refused without ``spec.replace``: a target that holds another device's identity, and
+    a device id the district's record (issued.csv beside the CA) has on another board —
+    two boards with one id knock each other off the broker."""
     bundle = make_bundle(spec)
-    targets.open_target(spec.target).write(bundle.files, bundle.marker)
+    target = targets.open_target(spec.target)
+    held = held_identity(target)
+    if held not in (None, spec.device) and not spec.replace:
+        spec.fail("target", f"{target.name} holds device {held!r}; give --replace to "
+                  f"overwrite it with {spec.device!r} (then retire {held})")
+    record = IssuedRecord(spec.ca_cert) if spec.ca_cert else None
+    before = record.latest(spec.device) if record else None
+    ci = bundle.info.pop("cert")
+    if before is not None and held != spec.device and not spec.replace:
+        spec.fail("device", f"{spec.device} was issued before (serial {before['serial']}, "
+                  f"{before['time']}, target {before['target'] or '?'}); a second board with "
+                  "the same id knocks the first off the broker: give --replace if this "
+                  "board replaces it (and revoke the old serial)")
+    target.write(bundle.files, bundle.marker)
+    if spec.ca_key and ci is not None:  # issued here: the district's record gets it
+        record.append(spec.device, ci.serial, f"{ci.not_after:%Y-%m-%d}", spec.district,
+                      target.name, before["serial"] if before else "")
+    bundle.info["serial"] = ci.serial if ci else None
     return bundle.info
 
 
@@ -374,7 +420,7 @@ def _spec_of_row(row, n, defaults, seen):
                 ca_cert=defaults.get("ca_cert"), ca_key=defaults.get("ca_key"),
                 cert=vals.get("cert"), key=vals.get("key"),
                 grid_map=defaults.get("grid_map"), object_id=vals.get("object"),
-                wifi=defaults.get("wifi"),
+                wifi=defaults.get("wifi"), replace=bool(defaults.get("replace")),
                 lat=coords.get("lat"), lon=coords.get("lon"), grid=vals.get("grid"), row=n)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import pki, targets
 from .errors import FlashError
-from .provision import MCU_DIR, PI_DIR, TLS_FILES, _sha, parse_broker
+from .provision import MARKERS, MCU_DIR, PI_DIR, TLS_FILES, _sha, parse_broker
 
 
 class Check:
@@ -24,9 +24,6 @@ class Check:
 
     def __str__(self):
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name:<9} {self.detail}"
-
-
-MARKERS = ((MCU_DIR + "config.json", "micropython"), (PI_DIR + "identity.json", "pi"))
 
 
 def _marker(target):
@@ -168,7 +165,11 @@ def _broker_check(marker, device, pem, timeout):
         result.setdefault("rc", reason)
         done.set()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device}-selftest")
+    # The broker names the connection after the certificate (use_username_as_clientid):
+    # this takes the device's own session.  Resume it (no clean session) and acknowledge
+    # nothing, so whatever the broker had queued for the device stays queued for it.
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device, clean_session=False,
+                    manual_ack=True)
     c.on_connect = on_connect
     c.on_disconnect = on_disconnect
     with tempfile.TemporaryDirectory() as d:
