@@ -46,6 +46,13 @@ def test_the_systems_own_identities_are_refused(tmp_path, ca, name):
     assert not (tmp_path / "pi").exists() and not (ca / "issued.csv").exists()
 
 
+def test_a_district_outside_the_gb2260_table_is_refused(tmp_path, ca):
+    with pytest.raises(SpecError, match=r"^district: 999999 is not in the GB/T 2260 table the "
+                                        r"code books carry \(divisions.json: 320508, 410106\)"):
+        provision(spec(ca, tmp_path / "pi", district="999999"))
+    assert not (tmp_path / "pi").exists()
+
+
 def test_a_target_holding_another_device_is_kept_unless_replace(tmp_path, ca):
     pi = tmp_path / "pi"
     provision(spec(ca, pi, device="pv-0001"))

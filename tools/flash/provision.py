@@ -257,6 +257,11 @@ def make_bundle(spec):
                   "with that certificate would take their place at the broker")
     if not spec.district or not DISTRICT.match(spec.district):
         spec.fail("district", f"{spec.district!r} is not a 6-digit GB/T 2260 code")
+    known = known_districts()
+    if spec.district not in known:
+        spec.fail("district", f"{spec.district} is not in the GB/T 2260 table the code books "
+                  f"carry (divisions.json: {', '.join(sorted(known))}): no grid map or "
+                  "division names for it")
     if not spec.target:
         spec.fail("target", "missing: a data directory, or a serial port / URL for a board")
     host, port, tls = parse_broker(spec.broker, spec)
@@ -302,6 +307,14 @@ def make_bundle(spec):
             "cert_until": pem[3].not_after.strftime("%Y-%m-%d") if pem else None,
             "grid": prof.get("grid"), "codebook": book_id, "cert": pem[3] if pem else None}
     return Bundle(files, marker, info)
+
+
+def known_districts():
+    """The district codes of the shipped GB/T 2260 table (firmware/codebooks)."""
+    from importlib import resources
+
+    table = resources.files("gridlink.firmware.codebooks").joinpath("divisions.json")
+    return set(json.loads(table.read_text(encoding="utf-8"))["districts"])
 
 
 def node_config(device, district, prof, broker, book_id, provision):
