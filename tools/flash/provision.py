@@ -69,7 +69,8 @@ class Spec:
                  cert=None, key=None, grid_map=None, object_id=None, lat=None, lon=None,
                  grid=None, row=None, wifi=None, replace=False):
         self.device, self.district, self.profile = device, district, profile
-        self.target, self.broker = target, broker
+        # ttyACM0 is the port /dev/ttyACM0, never a new folder
+        self.target, self.broker = targets.port_path(target) if target else target, broker
         self.ca_cert, self.ca_key, self.cert, self.key = ca_cert, ca_key, cert, key
         self.grid_map, self.object_id, self.lat, self.lon, self.grid = (
             grid_map, object_id, lat, lon, grid)

@@ -17,7 +17,10 @@ from pathlib import Path
 
 from .errors import FlashError
 
-SERIAL_URL = re.compile(r"^(/dev/|COM\d+$|[a-z][a-z0-9+]*://)")
+SERIAL_URL = re.compile(r"^(/dev/|COM\d+$|[a-z][a-z0-9+]*://)", re.IGNORECASE)
+# A port named without /dev/ (ttyACM0, ttyUSB1, cu.usbmodem1101): a port, never a folder
+# to create (./ttyACM0 is a folder).
+BARE_PORT = re.compile(r"^(tty(ACM|USB|S|AMA|THS)\d+|(cu|tty)\.[\w.-]+)$")
 SECRET_SUFFIXES = (".key",)
 CHUNK = 4096  # bytes per exec (8 KB of hex): small enough for a board's RAM
 
@@ -49,11 +52,33 @@ def _mv(a, b):
 
 
 def is_serial(target):
-    return bool(SERIAL_URL.match(str(target)))
+    return bool(SERIAL_URL.match(str(target)) or BARE_PORT.match(str(target)))
+
+
+def port_path(target):
+    """``/dev/ttyACM0`` for ``ttyACM0``; every other target as given."""
+    target = str(target)
+    return "/dev/" + target if BARE_PORT.match(target) else target
 
 
 def open_target(target):
-    return MpremoteTarget(target) if is_serial(target) else DirTarget(target)
+    return MpremoteTarget(port_path(target)) if is_serial(target) else DirTarget(target)
+
+
+def connected_ports():
+    """The serial ports this machine has now (pyserial's list), as one phrase."""
+    from serial.tools import list_ports
+
+    ports = sorted(p.device for p in list_ports.comports())
+    return "connected ports: " + (", ".join(ports) if ports else "none")
+
+
+def check_port(url):
+    """A local port that does not exist is named as missing, with the ports there are
+    (mpremote would blame it on the port being in use)."""
+    if url.startswith("/dev/") and not os.path.exists(url):
+        raise FlashError(f"{url}: no such port (is the board plugged in?); "
+                         f"{connected_ports()}")
 
 
 class DirTarget:
@@ -127,6 +152,7 @@ class MpremoteTarget:
         self.timeout = timeout
 
     def _run(self, *args):
+        check_port(self.url)
         cmd = [sys.executable, "-m", "mpremote", "connect", self.url, *args]
         try:
             proc = subprocess.run(cmd, capture_output=True, timeout=self.timeout)
@@ -134,7 +160,10 @@ class MpremoteTarget:
             raise FlashError(f"{self.url}: mpremote timed out after {self.timeout}s") from None
         if proc.returncode:
             msg = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-            raise FlashError(f"{self.url}: mpremote failed: {msg[-1] if msg else 'no output'}")
+            last = msg[-1] if msg else "no output"
+            if "failed to access" in last or "no device found" in last:
+                last += f" ({connected_ports()})"
+            raise FlashError(f"{self.url}: mpremote failed: {last}")
         return proc.stdout
 
     def write(self, files, marker, prune=()):
