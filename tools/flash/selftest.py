@@ -1,10 +1,12 @@
 """``gridlink flash selftest``: check a provisioned target before it goes on the street.
 
-Checks, each reported as one line: the files match what provisioning wrote (sha256 in
-the marker), the profile is valid and names this device, the certificate chain is valid
-and not expired and the key matches, the grid map loads and puts the device's fixed
-position in its grid, the code book loads and is the version the marker names, and the
-broker accepts an MQTT connection made with the device's certificate.
+Checks, each reported as one line: on a MicroPython board, the firmware files match the
+image manifest ``flash`` left on it (``gridlink/image.json``; its version is printed);
+the files match what provisioning wrote (sha256 in the marker), the profile is valid and
+names this device, the certificate chain is valid and not expired and the key matches,
+the grid map loads and puts the device's fixed position in its grid, the code book loads
+and is the version the marker names, and the broker accepts an MQTT connection made with
+the device's certificate.
 """
 
 import json
@@ -46,7 +48,7 @@ def selftest(target, broker=True, timeout=5.0, now=None):
     t = targets.open_target(target)
     rel, kind, marker = _marker(t)
     prefix = MCU_DIR if kind == "micropython" else PI_DIR
-    checks = []
+    checks = [_firmware_check(t)] if kind == "micropython" else []
     files = {}
     bad = []
     listed = sorted(marker.get("provision", {}).get("files", {}).items())
@@ -70,6 +72,29 @@ def selftest(target, broker=True, timeout=5.0, now=None):
     if broker:
         checks.append(_broker_check(marker, device, tls[1], timeout))
     return checks
+
+
+IMAGE_MANIFEST = "gridlink/image.json"  # written by flashing.flash_image
+
+
+def _firmware_check(t):
+    """The board's firmware files against the manifest of the image flashed onto it."""
+    manifest = _json(t.read(IMAGE_MANIFEST))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        return Check("firmware", False, f"never flashed: no readable {IMAGE_MANIFEST} "
+                     "(run gridlink flash flash IMAGE TARGET)")
+    listed = [(f.get("path"), f.get("sha256")) for f in manifest["files"]
+              if isinstance(f, dict)]
+    got = t.read_many([p for p, _ in listed])
+    bad = [f"{p} missing" if got[p] is None else f"{p} changed"
+           for p, sha in listed if got[p] is None or _sha(got[p]) != sha]
+    version = manifest.get("firmware", "?")
+    if bad or not listed:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        return Check("firmware", False, f"firmware {version}: "
+                     + ("; ".join(bad[:3]) + more if bad else "the manifest lists no files"))
+    return Check("firmware", True, f"firmware {version}, {len(listed)} files match the image "
+                 f"({manifest.get('board') or 'any board'})")
 
 
 def _json(data):
