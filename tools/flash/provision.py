@@ -336,16 +336,26 @@ def _json(obj):
     return (json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode()
 
 
+IMAGE_MANIFEST = "gridlink/image.json"  # what `flash flash` leaves on a board
+
+
 def held_identity(target):
-    """The device id a target was provisioned with (its marker's), or None."""
-    found = target.read_many([rel for rel, _ in MARKERS])
+    """(device id the target was provisioned with or None, firmware version flashed onto
+    it or None), read in one go."""
+    found = target.read_many([rel for rel, _ in MARKERS] + [IMAGE_MANIFEST])
+    firmware = None
+    if found[IMAGE_MANIFEST] is not None:
+        try:
+            firmware = json.loads(found[IMAGE_MANIFEST]).get("firmware")
+        except (ValueError, AttributeError):
+            firmware = "?"
     for rel, _ in MARKERS:
         if found[rel] is not None:
             try:
-                return json.loads(found[rel]).get("device")
+                return json.loads(found[rel]).get("device"), firmware
             except (ValueError, AttributeError):
-                return "?"  # a damaged marker: someone's, not known whose
-    return None
+                return "?", firmware  # a damaged marker: someone's, not known whose
+    return None, firmware
 
 
 def provision(spec):
@@ -356,7 +366,7 @@ def provision(spec):
     two boards with one id knock each other off the broker."""
     bundle = make_bundle(spec)
     target = targets.open_target(spec.target)
-    held = held_identity(target)
+    held, firmware = held_identity(target)
     if held not in (None, spec.device) and not spec.replace:
         spec.fail("target", f"{target.name} holds device {held!r}; give --replace to "
                   f"overwrite it with {spec.device!r} (then retire {held})")
@@ -373,6 +383,7 @@ def provision(spec):
         record.append(spec.device, ci.serial, f"{ci.not_after:%Y-%m-%d}", spec.district,
                       target.name, before["serial"] if before else "")
     bundle.info["serial"] = ci.serial if ci else None
+    bundle.info["firmware"] = firmware
     return bundle.info
 
 
@@ -429,13 +440,24 @@ def _spec_of_row(row, n, defaults, seen):
                 coords[k] = float(vals[k])
             except ValueError:
                 raise SpecError(k, f"{vals[k]!r} is not a number", n) from None
-    return Spec(dev, vals["district"], vals["profile"], vals["target"],
+    spec = Spec(dev, vals["district"], vals["profile"], vals["target"],
                 vals.get("broker") or defaults.get("broker"),
                 ca_cert=defaults.get("ca_cert"), ca_key=defaults.get("ca_key"),
                 cert=vals.get("cert"), key=vals.get("key"),
                 grid_map=defaults.get("grid_map"), object_id=vals.get("object"),
                 wifi=defaults.get("wifi"), replace=bool(defaults.get("replace")),
                 lat=coords.get("lat"), lon=coords.get("lon"), grid=vals.get("grid"), row=n)
+    spec.digest = row_digest(vals, defaults)
+    return spec
+
+
+def row_digest(vals, defaults):
+    """What a row asks for (its values and the shared options that shape its files): a
+    rerun redoes a finished row whose digest changed."""
+    shared = {k: defaults.get(k) for k in ("broker", "ca_cert", "grid_map", "wifi")}
+    text = json.dumps([sorted((k, v) for k, v in vals.items() if v), sorted(shared.items())],
+                      ensure_ascii=False, default=str)
+    return _sha(text.encode())[:16]
 
 
 def _check_shared(defaults):
@@ -458,7 +480,8 @@ def _check_shared(defaults):
 
 
 class Journal:
-    """Finished devices, one JSON line each, appended and fsynced (rerun skips them)."""
+    """Finished devices, one JSON line each with the row's digest, appended and fsynced: a
+    rerun skips a device whose row is unchanged and redoes one whose row changed."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -472,8 +495,15 @@ class Journal:
                 except (ValueError, KeyError):
                     continue  # a torn last line: that device is simply done again
 
-    def is_done(self, spec):
-        return (spec.device, str(spec.target)) in self.done
+    def state(self, spec):
+        """"new", "done" (same row) or "changed" (finished, but its row changed since)."""
+        e = self.done.get((spec.device, str(spec.target)))
+        if e is None:
+            return "new"
+        return "done" if e.get("digest") in (None, getattr(spec, "digest", None)) else "changed"
+
+    def entry(self, spec):
+        return self.done.get((spec.device, str(spec.target)), {})
 
     def record(self, info):
         import os
@@ -485,44 +515,97 @@ class Journal:
         self.done[(info["device"], info["target"])] = info
 
 
-def provision_batch(path, defaults, jobs=4, journal=None, out=print):
-    """Provision every row; returns (provisioned, skipped, failed) counts."""
+def provision_batch(path, defaults, jobs=4, journal=None, out=print, report=None):
+    """Provision every row; returns (provisioned, skipped, failed) counts.
+
+    Each row's line carries the progress ([k/N]); the run ends with the summary, the
+    report file (``report``, default ``<csv>.report.csv``: row, device, target, serial,
+    firmware, result, detail) and the failed rows again."""
     _check_shared(defaults)
     specs, bad = read_batch(path, defaults)
     journal = Journal(journal or f"{path}.done")
-    results = {"ok": 0, "skipped": 0, "failed": 0}
+    report = Path(report or f"{path}.report.csv")
+    total = len(specs) + len(bad)
+    results = {"ok": 0, "skipped": 0, "failed": 0, "redone": 0}
+    rows, failures = [], []
     lock = threading.Lock()
 
-    def say(kind, line):
+    def say(kind, line, row):
         with lock:
             results[kind] += 1
-            out(line)
+            rows.append(row)
+            if row["result"] == "failed":
+                failures.append((row["row"], line))
+            out(f"{line} [{len(rows)}/{total}]")
 
     for n, dev, exc in bad:
-        say("failed", f"row {n} {dev}: FAILED {exc}")
+        say("failed", f"row {n} {dev}: FAILED {exc}",
+            {"row": n, "device": dev, "result": "failed", "detail": str(exc)})
 
     def one(spec):
-        if journal.is_done(spec):
-            say("skipped", f"row {spec.row} {spec.device}: skipped, provisioned before")
+        base = {"row": spec.row, "device": spec.device, "target": str(spec.target)}
+        state = journal.state(spec)
+        if state == "done":
+            e = journal.entry(spec)
+            say("skipped", f"row {spec.row} {spec.device}: skipped, provisioned before",
+                dict(base, serial=e.get("serial"), firmware=e.get("firmware"),
+                     result="skipped", detail="provisioned before, row unchanged"))
             return
         try:
             info = provision(spec)
-        except FlashError as exc:
-            msg = str(exc) if isinstance(exc, SpecError) else f"row {spec.row}: {exc}"
-            say("failed", f"row {spec.row} {spec.device}: FAILED {msg}")
-            return
         except Exception as exc:  # one device's surprise must not stop the others
-            say("failed", f"row {spec.row} {spec.device}: FAILED {type(exc).__name__}: {exc}")
+            if isinstance(exc, SpecError):
+                msg = str(exc)
+            elif isinstance(exc, FlashError):
+                msg = f"row {spec.row}: {exc}"
+            else:
+                msg = f"{type(exc).__name__}: {exc}"
+            say("failed", f"row {spec.row} {spec.device}: FAILED {msg}",
+                dict(base, result="failed", detail=msg))
             return
         info["row"] = spec.row
+        info["digest"] = getattr(spec, "digest", None)
         journal.record(info)
         cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
+        redone = ", redone: its row changed" if state == "changed" else ""
+        if redone:
+            with lock:
+                results["redone"] += 1
         say("ok", f"row {spec.row} {spec.device}: ok → {info['target']} "
-            f"({info['files']} files{cert})")
+            f"({info['files']} files{cert}{redone})",
+            dict(base, serial=info["serial"], firmware=info["firmware"],
+                 result="redone" if redone else "ok", detail=f"{info['files']} files{cert}"))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, specs))
-    total = len(specs) + len(bad)
-    out(f"{total} devices: {results['ok']} provisioned, {results['skipped']} skipped "
+    redone = f" ({results['redone']} redone: row changed)" if results["redone"] else ""
+    out(f"{total} devices: {results['ok']} provisioned{redone}, {results['skipped']} skipped "
         f"(done before), {results['failed']} failed")
+    _write_report(report, sorted(rows, key=lambda r: r["row"]))
+    out(f"report → {report}")
+    if failures:
+        out(f"failed rows ({len(failures)}):")
+        for _, line in sorted(failures):
+            out("  " + line)
     return results["ok"], results["skipped"], results["failed"]
+
+
+REPORT_COLUMNS = ("row", "device", "target", "serial", "firmware", "result", "detail")
+
+
+def _write_report(path, rows):
+    """The batch's report, replaced whole (written beside, fsynced, renamed)."""
+    import io
+    import os
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, REPORT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: "" if r.get(k) is None else r.get(k) for k in REPORT_COLUMNS})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
