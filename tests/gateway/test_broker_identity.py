@@ -149,3 +149,23 @@ def test_each_gateway_worker_connects_with_its_own_certificate(broker, pki, tmp_
     finally:
         for gw in gws:
             gw.stop()
+
+
+def test_gridlink_gateway_run_gives_each_worker_its_own_certificate(broker, pki, tmp_path):
+    """``--workers 2`` with ``{worker}`` in the certificate paths: each worker process
+    connects with its own certificate, so the broker sees two clients, neither closing
+    the other."""
+    from tests.gateway_rig import GatewayProcess
+
+    gw = GatewayProcess(broker.url, f"sqlite:///{tmp_path}/intake.sqlite",
+                        grid_map_file(tmp_path), tmp_path, "--workers", "2",
+                        "--tls-ca", str(pki / "ca.crt"),
+                        "--tls-cert", str(pki / "gridlink-gateway-{worker}.crt"),
+                        "--tls-key", str(pki / "gridlink-gateway-{worker}.key"))
+    with gw:
+        wait_for(lambda: gw.subscribed() >= 2, 30, "both workers subscribed")
+        log = broker_log(broker)
+        for worker in (0, 1):
+            assert f"as gridlink-gateway-{worker} (p5, c0, k30, u'gridlink-gateway-{worker}')" \
+                in log
+        assert "already connected" not in log and "denied" not in log.lower()
