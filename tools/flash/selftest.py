@@ -17,7 +17,7 @@ from pathlib import Path
 
 from . import pki, targets
 from .errors import FlashError
-from .provision import MARKERS, MCU_DIR, PI_DIR, TLS_FILES, _sha, parse_broker
+from .provision import IMAGE_MANIFEST, MARKERS, MCU_DIR, PI_DIR, TLS_FILES, _sha, parse_broker
 
 
 class Check:
@@ -72,9 +72,6 @@ def selftest(target, broker=True, timeout=5.0, now=None):
     if broker:
         checks.append(_broker_check(marker, device, tls[1], timeout))
     return checks
-
-
-IMAGE_MANIFEST = "gridlink/image.json"  # written by flashing.flash_image
 
 
 def _firmware_check(t):
