@@ -28,8 +28,10 @@ def register(parser):
                      help="MQTT client id prefix; worker N is <prefix>-N (fixed: the broker "
                           "keeps its session)")
     run.add_argument("--tls-ca", help="CA bundle that signed the broker's certificate")
-    run.add_argument("--tls-cert", help="the gateway's client certificate (mutual TLS)")
-    run.add_argument("--tls-key", help="the key of --tls-cert")
+    run.add_argument("--tls-cert", help="this worker's client certificate (mutual TLS), its "
+                                        "CN the worker's client id; {worker} in the path "
+                                        "is replaced by the worker's index")
+    run.add_argument("--tls-key", help="the key of --tls-cert ({worker} likewise)")
     run.add_argument("--tls-insecure", action="store_true",
                      help="do not check the broker's host name (test rigs only)")
     run.add_argument("--batch-max", type=int, default=500, help="messages per commit, at most")
@@ -98,7 +100,10 @@ def _tls(args):
         return None
     from .tls import TLSFiles
 
-    return TLSFiles(args.tls_ca, args.tls_cert, args.tls_key, args.tls_insecure)
+    def mine(path):  # each worker has its own certificate: {worker} names its files
+        return path.replace("{worker}", str(args.worker_index)) if path else path
+
+    return TLSFiles(args.tls_ca, mine(args.tls_cert), mine(args.tls_key), args.tls_insecure)
 
 
 def _child_argv(base, index):

@@ -36,6 +36,19 @@ def parse_hostport(text):
     return host or "127.0.0.1", int(port)
 
 
+def check_identity(tls, client_id):
+    """The shipped broker names every client after its certificate's CN
+    (``use_username_as_clientid``): a worker whose certificate names another client would
+    take that client's session, and two workers sharing one would close each other's
+    connections.  So a worker's certificate must name the worker."""
+    cn = tls.common_name() if tls is not None else None
+    if cn is not None and cn != client_id:
+        raise ConfigError(f"TLS certificate {tls.cert} is for {cn!r}, but this worker is "
+                          f"{client_id!r}: the broker names a client after its certificate, "
+                          f"so each worker needs its own (CN {client_id}); --tls-cert and "
+                          "--tls-key may contain {worker} for the worker's index")
+
+
 class Gateway:
     """One worker: ``start()``, ``stop()``; ``runtime`` carries the board's hooks."""
 
@@ -43,6 +56,7 @@ class Gateway:
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None):
+        check_identity(tls, f"{client_id}-{worker}")
         try:
             self.grid_map = open_map(grid) if grid else None
         except CoreError as exc:

@@ -34,3 +34,21 @@ class TLSFiles:
         if self.insecure:
             ctx.check_hostname = False
         return ctx
+
+    def common_name(self):
+        """The client certificate's CN (the identity the broker gives this client), or
+        None without a certificate or without the ``cryptography`` package to read it."""
+        if not self.cert:
+            return None
+        try:
+            from cryptography import x509
+            from cryptography.x509.oid import NameOID
+        except ImportError:
+            return None
+        try:
+            with open(self.cert, "rb") as f:
+                cert = x509.load_pem_x509_certificate(f.read())
+        except (OSError, ValueError) as exc:
+            raise ConfigError(f"TLS certificate {self.cert}: {exc}") from exc
+        names = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return str(names[0].value) if names else None

@@ -39,8 +39,9 @@ def test_build_flash_provision_selftest(rig, provisioned):
     checks = selftest(rig.board_url)
     rig.console_done()
     assert [c for c in checks if not c.ok] == []
-    assert {c.name for c in checks} == {"files", "profile", "cert", "grid", "codebook",
-                                        "broker"}
+    assert {c.name for c in checks} == {"firmware", "files", "profile", "cert", "grid",
+                                        "codebook", "broker"}
+    assert next(c for c in checks if c.name == "firmware").detail.startswith("firmware 0.1.0")
     assert provisioned["device"] == DEVICE
 
 

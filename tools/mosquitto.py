@@ -22,7 +22,8 @@ from typing import NamedTuple
 # points them at its own.  Without TLS the certificate settings go too.
 LOCAL_KEYS = {"listener", "cafile", "capath", "certfile", "keyfile", "acl_file",
               "persistence_location", "log_dest"}
-TLS_KEYS = {"protocol", "require_certificate", "use_identity_as_username", "tls_version",
+TLS_KEYS = {"protocol", "require_certificate", "use_identity_as_username",
+            "use_username_as_clientid", "tls_version",
             "allow_anonymous", "per_listener_settings"}
 
 

@@ -84,7 +84,7 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     assert not [name for name, pid in pids.items() if alive(pid)]
     # mutual TLS by default: every client was known by its certificate, none was refused
     log = (data / "broker" / "mosquitto.log").read_text()
-    for identity in ("gridlink-gateway", "pv-0001", "pv-0002", "ft-0001"):
+    for identity in ("gridlink-gateway-0", "pv-0001", "pv-0002", "ft-0001"):
         assert f"u'{identity}'" in log
     assert "denied" not in log.lower()
     with sqlite3.connect(data / "intake.sqlite") as db:

@@ -10,8 +10,8 @@ from gridlink.flash.provision import provision_batch, read_batch
 from gridlink.flash.selftest import selftest
 
 
-@pytest.fixture(scope="module")
-def ca(tmp_path_factory):
+@pytest.fixture
+def ca(tmp_path_factory):  # per test: the CA's issued.csv remembers every device id
     d = tmp_path_factory.mktemp("ca")
     key, crt = pki.make_ca("district 410106 CA")
     (d / "ca.key").write_bytes(key)
@@ -44,9 +44,15 @@ def test_a_batch_provisions_every_good_row_and_names_the_bad_ones(tmp_path, ca, 
     defaults = dict(ca, broker=broker.url)
     (ok, skipped, failed), out = run(csv, defaults)
     assert (ok, skipped, failed) == (6, 0, 4)
-    assert len(out) == 11 and out[-1] == "10 devices: 6 provisioned, 0 skipped (done before), " \
+    assert len(out) == 17 and out[10] == "10 devices: 6 provisioned, 0 skipped (done before), " \
         "4 failed"
-    by_line = {line.split(" ")[1]: line for line in out[:-1]}
+    assert out[11] == f"report → {csv}.report.csv"
+    # progress on every row's line; the failed rows again at the end, in row order
+    assert sorted(line.rsplit(" ", 1)[1] for line in out[:10]) == sorted(
+        f"[{k}/10]" for k in range(1, 11))
+    assert out[12] == "failed rows (4):"
+    assert [line.split(" ")[3] for line in out[13:]] == ["8", "9", "10", "11"]
+    by_line = {line.split(" ")[1]: line for line in out[:10]}
     assert "district: '41010' is not a 6-digit GB/T 2260 code" in by_line["8"]
     assert "device: sn-0001 is also on row 5" in by_line["9"]
     assert "object: 32050801002000010 belongs to district 320508" in by_line["10"]
@@ -73,7 +79,7 @@ def test_forty_before_noon(tmp_path, ca, broker):
     csv.write_text(rows(tmp_path, n_pi=20, n_sn=20))
     (ok, skipped, failed), out = run(csv, dict(ca, broker=broker.url), jobs=4)
     assert (ok, skipped, failed) == (40, 0, 0)
-    assert len(out) == 41 and len({line.split(" ")[2] for line in out[:-1]}) == 40
+    assert len(out) == 42 and len({line.split(" ")[2] for line in out[:40]}) == 40
     devices = {json.loads(line)["device"] for line in (tmp_path / "forty.csv.done").open()}
     assert len(devices) == 40
 
@@ -109,7 +115,9 @@ def test_the_cli_exit_status_says_whether_any_device_failed(tmp_path, ca, broker
             "--ca-cert", ca["ca_cert"], "--ca-key", ca["ca_key"]]
     assert main(args) == 1
     out = capsys.readouterr().out.splitlines()
-    assert out[-1] == "3 devices: 2 provisioned, 0 skipped (done before), 1 failed"
+    assert out[-4] == "3 devices: 2 provisioned, 0 skipped (done before), 1 failed"
+    assert out[-2:] == ["failed rows (1):", "  row 4 PV-9: FAILED row 4: device: 'PV-9' is "
+                        "not a device id ([a-z0-9][a-z0-9-]{2,31})"]
     assert main(["flash", "provision", "--batch", str(tmp_path / "none.csv")]) == 2
     assert "none.csv: No such file or directory" in capsys.readouterr().err
 
@@ -132,5 +140,6 @@ def test_a_wrong_profile_fails_its_row_only(tmp_path, ca, broker):
                         extra=f"tr-0001,410106,tram,{tmp_path}/tram,\n"))
     (ok, skipped, failed), out = run(csv, dict(ca, broker=broker.url))
     assert (ok, skipped, failed) == (1, 0, 1)
-    [bad] = [line for line in out if "FAILED" in line]
+    [bad] = [line for line in out if line.startswith("row") and "FAILED" in line]
+    assert out[-1] == "  " + bad.rsplit(" ", 1)[0]  # listed again at the end
     assert bad.startswith("row 3 tr-0001: FAILED row 3: profile: tram: no such shipped profile")

@@ -7,7 +7,7 @@ import ssl
 import subprocess
 from pathlib import Path
 
-IDENTITIES = ("gridlink-gateway", "pv-0001", "pv-0002")
+IDENTITIES = ("gridlink-gateway-0", "pv-0001", "pv-0002")
 
 
 def openssl(*args, cwd):

@@ -36,7 +36,8 @@ PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
 # a vehicle whose capture is missing replays the profile's bundled one.
 CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg25-g.log",
             "st-teseo-liv4f.log", "beidou-bd.log")
-GATEWAY_IDENTITY = "gridlink-gateway"  # the certificate CN the shipped ACL grants
+GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
+GATEWAY_IDENTITY = f"{GATEWAY_CLIENT_ID}-0"  # its certificate's CN, granted by the shipped ACL
 
 
 # ---------------------------------------------------------------- pieces
@@ -175,7 +176,7 @@ class District:
         self.gateway = Gateway(broker=self.broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
                                grid=str(self.map_path) if self.map_path else None,
                                http=self.args.http, photos=str(self.data / "photos"),
-                               client_id="gridlink-demo-gateway", tls=tls)
+                               client_id=GATEWAY_CLIENT_ID, tls=tls)
         self.gateway.start()
         self.board_url = self.gateway.http_url
         self.app = self.gateway.app

@@ -84,10 +84,14 @@ def sha256_file(path):
 
 
 def build(out, board=None, compile=True, optimize=0):
-    """Build the image into directory ``out`` (replaced whole); returns the manifest dict."""
+    """Build the image into directory ``out`` (replaced whole); returns the manifest dict.
+
+    ``out`` must be new, empty, or a previous image: any other folder is refused, never
+    deleted."""
     out = Path(out)
     if board not in ARCH:
         raise FlashError(f"unknown board {board!r}; one of {', '.join(b for b in ARCH if b)}")
+    check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
@@ -125,6 +129,25 @@ def build(out, board=None, compile=True, optimize=0):
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def check_replaceable(out):
+    """Refuse an ``out`` that exists and is not an empty folder or a previous image (its
+    manifest.json of format IMAGE_FORMAT): building replaces the folder whole."""
+    if not out.exists() and not out.is_symlink():
+        return
+    if out.is_symlink() or not out.is_dir():
+        raise FlashError(f"{out} exists and is not a folder: not replaced; give a new folder")
+    if not any(out.iterdir()):
+        return
+    try:
+        fmt = json.loads((out / "manifest.json").read_text()).get("format")
+    except (OSError, ValueError, AttributeError):
+        fmt = None
+    if fmt != IMAGE_FORMAT:
+        raise FlashError(f"{out} is not a gridlink image (no manifest.json of format "
+                         f"{IMAGE_FORMAT}) and building replaces the folder whole: nothing "
+                         "was deleted; give a new or empty folder, or a previous image")
 
 
 def _replace_dir(tmp, out):

@@ -41,6 +41,9 @@ def register(parser):
     p.add_argument("--batch", metavar="CSV", help="provision every row of a CSV "
                    "(columns device,district,profile,target[,broker,object,lat,lon,grid,cert,key])")
     p.add_argument("--jobs", type=int, default=4, help="devices provisioned at once (batch)")
+    p.add_argument("--replace", action="store_true",
+                   help="overwrite a target holding another device, or issue an id the "
+                        "district's record (issued.csv) already has on another board")
     p.set_defaults(func=_provision)
 
     p = sub.add_parser("ca", help="make a district CA (bench, demo) and optionally a broker "
@@ -49,7 +52,17 @@ def register(parser):
     p.add_argument("--cn", default="gridlink district CA", help="the CA's common name")
     p.add_argument("--broker-host", action="append", default=[], metavar="HOST",
                    help="also make broker.pem/broker.key for this name or IP (repeatable)")
+    p.add_argument("--gateway-workers", type=int, default=0, metavar="N",
+                   help="also make gridlink-gateway-0 … N-1 .pem/.key, one per gateway worker")
     p.set_defaults(func=_ca)
+
+    p = sub.add_parser("gateway-certs", help="issue a certificate per gateway worker (CN "
+                       "gridlink-gateway-<index>, the worker's client id) with a CA made by "
+                       "'gridlink flash ca'")
+    p.add_argument("dir", help="the CA's directory (ca.pem, ca.key); the files go there")
+    p.add_argument("--workers", type=int, required=True, metavar="N",
+                   help="workers 0 … N-1 (existing certificates are kept)")
+    p.set_defaults(func=_gateway_certs)
 
     p = sub.add_parser("selftest", help="check a provisioned device: files, profile, "
                        "certificates, grid map, code book, broker")
@@ -84,7 +97,7 @@ def _provision(args):
 
     if args.batch:
         defaults = {"broker": args.broker, "ca_cert": args.ca_cert, "ca_key": args.ca_key,
-                    "grid_map": args.grid_map, "wifi": _wifi(args)}
+                    "grid_map": args.grid_map, "wifi": _wifi(args), "replace": args.replace}
         failed = provision_batch(args.batch, defaults, jobs=args.jobs)[2]
         return 1 if failed else 0
     missing = [o for o in ("target", "device", "district", "profile") if not getattr(args, o)]
@@ -94,7 +107,8 @@ def _provision(args):
     info = provision(Spec(args.device, args.district, args.profile, args.target, args.broker,
                           ca_cert=args.ca_cert, ca_key=args.ca_key, cert=args.cert,
                           key=args.key, grid_map=args.grid_map, object_id=args.object,
-                          lat=args.lat, lon=args.lon, grid=args.grid, wifi=_wifi(args)))
+                          lat=args.lat, lon=args.lon, grid=args.grid, wifi=_wifi(args),
+                          replace=args.replace))
     cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
     print(f"{info['device']}: ok → {info['target']} ({info['files']} files{cert}, "
           f"grid {info['grid']}, code book {info['codebook']})")
@@ -122,7 +136,43 @@ def _ca(args):
         _write(d / "broker.key", bkey, 0o600)
         _write(d / "broker.pem", bcrt, 0o644)
         print(f"broker certificate for {', '.join(args.broker_host)} → {d / 'broker.pem'}")
+    if args.gateway_workers:
+        _issue_gateway_certs(d, args.gateway_workers)
     return 0
+
+
+def _gateway_certs(args):
+    from pathlib import Path
+
+    from .errors import FlashError
+
+    d = Path(args.dir)
+    if not ((d / "ca.pem").is_file() and (d / "ca.key").is_file()):
+        raise FlashError(f"{d}: no ca.pem and ca.key (make them with 'gridlink flash ca')")
+    if args.workers < 1:
+        raise FlashError("--workers must be at least 1")
+    _issue_gateway_certs(d, args.workers)
+    return 0
+
+
+def _issue_gateway_certs(d, n):
+    """gridlink-gateway-<i>.pem/.key for workers 0 … n-1 (kept if there), recorded in the
+    district's issued.csv: the broker names a client after its certificate, so each worker
+    needs its own."""
+    from . import pki
+    from .issued import IssuedRecord
+
+    for i in range(n):
+        cn = f"gridlink-gateway-{i}"
+        if (d / f"{cn}.pem").exists():
+            print(f"{cn}: kept {d / f'{cn}.pem'}")
+            continue
+        key, crt = pki.sign_device(cn, d / "ca.pem", d / "ca.key")
+        _write(d / f"{cn}.key", key, 0o600)
+        _write(d / f"{cn}.pem", crt, 0o644)
+        ci = pki.info(crt)
+        IssuedRecord(d / "ca.pem").append(cn, ci.serial, f"{ci.not_after:%Y-%m-%d}")
+        print(f"{cn}: certificate {ci.serial} → {d / f'{cn}.pem'}")
 
 
 def _write(path, data, mode):

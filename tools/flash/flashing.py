@@ -5,6 +5,7 @@ from pathlib import Path
 
 from . import targets
 from .build import verify
+from .provision import IMAGE_MANIFEST
 
 MODULE_DIRS = ("lib/gridcore", "lib/gridnode")
 
@@ -18,7 +19,7 @@ def flash_image(image, target):
     manifest = verify(image)
     image = Path(image)
     files = {f["path"]: (image / f["path"]).read_bytes() for f in manifest["files"]}
-    files["gridlink/image.json"] = (image / "manifest.json").read_bytes()
+    files[IMAGE_MANIFEST] = (image / "manifest.json").read_bytes()
     # a stale .py would shadow a new .mpy (MicroPython tries .py first): prune them
     targets.open_target(target).write(files, "main.py", prune=MODULE_DIRS)
     return len(files)

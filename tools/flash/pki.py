@@ -150,12 +150,13 @@ def _cg_make(cn, ca_cert_pem, ca_key_pem, days, ca=False, hosts=()):
 # -- checking -----------------------------------------------------------------------------
 
 class CertInfo:
-    def __init__(self, cn, not_before, not_after):
+    def __init__(self, cn, not_before, not_after, serial=None):
         self.cn, self.not_before, self.not_after = cn, not_before, not_after
+        self.serial = serial  # upper-case hex, as openssl and CRLs print it
 
 
 def info(cert_pem, what="certificate"):
-    """CN and validity period of a PEM certificate."""
+    """CN, validity period and serial of a PEM certificate."""
     if backend() == "cryptography":
         from cryptography import x509
         from cryptography.x509.oid import NameOID
@@ -166,23 +167,25 @@ def info(cert_pem, what="certificate"):
             raise CertError(f"{what} is not a PEM certificate ({exc})") from None
         cns = c.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         return CertInfo(cns[0].value if cns else None, c.not_valid_before_utc,
-                        c.not_valid_after_utc)
+                        c.not_valid_after_utc, f"{c.serial_number:X}")
     try:
-        out = _openssl("x509", "-noout", "-subject", "-startdate", "-enddate",
+        out = _openssl("x509", "-noout", "-subject", "-startdate", "-enddate", "-serial",
                        "-nameopt", "multiline", stdin=cert_pem).decode()
     except CertError:
         raise CertError(f"{what} is not a PEM certificate") from None
-    cn = None
+    cn = serial = None
     dates = {}
     for line in out.splitlines():
         s = line.strip()
-        if s.startswith("commonName"):
+        if s.startswith("serial="):
+            serial = s.split("=", 1)[1].lstrip("0") or "0"
+        elif s.startswith("commonName"):
             cn = s.split("=", 1)[1].strip()
         elif s.startswith(("notBefore=", "notAfter=")):
             k, v = s.split("=", 1)
             dates[k] = dt.datetime.strptime(v.replace("  ", " "), "%b %d %H:%M:%S %Y GMT"
                                             ).replace(tzinfo=dt.UTC)
-    return CertInfo(cn, dates["notBefore"], dates["notAfter"])
+    return CertInfo(cn, dates["notBefore"], dates["notAfter"], serial)
 
 
 def _public_der(pem, kind):

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from . import pki, targets
 from .errors import FlashError
+from .issued import IssuedRecord
 
 DEVICE_ID = re.compile(r"^[a-z0-9][a-z0-9-]{2,31}$")
 DISTRICT = re.compile(r"^[1-9][0-9]{5}$")
@@ -41,6 +42,13 @@ TOOL = "gridlink-flash/0.1.0"
 MCU_DIR = "gridlink/"         # on a board's flash
 PI_DIR = "etc/gridlink/"      # under a Pi's root, where the systemd unit looks
 TLS_FILES = {"ca": "ca.pem", "cert": "device.pem", "key": "device.key"}
+# Identities the system's own clients use (the broker names a client after its
+# certificate's CN): a device certificate with one of these names would take that
+# client's place and rights.  gridlink-gateway-N are the gateway workers; "broker" is the
+# CN `gridlink flash ca` gives the broker; hil-gateway is the HIL rig's listener.
+RESERVED_PREFIX = "gridlink"
+RESERVED_IDS = ("broker", "localhost", "hil-gateway")
+MARKERS = ((MCU_DIR + "config.json", "micropython"), (PI_DIR + "identity.json", "pi"))
 
 
 class SpecError(FlashError):
@@ -58,14 +66,16 @@ class Spec:
 
     def __init__(self, device, district, profile, target, broker, ca_cert=None, ca_key=None,
                  cert=None, key=None, grid_map=None, object_id=None, lat=None, lon=None,
-                 grid=None, row=None, wifi=None):
+                 grid=None, row=None, wifi=None, replace=False):
         self.device, self.district, self.profile = device, district, profile
-        self.target, self.broker = target, broker
+        # ttyACM0 is the port /dev/ttyACM0, never a new folder
+        self.target, self.broker = targets.port_path(target) if target else target, broker
         self.ca_cert, self.ca_key, self.cert, self.key = ca_cert, ca_key, cert, key
         self.grid_map, self.object_id, self.lat, self.lon, self.grid = (
             grid_map, object_id, lat, lon, grid)
         self.row = row
         self.wifi = wifi  # (ssid, psk) a board joins; a Pi brings its own network setup
+        self.replace = replace  # may take the place of another identity or board
 
     def fail(self, field, message):
         raise SpecError(field, message, self.row)
@@ -238,8 +248,17 @@ def make_bundle(spec):
     """Check everything about one device and build its files; SpecError names the field."""
     if not spec.device or not DEVICE_ID.match(spec.device):
         spec.fail("device", f"{spec.device!r} is not a device id ([a-z0-9][a-z0-9-]{{2,31}})")
+    if spec.device.startswith(RESERVED_PREFIX) or spec.device in RESERVED_IDS:
+        spec.fail("device", f"{spec.device!r} is reserved for the system's own clients "
+                  f"(names starting {RESERVED_PREFIX!r}, {', '.join(RESERVED_IDS)}): a device "
+                  "with that certificate would take their place at the broker")
     if not spec.district or not DISTRICT.match(spec.district):
         spec.fail("district", f"{spec.district!r} is not a 6-digit GB/T 2260 code")
+    known = known_districts()
+    if spec.district not in known:
+        spec.fail("district", f"{spec.district} is not in the GB/T 2260 table the code books "
+                  f"carry (divisions.json: {', '.join(sorted(known))}): no grid map or "
+                  "division names for it")
     if not spec.target:
         spec.fail("target", "missing: a data directory, or a serial port / URL for a board")
     host, port, tls = parse_broker(spec.broker, spec)
@@ -283,8 +302,16 @@ def make_bundle(spec):
                                "codebook": book_id, "provision": provision})
     info = {"device": spec.device, "target": str(spec.target), "files": len(files),
             "cert_until": pem[3].not_after.strftime("%Y-%m-%d") if pem else None,
-            "grid": prof.get("grid"), "codebook": book_id}
+            "grid": prof.get("grid"), "codebook": book_id, "cert": pem[3] if pem else None}
     return Bundle(files, marker, info)
+
+
+def known_districts():
+    """The district codes of the shipped GB/T 2260 table (firmware/codebooks)."""
+    from importlib import resources
+
+    table = resources.files("gridlink.firmware.codebooks").joinpath("divisions.json")
+    return set(json.loads(table.read_text(encoding="utf-8"))["districts"])
 
 
 def node_config(device, district, prof, broker, book_id, provision):
@@ -305,10 +332,54 @@ def _json(obj):
     return (json.dumps(obj, ensure_ascii=False, indent=1, sort_keys=True) + "\n").encode()
 
 
+IMAGE_MANIFEST = "gridlink/image.json"  # what `flash flash` leaves on a board
+
+
+def held_identity(target):
+    """(device id the target was provisioned with or None, firmware version flashed onto
+    it or None), read in one go."""
+    found = target.read_many([rel for rel, _ in MARKERS] + [IMAGE_MANIFEST])
+    firmware = None
+    if found[IMAGE_MANIFEST] is not None:
+        try:
+            firmware = json.loads(found[IMAGE_MANIFEST]).get("firmware")
+        except (ValueError, AttributeError):
+            firmware = "?"
+    for rel, _ in MARKERS:
+        if found[rel] is not None:
+            try:
+                return json.loads(found[rel]).get("device"), firmware
+            except (ValueError, AttributeError):
+                return "?", firmware  # a damaged marker: someone's, not known whose
+    return None, firmware
+
+
 def provision(spec):
-    """Provision one device; returns the bundle's info dict."""
+    """Provision one device; returns the bundle's info dict.
+
+    Refused without ``spec.replace``: a target that holds another device's identity, and
+    a device id the district's record (issued.csv beside the CA) has on another board —
+    two boards with one id knock each other off the broker."""
     bundle = make_bundle(spec)
-    targets.open_target(spec.target).write(bundle.files, bundle.marker)
+    target = targets.open_target(spec.target)
+    held, firmware = held_identity(target)
+    if held not in (None, spec.device) and not spec.replace:
+        spec.fail("target", f"{target.name} holds device {held!r}; give --replace to "
+                  f"overwrite it with {spec.device!r} (then retire {held})")
+    record = IssuedRecord(spec.ca_cert) if spec.ca_cert else None
+    before = record.latest(spec.device) if record else None
+    ci = bundle.info.pop("cert")
+    if before is not None and held != spec.device and not spec.replace:
+        spec.fail("device", f"{spec.device} was issued before (serial {before['serial']}, "
+                  f"{before['time']}, target {before['target'] or '?'}); a second board with "
+                  "the same id knocks the first off the broker: give --replace if this "
+                  "board replaces it (and revoke the old serial)")
+    target.write(bundle.files, bundle.marker)
+    if spec.ca_key and ci is not None:  # issued here: the district's record gets it
+        record.append(spec.device, ci.serial, f"{ci.not_after:%Y-%m-%d}", spec.district,
+                      target.name, before["serial"] if before else "")
+    bundle.info["serial"] = ci.serial if ci else None
+    bundle.info["firmware"] = firmware
     return bundle.info
 
 
@@ -365,13 +436,24 @@ def _spec_of_row(row, n, defaults, seen):
                 coords[k] = float(vals[k])
             except ValueError:
                 raise SpecError(k, f"{vals[k]!r} is not a number", n) from None
-    return Spec(dev, vals["district"], vals["profile"], vals["target"],
+    spec = Spec(dev, vals["district"], vals["profile"], vals["target"],
                 vals.get("broker") or defaults.get("broker"),
                 ca_cert=defaults.get("ca_cert"), ca_key=defaults.get("ca_key"),
                 cert=vals.get("cert"), key=vals.get("key"),
                 grid_map=defaults.get("grid_map"), object_id=vals.get("object"),
-                wifi=defaults.get("wifi"),
+                wifi=defaults.get("wifi"), replace=bool(defaults.get("replace")),
                 lat=coords.get("lat"), lon=coords.get("lon"), grid=vals.get("grid"), row=n)
+    spec.digest = row_digest(vals, defaults)
+    return spec
+
+
+def row_digest(vals, defaults):
+    """What a row asks for (its values and the shared options that shape its files): a
+    rerun redoes a finished row whose digest changed."""
+    shared = {k: defaults.get(k) for k in ("broker", "ca_cert", "grid_map", "wifi")}
+    text = json.dumps([sorted((k, v) for k, v in vals.items() if v), sorted(shared.items())],
+                      ensure_ascii=False, default=str)
+    return _sha(text.encode())[:16]
 
 
 def _check_shared(defaults):
@@ -394,7 +476,8 @@ def _check_shared(defaults):
 
 
 class Journal:
-    """Finished devices, one JSON line each, appended and fsynced (rerun skips them)."""
+    """Finished devices, one JSON line each with the row's digest, appended and fsynced: a
+    rerun skips a device whose row is unchanged and redoes one whose row changed."""
 
     def __init__(self, path):
         self.path = Path(path)
@@ -408,8 +491,15 @@ class Journal:
                 except (ValueError, KeyError):
                     continue  # a torn last line: that device is simply done again
 
-    def is_done(self, spec):
-        return (spec.device, str(spec.target)) in self.done
+    def state(self, spec):
+        """"new", "done" (same row) or "changed" (finished, but its row changed since)."""
+        e = self.done.get((spec.device, str(spec.target)))
+        if e is None:
+            return "new"
+        return "done" if e.get("digest") in (None, getattr(spec, "digest", None)) else "changed"
+
+    def entry(self, spec):
+        return self.done.get((spec.device, str(spec.target)), {})
 
     def record(self, info):
         import os
@@ -421,44 +511,97 @@ class Journal:
         self.done[(info["device"], info["target"])] = info
 
 
-def provision_batch(path, defaults, jobs=4, journal=None, out=print):
-    """Provision every row; returns (provisioned, skipped, failed) counts."""
+def provision_batch(path, defaults, jobs=4, journal=None, out=print, report=None):
+    """Provision every row; returns (provisioned, skipped, failed) counts.
+
+    Each row's line carries the progress ([k/N]); the run ends with the summary, the
+    report file (``report``, default ``<csv>.report.csv``: row, device, target, serial,
+    firmware, result, detail) and the failed rows again."""
     _check_shared(defaults)
     specs, bad = read_batch(path, defaults)
     journal = Journal(journal or f"{path}.done")
-    results = {"ok": 0, "skipped": 0, "failed": 0}
+    report = Path(report or f"{path}.report.csv")
+    total = len(specs) + len(bad)
+    results = {"ok": 0, "skipped": 0, "failed": 0, "redone": 0}
+    rows, failures = [], []
     lock = threading.Lock()
 
-    def say(kind, line):
+    def say(kind, line, row):
         with lock:
             results[kind] += 1
-            out(line)
+            rows.append(row)
+            if row["result"] == "failed":
+                failures.append((row["row"], line))
+            out(f"{line} [{len(rows)}/{total}]")
 
     for n, dev, exc in bad:
-        say("failed", f"row {n} {dev}: FAILED {exc}")
+        say("failed", f"row {n} {dev}: FAILED {exc}",
+            {"row": n, "device": dev, "result": "failed", "detail": str(exc)})
 
     def one(spec):
-        if journal.is_done(spec):
-            say("skipped", f"row {spec.row} {spec.device}: skipped, provisioned before")
+        base = {"row": spec.row, "device": spec.device, "target": str(spec.target)}
+        state = journal.state(spec)
+        if state == "done":
+            e = journal.entry(spec)
+            say("skipped", f"row {spec.row} {spec.device}: skipped, provisioned before",
+                dict(base, serial=e.get("serial"), firmware=e.get("firmware"),
+                     result="skipped", detail="provisioned before, row unchanged"))
             return
         try:
             info = provision(spec)
-        except FlashError as exc:
-            msg = str(exc) if isinstance(exc, SpecError) else f"row {spec.row}: {exc}"
-            say("failed", f"row {spec.row} {spec.device}: FAILED {msg}")
-            return
         except Exception as exc:  # one device's surprise must not stop the others
-            say("failed", f"row {spec.row} {spec.device}: FAILED {type(exc).__name__}: {exc}")
+            if isinstance(exc, SpecError):
+                msg = str(exc)
+            elif isinstance(exc, FlashError):
+                msg = f"row {spec.row}: {exc}"
+            else:
+                msg = f"{type(exc).__name__}: {exc}"
+            say("failed", f"row {spec.row} {spec.device}: FAILED {msg}",
+                dict(base, result="failed", detail=msg))
             return
         info["row"] = spec.row
+        info["digest"] = getattr(spec, "digest", None)
         journal.record(info)
         cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
+        redone = ", redone: its row changed" if state == "changed" else ""
+        if redone:
+            with lock:
+                results["redone"] += 1
         say("ok", f"row {spec.row} {spec.device}: ok → {info['target']} "
-            f"({info['files']} files{cert})")
+            f"({info['files']} files{cert}{redone})",
+            dict(base, serial=info["serial"], firmware=info["firmware"],
+                 result="redone" if redone else "ok", detail=f"{info['files']} files{cert}"))
 
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         list(pool.map(one, specs))
-    total = len(specs) + len(bad)
-    out(f"{total} devices: {results['ok']} provisioned, {results['skipped']} skipped "
+    redone = f" ({results['redone']} redone: row changed)" if results["redone"] else ""
+    out(f"{total} devices: {results['ok']} provisioned{redone}, {results['skipped']} skipped "
         f"(done before), {results['failed']} failed")
+    _write_report(report, sorted(rows, key=lambda r: r["row"]))
+    out(f"report → {report}")
+    if failures:
+        out(f"failed rows ({len(failures)}):")
+        for _, line in sorted(failures):
+            out("  " + line)
     return results["ok"], results["skipped"], results["failed"]
+
+
+REPORT_COLUMNS = ("row", "device", "target", "serial", "firmware", "result", "detail")
+
+
+def _write_report(path, rows):
+    """The batch's report, replaced whole (written beside, fsynced, renamed)."""
+    import io
+    import os
+
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, REPORT_COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for r in rows:
+        w.writerow({k: "" if r.get(k) is None else r.get(k) for k in REPORT_COLUMNS})
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as f:
+        f.write(buf.getvalue())
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)

@@ -1,10 +1,12 @@
 """``gridlink flash selftest``: check a provisioned target before it goes on the street.
 
-Checks, each reported as one line: the files match what provisioning wrote (sha256 in
-the marker), the profile is valid and names this device, the certificate chain is valid
-and not expired and the key matches, the grid map loads and puts the device's fixed
-position in its grid, the code book loads and is the version the marker names, and the
-broker accepts an MQTT connection made with the device's certificate.
+Checks, each reported as one line: on a MicroPython board, the firmware files match the
+image manifest ``flash`` left on it (``gridlink/image.json``; its version is printed);
+the files match what provisioning wrote (sha256 in the marker), the profile is valid and
+names this device, the certificate chain is valid and not expired and the key matches,
+the grid map loads and puts the device's fixed position in its grid, the code book loads
+and is the version the marker names, and the broker accepts an MQTT connection made with
+the device's certificate.
 """
 
 import json
@@ -15,7 +17,7 @@ from pathlib import Path
 
 from . import pki, targets
 from .errors import FlashError
-from .provision import MCU_DIR, PI_DIR, TLS_FILES, _sha, parse_broker
+from .provision import IMAGE_MANIFEST, MARKERS, MCU_DIR, PI_DIR, TLS_FILES, _sha, parse_broker
 
 
 class Check:
@@ -24,9 +26,6 @@ class Check:
 
     def __str__(self):
         return f"{'ok  ' if self.ok else 'FAIL'} {self.name:<9} {self.detail}"
-
-
-MARKERS = ((MCU_DIR + "config.json", "micropython"), (PI_DIR + "identity.json", "pi"))
 
 
 def _marker(target):
@@ -49,7 +48,7 @@ def selftest(target, broker=True, timeout=5.0, now=None):
     t = targets.open_target(target)
     rel, kind, marker = _marker(t)
     prefix = MCU_DIR if kind == "micropython" else PI_DIR
-    checks = []
+    checks = [_firmware_check(t)] if kind == "micropython" else []
     files = {}
     bad = []
     listed = sorted(marker.get("provision", {}).get("files", {}).items())
@@ -73,6 +72,26 @@ def selftest(target, broker=True, timeout=5.0, now=None):
     if broker:
         checks.append(_broker_check(marker, device, tls[1], timeout))
     return checks
+
+
+def _firmware_check(t):
+    """The board's firmware files against the manifest of the image flashed onto it."""
+    manifest = _json(t.read(IMAGE_MANIFEST))
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), list):
+        return Check("firmware", False, f"never flashed: no readable {IMAGE_MANIFEST} "
+                     "(run gridlink flash flash IMAGE TARGET)")
+    listed = [(f.get("path"), f.get("sha256")) for f in manifest["files"]
+              if isinstance(f, dict)]
+    got = t.read_many([p for p, _ in listed])
+    bad = [f"{p} missing" if got[p] is None else f"{p} changed"
+           for p, sha in listed if got[p] is None or _sha(got[p]) != sha]
+    version = manifest.get("firmware", "?")
+    if bad or not listed:
+        more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+        return Check("firmware", False, f"firmware {version}: "
+                     + ("; ".join(bad[:3]) + more if bad else "the manifest lists no files"))
+    return Check("firmware", True, f"firmware {version}, {len(listed)} files match the image "
+                 f"({manifest.get('board') or 'any board'})")
 
 
 def _json(data):
@@ -168,7 +187,11 @@ def _broker_check(marker, device, pem, timeout):
         result.setdefault("rc", reason)
         done.set()
 
-    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"{device}-selftest")
+    # The broker names the connection after the certificate (use_username_as_clientid):
+    # this takes the device's own session.  Resume it (no clean session) and acknowledge
+    # nothing, so whatever the broker had queued for the device stays queued for it.
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device, clean_session=False,
+                    manual_ack=True)
     c.on_connect = on_connect
     c.on_disconnect = on_disconnect
     with tempfile.TemporaryDirectory() as d:

@@ -17,7 +17,10 @@ from pathlib import Path
 
 from .errors import FlashError
 
-SERIAL_URL = re.compile(r"^(/dev/|COM\d+$|[a-z][a-z0-9+]*://)")
+SERIAL_URL = re.compile(r"^(/dev/|COM\d+$|[a-z][a-z0-9+]*://)", re.IGNORECASE)
+# A port named without /dev/ (ttyACM0, ttyUSB1, cu.usbmodem1101): a port, never a folder
+# to create (./ttyACM0 is a folder).
+BARE_PORT = re.compile(r"^(tty(ACM|USB|S|AMA|THS)\d+|(cu|tty)\.[\w.-]+)$")
 SECRET_SUFFIXES = (".key",)
 CHUNK = 4096  # bytes per exec (8 KB of hex): small enough for a board's RAM
 
@@ -37,6 +40,15 @@ def _put(name, mode, data):
     with open(name, mode) as f:
         f.write(binascii.unhexlify(data))
 """
+STAGE = "/.gridlink-new"  # a board's staging folder
+# A run killed part-way leaves staged files: the next run starts by clearing them.
+_CLEAR = f"""import os
+try:
+    for n in os.listdir({STAGE!r}):
+        os.remove({STAGE!r} + '/' + n)
+except OSError:
+    pass
+"""
 # FAT cannot rename over a file: remove the old one first (LittleFS can)
 _MOVE = """import os
 def _mv(a, b):
@@ -49,11 +61,33 @@ def _mv(a, b):
 
 
 def is_serial(target):
-    return bool(SERIAL_URL.match(str(target)))
+    return bool(SERIAL_URL.match(str(target)) or BARE_PORT.match(str(target)))
+
+
+def port_path(target):
+    """``/dev/ttyACM0`` for ``ttyACM0``; every other target as given."""
+    target = str(target)
+    return "/dev/" + target if BARE_PORT.match(target) else target
 
 
 def open_target(target):
-    return MpremoteTarget(target) if is_serial(target) else DirTarget(target)
+    return MpremoteTarget(port_path(target)) if is_serial(target) else DirTarget(target)
+
+
+def connected_ports():
+    """The serial ports this machine has now (pyserial's list), as one phrase."""
+    from serial.tools import list_ports
+
+    ports = sorted(p.device for p in list_ports.comports())
+    return "connected ports: " + (", ".join(ports) if ports else "none")
+
+
+def check_port(url):
+    """A local port that does not exist is named as missing, with the ports there are
+    (mpremote would blame it on the port being in use)."""
+    if url.startswith("/dev/") and not os.path.exists(url):
+        raise FlashError(f"{url}: no such port (is the board plugged in?); "
+                         f"{connected_ports()}")
 
 
 class DirTarget:
@@ -69,6 +103,8 @@ class DirTarget:
         Files under the ``prune`` directories that are not in ``files`` are removed first.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        for stale in self.root.glob(".gridlink-provision.*"):  # of a run killed part-way
+            shutil.rmtree(stale, ignore_errors=True)
         self.prune(prune, set(files))
         stage = Path(tempfile.mkdtemp(prefix=".gridlink-provision.", dir=self.root))
         try:
@@ -127,6 +163,7 @@ class MpremoteTarget:
         self.timeout = timeout
 
     def _run(self, *args):
+        check_port(self.url)
         cmd = [sys.executable, "-m", "mpremote", "connect", self.url, *args]
         try:
             proc = subprocess.run(cmd, capture_output=True, timeout=self.timeout)
@@ -134,7 +171,13 @@ class MpremoteTarget:
             raise FlashError(f"{self.url}: mpremote timed out after {self.timeout}s") from None
         if proc.returncode:
             msg = (proc.stderr or proc.stdout).decode(errors="replace").strip().splitlines()
-            raise FlashError(f"{self.url}: mpremote failed: {msg[-1] if msg else 'no output'}")
+            last = msg[-1] if msg else "no output"
+            if "SerialException:" in last:  # pyserial's words for a board that went away
+                last = ("the connection to the board was lost ("
+                        + last.split("SerialException:", 1)[1].strip() + ")")
+            if "failed to access" in last or "no device found" in last:
+                last += f" ({connected_ports()})"
+            raise FlashError(f"{self.url}: mpremote failed: {last}")
         return proc.stdout
 
     def write(self, files, marker, prune=()):
@@ -143,9 +186,9 @@ class MpremoteTarget:
         Files under the ``prune`` directories that are not in ``files`` are removed first.
         """
         order = sorted(files, key=lambda r: r == marker)
-        names = {rel: f"/.gridlink-new/{i}" for i, rel in enumerate(order)}
-        dirs = sorted({"/" + str(Path(r).parent) for r in files} | {"/.gridlink-new"})
-        scripts = [_MKDIRS + f"_mkdirs({dirs!r})\n"]
+        names = {rel: f"{STAGE}/{i}" for i, rel in enumerate(order)}
+        dirs = sorted({"/" + str(Path(r).parent) for r in files} | {STAGE})
+        scripts = [_CLEAR + _MKDIRS + f"_mkdirs({dirs!r})\n"]
         if prune:
             scripts.append(self._prune_code(prune, files))
         code, size = _PUT, 0
@@ -160,11 +203,19 @@ class MpremoteTarget:
                 size += len(part)
         scripts.append(code)
         scripts.append(_MOVE + "".join(f"_mv({names[r]!r},{'/' + r!r})\n" for r in order)
-                       + "try:\n    os.rmdir('/.gridlink-new')\nexcept OSError:\n    pass\n")
+                       + f"try:\n    os.rmdir({STAGE!r})\nexcept OSError:\n    pass\n")
         args = []
         for code in scripts:
             args += ["exec", code, "+"]
-        self._run(*args[:-1])
+        check_port(self.url)  # a missing port is not a write that stopped part-way
+        try:
+            self._run(*args[:-1])
+        except FlashError as exc:
+            raise FlashError(
+                f"{exc}: the write stopped part-way (board reset, unplugged or powered "
+                f"off?).  What is in place is whole: old or new files, /{marker} last.  "
+                f"Run the same command again to finish: it clears the staging folder "
+                f"{STAGE} first.") from None
 
     @staticmethod
     def _prune_code(dirs, keep):
