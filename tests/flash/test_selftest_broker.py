@@ -10,7 +10,9 @@ import pytest
 from gridlink.flash.provision import Spec, provision
 from gridlink.flash.selftest import selftest
 
-from tests.gateway_rig import Publisher, ShippedBroker, client_tls, make_pki, topic, wait_for
+from tests.support.gateway_rig import Publisher, topic
+from tests.support.pki import client_tls, make_pki, shipped_broker
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -31,7 +33,7 @@ def device_session(broker, pki, device):
 
 def test_the_broker_check_leaves_the_devices_queued_tasks(tmp_path):
     pki = make_pki(tmp_path / "pki", identities=("gridlink-gateway-0", "pv-0042"))
-    with ShippedBroker(tmp_path / "broker", pki) as broker:
+    with shipped_broker(tmp_path / "broker", pki) as broker:
         c, _ = device_session(broker, pki, "pv-0042")
         c.disconnect()
         c.loop_stop()
@@ -47,7 +49,7 @@ def test_the_broker_check_leaves_the_devices_queued_tasks(tmp_path):
         assert checks["broker"].ok, checks["broker"].detail
         c, got = device_session(broker, pki, "pv-0042")
         try:
-            wait_for(lambda: got, 10, "the task queued before the self-test")
+            wait_until(lambda: got, 10, "the task queued before the self-test")
             assert got == [{"task": "t-7"}]
         finally:
             c.disconnect()

@@ -8,20 +8,12 @@ import threading
 
 import paho.mqtt.client as mqtt
 import pytest
-from gridlink.gateway.mqtt import TLSFiles
 from gridlink.gateway.service import Gateway
+from gridlink.gateway.tls import TLSFiles
 
-from tests.gateway_rig import (
-    Publisher,
-    ShippedBroker,
-    client_tls,
-    encode,
-    grid_map_file,
-    make_pki,
-    report,
-    topic,
-    wait_for,
-)
+from tests.support.gateway_rig import Publisher, encode, grid_map_file, report, topic
+from tests.support.pki import client_tls, make_pki, shipped_broker
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
 
@@ -35,7 +27,7 @@ def pki(tmp_path_factory):
 
 @pytest.fixture
 def broker(tmp_path, pki):
-    with ShippedBroker(tmp_path / "broker", pki) as b:
+    with shipped_broker(tmp_path / "broker", pki) as b:
         yield b
 
 
@@ -91,7 +83,7 @@ def test_a_device_certificate_cannot_take_another_devices_session(broker, pki):
     try:
         # pv-0002 comes back: its session and the queued task survived
         dev2 = Device(broker, pki, "pv-0002")
-        wait_for(lambda: dev2.tasks, 10, "pv-0002's queued task")
+        wait_until(lambda: dev2.tasks, 10, "pv-0002's queued task")
         assert dev2.tasks == [{"task": "t-1"}]
         assert "as pv-0001 (p2, c1, k60, u'pv-0001')" in broker_log(broker)
         # and pv-0001's certificate, connecting as pv-0002 again, does not close it
@@ -115,7 +107,7 @@ def test_a_device_certificate_cannot_take_a_gateway_workers_place(broker, pki, t
     try:
         dev.subscribe(topic("pv-0002", "ack"))
         dev.publish(topic("pv-0002", "report"), encode(report("pv-0002", 1)))
-        wait_for(lambda: dev.messages, 15, "pv-0002's ack")
+        wait_until(lambda: dev.messages, 15, "pv-0002's ack")
         assert json.loads(dev.messages[0][1])["status"] == "accepted"
         assert gw.store.fetchall("SELECT id FROM reports") == [{"id": "pv-0002:000000000001"}]
         log = broker_log(broker)
@@ -141,7 +133,7 @@ def test_each_gateway_worker_connects_with_its_own_certificate(broker, pki, tmp_
         dev.subscribe(topic("pv-0001", "ack"))
         for seq in range(1, 21):
             dev.publish(topic("pv-0001", "report"), encode(report("pv-0001", seq)))
-        wait_for(lambda: gws[0].store.fetchall("SELECT COUNT(*) AS n FROM reports")[0]["n"]
+        wait_until(lambda: gws[0].store.fetchall("SELECT COUNT(*) AS n FROM reports")[0]["n"]
                  == 20, 20, "20 reports")
         dev.close()
         log = broker_log(broker)
@@ -155,7 +147,7 @@ def test_gridlink_gateway_run_gives_each_worker_its_own_certificate(broker, pki,
     """``--workers 2`` with ``{worker}`` in the certificate paths: each worker process
     connects with its own certificate, so the broker sees two clients, neither closing
     the other."""
-    from tests.gateway_rig import GatewayProcess
+    from tests.support.gateway_rig import GatewayProcess
 
     gw = GatewayProcess(broker.url, f"sqlite:///{tmp_path}/intake.sqlite",
                         grid_map_file(tmp_path), tmp_path, "--workers", "2",
@@ -163,7 +155,7 @@ def test_gridlink_gateway_run_gives_each_worker_its_own_certificate(broker, pki,
                         "--tls-cert", str(pki / "gridlink-gateway-{worker}.crt"),
                         "--tls-key", str(pki / "gridlink-gateway-{worker}.key"))
     with gw:
-        wait_for(lambda: gw.subscribed() >= 2, 30, "both workers subscribed")
+        wait_until(lambda: gw.subscribed() >= 2, 30, "both workers subscribed")
         log = broker_log(broker)
         for worker in (0, 1):
             assert f"as gridlink-gateway-{worker} (p5, c0, k30, u'gridlink-gateway-{worker}')" \

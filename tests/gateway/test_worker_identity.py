@@ -8,8 +8,8 @@ import pytest
 from gridlink.flash import pki
 from gridlink.gateway.cli import _tls
 from gridlink.gateway.errors import ConfigError
-from gridlink.gateway.mqtt import TLSFiles
 from gridlink.gateway.service import Gateway
+from gridlink.gateway.tls import TLSFiles
 
 
 @pytest.fixture(scope="module")

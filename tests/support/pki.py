@@ -40,3 +40,12 @@ def client_tls(pki, identity):
     ctx = ssl.create_default_context(cafile=str(Path(pki) / "ca.crt"))
     ctx.load_cert_chain(str(Path(pki) / f"{identity}.crt"), str(Path(pki) / f"{identity}.key"))
     return ctx
+
+
+def shipped_broker(workdir, pki):
+    """Mosquitto with the shipped configuration (TLS, the ACL) on a free port."""
+    from gridlink.mosquitto import BrokerTLS, Mosquitto
+
+    pki = Path(pki)
+    return Mosquitto(workdir, shipped=True,
+                     tls=BrokerTLS(pki / "ca.crt", pki / "broker.crt", pki / "broker.key"))
