@@ -1,14 +1,17 @@
 """Run every benchmark in turn, then print the headline figures from their results.
 
     .venv/bin/python benchmarks/run_all.py [--quick] [--only nmea,grid,…]
+    .venv/bin/python benchmarks/run_all.py --markdown   # the README's table, run nothing
 
 Each ``bench_<name>.py`` measures its reference in the same run and writes
 ``benchmarks/results/<name>.json``; this script only sequences them (never two at once:
-they would share the two cores) and summarises.
+they would share the two cores), summarises, and writes the headline table into the
+README between its two ``benchmarks`` markers, so every figure there is one a run printed.
 """
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -16,6 +19,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+README = HERE.parent / "README.md"
+BEGIN, END = "<!-- benchmarks: begin (benchmarks/run_all.py writes this) -->", \
+    "<!-- benchmarks: end -->"
 
 # name → [(label, path in its JSON, goal text)]
 HEADLINES = {
@@ -87,22 +93,60 @@ def shown(value):
     return str(value)
 
 
+def meets(value, goal):
+    """True or False for a goal written ``≥ N`` / ``≤ N`` (a trailing ``×`` or words
+    allowed), None when the goal says no number or the value is missing."""
+    found = re.match(r"\s*([≥≤])\s*([0-9][0-9,.]*)", goal or "")
+    if not found or not isinstance(value, int | float):
+        return None
+    limit = float(found.group(2).replace(",", ""))
+    return value >= limit if found.group(1) == "≥" else value <= limit
+
+
 def markdown_table():
+    """The headline table, and a line naming any goal not met, as the README shows it."""
     lines = ["| benchmark | figure | latest | goal |", "|---|---|---:|---|"]
+    missed = []
     for name, label, value, goal in headlines():
         lines.append(f"| {name} | {label} | {shown(value)} | {goal} |")
+        if meets(value, goal) is False:
+            missed.append(f"{name}: {label} ({shown(value)}, goal {goal})")
+    lines.append("")
+    lines.append("Goals not met in the latest run: " + "; ".join(missed) + "." if missed
+                 else "Every goal is met in the latest run.")
     return "\n".join(lines)
+
+
+def readme_with_table(text, table):
+    """``text`` with the part between the README's markers replaced by ``table``."""
+    start, end = text.find(BEGIN), text.find(END)
+    if start < 0 or end < start:
+        raise SystemExit(f"run_all: {README.name} lacks the markers {BEGIN!r} … {END!r}")
+    return text[:start + len(BEGIN)] + "\n" + table + "\n" + text[end:]
+
+
+def write_readme():
+    text = README.read_text(encoding="utf-8")
+    new = readme_with_table(text, markdown_table())
+    if new != text:
+        README.write_text(new, encoding="utf-8")
+        print(f"{README.name}: benchmark table updated")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
     ap.add_argument("--only", help="comma-separated names (default: all)")
-    ap.add_argument("--table", action="store_true",
-                    help="run nothing: print the latest figures as a Markdown table (README)")
+    ap.add_argument("--markdown", "--table", action="store_true",
+                    help="run nothing: print the latest figures as the README's Markdown table")
+    ap.add_argument("--readme", action="store_true",
+                    help="run nothing: write the latest figures into the README")
     args = ap.parse_args()
-    if args.table:
+    if args.markdown:
         print(markdown_table())
+        return 0
+    if args.readme:
+        write_readme()
         return 0
     names = sorted(p.stem.removeprefix("bench_") for p in HERE.glob("bench_*.py"))
     if args.only:
@@ -121,6 +165,7 @@ def main():
             print(f"  {label:45} {shown(value):>12}  {goal}")
     if failed:
         print("failed:", ", ".join(failed))
+    write_readme()
     return 1 if failed else 0
 
 

@@ -16,6 +16,10 @@ COMMANDS = {
     "grid": ("gridlink.host.grid_cli", "compile grid maps and locate points on them"),
     "device": ("gridlink.firmware.device.cli", "check device profiles and run a field device"),
     "gateway": ("gridlink.gateway.cli", "run the district-centre gateway"),
+    "users": ("gridlink.gateway.auth.cli:register_users",
+              "the centre's operators: add, list, disable, reset passwords, API tokens"),
+    "audit": ("gridlink.gateway.auth.cli:register_audit",
+              "verify and export the centre's audit trail"),
     "demo": ("gridlink.demo.cli", "run the district demo: broker, gateway, simulated fleet"),
     "flash": ("gridlink.flash.cli", "build, flash, provision and self-test devices"),
 }
@@ -47,12 +51,14 @@ def build_parser(command=None):
         if name != command:
             sub.add_parser(name, help=help_text, add_help=False)
             continue
+        module, _, function = module.partition(":")
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
             parser.exit(2, f"gridlink {name}: needs the Python module {exc.name!r}, which is "
                            f"not installed (see the README's dependency table)\n")
-        mod.register(sub.add_parser(name, help=help_text, description=help_text))
+        register = getattr(mod, function or "register")
+        register(sub.add_parser(name, help=help_text, description=help_text))
     return parser
 
 
