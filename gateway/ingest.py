@@ -17,7 +17,7 @@ from gridlink.firmware.core.messages import ACK_IDS_MAX
 
 from .clock import iso_from_epoch
 from .photos import add_chunks, register_report_photos
-from .validate import REPORT_COLUMNS, sha256_hex
+from .validate import QUIET, REPORT_COLUMNS, sha256_hex
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
 _REPORT_ROW = itemgetter(*REPORT_COLUMNS)
@@ -50,14 +50,15 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
 
     Accepted and duplicate reports of one device are answered together, up to ``ids_max``
     ids an ack (the protocol's grouped ack; 1 gives each report an ack of its own, for
-    devices that read only ``id``); a rejection gets an ack of its own with its reason.
+    devices that read only ``id``); a rejection gets an ack of its own with its reason
+    (none for another district's message or a revoked identity's: ``validate.QUIET``).
     In the order of each ack's first message.
     """
     acks = []
     groups = {}  # (district, device, status) → the ids of its latest ack
     for it in items:
         v = it.verdict
-        if v.device is None or v.district is None:
+        if v.device is None or v.district is None or v.category in QUIET:
             continue
         if it.outcome == REJECTED:
             rid = v.report_id if v.kind in ("report", "task/result", "rejected") else None

@@ -34,6 +34,11 @@ REPORT_COLUMNS = (
 )
 
 
+# rejections answered with no ack: the message is another gateway's (another district's)
+# or comes from an identity this one no longer talks to
+QUIET = frozenset({"district", "revoked"})
+
+
 class Rejected(Exception):
     """Why a message is refused: ``category`` (a metrics label) and a readable ``reason``."""
 
@@ -121,7 +126,8 @@ class Validator:
     Either may be None: that check is then skipped (the CLI always loads both).
     """
 
-    def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None):
+    def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None,
+                 districts=None):
         # the core's validator takes the wire size, so it need not re-encode the report;
         # and what fastreport vouches for it would accept (a custom validator: no vouching)
         self._sized = self._fast = validate_report is None
@@ -140,6 +146,9 @@ class Validator:
         self._codes_found = set()  # (standard, kind, code) found in the books
         self._topics = {}  # topic → parse_topic's tuple, for topics that passed (bounded)
         self.schemas = schemas
+        # the districts this gateway serves (None: any); another district's messages are
+        # refused before anything else is read, and never answered (``QUIET``)
+        self.districts = None if districts is None else frozenset(districts)
 
     def decode(self, topic, payload, received=None, sent_at=None):
         """The verdict on one message (``payload`` bytes, ``received`` Unix seconds)."""
@@ -148,6 +157,9 @@ class Validator:
             if not isinstance(topic, str):
                 raise Rejected("topic", "topic is not text")
             district, device, kind, rest = self._topic(topic)
+            if self.districts is not None and district not in self.districts:
+                raise Rejected("district", f"district {district} is not served here (this "
+                                           f"gateway takes {', '.join(sorted(self.districts))})")
             payload = bytes(payload)
             if kind in ("report", "task/result"):
                 verdict = self._report(kind, district, device, payload, received)
