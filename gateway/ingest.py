@@ -13,6 +13,7 @@ import json
 import time
 from operator import itemgetter
 
+from gridlink.firmware.core import canonjson
 from gridlink.firmware.core.messages import ACK_IDS_MAX
 
 from .clock import iso_from_epoch
@@ -20,6 +21,7 @@ from .photos import add_chunks, register_report_photos
 from .validate import QUIET, REPORT_COLUMNS, sha256_hex
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
+REUSED = "id_reused"  # a report id committed before with other content: refused
 _REPORT_ROW = itemgetter(*REPORT_COLUMNS)
 # acks of accepted or duplicate reports: their ids are validated ([a-z0-9-]:digits), so
 # they need no JSON escaping; the same bytes as the core's encode(make_ack(...))
@@ -60,9 +62,9 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
         v = it.verdict
         if v.device is None or v.district is None or v.category in QUIET:
             continue
-        if it.outcome == REJECTED:
+        if it.outcome in (REJECTED, REUSED):
             rid = v.report_id if v.kind in ("report", "task/result", "rejected") else None
-            body = {"v": 1, "id": rid, "status": REJECTED, "reason": it.reason}
+            body = {"v": 1, "id": rid, "status": it.outcome, "reason": it.reason}
             acks.append((v.district, v.device, json.dumps(
                 body, ensure_ascii=False, separators=(",", ":")).encode()))
         elif v.kind in ("report", "task/result"):
@@ -101,6 +103,32 @@ def message_digest(topic, payload):
     same message handed over again is the same dead letter, not a second one."""
     topic = topic.encode("utf-8", "surrogateescape") if isinstance(topic, str) else bytes(topic)
     return sha256_hex(topic + b"\0" + bytes(payload))
+
+
+def same_content(digest_a, payload_a, digest_b, payload_b):
+    """Whether two payloads of one report id are the same report: the same bytes (equal
+    digests), or else the same canonical encoding (``canonjson.dumps`` of the parsed
+    JSON), so that key order and spacing never make a repeat a reused id.  A digest may
+    be None (a row from before migration 0003): the payloads decide."""
+    if digest_a is not None and digest_a == digest_b:
+        return True
+    return _canonical(payload_a) == _canonical(payload_b)
+
+
+def _canonical(payload):
+    if isinstance(payload, bytes | bytearray | memoryview):
+        payload = bytes(payload).decode("utf-8", "surrogateescape")
+    try:
+        return canonjson.dumps(json.loads(payload))
+    except (ValueError, canonjson.EncodeError):
+        return payload.encode("utf-8", "surrogateescape")
+
+
+def id_reused_reason(report_id, digest):
+    """The dead letter's and the device ack's reason (≤ 200 characters, the ack's limit)."""
+    held = f" (sha256 {digest[:16]}…)" if digest else ""
+    return (f"id reused: {report_id} is already committed with other content{held}; "
+            f"this report is refused, not stored")
 
 
 def payload_text(payload):
@@ -165,9 +193,10 @@ class Ingest:
                            "payload, payload_encoding, digest) VALUES (?, ?, ?, ?, ?, ?, ?) "
                            "ON CONFLICT (digest) DO NOTHING RETURNING id")
         self._tally_sql = q(
-            "INSERT INTO dead_letter_devices (device, refused, newest_id) VALUES (?, ?, ?) "
-            "ON CONFLICT (device) DO UPDATE SET "
+            "INSERT INTO dead_letter_devices (device, refused, newest_id, id_reused) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
             "refused = dead_letter_devices.refused + excluded.refused, "
+            "id_reused = dead_letter_devices.id_reused + excluded.id_reused, "
             "newest_id = CASE WHEN excluded.newest_id > dead_letter_devices.newest_id "
             "THEN excluded.newest_id ELSE dead_letter_devices.newest_id END")
 
@@ -176,13 +205,13 @@ class Ingest:
         committed report rows (dicts) in arrival order."""
         committed_at = time.time()
         stamp = iso_from_epoch(committed_at)
-        reports, first = [], {}
+        reports, first, again = [], {}, []
         for it in items:
             v = it.verdict
             it.outcome, it.reason = None, None
             if v.kind in ("report", "task/result"):
                 if v.report_id in first:
-                    it.outcome = DUPLICATE
+                    again.append(it)  # judged below, against what holds the id
                 else:
                     first[v.report_id] = it
                     reports.append(it)
@@ -197,14 +226,18 @@ class Ingest:
                 inserted = set(self.store.insert_new(conn, "reports", REPORT_COLUMNS, rows,
                                                      "id"))
             announced = []  # (report id, photos) of the accepted reports with photos
+            holders = {}  # report id → (digest, payload) of the report committed under it
             for it in reports:
                 v = it.verdict
                 if v.report_id in inserted:
                     it.outcome = ACCEPTED
+                    holders[v.report_id] = (v.data["digest"], v.data["payload"])
                     if v.data["photos"] != "[]":
                         announced.append((v.report_id, json.loads(v.data["photos"])))
                 else:
-                    it.outcome = DUPLICATE
+                    again.append(it)
+            if again:
+                self._judge_repeats(conn, again, holders)
             # from here on, rows other workers' batches write too: take them in turn
             self.store.lock_keys(conn, shared_keys(items, announced))
             for report_id, photos in announced:
@@ -226,31 +259,54 @@ class Ingest:
             for it in items:
                 if it.verdict.kind == "rejected":
                     it.outcome, it.reason = REJECTED, it.verdict.reason
-                if it.outcome == REJECTED:
+                if it.outcome in (REJECTED, REUSED):
                     text, enc = payload_text(it.payload)
                     dead.append((iso_from_epoch(it.received), it.topic, it.verdict.device,
-                                 it.reason, text, enc, message_digest(it.topic, it.payload)))
+                                 it.reason, text, enc, message_digest(it.topic, it.payload),
+                                 it.outcome == REUSED))
                 elif it.outcome is None:
                     it.outcome = STORED
             if dead:
                 self._dead_letters(conn, dead)
         return [it.verdict.data for it in reports if it.outcome == ACCEPTED]
 
+    def _judge_repeats(self, conn, again, holders):
+        """Set the outcome of each report whose id is taken (committed before, or earlier
+        in this batch): DUPLICATE when it is the same report, REUSED when its content
+        differs from the one holding the id."""
+        missing = sorted({it.verdict.report_id for it in again} - holders.keys())
+        q = self.store.sql
+        for i in range(0, len(missing), 500):
+            part = missing[i:i + 500]
+            cur = conn.execute(q("SELECT id, digest, payload FROM reports WHERE id IN ("
+                                 + ", ".join("?" * len(part)) + ")"), part)
+            holders.update((rid, (digest, payload)) for rid, digest, payload in cur.fetchall())
+        for it in again:
+            data = it.verdict.data
+            held = holders.get(it.verdict.report_id)
+            if held is None or same_content(held[0], held[1], data["digest"], data["payload"]):
+                it.outcome = DUPLICATE
+            else:
+                it.outcome = REUSED
+                it.reason = id_reused_reason(it.verdict.report_id, held[0])
+
     def _dead_letters(self, conn, dead):
         """Write the batch's dead letters, each distinct message once, and add those
-        written to their device's count (rejections are rare: a statement each)."""
-        tally = {}  # device → [written, newest id]
+        written to their device's counts (rejections are rare: a statement each)."""
+        tally = {}  # device → [written, newest id, of them reused ids]
         cur = conn.cursor()
-        for row in dead:
+        for *row, reused in dead:
             cur.execute(self._dead_sql, row)
             written = cur.fetchone()  # None: this message is a dead letter already
             device = row[2]
             if written is not None and device is not None:
-                t = tally.setdefault(device, [0, 0])
+                t = tally.setdefault(device, [0, 0, 0])
                 t[0] += 1
                 t[1] = max(t[1], written[0])
+                t[2] += reused
         if tally:
-            cur.executemany(self._tally_sql, [(d, n, newest) for d, (n, newest) in tally.items()])
+            cur.executemany(self._tally_sql, [(d, n, newest, reused)
+                                              for d, (n, newest, reused) in tally.items()])
 
     def _devices(self, conn, items):
         seen = {}

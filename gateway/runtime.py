@@ -25,7 +25,7 @@ from collections import Counter
 from gridlink.firmware.core.messages import ACK_IDS_MAX
 
 from . import topics, wire
-from .ingest import ACCEPTED, REJECTED, Ingest, Item, device_acks
+from .ingest import ACCEPTED, REJECTED, REUSED, Ingest, Item, device_acks
 from .link import BrokerLink
 from .metrics import Metrics
 from .mqtt import BrokerURL
@@ -275,8 +275,8 @@ class GatewayRuntime:
                 t = v.sent_at if v.sent_at is not None else _epoch(v.data["captured_at"])
                 if t is not None:
                     latencies.append(max(0.0, now - t))
-            if it.outcome == REJECTED:
-                m.rejects.labels(v.category or "photo").inc()
+            if it.outcome in (REJECTED, REUSED):
+                m.rejects.labels(REUSED if it.outcome == REUSED else v.category or "photo").inc()
                 log.warning("rejected %s: %s", it.topic, it.reason)
         m.latency.observe_many(latencies)
         acks = [(topics.ack_topic(district, device), body)

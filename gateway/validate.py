@@ -30,7 +30,7 @@ REPORT_COLUMNS = (
     "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
     "time_source", "lat", "lon", "fix_mode", "fix_status", "flags", "grid", "grid_device",
     "grid_mismatch", "street", "kind", "standard", "code", "object", "source", "task",
-    "result", "text", "photos", "payload",
+    "result", "text", "photos", "payload", "digest",
 )
 
 
@@ -239,6 +239,7 @@ class Validator:
             "source": source, "task": task, "result": result, "text": text,
             "photos": _compact(photos),
             "payload": payload.decode("utf-8"),
+            "digest": sha256_hex(payload),
         }
         return Verdict(kind, district, device, rid, data=row)
 

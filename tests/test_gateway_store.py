@@ -8,7 +8,7 @@ from gridlink.gateway.store import open_store
 
 pytest_plugins = ["tests.gateway_stores"]
 
-BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest"]
+BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest"]
 
 EXTRA = (("board_001_notes",
           "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
@@ -45,8 +45,8 @@ def test_a_database_of_an_earlier_gateway_is_brought_up_to_date_keeping_its_rows
         assert s.migrate() == BUILT_IN[1:]
         assert s.fetchall("SELECT reason, digest FROM dead_letters") == [
             {"reason": "old", "digest": None}]
-        assert s.fetchall("SELECT device, refused FROM dead_letter_devices") == [
-            {"device": "pv-0001", "refused": 1}]  # counted from the rows already there
+        assert s.fetchall("SELECT device, refused, id_reused FROM dead_letter_devices") == [
+            {"device": "pv-0001", "refused": 1, "id_reused": 0}]  # counted from the rows there
     finally:
         s.close()
 

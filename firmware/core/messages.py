@@ -22,7 +22,9 @@ from .checks import (
 from .report import MAX_BYTES as REPORT_MAX_BYTES
 from .report import VERSION, ReportError, check_task_id, validate_fix, validate_report
 
-ACK_STATUSES = ("accepted", "duplicate", "rejected")
+# id_reused: the id is committed with other content (a device whose counter restarted);
+# the report is refused, never taken for its namesake, and the device must keep it
+ACK_STATUSES = ("accepted", "duplicate", "rejected", "id_reused")
 TASK_TYPES = ("verify", "check")
 STATES = ("online", "buffering", "offline")
 CHUNK_MAX = 16384
@@ -88,7 +90,7 @@ def validate_ack(obj):
         check_report_id(MessageError, obj["id"])
     check_enum(MessageError, obj["status"], "status", ACK_STATUSES)
     if obj["reason"] is None:
-        if obj["status"] == "rejected":
+        if obj["status"] in ("rejected", "id_reused"):
             raise MessageError("reason", "a rejection must say why")
     else:
         check_str(MessageError, obj["reason"], "reason", 1, REASON_MAX)

@@ -211,7 +211,9 @@ function renderDevices(devices) {
       el("b", { text: d.device }), ` ${d.state || "unknown"} · ${d.profile || ""}`,
       el("div", { class: "r-meta", text: `${fix} · outbox ${d.outbox_reports ?? "–"} · fw ${d.firmware || "–"} · seen ${localTime(d.last_seen)}` }),
       d.refused ? el("div", { class: "r-meta refused", title: d.last_refused.reason,
-                              text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null));
+                              text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null,
+      d.id_reused ? el("div", { class: "r-meta refused id-reused",
+                                text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null));
   }
 }
 

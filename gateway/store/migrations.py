@@ -119,7 +119,18 @@ INSERT INTO dead_letter_devices (device, refused, newest_id)
 SELECT device, COUNT(*), MAX(id) FROM dead_letters WHERE device IS NOT NULL GROUP BY device;
 """
 
+# A report's digest: sha256 (hex) of the payload bytes as received, so that a report id
+# that comes again can be told from a reused one (docs/protocol.md §5, "Same id, same
+# content").  Rows from before this migration have none: they compare by the canonical
+# encoding of their stored ``payload``.  Each device's refused reused ids are counted
+# beside its dead letters (the fleet view shows them).
+_REPORT_DIGEST = """
+ALTER TABLE reports ADD COLUMN digest TEXT;
+ALTER TABLE dead_letter_devices ADD COLUMN id_reused BIGINT NOT NULL DEFAULT 0;
+"""
+
 BUILTIN = (
     ("0001_gateway_tables", _REPORTS.format(**_SQLITE), _REPORTS.format(**_POSTGRES)),
     ("0002_dead_letter_digest", _DEAD_LETTER_DIGEST, _DEAD_LETTER_DIGEST),
+    ("0003_report_digest", _REPORT_DIGEST, _REPORT_DIGEST),
 )

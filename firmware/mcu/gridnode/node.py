@@ -188,8 +188,9 @@ class Node:
                 done = False
             elif oseq in self.settled:
                 continue
-            elif got[0] == "rejected":
-                # kept in the outbox's rejected file with the reason, never retried
+            elif not messages.ack_drops_report({"status": got[0]}):
+                # rejected or id_reused: kept in the outbox's rejected file with the
+                # reason, never retried
                 self.outbox.reject(oseq, got[1] or "rejected")
                 self.settled.add(oseq)
                 self.log("rejected", rid, got[1])
