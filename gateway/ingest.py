@@ -184,6 +184,7 @@ class Ingest:
     def __init__(self, store, photo_dir):
         self.store = store
         self.photo_dir = photo_dir
+        self._tasks_known = False  # the task desk's tables exist (seen once: they stay)
         q = store.sql
         self._seen_sql = q(_SEEN.format(newer=_NEWER))
         self._status_sql = q(_STATUS.format(newer=_NEWER))
@@ -205,17 +206,21 @@ class Ingest:
         committed report rows (dicts) in arrival order."""
         committed_at = time.time()
         stamp = iso_from_epoch(committed_at)
-        reports, first, again = [], {}, []
         for it in items:
-            v = it.verdict
             it.outcome, it.reason = None, None
-            if v.kind in ("report", "task/result"):
-                if v.report_id in first:
-                    again.append(it)  # judged below, against what holds the id
-                else:
-                    first[v.report_id] = it
-                    reports.append(it)
         with self.store.connect() as conn:
+            results = [it for it in items if it.verdict.kind == "task/result"]
+            if results:
+                self._check_task_results(conn, results)
+            reports, first, again = [], {}, []
+            for it in items:
+                v = it.verdict
+                if v.kind in ("report", "task/result") and it.outcome is None:
+                    if v.report_id in first:
+                        again.append(it)  # judged below, against what holds the id
+                    else:
+                        first[v.report_id] = it
+                        reports.append(it)
             inserted = set()
             if reports:
                 rows = []
@@ -269,6 +274,32 @@ class Ingest:
             if dead:
                 self._dead_letters(conn, dead)
         return [it.verdict.data for it in reports if it.outcome == ACCEPTED]
+
+    def _check_task_results(self, conn, results):
+        """Refuse each task result whose task was not sent (or re-routed) to the device
+        answering it, or is not known here.  Only where the task desk's tables exist
+        (the board's migrations): a gateway without them has sent no task."""
+        q = self.store.sql
+        if not self._tasks_known:
+            found = conn.execute(q("SELECT 1 FROM schema_migrations WHERE name = ?"),
+                                 ("tasks_001_tasks",)).fetchone()
+            if found is None:
+                return
+            self._tasks_known = True
+        wanted = sorted({it.verdict.data["task"] for it in results})
+        cur = conn.execute(q("SELECT id, device FROM tasks WHERE id IN ("
+                             + ", ".join("?" * len(wanted)) + ")"), wanted)
+        owner = dict(cur.fetchall())
+        for it in results:
+            task, device = it.verdict.data["task"], it.verdict.device
+            if owner.get(task, device) == device and task in owner:
+                continue
+            it.verdict.category = "task"
+            if task not in owner:
+                it.outcome, it.reason = REJECTED, f"task: no task {task} was sent to {device}"
+            else:
+                it.outcome, it.reason = REJECTED, (f"task: {task} was sent to "
+                                                   f"{owner[task] or 'no device'}, not {device}")
 
     def _judge_repeats(self, conn, again, holders):
         """Set the outcome of each report whose id is taken (committed before, or earlier

@@ -26,3 +26,15 @@ def acks_of(client, n, timeout=30):
 
 def ack_topics(client):
     return [t for t, _ in list(client.messages) if t.endswith("/ack")]
+
+
+def http_json(base, path, body=None):
+    """GET (or POST ``body`` as JSON) on the gateway's HTTP side; the decoded answer."""
+    import json
+    import urllib.request
+
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(base + path, data=data,
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return json.load(resp)
