@@ -30,8 +30,14 @@ REPORT_COLUMNS = (
     "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
     "time_source", "lat", "lon", "fix_mode", "fix_status", "flags", "grid", "grid_device",
     "grid_mismatch", "street", "kind", "standard", "code", "object", "source", "task",
-    "result", "text", "photos", "payload", "digest",
+    "result", "text", "photos", "payload", "digest", "time_flag",
 )
+# Capture-time flags: a capture time more than TIME_AHEAD_S after its receive time, or
+# more than TIME_OLD_S before it, is kept but flagged (the intake queue then orders it by
+# its receive time); so is one before its device was provisioned, when that is known.
+TIME_AHEAD_S = 600
+TIME_OLD_S = 30 * 86400
+TIME_FLAGS = ("ahead", "old", "before_provisioning")
 
 
 # rejections answered with no ack: the message is another gateway's (another district's)
@@ -101,6 +107,21 @@ def _iso(t):
     return f"{cached[1]}.{ms:03d}Z"
 
 
+_bounds = [(None, None)]  # (unix second, its (ahead, old) ISO bounds): replaced whole
+
+
+def _time_bounds(received):
+    """The latest and earliest unflagged capture times (ISO text, compared as text) for a
+    report received at ``received``, computed once a second."""
+    secs = int(received)
+    cached = _bounds[0]
+    if cached[0] != secs:
+        cached = (secs, (iso_from_epoch(secs + TIME_AHEAD_S + 1),
+                         iso_from_epoch(max(0, secs - TIME_OLD_S))))
+        _bounds[0] = cached
+    return cached[1]
+
+
 def _json_object(payload, limit, what):
     if len(payload) > limit:
         raise Rejected("size", f"{what} is {len(payload)} bytes; the limit is {limit}")
@@ -127,7 +148,7 @@ class Validator:
     """
 
     def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None,
-                 districts=None):
+                 districts=None, provisioned=None):
         # the core's validator takes the wire size, so it need not re-encode the report;
         # and what fastreport vouches for it would accept (a custom validator: no vouching)
         self._sized = self._fast = validate_report is None
@@ -149,6 +170,8 @@ class Validator:
         # the districts this gateway serves (None: any); another district's messages are
         # refused before anything else is read, and never answered (``QUIET``)
         self.districts = None if districts is None else frozenset(districts)
+        # device → the ISO time it was provisioned, or None when not known
+        self.provisioned = provisioned
 
     def decode(self, topic, payload, received=None, sent_at=None):
         """The verdict on one message (``payload`` bytes, ``received`` Unix seconds)."""
@@ -225,6 +248,7 @@ class Validator:
             located = self._locate(fix[1], fix[0])
             if located != grid_device:
                 grid, mismatch = located, 1
+        time_flag = None if received is None else self._time_flag(device, t, received)
         received = received if received is not None else 0.0
         row = {
             "id": rid, "device": device, "district": district, "seq": seq,
@@ -240,8 +264,22 @@ class Validator:
             "photos": _compact(photos),
             "payload": payload.decode("utf-8"),
             "digest": sha256_hex(payload),
+            "time_flag": time_flag,
         }
         return Verdict(kind, district, device, rid, data=row)
+
+    def _time_flag(self, device, captured, received):
+        """Why the capture time ``captured`` (validated ISO text) is doubtful, or None."""
+        ahead, old = _time_bounds(received)
+        if captured > ahead:
+            return "ahead"
+        if captured < old:
+            return "old"
+        if self.provisioned is not None:
+            since = self.provisioned(device)
+            if since is not None and captured < since:
+                return "before_provisioning"
+        return None
 
     def _check_code(self, standard, kind, code):
         if self.codebooks is None:

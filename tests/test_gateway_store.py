@@ -8,7 +8,8 @@ from gridlink.gateway.store import open_store
 
 pytest_plugins = ["tests.gateway_stores"]
 
-BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest"]
+BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest",
+            "0004_capture_time_flag"]
 
 EXTRA = (("board_001_notes",
           "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
@@ -245,9 +246,10 @@ def test_the_boards_migrations_leave_no_redundant_index_on_reports(store):
     assert "reports_captured_at" in _indexes(store, "reports")  # the gateway alone
     store.migrate(extra=MIGRATIONS)
     # every report ingested updates each of these: captured_at alone is the page order's
-    # first column, so it went
+    # first column, so it went; the queue's order (capture time, or receive time where the
+    # capture time is flagged) has its own
     assert _indexes(store, "reports") == {"intake_reports_page_order", "reports_grid",
-                                          "reports_device"}
+                                          "reports_device", "intake_reports_queue_order"}
     if store.dialect == "sqlite":  # a time window is still read through an index
         plan = store.fetchall("EXPLAIN QUERY PLAN SELECT id FROM reports WHERE "
                               "captured_at >= ? AND captured_at < ?", ("a", "b"))

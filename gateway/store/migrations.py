@@ -129,8 +129,15 @@ ALTER TABLE reports ADD COLUMN digest TEXT;
 ALTER TABLE dead_letter_devices ADD COLUMN id_reused BIGINT NOT NULL DEFAULT 0;
 """
 
+# A capture time far from the receive time is flagged, never dropped (docs/protocol.md
+# §3.1, "Capture-time flags"): ``time_flag`` is NULL, or why the time is doubtful.
+_TIME_FLAG = """
+ALTER TABLE reports ADD COLUMN time_flag TEXT;
+"""
+
 BUILTIN = (
     ("0001_gateway_tables", _REPORTS.format(**_SQLITE), _REPORTS.format(**_POSTGRES)),
     ("0002_dead_letter_digest", _DEAD_LETTER_DIGEST, _DEAD_LETTER_DIGEST),
     ("0003_report_digest", _REPORT_DIGEST, _REPORT_DIGEST),
+    ("0004_capture_time_flag", _TIME_FLAG, _TIME_FLAG),
 )
