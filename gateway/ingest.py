@@ -14,7 +14,7 @@ import time
 from operator import itemgetter
 
 from gridlink.firmware.core import canonjson
-from gridlink.firmware.core.messages import ACK_IDS_MAX
+from gridlink.firmware.core.messages import ACK_IDS_MAX, REASON_MAX, make_resend
 
 from .clock import iso_from_epoch
 from .photos import add_chunks, register_report_photos
@@ -32,8 +32,8 @@ _GROUPED_ACK = '{{"v":1,"ids":["{}"],"status":"{}","reason":null}}'
 class Item:
     """One inbound message on its way through a batch."""
 
-    __slots__ = ("mid", "outcome", "payload", "qos", "reason", "received", "token", "topic",
-                 "verdict")
+    __slots__ = ("mid", "outcome", "payload", "qos", "reason", "received", "resend", "token",
+                 "topic", "verdict")
 
     def __init__(self, topic, payload, received, verdict, mid=0, qos=0, token=None):
         self.topic = topic
@@ -45,6 +45,7 @@ class Item:
         self.token = token  # whatever the transport needs to acknowledge it
         self.outcome = None
         self.reason = None
+        self.resend = None  # (report id, sha256, chunk numbers or None): a photo's resend
 
 
 def device_acks(items, ids_max=ACK_IDS_MAX):
@@ -53,7 +54,8 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
     Accepted and duplicate reports of one device are answered together, up to ``ids_max``
     ids an ack (the protocol's grouped ack; 1 gives each report an ack of its own, for
     devices that read only ``id``); a rejection gets an ack of its own with its reason
-    (none for another district's message or a revoked identity's: ``validate.QUIET``).
+    (none for another district's message or a revoked identity's: ``validate.QUIET``);
+    a photo chunk the device must send again gets a ``resend`` ack instead.
     In the order of each ack's first message.
     """
     acks = []
@@ -62,7 +64,11 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
         v = it.verdict
         if v.device is None or v.district is None or v.category in QUIET:
             continue
-        if it.outcome in (REJECTED, REUSED):
+        if it.resend is not None:
+            rid, sha, chunks = it.resend
+            acks.append((v.district, v.device, _encode(make_resend(
+                rid, sha, chunks, _short(it.reason or "send the photo's chunks again")))))
+        elif it.outcome in (REJECTED, REUSED):
             rid = v.report_id if v.kind in ("report", "task/result", "rejected") else None
             body = {"v": 1, "id": rid, "status": it.outcome, "reason": it.reason}
             acks.append((v.district, v.device, json.dumps(
@@ -81,6 +87,15 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
                     _GROUPED_ACK.format('","'.join(ids), status)).encode()
             acks[i] = (district, device, body)
     return acks
+
+
+def _encode(body):
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _short(reason, limit=REASON_MAX):
+    """A reason within the ack's limit (the dead letter keeps it whole)."""
+    return reason if len(reason) <= limit else reason[:limit - 1] + "…"
 
 
 def shared_keys(items, announced):
@@ -207,7 +222,7 @@ class Ingest:
         committed_at = time.time()
         stamp = iso_from_epoch(committed_at)
         for it in items:
-            it.outcome, it.reason = None, None
+            it.outcome, it.reason, it.resend = None, None, None
         with self.store.connect() as conn:
             results = [it for it in items if it.verdict.kind == "task/result"]
             if results:
@@ -254,16 +269,23 @@ class Ingest:
             chunks = [it for it in items if it.verdict.kind == "photo"]
             if chunks:
                 _, refused = add_chunks(self.store, conn, self.photo_dir,
-                                        [it.verdict.data for it in chunks])
-                refused_ids = {id(c): reason for c, reason in refused}
+                                        [it.verdict.data for it in chunks], stamp)
                 for it in chunks:
-                    reason = refused_ids.get(id(it.verdict.data))
-                    if reason:
-                        it.outcome, it.reason = REJECTED, reason
+                    r = refused.get(id(it.verdict.data))
+                    if r is None:
+                        continue
+                    it.reason = r.reason
+                    if r.resend is not None:
+                        it.resend = r.resend
+                    if r.category is not None:  # refused (else stored, more asked for)
+                        it.outcome, it.verdict.category = REJECTED, r.category
             dead = []
             for it in items:
                 if it.verdict.kind == "rejected":
                     it.outcome, it.reason = REJECTED, it.verdict.reason
+                    if it.verdict.data is not None and "resend" in it.verdict.data:
+                        rid, sha, n = it.verdict.data["resend"]
+                        it.resend = (rid, sha, [n])
                 if it.outcome in (REJECTED, REUSED):
                     text, enc = payload_text(it.payload)
                     dead.append((iso_from_epoch(it.received), it.topic, it.verdict.device,

@@ -46,12 +46,14 @@ QUIET = frozenset({"district", "revoked"})
 
 
 class Rejected(Exception):
-    """Why a message is refused: ``category`` (a metrics label) and a readable ``reason``."""
+    """Why a message is refused: ``category`` (a metrics label) and a readable ``reason``;
+    for a photo chunk the device should send again, ``resend`` = (report id, sha256, n)."""
 
-    def __init__(self, category, reason):
+    def __init__(self, category, reason, resend=None):
         super().__init__(reason)
         self.category = category
         self.reason = reason
+        self.resend = resend
 
 
 class Verdict:
@@ -195,6 +197,10 @@ class Validator:
             verdict.sent_at = sent_at
             return verdict
         except Rejected as exc:
+            if exc.resend is not None:  # a bad chunk: the device is asked for it again
+                return Verdict("rejected", district, device, exc.resend[0],
+                               data={"resend": exc.resend}, category=exc.category,
+                               reason=exc.reason)
             return Verdict("rejected", district, device, _guess_id(payload, device),
                            category=exc.category, reason=exc.reason)
         except Exception as exc:  # a bug must cost one message, never the loop
@@ -354,13 +360,21 @@ class Validator:
             raise Rejected("photo", f"photo chunk {exc}") from None
         self._message(lambda h: h, head, "photo")
         n, total, size = head["n"], head["of"], head["size"]
-        if total * MAX_CHUNK < size:
-            raise Rejected("photo", f"photo chunk count {total} cannot hold {size} bytes")
         if chunk != n:
             raise Rejected("photo", f"photo chunk topic says {chunk}, header says {n}")
+        again = (report_id, head["sha256"], n)
+        try:
+            core_messages.check_chunk_length(head, len(data))
+        except MessageError as exc:
+            raise Rejected("photo_length", f"photo {head['sha256'][:16]}…: {exc}",
+                           again) from None
+        digest = head.get("digest")
+        if digest is not None and sha256_hex(data) != digest:
+            raise Rejected("photo_digest", f"photo {head['sha256'][:16]}…: chunk {n} does not "
+                                           f"hash to its digest (damaged): send it again", again)
         return Verdict("photo", district, device, report_id,
                        data={"sha256": head["sha256"], "n": n, "total": total, "size": size,
-                             "data": data, "report_id": report_id})
+                             "data": data, "report_id": report_id, "device": device})
 
     # -- track -------------------------------------------------------------------------
 

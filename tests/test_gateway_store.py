@@ -9,7 +9,7 @@ from gridlink.gateway.store import open_store
 pytest_plugins = ["tests.gateway_stores"]
 
 BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest",
-            "0004_capture_time_flag"]
+            "0004_capture_time_flag", "0005_photo_parts"]
 
 EXTRA = (("board_001_notes",
           "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",

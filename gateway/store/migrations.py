@@ -135,9 +135,35 @@ _TIME_FLAG = """
 ALTER TABLE reports ADD COLUMN time_flag TEXT;
 """
 
+# Photo chunks kept per uploading device: one device's chunks never mix with another's
+# transfer of the same photo (a poisoned chunk spoils only the sender's own transfer), and
+# each device's unfinished bytes are counted (``bytes``) for its quota.  The chunks of
+# transfers in progress move over, as their photo's first reporting device's.
+_PHOTO_PARTS = """
+CREATE TABLE photo_parts (
+    sha256 TEXT NOT NULL,
+    device TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    data {blob} NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, device, n)
+);
+CREATE INDEX photo_parts_device ON photo_parts (device);
+INSERT INTO photo_parts (sha256, device, n, total, bytes, data, received_at)
+SELECT c.sha256, {device_of}, c.n, c.total, LENGTH(c.data), c.data, c.received_at
+FROM photo_chunks c JOIN photos p ON p.sha256 = c.sha256 WHERE p.first_report LIKE '%:%';
+DROP TABLE photo_chunks;
+"""
+
 BUILTIN = (
     ("0001_gateway_tables", _REPORTS.format(**_SQLITE), _REPORTS.format(**_POSTGRES)),
     ("0002_dead_letter_digest", _DEAD_LETTER_DIGEST, _DEAD_LETTER_DIGEST),
     ("0003_report_digest", _REPORT_DIGEST, _REPORT_DIGEST),
     ("0004_capture_time_flag", _TIME_FLAG, _TIME_FLAG),
+    ("0005_photo_parts",
+     _PHOTO_PARTS.format(blob="BLOB",
+                         device_of="substr(p.first_report, 1, instr(p.first_report, ':') - 1)"),
+     _PHOTO_PARTS.format(blob="BYTEA", device_of="split_part(p.first_report, ':', 1)")),
 )

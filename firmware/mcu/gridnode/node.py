@@ -107,6 +107,8 @@ class Node:
         except CoreError as e:
             self.log("bad ack", e)
             return
+        if ack["status"] == messages.RESEND:
+            return  # about a photo: a node sends none
         for rid in messages.ack_ids(ack):  # one id, or several (a grouped ack)
             if rid is not None:
                 self.acked[rid] = (ack["status"], ack["reason"])
