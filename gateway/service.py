@@ -58,7 +58,7 @@ class Gateway:
     def __init__(self, *, broker, db, grid=None, http=None, photos=None, worker=0,
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
-                 codebooks=None, districts=None):
+                 codebooks=None, districts=None, crl=None, issued=None):
         self.store = open_store(db)
         self.grid_map = load_grid_map(grid) if grid else None
         self.districts = served_districts(districts, self.grid_map)
@@ -68,7 +68,8 @@ class Gateway:
         self.metrics = Metrics()
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
-            validator=Validator(self.grid_map, self.codebooks, districts=self.districts),
+            validator=Validator(self.grid_map, self.codebooks, districts=self.districts,
+                                **self._revocation_hooks(crl, issued)),
             client_id=f"{client_id}-{worker}",
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
             ack_qos=ack_qos, ack_ids_max=ack_ids_max, shared=shared, metrics=self.metrics,
@@ -79,6 +80,18 @@ class Gateway:
             self.store.migrate()
         if http:
             self._http(*parse_hostport(http))
+
+    def _revocation_hooks(self, crl, issued):
+        """Validator hooks from the district CRL (``--crl``): revoked identities, and when
+        each device was provisioned (the issued-ids record)."""
+        self.revocations = None
+        if crl is None:
+            return {}
+        from .revocation import Revocations
+
+        self.revocations = Revocations(crl, issued)
+        return {"revoked": self.revocations.revoked,
+                "provisioned": self.revocations.provisioned}
 
     def _http(self, host, port):
         try:

@@ -150,7 +150,7 @@ class Validator:
     """
 
     def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None,
-                 districts=None, provisioned=None):
+                 districts=None, provisioned=None, revoked=None):
         # the core's validator takes the wire size, so it need not re-encode the report;
         # and what fastreport vouches for it would accept (a custom validator: no vouching)
         self._sized = self._fast = validate_report is None
@@ -174,6 +174,8 @@ class Validator:
         self.districts = None if districts is None else frozenset(districts)
         # device → the ISO time it was provisioned, or None when not known
         self.provisioned = provisioned
+        # device → why its identity is revoked (its messages refused, unanswered), or None
+        self.revoked = revoked
 
     def decode(self, topic, payload, received=None, sent_at=None):
         """The verdict on one message (``payload`` bytes, ``received`` Unix seconds)."""
@@ -185,6 +187,10 @@ class Validator:
             if self.districts is not None and district not in self.districts:
                 raise Rejected("district", f"district {district} is not served here (this "
                                            f"gateway takes {', '.join(sorted(self.districts))})")
+            if self.revoked is not None:
+                why = self.revoked(device)
+                if why:
+                    raise Rejected("revoked", why)
             payload = bytes(payload)
             if kind in ("report", "task/result"):
                 verdict = self._report(kind, district, device, payload, received)

@@ -38,3 +38,44 @@ def http_json(base, path, body=None):
                                  headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
+
+
+def cert_serial(pki, identity):
+    from cryptography import x509
+
+    return x509.load_pem_x509_certificate((pki / f"{identity}.crt").read_bytes()).serial_number
+
+
+def write_crl(pki, path, revoked=(), next_update_days=30.0, last_update_days=-1.0):
+    """A CRL signed by the test CA of ``pki`` (tests.gateway_rig.make_pki) revoking the
+    certificates of ``revoked`` (identities), written atomically to ``path``."""
+    import datetime as dt
+    import os
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    ca = x509.load_pem_x509_certificate((pki / "ca.crt").read_bytes())
+    key = serialization.load_pem_private_key((pki / "ca.key").read_bytes(), None)
+    now = dt.datetime.now(dt.UTC)
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+               .last_update(now + dt.timedelta(days=last_update_days))
+               .next_update(now + dt.timedelta(days=next_update_days)))
+    for identity in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder().serial_number(cert_serial(pki, identity))
+            .revocation_date(now - dt.timedelta(minutes=1)).build())
+    pem = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_bytes(pem)
+    os.replace(tmp, path)
+    return path
+
+
+def write_issued(pki, path, identities, issued_at="2026-11-01T00:00:00.000Z"):
+    """The issued-ids record (issued.json) of ``identities``' certificates."""
+    import json
+
+    path.write_text(json.dumps([{"device": i, "serial": format(cert_serial(pki, i), "X"),
+                                 "issued_at": issued_at} for i in identities]))
+    return path
