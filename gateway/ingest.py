@@ -314,7 +314,7 @@ class Ingest:
         owner = dict(cur.fetchall())
         for it in results:
             task, device = it.verdict.data["task"], it.verdict.device
-            if owner.get(task, device) == device and task in owner:
+            if task in owner and owner[task] == device:
                 continue
             it.verdict.category = "task"
             if task not in owner:
