@@ -17,6 +17,15 @@ def register(parser):
     run.add_argument("--db", required=True,
                      help="sqlite:///path/intake.sqlite or postgresql://user@host/db[?schema=s]")
     run.add_argument("--grid", help="compiled grid map (.glgm): reports are re-located on it")
+    run.add_argument("--district", action="append", metavar="CODE",
+                     help="a district this gateway serves (repeat for several; default: the "
+                          "districts of --grid, else 410106); others are dead-lettered")
+    run.add_argument("--crl", metavar="FILE",
+                     help="the district CRL (PEM): revoked devices' messages are refused "
+                          "(read again when it changes)")
+    run.add_argument("--issued", metavar="FILE",
+                     help="issued-ids record mapping certificate serials to devices "
+                          "(default: issued.json or issued.csv beside --crl)")
     run.add_argument("--http", metavar="HOST:PORT",
                      help="serve the intake board API and /metrics (worker 0 only)")
     run.add_argument("--workers", type=int, default=1,
@@ -53,6 +62,9 @@ def register(parser):
     for a in ("--broker", "--db"):
         ret.add_argument(a, required=True)
     ret.add_argument("--grid")
+    ret.add_argument("--district", action="append")
+    ret.add_argument("--crl")
+    ret.add_argument("--issued")
     ret.add_argument("--photos")
     ret.add_argument("--client-id", default="gridlink-gateway")
     ret.add_argument("--worker-index", type=int, required=True)
@@ -86,7 +98,8 @@ def cmd_retire(args):
 
     logs.setup("info", worker=args.worker_index)
     gw = Gateway(broker=args.broker, db=args.db, grid=args.grid, photos=args.photos,
-                 worker=args.worker_index, client_id=args.client_id, tls=_tls(args))
+                 worker=args.worker_index, client_id=args.client_id, tls=_tls(args),
+                 districts=args.district, crl=args.crl, issued=args.issued)
     gw.start()
     ok = gw.runtime.retire(idle=args.idle)
     gw.stop()
@@ -129,7 +142,8 @@ def cmd_run(args):
                  worker=args.worker_index, client_id=args.client_id, tls=_tls(args),
                  batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
                  pending_max=args.pending_max, ack_qos=args.ack_qos,
-                 ack_ids_max=args.ack_ids_max)
+                 ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
+                 issued=args.issued)
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:
@@ -163,10 +177,13 @@ def _worker_argv(args):
            "--ack-qos", str(args.ack_qos), "--ack-ids-max", str(args.ack_ids_max),
            "--log-level", args.log_level]
     for opt, val in (("--grid", args.grid), ("--photos", args.photos),
+                     ("--crl", args.crl), ("--issued", args.issued),
                      ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
                      ("--tls-key", args.tls_key)):
         if val:
             out += [opt, val]
+    for district in args.district or ():
+        out += ["--district", district]
     if args.tls_insecure:
         out.append("--tls-insecure")
     return out

@@ -11,7 +11,7 @@ def devices(store):
         found = rows(run(store, conn, "SELECT * FROM devices ORDER BY device"))
         # each device's refused messages (kept by the ingest): how many, the newest one
         refused = {r["device"]: r for r in rows(run(store, conn, (
-            "SELECT t.device, t.refused AS n, d.received_at, d.reason"
+            "SELECT t.device, t.refused AS n, t.id_reused, d.received_at, d.reason"
             " FROM dead_letter_devices t JOIN dead_letters d ON d.id = t.newest_id")))}
     out = []
     for d in found:
@@ -29,6 +29,7 @@ def devices(store):
             "disk_free": status.get("disk_free"), "cpu_temp": status.get("cpu_temp"),
             "uptime": status.get("uptime"),
             "refused": dead["n"] if dead else 0,
+            "id_reused": dead["id_reused"] if dead else 0,
             "last_refused": ({"at": dead["received_at"], "reason": dead["reason"]} if dead
                              else None),
         })

@@ -13,13 +13,15 @@ import json
 import time
 from operator import itemgetter
 
-from gridlink.firmware.core.messages import ACK_IDS_MAX
+from gridlink.firmware.core import canonjson
+from gridlink.firmware.core.messages import ACK_IDS_MAX, REASON_MAX, make_resend
 
 from .clock import wire_time
 from .photos import add_chunks, register_report_photos
-from .validate import REPORT_COLUMNS, sha256_hex
+from .validate import QUIET, REPORT_COLUMNS, sha256_hex
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
+REUSED = "id_reused"  # a report id committed before with other content: refused
 _REPORT_ROW = itemgetter(*REPORT_COLUMNS)
 # acks of accepted or duplicate reports: their ids are validated ([a-z0-9-]:digits), so
 # they need no JSON escaping; the same bytes as the core's encode(make_ack(...))
@@ -30,8 +32,8 @@ _GROUPED_ACK = '{{"v":1,"ids":["{}"],"status":"{}","reason":null}}'
 class Item:
     """One inbound message on its way through a batch."""
 
-    __slots__ = ("mid", "outcome", "payload", "qos", "reason", "received", "token", "topic",
-                 "verdict")
+    __slots__ = ("mid", "outcome", "payload", "qos", "reason", "received", "resend", "token",
+                 "topic", "verdict")
 
     def __init__(self, topic, payload, received, verdict, mid=0, qos=0, token=None):
         self.topic = topic
@@ -43,6 +45,7 @@ class Item:
         self.token = token  # whatever the transport needs to acknowledge it
         self.outcome = None
         self.reason = None
+        self.resend = None  # (report id, sha256, chunk numbers or None): a photo's resend
 
 
 def device_acks(items, ids_max=ACK_IDS_MAX):
@@ -50,18 +53,24 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
 
     Accepted and duplicate reports of one device are answered together, up to ``ids_max``
     ids an ack (the protocol's grouped ack; 1 gives each report an ack of its own, for
-    devices that read only ``id``); a rejection gets an ack of its own with its reason.
+    devices that read only ``id``); a rejection gets an ack of its own with its reason
+    (none for another district's message or a revoked identity's: ``validate.QUIET``);
+    a photo chunk the device must send again gets a ``resend`` ack instead.
     In the order of each ack's first message.
     """
     acks = []
     groups = {}  # (district, device, status) → the ids of its latest ack
     for it in items:
         v = it.verdict
-        if v.device is None or v.district is None:
+        if v.device is None or v.district is None or v.category in QUIET:
             continue
-        if it.outcome == REJECTED:
+        if it.resend is not None:
+            rid, sha, chunks = it.resend
+            acks.append((v.district, v.device, _encode(make_resend(
+                rid, sha, chunks, _short(it.reason or "send the photo's chunks again")))))
+        elif it.outcome in (REJECTED, REUSED):
             rid = v.report_id if v.kind in ("report", "task/result", "rejected") else None
-            body = {"v": 1, "id": rid, "status": REJECTED, "reason": it.reason}
+            body = {"v": 1, "id": rid, "status": it.outcome, "reason": it.reason}
             acks.append((v.district, v.device, json.dumps(
                 body, ensure_ascii=False, separators=(",", ":")).encode()))
         elif v.kind in ("report", "task/result"):
@@ -78,6 +87,15 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
                     _GROUPED_ACK.format('","'.join(ids), status)).encode()
             acks[i] = (district, device, body)
     return acks
+
+
+def _encode(body):
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+def _short(reason, limit=REASON_MAX):
+    """A reason within the ack's limit (the dead letter keeps it whole)."""
+    return reason if len(reason) <= limit else reason[:limit - 1] + "…"
 
 
 def shared_keys(items, announced):
@@ -100,6 +118,32 @@ def message_digest(topic, payload):
     same message handed over again is the same dead letter, not a second one."""
     topic = topic.encode("utf-8", "surrogateescape") if isinstance(topic, str) else bytes(topic)
     return sha256_hex(topic + b"\0" + bytes(payload))
+
+
+def same_content(digest_a, payload_a, digest_b, payload_b):
+    """Whether two payloads of one report id are the same report: the same bytes (equal
+    digests), or else the same canonical encoding (``canonjson.dumps`` of the parsed
+    JSON), so that key order and spacing never make a repeat a reused id.  A digest may
+    be None (a row from before migration 0003): the payloads decide."""
+    if digest_a is not None and digest_a == digest_b:
+        return True
+    return _canonical(payload_a) == _canonical(payload_b)
+
+
+def _canonical(payload):
+    if isinstance(payload, bytes | bytearray | memoryview):
+        payload = bytes(payload).decode("utf-8", "surrogateescape")
+    try:
+        return canonjson.dumps(json.loads(payload))
+    except (ValueError, canonjson.EncodeError):
+        return payload.encode("utf-8", "surrogateescape")
+
+
+def id_reused_reason(report_id, digest):
+    """The dead letter's and the device ack's reason (≤ 200 characters, the ack's limit)."""
+    held = f" (sha256 {digest[:16]}…)" if digest else ""
+    return (f"id reused: {report_id} is already committed with other content{held}; "
+            f"this report is refused, not stored")
 
 
 def payload_text(payload):
@@ -155,6 +199,7 @@ class Ingest:
     def __init__(self, store, photo_dir):
         self.store = store
         self.photo_dir = photo_dir
+        self._tasks_known = False  # the task desk's tables exist (seen once: they stay)
         q = store.sql
         self._seen_sql = q(_SEEN.format(newer=_NEWER))
         self._status_sql = q(_STATUS.format(newer=_NEWER))
@@ -164,9 +209,10 @@ class Ingest:
                            "payload, payload_encoding, digest) VALUES (?, ?, ?, ?, ?, ?, ?) "
                            "ON CONFLICT (digest) DO NOTHING RETURNING id")
         self._tally_sql = q(
-            "INSERT INTO dead_letter_devices (device, refused, newest_id) VALUES (?, ?, ?) "
-            "ON CONFLICT (device) DO UPDATE SET "
+            "INSERT INTO dead_letter_devices (device, refused, newest_id, id_reused) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (device) DO UPDATE SET "
             "refused = dead_letter_devices.refused + excluded.refused, "
+            "id_reused = dead_letter_devices.id_reused + excluded.id_reused, "
             "newest_id = CASE WHEN excluded.newest_id > dead_letter_devices.newest_id "
             "THEN excluded.newest_id ELSE dead_letter_devices.newest_id END")
 
@@ -175,17 +221,21 @@ class Ingest:
         committed report rows (dicts) in arrival order."""
         committed_at = time.time()
         stamp = wire_time(committed_at)
-        reports, first = [], {}
         for it in items:
-            v = it.verdict
-            it.outcome, it.reason = None, None
-            if v.kind in ("report", "task/result"):
-                if v.report_id in first:
-                    it.outcome = DUPLICATE
-                else:
-                    first[v.report_id] = it
-                    reports.append(it)
+            it.outcome, it.reason, it.resend = None, None, None
         with self.store.connect() as conn:
+            results = [it for it in items if it.verdict.kind == "task/result"]
+            if results:
+                self._check_task_results(conn, results)
+            reports, first, again = [], {}, []
+            for it in items:
+                v = it.verdict
+                if v.kind in ("report", "task/result") and it.outcome is None:
+                    if v.report_id in first:
+                        again.append(it)  # judged below, against what holds the id
+                    else:
+                        first[v.report_id] = it
+                        reports.append(it)
             inserted = set()
             if reports:
                 rows = []
@@ -196,14 +246,18 @@ class Ingest:
                 inserted = set(self.store.insert_new(conn, "reports", REPORT_COLUMNS, rows,
                                                      "id"))
             announced = []  # (report id, photos) of the accepted reports with photos
+            holders = {}  # report id → (digest, payload) of the report committed under it
             for it in reports:
                 v = it.verdict
                 if v.report_id in inserted:
                     it.outcome = ACCEPTED
+                    holders[v.report_id] = (v.data["digest"], v.data["payload"])
                     if v.data["photos"] != "[]":
                         announced.append((v.report_id, json.loads(v.data["photos"])))
                 else:
-                    it.outcome = DUPLICATE
+                    again.append(it)
+            if again:
+                self._judge_repeats(conn, again, holders)
             # from here on, rows other workers' batches write too: take them in turn
             self.store.lock_keys(conn, shared_keys(items, announced))
             for report_id, photos in announced:
@@ -215,41 +269,97 @@ class Ingest:
             chunks = [it for it in items if it.verdict.kind == "photo"]
             if chunks:
                 _, refused = add_chunks(self.store, conn, self.photo_dir,
-                                        [it.verdict.data for it in chunks])
-                refused_ids = {id(c): reason for c, reason in refused}
+                                        [it.verdict.data for it in chunks], stamp)
                 for it in chunks:
-                    reason = refused_ids.get(id(it.verdict.data))
-                    if reason:
-                        it.outcome, it.reason = REJECTED, reason
+                    r = refused.get(id(it.verdict.data))
+                    if r is None:
+                        continue
+                    it.reason = r.reason
+                    if r.resend is not None:
+                        it.resend = r.resend
+                    if r.category is not None:  # refused (else stored, more asked for)
+                        it.outcome, it.verdict.category = REJECTED, r.category
             dead = []
             for it in items:
                 if it.verdict.kind == "rejected":
                     it.outcome, it.reason = REJECTED, it.verdict.reason
-                if it.outcome == REJECTED:
+                    if it.verdict.data is not None and "resend" in it.verdict.data:
+                        rid, sha, n = it.verdict.data["resend"]
+                        it.resend = (rid, sha, [n])
+                if it.outcome in (REJECTED, REUSED):
                     text, enc = payload_text(it.payload)
                     dead.append((wire_time(it.received), it.topic, it.verdict.device,
-                                 it.reason, text, enc, message_digest(it.topic, it.payload)))
+                                 it.reason, text, enc, message_digest(it.topic, it.payload),
+                                 it.outcome == REUSED))
                 elif it.outcome is None:
                     it.outcome = STORED
             if dead:
                 self._dead_letters(conn, dead)
         return [it.verdict.data for it in reports if it.outcome == ACCEPTED]
 
+    def _check_task_results(self, conn, results):
+        """Refuse each task result whose task was not sent (or re-routed) to the device
+        answering it, or is not known here.  Only where the task desk's tables exist
+        (the board's migrations): a gateway without them has sent no task."""
+        q = self.store.sql
+        if not self._tasks_known:
+            found = conn.execute(q("SELECT 1 FROM schema_migrations WHERE name = ?"),
+                                 ("tasks_001_tasks",)).fetchone()
+            if found is None:
+                return
+            self._tasks_known = True
+        wanted = sorted({it.verdict.data["task"] for it in results})
+        cur = conn.execute(q("SELECT id, device FROM tasks WHERE id IN ("
+                             + ", ".join("?" * len(wanted)) + ")"), wanted)
+        owner = dict(cur.fetchall())
+        for it in results:
+            task, device = it.verdict.data["task"], it.verdict.device
+            if task in owner and owner[task] == device:
+                continue
+            it.verdict.category = "task"
+            if task not in owner:
+                it.outcome, it.reason = REJECTED, f"task: no task {task} was sent to {device}"
+            else:
+                it.outcome, it.reason = REJECTED, (f"task: {task} was sent to "
+                                                   f"{owner[task] or 'no device'}, not {device}")
+
+    def _judge_repeats(self, conn, again, holders):
+        """Set the outcome of each report whose id is taken (committed before, or earlier
+        in this batch): DUPLICATE when it is the same report, REUSED when its content
+        differs from the one holding the id."""
+        missing = sorted({it.verdict.report_id for it in again} - holders.keys())
+        q = self.store.sql
+        for i in range(0, len(missing), 500):
+            part = missing[i:i + 500]
+            cur = conn.execute(q("SELECT id, digest, payload FROM reports WHERE id IN ("
+                                 + ", ".join("?" * len(part)) + ")"), part)
+            holders.update((rid, (digest, payload)) for rid, digest, payload in cur.fetchall())
+        for it in again:
+            data = it.verdict.data
+            held = holders.get(it.verdict.report_id)
+            if held is None or same_content(held[0], held[1], data["digest"], data["payload"]):
+                it.outcome = DUPLICATE
+            else:
+                it.outcome = REUSED
+                it.reason = id_reused_reason(it.verdict.report_id, held[0])
+
     def _dead_letters(self, conn, dead):
         """Write the batch's dead letters, each distinct message once, and add those
-        written to their device's count (rejections are rare: a statement each)."""
-        tally = {}  # device → [written, newest id]
+        written to their device's counts (rejections are rare: a statement each)."""
+        tally = {}  # device → [written, newest id, of them reused ids]
         cur = conn.cursor()
-        for row in dead:
+        for *row, reused in dead:
             cur.execute(self._dead_sql, row)
             written = cur.fetchone()  # None: this message is a dead letter already
             device = row[2]
             if written is not None and device is not None:
-                t = tally.setdefault(device, [0, 0])
+                t = tally.setdefault(device, [0, 0, 0])
                 t[0] += 1
                 t[1] = max(t[1], written[0])
+                t[2] += reused
         if tally:
-            cur.executemany(self._tally_sql, [(d, n, newest) for d, (n, newest) in tally.items()])
+            cur.executemany(self._tally_sql, [(d, n, newest, reused)
+                                              for d, (n, newest, reused) in tally.items()])
 
     def _devices(self, conn, items):
         seen = {}

@@ -3,15 +3,19 @@ reassembled, sha256-checked and stored content-addressed on disk (``<dir>/ab/abc
 
 Chunks are written in the same transaction as the rest of their batch, before the broker
 gets its PUBACK, so a transfer resumes across gateway restarts: the device re-sends only
-the chunks it never saw acknowledged, and the gateway still has the others.
+the chunks it never saw acknowledged, and the gateway still has the others.  Chunks are
+kept per sending device (``photo_parts``), only for a photo that device's report
+announced, within a per-device quota; a transfer that fails its hash, or waits too long,
+is dropped and the device is asked (a ``resend`` ack) for what is missing.
 """
 
 import hashlib
 from pathlib import Path
 
 from gridlink.firmware.core import fsio
+from gridlink.firmware.core.messages import RESEND_CHUNKS_MAX
 
-from .clock import utc_now_iso
+from .clock import utc_now_iso, wire_time
 from .errors import ConfigError
 
 JPEG = b"\xff\xd8\xff"
@@ -52,63 +56,132 @@ def register_report_photos(store, conn, report_id, photos):
                      [(report_id, p["sha256"]) for p in photos])
 
 
-def add_chunks(store, conn, photo_dir, chunks):
-    """Store chunk verdict data; finish every photo whose last chunk arrived.
+# Limits beside the protocol's (a chunk ≤ messages.CHUNK_MAX bytes, a photo ≤
+# report.PHOTO_MAX_BYTES): the chunk bytes one device may have waiting in unfinished
+# photos, and how long an unfinished transfer waits for its next chunk before it is
+# dropped (docs/protocol.md §3.6).
+DEVICE_UNFINISHED_MAX_BYTES = 64 * 1024 * 1024
+UNFINISHED_MAX_AGE_S = 7 * 86400
 
-    Returns (completed sha256 list, [(chunk data, reason)] for chunks refused here).
+
+class Refusal:
+    """A chunk the photo store refused: ``category`` (a metrics label), ``reason``, and
+    ``resend`` — (report id, sha256, chunk numbers or None for all) to ask the device
+    for, or None when sending again cannot help."""
+
+    __slots__ = ("category", "reason", "resend")
+
+    def __init__(self, category, reason, resend=None):
+        self.category, self.reason, self.resend = category, reason, resend
+
+
+def add_chunks(store, conn, photo_dir, chunks, now=None):
+    """Store chunk verdict data; finish every transfer whose last chunk arrived.
+
+    A chunk is taken only for a photo its own report (the topic's, so the sending
+    device's) announced, with the announced size, within the device's quota; each device's
+    chunks form a transfer of their own.  Returns (completed sha256 list, {id(chunk data):
+    Refusal}) — and a stored chunk of a photo discarded before (failed, expired) is given
+    a Refusal-free resend of the chunks still missing, under category None.
     """
     q = store.sql
-    now = utc_now_iso()
-    touched, refused = {}, []
+    now = now or utc_now_iso()
+    touched, refused = {}, {}
     for c in chunks:
-        sha = c["sha256"]
-        row = conn.execute(q("SELECT size, complete, chunks FROM photos WHERE sha256 = ?"),
-                           (sha,)).fetchone()
+        sha, device, rid, n = c["sha256"], c["device"], c["report_id"], c["n"]
+        row = conn.execute(q("SELECT p.size, p.complete, p.chunks, p.error FROM photos p "
+                             "JOIN report_photos r ON r.sha256 = p.sha256 "
+                             "WHERE p.sha256 = ? AND r.report_id = ?"), (sha, rid)).fetchone()
         if row is None:
-            conn.execute(q("INSERT INTO photos (sha256, size, complete, first_report, chunks) "
-                           "VALUES (?, ?, 0, ?, ?)"), (sha, c["size"], c["report_id"], c["total"]))
-        else:
-            size, complete, total = row
-            if complete:
-                continue  # a late copy of a chunk of a finished photo
-            if size != c["size"] or (total is not None and total != c["total"]):
-                refused.append((c, f"photo {sha}: chunk says {c['size']} bytes in "
-                                   f"{c['total']} chunks, the transfer has {size} in {total}"))
-                continue
-            if total is None:
-                conn.execute(q("UPDATE photos SET chunks = ? WHERE sha256 = ?"),
-                             (c["total"], sha))
-        conn.execute(q("INSERT INTO report_photos (report_id, sha256) VALUES (?, ?) "
-                       "ON CONFLICT DO NOTHING"), (c["report_id"], sha))
-        conn.execute(q("INSERT INTO photo_chunks (sha256, n, total, data, received_at) "
-                       "VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
-                     (sha, c["n"], c["total"], c["data"], now))
-        touched[sha] = c
+            refused[id(c)] = Refusal(
+                "photo_unannounced", f"photo {sha[:16]}…: report {rid} does not announce it "
+                "(a chunk is taken only after its report): send it again", (rid, sha, [n]))
+            continue
+        size, complete, total, error = row
+        if complete:
+            continue  # a late copy of a chunk of a finished photo
+        if size != c["size"] or (total is not None and total != c["total"]):
+            refused[id(c)] = Refusal(
+                "photo", f"photo {sha[:16]}…: chunk says {c['size']} bytes in {c['total']} "
+                f"chunks, the report announced {size} bytes" + (f" in {total}" if total else ""))
+            continue
+        have = conn.execute(q("SELECT 1 FROM photo_parts WHERE sha256 = ? AND device = ? "
+                              "AND n = ?"), (sha, device, n)).fetchone()
+        if have is not None:
+            continue  # a repeat
+        (waiting,) = conn.execute(q("SELECT COALESCE(SUM(bytes), 0) FROM photo_parts "
+                                    "WHERE device = ?"), (device,)).fetchone()
+        if waiting + len(c["data"]) > DEVICE_UNFINISHED_MAX_BYTES:
+            refused[id(c)] = Refusal(
+                "photo_quota", f"photo {sha[:16]}…: {device} has {waiting} bytes in "
+                f"unfinished photos; the limit is {DEVICE_UNFINISHED_MAX_BYTES}")
+            continue
+        if total is None:
+            conn.execute(q("UPDATE photos SET chunks = ? WHERE sha256 = ?"), (c["total"], sha))
+        if error is not None:  # discarded before: start over, asking for what is missing
+            conn.execute(q("UPDATE photos SET error = NULL WHERE sha256 = ?"), (sha,))
+            c["missing_after_error"] = True
+        conn.execute(q("INSERT INTO photo_parts (sha256, device, n, total, bytes, data, "
+                       "received_at) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING"),
+                     (sha, device, n, c["total"], len(c["data"]), c["data"], now))
+        touched[(sha, device)] = c
     completed = []
-    for sha, c in touched.items():
-        (have,) = conn.execute(q("SELECT COUNT(*) FROM photo_chunks WHERE sha256 = ?"),
-                               (sha,)).fetchone()
+    for (sha, device), c in touched.items():
+        (have,) = conn.execute(q("SELECT COUNT(*) FROM photo_parts WHERE sha256 = ? AND "
+                                 "device = ?"), (sha, device)).fetchone()
         conn.execute(q("UPDATE photos SET chunks_received = ? WHERE sha256 = ?"), (have, sha))
         if have < c["total"]:
+            if c.pop("missing_after_error", False):
+                missing = _missing(conn, q, sha, device, c["total"])
+                refused[id(c)] = Refusal(None, f"photo {sha[:16]}…: its earlier chunks were "
+                                         "discarded; send the missing ones again",
+                                         (c["report_id"], sha, missing))
             continue
-        parts = conn.execute(q("SELECT data FROM photo_chunks WHERE sha256 = ? ORDER BY n"),
-                             (sha,)).fetchall()
+        parts = conn.execute(q("SELECT data FROM photo_parts WHERE sha256 = ? AND device = ? "
+                               "ORDER BY n"), (sha, device)).fetchall()
         data = b"".join(bytes(p[0]) for p in parts)
-        conn.execute(q("DELETE FROM photo_chunks WHERE sha256 = ?"), (sha,))
+        conn.execute(q("DELETE FROM photo_parts WHERE sha256 = ? AND device = ?"), (sha, device))
         digest = hashlib.sha256(data).hexdigest()
         if len(data) != c["size"] or digest != sha:
-            reason = (f"photo {sha}: reassembled {len(data)} bytes with sha256 {digest}; "
-                      f"expected {c['size']} bytes — chunks discarded, resend the photo")
+            reason = (f"photo {sha[:16]}…: reassembled {len(data)} bytes hash to "
+                      f"{digest[:16]}…; chunks discarded, send the photo again")
             conn.execute(q("UPDATE photos SET error = ?, chunks_received = 0 WHERE sha256 = ?"),
                          (reason, sha))
-            refused.append((c, reason))
+            refused[id(c)] = Refusal("photo_failed", reason, (c["report_id"], sha, None))
             continue
         path = photo_dir.write(sha, data)
         conn.execute(q("UPDATE photos SET complete = 1, path = ?, error = NULL, "
                        "chunks_received = chunks, completed_at = ? WHERE sha256 = ?"),
                      (str(path), now, sha))
+        conn.execute(q("DELETE FROM photo_parts WHERE sha256 = ?"), (sha,))  # others' copies
         completed.append(sha)
     return completed, refused
+
+
+def _missing(conn, q, sha, device, total):
+    """The chunk numbers of a transfer not stored yet (None: more than a resend lists)."""
+    have = {r[0] for r in conn.execute(q("SELECT n FROM photo_parts WHERE sha256 = ? AND "
+                                         "device = ?"), (sha, device)).fetchall()}
+    missing = [n for n in range(total) if n not in have]
+    return missing if len(missing) <= RESEND_CHUNKS_MAX else None
+
+
+def expire_unfinished(store, now_epoch, max_age_s=UNFINISHED_MAX_AGE_S):
+    """Drop every transfer whose newest chunk is older than ``max_age_s``: its chunks are
+    deleted and its photo marked with the reason (a later chunk starts it over, and the
+    device is then asked for the rest).  Returns how many transfers were dropped."""
+    q = store.sql
+    cutoff = wire_time(now_epoch - max_age_s)
+    with store.connect() as conn:
+        stale = conn.execute(q("SELECT sha256, device FROM photo_parts GROUP BY sha256, device "
+                               "HAVING MAX(received_at) < ?"), (cutoff,)).fetchall()
+        for sha, device in stale:
+            conn.execute(q("DELETE FROM photo_parts WHERE sha256 = ? AND device = ?"),
+                         (sha, device))
+            conn.execute(q("UPDATE photos SET error = ?, chunks_received = 0 "
+                           "WHERE sha256 = ? AND complete = 0"),
+                         (f"unfinished for {max_age_s // 86400} days: chunks dropped", sha))
+    return len(stale)
 
 
 def report_photos(store, report_id):

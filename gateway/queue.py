@@ -21,6 +21,10 @@ STATES = ("pending", "accepted", "rejected", "attached")
 REPORT_FLAGS = ("no_fix", "stale_fix", "clock_fallback", "fixed_position")
 _LIVE = "(i.holder IS NOT NULL AND i.lease_until > ?)"  # a claim whose lease still runs
 
+# the time a report is queued by: its capture time, unless that is flagged (time_flag)
+QUEUE_TIME = "CASE WHEN time_flag IS NULL THEN captured_at ELSE received_at END"
+_QUEUE_TIME_R = "CASE WHEN r.time_flag IS NULL THEN r.captured_at ELSE r.received_at END"
+
 MIGRATIONS = (
     (
         "intake_001_intake",
@@ -51,6 +55,15 @@ MIGRATIONS = (
         "intake_004_drop_captured_at_index",
         "DROP INDEX IF EXISTS reports_captured_at",
         "DROP INDEX IF EXISTS reports_captured_at",
+    ),
+    (
+        # The page order: by capture time, but by receive time where the capture time is
+        # flagged (a clock in 2099 must not sit at the top of the newest-first queue).
+        "intake_005_reports_queue_order",
+        "CREATE INDEX IF NOT EXISTS intake_reports_queue_order ON reports (" + QUEUE_TIME
+        + ", id)",
+        "CREATE INDEX IF NOT EXISTS intake_reports_queue_order ON reports ((" + QUEUE_TIME
+        + "), id)",
     ),
 )
 
@@ -162,11 +175,13 @@ class IntakeQueue:
         for flag in flags:
             if flag == "grid_mismatch":
                 where.append("r.grid_mismatch = 1")
+            elif flag == "capture_time":
+                where.append("r.time_flag IS NOT NULL")
             elif flag in REPORT_FLAGS:
                 where.append("r.flags LIKE ?")
                 params.append(f'%"{flag}"%')
             else:
-                known = ", ".join(("grid_mismatch", *REPORT_FLAGS))
+                known = ", ".join(("grid_mismatch", "capture_time", *REPORT_FLAGS))
                 raise Invalid(f"flag: one of {known}; not {flag!r}")
         # The page walks the reports in index order and tests each against ``intake``
         # with an (anti-)semi-join: both planners stop after one page instead of joining
@@ -191,7 +206,7 @@ class IntakeQueue:
             found = rows(run(
                 self.store, conn,
                 "SELECT r.* FROM reports r" + clause
-                + f" ORDER BY r.captured_at {direction}, r.id {direction} LIMIT ? OFFSET ?",
+                + f" ORDER BY {_QUEUE_TIME_R} {direction}, r.id {direction} LIMIT ? OFFSET ?",
                 [*page_params, limit, offset],
             ))
             touched = {}
@@ -285,6 +300,7 @@ class IntakeQueue:
             "fix_mode": r.get("fix_mode"),
             "fix_status": r.get("fix_status"),
             "flags": decode_json(r.get("flags"), []),
+            "time_flag": r.get("time_flag"),
             "grid": r.get("grid"),
             "grid_device": r.get("grid_device"),
             "grid_mismatch": bool(r.get("grid_mismatch")),

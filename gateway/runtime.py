@@ -27,9 +27,10 @@ from gridlink.firmware.core.messages import ACK_IDS_MAX
 
 from . import topics, wire
 from .errors import ConfigError
-from .ingest import ACCEPTED, REJECTED, Ingest, Item, device_acks
+from .ingest import ACCEPTED, REJECTED, REUSED, Ingest, Item, device_acks
 from .link import BrokerLink
 from .metrics import Metrics
+from .photos import expire_unfinished
 from .tls import client_context
 
 log = logging.getLogger("gridlink.gateway")
@@ -44,7 +45,7 @@ class GatewayRuntime:
     def __init__(self, *, broker_url, store, validator, photo_dir, client_id="gridlink-gateway",
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
-                 session_expiry=7 * 86400, stop_timeout=10.0):
+                 session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0):
         try:
             self.broker = BrokerURL(broker_url)
         except BrokerURLError as exc:
@@ -60,6 +61,7 @@ class GatewayRuntime:
         self.ack_qos = ack_qos
         self.ack_ids_max = ack_ids_max  # report ids in one device ack (1: one ack a report)
         self.stop_timeout = stop_timeout
+        self.sweep_interval = sweep_interval  # seconds between photo sweeps
         self.metrics = metrics or Metrics()
         self.on_report = []
         self.on_commit = []  # called with the batch's Items (tests, benchmarks)
@@ -93,6 +95,7 @@ class GatewayRuntime:
         self._writer = threading.Thread(target=self._write_loop, name="gateway-writer",
                                         daemon=True)
         self._writer.start()
+        threading.Thread(target=self._sweep_loop, name="gateway-sweeper", daemon=True).start()
         self.link.start()
         if wait and not self.wait_ready(timeout):
             log.warning("broker %s not reachable yet; retrying in the background",
@@ -280,12 +283,15 @@ class GatewayRuntime:
                 t = v.sent_at if v.sent_at is not None else _epoch(v.data["captured_at"])
                 if t is not None:
                     latencies.append(max(0.0, now - t))
-            if it.outcome == REJECTED:
-                m.rejects.labels(v.category or "photo").inc()
+            if it.outcome in (REJECTED, REUSED):
+                m.rejects.labels(REUSED if it.outcome == REUSED else v.category or "photo").inc()
                 log.warning("rejected %s: %s", it.topic, it.reason)
         m.latency.observe_many(latencies)
         acks = [(topics.ack_topic(district, device), body)
                 for district, device, body in device_acks(items, self.ack_ids_max)]
+        resends = sum(1 for it in items if it.resend is not None)
+        if resends:
+            m.photo_resends.inc(resends)
         if self.ack_qos:
             self.link.publish_many(acks)
         else:
@@ -300,6 +306,26 @@ class GatewayRuntime:
         if committed:
             for hook in self.on_report:
                 _call(hook, committed)
+
+    def _sweep_loop(self):
+        """Drop unfinished photo transfers that stopped (``photos.expire_unfinished``),
+        every ``sweep_interval`` seconds while running."""
+        while not self._stopping.wait(self.sweep_interval):
+            self.sweep()
+
+    def sweep(self, now=None):
+        """One sweep now; returns how many transfers were dropped."""
+        try:
+            dropped = expire_unfinished(self.store, time.time() if now is None else now)
+            waiting = self.store.fetchall("SELECT COALESCE(SUM(bytes), 0) AS n FROM photo_parts")
+        except Exception:
+            log.exception("photo sweep failed")
+            return 0
+        self.metrics.photos_expired.inc(dropped)
+        self.metrics.photo_bytes_waiting.set(waiting[0]["n"])
+        if dropped:
+            log.warning("dropped %d unfinished photo transfers", dropped)
+        return dropped
 
     def _devices_online(self):
         try:

@@ -29,6 +29,25 @@ def default_photos_dir(db_url):
     return Path("photos").resolve()
 
 
+def served_districts(districts, grid_map):
+    """The districts a gateway takes reports from, sorted: those given (``--district``),
+    else those of its grid map's cells, else the default district (``tasks.DISTRICT``).
+    Every other district's messages are dead-lettered."""
+    if districts:
+        chosen = set()
+        for d in districts:
+            d = str(d).strip()
+            if len(d) != 6 or not (d.isascii() and d.isdigit()):
+                raise ConfigError(f"--district {d!r}: a 6-digit GB/T 2260 district code")
+            chosen.add(d)
+        return sorted(chosen)
+    if grid_map is not None and grid_map.n_cells:
+        return sorted({grid_map.code(i)[:6] for i in range(grid_map.n_cells)})
+    from .tasks import DISTRICT
+
+    return [DISTRICT]
+
+
 def parse_hostport(text):
     host, sep, port = text.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -55,12 +74,13 @@ class Gateway:
     def __init__(self, *, broker, db, grid=None, http=None, photos=None, worker=0,
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
-                 codebooks=None):
+                 codebooks=None, districts=None, crl=None, issued=None):
         check_identity(tls, f"{client_id}-{worker}")
         try:
             self.grid_map = open_map(grid) if grid else None
         except CoreError as exc:
             raise ConfigError(str(exc)) from exc
+        self.districts = served_districts(districts, self.grid_map)
         self.codebooks = load_books() if codebooks is None else codebooks
         self.store = open_store(db)
         self.photos_dir = Path(photos) if photos else default_photos_dir(db)
@@ -68,7 +88,9 @@ class Gateway:
         self.metrics = Metrics()
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
-            validator=Validator(self.grid_map, self.codebooks), client_id=f"{client_id}-{worker}",
+            validator=Validator(self.grid_map, self.codebooks, districts=self.districts,
+                                **self._revocation_hooks(crl, issued)),
+            client_id=f"{client_id}-{worker}",
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
             ack_qos=ack_qos, ack_ids_max=ack_ids_max, shared=shared, metrics=self.metrics,
             status="plain" if worker == 0 else "none")
@@ -78,6 +100,18 @@ class Gateway:
             self.store.migrate()
         if http:
             self._http(*parse_hostport(http))
+
+    def _revocation_hooks(self, crl, issued):
+        """Validator hooks from the district CRL (``--crl``): revoked identities, and when
+        each device was provisioned (the issued-ids record)."""
+        self.revocations = None
+        if crl is None:
+            return {}
+        from .revocation import Revocations
+
+        self.revocations = Revocations(crl, issued)
+        return {"revoked": self.revocations.revoked,
+                "provisioned": self.revocations.provisioned}
 
     def _http(self, host, port):
         try:
@@ -111,6 +145,7 @@ class Gateway:
         return self.http.url if self.http else None
 
     def start(self):
+        log.info("serving districts %s", ", ".join(self.districts))
         self.runtime.start(wait=False)
         if self.http:
             self.http.start()

@@ -231,7 +231,7 @@ class TaskDesk:
         """The runtime's after-commit hook: attach task results to their tasks."""
         results = [r for r in reports if r.get("source") == "task" and r.get("task")]
         if results:
-            self._attach([(r["id"], r["task"], r.get("result")) for r in results])
+            self._attach([(r["id"], r["task"], r.get("result"), r["device"]) for r in results])
 
     def sync(self):
         """Attach any committed results not yet attached, and expire overdue tasks.
@@ -242,10 +242,11 @@ class TaskDesk:
         with self.store.connect() as conn:
             found = rows(run(
                 self.store, conn,
-                "SELECT r.id, r.task, r.result FROM reports r JOIN tasks t ON t.id = r.task"
+                "SELECT r.id, r.task, r.result, r.device FROM reports r"
+                " JOIN tasks t ON t.id = r.task AND t.device = r.device"
                 " WHERE r.source = 'task' AND t.state <> 'done'"))
         if found:
-            self._attach([(r["id"], r["task"], r["result"]) for r in found])
+            self._attach([(r["id"], r["task"], r["result"], r["device"]) for r in found])
         now = wire_time(self.clock())
         with self.store.connect() as conn:
             run(self.store, conn,
@@ -253,13 +254,15 @@ class TaskDesk:
                 " AND deadline IS NOT NULL AND deadline < ?", [now])
 
     def _attach(self, results):
+        """Close each task by its result; only the device the task went to closes it (the
+        ingest already dead-letters anyone else's result)."""
         now = wire_time(self.clock())
         with self.store.connect() as conn:
-            for report_id, task_id, result in results:
+            for report_id, task_id, result, device in results:
                 cur = run(self.store, conn,
                           "UPDATE tasks SET state = 'done', done_at = ?, result = ?,"
-                          " result_report = ? WHERE id = ? AND state <> 'done'",
-                          [now, result, report_id, task_id])
+                          " result_report = ? WHERE id = ? AND device = ? AND state <> 'done'",
+                          [now, result, report_id, task_id, device])
                 if cur.rowcount == 1:
                     self.queue.mark_attached(conn, report_id, now)
 

@@ -30,17 +30,30 @@ REPORT_COLUMNS = (
     "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
     "time_source", "lat", "lon", "fix_mode", "fix_status", "flags", "grid", "grid_device",
     "grid_mismatch", "street", "kind", "standard", "code", "object", "source", "task",
-    "result", "text", "photos", "payload",
+    "result", "text", "photos", "payload", "digest", "time_flag",
 )
+# Capture-time flags: a capture time more than TIME_AHEAD_S after its receive time, or
+# more than TIME_OLD_S before it, is kept but flagged (the intake queue then orders it by
+# its receive time); so is one before its device was provisioned, when that is known.
+TIME_AHEAD_S = 600
+TIME_OLD_S = 30 * 86400
+TIME_FLAGS = ("ahead", "old", "before_provisioning")
+
+
+# rejections answered with no ack: the message is another gateway's (another district's)
+# or comes from an identity this one no longer talks to
+QUIET = frozenset({"district", "revoked"})
 
 
 class Rejected(Exception):
-    """Why a message is refused: ``category`` (a metrics label) and a readable ``reason``."""
+    """Why a message is refused: ``category`` (a metrics label) and a readable ``reason``;
+    for a photo chunk the device should send again, ``resend`` = (report id, sha256, n)."""
 
-    def __init__(self, category, reason):
+    def __init__(self, category, reason, resend=None):
         super().__init__(reason)
         self.category = category
         self.reason = reason
+        self.resend = resend
 
 
 class Verdict:
@@ -81,6 +94,21 @@ def _loads(text):
     return _DECODER.decode(text)
 
 
+_bounds = [(None, None)]  # (unix second, its (ahead, old) ISO bounds): replaced whole
+
+
+def _time_bounds(received):
+    """The latest and earliest unflagged capture times (ISO text, compared as text) for a
+    report received at ``received``, computed once a second."""
+    secs = int(received)
+    cached = _bounds[0]
+    if cached[0] != secs:
+        cached = (secs, (wire_time(secs + TIME_AHEAD_S + 1),
+                         wire_time(max(0, secs - TIME_OLD_S))))
+        _bounds[0] = cached
+    return cached[1]
+
+
 def _json_object(payload, limit, what):
     if len(payload) > limit:
         raise Rejected("size", f"{what} is {len(payload)} bytes; the limit is {limit}")
@@ -106,7 +134,8 @@ class Validator:
     Either may be None: that check is then skipped (the CLI always loads both).
     """
 
-    def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None):
+    def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None,
+                 districts=None, provisioned=None, revoked=None):
         # the core's validator takes the wire size, so it need not re-encode the report;
         # and what fastreport vouches for it would accept (a custom validator: no vouching)
         self._sized = self._fast = validate_report is None
@@ -125,6 +154,13 @@ class Validator:
         self._codes_found = set()  # (standard, kind, code) found in the books
         self._topics = {}  # topic → parse_topic's tuple, for topics that passed (bounded)
         self.schemas = schemas
+        # the districts this gateway serves (None: any); another district's messages are
+        # refused before anything else is read, and never answered (``QUIET``)
+        self.districts = None if districts is None else frozenset(districts)
+        # device → the ISO time it was provisioned, or None when not known
+        self.provisioned = provisioned
+        # device → why its identity is revoked (its messages refused, unanswered), or None
+        self.revoked = revoked
 
     def decode(self, topic, payload, received=None, sent_at=None):
         """The verdict on one message (``payload`` bytes, ``received`` Unix seconds)."""
@@ -133,6 +169,13 @@ class Validator:
             if not isinstance(topic, str):
                 raise Rejected("topic", "topic is not text")
             district, device, kind, rest = self._topic(topic)
+            if self.districts is not None and district not in self.districts:
+                raise Rejected("district", f"district {district} is not served here (this "
+                                           f"gateway takes {', '.join(sorted(self.districts))})")
+            if self.revoked is not None:
+                why = self.revoked(device)
+                if why:
+                    raise Rejected("revoked", why)
             payload = bytes(payload)
             if kind in ("report", "task/result"):
                 verdict = self._report(kind, district, device, payload, received)
@@ -145,6 +188,10 @@ class Validator:
             verdict.sent_at = sent_at
             return verdict
         except Rejected as exc:
+            if exc.resend is not None:  # a bad chunk: the device is asked for it again
+                return Verdict("rejected", district, device, exc.resend[0],
+                               data={"resend": exc.resend}, category=exc.category,
+                               reason=exc.reason)
             return Verdict("rejected", district, device, _guess_id(payload, device),
                            category=exc.category, reason=exc.reason)
         except Exception as exc:  # a bug must cost one message, never the loop
@@ -198,6 +245,7 @@ class Validator:
             located = self._locate(fix[1], fix[0])
             if located != grid_device:
                 grid, mismatch = located, 1
+        time_flag = None if received is None else self._time_flag(device, t, received)
         received = received if received is not None else 0.0
         row = {
             "id": rid, "device": device, "district": district, "seq": seq,
@@ -212,8 +260,23 @@ class Validator:
             "source": source, "task": task, "result": result, "text": text,
             "photos": _compact(photos),
             "payload": payload.decode("utf-8"),
+            "digest": sha256_hex(payload),
+            "time_flag": time_flag,
         }
         return Verdict(kind, district, device, rid, data=row)
+
+    def _time_flag(self, device, captured, received):
+        """Why the capture time ``captured`` (validated ISO text) is doubtful, or None."""
+        ahead, old = _time_bounds(received)
+        if captured > ahead:
+            return "ahead"
+        if captured < old:
+            return "old"
+        if self.provisioned is not None:
+            since = self.provisioned(device)
+            if since is not None and captured < since:
+                return "before_provisioning"
+        return None
 
     def _check_code(self, standard, kind, code):
         if self.codebooks is None:
@@ -288,13 +351,21 @@ class Validator:
             raise Rejected("photo", f"photo chunk {exc}") from None
         self._message(lambda h: h, head, "photo")
         n, total, size = head["n"], head["of"], head["size"]
-        if total * MAX_CHUNK < size:
-            raise Rejected("photo", f"photo chunk count {total} cannot hold {size} bytes")
         if chunk != n:
             raise Rejected("photo", f"photo chunk topic says {chunk}, header says {n}")
+        again = (report_id, head["sha256"], n)
+        try:
+            core_messages.check_chunk_length(head, len(data))
+        except MessageError as exc:
+            raise Rejected("photo_length", f"photo {head['sha256'][:16]}…: {exc}",
+                           again) from None
+        digest = head.get("digest")
+        if digest is not None and sha256_hex(data) != digest:
+            raise Rejected("photo_digest", f"photo {head['sha256'][:16]}…: chunk {n} does not "
+                                           f"hash to its digest (damaged): send it again", again)
         return Verdict("photo", district, device, report_id,
                        data={"sha256": head["sha256"], "n": n, "total": total, "size": size,
-                             "data": data, "report_id": report_id})
+                             "data": data, "report_id": report_id, "device": device})
 
     # -- track -------------------------------------------------------------------------
 

@@ -20,9 +20,22 @@ from .checks import (
     is_int,
 )
 from .report import MAX_BYTES as REPORT_MAX_BYTES
-from .report import VERSION, ReportError, check_task_id, validate_fix, validate_report
+from .report import (
+    PHOTO_MAX_BYTES,
+    VERSION,
+    ReportError,
+    check_task_id,
+    validate_fix,
+    validate_report,
+)
 
-ACK_STATUSES = ("accepted", "duplicate", "rejected")
+# id_reused: the id is committed with other content (a device whose counter restarted);
+# the report is refused, never taken for its namesake, and the device must keep it
+ACK_STATUSES = ("accepted", "duplicate", "rejected", "id_reused")
+# resend: chunks of a photo the gateway discarded (failed its hash, a bad chunk, expired,
+# or not yet announced); a device sends them again.  Not a report's outcome.
+RESEND = "resend"
+RESEND_CHUNKS_MAX = 64  # chunk numbers listed in one resend ack; null means every chunk
 TASK_TYPES = ("verify", "check")
 STATES = ("online", "buffering", "offline")
 CHUNK_MAX = 16384
@@ -69,7 +82,9 @@ ACK_IDS_MAX = 16
 def validate_ack(obj):
     """One report's ack (``id``), or a grouped one (``ids``): several reports of the device
     committed with the same status, ``accepted`` or ``duplicate`` (a rejection has its own
-    reason, so its own ack)."""
+    reason, so its own ack); or a photo resend (status ``resend``)."""
+    if isinstance(obj, dict) and obj.get("status") == RESEND:
+        return _validate_resend(obj)
     if isinstance(obj, dict) and "ids" in obj:
         check_obj(MessageError, obj, "", ("v", "ids", "status", "reason"))
         _version(obj)
@@ -88,11 +103,35 @@ def validate_ack(obj):
         check_report_id(MessageError, obj["id"])
     check_enum(MessageError, obj["status"], "status", ACK_STATUSES)
     if obj["reason"] is None:
-        if obj["status"] == "rejected":
+        if obj["status"] in ("rejected", "id_reused"):
             raise MessageError("reason", "a rejection must say why")
     else:
         check_str(MessageError, obj["reason"], "reason", 1, REASON_MAX)
     return obj
+
+
+def _validate_resend(obj):
+    """``{"v", "id" (the report showing the photo), "status": "resend", "reason",
+    "sha256", "chunks"}``: send these chunks of that photo again (``chunks`` null: all)."""
+    check_obj(MessageError, obj, "", ("v", "id", "status", "reason", "sha256", "chunks"))
+    _version(obj)
+    check_report_id(MessageError, obj["id"])
+    check_str(MessageError, obj["reason"], "reason", 1, REASON_MAX)
+    check_sha256(MessageError, obj["sha256"], "sha256")
+    chunks = obj["chunks"]
+    if chunks is not None:
+        if not isinstance(chunks, list) or not 1 <= len(chunks) <= RESEND_CHUNKS_MAX:
+            raise MessageError("chunks", f"must be null or a list of 1 to {RESEND_CHUNKS_MAX} "
+                                         "chunk numbers")
+        for i, n in enumerate(chunks):
+            check_int(MessageError, n, f"chunks[{i}]", 0, PHOTO_MAX_BYTES - 1)
+    return obj
+
+
+def make_resend(report_id, sha256, chunks, reason):
+    """The ack asking a device to send chunks (a list, or None for all) of a photo again."""
+    return _validate_resend({"v": VERSION, "id": report_id, "status": RESEND,
+                             "reason": reason, "sha256": sha256, "chunks": chunks})
 
 
 def make_ack(report_id, status, reason=None):
@@ -229,26 +268,54 @@ def make_status(device, state, firmware, codebook, profile, time=None, fix=None,
 # -- photo chunks (device → gateway) ------------------------------------------------------
 
 def validate_photo_header(obj):
-    """{"sha256", "n" (0-based index), "of" (chunk count), "size" (photo bytes)}."""
-    check_obj(MessageError, obj, "", ("sha256", "n", "of", "size"))
+    """{"sha256", "n" (0-based index), "of" (chunk count), "size" (photo bytes)}, and
+    optionally "digest" (the chunk's own sha256)."""
+    check_obj(MessageError, obj, "", ("sha256", "n", "of", "size"), ("digest",))
     check_sha256(MessageError, obj["sha256"], "sha256")
-    check_int(MessageError, obj["size"], "size", 1, 16 * 1024 * 1024)
-    check_int(MessageError, obj["of"], "of", 1, 16 * 1024 * 1024)
+    check_int(MessageError, obj["size"], "size", 1, PHOTO_MAX_BYTES)
+    check_int(MessageError, obj["of"], "of", 1, PHOTO_MAX_BYTES)
     check_int(MessageError, obj["n"], "n", 0, obj["of"] - 1)
     if obj["of"] > obj["size"]:
         raise MessageError("of", "more chunks than photo bytes")
+    if obj["size"] > obj["of"] * CHUNK_MAX:
+        raise MessageError("of", f"{obj['of']} chunks of at most {CHUNK_MAX} bytes cannot "
+                                 f"hold {obj['size']} bytes")
+    if "digest" in obj:
+        check_sha256(MessageError, obj["digest"], "digest")
     return obj
+
+
+def check_chunk_length(head, length):
+    """The chunk-length rule: every chunk but the last holds the same number of bytes L
+    (1..CHUNK_MAX) and the last holds the rest, 1..L bytes; so a chunk's length alone
+    must fit ``size`` and ``of``.  Raises MessageError naming the expected length."""
+    n, of, size = head["n"], head["of"], head["size"]
+    if of == 1:
+        fits = length == size
+    elif n < of - 1:
+        fits = (of - 1) * length < size <= of * length
+    else:
+        rest = size - length
+        fits = (rest > 0 and rest % (of - 1) == 0
+                and length <= rest // (of - 1) <= CHUNK_MAX)
+    if not fits:
+        raise MessageError("chunk", f"chunk {n} of {of} holds {length} bytes, which does not "
+                                    f"fit a {size}-byte photo in {of} equal chunks")
 
 
 def photo_chunk_count(size, chunk=CHUNK_MAX):
     return (size + chunk - 1) // chunk
 
 
-def make_photo_chunk(sha256, n, of, size, data):
-    """One photo chunk payload: header JSON line, ``\\n``, then 1..16384 raw bytes."""
+def make_photo_chunk(sha256, n, of, size, data, digest=None):
+    """One photo chunk payload: header JSON line, ``\\n``, then 1..16384 raw bytes;
+    ``digest`` (the chunk's own hash, hex) lets the gateway check the chunk alone."""
     if not 1 <= len(data) <= CHUNK_MAX:
         raise MessageError("chunk", f"must hold 1..{CHUNK_MAX} bytes (got {len(data)})")
-    head = validate_photo_header({"sha256": sha256, "n": n, "of": of, "size": size})
+    head = {"sha256": sha256, "n": n, "of": of, "size": size}
+    if digest is not None:
+        head["digest"] = digest
+    head = validate_photo_header(head)
     return encode(head) + b"\n" + bytes(data)
 
 

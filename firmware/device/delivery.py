@@ -18,8 +18,10 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   retained ``offline`` status.  The session is persistent (clean_session False).
 """
 
+import hashlib
 import json
 import logging
+import os
 import random
 import threading
 import time
@@ -91,7 +93,7 @@ class Delivery:
         self._jobs = None          # report id → photo job dict (with "oseq")
         self._chunks_out = set()   # (report_id, n) published, waiting for PUBACK
         self.counters = {"published": 0, "acked": 0, "duplicate": 0, "rejected": 0,
-                         "bad_messages": 0, "chunks": 0, "connects": 0}
+                         "bad_messages": 0, "chunks": 0, "connects": 0, "photo_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
@@ -253,6 +255,10 @@ class Delivery:
             log.error("MQTT: ignored a bad message on %s: %s", msg.topic, exc)
 
     def _on_ack(self, ack):
+        if ack["status"] == messages.RESEND:
+            self._resend_photo(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
+            self._wake.set()
+            return
         drop = messages.ack_drops_report(ack)
         dropped = []  # (id, outbox seq): settled together, one fsync for a grouped ack
         indexed = False  # the outbox is read again at most once an ack, not once an id
@@ -389,12 +395,52 @@ class Delivery:
                     self.store.ack(job["oseq"])
                     del self._jobs[rid]
                     break
-                payload = messages.make_photo_chunk(job["sha256"], n, of, job["size"], data)
+                payload = messages.make_photo_chunk(job["sha256"], n, of, job["size"], data,
+                                                    hashlib.sha256(data).hexdigest())
                 info = self.client.publish(
                     topics.photo_topic(self.district, self.device, rid, n), payload, qos=1)
                 self._inflight[info.mid] = ("chunk", rid, n)
                 self._chunks_out.add((rid, n))
                 self.counters["chunks"] += 1
+
+    def _resend_photo(self, rid, sha, chunks, reason):
+        """The gateway discarded chunks of a photo: mark them (None: all) not done, so the
+        pump sends them again — re-opening the upload if it had finished."""
+        if self._jobs is None:
+            self._load_jobs()
+        job = self._jobs.get(rid)
+        if job is not None and job["sha256"] != sha:
+            log.error("gateway asks for photo %s of %s again, but that report's upload is "
+                      "of %s", sha, rid, job["sha256"])
+            return
+        if job is None:
+            path = self.store.photo_path(sha)
+            try:
+                size = os.stat(path).st_size
+            except OSError:
+                log.error("gateway asks for photo %s of %s again (%s), but it is gone",
+                          sha, rid, reason)
+                return
+            self.add_photo_job(rid, sha, size)
+            job = self._jobs[rid]
+            job["done"] = list(range(messages.photo_chunk_count(size, CHUNK)))
+        if chunks is None and not _file_hashes_to(self.store.photo_path(sha), sha):
+            # sending it again would fail again: the photo file itself is damaged
+            log.error("photo %s of %s: the gateway asks for it again (%s) but the file no "
+                      "longer hashes to it; its upload is dropped", sha, rid, reason)
+            self.store.ack(job["oseq"])
+            del self._jobs[rid]
+            return
+        again = set(range(messages.photo_chunk_count(job["size"], CHUNK)) if chunks is None
+                    else chunks)
+        job["done"] = [n for n in job["done"] if n not in again]
+        old = job["oseq"]
+        record = {k: job[k] for k in ("report", "sha256", "size", "done")}
+        job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())
+        self.store.ack(old)
+        self.counters["photo_resends"] += 1
+        log.warning("photo %s of %s: the gateway asks again for %s (%s)", sha, rid,
+                    "every chunk" if chunks is None else f"chunks {sorted(again)}", reason)
 
     def _chunk_done(self, rid, n):
         self._chunks_out.discard((rid, n))
@@ -411,6 +457,17 @@ class Delivery:
         record = {k: job[k] for k in ("report", "sha256", "size", "done")}
         job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())
         self.store.ack(old)
+
+
+def _file_hashes_to(path, sha):
+    h = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(65536), b""):
+                h.update(block)
+    except OSError:
+        return False
+    return h.hexdigest() == sha
 
 
 def _report_id(payload):

@@ -7,6 +7,12 @@ const SVG = "http://www.w3.org/2000/svg";
 const FLAG_NAMES = {
   grid_mismatch: "网格不符 grid mismatch", no_fix: "无定位 no fix", stale_fix: "定位过期 stale fix",
   clock_fallback: "系统时钟 clock fallback", fixed_position: "固定位置 fixed position",
+  capture_time: "时间可疑 capture time",
+};
+const TIME_FLAG_NAMES = {
+  ahead: "capture time ahead of receipt: listed by receive time",
+  old: "capture time long before receipt: listed by receive time",
+  before_provisioning: "capture time before the device was provisioned: listed by receive time",
 };
 const STATE_NAMES = { pending: "待受理", accepted: "立案", rejected: "不予立案", attached: "任务结果" };
 
@@ -181,6 +187,10 @@ function renderReports(page) {
     if (r.grid_mismatch && !(r.flags || []).includes("grid_mismatch")) {
       flags.push(el("span", { class: "badge", text: FLAG_NAMES.grid_mismatch }));
     }
+    if (r.time_flag) {
+      flags.push(el("span", { class: "badge time-flag", title: TIME_FLAG_NAMES[r.time_flag] || r.time_flag,
+                              text: FLAG_NAMES.capture_time }));
+    }
     const holder = r.holder ? el("span", { class: "badge holder", text: `认领 ${r.holder}` }) : null;
     const fresh = !board.first && !board.seen.has(r.id);
     board.seen.add(r.id);
@@ -211,7 +221,9 @@ function renderDevices(devices) {
       el("b", { text: d.device }), ` ${d.state || "unknown"} · ${d.profile || ""}`,
       el("div", { class: "r-meta", text: `${fix} · outbox ${d.outbox_reports ?? "–"} · fw ${d.firmware || "–"} · seen ${localTime(d.last_seen)}` }),
       d.refused ? el("div", { class: "r-meta refused", title: d.last_refused.reason,
-                              text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null));
+                              text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null,
+      d.id_reused ? el("div", { class: "r-meta refused id-reused",
+                                text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null));
   }
 }
 
@@ -273,7 +285,7 @@ async function showDetail(id, quiet) {
   const rows = [
     ["状态 state", `${STATE_NAMES[r.state] || r.state}${r.holder ? ` · 认领 ${r.holder} until ${localTime(r.lease_until)}` : ""}`],
     ["案卷号 case", r.case_no], ["原因 reason", r.reason],
-    ["大类 major", r.major_name], ["上报 id", r.id], ["采集 time", `${localTime(r.captured_at)} (${r.time_source})`],
+    ["大类 major", r.major_name], ["上报 id", r.id], ["采集 time", `${localTime(r.captured_at)} (${r.time_source})${r.time_flag ? ` · received ${localTime(r.received_at)}: ${TIME_FLAG_NAMES[r.time_flag] || r.time_flag}` : ""}`],
     ["网格 grid", r.grid + (r.grid_mismatch ? ` (device said ${r.grid_device})` : "")],
     ["位置 fix", r.lat === null ? "no fix" : `${r.lat.toFixed(6)}, ${r.lon.toFixed(6)}`],
     ["设备 device", `${r.device} · ${r.source}`], ["标准 std", `${r.standard} ${r.kind}`],

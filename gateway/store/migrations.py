@@ -119,7 +119,51 @@ INSERT INTO dead_letter_devices (device, refused, newest_id)
 SELECT device, COUNT(*), MAX(id) FROM dead_letters WHERE device IS NOT NULL GROUP BY device;
 """
 
+# A report's digest: sha256 (hex) of the payload bytes as received, so that a report id
+# that comes again can be told from a reused one (docs/protocol.md §5, "Same id, same
+# content").  Rows from before this migration have none: they compare by the canonical
+# encoding of their stored ``payload``.  Each device's refused reused ids are counted
+# beside its dead letters (the fleet view shows them).
+_REPORT_DIGEST = """
+ALTER TABLE reports ADD COLUMN digest TEXT;
+ALTER TABLE dead_letter_devices ADD COLUMN id_reused BIGINT NOT NULL DEFAULT 0;
+"""
+
+# A capture time far from the receive time is flagged, never dropped (docs/protocol.md
+# §3.1, "Capture-time flags"): ``time_flag`` is NULL, or why the time is doubtful.
+_TIME_FLAG = """
+ALTER TABLE reports ADD COLUMN time_flag TEXT;
+"""
+
+# Photo chunks kept per uploading device: one device's chunks never mix with another's
+# transfer of the same photo (a poisoned chunk spoils only the sender's own transfer), and
+# each device's unfinished bytes are counted (``bytes``) for its quota.  The chunks of
+# transfers in progress move over, as their photo's first reporting device's.
+_PHOTO_PARTS = """
+CREATE TABLE photo_parts (
+    sha256 TEXT NOT NULL,
+    device TEXT NOT NULL,
+    n INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    bytes INTEGER NOT NULL,
+    data {blob} NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (sha256, device, n)
+);
+CREATE INDEX photo_parts_device ON photo_parts (device);
+INSERT INTO photo_parts (sha256, device, n, total, bytes, data, received_at)
+SELECT c.sha256, {device_of}, c.n, c.total, LENGTH(c.data), c.data, c.received_at
+FROM photo_chunks c JOIN photos p ON p.sha256 = c.sha256 WHERE p.first_report LIKE '%:%';
+DROP TABLE photo_chunks;
+"""
+
 BUILTIN = (
     ("0001_gateway_tables", _REPORTS.format(**_SQLITE), _REPORTS.format(**_POSTGRES)),
     ("0002_dead_letter_digest", _DEAD_LETTER_DIGEST, _DEAD_LETTER_DIGEST),
+    ("0003_report_digest", _REPORT_DIGEST, _REPORT_DIGEST),
+    ("0004_capture_time_flag", _TIME_FLAG, _TIME_FLAG),
+    ("0005_photo_parts",
+     _PHOTO_PARTS.format(blob="BLOB",
+                         device_of="substr(p.first_report, 1, instr(p.first_report, ':') - 1)"),
+     _PHOTO_PARTS.format(blob="BYTEA", device_of="split_part(p.first_report, ':', 1)")),
 )

@@ -170,7 +170,7 @@ def _extra_rules_hold(name, obj):
     if name == "status":
         return real_date(obj.get("time"))
     if name == "photo-chunk-header":
-        return obj["n"] < obj["of"] <= obj["size"]
+        return obj["n"] < obj["of"] <= obj["size"] <= obj["of"] * 16384
     return True
 
 

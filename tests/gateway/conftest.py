@@ -1,4 +1,5 @@
-"""The ``store_url`` / ``store`` fixtures: every store test runs on SQLite and PostgreSQL."""
+"""The ``store_url`` / ``store`` fixtures (every store test runs on SQLite and PostgreSQL),
+and ``listener``, a client reading every device's acks and tasks."""
 
 import pytest
 from gridlink.gateway.store import open_store
@@ -29,3 +30,15 @@ def store(store_url):
     s.migrate()
     yield s
     s.close()
+
+
+@pytest.fixture
+def listener(broker):
+    """A client reading every device's acks and tasks (the broker here has no ACL)."""
+    from tests.support.gateway_rig import Publisher
+
+    pub = Publisher(broker.port)
+    pub.subscribe("gridlink/v1/+/+/ack")
+    pub.subscribe("gridlink/v1/+/+/task")
+    yield pub
+    pub.close()

@@ -161,8 +161,8 @@ def test_result_report_attaches_and_closes_the_task(wired, store):
     _, task = api.post("/api/tasks", {"report_id": rid})
     result_id = add_report(store, 2, source="task", task=task["id"], result="confirmed")
     # the runtime's after-commit hook
-    app.state.on_report([{"id": result_id, "source": "task", "task": task["id"],
-                          "result": "confirmed"}])
+    app.state.on_report([{"id": result_id, "device": "pv-0001", "source": "task",
+                          "task": task["id"], "result": "confirmed"}])
     _status, done = api.get(f"/api/tasks/{task['id']}")
     assert done["state"] == "done" and done["result"] == "confirmed"
     assert done["result_report"] == result_id
@@ -330,7 +330,7 @@ def test_check_task_resolved_closes_the_open311_request(wired, store):
     rid = add_report(store, 1)
     _, task = api.post("/api/tasks", {"type": "check", "report_id": rid})
     result_id = add_report(store, 2, source="task", task=task["id"], result="resolved")
-    app.state.on_report([{"id": result_id, "source": "task", "task": task["id"],
-                          "result": "resolved"}])
+    app.state.on_report([{"id": result_id, "device": "pv-0001", "source": "task",
+                          "task": task["id"], "result": "resolved"}])
     _, one = api.get(f"/open311/v2/requests/{rid}.json")
     assert one[0]["status"] == "closed"

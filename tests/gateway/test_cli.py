@@ -45,8 +45,9 @@ def test_migrate(tmp_path, capsys):
     assert "0001_gateway_tables" in capsys.readouterr().out
     assert main(["gateway", "migrate", "--db", url]) == 0
     assert "up to date" in capsys.readouterr().out
-    assert open_store(url).applied_migrations() == ["0001_gateway_tables",
-                                                    "0002_dead_letter_digest"]
+    assert open_store(url).applied_migrations() == [
+        "0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest",
+        "0004_capture_time_flag", "0005_photo_parts"]
 
 
 def test_run_with_two_workers_as_one_command(broker, tmp_path):

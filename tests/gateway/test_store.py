@@ -6,7 +6,8 @@ import pytest
 from gridlink.gateway.errors import GatewayError, StoreError
 from gridlink.gateway.store import open_store
 
-BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest"]
+BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest",
+            "0004_capture_time_flag", "0005_photo_parts"]
 
 EXTRA = (("board_001_notes",
           "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
@@ -43,8 +44,8 @@ def test_a_database_of_an_earlier_gateway_is_brought_up_to_date_keeping_its_rows
         assert s.migrate() == BUILT_IN[1:]
         assert s.fetchall("SELECT reason, digest FROM dead_letters") == [
             {"reason": "old", "digest": None}]
-        assert s.fetchall("SELECT device, refused FROM dead_letter_devices") == [
-            {"device": "pv-0001", "refused": 1}]  # counted from the rows already there
+        assert s.fetchall("SELECT device, refused, id_reused FROM dead_letter_devices") == [
+            {"device": "pv-0001", "refused": 1, "id_reused": 0}]  # counted from the rows there
     finally:
         s.close()
 
@@ -243,9 +244,10 @@ def test_the_boards_migrations_leave_no_redundant_index_on_reports(store):
     assert "reports_captured_at" in _indexes(store, "reports")  # the gateway alone
     store.migrate(extra=MIGRATIONS)
     # every report ingested updates each of these: captured_at alone is the page order's
-    # first column, so it went
+    # first column, so it went; the queue's order (capture time, or receive time where the
+    # capture time is flagged) has its own
     assert _indexes(store, "reports") == {"intake_reports_page_order", "reports_grid",
-                                          "reports_device"}
+                                          "reports_device", "intake_reports_queue_order"}
     if store.dialect == "sqlite":  # a time window is still read through an index
         plan = store.fetchall("EXPLAIN QUERY PLAN SELECT id FROM reports WHERE "
                               "captured_at >= ? AND captured_at < ?", ("a", "b"))

@@ -71,6 +71,29 @@ def register(parser):
     p.add_argument("--timeout", type=float, default=5.0, help="broker wait, seconds")
     p.set_defaults(func=_selftest)
 
+    p = sub.add_parser("crl-check", help="warn when the district CRL is near its next "
+                       "update (an expired CRL locks every device out of the broker)")
+    p.add_argument("crl", help="the CRL (PEM) the broker and the gateway read")
+    p.add_argument("--warn-days", type=int, default=None,
+                   help="warn this many days before the next update (default 14)")
+    p.set_defaults(func=_crl_check)
+
+
+def _crl_check(args):
+    """0: the CRL is good for longer than the warning; 1: it expires soon or has."""
+    from . import pki
+
+    pem = pki._read(args.crl, "CRL")
+    days = pki.CRL_WARN_DAYS if args.warn_days is None else args.warn_days
+    warning = pki.crl_warning(pem, warn_days=days, what=f"CRL {args.crl}")
+    info = pki.crl_info(pem)
+    if warning:
+        print(f"WARNING: {warning}", file=sys.stderr)
+        return 1
+    nxt = info.next_update.strftime("%Y-%m-%d %H:%M UTC") if info.next_update else "none"
+    print(f"CRL {args.crl}: {len(info.serials)} revoked, next update {nxt}: ok")
+    return 0
+
 
 def _build(args):
     from .build import build

@@ -263,3 +263,84 @@ def _cg_verify(cert_pem, ca_pem):
         raise CertError("device certificate is not signed by the CA (bad signature)") from None
     except (ValueError, TypeError) as exc:
         raise CertError(f"device certificate is not signed by the CA ({exc})") from None
+
+
+# -- revocation lists ---------------------------------------------------------------------
+
+CRL_WARN_DAYS = 14  # warn this long before a CRL's next update: an expired CRL locks
+# every device out of a broker that checks it (mosquitto ``crlfile``)
+
+
+class CrlInfo:
+    """A CRL's issuer CN, last and next update (aware datetimes; next may be None) and
+    the revoked certificate serials (ints)."""
+
+    def __init__(self, issuer, last_update, next_update, serials):
+        self.issuer, self.last_update, self.next_update = issuer, last_update, next_update
+        self.serials = frozenset(serials)
+
+
+def crl_info(crl_pem, what="CRL"):
+    """Read a PEM CRL (either backend)."""
+    if backend() == "cryptography":
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        try:
+            crl = x509.load_pem_x509_crl(crl_pem)
+        except ValueError as exc:
+            raise CertError(f"{what} is not a PEM CRL ({exc})") from None
+        cns = crl.issuer.get_attributes_for_oid(NameOID.COMMON_NAME)
+        return CrlInfo(cns[0].value if cns else None, crl.last_update_utc,
+                       crl.next_update_utc, (r.serial_number for r in crl))
+    try:
+        out = _openssl("crl", "-noout", "-text", stdin=crl_pem).decode()
+    except CertError:
+        raise CertError(f"{what} is not a PEM CRL") from None
+    issuer, dates, serials = None, {}, []
+    for line in out.splitlines():
+        s = line.strip()
+        if s.startswith("Issuer:") and "CN" in s:
+            issuer = s.split("CN", 1)[1].lstrip(" =").split(",")[0].strip()
+        elif s.startswith(("Last Update:", "Next Update:")):
+            k, v = s.split(":", 1)
+            v = v.strip()
+            dates[k] = None if v == "NONE" else dt.datetime.strptime(
+                " ".join(v.split()), "%b %d %H:%M:%S %Y GMT").replace(tzinfo=dt.UTC)
+        elif s.startswith("Serial Number:"):
+            serials.append(int(s.split(":", 1)[1].strip(), 16))
+    return CrlInfo(issuer, dates.get("Last Update"), dates.get("Next Update"), serials)
+
+
+def crl_warning(crl_pem, now=None, warn_days=CRL_WARN_DAYS, what="CRL"):
+    """None while the CRL's next update is more than ``warn_days`` away; else the warning
+    to print (the CRL is expired, or will be soon)."""
+    info_ = crl_info(crl_pem, what)
+    now = now or dt.datetime.now(dt.UTC)
+    if info_.next_update is None:
+        return None
+    left = info_.next_update - now
+    when = info_.next_update.strftime("%Y-%m-%d %H:%M UTC")
+    if left.total_seconds() <= 0:
+        return (f"{what} EXPIRED at {when}: a broker checking it refuses every device; "
+                "publish a new CRL now")
+    if left <= dt.timedelta(days=warn_days):
+        return (f"{what} expires in {left.days} d {left.seconds // 3600} h ({when}): "
+                "publish a new CRL before then, or every device is refused")
+    return None
+
+
+def parse_serial(value):
+    """A certificate serial from a record: an int, or text in hex as openssl prints it
+    (``1A2B``, ``0x1a2b``, ``serial=1A2B``, ``1A:2B``)."""
+    if isinstance(value, bool):
+        raise ValueError(f"not a serial: {value!r}")
+    if isinstance(value, int):
+        return value
+    text = str(value).strip()
+    if text.lower().startswith("serial="):
+        text = text[7:]
+    text = text.replace(":", "")
+    if text.lower().startswith("0x"):
+        text = text[2:]
+    return int(text, 16)

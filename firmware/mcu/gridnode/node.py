@@ -107,6 +107,8 @@ class Node:
         except CoreError as e:
             self.log("bad ack", e)
             return
+        if ack["status"] == messages.RESEND:
+            return  # about a photo: a node sends none
         for rid in messages.ack_ids(ack):  # one id, or several (a grouped ack)
             if rid is not None:
                 self.acked[rid] = (ack["status"], ack["reason"])
@@ -188,8 +190,9 @@ class Node:
                 done = False
             elif oseq in self.settled:
                 continue
-            elif got[0] == "rejected":
-                # kept in the outbox's rejected file with the reason, never retried
+            elif not messages.ack_drops_report({"status": got[0]}):
+                # rejected or id_reused: kept in the outbox's rejected file with the
+                # reason, never retried
                 self.outbox.reject(oseq, got[1] or "rejected")
                 self.settled.add(oseq)
                 self.log("rejected", rid, got[1])

@@ -1,0 +1,142 @@
+"""Revoked identities: the district CRL mapped to device ids by the issued-ids record.
+
+The broker refuses a revoked certificate's next connection, but a session already open
+goes on; so the gateway refuses a revoked identity's messages itself.  It sees a client's
+device id, not its certificate: ``issued.json`` (or ``issued.csv``), written beside the
+CA when certificates are issued, maps certificate serials to device ids.  A device counts
+as revoked when every certificate recorded for it is on the CRL (one re-issued a new
+certificate goes on).  Both files are read again when they change, at most once a second.
+
+``issued.json``: a list (or ``{"issued": [...]}``) of ``{"device": "pv-0001", "serial":
+"1A2B…", "issued_at": "2026-11-28T02:15:07.250Z"}`` — ``serial`` hex text as openssl
+prints it (an int is taken as is), ``issued_at`` optional.  ``issued.csv``: the same
+columns with a header line.
+"""
+
+import csv
+import io
+import json
+import logging
+import time
+from pathlib import Path
+
+from gridlink.flash import pki
+
+from .errors import ConfigError
+
+log = logging.getLogger("gridlink.gateway")
+
+RECORD_NAMES = ("issued.json", "issued.csv")
+
+
+def read_issued(path):
+    """[(device, serial int, issued_at ISO text or None)] from an issued-ids record."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"issued-ids record {path}: {exc.strerror or exc}") from None
+    try:
+        if path.suffix == ".csv":
+            rows = list(csv.DictReader(io.StringIO(text)))
+        else:
+            rows = json.loads(text)
+            if isinstance(rows, dict):
+                rows = rows.get("issued", [])
+        out = []
+        for i, row in enumerate(rows):
+            device, serial = row.get("device"), row.get("serial")
+            if not device or serial in (None, ""):
+                raise ValueError(f"entry {i + 1} needs device and serial")
+            out.append((str(device).strip(), pki.parse_serial(serial),
+                        (row.get("issued_at") or None)))
+        return out
+    except (ValueError, TypeError, AttributeError) as exc:
+        raise ConfigError(f"issued-ids record {path}: {exc}") from None
+
+
+def default_record(crl_path):
+    """The issued-ids record beside a CRL, if there is one."""
+    for name in RECORD_NAMES:
+        candidate = Path(crl_path).parent / name
+        if candidate.exists():
+            return candidate
+    return None
+
+
+class Revocations:
+    """``revoked(device)`` → the reason it is refused, or None; ``provisioned(device)`` →
+    the ISO time its first certificate was issued, when recorded."""
+
+    def __init__(self, crl_path, issued_path=None, check_every=1.0, clock=time.monotonic):
+        self.crl_path = Path(crl_path)
+        self.issued_path = Path(issued_path) if issued_path else default_record(crl_path)
+        self.check_every = check_every
+        self.clock = clock
+        self._stamp = None
+        self._next_check = 0.0
+        self._revoked = {}  # device → reason
+        self._provisioned = {}  # device → ISO time
+        self._load(strict=True)
+
+    def _files(self):
+        return [p for p in (self.crl_path, self.issued_path) if p is not None]
+
+    def _current_stamp(self):
+        out = []
+        for p in self._files():
+            try:
+                st = p.stat()
+                out.append((st.st_mtime_ns, st.st_size, st.st_ino))
+            except OSError:
+                out.append(None)
+        return tuple(out)
+
+    def _load(self, strict=False):
+        stamp = self._current_stamp()
+        try:
+            crl = pki.crl_info(pki._read(self.crl_path, "CRL"), f"CRL {self.crl_path}")
+            issued = read_issued(self.issued_path) if self.issued_path else []
+        except (pki.CertError, ConfigError) as exc:
+            if strict:
+                raise ConfigError(str(exc)) from None
+            log.error("revocations not reloaded, the previous ones stand: %s", exc)
+            self._stamp = stamp
+            return
+        serials = {}
+        provisioned = {}
+        for device, serial, issued_at in issued:
+            serials.setdefault(device, set()).add(serial)
+            if issued_at and (device not in provisioned or issued_at < provisioned[device]):
+                provisioned[device] = issued_at
+        revoked = {d: f"revoked: every certificate of {d} is on the district CRL"
+                   for d, own in serials.items() if own <= crl.serials}
+        unknown = crl.serials - set().union(*serials.values()) if serials else crl.serials
+        if unknown:
+            log.warning("%d revoked serials have no device in the issued-ids record %s",
+                        len(unknown), self.issued_path or "(none)")
+        warning = pki.crl_warning(pki._read(self.crl_path, "CRL"), what=f"CRL {self.crl_path}")
+        if warning:
+            log.warning(warning)
+        self._revoked, self._provisioned, self._stamp = revoked, provisioned, stamp
+        log.info("revocations: %d devices revoked (CRL %s)", len(revoked), self.crl_path)
+
+    def _fresh(self):
+        now = self.clock()
+        if now < self._next_check:
+            return
+        self._next_check = now + self.check_every
+        if self._current_stamp() != self._stamp:
+            self._load()
+
+    def revoked(self, device):
+        self._fresh()
+        return self._revoked.get(device)
+
+    def provisioned(self, device):
+        self._fresh()
+        return self._provisioned.get(device)
+
+    @property
+    def devices(self):
+        return sorted(self._revoked)
