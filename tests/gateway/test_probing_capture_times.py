@@ -5,7 +5,7 @@ import os
 import time
 
 import pytest
-from gridlink.gateway.clock import iso_from_epoch
+from gridlink.gateway.clock import wire_time
 from gridlink.gateway.validate import Validator
 
 from tests.support.gateway_rig import encode, report, topic
@@ -16,7 +16,7 @@ NOW = 1_796_000_000.0  # 2026-11-30T00:53:20Z
 
 
 def at(t):
-    return iso_from_epoch(t)
+    return wire_time(t)
 
 
 @pytest.mark.parametrize("captured, flag", [

@@ -9,9 +9,9 @@ import time
 import urllib.request
 
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.firmware.core import messages
 from gridlink.gateway import photos
-from gridlink.gateway.codebooks import load_codebooks
 from gridlink.gateway.ingest import Ingest, Item, device_acks
 from gridlink.gateway.photos import PhotoDir, report_photos
 from gridlink.gateway.validate import Validator
@@ -83,7 +83,7 @@ def test_a_device_cannot_poison_another_devices_photo(broker, store_url, tmp_pat
 
 @pytest.fixture
 def commit(tmp_path, store):
-    judge = Validator(None, load_codebooks())
+    judge = Validator(None, load_books())
     ingest = Ingest(store, PhotoDir(tmp_path / "photos"))
 
     def run(*msgs, received=T):

@@ -6,8 +6,8 @@ import json
 import urllib.request
 
 import pytest
+from gridlink.firmware.codebooks import load_books
 from gridlink.firmware.core import messages
-from gridlink.gateway.codebooks import load_codebooks
 from gridlink.gateway.ingest import Ingest, Item
 from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.validate import Validator
@@ -52,7 +52,7 @@ def test_a_reused_id_is_refused_not_taken_for_a_duplicate(broker, store_url, tmp
 
 @pytest.fixture
 def judged(tmp_path, store):
-    judge = Validator(None, load_codebooks())
+    judge = Validator(None, load_books())
     ingest = Ingest(store, PhotoDir(tmp_path / "photos"))
 
     def commit(*payloads):
