@@ -30,8 +30,8 @@ def test_a_connected_device_is_refused_once_revoked(tmp_path, pki):
     write_issued(pki, tmp_path / "issued.json", ["pv-0001", "pv-0002"])
     with shipped_broker(tmp_path / "broker", pki) as broker:
         gw = start_gateway(broker, f"sqlite:///{tmp_path}/intake.sqlite", tmp_path, crl=crl,
-                           tls=TLSFiles(str(pki / "ca.crt"), str(pki / "gridlink-gateway.crt"),
-                                        str(pki / "gridlink-gateway.key")))
+                           tls=TLSFiles(str(pki / "ca.crt"), str(pki / "gridlink-gateway-0.crt"),
+                                        str(pki / "gridlink-gateway-0.key")))
         dev1 = Publisher(broker.port, client_id="pv-0001", tls=client_tls(pki, "pv-0001"))
         dev2 = Publisher(broker.port, client_id="pv-0002", tls=client_tls(pki, "pv-0002"))
         try:
