@@ -30,13 +30,16 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # module → the tests that speak for it (besides its mirror, tests/<area>/test_<name>.py)
 TESTS = {
-    "gateway/validate.py": ["tests/gateway/test_validate.py", "tests/gateway/test_fastreport.py",
-                            "tests/gateway/test_fastpath.py", "tests/gateway/test_probing.py"],
-    "gateway/photos.py": ["tests/gateway/test_photos.py", "tests/gateway/test_ingest.py",
-                          "tests/gateway/test_probing.py"],
-    "firmware/core/outbox.py": ["tests/core/test_outbox.py", "tests/core/test_outbox_model.py",
+    "gateway/validate.py": ["tests/gateway/test_fastreport.py",
+                            "tests/gateway/test_probing_reused_ids.py",
+                            "tests/gateway/test_probing_districts.py",
+                            "tests/gateway/test_probing_capture_times.py",
+                            "tests/gateway/test_probing_task_results.py",
+                            "tests/gateway/test_probing_photos.py"],
+    "gateway/photos.py": ["tests/gateway/test_probing_photos.py", "tests/gateway/test_ingest.py"],
+    "firmware/core/outbox.py": ["tests/core/test_outbox_model.py",
                                 "tests/core/test_outbox_records.py"],
-    "firmware/core/seqfile.py": ["tests/core/test_report_seq.py", "tests/core/test_seqfile.py"],
+    "firmware/core/seqfile.py": ["tests/core/test_report_seq.py"],
 }
 
 FLIP = {ast.Lt: ast.GtE, ast.GtE: ast.Lt, ast.Gt: ast.LtE, ast.LtE: ast.Gt,
