@@ -281,6 +281,7 @@ class Patrol:
         self.mounts = []
         self.queue_seen = {}     # report id → committed_at (unix)
         self.skipped = {}        # fault kind → why it was not run
+        self.crashed = {}        # device → exit status, for a device that died by itself
 
     # -- the gateway's queue ----------------------------------------------------------------
 
@@ -487,7 +488,9 @@ class Patrol:
 
     def finish(self):
         """Stop the fleet cleanly (each device stores its last track batch), then read
-        every device's records."""
+        every device's records.  A device that died on its own is named in ``crashed``."""
+        self.crashed = {v.name: v.proc.returncode for v in self.vehicles
+                        if v.proc.poll() is not None}
         for v in self.vehicles:
             if v.proc.poll() is None:
                 v.proc.terminate()
@@ -541,6 +544,7 @@ class Patrol:
             "lost": len(lost),
             "lost_ids": lost[:20],
             "doubled": doubled,
+            "devices_crashed": self.crashed,
             "presses": len(self.presses),
             "presses_refused": sum(1 for p in self.presses if not p["id"]),
             "photos_made": photos_made,
