@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 
 from tests.brokers import Mosquitto
@@ -5,7 +7,9 @@ from tests.mpy_wasm import available as micropython_available
 
 
 def pytest_addoption(parser):
-    parser.addoption("--soak", action="store_true", help="also run the long soak tests")
+    # hil_tests/conftest.py adds it too (for a run of hil_tests alone): the first one wins
+    with contextlib.suppress(ValueError):
+        parser.addoption("--soak", action="store_true", help="also run the long soak tests")
 
 
 def pytest_collection_modifyitems(config, items):
