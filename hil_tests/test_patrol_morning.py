@@ -28,12 +28,26 @@ NOT_SIMULATED = {
 }
 
 
-@pytest.mark.skipif(not shutil.which("mosquitto") and not Path("/usr/sbin/mosquitto").exists(),
-                    reason="needs mosquitto")
+NO_MOSQUITTO = not shutil.which("mosquitto") and not Path("/usr/sbin/mosquitto").exists()
+
+
+@pytest.mark.skipif(NO_MOSQUITTO, reason="needs mosquitto")
 def test_patrol_morning_under_faults(tmp_path, request):
+    morning(tmp_path, request, soak=False)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(2400)
+@pytest.mark.skipif(NO_MOSQUITTO, reason="needs mosquitto")
+def test_patrol_morning_soak(tmp_path, request):
+    if not request.config.getoption("--soak", default=False):
+        pytest.skip("soak test: run with --soak")
+    morning(tmp_path, request, soak=True)
+
+
+def morning(tmp_path, request, soak):
     if request.config.getoption("--rig") != "sim":
         pytest.skip("the patrol morning runs on the simulated rig (the bench: docs/hil.md)")
-    soak = request.config.getoption("--soak", default=False)
     links = SOAK_LINKS if soak else SHORT_LINKS
     plan, duration = schedule(len(links), soak)
     started = time.monotonic()
