@@ -286,11 +286,13 @@ class Shaper:
 
         async def shut():
             self._server.close()
-            for c_writer, t_writer, tasks in list(self._conns):
-                for t in tasks:
-                    t.cancel()
+            for c_writer, t_writer, _tasks in list(self._conns):
                 for w in (c_writer, t_writer):
                     w.transport.abort()
+            rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+            for t in rest:
+                t.cancel()
+            await asyncio.gather(*rest, return_exceptions=True)
         with contextlib.suppress(Exception):
             asyncio.run_coroutine_threadsafe(shut(), self._loop).result(5)
         self._loop.call_soon_threadsafe(self._loop.stop)
