@@ -31,6 +31,10 @@ def pytest_addoption(parser):
     g = parser.getgroup("hil", "hardware-in-the-loop rig")
     g.addoption("--rig", choices=["sim", "bench"], default=os.environ.get("GRIDLINK_RIG", "sim"),
                 help="sim: everything simulated here (default); bench: real hardware")
+    g.addoption("--netns", action="store_true",
+                default=os.environ.get("GRIDLINK_HIL_NETNS") == "1",
+                help="patrol morning: the broker in its own network namespace (root; env "
+                     "GRIDLINK_HIL_NETNS=1)")
     for name, (text, default) in BENCH_OPTIONS.items():
         env = "GRIDLINK_HIL_" + name.upper()
         g.addoption("--" + name.replace("_", "-"), dest="hil_" + name,

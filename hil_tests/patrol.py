@@ -171,12 +171,13 @@ def outbox_records(ddir):
 class Vehicle:
     """One simulated patrol vehicle: its process, data dir, link and GNSS line."""
 
-    def __init__(self, name, workdir, broker_port, link, capture, origin, map_path, seed):
+    def __init__(self, name, workdir, broker, link, capture, origin, map_path, seed):
         self.name = name
         self.link = link
         self.ddir = Path(workdir) / "devices" / name
         self.ddir.mkdir(parents=True, exist_ok=True)
-        self.shaper = Shaper(broker_port, link, seed=seed)
+        host, port = broker
+        self.shaper = Shaper(port, link, target_host=host, seed=seed)
         self.line = GnssLine(capture, origin, seed=seed).start()
         self.map_path = map_path
         self.proc = None
@@ -251,9 +252,11 @@ class Vehicle:
 
 
 class Patrol:
-    """Broker, gateway and fleet for one run.  ``links`` names each vehicle's profile."""
+    """Broker, gateway and fleet for one run.  ``links`` names each vehicle's profile;
+    with ``netns`` the broker runs in its own network namespace (hil_tests/netns.py),
+    reached over a veth pair."""
 
-    def __init__(self, workdir, links, seed=18):
+    def __init__(self, workdir, links, seed=18, netns=False):
         from gridlink.gateway.demo import default_map
 
         from tests.brokers import Mosquitto
@@ -262,14 +265,23 @@ class Patrol:
         self.workdir = Path(workdir)
         self.random = random.Random(seed)
         self.map_path = default_map()
-        self.broker = Mosquitto(self.workdir / "broker").start()
+        self.ns = None
+        if netns:
+            from hil_tests.netns import Namespace, NamespacedMosquitto
+
+            self.ns = Namespace()
+            self.broker = NamespacedMosquitto(self.workdir / "broker", self.ns).start()
+            broker_host = self.ns.ip
+        else:
+            self.broker = Mosquitto(self.workdir / "broker").start()
+            broker_host = "127.0.0.1"
         self.db = self.workdir / "intake.sqlite"
         self.gateway = GatewayProcess(self.broker.url, f"sqlite:///{self.db}", self.map_path,
                                       self.workdir)
         self.gateway.start()
         self.vehicles = []
         for i, link in enumerate(links):
-            v = Vehicle(f"pv-{i + 1:04d}", self.workdir, self.broker.port, link,
+            v = Vehicle(f"pv-{i + 1:04d}", self.workdir, (broker_host, self.broker.port), link,
                         capture_of(i), ORIGINS[i % len(ORIGINS)], self.map_path, seed + i)
             self.vehicles.append(v.start())
         for v in self.vehicles:
@@ -583,6 +595,8 @@ class Patrol:
         with contextlib.suppress(Exception):
             self.gateway._out.close()
         self.broker.stop()
+        if self.ns is not None:
+            self.ns.close()
         for mnt in self.mounts:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from hil_tests.morning import SHORT_LINKS, SOAK_LINKS, schedule
+from hil_tests.netns import available as netns_unavailable
 from hil_tests.patrol import CANCEL_GRACE_S, QUIET_S, RECONNECT_MAX_S, Patrol
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -51,7 +52,10 @@ def morning(tmp_path, request, soak):
     links = SOAK_LINKS if soak else SHORT_LINKS
     plan, duration = schedule(len(links), soak)
     started = time.monotonic()
-    patrol = Patrol(tmp_path, links)
+    use_netns = request.config.getoption("--netns")
+    if use_netns and (why := netns_unavailable()):
+        pytest.skip(f"--netns: {why}")
+    patrol = Patrol(tmp_path, links, netns=use_netns)
     try:
         patrol.run(plan, duration, press_every=1.5)
         drained = patrol.drain(60 if soak else 45)
@@ -62,6 +66,8 @@ def morning(tmp_path, request, soak):
             "cpus": os.cpu_count(), "python": platform.python_version(),
             "cancel_grace_s": CANCEL_GRACE_S, "reconnect_max_s": RECONNECT_MAX_S,
             "quiet_s": QUIET_S, "drained": drained,
+            "broker": f"network namespace {patrol.ns.name} ({patrol.ns.ip})" if patrol.ns
+            else "127.0.0.1 (run with --netns for its own network namespace)",
         })
     finally:
         patrol.close()
