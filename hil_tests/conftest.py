@@ -1,6 +1,7 @@
 """Rig selection: ``--rig sim`` (default, everything simulated here) or ``--rig bench``
 with the bench's ports and pins (or the GRIDLINK_RIG / GRIDLINK_HIL_* variables)."""
 
+import contextlib
 import os
 
 import pytest
@@ -24,9 +25,16 @@ BENCH_OPTIONS = {
 
 
 def pytest_addoption(parser):
+    # tests/conftest.py adds it too (the whole suite): the first one wins
+    with contextlib.suppress(ValueError):
+        parser.addoption("--soak", action="store_true", help="also run the long soak tests")
     g = parser.getgroup("hil", "hardware-in-the-loop rig")
     g.addoption("--rig", choices=["sim", "bench"], default=os.environ.get("GRIDLINK_RIG", "sim"),
                 help="sim: everything simulated here (default); bench: real hardware")
+    g.addoption("--netns", action="store_true",
+                default=os.environ.get("GRIDLINK_HIL_NETNS") == "1",
+                help="patrol morning: the broker in its own network namespace (root; env "
+                     "GRIDLINK_HIL_NETNS=1)")
     for name, (text, default) in BENCH_OPTIONS.items():
         env = "GRIDLINK_HIL_" + name.upper()
         g.addoption("--" + name.replace("_", "-"), dest="hil_" + name,

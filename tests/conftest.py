@@ -1,3 +1,5 @@
+import contextlib
+
 import pytest
 from gridlink.mosquitto import Mosquitto
 
@@ -6,7 +8,9 @@ from tests.support.pki import make_pki
 
 
 def pytest_addoption(parser):
-    parser.addoption("--soak", action="store_true", help="also run the long soak tests")
+    # hil_tests/conftest.py adds it too (for a run of hil_tests alone): the first one wins
+    with contextlib.suppress(ValueError):
+        parser.addoption("--soak", action="store_true", help="also run the long soak tests")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -7,10 +7,13 @@ already had one of its type (then it opens a new epoch: receivers without a fix 
 send all-empty RMC/GGA every cycle).  Untimed sentences (VTG GSA) join the epoch in
 progress, or open one that the next timed sentence adopts.
 
-Mode: a GSA fix type of 2 or 3 if the epoch had one; else 3D if GGA/GNS gave an
-altitude from 4 or more satellites; else the previous epoch's mode if it had a fix
-(a receiver that was 3D a second ago and now sends only GLL is still 3D, as gpsd
-reasons); else 2D.  Status: from the most specific sentence of the epoch, GGA
+Mode: a GSA fix type of 2 or 3 if the epoch had one.  A receiver that does not state
+it gets gpsd's rule: 3D if GGA/GNS gave an altitude (whatever the satellite count: gpsd
+raises the mode to 3D on the altitude, the next RMC of the cycle at the latest); 2D if
+the epoch had a GGA/GNS without an altitude (SiRF 2.2 and others send none: 2D at
+most); an epoch of RMC/GLL only keeps the previous epoch's mode if it had a fix (a
+receiver that was 3D a second ago and now sends only GLL is still 3D, as gpsd reasons),
+else 2D (an RMC-only receiver is 2D).  Status: from the most specific sentence of the epoch, GGA
 quality over GNS mode over RMC and GLL mode indicators (RMC says only "D" for an RTK
 fix that GGA calls 4).  Position: the last sentence that carried one.  If the last
 position sentence said "no fix", the epoch has no position, mode 1, status 0.
@@ -18,6 +21,11 @@ position sentence said "no fix", the epoch has no position, mode 1, status 0.
 
 from .nmea_fix import MODE_2D, MODE_3D, MODE_NONE, STATUS_GPS, STATUS_NONE, Fix
 from .nmea_time import next_day
+
+# the timed sentence types that carry an altitude, as bits of _Epoch.seen (the others
+# are numbered in nmea_sentences)
+GGA = 2
+GNS = 4
 
 
 class _Epoch:
@@ -130,8 +138,10 @@ class EpochAssembler:
             alt = ep.alt
             mode = ep.gsa_mode
             if mode < MODE_2D:
-                if alt is not None and (ep.sats is None or ep.sats >= 4):
+                if alt is not None:
                     mode = MODE_3D
+                elif ep.seen & (GGA | GNS):
+                    mode = MODE_2D
                 elif self._last_mode >= MODE_2D:
                     mode = self._last_mode
                 else:

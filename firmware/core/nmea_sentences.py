@@ -8,6 +8,8 @@ Repeated time and position fields (an epoch's GGA, RMC and GLL carry the same on
 are decoded once.
 """
 
+from .nmea_epoch import GGA as _GGA
+from .nmea_epoch import GNS as _GNS
 from .nmea_epoch import EpochAssembler
 from .nmea_time import parse_ddmmyy, parse_tod
 from .timefmt import valid_date
@@ -15,10 +17,8 @@ from .timefmt import valid_date
 KNOTS_TO_MPS = 1852 / 3600
 KMH_TO_MPS = 1 / 3.6
 
-# timed sentence types, as bits of _Epoch.seen
+# timed sentence types, as bits of _Epoch.seen (GGA and GNS: see nmea_epoch)
 _RMC = 1
-_GGA = 2
-_GNS = 4
 _GLL = 8
 _ZDA = 16
 

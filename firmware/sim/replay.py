@@ -10,7 +10,13 @@ else — garbage, bad checksums, NUL bytes — is sent byte for byte.
 With ``retime`` (the default) each round of the replay is moved in time so that it starts
 now: the UTC times and dates of the sentences get the same whole-second offset, so the
 device sees today's date (old captures would otherwise fall before the decoder's
-``min_year``) while the spacing of the epochs stays the receiver's own.
+``min_year``) while the spacing of the epochs stays the receiver's own.  A sentence never
+names a time later than the moment it is written: where the replay went faster than the
+capture (a shortened gap, ``speed`` above 1) the offset drops by the time it would have
+run ahead (times are written rounded down), so the retimed track follows the real clock
+and never leads it.  Faster than real time, the epochs then carry the times they were
+written at (0.25 s apart at ``speed`` 4); a capture whose time fields have no decimals
+gives epochs written within one second the same time, which the decoder merges.
 
 ``origin`` moves the track onto another place (for instance the district map) while
 keeping the receiver's own motion and noise: every position with a good checksum is
@@ -163,7 +169,7 @@ def _fmt_tod(seconds, template):
     """hhmmss[.ss…] of ``seconds`` since midnight with the decimals of ``template``."""
     decimals = len(template.partition(".")[2])
     scale = 10 ** decimals
-    units = round(seconds * scale) % (86400 * scale)
+    units = math.floor(seconds * scale + 1e-6) % (86400 * scale)  # down: never ahead
     whole, frac = divmod(units, scale)
     h, rest = divmod(whole, 3600)
     m, sec = divmod(rest, 60)
@@ -175,7 +181,8 @@ def _tod(field):
 
 
 def retime_sentence(line, offset):
-    """The sentence with its UTC time (and date) moved by ``offset`` whole seconds."""
+    """The sentence with its UTC time (and date) moved by ``offset`` seconds (rounded down
+    to the decimals of its time field)."""
     parsed = _split(line)
     if parsed is None:
         return line
@@ -203,6 +210,12 @@ def retime_sentence(line, offset):
     except (ValueError, OverflowError):
         return line
     return _reframe(prefix, fields, line)
+
+
+def seconds_ahead(tod, now):
+    """How far a time of day ``tod`` lies after the instant ``now`` (Unix seconds), in
+    seconds within half a day either way (the capture may cross midnight)."""
+    return (tod - now % 86400 + 43200) % 86400 - 43200
 
 
 def first_epoch(lines):
@@ -308,6 +321,10 @@ class Replayer:
                         return
                 if tod is not None:
                     prev = tod
+                    if self.first is not None:
+                        ahead = seconds_ahead(tod + offset, self.clock())
+                        if ahead > 0:
+                            offset -= ahead
                 if offset:
                     group = [retime_sentence(line, offset) for line in group]
                 try:

@@ -112,6 +112,34 @@ def test_rmc_only_receiver_is_2d_and_gll_only_epoch_keeps_previous_3d():
     assert second.time == "2026-04-01T03:01:30.000Z" and second.speed is None
 
 
+# Receivers that send no GSA: gpsd's rule for the mode (firmware/core/nmea_epoch.py).
+GGA_ALT_3_SATS = "GPGGA,081500.00,3448.570,N,11317.790,E,1,03,2.5,112.4,M,-15.0,M,,"
+RMC_0815 = "GPRMC,081500.00,A,3448.570,N,11317.790,E,3.0,90.0,011126,,,A"
+
+
+def test_gga_and_rmc_receiver_with_an_altitude_is_3d_whatever_the_satellites():
+    # gpsd raises the mode to 3-D on the altitude; 3 satellites gave 2-D here before
+    assert one(S(GGA_ALT_3_SATS, RMC_0815)).mode == 3
+    assert one(S(RMC_0815, GGA_ALT_3_SATS)).mode == 3
+    assert one(S(GGA_ALT_3_SATS.replace(",03,", ",,"), RMC_0815)).mode == 3
+
+
+def test_rmc_only_receiver_stays_2d_epoch_after_epoch():
+    data = S(*(f"GPRMC,08150{i}.00,A,3448.570,N,11317.790,E,3.0,90.0,011126,,,A"
+               for i in range(4)))
+    assert [f.mode for f in decode(data)] == [2, 2, 2, 2]
+
+
+def test_gga_without_an_altitude_is_2d_even_after_a_3d_epoch():
+    no_alt = [f"GPGGA,08150{i}.00,3448.570,N,11317.790,E,1,08,0.9,,M,,M,," for i in range(3)]
+    assert [f.mode for f in decode(S(*no_alt))] == [2, 2, 2]
+    with_alt = "GPGGA,081459.00,3448.570,N,11317.790,E,1,08,0.9,112.4,M,-15.0,M,,"
+    assert [f.mode for f in decode(S(with_alt, *no_alt))] == [3, 2, 2, 2]
+    # a GSA that states the mode still wins
+    stated = S(no_alt[0], "GPGSA,A,3,04,05,09,12,24,,,,,,,,2.5,1.3,2.1")
+    assert one(stated).mode == 3
+
+
 def test_no_fix_sentences_give_mode_1_without_position():
     data = S("GPGGA,212406.000,0000.0000000,N,00000.0000000,E,0,00,0.0,0.000,M,0.000,M,,0000",
              "GPGLL,0000.0000000,N,00000.0000000,E,212406.000,V,N",

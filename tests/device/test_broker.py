@@ -90,7 +90,16 @@ def acker(broker):
 
 def test_patrol_vehicle_replays_a_real_capture_and_every_message_validates(
         tmp_path, broker, acker, shapely_grid):
-    with DeviceProc(tmp_path, broker, extra=[*FAST, "--cancel-grace", "0.5"]) as dev:
+    # The replay's times follow the real clock (they never run ahead of it, whatever
+    # --sim-speed), so the shipped profile's 60 s track batch would take a minute: the
+    # same profile with 10 s batches.
+    shipped = Path(__file__).resolve().parents[1] / "device_profiles" / "patrol-vehicle.json"
+    profile = json.loads(shipped.read_text(encoding="utf-8"))
+    profile["track"]["batch_s"] = 10
+    fast_track = tmp_path / "patrol-vehicle-10s-track.json"
+    fast_track.write_text(json.dumps(profile, ensure_ascii=False))
+    with DeviceProc(tmp_path, broker, profile=str(fast_track),
+                    extra=[*FAST, "--cancel-grace", "0.5"]) as dev:
         wait_until(lambda: dev.status()["gnss"]["state"] == "ok", 20, "GNSS fixes")
         made = [dev.press(name)["last"] for name in ("garbage", "parking", "road")]
         assert all(made) and len(set(made)) == 3

@@ -2,11 +2,12 @@
 
 import itertools
 import os
+import time
 
 import pynmea2
 import pytest
 import serial
-from gridlink.firmware.core.nmea import NmeaDecoder, decode
+from gridlink.firmware.core.nmea import NmeaDecoder, decode, sentence
 from gridlink.firmware.core.track import distance_m
 from gridlink.firmware.errors import DeviceError
 from gridlink.firmware.sim import replay
@@ -191,3 +192,64 @@ def test_shared_captures_are_found_beside_the_checkout_or_where_the_variable_say
     assert replay.find_capture("only-here.log") == tmp_path / "data" / "nmea" / "only-here.log"
     with pytest.raises(DeviceError, match=f"shared: {tmp_path}/data/nmea"):
         replay.find_capture("nowhere.log")
+
+
+def _gap_capture(tmp_path):
+    """Four RMC epochs with a ten-minute gap between the second and the third."""
+    times = ["080000.00", "080001.00", "081001.00", "081002.00", "081003.00"]
+    body = "GPRMC,{},A,3448.570,N,11317.790,E,3.0,90.0,011126,,,A"
+    path = tmp_path / "gap.log"
+    path.write_bytes(b"".join(sentence(body.format(t)) for t in times))
+    return path
+
+
+def _read_fixes(rp, count, clock=time.time, within_s=10.0):
+    """(fix, ``clock()`` when read) for the replay's first ``count`` fixes (or those that
+    came within ``within_s``)."""
+    port = serial.serial_for_url(rp.path, baudrate=9600, timeout=0.2)
+    dec, got = NmeaDecoder(), []
+    end = time.monotonic() + within_s
+    with rp:
+        while len(got) < count and time.monotonic() < end:
+            got.extend((f, clock()) for f in dec.feed(port.read(4096)))
+    port.close()
+    return got
+
+
+def test_a_shortened_gap_never_runs_the_retimed_capture_ahead_of_now(tmp_path):
+    # A "now" that runs ten times as fast as the wall clock, like the replay (speed 10):
+    # the capture's 1 s epochs come 1 s apart on it, the 10-minute gap lasts max_gap_s.
+    # Before the fix the epochs after the gap carried a time ten minutes in the future.
+    base, t0 = time.time(), time.monotonic()
+
+    def now():
+        return base + (time.monotonic() - t0) * 10
+
+    rp = replay.Replayer(_gap_capture(tmp_path), speed=10, max_gap_s=2.0, clock=now)
+    got = _read_fixes(rp, 4, clock=now)
+    assert len(got) == 4
+    assert abs(got[0][0].epoch - base) < 1.5
+    for fix, read_at in got:
+        assert fix.epoch <= read_at, (fix.time, fix.epoch - read_at)
+    # the capture's own one-second spacing survives on both sides of the gap
+    assert got[1][0].epoch - got[0][0].epoch == pytest.approx(1.0)
+    assert got[3][0].epoch - got[2][0].epoch == pytest.approx(1.0)
+    assert got[2][0].epoch - got[1][0].epoch < 600
+
+
+def test_a_replay_faster_than_the_clock_never_runs_ahead_of_now():
+    got = _read_fixes(replay.Replayer("nmea-rtk.log", speed=50), 1000, within_s=1.5)
+    assert got
+    assert all(fix.epoch <= read_at for fix, read_at in got)
+    epochs = [f.epoch for f, _ in got]
+    assert epochs == sorted(epochs) and len(set(epochs)) == len(epochs)
+    assert len(epochs) > 10       # 50 epochs a second, a tenth of a second apart at least
+
+
+@pytest.mark.parametrize(("tod", "now", "ahead"), [
+    (100.0, 86400 * 3 + 50.0, 50.0),
+    (86390.0, 86400 * 3 + 5.0, -15.0),      # just before midnight, now just after
+    (5.0, 86400 * 3 - 10.0, 15.0),          # just after midnight, now just before
+])
+def test_seconds_ahead_across_midnight(tod, now, ahead):
+    assert replay.seconds_ahead(tod, now) == pytest.approx(ahead)
