@@ -25,6 +25,7 @@ from gridlink.firmware.sim.replay import find_capture, open_pty, read_capture
 from gridlink.mosquitto import Mosquitto
 
 from tests.support.device_rig import DeviceProc, GatewayAcker
+from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
@@ -93,7 +94,7 @@ def test_patrol_vehicle_replays_a_real_capture_and_every_message_validates(
     # The replay's times follow the real clock (they never run ahead of it, whatever
     # --sim-speed), so the shipped profile's 60 s track batch would take a minute: the
     # same profile with 10 s batches.
-    shipped = Path(__file__).resolve().parents[1] / "device_profiles" / "patrol-vehicle.json"
+    shipped = ROOT / "device_profiles" / "patrol-vehicle.json"
     profile = json.loads(shipped.read_text(encoding="utf-8"))
     profile["track"]["batch_s"] = 10
     fast_track = tmp_path / "patrol-vehicle-10s-track.json"
