@@ -99,6 +99,34 @@ def resync(f, pos, end):
     return -1
 
 
+def _header_at(f, off):
+    """(length of the record) when a header with a valid CRC starts at off, else -1."""
+    head = _read_at(f, off, HEAD_SIZE)
+    if len(head) < HEAD_SIZE or head[:2] != MAGIC:
+        return -1
+    if binascii.crc32(head[:11]) != struct.unpack(">I", head[11:15])[0]:
+        return -1
+    return struct.unpack(">I", head[3:7])[0]
+
+
+def records_in(f, start, end, tail=False):
+    """How many records a damaged span ``start..end`` held: the headers with a valid CRC in
+    it, and at least one for a span between two valid records.  In a torn ``tail`` only
+    records that were written whole count (one cut short is an append that never
+    returned)."""
+    n = 0
+    pos = start
+    while pos < end:
+        p = _find_magic(f, pos, end)
+        if p < 0:
+            break
+        length = _header_at(f, p)
+        if length >= 0 and (not tail or p + OVERHEAD + length <= end):
+            n += 1
+        pos = p + 1
+    return n if tail else max(n, 1)
+
+
 def scan(f, start, end):
     """Yield ``(offset, kind, seq, payload, next)`` for valid records and
     ``(offset, None, nbytes, reason, tail)`` for damaged spans (``tail`` True when the

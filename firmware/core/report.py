@@ -309,6 +309,16 @@ def _photos(photos):
     return out
 
 
+def renumber(obj, seq):
+    """The same report under sequence ``seq`` (and so a new id): what a device sends again
+    when the gateway refused the old id as used by another report.  Raises ReportError."""
+    new = dict(obj)
+    new["seq"] = seq
+    new["id"] = report_id(obj["device"], seq)
+    validate_report(new)
+    return new
+
+
 def make_report(device, seq, fix, clock, kind, standard, code, grid=None, object_id=None,
                 source="button", photos=(), text="", task=None, result=None,
                 max_fix_age=DEFAULT_MAX_FIX_AGE, fixed_position=None, check_code=None,

@@ -4,7 +4,9 @@ One network thread owns the paho client: it connects (TLS with a client certific
 when asked), re-connects with exponential backoff and full jitter, and publishes:
 
 - reports and task results in outbox order; a report leaves the outbox only on the
-  gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``;
+  gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``, and one
+  whose ack says anything else (``id_reused``: the gateway holds another report under its
+  id) is sent again under a fresh id (counted in the status ``problems.reissued``);
   paho re-sends what lacked a PUBACK when the link returns, and a report still without
   the gateway's ack goes again after ``resend_s`` (a new process sends all pending);
 - a button report waits out its cancel grace period before it is first sent (so a long
@@ -92,7 +94,7 @@ class Delivery:
         self._jobs = None          # report id → photo job dict (with "oseq")
         self._chunks_out = set()   # (report_id, n) published, waiting for PUBACK
         self.counters = {"published": 0, "acked": 0, "duplicate": 0, "rejected": 0,
-                         "bad_messages": 0, "chunks": 0, "connects": 0}
+                         "reissued": 0, "bad_messages": 0, "chunks": 0, "connects": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
@@ -240,7 +242,8 @@ class Delivery:
     def _on_message(self, client, userdata, msg):
         try:
             if msg.topic == self.topic["ack"]:
-                self._on_ack(messages.decode(msg.payload, messages.validate_ack, 2048))
+                self._on_ack(messages.decode(msg.payload, messages.validate_received_ack,
+                                             2048))
             elif msg.topic == self.topic["task"]:
                 task = messages.decode(msg.payload, messages.validate_task, 4096)
                 if self.on_task is not None:
@@ -250,7 +253,7 @@ class Delivery:
             log.error("MQTT: ignored a bad message on %s: %s", msg.topic, exc)
 
     def _on_ack(self, ack):
-        drop = messages.ack_drops_report(ack)
+        action = messages.ack_action(ack)
         dropped = []  # (id, outbox seq): settled together, one fsync for a grouped ack
         indexed = False  # the outbox is read again at most once an ack, not once an id
         for rid in messages.ack_ids(ack):
@@ -264,8 +267,10 @@ class Delivery:
                 oseq = self._ids.get(rid)
             if oseq is None:
                 log.debug("MQTT: ack for %s, already settled", rid)
-            elif drop:
+            elif action == messages.DROP:
                 dropped.append((rid, oseq))
+            elif action == messages.REISSUE:
+                self._reissue(rid, oseq, ack)
             else:
                 self.store.reject(oseq, ack["reason"] or "rejected")
                 self.counters["rejected"] += 1
@@ -274,11 +279,34 @@ class Delivery:
                 self._forget(rid, oseq)
         if dropped:
             self.store.ack_many([oseq for _, oseq in dropped])
+            self.store.acknowledged(max(_seq_of(rid) for rid, _ in dropped))
             for rid, oseq in dropped:
                 self.counters["acked" if ack["status"] == "accepted" else "duplicate"] += 1
                 log.info("report %s %s by the gateway", rid, ack["status"])
                 self._forget(rid, oseq)
         self._wake.set()
+
+    def _reissue(self, rid, oseq, ack):
+        """The gateway did not store the report under this id: keep it, send it again
+        under a fresh one (its photo follows under the new id)."""
+        why = ack["status"] + (f": {ack['reason']}" if ack["reason"] else "")
+        try:
+            _old, new = self.store.reissue(oseq, why)
+        except DeviceError as exc:
+            log.error("%s", exc)
+            return
+        self.counters["reissued"] += 1
+        self._forget(rid, oseq)
+        log.error("report %s NOT stored by the gateway (%s); sent again as %s", rid, why,
+                  new["id"])
+        if self._jobs is None:
+            self._load_jobs()
+        job = self._jobs.pop(rid, None)
+        if job is not None:
+            self._chunks_out = {c for c in self._chunks_out if c[0] != rid}
+            self.add_photo_job(new["id"], job["sha256"], job["size"])
+            self.store.ack(job["oseq"])
+        self._status_wanted = True
 
     def _forget(self, rid, oseq):
         self._ids.pop(rid, None)
@@ -412,3 +440,7 @@ class Delivery:
 
 def _report_id(payload):
     return json.loads(payload)["id"]
+
+
+def _seq_of(report_id):
+    return int(report_id.rpartition(":")[2])

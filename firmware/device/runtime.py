@@ -459,7 +459,7 @@ class Device:
                 "reports": depth["reports"], "track": depth["track"], "disk_free": free,
                 "cpu_temp": cpu_temp(), "uptime": round(time.monotonic() - self.started, 1),
                 "firmware": firmware_version(), "codebook": self.codebook,
-                "profile": self.profile["profile"]}
+                "profile": self.profile["profile"], "problems": self.store.problems()}
 
     def local_status(self):
         """Everything `gridlink device status` shows (MQTT status plus diagnostics)."""

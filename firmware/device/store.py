@@ -4,7 +4,10 @@
       outbox/            core Outbox: reports, task results, track batches, photo progress
       seq                core SequenceFile: the report sequence, survives reboot
       photos/<sha>.jpg   photos, fsync'd before the report naming them is stored
+      seq.acked          the highest report seq the gateway acknowledged
       cancelled.jsonl    reports cancelled by a long press (kept, never sent)
+      reissued.jsonl     reports sent again under a fresh id (old id, new id, why)
+      problems.json      life-long counters of what went wrong (status ``problems``)
       tasks.json         open 核实/核查 tasks
       status.json        the device's local status (what `gridlink device status` shows)
       control.sock       the control socket (simulation buttons, status, task answers)
@@ -14,12 +17,14 @@ import json
 import logging
 import os
 import threading
+import time
 from pathlib import Path
 
 from ..core import fsio
 from ..core import outbox as ob
-from ..core.report import decode_report
-from ..core.seqfile import SequenceError, SequenceFile
+from ..core.messages import PROBLEMS
+from ..core.report import ReportError, decode_report, encode_report, renumber
+from ..core.seqfile import SequenceError, SequenceFile, time_floor
 from ..errors import DeviceError
 
 log = logging.getLogger("gridlink.device.store")
@@ -50,12 +55,37 @@ class Store:
         self.lock = threading.RLock()
         self.outbox = ob.Outbox(str(self.dir / "outbox"), max_bytes=max_outbox_bytes,
                                 on_problem=self._problem)
+        saved = self.load_json("problems.json", {})
+        self._problems = {k: saved.get(k, 0) for k in PROBLEMS if k != "lost"
+                          and isinstance(saved.get(k, 0), int)}
+        floor = self._highest_seq()
         try:
-            self.seq = SequenceFile(str(self.dir / "seq"))
+            self.seq = SequenceFile(str(self.dir / "seq"), floor=floor, now=time.time())
         except SequenceError as exc:
-            floor = self._highest_seq()
-            log.error("%s; continuing after the highest seq found (%d)", exc, floor)
-            self.seq = SequenceFile(str(self.dir / "seq"), floor=max(floor, 1))
+            raise DeviceError(f"{exc}; set the clock (NTP or GNSS) and start again") from None
+        if self.seq.restarted and fsio.exists(str(self.dir / "seq")):
+            log.error("report counter %s was damaged; it restarts at %d, above every id this "
+                      "device used (highest still here %d, last acknowledged %d, the clock)",
+                      self.dir / "seq", self.seq.peek(), floor, self.seq.last_acknowledged)
+
+    # -- problems (counted for the status, kept across restarts) -------------------------
+
+    def problems(self):
+        """The status ``problems`` counters: damaged outbox records lost, reports reissued,
+        photos dropped, reports that failed to be made."""
+        with self.lock:
+            counts = dict(self._problems)
+            counts["lost"] = self.outbox.lost
+            return counts
+
+    def count_problem(self, name):
+        """Add one to a ``problems`` counter (written durably: these are rare)."""
+        with self.lock:
+            self._problems[name] = self._problems.get(name, 0) + 1
+            try:
+                self.save_json("problems.json", self._problems)
+            except OSError as exc:
+                log.error("problems.json not written (%s); the count is kept in memory", exc)
 
     def _problem(self, item):
         name, off, nbytes, reason = item
@@ -75,6 +105,34 @@ class Store:
     def next_seq(self):
         with self.lock:
             return self.seq.next()
+
+    def acknowledged(self, seq):
+        """The gateway acknowledged report ``seq``: a lost counter restarts above it."""
+        with self.lock:
+            self.seq.acknowledged(seq)
+
+    def reissue(self, oseq, why):
+        """Send a pending report again under a fresh id (the gateway refused its id).
+
+        The renumbered copy is stored durably before the old record is settled, so a power
+        cut in between can only send the report twice, never lose it.  Returns (old report,
+        new report); DeviceError when the record cannot be renumbered (it stays pending).
+        """
+        with self.lock:
+            kind, payload = self.outbox.get(oseq)
+            old = decode_report(payload)
+            self.seq.skip_past(max(old["seq"], time_floor(time.time())))
+            try:
+                new = renumber(old, self.seq.next())
+                self.outbox.append(kind, encode_report(new))
+            except (ob.OutboxError, ReportError, SequenceError) as exc:
+                raise DeviceError(f"report {old['id']} could not be sent again under a "
+                                  f"fresh id ({exc}); it stays in the outbox") from None
+            self.append_line("reissued.jsonl", {"time": time.time(), "old": old["id"],
+                                                 "new": new["id"], "why": why})
+            self.outbox.ack(oseq)
+            self.count_problem("reissued")
+            return old, new
 
     def append(self, kind, payload):
         """Durably store one record; returns its outbox sequence."""
