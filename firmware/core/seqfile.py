@@ -73,7 +73,8 @@ class SequenceFile:
         main = fsio.read_file(path)
         values = [v for v in (_decode(main), _decode(fsio.read_file(path + ".new")))
                   if v is not None]
-        self._acked = _decode(fsio.read_file(path + ".acked")) or 0
+        self._acked = max(_decode(fsio.read_file(path + ".acked")) or 0,
+                          _decode(fsio.read_file(path + ".acked.new")) or 0)
         clock = time_floor(now)
         self.restarted = not values      # the counter was missing or damaged
         if main is not None and self.restarted and floor <= 0 and clock <= 0:

@@ -15,7 +15,7 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   gateway's persistent session);
 - photos in chunks of ≤ 16 KiB on ``…/photo/{report_id}/{n}``; each chunk is marked done
   on PUBACK in a PHOTO_PROGRESS outbox record, so after a broken link only the missing
-  chunks go again;
+  chunks go again; a delivered photo is deleted from ``photos/``;
 - the retained status, on connect, on change and when asked; the last will is the
   retained ``offline`` status.  The session is persistent (clean_session False).
 """
@@ -423,6 +423,7 @@ class Delivery:
 
     def _chunk_done(self, rid, n):
         self._chunks_out.discard((rid, n))
+        self._wake.set()             # a chunk slot is free: refill it now, not next second
         job = (self._jobs or {}).get(rid)
         if job is None or n in job["done"]:
             return
@@ -431,7 +432,10 @@ class Delivery:
         if len(job["done"]) >= messages.photo_chunk_count(job["size"], CHUNK):
             self.store.ack(old)
             del self._jobs[rid]
-            log.info("photo of %s delivered (%d bytes)", rid, job["size"])
+            if all(j["sha256"] != job["sha256"] for j in self._jobs.values()):
+                self.store.remove_photo(job["sha256"])
+            log.info("photo of %s delivered (%d bytes) and deleted from the device", rid,
+                     job["size"])
             return
         record = {k: job[k] for k in ("report", "sha256", "size", "done")}
         job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())

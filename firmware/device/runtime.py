@@ -124,7 +124,9 @@ class Device:
         self.kiosk = self.control = self.gridmap = self._map_file = None
         self.thinner = self.batch = None
         self.track_lock = threading.Lock()
-        self.counters = {"reports": 0, "cancelled": 0, "track_batches": 0, "errors": 0}
+        self.counters = {"reports": 0, "cancelled": 0, "track_batches": 0, "errors": 0,
+                         "failed": 0}
+        self.last_error = None          # why the last report could not be made
         self.first_gnss_read = None
         self._last_sig = None
 
@@ -134,8 +136,7 @@ class Device:
         from .control import ControlServer
         from .delivery import Delivery
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.data_dir)
+        self.store = Store(self.data_dir)      # creates the data dir (or says why it cannot)
         self.codebook = codebook.version(self.standard)
         self._open_map()
         self.board = TaskBoard(self.store, console=self.console)
@@ -299,8 +300,25 @@ class Device:
         if self.stopping.is_set():
             raise errors.DeviceError("device is stopping; no new reports")
         with self.report_lock:
-            fix, age = self.fix_now()
-            shot = self._photo(fix) if photo and self.camera is not None else None
+            try:
+                return self._report(source, kind, code, text, object_id, task, result, photo)
+            except (errors.DeviceError, ReportError) as exc:
+                self.counters["failed"] += 1
+                self.last_error = f"report NOT made: {exc}"
+                self.store.count_problem("failed")
+                raise errors.DeviceError(self.last_error) from None
+
+    def _report(self, source, kind, code, text, object_id, task, result, photo):
+        fix, age = self.fix_now()
+        shot, dropped = None, False
+        if photo and self.camera is not None:
+            try:
+                shot = self._photo(fix)
+            except (OSError, errors.DeviceError) as exc:
+                dropped = True
+                self.store.count_problem("photos_dropped")
+                log.error("%s; the report goes without it (flag photo_dropped)", exc)
+        try:
             seq = self.store.next_seq()
             if self.fixed is not None:
                 grid = self.profile.get("grid")
@@ -312,18 +330,23 @@ class Device:
                 self.device, seq, fix, time.time, kind, self.standard, code, grid=grid,
                 object_id=object_id, source=source, photos=[shot[:2]] if shot else (),
                 text=text, task=task, result=result, max_fix_age=self.stale_after,
-                fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age)
+                fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age,
+                photo_dropped=dropped)
             payload = encode_report(rep)
             with self.store.lock:
                 self.store.append(TASK_RESULT if source == "task" else REPORT, payload)
                 if shot:
                     self.delivery.add_photo_job(rep["id"], shot[0], shot[1])
-            if source == "button":
-                now = time.time()
-                self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
-                self.grace[rep["id"]] = now + self.cancel_grace
-                self.last_button = rep["id"]
-            self.counters["reports"] += 1
+        except BaseException:
+            if shot:
+                self.store.remove_photo(shot[0])     # no report names it
+            raise
+        if source == "button":
+            now = time.time()
+            self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
+            self.grace[rep["id"]] = now + self.cancel_grace
+            self.last_button = rep["id"]
+        self.counters["reports"] += 1
         self.delivery.kick()
         log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
                  rep["grid"], ",".join(rep["flags"]) or "-",
@@ -471,6 +494,7 @@ class Device:
                "outbox": {"reports": fields.pop("reports"), "track": fields.pop("track")},
                "gnss": self.gnss.health() if self.gnss else None,
                "delivery": dict(d.counters) if d else None, "counters": dict(self.counters),
+               "last_error": self.last_error,
                "tasks": self.board.open(), "inputs": self.triggers.names if self.triggers else [],
                "kiosk": f"http://127.0.0.1:{self.kiosk.port}/" if self.kiosk else None,
                "sim": self.sim}
@@ -519,8 +543,11 @@ class Device:
         if cmd == "status":
             return {"status": self.local_status()}
         if cmd == "press":
-            before = self.counters["reports"], self.counters["cancelled"]
+            before = (self.counters["reports"], self.counters["cancelled"],
+                      self.counters["failed"])
             self.triggers.simulate(req["input"], hold=bool(req.get("hold")))
+            if self.counters["failed"] > before[2]:
+                raise errors.DeviceError(self.last_error)
             return {"reports": self.counters["reports"] - before[0],
                     "cancelled": self.counters["cancelled"] - before[1],
                     "last": self.last_button}
