@@ -118,7 +118,7 @@ class Outbox:
         with open(self._log_path, "rb") as f:
             for off, kind, seq, payload, nxt in records.scan(f, 0, size):
                 if kind is None:
-                    n = records.records_in(f, off, off + seq, nxt)
+                    n = records.records_in(f, off, off + seq, nxt, payload, (_META,))
                     found += n
                     what = "torn tail cut" if nxt else "damaged record skipped"
                     self._problem(LOG, off, seq, f"{payload}; {what}; {n} record(s) lost")
@@ -137,7 +137,9 @@ class Outbox:
                     self._where[seq] = (kind, off, len(payload))
                     self._next = max(self._next, seq + 1)
                 else:
-                    self._problem(LOG, off, nxt - off, f"unknown record kind {kind} skipped")
+                    found += 1
+                    self._problem(LOG, off, nxt - off,
+                                  f"unknown record kind {kind} skipped; 1 record(s) lost")
                     damaged = True
         self._next = max(self._next, meta_next)
         self.lost = meta_lost + found
@@ -352,7 +354,10 @@ class Outbox:
 
     def ack_many(self, seqs):
         """Acknowledge several sequences with one fsync; returns how many were pending."""
-        fresh = [s for s in seqs if s in self._where and s not in self._acked]
+        fresh = []
+        for s in seqs:                       # a sequence listed twice is acked once
+            if s in self._where and s not in self._acked and s not in fresh:
+                fresh.append(s)
         if not fresh:
             return 0
         if self._aw is None:
