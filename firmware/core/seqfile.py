@@ -77,7 +77,7 @@ class SequenceFile:
                           _decode(fsio.read_file(path + ".acked.new")) or 0)
         clock = time_floor(now)
         self.restarted = not values      # the counter was missing or damaged
-        if main is not None and self.restarted and floor <= 0 and clock <= 0:
+        if main is not None and self.restarted and floor <= 0 and not clock:
             raise SequenceError(
                 f"counter file {path} is damaged ({main[:40]!r}); pass floor= the highest "
                 "sequence the device may have used (outbox, rejected file) or now= a set "
@@ -86,7 +86,7 @@ class SequenceFile:
         if self.restarted:
             values.append(clock + 1)
         self._next = max(values)
-        self._reserved = self._next - 1     # persisted: numbers below _reserved+1 are spent
+        self._reserved = 0      # the last number this instance wrote as spent: none yet
 
     def peek(self):
         """The number ``next()`` will return."""

@@ -2,6 +2,7 @@
 (a re-flash), and not below an id the gateway acknowledged; boundaries of its file."""
 
 import pytest
+from gridlink.firmware.core import fsio
 from gridlink.firmware.core.seqfile import (
     CLOCK_VALID_AFTER,
     SEQ_MAX,
@@ -145,3 +146,53 @@ os.remove('/data/seq'); os.remove('/data/seq.acked')
 print(SequenceFile('/data/seq', now=1796500000).next())
 """)
     assert out.split() == ["1", "2", "3", "1796500001"]
+
+
+def test_the_literal_limits_twelve_digits_and_2024():
+    assert SEQ_MAX == 999_999_999_999 and CLOCK_VALID_AFTER == 1_704_067_200  # 2024-01-01Z
+    assert time_floor(1_704_067_199.9) == 0 and time_floor(1_704_067_200) == 1_704_067_200
+
+
+def test_a_block_is_used_up_before_the_next_write(tmp_path):
+    path = str(tmp_path / "seq")
+    s = SequenceFile(path, block=3)
+    assert [s.next(), s.next(), s.next()] == [1, 2, 3]
+    assert SequenceFile(path).next() == 4            # 1..3 was one reservation, no waste
+    assert _decode((tmp_path / "seq").read_bytes()) == 5
+
+
+def test_skip_past_the_very_next_number(tmp_path):
+    s = SequenceFile(str(tmp_path / "seq"))
+    assert s.peek() == 1
+    s.skip_past(1)
+    assert s.next() == 2
+
+
+def test_a_floor_of_one_is_a_floor(tmp_path):
+    path = tmp_path / "seq"
+    path.write_bytes(b"damaged")
+    assert SequenceFile(str(path), floor=1).next() == 2
+
+
+def test_the_damage_message_shows_the_first_forty_bytes(tmp_path):
+    path = tmp_path / "seq"
+    path.write_bytes(b"A" * 40 + b"B" * 20)
+    with pytest.raises(SequenceError) as err:
+        SequenceFile(str(path))
+    assert repr(b"A" * 40) in str(err.value) and "B" not in str(err.value).split("damaged")[1][:60]
+
+
+def test_writes_are_made_durable_in_the_counters_folder(tmp_path, monkeypatch):
+    synced, writes = [], []
+    real_write = fsio.write_file
+    monkeypatch.setattr(fsio, "sync_dir", synced.append)
+    monkeypatch.setattr(fsio, "write_file", lambda *a: (writes.append(a[0]), real_write(*a)))
+    s = SequenceFile(str(tmp_path / "seq"))
+    s.next()
+    s.acknowledged(1)
+    s.acknowledged(1)                                  # not higher: not written again
+    s.acknowledged(0)
+    assert writes == [str(tmp_path / "seq"), str(tmp_path / "seq.acked")]
+    assert synced == [str(tmp_path)] * 2
+    assert SequenceFile(str(tmp_path / "other"), dir_path="d")._dir == "d"
+    assert SequenceFile(str(tmp_path / "third"))._dir == str(tmp_path)
