@@ -100,9 +100,9 @@ class Outbox:
         self._unacked = {k: 0 for k in KIND_NAMES}
         damaged = False
         size = fsio.size(self._log_path)
-        if size >= 0:
+        if size > 0:
             damaged = self._scan_log(size)
-        else:
+        else:                                # missing, or created and never written
             self._write_log(())
         self._scan_acks()
         for seq in self._seqs:
@@ -124,10 +124,12 @@ class Outbox:
                     self._problem(LOG, off, seq, f"{payload}; {what}; {n} record(s) lost")
                     damaged = True
                 elif kind == _META:
-                    if payload[:5] == _META_TAG and len(payload) in (_META_OLD, _META_OLD + 4):
-                        meta_next = struct.unpack(">I", payload[5:9])[0]
-                        if len(payload) > _META_OLD:
-                            meta_lost = struct.unpack(">I", payload[9:13])[0]
+                    if payload[:5] != _META_TAG:
+                        pass
+                    elif len(payload) == _META_OLD:
+                        meta_next = struct.unpack(">I", payload[5:])[0]
+                    elif len(payload) == _META_OLD + 4:
+                        meta_next, meta_lost = struct.unpack(">II", payload[5:])
                 elif kind in KIND_NAMES:
                     if seq in self._where:
                         self._problem(LOG, off, nxt - off, f"duplicate seq {seq} skipped")

@@ -7,10 +7,11 @@ import shutil
 import struct
 
 import pytest
-from gridlink.firmware.core import records
+from gridlink.firmware.core import fsio, records
 from gridlink.firmware.core.outbox import (
     _META_SIZE,
     ACKS,
+    KIND_NAMES,
     LOG,
     PHOTO_PROGRESS,
     REPORT,
@@ -284,6 +285,146 @@ def test_track_goes_in_eighths_and_photo_progress_only_when_needed(tmp_path):
     assert ob.evicted[PHOTO_PROGRESS] == 1 and photo not in left   # then the progress
     assert left == reports and len(reports) == 34                  # reports never
     assert ob.size == _META_SIZE + 34 * rec <= 4096
+    ob.close()
+
+
+def test_record_kinds_on_disk_never_change():
+    # logs written by earlier firmware must read the same: the numbers are the format
+    assert (REPORT, TASK_RESULT, TRACK, PHOTO_PROGRESS) == (1, 2, 3, 4)
+    assert KIND_NAMES == {1: "report", 2: "task_result", 3: "track", 4: "photo_progress"}
+
+
+def test_the_default_size_is_one_mebibyte(tmp_path):
+    ob = Outbox(str(tmp_path))
+    assert ob.max_bytes == 1048576 and ob.sync
+    ob.close()
+
+
+def test_an_empty_log_file_gets_its_meta_record(tmp_path):
+    (tmp_path / LOG).write_bytes(b"")
+    ob = Outbox(str(tmp_path), sync=False)
+    assert ob.size == _META_SIZE == (tmp_path / LOG).stat().st_size
+    ob.close()
+
+
+def test_a_kind_zero_record_without_the_meta_tag_is_not_read_as_meta(tmp_path):
+    other = records.encode(0, 0, b"XLOB\x01" + struct.pack(">I", 500))
+    longer = records.encode(0, 0, b"GLOB\x01" + struct.pack(">III", 600, 7, 9))
+    (tmp_path / LOG).write_bytes(other + longer + records.encode(REPORT, 3, b"r"))
+    ob = Outbox(str(tmp_path), sync=False)
+    assert ob.next_seq == 4 and ob.lost == 0 and ob.problems == []
+    ob.close()
+
+
+def test_the_lost_count_saturates_at_its_four_bytes(tmp_path):
+    ob = make(tmp_path, n=1)
+    ob.lost = 2 ** 32 + 5
+    ob.compact()
+    ob.close()
+    assert Outbox(str(tmp_path), sync=False).lost == 0xFFFFFFFF
+
+
+def test_problem_items_give_the_offset_and_size_of_what_was_skipped(tmp_path):
+    dup = records.encode(REPORT, 2, b"again")
+    odd = records.encode(77, 9, b"kind 77")
+    ob = make(tmp_path, n=2)
+    ob.close()
+    size = (tmp_path / LOG).stat().st_size
+    with open(tmp_path / LOG, "ab") as f:
+        f.write(dup + odd)
+    ob = Outbox(str(tmp_path), sync=False)
+    assert ob.problems[0][:3] == (LOG, size, len(dup))
+    assert ob.problems[1][:3] == (LOG, size + len(dup), len(odd))
+    ob.close()
+    ob = make(tmp_path / "c", n=3)
+    start, end, _seq, _ = spans(tmp_path / "c")[2]
+    with open(tmp_path / "c" / LOG, "r+b") as f:
+        f.seek(end - 6)
+        f.write(b"\x00")
+    ob.compact()
+    assert ob.problems[-1][:3] == (LOG, start, end - start)
+    ob.close()
+
+
+def test_a_long_rejection_reason_is_kept_to_255_bytes(tmp_path):
+    ob = make(tmp_path, n=1)
+    assert ob.reject(1, "理" * 100)                       # 300 bytes of UTF-8
+    [(seq, kind, payload, reason)] = list(ob.rejected())
+    assert (seq, kind) == (1, REPORT) and payload.startswith(b'{"n":0')
+    assert reason == "理" * 85 and len(reason.encode()) == 255
+    assert not ob.reject(1, "again")
+    ob.close()
+
+
+def test_all_acked_compacts_only_beyond_half_the_limit(tmp_path):
+    rec = records.OVERHEAD + 100
+    # 4 records make the log _META_SIZE + 4 * rec bytes; the limit puts that at exactly half
+    half = _META_SIZE + 4 * rec
+    ob = Outbox(str(tmp_path / "a"), max_bytes=2 * half, sync=False)
+    for _ in range(4):
+        ob.append(REPORT, b"r" * 100)
+    ob.ack_many([1, 2, 3])
+    assert ob.size == half                                 # one still pending: kept
+    ob.ack(4)
+    assert ob.size == half                                 # at half: not compacted
+    ob.close()
+    ob = Outbox(str(tmp_path / "b"), max_bytes=2 * half - 1, sync=False)
+    for _ in range(4):
+        ob.append(REPORT, b"r" * 100)
+    ob.ack_many([1, 2, 3, 4])
+    assert ob.size == _META_SIZE                           # beyond half: compacted
+    ob.close()
+
+
+def test_an_append_that_fits_exactly_does_not_compact(tmp_path):
+    rec = records.OVERHEAD + 100
+    ob = Outbox(str(tmp_path), max_bytes=_META_SIZE + 4 * rec, sync=False)
+    for _ in range(3):
+        ob.append(REPORT, b"r" * 100)
+    ob.ack(1)                                              # droppable, but not needed yet
+    ob.append(REPORT, b"r" * 100)
+    assert ob.size == ob.max_bytes and len(spans(tmp_path)) == 5   # META + 4, all kept
+    ob.append(REPORT, b"r" * 100)                          # now it must make room
+    assert [s for s, _k, _p in ob.pending()] == [2, 3, 4, 5] and ob.size == ob.max_bytes
+    with pytest.raises(OutboxFull):
+        ob.append(REPORT, b"r")
+    ob.close()
+
+
+def test_track_eviction_stops_exactly_at_its_target(tmp_path):
+    # room 3968, an eighth 500: the target 3468 is 34 records of 102 bytes
+    ob = Outbox(str(tmp_path), max_bytes=4000, sync=False)
+    tracks = [ob.append(TRACK, b"t" * 83) for _ in range(38)]
+    assert ob.evicted[TRACK] == 0
+    ob.append(TRACK, b"t" * 83)
+    assert ob.evicted[TRACK] == 5                          # 33 left + 1 new = 34 records
+    assert [s for s, _k, _p in ob.pending()][:2] == tracks[5:7]
+    ob.close()
+
+
+def test_photo_progress_eviction_stops_at_the_room_itself(tmp_path):
+    rec = records.OVERHEAD + 100
+    ob = Outbox(str(tmp_path), max_bytes=_META_SIZE + 6 * rec, sync=False)
+    photos = [ob.append(PHOTO_PROGRESS, b"p" * 100) for _ in range(2)]
+    for _ in range(4):
+        ob.append(REPORT, b"r" * 100)
+    ob.append(REPORT, b"r" * 100)                          # one photo record must go
+    assert ob.evicted[PHOTO_PROGRESS] == 1
+    assert [s for s, k, _p in ob.pending() if k == PHOTO_PROGRESS] == photos[1:]
+    ob.close()
+
+
+def test_the_folder_is_synced_when_the_ack_file_is_created(tmp_path, monkeypatch):
+    synced = []
+    ob = make(tmp_path / "a", n=3, sync=True)
+    monkeypatch.setattr(fsio, "sync_dir", synced.append)
+    ob.ack(1)
+    ob.ack(2)                                              # the file exists by now
+    assert synced == [str(tmp_path / "a")]
+    ob.close()
+    ob = make(tmp_path / "b", n=2, sync=False)
+    ob.ack(1)
+    assert synced == [str(tmp_path / "a")]                 # unsynced outbox: never
     ob.close()
 
 
