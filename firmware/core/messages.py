@@ -66,8 +66,8 @@ def decode(data, validate, max_bytes):
 ACK_IDS_MAX = 16
 
 
-# A status the device does not know is still read (a newer gateway may say more, e.g.
-# ``id_reused``): anything but accepted/duplicate/rejected means "not stored under this id".
+# A status the device does not know is still read (a newer gateway may say more): the
+# report is then kept and sent again (see ack_action), never dropped.
 ACK_STATUS_CHARS = "abcdefghijklmnopqrstuvwxyz_ "
 ACK_STATUS_MAX = 32
 
@@ -133,7 +133,8 @@ def ack_drops_report(ack):
     return ack["status"] in ("accepted", "duplicate")
 
 
-DROP, REJECT, REISSUE = "drop", "reject", "reissue"
+ID_REUSED = "id_reused"
+DROP, REJECT, REISSUE, KEEP = "drop", "reject", "reissue", "keep"
 
 
 def ack_action(ack):
@@ -141,14 +142,17 @@ def ack_action(ack):
 
     ``drop``: accepted, or a duplicate (the gateway holds the same content under this id);
     ``reject``: kept in the device's rejected file with the reason, never sent again (its
-    content broke the protocol); ``reissue``: any other status — the gateway did not store
-    it under this id (``id_reused``: another report holds the id) — kept and sent again
-    under a fresh id.
+    content broke the protocol); ``reissue``: ``id_reused`` — the gateway holds another
+    report under this id — so it is kept and sent again under a fresh id; ``keep``: any
+    status this device does not know — the report stays in the outbox and is sent again
+    under the same id (never dropped, never doubled).
     """
     status = ack["status"]
     if status in ("accepted", "duplicate"):
         return DROP
-    return REJECT if status == "rejected" else REISSUE
+    if status == "rejected":
+        return REJECT
+    return REISSUE if status == ID_REUSED else KEEP
 
 
 # -- task (gateway → device) --------------------------------------------------------------

@@ -4,9 +4,10 @@ One network thread owns the paho client: it connects (TLS with a client certific
 when asked), re-connects with exponential backoff and full jitter, and publishes:
 
 - reports and task results in outbox order; a report leaves the outbox only on the
-  gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``, and one
-  whose ack says anything else (``id_reused``: the gateway holds another report under its
-  id) is sent again under a fresh id (counted in the status ``problems.reissued``);
+  gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``, one
+  answered ``id_reused`` (the gateway holds another report under its id) is sent again
+  under a fresh id (counted in the status ``problems.reissued``), and one whose ack says
+  anything else stays and is sent again under its id (counted in ``unknown_acks``);
   paho re-sends what lacked a PUBACK when the link returns, and a report still without
   the gateway's ack goes again after ``resend_s`` (a new process sends all pending);
 - a button report waits out its cancel grace period before it is first sent (so a long
@@ -94,7 +95,8 @@ class Delivery:
         self._jobs = None          # report id → photo job dict (with "oseq")
         self._chunks_out = set()   # (report_id, n) published, waiting for PUBACK
         self.counters = {"published": 0, "acked": 0, "duplicate": 0, "rejected": 0,
-                         "reissued": 0, "bad_messages": 0, "chunks": 0, "connects": 0}
+                         "reissued": 0, "unknown_acks": 0, "bad_messages": 0, "chunks": 0,
+                         "connects": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
@@ -271,6 +273,11 @@ class Delivery:
                 dropped.append((rid, oseq))
             elif action == messages.REISSUE:
                 self._reissue(rid, oseq, ack)
+            elif action == messages.KEEP:
+                self.counters["unknown_acks"] += 1
+                log.error("report %s: the gateway answered %r (%s), which this device does "
+                          "not know; the report is kept and sent again", rid, ack["status"],
+                          ack["reason"])
             else:
                 self.store.reject(oseq, ack["reason"] or "rejected")
                 self.counters["rejected"] += 1

@@ -72,7 +72,7 @@ def test_received_acks_take_any_status_word_and_the_action_is_keep_unless_stored
     assert messages.validate_received_ack(ack) == ack
     for status, action in (("accepted", "drop"), ("duplicate", "drop"),
                            ("rejected", "reject"), ("id_reused", "reissue"),
-                           ("id reused", "reissue"), ("later", "reissue")):
+                           ("id reused", "keep"), ("resend", "keep"), ("later", "keep")):
         assert messages.ack_action({"status": status}) == action
     grouped = {"v": 1, "ids": [ack["id"]], "status": "id_reused", "reason": None}
     assert messages.validate_received_ack(grouped) == grouped

@@ -47,15 +47,17 @@ def node(tmp_path, image, broker):
 
 
 class RefusingGateway(ReportListener):
-    """Answers the first report ``id_reused`` (a status this node's protocol revision may
-    not know), every later one ``accepted``."""
+    """Answers the first report ``first`` (``id_reused`` unless told), every later one
+    ``accepted``."""
+
+    first = "id_reused"
 
     def _on_message(self, c, u, msg):
         if msg.topic.endswith("/report") and not self.reports:
             rep = json.loads(msg.payload)
             with self.got:
                 self.reports.append(rep)
-            ack = {"v": 1, "id": rep["id"], "status": "id_reused",
+            ack = {"v": 1, "id": rep["id"], "status": self.first,
                    "reason": "another report holds this id"}
             c.publish(msg.topic.rsplit("/", 1)[0] + "/ack", messages.encode(ack), qos=1)
             return
@@ -105,3 +107,19 @@ def test_a_damaged_counter_goes_on_above_the_last_acknowledged_id(node, broker):
     first, second = gw.reports
     assert second["seq"] > first["seq"]
     assert pending(node)[0] == []
+
+
+def test_an_unknown_status_keeps_the_report_for_the_next_wake_under_its_id(node, broker):
+    gw = RefusingGateway("127.0.0.1", broker.port)
+    gw.first = "a_status_from_the_future"
+    try:
+        node.set_pin(PIN, 0)
+        out = node.run()
+        [first] = gw.reports
+        assert f"kept {first['id']} a_status_from_the_future" in out
+        assert [r["id"] for r in pending(node)[0]] == [first["id"]]
+        node.run()
+        assert [r["id"] for r in gw.reports] == [first["id"], first["id"]]
+        assert pending(node)[0] == []
+    finally:
+        gw.close()

@@ -2,9 +2,9 @@
 # What must survive a deep sleep or a power cut lives on flash: the outbox (core, with
 # its rejected file), the report sequence file (core) and state.json (last settled level
 # of the switch, delivery failures in a row, reports reissued), each written crash-safe.
-# Acks: accepted/duplicate drop the report, rejected moves it to the rejected file, any
-# other status (id_reused: the gateway holds another report under that id) keeps it and
-# sends it again under a fresh id.
+# Acks: accepted/duplicate drop the report, rejected moves it to the rejected file,
+# id_reused (the gateway holds another report under that id) sends it again under a fresh
+# id; any other status keeps it, to be sent again at the next wake.
 import json
 
 from gridcore import fsio, messages
@@ -200,6 +200,10 @@ class Node:
                 continue
             else:
                 action = messages.ack_action({"status": got[0]})
+                if action == messages.KEEP:  # stays in the outbox: sent again next wake
+                    self.log("kept", rid, got[0])
+                    self.settled.add(oseq)
+                    continue
                 if action == messages.REJECT:
                     # kept in the outbox's rejected file with the reason, never retried
                     self.outbox.reject(oseq, got[1] or "rejected")
