@@ -318,6 +318,7 @@ class Device:
                 dropped = True
                 self.store.count_problem("photos_dropped")
                 log.error("%s; the report goes without it (flag photo_dropped)", exc)
+        stored = False
         try:
             seq = self.store.next_seq()
             if self.fixed is not None:
@@ -335,10 +336,11 @@ class Device:
             payload = encode_report(rep)
             with self.store.lock:
                 self.store.append(TASK_RESULT if source == "task" else REPORT, payload)
+                stored = True
                 if shot:
-                    self.delivery.add_photo_job(rep["id"], shot[0], shot[1])
+                    self._queue_photo(rep["id"], shot)
         except BaseException:
-            if shot:
+            if shot and not stored:
                 self.store.remove_photo(shot[0])     # no report names it
             raise
         if source == "button":
@@ -352,6 +354,17 @@ class Device:
                  rep["grid"], ",".join(rep["flags"]) or "-",
                  f" photo {shot[1]} B" if shot else "")
         return rep
+
+    def _queue_photo(self, report_id, shot):
+        """Queue a stored report's photo for upload; if even that record cannot be stored,
+        the report stands and the photo is dropped (counted)."""
+        try:
+            self.delivery.add_photo_job(report_id, shot[0], shot[1])
+        except errors.DeviceError as exc:
+            self.store.count_problem("photos_dropped")
+            self.store.remove_photo(shot[0])
+            log.error("report %s is stored but its photo cannot be queued (%s); the photo "
+                      "is dropped", report_id, exc)
 
     def _photo(self, fix):
         """(sha256, bytes, path) of a new photo stored in the data dir."""
