@@ -86,11 +86,16 @@ def replace(tmp, path, dir_path):
 
 
 def write_file(path, data, dir_path):
-    """Write-new-then-rename: path holds either its old or its new content after a crash."""
+    """Write-new-then-rename: path holds either its old or its new content after a crash.
+    A write that fails (a full disk) leaves no half-written ``.new`` behind."""
     tmp = path + ".new"
-    with open(tmp, "wb") as f:
-        f.write(data)
-        durable(f)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            durable(f)
+    except OSError:
+        remove(tmp)
+        raise
     replace(tmp, path, dir_path)
 
 

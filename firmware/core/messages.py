@@ -79,10 +79,26 @@ def decode(data, validate, max_bytes):
 ACK_IDS_MAX = 16
 
 
-def validate_ack(obj):
+# A status the device does not know is still read (a newer gateway may say more): the
+# report is then kept and sent again (see ack_action), never dropped.
+ACK_STATUS_CHARS = "abcdefghijklmnopqrstuvwxyz_ "
+ACK_STATUS_MAX = 32
+
+
+def _check_ack_status(status, known, any_status):
+    if any_status:
+        check_str(MessageError, status, "status", 1, ACK_STATUS_MAX, ACK_STATUS_CHARS,
+                  "lower-case words")
+    else:
+        check_enum(MessageError, status, "status", known)
+
+
+def validate_ack(obj, any_status=False):
     """One report's ack (``id``), or a grouped one (``ids``): several reports of the device
     committed with the same status, ``accepted`` or ``duplicate`` (a rejection has its own
-    reason, so its own ack); or a photo resend (status ``resend``)."""
+    reason, so its own ack); or a photo resend (status ``resend``).  ``any_status``: also
+    take statuses this version does not know (what a receiver does:
+    :func:`validate_received_ack`)."""
     if isinstance(obj, dict) and obj.get("status") == RESEND:
         return _validate_resend(obj)
     if isinstance(obj, dict) and "ids" in obj:
@@ -93,7 +109,7 @@ def validate_ack(obj):
             raise MessageError("ids", f"must be a list of 1 to {ACK_IDS_MAX} report ids")
         for i, rid in enumerate(ids):
             check_report_id(MessageError, rid, f"ids[{i}]")
-        check_enum(MessageError, obj["status"], "status", ACK_STATUSES[:2])
+        _check_ack_status(obj["status"], ACK_STATUSES[:2], any_status)
         if obj["reason"] is not None:
             raise MessageError("reason", "a grouped ack has no reason (null)")
         return obj
@@ -101,7 +117,7 @@ def validate_ack(obj):
     _version(obj)
     if obj["id"] is not None:
         check_report_id(MessageError, obj["id"])
-    check_enum(MessageError, obj["status"], "status", ACK_STATUSES)
+    _check_ack_status(obj["status"], ACK_STATUSES, any_status)
     if obj["reason"] is None:
         if obj["status"] in ("rejected", "id_reused"):
             raise MessageError("reason", "a rejection must say why")
@@ -134,6 +150,11 @@ def make_resend(report_id, sha256, chunks, reason):
                              "reason": reason, "sha256": sha256, "chunks": chunks})
 
 
+def validate_received_ack(obj):
+    """An ack as a device reads it: any status word is taken (see :func:`ack_action`)."""
+    return validate_ack(obj, any_status=True)
+
+
 def make_ack(report_id, status, reason=None):
     """The ack of one report; ``report_id`` may be a list of ids (a grouped ack)."""
     if isinstance(report_id, list):
@@ -150,6 +171,28 @@ def ack_ids(ack):
 def ack_drops_report(ack):
     """True when the device may drop the report from its outbox (accepted or duplicate)."""
     return ack["status"] in ("accepted", "duplicate")
+
+
+ID_REUSED = "id_reused"
+DROP, REJECT, REISSUE, KEEP = "drop", "reject", "reissue", "keep"
+
+
+def ack_action(ack):
+    """What the device does with the report(s) an ack answers.
+
+    ``drop``: accepted, or a duplicate (the gateway holds the same content under this id);
+    ``reject``: kept in the device's rejected file with the reason, never sent again (its
+    content broke the protocol); ``reissue``: ``id_reused`` — the gateway holds another
+    report under this id — so it is kept and sent again under a fresh id; ``keep``: any
+    status this device does not know — the report stays in the outbox and is sent again
+    under the same id (never dropped, never doubled).
+    """
+    status = ack["status"]
+    if status in ("accepted", "duplicate"):
+        return DROP
+    if status == "rejected":
+        return REJECT
+    return REISSUE if status == ID_REUSED else KEEP
 
 
 # -- task (gateway → device) --------------------------------------------------------------
@@ -219,11 +262,17 @@ def make_track(device, points):
 
 _STATUS_FULL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
                 "codebook", "profile")
+# Optional counters of what went wrong on the device, each over its whole life: records lost
+# to damage in the outbox, reports sent again under a fresh id (the gateway refused their
+# id), reports kept without their photo, reports that could not be made durable.
+PROBLEMS = ("lost", "reissued", "photos_dropped", "failed")
+_STATUS_OPTIONAL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
+                    "codebook", "profile", "problems")
 
 
 def validate_status(obj):
     """An online/buffering status carries every field; an offline one may be the bare will."""
-    check_obj(MessageError, obj, "", ("v", "device", "state"), _STATUS_FULL)
+    check_obj(MessageError, obj, "", ("v", "device", "state"), _STATUS_OPTIONAL)
     _version(obj)
     check_device(MessageError, obj["device"])
     check_enum(MessageError, obj["state"], "state", STATES)
@@ -239,6 +288,10 @@ def validate_status(obj):
         check_obj(MessageError, obj["outbox"], "outbox", ("reports", "track"))
         check_int(MessageError, obj["outbox"]["reports"], "outbox.reports", 0, 10 ** 9)
         check_int(MessageError, obj["outbox"]["track"], "outbox.track", 0, 10 ** 9)
+    if "problems" in obj:
+        check_obj(MessageError, obj["problems"], "problems", (), PROBLEMS)
+        for k, n in obj["problems"].items():
+            check_int(MessageError, n, "problems." + k, 0, 10 ** 9)
     if obj.get("disk_free") is not None:
         check_int(MessageError, obj["disk_free"], "disk_free", 0, 2 ** 53)
     if obj.get("cpu_temp") is not None:
@@ -257,12 +310,16 @@ def will_status(device):
 
 
 def make_status(device, state, firmware, codebook, profile, time=None, fix=None, reports=0,
-                track=0, disk_free=None, cpu_temp=None, uptime=0):
-    return validate_status({
+                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None):
+    """``problems``: a dict of :data:`PROBLEMS` counters (left out when None)."""
+    obj = {
         "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
         "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
         "cpu_temp": cpu_temp, "uptime": uptime, "firmware": firmware, "codebook": codebook,
-        "profile": profile})
+        "profile": profile}
+    if problems is not None:
+        obj["problems"] = problems
+    return validate_status(obj)
 
 
 # -- photo chunks (device → gateway) ------------------------------------------------------

@@ -2,8 +2,8 @@
 
 Files in ``dir_path`` (format in :mod:`records`, design in ``docs/protocol.md``):
 
-- ``outbox.log``  — a META record (next sequence number), then one record per append.
-  Append-only; fsync'd before ``append`` returns.
+- ``outbox.log``  — a META record (next sequence number, records lost to damage so
+  far), then one record per append.  Append-only; fsync'd before ``append`` returns.
 - ``outbox.acks`` — one empty ACK record per acknowledged sequence (acks may come out of
   order).  The *acknowledged-up-to cursor* is derived: every sequence below the first
   unacknowledged record.  Only acks of records still in the log are kept.
@@ -11,7 +11,10 @@ Files in ``dir_path`` (format in :mod:`records`, design in ``docs/protocol.md``)
   never silently dropped).
 
 On open a damaged record is reported in ``problems`` (file, offset, bytes, reason) and
-skipped; a torn tail is cut by rewriting the file.  Compaction writes ``outbox.log.new``,
+skipped; a torn tail is cut by rewriting the file.  Every record lost to damage (in the
+middle of the log, or written whole at its end, or found unreadable while compacting) is
+counted in ``lost``, which the META record keeps across restarts; an append cut short by a
+crash (it never returned) is not a loss.  Compaction writes ``outbox.log.new``,
 fsyncs it and renames it over the log (then drops the stale ack file), so a power cut at
 any step leaves either the old or the new log, both complete.  The log is bounded by
 ``max_bytes``: to make room, acknowledged records go first, then unacknowledged TRACK
@@ -36,7 +39,8 @@ KIND_NAMES = {REPORT: "report", TASK_RESULT: "task_result", TRACK: "track",
 _META = 0
 _ACK = 0x41
 _META_TAG = b"GLOB\x01"
-_META_SIZE = records.OVERHEAD + len(_META_TAG) + 4
+_META_SIZE = records.OVERHEAD + len(_META_TAG) + 8     # next seq, records lost (>I each)
+_META_OLD = len(_META_TAG) + 4                          # before the lost count: next seq only
 # What an append of a kind may evict to make room, in eviction order.
 _EVICTS = {REPORT: (TRACK, PHOTO_PROGRESS), TASK_RESULT: (TRACK, PHOTO_PROGRESS),
            PHOTO_PROGRESS: (TRACK, PHOTO_PROGRESS), TRACK: (TRACK,)}
@@ -65,6 +69,7 @@ class Outbox:
         self.sync = sync
         self.on_problem = on_problem
         self.problems = []
+        self.lost = 0
         self.evicted = {TRACK: 0, PHOTO_PROGRESS: 0}
         self._log_path = fsio.join(dir_path, LOG)
         self._ack_path = fsio.join(dir_path, ACKS)
@@ -95,9 +100,9 @@ class Outbox:
         self._unacked = {k: 0 for k in KIND_NAMES}
         damaged = False
         size = fsio.size(self._log_path)
-        if size >= 0:
+        if size > 0:
             damaged = self._scan_log(size)
-        else:
+        else:                                # missing, or created and never written
             self._write_log(())
         self._scan_acks()
         for seq in self._seqs:
@@ -109,16 +114,22 @@ class Outbox:
 
     def _scan_log(self, size):
         damaged = False
-        meta_next = 0
+        meta_next = meta_lost = found = 0
         with open(self._log_path, "rb") as f:
             for off, kind, seq, payload, nxt in records.scan(f, 0, size):
                 if kind is None:
+                    n = records.records_in(f, off, off + seq, nxt, payload, (_META,))
+                    found += n
                     what = "torn tail cut" if nxt else "damaged record skipped"
-                    self._problem(LOG, off, seq, f"{payload}; {what}")
+                    self._problem(LOG, off, seq, f"{payload}; {what}; {n} record(s) lost")
                     damaged = True
                 elif kind == _META:
-                    if payload[:5] == _META_TAG and len(payload) == 9:
+                    if payload[:5] != _META_TAG:
+                        pass
+                    elif len(payload) == _META_OLD:
                         meta_next = struct.unpack(">I", payload[5:])[0]
+                    elif len(payload) == _META_OLD + 4:
+                        meta_next, meta_lost = struct.unpack(">II", payload[5:])
                 elif kind in KIND_NAMES:
                     if seq in self._where:
                         self._problem(LOG, off, nxt - off, f"duplicate seq {seq} skipped")
@@ -128,9 +139,12 @@ class Outbox:
                     self._where[seq] = (kind, off, len(payload))
                     self._next = max(self._next, seq + 1)
                 else:
-                    self._problem(LOG, off, nxt - off, f"unknown record kind {kind} skipped")
+                    found += 1
+                    self._problem(LOG, off, nxt - off,
+                                  f"unknown record kind {kind} skipped; 1 record(s) lost")
                     damaged = True
         self._next = max(self._next, meta_next)
+        self.lost = meta_lost + found
         self._size = size
         return damaged
 
@@ -172,7 +186,8 @@ class Outbox:
             f.flush()
 
     def _meta(self):
-        return records.encode(_META, 0, _META_TAG + struct.pack(">I", self._next))
+        return records.encode(_META, 0, _META_TAG + struct.pack(">II", self._next,
+                                                                  min(self.lost, 0xFFFFFFFF)))
 
     def _write_log(self, keep):
         """Write META + the records ``keep`` (seq list) to LOG.new, then rename it over LOG."""
@@ -185,12 +200,15 @@ class Outbox:
                 kind, src, length = self._where[seq]
                 rec = records.read_record(self._r, src, src + records.OVERHEAD + length)
                 if isinstance(rec, str):
+                    self.lost += 1
                     self._problem(LOG, src, records.OVERHEAD + length,
-                                  f"{rec} (found while compacting); record dropped")
+                                  f"{rec} (found while compacting); record lost")
                     continue
                 out.write(records.encode(kind, seq, rec[2]))
                 where[seq] = (kind, off, length)
                 off += records.OVERHEAD + length
+            out.seek(0)
+            out.write(self._meta())          # the lost count may have grown meanwhile
             self._durable(out)
         fsio.replace(tmp, self._log_path, self.dir if self.sync else None)
         self._size = off
@@ -338,7 +356,10 @@ class Outbox:
 
     def ack_many(self, seqs):
         """Acknowledge several sequences with one fsync; returns how many were pending."""
-        fresh = [s for s in seqs if s in self._where and s not in self._acked]
+        fresh = []
+        for s in seqs:                       # a sequence listed twice is acked once
+            if s in self._where and s not in self._acked and s not in fresh:
+                fresh.append(s)
         if not fresh:
             return 0
         if self._aw is None:

@@ -99,6 +99,53 @@ def resync(f, pos, end):
     return -1
 
 
+def _header_at(f, off):
+    """(kind, payload length) when a header with a valid CRC starts at off, else None."""
+    head = _read_at(f, off, HEAD_SIZE)
+    if len(head) < HEAD_SIZE or head[:2] != MAGIC:
+        return None
+    if binascii.crc32(head[:11]) != struct.unpack(">I", head[11:15])[0]:
+        return None
+    return head[2], struct.unpack(">I", head[3:7])[0]
+
+
+TORN = ("incomplete record header", "record cut short (torn write)")
+
+
+def _all_zero(f, start, end):
+    pos = start
+    while pos < end:
+        block = _read_at(f, pos, min(_CHUNK, end - pos))
+        if not block:
+            break
+        if block.count(0) != len(block):
+            return False
+        pos += len(block)
+    return True
+
+
+def records_in(f, start, end, tail=False, reason=None, ignore=()):
+    """How many records a damaged span ``start..end`` (from :func:`scan`) held: one per
+    header with a valid CRC in it whose kind is not in ``ignore``, and one for a span
+    without any valid header.  A torn ``tail`` — cut short (``reason`` in :data:`TORN`) or
+    zero-filled: an append that never returned — counts only the records in it that
+    were written whole."""
+    torn = tail and (reason in TORN or _all_zero(f, start, end))
+    n = found = 0
+    pos = start
+    while pos < end:
+        p = _find_magic(f, pos, end)
+        if p < 0:
+            break
+        head = _header_at(f, p)
+        if head is not None and (not torn or p + OVERHEAD + head[1] <= end):
+            found += 1
+            if head[0] not in ignore:
+                n += 1
+        pos = p + 1
+    return 1 if not torn and not found else n
+
+
 def scan(f, start, end):
     """Yield ``(offset, kind, seq, payload, next)`` for valid records and
     ``(offset, None, nbytes, reason, tail)`` for damaged spans (``tail`` True when the

@@ -38,7 +38,7 @@ KINDS = ("event", "component")
 SOURCES = ("button", "sensor", "operator", "task")
 RESULTS = ("confirmed", "not_found", "resolved", "unresolved")
 TIME_SOURCES = ("gnss", "system")
-FLAGS = ("clock_fallback", "fixed_position", "no_fix", "stale_fix")
+FLAGS = ("clock_fallback", "fixed_position", "no_fix", "photo_dropped", "stale_fix")
 
 # Code lengths of the standards whose layout is known (docs/domain-standards.md §2).
 CODE_DIGITS = {"CJ/T 214-2007": 4, "GB/T 30428.2-2013": 4, "GB/T 47678.5-2026": 5}
@@ -309,10 +309,20 @@ def _photos(photos):
     return out
 
 
+def renumber(obj, seq):
+    """The same report under sequence ``seq`` (and so a new id): what a device sends again
+    when the gateway refused the old id as used by another report.  Raises ReportError."""
+    new = dict(obj)
+    new["seq"] = seq
+    new["id"] = report_id(obj["device"], seq)
+    validate_report(new)
+    return new
+
+
 def make_report(device, seq, fix, clock, kind, standard, code, grid=None, object_id=None,
                 source="button", photos=(), text="", task=None, result=None,
                 max_fix_age=DEFAULT_MAX_FIX_AGE, fixed_position=None, check_code=None,
-                fix_age=None):
+                fix_age=None, photo_dropped=False):
     """Build a validated report dict; never drops a report for want of a fix or a clock.
 
     fix: the latest GNSS fix (dict or object with lat, lon, alt, mode, status, sats, hdop,
@@ -328,8 +338,10 @@ def make_report(device, seq, fix, clock, kind, standard, code, grid=None, object
       result or a raised CoreError rejects the code.
     A fix older than ``max_fix_age`` seconds is kept and flagged "stale_fix"; no fix gives
     ``"fix": null`` and "no_fix".  Text is never truncated: too long → ReportError.
+    photo_dropped: the device took (or tried) a photo it could not keep; the report goes
+      without it, flagged "photo_dropped".
     """
-    flags = []
+    flags = ["photo_dropped"] if photo_dropped else []
     gfix, t, age = _gnss_fix(fix, fix_age)
     if gfix is None:
         flags.append("no_fix")

@@ -4,7 +4,10 @@ One network thread owns the paho client: it connects (TLS with a client certific
 when asked), re-connects with exponential backoff and full jitter, and publishes:
 
 - reports and task results in outbox order; a report leaves the outbox only on the
-  gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``;
+  gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``, one
+  answered ``id_reused`` (the gateway holds another report under its id) is sent again
+  under a fresh id (counted in the status ``problems.reissued``), and one whose ack says
+  anything else stays and is sent again under its id (counted in ``unknown_acks``);
   paho re-sends what lacked a PUBACK when the link returns, and a report still without
   the gateway's ack goes again after ``resend_s`` (a new process sends all pending);
 - a button report waits out its cancel grace period before it is first sent (so a long
@@ -13,7 +16,7 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   gateway's persistent session);
 - photos in chunks of ≤ 16 KiB on ``…/photo/{report_id}/{n}``; each chunk is marked done
   on PUBACK in a PHOTO_PROGRESS outbox record, so after a broken link only the missing
-  chunks go again;
+  chunks go again; a delivered photo is deleted from ``photos/``;
 - the retained status, on connect, on change and when asked; the last will is the
   retained ``offline`` status.  The session is persistent (clean_session False).
 """
@@ -93,7 +96,8 @@ class Delivery:
         self._jobs = None          # report id → photo job dict (with "oseq")
         self._chunks_out = set()   # (report_id, n) published, waiting for PUBACK
         self.counters = {"published": 0, "acked": 0, "duplicate": 0, "rejected": 0,
-                         "bad_messages": 0, "chunks": 0, "connects": 0, "photo_resends": 0}
+                         "reissued": 0, "unknown_acks": 0, "bad_messages": 0, "chunks": 0,
+                         "connects": 0, "photo_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
@@ -245,7 +249,8 @@ class Delivery:
     def _on_message(self, client, userdata, msg):
         try:
             if msg.topic == self.topic["ack"]:
-                self._on_ack(messages.decode(msg.payload, messages.validate_ack, 2048))
+                self._on_ack(messages.decode(msg.payload, messages.validate_received_ack,
+                                             2048))
             elif msg.topic == self.topic["task"]:
                 task = messages.decode(msg.payload, messages.validate_task, 4096)
                 if self.on_task is not None:
@@ -259,7 +264,7 @@ class Delivery:
             self._resend_photo(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
             self._wake.set()
             return
-        drop = messages.ack_drops_report(ack)
+        action = messages.ack_action(ack)
         dropped = []  # (id, outbox seq): settled together, one fsync for a grouped ack
         indexed = False  # the outbox is read again at most once an ack, not once an id
         for rid in messages.ack_ids(ack):
@@ -273,8 +278,15 @@ class Delivery:
                 oseq = self._ids.get(rid)
             if oseq is None:
                 log.debug("MQTT: ack for %s, already settled", rid)
-            elif drop:
+            elif action == messages.DROP:
                 dropped.append((rid, oseq))
+            elif action == messages.REISSUE:
+                self._reissue(rid, oseq, ack)
+            elif action == messages.KEEP:
+                self.counters["unknown_acks"] += 1
+                log.error("report %s: the gateway answered %r (%s), which this device does "
+                          "not know; the report is kept and sent again", rid, ack["status"],
+                          ack["reason"])
             else:
                 self.store.reject(oseq, ack["reason"] or "rejected")
                 self.counters["rejected"] += 1
@@ -283,11 +295,34 @@ class Delivery:
                 self._forget(rid, oseq)
         if dropped:
             self.store.ack_many([oseq for _, oseq in dropped])
+            self.store.acknowledged(max(_seq_of(rid) for rid, _ in dropped))
             for rid, oseq in dropped:
                 self.counters["acked" if ack["status"] == "accepted" else "duplicate"] += 1
                 log.info("report %s %s by the gateway", rid, ack["status"])
                 self._forget(rid, oseq)
         self._wake.set()
+
+    def _reissue(self, rid, oseq, ack):
+        """The gateway did not store the report under this id: keep it, send it again
+        under a fresh one (its photo follows under the new id)."""
+        why = ack["status"] + (f": {ack['reason']}" if ack["reason"] else "")
+        try:
+            _old, new = self.store.reissue(oseq, why)
+        except DeviceError as exc:
+            log.error("%s", exc)
+            return
+        self.counters["reissued"] += 1
+        self._forget(rid, oseq)
+        log.error("report %s NOT stored by the gateway (%s); sent again as %s", rid, why,
+                  new["id"])
+        if self._jobs is None:
+            self._load_jobs()
+        job = self._jobs.pop(rid, None)
+        if job is not None:
+            self._chunks_out = {c for c in self._chunks_out if c[0] != rid}
+            self.add_photo_job(new["id"], job["sha256"], job["size"])
+            self.store.ack(job["oseq"])
+        self._status_wanted = True
 
     def _forget(self, rid, oseq):
         self._ids.pop(rid, None)
@@ -444,6 +479,7 @@ class Delivery:
 
     def _chunk_done(self, rid, n):
         self._chunks_out.discard((rid, n))
+        self._wake.set()             # a chunk slot is free: refill it now, not next second
         job = (self._jobs or {}).get(rid)
         if job is None or n in job["done"]:
             return
@@ -452,7 +488,10 @@ class Delivery:
         if len(job["done"]) >= messages.photo_chunk_count(job["size"], CHUNK):
             self.store.ack(old)
             del self._jobs[rid]
-            log.info("photo of %s delivered (%d bytes)", rid, job["size"])
+            if all(j["sha256"] != job["sha256"] for j in self._jobs.values()):
+                self.store.remove_photo(job["sha256"])
+            log.info("photo of %s delivered (%d bytes) and deleted from the device", rid,
+                     job["size"])
             return
         record = {k: job[k] for k in ("report", "sha256", "size", "done")}
         job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())
@@ -472,3 +511,7 @@ def _file_hashes_to(path, sha):
 
 def _report_id(payload):
     return json.loads(payload)["id"]
+
+
+def _seq_of(report_id):
+    return int(report_id.rpartition(":")[2])

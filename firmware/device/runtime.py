@@ -117,7 +117,9 @@ class Device:
         self.kiosk = self.control = self.gridmap = None
         self.thinner = self.batch = None
         self.track_lock = threading.Lock()
-        self.counters = {"reports": 0, "cancelled": 0, "track_batches": 0, "errors": 0}
+        self.counters = {"reports": 0, "cancelled": 0, "track_batches": 0, "errors": 0,
+                         "failed": 0}
+        self.last_error = None          # why the last report could not be made
         self.first_gnss_read = None
         self._last_sig = None
 
@@ -127,8 +129,7 @@ class Device:
         from .control import ControlServer
         from .delivery import Delivery
 
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(self.data_dir)
+        self.store = Store(self.data_dir)      # creates the data dir (or says why it cannot)
         self.codebook = codebook.version(self.standard)
         self._open_map()
         self.board = TaskBoard(self.store, console=self.console)
@@ -270,8 +271,26 @@ class Device:
         if self.stopping.is_set():
             raise errors.DeviceError("device is stopping; no new reports")
         with self.report_lock:
-            fix, age = self.fix_now()
-            shot = self._photo(fix) if photo and self.camera is not None else None
+            try:
+                return self._report(source, kind, code, text, object_id, task, result, photo)
+            except (errors.DeviceError, ReportError) as exc:
+                self.counters["failed"] += 1
+                self.last_error = f"report NOT made: {exc}"
+                self.store.count_problem("failed")
+                raise errors.DeviceError(self.last_error) from None
+
+    def _report(self, source, kind, code, text, object_id, task, result, photo):
+        fix, age = self.fix_now()
+        shot, dropped = None, False
+        if photo and self.camera is not None:
+            try:
+                shot = self._photo(fix)
+            except (OSError, errors.DeviceError) as exc:
+                dropped = True
+                self.store.count_problem("photos_dropped")
+                log.error("%s; the report goes without it (flag photo_dropped)", exc)
+        stored = False
+        try:
             seq = self.store.next_seq()
             if self.fixed is not None:
                 grid = self.profile["grid"]
@@ -283,23 +302,40 @@ class Device:
                 self.device, seq, fix, time.time, kind, self.standard, code, grid=grid,
                 object_id=object_id, source=source, photos=[shot[:2]] if shot else (),
                 text=text, task=task, result=result, max_fix_age=self.stale_after,
-                fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age)
+                fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age,
+                photo_dropped=dropped)
             payload = encode_report(rep)
             with self.store.lock:
                 self.store.append(TASK_RESULT if source == "task" else REPORT, payload)
+                stored = True
                 if shot:
-                    self.delivery.add_photo_job(rep["id"], shot[0], shot[1])
-            if source == "button":
-                now = time.time()
-                self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
-                self.grace[rep["id"]] = now + self.cancel_grace
-                self.last_button = rep["id"]
-            self.counters["reports"] += 1
+                    self._queue_photo(rep["id"], shot)
+        except BaseException:
+            if shot and not stored:
+                self.store.remove_photo(shot[0])     # no report names it
+            raise
+        if source == "button":
+            now = time.time()
+            self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
+            self.grace[rep["id"]] = now + self.cancel_grace
+            self.last_button = rep["id"]
+        self.counters["reports"] += 1
         self.delivery.kick()
         log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
                  rep["grid"], ",".join(rep["flags"]) or "-",
                  f" photo {shot[1]} B" if shot else "")
         return rep
+
+    def _queue_photo(self, report_id, shot):
+        """Queue a stored report's photo for upload; if even that record cannot be stored,
+        the report stands and the photo is dropped (counted)."""
+        try:
+            self.delivery.add_photo_job(report_id, shot[0], shot[1])
+        except errors.DeviceError as exc:
+            self.store.count_problem("photos_dropped")
+            self.store.remove_photo(shot[0])
+            log.error("report %s is stored but its photo cannot be queued (%s); the photo "
+                      "is dropped", report_id, exc)
 
     def _photo(self, fix):
         """(sha256, bytes, path) of a new photo stored in the data dir."""
@@ -429,7 +465,7 @@ class Device:
                 "reports": depth["reports"], "track": depth["track"], "disk_free": free,
                 "cpu_temp": cpu_temp(), "uptime": round(time.monotonic() - self.started, 1),
                 "firmware": firmware_version(), "codebook": self.codebook,
-                "profile": self.profile["profile"]}
+                "profile": self.profile["profile"], "problems": self.store.problems()}
 
     def local_status(self):
         """Everything `gridlink device status` shows (MQTT status plus diagnostics)."""
@@ -441,6 +477,7 @@ class Device:
                "outbox": {"reports": fields.pop("reports"), "track": fields.pop("track")},
                "gnss": self.gnss.health() if self.gnss else None,
                "delivery": dict(d.counters) if d else None, "counters": dict(self.counters),
+               "last_error": self.last_error,
                "tasks": self.board.open(), "inputs": self.triggers.names if self.triggers else [],
                "kiosk": f"http://127.0.0.1:{self.kiosk.port}/" if self.kiosk else None,
                "sim": self.hardware.sim, **self.hardware.status(), "alive": self.parts_alive()}
@@ -494,8 +531,11 @@ class Device:
         if cmd == "status":
             return {"status": self.local_status()}
         if cmd == "press":
-            before = self.counters["reports"], self.counters["cancelled"]
+            before = (self.counters["reports"], self.counters["cancelled"],
+                      self.counters["failed"])
             self.triggers.simulate(req["input"], hold=bool(req.get("hold")))
+            if self.counters["failed"] > before[2]:
+                raise errors.DeviceError(self.last_error)
             return {"reports": self.counters["reports"] - before[0],
                     "cancelled": self.counters["cancelled"] - before[1],
                     "last": self.last_button}

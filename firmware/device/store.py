@@ -3,8 +3,12 @@
     data-dir/
       outbox/            core Outbox: reports, task results, track batches, photo progress
       seq                core SequenceFile: the report sequence, survives reboot
-      photos/<sha>.jpg   photos, fsync'd before the report naming them is stored
+      photos/<sha>.jpg   photos, fsync'd before the report naming them is stored, deleted
+                         once delivered
+      seq.acked          the highest report seq the gateway acknowledged
       cancelled.jsonl    reports cancelled by a long press (kept, never sent)
+      reissued.jsonl     reports sent again under a fresh id (old id, new id, why)
+      problems.json      life-long counters of what went wrong (status ``problems``)
       tasks.json         open 核实/核查 tasks
       status.json        the device's local status (what `gridlink device status` shows)
       control.sock       the control socket (simulation buttons, status, task answers)
@@ -13,18 +17,23 @@
 import json
 import logging
 import os
+import shutil
 import threading
+import time
 from pathlib import Path
 
 from ..core import fsio
 from ..core import outbox as ob
-from ..core.report import decode_report
-from ..core.seqfile import SequenceError, SequenceFile
+from ..core.messages import PROBLEMS
+from ..core.report import ReportError, decode_report, encode_report, renumber
+from ..core.seqfile import SequenceError, SequenceFile, time_floor
 from ..errors import DeviceError
 
 log = logging.getLogger("gridlink.device.store")
 
 REPORT, TASK_RESULT, TRACK, PHOTO = ob.REPORT, ob.TASK_RESULT, ob.TRACK, ob.PHOTO_PROGRESS
+PHOTO_RESERVE = 256 * 1024   # bytes a photo may not eat into: room for ~250 reports
+KEEP_NEW = ("seq.new", "seq.acked.new")   # read by SequenceFile, not leftovers
 
 
 def write_durable(path, data):
@@ -43,20 +52,86 @@ def _seq_of(payload):
 class Store:
     """Outbox, sequence, photos and side files of one device, safe across threads."""
 
-    def __init__(self, data_dir, max_outbox_bytes=8 * 1024 * 1024):
+    def __init__(self, data_dir, max_outbox_bytes=8 * 1024 * 1024,
+                 photo_reserve=PHOTO_RESERVE):
         self.dir = Path(data_dir)
-        (self.dir / "outbox").mkdir(parents=True, exist_ok=True)
-        (self.dir / "photos").mkdir(exist_ok=True)
+        self.photo_reserve = photo_reserve
         self.lock = threading.RLock()
         self.closed = False
+        try:
+            self._open(max_outbox_bytes)
+        except OSError as exc:
+            raise DeviceError(
+                f"data directory {self.dir} cannot be written ({exc.strerror or exc}"
+                f"{': ' + str(exc.filename) if exc.filename else ''}): the device keeps its "
+                "outbox, report counter and photos there — mount it read-write and give "
+                "the device's user write access to it (chown), or pass another --data-dir"
+            ) from None
+
+    def _open(self, max_outbox_bytes):
+        (self.dir / "outbox").mkdir(parents=True, exist_ok=True)
+        (self.dir / "photos").mkdir(exist_ok=True)
+        self._clean_partial()
         self.outbox = ob.Outbox(str(self.dir / "outbox"), max_bytes=max_outbox_bytes,
                                 on_problem=self._problem)
+        saved = self.load_json("problems.json", {})
+        saved = saved if isinstance(saved, dict) else {}
+        self._problems = {k: saved[k] if isinstance(saved.get(k), int) else 0
+                          for k in PROBLEMS if k != "lost"}
+        self._clean_photos()
+        floor = self._highest_seq()
         try:
-            self.seq = SequenceFile(str(self.dir / "seq"))
+            self.seq = SequenceFile(str(self.dir / "seq"), floor=floor, now=time.time())
         except SequenceError as exc:
-            floor = self._highest_seq()
-            log.error("%s; continuing after the highest seq found (%d)", exc, floor)
-            self.seq = SequenceFile(str(self.dir / "seq"), floor=max(floor, 1))
+            raise DeviceError(f"{exc}; set the clock (NTP or GNSS) and start again") from None
+        if self.seq.restarted and fsio.exists(str(self.dir / "seq")):
+            log.error("report counter %s was damaged; it restarts at %d, above every id this "
+                      "device used (highest still here %d, last acknowledged %d, the clock)",
+                      self.dir / "seq", self.seq.peek(), floor, self.seq.last_acknowledged)
+
+    # -- problems (counted for the status, kept across restarts) -------------------------
+
+    def problems(self):
+        """The status ``problems`` counters: damaged outbox records lost, reports reissued,
+        photos dropped, reports that failed to be made."""
+        with self.lock:
+            counts = dict(self._problems)
+            counts["lost"] = self.outbox.lost
+            return counts
+
+    def count_problem(self, name):
+        """Add one to a ``problems`` counter (written durably: these are rare)."""
+        with self.lock:
+            self._problems[name] = self._problems.get(name, 0) + 1
+            try:
+                self.save_json("problems.json", self._problems)
+            except OSError as exc:
+                log.error("problems.json not written (%s); the count is kept in memory", exc)
+
+    def _clean_partial(self):
+        """Remove ``*.new`` files a crash or a full disk left half-written (not the counter's:
+        :class:`SequenceFile` reads those)."""
+        for path in [*self.dir.glob("*.new"), *(self.dir / "photos").glob("*.new")]:
+            if path.name in KEEP_NEW:
+                continue
+            size = path.stat().st_size
+            path.unlink()
+            log.warning("removed %s (%d bytes), left half-written by a crash or a full disk",
+                        path, size)
+
+    def _clean_photos(self):
+        """Remove photos no pending upload names (delivered, or left by a report that
+        could not be stored)."""
+        wanted = set()
+        for _s, _kind, payload in self.outbox.pending(PHOTO):
+            try:
+                wanted.add(json.loads(payload)["sha256"])
+            except (ValueError, KeyError, TypeError):
+                continue
+        for path in (self.dir / "photos").glob("*.jpg"):
+            if path.stem not in wanted:
+                path.unlink()
+                log.info("removed photo %s: no upload waits for it", path.name)
 
     def _problem(self, item):
         name, off, nbytes, reason = item
@@ -75,7 +150,39 @@ class Store:
 
     def next_seq(self):
         with self.lock:
-            return self.seq.next()
+            try:
+                return self.seq.next()
+            except OSError as exc:
+                raise DeviceError(f"report counter {self.seq.path} not written "
+                                  f"({exc.strerror or exc}): no report made") from None
+
+    def acknowledged(self, seq):
+        """The gateway acknowledged report ``seq``: a lost counter restarts above it."""
+        with self.lock:
+            self.seq.acknowledged(seq)
+
+    def reissue(self, oseq, why):
+        """Send a pending report again under a fresh id (the gateway refused its id).
+
+        The renumbered copy is stored durably before the old record is settled, so a power
+        cut in between can only send the report twice, never lose it.  Returns (old report,
+        new report); DeviceError when the record cannot be renumbered (it stays pending).
+        """
+        with self.lock:
+            kind, payload = self.outbox.get(oseq)
+            old = decode_report(payload)
+            self.seq.skip_past(max(old["seq"], time_floor(time.time())))
+            try:
+                new = renumber(old, self.seq.next())
+                self.outbox.append(kind, encode_report(new))
+            except (ob.OutboxError, ReportError, SequenceError) as exc:
+                raise DeviceError(f"report {old['id']} could not be sent again under a "
+                                  f"fresh id ({exc}); it stays in the outbox") from None
+            self.append_line("reissued.jsonl", {"time": time.time(), "old": old["id"],
+                                                 "new": new["id"], "why": why})
+            self.outbox.ack(oseq)
+            self.count_problem("reissued")
+            return old, new
 
     def append(self, kind, payload):
         """Durably store one record; returns its outbox sequence."""
@@ -84,6 +191,8 @@ class Store:
                 return self.outbox.append(kind, payload)
             except ob.OutboxFull as exc:
                 raise DeviceError(f"outbox full, report not stored: {exc}") from None
+            except ob.OutboxError as exc:
+                raise DeviceError(f"{exc}: NOT stored") from None
 
     def pending(self, kinds):
         """[(outbox seq, kind, payload)] not yet acknowledged, in append order."""
@@ -118,10 +227,29 @@ class Store:
         return self.dir / "photos" / f"{sha}.jpg"
 
     def save_photo(self, sha, data):
+        """Store a photo durably; DeviceError when the disk cannot take it without eating
+        the ``photo_reserve`` bytes kept for reports (the report then goes without it)."""
         path = self.photo_path(sha)
-        if not path.exists():
+        if path.exists():
+            return path
+        try:
+            free = shutil.disk_usage(path.parent).free
+        except OSError:
+            free = None
+        if free is not None and free - len(data) < self.photo_reserve:
+            raise DeviceError(f"photo of {len(data)} bytes not saved: {free} bytes free in "
+                              f"{path.parent}, {self.photo_reserve} are kept for reports")
+        try:
             write_durable(path, data)
+        except OSError as exc:
+            Path(str(path) + ".new").unlink(missing_ok=True)
+            raise DeviceError(f"photo of {len(data)} bytes not saved: "
+                              f"{exc.strerror or exc}") from None
         return path
+
+    def remove_photo(self, sha):
+        """Delete a delivered photo (or one no report names)."""
+        self.photo_path(sha).unlink(missing_ok=True)
 
     # -- side files -------------------------------------------------------------------
 

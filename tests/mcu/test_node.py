@@ -75,8 +75,9 @@ def wait_status(gw, pred, timeout=5):
 def test_tilt_reaches_the_gateway_and_leaves_the_outbox_when_acked(node, gateway):
     node.set_pin(PIN, 1, 0, 1, 0, 0)  # contact bounce, then settled tilted (low)
     out = node.run()
-    assert "captured sn-0007:000000000001" in out
     [rep] = gateway.reports
+    assert f"captured {rep['id']}" in out
+    assert rep["seq"] >= 1796000000  # a new counter starts at the clock (never reused)
     assert rep["object"] == OBJECT and rep["code"] == OBJECT[6:11] == "01002"
     assert (rep["kind"], rep["source"], rep["standard"]) == (
         "component", "sensor", "GB/T 47678.5-2026")
@@ -93,7 +94,7 @@ def test_tilt_reaches_the_gateway_and_leaves_the_outbox_when_acked(node, gateway
     node.run()
     node.set_pin(PIN, 0)
     node.run()
-    assert [r["seq"] for r in gateway.reports] == [1, 2]
+    assert [r["seq"] for r in gateway.reports] == [rep["seq"], rep["seq"] + 1]
 
 
 def test_a_contact_that_never_settles_makes_no_report(node, gateway):
@@ -109,7 +110,7 @@ def test_broker_down_keeps_the_report_and_backs_off_then_delivers(node, broker, 
     out = node.run()
     assert "connect failed" in out
     pending, _ = outbox(node)
-    assert [r["id"] for r in pending] == ["sn-0007:000000000001"]
+    [rid] = [r["id"] for r in pending]
     assert node.last_sleep_ms == 2000
     node.run()
     assert node.last_sleep_ms == 4000  # exponential backoff across wakes (state on flash)
@@ -117,7 +118,7 @@ def test_broker_down_keeps_the_report_and_backs_off_then_delivers(node, broker, 
     gw = ReportListener("127.0.0.1", broker.port)
     try:
         node.run()
-        assert [r["id"] for r in gw.reports] == ["sn-0007:000000000001"]
+        assert [r["id"] for r in gw.reports] == [rid]
         assert outbox(node) == ([], [])
         assert node.last_sleep_ms == 300 * 1000
     finally:
@@ -127,11 +128,13 @@ def test_broker_down_keeps_the_report_and_backs_off_then_delivers(node, broker, 
 def test_a_rejected_report_is_kept_aside_and_never_retried(node, gateway):
     gateway.policy = "reject"
     node.set_pin(PIN, 0)
-    assert "rejected sn-0007:000000000001" in node.run()
+    out = node.run()
+    [rep] = gateway.reports
+    assert f"rejected {rep['id']}" in out
     pending, rejected = outbox(node)
     assert pending == []
     [(_, _, payload, reason)] = rejected
-    assert json.loads(payload)["id"] == "sn-0007:000000000001"
+    assert json.loads(payload)["id"] == rep["id"]
     assert reason == "code not handled here"
     node.run()
     assert len(gateway.reports) == 1
@@ -141,9 +144,9 @@ def test_an_ack_sent_while_the_node_slept_is_delivered_at_the_next_wake(node, ga
     gateway.policy = "silent"  # the gateway is slow: no ack within the node's wait
     node.set_pin(PIN, 0)
     node.run()
-    assert [r["id"] for r in outbox(node)[0]] == ["sn-0007:000000000001"]
+    [rid] = [r["id"] for r in outbox(node)[0]]
     assert node.last_sleep_ms == 10000  # delivered, unacknowledged: look again soon
-    gateway.ack("sn-0007:000000000001")  # node is asleep: the broker keeps it (session)
+    gateway.ack(rid)  # node is asleep: the broker keeps it (session)
     node.run()
     assert outbox(node) == ([], [])
 
@@ -154,7 +157,8 @@ def test_a_grouped_ack_settles_every_report_it_lists(node, gateway):
         node.set_pin(PIN, level)
         node.run()
     ids = [r["id"] for r in outbox(node)[0]]
-    assert ids == ["sn-0007:000000000001", "sn-0007:000000000002"]
+    seqs = [int(i.split(":")[1]) for i in ids]
+    assert len(ids) == 2 and seqs[1] == seqs[0] + 1
     gateway.ack(ids)  # one ack answering both, while the node sleeps
     node.run()
     assert outbox(node) == ([], [])

@@ -1,14 +1,17 @@
 # The sensor node's cycle: wake, read the tilt switch, deliver pending reports, sleep.
 # What must survive a deep sleep or a power cut lives on flash: the outbox (core, with
 # its rejected file), the report sequence file (core) and state.json (last settled level
-# of the switch, delivery failures in a row), each written crash-safe.
+# of the switch, delivery failures in a row, reports reissued), each written crash-safe.
+# Acks: accepted/duplicate drop the report, rejected moves it to the rejected file,
+# id_reused (the gateway holds another report under that id) sends it again under a fresh
+# id; any other status keeps it, to be sent again at the next wake.
 import json
 
 from gridcore import fsio, messages
 from gridcore.errors import CoreError
 from gridcore.outbox import REPORT
-from gridcore.report import make_report
-from gridcore.seqfile import SequenceError, SequenceFile
+from gridcore.report import make_report, renumber
+from gridcore.seqfile import SequenceFile, time_floor
 from gridcore.timefmt import iso_utc
 from gridcore.topics import topic
 
@@ -30,16 +33,19 @@ class State:
         self.path = path
         self.tilted = False
         self.fails = 0
+        self.reissued = 0
         data = fsio.read_file(path)
         try:
             d = json.loads(data)
             self.tilted = d["tilted"] is True
             self.fails = int(d["fails"])
-        except (TypeError, ValueError, KeyError):
+            self.reissued = int(d.get("reissued", 0))
+        except (TypeError, ValueError, KeyError, AttributeError):
             pass
 
     def save(self):
-        data = json.dumps({"tilted": self.tilted, "fails": self.fails}).encode()
+        data = json.dumps({"tilted": self.tilted, "fails": self.fails,
+                           "reissued": self.reissued}).encode()
         fsio.write_file(self.path, data, self.path.rpartition("/")[0])
 
 
@@ -62,17 +68,19 @@ class Node:
         self.acked = {}      # report id -> (status, reason), from the gateway's acks
         self.settled = set()  # outbox seqs acked or rejected during this wake
 
+    def _now(self):
+        now, valid = self.board.unix_time()
+        return now if valid else None
+
     def _sequence(self, path):
-        try:
-            return SequenceFile(path)
-        except SequenceError:
-            # damaged counter: go on above every report the outbox still holds
-            top = 0
-            for _, _, p in self.outbox.pending(REPORT):
-                top = max(top, _report_seq(p))
-            for _, _, p, _ in self.outbox.rejected():
-                top = max(top, _report_seq(p))
-            return SequenceFile(path, floor=top)
+        # a lost or damaged counter goes on above every report the outbox still holds,
+        # the last acknowledged one and the clock (when set): never an id used before
+        top = 0
+        for _, _, p in self.outbox.pending(REPORT):
+            top = max(top, _report_seq(p))
+        for _, _, p, _ in self.outbox.rejected():
+            top = max(top, _report_seq(p))
+        return SequenceFile(path, floor=top, now=self._now())
 
     def topic(self, leaf):
         return topic(self.cfg["district"], self.cfg["device"], leaf)
@@ -103,7 +111,7 @@ class Node:
     # -- delivery
     def _on_msg(self, tp, msg):
         try:
-            ack = messages.decode(msg, messages.validate_ack, 1024)
+            ack = messages.decode(msg, messages.validate_received_ack, 1024)
         except CoreError as e:
             self.log("bad ack", e)
             return
@@ -142,7 +150,8 @@ class Node:
         return messages.encode(messages.make_status(
             cfg["device"], "buffering" if pending else "online",
             time=iso_utc(now) if valid else None, reports=pending, firmware=VERSION,
-            codebook=cfg.get("codebook", ""), profile=cfg.get("profile", "sensor-node")))
+            codebook=cfg.get("codebook", ""), profile=cfg.get("profile", "sensor-node"),
+            problems={"lost": self.outbox.lost, "reissued": self.state.reissued}))
 
     def _pending(self):
         # [(outbox seq, report id, payload)] in capture order, the oldest MAX_PER_WAKE
@@ -184,24 +193,50 @@ class Node:
         # Apply the acks received so far; True when every pending report has one.
         done = True
         fresh = []
-        for oseq, rid, _ in pending:
+        top = 0
+        for oseq, rid, data in pending:
             got = self.acked.get(rid)
             if got is None:
                 done = False
             elif oseq in self.settled:
                 continue
-            elif not messages.ack_drops_report({"status": got[0]}):
-                # rejected or id_reused: kept in the outbox's rejected file with the
-                # reason, never retried
-                self.outbox.reject(oseq, got[1] or "rejected")
-                self.settled.add(oseq)
-                self.log("rejected", rid, got[1])
             else:
-                fresh.append(oseq)
+                action = messages.ack_action({"status": got[0]})
+                if action == messages.KEEP:  # stays in the outbox: sent again next wake
+                    self.log("kept", rid, got[0])
+                    self.settled.add(oseq)
+                    continue
+                if action == messages.REJECT:
+                    # kept in the outbox's rejected file with the reason, never retried
+                    self.outbox.reject(oseq, got[1] or "rejected")
+                    self.log("rejected", rid, got[1])
+                elif action == messages.REISSUE:
+                    self._reissue(oseq, rid, got[0])
+                else:
+                    fresh.append(oseq)
+                    top = max(top, _report_seq(data))
                 self.settled.add(oseq)
         if fresh:
             self.outbox.ack_many(fresh)
+            self.seq.acknowledged(top)
         return done
+
+    def _reissue(self, oseq, rid, why):
+        # Not stored under this id: the same report goes again (next wake) under a fresh
+        # one, stored before the old record is settled (a power cut can only send it twice).
+        try:
+            _, payload = self.outbox.get(oseq)
+            old = json.loads(payload)
+            self.seq.skip_past(max(old["seq"], time_floor(self._now())))
+            new = renumber(old, self.seq.next())
+            self.outbox.append(REPORT, messages.encode(new))
+        except CoreError as e:
+            self.log("reissue failed", rid, e)  # stays pending: sent again next wake
+            return
+        self.outbox.ack(oseq)
+        self.state.reissued += 1
+        self.state.save()
+        self.log("reissued", rid, "as", new["id"], why)
 
     # -- one wake
     def run_once(self):

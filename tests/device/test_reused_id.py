@@ -1,0 +1,185 @@
+"""A report whose id the gateway refuses (another report holds it) is never lost: the
+device keeps it and sends it again under a fresh id, its photo follows under that id, and
+the status counts it.  On a real Mosquitto, with a stand-in gateway that answers acks."""
+
+import hashlib
+import json
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+import pytest
+from gridlink.firmware.core import messages, topics
+from gridlink.firmware.core.report import encode_report, make_report
+from gridlink.firmware.device.delivery import Delivery
+from gridlink.firmware.device.store import REPORT, Store
+
+pytestmark = pytest.mark.broker
+
+STATUS = {"time": None, "fix": None, "reports": 0, "track": 0, "disk_free": None,
+          "cpu_temp": None, "uptime": 1.0, "firmware": "0.1.0", "codebook": "test",
+          "profile": "patrol-vehicle"}
+
+
+def wait_until(predicate, timeout, what):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Gateway:
+    """Answers each report with ``answer(report) -> status`` (and the reason); keeps every
+    report, chunk and status it saw."""
+
+    def __init__(self, broker, answer):
+        self.answer = answer
+        self.reports, self.chunks, self.status = [], {}, []
+        self.lock = threading.Lock()
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-id-gateway")
+        c.on_message = self._on_message
+        ready = threading.Event()
+        c.on_subscribe = lambda *a: ready.set()
+        c.connect("127.0.0.1", broker.port)
+        c.subscribe(topics.subscription(leaf="#"), 1)
+        c.loop_start()
+        assert ready.wait(10)
+        self.c = c
+
+    def _on_message(self, client, userdata, msg):
+        leaf = msg.topic.split("/")[4]
+        with self.lock:
+            if leaf == "photo":
+                rid, n = msg.topic.split("/")[5:7]
+                self.chunks[(rid, int(n))] = messages.split_photo_chunk(msg.payload)[1]
+            elif leaf == "status":
+                self.status.append(json.loads(msg.payload))
+            elif leaf == "report":
+                rep = json.loads(msg.payload)
+                self.reports.append(rep)
+                status, reason = self.answer(rep)
+                ack = {"v": 1, "id": rep["id"], "status": status, "reason": reason}
+                client.publish(topics.topic("410106", "pv-0001", "ack"),
+                               messages.encode(ack), qos=1)
+
+    def close(self):
+        self.c.loop_stop()
+        self.c.disconnect()
+
+
+def report(seq, photos=()):
+    return make_report("pv-0001", seq, None, time.time(), "event", "GB/T 47678.5-2026",
+                       "06010", text="井盖缺失", photos=photos)
+
+
+def refuse_first(status):
+    seen = []
+
+    def answer(rep):
+        seen.append(rep["id"])
+        if len(seen) == 1:
+            return status, "pv-0001:000000000002 is held by another report"
+        return "accepted", None
+    return answer
+
+
+def test_a_refused_id_is_sent_again_under_a_fresh_id_never_dropped(tmp_path, broker):
+    status = "id_reused"
+    gw = Gateway(broker, refuse_first(status))
+    store = Store(tmp_path / "dev")
+    d = Delivery(broker.url, "pv-0001", "410106", store,
+                 status_fn=lambda: {**STATUS, "problems": store.problems()}).start()
+    try:
+        old = report(2)
+        store.append(REPORT, encode_report(old))
+        d.kick()
+        wait_until(lambda: len(gw.reports) == 2 and store.depth()["reports"] == 0, 20,
+                   "the report sent again and acknowledged")
+        d.request_status()
+        wait_until(lambda: gw.status and gw.status[-1].get("problems", {}).get("reissued"),
+                   10, "a status counting it")
+    finally:
+        d.stop()
+        gw.close()
+    first, again = gw.reports
+    assert first["id"] == old["id"]
+    assert again["id"] != old["id"] and again["seq"] > old["seq"]
+    assert again["seq"] > time.time() - 3600      # above the clock: cannot repeat
+    assert {**again, "id": old["id"], "seq": old["seq"]} == first   # the same report
+    assert d.counters["reissued"] == 1
+    assert store.problems()["reissued"] == 1
+    [line] = [json.loads(x) for x in (tmp_path / "dev" / "reissued.jsonl").read_text()
+              .splitlines()]
+    assert (line["old"], line["new"]) == (old["id"], again["id"])
+    assert line["why"].startswith(status)
+    store.close()
+    again_store = Store(tmp_path / "dev")      # the count is kept across a restart
+    assert again_store.problems()["reissued"] == 1
+    assert again_store.next_seq() > again["seq"]
+    again_store.close()
+
+
+def test_an_unknown_status_keeps_the_report_under_its_id_until_it_is_stored(tmp_path,
+                                                                             broker):
+    gw = Gateway(broker, refuse_first("a_status_from_the_future"))
+    store = Store(tmp_path / "dev")
+    d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS,
+                 resend_s=0.5).start()
+    try:
+        rep = report(3)
+        store.append(REPORT, encode_report(rep))
+        d.kick()
+        wait_until(lambda: store.depth()["reports"] == 0, 20, "the report stored at last")
+    finally:
+        d.stop()
+        gw.close()
+    assert [r["id"] for r in gw.reports] == [rep["id"], rep["id"]]   # same id: no double
+    assert (d.counters["unknown_acks"], d.counters["reissued"], d.counters["acked"]) == \
+        (1, 0, 1)
+    assert store.problems()["reissued"] == 0 and store.rejected() == []
+
+
+def test_a_refused_reports_photo_follows_it_under_the_new_id(tmp_path, broker):
+    gw = Gateway(broker, refuse_first("id_reused"))
+    store = Store(tmp_path / "dev")
+    d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
+    data = bytes(range(256)) * 100                     # 25 600 bytes: two chunks
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        store.save_photo(sha, data)
+        rep = report(1, photos=[(sha, len(data))])
+        with store.lock:
+            store.append(REPORT, encode_report(rep))
+            d.add_photo_job(rep["id"], sha, len(data))
+        d.kick()
+        wait_until(lambda: len(gw.reports) == 2, 20, "the report sent again")
+        new_id = gw.reports[1]["id"]
+        wait_until(lambda: (new_id, 0) in gw.chunks and (new_id, 1) in gw.chunks, 20,
+                   "the photo under the new id")
+    finally:
+        d.stop()
+        gw.close()
+    assert gw.chunks[(new_id, 0)] + gw.chunks[(new_id, 1)] == data
+    assert gw.reports[1]["photos"] == rep["photos"]
+
+
+def test_an_accepted_report_raises_the_last_acknowledged_seq(tmp_path, broker):
+    gw = Gateway(broker, lambda rep: ("accepted", None))
+    store = Store(tmp_path / "dev")
+    d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
+    try:
+        for seq in (7, 9, 8):
+            store.append(REPORT, encode_report(report(seq)))
+        d.kick()
+        wait_until(lambda: store.depth()["reports"] == 0, 20, "all acknowledged")
+    finally:
+        d.stop()
+        gw.close()
+    store.close()
+    (tmp_path / "dev" / "seq").write_bytes(b"broken")   # and then the counter is damaged
+    # (a clock that was never set: the last acknowledged id is the floor left)
+    from gridlink.firmware.core.seqfile import SequenceFile
+
+    assert SequenceFile(str(tmp_path / "dev" / "seq"), floor=1).next() == 10
