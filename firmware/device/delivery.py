@@ -183,6 +183,7 @@ class Delivery:
                 self._last_pump = now
                 try:
                     self._pump()
+                    self.store.prune_delivered(now)
                 except Exception:  # a bad record must not stop delivery of the others
                     log.exception("MQTT: publishing failed")
         self._goodbye()
@@ -448,6 +449,7 @@ class Delivery:
             log.error("gateway asks for photo %s of %s again, but that report's upload is "
                       "of %s", sha, rid, job["sha256"])
             return
+        self.store.photo_wanted_again(sha)
         if job is None:
             path = self.store.photo_path(sha)
             try:
@@ -489,9 +491,9 @@ class Delivery:
             self.store.ack(old)
             del self._jobs[rid]
             if all(j["sha256"] != job["sha256"] for j in self._jobs.values()):
-                self.store.remove_photo(job["sha256"])
-            log.info("photo of %s delivered (%d bytes) and deleted from the device", rid,
-                     job["size"])
+                self.store.photo_delivered(job["sha256"])
+            log.info("photo of %s delivered (%d bytes); deleted from the device in %d s",
+                     rid, job["size"], self.store.photo_keep_s)
             return
         record = {k: job[k] for k in ("report", "sha256", "size", "done")}
         job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())

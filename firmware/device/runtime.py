@@ -129,7 +129,9 @@ class Device:
         from .control import ControlServer
         from .delivery import Delivery
 
-        self.store = Store(self.data_dir)      # creates the data dir (or says why it cannot)
+        # creates the data dir (or says why it cannot)
+        self.store = Store(self.data_dir,
+                           photo_keep_s=self.profile["camera"]["keep_delivered_s"])
         self.codebook = codebook.version(self.standard)
         self._open_map()
         self.board = TaskBoard(self.store, console=self.console)

@@ -33,6 +33,8 @@ log = logging.getLogger("gridlink.device.store")
 
 REPORT, TASK_RESULT, TRACK, PHOTO = ob.REPORT, ob.TASK_RESULT, ob.TRACK, ob.PHOTO_PROGRESS
 PHOTO_RESERVE = 256 * 1024   # bytes a photo may not eat into: room for ~250 reports
+PHOTO_KEEP_S = 600           # a delivered photo stays this long: the gateway may ask again
+                             # (the profile's camera.keep_delivered_s)
 KEEP_NEW = ("seq.new", "seq.acked.new")   # read by SequenceFile, not leftovers
 
 
@@ -53,9 +55,10 @@ class Store:
     """Outbox, sequence, photos and side files of one device, safe across threads."""
 
     def __init__(self, data_dir, max_outbox_bytes=8 * 1024 * 1024,
-                 photo_reserve=PHOTO_RESERVE):
+                 photo_reserve=PHOTO_RESERVE, photo_keep_s=PHOTO_KEEP_S):
         self.dir = Path(data_dir)
         self.photo_reserve = photo_reserve
+        self.photo_keep_s = photo_keep_s
         self.lock = threading.RLock()
         self.closed = False
         try:
@@ -72,6 +75,7 @@ class Store:
         (self.dir / "outbox").mkdir(parents=True, exist_ok=True)
         (self.dir / "photos").mkdir(exist_ok=True)
         self._clean_partial()
+        self._delivered = {}  # sha256 → when its last chunk left (monotonic)
         self.outbox = ob.Outbox(str(self.dir / "outbox"), max_bytes=max_outbox_bytes,
                                 on_problem=self._problem)
         saved = self.load_json("problems.json", {})
@@ -121,15 +125,17 @@ class Store:
 
     def _clean_photos(self):
         """Remove photos no pending upload names (delivered, or left by a report that
-        could not be stored)."""
+        could not be stored), but those written in the last ``photo_keep_s``: the gateway
+        may still ask for a just-delivered one again."""
         wanted = set()
         for _s, _kind, payload in self.outbox.pending(PHOTO):
             try:
                 wanted.add(json.loads(payload)["sha256"])
             except (ValueError, KeyError, TypeError):
                 continue
+        recent = time.time() - self.photo_keep_s
         for path in (self.dir / "photos").glob("*.jpg"):
-            if path.stem not in wanted:
+            if path.stem not in wanted and path.stat().st_mtime < recent:
                 path.unlink()
                 log.info("removed photo %s: no upload waits for it", path.name)
 
@@ -250,6 +256,27 @@ class Store:
     def remove_photo(self, sha):
         """Delete a delivered photo (or one no report names)."""
         self.photo_path(sha).unlink(missing_ok=True)
+
+    def photo_delivered(self, sha, now=None):
+        """Every chunk of ``sha`` left the device: delete it ``photo_keep_s`` from now
+        (:meth:`prune_delivered`), so the gateway can still ask for it again meanwhile."""
+        with self.lock:
+            self._delivered[sha] = time.monotonic() if now is None else now
+
+    def photo_wanted_again(self, sha):
+        """The gateway asked for ``sha`` again: keep it until it is delivered anew."""
+        with self.lock:
+            self._delivered.pop(sha, None)
+
+    def prune_delivered(self, now=None):
+        """Delete the delivered photos whose ``photo_keep_s`` has run out; their count."""
+        now = time.monotonic() if now is None else now
+        with self.lock:
+            due = [sha for sha, at in self._delivered.items() if now - at >= self.photo_keep_s]
+            for sha in due:
+                del self._delivered[sha]
+                self.remove_photo(sha)
+        return len(due)
 
     # -- side files -------------------------------------------------------------------
 

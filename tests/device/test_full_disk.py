@@ -50,7 +50,12 @@ class Device:
     def __init__(self, tmp_path, broker, data_dir):
         self.data_dir = data_dir
         self.log_path = tmp_path / "device.log"
-        args = [*GRIDLINK, "device", "run", "--profile", "patrol-vehicle", "--sim",
+        # delivered photos are deleted at once here (the field keeps them a while)
+        profile = json.loads((ROOT / "device_profiles" / "patrol-vehicle.json").read_text())
+        profile["camera"]["keep_delivered_s"] = 0
+        (tmp_path / "patrol-vehicle.json").write_text(json.dumps(profile))
+        args = [*GRIDLINK, "device", "run", "--profile", str(tmp_path / "patrol-vehicle.json"),
+                "--sim",
                 "--data-dir", str(data_dir), "--broker", broker.url, "--device-id",
                 "pv-0001", "--cancel-grace", "0", "--reconnect-max", "1"]
         with open(self.log_path, "ab") as log:
@@ -176,3 +181,20 @@ def test_a_full_disk_keeps_reports_or_says_no_never_a_silent_ok(tmp_path, broker
     finally:
         filler.unlink(missing_ok=True)
         dev.stop()
+
+
+def test_a_delivered_photo_stays_its_keep_time_so_the_centre_can_ask_again(tmp_path):
+    from gridlink.firmware.device.store import Store
+
+    store = Store(tmp_path / "dev", photo_keep_s=600)
+    try:
+        store.save_photo("ab" * 32, b"jpeg")
+        store.photo_delivered("ab" * 32, now=1000.0)
+        assert store.prune_delivered(now=1599.0) == 0 and store.photo_path("ab" * 32).exists()
+        store.photo_wanted_again("ab" * 32)          # asked for again: kept until re-sent
+        assert store.prune_delivered(now=5000.0) == 0 and store.photo_path("ab" * 32).exists()
+        store.photo_delivered("ab" * 32, now=5000.0)
+        assert store.prune_delivered(now=5600.0) == 1
+        assert not store.photo_path("ab" * 32).exists()
+    finally:
+        store.close()

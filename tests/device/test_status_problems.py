@@ -66,10 +66,14 @@ def test_status_problems_are_optional_and_checked():
 
 
 def test_received_acks_take_any_status_word_and_the_action_is_keep_unless_stored():
-    ack = {"v": 1, "id": "pv-0001:000000000002", "status": "id_reused", "reason": None}
+    ack = {"v": 1, "id": "pv-0001:000000000002", "status": "later", "reason": None}
     with pytest.raises(MessageError):
         messages.validate_ack(ack)                   # a gateway may only send known ones
     assert messages.validate_received_ack(ack) == ack
+    reused = {**ack, "status": "id_reused", "reason": "id reused: other content"}
+    assert messages.validate_ack(reused) == messages.validate_received_ack(reused) == reused
+    with pytest.raises(MessageError, match="must say why"):
+        messages.validate_received_ack({**reused, "reason": None})
     for status, action in (("accepted", "drop"), ("duplicate", "drop"),
                            ("rejected", "reject"), ("id_reused", "reissue"),
                            ("id reused", "keep"), ("resend", "keep"), ("later", "keep")):
