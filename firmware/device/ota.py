@@ -9,7 +9,7 @@ state, so the device's status can show them.
 import shutil
 from pathlib import Path
 
-from .slots import Slots, prepare_pi
+from .slots import Slots
 from .update import UpdateRefused, fetch_release
 
 
@@ -20,13 +20,13 @@ def ota_dir(data_dir):
 def update_device(data_dir, repo, kind, version, prepare=None, free_bytes=None,
                   boots=3, on_step=None):
     """Fetch, verify and install release ``version`` into the inactive slot and switch to
-    it on trial; returns the slot.  A refusal (UpdateRefused) installs nothing and is
-    recorded with its file and reason in the slots' state."""
+    it on trial; returns the slot.  ``prepare(slot_dir)`` finishes an unpacked release
+    before it is placed (``slots.prepare_pi`` installs a Pi release's wheels).  A refusal
+    (UpdateRefused) installs nothing and is recorded with its file and reason in the
+    slots' state."""
     on_step = on_step or (lambda _step: None)
     base = ota_dir(data_dir)
     slots = Slots(base)
-    if prepare is None and kind == "pi":
-        prepare = prepare_pi
     download = base / "download"
     try:
         tar, _info = fetch_release(base / "metadata", repo, kind, version, download,
