@@ -7,7 +7,8 @@ import shutil
 import tarfile
 from pathlib import Path
 
-from gridlink.firmware.device.slots import Slots
+from gridlink.firmware.core.outbox import REPORT, Outbox
+from gridlink.firmware.device.slots import Slots, unpack
 from gridlink.fleet.keys import init_keys
 from gridlink.fleet.release import write_release_tar
 from gridlink.fleet.repo import Repository
@@ -50,16 +51,24 @@ def provision(data_dir, repo, version="1.0", kind="pi"):
     meta.mkdir(parents=True)
     shutil.copyfile(repo.meta_dir / "1.root.json", meta / "root.json")
     unpacked = data_dir / "first"
-    from gridlink.firmware.device.slots import unpack
-
     unpack(app_release(data_dir, version, kind), unpacked, kind, version)
     Slots(data_dir / "ota").adopt(unpacked)
     shutil.rmtree(unpacked)
-    outbox = data_dir / "outbox"
-    outbox.mkdir()
+    (data_dir / "outbox").mkdir()
+    outbox = Outbox(str(data_dir / "outbox"))
     for i in range(3):
-        (outbox / f"{i:08d}.rec").write_bytes(json.dumps({"seq": i}).encode() * 20)
+        outbox.append(REPORT, json.dumps({"seq": i + 1, "text": "井盖缺失"}).encode())
+    outbox.close()
     return data_dir
+
+
+def outbox_holds_three_reports(data_dir):
+    """The health check's outbox step: it opens and holds what it held."""
+    outbox = Outbox(str(Path(data_dir) / "outbox"))
+    try:
+        return outbox.depth(REPORT) == 3
+    finally:
+        outbox.close()
 
 
 def tree_digest(folder):
