@@ -66,7 +66,11 @@ def _release_build(args):
         if args.kind == "pi":
             release = build_pi(tar, args.version, with_deps=args.with_deps)
         else:
-            release = build_mcu(tar, args.version, board=args.board)
+            from .keys import load_private, load_roles
+
+            _, files = load_roles(args.keys)
+            key = load_private(Path(args.keys) / files["targets"][0])
+            release = build_mcu(tar, args.version, board=args.board, signing_key=key)
         name = Repository(args.repo).add_release(args.keys, args.kind, args.version, tar)
         size = tar.stat().st_size
     print(f"{name}: {len(release['files'])} files, {size} bytes, published in {args.repo}")

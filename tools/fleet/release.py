@@ -1,7 +1,8 @@
 """Release files: one tar per release and device kind, with ``release.json`` inside.
 
     pi:   release.json, wheels/gridlink-….whl (and, with ``with_deps``, the wheels it needs)
-    mcu:  release.json, image/… (the board image ``gridlink flash build`` makes)
+    mcu:  release.json, image/… (the board image ``gridlink flash build`` makes),
+          manifest/manifest.txt and manifest.sig (the node's compact signed manifest)
 
 ``release.json`` names the kind, the version and every file with its sha256 and size; the
 tar itself is what the repository's targets metadata signs.  Entries are sorted and carry
@@ -73,10 +74,13 @@ def build_pi(out, version, with_deps=False):
         return write_release_tar(out, "pi", version, tmp)
 
 
-def build_mcu(out, version, board=None):
-    """The sensor-node release: the board image of ``gridlink flash build``."""
+def build_mcu(out, version, board=None, signing_key=None):
+    """The sensor-node release: the board image of ``gridlink flash build``, and, with
+    ``signing_key`` (an Ed25519 private key), its signed compact manifest."""
     from gridlink.flash.build import build as build_image
     from gridlink.flash.errors import FlashError
+
+    from . import mcu_manifest
 
     check_version(version)
     with tempfile.TemporaryDirectory(prefix="gridlink-release-") as tmp:
@@ -84,4 +88,10 @@ def build_mcu(out, version, board=None):
             build_image(Path(tmp) / "image", board=board)
         except FlashError as exc:
             raise FleetError(f"building the board image failed: {exc}") from None
+        if signing_key is not None:
+            manifest = mcu_manifest.make(Path(tmp) / "image", "mcu", version)
+            (Path(tmp) / "manifest").mkdir()
+            (Path(tmp) / "manifest" / "manifest.txt").write_bytes(manifest)
+            (Path(tmp) / "manifest" / "manifest.sig").write_bytes(
+                mcu_manifest.sign(manifest, signing_key))
         return write_release_tar(out, "mcu", version, tmp)
