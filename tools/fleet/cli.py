@@ -17,6 +17,16 @@ def register(parser):
                    help="root keys that must sign root metadata (2)")
     p.set_defaults(func=_keys_init)
 
+    p = keys_sub.add_parser("rotate", help="replace a role's key: a new key file, a new "
+                            "root version signed by a threshold of root keys, re-signed "
+                            "metadata")
+    p.add_argument("keydir")
+    p.add_argument("--role", required=True, choices=["root", "targets", "snapshot",
+                                                     "timestamp"])
+    p.add_argument("--replace", help="root: the key file to replace, e.g. root-1.pem")
+    p.add_argument("-o", "--repo", required=True, help="the update repository folder")
+    p.set_defaults(func=_keys_rotate)
+
     rel = sub.add_parser("release", help="build and verify signed releases")
     rel_sub = rel.add_subparsers(dest="release_command", metavar="STEP", required=True)
     p = rel_sub.add_parser("build", help="build a release and publish it in a TUF repository "
@@ -54,6 +64,14 @@ def _keys_init(args):
     print(f"{args.keydir}: {len(roles['files']['root'])} root keys (threshold "
           f"{roles['root_threshold']}), targets, snapshot, timestamp")
     print("move the root-*.pem files offline once the repository is made")
+
+
+def _keys_rotate(args):
+    from .repo import rotate_key
+
+    old, new, version = rotate_key(args.repo, args.keydir, args.role, args.replace)
+    print(f"{args.role}: {old} replaced by {new}; root version {version} published")
+    print(f"destroy {old} once every device has updated (it signs nothing any more)")
 
 
 def _release_build(args):

@@ -64,6 +64,41 @@ def init_keys(keydir, root_keys=3, threshold=2):
     return roles
 
 
+def new_key(keydir, role):
+    """Write a new key for ``role`` as a new file (targets-2.pem, root-4.pem …); returns
+    its file name.  roles.json is not changed (``replace_in_roles`` does that)."""
+    existing = {p.name for p in Path(keydir).iterdir()}
+    n = 2
+    while f"{role}-{n}.pem" in existing:
+        n += 1
+    name = f"{role}-{n}.pem"
+    _write_private(Path(keydir) / name, _private_key_cls().generate())
+    return name
+
+
+def replaced_file(keydir, role, replace=None):
+    """The key file of ``role`` to replace: ``replace``, or the role's only key."""
+    _, files = load_roles(keydir)
+    names = files.get(role)
+    if not names:
+        raise FleetError(f"unknown role {role!r}; one of {', '.join(files)}")
+    if replace is None:
+        if len(names) != 1:
+            raise FleetError(f"{role} has {len(names)} keys: say which one to replace")
+        replace = names[0]
+    if replace not in names:
+        raise FleetError(f"{replace} is not a {role} key ({', '.join(names)})")
+    return replace
+
+
+def replace_in_roles(keydir, role, old, new):
+    threshold, files = load_roles(keydir)
+    files[role] = [new if name == old else name for name in files[role]]
+    tmp = Path(keydir) / f".{ROLES_FILE}.new"
+    tmp.write_text(json.dumps({"root_threshold": threshold, "files": files}, indent=1) + "\n")
+    os.replace(tmp, Path(keydir) / ROLES_FILE)
+
+
 def load_roles(keydir):
     try:
         roles = json.loads((Path(keydir) / ROLES_FILE).read_text())

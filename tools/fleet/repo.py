@@ -14,6 +14,7 @@ snapshot versions, and last the timestamp (renamed into place), so a device read
 during a publication sees the old view or the new one, never a mix.
 """
 
+import copy
 import datetime
 import hashlib
 import os
@@ -174,6 +175,49 @@ class Repository:
         self._write(ts, "timestamp.json")
         return ts
 
+    def rotate_root(self, keydir, role, old_signer, new_signer, now=None):
+        """Write a new root version in which ``role``'s key ``old_signer`` is replaced by
+        ``new_signer``'s, signed by a threshold of the old root keys and of the new ones
+        (the root keys present in ``keydir``).  Returns the new root version."""
+        md, _ = _tuf()
+        now = now or _now()
+        old_root = self.load("root")
+        root = md.Metadata(copy.deepcopy(old_root.signed))
+        root.signed.version += 1
+        root.signed.expires = now + EXPIRY["root"]
+        old_id, new_id = old_signer.public_key.keyid, new_signer.public_key.keyid
+        if old_id not in root.signed.roles[role].keyids:
+            raise FleetError(f"the key being replaced is not a {role} key in root version "
+                             f"{old_root.signed.version}")
+        root.signed.revoke_key(old_id, role)
+        root.signed.add_key(new_signer.public_key, role)
+        by_id = {s.public_key.keyid: s for s in keys.role_signers(keydir, "root",
+                                                                   required=False)}
+        by_id[new_id] = new_signer
+        by_id.setdefault(old_id, old_signer)
+        old_ids = set(old_root.signed.roles["root"].keyids)
+        new_ids = set(root.signed.roles["root"].keyids)
+        for ids, need, which in ((old_ids, old_root.signed.roles["root"].threshold, "old"),
+                                 (new_ids, root.signed.roles["root"].threshold, "new")):
+            have = len(ids & set(by_id))
+            if have < need:
+                raise FleetError(f"the new root needs {need} signatures of the {which} root "
+                                 f"keys; only {have} present in {keydir}: nothing written")
+        for keyid in sorted((old_ids | new_ids) & set(by_id)):
+            root.sign(by_id[keyid], append=True)
+        self._write(root, f"{root.signed.version}.root.json")
+        self._write(root, "root.json")
+        return root.signed.version
+
+    def resign(self, keydir, role, now=None):
+        """Publish new versions of what ``role`` signs (after its key changed)."""
+        if role in ("targets", "snapshot"):
+            targets = self.load("targets")
+            targets.signed.version += 1
+            self.publish(keydir, targets, now)
+        elif role == "timestamp":
+            self.timestamp(keydir, now)
+
     def add_release(self, keydir, kind, version, payload, now=None, expires=None):
         """Publish ``payload`` (a release tar) as release ``version`` for ``kind``; returns
         its target name.  ``expires`` ({role: datetime}) overrides the default lifetimes."""
@@ -210,3 +254,23 @@ def _sha256(path):
         for block in iter(lambda: f.read(1 << 16), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def rotate_key(repo_path, keydir, role, replace=None):
+    """Replace a key of ``role``: a new key file in ``keydir``, a new root version naming
+    it, then re-signed metadata.  Returns (old file, new file, root version).  On failure
+    nothing changes but the new key file, which is removed."""
+    repo = Repository(repo_path)
+    if not repo.exists():
+        raise FleetError(f"{repo_path}: no update repository to rotate a key in")
+    old = keys.replaced_file(keydir, role, replace)
+    new = keys.new_key(keydir, role)
+    try:
+        version = repo.rotate_root(keydir, role, keys.signer(Path(keydir) / old),
+                                   keys.signer(Path(keydir) / new))
+    except BaseException:
+        (Path(keydir) / new).unlink()
+        raise
+    keys.replace_in_roles(keydir, role, old, new)
+    repo.resign(keydir, role)
+    return old, new, version
