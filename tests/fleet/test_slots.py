@@ -167,7 +167,7 @@ def test_a_power_cut_at_every_step_leaves_the_old_or_the_new_version(setup, tmp_
                      "trial", "switch", "boot", "start", "health", "good"):
         assert expected in steps, steps
     assert [s for s in steps if s.startswith("unpack ")] == [      # and one per file
-        "unpack app.py", "unpack data.bin", "unpack lib/mod.py"]
+        "unpack app.py", "unpack data.bin", "unpack lib/mod.py", "unpack site/gridlink_probe.py"]
     assert Slots(whole / "ota").status()["installed"] == "1.1"
     switch = steps.index("switch") + 1                            # 1-based step number
 

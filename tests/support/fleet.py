@@ -17,6 +17,11 @@ APP = '''import json, pathlib, sys
 here = pathlib.Path(__file__).resolve().parent
 print(json.loads((here / "release.json").read_text())["version"])
 '''
+# An installed module in the slot's site/, as a Pi release's wheels are: ``python -m``
+# runs it from whichever slot the launcher chose.
+PROBE = '''import os, sys
+print(VERSION, os.environ.get("GRIDLINK_SLOT"), *sys.argv[1:])
+'''
 
 
 def app_release(tmp, version, kind="pi", extra=b"x" * 4000):
@@ -27,6 +32,8 @@ def app_release(tmp, version, kind="pi", extra=b"x" * 4000):
     (src / "app.py").write_text(APP)
     (src / "lib" / "mod.py").write_text(f"VERSION = {version!r}\n")
     (src / "data.bin").write_bytes(extra)
+    (src / "site").mkdir()
+    (src / "site" / "gridlink_probe.py").write_text(f"VERSION = {version!r}\n" + PROBE)
     tar = Path(tmp) / f"app-{kind}-{version}.tar"
     write_release_tar(tar, kind, version, src)
     return tar

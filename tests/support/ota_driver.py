@@ -33,7 +33,6 @@ def main(data_dir, repo, version, kill_at, steps_file):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def prepare(slot_dir):
-        (slot_dir / "site").mkdir()
         (slot_dir / "site" / "installed.txt").write_text(version)
 
     update_device(data_dir, repo, "pi", version, prepare=prepare, on_step=on_step)
