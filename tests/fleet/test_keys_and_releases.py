@@ -166,3 +166,23 @@ def test_timestamp_command_re_signs_a_newer_timestamp(tmp_path):
     assert main(["fleet", "timestamp", str(repo.path), "--keys", str(keydir)]) == 0
     assert repo.load("timestamp").signed.version == before + 1
     assert verify(repo.path, "pi", "1.0")["target"] == "pi/gridlink-1.0.tar"
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["release", "build", "--kind", "pi", "--version", "1.0", "--keys", "{tmp}/none",
+      "-o", "{tmp}/repo"], "no roles.json; make the keys with 'gridlink fleet keys init'"),
+    (["release", "build", "--kind", "mcu", "--version", "1.x", "--keys", "{tmp}/none",
+      "-o", "{tmp}/repo"], "version '1.x' is not dotted numbers"),
+    (["release", "verify", "{tmp}", "--kind", "pi", "--version", "1.0"],
+     "metadata/1.root.json: no such root metadata file"),
+    (["timestamp", "{tmp}", "--keys", "{tmp}"], "no snapshot metadata; not an update "
+     "repository"),
+    (["keys", "rotate", "{tmp}", "--role", "targets", "-o", "{tmp}"],
+     "no update repository to rotate a key in"),
+])
+def test_cli_bad_input_is_one_clear_line(tmp_path, capsys, argv, message):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert main(["fleet", *argv]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith("gridlink fleet: error: ") and message in line, line
+    assert not (tmp_path / "repo").exists()

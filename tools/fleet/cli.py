@@ -75,16 +75,18 @@ def _keys_rotate(args):
 
 
 def _release_build(args):
+    from .keys import load_roles
     from .release import build_mcu, build_pi
     from .repo import Repository, target_name
 
     target_name(args.kind, args.version)
+    load_roles(args.keys)                        # the keys first: no build for nothing
     with tempfile.TemporaryDirectory(prefix="gridlink-release-") as tmp:
         tar = Path(tmp) / "release.tar"
         if args.kind == "pi":
             release = build_pi(tar, args.version, with_deps=args.with_deps)
         else:
-            from .keys import load_private, load_roles
+            from .keys import load_private
 
             _, files = load_roles(args.keys)
             key = load_private(Path(args.keys) / files["targets"][0])
