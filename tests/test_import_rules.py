@@ -22,7 +22,7 @@ ALLOWED = {"micropython", "struct", "binascii", "hashlib", "json", "math", "os",
            "gc", "sys", "io", "collections", "time"}
 BANNED_HINT = "typing, dataclasses, enum, abc, re, datetime, pathlib, logging"
 
-TOOLS = ("gridlink.cli", "gridlink.flash", "gridlink.host", "gridlink.demo",
+TOOLS = ("gridlink.cli", "gridlink.flash", "gridlink.fleet", "gridlink.host", "gridlink.demo",
          "gridlink.mosquitto")
 # gridlink.cli imports an area only by name, when its command runs: a ``python -m`` shim
 # may hand over to it (firmware/device/__main__.py does) without importing across.

@@ -53,7 +53,8 @@ def test_wheel_carries_code_and_data(tmp_path):
                      "gridlink/gateway/board/index.html", "gridlink/gateway/broker/mosquitto.conf",
                      "gridlink/device_profiles/patrol-vehicle.json",
                      "gridlink/firmware/systemd/gridlink-device.service",
-                     "gridlink/schemas/report.json", "gridlink/flash/simfs/machine.py"):
+                     "gridlink/schemas/report.json", "gridlink/flash/simfs/machine.py",
+                     "gridlink/fleet/cli.py", "gridlink/firmware/device/slots.py"):
         assert expected in names, f"{expected} missing from {wheel.name}"
     assert not any(n.startswith(("tests/", "firmware/", "gateway/")) for n in names)
 

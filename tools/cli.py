@@ -22,6 +22,7 @@ COMMANDS = {
               "verify and export the centre's audit trail"),
     "demo": ("gridlink.demo.cli", "run the district demo: broker, gateway, simulated fleet"),
     "flash": ("gridlink.flash.cli", "build, flash, provision and self-test devices"),
+    "fleet": ("gridlink.fleet.cli", "update keys, signed releases (TUF) and their checks"),
 }
 
 
@@ -31,11 +32,12 @@ def _known_errors():
     from gridlink.firmware.core.errors import CoreError
     from gridlink.firmware.errors import DeviceError
     from gridlink.flash.errors import FlashError
+    from gridlink.fleet.errors import FleetError
     from gridlink.gateway.errors import GatewayError
     from gridlink.host.errors import HostError
     from gridlink.mosquitto import MosquittoError
 
-    return (CoreError, DeviceError, GatewayError, FlashError, HostError, DemoError,
+    return (CoreError, DeviceError, GatewayError, FlashError, FleetError, HostError, DemoError,
             MosquittoError)
 
 

@@ -1,0 +1,1 @@
+"""``gridlink fleet``: update keys, signed releases in a TUF repository, their checks."""

@@ -1,0 +1,113 @@
+"""``gridlink fleet``: update keys, signed releases, and checking a repository as a device."""
+
+import tempfile
+from pathlib import Path
+
+
+def register(parser):
+    sub = parser.add_subparsers(dest="fleet_command", metavar="AREA", required=True)
+
+    keys_p = sub.add_parser("keys", help="the update signing keys")
+    keys_sub = keys_p.add_subparsers(dest="keys_command", metavar="STEP", required=True)
+    p = keys_sub.add_parser("init", help="make root (offline), targets, snapshot and "
+                            "timestamp keys (Ed25519) in a new folder")
+    p.add_argument("keydir", help="new or empty folder for the keys")
+    p.add_argument("--root-keys", type=int, default=3, help="number of root keys (3)")
+    p.add_argument("--threshold", type=int, default=2,
+                   help="root keys that must sign root metadata (2)")
+    p.set_defaults(func=_keys_init)
+
+    p = keys_sub.add_parser("rotate", help="replace a role's key: a new key file, a new "
+                            "root version signed by a threshold of root keys, re-signed "
+                            "metadata")
+    p.add_argument("keydir")
+    p.add_argument("--role", required=True, choices=["root", "targets", "snapshot",
+                                                     "timestamp"])
+    p.add_argument("--replace", help="root: the key file to replace, e.g. root-1.pem")
+    p.add_argument("-o", "--repo", required=True, help="the update repository folder")
+    p.set_defaults(func=_keys_rotate)
+
+    rel = sub.add_parser("release", help="build and verify signed releases")
+    rel_sub = rel.add_subparsers(dest="release_command", metavar="STEP", required=True)
+    p = rel_sub.add_parser("build", help="build a release and publish it in a TUF repository "
+                           "(made on first use: needs a threshold of root keys then)")
+    p.add_argument("--kind", required=True, choices=["pi", "mcu"], help="device kind")
+    p.add_argument("--version", required=True, help="release version, e.g. 1.4")
+    p.add_argument("--keys", required=True, help="key folder ('gridlink fleet keys init')")
+    p.add_argument("-o", "--repo", required=True, help="the update repository folder")
+    p.add_argument("--with-deps", action="store_true",
+                   help="pi: also the wheels gridlink needs (pip wheel, from the index)")
+    p.add_argument("--board", choices=["pico-w", "esp32"], help="mcu: target board")
+    p.set_defaults(func=_release_build)
+
+    p = rel_sub.add_parser("verify", help="check a release as a device would (tuf.ngclient "
+                           "from the device's root); exit 2 naming the file and reason")
+    p.add_argument("repo", help="the update repository: a folder or an http(s) URL")
+    p.add_argument("--kind", required=True, choices=["pi", "mcu"])
+    p.add_argument("--version", required=True)
+    p.add_argument("--root", help="the device's trusted root.json (default: the "
+                   "repository's 1.root.json, as on a newly provisioned device)")
+    p.add_argument("--installed", help="version the device runs (newer ones only)")
+    p.set_defaults(func=_release_verify)
+
+    p = sub.add_parser("timestamp", help="re-sign the timestamp (online key; do it more "
+                       "often than it expires, 1 day)")
+    p.add_argument("repo")
+    p.add_argument("--keys", required=True)
+    p.set_defaults(func=_timestamp)
+
+
+def _keys_init(args):
+    from .keys import init_keys
+
+    roles = init_keys(args.keydir, args.root_keys, args.threshold)
+    print(f"{args.keydir}: {len(roles['files']['root'])} root keys (threshold "
+          f"{roles['root_threshold']}), targets, snapshot, timestamp")
+    print("move the root-*.pem files offline once the repository is made")
+
+
+def _keys_rotate(args):
+    from .repo import rotate_key
+
+    old, new, version = rotate_key(args.repo, args.keydir, args.role, args.replace)
+    print(f"{args.role}: {old} replaced by {new}; root version {version} published")
+    print(f"destroy {old} once every device has updated (it signs nothing any more)")
+
+
+def _release_build(args):
+    from .keys import load_roles
+    from .release import build_mcu, build_pi
+    from .repo import Repository, target_name
+
+    target_name(args.kind, args.version)
+    load_roles(args.keys)                        # the keys first: no build for nothing
+    with tempfile.TemporaryDirectory(prefix="gridlink-release-") as tmp:
+        tar = Path(tmp) / "release.tar"
+        if args.kind == "pi":
+            release = build_pi(tar, args.version, with_deps=args.with_deps)
+        else:
+            from .keys import load_private
+
+            _, files = load_roles(args.keys)
+            key = load_private(Path(args.keys) / files["targets"][0])
+            release = build_mcu(tar, args.version, board=args.board, signing_key=key)
+        name = Repository(args.repo).add_release(args.keys, args.kind, args.version, tar)
+        size = tar.stat().st_size
+    print(f"{name}: {len(release['files'])} files, {size} bytes, published in {args.repo}")
+
+
+def _release_verify(args):
+    from .verify import verify
+
+    result = verify(args.repo, args.kind, args.version, root=args.root,
+                    installed=args.installed)
+    print(f"ok: {result['target']} {result['bytes']} bytes sha256 {result['sha256'][:16]}… "
+          f"({len(result['files'])} files) verified")
+
+
+def _timestamp(args):
+    from .repo import Repository
+
+    ts = Repository(args.repo).timestamp(args.keys)
+    print(f"timestamp version {ts.signed.version}, expires {ts.signed.expires:%Y-%m-%dT%H:%MZ}")
+
