@@ -58,6 +58,10 @@ HEADLINES = {
                 ("PostgreSQL two workers vs one", "postgres_2_vs_1", "")],
     "intake": [("intake: pending pages/s (SQLite)", "list_page_per_s", ""),
                ("intake: claim+accept/s (SQLite)", "claim_accept_per_s", "")],
+    "media": [("photo bytes at equal SSIM: best JPEG vs today", "photo.best_jpeg.ratio",
+               "≤ 0.8"),
+              ("… best other format the browsers show (WebP/AVIF) vs today",
+               "photo.best_other.ratio", "")],
     "flash": [("provisioning, devices/min with 4 jobs",
                "backends.cryptography.jobs4_per_min", "≥ 40 before noon")],
 }
