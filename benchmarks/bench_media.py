@@ -23,6 +23,7 @@ import io
 import json
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -197,15 +198,124 @@ def print_photos(res):
               f"{'' if s['jpeg'] else '  (not JPEG: the centre systems need a JPEG)'}")
 
 
+# ---- clips -------------------------------------------------------------------------
+
+CLIP_SIZES = {"720p": ((1280, 720), 900_000), "480p": ((854, 480), 500_000)}
+
+
+def rss_bytes():
+    """This process's resident set now (Linux /proc)."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def bench_clip(size, pre_s, post_s, fps=15, bit_rate=900_000, gop_s=1.0):
+    """Record ``pre_s + post_s + 2`` s of the simulated camera through the encoder into the
+    ring, trigger at ``pre_s + 1``, cut the clip; CPU per frame, bit rate, ring memory."""
+    from gridlink.firmware.device import clips, video
+
+    w, h = size
+    seconds = pre_s + post_s + 2
+    video.H264Encoder(64, 64, fps)                  # PyAV's libraries loaded before measuring
+    src = video.SimulatedVideo(w, h)
+    rss0 = rss_bytes()
+    enc = video.H264Encoder(w, h, fps, bit_rate, gop_s)
+    rss_encoder = None
+    ring = clips.PacketRing(pre_s + post_s + 2 * gop_s, 16 * 1024 * 1024)
+    with tempfile.TemporaryDirectory() as folder:
+        maker = clips.EventClips(ring, folder, pre_s, post_s)
+        t0 = 1_800_000_000.0
+        frames = [t0 + i / fps for i in range(round(seconds * fps))]
+        render = encode = 0.0
+        total = 0
+        made = []
+        for t in frames:
+            if t >= t0 + pre_s + 1 and not maker.pending and not made:
+                maker.trigger(t, name="bench")
+            c0 = time.process_time()
+            img = src.frame(t)
+            c1 = time.process_time()
+            for pt, key, data in enc.encode(img, t):
+                ring.append(pt, key, data)
+                total += len(data)
+            c2 = time.process_time()
+            if rss_encoder is None:
+                rss_encoder = rss_bytes() - rss0
+            made += maker.poll(t)
+            render, encode = render + c1 - c0, encode + c2 - c1
+        made += maker.poll(t0 + seconds + 60)
+        clip = made[0]
+        held = ring.stats()
+        rss = rss_bytes() - rss0
+        rss_total = rss_bytes()
+    kbit = total * 8 / seconds / 1000
+    return {
+        "size": f"{w}x{h}", "fps": fps, "gop_s": gop_s, "bit_rate_target": bit_rate,
+        "recorded_s": seconds,
+        "bit_rate_kbit_s": round(kbit, 1),
+        "encode_cpu_ms_per_frame": round(encode / len(frames) * 1000, 2),
+        "encode_cpu_share_of_one_core": round(encode / len(frames) * fps, 3),
+        "sim_render_cpu_ms_per_frame": round(render / len(frames) * 1000, 2),
+        "ring": {"seconds": round(held["seconds"], 2), "bytes": held["bytes"],
+                 "gops": held["gops"]},
+        "rss_encoder_mb": round(rss_encoder / 1e6, 1),
+        "rss_growth_encoder_and_ring_mb": round(rss / 1e6, 1),
+        "rss_process_mb": round(rss_total / 1e6, 1),
+        "clip": {"pre_s": round(clip.pre_s, 2), "post_s": round(clip.post_s, 2),
+                 "bytes": clip.bytes, "frames": clip.frames,
+                 "transfer_s_at_1_mbit": round(clip.bytes * 8 / 1e6, 1),
+                 "trigger_to_clip_at_centre_s_at_1_mbit":
+                     round(post_s + clip.bytes * 8 / 1e6, 1)},
+    }
+
+
+def bench_clips(quick):
+    """Each size in a process of its own, so its memory figures are its own."""
+    import subprocess
+
+    res = {}
+    for label in CLIP_SIZES:
+        cmd = [sys.executable, __file__, "--one-clip", label] + (["--quick"] if quick else [])
+        res[label] = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                               text=True).stdout)
+    res["goal_kbit_s_720p"] = CLIP_GOAL_KBIT_720P
+    return res
+
+
+def print_clips(res):
+    print(f"clips (ring buffer in simulation; goal ≤ {CLIP_GOAL_KBIT_720P} kbit/s at 720p):")
+    for label in CLIP_SIZES:
+        r = res[label]
+        c = r["clip"]
+        print(f"  {label}: {r['bit_rate_kbit_s']:.0f} kbit/s, encode "
+              f"{r['encode_cpu_share_of_one_core']:.0%} of a core at {r['fps']} fps "
+              f"(+{r['sim_render_cpu_ms_per_frame']:.1f} ms/frame drawing the sim), ring "
+              f"{r['ring']['bytes'] / 1e6:.1f} MB for {r['ring']['seconds']:.0f} s, RSS +"
+              f"{r['rss_growth_encoder_and_ring_mb']:.0f} MB (encoder "
+              f"{r['rss_encoder_mb']:.0f} MB, process {r['rss_process_mb']:.0f} MB); "
+              f"clip {c['pre_s']:.0f}+{c['post_s']:.0f} s = {c['bytes'] / 1e6:.2f} MB, "
+              f"{c['transfer_s_at_1_mbit']:.0f} s at 1 Mbit/s")
+
+
 # ---- main --------------------------------------------------------------------------
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer photos, shorter clips")
+    parser.add_argument("--one-clip", choices=CLIP_SIZES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.one_clip:
+        size, rate = CLIP_SIZES[args.one_clip]
+        pre_s, post_s = (2, 4) if args.quick else (10, 20)
+        print(json.dumps(bench_clip(size, pre_s, post_s, bit_rate=rate)))
+        return 0
     results = {"quick": args.quick}
     results["photo"] = bench_photos(PHOTOS[:2] if args.quick else PHOTOS)
     print_photos(results["photo"])
+    results["clips"] = bench_clips(args.quick)
+    print_clips(results["clips"])
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")
