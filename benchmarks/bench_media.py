@@ -13,7 +13,7 @@
   (``mozjpeg-lossless-optimization``) when those packages are installed.
 - Clips: the ring buffer fed by PyAV H.264 from the simulated camera at 720p and 480p —
   bit rate, bytes per clip, CPU share of one core and memory held by the ring.
-- Memos: a synthetic 10 s memo as Opus in Ogg — bytes and bit rate.
+- Memos: a synthetic 10 s memo as Opus in Ogg — bytes, bit rate, encoding CPU.
 
 Writes benchmarks/results/media.json.
 """
@@ -299,6 +299,28 @@ def print_clips(res):
               f"{c['transfer_s_at_1_mbit']:.0f} s at 1 Mbit/s")
 
 
+# ---- memos -------------------------------------------------------------------------
+
+def bench_memo(seconds=10):
+    from gridlink.firmware.device import memo
+
+    samples = memo.synthetic_memo(seconds)
+    c0 = time.process_time()
+    data = memo.encode_memo(samples)
+    cpu = time.process_time() - c0
+    info = memo.memo_info(data)
+    return {"seconds": round(info["seconds"], 3), "codec": info["codec"],
+            "bit_rate_target": memo.DEFAULT_BIT_RATE, "bytes": len(data),
+            "kbit_s": round(len(data) * 8 / seconds / 1000, 1),
+            "encode_cpu_ms": round(cpu * 1000, 1)}
+
+
+def print_memo(res):
+    print(f"voice memo: {res['seconds']:.0f} s of synthetic speech as {res['codec']} in Ogg = "
+          f"{res['bytes']:,} bytes ({res['kbit_s']} kbit/s), encoded in "
+          f"{res['encode_cpu_ms']:.0f} ms CPU")
+
+
 # ---- main --------------------------------------------------------------------------
 
 def main(argv=None):
@@ -316,6 +338,8 @@ def main(argv=None):
     print_photos(results["photo"])
     results["clips"] = bench_clips(args.quick)
     print_clips(results["clips"])
+    results["memo"] = bench_memo()
+    print_memo(results["memo"])
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")
