@@ -225,16 +225,23 @@ class EventClips:
         self._lock = threading.Lock()
         self._count = 0
 
-    def trigger(self, t=None, name=None):
+    def trigger(self, t=None, name=None, pre_s=None, post_s=None):
         """Ask for the clip around ``t`` (default now); its name (default
-        ``clip-<t in ms>-<n>``) becomes ``<folder>/<name>.mp4``."""
+        ``clip-<t in ms>-<n>``) becomes ``<folder>/<name>.mp4``.  ``pre_s``/``post_s``
+        override the defaults for this clip (the centre's "last 30 s": ``pre_s=30,
+        post_s=0``) within what the ring holds."""
         t = self.clock() if t is None else t
+        pre_s = self.pre_s if pre_s is None else pre_s
+        post_s = self.post_s if post_s is None else post_s
+        if pre_s < 0 or post_s < 0 or pre_s + post_s > self.ring.max_seconds:
+            raise ClipError(f"a clip of {pre_s} s before and {post_s} s after does not fit "
+                            f"the ring's {self.ring.max_seconds} s")
         with self._lock:
             self._count += 1
             name = name or f"clip-{round(t * 1000)}-{self._count}"
             if any(p.name == name for p in self._pending):
                 raise ClipError(f"a clip named {name!r} is already pending")
-            self._pending.append(_Pending(name, t, t - self.pre_s, t + self.post_s))
+            self._pending.append(_Pending(name, t, t - pre_s, t + post_s))
         return name
 
     @property

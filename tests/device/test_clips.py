@@ -280,3 +280,18 @@ def test_profile_clip_defaults_are_ten_seconds_before_and_twenty_after():
     conf = with_defaults({**load_profile("patrol-vehicle"), "clips": {}})["clips"]
     assert (conf["pre_s"], conf["post_s"]) == (10, 20)
     assert conf["width"] == 1280 and conf["height"] == 720 and conf["bit_rate"] <= 1_000_000
+
+
+def test_the_last_thirty_seconds_on_request(h264, tmp_path):
+    _src, packets = h264
+    ring = clips.PacketRing(12, 10_000_000)
+    maker = clips.EventClips(ring, tmp_path, pre_s=2, post_s=3)
+    fill(ring, packets)
+    now = packets[-1][0]
+    maker.trigger(now, name="last", pre_s=10, post_s=0)
+    (clip,) = maker.poll(now)                              # nothing to wait for
+    assert clip.pre_s >= 10 and clip.start_t <= now - 10
+    frames, duration = decode(clip.path)
+    assert len(frames) == clip.frames and 10 <= duration <= 10 + GOP / FPS + 0.11
+    with pytest.raises(clips.ClipError, match="does not fit"):
+        maker.trigger(now, pre_s=30, post_s=0)
