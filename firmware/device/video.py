@@ -55,6 +55,7 @@ class H264Encoder:
         self.ctx = ctx
         self.size = (width, height)
         self._t0 = None
+        self._last_pts = -1
         self._times = {}
 
     def encode(self, image, t):
@@ -67,10 +68,8 @@ class H264Encoder:
             frame = self.av.VideoFrame.from_ndarray(image, format="rgb24")
         if self._t0 is None:
             self._t0 = t
-        pts = round((t - self._t0) * 1000)
-        if self._times and pts <= max(self._times):
-            pts = max(self._times) + 1
-        frame.pts = pts
+        pts = max(round((t - self._t0) * 1000), self._last_pts + 1)   # strictly rising
+        frame.pts = self._last_pts = pts
         self._times[pts] = t
         return self._packets(self.ctx.encode(frame))
 
