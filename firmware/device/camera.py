@@ -19,6 +19,7 @@ from ..errors import DeviceError
 DEFAULT_SIZE = (1280, 960)
 DEFAULT_MAX_BYTES = 150 * 1024
 MIN_QUALITY, MAX_QUALITY = 25, 92
+JPEG_OPTIONS = {"optimize": True}
 
 
 class CameraError(DeviceError):
@@ -212,9 +213,10 @@ def exif_position(jpeg):
             deg(gps[piexif.GPSIFD.GPSLongitude], gps[piexif.GPSIFD.GPSLongitudeRef], b"W"))
 
 
-def _save(img, quality, exif):
+def save_jpeg(img, quality, exif=b""):
+    """``img`` as a JPEG at ``quality`` with the device's encoder settings."""
     out = io.BytesIO()
-    img.save(out, "JPEG", quality=quality, optimize=True, exif=exif)
+    img.save(out, "JPEG", quality=quality, exif=exif, **JPEG_OPTIONS)
     return out.getvalue()
 
 
@@ -228,7 +230,7 @@ def encode_jpeg(img, size=DEFAULT_SIZE, max_bytes=DEFAULT_MAX_BYTES, exif=b""):
         lo, hi, best = MIN_QUALITY, MAX_QUALITY, None
         while lo <= hi:
             q = (lo + hi) // 2
-            data = _save(img, q, exif)
+            data = save_jpeg(img, q, exif)
             if len(data) <= max_bytes:
                 best, lo = (data, q), q + 1
             else:

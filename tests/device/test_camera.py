@@ -27,7 +27,7 @@ def test_real_photograph_fits_the_budget_at_the_best_quality(name):
     assert out.width <= 1280 and out.height <= 960
     if quality < camera.MAX_QUALITY:      # one step better would break the budget
         resized = img.convert("RGB").resize(out.size)
-        assert len(camera._save(resized, quality + 1, b"")) > BUDGET
+        assert len(camera.save_jpeg(resized, quality + 1, b"")) > BUDGET
 
 
 def test_tight_budget_shrinks_the_picture_instead_of_failing():

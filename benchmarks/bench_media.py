@@ -1,0 +1,350 @@
+"""Media budgets: photo bytes at equal quality, the event-clip ring buffer, voice memos.
+
+    .venv/bin/python benchmarks/bench_media.py [--quick]
+
+- Photos (issue 17 item 5, goal ≤ 0.8× today's bytes at equal SSIM): scikit-image's real
+  photographs, each encoded as the device did before issue 17 (Pillow JPEG, optimize=True,
+  the highest quality within the device's byte budget scaled to the picture's pixels) —
+  that is the reference, its SSIM to the source the target.  Every other encoder gets the
+  lowest quality whose SSIM (skimage.metrics.structural_similarity, RGB) reaches that
+  target (binary search); its bytes over the reference's are the ratio printed.  Encoders:
+  Pillow JPEG variants (progressive, the device's encoder now), WebP, AVIF (when
+  Pillow has libavif), jpegli (``pyjpegli``) and MozJPEG's lossless optimisation
+  (``mozjpeg-lossless-optimization``) when those packages are installed.
+- Clips: the ring buffer fed by PyAV H.264 from the simulated camera at 720p and 480p —
+  bit rate, bytes per clip, CPU share of one core and memory held by the ring.
+- Memos: a synthetic 10 s memo as Opus in Ogg — bytes, bit rate, encoding CPU.
+
+Writes benchmarks/results/media.json.
+"""
+
+import argparse
+import io
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = Path(__file__).resolve().parent / "results" / "media.json"
+sys.path.insert(0, str(ROOT))
+
+PHOTOS = ["astronaut.png", "coffee.png", "chelsea.png", "motorcycle_left.png", "rocket.jpg"]
+GOAL_RATIO = 0.8
+CLIP_GOAL_KBIT_720P = 1000
+
+
+# ---- photos ------------------------------------------------------------------------
+
+def _pillow(fmt, **opts):
+    def encode(img, quality):
+        out = io.BytesIO()
+        img.save(out, fmt, quality=quality, **opts)
+        return out.getvalue()
+    return encode
+
+
+def _jpegli(img, quality):
+    import pyjpegli
+
+    return pyjpegli.encode(img.tobytes(), img.width, img.height, quality)
+
+
+def _mozjpeg_lossless(img, quality):
+    import mozjpeg_lossless_optimization as moz
+
+    return moz.optimize(_pillow("JPEG", optimize=True)(img, quality))
+
+
+def encoders():
+    """name → encode(img, quality) → bytes, for every encoder found here.  Pillow's JPEG
+    default is already 4:2:0 subsampling, so no separate 4:2:0 variant is listed."""
+    from gridlink.firmware.device import camera
+    from PIL import features
+
+    found = {
+        "jpeg_today": _pillow("JPEG", optimize=True),
+        "jpeg_progressive": _pillow("JPEG", optimize=True, progressive=True),
+        "jpeg_device_now": lambda img, q: camera.save_jpeg(img, q, b""),
+        "webp": _pillow("WEBP", method=6),
+    }
+    if features.check("avif"):
+        found["avif"] = _pillow("AVIF", speed=6)
+    try:
+        import pyjpegli  # noqa: F401
+
+        found["jpeg_jpegli"] = _jpegli
+    except ImportError:
+        pass
+    try:
+        import mozjpeg_lossless_optimization  # noqa: F401
+
+        found["jpeg_mozjpeg_lossless"] = _mozjpeg_lossless
+    except ImportError:
+        pass
+    return found
+
+
+def ssim(source, data):
+    """SSIM of the decoded ``data`` to ``source`` (both RGB, same size)."""
+    import numpy as np
+    from PIL import Image
+    from skimage.metrics import structural_similarity
+
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return structural_similarity(np.asarray(source), decoded, channel_axis=-1,
+                                 data_range=255)
+
+
+def at_equal_ssim(encode, source, target, lo=1, hi=100, below=4):
+    """(bytes, quality, ssim) at the lowest quality whose SSIM reaches ``target``: a
+    binary search, then the ``below`` qualities under its answer are tried too, since
+    SSIM over quality has small dips (JPEG's quantisation tables round unevenly); the
+    highest quality's figures when none reaches it."""
+    best = None
+    while lo <= hi:
+        q = (lo + hi) // 2
+        data = encode(source, q)
+        s = ssim(source, data)
+        if s >= target:
+            best, hi = (len(data), q, s), q - 1
+        else:
+            lo = q + 1
+    if best is None:
+        data = encode(source, 100)
+        return len(data), 100, ssim(source, data)
+    for q in range(best[1] - 1, max(0, best[1] - below - 1), -1):
+        data = encode(source, q)
+        s = ssim(source, data)
+        if s >= target and len(data) < best[0]:
+            best = (len(data), q, s)
+    return best
+
+
+def photo_source(name):
+    import skimage
+    from PIL import Image
+
+    return Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB")
+
+
+def device_budget(img):
+    """The device's byte budget scaled from its 1280×960 picture to ``img``'s pixels."""
+    from gridlink.firmware.device import camera
+
+    w, h = camera.DEFAULT_SIZE
+    return round(camera.DEFAULT_MAX_BYTES * img.width * img.height / (w * h))
+
+
+def bench_photos(names):
+    found = encoders()
+    today_encode = found["jpeg_today"]
+    per_photo = {}
+    for name in names:
+        img = photo_source(name)
+        budget = device_budget(img)
+        lo, hi, quality = 25, 92, 25          # the device's search, with today's settings
+        while lo <= hi:
+            q = (lo + hi) // 2
+            if len(today_encode(img, q)) <= budget:
+                quality, lo = q, q + 1
+            else:
+                hi = q - 1
+        ref = today_encode(img, quality)
+        target = ssim(img, ref)
+        row = {"pixels": f"{img.width}x{img.height}", "budget_bytes": budget,
+               "today": {"bytes": len(ref), "quality": quality, "ssim": round(target, 4)}}
+        for enc, encode in found.items():
+            if enc == "jpeg_today":
+                continue
+            size, q, s = at_equal_ssim(encode, img, target)
+            t0 = time.perf_counter()
+            encode(img, q)
+            row[enc] = {"bytes": size, "quality": q, "ssim": round(s, 4),
+                        "ratio": round(size / len(ref), 3),
+                        "encode_ms": round((time.perf_counter() - t0) * 1000, 1)}
+        per_photo[name] = row
+    summary = {}
+    for enc in found:
+        if enc == "jpeg_today":
+            continue
+        ratios = [per_photo[n][enc]["ratio"] for n in names]
+        total = sum(per_photo[n][enc]["bytes"] for n in names) / \
+            sum(per_photo[n]["today"]["bytes"] for n in names)
+        summary[enc] = {"ratio_mean": round(statistics.mean(ratios), 3),
+                        "ratio_max": round(max(ratios), 3),
+                        "ratio_total_bytes": round(total, 3),
+                        "jpeg": enc.startswith("jpeg"),
+                        "meets_goal": total <= GOAL_RATIO}
+
+    def best(jpeg):
+        enc = min((e for e in summary if summary[e]["jpeg"] == jpeg),
+                  key=lambda e: summary[e]["ratio_total_bytes"])
+        return {"encoder": enc, "ratio": summary[enc]["ratio_total_bytes"]}
+
+    return {"photos": per_photo, "encoders": summary, "goal_ratio": GOAL_RATIO,
+            "best_jpeg": best(True), "best_other": best(False),
+            "device_encoder_ratio": summary["jpeg_device_now"]["ratio_total_bytes"]}
+
+
+def print_photos(res):
+    print(f"photo bytes at equal SSIM vs today's encoder (goal ≤ {GOAL_RATIO}×):")
+    for enc, s in sorted(res["encoders"].items(), key=lambda kv: kv[1]["ratio_total_bytes"]):
+        print(f"  {enc:24} {s['ratio_total_bytes']:6.3f}×  (per photo mean "
+              f"{s['ratio_mean']:.3f}, worst {s['ratio_max']:.3f})  "
+              f"{'meets' if s['meets_goal'] else 'misses'}"
+              f"{'' if s['jpeg'] else '  (not JPEG: the centre systems need a JPEG)'}")
+
+
+# ---- clips -------------------------------------------------------------------------
+
+CLIP_SIZES = {"720p": ((1280, 720), 900_000), "480p": ((854, 480), 500_000)}
+
+
+def rss_bytes():
+    """This process's resident set now (Linux /proc)."""
+    import os
+
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def bench_clip(size, pre_s, post_s, fps=15, bit_rate=900_000, gop_s=1.0):
+    """Record ``pre_s + post_s + 2`` s of the simulated camera through the encoder into the
+    ring, trigger at ``pre_s + 1``, cut the clip; CPU per frame, bit rate, ring memory."""
+    from gridlink.firmware.device import clips, video
+
+    w, h = size
+    seconds = pre_s + post_s + 2
+    video.H264Encoder(64, 64, fps)                  # PyAV's libraries loaded before measuring
+    src = video.SimulatedVideo(w, h)
+    rss0 = rss_bytes()
+    enc = video.H264Encoder(w, h, fps, bit_rate, gop_s)
+    rss_encoder = None
+    ring = clips.PacketRing(pre_s + post_s + 2 * gop_s, 16 * 1024 * 1024)
+    with tempfile.TemporaryDirectory() as folder:
+        maker = clips.EventClips(ring, folder, pre_s, post_s)
+        t0 = 1_800_000_000.0
+        frames = [t0 + i / fps for i in range(round(seconds * fps))]
+        render = encode = 0.0
+        total = 0
+        made = []
+        for t in frames:
+            if t >= t0 + pre_s + 1 and not maker.pending and not made:
+                maker.trigger(t, name="bench")
+            c0 = time.process_time()
+            img = src.frame(t)
+            c1 = time.process_time()
+            for pt, key, data in enc.encode(img, t):
+                ring.append(pt, key, data)
+                total += len(data)
+            c2 = time.process_time()
+            if rss_encoder is None:
+                rss_encoder = rss_bytes() - rss0
+            made += maker.poll(t)
+            render, encode = render + c1 - c0, encode + c2 - c1
+        made += maker.poll(t0 + seconds + 60)
+        clip = made[0]
+        held = ring.stats()
+        rss = rss_bytes() - rss0
+        rss_total = rss_bytes()
+    kbit = total * 8 / seconds / 1000
+    return {
+        "size": f"{w}x{h}", "fps": fps, "gop_s": gop_s, "bit_rate_target": bit_rate,
+        "recorded_s": seconds,
+        "bit_rate_kbit_s": round(kbit, 1),
+        "encode_cpu_ms_per_frame": round(encode / len(frames) * 1000, 2),
+        "encode_cpu_share_of_one_core": round(encode / len(frames) * fps, 3),
+        "sim_render_cpu_ms_per_frame": round(render / len(frames) * 1000, 2),
+        "ring": {"seconds": round(held["seconds"], 2), "bytes": held["bytes"],
+                 "gops": held["gops"]},
+        "rss_encoder_mb": round(rss_encoder / 1e6, 1),
+        "rss_growth_encoder_and_ring_mb": round(rss / 1e6, 1),
+        "rss_process_mb": round(rss_total / 1e6, 1),
+        "clip": {"pre_s": round(clip.pre_s, 2), "post_s": round(clip.post_s, 2),
+                 "bytes": clip.bytes, "frames": clip.frames,
+                 "transfer_s_at_1_mbit": round(clip.bytes * 8 / 1e6, 1),
+                 "trigger_to_clip_at_centre_s_at_1_mbit":
+                     round(post_s + clip.bytes * 8 / 1e6, 1)},
+    }
+
+
+def bench_clips(quick):
+    """Each size in a process of its own, so its memory figures are its own."""
+    import subprocess
+
+    res = {}
+    for label in CLIP_SIZES:
+        cmd = [sys.executable, __file__, "--one-clip", label] + (["--quick"] if quick else [])
+        res[label] = json.loads(subprocess.run(cmd, check=True, capture_output=True,
+                                               text=True).stdout)
+    res["goal_kbit_s_720p"] = CLIP_GOAL_KBIT_720P
+    return res
+
+
+def print_clips(res):
+    print(f"clips (ring buffer in simulation; goal ≤ {CLIP_GOAL_KBIT_720P} kbit/s at 720p):")
+    for label in CLIP_SIZES:
+        r = res[label]
+        c = r["clip"]
+        print(f"  {label}: {r['bit_rate_kbit_s']:.0f} kbit/s, encode "
+              f"{r['encode_cpu_share_of_one_core']:.0%} of a core at {r['fps']} fps "
+              f"(+{r['sim_render_cpu_ms_per_frame']:.1f} ms/frame drawing the sim), ring "
+              f"{r['ring']['bytes'] / 1e6:.1f} MB for {r['ring']['seconds']:.0f} s, RSS +"
+              f"{r['rss_growth_encoder_and_ring_mb']:.0f} MB (encoder "
+              f"{r['rss_encoder_mb']:.0f} MB, process {r['rss_process_mb']:.0f} MB); "
+              f"clip {c['pre_s']:.0f}+{c['post_s']:.0f} s = {c['bytes'] / 1e6:.2f} MB, "
+              f"{c['transfer_s_at_1_mbit']:.0f} s at 1 Mbit/s")
+
+
+# ---- memos -------------------------------------------------------------------------
+
+def bench_memo(seconds=10):
+    from gridlink.firmware.device import memo
+
+    samples = memo.synthetic_memo(seconds)
+    c0 = time.process_time()
+    data = memo.encode_memo(samples)
+    cpu = time.process_time() - c0
+    info = memo.memo_info(data)
+    return {"seconds": round(info["seconds"], 3), "codec": info["codec"],
+            "bit_rate_target": memo.DEFAULT_BIT_RATE, "bytes": len(data),
+            "kbit_s": round(len(data) * 8 / seconds / 1000, 1),
+            "encode_cpu_ms": round(cpu * 1000, 1)}
+
+
+def print_memo(res):
+    print(f"voice memo: {res['seconds']:.0f} s of synthetic speech as {res['codec']} in Ogg = "
+          f"{res['bytes']:,} bytes ({res['kbit_s']} kbit/s), encoded in "
+          f"{res['encode_cpu_ms']:.0f} ms CPU")
+
+
+# ---- main --------------------------------------------------------------------------
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="fewer photos, shorter clips")
+    parser.add_argument("--one-clip", choices=CLIP_SIZES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.one_clip:
+        size, rate = CLIP_SIZES[args.one_clip]
+        pre_s, post_s = (2, 4) if args.quick else (10, 20)
+        print(json.dumps(bench_clip(size, pre_s, post_s, bit_rate=rate)))
+        return 0
+    results = {"quick": args.quick}
+    results["photo"] = bench_photos(PHOTOS[:2] if args.quick else PHOTOS)
+    print_photos(results["photo"])
+    results["clips"] = bench_clips(args.quick)
+    print_clips(results["clips"])
+    results["memo"] = bench_memo()
+    print_memo(results["memo"])
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(json.dumps(results, indent=1) + "\n")
+    print(f"wrote {OUT.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

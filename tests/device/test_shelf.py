@@ -1,0 +1,95 @@
+"""The media shelf: bounded, pruned on delivery, every drop recorded, survives restarts."""
+
+import hashlib
+import json
+
+import pytest
+from gridlink.firmware.device.shelf import INDEX, MediaShelf, ShelfError
+
+
+class Clock:
+    def __init__(self):
+        self.t = 1_800_000_000.0
+
+    def __call__(self):
+        self.t += 1
+        return self.t
+
+
+def blob(n, fill=0):
+    return bytes([fill]) * n
+
+
+def test_media_is_kept_by_hash_until_delivered(tmp_path):
+    shelf = MediaShelf(tmp_path, 10_000, Clock())
+    entry = shelf.add(blob(1000, 1), "clip", report="pv-0001:000000000042")
+    sha = hashlib.sha256(blob(1000, 1)).hexdigest()
+    assert entry["sha256"] == sha and (tmp_path / f"{sha}.mp4").read_bytes() == blob(1000, 1)
+    assert [e["report"] for e in shelf.pending()] == ["pv-0001:000000000042"]
+    assert shelf.delivered(sha) is True
+    assert not (tmp_path / f"{sha}.mp4").exists() and shelf.pending() == []
+    assert shelf.delivered(sha) is False
+
+
+def test_a_full_shelf_drops_the_oldest_and_says_so(tmp_path):
+    shelf = MediaShelf(tmp_path, 2500, Clock())
+    a = shelf.add(blob(1000, 1), "clip", "r1")
+    b = shelf.add(blob(1000, 2), "memo", "r2")
+    c = shelf.add(blob(1000, 3), "clip", "r3")
+    assert [e["sha256"] for e in shelf.pending()] == [b["sha256"], c["sha256"]]
+    assert shelf.used() <= 2500
+    (dropped,) = shelf.take_dropped()
+    assert dropped["sha256"] == a["sha256"] and dropped["report"] == "r1"
+    assert dropped["reason"] == "shelf full"
+    assert not (tmp_path / f"{a['sha256']}.mp4").exists()
+    assert shelf.take_dropped() == []                       # reported once
+
+
+def test_adding_the_same_media_twice_keeps_one(tmp_path):
+    shelf = MediaShelf(tmp_path, 10_000, Clock())
+    shelf.add(blob(500), "clip")
+    shelf.add(blob(500), "clip")
+    assert len(shelf.pending()) == 1 and shelf.used() == 500
+
+
+def test_the_shelf_survives_a_restart_and_reconciles_with_the_folder(tmp_path):
+    clock = Clock()
+    shelf = MediaShelf(tmp_path, 10_000, clock)
+    kept = shelf.add(blob(100, 1), "clip", "r1")
+    gone = shelf.add(blob(100, 2), "memo", "r2")
+    (tmp_path / f"{gone['sha256']}.ogg").unlink()              # lost behind our back
+    orphan = hashlib.sha256(b"orphan").hexdigest()
+    (tmp_path / f"{orphan}.mp4").write_bytes(b"orphan")          # written, index not
+    again = MediaShelf(tmp_path, 10_000, clock)
+    assert {e["sha256"] for e in again.pending()} == {kept["sha256"], orphan}
+    (dropped,) = again.take_dropped()
+    assert dropped["sha256"] == gone["sha256"] and "missing" in dropped["reason"]
+    assert json.loads((tmp_path / INDEX).read_text())["dropped"] == []
+
+
+def test_a_clip_file_is_moved_onto_the_shelf(tmp_path):
+    shelf = MediaShelf(tmp_path / "shelf", 10_000, Clock())
+    clip = tmp_path / "clip-1.mp4"
+    clip.write_bytes(b"mp4 bytes")
+    entry = shelf.add_file(clip, "clip", "r9")
+    assert not clip.exists() and shelf.path(entry["sha256"]).read_bytes() == b"mp4 bytes"
+
+
+@pytest.mark.parametrize(("call", "message"), [
+    (lambda s: s.add(b"x", "video"), "unknown media kind"),
+    (lambda s: s.add(blob(2000), "clip"), "larger than the whole shelf"),
+])
+def test_what_cannot_be_shelved_is_refused_and_nothing_changes(tmp_path, call, message):
+    shelf = MediaShelf(tmp_path, 1000, Clock())
+    shelf.add(b"keep", "memo")
+    with pytest.raises(ShelfError, match=message):
+        call(shelf)
+    assert len(shelf.pending()) == 1 and shelf.take_dropped() == []
+
+
+def test_a_broken_index_is_a_clear_error(tmp_path):
+    (tmp_path / INDEX).write_text("{not json")
+    with pytest.raises(ShelfError, match="unreadable shelf index"):
+        MediaShelf(tmp_path, 1000)
+    with pytest.raises(ShelfError, match="positive"):
+        MediaShelf(tmp_path / "x", 0)
