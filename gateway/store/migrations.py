@@ -157,6 +157,11 @@ FROM photo_chunks c JOIN photos p ON p.sha256 = c.sha256 WHERE p.first_report LI
 DROP TABLE photo_chunks;
 """
 
+# A report's seq has 12 digits (protocol v1) and devices start their counters at the clock
+# (about 1.8e9 now, past PostgreSQL's INTEGER in 2038): 64 bits.  SQLite's INTEGER is 64
+# bits already.
+_SEQ_BIGINT = "ALTER TABLE reports ALTER COLUMN seq TYPE BIGINT"
+
 BUILTIN = (
     ("0001_gateway_tables", _REPORTS.format(**_SQLITE), _REPORTS.format(**_POSTGRES)),
     ("0002_dead_letter_digest", _DEAD_LETTER_DIGEST, _DEAD_LETTER_DIGEST),
@@ -166,4 +171,5 @@ BUILTIN = (
      _PHOTO_PARTS.format(blob="BLOB",
                          device_of="substr(p.first_report, 1, instr(p.first_report, ':') - 1)"),
      _PHOTO_PARTS.format(blob="BYTEA", device_of="split_part(p.first_report, ':', 1)")),
+    ("0006_report_seq_bigint", "SELECT 1", _SEQ_BIGINT),
 )

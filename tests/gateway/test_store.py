@@ -7,7 +7,7 @@ from gridlink.gateway.errors import GatewayError, StoreError
 from gridlink.gateway.store import open_store
 
 BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest",
-            "0004_capture_time_flag", "0005_photo_parts"]
+            "0004_capture_time_flag", "0005_photo_parts", "0006_report_seq_bigint"]
 
 EXTRA = (("board_001_notes",
           "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
@@ -252,3 +252,13 @@ def test_the_boards_migrations_leave_no_redundant_index_on_reports(store):
         plan = store.fetchall("EXPLAIN QUERY PLAN SELECT id FROM reports WHERE "
                               "captured_at >= ? AND captured_at < ?", ("a", "b"))
         assert any("intake_reports_page_order" in r["detail"] for r in plan)
+
+
+def test_a_twelve_digit_seq_is_stored_whole(store):
+    """Devices number reports from the clock (about 1.8e9 now); the protocol allows 12
+    digits: PostgreSQL's 32-bit INTEGER would refuse them from 2038."""
+    from tests.support.intake_api import T0, add_report
+
+    rid = add_report(store, 999_999_999_999, captured=T0)
+    assert store.fetchall("SELECT seq FROM reports WHERE id = ?", [rid]) == [
+        {"seq": 999_999_999_999}]
