@@ -20,8 +20,7 @@ import logging
 import time
 from pathlib import Path
 
-from gridlink.flash import pki
-
+from .crl import CrlError, crl_warning, parse_serial, read_crl
 from .errors import ConfigError
 
 log = logging.getLogger("gridlink.gateway")
@@ -48,7 +47,7 @@ def read_issued(path):
             device, serial = row.get("device"), row.get("serial")
             if not device or serial in (None, ""):
                 raise ValueError(f"entry {i + 1} needs device and serial")
-            out.append((str(device).strip(), pki.parse_serial(serial),
+            out.append((str(device).strip(), parse_serial(serial),
                         (row.get("issued_at") or None)))
         return out
     except (ValueError, TypeError, AttributeError) as exc:
@@ -95,9 +94,9 @@ class Revocations:
     def _load(self, strict=False):
         stamp = self._current_stamp()
         try:
-            crl = pki.crl_info(pki._read(self.crl_path, "CRL"), f"CRL {self.crl_path}")
+            crl = read_crl(self.crl_path)
             issued = read_issued(self.issued_path) if self.issued_path else []
-        except (pki.CertError, ConfigError) as exc:
+        except (CrlError, ConfigError) as exc:
             if strict:
                 raise ConfigError(str(exc)) from None
             log.error("revocations not reloaded, the previous ones stand: %s", exc)
@@ -115,7 +114,7 @@ class Revocations:
         if unknown:
             log.warning("%d revoked serials have no device in the issued-ids record %s",
                         len(unknown), self.issued_path or "(none)")
-        warning = pki.crl_warning(pki._read(self.crl_path, "CRL"), what=f"CRL {self.crl_path}")
+        warning = crl_warning(crl, what=f"CRL {self.crl_path}")
         if warning:
             log.warning(warning)
         self._revoked, self._provisioned, self._stamp = revoked, provisioned, stamp

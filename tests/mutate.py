@@ -8,7 +8,9 @@ Each mutant changes one place of the module — a comparison flipped (``<`` ↔ 
 (``and`` ↔ ``or``), a ``not`` dropped, a number shifted by one, ``True`` ↔ ``False`` —
 is written over the module, and the module's tests run (``pytest -x``).  A mutant the
 tests fail on is killed; one they pass survives: a missing test, or dead code.  The
-module is restored after every mutant, and on Ctrl-C.
+module is restored after every mutant, and on Ctrl-C.  A line that ends with
+``# pragma: no mutate`` (mutmut's marker) is left alone: a cache's size or the length of a
+message's excerpt changes nothing a test could see — say why beside it.
 
 Why our own and not mutmut: mutmut 3 copies the tree into ``mutants/`` and imports it from
 there, which the ``package-dir`` mapping of ``gridlink.*`` (docs/packaging.md) defeats —
@@ -72,9 +74,11 @@ def _docstring_nodes(tree):
 
 
 def mutants_of(source):
-    """Every mutant of ``source``, in source order (each re-parses, so they stay apart)."""
+    """Every mutant of ``source``, in source order (each re-parses, so they stay apart),
+    but on lines marked ``# pragma: no mutate``."""
     tree = ast.parse(source)
     docs = _docstring_nodes(tree)
+    skip = {n for n, line in enumerate(source.splitlines(), 1) if "pragma: no mutate" in line}
     found = []
 
     def at(node_index, change):
@@ -118,6 +122,7 @@ def mutants_of(source):
                         n.value = n.value + delta
                     found.append((node.lineno, f"{value!r} → {value + delta!r}",
                                   at(i, change)))
+    found = [m for m in found if m[0] not in skip]
     found.sort(key=lambda m: m[0])
     return [Mutant(n, line, what, apply) for n, (line, what, apply) in enumerate(found)]
 

@@ -3,8 +3,10 @@ the room kept for reports, a photo or counter that cannot be written is a Device
 leaves no half-written file, leftovers are cleaned at start, problem counters persist."""
 
 import json
+import os
 import shutil
 import subprocess
+import time
 
 import pytest
 from gridlink.firmware.core.report import encode_report, make_report
@@ -73,6 +75,9 @@ def test_leftovers_are_cleaned_at_start_and_waiting_photos_kept(tmp_path):
     store = Store(tmp_path)
     store.save_photo("d" * 64, b"waiting")
     store.save_photo("e" * 64, b"orphan")
+    store.save_photo("c" * 64, b"just delivered")      # the gateway may ask for it again
+    old = time.time() - store.photo_keep_s - 1
+    os.utime(store.photo_path("e" * 64), (old, old))
     rep = make_report("pv-0001", 1, None, 1796500000.0, "event", "GB/T 47678.5-2026",
                       "06010", photos=[("d" * 64, 7)])
     store.append(REPORT, encode_report(rep))
@@ -83,7 +88,8 @@ def test_leftovers_are_cleaned_at_start_and_waiting_photos_kept(tmp_path):
     (tmp_path / "tasks.json.new").write_bytes(b"{")
     (tmp_path / "seq.new").write_bytes(b"garbage")      # the counter's own: its reader's
     Store(tmp_path).close()
-    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == ["d" * 64 + ".jpg"]
+    assert sorted(p.name for p in (tmp_path / "photos").iterdir()) == [
+        "c" * 64 + ".jpg", "d" * 64 + ".jpg"]
     assert not (tmp_path / "tasks.json.new").exists()
     assert (tmp_path / "seq.new").exists()
 

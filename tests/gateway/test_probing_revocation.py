@@ -8,7 +8,7 @@ import time
 
 import pytest
 from gridlink.cli import main
-from gridlink.flash import pki as flash_pki
+from gridlink.gateway.crl import CrlError, crl_info, read_crl
 from gridlink.gateway.errors import ConfigError
 from gridlink.gateway.revocation import Revocations, read_issued
 from gridlink.gateway.tls import TLSFiles
@@ -95,12 +95,10 @@ def test_the_issued_record_reads_json_and_csv(tmp_path):
         read_issued(tmp_path / "bad.json")
 
 
-@pytest.mark.parametrize("backend", ["cryptography", "openssl"])
-def test_both_backends_read_a_crl_alike(tmp_path, pki, monkeypatch, backend):
-    monkeypatch.setenv("GRIDLINK_PKI", backend)
+def test_a_crl_is_read_with_its_issuer_serials_and_next_update(tmp_path, pki):
     crl = write_crl(pki, tmp_path / "district.crl", revoked=["pv-0001", "pv-0002"],
                     next_update_days=3)
-    got = flash_pki.crl_info(crl.read_bytes())
+    got = crl_info(crl.read_bytes())
     assert got.issuer == "gridlink test CA"
     assert len(got.serials) == 2
     left = got.next_update - dt.datetime.now(dt.UTC)
@@ -130,3 +128,11 @@ def test_a_missing_crl_is_one_clear_line(tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("gridlink gateway: error: CRL") and "none.crl" in err[-1]
+
+
+def test_an_unreadable_or_malformed_crl_is_named(tmp_path):
+    with pytest.raises(CrlError, match=r"nowhere\.crl"):
+        read_crl(tmp_path / "nowhere.crl")
+    (tmp_path / "bad.crl").write_bytes(b"-----BEGIN X509 CRL-----\nnope\n")
+    with pytest.raises(CrlError, match="is not a PEM CRL"):
+        read_crl(tmp_path / "bad.crl")

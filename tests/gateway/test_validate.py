@@ -195,3 +195,67 @@ def test_the_gateways_topics_are_the_cores_tree():
         ("410106", "pv-0001", "task", None)
     for f in topics.subscriptions(shared=False):
         assert f.startswith(PREFIX + "/+/+/"), f
+
+
+# -- edges the mutation run (tests/mutate.py) showed untested ----------------------------
+
+
+def padded_to(size, **kw):
+    """A report whose encoded form is exactly ``size`` bytes (its text filled up)."""
+    base = len(encode(report(text="", **kw)))
+    extra = size - base
+    wide = min(extra // 3, 256 - (extra % 3)) if extra > 0 else 0
+    text = "垃" * wide + "a" * (extra - 3 * wide)
+    obj = report(text=text, **kw)
+    assert len(encode(obj)) == size and len(text) <= 256
+    return obj
+
+
+def test_a_refused_report_of_exactly_the_size_limit_still_names_its_id(judge):
+    obj = padded_to(MAX_REPORT, seq=7, code="99999")        # refused for its class code
+    v = judge.decode(topic("pv-0001", "report"), encode(obj), T)
+    assert v.kind == "rejected" and v.category != "size", v
+    assert v.report_id == "pv-0001:000000000007"            # so the device gets its answer
+
+
+def test_a_plain_report_on_the_task_result_topic_is_refused(judge):
+    v = judge.decode(topic("pv-0001", "task/result"), encode(report(seq=8)), T)
+    assert v.kind == "rejected" and "task result must have source 'task'" in v.reason, v
+
+
+@pytest.mark.parametrize(("source", "task"), [("button", "T-20261128-0001"), ("task", None)])
+def test_a_task_and_the_task_source_go_together(judge, source, task):
+    obj = report(seq=8, source=source, task=task, result="confirmed")
+    v = judge.decode(topic("pv-0001", "task/result"), encode(obj), T)
+    assert v.kind == "rejected" and v.category == "schema", v
+
+
+def test_a_chunk_payload_is_refused_for_size_only_past_its_limit(judge):
+    from gridlink.gateway.validate import MAX_CHUNK_PAYLOAD
+
+    t = topic("pv-0001", "photo/pv-0001:000000000001/0")
+    at_limit = judge.decode(t, b"x" * MAX_CHUNK_PAYLOAD, T)
+    over = judge.decode(t, b"x" * (MAX_CHUNK_PAYLOAD + 1), T)
+    assert at_limit.kind == "rejected" and at_limit.category != "size", at_limit
+    assert over.kind == "rejected" and over.category == "size", over
+
+
+def test_a_capture_time_is_old_only_past_thirty_days(judge):
+    from gridlink.gateway.clock import wire_time
+    from gridlink.gateway.validate import TIME_OLD_S
+
+    assert TIME_OLD_S == 30 * 86400
+    received = 1_790_000_000.0
+    for captured, flag in ((received - TIME_OLD_S, None), (received - TIME_OLD_S - 1, "old")):
+        obj = report(seq=9, time=wire_time(captured))
+        v = judge.decode(topic("pv-0001", "report"), encode(obj), received)
+        assert v.kind == "report" and v.data["time_flag"] == flag, (captured, v.data)
+
+
+def test_a_message_judged_without_a_receive_time_is_stamped_now(judge):
+    import time
+
+    from gridlink.gateway.clock import parse_iso
+
+    v = judge.decode(topic("pv-0001", "report"), encode(report(seq=10)))
+    assert abs(parse_iso(v.data["received_at"]).timestamp() - time.time()) < 5

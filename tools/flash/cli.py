@@ -81,12 +81,11 @@ def register(parser):
 
 def _crl_check(args):
     """0: the CRL is good for longer than the warning; 1: it expires soon or has."""
-    from . import pki
+    from gridlink.gateway.crl import CRL_WARN_DAYS, crl_warning, read_crl
 
-    pem = pki._read(args.crl, "CRL")
-    days = pki.CRL_WARN_DAYS if args.warn_days is None else args.warn_days
-    warning = pki.crl_warning(pem, warn_days=days, what=f"CRL {args.crl}")
-    info = pki.crl_info(pem)
+    info = read_crl(args.crl)
+    days = CRL_WARN_DAYS if args.warn_days is None else args.warn_days
+    warning = crl_warning(info, warn_days=days, what=f"CRL {args.crl}")
     if warning:
         print(f"WARNING: {warning}", file=sys.stderr)
         return 1
