@@ -14,6 +14,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -56,7 +57,8 @@ def _tls_block(tls, indent, verify):
 
 
 def render_node(*, name, host, client_port, mqtt_port, route_port, monitor_port, store_dir,
-                routes, cluster="gridlink", max_file_store="10G", tls=None, template=TEMPLATE):
+                routes, cluster="gridlink", max_file_store="10G", mqtt_ack_wait="30s", tls=None,
+                template=TEMPLATE):
     """The config text of one node.  ``routes``: (host, port) of every node's route
     listener, its own included.  With ``tls`` (``NodeTLS``): clients and routes must
     present a certificate of the CA; a device's MQTT identity is its certificate
@@ -65,7 +67,7 @@ def render_node(*, name, host, client_port, mqtt_port, route_port, monitor_port,
     values = {
         "name": name, "host": host, "client_port": client_port, "mqtt_port": mqtt_port,
         "route_port": route_port, "monitor_port": monitor_port, "store_dir": store_dir,
-        "max_file_store": max_file_store, "cluster": cluster,
+        "max_file_store": max_file_store, "cluster": cluster, "mqtt_ack_wait": mqtt_ack_wait,
         "routes": ", ".join(f"{scheme}://{h}:{p}" for h, p in routes),
         "client_tls": _tls_block(tls, 0, "verify"),
         "mqtt_tls": _tls_block(tls, 2, "verify_and_map"),
@@ -155,7 +157,7 @@ class NatsCluster:
     """``size`` nodes on ``host`` with JetStream and MQTT, routes between all of them."""
 
     def __init__(self, workdir, size=3, host="127.0.0.1", tls=None, max_file_store="1G",
-                 name="gridlink"):
+                 mqtt_ack_wait="30s", name="gridlink"):
         self.workdir = Path(workdir)
         self.nodes = [NatsNode(i, self.workdir, host) for i in range(size)]
         routes = [(n.host, n.route_port) for n in self.nodes]
@@ -165,7 +167,7 @@ class NatsCluster:
                 name=n.name, host=n.host, client_port=n.client_port, mqtt_port=n.mqtt_port,
                 route_port=n.route_port, monitor_port=n.monitor_port,
                 store_dir=str(n.dir / "jetstream"), routes=routes, cluster=name,
-                max_file_store=max_file_store, tls=tls_n))
+                max_file_store=max_file_store, mqtt_ack_wait=mqtt_ack_wait, tls=tls_n))
 
     @property
     def nats_url(self):
@@ -206,3 +208,66 @@ class NatsCluster:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class FrontDoor:
+    """One address for the devices in front of several nodes' MQTT listeners, as a TCP
+    load balancer (or a DNS name with several addresses) gives them: each connection goes
+    to the first node that accepts, starting after the one the previous connection took.
+    A node that dies drops its connections; the devices reconnect and land on another."""
+
+    def __init__(self, addresses, host="127.0.0.1"):
+        self.addresses = list(addresses)
+        self._next = 0
+        self._server = socket.create_server((host, 0))
+        self._server.settimeout(0.2)
+        self.host, self.port = self._server.getsockname()[:2]
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="front-door", daemon=True)
+        self._thread.start()
+
+    def _upstream(self):
+        for k in range(len(self.addresses)):
+            i = (self._next + k) % len(self.addresses)
+            try:
+                sock = socket.create_connection(self.addresses[i], timeout=2)
+            except OSError:
+                continue
+            sock.settimeout(None)  # the timeout was for connecting; idle links stay up
+            self._next = i + 1
+            return sock
+        return None
+
+    def _accept(self):
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            upstream = self._upstream()
+            if upstream is None:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self):
+        self._closed.set()
+        self._server.close()
+        self._thread.join(2)
+
+
+def _pipe(src, dst):
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()

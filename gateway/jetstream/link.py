@@ -119,7 +119,6 @@ class JetStreamLink:
         self._lock = threading.Condition()
         self._held = {}  # id(msg) → msg: delivered to the runtime, not acknowledged yet
         self._sending = 0  # QoS 1 publishes to devices not yet stored
-        self._main = None
 
     # -- public (any thread) -----------------------------------------------------------
 
@@ -177,12 +176,8 @@ class JetStreamLink:
         """Stop pulling, hand back (nak) what was delivered but not acknowledged, close."""
         self._fetching = False
         self._stopping.set()
-        if self._thread is None:
-            return
-        if self._main is not None:
-            with contextlib.suppress(RuntimeError):
-                self._loop.call_soon_threadsafe(self._main.cancel)
-        self._thread.join(15)
+        if self._thread is not None:
+            self._thread.join(15)  # the pull loop ends within a fetch's timeout
 
     # -- the link's thread -------------------------------------------------------------
 
@@ -194,9 +189,7 @@ class JetStreamLink:
 
     def _run(self):
         asyncio.set_event_loop(self._loop)
-        self._main = self._loop.create_task(self._serve())
-        with contextlib.suppress(asyncio.CancelledError):
-            self._loop.run_until_complete(self._main)
+        self._loop.run_until_complete(self._serve())
         self._loop.run_until_complete(self._close())
         self._loop.close()
 
@@ -269,7 +262,7 @@ class JetStreamLink:
                 await asyncio.sleep(0.005)
                 continue
             try:
-                msgs = await self._sub.fetch(min(room, self.fetch_max), timeout=1.0)
+                msgs = await self._sub.fetch(min(room, self.fetch_max), timeout=0.5)
             except (TimeoutError, nats.errors.TimeoutError):
                 continue
             except nats.errors.Error as exc:
@@ -340,6 +333,8 @@ class JetStreamLink:
         for m in left:  # delivered, never committed: to another worker now
             with contextlib.suppress(nats.errors.Error):
                 await m.nak()
-        with contextlib.suppress(nats.errors.Error, asyncio.TimeoutError):
-            await nc.drain()
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await nc.flush(timeout=2)  # the acks and naks reach the server
+        with contextlib.suppress(nats.errors.Error, TimeoutError):
+            await nc.close()
         self.connected.clear()
