@@ -56,20 +56,48 @@ def _tls_block(tls, indent, verify):
     ])
 
 
+# what a device may publish and subscribe: its own subtree only, each leaf in its own
+# direction (the Mosquitto ACL's patterns, written out per device; "*" in the district
+# position: a device may report from any district it is moved to).  $MQTT.sub.> is where
+# nats-server delivers a QoS 1 subscription's messages to the MQTT connection.
+DEVICE_PUBLISH = ("report", "track", "status", "photo.>", "task.result")
+DEVICE_SUBSCRIBE = ("ack", "task")
+
+
+def authorization_block(devices, gateway="gridlink-gateway"):
+    """The ``authorization`` section for certificate identities (``verify_and_map``):
+    the gateway's CN with full rights (it uses the JetStream API), each device's CN with
+    only its own topics."""
+    lines = ["authorization {", "  users: [", f'    {{user: "CN={gateway}"}}']
+    for dev in devices:
+        if not dev or any(c in dev for c in '.*>"{}[], \n'):
+            raise ClusterError(f"device id {dev!r} cannot be a NATS subject token")
+        pub = ", ".join(f'"gridlink.v1.*.{dev}.{leaf}"' for leaf in DEVICE_PUBLISH)
+        sub = ", ".join([*(f'"gridlink.v1.*.{dev}.{leaf}"' for leaf in DEVICE_SUBSCRIBE),
+                         '"$MQTT.sub.>"'])
+        lines.append(f'    {{user: "CN={dev}", permissions: {{publish: {{allow: [{pub}]}}, '
+                     f"subscribe: {{allow: [{sub}]}}}}}}")
+    return "\n".join([*lines, "  ]", "}"])
+
+
 def render_node(*, name, host, client_port, mqtt_port, route_port, monitor_port, store_dir,
                 routes, cluster="gridlink", max_file_store="10G", mqtt_ack_wait="30s", tls=None,
-                template=TEMPLATE):
+                devices=None, gateway="gridlink-gateway", template=TEMPLATE):
     """The config text of one node.  ``routes``: (host, port) of every node's route
     listener, its own included.  With ``tls`` (``NodeTLS``): clients and routes must
     present a certificate of the CA; a device's MQTT identity is its certificate
-    (``verify_and_map``)."""
+    (``verify_and_map``).  With ``devices`` (ids, with ``tls``): only the ``gateway``
+    identity and these devices may connect, each device to its own topics."""
+    if devices is not None and tls is None:
+        raise ClusterError("per-device permissions need TLS: the identity is the certificate")
     scheme = "nats-route"
     values = {
         "name": name, "host": host, "client_port": client_port, "mqtt_port": mqtt_port,
         "route_port": route_port, "monitor_port": monitor_port, "store_dir": store_dir,
         "max_file_store": max_file_store, "cluster": cluster, "mqtt_ack_wait": mqtt_ack_wait,
         "routes": ", ".join(f"{scheme}://{h}:{p}" for h, p in routes),
-        "client_tls": _tls_block(tls, 0, "verify"),
+        "client_tls": _tls_block(tls, 0, "verify" if devices is None else "verify_and_map"),
+        "authorization": "" if devices is None else authorization_block(devices, gateway),
         "mqtt_tls": _tls_block(tls, 2, "verify_and_map"),
         "route_tls": _tls_block(tls, 2, "verify"),
     }
@@ -157,7 +185,7 @@ class NatsCluster:
     """``size`` nodes on ``host`` with JetStream and MQTT, routes between all of them."""
 
     def __init__(self, workdir, size=3, host="127.0.0.1", tls=None, max_file_store="1G",
-                 mqtt_ack_wait="30s", name="gridlink"):
+                 mqtt_ack_wait="30s", devices=None, name="gridlink"):
         self.workdir = Path(workdir)
         self.nodes = [NatsNode(i, self.workdir, host) for i in range(size)]
         routes = [(n.host, n.route_port) for n in self.nodes]
@@ -167,7 +195,8 @@ class NatsCluster:
                 name=n.name, host=n.host, client_port=n.client_port, mqtt_port=n.mqtt_port,
                 route_port=n.route_port, monitor_port=n.monitor_port,
                 store_dir=str(n.dir / "jetstream"), routes=routes, cluster=name,
-                max_file_store=max_file_store, mqtt_ack_wait=mqtt_ack_wait, tls=tls_n))
+                max_file_store=max_file_store, mqtt_ack_wait=mqtt_ack_wait, tls=tls_n,
+                devices=devices))
 
     @property
     def nats_url(self):
