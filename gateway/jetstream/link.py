@@ -202,6 +202,10 @@ class JetStreamLink:
             except (TimeoutError, OSError, nats.errors.Error) as exc:
                 log.warning("cannot connect to %s (%s); retrying in %.1fs", self.url.url,
                             exc, delay)
+                if self._nc is not None and not self._nc.is_closed:
+                    # connected, but the stream or consumer was not ready: start over
+                    with contextlib.suppress(nats.errors.Error, TimeoutError):
+                        await self._nc.close()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.reconnect_delay[1])
         await self._pull_loop()
