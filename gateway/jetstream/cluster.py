@@ -228,6 +228,11 @@ class NatsCluster:
         self.wait_healthy(timeout, [self.nodes[i]])
 
     def stop(self):
+        """Stop every node (SIGTERM to all, then wait for each)."""
+        for n in self.nodes:
+            if n.running():
+                with contextlib.suppress(OSError):
+                    n.proc.terminate()
         for n in self.nodes:
             with contextlib.suppress(OSError):
                 n.stop()

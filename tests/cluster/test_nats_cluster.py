@@ -7,13 +7,15 @@ import os
 import signal
 import time
 
+import paho.mqtt.client as mqtt
 import pytest
+from gridlink.firmware.core import messages
 from gridlink.gateway.jetstream.cluster import FrontDoor
 from gridlink.gateway.jetstream.link import NatsURL
 from gridlink.gateway.service import Gateway
 
 from tests.cluster.nats_rig import Device311, acked_ids, report_ids, settle_acks
-from tests.gateway_rig import GatewayProcess, count, grid_map_file, wait_for
+from tests.gateway_rig import GatewayProcess, count, grid_map_file, topic, wait_for
 
 pytestmark = pytest.mark.nats
 
@@ -135,12 +137,9 @@ def test_whole_cluster_restarted_keeps_what_was_accepted(nats_cluster, tmp_path)
     dev.send_reports(range(1, 101))
     dev.wait_acked(100)
     dev.close()
-    for i in range(3):
-        nats_cluster.nodes[i].stop()
+    nats_cluster.stop()
     t = time.monotonic()
-    for n in nats_cluster.nodes:
-        n.start()
-    nats_cluster.wait_healthy(60)
+    nats_cluster.start(60)
     gw = gateway(n2.nats_url, tmp_path).start()
     dev = Device311(*n1.mqtt_address)  # same client id: its session and acks wait for it
     try:
@@ -152,3 +151,28 @@ def test_whole_cluster_restarted_keeps_what_was_accepted(nats_cluster, tmp_path)
         gw.stop()
     assert time.monotonic() - t < 60
     assert len(ids) == len(set(ids)) == 100
+
+
+def test_status_and_the_will_reach_the_gateway_through_the_stream(nats_cluster, tmp_path):
+    n1, n2, _ = nats_cluster.nodes
+    gw = gateway(n2.nats_url, tmp_path).start()
+    dev = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pv-0003",
+                      clean_session=False, protocol=mqtt.MQTTv311)
+    dev.will_set(topic("pv-0003", "status"),
+                 messages.encode(messages.will_status("pv-0003")), qos=1, retain=True)
+    states = lambda: [r["state"] for r in gw.store.fetchall(  # noqa: E731
+        "SELECT state FROM devices WHERE device = 'pv-0003'")]
+    try:
+        assert gw.runtime.wait_ready(15)
+        dev.connect(*n1.mqtt_address)
+        dev.loop_start()
+        status = messages.make_status("pv-0003", "online", "1.0", "x", "patrol-vehicle",
+                                      time="2026-11-28T02:15:07.250Z")
+        dev.publish(topic("pv-0003", "status"), messages.encode(status), qos=1, retain=True)
+        wait_for(lambda: states() == ["online"], 15, "the online status")
+        dev.loop_stop()
+        dev.socket().close()  # gone without a DISCONNECT: the broker publishes the will
+        wait_for(lambda: states() == ["offline"], 30, "the will")
+        assert count(gw.store, "dead_letters") == 0
+    finally:
+        gw.stop()
