@@ -10,9 +10,11 @@ All gateway workers pull from one durable consumer (``gridlink``) on that stream
 worker acknowledges a message only after its batch is committed (``ack``); a message it
 never acknowledges — the worker died, or stopped with it queued — is delivered again,
 to any worker, after ``ack_wait`` (at once when a worker stops cleanly: it naks what it
-leaves).  Acks and tasks to devices are stored in the same stream under the device's
-topic with the ``Nmqtt-Pub: 1`` header, which is what the MQTT side delivers to a QoS 1
-subscription — also to a device that was offline when they were sent.
+leaves; while it lives it marks what it holds as in progress, so a commit retried for
+long is not handed to another worker).  Acks and tasks to devices are stored in the
+same stream under the device's topic with the ``Nmqtt-Pub: 1`` header, which is what
+the MQTT side delivers to a QoS 1 subscription — also to a device that was offline when
+they were sent.
 
 The interface is that of :class:`gateway.link.BrokerLink` as the runtime uses it:
 ``on_message(topic, payload, mid, qos, user_properties, generation)`` on the link's
@@ -256,7 +258,11 @@ class JetStreamLink:
                     num_replicas=self.url.replicas))
 
     async def _pull_loop(self):
+        progress_at = time.monotonic() + self.url.ack_wait / 3
         while not self._stopping.is_set():
+            if time.monotonic() >= progress_at:
+                self._in_progress()
+                progress_at = time.monotonic() + self.url.ack_wait / 3
             if not self._fetching:
                 await asyncio.sleep(0.1)
                 continue
@@ -289,6 +295,15 @@ class JetStreamLink:
             with self._lock:
                 self._held[id(m)] = m
             self.on_message(topic_of(subject[n:]), m.data, m, 1, [], self.generation)
+
+    def _in_progress(self):
+        """Tell the server this live worker still works on what it holds (a commit
+        retried while the store is down), so ``ack_wait`` sends it to another worker only
+        when this one is gone or hung."""
+        with self._lock:
+            held = list(self._held.values())
+        for m in held:
+            self._loop.create_task(_quietly(m.in_progress()))
 
     async def _ack_all(self, msgs):
         for m in msgs:
@@ -342,3 +357,8 @@ class JetStreamLink:
         with contextlib.suppress(nats.errors.Error, TimeoutError):
             await nc.close()
         self.connected.clear()
+
+
+async def _quietly(coro):
+    with contextlib.suppress(nats.errors.Error):
+        await coro

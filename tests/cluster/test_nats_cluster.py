@@ -176,3 +176,29 @@ def test_status_and_the_will_reach_the_gateway_through_the_stream(nats_cluster, 
         assert count(gw.store, "dead_letters") == 0
     finally:
         gw.stop()
+
+
+def test_a_live_worker_keeps_what_it_holds_while_its_commit_waits(nats_cluster, tmp_path):
+    """ack_wait 1 s, the store locked for 4 s: the worker marks its messages as in
+    progress, so none is delivered again, and all are stored once the lock goes."""
+    import sqlite3
+
+    n1, n2, _ = nats_cluster.nodes
+    gw = gateway(n2.nats_url + "?ack_wait=1", tmp_path).start()
+    dev = Device311(*n1.mqtt_address)
+    locker = sqlite3.connect(tmp_path / "intake.sqlite", isolation_level=None)
+    try:
+        assert gw.runtime.wait_ready(15)
+        locker.execute("BEGIN EXCLUSIVE")
+        dev.send_reports(range(1, 101))
+        dev.wait_acked(100)
+        wait_for(lambda: gw.runtime.queue_depth() == 100, 10, "the worker holding all")
+        time.sleep(4)
+        locker.execute("ROLLBACK")
+        wait_for(lambda: count(gw.store, "reports") == 100, 30, "100 reports stored")
+        delivered = consumer_info(n2.nats_url).delivered
+        assert delivered.consumer_seq == delivered.stream_seq  # nothing delivered twice
+    finally:
+        locker.close()
+        dev.close()
+        gw.stop()
