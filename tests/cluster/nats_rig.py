@@ -88,7 +88,7 @@ def acked_ids(device):
 
 
 
-def settle_acks(device, seqs, timeout=45.0, resend_after=10.0):
+def settle_acks(device, seqs, timeout=45.0, resend_after=4.0):
     """Wait until the device holds an ack for each of its reports ``seqs``, resending the
     unanswered ones every ``resend_after`` seconds as the firmware does (an ack lost with
     a node is answered again: "duplicate")."""

@@ -39,11 +39,17 @@ def consumer_info(nats_url):
     return asyncio.run(read())
 
 
-def test_device_on_node_1_gateway_on_node_2_each_report_stored_once_and_acked(
+def test_device_on_node_1_gateway_on_node_2_reports_acks_status_and_will(
         nats_cluster, tmp_path):
     n1, n2 = nats_cluster.nodes[0], nats_cluster.nodes[1]
     gw = gateway(n2.nats_url, tmp_path).start()
     dev = Device311(*n1.mqtt_address)
+    other = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pv-0003",
+                        clean_session=False, protocol=mqtt.MQTTv311)
+    other.will_set(topic("pv-0003", "status"),
+                   messages.encode(messages.will_status("pv-0003")), qos=1, retain=True)
+    states = lambda: [r["state"] for r in gw.store.fetchall(  # noqa: E731
+        "SELECT state FROM devices WHERE device = 'pv-0003'")]
     try:
         assert gw.runtime.wait_ready(15)
         dev.send_reports(range(1, 101))
@@ -53,7 +59,20 @@ def test_device_on_node_1_gateway_on_node_2_each_report_stored_once_and_acked(
         # the stream keeps nothing the gateway has acknowledged (interest retention)
         wait_for(lambda: consumer_info(n2.nats_url).num_ack_pending == 0, 10, "all acked")
         ids = report_ids(gw.store)
+        # status (retained QoS 1) and the will reach the gateway through the stream too
+        other.connect(*n1.mqtt_address)
+        other.loop_start()
+        status = messages.make_status("pv-0003", "online", "1.0", "x", "patrol-vehicle",
+                                      time="2026-11-28T02:15:07.250Z")
+        other.publish(topic("pv-0003", "status"), messages.encode(status), qos=1,
+                      retain=True)
+        wait_for(lambda: states() == ["online"], 15, "the online status")
+        other.loop_stop()
+        other.socket().close()  # gone without a DISCONNECT: the broker publishes the will
+        wait_for(lambda: states() == ["offline"], 30, "the will")
+        assert count(gw.store, "dead_letters") == 0
     finally:
+        other.loop_stop()
         dev.close()
         gw.stop()
     assert sorted(ids) == [f"pv-0001:{s:012d}" for s in range(1, 101)]
@@ -153,33 +172,8 @@ def test_whole_cluster_restarted_keeps_what_was_accepted(nats_cluster, tmp_path)
     assert len(ids) == len(set(ids)) == 100
 
 
-def test_status_and_the_will_reach_the_gateway_through_the_stream(nats_cluster, tmp_path):
-    n1, n2, _ = nats_cluster.nodes
-    gw = gateway(n2.nats_url, tmp_path).start()
-    dev = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pv-0003",
-                      clean_session=False, protocol=mqtt.MQTTv311)
-    dev.will_set(topic("pv-0003", "status"),
-                 messages.encode(messages.will_status("pv-0003")), qos=1, retain=True)
-    states = lambda: [r["state"] for r in gw.store.fetchall(  # noqa: E731
-        "SELECT state FROM devices WHERE device = 'pv-0003'")]
-    try:
-        assert gw.runtime.wait_ready(15)
-        dev.connect(*n1.mqtt_address)
-        dev.loop_start()
-        status = messages.make_status("pv-0003", "online", "1.0", "x", "patrol-vehicle",
-                                      time="2026-11-28T02:15:07.250Z")
-        dev.publish(topic("pv-0003", "status"), messages.encode(status), qos=1, retain=True)
-        wait_for(lambda: states() == ["online"], 15, "the online status")
-        dev.loop_stop()
-        dev.socket().close()  # gone without a DISCONNECT: the broker publishes the will
-        wait_for(lambda: states() == ["offline"], 30, "the will")
-        assert count(gw.store, "dead_letters") == 0
-    finally:
-        gw.stop()
-
-
 def test_a_live_worker_keeps_what_it_holds_while_its_commit_waits(nats_cluster, tmp_path):
-    """ack_wait 1 s, the store locked for 4 s: the worker marks its messages as in
+    """ack_wait 1 s, the store locked for 2.5 s: the worker marks its messages as in
     progress, so none is delivered again, and all are stored once the lock goes."""
     import sqlite3
 
@@ -193,7 +187,7 @@ def test_a_live_worker_keeps_what_it_holds_while_its_commit_waits(nats_cluster, 
         dev.send_reports(range(1, 101))
         dev.wait_acked(100)
         wait_for(lambda: gw.runtime.queue_depth() == 100, 10, "the worker holding all")
-        time.sleep(4)
+        time.sleep(2.5)
         locker.execute("ROLLBACK")
         wait_for(lambda: count(gw.store, "reports") == 100, 30, "100 reports stored")
         delivered = consumer_info(n2.nats_url).delivered
