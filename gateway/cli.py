@@ -13,7 +13,10 @@ from gridlink.firmware.core.messages import ACK_IDS_MAX
 def register(parser):
     sub = parser.add_subparsers(dest="gateway_command", metavar="ACTION", required=True)
     run = sub.add_parser("run", help="ingest reports from the broker into the intake store")
-    run.add_argument("--broker", required=True, help="mqtt://host[:port] or mqtts://host[:port]")
+    run.add_argument("--broker", required=True,
+                     help="mqtt://host[:port], mqtts://host[:port], or "
+                          "nats://host:port[,host:port…] (a NATS JetStream cluster: "
+                          "docs/scaling.md)")
     run.add_argument("--db", required=True,
                      help="sqlite:///path/intake.sqlite or postgresql://user@host/db[?schema=s]")
     run.add_argument("--grid", help="compiled grid map (.glgm): reports are re-located on it")

@@ -10,6 +10,12 @@ broker never has more than ``pending_max`` unacknowledged messages out to this w
 locked) is retried with back-off and nothing is acknowledged meanwhile: the broker keeps
 the messages in the session.
 
+The transport is chosen by the broker URL (the one seam): ``link.BrokerLink`` for
+``mqtt://``/``mqtts://`` (Mosquitto), ``jetstream.link.JetStreamLink`` for ``nats://``
+(a NATS JetStream cluster: a durable consumer shared by all workers instead of an MQTT
+shared subscription).  Both take the same callbacks and give the same ``ack``/``publish``/
+``flush``/``stop``; everything in this module is the same for both.
+
 Hooks for the intake board: ``runtime.publish(topic, payload, qos=1)`` sends to devices
 (tasks), and every callable in ``runtime.on_report`` is called after each commit with the
 list of committed report rows (dicts with the ``reports`` columns).
@@ -28,6 +34,7 @@ from gridlink.firmware.core.messages import ACK_IDS_MAX
 from . import topics, wire
 from .errors import ConfigError
 from .ingest import ACCEPTED, REJECTED, REUSED, Ingest, Item, device_acks
+from .jetstream import is_nats_url
 from .link import BrokerLink
 from .metrics import Metrics
 from .photos import expire_unfinished
@@ -46,10 +53,6 @@ class GatewayRuntime:
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
                  session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0):
-        try:
-            self.broker = BrokerURL(broker_url)
-        except BrokerURLError as exc:
-            raise ConfigError(f"broker URL {exc}") from None
         self.store = store
         self.validator = validator
         self.ingest = Ingest(store, photo_dir)
@@ -78,14 +81,26 @@ class GatewayRuntime:
         self._received = 0
         self._finished = 0
         self.metrics.queue_depth.set_function(self.queue_depth)
-        self.link = BrokerLink(
-            client_id, self.broker.host, self.broker.port,
-            subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)],
-            on_message=self._on_message, on_connect=self._on_connect,
-            on_subscribed=self._on_subscribed, on_disconnect=self._on_disconnect,
-            tls_context=client_context(self.broker, tls), username=self.broker.username,
-            password=self.broker.password, keepalive=30, session_expiry=session_expiry,
-            receive_maximum=pending_max, send_window=SEND_WINDOW)
+        self.broker_url = broker_url
+        callbacks = {"on_message": self._on_message, "on_connect": self._on_connect,
+                     "on_subscribed": self._on_subscribed, "on_disconnect": self._on_disconnect}
+        if is_nats_url(broker_url):  # the transport seam: a NATS JetStream cluster
+            from .jetstream.link import JetStreamLink
+
+            self.link = JetStreamLink(
+                broker_url, client_id, tls_context=tls.context() if tls else None,
+                pending_max=pending_max, send_window=SEND_WINDOW, **callbacks)
+        else:
+            try:
+                self.broker = BrokerURL(broker_url)
+            except BrokerURLError as exc:
+                raise ConfigError(f"broker URL {exc}") from None
+            self.link = BrokerLink(
+                client_id, self.broker.host, self.broker.port,
+                subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)],
+                tls_context=client_context(self.broker, tls), username=self.broker.username,
+                password=self.broker.password, keepalive=30, session_expiry=session_expiry,
+                receive_maximum=pending_max, send_window=SEND_WINDOW, **callbacks)
         self.metrics.devices_online.set_function(self._devices_online)
 
     # -- public ------------------------------------------------------------------------
@@ -99,7 +114,7 @@ class GatewayRuntime:
         self.link.start()
         if wait and not self.wait_ready(timeout):
             log.warning("broker %s not reachable yet; retrying in the background",
-                        self.broker.url)
+                        self.broker_url)
         return self
 
     def wait_ready(self, timeout=10.0):
@@ -169,7 +184,7 @@ class GatewayRuntime:
 
     def _on_connect(self, session_present):
         self.metrics.connected.set(1)
-        log.info("connected to %s as %s (session present: %s)", self.broker.url,
+        log.info("connected to %s as %s (session present: %s)", self.broker_url,
                  self.client_id, session_present)
 
     def _on_subscribed(self, reasons):

@@ -1,0 +1,307 @@
+"""A NATS cluster of real ``nats-server`` processes, rendered from the shipped template.
+
+``NatsCluster(workdir, size=3)`` gives each node its own free ports (NATS clients, MQTT,
+routes, monitoring), its own JetStream store and a config rendered from
+``gateway/broker/nats/node.conf.tmpl``; ``start()`` waits until every node reports
+JetStream healthy.  ``kill(i)`` ends one node at once (SIGKILL), ``start_node(i)`` brings
+it back on the same ports and store, ``stop()`` ends them all.  Tests, benchmarks and a
+demo use it; a production cluster renders the same template with TLS (``NodeTLS``).
+"""
+
+import contextlib
+import json
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+from ..errors import GatewayError
+
+TEMPLATE = Path(__file__).resolve().parent.parent / "broker" / "nats" / "node.conf.tmpl"
+
+
+class ClusterError(GatewayError):
+    """A node would not start, or the cluster did not become healthy in time."""
+
+
+@dataclass
+class NodeTLS:
+    """PEM files of one node: its certificate (SAN = the address others dial) and key,
+    and the CA that signed it and every client (devices, gateway workers, other nodes)."""
+
+    ca: str
+    cert: str
+    key: str
+
+
+def _tls_block(tls, indent, verify):
+    if tls is None:
+        return ""
+    pad = " " * indent
+    return "\n".join([
+        f"{pad}tls {{",
+        f'{pad}  cert_file: "{tls.cert}"',
+        f'{pad}  key_file: "{tls.key}"',
+        f'{pad}  ca_file: "{tls.ca}"',
+        f"{pad}  {verify}: true",
+        f"{pad}  timeout: 5",
+        f"{pad}}}",
+    ])
+
+
+# what a device may publish and subscribe: its own subtree only, each leaf in its own
+# direction (the Mosquitto ACL's patterns, written out per device; "*" in the district
+# position: a device may report from any district it is moved to).  $MQTT.sub.> is where
+# nats-server delivers a QoS 1 subscription's messages to the MQTT connection.
+DEVICE_PUBLISH = ("report", "track", "status", "photo.>", "task.result")
+DEVICE_SUBSCRIBE = ("ack", "task")
+
+
+def authorization_block(devices, gateway="gridlink-gateway"):
+    """The ``authorization`` section for certificate identities (``verify_and_map``):
+    the gateway's CN with full rights (it uses the JetStream API), each device's CN with
+    only its own topics."""
+    lines = ["authorization {", "  users: [", f'    {{user: "CN={gateway}"}}']
+    for dev in devices:
+        if not dev or any(c in dev for c in '.*>"{}[], \n'):
+            raise ClusterError(f"device id {dev!r} cannot be a NATS subject token")
+        pub = ", ".join(f'"gridlink.v1.*.{dev}.{leaf}"' for leaf in DEVICE_PUBLISH)
+        sub = ", ".join([*(f'"gridlink.v1.*.{dev}.{leaf}"' for leaf in DEVICE_SUBSCRIBE),
+                         '"$MQTT.sub.>"'])
+        lines.append(f'    {{user: "CN={dev}", permissions: {{publish: {{allow: [{pub}]}}, '
+                     f"subscribe: {{allow: [{sub}]}}}}}}")
+    return "\n".join([*lines, "  ]", "}"])
+
+
+def render_node(*, name, host, client_port, mqtt_port, route_port, monitor_port, store_dir,
+                routes, cluster="gridlink", max_file_store="10G", mqtt_ack_wait="30s", tls=None,
+                devices=None, gateway="gridlink-gateway", template=TEMPLATE):
+    """The config text of one node.  ``routes``: (host, port) of every node's route
+    listener, its own included.  With ``tls`` (``NodeTLS``): clients and routes must
+    present a certificate of the CA; a device's MQTT identity is its certificate
+    (``verify_and_map``).  With ``devices`` (ids, with ``tls``): only the ``gateway``
+    identity and these devices may connect, each device to its own topics."""
+    if devices is not None and tls is None:
+        raise ClusterError("per-device permissions need TLS: the identity is the certificate")
+    scheme = "nats-route"
+    values = {
+        "name": name, "host": host, "client_port": client_port, "mqtt_port": mqtt_port,
+        "route_port": route_port, "monitor_port": monitor_port, "store_dir": store_dir,
+        "max_file_store": max_file_store, "cluster": cluster, "mqtt_ack_wait": mqtt_ack_wait,
+        "routes": ", ".join(f"{scheme}://{h}:{p}" for h, p in routes),
+        "client_tls": _tls_block(tls, 0, "verify" if devices is None else "verify_and_map"),
+        "authorization": "" if devices is None else authorization_block(devices, gateway),
+        "mqtt_tls": _tls_block(tls, 2, "verify_and_map"),
+        "route_tls": _tls_block(tls, 2, "verify"),
+    }
+    try:
+        return Template(Path(template).read_text()).substitute(values)
+    except (KeyError, ValueError) as exc:
+        raise ClusterError(f"NATS config template {template}: {exc}") from exc
+
+
+def free_port(host="127.0.0.1"):
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def nats_server_exe():
+    exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
+    if not Path(exe).exists():
+        raise ClusterError("nats-server is not installed (Debian: apt install nats-server)")
+    return exe
+
+
+class NatsNode:
+    """One node: ports, store, config file and process."""
+
+    def __init__(self, index, workdir, host="127.0.0.1"):
+        self.index = index
+        self.name = f"n{index + 1}"
+        self.host = host
+        self.dir = Path(workdir) / self.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.client_port, self.mqtt_port, self.route_port, self.monitor_port = (
+            free_port(host) for _ in range(4))
+        self.conf = self.dir / "nats.conf"
+        self.log = self.dir / "nats.log"
+        self.proc = None
+
+    @property
+    def nats_url(self):
+        return f"nats://{self.host}:{self.client_port}"
+
+    @property
+    def mqtt_address(self):
+        return self.host, self.mqtt_port
+
+    def start(self):
+        if self.running():
+            return self
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen([nats_server_exe(), "-c", str(self.conf)],
+                                         stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """End the process at once, as a crash or a pulled plug would."""
+        if self.running():
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+        self.proc = None
+
+    def stop(self, timeout=10.0):
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+    def healthz(self):
+        """The node's JetStream health: True when it serves and is caught up."""
+        url = f"http://{self.host}:{self.monitor_port}/healthz"
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return json.loads(r.read()).get("status") == "ok"
+        except (OSError, urllib.error.URLError, ValueError):
+            return False
+
+
+class NatsCluster:
+    """``size`` nodes on ``host`` with JetStream and MQTT, routes between all of them."""
+
+    def __init__(self, workdir, size=3, host="127.0.0.1", tls=None, max_file_store="1G",
+                 mqtt_ack_wait="30s", devices=None, name="gridlink"):
+        self.workdir = Path(workdir)
+        self.nodes = [NatsNode(i, self.workdir, host) for i in range(size)]
+        routes = [(n.host, n.route_port) for n in self.nodes]
+        for n in self.nodes:
+            tls_n = tls(n) if callable(tls) else tls
+            n.conf.write_text(render_node(
+                name=n.name, host=n.host, client_port=n.client_port, mqtt_port=n.mqtt_port,
+                route_port=n.route_port, monitor_port=n.monitor_port,
+                store_dir=str(n.dir / "jetstream"), routes=routes, cluster=name,
+                max_file_store=max_file_store, mqtt_ack_wait=mqtt_ack_wait, tls=tls_n,
+                devices=devices))
+
+    @property
+    def nats_url(self):
+        """All nodes' client addresses, as ``gridlink gateway run --broker`` takes them."""
+        return "nats://" + ",".join(f"{n.host}:{n.client_port}" for n in self.nodes)
+
+    def start(self, timeout=30.0):
+        for n in self.nodes:
+            n.start()
+        self.wait_healthy(timeout)
+        return self
+
+    def wait_healthy(self, timeout=30.0, nodes=None):
+        deadline = time.monotonic() + timeout
+        for n in nodes or [n for n in self.nodes if n.running()]:
+            while not n.healthz():
+                if not n.running():
+                    raise ClusterError(f"nats-server {n.name} exited; see {n.log}")
+                if time.monotonic() > deadline:
+                    raise ClusterError(f"nats-server {n.name} not healthy after {timeout}s; "
+                                       f"see {n.log}")
+                time.sleep(0.1)
+
+    def kill(self, i):
+        self.nodes[i].kill()
+
+    def start_node(self, i, timeout=30.0):
+        self.nodes[i].start()
+        self.wait_healthy(timeout, [self.nodes[i]])
+
+    def stop(self):
+        """Stop every node (SIGTERM to all, then wait for each)."""
+        for n in self.nodes:
+            if n.running():
+                with contextlib.suppress(OSError):
+                    n.proc.terminate()
+        for n in self.nodes:
+            with contextlib.suppress(OSError):
+                n.stop()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class FrontDoor:
+    """One address for the devices in front of several nodes' MQTT listeners, as a TCP
+    load balancer (or a DNS name with several addresses) gives them: each connection goes
+    to the first node that accepts, starting after the one the previous connection took.
+    A node that dies drops its connections; the devices reconnect and land on another."""
+
+    def __init__(self, addresses, host="127.0.0.1"):
+        self.addresses = list(addresses)
+        self._next = 0
+        self._server = socket.create_server((host, 0))
+        self._server.settimeout(0.2)
+        self.host, self.port = self._server.getsockname()[:2]
+        self._closed = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="front-door", daemon=True)
+        self._thread.start()
+
+    def _upstream(self):
+        for k in range(len(self.addresses)):
+            i = (self._next + k) % len(self.addresses)
+            try:
+                sock = socket.create_connection(self.addresses[i], timeout=2)
+            except OSError:
+                continue
+            sock.settimeout(None)  # the timeout was for connecting; idle links stay up
+            self._next = i + 1
+            return sock
+        return None
+
+    def _accept(self):
+        while not self._closed.is_set():
+            try:
+                client, _ = self._server.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            client.settimeout(None)
+            upstream = self._upstream()
+            if upstream is None:
+                client.close()
+                continue
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=_pipe, args=(a, b), daemon=True).start()
+
+    def close(self):
+        self._closed.set()
+        self._server.close()
+        self._thread.join(2)
+
+
+def _pipe(src, dst):
+    try:
+        while data := src.recv(65536):
+            dst.sendall(data)
+    except OSError:
+        pass
+    finally:
+        for s in (src, dst):
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()

@@ -1,0 +1,112 @@
+"""Parts of the NATS cluster tests: a device-side MQTT 3.1.1 client and store checks."""
+
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+from tests.support.gateway_rig import encode, report, topic
+from tests.support.waiting import wait_until
+
+
+class Device311:
+    """A device's MQTT side as the firmware makes it (paho, MQTT 3.1.1, persistent
+    session, QoS 1): publishes reports, counts PUBACKs, collects its acks.  paho
+    reconnects by itself and resends what had no PUBACK."""
+
+    def __init__(self, host, port, device="pv-0001", tls=None, inflight=50):
+        self.device = device
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
+                                  clean_session=False, protocol=mqtt.MQTTv311)
+        self.client.max_inflight_messages_set(inflight)
+        self.client.max_queued_messages_set(0)
+        self.client.reconnect_delay_set(0.1, 1)
+        if tls is not None:
+            self.client.tls_set_context(tls)
+        self.acked = 0
+        self.acks = []
+        self.connects = 0
+        self._lock = threading.Lock()
+        self.connected = threading.Event()
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = lambda *a: self.connected.clear()
+        self.client.on_publish = self._on_publish
+        self.client.on_message = self._on_message
+        self.granted = []  # the SUBACK's reason code of each (re)subscription to its acks
+        self.client.on_subscribe = lambda c, u, mid, codes, props: self.granted.append(
+            codes[0].value)
+        self.client.connect(host, port, keepalive=5)
+        self.client.loop_start()
+        wait_until(lambda: self.granted, 15, f"{device} to connect and subscribe")
+        assert self.granted == [1], f"{device}: subscription refused ({self.granted})"
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            return
+        client.subscribe(topic(self.device, "ack"), 1)
+        with self._lock:
+            self.connects += 1
+        self.connected.set()
+
+    def _on_publish(self, client, userdata, mid, reason_code, properties):
+        with self._lock:
+            self.acked += 1
+
+    def _on_message(self, client, userdata, msg):
+        with self._lock:
+            self.acks.append(msg.payload)
+
+    def send_reports(self, seqs):
+        t = topic(self.device, "report")
+        for seq in seqs:
+            self.client.publish(t, encode(report(self.device, seq)), qos=1)
+
+    def send_paced(self, seqs, interval=0.01):
+        """Publish reports ``seqs`` in a thread, one every ``interval`` s (a stream that is
+        still flowing when a node dies)."""
+        t = threading.Thread(target=lambda: [self.send_reports([s]) or time.sleep(interval)
+                                             for s in seqs], daemon=True)
+        t.start()
+        return t
+
+    def wait_acked(self, n, timeout=30):
+        wait_until(lambda: self.acked >= n, timeout, f"{n} PUBACKs (have {self.acked})")
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def report_ids(store):
+    return [r["id"] for r in store.fetchall("SELECT id FROM reports")]
+
+
+def acked_ids(device):
+    """Report ids the device's acks answered (as accepted or duplicate)."""
+    from tests.support.gateway_rig import answers
+
+    return {rid for rid, status, _ in answers(device.acks) if status != "rejected"}
+
+
+
+def settle_acks(device, seqs, timeout=45.0, resend_after=4.0):
+    """Wait until the device holds an ack for each of its reports ``seqs``, resending the
+    unanswered ones every ``resend_after`` seconds as the firmware does (an ack lost with
+    a node is answered again: "duplicate")."""
+    want = {f"{device.device}:{s:012d}": s for s in seqs}
+    deadline = time.monotonic() + timeout
+    resend_at = time.monotonic() + resend_after
+    while True:
+        missing = set(want) - acked_ids(device)
+        if not missing:
+            return
+        now = time.monotonic()
+        if now > deadline:
+            raise AssertionError(f"{device.device}: {len(missing)} reports without an ack "
+                                 f"(connects {device.connects}, SUBACKs {device.granted}, "
+                                 f"acks {len(device.acks)}, connected "
+                                 f"{device.connected.is_set()})")
+        if now > resend_at:
+            device.send_reports(sorted(want[i] for i in missing))
+            resend_at = now + resend_after
+        time.sleep(0.05)
