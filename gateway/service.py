@@ -14,6 +14,7 @@ from gridlink.firmware.maps import open_map
 
 from .errors import ConfigError
 from .httpserver import BackgroundServer
+from .jetstream import is_nats_url
 from .metrics import Metrics
 from .photos import PhotoDir
 from .runtime import GatewayRuntime
@@ -75,7 +76,8 @@ class Gateway:
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None, districts=None, crl=None, issued=None):
-        check_identity(tls, f"{client_id}-{worker}")
+        if not is_nats_url(broker):  # a NATS user is the certificate, not a client id
+            check_identity(tls, f"{client_id}-{worker}")
         try:
             self.grid_map = open_map(grid) if grid else None
         except CoreError as exc:

@@ -21,8 +21,10 @@ def make_pki(folder, identities=IDENTITIES):
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
             "-subj", "/CN=gridlink test CA", cwd=folder)
+    # the broker's certificate serves, and as a NATS cluster node also connects to its
+    # peers (routes): both usages
     (folder / "server.ext").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-                                       "extendedKeyUsage=serverAuth\n")
+                                       "extendedKeyUsage=serverAuth,clientAuth\n")
     (folder / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
     for name in ("broker", *identities):
         subject = "localhost" if name == "broker" else name

@@ -123,7 +123,9 @@ def test_a_template_with_an_unknown_placeholder_is_refused(tmp_path):
 @pytest.mark.nats
 def test_tls_cluster_with_per_device_permissions_carries_reports_and_refuses_forgery(
         tmp_path, nats_cluster_factory):
-    pki = make_pki(tmp_path / "pki")
+    # on NATS the certificate names a user (verify_and_map), not an MQTT client id: the
+    # workers share one identity, gridlink-gateway, and one durable consumer
+    pki = make_pki(tmp_path / "pki", identities=("gridlink-gateway", "pv-0001", "pv-0002"))
     cluster = nats_cluster_factory(
         tls=NodeTLS(str(pki / "ca.crt"), str(pki / "broker.crt"), str(pki / "broker.key")),
         devices=["pv-0001", "pv-0002"])
