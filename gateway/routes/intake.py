@@ -3,36 +3,37 @@ reject (不予立案), and the summary counts."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from .. import fleet_view
 from ..queue import DEFAULT_LEASE_S, MAX_LEASE_S
+from .acting import Acting
 from .bodies import BAD, DECISION, NOT_FOUND
 
-
-class OperatorBody(BaseModel):
-    operator: str = Field(..., description="who acts (受理员 login)", examples=["slw-01"])
+# The actor is the signed-in operator (session or token), never a name in the body.
 
 
-class ClaimBody(OperatorBody):
+class ClaimBody(BaseModel):
     lease_s: int = Field(DEFAULT_LEASE_S, ge=1, le=MAX_LEASE_S,
                          description="lease length; the claim lapses after it unless renewed")
 
 
-class AcceptBody(OperatorBody):
+class AcceptBody(BaseModel):
     case_no: str | None = Field(None, max_length=40,
                                 description="case number (案卷号); the next one when omitted")
 
 
-class RejectBody(OperatorBody):
+class RejectBody(BaseModel):
     reason: str = Field(..., max_length=500, description="why not accepted (不予立案原因)")
 
 
-def build_router(queue, desk):
+def build_router(queue, desk, trail):
     """The ``/api/reports`` and ``/api/summary`` routes over an ``IntakeQueue`` (and the
-    ``TaskDesk`` whose tasks a report lists)."""
+    ``TaskDesk`` whose tasks a report lists); every decision is written to ``trail`` in
+    its transaction.  Acting on another operator's claim takes the OVERRIDE permission
+    (值班长); without it the answer is 409 naming the holder."""
     router = APIRouter(tags=["queue"])
 
     @router.get("/api/reports", responses=BAD, summary="List reports (default: pending)")
@@ -67,22 +68,29 @@ def build_router(queue, desk):
 
     @router.post("/api/reports/{report_id}/claim", responses=DECISION,
                  summary="Claim a report with a lease (409 names the holder)")
-    def claim(report_id: str, body: ClaimBody):
-        return queue.claim(report_id, body.operator, lease_s=body.lease_s)
+    def claim(report_id: str, body: ClaimBody, request: Request):
+        me = Acting(trail, request)
+        return queue.claim(report_id, me.name, lease_s=body.lease_s,
+                           override=me.may_override, audit=me.record)
 
-    @router.post("/api/reports/{report_id}/release", responses={**NOT_FOUND, **BAD},
-                 summary="Give a claim back")
-    def release(report_id: str, body: OperatorBody):
-        return queue.release(report_id, body.operator)
+    @router.post("/api/reports/{report_id}/release", responses=DECISION,
+                 summary="Give a claim back (another's: 值班长 only)")
+    def release(report_id: str, request: Request):
+        me = Acting(trail, request)
+        return queue.release(report_id, me.name, override=me.may_override, audit=me.record)
 
     @router.post("/api/reports/{report_id}/accept", responses=DECISION, summary="Accept (立案)")
-    def accept(report_id: str, body: AcceptBody):
-        return queue.accept(report_id, body.operator, case_no=body.case_no)
+    def accept(report_id: str, body: AcceptBody, request: Request):
+        me = Acting(trail, request)
+        return queue.accept(report_id, me.name, case_no=body.case_no,
+                            override=me.may_override, audit=me.record)
 
     @router.post("/api/reports/{report_id}/reject", responses=DECISION,
                  summary="Reject (不予立案)")
-    def reject(report_id: str, body: RejectBody):
-        return queue.reject(report_id, body.operator, reason=body.reason)
+    def reject(report_id: str, body: RejectBody, request: Request):
+        me = Acting(trail, request)
+        return queue.reject(report_id, me.name, reason=body.reason,
+                            override=me.may_override, audit=me.record)
 
     @router.get("/api/summary", summary="Counts for the board and the demo")
     def summary():

@@ -1,8 +1,9 @@
 """The verification tasks' routes: grid assignments, and 核实/核查 tasks."""
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
+from .acting import Acting
 from .bodies import BAD, NOT_FOUND
 
 
@@ -16,7 +17,6 @@ class TaskBody(BaseModel):
     deadline: str | None = Field(None, description="ISO 8601 time")
     deadline_s: float | None = Field(None, gt=0, description="deadline as seconds from now")
     device: str | None = Field(None, description="send to this device instead of routing")
-    operator: str | None = None
     key: str | None = Field(None, max_length=80,
                             description="idempotency key: the same key returns the same task")
 
@@ -25,8 +25,9 @@ class AssignBody(BaseModel):
     device: str
 
 
-def build_router(desk):
-    """``/api/assignments`` and ``/api/tasks`` over a ``TaskDesk``."""
+def build_router(desk, trail):
+    """``/api/assignments`` and ``/api/tasks`` over a ``TaskDesk``; each change is written
+    to the audit ``trail`` in the signed-in operator's name."""
     router = APIRouter(tags=["tasks"])
 
     @router.get("/api/assignments", summary="Grid → patrol device assignments")
@@ -34,18 +35,29 @@ def build_router(desk):
         return desk.assignments()
 
     @router.put("/api/assignments/{grid}", summary="Assign a grid to a device")
-    def assign(grid: str, body: AssignBody):
-        return desk.assign(grid, body.device)
+    def assign(grid: str, body: AssignBody, request: Request):
+        before = _assignment(desk, grid)
+        done = desk.assign(grid, body.device)
+        Acting(trail, request).append("assignment.put", target=f"grid:{done['grid']}",
+                                      before=before, after=done)
+        return done
 
-    @router.delete("/api/assignments/{grid}", status_code=204,
+    @router.delete("/api/assignments/{grid}", status_code=204, responses={**NOT_FOUND, **BAD},
                    summary="Remove a grid's assignment")
-    def unassign(grid: str):
+    def unassign(grid: str, request: Request):
+        before = _assignment(desk, grid)
         desk.unassign(grid)
+        Acting(trail, request).append("assignment.delete", target=f"grid:{grid}",
+                                      before=before)
 
     @router.post("/api/tasks", status_code=201, responses={**NOT_FOUND, **BAD},
                  summary="Create a 核实/核查 task, route it and send it")
-    def create_task(body: TaskBody):
-        return desk.create(**body.model_dump())
+    def create_task(body: TaskBody, request: Request):
+        me = Acting(trail, request)
+        task = desk.create(**body.model_dump(), operator=me.name)
+        if body.key is None or not _audited(trail, task["id"]):
+            me.append("task.create", target=f"task:{task['id']}", after=task)
+        return task
 
     @router.get("/api/tasks", summary="List tasks")
     def list_tasks(state: str | None = Query(None, pattern="^(open|sent|done|expired)$"),
@@ -61,7 +73,20 @@ def build_router(desk):
 
     @router.post("/api/tasks/{task_id}/dispatch",
                  summary="Send an open task again (re-routing it when it has no device)")
-    def dispatch(task_id: str):
-        return desk.dispatch(task_id)
+    def dispatch(task_id: str, request: Request):
+        before = desk.get(task_id)
+        after = desk.dispatch(task_id)
+        Acting(trail, request).append("task.dispatch", target=f"task:{task_id}",
+                                      before=before, after=after)
+        return after
 
     return router
+
+
+def _assignment(desk, grid):
+    return next((a for a in desk.assignments() if a["grid"] == grid), None)
+
+
+def _audited(trail, task_id):
+    """Whether the task's creation is on the trail already (an idempotent repeat)."""
+    return any(e["action"] == "task.create" for e in trail.entries(target=f"task:{task_id}"))
