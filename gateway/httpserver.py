@@ -24,8 +24,11 @@ class BackgroundServer:
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
+        # forwarded headers are judged by the app against its configured proxies
+        # (``auth.web.TrustedProxies``), never by uvicorn's default trust of 127.0.0.1
         self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level,
-                                                    timeout_graceful_shutdown=2))
+                                                    timeout_graceful_shutdown=2,
+                                                    proxy_headers=False))
         self.thread = None
 
     @property
