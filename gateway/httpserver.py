@@ -17,7 +17,9 @@ class BackgroundServer:
     the server accepts connections (or raises ``RuntimeError``).
     """
 
-    def __init__(self, app, host="127.0.0.1", port=0, log_level="warning"):
+    def __init__(self, app, host="127.0.0.1", port=0, log_level="warning", *, certfile=None,
+                 keyfile=None):
+        """``certfile``/``keyfile`` (PEM) serve HTTPS instead of HTTP."""
         import uvicorn
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -28,12 +30,14 @@ class BackgroundServer:
         # (``auth.web.TrustedProxies``), never by uvicorn's default trust of 127.0.0.1
         self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level,
                                                     timeout_graceful_shutdown=2,
-                                                    proxy_headers=False))
+                                                    proxy_headers=False,
+                                                    ssl_certfile=certfile, ssl_keyfile=keyfile))
+        self.scheme = "https" if certfile else "http"
         self.thread = None
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self, timeout=10.0):
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},

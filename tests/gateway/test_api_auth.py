@@ -8,6 +8,7 @@ the app's own store.
 
 import json
 import re
+import ssl
 import urllib.error
 import urllib.request
 
@@ -16,10 +17,13 @@ from fastapi.routing import iter_route_contexts
 from gridlink.gateway.api import MIGRATIONS, create_app
 from gridlink.gateway.auth import policy, roles
 from gridlink.gateway.auth.accounts import Accounts
+from gridlink.gateway.errors import ConfigError
 from gridlink.gateway.httpserver import BackgroundServer
+from gridlink.gateway.service import WebOptions
 from gridlink.gateway.store import open_store
 
 from tests.support.intake_api import Api, Clock, Tokens, add_report
+from tests.support.pki import make_pki
 
 PASSWORD = "Gr1dlink-test-pw"
 
@@ -411,3 +415,30 @@ def test_the_document_names_the_security_of_each_operation(store):
     assert {"401", "403"} <= set(claim["responses"])
     assert doc["paths"]["/open311/v2/services.json"]["get"]["security"] == []
     assert "operator" not in json.dumps(doc["components"]["schemas"].get("ClaimBody", {}))
+
+
+def test_https_sends_hsts_and_secure_cookies(store, tmp_path):
+    pki = make_pki(tmp_path / "pki", identities=())
+    Accounts(store).add("alice", ("viewer",), PASSWORD)
+    app = create_app(store, migrate=False)
+    with BackgroundServer(app, certfile=str(pki / "broker.crt"),
+                          keyfile=str(pki / "broker.key")) as srv:
+        assert srv.url.startswith("https://")
+        ctx = ssl.create_default_context(cafile=str(pki / "ca.crt"))
+        req = urllib.request.Request(srv.url + "/api/session", method="POST",
+                                     data=json.dumps({"user": "alice",
+                                                      "password": PASSWORD}).encode(),
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, context=ctx, timeout=10) as resp:
+            assert resp.status == 200
+            assert resp.headers["Strict-Transport-Security"].startswith("max-age=")
+            assert "Secure" in resp.headers["Set-Cookie"]
+
+
+def test_web_options_refuse_half_a_certificate_and_bad_proxies(tmp_path):
+    with pytest.raises(ConfigError, match="go together"):
+        WebOptions(cert=str(tmp_path / "a.crt"))
+    with pytest.raises(ConfigError, match="no file"):
+        WebOptions(cert=str(tmp_path / "a.crt"), key=str(tmp_path / "a.key"))
+    with pytest.raises(ConfigError, match="--trusted-proxy"):
+        WebOptions(trusted_proxies=["proxy.example"])
