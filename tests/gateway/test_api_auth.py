@@ -24,6 +24,7 @@ from gridlink.gateway.store import open_store
 
 from tests.support.intake_api import Api, Clock, Tokens, add_report
 from tests.support.pki import make_pki
+from tests.support.waiting import wait_until
 
 PASSWORD = "Gr1dlink-test-pw"
 
@@ -442,3 +443,31 @@ def test_web_options_refuse_half_a_certificate_and_bad_proxies(tmp_path):
         WebOptions(cert=str(tmp_path / "a.crt"), key=str(tmp_path / "a.key"))
     with pytest.raises(ConfigError, match="--trusted-proxy"):
         WebOptions(trusted_proxies=["proxy.example"])
+
+
+def test_event_streams_are_limited_per_session(store, server, tokens):
+    auth = {"Authorization": f"Bearer {tokens('screen')}"}
+
+    def open_stream():
+        return urllib.request.urlopen(urllib.request.Request(server.url + "/api/events",
+                                                             headers=auth), timeout=10)
+
+    streams = [open_stream() for _ in range(4)]
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            open_stream()
+        assert refused.value.code == 429 and refused.value.headers["Retry-After"]
+        streams.pop().close()
+        # the server notices the closed stream at its next write (a keep-alive: 15 s)
+        wait_until(lambda: _opens(open_stream), timeout=40, interval=0.5)
+    finally:
+        for s in streams:
+            s.close()
+
+
+def _opens(open_stream):
+    try:
+        open_stream().close()
+    except urllib.error.HTTPError:
+        return False
+    return True
