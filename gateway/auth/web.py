@@ -153,6 +153,9 @@ def document(schema):
         for method, op in operations.items():
             need = policy.required(method, path)
             responses = op.setdefault("responses", {})
+            if "requestBody" in op:
+                responses.setdefault("413", {"description": "a body over the limit (64 KiB)",
+                                             **error})
             if need == policy.PUBLIC:
                 op["security"] = []
                 continue
