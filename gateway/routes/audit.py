@@ -6,7 +6,7 @@ from fastapi.responses import Response
 from ..auth.audit import export
 from ..clock import wire_time
 from ..queue import parse_time
-from .bodies import BAD, NOT_FOUND
+from .bodies import BAD, ISO_TIME, NOT_FOUND
 
 
 def build_router(trail, queue, desk):
@@ -27,8 +27,10 @@ def build_router(trail, queue, desk):
                     "application/json": {}, "text/csv": {}}}},
                 response_class=Response,
                 summary="The audit trail for a period (CSV or JSON)")
-    def audit(since: str | None = Query(None, description="from (ISO 8601), inclusive"),
-              until: str | None = Query(None, description="to (ISO 8601), exclusive"),
+    def audit(since: str | None = Query(None, pattern=ISO_TIME,
+                                        description="from (ISO 8601), inclusive"),
+              until: str | None = Query(None, pattern=ISO_TIME,
+                                        description="to (ISO 8601), exclusive"),
               target: str | None = Query(None, max_length=200,
                                          description="report:ID, task:ID, grid:CODE, user:NAME"),
               format: str = Query("json", pattern="^(csv|json)$")):

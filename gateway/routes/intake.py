@@ -1,16 +1,18 @@
 """The intake queue's routes: list and read reports, claim, release, accept (立案),
 reject (不予立案), and the summary counts."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from .. import fleet_view
-from ..queue import DEFAULT_LEASE_S, MAX_LEASE_S
+from ..queue import DEFAULT_LEASE_S, MAX_LEASE_S, REPORT_FLAGS
 from .acting import Acting
-from .bodies import BAD, DECISION, NOT_FOUND
+from .bodies import BAD, DECISION, DIGITS, ISO_TIME, NOT_BLANK, NOT_FOUND
+
+Flag = Literal[("grid_mismatch", *REPORT_FLAGS)]
 
 # The actor is the signed-in operator (session or token), never a name in the body.
 
@@ -22,11 +24,13 @@ class ClaimBody(BaseModel):
 
 class AcceptBody(BaseModel):
     case_no: str | None = Field(None, max_length=40,
+                                pattern=f"^{NOT_BLANK}(.*{NOT_BLANK})?$",
                                 description="case number (案卷号); the next one when omitted")
 
 
 class RejectBody(BaseModel):
-    reason: str = Field(..., max_length=500, description="why not accepted (不予立案原因)")
+    reason: str = Field(..., max_length=500, pattern=NOT_BLANK,
+                        description="why not accepted (不予立案原因)")
 
 
 def build_router(queue, desk, trail):
@@ -38,16 +42,21 @@ def build_router(queue, desk, trail):
 
     @router.get("/api/reports", responses=BAD, summary="List reports (default: pending)")
     def list_reports(
-        status: str = Query("pending", description="pending, accepted, rejected, attached, all"),
-        grid: str | None = Query(None, description="grid code or prefix"),
-        street: str | None = Query(None, description="9-digit street (街道) code"),
-        code: str | None = Query(None, description="class code or prefix (major class)"),
+        status: str = Query("pending", pattern="^(pending|accepted|rejected|attached|all)$",
+                            description="pending, accepted, rejected, attached, all"),
+        grid: str | None = Query(None, pattern=DIGITS, description="grid code or prefix"),
+        street: str | None = Query(None, pattern=DIGITS,
+                                   description="9-digit street (街道) code"),
+        code: str | None = Query(None, pattern=DIGITS,
+                                 description="class code or prefix (major class)"),
         kind: str | None = Query(None, pattern="^(event|component)$"),
         device: str | None = None,
         source: str | None = None,
-        since: str | None = Query(None, description="captured at or after (ISO 8601)"),
-        until: str | None = Query(None, description="captured before (ISO 8601)"),
-        flag: Annotated[list[str] | None,
+        since: str | None = Query(None, pattern=ISO_TIME,
+                                  description="captured at or after (ISO 8601)"),
+        until: str | None = Query(None, pattern=ISO_TIME,
+                                  description="captured before (ISO 8601)"),
+        flag: Annotated[list[Flag] | None,
                         Query(description="grid_mismatch, no_fix, …; all must hold")] = None,
         held: bool | None = Query(None, description="only claimed (true) / unclaimed (false)"),
         limit: int = Query(50, ge=1, le=500),

@@ -212,9 +212,9 @@ def test_bad_task_requests_are_refused_clearly(wired, body, field):
 def test_bad_assignment_is_refused(wired):
     api, _, _ = wired
     status, body = api.call("PUT", "/api/assignments/4101", {"device": "pv-0001"})
-    assert status == 400 and "grid" in body["detail"]
+    assert status == 422 and body["detail"][0]["loc"] == ["path", "grid"]
     status, body = api.call("PUT", "/api/assignments/410106001001001", {"device": "PV_1"})
-    assert status == 400 and "device" in body["detail"]
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "device"]
     status, _ = api.call("DELETE", "/api/assignments/410106001001001")
     assert status == 404
 

@@ -273,7 +273,10 @@ def test_accept_with_given_case_number_and_duplicate_number(api, store):
 def test_reject_needs_a_reason_and_is_idempotent(api, store):
     rid = add_report(store, 1)
     status, body = api.post(f"/api/reports/{rid}/reject", {"operator": "op-a", "reason": " "})
-    assert status == 400 and "reason" in body["detail"]
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "reason"]  # the schema's
+    status, body = api.post(f"/api/reports/{rid}/reject",
+                            {"operator": "op-a", "reason": "\u3000"})  # the queue's own check
+    assert status == 422 or (status == 400 and "reason" in body["detail"])
     dup = {"operator": "op-a", "reason": "重复上报"}
     status, first = api.post(f"/api/reports/{rid}/reject", dup)
     assert status == 200 and first["state"] == "rejected" and first["reason"] == "重复上报"
