@@ -60,7 +60,7 @@ def build_router(queue, desk, trail):
                         Query(description="grid_mismatch, no_fix, …; all must hold")] = None,
         held: bool | None = Query(None, description="only claimed (true) / unclaimed (false)"),
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**31 - 1),
         order: str = Query("desc", pattern="^(asc|desc)$"),
     ):
         page = queue.list(status=status, grid=grid, street=street, code=code, kind=kind,

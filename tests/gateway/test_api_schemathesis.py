@@ -1,7 +1,9 @@
 """The OpenAPI document against the server, as a client reads it: schemathesis generates
 requests from the served document for every operation, signed in as an operator holding
 every role, and runs all its checks on every answer — no server error, no status code or
-content type the document does not list, no request valid by the document refused."""
+content type the document does not list, no request valid by the document refused.  The
+run is derandomized (the same cases every time); a random run finds more, and each thing
+it found was fixed where it belonged (a page offset or cursor past 2^63 was a 500)."""
 
 import schemathesis
 from gridlink.gateway.api import create_app
@@ -19,7 +21,7 @@ CROSS_FIELD = {"/open311/v2/requests.json": [positive_data_acceptance]}
 
 def run_operation(op, auth):
     @given(case=op.as_strategy())
-    @settings(max_examples=30, deadline=None, database=None,
+    @settings(max_examples=30, deadline=None, database=None, derandomize=True,
               suppress_health_check=list(HealthCheck))
     def run(case):
         case.call_and_validate(headers=auth, excluded_checks=CROSS_FIELD.get(op.path, []))
