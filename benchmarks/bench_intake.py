@@ -14,6 +14,7 @@ Prints operations per second and ratios; writes benchmarks/results/intake.json.
 
 import argparse
 import json
+import secrets
 import statistics
 import tempfile
 import time
@@ -112,11 +113,15 @@ def main(argv=None):
                 "bare_update_per_s": rate(bare_update, ops, repeats),
                 "claim_accept_per_s": rate(decide, ops, repeats),
             }
+            # over HTTP as a client sees it: signed in with an API token (checked per request)
+            app.state.accounts.add("bench", ("viewer",), secrets.token_urlsafe(16))
+            token, _ = app.state.accounts.issue_token("bench", "benchmark")
             with BackgroundServer(app) as server:
-                url = server.url + "/api/reports?limit=50"
+                request = urllib.request.Request(server.url + "/api/reports?limit=50",
+                                                 headers={"Authorization": f"Bearer {token}"})
 
                 def http_page(_):
-                    with urllib.request.urlopen(url) as resp:
+                    with urllib.request.urlopen(request) as resp:
                         resp.read()
 
                 results["http_page_per_s"] = rate(http_page, ops // 2, repeats)

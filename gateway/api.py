@@ -6,37 +6,59 @@ reject 不予立案), fleet presence, dead letters, verification tasks with grid
 assignments, the grid map as GeoJSON, report photos, a Server-Sent Events stream of
 changes, the Open311 GeoReport v2 read endpoints, and the intake board page itself.
 Everything is local: the board loads no CDN script and no map tile.
+
+Every route is behind the sign-in (``gridlink.gateway.auth``): an app-wide dependency
+(``auth.web.Guard``) checks each request against the one policy table
+(``auth.policy.POLICY``); sessions, the audit trail and the sign-in routes live in the
+same store.
 """
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse, RedirectResponse
 from fastapi.staticfiles import StaticFiles
 
 from . import open311
+from .auth.accounts import Accounts
+from .auth.audit import AuditTrail
+from .auth.errors import AccountError, Forbidden, LockedOut, Unauthenticated
+from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
+from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
-from .routes import dead_letters, events, fleet, grid, intake, photos, tasks
+from .routes import audit, dead_letters, events, fleet, grid, intake, photos, session, tasks
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
+from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS
+MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
-               clock=None, district="410106", poll_interval=1.0, migrate=True):
+               clock=None, district="410106", poll_interval=1.0, migrate=True,
+               accounts=None, trusted_proxies=(), cors_origins=(),
+               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
     class codes (default: the project's code books); ``publisher(topic, payload, qos=1)``
     sends tasks to devices; ``photos_dir`` holds the reassembled photos.  The app's
     ``state.on_report`` is the after-commit hook to add to the runtime's ``on_report``.
+
+    ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
+    believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
+    origins; request bodies over ``body_limit`` bytes get 413; a client address may try
+    ``sign_in_limit`` sign-ins a minute.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
+    accounts = accounts or Accounts(store)
+    trail = AuditTrail(store)
+    proxies = TrustedProxies(trusted_proxies)
     names = open311.ClassNames.load(codebooks)
     queue = IntakeQueue(store, clock=clock, codebooks=names)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
@@ -49,17 +71,29 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         summary="Supervision centre intake queue, fleet, verification tasks and Open311 reads.",
         docs_url=None, redoc_url=None,  # both load scripts from a CDN; the board is local
         lifespan=lambda app: feed.running(),
+        dependencies=[Depends(Guard(accounts, proxies))],
     )
     app.add_middleware(GZipMiddleware, minimum_size=2048)
+    if cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
+                           allow_credentials=True, allow_methods=["GET", "POST", "PUT", "DELETE"],
+                           allow_headers=["Authorization", "Content-Type", CSRF_HEADER])
+    app.add_middleware(BodyLimit, max_bytes=body_limit)
+    app.add_middleware(SecurityHeaders)
     app.state.queue = queue
     app.state.tasks = desk
+    app.state.accounts = accounts
+    app.state.audit = trail
     app.state.on_report = desk.on_report
     _add_error_handlers(app)
 
-    app.include_router(intake.build_router(queue, desk))
+    app.include_router(session.build_router(accounts, trail, RateLimit(sign_in_limit, 60.0),
+                                            proxies))
+    app.include_router(intake.build_router(queue, desk, trail))
+    app.include_router(audit.build_router(trail, queue, desk))
     app.include_router(fleet.build_router(store))
     app.include_router(dead_letters.build_router(store))
-    app.include_router(tasks.build_router(desk))
+    app.include_router(tasks.build_router(desk, trail))
     app.include_router(grid.build_router(grid_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))
@@ -71,12 +105,21 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         return RedirectResponse("/board/")
 
     app.mount("/board", StaticFiles(directory=BOARD_DIR, html=True), name="board")
+    plain_openapi = app.openapi
+
+    def openapi():
+        if app.openapi_schema is None:
+            app.openapi_schema = document(plain_openapi())
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app
 
 
 def _add_error_handlers(app):
     """The queue's and the task desk's errors as 404, 400 and 409 (409 names what is in
-    the way); under ``/open311/`` in the GeoReport v2 error format."""
+    the way), sign-in errors as 401 (with WWW-Authenticate), 403 and 429 (with
+    Retry-After); under ``/open311/`` in the GeoReport v2 error format."""
 
     def error(request, status, body):
         if request.url.path.startswith("/open311/"):  # GeoReport v2 error format
@@ -94,6 +137,26 @@ def _add_error_handlers(app):
     @app.exception_handler(Conflict)
     async def _conflict(request, exc):
         return error(request, 409, {"detail": str(exc), **exc.details})
+
+    @app.exception_handler(Unauthenticated)
+    async def _unauthenticated(request, exc):
+        response = error(request, 401, {"detail": str(exc)})
+        response.headers["WWW-Authenticate"] = WWW_AUTHENTICATE
+        return response
+
+    @app.exception_handler(Forbidden)
+    async def _forbidden(request, exc):
+        return error(request, 403, {"detail": str(exc)})
+
+    @app.exception_handler(LockedOut)
+    async def _locked_out(request, exc):
+        response = error(request, 429, {"detail": str(exc)})
+        response.headers["Retry-After"] = str(exc.retry_after)
+        return response
+
+    @app.exception_handler(AccountError)
+    async def _account(request, exc):
+        return error(request, 400, {"detail": str(exc)})
 
 
 def _locator(grid_map):

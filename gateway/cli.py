@@ -31,6 +31,15 @@ def register(parser):
                           "(default: issued.json or issued.csv beside --crl)")
     run.add_argument("--http", metavar="HOST:PORT",
                      help="serve the intake board API and /metrics (worker 0 only)")
+    run.add_argument("--http-cert", help="serve HTTPS with this certificate (PEM, e.g. from "
+                                         "`gridlink pki`); HSTS is sent over HTTPS")
+    run.add_argument("--http-key", help="the key of --http-cert (PEM)")
+    run.add_argument("--cors-origin", action="append", default=[], metavar="ORIGIN",
+                     help="let the board's API be called from this origin "
+                          "(https://host[:port]; repeatable; default: CORS closed)")
+    run.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
+                     help="a reverse proxy (address or network) whose X-Forwarded-For / "
+                          "X-Forwarded-Proto are believed (repeatable; default: none)")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -129,7 +138,7 @@ def _child_argv(base, index):
 def cmd_run(args):
     from . import logs
     from .errors import ConfigError
-    from .service import Gateway
+    from .service import Gateway, WebOptions
 
     logs.setup(args.log_level, worker=args.worker_index)
     if args.workers < 1:
@@ -146,7 +155,9 @@ def cmd_run(args):
                  batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
                  pending_max=args.pending_max, ack_qos=args.ack_qos,
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
-                 issued=args.issued)
+                 issued=args.issued,
+                 web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
+                                args.trusted_proxy))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:

@@ -17,20 +17,27 @@ class BackgroundServer:
     the server accepts connections (or raises ``RuntimeError``).
     """
 
-    def __init__(self, app, host="127.0.0.1", port=0, log_level="warning"):
+    def __init__(self, app, host="127.0.0.1", port=0, log_level="warning", *, certfile=None,
+                 keyfile=None):
+        """``certfile``/``keyfile`` (PEM) serve HTTPS instead of HTTP."""
         import uvicorn
 
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind((host, port))
         self.host, self.port = self.sock.getsockname()[:2]
+        # forwarded headers are judged by the app against its configured proxies
+        # (``auth.web.TrustedProxies``), never by uvicorn's default trust of 127.0.0.1
         self.server = uvicorn.Server(uvicorn.Config(app, log_level=log_level,
-                                                    timeout_graceful_shutdown=2))
+                                                    timeout_graceful_shutdown=2,
+                                                    proxy_headers=False,
+                                                    ssl_certfile=certfile, ssl_keyfile=keyfile))
+        self.scheme = "https" if certfile else "http"
         self.thread = None
 
     @property
     def url(self):
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def start(self, timeout=10.0):
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]},

@@ -11,9 +11,11 @@ import json
 from datetime import timedelta
 
 from fastapi import APIRouter, Query, Request
+from pydantic import BaseModel
 
 from .clock import wire_time
 from .queue import Invalid, NotFound, parse_time
+from .routes.bodies import ISO_TIME
 from .store.sql import rows, run
 
 DEFAULT_STANDARD = "GB/T 47678.5-2026"
@@ -82,6 +84,15 @@ def request_status(report):
     return "closed" if report["closed"] else "open"
 
 
+class Open311Error(BaseModel):
+    code: int
+    description: str
+
+
+def _errors(status, text):
+    return {status: {"model": list[Open311Error], "description": text}}
+
+
 def build_router(queue, names):
     """The ``/open311/v2`` routes over an :class:`~gridlink.gateway.queue.IntakeQueue`."""
     router = APIRouter(prefix="/open311/v2", tags=["open311"])
@@ -90,13 +101,15 @@ def build_router(queue, names):
     def services():
         return names.services()
 
-    @router.get("/requests.json", summary="Open311 service requests (reports)")
+    @router.get("/requests.json", summary="Open311 service requests (reports)",
+                responses=_errors(400, "a bad date, or start_date..end_date over 90 days"))
     def requests_(
         request: Request,
         service_request_id: str | None = Query(None, description="comma list; overrides others"),
         service_code: str | None = None,
-        start_date: str | None = None,
-        end_date: str | None = None,
+        start_date: str | None = Query(None, pattern=ISO_TIME),
+        end_date: str | None = Query(None, pattern=ISO_TIME,
+                                     description="at most 90 days after start_date"),
         status: str | None = Query(None, pattern="^(open|closed)$"),
     ):
         if service_request_id:
@@ -112,7 +125,8 @@ def build_router(queue, names):
                 found = [r for r in found if request_status(r) == status]
         return [_as_open311(r, names, request) for r in found]
 
-    @router.get("/requests/{request_id}.json", summary="One Open311 service request")
+    @router.get("/requests/{request_id}.json", summary="One Open311 service request",
+                responses=_errors(404, "no such service request"))
     def request_one(request_id: str, request: Request):
         found = _requests(queue, ids=[request_id])
         if not found:

@@ -342,8 +342,11 @@ class IntakeQueue:
     def _row(self, conn, report_id):
         return one(run(self.store, conn, "SELECT * FROM intake WHERE report_id = ?", [report_id]))
 
-    def claim(self, report_id, operator, *, lease_s=DEFAULT_LEASE_S):
-        """Hold a pending report for ``lease_s`` seconds; the holder may renew at will."""
+    def claim(self, report_id, operator, *, lease_s=DEFAULT_LEASE_S, override=False,
+              audit=None):
+        """Hold a pending report for ``lease_s`` seconds; the holder may renew at will.
+        ``override`` (值班长) takes over another operator's live claim.  ``audit(conn,
+        action, target=, before=, after=)`` records the change in its transaction."""
         operator = _operator(operator)
         if not 1 <= int(lease_s) <= MAX_LEASE_S:
             raise Invalid(f"lease_s: 1 to {MAX_LEASE_S} seconds")
@@ -352,29 +355,46 @@ class IntakeQueue:
         until = wire_time(now_t + timedelta(seconds=int(lease_s)))
         with self.store.connect() as conn:
             self._ensure_row(conn, report_id, now)
+            before = self._row(conn, report_id)
             cur = run(self.store, conn,
                       "UPDATE intake SET holder = ?, lease_until = ?, updated_at = ?"
-                      " WHERE report_id = ? AND state = 'pending'"
-                      " AND (holder IS NULL OR holder = ? OR lease_until <= ?)",
-                      [operator, until, now, report_id, operator, now])
+                      " WHERE report_id = ? AND state = 'pending'" + _mine(override),
+                      [operator, until, now, report_id, *_mine_args(override, operator, now)])
             row = self._row(conn, report_id)
+            if cur.rowcount == 1:
+                _audited(audit, conn, "report.claim", report_id, before, row, now)
         if cur.rowcount != 1:
             self._refuse(row, operator, now, "claim")
         return {"report_id": report_id, "holder": operator, "lease_until": until}
 
-    def release(self, report_id, operator):
-        """Give a claim back; releasing what one does not hold changes nothing."""
+    def release(self, report_id, operator, *, override=False, audit=None):
+        """Give a claim back; releasing an unclaimed report changes nothing.  Another
+        operator's live claim is refused (:class:`Conflict`) unless ``override`` (值班长)."""
         operator = _operator(operator)
         now = self.now()
         with self.store.connect() as conn:
             self._ensure_row(conn, report_id, now)
-            run(self.store, conn,
-                "UPDATE intake SET holder = NULL, lease_until = NULL, updated_at = ?"
-                " WHERE report_id = ? AND holder = ?", [now, report_id, operator])
+            before = self._row(conn, report_id)
+            if (not override and before["holder"] and before["holder"] != operator
+                    and (before["lease_until"] or "") > now):
+                refused = before
+            else:
+                refused = None
+            cur = run(self.store, conn,
+                      "UPDATE intake SET holder = NULL, lease_until = NULL, updated_at = ?"
+                      " WHERE report_id = ? AND holder IS NOT NULL"
+                      + ("" if override else " AND holder = ?"),
+                      [now, report_id, *([] if override else [operator])])
+            if cur.rowcount == 1:
+                _audited(audit, conn, "report.release", report_id, before,
+                         self._row(conn, report_id), now)
+        if refused is not None:
+            self._refuse(refused, operator, now, "release")
         return {"report_id": report_id, "holder": None, "lease_until": None}
 
-    def accept(self, report_id, operator, *, case_no=None):
-        """立案: accept a report as a case, numbered ``case_no`` or the next district number."""
+    def accept(self, report_id, operator, *, case_no=None, override=False, audit=None):
+        """立案: accept a report as a case, numbered ``case_no`` or the next district number
+        (``override``: although another operator holds it)."""
         operator = _operator(operator)
         if case_no is not None:
             case_no = case_no.strip()
@@ -383,7 +403,7 @@ class IntakeQueue:
         attempts = 0
         while True:
             try:
-                return self._accept(report_id, operator, case_no)
+                return self._accept(report_id, operator, case_no, override, audit)
             except Exception as exc:
                 # Two accepts numbering cases at once on PostgreSQL: the unique index
                 # refuses the second number; a new transaction sees the first and goes on.
@@ -391,7 +411,7 @@ class IntakeQueue:
                 if attempts == 10 or not _is_integrity_error(exc):
                     raise
 
-    def _accept(self, report_id, operator, requested):
+    def _accept(self, report_id, operator, requested, override, audit):
         case_no = requested
         now_t = self.clock()
         now = wire_time(now_t)
@@ -400,7 +420,8 @@ class IntakeQueue:
             row = self._row(conn, report_id)
             if row["state"] == "accepted" and case_no in (None, row["case_no"]):
                 return self._decision(row)
-            self._check_decidable(row, operator, now, "accept")
+            self._check_decidable(row, operator, now, "accept", override)
+            before = row
             if case_no is None:
                 case_no = self._next_case_no(conn, report_id, now_t)
             else:
@@ -411,7 +432,9 @@ class IntakeQueue:
                                    f"{other['report_id']}", case_no=case_no,
                                    report_id=other["report_id"])
             won, row = self._decide(conn, report_id, operator, now,
-                                    "state = 'accepted', case_no = ?", case_no)
+                                    "state = 'accepted', case_no = ?", case_no, override)
+            if won:
+                _audited(audit, conn, "report.accept", report_id, before, row, now)
         if not won:
             # lost a race (PostgreSQL, READ COMMITTED): the same decision is no conflict
             if row["state"] == "accepted" and requested in (None, row["case_no"]):
@@ -419,8 +442,8 @@ class IntakeQueue:
             self._refuse(row, operator, now, "accept")
         return self._decision(row)
 
-    def reject(self, report_id, operator, *, reason):
-        """不予立案: reject a report, saying why."""
+    def reject(self, report_id, operator, *, reason, override=False, audit=None):
+        """不予立案: reject a report, saying why (``override``: although another holds it)."""
         operator = _operator(operator)
         reason = (reason or "").strip()
         if not reason:
@@ -433,25 +456,27 @@ class IntakeQueue:
             row = self._row(conn, report_id)
             if row["state"] == "rejected" and row["reason"] == reason:
                 return self._decision(row)
-            self._check_decidable(row, operator, now, "reject")
+            self._check_decidable(row, operator, now, "reject", override)
+            before = row
             won, row = self._decide(conn, report_id, operator, now,
-                                    "state = 'rejected', reason = ?", reason)
+                                    "state = 'rejected', reason = ?", reason, override)
+            if won:
+                _audited(audit, conn, "report.reject", report_id, before, row, now)
         if not won:
             if row["state"] == "rejected" and row["reason"] == reason:
                 return self._decision(row)  # the same decision won a race: no conflict
             self._refuse(row, operator, now, "reject")
         return self._decision(row)
 
-    def _decide(self, conn, report_id, operator, now, decision, value):
+    def _decide(self, conn, report_id, operator, now, decision, value, override=False):
         """Write a decision (``decision``: the SET clause with one ``?`` for ``value``)
         if the report is still pending and not held by another operator's live lease.
         Returns (whether this UPDATE made it, the row as it now is)."""
         cur = run(self.store, conn,
                   f"UPDATE intake SET {decision}, decided_by = ?, decided_at = ?,"
                   " holder = NULL, lease_until = NULL, updated_at = ?"
-                  " WHERE report_id = ? AND state = 'pending'"
-                  " AND (holder IS NULL OR holder = ? OR lease_until <= ?)",
-                  [value, operator, now, now, report_id, operator, now])
+                  " WHERE report_id = ? AND state = 'pending'" + _mine(override),
+                  [value, operator, now, now, report_id, *_mine_args(override, operator, now)])
         return cur.rowcount == 1, self._row(conn, report_id)
 
     def mark_attached(self, conn, report_id, now):
@@ -468,10 +493,11 @@ class IntakeQueue:
                 "reason": row["reason"], "decided_by": row["decided_by"],
                 "decided_at": row["decided_at"]}
 
-    def _check_decidable(self, row, operator, now, verb):
+    def _check_decidable(self, row, operator, now, verb, override=False):
         if row["state"] != "pending":
             self._refuse(row, operator, now, verb)
-        if row["holder"] and row["holder"] != operator and (row["lease_until"] or "") > now:
+        if (not override and row["holder"] and row["holder"] != operator
+                and (row["lease_until"] or "") > now):
             self._refuse(row, operator, now, verb)
 
     def _refuse(self, row, operator, now, verb):
@@ -504,6 +530,34 @@ class IntakeQueue:
                       [f"{prefix}{n:04d}"])):
             n += 1  # an operator-given number took this one
         return f"{prefix}{n:04d}"
+
+
+def _mine(override):
+    """The claim condition of a change: free, one's own, or lapsed (none with override)."""
+    return "" if override else " AND (holder IS NULL OR holder = ? OR lease_until <= ?)"
+
+
+def _mine_args(override, operator, now):
+    return [] if override else [operator, now]
+
+
+INTAKE_FIELDS = ("state", "holder", "lease_until", "case_no", "reason", "decided_by",
+                 "decided_at")
+
+
+def intake_state(row, now):
+    """The audited view of an intake row: its state and a claim only while it runs."""
+    out = {k: row[k] for k in INTAKE_FIELDS} if row else dict.fromkeys(INTAKE_FIELDS)
+    out["state"] = out["state"] or "pending"
+    if not out["holder"] or (out["lease_until"] or "") <= now:
+        out["holder"] = out["lease_until"] = None
+    return out
+
+
+def _audited(audit, conn, action, report_id, before, after, now):
+    if audit is not None:
+        audit(conn, action, target=f"report:{report_id}", before=intake_state(before, now),
+              after=intake_state(after, now))
 
 
 def _is_integrity_error(exc):

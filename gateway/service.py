@@ -69,13 +69,40 @@ def check_identity(tls, client_id):
                           "--tls-key may contain {worker} for the worker's index")
 
 
+class WebOptions:
+    """The HTTP side's settings: a TLS certificate and key (PEM; HTTPS and HSTS when set),
+    the origins CORS is opened to (none: closed), and the reverse proxies whose forwarded
+    headers are believed."""
+
+    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=()):
+        if bool(cert) != bool(key):
+            raise ConfigError("--http-cert and --http-key go together")
+        for path in (cert, key):
+            if path and not Path(path).is_file():
+                raise ConfigError(f"HTTPS: no file {path}")
+        self.cert, self.key = cert, key
+        self.cors_origins = tuple(cors_origins)
+        try:
+            from .auth.web import TrustedProxies
+
+            TrustedProxies(trusted_proxies)
+        except ValueError as exc:
+            raise ConfigError(f"--trusted-proxy: {exc}") from None
+        self.trusted_proxies = tuple(trusted_proxies)
+
+    def tls(self):
+        return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
+
+
 class Gateway:
     """One worker: ``start()``, ``stop()``; ``runtime`` carries the board's hooks."""
 
     def __init__(self, *, broker, db, grid=None, http=None, photos=None, worker=0,
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
-                 codebooks=None, districts=None, crl=None, issued=None):
+                 codebooks=None, districts=None, crl=None, issued=None, web=None):
+        """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
+        and trusted proxies."""
         if not is_nats_url(broker):  # a NATS user is the certificate, not a client id
             check_identity(tls, f"{client_id}-{worker}")
         try:
@@ -98,6 +125,7 @@ class Gateway:
             status="plain" if worker == 0 else "none")
         self.http = None
         self.app = None
+        self.web = web or WebOptions()
         if migrate:
             self.store.migrate()
         if http:
@@ -124,10 +152,12 @@ class Gateway:
             from prometheus_client import make_asgi_app
 
             self.app = make_asgi_app(self.metrics.registry)
-            self.http = BackgroundServer(self.app, host, port)
+            self.http = BackgroundServer(self.app, host, port, **self.web.tls())
             return
         self.app = api.create_app(self.store, grid_map=self.grid_map, codebooks=self.codebooks,
-                                  publisher=self.runtime.publish, photos_dir=self.photos_dir)
+                                  publisher=self.runtime.publish, photos_dir=self.photos_dir,
+                                  cors_origins=self.web.cors_origins,
+                                  trusted_proxies=self.web.trusted_proxies)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)
@@ -140,7 +170,7 @@ class Gateway:
             return Response(body, media_type=ctype)
 
         self.app.add_route("/metrics", metrics_endpoint, methods=["GET"])
-        self.http = BackgroundServer(self.app, host, port)
+        self.http = BackgroundServer(self.app, host, port, **self.web.tls())
 
     @property
     def http_url(self):

@@ -16,21 +16,32 @@ const TIME_FLAG_NAMES = {
 };
 const STATE_NAMES = { pending: "待受理", accepted: "立案", rejected: "不予立案", attached: "任务结果" };
 
+const ACTION_NAMES = {
+  "report.claim": "认领", "report.release": "释放", "report.accept": "立案", "report.reject": "不予立案",
+  "task.create": "派任务", "task.dispatch": "重发任务",
+};
+
 const board = {
   selected: null, reports: [], devices: [], grid: null, seen: new Set(), first: true,
-  view: null, refreshing: null, again: false,
+  view: null, refreshing: null, again: false, session: null, started: false,
 };
 
 // ------------------------------------------------------------------ helpers
 
+// Every call rides on the session cookie; a change also sends the session's CSRF token.
+// A 401 (signed out, idle too long) brings the sign-in form back.
 async function api(method, path, body) {
-  const init = { method, headers: {} };
+  const init = { method, headers: {}, credentials: "same-origin" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
+  if (method !== "GET" && board.session && board.session.csrf) {
+    init.headers["X-CSRF-Token"] = board.session.csrf;
+  }
   const resp = await fetch(path, init);
   const data = resp.status === 204 ? null : await resp.json();
+  if (resp.status === 401 && path !== "/api/session") showSignIn(data && data.detail);
   if (!resp.ok) {
     const detail = data && data.detail;
     const text = typeof detail === "string" ? detail : JSON.stringify(detail);
@@ -59,10 +70,12 @@ function localTime(iso) {
   return Number.isNaN(t.getTime()) ? iso : t.toLocaleString("zh-CN", { hour12: false });
 }
 
-function operator() {
-  const name = $("operator").value.trim();
-  if (!name) throw new Error("enter your operator name first (受理员)");
-  return name;
+function me() {
+  return board.session ? board.session.user : null;
+}
+
+function mayOverride() {  // 值班长: may act on another operator's claim
+  return Boolean(board.session && board.session.roles.includes("shift_lead"));
 }
 
 function say(text, kind) {
@@ -305,18 +318,34 @@ async function showDetail(id, quiet) {
       onerror: (ev) => { ev.target.replaceWith(el("div", { class: "hint", text: `photo ${p.sha256.slice(0, 12)}… not complete yet` })); },
     })));
   }
-  const me = $("operator").value.trim();
   const pending = r.state === "pending";
-  const mine = r.holder && r.holder === me;
-  $("b-claim").disabled = !pending || (r.holder && !mine);
-  $("b-claim").textContent = mine ? "续期 Renew claim" : "认领 Claim";
-  $("b-release").disabled = !mine;
-  $("b-accept").disabled = !pending || (r.holder && !mine);
-  $("b-reject").disabled = !pending || (r.holder && !mine);
+  const mine = r.holder && r.holder === me();
+  const blocked = r.holder && !mine && !mayOverride();  // another's claim
+  $("b-claim").disabled = !pending || blocked;
+  $("b-claim").textContent = mine ? "续期 Renew claim" : r.holder ? "接管 Take over" : "认领 Claim";
+  $("b-release").disabled = !r.holder || blocked;
+  $("b-accept").disabled = !pending || blocked;
+  $("b-reject").disabled = !pending || blocked;
+  showHistory(id);
   // 核实 (verify) before 立案; 核查 (check) once accepted, to see the problem was handled
   board.taskType = r.state === "accepted" ? "check" : "verify";
   $("b-task").textContent = board.taskType === "check" ? "派核查 Send check task" : "派核实 Send verify task";
   $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached";
+}
+
+async function showHistory(id) {
+  let h;
+  try {
+    h = await api("GET", `/api/reports/${encodeURIComponent(id)}/history`);
+  } catch (err) {
+    return;
+  }
+  if (board.selected !== id) return;
+  $("d-history").replaceChildren(...h.entries.map((e) => el("li", { "data-action": e.action,
+    text: `${localTime(e.at)} ${e.actor} ${ACTION_NAMES[e.action] || e.action}`
+      + `${e.target.startsWith("task:") ? " " + e.target.slice(5) : ""}`
+      + `${e.after && e.after.case_no ? " " + e.after.case_no : ""}`
+      + `${e.after && e.after.reason ? " " + e.after.reason : ""}` })));
 }
 
 async function act(label, fn) {
@@ -334,15 +363,15 @@ async function act(label, fn) {
 function wireActions() {
   const path = (id, verb) => `/api/reports/${encodeURIComponent(id)}/${verb}`;
   $("b-claim").addEventListener("click", () => act("认领 claim", async (id) => {
-    const c = await api("POST", path(id, "claim"), { operator: operator() });
+    const c = await api("POST", path(id, "claim"), {});
     return `held until ${localTime(c.lease_until)}`;
   }));
   $("b-release").addEventListener("click", () => act("释放 release", async (id) => {
-    await api("POST", path(id, "release"), { operator: operator() });
+    await api("POST", path(id, "release"), {});
     return "released";
   }));
   $("b-accept").addEventListener("click", () => act("立案 accept", async (id) => {
-    const body = { operator: operator() };
+    const body = {};
     const caseNo = $("case-no").value.trim();
     if (caseNo) body.case_no = caseNo;
     const d = await api("POST", path(id, "accept"), body);
@@ -352,13 +381,13 @@ function wireActions() {
   $("b-reject").addEventListener("click", () => act("不予立案 reject", async (id) => {
     const reason = $("reason").value.trim();
     if (!reason) throw new Error("give a reason (不予立案原因)");
-    await api("POST", path(id, "reject"), { operator: operator(), reason });
+    await api("POST", path(id, "reject"), { reason });
     $("reason").value = "";
     return reason;
   }));
   $("b-task").addEventListener("click", () => act("task", async (id) => {
     const type = board.taskType || "verify";
-    const t = await api("POST", "/api/tasks", { type, report_id: id, operator: operator() });
+    const t = await api("POST", "/api/tasks", { type, report_id: id });
     return `${type === "check" ? "核查" : "核实"} ${t.id} → ${t.device || "no device online yet"} (${t.state})`;
   }));
 }
@@ -373,13 +402,54 @@ function listen() {
   source.onerror = () => { $("live").className = "live off"; };
 }
 
-async function start() {
-  const op = $("operator");
-  op.value = localStorage.getItem("gridlink.operator") || "";
-  op.addEventListener("change", () => { localStorage.setItem("gridlink.operator", op.value.trim()); refresh(); });
-  for (const id of ["f-status", "f-code", "f-grid", "f-flag"]) $(id).addEventListener("change", () => refresh());
-  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refresh(); });
-  wireActions();
+// ------------------------------------------------------------------ signing in
+
+function showSession() {
+  const s = board.session;
+  $("who").textContent = s ? `${s.display} (${s.labels.join("、")})` : "";
+  $("b-signout").hidden = !s;
+}
+
+function showSignIn(why) {
+  board.session = null;
+  showSession();
+  $("si-error").textContent = why && why !== "sign in first (the board) or send an API token" ? why : "";
+  $("signin-pane").hidden = false;
+  $("si-user").focus();
+}
+
+async function signIn(ev) {
+  ev.preventDefault();
+  try {
+    board.session = await api("POST", "/api/session",
+      { user: $("si-user").value.trim(), password: $("si-pass").value });
+  } catch (err) {
+    $("si-error").textContent = err.status === 401 ? "用户名或密码错误 wrong user name or password"
+      : err.message;
+    return;
+  }
+  $("si-pass").value = "";
+  $("signin-pane").hidden = true;
+  showSession();
+  await boot();
+}
+
+async function signOut() {
+  try {
+    await api("DELETE", "/api/session");
+  } finally {
+    board.selected = null;
+    $("detail-body").hidden = true;
+    $("detail-body").dataset.id = "";
+    $("d-fields").replaceChildren();
+    $("d-history").replaceChildren();
+    showSignIn();
+  }
+}
+
+async function boot() {
+  if (board.started) { await refresh(); return; }
+  board.started = true;
   try {
     board.grid = await api("GET", "/api/grid");
   } catch (err) {
@@ -387,7 +457,23 @@ async function start() {
   }
   await refresh();
   listen();
-  setInterval(refresh, 15000);  // a safety net if the event stream is cut by a proxy
+  setInterval(() => { if (board.session) refresh(); }, 15000);  // if a proxy cuts the stream
+}
+
+async function start() {
+  for (const id of ["f-status", "f-code", "f-grid", "f-flag"]) $(id).addEventListener("change", () => refresh());
+  $("filters").addEventListener("submit", (ev) => { ev.preventDefault(); refresh(); });
+  $("signin").addEventListener("submit", signIn);
+  $("b-signout").addEventListener("click", signOut);
+  wireActions();
+  try {
+    board.session = await api("GET", "/api/session");  // still signed in (a reload)
+  } catch (err) {
+    showSignIn();
+    return;
+  }
+  showSession();
+  await boot();
 }
 
 start();

@@ -3,7 +3,7 @@
 from fastapi import APIRouter, Query
 
 from .. import dead_letter_view
-from .bodies import BAD
+from .bodies import BAD, ISO_TIME
 
 
 def build_router(store):
@@ -14,8 +14,9 @@ def build_router(store):
                 summary="Rejected messages, newest first: why a device's reports are missing")
     def dead_letters(
         device: str | None = None,
-        since: str | None = Query(None, description="received at or after (ISO 8601)"),
-        before: int | None = Query(None, ge=1,
+        since: str | None = Query(None, pattern=ISO_TIME,
+                                  description="received at or after (ISO 8601)"),
+        before: int | None = Query(None, ge=1, le=2**63 - 1,
                                    description="rows older than this id: the last page's `next`"),
         limit: int = Query(50, ge=1, le=500),
     ):

@@ -7,11 +7,13 @@ latest fingerprint and wakes every waiting stream when it moves.
 import asyncio
 import json
 import logging
+import weakref
 from contextlib import asynccontextmanager, suppress
 
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
+from ..auth.errors import LockedOut
 from ..board_view import fingerprint
 
 log = logging.getLogger("gridlink.gateway.api")
@@ -58,12 +60,27 @@ class ChangeFeed:
             await asyncio.sleep(self.interval)
 
 
-def build_router(feed):
-    """``/api/events`` over a :class:`ChangeFeed`."""
-    router = APIRouter(tags=["queue"])
+MAX_STREAMS = 4  # per session or token: a board in a few tabs, not a flood of connections
 
-    @router.get("/api/events", summary="Server-Sent Events: a `change` per update")
+
+def build_router(feed, max_streams=MAX_STREAMS):
+    """``/api/events`` over a :class:`ChangeFeed`; at most ``max_streams`` open at once per
+    session (or per token's owner): one more is 429."""
+    router = APIRouter(tags=["queue"])
+    open_streams = {}
+
+    @router.get("/api/events", summary="Server-Sent Events: a `change` per update",
+                response_class=StreamingResponse,
+                responses={200: {"content": {"text/event-stream": {}}},
+                           429: {"description": f"{max_streams} streams open already"}})
     async def events(request: Request):
+        principal = request.state.principal
+        key = principal.session or f"{principal.via}:{principal.name}"
+        live = open_streams.setdefault(key, weakref.WeakSet())  # a stream leaves when freed
+        if len(live) >= max_streams:
+            raise LockedOut(f"{max_streams} event streams are open for this session already: "
+                            "close a board tab", retry_after=5)
+
         async def stream():
             seen = None
             yield "retry: 2000\n\n"
@@ -77,7 +94,9 @@ def build_router(feed):
                 except TimeoutError:
                     yield ": keep-alive\n\n"
 
-        return StreamingResponse(stream(), media_type="text/event-stream",
+        body = stream()
+        live.add(body)
+        return StreamingResponse(body, media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store"})
 
     return router

@@ -1,56 +1,66 @@
 """The intake queue's routes: list and read reports, claim, release, accept (立案),
 reject (不予立案), and the summary counts."""
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from .. import fleet_view
-from ..queue import DEFAULT_LEASE_S, MAX_LEASE_S
-from .bodies import BAD, DECISION, NOT_FOUND
+from ..queue import DEFAULT_LEASE_S, MAX_LEASE_S, REPORT_FLAGS
+from .acting import Acting
+from .bodies import BAD, DECISION, DIGITS, ISO_TIME, NOT_BLANK, NOT_FOUND
+
+Flag = Literal[("grid_mismatch", *REPORT_FLAGS)]
+
+# The actor is the signed-in operator (session or token), never a name in the body.
 
 
-class OperatorBody(BaseModel):
-    operator: str = Field(..., description="who acts (受理员 login)", examples=["slw-01"])
-
-
-class ClaimBody(OperatorBody):
+class ClaimBody(BaseModel):
     lease_s: int = Field(DEFAULT_LEASE_S, ge=1, le=MAX_LEASE_S,
                          description="lease length; the claim lapses after it unless renewed")
 
 
-class AcceptBody(OperatorBody):
+class AcceptBody(BaseModel):
     case_no: str | None = Field(None, max_length=40,
+                                pattern=f"^{NOT_BLANK}(.*{NOT_BLANK})?$",
                                 description="case number (案卷号); the next one when omitted")
 
 
-class RejectBody(OperatorBody):
-    reason: str = Field(..., max_length=500, description="why not accepted (不予立案原因)")
+class RejectBody(BaseModel):
+    reason: str = Field(..., max_length=500, pattern=NOT_BLANK,
+                        description="why not accepted (不予立案原因)")
 
 
-def build_router(queue, desk):
+def build_router(queue, desk, trail):
     """The ``/api/reports`` and ``/api/summary`` routes over an ``IntakeQueue`` (and the
-    ``TaskDesk`` whose tasks a report lists)."""
+    ``TaskDesk`` whose tasks a report lists); every decision is written to ``trail`` in
+    its transaction.  Acting on another operator's claim takes the OVERRIDE permission
+    (值班长); without it the answer is 409 naming the holder."""
     router = APIRouter(tags=["queue"])
 
     @router.get("/api/reports", responses=BAD, summary="List reports (default: pending)")
     def list_reports(
-        status: str = Query("pending", description="pending, accepted, rejected, attached, all"),
-        grid: str | None = Query(None, description="grid code or prefix"),
-        street: str | None = Query(None, description="9-digit street (街道) code"),
-        code: str | None = Query(None, description="class code or prefix (major class)"),
+        status: str = Query("pending", pattern="^(pending|accepted|rejected|attached|all)$",
+                            description="pending, accepted, rejected, attached, all"),
+        grid: str | None = Query(None, pattern=DIGITS, description="grid code or prefix"),
+        street: str | None = Query(None, pattern=DIGITS,
+                                   description="9-digit street (街道) code"),
+        code: str | None = Query(None, pattern=DIGITS,
+                                 description="class code or prefix (major class)"),
         kind: str | None = Query(None, pattern="^(event|component)$"),
         device: str | None = None,
         source: str | None = None,
-        since: str | None = Query(None, description="captured at or after (ISO 8601)"),
-        until: str | None = Query(None, description="captured before (ISO 8601)"),
-        flag: Annotated[list[str] | None,
+        since: str | None = Query(None, pattern=ISO_TIME,
+                                  description="captured at or after (ISO 8601)"),
+        until: str | None = Query(None, pattern=ISO_TIME,
+                                  description="captured before (ISO 8601)"),
+        flag: Annotated[list[Flag] | None,
                         Query(description="grid_mismatch, no_fix, …; all must hold")] = None,
         held: bool | None = Query(None, description="only claimed (true) / unclaimed (false)"),
         limit: int = Query(50, ge=1, le=500),
-        offset: int = Query(0, ge=0),
+        offset: int = Query(0, ge=0, le=2**31 - 1),
         order: str = Query("desc", pattern="^(asc|desc)$"),
     ):
         page = queue.list(status=status, grid=grid, street=street, code=code, kind=kind,
@@ -67,22 +77,29 @@ def build_router(queue, desk):
 
     @router.post("/api/reports/{report_id}/claim", responses=DECISION,
                  summary="Claim a report with a lease (409 names the holder)")
-    def claim(report_id: str, body: ClaimBody):
-        return queue.claim(report_id, body.operator, lease_s=body.lease_s)
+    def claim(report_id: str, body: ClaimBody, request: Request):
+        me = Acting(trail, request)
+        return queue.claim(report_id, me.name, lease_s=body.lease_s,
+                           override=me.may_override, audit=me.record)
 
-    @router.post("/api/reports/{report_id}/release", responses={**NOT_FOUND, **BAD},
-                 summary="Give a claim back")
-    def release(report_id: str, body: OperatorBody):
-        return queue.release(report_id, body.operator)
+    @router.post("/api/reports/{report_id}/release", responses=DECISION,
+                 summary="Give a claim back (another's: 值班长 only)")
+    def release(report_id: str, request: Request):
+        me = Acting(trail, request)
+        return queue.release(report_id, me.name, override=me.may_override, audit=me.record)
 
     @router.post("/api/reports/{report_id}/accept", responses=DECISION, summary="Accept (立案)")
-    def accept(report_id: str, body: AcceptBody):
-        return queue.accept(report_id, body.operator, case_no=body.case_no)
+    def accept(report_id: str, body: AcceptBody, request: Request):
+        me = Acting(trail, request)
+        return queue.accept(report_id, me.name, case_no=body.case_no,
+                            override=me.may_override, audit=me.record)
 
     @router.post("/api/reports/{report_id}/reject", responses=DECISION,
                  summary="Reject (不予立案)")
-    def reject(report_id: str, body: RejectBody):
-        return queue.reject(report_id, body.operator, reason=body.reason)
+    def reject(report_id: str, body: RejectBody, request: Request):
+        me = Acting(trail, request)
+        return queue.reject(report_id, me.name, reason=body.reason,
+                            override=me.may_override, audit=me.record)
 
     @router.get("/api/summary", summary="Counts for the board and the demo")
     def summary():

@@ -12,6 +12,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 
 import pytest
@@ -26,21 +27,36 @@ def start_demo(data, *extra):
 
 
 def read_board_url(proc, timeout=60):
+    """(board URL, {printed label: value}) from the demo's first lines."""
     deadline = time.monotonic() + timeout
-    lines = []
+    lines, said = [], {}
     while time.monotonic() < deadline:
         line = proc.stdout.readline()
         if not line:
             break
         lines.append(line)
+        if line.startswith("sign in on the board as: "):
+            said["user"], said["password"] = line.split()[6], line.split()[8]
+        if line.startswith("read-only API token"):
+            said["token"] = line.rsplit(" ", 1)[1].strip()
         if line.startswith("intake board: "):
-            return line.split(": ", 1)[1].strip().rstrip("/")
+            return line.split(": ", 1)[1].strip().rstrip("/"), said
     proc.kill()
     raise AssertionError("no board URL printed:\n" + "".join(lines) + proc.stderr.read())
 
 
-def get_json(url):
-    with urllib.request.urlopen(url, timeout=10) as resp:
+def get_json(url, token=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                timeout=10) as resp:
+        return json.loads(resp.read())
+
+
+def sign_in(url, user, password):
+    req = urllib.request.Request(url + "/api/session", method="POST",
+                                 data=json.dumps({"user": user, "password": password}).encode(),
+                                 headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
         return json.loads(resp.read())
 
 
@@ -67,9 +83,15 @@ def committed_reports(data):
 def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     data = tmp_path / "demo"
     proc = start_demo(data, "--duration", "20")
-    url = read_board_url(proc)
+    url, said = read_board_url(proc)
     page = urllib.request.urlopen(url + "/board/", timeout=10).read().decode()
     assert "受理台" in page
+    # the printed demo operator signs in (受理员 + 值班长); anonymous reads are refused
+    session = sign_in(url, said["user"], said["password"])
+    assert said["user"] == "demo" and {"acceptor", "shift_lead"} <= set(session["roles"])
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        get_json(url + "/api/summary")
+    assert refused.value.code == 401
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     final = out.strip().splitlines()[-1]
@@ -103,10 +125,10 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
 def test_ctrl_c_stops_everything_cleanly(tmp_path):
     data = tmp_path / "demo"
     proc = start_demo(data, "--no-terminal", "--plain")
-    url = read_board_url(proc)
+    url, said = read_board_url(proc)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        summary = get_json(url + "/api/summary")
+        summary = get_json(url + "/api/summary", said["token"])
         if summary["reports"]["total"] >= 1:
             break
         time.sleep(0.5)

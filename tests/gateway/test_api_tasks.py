@@ -20,7 +20,7 @@ from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.validate import Validator
 
 from tests.support.gateway_rig import encode, report, topic
-from tests.support.intake_api import T0, Api, Clock, add_report, iso
+from tests.support.intake_api import T0, Api, Clock, Tokens, add_report, iso
 
 
 def add_device(store, device, *, state="online", lat=None, lon=None, profile="patrol-vehicle",
@@ -101,7 +101,7 @@ def wired(store, clock, broker, tmp_path):
     pub = Publisher(broker)
     app = create_app(store, clock=clock, publisher=pub, photos_dir=tmp_path / "photos")
     with BackgroundServer(app) as server:
-        yield Api(server.url), app, sub
+        yield Api(server.url, Tokens(store)), app, sub
     pub.close()
     sub.close()
 
@@ -212,9 +212,9 @@ def test_bad_task_requests_are_refused_clearly(wired, body, field):
 def test_bad_assignment_is_refused(wired):
     api, _, _ = wired
     status, body = api.call("PUT", "/api/assignments/4101", {"device": "pv-0001"})
-    assert status == 400 and "grid" in body["detail"]
+    assert status == 422 and body["detail"][0]["loc"] == ["path", "grid"]
     status, body = api.call("PUT", "/api/assignments/410106001001001", {"device": "PV_1"})
-    assert status == 400 and "device" in body["detail"]
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "device"]
     status, _ = api.call("DELETE", "/api/assignments/410106001001001")
     assert status == 404
 
@@ -272,7 +272,8 @@ def test_photos_are_served_by_hash_and_nothing_else(wired, store, tmp_path):
                      (sha, len(data), str(folder / f"{sha}.jpg")))
     import urllib.request
 
-    with urllib.request.urlopen(f"{api.base}/api/photos/{sha}") as resp:
+    with urllib.request.urlopen(urllib.request.Request(f"{api.base}/api/photos/{sha}",
+                                                       headers=api.auth())) as resp:
         assert resp.headers["Content-Type"] == "image/jpeg"
         assert resp.read() == data
     status, _ = api.get("/api/photos/" + "0" * 64)
@@ -301,8 +302,8 @@ def test_open311_requests_status_follows_the_queue(wired, store, clock):
     r2 = add_report(store, 2, code="06010")
     r3 = add_report(store, 3, code="01001", kind="component")
     add_report(store, 4, source="task", task="T-x", result="confirmed")
-    api.post(f"/api/reports/{r2}/reject", {"operator": "a", "reason": "重复"})
-    api.post(f"/api/reports/{r3}/accept", {"operator": "a", "case_no": "C-9"})
+    api.post(f"/api/reports/{r2}/reject", {"operator": "op-a", "reason": "重复"})
+    api.post(f"/api/reports/{r3}/accept", {"operator": "op-a", "case_no": "C-9"})
     clock.advance(3600)
     status, reqs = api.get("/open311/v2/requests.json")
     assert status == 200

@@ -3,7 +3,8 @@
 The whole chain runs: a private Mosquitto, the gateway runtime ingesting from it into a
 SQLite store, and the HTTP app serving the board.  A report published by a "device"
 while the page is open must appear in the list and on the map; an operator then claims
-and accepts it from the page, and another operator's claim is shown as such.
+and accepts it from the page, and another operator's claim is shown as such: a 值班长
+may take it over, a 受理员 may not.  Operators sign in on the page first.
 """
 
 import hashlib
@@ -16,10 +17,12 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from gridlink.firmware.core.report import encode_report, make_report
+from gridlink.gateway.auth.accounts import Accounts
 
-from tests.support.intake_api import Api
+from tests.support.intake_api import Api, Tokens
 
 CHROMIUM = "/usr/bin/chromium"
+PASSWORD = "Board-test-pw-1"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 STANDARD = "GB/T 47678.5-2026"
@@ -95,8 +98,19 @@ def gateway(broker, tmp_path, grid_file):
     gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
                  grid=str(grid_file[0]), http="127.0.0.1:0", photos=str(tmp_path / "photos"))
     gw.start()
+    accounts = Accounts(gw.store)
+    accounts.add("alice", ("acceptor", "shift_lead"), PASSWORD, display="张三")
+    accounts.add("carol", ("acceptor",), PASSWORD, display="李四")
     yield gw.http, gw.store
     gw.stop()
+
+
+def sign_in(page, user):
+    page.wait_for_selector("#signin-pane:not([hidden])")
+    page.fill("#si-user", user)
+    page.fill("#si-pass", PASSWORD)
+    page.click("#b-signin")
+    page.wait_for_selector("#signin-pane", state="hidden")
 
 
 @pytest.fixture
@@ -125,7 +139,7 @@ def jpeg_photo():
 
 
 def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid_file):
-    server, _ = gateway
+    server, gw_store = gateway
     _, grid_map = grid_file
     device = Device(broker)
     try:
@@ -138,8 +152,12 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         device.wait_acks(1)
 
         page.goto(server.url + "/")
-        page.fill("#operator", "alice")
-        page.dispatch_event("#operator", "change")
+        page.fill("#si-user", "alice")
+        page.fill("#si-pass", "wrong-password")
+        page.click("#b-signin")
+        page.wait_for_function("document.querySelector('#si-error').textContent.includes('错误')")
+        sign_in(page, "alice")
+        assert "张三" in page.locator("#who").inner_text()
         page.wait_for_selector(f'#reports li[data-id="{first["id"]}"]')
         assert page.locator("#n-pending").inner_text() == "1"
         # the map is drawn from the grid map itself, and the report's cell is marked
@@ -177,9 +195,14 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         page.wait_for_selector(f'#reports li[data-id="{first["id"]}"]', state="detached")
         page.wait_for_function("document.querySelector('#n-accepted').textContent === '1'")
 
-        _, stored = Api(server.url).get(f"/api/reports/{first['id']}")
+        api = Api(server.url, Tokens(gw_store))
+        _, stored = api.get(f"/api/reports/{first['id']}")
         assert stored["state"] == "accepted" and stored["case_no"] == "SJ-2026-0001"
         assert stored["decided_by"] == "alice"
+        # the report's history is in its detail: who claimed, who decided
+        page.wait_for_selector('#d-history li[data-action="report.accept"]', state="attached")
+        history = page.locator("#d-history").text_content()
+        assert "alice 认领" in history and "alice 立案 SJ-2026-0001" in history
 
         # the accepted case is found under its state; from there a 核查 task is sent
         page.select_option("#f-status", "accepted")
@@ -188,13 +211,21 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
             "document.querySelector('#b-task').textContent.includes('核查')")
         page.click("#b-task")
         page.wait_for_function("document.querySelector('#message').textContent.includes('核查')")
-        _, tasks = Api(server.url).get(f"/api/tasks?report_id={first['id']}")
+        _, tasks = api.get(f"/api/tasks?report_id={first['id']}")
         assert [(t["type"], t["created_by"]) for t in tasks] == [("check", "alice")]
         page.select_option("#f-status", "pending")
 
-        # another operator holds the second report: the page says so and will not claim it
-        Api(server.url).post(f"/api/reports/{second['id']}/claim", {"operator": "bob"})
+        # another operator holds the second report: the page says so; the 值班长 may
+        # take it over, a 受理员 (after signing out and in) may not claim it
+        api.post(f"/api/reports/{second['id']}/claim", {"operator": "bob"})
         page.wait_for_selector(f'#reports li.held[data-id="{second["id"]}"]')
+        page.click(f'#reports li[data-id="{second["id"]}"]')
+        page.wait_for_function(
+            "document.querySelector('#d-fields').textContent.includes('认领 bob')")
+        assert "接管" in page.locator("#b-claim").inner_text()
+        assert page.locator("#b-claim").is_enabled()
+        page.click("#b-signout")
+        sign_in(page, "carol")
         page.click(f'#reports li[data-id="{second["id"]}"]')
         page.wait_for_function(
             "document.querySelector('#d-fields').textContent.includes('认领 bob')")
@@ -215,5 +246,6 @@ def test_board_loads_nothing_from_outside(gateway, page):
     page.on("request", lambda req: outside.append(req.url)
             if not req.url.startswith(server.url) else None)
     page.goto(server.url + "/board/")
+    sign_in(page, "carol")
     page.wait_for_selector("#reports[data-loaded='1']")
     assert outside == []

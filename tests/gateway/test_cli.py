@@ -24,6 +24,11 @@ from tests.support.waiting import wait_until
     (["--db", "sqlite:///{tmp}/i.sqlite", "--ack-ids-max", "17"], "--ack-ids-max"),
     (["--db", "sqlite:///{tmp}/i.sqlite", "--ack-ids-max", "0"], "between 1 and 16"),
     (["--db", "sqlite:///{tmp}/i.sqlite", "--tls-cert", "a.crt"], "--tls-key"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--http-cert", "a.crt"], "--http-key"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--http-cert", "{tmp}/a.crt", "--http-key",
+      "{tmp}/a.key"], "no file"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--trusted-proxy", "proxy.example"],
+     "--trusted-proxy"),
 ])
 def test_bad_options_are_one_clear_line(tmp_path, capsys, args, words):
     argv = ["gateway", "run", "--broker", "mqtt://127.0.0.1:1",

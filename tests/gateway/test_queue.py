@@ -26,7 +26,7 @@ from hypothesis import strategies as st
 
 from tests.support.gateway_rig import encode, report
 from tests.support.gateway_rig import topic as rig_topic
-from tests.support.intake_api import T0, Api, Clock, add_report, iso
+from tests.support.intake_api import T0, Api, Clock, Tokens, add_report, iso
 
 
 @pytest.fixture
@@ -45,7 +45,7 @@ def clock():
 def api(store, clock, tmp_path):
     app = create_app(store, clock=clock, photos_dir=tmp_path / "photos", poll_interval=0.2)
     with BackgroundServer(app) as server:
-        yield Api(server.url)
+        yield Api(server.url, Tokens(store))
 
 
 # ---------------------------------------------------------------- listing
@@ -100,7 +100,7 @@ def test_bad_filter_is_a_clear_400(api, store, query, field):
 
 
 def test_unknown_report_is_404(api):
-    status, body = api.post("/api/reports/pv-0001:000000000099/claim", {"operator": "a"})
+    status, body = api.post("/api/reports/pv-0001:000000000099/claim", {"operator": "op-a"})
     assert status == 404
     assert "pv-0001:000000000099" in body["detail"]
 
@@ -113,7 +113,7 @@ def test_dead_letters_say_why_a_devices_messages_were_refused(tmp_path, backend)
     store = open_store(dict(_stores(tmp_path))[backend])
     try:
         with BackgroundServer(create_app(store)) as server:
-            _dead_letter_pages(Api(server.url), store, tmp_path)
+            _dead_letter_pages(Api(server.url, Tokens(store)), store, tmp_path)
     finally:
         if backend == "postgres":
             store.drop_schema()
@@ -202,11 +202,14 @@ def test_release_gives_the_report_back(api, store):
     assert status == 200 and claim["holder"] == "bob"
 
 
-def test_claim_needs_an_operator(api, store):
+def test_the_actor_is_the_signed_in_operator_not_the_body(api, store):
     rid = add_report(store, 1)
-    status, body = api.post(f"/api/reports/{rid}/claim", {"operator": "  "})
-    assert status == 400
-    assert "operator" in body["detail"]
+    status, claim = api.call("POST", f"/api/reports/{rid}/claim", {"operator": "mallory"},
+                             user="alice")
+    assert status == 200 and claim["holder"] == "alice"
+    status, decision = api.call("POST", f"/api/reports/{rid}/accept", {"operator": "mallory"},
+                                user="alice")
+    assert status == 200 and decision["decided_by"] == "alice"
 
 
 # ---------------------------------------------------------------- decisions
@@ -257,11 +260,11 @@ def test_case_numbers_count_per_day_of_beijing_time(api, store, clock):
 
 def test_accept_with_given_case_number_and_duplicate_number(api, store):
     r1, r2 = add_report(store, 1), add_report(store, 2)
-    status, body = api.post(f"/api/reports/{r1}/accept", {"operator": "a", "case_no": "SJ-7"})
+    status, body = api.post(f"/api/reports/{r1}/accept", {"operator": "op-a", "case_no": "SJ-7"})
     assert status == 200 and body["case_no"] == "SJ-7"
-    status, body = api.post(f"/api/reports/{r1}/accept", {"operator": "a", "case_no": "SJ-7"})
+    status, body = api.post(f"/api/reports/{r1}/accept", {"operator": "op-a", "case_no": "SJ-7"})
     assert status == 200 and body["case_no"] == "SJ-7"
-    status, body = api.post(f"/api/reports/{r2}/accept", {"operator": "a", "case_no": "SJ-7"})
+    status, body = api.post(f"/api/reports/{r2}/accept", {"operator": "op-a", "case_no": "SJ-7"})
     assert status == 409 and body["report_id"] == r1
     status, report = api.get(f"/api/reports/{r2}")
     assert report["state"] == "pending"
@@ -269,23 +272,27 @@ def test_accept_with_given_case_number_and_duplicate_number(api, store):
 
 def test_reject_needs_a_reason_and_is_idempotent(api, store):
     rid = add_report(store, 1)
-    status, body = api.post(f"/api/reports/{rid}/reject", {"operator": "a", "reason": " "})
-    assert status == 400 and "reason" in body["detail"]
-    status, first = api.post(f"/api/reports/{rid}/reject", {"operator": "a", "reason": "重复上报"})
+    status, body = api.post(f"/api/reports/{rid}/reject", {"operator": "op-a", "reason": " "})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "reason"]  # the schema's
+    status, body = api.post(f"/api/reports/{rid}/reject",
+                            {"operator": "op-a", "reason": "\u3000"})  # the queue's own check
+    assert status == 422 or (status == 400 and "reason" in body["detail"])
+    dup = {"operator": "op-a", "reason": "重复上报"}
+    status, first = api.post(f"/api/reports/{rid}/reject", dup)
     assert status == 200 and first["state"] == "rejected" and first["reason"] == "重复上报"
-    status, again = api.post(f"/api/reports/{rid}/reject", {"operator": "a", "reason": "重复上报"})
+    status, again = api.post(f"/api/reports/{rid}/reject", dup)
     assert status == 200 and again == first
-    status, body = api.post(f"/api/reports/{rid}/reject", {"operator": "a", "reason": "other"})
+    status, body = api.post(f"/api/reports/{rid}/reject", {"operator": "op-a", "reason": "other"})
     assert status == 409 and body["reason"] == "重复上报"
-    status, body = api.post(f"/api/reports/{rid}/accept", {"operator": "a"})
+    status, body = api.post(f"/api/reports/{rid}/accept", {"operator": "op-a"})
     assert status == 409 and body["state"] == "rejected"
-    status, body = api.post(f"/api/reports/{rid}/claim", {"operator": "b"})
+    status, body = api.post(f"/api/reports/{rid}/claim", {"operator": "op-b"})
     assert status == 409 and body["state"] == "rejected"
 
 
 def test_summary_counts(api, store):
     r1, _ = add_report(store, 1), add_report(store, 2)
-    api.post(f"/api/reports/{r1}/reject", {"operator": "a", "reason": "no"})
+    api.post(f"/api/reports/{r1}/reject", {"operator": "op-a", "reason": "no"})
     status, summary = api.get("/api/summary")
     assert status == 200
     assert summary["reports"]["pending"] == 1
@@ -310,7 +317,7 @@ def test_racing_claims_and_decisions_have_one_winner(tmp_path, backend):
         app = create_app(store)
         rids = [add_report(store, n) for n in range(1, 6)]
         with BackgroundServer(app) as server:
-            api = Api(server.url)
+            api = Api(server.url, Tokens(store))
             for rid in rids:
                 results = []
 
@@ -391,7 +398,7 @@ def test_grid_geojson_cells_are_valid_and_locate_back(store, grid_map):
 
     app = create_app(store, grid_map=grid_map)
     with BackgroundServer(app) as server:
-        status, doc = Api(server.url).get("/api/grid")
+        status, doc = Api(server.url, Tokens(store)).get("/api/grid")
     assert status == 200 and doc["type"] == "FeatureCollection"
     assert len(doc["features"]) == grid_map.n_cells
     kinds = set()
@@ -411,7 +418,7 @@ def test_task_for_a_point_takes_its_grid_from_the_map(store, grid_map):
     w, s, e, n = grid_map.bbox
     lat, lon = (s + n) / 2, (w + e) / 2
     with BackgroundServer(app) as server:
-        status, task = Api(server.url).post("/api/tasks", {"lat": lat, "lon": lon})
+        status, task = Api(server.url, Tokens(store)).post("/api/tasks", {"lat": lat, "lon": lon})
     assert status == 201
     assert task["grid"] == grid_map.locate(lon, lat) and task["grid"] is not None
     assert task["district"] == task["grid"][:6]
@@ -504,7 +511,9 @@ def test_totals_match_the_listed_reports_in_every_state(tmp_path_factory, action
 def test_event_stream_announces_each_change(store, clock):
     app = create_app(store, clock=clock, poll_interval=0.1)
     with BackgroundServer(app) as server:
-        stream = urllib.request.urlopen(server.url + "/api/events", timeout=10)
+        api = Api(server.url, Tokens(store))
+        stream = urllib.request.urlopen(urllib.request.Request(
+            server.url + "/api/events", headers=api.auth()), timeout=10)
 
         def next_change():
             event = None
@@ -520,6 +529,6 @@ def test_event_stream_announces_each_change(store, clock):
         assert first["reports"] == 0
         rid = add_report(store, 1)
         assert next_change()["reports"] == 1
-        Api(server.url).post(f"/api/reports/{rid}/claim", {"operator": "alice"})
+        api.post(f"/api/reports/{rid}/claim", {"operator": "alice"})
         assert next_change()["intake"] == 1
         stream.close()

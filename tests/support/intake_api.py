@@ -1,10 +1,14 @@
-"""The intake API as its tests drive it: an HTTP client, a hand-moved clock, report rows
-inserted as the ingest path writes them."""
+"""The intake API as its tests drive it: an HTTP client signed in with API tokens, a
+hand-moved clock, report rows inserted as the ingest path writes them."""
 
 import json
+import secrets
+import threading
 import urllib.error
 import urllib.request
 from datetime import UTC, datetime, timedelta
+
+from gridlink.gateway.auth.accounts import Accounts
 
 T0 = datetime(2026, 11, 28, 2, 0, tzinfo=UTC)
 
@@ -48,14 +52,53 @@ def add_report(store, seq, *, device="pv-0001", code="06010", kind="event", grid
     return rid
 
 
-class Api:
-    def __init__(self, base):
-        self.base = base
+class Tokens:
+    """API tokens for the tests' operators, each user made in the app's store on first use.
 
-    def call(self, method, path, body=None):
+    A named operator is a 受理员 (acceptor) unless ``roles`` says otherwise; the unnamed
+    default ``centre`` is 值班长 + 技术员 + 管理员 (tasks, assignments, the audit trail)."""
+
+    DEFAULT = "centre"
+
+    def __init__(self, store, roles=None):
+        self.accounts = Accounts(store)
+        self.roles = {self.DEFAULT: ("shift_lead", "technician", "admin"), **(roles or {})}
+        self.secrets = {}
+        self.lock = threading.Lock()
+
+    def __call__(self, name=None):
+        name = name or self.DEFAULT
+        with self.lock:
+            if name not in self.secrets:
+                self.accounts.add(name, self.roles.get(name, ("acceptor",)),
+                                  secrets.token_urlsafe(16))
+                self.secrets[name], _ = self.accounts.issue_token(name, "tests")
+            return self.secrets[name]
+
+
+class Api:
+    """JSON over HTTP.  With ``tokens`` every request carries ``Authorization: Bearer`` for
+    the operator named in the body's ``operator`` key (taken out of the body: the server
+    takes the actor from the token), or for the default operator; without, it is anonymous."""
+
+    def __init__(self, base, tokens=None):
+        self.base = base
+        self.tokens = tokens
+
+    def anonymous(self):
+        return Api(self.base)
+
+    def call(self, method, path, body=None, headers=None, user=None):
+        """(status, JSON body); ``user`` signs in as that operator and sends ``body`` as is."""
+        name = user
+        if user is None and isinstance(body, dict) and "operator" in body:
+            body = dict(body)
+            name = body.pop("operator")
+        sent = {"Content-Type": "application/json", **(headers or {})}
+        if self.tokens is not None and "Authorization" not in sent:
+            sent["Authorization"] = f"Bearer {self.tokens(name)}"
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.base + path, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
+        req = urllib.request.Request(self.base + path, data=data, method=method, headers=sent)
         try:
             with urllib.request.urlopen(req, timeout=10) as resp:
                 raw = resp.read()
@@ -68,3 +111,7 @@ class Api:
 
     def post(self, path, body):
         return self.call("POST", path, body)
+
+    def auth(self, name=None):
+        """The Authorization header of ``name`` (or the default operator)."""
+        return {"Authorization": f"Bearer {self.tokens(name)}"}

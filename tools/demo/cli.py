@@ -3,7 +3,7 @@
 import signal
 import threading
 
-from .district import ORIGINS, District
+from .district import DEMO_OPERATOR, ORIGINS, District
 from .errors import DemoError
 
 
@@ -41,6 +41,9 @@ def cmd_demo(args):
                 for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         with District(args) as district:
+            print(f"sign in on the board as: {DEMO_OPERATOR}  password: {district.password}",
+                  flush=True)
+            print(f"read-only API token (Authorization: Bearer …): {district.token}", flush=True)
             print(f"intake board: {district.board_url}/", flush=True)
             print(f"broker: {district.broker_url}  data: {district.data}", flush=True)
             district.run(stop, duration=args.duration, live=not args.quiet)

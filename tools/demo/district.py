@@ -13,6 +13,7 @@ the gateway, then the broker; no child is left behind.
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -37,6 +38,7 @@ PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
 CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg25-g.log",
             "st-teseo-liv4f.log", "beidou-bd.log")
 GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
+DEMO_OPERATOR = "demo"  # 受理员 + 值班长: signs in on the board with a password printed at start
 GATEWAY_IDENTITY = f"{GATEWAY_CLIENT_ID}-0"  # its certificate's CN, granted by the shipped ACL
 
 
@@ -180,6 +182,22 @@ class District:
         self.gateway.start()
         self.board_url = self.gateway.http_url
         self.app = self.gateway.app
+        self._demo_operator()
+
+    def _demo_operator(self):
+        """The demo's operator ``demo`` (受理员 + 值班长) with a fresh random password, and a
+        read-only API token for scripts; both printed at start, valid for this run."""
+        from gridlink.gateway.auth.errors import AccountError
+
+        accounts = self.app.state.accounts
+        self.password = secrets.token_urlsafe(9)
+        try:
+            accounts.add(DEMO_OPERATOR, ("acceptor", "shift_lead", "viewer"), self.password,
+                         display="演示受理员")
+        except AccountError:  # a kept --data dir: the operator is there already
+            accounts.reset_password(DEMO_OPERATOR, self.password)
+        self.token, _ = accounts.issue_token(DEMO_OPERATOR, "demo scripts", roles=("viewer",),
+                                             days=1)
 
     def _device_argv(self, profile, device, ddir, origin=None, capture=None):
         argv = [sys.executable, "-m", "gridlink.cli", "device", "run", "--profile", profile,
@@ -332,8 +350,10 @@ class District:
         page = self.app.state.queue.list(status="pending", limit=20, source="button")
         for report in page["items"]:
             if report["lat"] is not None and not desk.list(report_id=report["id"]):
-                task = desk.create(type="verify", report_id=report["id"], operator="demo",
-                                   text="请核实 (demo)", deadline_s=600)
+                task = desk.create(type="verify", report_id=report["id"],
+                                   operator=DEMO_OPERATOR, text="请核实 (demo)", deadline_s=600)
+                self.app.state.audit.append(DEMO_OPERATOR, "task.create",
+                                            target=f"task:{task['id']}", after=task)
                 self._event("task", task=task["id"], device=task["device"],
                             state=task["state"], report=report["id"])
                 return
