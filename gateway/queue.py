@@ -18,7 +18,9 @@ DEFAULT_LEASE_S = 300
 MAX_LEASE_S = 3600
 MAX_PAGE = 500
 STATES = ("pending", "accepted", "rejected", "attached")
-REPORT_FLAGS = ("no_fix", "stale_fix", "clock_fallback", "fixed_position")
+REPORT_FLAGS = ("no_fix", "stale_fix", "clock_fallback", "fixed_position", "photo_dropped")
+# what the list filters by: the gateway's own judgements and the device's flags
+FILTER_FLAGS = ("grid_mismatch", "capture_time", *REPORT_FLAGS)
 _LIVE = "(i.holder IS NOT NULL AND i.lease_until > ?)"  # a claim whose lease still runs
 
 # the time a report is queued by: its capture time, unless that is flagged (time_flag)
@@ -181,7 +183,7 @@ class IntakeQueue:
                 where.append("r.flags LIKE ?")
                 params.append(f'%"{flag}"%')
             else:
-                known = ", ".join(("grid_mismatch", "capture_time", *REPORT_FLAGS))
+                known = ", ".join(FILTER_FLAGS)
                 raise Invalid(f"flag: one of {known}; not {flag!r}")
         # The page walks the reports in index order and tests each against ``intake``
         # with an (anti-)semi-join: both planners stop after one page instead of joining

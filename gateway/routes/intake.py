@@ -8,11 +8,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from .. import fleet_view
-from ..queue import DEFAULT_LEASE_S, MAX_LEASE_S, REPORT_FLAGS
+from ..queue import DEFAULT_LEASE_S, FILTER_FLAGS, MAX_LEASE_S
 from .acting import Acting
 from .bodies import BAD, DECISION, DIGITS, ISO_TIME, NOT_BLANK, NOT_FOUND
 
-Flag = Literal[("grid_mismatch", *REPORT_FLAGS)]
+Flag = Literal[FILTER_FLAGS]
 
 # The actor is the signed-in operator (session or token), never a name in the body.
 

@@ -19,10 +19,10 @@ import pytest
 from gridlink.firmware.core.report import encode_report, make_report
 from gridlink.gateway.auth.accounts import Accounts
 
+from tests.support.board import PASSWORD, sign_in
 from tests.support.intake_api import Api, Tokens
 
 CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "Board-test-pw-1"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 STANDARD = "GB/T 47678.5-2026"
@@ -104,13 +104,6 @@ def gateway(broker, tmp_path, grid_file):
     yield gw.http, gw.store
     gw.stop()
 
-
-def sign_in(page, user):
-    page.wait_for_selector("#signin-pane:not([hidden])")
-    page.fill("#si-user", user)
-    page.fill("#si-pass", PASSWORD)
-    page.click("#b-signin")
-    page.wait_for_selector("#signin-pane", state="hidden")
 
 
 @pytest.fixture

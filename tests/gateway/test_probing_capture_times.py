@@ -8,6 +8,7 @@ import pytest
 from gridlink.gateway.clock import wire_time
 from gridlink.gateway.validate import Validator
 
+from tests.support.board import add_operator, sign_in
 from tests.support.gateway_rig import encode, report, topic
 from tests.support.probing_rig import acks_of, http_json, start_gateway
 
@@ -61,12 +62,12 @@ def test_the_queue_lists_flagged_reports_by_receive_time(broker, store_url, tmp_
     gw = start_gateway(broker, store_url, tmp_path, http="127.0.0.1:0")
     try:
         publish_probes(listener)
-        page = http_json(gw.http_url, "/api/reports?limit=10")
+        page = http_json(gw, "/api/reports?limit=10")
         got = [(r["seq"], r["time_flag"]) for r in page["items"]]
         # newest first: by receive time for the flagged ones, capture time for the others
         assert got == [(6, None), (5, "old"), (4, "old"), (3, "ahead"), (2, "ahead"),
                        (1, None)]
-        flagged = http_json(gw.http_url, "/api/reports?flag=capture_time")
+        flagged = http_json(gw, "/api/reports?flag=capture_time")
         assert sorted(r["seq"] for r in flagged["items"]) == [2, 3, 4, 5]
     finally:
         gw.stop()
@@ -86,7 +87,9 @@ def test_the_board_shows_the_flag(broker, tmp_path, listener):
             browser = p.chromium.launch(executable_path=CHROMIUM,
                                         args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page()
+            add_operator(gw.store, "slw-01")
             page.goto(gw.http_url + "/")
+            sign_in(page, "slw-01")
             page.wait_for_selector('#reports li[data-id="pv-0001:000000000002"]')
             badge = page.locator('#reports li[data-id="pv-0001:000000000002"] .badge.time-flag')
             assert badge.count() == 1 and "capture time" in badge.inner_text()

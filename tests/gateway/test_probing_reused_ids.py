@@ -13,7 +13,7 @@ from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.validate import Validator
 
 from tests.support.gateway_rig import count, encode, report, topic
-from tests.support.probing_rig import acks_of, start_gateway
+from tests.support.probing_rig import acks_of, http_json, start_gateway
 
 T = 1_795_000_000.0
 RID = "pv-0001:000000000002"
@@ -41,7 +41,7 @@ def test_a_reused_id_is_refused_not_taken_for_a_duplicate(broker, store_url, tmp
         assert kept["text"] == "垃圾满溢"
         (dead,) = gw.store.fetchall("SELECT reason, payload FROM dead_letters")
         assert dead["reason"] == reason and "井盖缺失" in dead["payload"]
-        devices = json.load(urllib.request.urlopen(gw.http_url + "/api/devices", timeout=5))
+        devices = http_json(gw, "/api/devices")
         (dev,) = [d for d in devices if d["device"] == "pv-0001"]
         assert (dev["id_reused"], dev["refused"]) == (1, 1)
         metrics = urllib.request.urlopen(gw.http_url + "/metrics", timeout=5).read().decode()

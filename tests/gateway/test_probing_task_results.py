@@ -16,7 +16,7 @@ def result(device, seq, task, outcome="resolved"):
 def test_only_the_tasks_device_closes_it(broker, store_url, tmp_path, listener):
     gw = start_gateway(broker, store_url, tmp_path, http="127.0.0.1:0")
     try:
-        task = http_json(gw.http_url, "/api/tasks", {"type": "check", "lat": 34.805,
+        task = http_json(gw, "/api/tasks", {"type": "check", "lat": 34.805,
                                                      "lon": 113.285, "device": "pv-0002"})
         assert task["device"] == "pv-0002" and task["state"] == "sent"
         listener.publish(topic("pv-0001", "task/result"), result("pv-0001", 7, task["id"]))
@@ -27,13 +27,13 @@ def test_only_the_tasks_device_closes_it(broker, store_url, tmp_path, listener):
         assert got[0][2] == f"task: {task['id']} was sent to pv-0002, not pv-0001"
         assert got[1][2] == "task: no task T-20261128-nope was sent to pv-0001"
         assert count(gw.store, "reports") == 0 and count(gw.store, "dead_letters") == 2
-        assert http_json(gw.http_url, f"/api/tasks/{task['id']}")["state"] == "sent"
+        assert http_json(gw, f"/api/tasks/{task['id']}")["state"] == "sent"
 
         listener.publish(topic("pv-0002", "task/result"), result("pv-0002", 3, task["id"]))
         assert acks_of(listener, 3)[2] == ("pv-0002:000000000003", "accepted", None)
-        wait_until(lambda: http_json(gw.http_url, f"/api/tasks/{task['id']}")["state"] == "done",
+        wait_until(lambda: http_json(gw, f"/api/tasks/{task['id']}")["state"] == "done",
                  10, "the task closed by its device")
-        done = http_json(gw.http_url, f"/api/tasks/{task['id']}")
+        done = http_json(gw, f"/api/tasks/{task['id']}")
         assert (done["result"], done["result_report"]) == ("resolved", "pv-0002:000000000003")
     finally:
         gw.stop()

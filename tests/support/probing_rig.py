@@ -29,14 +29,20 @@ def ack_topics(client):
     return [t for t, _ in list(client.messages) if t.endswith("/ack")]
 
 
-def http_json(base, path, body=None):
-    """GET (or POST ``body`` as JSON) on the gateway's HTTP side; the decoded answer."""
+def http_json(gw, path, body=None):
+    """GET (or POST ``body`` as JSON) on the gateway's HTTP side, signed in with an API
+    token of a 值班长 (made in the gateway's store on first use); the decoded answer."""
     import json
     import urllib.request
 
+    from tests.support.intake_api import Tokens
+
+    if getattr(gw, "test_tokens", None) is None:
+        gw.test_tokens = Tokens(gw.store)
     data = None if body is None else json.dumps(body).encode()
-    req = urllib.request.Request(base + path, data=data,
-                                 headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(gw.http_url + path, data=data,
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {gw.test_tokens()}"})
     with urllib.request.urlopen(req, timeout=10) as resp:
         return json.load(resp)
 
