@@ -79,7 +79,7 @@ class Verdict:
         self.sent_at = sent_at
 
     def __repr__(self):
-        if self.kind == "rejected":
+        if self.kind == "rejected":  # pragma: no mutate (a debugging repr)
             return f"<Verdict rejected {self.category}: {self.reason}>"
         return f"<Verdict {self.kind} {self.device} {self.report_id or ''}>"
 
@@ -105,8 +105,8 @@ def _time_bounds(received):
     cached = _bounds[0]
     if cached[0] != secs:  # pragma: no mutate (a cache: any index recomputes, as right)
         cached = (secs, (wire_time(secs + TIME_AHEAD_S + 1),
-                         wire_time(max(0, secs - TIME_OLD_S))))
-        _bounds[0] = cached
+                         wire_time(max(0, secs - TIME_OLD_S))))  # pragma: no mutate (1970)
+        _bounds[0] = cached  # pragma: no mutate (one cell)
     return cached[1]
 
 

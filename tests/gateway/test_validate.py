@@ -231,8 +231,10 @@ def test_a_task_and_the_task_source_go_together(judge, source, task):
 
 
 def test_a_chunk_payload_is_refused_for_size_only_past_its_limit(judge):
+    from gridlink.firmware.core.messages import CHUNK_MAX
     from gridlink.gateway.validate import MAX_CHUNK_PAYLOAD
 
+    assert MAX_CHUNK_PAYLOAD == CHUNK_MAX + 200   # a chunk and its header line (protocol)
     t = topic("pv-0001", "photo/pv-0001:000000000001/0")
     at_limit = judge.decode(t, b"x" * MAX_CHUNK_PAYLOAD, T)
     over = judge.decode(t, b"x" * (MAX_CHUNK_PAYLOAD + 1), T)
@@ -248,6 +250,18 @@ def test_a_capture_time_is_old_only_past_thirty_days(judge):
     received = 1_790_000_000.0
     for captured, flag in ((received - TIME_OLD_S, None), (received - TIME_OLD_S - 1, "old")):
         obj = report(seq=9, time=wire_time(captured))
+        v = judge.decode(topic("pv-0001", "report"), encode(obj), received)
+        assert v.kind == "report" and v.data["time_flag"] == flag, (captured, v.data)
+
+
+def test_a_capture_time_is_ahead_only_past_ten_minutes_after_the_receive_second(judge):
+    from gridlink.gateway.clock import wire_time
+    from gridlink.gateway.validate import TIME_AHEAD_S
+
+    assert TIME_AHEAD_S == 600
+    received = 1_790_000_000.25          # the bound counts from the end of its second
+    for captured, flag in ((1_790_000_601.0, None), (1_790_000_601.001, "ahead")):
+        obj = report(seq=11, time=wire_time(captured))
         v = judge.decode(topic("pv-0001", "report"), encode(obj), received)
         assert v.kind == "report" and v.data["time_flag"] == flag, (captured, v.data)
 
