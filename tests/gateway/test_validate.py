@@ -31,6 +31,7 @@ def test_good_report_becomes_a_row(judge):
     assert row["grid"] == row["grid_device"] == "410106001001001"
     assert row["grid_mismatch"] == 0 and row["street"] == "410106001"
     assert json.loads(row["payload"])["text"] == "垃圾满溢"
+    assert (row["lat"], row["lon"], row["fix_mode"], row["fix_status"]) == (34.805, 113.285, 3, 1)
 
 
 def test_grid_is_relocated_and_a_mismatch_keeps_both_codes(judge):
