@@ -53,6 +53,13 @@ class GatewayRuntime:
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
                  session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0):
+        self.broker_url = broker_url
+        self.broker = None  # the parsed MQTT URL; a NATS URL is read by its link
+        if not is_nats_url(broker_url):  # a bad URL is refused before anything starts
+            try:
+                self.broker = BrokerURL(broker_url)
+            except BrokerURLError as exc:
+                raise ConfigError(f"broker URL {exc}") from None
         self.store = store
         self.validator = validator
         self.ingest = Ingest(store, photo_dir)
@@ -81,20 +88,15 @@ class GatewayRuntime:
         self._received = 0
         self._finished = 0
         self.metrics.queue_depth.set_function(self.queue_depth)
-        self.broker_url = broker_url
         callbacks = {"on_message": self._on_message, "on_connect": self._on_connect,
                      "on_subscribed": self._on_subscribed, "on_disconnect": self._on_disconnect}
-        if is_nats_url(broker_url):  # the transport seam: a NATS JetStream cluster
+        if self.broker is None:  # the transport seam: a NATS JetStream cluster
             from .jetstream.link import JetStreamLink
 
             self.link = JetStreamLink(
                 broker_url, client_id, tls_context=tls.context() if tls else None,
                 pending_max=pending_max, send_window=SEND_WINDOW, **callbacks)
         else:
-            try:
-                self.broker = BrokerURL(broker_url)
-            except BrokerURLError as exc:
-                raise ConfigError(f"broker URL {exc}") from None
             self.link = BrokerLink(
                 client_id, self.broker.host, self.broker.port,
                 subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)],

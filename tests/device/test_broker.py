@@ -137,6 +137,7 @@ def test_broker_outage_buffers_reports_then_delivers_them_in_order(tmp_path, bro
     with DeviceProc(tmp_path, broker, extra=[*FAST, "--cancel-grace", "0"]) as dev:
         first = dev.press("garbage")["last"]
         wait_until(lambda: len(acker.unique_reports()) == 1, 20, "first report")
+        wait_until(lambda: dev.status()["outbox"]["reports"] == 0, 20, "first report acked")
         broker.stop()
         wait_until(lambda: not dev.status()["connected"], 20, "device notices the outage")
         during = [dev.press(n)["last"] for n in ("parking", "road", "flyposting", "garbage")]
