@@ -274,3 +274,11 @@ def test_a_message_judged_without_a_receive_time_is_stamped_now(judge):
 
     v = judge.decode(topic("pv-0001", "report"), encode(report(seq=10)))
     assert abs(parse_iso(v.data["received_at"]).timestamp() - time.time()) < 5
+
+
+def test_the_id_of_a_refused_report_is_echoed_only_when_short(judge):
+    for length, echoed in ((63, True), (64, False)):
+        rid = "pv-0001:" + "9" * (length - len("pv-0001:"))
+        payload = json.dumps({"v": 1, "id": rid, "device": "pv-0001"}).encode()
+        v = judge.decode(topic("pv-0001", "report"), payload, T)
+        assert v.kind == "rejected" and v.report_id == (rid if echoed else None), (length, v)
