@@ -9,9 +9,7 @@ import time
 import pytest
 from gridlink.firmware.core.outbox import REPORT, Outbox
 from gridlink.flash import simboard
-from gridlink.flash.build import build
 from gridlink.flash.flashing import flash_image
-from gridlink.flash.provision import Spec, provision
 
 from tests.support.paths import ROOT
 from tests.support.report_listener import ReportListener
@@ -22,32 +20,12 @@ pytestmark = [
     pytest.mark.skipif(not simboard.available(), reason="MicroPython WebAssembly port absent"),
 ]
 
-OBJECT = "41010601002000123"
+OBJECT = "41010601002000123"  # the provisioned object (tests/mcu/conftest.py)
 PROFILE = json.loads(
     (ROOT / "device_profiles" / "sensor-node.json").read_text())
 PIN = 15  # the sensor-node profile's tilt pin (pull-up: tilted reads 0)
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    out = tmp_path_factory.mktemp("image") / "img"
-    build(out)
-    return out
-
-
-@pytest.fixture
-def node(tmp_path, image, broker):
-    board = simboard.SimBoard(tmp_path / "board")
-    flash_image(image, board.flash)
-    provision(Spec("sn-0007", "410106", "sensor-node", str(board.flash), broker.url,
-                   object_id=OBJECT))
-    cfg_path = board.flash / "gridlink" / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["ack_wait_s"] = 2  # how long a wake waits for acks (10 s by default)
-    cfg["console_window_s"] = 0  # no technician here (3 s after a power-on by default)
-    cfg_path.write_text(json.dumps(cfg))
-    yield board
-    board.close()
 
 
 @pytest.fixture

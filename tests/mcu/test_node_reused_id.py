@@ -8,9 +8,6 @@ import pytest
 from gridlink.firmware.core import messages
 from gridlink.firmware.core.outbox import REPORT, Outbox
 from gridlink.flash import simboard
-from gridlink.flash.build import build
-from gridlink.flash.flashing import flash_image
-from gridlink.flash.provision import Spec, provision
 
 from tests.support.report_listener import ReportListener
 
@@ -20,30 +17,10 @@ pytestmark = [
     pytest.mark.skipif(not simboard.available(), reason="MicroPython WebAssembly port absent"),
 ]
 
-OBJECT = "41010601002000123"
+OBJECT = "41010601002000123"  # the provisioned object (tests/mcu/conftest.py)
 PIN = 15  # the sensor-node profile's tilt pin (pull-up: tilted reads 0)
 
 
-@pytest.fixture(scope="module")
-def image(tmp_path_factory):
-    out = tmp_path_factory.mktemp("image") / "img"
-    build(out)
-    return out
-
-
-@pytest.fixture
-def node(tmp_path, image, broker):
-    board = simboard.SimBoard(tmp_path / "board")
-    flash_image(image, board.flash)
-    provision(Spec("sn-0007", "410106", "sensor-node", str(board.flash), broker.url,
-                   object_id=OBJECT))
-    cfg_path = board.flash / "gridlink" / "config.json"
-    cfg = json.loads(cfg_path.read_text())
-    cfg["ack_wait_s"] = 2
-    cfg["console_window_s"] = 0
-    cfg_path.write_text(json.dumps(cfg))
-    yield board
-    board.close()
 
 
 class RefusingGateway(ReportListener):
