@@ -81,7 +81,7 @@ class Verdict:
     def __repr__(self):
         if self.kind == "rejected":  # pragma: no mutate (a debugging repr)
             return f"<Verdict rejected {self.category}: {self.reason}>"
-        return f"<Verdict {self.kind} {self.device} {self.report_id or ''}>"
+        return f"<Verdict {self.kind} {self.device} {self.report_id or ''}>"  # pragma: no mutate
 
 
 def _no_constants(name):

@@ -282,3 +282,15 @@ def test_the_id_of_a_refused_report_is_echoed_only_when_short(judge):
         payload = json.dumps({"v": 1, "id": rid, "device": "pv-0001"}).encode()
         v = judge.decode(topic("pv-0001", "report"), payload, T)
         assert v.kind == "rejected" and v.report_id == (rid if echoed else None), (length, v)
+
+
+def test_a_damaged_chunk_is_refused_for_its_report_and_asked_for_again(judge):
+    from gridlink.firmware.core import messages
+
+    data = b"\xff" * 100
+    chunk = messages.make_photo_chunk("ab" * 32, 1, 2, 16384 + 100, data,
+                                      digest=hashlib.sha256(b"other bytes").hexdigest())
+    v = judge.decode(topic("pv-0001", "photo/pv-0001:000000000005/1"), chunk, T)
+    assert (v.kind, v.category, v.report_id) == ("rejected", "photo_digest",
+                                                 "pv-0001:000000000005"), v
+    assert v.data["resend"] == ("pv-0001:000000000005", "ab" * 32, 1)
