@@ -294,3 +294,16 @@ def test_a_damaged_chunk_is_refused_for_its_report_and_asked_for_again(judge):
     assert (v.kind, v.category, v.report_id) == ("rejected", "photo_digest",
                                                  "pv-0001:000000000005"), v
     assert v.data["resend"] == ("pv-0001:000000000005", "ab" * 32, 1)
+
+
+def test_a_capture_before_the_device_was_provisioned_is_flagged_to_the_millisecond(tmp_path):
+    from gridlink.gateway.clock import parse_iso
+
+    since = "2026-11-28T02:15:07.250Z"
+    judge = Validator(open_map(grid_map_file(tmp_path)), load_books(),
+                      provisioned=lambda device: since if device == "pv-0001" else None)
+    received = parse_iso(since).timestamp() + 60
+    for captured, flag in ((since, None), ("2026-11-28T02:15:07.249Z", "before_provisioning")):
+        v = judge.decode(topic("pv-0001", "report"), encode(report(seq=12, time=captured)),
+                         received)
+        assert v.kind == "report" and v.data["time_flag"] == flag, (captured, v.data)
