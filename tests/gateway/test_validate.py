@@ -124,6 +124,9 @@ def test_status_and_will(judge):
     v = judge.decode(topic("pv-0001", "status"), encode(status), T)
     assert v.kind == "status", v
     assert (v.data["state"], v.data["outbox_reports"], v.data["last_lat"]) == ("online", 3, 34.8)
+    from gridlink.gateway.clock import wire_time
+
+    assert v.data["last_seen"] == wire_time(T)    # seen when received, not when judged
     will = judge.decode(topic("pv-0001", "status"),
                         encode({"v": 1, "device": "pv-0001", "state": "offline"}), T)
     assert will.kind == "status" and will.data["state"] == "offline"
