@@ -40,7 +40,8 @@ TESTS = {
                             "tests/gateway/test_probing_photos.py"],
     "gateway/photos.py": ["tests/gateway/test_probing_photos.py", "tests/gateway/test_ingest.py"],
     "firmware/core/outbox.py": ["tests/core/test_outbox_model.py",
-                                "tests/core/test_outbox_records.py"],
+                                "tests/core/test_outbox_records.py",
+                                "tests/core/test_outbox_losses.py"],
     "firmware/core/seqfile.py": ["tests/core/test_report_seq.py"],
 }
 
