@@ -2,7 +2,6 @@
 the runtime's liveness is each part's own ``is_alive()``."""
 
 import logging
-import time
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -12,14 +11,11 @@ from gridlink.firmware.device.profile import load_profile
 from gridlink.firmware.device.runtime import Device
 from gridlink.firmware.errors import DeviceError
 
+from tests.support.waiting import wait_until
+
 ORIGIN = (34.8095, 113.2965)          # the shipped patrol vehicle's sim.origin
 
 
-def wait_for(predicate, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
 
 
 def callbacks(log):
@@ -38,7 +34,7 @@ def test_sim_backend_builds_mock_pins_a_replayed_receiver_and_live_parts():
     gnss = hw.gnss(on_fix=fixes.append).start()
     triggers = hw.triggers(**callbacks(events))
     try:
-        wait_for(lambda: fixes)
+        wait_until(lambda: fixes)
         assert gnss.port == hw.replayer.path == hw.status()["replay"]["pty"]
         assert distance_m(fixes[0].lat, fixes[0].lon, *ORIGIN) < 500
         assert gnss.is_alive() and hw.replayer.is_alive() and triggers.is_alive()

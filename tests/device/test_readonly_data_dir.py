@@ -10,6 +10,8 @@ import pytest
 from gridlink.firmware.device.store import Store
 from gridlink.firmware.errors import DeviceError
 
+from tests.support.tmpfs import tmpfs
+
 ROOT = Path(__file__).resolve().parents[2]
 GRIDLINK = [sys.executable, "-c", "import sys; from gridlink.cli import main; sys.exit(main())"]
 
@@ -17,18 +19,10 @@ GRIDLINK = [sys.executable, "-c", "import sys; from gridlink.cli import main; sy
 @pytest.fixture
 def read_only(tmp_path):
     """A read-only filesystem holding ``old/`` (a data dir written before) and nothing else."""
-    mnt = tmp_path / "ro"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs (root needed): {done.stderr.strip()}")
-    try:
+    with tmpfs(tmp_path / "ro", "1m") as mnt:
         Store(mnt / "old").close()
         subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True)
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], check=True)
 
 
 @pytest.mark.parametrize("name", ["old", "new", "new/deeper"])

@@ -14,6 +14,8 @@ from gridlink.firmware.core.report import encode_report, make_report
 from gridlink.firmware.device.delivery import Delivery
 from gridlink.firmware.device.store import REPORT, Store
 
+from tests.support.waiting import wait_until
+
 pytestmark = pytest.mark.broker
 
 STATUS = {"time": None, "fix": None, "reports": 0, "track": 0, "disk_free": None,
@@ -21,13 +23,6 @@ STATUS = {"time": None, "fix": None, "reports": 0, "track": 0, "disk_free": None
           "profile": "patrol-vehicle"}
 
 
-def wait_until(predicate, timeout, what):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.05)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 class Gateway:

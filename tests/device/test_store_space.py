@@ -5,7 +5,6 @@ leaves no half-written file, leftovers are cleaned at start, problem counters pe
 import json
 import os
 import shutil
-import subprocess
 import time
 
 import pytest
@@ -13,17 +12,13 @@ from gridlink.firmware.core.report import encode_report, make_report
 from gridlink.firmware.device.store import PHOTO, REPORT, Store
 from gridlink.firmware.errors import DeviceError
 
+from tests.support.tmpfs import tmpfs
+
 
 @pytest.fixture
 def disk(tmp_path):
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)],
-                          capture_output=True, text=True)
-    if done.returncode:
-        pytest.skip(f"cannot mount a tmpfs (root needed): {done.stderr.strip()}")
-    yield mnt
-    subprocess.run(["umount", "-l", str(mnt)], check=True)
+    with tmpfs(tmp_path / "disk", "1m") as mnt:
+        yield mnt
 
 
 def fill(path):
