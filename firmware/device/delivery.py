@@ -321,8 +321,17 @@ class Delivery:
         job = self._jobs.pop(rid, None)
         if job is not None:
             self._chunks_out = {c for c in self._chunks_out if c[0] != rid}
-            self.add_photo_job(new["id"], job["sha256"], job["size"])
             self.store.ack(job["oseq"])
+        # The photo follows under the new id even when all its chunks had already left
+        # under the old one: the gateway keeps no photo for a report it did not store.
+        for photo in new["photos"]:
+            sha = photo["sha256"]
+            self.store.photo_wanted_again(sha)
+            if os.path.exists(self.store.photo_path(sha)):
+                self.add_photo_job(new["id"], sha, photo["bytes"])
+            else:
+                log.error("photo %s of %s is gone; it cannot follow the report under %s",
+                          sha, rid, new["id"])
         self._status_wanted = True
 
     def _forget(self, rid, oseq):

@@ -160,6 +160,54 @@ def test_a_refused_reports_photo_follows_it_under_the_new_id(tmp_path, broker):
     assert gw.reports[1]["photos"] == rep["photos"]
 
 
+class LateGateway(Gateway):
+    """Answers a report with a photo only once every chunk of that photo has arrived."""
+
+    def __init__(self, broker, answer, chunks):
+        self.of, self.held = chunks, {}
+        super().__init__(broker, answer)
+
+    def _on_message(self, client, userdata, msg):
+        leaf = msg.topic.split("/")[4]
+        if leaf == "report" and json.loads(msg.payload)["photos"]:
+            with self.lock:
+                self.held[json.loads(msg.payload)["id"]] = msg
+        else:
+            super()._on_message(client, userdata, msg)
+        with self.lock:
+            ready = [rid for rid in self.held
+                     if all((rid, n) in self.chunks for n in range(self.of))]
+            held = [self.held.pop(rid) for rid in ready]
+        for m in held:
+            super()._on_message(client, userdata, m)
+
+
+def test_a_photo_already_delivered_under_the_refused_id_is_sent_again_under_the_new(
+        tmp_path, broker):
+    gw = LateGateway(broker, refuse_first("id_reused"), chunks=2)
+    store = Store(tmp_path / "dev")
+    d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
+    data = bytes(range(256)) * 100                     # 25 600 bytes: two chunks
+    sha = hashlib.sha256(data).hexdigest()
+    try:
+        store.save_photo(sha, data)
+        rep = report(1, photos=[(sha, len(data))])
+        with store.lock:
+            store.append(REPORT, encode_report(rep))
+            d.add_photo_job(rep["id"], sha, len(data))
+        d.kick()
+        wait_until(lambda: len(gw.reports) == 2, 20, "the report sent again")
+        new_id = gw.reports[1]["id"]
+        wait_until(lambda: (new_id, 0) in gw.chunks and (new_id, 1) in gw.chunks, 20,
+                   "the photo under the new id")
+        wait_until(lambda: store.depth()["reports"] == 0, 20, "the new id acknowledged")
+    finally:
+        d.stop()
+        gw.close()
+    assert (rep["id"], 1) in gw.chunks                 # it had all left under the old id
+    assert gw.chunks[(new_id, 0)] + gw.chunks[(new_id, 1)] == data
+
+
 def test_an_accepted_report_raises_the_last_acknowledged_seq(tmp_path, broker):
     gw = Gateway(broker, lambda rep: ("accepted", None))
     store = Store(tmp_path / "dev")
