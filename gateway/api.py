@@ -4,7 +4,8 @@
 per area (``gridlink.gateway.routes``): the intake queue (list, claim, accept 立案,
 reject 不予立案), fleet presence, dead letters, verification tasks with grid
 assignments, the grid map as GeoJSON, report photos, a Server-Sent Events stream of
-changes, the Open311 GeoReport v2 read endpoints, and the intake board page itself.
+changes, the Open311 GeoReport v2 read endpoints, the update repository the devices
+fetch releases from, and the intake board page itself.
 Everything is local: the board loads no CDN script and no map tile.
 
 Every route is behind the sign-in (``gridlink.gateway.auth``): an app-wide dependency
@@ -29,9 +30,21 @@ from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
-from .routes import audit, dead_letters, events, fleet, grid, intake, photos, session, tasks
+from .routes import (
+    audit,
+    dead_letters,
+    events,
+    fleet,
+    grid,
+    intake,
+    photos,
+    session,
+    tasks,
+    updates,
+)
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
+from .update_repo import UpdateRepository
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
@@ -41,7 +54,7 @@ MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
-               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10):
+               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, update_repo=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -52,7 +65,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
     origins; request bodies over ``body_limit`` bytes get 413; a client address may try
-    ``sign_in_limit`` sign-ins a minute.
+    ``sign_in_limit`` sign-ins a minute.  ``update_repo`` (a folder made by ``gridlink
+    fleet release build``) is served read-only under ``/ota/`` to the devices.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -99,6 +113,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
     app.include_router(open311.build_router(queue, names))
+    app.include_router(updates.build_router(
+        None if update_repo is None else UpdateRepository(update_repo)))
 
     @app.get("/", include_in_schema=False)
     def root():

@@ -40,6 +40,9 @@ def register(parser):
     run.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
                      help="a reverse proxy (address or network) whose X-Forwarded-For / "
                           "X-Forwarded-Proto are believed (repeatable; default: none)")
+    run.add_argument("--update-repo", metavar="DIR",
+                     help="serve this update repository (gridlink fleet release build -o DIR) "
+                          "read-only to the devices under /ota/ on --http")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -157,7 +160,7 @@ def cmd_run(args):
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
                  issued=args.issued,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
-                                args.trusted_proxy))
+                                args.trusted_proxy, args.update_repo))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:

@@ -72,9 +72,11 @@ def check_identity(tls, client_id):
 class WebOptions:
     """The HTTP side's settings: a TLS certificate and key (PEM; HTTPS and HSTS when set),
     the origins CORS is opened to (none: closed), and the reverse proxies whose forwarded
-    headers are believed."""
+    headers are believed, and the update repository served to the devices (a folder made by
+    ``gridlink fleet release build``; none: not served)."""
 
-    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=()):
+    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(),
+                 update_repo=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -89,6 +91,11 @@ class WebOptions:
         except ValueError as exc:
             raise ConfigError(f"--trusted-proxy: {exc}") from None
         self.trusted_proxies = tuple(trusted_proxies)
+        if update_repo is not None:
+            from .update_repo import UpdateRepository
+
+            UpdateRepository(update_repo)           # says now when it is not one
+        self.update_repo = update_repo
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -157,7 +164,8 @@ class Gateway:
         self.app = api.create_app(self.store, grid_map=self.grid_map, codebooks=self.codebooks,
                                   publisher=self.runtime.publish, photos_dir=self.photos_dir,
                                   cors_origins=self.web.cors_origins,
-                                  trusted_proxies=self.web.trusted_proxies)
+                                  trusted_proxies=self.web.trusted_proxies,
+                                  update_repo=self.web.update_repo)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)

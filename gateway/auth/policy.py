@@ -47,6 +47,10 @@ POLICY = {
     ("GET", "/open311/v2/services.json"): PUBLIC,
     ("GET", "/open311/v2/requests.json"): roles.READ,
     ("GET", "/open311/v2/requests/{request_id}.json"): roles.READ,
+    # the update repository, open to read: devices hold no operator token, and every byte
+    # is TUF-signed metadata or a release file the signed metadata names by its hash
+    ("GET", "/ota/metadata/{name}"): PUBLIC,
+    ("GET", "/ota/targets/{kind}/{name}"): PUBLIC,
 }
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
