@@ -19,7 +19,8 @@ from tests.support.paths import ROOT
 
 SCHEMAS = ROOT / "docs" / "schemas"
 PROTOCOL = ROOT / "docs" / "protocol.md"
-NAMES = ("report", "task-result", "ack", "task", "track", "status", "photo-chunk-header")
+NAMES = ("report", "task-result", "ack", "task", "track", "status", "photo-chunk-header",
+         "update")
 
 
 def load_schemas():
@@ -83,6 +84,7 @@ VALIDATORS = {
     "track": messages.validate_track,
     "status": messages.validate_status,
     "photo-chunk-header": messages.validate_photo_header,
+    "update": messages.validate_update,
 }
 
 
