@@ -5,7 +5,7 @@ per area (``gridlink.gateway.routes``): the intake queue (list, claim, accept �
 reject 不予立案), fleet presence, dead letters, verification tasks with grid
 assignments, the grid map as GeoJSON, report photos, a Server-Sent Events stream of
 changes, the Open311 GeoReport v2 read endpoints, the update repository the devices
-fetch releases from, and the intake board page itself.
+fetch releases from and the staged rollouts that offer them, and the intake board page.
 Everything is local: the board loads no CDN script and no map tile.
 
 Every route is behind the sign-in (``gridlink.gateway.auth``): an app-wide dependency
@@ -30,6 +30,8 @@ from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
+from .rollouts import MIGRATIONS as OTA_MIGRATIONS
+from .rollouts import Rollouts
 from .routes import (
     audit,
     dead_letters,
@@ -38,6 +40,7 @@ from .routes import (
     grid,
     intake,
     photos,
+    rollouts,
     session,
     tasks,
     updates,
@@ -48,7 +51,7 @@ from .update_repo import UpdateRepository
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS
+MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + OTA_MIGRATIONS
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
@@ -59,8 +62,9 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
     class codes (default: the project's code books); ``publisher(topic, payload, qos=1)``
-    sends tasks to devices; ``photos_dir`` holds the reassembled photos.  The app's
-    ``state.on_report`` is the after-commit hook to add to the runtime's ``on_report``.
+    sends tasks and update offers to devices; ``photos_dir`` holds the reassembled photos.
+    The app's ``state.on_report`` and ``state.on_commit`` are the after-commit hooks to add
+    to the runtime's ``on_report`` and ``on_commit`` (tasks closed, rollouts moved on).
 
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
@@ -78,6 +82,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
                     district=district)
     feed = events.ChangeFeed(store, desk, poll_interval)
+    repository = None if update_repo is None else UpdateRepository(update_repo)
+    director = Rollouts(store, publisher=publisher, repository=repository, clock=clock)
 
     app = FastAPI(
         title="gridlink intake API",
@@ -99,6 +105,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.accounts = accounts
     app.state.audit = trail
     app.state.on_report = desk.on_report
+    app.state.rollouts = director
+    app.state.on_commit = director.on_commit
     _add_error_handlers(app)
 
     app.include_router(session.build_router(accounts, trail, RateLimit(sign_in_limit, 60.0),
@@ -113,8 +121,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
     app.include_router(open311.build_router(queue, names))
-    app.include_router(updates.build_router(
-        None if update_repo is None else UpdateRepository(update_repo)))
+    app.include_router(updates.build_router(repository))
+    app.include_router(rollouts.build_router(director, trail))
 
     @app.get("/", include_in_schema=False)
     def root():

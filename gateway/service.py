@@ -169,6 +169,9 @@ class Gateway:
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)
+        on_commit = getattr(self.app.state, "on_commit", None)
+        if on_commit is not None:
+            self.runtime.on_commit.append(on_commit)
         from starlette.responses import Response
 
         metrics = self.metrics

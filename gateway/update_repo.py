@@ -8,6 +8,7 @@ here is secret: every byte is signed metadata or a file whose hash the signed me
 names, and the device checks both (``firmware/device/update.py``).
 """
 
+import json
 import re
 from pathlib import Path
 
@@ -43,3 +44,20 @@ class UpdateRepository:
             raise NotFound(f"{area}/{(kind + '/') if kind else ''}{name}: no such file "
                            "in the update repository")
         return resolved
+
+    def has_release(self, kind, version):
+        """Whether the newest targets metadata lists release ``version`` of ``kind`` (the
+        names ``gridlink fleet release build`` gives: pi/gridlink-V.tar, mcu/image-V.tar)."""
+        name = {"pi": f"pi/gridlink-{version}.tar", "mcu": f"mcu/image-{version}.tar"}.get(kind)
+        versions = []
+        for path in (self.dir / "metadata").glob("*.targets.json"):
+            head = path.name.split(".", 1)[0]
+            if head.isdigit():
+                versions.append((int(head), path))
+        if name is None or not versions:
+            return False
+        try:
+            signed = json.loads(max(versions)[1].read_text())["signed"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return False
+        return name in signed.get("targets", {})

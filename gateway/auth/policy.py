@@ -47,6 +47,13 @@ POLICY = {
     ("GET", "/open311/v2/services.json"): PUBLIC,
     ("GET", "/open311/v2/requests.json"): roles.READ,
     ("GET", "/open311/v2/requests/{request_id}.json"): roles.READ,
+    # rollouts of releases: a 技术员's act
+    ("GET", "/api/rollouts"): roles.READ,
+    ("POST", "/api/rollouts"): roles.FLEET,
+    ("GET", "/api/rollouts/{rollout_id}"): roles.READ,
+    ("POST", "/api/rollouts/{rollout_id}/pause"): roles.FLEET,
+    ("POST", "/api/rollouts/{rollout_id}/resume"): roles.FLEET,
+    ("POST", "/api/rollouts/{rollout_id}/abort"): roles.FLEET,
     # the update repository, open to read: devices hold no operator token, and every byte
     # is TUF-signed metadata or a release file the signed metadata names by its hash
     ("GET", "/ota/metadata/{name}"): PUBLIC,
