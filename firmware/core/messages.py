@@ -368,8 +368,9 @@ def will_status(device):
 
 
 def make_status(device, state, firmware, codebook, profile, time=None, fix=None, reports=0,
-                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None):
-    """``problems``: a dict of :data:`PROBLEMS` counters (left out when None)."""
+                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None, ota=None):
+    """``problems``: a dict of :data:`PROBLEMS` counters, ``ota`` the update slots (each
+    left out when None)."""
     obj = {
         "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
         "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
@@ -377,6 +378,8 @@ def make_status(device, state, firmware, codebook, profile, time=None, fix=None,
         "profile": profile}
     if problems is not None:
         obj["problems"] = problems
+    if ota is not None:
+        obj["ota"] = ota
     return validate_status(obj)
 
 

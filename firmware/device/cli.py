@@ -44,6 +44,11 @@ def register(parser):
     p.add_argument("--kiosk-port", type=int, help="kiosk page port (fixed terminal; 0 = any)")
     p.add_argument("--reconnect-max", type=float, default=30.0,
                    help="longest wait between broker reconnects, seconds (backoff cap)")
+    p.add_argument("--update-repo", metavar="URL",
+                   help="the gateway's update repository (https://gateway/ota): offered "
+                        "releases are fetched from it (docs/ota.md)")
+    p.add_argument("--health-deadline", type=float, default=120.0,
+                   help="seconds a new version has to pass its health check (default 120)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_run)
 
@@ -126,14 +131,14 @@ def cmd_run(args):
                  tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                  map_path=args.map, cancel_grace=args.cancel_grace,
                  status_interval=args.status_interval, kiosk_port=args.kiosk_port,
-                 reconnect_max=args.reconnect_max)
+                 reconnect_max=args.reconnect_max, update_repo=args.update_repo,
+                 health_deadline=args.health_deadline)
     try:
         dev.start()
     except BaseException:
         dev.stop()                    # whatever came up goes down cleanly
         raise
-    dev.run_forever()
-    return 0
+    return dev.run_forever()
 
 
 def _ask(data_dir, req):

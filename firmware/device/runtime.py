@@ -30,13 +30,20 @@ from ..core.timefmt import iso_utc
 from ..maps import default_map
 from . import camera as cam
 from . import codebook
+from . import health as checks
 from .hardware import Hardware
+from .ota import ota_dir, update_device
 from .sdnotify import notify, watchdog_period
+from .slots import Slots, commit_if_healthy, prepare_pi
 from .store import REPORT, TASK_RESULT, TRACK, Store
 from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
 from .triggers import Pace
+from .update import UpdateError, UpdateRefused
 
 log = logging.getLogger("gridlink.device")
+# The exit status after installing an update: the unit restarts the device
+# (Restart=on-failure) and its launcher boots the new slot on trial.
+RESTART_INTO_UPDATE = 75
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 
@@ -77,7 +84,8 @@ class Device:
     def __init__(self, profile, data_dir, broker, *, hardware=None, device_id=None,
                  district=None, tls_ca=None, tls_cert=None, tls_key=None, map_path=None,
                  cancel_grace=None, status_interval=None, kiosk_port=None, console=True,
-                 reconnect_max=30.0):
+                 reconnect_max=30.0, update_repo=None, health_deadline=120.0,
+                 prepare=prepare_pi):
         self.hardware = hardware or Hardware(profile)
         self.profile = profile
         self.kind = profile["kind"]
@@ -122,6 +130,14 @@ class Device:
         self.last_error = None          # why the last report could not be made
         self.first_gnss_read = None
         self._last_sig = None
+        # over-the-air updates (docs/ota.md): the A/B slots when the device has them
+        self.update_repo = update_repo
+        self.health_deadline = health_deadline
+        self.prepare = prepare
+        self.slots = None
+        self.exit_code = 0
+        self.done = threading.Event()
+        self._updating = threading.Lock()
 
     # -- bring up / shut down ----------------------------------------------------------------
 
@@ -132,12 +148,15 @@ class Device:
         # creates the data dir (or says why it cannot)
         self.store = Store(self.data_dir,
                            photo_keep_s=self.profile["camera"]["keep_delivered_s"])
+        if os.path.islink(ota_dir(self.data_dir) / "current"):
+            self.slots = Slots(ota_dir(self.data_dir))
         self.codebook = codebook.version(self.standard)
         self._open_map()
         self.board = TaskBoard(self.store, console=self.console)
         self.delivery = Delivery(
             self.broker, self.device, self.district, self.store, status_fn=self.status_fields,
-            on_task=self._on_task, grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
+            on_task=self._on_task, on_update=self._on_update,
+            grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
             reconnect_max=self.reconnect_max).start()
         if self.kind == "patrol-vehicle":
@@ -165,6 +184,9 @@ class Device:
         notify(f"READY=1\nSTATUS=device {self.device} running")
         log.info("device %s (%s) started: data %s, broker %s%s", self.device, self.kind,
                  self.data_dir, self.broker, ", simulated hardware" if self.hardware.sim else "")
+        ota = self.slots.wire_status() if self.slots else None
+        if ota and ota["pending"]:
+            threading.Thread(target=self._commit_trial, name="health", daemon=True).start()
         return self
 
     def _open_map(self):
@@ -220,9 +242,10 @@ class Device:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        while not done.wait(1.0):
+        while not done.wait(1.0) and not self.done.is_set():
             pass
         self.stop()
+        return self.exit_code
 
     # -- triggers ----------------------------------------------------------------------------
 
@@ -405,6 +428,75 @@ class Device:
         log.info("task %s answered %s by report %s", task["task"], result, rep["id"])
         return rep["id"]
 
+    # -- over-the-air updates ----------------------------------------------------------------
+
+    def _commit_trial(self):
+        """First start of a version on trial: healthy within the deadline → it marks
+        itself good; otherwise the device exits and the launcher's boot counter decides."""
+        wait = self.health_deadline
+        parts = {"broker": checks.patiently(checks.connected(self.delivery), wait),
+                 "outbox": checks.outbox_reads(self.store)}
+        if self.gnss is not None:
+            parts["gnss"] = checks.patiently(checks.gnss_reading(self.gnss), wait)
+        if self.camera is not None:
+            parts["camera"] = checks.camera_captures(self.camera)
+        version = self.slots.wire_status()["pending"]
+        problems = commit_if_healthy(self.slots, parts, wait)
+        if problems:
+            log.error("update %s is not healthy (%s): exiting; the boot counter decides",
+                      version, "; ".join(f"{n}: {p}" for n, p in problems))
+            self.exit_code = 1
+            self.done.set()
+            return
+        log.warning("update %s passed its health check and is kept", version)
+        self.delivery.request_status()
+
+    def _on_update(self, offer):
+        if self.slots is None or not self.update_repo:
+            log.warning("rollout %s offers %s %s, but this device has %s", offer["rollout"],
+                        offer["kind"], offer["version"],
+                        "no update slots" if self.slots is None else "no --update-repo")
+            return
+        if self._updating.locked():
+            return
+        threading.Thread(target=self.install_offer, args=(offer,), name="update",
+                         daemon=True).start()
+
+    def install_offer(self, offer):
+        """Install an offered release into the other slot, then exit to restart into it.
+        Not again: the running version, during a trial, or a version that already failed
+        here (but for a failed download).  Refusals show in the status."""
+        with self._updating:
+            version = offer["version"]
+            ota = self.slots.wire_status()
+            if ota["installed"] == version or ota["pending"]:
+                return False
+            if offer["kind"] != "pi":
+                self.slots.record_failure(version, "wrong-kind", f"rollout {offer['rollout']}")
+                self.delivery.request_status()
+                return False
+            last = self.slots.last_failure(version)
+            if last and last["reason"] != "download":
+                return False
+            log.warning("rollout %s: installing %s from %s", offer["rollout"], version,
+                        self.update_repo)
+            try:
+                slot = update_device(self.data_dir, self.update_repo, "pi", version,
+                                     prepare=self.prepare)
+            except UpdateRefused as exc:
+                log.error("update %s refused: %s", version, exc)
+                self.delivery.request_status()
+                return False
+            except (UpdateError, OSError) as exc:
+                self.slots.record_failure(version, "install", None)
+                log.error("update %s not installed: %s", version, exc)
+                self.delivery.request_status()
+                return False
+            log.warning("update %s installed in slot %s: restarting into it", version, slot)
+            self.exit_code = RESTART_INTO_UPDATE
+            self.done.set()
+            return True
+
     # -- track -------------------------------------------------------------------------------
 
     def _on_fix(self, fix):
@@ -467,7 +559,8 @@ class Device:
                 "reports": depth["reports"], "track": depth["track"], "disk_free": free,
                 "cpu_temp": cpu_temp(), "uptime": round(time.monotonic() - self.started, 1),
                 "firmware": firmware_version(), "codebook": self.codebook,
-                "profile": self.profile["profile"], "problems": self.store.problems()}
+                "profile": self.profile["profile"], "problems": self.store.problems(),
+                "ota": self.slots.wire_status() if self.slots else None}
 
     def local_status(self):
         """Everything `gridlink device status` shows (MQTT status plus diagnostics)."""
