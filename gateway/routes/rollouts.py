@@ -1,13 +1,13 @@
 """The rollouts' routes: start a staged rollout of a release, watch it, and pause, resume
 or abort it — a 技术员's acts (``fleet``), each on the audit trail in their name."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
 from .acting import Acting
-from .bodies import BAD, ErrorBody
+from .bodies import BAD, DEVICE, ErrorBody
 
 ROLLOUT_ID = r"^R-[A-Za-z0-9_.:-]{1,40}$"
 NOT_FOUND = {404: {"model": ErrorBody, "description": "no such rollout"}}
@@ -20,9 +20,11 @@ class Target(BaseModel):
     model_config = {"extra": "forbid", "json_schema_extra": {"minProperties": 1,
                                                              "maxProperties": 1}}
 
-    district: str | None = Field(None, pattern=r"^[0-9]{6}$")
-    profile: str | None = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
-    devices: list[str] | None = Field(None, min_length=1, max_length=10000)
+    # not nullable: the one given names the group
+    district: str = Field(None, pattern=r"^[0-9]{6}$")
+    profile: str = Field(None, pattern=r"^[a-z0-9][a-z0-9-]{0,63}$")
+    devices: list[Annotated[str, Field(pattern=DEVICE)]] = Field(None, min_length=1,
+                                                                 max_length=10000)
 
     def as_dict(self):
         return self.model_dump(exclude_none=True)
