@@ -2,8 +2,9 @@
 repository and runs a rollout; the device, started through the A/B launcher as its unit
 does, reports its slots in its status, takes the offer, installs into its other slot,
 exits to restart, boots the new slot on trial, passes its health check after READY and
-marks it good; the rollout sees it and finishes.  A downgrade offered is refused and the
-refusal shows in the status."""
+marks it good; the rollout sees it and finishes.  A trial that fails its health check
+rolls back when its boots run out, and the rollout pauses on it.  A downgrade or another
+kind's release offered is refused and the refusal shows in the status."""
 
 import json
 import shutil
@@ -28,14 +29,15 @@ class Unit:
     """The device's unit: ``python -m gridlink.firmware.device.launch DATA -- device run …``
     as a real process (the launcher boots the current slot, then runs the device)."""
 
-    def __init__(self, tmp_path, broker, data_dir, repo_url):
+    def __init__(self, tmp_path, broker, data_dir, repo_url, health_deadline=60):
         self.data_dir = data_dir
         self.log_path = tmp_path / "device.log"
         self.args = [sys.executable, "-m", "gridlink.firmware.device.launch", str(data_dir),
                      "--", "device", "run", "--profile", "patrol-vehicle", "--sim",
                      "--data-dir", str(data_dir), "--broker", broker.url,
                      "--device-id", "pv-0001", "--status-interval", "1",
-                     "--update-repo", repo_url, "--health-deadline", "60"]
+                     "--update-repo", repo_url, "--health-deadline", str(health_deadline),
+                     "--reconnect-max", "1"]
         self.proc = None
 
     def start(self):
@@ -73,10 +75,10 @@ def rig(broker, tmp_path):
                  web=WebOptions(update_repo=repo.path)).start()
     units = []
 
-    def unit(version):
+    def unit(version, **kw):
         data = provision(tmp_path / "pv-0001", repo, version)
         shutil.rmtree(data / "outbox")         # the device makes its own outbox
-        made = Unit(tmp_path, broker, data, gw.http_url + "/ota")
+        made = Unit(tmp_path, broker, data, gw.http_url + "/ota", **kw)
         units.append(made)
         return made
 
@@ -123,25 +125,73 @@ def test_a_rollout_updates_a_running_device_which_keeps_the_new_version(rig):
     assert "update 1.1 passed its health check and is kept" in device.log()
 
 
-def test_a_downgrade_offered_is_refused_and_the_status_says_why(rig, broker):
+def test_an_unhealthy_trial_rolls_back_and_pauses_the_rollout(rig, broker):
     gw, _repo, unit = rig
-    device = unit("1.1").start()
-    offer = messages.encode(messages.make_update("R-test-1", "pi", "1.0"))
+    device = unit("1.0", health_deadline=3).start()
+    wait_until(lambda: gateway_sees(gw, installed="1.0"), 30, "the gateway sees pv-0001")
+    api = Api(gw.http_url, Tokens(gw.store, roles={"tech": ("technician",)}))
+    code, rollout = api.call("POST", "/api/rollouts", {
+        "kind": "pi", "version": "1.1", "target": {"devices": ["pv-0001"]}, "stages": [100],
+        "failure_threshold": 0}, user="tech")
+    assert code == 201, rollout
+    assert device.proc.wait(120) == RESTART_INTO_UPDATE, device.log()
+    slots = Slots(device.data_dir / "ota")
+    broker.stop()                                  # the new version cannot reach it
+    for boots_left in (2, 1, 0):
+        device.start()
+        assert device.proc.wait(60) == 1, device.log()        # unhealthy: exits
+        assert slots.status()["boots_left"] == boots_left
+    errors = [line for line in device.log().splitlines() if " ERROR " in line]
+    unhealthy = ("update 1.1 is not healthy (broker: ConnectionError: not connected to the "
+                 "broker): exiting; the boot counter decides")
+    assert errors and errors[-1].endswith(unhealthy), errors
+    device.start()                                 # boots ran out: 1.0 comes back
+    assert slots.status() == {"installed": "1.0", "slot": "a", "pending": None,
+                              "boots_left": None, "failed": [
+                                  {"version": "1.1",
+                                   "reason": "health check not passed within its boots"}]}
+    broker.start()
+    wait_until(lambda: gateway_sees(gw, installed="1.0", failed={
+        "version": "1.1", "reason": "health check not passed within its boots"}),
+        60, "the gateway sees the rollback")
+    wait_until(lambda: api.call("GET", f"/api/rollouts/{rollout['id']}",
+                                user="tech")[1]["state"] == "paused", 30, "rollout paused")
+    code, shown = api.call("GET", f"/api/rollouts/{rollout['id']}", user="tech")
+    assert shown["reason"] == "stage 1 (100%): 1 of 1 devices failed, over the 0% threshold"
+    assert device.proc.poll() is None                     # 1.0 runs on
+    assert device.status()["ota"]["slots"] == {"a": "1.0", "b": "1.1"}
+
+
+def offer(broker, rollout, kind, version):
+    """A retained offer on pv-0001's …/update, as the gateway publishes it."""
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="offer")
     client.connect("127.0.0.1", broker.port)
     client.loop_start()
     try:
-        client.publish(topics.topic("410106", "pv-0001", "update"), offer, qos=1,
-                       retain=True).wait_for_publish(10)
-        wait_until(lambda: (device.status()["ota"]["failed"] or {}).get("version") == "1.0",
-                   60, "the refusal in the status")
+        client.publish(topics.topic("410106", "pv-0001", "update"),
+                       messages.encode(messages.make_update(rollout, kind, version)),
+                       qos=1, retain=True).wait_for_publish(10)
     finally:
         client.loop_stop()
         client.disconnect()
-    assert device.status()["ota"]["failed"] == {"version": "1.0",
-                                                "reason": "older-than-installed"}
-    assert device.proc.poll() is None                  # still running 1.1 from slot a
-    assert Slots(device.data_dir / "ota").status()["installed"] == "1.1"
+
+
+def last_failure(device):
+    return device.status()["ota"]["failed"]
+
+
+def test_a_downgrade_or_another_kind_offered_is_refused_and_the_status_says_why(rig, broker):
+    gw, _repo, unit = rig
+    device = unit("1.1").start()
+    offer(broker, "R-test-1", "pi", "1.0")
+    wait_until(lambda: last_failure(device) is not None, 60, "the refusal in the status")
+    assert last_failure(device) == {"version": "1.0", "reason": "older-than-installed"}
     wait_until(lambda: gateway_sees(gw, failed={"version": "1.0",
                                                 "reason": "older-than-installed"}),
                30, "the gateway sees the refusal")
+    offer(broker, "R-test-2", "mcu", "2.0")
+    wait_until(lambda: last_failure(device)["version"] == "2.0", 60, "the second refusal")
+    assert last_failure(device) == {"version": "2.0", "reason": "wrong-kind"}
+    assert device.proc.poll() is None                  # still running 1.1 from slot a
+    assert Slots(device.data_dir / "ota").status()["installed"] == "1.1"
+    assert not (device.data_dir / "ota" / "slots" / "b").exists()
