@@ -236,8 +236,18 @@ function renderDevices(devices) {
       d.refused ? el("div", { class: "r-meta refused", title: d.last_refused.reason,
                               text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null,
       d.id_reused ? el("div", { class: "r-meta refused id-reused",
-                                text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null));
+                                text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null,
+      d.ota ? el("div", { class: "r-meta ota", text: otaText(d.ota) }) : null));
   }
+}
+
+// A device's update slots: the version it runs, both slots, the trial, the last failure.
+function otaText(ota) {
+  const slots = ota.slots || {};
+  let text = `版本 ${ota.installed || "–"} (slot ${ota.slot || "–"}; a ${slots.a || "–"}, b ${slots.b || "–"})`;
+  if (ota.pending) text += ` · on trial ${ota.pending}`;
+  if (ota.failed) text += ` · failed ${ota.failed.version}: ${ota.failed.reason}`;
+  return text;
 }
 
 function filterQuery() {
