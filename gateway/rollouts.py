@@ -19,7 +19,9 @@ every running rollout on:
 * when every device of the stage is finished the next stage begins; after the last the
   rollout is ``done``;
 * the current stage's devices not yet offered get the offer: a retained message on their
-  ``…/update`` topic.  A device of a later stage is never offered the release.
+  ``…/update`` topic.  A device of a later stage is never offered the release.  The first
+  ``sync`` of a gateway publishes the open offers of running rollouts again (retained, so
+  idempotent): an offer committed but not yet sent when a gateway stopped is not lost.
 
 Refused at creation: an unknown kind or version, stages that do not rise to 100, a group
 with no device, a release the served repository does not hold, and a downgrade — a
@@ -142,6 +144,7 @@ class Rollouts:
         self.publisher = publisher
         self.repository = repository
         self.clock = clock or system_clock
+        self.republished = False
 
     # ------------------------------------------------------------ creating
 
@@ -293,6 +296,9 @@ class Rollouts:
     def sync(self, rollout_id=None):
         """Move every running rollout (or one) on: outcomes from the devices' statuses,
         pause on the threshold, next stage, offers.  Returns the ids it changed."""
+        if not self.republished and self.publisher is not None:
+            self.republished = True
+            self._republish()
         with self.store.connect() as conn:
             ids = [r["id"] for r in rows(run(
                 self.store, conn, "SELECT id FROM ota_rollouts WHERE state = 'running'"
@@ -361,6 +367,17 @@ class Rollouts:
             run(self.store, conn, "UPDATE ota_rollouts SET stage = ?, updated_at = ?"
                 " WHERE id = ?", [stage, now, rid])
         return changed
+
+    def _republish(self):
+        with self.store.connect() as conn:
+            found = rows(run(self.store, conn,
+                             "SELECT r.id, r.kind, r.version, m.device, m.district"
+                             " FROM ota_rollouts r JOIN ota_rollout_devices m"
+                             " ON m.rollout = r.id WHERE r.state IN ('running', 'paused')"
+                             " AND m.outcome = 'offered' ORDER BY m.device"))
+        for o in found:
+            self._publish(o["district"], o["device"],
+                          encode(make_update(o["id"], o["kind"], o["version"])))
 
     def _publish(self, district, device, payload):
         if self.publisher is None:

@@ -135,6 +135,19 @@ def test_abort_withdraws_open_offers_and_stops_for_good(fleet, store):
             act(r["id"], operator="tech")
 
 
+def test_a_restarted_gateway_sends_the_open_offers_again(fleet, store):
+    rollouts, _wire = fleet
+    r = rollouts.create(kind="pi", version="1.1", target={"district": "410106"},
+                        stages=[50, 100])
+    first = stage_devices(rollouts, r["id"], 1)
+    report(store, first[:4], version="1.1")
+    rollouts.sync()
+    again = Wire()                                 # a new gateway process, its first sync
+    assert Rollouts(store, publisher=again).sync() == []
+    assert sorted(again.offered()) == sorted(first[4:])
+    assert Rollouts(store).sync() == []            # no link: nothing to send, no error
+
+
 def test_a_downgrade_is_refused_and_a_device_on_a_newer_version_skipped(fleet, store):
     rollouts, _wire = fleet
     set_device(store, "pv-0000", status(version="1.5"))
