@@ -8,7 +8,7 @@ given a line here.
 
 from . import roles
 
-PUBLIC = "public"          # no sign-in: the sign-in itself, the Open311 service list
+PUBLIC = "public"          # no sign-in: the sign-in, the Open311 service list, /ota/
 SIGNED_IN = "signed-in"    # any operator, whatever the role
 
 POLICY = {
