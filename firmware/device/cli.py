@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import sys
 
 from ..errors import DeviceError
@@ -45,8 +46,10 @@ def register(parser):
     p.add_argument("--reconnect-max", type=float, default=30.0,
                    help="longest wait between broker reconnects, seconds (backoff cap)")
     p.add_argument("--update-repo", metavar="URL",
+                   default=os.environ.get("GRIDLINK_UPDATE_REPO") or None,
                    help="the gateway's update repository (https://gateway/ota): offered "
-                        "releases are fetched from it (docs/ota.md)")
+                        "releases are fetched from it (default: $GRIDLINK_UPDATE_REPO; "
+                        "docs/ota.md)")
     p.add_argument("--health-deadline", type=float, default=120.0,
                    help="seconds a new version has to pass its health check (default 120)")
     p.add_argument("--log-level", default="INFO")
