@@ -116,6 +116,9 @@ def test_a_rollout_updates_a_running_device_which_keeps_the_new_version(rig):
     wait_until(lambda: slots.status()["pending"] is None, 90, "the trial marked good")
     assert slots.state()["good"] == "b"
     wait_until(lambda: gateway_sees(gw, installed="1.1", pending=None), 30, "status 1.1")
+    # the status batch itself moved the rollout on (the runtime's on_commit), no read did
+    wait_until(lambda: gw.store.fetchall("SELECT state FROM ota_rollouts") == [
+        {"state": "done"}], 30, "the rollout done")
     code, shown = api.call("GET", f"/api/rollouts/{rollout['id']}", user="tech")
     assert shown["state"] == "done" and shown["devices"][0]["outcome"] == "installed"
     code, devices = api.call("GET", "/api/devices", user="tech")
