@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from .. import errors
-from ..core import topics
+from ..core import messages, topics
 from ..core import track as coretrack
 from ..core.checks import MessageError
 from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
@@ -451,6 +451,18 @@ class Device:
         log.warning("update %s passed its health check and is kept", version)
         self.delivery.request_status()
 
+    def ota_status(self):
+        """The status's ``ota``, or None (no slots, or an update state the protocol cannot
+        carry: then it is left out and said, so the rest of the status still goes)."""
+        if self.slots is None:
+            return None
+        ota = self.slots.wire_status()
+        try:
+            return messages.validate_ota(ota)
+        except MessageError as exc:
+            log.error("the update state cannot go in the status (%s); left out", exc)
+            return None
+
     def _on_update(self, offer):
         if self.slots is None or not self.update_repo:
             log.warning("rollout %s offers %s %s, but this device has %s", offer["rollout"],
@@ -560,7 +572,7 @@ class Device:
                 "cpu_temp": cpu_temp(), "uptime": round(time.monotonic() - self.started, 1),
                 "firmware": firmware_version(), "codebook": self.codebook,
                 "profile": self.profile["profile"], "problems": self.store.problems(),
-                "ota": self.slots.wire_status() if self.slots else None}
+                "ota": self.ota_status()}
 
     def local_status(self):
         """Everything `gridlink device status` shows (MQTT status plus diagnostics)."""

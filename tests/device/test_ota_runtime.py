@@ -198,3 +198,22 @@ def test_a_downgrade_or_another_kind_offered_is_refused_and_the_status_says_why(
     assert device.proc.poll() is None                  # still running 1.1 from slot a
     assert Slots(device.data_dir / "ota").status()["installed"] == "1.1"
     assert not (device.data_dir / "ota" / "slots" / "b").exists()
+
+
+def test_an_update_state_the_protocol_cannot_carry_is_left_out_of_the_status(tmp_path,
+                                                                              caplog):
+    from gridlink.firmware.device.profile import load_profile
+    from gridlink.firmware.device.runtime import Device
+
+    _keydir, repo = make_repo(tmp_path, versions=("1.0",))
+    data = provision(tmp_path / "pv-0001", repo, "1.0")
+    device = Device(load_profile("patrol-vehicle"), data, "mqtt://127.0.0.1:1",
+                    device_id="pv-0001")
+    device.slots = Slots(data / "ota")
+    assert device.ota_status()["installed"] == "1.0"
+    device.slots.record_failure("1.1-beta", "hash")        # a state written by hand
+    assert device.ota_status() is None
+    assert "the update state cannot go in the status (ota.failed.version: must be a " \
+        "version like 1.4 or 2.0.3 (got '1.1-beta')); left out" in caplog.text
+    state = json.loads((data / "ota" / "state.json").read_text())
+    assert state["failed"][-1]["version"] == "1.1-beta"   # kept as it was
