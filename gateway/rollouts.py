@@ -23,6 +23,11 @@ every running rollout on:
   ``sync`` of a gateway publishes the open offers of running rollouts again (retained, so
   idempotent): an offer committed but not yet sent when a gateway stopped is not lost.
 
+A group holds only devices of the release's kind: a profile whose name begins ``sensor``
+is a MicroPython node (``mcu``), any other a Pi (as the task desk tells patrol vehicles by
+their profile names).  A Pi whose status carries no ``ota`` (no update slots: it cannot
+install) is ``skipped``, as is one already running a newer version.
+
 Refused at creation: an unknown kind or version, stages that do not rise to 100, a group
 with no device, a release the served repository does not hold, and a downgrade — a
 version not newer than one an earlier rollout of the same kind has (had) running.
@@ -51,6 +56,12 @@ FINISHED = ("installed", "failed", "skipped")
 _PROFILE = re.compile(r"[a-z0-9][a-z0-9-]{0,63}")
 _DEVICE = re.compile(r"[a-z0-9][a-z0-9-]{2,31}")
 _DISTRICT = re.compile(r"[0-9]{6}")
+MCU_PROFILE_PREFIXES = ("sensor",)
+
+
+def kind_of(profile):
+    """"mcu" for a sensor node's profile, "pi" for any other (or none)."""
+    return "mcu" if str(profile or "").startswith(MCU_PROFILE_PREFIXES) else "pi"
 
 MIGRATIONS = (
     (
@@ -172,7 +183,7 @@ class Rollouts:
                 raise Conflict(f"downgrade refused: rollout {newer['id']} has {kind} "
                                f"{newer['version']} ({newer['state']}); a rollout must bring "
                                "a newer version", rollout=newer["id"], state=newer["state"])
-            group = self._group(conn, target)
+            group = self._group(conn, target, kind)
             order = sorted(group, key=lambda d: hashlib.sha256(
                 f"{rid}/{d['device']}".encode()).digest())
             run(self.store, conn,
@@ -185,7 +196,9 @@ class Rollouts:
                 ota = ota_of(d["status"])
                 running = ota.get("installed") if ota else None
                 outcome, reason = "waiting", None
-                if running and version_key(running) > version_key(version):
+                if kind == "pi" and ota is None:
+                    outcome, reason = "skipped", "reports no update slots"
+                elif running and version_key(running) > version_key(version):
                     outcome, reason = "skipped", f"runs {running}, newer"
                 run(self.store, conn,
                     "INSERT INTO ota_rollout_devices (rollout, device, district, stage,"
@@ -201,20 +214,23 @@ class Rollouts:
                          " AND state <> 'aborted'", [kind]))
         return max(found, key=lambda r: version_key(r["version"]), default=None)
 
-    def _group(self, conn, target):
+    def _group(self, conn, target, kind):
         (key, value), = target.items()
+        columns = "SELECT device, district, status, profile FROM devices"
         if key == "devices":
-            found = rows(run(self.store, conn, "SELECT device, district, status FROM devices"
-                             " WHERE device IN (" + ", ".join("?" * len(value)) + ")", value))
+            found = rows(run(self.store, conn, columns + " WHERE device IN ("
+                             + ", ".join("?" * len(value)) + ")", value))
             unknown = sorted(set(value) - {d["device"] for d in found})
             if unknown:
-                raise Invalid(f"target: no such device {', '.join(unknown[:5])}"
-                              + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
+                raise Invalid(f"target: no such device {_some(unknown)}")
+            other = sorted(d["device"] for d in found if kind_of(d["profile"]) != kind)
+            if other:
+                raise Invalid(f"target: not {kind} devices: {_some(other)}")
             return found
-        found = rows(run(self.store, conn, f"SELECT device, district, status FROM devices"
-                         f" WHERE {key} = ?", [value]))
+        found = [d for d in rows(run(self.store, conn, columns + f" WHERE {key} = ?", [value]))
+                 if kind_of(d["profile"]) == kind]
         if not found:
-            raise Invalid(f"target: no device has {key} {value}")
+            raise Invalid(f"target: no {kind} device has {key} {value}")
         return found
 
     # ------------------------------------------------------------ reading
@@ -383,6 +399,10 @@ class Rollouts:
         if self.publisher is None:
             return
         self.publisher(topics.topic(district, device, "update"), payload, qos=1, retain=True)
+
+
+def _some(names):
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 def _outcome(ota, version):

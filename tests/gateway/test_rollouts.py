@@ -22,6 +22,7 @@ def fleet(store):
     store.migrate(extra=create_app.__globals__["MIGRATIONS"])
     for i in range(20):
         set_device(store, f"pv-{i:04d}", status())
+    set_device(store, "sn-0001", profile="sensor-node")        # a node: never a pi target
     wire = Wire()
     return Rollouts(store, publisher=wire), wire
 
@@ -148,6 +149,18 @@ def test_a_restarted_gateway_sends_the_open_offers_again(fleet, store):
     assert Rollouts(store).sync() == []            # no link: nothing to send, no error
 
 
+def test_only_devices_of_the_kind_and_able_to_install_are_in_the_group(fleet, store):
+    rollouts, wire = fleet
+    set_device(store, "pv-0100")                   # a Pi that sends no ota: no slots
+    r = rollouts.create(kind="pi", version="1.1", target={"district": "410106"},
+                        stages=[100])
+    members = {d["device"]: d for d in r["devices"]}
+    assert len(members) == 21 and "sn-0001" not in members
+    assert (members["pv-0100"]["outcome"], members["pv-0100"]["reason"]) == (
+        "skipped", "reports no update slots")
+    assert "pv-0100" not in wire.offered() and len(wire.offered()) == 20
+
+
 def test_a_downgrade_is_refused_and_a_device_on_a_newer_version_skipped(fleet, store):
     rollouts, _wire = fleet
     set_device(store, "pv-0000", status(version="1.5"))
@@ -158,7 +171,7 @@ def test_a_downgrade_is_refused_and_a_device_on_a_newer_version_skipped(fleet, s
     for older in ("1.3", "1.4", "1.3.9"):
         with pytest.raises(Conflict, match=f"downgrade refused: rollout {r['id']} has pi 1.4"):
             rollouts.create(kind="pi", version=older, target={"district": "410106"})
-    assert rollouts.create(kind="mcu", version="1.0", target={"devices": ["pv-0001"]})
+    assert rollouts.create(kind="mcu", version="1.0", target={"devices": ["sn-0001"]})
     rollouts.abort(r["id"], operator="tech")
     assert rollouts.create(kind="pi", version="1.3", target={"devices": ["pv-0001"]})
     assert len(rollouts.list()) == 3
@@ -170,8 +183,11 @@ def test_a_downgrade_is_refused_and_a_device_on_a_newer_version_skipped(fleet, s
     ({"stages": [0, 100]}, "whole percentages between 1 and 100"),
     ({"stages": []}, "a list of 1 to 10 percentages"),
     ({"target": {"devices": ["pv-0001", "pv-9999"]}}, "no such device pv-9999"),
-    ({"target": {"district": "410107"}}, "no device has district 410107"),
-    ({"target": {"profile": "fixed-terminal"}}, "no device has profile fixed-terminal"),
+    ({"target": {"district": "410107"}}, "no pi device has district 410107"),
+    ({"target": {"profile": "fixed-terminal"}}, "no pi device has profile fixed-terminal"),
+    ({"target": {"profile": "sensor-node"}}, "no pi device has profile sensor-node"),
+    ({"target": {"devices": ["pv-0001", "sn-0001"]}}, "not pi devices: sn-0001"),
+    ({"kind": "mcu", "target": {"devices": ["pv-0001"]}}, "not mcu devices: pv-0001"),
     ({"target": {"district": "410106", "profile": "x"}}, "one of district, profile"),
     ({"target": {"devices": ["PV 1"]}}, "a list of device ids"),
     ({"version": "1.x"}, "a version like 1.4"),
