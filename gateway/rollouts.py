@@ -311,14 +311,16 @@ class Rollouts:
 
     def sync(self, rollout_id=None):
         """Move every running rollout (or one) on: outcomes from the devices' statuses,
-        pause on the threshold, next stage, offers.  Returns the ids it changed."""
+        pause on the threshold, next stage, offers.  A paused rollout's outcomes are kept
+        up to date too, nothing else.  Returns the ids it changed."""
         if not self.republished and self.publisher is not None:
             self.republished = True
             self._republish()
         with self.store.connect() as conn:
             ids = [r["id"] for r in rows(run(
-                self.store, conn, "SELECT id FROM ota_rollouts WHERE state = 'running'"
-                + (" AND id = ?" if rollout_id else ""), [rollout_id] if rollout_id else []))]
+                self.store, conn, "SELECT id FROM ota_rollouts WHERE state IN ('running',"
+                " 'paused')" + (" AND id = ?" if rollout_id else ""),
+                [rollout_id] if rollout_id else []))]
         changed = []
         for rid in ids:
             offers = []
@@ -331,8 +333,9 @@ class Rollouts:
 
     def _step(self, conn, rid, offers):
         r = self._lock(conn, rid)
-        if r["state"] != "running":
+        if r["state"] not in LIVE:
             return False
+        running = r["state"] == "running"
         now = wire_time(self.clock())
         stages = json.loads(r["stages"])
         members = rows(run(self.store, conn,
@@ -345,7 +348,7 @@ class Rollouts:
             for m in members:
                 if m["stage"] > stage:
                     continue                      # a later stage: nothing counts yet
-                if m["outcome"] == "waiting":
+                if m["outcome"] == "waiting" and running:
                     offers.append((m["district"], m["device"],
                                    encode(make_update(rid, r["kind"], r["version"]))))
                     m["outcome"] = "offered"
@@ -362,6 +365,8 @@ class Rollouts:
                             " done_at = ? WHERE rollout = ? AND device = ?",
                             [outcome[0], outcome[1], now, rid, m["device"]])
                         changed = True
+            if not running:
+                return changed
             current = [m for m in members if m["stage"] == stage]
             failed = sum(m["outcome"] == "failed" for m in current)
             if (current and failed * 100 > r["failure_threshold"] * len(current)

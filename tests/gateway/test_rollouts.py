@@ -97,7 +97,10 @@ def test_failures_past_the_threshold_pause_the_rollout_until_resumed(fleet, stor
     assert shown["state"] == "paused"
     assert shown["reason"] == ("stage 1 (10%): 1 of 2 devices failed, over the 40% threshold")
     report(store, canary[1:], version="1.1")
-    assert rollouts.sync() == [] and wire.offered() == canary     # paused: nothing more
+    assert rollouts.sync() == [r["id"]]                # its outcome is kept up to date,
+    assert wire.offered() == canary                    # but paused: nothing offered
+    assert rollouts.get(r["id"])["progress"][0] == {"stage": 1, "percent": 10, "devices": 2,
+                                                    "installed": 1, "failed": 1}
     failed = next(d for d in shown["devices"] if d["device"] == canary[0])
     assert (failed["outcome"], failed["reason"]) == (
         "failed", "health check not passed within its boots")
