@@ -178,6 +178,8 @@ class Rollouts:
         now = wire_time(self.clock())
         rid = f"R-{now[:10].replace('-', '')}-{secrets.token_hex(3)}"
         with self.store.connect() as conn:
+            if self.store.dialect == "postgres":   # two creations at once: one downgrade check
+                run(self.store, conn, "LOCK TABLE ota_rollouts IN SHARE ROW EXCLUSIVE MODE")
             newer = self._newest(conn, kind)
             if newer and version_key(newer["version"]) >= version_key(version):
                 raise Conflict(f"downgrade refused: rollout {newer['id']} has {kind} "

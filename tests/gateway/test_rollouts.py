@@ -4,6 +4,8 @@ threshold, resume and abort, devices outside the stage neither offered nor count
 downgrades refused.  Offers are what the gateway publishes (recorded here; the device
 side of the wire is tests/device/test_ota_runtime.py)."""
 
+import threading
+
 import pytest
 from gridlink.firmware.core import messages
 from gridlink.gateway.api import create_app
@@ -178,6 +180,25 @@ def test_a_downgrade_is_refused_and_a_device_on_a_newer_version_skipped(fleet, s
     rollouts.abort(r["id"], operator="tech")
     assert rollouts.create(kind="pi", version="1.3", target={"devices": ["pv-0001"]})
     assert len(rollouts.list()) == 3
+
+
+def test_rollouts_created_at_once_pass_the_downgrade_check_one_at_a_time(fleet, store):
+    created, refused = [], []
+
+    def create():
+        try:
+            created.append(Rollouts(store).create(kind="pi", version="1.1",
+                                                  target={"devices": ["pv-0001"]})["id"])
+        except Conflict:
+            refused.append(1)
+
+    threads = [threading.Thread(target=create) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(created) == 1 and len(refused) == 5
+    assert [r["id"] for r in fleet[0].list()] == created
 
 
 @pytest.mark.parametrize("kw,message", [
