@@ -4,6 +4,7 @@ state, so the device's status can show them.
 
     DATA/ota/metadata/root.json   the trusted update root (provisioning)
     DATA/ota/download/            the release tar while it is fetched and installed
+    DATA/ota/partial/             the bytes of a cut download, resumed by the next attempt
 """
 
 import shutil
@@ -31,7 +32,8 @@ def update_device(data_dir, repo, kind, version, prepare=None, free_bytes=None,
     try:
         tar, _info = fetch_release(base / "metadata", repo, kind, version, download,
                                    installed=slots.installed_version(),
-                                   free_bytes=free_bytes, on_step=on_step)
+                                   free_bytes=free_bytes, on_step=on_step,
+                                   partial_dir=base / "partial")
         on_step("verified")
         return slots.install(tar, kind, version, prepare=prepare, boots=boots,
                              on_step=on_step)
