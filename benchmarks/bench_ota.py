@@ -1,5 +1,5 @@
-"""OTA budget: a rollout to 100 simulated devices — the gateway's CPU cost and the time
-to finish (issue 12).
+"""OTA budgets: a rollout to 100 simulated devices — the gateway's CPU cost and the time
+to finish — and a Pi application update over a 256 kbit/s link cut in the middle (issue 12).
 
     .venv/bin/python benchmarks/bench_ota.py [--quick]
 
@@ -12,6 +12,12 @@ tuf.ngclient over HTTP, from the device's own copy of the trusted root), wait th
 simulated rest of an install (unpack, restart, health check: ``INSTALL_S``) and report
 the new version.  The rollout (5 → 50 → 100 %) is started through the API; its state is
 read from the store file, so polling costs the gateway nothing.
+
+The link: the gateway's app behind the user-space link shaper (hil_tests/shaper.py,
+256 kbit/s, 40 ms one way); a release the size of a Pi release (the gridlink wheel,
+incompressible like any zip); the device's update runs once uncut, and once with the
+link reset when half the release has crossed it, then again: bytes on the wire (TCP
+payload plus 40 bytes a segment) and seconds, against starting over from zero.
 
 Writes benchmarks/results/ota.json.
 """
@@ -42,11 +48,14 @@ from gridlink.gateway.auth.accounts import Accounts  # noqa: E402
 from gridlink.gateway.store import open_store  # noqa: E402
 from gridlink.mosquitto import Mosquitto  # noqa: E402
 
-from tests.support.fleet import make_repo  # noqa: E402
+from hil_tests.shaper import Profile, Shaper  # noqa: E402
+from tests.support.fleet import app_release, make_repo, provision  # noqa: E402
 from tests.support.waiting import wait_until  # noqa: E402
 
 INSTALL_S = 2.0           # the simulated rest of an install: unpack, restart, health check
 DISTRICT = "410106"
+PI_RELEASE_BYTES = 563_000  # the gridlink wheel (docs/ota.md)
+LINK = Profile("256k", delay_ms=40, rate_kbps=256)
 
 
 def cpu_seconds(pid):
@@ -192,6 +201,72 @@ def run(n):
         shutil.rmtree(work, ignore_errors=True)
 
 
+def link_update(size):
+    """A Pi update over the shaped link: uncut, and cut in the middle then resumed."""
+    from gridlink.firmware.device.ota import update_device
+    from gridlink.firmware.device.update import UpdateRefused
+    from gridlink.fleet.keys import init_keys
+    from gridlink.fleet.repo import Repository
+    from gridlink.gateway.api import create_app
+    from gridlink.gateway.httpserver import BackgroundServer
+
+    work = Path(tempfile.mkdtemp(prefix="gridlink-bench-ota-link-"))
+    try:
+        init_keys(work / "keys")
+        repo = Repository(work / "repo")
+        repo.add_release(work / "keys", "pi", "1.0", app_release(work, "1.0"))
+        repo.add_release(work / "keys", "pi", "1.1",
+                         app_release(work, "1.1", extra=os.urandom(size)))
+        tar = next((repo.targets_dir / "pi").glob("*.gridlink-1.1.tar")).stat().st_size
+        store = open_store(f"sqlite:///{work}/intake.sqlite")
+        out = {"link": {"rate_kbps": LINK.rate_kbps, "delay_ms": LINK.delay_ms},
+               "release_bytes": tar}
+        with BackgroundServer(create_app(store, update_repo=repo.path)) as server:
+            shaper = Shaper(server.port, LINK)
+            url = f"http://127.0.0.1:{shaper.port}/ota"
+            try:
+                device = provision(work / "uncut", repo, "1.0")
+                w0, t0 = shaper.wire_bytes(), time.monotonic()
+                update_device(device, url, "pi", "1.1")
+                uncut = {"wire_bytes": shaper.wire_bytes() - w0,
+                         "seconds": round(time.monotonic() - t0, 2)}
+                device = provision(work / "cut", repo, "1.0")
+                w0, t0, d0 = shaper.wire_bytes(), time.monotonic(), shaper.bytes_down
+                failed = []
+                worker = threading.Thread(target=lambda: _try(update_device, failed, device,
+                                                              url, UpdateRefused))
+                worker.start()
+                wait_until(lambda: shaper.bytes_down - d0 > tar // 2, 120, "half the release")
+                before_cut = shaper.wire_bytes() - w0
+                shaper.cut(mode="reset")
+                worker.join(60)
+                shaper.restore()
+                update_device(device, url, "pi", "1.1")
+                cut = {"wire_bytes": shaper.wire_bytes() - w0,
+                       "seconds": round(time.monotonic() - t0, 2),
+                       "first_attempt": failed[0] if failed else None,
+                       "wire_bytes_before_the_cut": before_cut}
+            finally:
+                shaper.close()
+        store.close()
+        out["uncut"] = uncut
+        out["cut_in_the_middle_resumed"] = cut
+        out["cut_in_the_middle_from_zero_wire_bytes"] = before_cut + uncut["wire_bytes"]
+        out["resumed_vs_from_zero"] = round(
+            cut["wire_bytes"] / out["cut_in_the_middle_from_zero_wire_bytes"], 3)
+        out["resumed_vs_uncut"] = round(cut["wire_bytes"] / uncut["wire_bytes"], 3)
+        return out
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _try(fn, failed, device, url, refused):
+    try:
+        fn(device, url, "pi", "1.1")
+    except refused as exc:
+        failed.append(exc.reason)
+
+
 def _answers(url):
     try:
         with urllib.request.urlopen(url + "/open311/v2/services.json", timeout=2):
@@ -205,6 +280,7 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="20 devices instead of 100")
     args = parser.parse_args(argv)
     results = {"rollout": run(20 if args.quick else 100),
+               "pi_update_256kbit": link_update(100_000 if args.quick else PI_RELEASE_BYTES),
                "machine": {"cpus": os.cpu_count()}}
     OUT.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))
