@@ -494,7 +494,7 @@ class Device:
                         self.update_repo)
             try:
                 slot = update_device(self.data_dir, self.update_repo, "pi", version,
-                                     prepare=self.prepare)
+                                     prepare=self.prepare, ca=self.tls[0])
             except UpdateRefused as exc:
                 log.error("update %s refused: %s", version, exc)
                 self.delivery.request_status()

@@ -103,11 +103,14 @@ def _fetchers():
         previous attempt kept in ``partial_dir`` (``Range: bytes=N-``), each new byte
         kept as it arrives.  Transfer errors become ``DownloadError``."""
 
-        def __init__(self, partial_dir, timeout=30.0, chunk=1 << 16):
+        def __init__(self, partial_dir, ca=None, timeout=30.0, chunk=1 << 16):
             import urllib3
 
             self.urllib3 = urllib3
-            self.pool = urllib3.PoolManager(retries=False)
+            # HTTPS: the district's CA when given (the gateway's certificate is the
+            # district's, like the broker's), else the system's
+            self.pool = urllib3.PoolManager(retries=False, **(
+                {"cert_reqs": "CERT_REQUIRED", "ca_certs": str(ca)} if ca else {}))
             self.partial_dir = Path(partial_dir)
             self.timeout, self.chunk = timeout, chunk
             self.resumed = 0             # bytes taken from an earlier attempt
@@ -221,7 +224,7 @@ def _refusal(exc, last_file):
 
 
 def fetch_release(metadata_dir, repo, kind, version, download_dir, installed=None,
-                  free_bytes=None, on_step=None, partial_dir=None):
+                  free_bytes=None, on_step=None, partial_dir=None, ca=None):
     """Verify release ``version`` for ``kind`` from ``repo`` (an http(s) URL or a folder)
     against the trusted metadata in ``metadata_dir``; returns (path of the verified tar,
     its TargetFile).  UpdateRefused names the file and the reason; nothing is kept then,
@@ -229,7 +232,8 @@ def fetch_release(metadata_dir, repo, kind, version, download_dir, installed=Non
     ``download_dir``), which the next attempt resumes from.
 
     ``free_bytes(path)`` reports free space (default: the file system's); ``on_step(name)``
-    is told of each step (metadata, download) before it starts."""
+    is told of each step (metadata, download) before it starts; ``ca`` is the CA file
+    that signed an https gateway's certificate (default: the system's CAs)."""
     on_step = on_step or (lambda _step: None)
     exceptions, _, updater_cls, _ = _tuf()
     folder_fetcher, recording, resuming = _fetchers()
@@ -237,7 +241,7 @@ def fetch_release(metadata_dir, repo, kind, version, download_dir, installed=Non
     meta_url, targets_url, mode = _base_urls(repo)
     download_dir = Path(download_dir)
     partial_dir = Path(partial_dir) if partial_dir else download_dir.parent / "partial"
-    transport = folder_fetcher() if mode == "folder" else resuming(partial_dir)
+    transport = folder_fetcher() if mode == "folder" else resuming(partial_dir, ca)
     fetcher = recording(transport)
     metadata_dir = Path(metadata_dir)
     if not (metadata_dir / "root.json").exists():

@@ -116,6 +116,28 @@ def test_only_repository_files_are_served(gateway, tmp_path):
     assert get(gw.http_url + "/ota/metadata/notes.txt")[0] == 200   # inside: served
 
 
+def test_over_https_the_device_checks_the_gateways_certificate_with_the_district_ca(
+        pki, tmp_path):
+    from gridlink.gateway.api import create_app
+    from gridlink.gateway.httpserver import BackgroundServer
+    from gridlink.gateway.store import open_store
+
+    _keydir, repo = make_repo(tmp_path, versions=("1.0", "1.1"))
+    store = open_store(f"sqlite:///{tmp_path}/intake.sqlite")
+    app = create_app(store, update_repo=repo.path)
+    with BackgroundServer(app, certfile=str(pki / "broker.crt"),
+                          keyfile=str(pki / "broker.key")) as server:
+        url = server.url.replace("127.0.0.1", "localhost") + "/ota"
+        assert url.startswith("https://")
+        device = provision(tmp_path / "device", repo, "1.0")
+        with pytest.raises(UpdateRefused) as refused:            # not a CA it knows
+            update_device(device, url, "pi", "1.1")
+        assert refused.value.reason == "download"
+        assert "CERTIFICATE_VERIFY_FAILED" in refused.value.detail
+        assert update_device(device, url, "pi", "1.1", ca=pki / "ca.crt") == "b"
+    store.close()
+
+
 def test_without_a_repository_the_routes_say_so(broker, tmp_path):
     gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
                  photos=tmp_path / "photos", http="127.0.0.1:0").start()
