@@ -52,6 +52,9 @@ def register(parser):
                         "docs/ota.md)")
     p.add_argument("--health-deadline", type=float, default=120.0,
                    help="seconds a new version has to pass its health check (default 120)")
+    p.add_argument("--update-retry", type=float, default=300.0,
+                   help="seconds between attempts at an offered release whose download "
+                        "was cut (default 300)")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_run)
 
@@ -135,7 +138,7 @@ def cmd_run(args):
                  map_path=args.map, cancel_grace=args.cancel_grace,
                  status_interval=args.status_interval, kiosk_port=args.kiosk_port,
                  reconnect_max=args.reconnect_max, update_repo=args.update_repo,
-                 health_deadline=args.health_deadline)
+                 health_deadline=args.health_deadline, update_retry=args.update_retry)
     try:
         dev.start()
     except BaseException:

@@ -85,7 +85,7 @@ class Device:
                  district=None, tls_ca=None, tls_cert=None, tls_key=None, map_path=None,
                  cancel_grace=None, status_interval=None, kiosk_port=None, console=True,
                  reconnect_max=30.0, update_repo=None, health_deadline=120.0,
-                 prepare=prepare_pi):
+                 prepare=prepare_pi, update_retry=300.0):
         self.hardware = hardware or Hardware(profile)
         self.profile = profile
         self.kind = profile["kind"]
@@ -133,6 +133,8 @@ class Device:
         # over-the-air updates (docs/ota.md): the A/B slots when the device has them
         self.update_repo = update_repo
         self.health_deadline = health_deadline
+        self.update_retry = update_retry
+        self.offer = None               # the last offer taken (a cut download is retried)
         self.prepare = prepare
         self.slots = None
         self.exit_code = 0
@@ -178,6 +180,9 @@ class Device:
         self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
         self.timers.append(Pace(self.status_interval, self._tick_status, "status").start())
         self.timers.append(Pace(1.0, self._watch_change, "status-change").start())
+        if self.slots is not None and self.update_repo:
+            self.timers.append(Pace(self.update_retry, self._retry_update,
+                                    "update-retry").start())
         period = watchdog_period()
         if period:
             self.timers.append(Pace(period, self._watchdog, "watchdog").start())
@@ -469,10 +474,23 @@ class Device:
                         offer["kind"], offer["version"],
                         "no update slots" if self.slots is None else "no --update-repo")
             return
+        self.offer = offer
         if self._updating.locked():
             return
         threading.Thread(target=self.install_offer, args=(offer,), name="update",
                          daemon=True).start()
+
+    def _retry_update(self):
+        """Every ``update_retry`` seconds: an offer whose download was cut is tried again
+        (resuming from the bytes kept); anything else waits for a new offer."""
+        offer = self.offer
+        if offer is None or self._updating.locked():
+            return
+        last = self.slots.last_failure(offer["version"])
+        if last and last["reason"] == "download":
+            log.info("retrying the download of %s (rollout %s)", offer["version"],
+                     offer["rollout"])
+            self.install_offer(offer)
 
     def install_offer(self, offer):
         """Install an offered release into the other slot, then exit to restart into it.

@@ -29,7 +29,8 @@ class Unit:
     """The device's unit: ``python -m gridlink.firmware.device.launch DATA -- device run …``
     as a real process (the launcher boots the current slot, then runs the device)."""
 
-    def __init__(self, tmp_path, broker, data_dir, repo_url, health_deadline=60):
+    def __init__(self, tmp_path, broker, data_dir, repo_url, health_deadline=60,
+                 extra=()):
         self.data_dir = data_dir
         self.log_path = tmp_path / "device.log"
         self.args = [sys.executable, "-m", "gridlink.firmware.device.launch", str(data_dir),
@@ -37,7 +38,7 @@ class Unit:
                      "--data-dir", str(data_dir), "--broker", broker.url,
                      "--device-id", "pv-0001", "--status-interval", "1",
                      "--update-repo", repo_url, "--health-deadline", str(health_deadline),
-                     "--reconnect-max", "1"]
+                     "--reconnect-max", "1", *extra]
         self.proc = None
 
     def start(self):
@@ -75,10 +76,10 @@ def rig(broker, tmp_path):
                  web=WebOptions(update_repo=repo.path)).start()
     units = []
 
-    def unit(version, **kw):
+    def unit(version, repo_url=None, **kw):
         data = provision(tmp_path / "pv-0001", repo, version)
         shutil.rmtree(data / "outbox")         # the device makes its own outbox
-        made = Unit(tmp_path, broker, data, gw.http_url + "/ota", **kw)
+        made = Unit(tmp_path, broker, data, repo_url or gw.http_url + "/ota", **kw)
         units.append(made)
         return made
 
@@ -163,6 +164,27 @@ def test_an_unhealthy_trial_rolls_back_and_pauses_the_rollout(rig, broker):
     assert shown["reason"] == "stage 1 (100%): 1 of 1 devices failed, over the 0% threshold"
     assert device.proc.poll() is None                     # 1.0 runs on
     assert device.status()["ota"]["slots"] == {"a": "1.0", "b": "1.1"}
+
+
+def test_a_download_cut_is_tried_again_and_the_update_goes_on(rig, broker):
+    from hil_tests.shaper import Shaper
+
+    gw, _repo, unit = rig
+    link = Shaper(gw.http.port)
+    try:
+        device = unit("1.0", repo_url=f"http://127.0.0.1:{link.port}/ota",
+                      extra=("--update-retry", "2")).start()
+        link.cut(mode="reset")                       # the gateway out of reach
+        offer(broker, "R-test-3", "pi", "1.1")
+        wait_until(lambda: last_failure(device) is not None, 60, "the cut download")
+        assert last_failure(device)["reason"] == "download"
+        assert device.proc.poll() is None
+        link.restore()
+        assert device.proc.wait(60) == RESTART_INTO_UPDATE, device.log()
+    finally:
+        link.close()
+    assert "retrying the download of 1.1 (rollout R-test-3)" in device.log()
+    assert Slots(device.data_dir / "ota").status()["pending"] == "1.1"
 
 
 def offer(broker, rollout, kind, version):
