@@ -27,9 +27,21 @@ from .auth.audit import AuditTrail
 from .auth.errors import AccountError, Forbidden, LockedOut, Unauthenticated
 from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
+from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
-from .routes import audit, dead_letters, events, fleet, grid, intake, photos, session, tasks
+from .routes import (
+    audit,
+    dead_letters,
+    events,
+    fleet,
+    grid,
+    intake,
+    metrics,
+    photos,
+    session,
+    tasks,
+)
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
@@ -41,7 +53,7 @@ MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
-               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10):
+               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -52,7 +64,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
     origins; request bodies over ``body_limit`` bytes get 413; a client address may try
-    ``sign_in_limit`` sign-ins a minute.
+    ``sign_in_limit`` sign-ins a minute.  ``gauges`` (a ``gateway.metrics.Metrics``; default
+    an empty one) is served on ``/metrics`` to READ callers.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -99,6 +112,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
     app.include_router(open311.build_router(queue, names))
+    app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
 
     @app.get("/", include_in_schema=False)
     def root():

@@ -1,7 +1,8 @@
 """Assemble one gateway worker: store, judge, runtime, and the HTTP side.
 
-The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``) with
-``/metrics`` added, when that module is installed; otherwise only ``/metrics``.
+The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``), whose
+``/metrics`` needs a READ token, when that module is installed; otherwise only an open
+``/metrics``.
 """
 
 import logging
@@ -157,19 +158,11 @@ class Gateway:
         self.app = api.create_app(self.store, grid_map=self.grid_map, codebooks=self.codebooks,
                                   publisher=self.runtime.publish, photos_dir=self.photos_dir,
                                   cors_origins=self.web.cors_origins,
-                                  trusted_proxies=self.web.trusted_proxies)
+                                  trusted_proxies=self.web.trusted_proxies,
+                                  gauges=self.metrics)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)
-        from starlette.responses import Response
-
-        metrics = self.metrics
-
-        async def metrics_endpoint(request):
-            body, ctype = metrics.render()
-            return Response(body, media_type=ctype)
-
-        self.app.add_route("/metrics", metrics_endpoint, methods=["GET"])
         self.http = BackgroundServer(self.app, host, port, **self.web.tls())
 
     @property

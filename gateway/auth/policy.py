@@ -47,6 +47,8 @@ POLICY = {
     ("GET", "/open311/v2/services.json"): PUBLIC,
     ("GET", "/open311/v2/requests.json"): roles.READ,
     ("GET", "/open311/v2/requests/{request_id}.json"): roles.READ,
+    # Prometheus scrapes with a read-only (只读) token
+    ("GET", "/metrics"): roles.READ,
 }
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})

@@ -96,7 +96,8 @@ def test_every_route_is_in_the_policy_table(store):
     documented = {(m.upper(), p) for p, ops in app.openapi()["paths"].items() for m in ops}
     assert documented <= routes
     assert policy.unlisted(routes) == []
-    assert len(routes) >= 27
+    assert len(routes) >= 28
+    assert ("GET", "/metrics") in routes
 
 
 def test_anonymous_gets_401_and_a_wrong_role_403_on_every_route(store, server, tokens):
@@ -144,6 +145,22 @@ def test_public_routes_answer_anonymous(server):
     assert status == 200 and services
     status, _, _ = request(server.url, "GET", "/board/")
     assert status == 200
+
+
+def test_metrics_need_a_read_token(store, tokens):
+    from gridlink.gateway.metrics import Metrics
+
+    gauges = Metrics()
+    gauges.reports.labels("accepted").inc(3)
+    with serve(store, gauges=gauges) as srv:
+        status, head, body = request(srv.url, "GET", "/metrics")
+        assert status == 401 and "Bearer" in head["WWW-Authenticate"]
+        assert "gridlink_gateway" not in json.dumps(body)
+        tokens.roles["prometheus"] = ("viewer",)
+        status, head, text = request(srv.url, "GET", "/metrics",
+                                     headers={"Authorization": f"Bearer {tokens('prometheus')}"})
+    assert status == 200 and head["Content-Type"].startswith("text/plain")
+    assert 'gridlink_gateway_reports_total{outcome="accepted"} 3.0' in text
 
 
 def test_open311_requests_need_a_token(store, server, tokens):
