@@ -17,6 +17,10 @@ POLICY = {
     ("POST", "/api/session"): PUBLIC,
     ("GET", "/api/session"): SIGNED_IN,
     ("DELETE", "/api/session"): SIGNED_IN,
+    # signing in through the city's identity provider (OpenID Connect)
+    ("GET", "/api/session/providers"): PUBLIC,
+    ("GET", "/api/session/oidc"): PUBLIC,
+    ("GET", "/api/session/oidc/callback"): PUBLIC,
     # the intake queue
     ("GET", "/api/reports"): roles.READ,
     ("GET", "/api/reports/{report_id}"): roles.READ,
