@@ -57,6 +57,23 @@ POLICY = {
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
+# Every route that changes state, and the audit action it writes (``auth.audit``): every
+# non-GET route, and the one GET that changes something (the identity provider's answer
+# opens a session).  The tests walk the app's routes against this table and drive each.
+AUDITED = {
+    ("POST", "/api/session"): "session.open",           # session.failed when refused
+    ("DELETE", "/api/session"): "session.close",
+    ("GET", "/api/session/oidc/callback"): "session.open",  # session.failed when refused
+    ("POST", "/api/reports/{report_id}/claim"): "report.claim",
+    ("POST", "/api/reports/{report_id}/release"): "report.release",
+    ("POST", "/api/reports/{report_id}/accept"): "report.accept",
+    ("POST", "/api/reports/{report_id}/reject"): "report.reject",
+    ("PUT", "/api/assignments/{grid}"): "assignment.put",
+    ("DELETE", "/api/assignments/{grid}"): "assignment.delete",
+    ("POST", "/api/tasks"): "task.create",
+    ("POST", "/api/tasks/{task_id}/dispatch"): "task.dispatch",
+}
+
 
 def required(method, path):
     """The permission (or PUBLIC / SIGNED_IN) for a route; None when the route is not in

@@ -345,6 +345,67 @@ def test_each_decision_is_audited_with_before_and_after(store, server, tokens):
     assert api.get("/api/reports/pv-0001:000000000099/history")[0] == 404
 
 
+def test_every_state_changing_route_names_its_audit_action(store):
+    routes = app_routes(create_app(store))
+    changing = {(m, p) for m, p in routes if m not in policy.SAFE_METHODS}
+    assert changing | {("GET", "/api/session/oidc/callback")} == set(policy.AUDITED)
+
+
+def test_every_state_changing_route_writes_its_audit_entry(store, server, tokens):
+    """Each route of ``policy.AUDITED`` driven once, successfully: the trail's newest entry
+    is its action, in the caller's name.  (The identity provider's answer is driven
+    against a real provider in tests/gateway/auth/test_oidc.py.)"""
+    api = Api(server.url, tokens)
+    trail = create_app(store, migrate=False).state.audit
+    rid, other = add_report(store, 1), add_report(store, 2)
+    Accounts(store).add("desk", ["acceptor"], PASSWORD)
+    cookie = {}
+    task = {}
+
+    def session_open():
+        status, body, cookie["Cookie"], _ = sign_in(server.url, "desk")
+        cookie["X-CSRF-Token"] = body["csrf"]
+        return status, "desk"
+
+    def create_task():
+        status, task["body"] = api.post("/api/tasks", {"report_id": rid})
+        return status, "centre"
+
+    calls = {
+        ("POST", "/api/session"): session_open,
+        ("POST", "/api/reports/{report_id}/claim"):
+            lambda: (request(server.url, "POST", f"/api/reports/{rid}/claim", {},
+                             cookie)[0], "desk"),
+        ("POST", "/api/reports/{report_id}/release"):
+            lambda: (request(server.url, "POST", f"/api/reports/{rid}/release", {},
+                             cookie)[0], "desk"),
+        ("POST", "/api/reports/{report_id}/accept"):
+            lambda: (api.post(f"/api/reports/{rid}/accept", {"operator": "alice"})[0],
+                     "alice"),
+        ("POST", "/api/reports/{report_id}/reject"):
+            lambda: (api.post(f"/api/reports/{other}/reject",
+                              {"operator": "alice", "reason": "重复"})[0], "alice"),
+        ("PUT", "/api/assignments/{grid}"):
+            lambda: (api.call("PUT", "/api/assignments/410106001001001",
+                              {"device": "pv-0009"})[0], "centre"),
+        ("POST", "/api/tasks"): create_task,
+        ("POST", "/api/tasks/{task_id}/dispatch"):
+            lambda: (api.post(f"/api/tasks/{task['body']['id']}/dispatch", {})[0], "centre"),
+        ("DELETE", "/api/assignments/{grid}"):
+            lambda: (api.call("DELETE", "/api/assignments/410106001001001")[0], "centre"),
+        ("DELETE", "/api/session"):
+            lambda: (request(server.url, "DELETE", "/api/session", None, cookie)[0], "desk"),
+    }
+    assert set(calls) == set(policy.AUDITED) - {("GET", "/api/session/oidc/callback")}
+    for route, call in calls.items():
+        before = len(trail.entries())
+        status, actor = call()
+        assert status in (200, 201, 204), (route, status)
+        newest = trail.entries()[before:]
+        assert [(e["action"], e["actor"]) for e in newest] == [
+            (policy.AUDITED[route], actor)], route
+
+
 def test_tasks_and_assignments_are_audited_and_in_the_report_history(store, server, tokens):
     api = Api(server.url, tokens)
     rid = add_report(store, 1)
