@@ -10,7 +10,8 @@ Nobody types a password here: the provider signs in whoever ``user`` names (clai
 ``sub``, ``preferred_username``, ``name``, ``groups``).  ``misbehave`` makes it issue a
 bad ID token on purpose: ``"nonce"`` (another nonce), ``"signature"`` (signed with a key
 not in its JWKS, under the published key id), ``"expired"`` (expired an hour ago),
-``"audience"`` (for another client).
+``"issuer"`` (another issuer), ``"audience"`` (for another client, naming gridlink only
+as ``azp``).
 """
 
 import hmac
@@ -182,8 +183,10 @@ class Provider:
                           "iat": now, "exp": now + 300}
                 if "expired" in provider.misbehave:
                     claims.update(iat=now - 7200, exp=now - 3600)
-                if "audience" in provider.misbehave:
-                    claims["aud"] = ["another-city-app"]
+                if "issuer" in provider.misbehave:
+                    claims["iss"] = "https://sso.elsewhere.example"
+                if "audience" in provider.misbehave:  # azp alone must not pass it
+                    claims.update(aud=["another-city-app"], azp=client.get_client_id())
                 return claims
 
             def get_authorization_code_claims(self, authorization_code):

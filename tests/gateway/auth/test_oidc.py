@@ -241,6 +241,12 @@ def test_a_token_for_another_audience_is_refused(store, centre, idp, pki):
             "not gridlink's client 'gridlink'")
 
 
+def test_a_token_from_another_issuer_is_refused(store, centre, idp, pki):
+    idp.misbehave.add("issuer")
+    refused(centre, store, Browser(pki / "ca.crt").sign_in(centre), 401,
+            "issued by 'https://sso.elsewhere.example'")
+
+
 def test_groups_without_a_gridlink_role_are_refused_with_the_reason(store, centre, idp, pki):
     idp.user["groups"] = ["parks", "library"]
     resp = Browser(pki / "ca.crt").sign_in(centre)
