@@ -107,7 +107,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     limiter = RateLimit(sign_in_limit, 60.0)
     app.include_router(session.build_router(accounts, trail, limiter, proxies))
     app.include_router(oidc_routes.build_router(OidcClient(oidc) if oidc else None,
-                                                OidcLinks(store, accounts), accounts, trail,
+                                                OidcLinks(store, accounts, trail), accounts, trail,
                                                 limiter, proxies))
     app.include_router(intake.build_router(queue, desk, trail))
     app.include_router(audit.build_router(trail, queue, desk))

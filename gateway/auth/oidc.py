@@ -290,12 +290,16 @@ def _short(exc):
 
 
 class OidcLinks:
-    """Provider identities and the gridlink users they sign in as (``oidc_identities``)."""
+    """Provider identities and the gridlink users they sign in as (``oidc_identities``).
 
-    def __init__(self, store, accounts):
-        self.store, self.accounts = store, accounts
+    Making a user and changing its roles are user changes like ``gridlink users``': on
+    the audit ``trail`` (``user.add``, ``user.roles``), the actor the provider
+    (``oidc:<issuer>``), on whose word they are made."""
 
-    def sign_in(self, issuer, claims, granted):
+    def __init__(self, store, accounts, trail):
+        self.store, self.accounts, self.trail = store, accounts, trail
+
+    def sign_in(self, issuer, claims, granted, address=None):
         """The Principal of the identity ``claims`` name, made a user on first sign-in,
         its roles set to ``granted``; ``OidcRefused`` (403) when disabled at gridlink."""
         subject = claims["sub"]
@@ -306,14 +310,20 @@ class OidcLinks:
                            " WHERE issuer = ? AND subject = ?", [issuer, subject]))
         if link is None:
             name = self._new_name(issuer, claims)
-            self.accounts.add(name, granted, None, display=str(display)[:200])
+            user = self.accounts.add(name, granted, None, display=str(display)[:200])
             with self.store.connect() as conn:
                 run(self.store, conn,
                     "INSERT INTO oidc_identities (issuer, subject, user_name, created_at,"
                     " last_sign_in) VALUES (?, ?, ?, ?, ?)", [issuer, subject, name, now, now])
+            self.trail.append(f"oidc:{issuer}", "user.add", target=f"user:{name}",
+                              address=address, after={**user, "subject": subject})
         else:
             name = link["user_name"]
-            self.accounts.set_roles(name, granted)
+            before = self.accounts.get(name)
+            if before["roles"] != list(granted):
+                after = self.accounts.set_roles(name, granted)
+                self.trail.append(f"oidc:{issuer}", "user.roles", target=f"user:{name}",
+                                  address=address, before=before, after=after)
             with self.store.connect() as conn:
                 run(self.store, conn, "UPDATE oidc_identities SET last_sign_in = ?"
                     " WHERE issuer = ? AND subject = ?", [now, issuer, subject])

@@ -159,7 +159,7 @@ def build_router(client, links, accounts, trail, limiter, proxies):
                     f"gridlink role is mapped to the groups {groups} (claim "
                     f"{settings.role_claim!r}): ask the centre's administrator", 403,
                     claims["sub"], True)
-            principal = links.sign_in(settings.issuer, claims, granted)
+            principal = links.sign_in(settings.issuer, claims, granted, address)
         except OidcRefused as exc:
             refused(exc, settings, address)
             response = JSONResponse({"detail": str(exc)}, status_code=exc.status)

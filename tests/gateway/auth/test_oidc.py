@@ -177,6 +177,9 @@ def test_sign_in_through_the_provider_opens_a_normal_board_session(store, centre
     assert browser.http.post(claim, json={}, timeout=10).status_code == 403
     done = browser.http.post(claim, json={}, headers={"X-CSRF-Token": me["csrf"]}, timeout=10)
     assert done.status_code == 200 and done.json()["holder"] == "zhang.wei"
+    (made,) = [e for e in centre.trail.entries() if e["action"] == "user.add"]
+    assert (made["actor"], made["target"]) == (f"oidc:{idp.url}", "user:zhang.wei")
+    assert made["after"]["roles"] == ["acceptor"] and made["after"]["subject"] == "u-0001"
     (opened,) = [e for e in centre.trail.entries() if e["action"] == "session.open"]
     assert opened["actor"] == "zhang.wei" and opened["target"] == "user:zhang.wei"
     assert opened["after"] == {"via": "oidc", "issuer": idp.url, "subject": "u-0001",
@@ -185,12 +188,17 @@ def test_sign_in_through_the_provider_opens_a_normal_board_session(store, centre
 
 def test_the_next_sign_in_takes_the_roles_the_groups_give_now(store, centre, idp, pki):
     Browser(pki / "ca.crt").sign_in(centre)
+    Browser(pki / "ca.crt").sign_in(centre)  # the same groups: no change to audit
     idp.user["groups"] = ["cgj-leads", "parks"]
     browser = Browser(pki / "ca.crt")
     assert browser.sign_in(centre).status_code == 200
     me = browser.http.get(centre.url + "/api/session", timeout=10).json()
     assert me["user"] == "zhang.wei" and me["roles"] == ["acceptor", "shift_lead"]
     assert [u["name"] for u in Accounts(store).list()] == ["zhang.wei"]
+    changes = [e for e in centre.trail.entries() if e["action"].startswith("user.")]
+    assert [e["action"] for e in changes] == ["user.add", "user.roles"]
+    assert changes[1]["before"]["roles"] == ["acceptor"]
+    assert changes[1]["after"]["roles"] == ["acceptor", "shift_lead"]
 
 
 def test_a_local_account_of_the_same_name_is_never_taken_over(store, centre, idp, pki):
