@@ -230,7 +230,8 @@ class Accounts:
 
     def _unsign(self, cookie):
         sid, _, sig = (cookie or "").rpartition(".")
-        if not sid or not hmac.compare_digest(sig, self._sign(sid)):
+        # as bytes: compare_digest refuses non-ASCII text, which a cookie may carry
+        if not sid or not hmac.compare_digest(sig.encode(), self._sign(sid).encode()):
             raise Unauthenticated("no valid session: sign in")
         return sid
 

@@ -8,6 +8,7 @@
   the secrets the browser must bring back; ``finish`` checks ``state``, trades the code
   for tokens and accepts the ID token only when its signature verifies against the
   provider's JWKS and its issuer, audience, expiry and nonce are right.
+- ``PendingSeal``: those secrets in a signed, dated cookie value between the two.
 - ``OidcLinks``: a provider identity (issuer, subject) ↔ a gridlink user, made at the
   first sign-in under a name of its own (never an existing local account), its roles
   set from the groups at every sign-in.
@@ -51,6 +52,7 @@ from .errors import AuthError
 
 LEEWAY_S = 60            # clock difference tolerated between the provider and the gateway
 HTTP_TIMEOUT_S = 10.0
+PENDING_S = 600          # from the sign-in button to the provider's answer
 ALGORITHMS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384")
 
 
@@ -193,7 +195,8 @@ class OidcClient:
         """The verified ID token claims of the provider's answer ``params`` (the callback's
         query) to the flow ``pending`` began."""
         sent = params.get("state")
-        if not pending or not sent or not hmac.compare_digest(str(sent), pending["state"]):
+        if not pending or not sent or not hmac.compare_digest(
+                str(sent).encode(), str(pending.get("state")).encode()):
             raise OidcRefused("sign-in state does not match the one this browser started "
                               "with (an old or forged link): start again from the board", 400)
         if params.get("error"):
@@ -287,6 +290,37 @@ def _unverified_subject(raw):
 def _short(exc):
     text = str(exc)
     return text if len(text) <= 200 else text[:200] + "…"
+
+
+class PendingSeal:
+    """The flow's secrets in a cookie value, signed with the accounts' key and dated."""
+
+    def __init__(self, secret, *, clock=time.time):
+        self.key = hashlib.sha256(b"gridlink oidc pending\n" + secret).digest()
+        self.clock = clock
+
+    def seal(self, pending):
+        body = base64.urlsafe_b64encode(json.dumps(
+            {**pending, "at": int(self.clock())}, separators=(",", ":")).encode()).decode()
+        return f"{body}.{self._sign(body)}"
+
+    def open(self, value):
+        """The pending secrets, or None for a missing, forged or stale cookie."""
+        body, _, sig = (value or "").rpartition(".")
+        if not body or not hmac.compare_digest(sig.encode(), self._sign(body).encode()):
+            return None
+        try:
+            pending = json.loads(base64.urlsafe_b64decode(body.encode()))
+        except (ValueError, RecursionError):
+            return None
+        if not isinstance(pending, dict) or not isinstance(pending.get("at"), int):
+            return None
+        if not 0 <= self.clock() - pending["at"] <= PENDING_S:
+            return None
+        return pending
+
+    def _sign(self, body):
+        return hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 class OidcLinks:

@@ -9,24 +9,18 @@ board session (the same cookie, CSRF token and timeouts as a password sign-in). 
 sign-in and every refusal is on the audit trail with the provider's subject.
 """
 
-import base64
-import hashlib
-import hmac
-import json
-import time
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pydantic import BaseModel, Field
 
 from ..auth.accounts import ABSOLUTE_S
-from ..auth.oidc import OidcRefused
+from ..auth.oidc import PENDING_S, OidcRefused, PendingSeal
 from ..auth.web import set_session_cookie
 from .bodies import ErrorBody
 
 PENDING_COOKIE = "gridlink_oidc"
 PENDING_PATH = "/api/session/oidc"
-PENDING_S = 600          # from the button to the provider's answer
 CALLBACK = PENDING_PATH + "/callback"
 
 
@@ -54,35 +48,6 @@ CALLBACK_ANSWERS = {
     403: _error("the person's groups give no gridlink role, or the user is disabled"),
     **NOT_CONFIGURED,
     502: _error("the identity provider is unreachable")}
-
-
-class PendingSeal:
-    """The flow's secrets in a cookie value, signed with the accounts' key and dated."""
-
-    def __init__(self, secret, *, clock=time.time):
-        self.key = hashlib.sha256(b"gridlink oidc pending\n" + secret).digest()
-        self.clock = clock
-
-    def seal(self, pending):
-        body = base64.urlsafe_b64encode(json.dumps(
-            {**pending, "at": int(self.clock())}, separators=(",", ":")).encode()).decode()
-        return f"{body}.{self._sign(body)}"
-
-    def open(self, value):
-        """The pending secrets, or None for a missing, forged or stale cookie."""
-        body, _, sig = (value or "").rpartition(".")
-        if not body or not hmac.compare_digest(sig, self._sign(body)):
-            return None
-        try:
-            pending = json.loads(base64.urlsafe_b64decode(body.encode()))
-        except ValueError:
-            return None
-        if not 0 <= self.clock() - pending.get("at", 0) <= PENDING_S:
-            return None
-        return pending
-
-    def _sign(self, body):
-        return hmac.new(self.key, body.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def build_router(client, links, accounts, trail, limiter, proxies):

@@ -226,6 +226,13 @@ def test_a_change_by_cookie_needs_the_csrf_header(store, server):
     status, _, _ = request(server.url, "POST", path, {},
                            {"Cookie": cookie, "X-CSRF-Token": "forged"})
     assert status == 403
+    # not ASCII (a header may carry any Latin-1): refused, not a server error
+    status, _, answer = request(server.url, "POST", path, {},
+                                {"Cookie": cookie, "X-CSRF-Token": "forgé"})
+    assert status == 403 and "X-CSRF-Token" in answer["detail"]
+    status, _, _ = request(server.url, "GET", "/api/session",
+                           headers={"Cookie": cookie[:-1] + "é"})
+    assert status == 401
     status, _, claim = request(server.url, "POST", path, {},
                                {"Cookie": cookie, "X-CSRF-Token": body["csrf"]})
     assert status == 200 and claim["holder"] == "alice"

@@ -11,9 +11,11 @@ import pytest
 import requests
 from gridlink.gateway.api import create_app
 from gridlink.gateway.auth.accounts import Accounts
-from gridlink.gateway.auth.oidc import OidcSettings
+from gridlink.gateway.auth.oidc import PENDING_S, OidcSettings, PendingSeal
 from gridlink.gateway.errors import ConfigError
 from gridlink.gateway.httpserver import BackgroundServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.support.intake_api import add_report
 from tests.support.oidc_provider import Provider
@@ -313,6 +315,60 @@ def test_a_provider_unreachable_at_discovery_is_refused(store, pki):
     with Centre(store, provider, pki) as centre:
         resp = Browser(pki / "ca.crt").go(centre.url + "/api/session/oidc")
         refused(centre, store, resp, 502, "identity provider unreachable (discovery")
+
+
+def test_a_state_that_is_not_ascii_is_refused_not_a_server_error(store, centre, pki):
+    def garble(url):
+        code = parse_qs(urlsplit(url).query)["code"][0]
+        return f"{centre.url}/api/session/oidc/callback?code={code}&state=%C3%A9t%C3%A9"
+
+    refused(centre, store, Browser(pki / "ca.crt").sign_in(centre, tamper=garble), 400,
+            "state does not match")
+
+
+# ---------------------------------------------------------------- the flow's cookie
+
+PENDING = {"state": "s" * 43, "nonce": "n" * 43, "verifier": "v" * 86,
+           "redirect_uri": "http://127.0.0.1:8080/api/session/oidc/callback"}
+
+
+class Ticks:
+    def __init__(self):
+        self.t = 1_790_000_000.0
+
+    def __call__(self):
+        return self.t
+
+
+def test_the_flow_cookie_opens_only_signed_fresh_and_unchanged():
+    clock = Ticks()
+    seal = PendingSeal(b"k" * 32, clock=clock)
+    value = seal.seal(PENDING)
+    assert seal.open(value) == {**PENDING, "at": int(clock.t)}
+    assert PendingSeal(b"x" * 32, clock=clock).open(value) is None  # another gateway's key
+    body, sig = value.split(".")
+    assert seal.open(body[:-2] + "AA." + sig) is None
+    assert seal.open(None) is None and seal.open("") is None
+    clock.t += PENDING_S + 1
+    assert seal.open(value) is None  # stale
+
+
+@given(st.text(max_size=300))
+@settings(max_examples=300, deadline=None)
+def test_any_cookie_text_opens_to_none_or_the_secrets(text):
+    seal = PendingSeal(b"k" * 32)
+    assert seal.open(text) is None
+    # even a body signed with the key (as if it leaked) never raises
+    opened = seal.open(text + "." + seal._sign(text))
+    assert opened is None or isinstance(opened, dict)
+
+
+@given(st.dictionaries(st.text(max_size=20), st.text(max_size=50), max_size=5))
+@settings(max_examples=200, deadline=None)
+def test_sealed_secrets_come_back_as_they_went(pending):
+    seal = PendingSeal(b"k" * 32)
+    opened = seal.open(seal.seal(pending))
+    assert opened == {**pending, "at": opened["at"]}
 
 
 # ---------------------------------------------------------------- settings
