@@ -154,7 +154,9 @@ class OidcClient:
         if self._metadata is None:
             url = self.settings.issuer + "/.well-known/openid-configuration"
             doc = self._get(url, "discovery")
-            if doc.get("issuer", "").rstrip("/") != self.settings.issuer:
+            if not isinstance(doc, dict):
+                raise OidcRefused(f"identity provider: discovery {url} is not an object", 502)
+            if str(doc.get("issuer", "")).rstrip("/") != self.settings.issuer:
                 raise OidcRefused(f"identity provider: discovery names issuer "
                                   f"{doc.get('issuer')!r}, not {self.settings.issuer!r}", 502)
             missing = [k for k in ("authorization_endpoint", "token_endpoint", "jwks_uri")
@@ -166,7 +168,12 @@ class OidcClient:
 
     def key_set(self, refresh=False):
         if self._jwks is None or refresh:
-            self._jwks = KeySet.import_key_set(self._get(self.metadata()["jwks_uri"], "JWKS"))
+            url = self.metadata()["jwks_uri"]
+            try:
+                self._jwks = KeySet.import_key_set(self._get(url, "JWKS"))
+            except (JoseError, ValueError, KeyError, TypeError) as exc:
+                raise OidcRefused(f"identity provider: JWKS {url} unusable ({exc})",
+                                  502) from None
         return self._jwks
 
     def _verify(self):
@@ -175,10 +182,9 @@ class OidcClient:
         return self.settings.ca_file or True
 
     def _session(self, redirect_uri, state=None):
-        session = OAuth2Session(self.settings.client_id, self.settings.client_secret,
-                                scope=self.settings.scope, redirect_uri=redirect_uri,
-                                state=state, code_challenge_method="S256")
-        return session
+        return OAuth2Session(self.settings.client_id, self.settings.client_secret,
+                             scope=self.settings.scope, redirect_uri=redirect_uri,
+                             state=state, code_challenge_method="S256")
 
     # -- the flow ------------------------------------------------------------------------
 
@@ -260,12 +266,12 @@ class OidcClient:
             raise OidcRefused(f"ID token expired at {wire_time(claims.get('exp', 0))}: "
                               "sign in again", 401, subject, True) from None
         except ClaimError as exc:
-            raise OidcRefused(_claim_problem(exc.claim, claims, self.settings, nonce), 401,
+            raise OidcRefused(_claim_problem(exc.claim, claims, self.settings), 401,
                               subject, True) from None
         return dict(claims)
 
 
-def _claim_problem(claim, claims, settings, nonce):
+def _claim_problem(claim, claims, settings):
     if claim == "nonce":
         return ("ID token nonce does not match the one this sign-in sent (a replayed "
                 "token): refused")

@@ -11,7 +11,7 @@ Nobody types a password here: the provider signs in whoever ``user`` names (clai
 bad ID token on purpose: ``"nonce"`` (another nonce), ``"signature"`` (signed with a key
 not in its JWKS, under the published key id), ``"expired"`` (expired an hour ago),
 ``"issuer"`` (another issuer), ``"audience"`` (for another client, naming gridlink only
-as ``azp``).
+as ``azp``); ``"discovery"`` makes its discovery document name another issuer.
 """
 
 import hmac
@@ -209,7 +209,8 @@ class Provider:
 
         def discovery(request):
             return JSONResponse({
-                "issuer": self.url,
+                "issuer": ("https://sso.elsewhere.example" if "discovery" in self.misbehave
+                           else self.url),
                 "authorization_endpoint": self.url + "/authorize",
                 "token_endpoint": self.url + "/token",
                 "jwks_uri": self.url + "/jwks",

@@ -326,6 +326,12 @@ def test_a_state_that_is_not_ascii_is_refused_not_a_server_error(store, centre, 
             "state does not match")
 
 
+def test_a_discovery_document_naming_another_issuer_is_refused(store, centre, idp, pki):
+    idp.misbehave.add("discovery")
+    resp = Browser(pki / "ca.crt").go(centre.url + "/api/session/oidc")
+    refused(centre, store, resp, 502, "discovery names issuer 'https://sso.elsewhere.example'")
+
+
 # ---------------------------------------------------------------- the flow's cookie
 
 PENDING = {"state": "s" * 43, "nonce": "n" * 43, "verifier": "v" * 86,
