@@ -94,7 +94,8 @@ def seconds_between(dialect, a, b):
     """SQL for the seconds from ISO text ``a`` to ISO text ``b``."""
     if dialect == "sqlite":
         return f"((julianday({b}) - julianday({a})) * 86400.0)"
-    return (f"CAST(EXTRACT(EPOCH FROM (CAST({b} AS timestamptz) - CAST({a} AS timestamptz)))"
+    # wire times are UTC: read as timestamps without a zone (no zone look-up per value)
+    return (f"CAST(EXTRACT(EPOCH FROM (CAST({b} AS timestamp) - CAST({a} AS timestamp)))"
             " AS DOUBLE PRECISION)")
 
 
@@ -107,7 +108,7 @@ def bucket(dialect, period, t):
         return {"day": f"date({t}, '+8 hours')",
                 "week": f"date({t}, '+8 hours', '-6 days', 'weekday 1')",
                 "month": f"strftime('%Y-%m', {t}, '+8 hours')"}[period]
-    local = f"(CAST({t} AS timestamptz) AT TIME ZONE 'UTC' + INTERVAL '8 hours')"
+    local = f"(CAST({t} AS timestamp) + INTERVAL '8 hours')"  # a UTC wire time, in Beijing
     return {"day": f"to_char({local}, 'YYYY-MM-DD')",
             "week": f"to_char(date_trunc('week', {local}), 'YYYY-MM-DD')",
             "month": f"to_char({local}, 'YYYY-MM')"}[period]
@@ -159,14 +160,11 @@ class Rates:
                 out.setdefault(key, {}).update(r)
 
         with self.store.connect(readonly=True) as conn:
-            merge(self._query(conn, REPORTS, by, period, since, until,
-                              "COUNT(*) AS reported,"
-                              " SUM(CASE WHEN i.state = 'accepted' THEN 1 ELSE 0 END) AS accepted,"
-                              " SUM(CASE WHEN i.state = 'rejected' THEN 1 ELSE 0 END) AS rejected"))
+            merge(self._query(conn, REPORTS, by, period, since, until, [
+                ("reported", "1 = 1"), ("accepted", "i.state = 'accepted'"),
+                ("rejected", "i.state = 'rejected'")]))
             merge(self._query(conn, TASKS, by, period, since, until,
                               self._task_measures(d, as_of)))
-            for stage in STAGES:
-                merge(self._stage(conn, stage, by, period, since, until))
             if by == ["supervisor"]:
                 merge(self._duty(conn, period, since, until))
         table = []
@@ -177,17 +175,32 @@ class Rates:
 
     # ------------------------------------------------------------ SQL
 
-    def _select(self, source, by, period):
-        cols = [f"{source.dims[k]} AS {k}" for k in by]
-        cols.append(f"{bucket(self.store.dialect, period, source.time)} AS period")
-        return cols
-
     def _query(self, conn, source, by, period, since, until, measures):
-        keys = [*by, "period"]
-        sql = (f"SELECT {', '.join(self._select(source, by, period))}, {measures}"
-               f" FROM {source.from_sql} WHERE {source.where}"
-               f" AND {source.time} >= ? AND {source.time} < ?"
-               f" GROUP BY {', '.join(str(i + 1) for i in range(len(keys)))}")
+        """One pass over ``source`` in the window: the count of rows where each of
+        ``measures`` ((name, condition)) holds, and the count, median and 90th percentile
+        (nearest rank) of the seconds of each stage of ``STAGES`` on this source."""
+        d = self.store.dialect
+        keys = ", ".join([*by, "period"])
+        stages = [st for st in STAGES if st.source is source]
+        cols = [f"{source.dims[k]} AS {k}" for k in by]
+        cols.append(f"{bucket(d, period, source.time)} AS period")
+        cols += [f"CASE WHEN {cond} THEN 1 ELSE 0 END AS m_{name}" for name, cond in measures]
+        cols += [f"CASE WHEN {st.where} THEN {seconds_between(d, st.start, st.end)} END"
+                 f" AS s_{st.key}" for st in stages]
+        ranks = [f"ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY CASE WHEN s_{st.key} IS NULL"
+                 f" THEN 1 ELSE 0 END, s_{st.key}) AS rn_{st.key},"
+                 f" COUNT(s_{st.key}) OVER (PARTITION BY {keys}) AS n_{st.key}" for st in stages]
+        out = [f"SUM(m_{name}) AS {name}" for name, _ in measures]
+        for st in stages:
+            k = st.key
+            out += [f"MAX(n_{k}) AS {k}_n",
+                    f"MIN(CASE WHEN rn_{k} = (n_{k} + 1) / 2 THEN s_{k} END) AS {k}_median_s",
+                    f"MIN(CASE WHEN rn_{k} = (9 * n_{k} + 9) / 10 THEN s_{k} END)"
+                    f" AS {k}_p90_s"]
+        sql = (f"WITH d AS (SELECT {', '.join(cols)} FROM {source.from_sql}"
+               f" WHERE {source.where} AND {source.time} >= ? AND {source.time} < ?),"
+               f" k AS (SELECT d.*{''.join(', ' + r for r in ranks)} FROM d)"
+               f" SELECT {keys}, {', '.join(out)} FROM k GROUP BY {keys}")
         return rows(run(self.store, conn, sql, [since, until]))
 
     def _task_measures(self, d, as_of):
@@ -200,31 +213,11 @@ class Rates:
             overdue = (f"t.done_at IS NULL AND ((t.deadline IS NOT NULL AND t.deadline <="
                        f" '{as_of}') OR (t.deadline IS NULL AND"
                        f" {seconds_between(d, 't.created_at', repr(as_of))} > {limit!r}))")
-            parts += [
-                f"SUM(CASE WHEN t.type = '{kind}' THEN 1 ELSE 0 END) AS {kind}_tasks",
-                f"SUM(CASE WHEN t.type = '{kind}' AND (t.done_at IS NOT NULL OR ({overdue}))"
-                f" THEN 1 ELSE 0 END) AS {kind}_due",
-                f"SUM(CASE WHEN t.type = '{kind}' AND {on_time} THEN 1 ELSE 0 END)"
-                f" AS {kind}_on_time",
-            ]
-        return ", ".join(parts)
-
-    def _stage(self, conn, stage, by, period, since, until):
-        """Count, median and 90th percentile (nearest rank) of the stage's seconds."""
-        src, d = stage.source, self.store.dialect
-        keys = ", ".join([*by, "period"])
-        secs = seconds_between(d, stage.start, stage.end)
-        k = stage.key
-        sql = (f"WITH d AS (SELECT {', '.join(self._select(src, by, period))}, {secs} AS s"
-               f" FROM {src.from_sql} WHERE {src.where} AND {stage.where}"
-               f" AND {src.time} >= ? AND {src.time} < ?),"
-               f" k AS (SELECT {keys}, s, ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY s)"
-               f" AS rn, COUNT(*) OVER (PARTITION BY {keys}) AS n FROM d)"
-               f" SELECT {keys}, MAX(n) AS {k}_n,"
-               f" MIN(CASE WHEN rn = (n + 1) / 2 THEN s END) AS {k}_median_s,"
-               f" MIN(CASE WHEN rn = (9 * n + 9) / 10 THEN s END) AS {k}_p90_s"
-               f" FROM k GROUP BY {keys}")
-        return rows(run(self.store, conn, sql, [since, until]))
+            parts += [(f"{kind}_tasks", f"t.type = '{kind}'"),
+                      (f"{kind}_due", f"t.type = '{kind}' AND (t.done_at IS NOT NULL"
+                                      f" OR ({overdue}))"),
+                      (f"{kind}_on_time", f"t.type = '{kind}' AND {on_time}")]
+        return parts
 
     def _duty(self, conn, period, since, until):
         """Duty hours per supervisor and period (a period of the day it began), clipped to
