@@ -15,6 +15,8 @@ from gridlink.gateway.roster import MIGRATIONS as ROSTER_MIGRATIONS
 from gridlink.gateway.roster import Roster
 from gridlink.gateway.store.sql import one, run
 from gridlink.gateway.tasks import MIGRATIONS as TASK_MIGRATIONS
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from tests.support.intake_api import T0, Clock, add_report, iso
 
@@ -179,3 +181,34 @@ def test_periods_are_beijing_days_weeks_and_months(store, t, day, week, month):
             got[period] = one(run(store, conn, f"SELECT {bucket(store.dialect, period, '?')}"
                                   " AS p", [t]))["p"]
     assert got == {"day": day, "week": week, "month": month}
+
+
+def nearest_rank(values, p):
+    """The k-th smallest of ``values`` with k = ⌈p·n⌉ (p in tenths, exact)."""
+    ordered = sorted(values)
+    return ordered[-(-p * len(ordered) // 10) - 1]
+
+
+@settings(max_examples=25, deadline=None, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(groups=st.lists(st.lists(st.integers(0, 10**6), min_size=1, max_size=12),
+                       min_size=1, max_size=3))
+def test_stage_percentiles_are_the_nearest_rank(store, groups):
+    """Any durations, any group sizes: the SQL median and 90th percentile are the
+    nearest-rank ones (whole seconds, so the stores' time arithmetic is exact)."""
+    store.migrate(extra=QUEUE_MIGRATIONS + TASK_MIGRATIONS + ROSTER_MIGRATIONS + MIGRATIONS)
+    with store.connect() as conn:
+        for table in ("reports", "intake"):
+            run(store, conn, f"DELETE FROM {table}")
+    seq = 0
+    for g, durations in enumerate(groups):
+        for s in durations:
+            seq += 1
+            rid = add_report(store, seq, device=f"pv-{g:04d}",
+                             captured=T0 + timedelta(seconds=seq))
+            decide(store, rid, "accepted", s)
+    table = Rates(store, clock=Clock(AS_OF)).table(by="device", period="all", **WINDOW)
+    got = {r["device"]: (r["intake_n"], r["intake_median_s"], r["intake_p90_s"])
+           for r in table["rows"]}
+    assert got == {f"pv-{g:04d}": (len(d), nearest_rank(d, 5), nearest_rank(d, 9))
+                   for g, d in enumerate(groups)}
