@@ -15,7 +15,10 @@ from .bodies import BAD, CONFLICT, DEVICE, ISO_TIME, NOT_FOUND
 
 IDENT = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,31}$"
 HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
-DAY = r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])$"  # as ISO_TIME's dates
+# dates up to the 31st (bodies.ISO_TIME stops at the 28th so that every match is a date;
+# here the server refuses a 30 February itself, with a 400 naming it)
+DAY = r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+TIME = ISO_TIME.replace("(0[1-9]|1[0-9]|2[0-8])", "(0[1-9]|[12][0-9]|3[01])")
 BY = r"^(supervisor|device|grid|street)(,(supervisor|device|grid|street)){0,3}$"
 FORMAT = Query("json", pattern="^(json|csv)$", description="json, or csv for a spreadsheet")
 SUPERVISOR = Path(..., pattern=IDENT, description="the 监督员's id")
@@ -31,7 +34,7 @@ class SupervisorBody(BaseModel):
 
 class CarryBody(BaseModel):
     device: str = Field(..., pattern=DEVICE)
-    since: str | None = Field(None, pattern=ISO_TIME, description="default now")
+    since: str | None = Field(None, pattern=TIME, description="default now")
 
 
 class ShiftBody(BaseModel):
@@ -49,8 +52,8 @@ class WorkGridBody(BaseModel):
 
 class DutyBody(BaseModel):
     supervisor: str = Field(..., pattern=IDENT)
-    on_at: str = Field(..., pattern=ISO_TIME)
-    off_at: str = Field(..., pattern=ISO_TIME)
+    on_at: str = Field(..., pattern=TIME)
+    off_at: str = Field(..., pattern=TIME)
     shift: str | None = Field(None, pattern=IDENT)
 
 
@@ -144,8 +147,8 @@ def build_router(roster, rates, coverage, trail):
 
     @router.get("/api/duty", summary="Duty periods overlapping a window")
     def duty(supervisor: str | None = Query(None, pattern=IDENT),
-             since: str | None = Query(None, pattern=ISO_TIME),
-             until: str | None = Query(None, pattern=ISO_TIME)):
+             since: str | None = Query(None, pattern=TIME),
+             until: str | None = Query(None, pattern=TIME)):
         return roster.duty(supervisor, since, until)
 
     @router.post("/api/duty", status_code=201, responses={**BAD, **NOT_FOUND, **CONFLICT},
@@ -178,8 +181,8 @@ def build_router(roster, rates, coverage, trail):
                                    description="comma-separated: supervisor, device, grid, "
                                                "street (each once)"),
                    period: str = Query("day", pattern="^(day|week|month|all)$"),
-                   since: str | None = Query(None, pattern=ISO_TIME),
-                   until: str | None = Query(None, pattern=ISO_TIME),
+                   since: str | None = Query(None, pattern=TIME),
+                   until: str | None = Query(None, pattern=TIME),
                    format: str = FORMAT):
         table = rates.table(by=by, period=period, since=since, until=until)
         if format == "csv":
@@ -190,8 +193,8 @@ def build_router(roster, rates, coverage, trail):
                 summary="Patrol coverage of each duty period starting in a window",
                 description="since before until, at most 31 days apart (400); a device "
                             "carried by nobody at since: 404.")
-    def shift_coverage(since: str = Query(..., pattern=ISO_TIME),
-                       until: str = Query(..., pattern=ISO_TIME),
+    def shift_coverage(since: str = Query(..., pattern=TIME),
+                       until: str = Query(..., pattern=TIME),
                        supervisor: str | None = Query(None, pattern=IDENT),
                        device: str | None = Query(None, pattern=DEVICE,
                                                   description="its carrier at since"),

@@ -99,6 +99,10 @@ def test_bad_input_is_answered_clearly_and_nothing_is_lost(api):
     assert status == 200 and table["rows"] == []
     status, body = api.call("GET", "/api/evaluation/rates?by=grid,grid", user="screen")
     assert status == 400 and "by: distinct names among" in body["detail"]
+    status, weeks = api.call("GET", "/api/evaluation/unvisited?week=2026-11-30", user="screen")
+    assert status == 200 and weeks[0]["duty_periods"] == 0  # the 30th and 31st are dates too
+    status, body = api.call("GET", "/api/evaluation/unvisited?week=2026-02-30", user="screen")
+    assert status == 400 and "week: a date YYYY-MM-DD, not '2026-02-30'" in body["detail"]
     status, body = api.call("GET", "/api/evaluation/rates?by=team", user="screen")
     assert status == 422 and body["detail"][0]["loc"] == ["query", "by"]
 

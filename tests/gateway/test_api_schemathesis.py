@@ -18,11 +18,12 @@ from tests.support.intake_api import Tokens, add_report
 # start_date..end_date spans at most 90 days; a window's since comes before its until and
 # spans at most 366 (rates) or 31 (coverage) days; a duty period ends after it starts, a
 # schedule's last day is on or after its first; a shift's end differs from its start; a
-# work grid's cells are in the loaded map (none is loaded here)
+# work grid's cells are in the loaded map (none is loaded here); an evaluation date is a
+# real one (the pattern lets 30 February through)
 CROSS_FIELD = {path: [positive_data_acceptance] for path in (
     "/open311/v2/requests.json", "/api/evaluation/rates", "/api/evaluation/coverage",
     "/api/duty", "/api/duty/schedule", "/api/shifts/{name}",
-    "/api/work-grids/{work_grid_id}")}
+    "/api/work-grids/{work_grid_id}", "/api/evaluation/unvisited")}
 
 
 def run_operation(op, auth):
