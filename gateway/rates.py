@@ -94,9 +94,10 @@ def seconds_between(dialect, a, b):
     """SQL for the seconds from ISO text ``a`` to ISO text ``b``."""
     if dialect == "sqlite":
         return f"((julianday({b}) - julianday({a})) * 86400.0)"
-    # wire times are UTC: read as timestamps without a zone (no zone look-up per value)
-    return (f"CAST(EXTRACT(EPOCH FROM (CAST({b} AS timestamp) - CAST({a} AS timestamp)))"
-            " AS DOUBLE PRECISION)")
+    # wire times are UTC: read as timestamps without a zone (no zone look-up per value);
+    # date_part's double precision, not EXTRACT's numeric (slower by half the query)
+    return (f"(date_part('epoch', CAST({b} AS timestamp))"
+            f" - date_part('epoch', CAST({a} AS timestamp)))")
 
 
 def bucket(dialect, period, t):
