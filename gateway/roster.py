@@ -171,13 +171,16 @@ class Roster:
         since = wire_time(parse_time(since, "since")) if since else self._now()
         with self.store.connect() as conn:
             self._known(conn, sid)
+            # a period starting at or after ``since``, or a closed one still running then
             later = one(run(self.store, conn,
-                            "SELECT supervisor, since FROM eval_carries WHERE device = ?"
-                            " AND since >= ? ORDER BY since LIMIT 1", [device, since]))
+                            "SELECT supervisor, since, until FROM eval_carries WHERE device = ?"
+                            " AND (since >= ? OR (until IS NOT NULL AND until > ?))"
+                            " ORDER BY since DESC LIMIT 1", [device, since, since]))
             if later is not None:
                 raise Conflict(f"device {device} is recorded as carried by "
-                               f"{later['supervisor']} from {later['since']} (UTC), not "
-                               f"before {since}: a hand-over is recorded in time order",
+                               f"{later['supervisor']} from {later['since']} to "
+                               f"{later['until'] or 'now'} (UTC), not before {since}: a "
+                               "hand-over is recorded in time order",
                                supervisor=later["supervisor"], since=later["since"])
             run(self.store, conn,
                 "UPDATE eval_carries SET until = ? WHERE device = ? AND until IS NULL",

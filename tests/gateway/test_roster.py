@@ -67,6 +67,13 @@ def test_a_device_with_no_supervisor_is_said_so(roster):
     roster.put_down("pv-0001", until="2026-11-27T00:00:00Z")
     with pytest.raises(NotFound):
         roster.carrier("pv-0001")
+    # a new carrier may not start inside a period already recorded, closed or not
+    with pytest.raises(Conflict, match=r"carried by s02 from 2026-11-20.* to 2026-11-27"):
+        roster.carry("s01", "pv-0001", since="2026-11-26T00:00:00Z")
+    roster.carry("s01", "pv-0001", since="2026-11-27T00:00:00Z")
+    assert [(c["supervisor"], c["until"]) for c in roster.carries()] == [
+        ("s01", "2026-11-20T00:00:00.000Z"), ("s02", "2026-11-27T00:00:00.000Z"),
+        ("s01", None)]
 
 
 def test_duty_periods_from_a_shift_schedule(roster):
