@@ -29,12 +29,19 @@ from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.oidc import MIGRATIONS as OIDC_MIGRATIONS
 from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
+from .coverage import Coverage
+from .gridindex import RasterLocator
 from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
+from .rates import MIGRATIONS as RATE_MIGRATIONS
+from .rates import Rates
+from .roster import MIGRATIONS as ROSTER_MIGRATIONS
+from .roster import Roster
 from .routes import (
     audit,
     dead_letters,
+    evaluation,
     events,
     fleet,
     grid,
@@ -50,7 +57,14 @@ from .tasks import TaskDesk
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + OIDC_MIGRATIONS
+MIGRATIONS = (
+    *QUEUE_MIGRATIONS,
+    *TASK_MIGRATIONS,
+    *AUTH_MIGRATIONS,
+    *OIDC_MIGRATIONS,
+    *ROSTER_MIGRATIONS,
+    *RATE_MIGRATIONS,
+)
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
@@ -81,6 +95,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
                     district=district)
     feed = events.ChangeFeed(store, desk, poll_interval)
+    roster = Roster.over_map(store, grid_map, clock=clock)
+    coverage = Coverage(store, roster, _cell_locator(grid_map))
 
     app = FastAPI(
         title="gridlink intake API",
@@ -102,6 +118,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.accounts = accounts
     app.state.audit = trail
     app.state.on_report = desk.on_report
+    app.state.roster = roster
     _add_error_handlers(app)
 
     limiter = RateLimit(sign_in_limit, 60.0)
@@ -118,6 +135,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
+    app.include_router(evaluation.build_router(roster, Rates(store, clock=clock), coverage, trail))
     app.include_router(open311.build_router(queue, names))
     app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
 
@@ -191,5 +209,21 @@ def _locator(grid_map):
 
     def locate(lat, lon):
         return grid_map.locate(lon, lat)
+
+    return locate
+
+
+def _cell_locator(grid_map):
+    """(lon, lat) → grid code or None for the track's points: a raster over the map, built
+    on first use (coverage reads thousands of points; most apps never ask)."""
+    built = []
+
+    def locate(lon, lat):
+        if grid_map is None:
+            return None
+        if not built:
+            built.append(RasterLocator(grid_map).locate if hasattr(grid_map, "rings")
+                         else grid_map.locate)
+        return built[0](lon, lat)
 
     return locate

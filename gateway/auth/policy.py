@@ -45,6 +45,22 @@ POLICY = {
     # the map and the photos
     ("GET", "/api/grid"): roles.READ,
     ("GET", "/api/photos/{sha256}"): roles.READ,
+    # evaluation: the roster (监督员, devices, shifts, work grids, duty) and the figures
+    ("GET", "/api/supervisors"): roles.READ,
+    ("PUT", "/api/supervisors/{supervisor_id}"): roles.ASSIGN,
+    ("POST", "/api/supervisors/{supervisor_id}/devices"): roles.ASSIGN,
+    ("GET", "/api/carries"): roles.READ,
+    ("GET", "/api/shifts"): roles.READ,
+    ("PUT", "/api/shifts/{name}"): roles.ASSIGN,
+    ("GET", "/api/work-grids"): roles.READ,
+    ("PUT", "/api/work-grids/{work_grid_id}"): roles.ASSIGN,
+    ("DELETE", "/api/work-grids/{work_grid_id}"): roles.ASSIGN,
+    ("GET", "/api/duty"): roles.READ,
+    ("POST", "/api/duty"): roles.ASSIGN,
+    ("POST", "/api/duty/schedule"): roles.ASSIGN,
+    ("GET", "/api/evaluation/rates"): roles.READ,
+    ("GET", "/api/evaluation/coverage"): roles.READ,
+    ("GET", "/api/evaluation/unvisited"): roles.READ,
     # the audit trail
     ("GET", "/api/audit"): roles.AUDIT,
     # Open311 GeoReport v2: the service list is public, the requests are reports
@@ -72,6 +88,13 @@ AUDITED = {
     ("DELETE", "/api/assignments/{grid}"): "assignment.delete",
     ("POST", "/api/tasks"): "task.create",
     ("POST", "/api/tasks/{task_id}/dispatch"): "task.dispatch",
+    ("PUT", "/api/supervisors/{supervisor_id}"): "supervisor.put",
+    ("POST", "/api/supervisors/{supervisor_id}/devices"): "device.carry",
+    ("PUT", "/api/shifts/{name}"): "shift.put",
+    ("PUT", "/api/work-grids/{work_grid_id}"): "work_grid.put",
+    ("DELETE", "/api/work-grids/{work_grid_id}"): "work_grid.delete",
+    ("POST", "/api/duty"): "duty.add",
+    ("POST", "/api/duty/schedule"): "duty.schedule",
 }
 
 

@@ -120,6 +120,23 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     assert done, "no verification task came back"
     assert all(dev.startswith("pv-") and result == "confirmed" and source == "task" and same
                and state == "attached" for dev, result, source, same, state in done)
+    # each vehicle's 监督员 carried it on duty over a work grid: the rates have their figures
+    from gridlink.gateway.rates import Rates
+    from gridlink.gateway.store import open_store
+
+    store = open_store(f"sqlite:///{data}/intake.sqlite")
+    try:
+        rows = {r["supervisor"]: r for r in Rates(store).table(period="all")["rows"]}
+        grids = store.fetchall("SELECT g.supervisor, COUNT(*) AS n FROM eval_work_grids g"
+                               " JOIN eval_work_cells c ON c.work_grid = g.id"
+                               " GROUP BY g.supervisor ORDER BY g.supervisor")
+    finally:
+        store.close()
+    assert [g["supervisor"] for g in grids] == ["jdy-01", "jdy-02"]
+    for sid, device in (("jdy-01", "pv-0001"), ("jdy-02", "pv-0002")):
+        assert rows[sid]["reported"] == sum(1 for _, d, src in reports
+                                            if d == device and src != "task")
+        assert rows[sid]["duty_hours"] > 0 and rows[sid]["reports_per_duty_hour"] > 0
 
 
 def test_ctrl_c_stops_everything_cleanly(tmp_path):

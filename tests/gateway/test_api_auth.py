@@ -14,6 +14,7 @@ import urllib.request
 
 import pytest
 from fastapi.routing import iter_route_contexts
+from gridlink.firmware.maps import HERE, open_map
 from gridlink.gateway.api import MIGRATIONS, create_app
 from gridlink.gateway.auth import policy, roles
 from gridlink.gateway.auth.accounts import Accounts
@@ -358,10 +359,17 @@ def test_every_state_changing_route_names_its_audit_action(store):
     assert changing | {("GET", "/api/session/oidc/callback")} == set(policy.AUDITED)
 
 
-def test_every_state_changing_route_writes_its_audit_entry(store, server, tokens):
+@pytest.fixture
+def mapped_server(store):
+    with serve(store, grid_map=open_map(HERE / "shangjie.glgm")) as srv:
+        yield srv
+
+
+def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server, tokens):
     """Each route of ``policy.AUDITED`` driven once, successfully: the trail's newest entry
     is its action, in the caller's name.  (The identity provider's answer is driven
     against a real provider in tests/gateway/auth/test_oidc.py.)"""
+    server = mapped_server
     api = Api(server.url, tokens)
     trail = create_app(store, migrate=False).state.audit
     rid, other = add_report(store, 1), add_report(store, 2)
@@ -400,6 +408,29 @@ def test_every_state_changing_route_writes_its_audit_entry(store, server, tokens
             lambda: (api.post(f"/api/tasks/{task['body']['id']}/dispatch", {})[0], "centre"),
         ("DELETE", "/api/assignments/{grid}"):
             lambda: (api.call("DELETE", "/api/assignments/410106001001001")[0], "centre"),
+        ("PUT", "/api/supervisors/{supervisor_id}"):
+            lambda: (api.call("PUT", "/api/supervisors/s01", {"name": "张三"})[0], "centre"),
+        ("POST", "/api/supervisors/{supervisor_id}/devices"):
+            lambda: (api.post("/api/supervisors/s01/devices", {"device": "pv-0001"})[0],
+                     "centre"),
+        ("PUT", "/api/shifts/{name}"):
+            lambda: (api.call("PUT", "/api/shifts/day", {"starts": "08:00", "ends": "16:00"})[0],
+                     "centre"),
+        ("PUT", "/api/work-grids/{work_grid_id}"):
+            lambda: (api.call("PUT", "/api/work-grids/wg1",
+                              {"supervisor": "s01", "shift": "day",
+                               "cells": ["410106001001"]})[0], "centre"),
+        ("POST", "/api/duty"):
+            lambda: (api.post("/api/duty", {"supervisor": "s01",
+                                            "on_at": "2026-11-28T00:00:00.000Z",
+                                            "off_at": "2026-11-28T08:00:00.000Z"})[0],
+                     "centre"),
+        ("POST", "/api/duty/schedule"):
+            lambda: (api.post("/api/duty/schedule", {"supervisor": "s01", "shift": "day",
+                                                     "first_day": "2026-11-29",
+                                                     "last_day": "2026-11-29"})[0], "centre"),
+        ("DELETE", "/api/work-grids/{work_grid_id}"):
+            lambda: (api.call("DELETE", "/api/work-grids/wg1")[0], "centre"),
         ("DELETE", "/api/session"):
             lambda: (request(server.url, "DELETE", "/api/session", None, cookie)[0], "desk"),
     }

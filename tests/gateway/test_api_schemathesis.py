@@ -14,9 +14,16 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from tests.support.intake_api import Tokens, add_report
 
-# one rule a JSON Schema cannot state: start_date..end_date spans at most 90 days (the
-# operation says so; the server answers 400)
-CROSS_FIELD = {"/open311/v2/requests.json": [positive_data_acceptance]}
+# rules a JSON Schema cannot state (each operation says so; the server answers 400):
+# start_date..end_date spans at most 90 days; a window's since comes before its until and
+# spans at most 366 (rates) or 31 (coverage) days; a duty period ends after it starts, a
+# schedule's last day is on or after its first; a shift's end differs from its start; a
+# work grid's cells are in the loaded map (none is loaded here); an evaluation date is a
+# real one (the pattern lets 30 February through)
+CROSS_FIELD = {path: [positive_data_acceptance] for path in (
+    "/open311/v2/requests.json", "/api/evaluation/rates", "/api/evaluation/coverage",
+    "/api/duty", "/api/duty/schedule", "/api/shifts/{name}",
+    "/api/work-grids/{work_grid_id}", "/api/evaluation/unvisited")}
 
 
 def run_operation(op, auth):
@@ -40,7 +47,8 @@ def test_the_server_answers_as_its_document_says(tmp_path):
     with BackgroundServer(app) as server:
         schema = schemathesis.openapi.from_url(server.url + "/openapi.json")
         operations = [result.ok() for result in schema.get_all_operations()]
-        assert len(operations) == 31
+        documented = sum(len(ops) for ops in app.openapi()["paths"].values())
+        assert len(operations) == documented >= 31     # every documented operation is run
         for op in operations:
             if op.path == "/api/events":
                 continue  # a stream that never ends

@@ -37,6 +37,9 @@ PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
 # a vehicle whose capture is missing replays the profile's bundled one.
 CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg25-g.log",
             "st-teseo-liv4f.log", "beidou-bd.log")
+# two shifts cover the day; each vehicle's 监督员 is on duty in both over its start's community
+SHIFTS = (("day", "08:00", "20:00"), ("night", "20:00", "08:00"))
+LATE_EVERY = 3  # every third 核实 task gets a 15 s deadline and its answer 30 s later: late
 GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
 DEMO_OPERATOR = "demo"  # 受理员 + 值班长: signs in on the board with a password printed at start
 GATEWAY_IDENTITY = f"{GATEWAY_CLIENT_ID}-0"  # its certificate's CN, granted by the shipped ACL
@@ -132,6 +135,8 @@ class District:
         self.devices = {}  # device id → (Popen, data dir, buttons)
         self.triggered = 0
         self.answered = set()
+        self.late = {}  # task id → when it was made, for the tasks answered late on purpose
+        self.tasks_made = 0
         self.started = time.monotonic()
         self.map_path = args.map or default_map()
         self.events = open(self.data / "demo-events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
@@ -199,6 +204,41 @@ class District:
         self.token, _ = accounts.issue_token(DEMO_OPERATOR, "demo scripts", roles=("viewer",),
                                              days=1)
 
+    def _roster(self):
+        """A 监督员 for each vehicle, carrying it, on duty yesterday and today in both
+        shifts, over the community (work grid) where the vehicle starts; what cannot be
+        set (a kept --data dir has it already, two starts in one community) is logged."""
+        from datetime import datetime, timedelta
+
+        from gridlink.firmware.maps import open_map
+        from gridlink.gateway.clock import CENTRE_TIME
+        from gridlink.gateway.queue import Conflict, Invalid
+
+        if not self.map_path:
+            return
+        grid_map = open_map(self.map_path, mapped=True)
+        roster = self.app.state.roster
+        for name, starts, ends in SHIFTS:
+            roster.put_shift(name, starts, ends)
+        today = datetime.now(CENTRE_TIME).date()
+        days = (str(today - timedelta(days=1)), str(today))
+        for n, device in enumerate(d for d in self.devices if d.startswith("pv-")):
+            sid = f"jdy-{n + 1:02d}"
+            roster.put_supervisor(sid, f"监督员{n + 1}")
+            cell = grid_map.locate(ORIGINS[n][1], ORIGINS[n][0])
+            steps = [lambda s=sid, d=device: roster.carry(s, d)]
+            for name, _, _ in SHIFTS:
+                if cell:
+                    steps.append(lambda s=sid, sh=name, c=cell: roster.put_work_grid(
+                        f"{s}-{sh}", supervisor=s, shift=sh, cells=[c[:12]]))
+                steps.append(lambda s=sid, sh=name: roster.schedule(s, sh, *days))
+            for step in steps:
+                try:
+                    step()
+                except (Conflict, Invalid) as exc:
+                    self._event("roster", supervisor=sid, error=str(exc))
+            self._event("roster", supervisor=sid, device=device, community=cell and cell[:12])
+
     def _device_argv(self, profile, device, ddir, origin=None, capture=None):
         argv = [sys.executable, "-m", "gridlink.cli", "device", "run", "--profile", profile,
                 "--data-dir", str(ddir), "--broker", self.broker_url, "--sim",
@@ -231,6 +271,7 @@ class District:
             self.devices[device] = (proc, ddir, buttons)
             self._event("started", name=device, pid=proc.pid, capture=capture and capture.name)
         self._wait_devices()
+        self._roster()
 
     def _wait_devices(self, timeout=60.0):
         """Until every device answers on its control socket (or one dies, or time is up)."""
@@ -350,8 +391,13 @@ class District:
         page = self.app.state.queue.list(status="pending", limit=20, source="button")
         for report in page["items"]:
             if report["lat"] is not None and not desk.list(report_id=report["id"]):
+                late = self.tasks_made % LATE_EVERY == LATE_EVERY - 1
                 task = desk.create(type="verify", report_id=report["id"],
-                                   operator=DEMO_OPERATOR, text="请核实 (demo)", deadline_s=600)
+                                   operator=DEMO_OPERATOR, text="请核实 (demo)",
+                                   deadline_s=15 if late else 600)
+                self.tasks_made += 1
+                if late:
+                    self.late[task["id"]] = time.monotonic()
                 self.app.state.audit.append(DEMO_OPERATOR, "task.create",
                                             target=f"task:{task['id']}", after=task)
                 self._event("task", task=task["id"], device=task["device"],
@@ -365,7 +411,8 @@ class District:
                 continue
             for task in self._control(ddir, {"cmd": "tasks"}).get("tasks") or []:
                 task_id = task.get("task")
-                if task_id in self.answered:
+                if task_id in self.answered or time.monotonic() - self.late.get(
+                        task_id, -1e9) < 30:
                     continue
                 answer = self._control(ddir, {"cmd": "answer", "task": task_id, "yes": True})
                 if answer.get("ok"):
