@@ -27,21 +27,34 @@ from .auth.audit import AuditTrail
 from .auth.errors import AccountError, Forbidden, LockedOut, Unauthenticated
 from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
+from .fleet_config import MIGRATIONS as FLEETCFG_MIGRATIONS
+from .fleet_config import FleetConfig
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
-from .routes import audit, dead_letters, events, fleet, grid, intake, photos, session, tasks
+from .routes import (
+    audit,
+    dead_letters,
+    events,
+    fleet,
+    fleet_config,
+    grid,
+    intake,
+    photos,
+    session,
+    tasks,
+)
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS
+MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + FLEETCFG_MIGRATIONS
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
-               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10):
+               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, config_key=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -52,7 +65,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
     origins; request bodies over ``body_limit`` bytes get 413; a client address may try
-    ``sign_in_limit`` sign-ins a minute.
+    ``sign_in_limit`` sign-ins a minute.  ``config_key`` (an Ed25519 private key) signs
+    the devices' configuration documents (desired state, ``fleet_config``).
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -64,6 +78,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
                     district=district)
     feed = events.ChangeFeed(store, desk, poll_interval)
+    fleet_cfg = FleetConfig(store, key=config_key, publisher=publisher, clock=clock,
+                            check_code=_class_check(names))
 
     app = FastAPI(
         title="gridlink intake API",
@@ -82,6 +98,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.add_middleware(SecurityHeaders)
     app.state.queue = queue
     app.state.tasks = desk
+    app.state.fleet_config = fleet_cfg
     app.state.accounts = accounts
     app.state.audit = trail
     app.state.on_report = desk.on_report
@@ -91,7 +108,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                                             proxies))
     app.include_router(intake.build_router(queue, desk, trail))
     app.include_router(audit.build_router(trail, queue, desk))
-    app.include_router(fleet.build_router(store))
+    app.include_router(fleet.build_router(store, fleet_cfg))
+    app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
     app.include_router(grid.build_router(grid_map))
@@ -114,6 +132,17 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     app.openapi = openapi
     return app
+
+
+def _class_check(names):
+    """``check(kind, code)``: None for a class of the default code book, else why not."""
+
+    def check(kind, code):
+        if names.names(kind, code)[1] is not None:
+            return None
+        return f"{kind} {code} is not a class of {names.default_standard}"
+
+    return check
 
 
 def _add_error_handlers(app):

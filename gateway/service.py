@@ -100,9 +100,16 @@ class Gateway:
     def __init__(self, *, broker, db, grid=None, http=None, photos=None, worker=0,
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
-                 codebooks=None, districts=None, crl=None, issued=None, web=None):
+                 codebooks=None, districts=None, crl=None, issued=None, web=None,
+                 config_key=None):
         """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
-        and trusted proxies."""
+        and trusted proxies; ``config_key`` is the PEM file of the key that signs the
+        devices' configuration documents (desired state)."""
+        self.config_key = None
+        if config_key:
+            from .fleet_config import load_key
+
+            self.config_key = load_key(config_key)
         if not is_nats_url(broker):  # a NATS user is the certificate, not a client id
             check_identity(tls, f"{client_id}-{worker}")
         try:
@@ -157,7 +164,8 @@ class Gateway:
         self.app = api.create_app(self.store, grid_map=self.grid_map, codebooks=self.codebooks,
                                   publisher=self.runtime.publish, photos_dir=self.photos_dir,
                                   cors_origins=self.web.cors_origins,
-                                  trusted_proxies=self.web.trusted_proxies)
+                                  trusted_proxies=self.web.trusted_proxies,
+                                  config_key=self.config_key)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)

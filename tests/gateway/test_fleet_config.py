@@ -1,0 +1,183 @@
+"""Desired state at the centre: a technician changes a group's configuration over the API
+(audited), each device of the group gets its own signed document, retained, on its
+``…/config`` topic (a real Mosquitto), and the fleet view compares desired with reported.
+A bad change is refused whole, naming the field, and nothing is stored or sent."""
+
+import json
+import queue
+
+import paho.mqtt.client as mqtt
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from gridlink.firmware.core import desired
+from gridlink.gateway.api import create_app
+from gridlink.gateway.fleet_config import public_hex
+from gridlink.gateway.httpserver import BackgroundServer
+
+from tests.gateway.test_api_tasks import Publisher, add_device
+from tests.support.intake_api import Api, Clock, Tokens
+
+KEY = Ed25519PrivateKey.generate()
+CHANGE = {"scope": "profile", "target": "patrol-vehicle",
+          "settings": {"buttons": {"garbage": {"kind": "event", "code": "07001"}},
+                       "status_interval_s": 30}}
+
+
+class Watcher:
+    """A client reading every device's retained configuration documents."""
+
+    def __init__(self, broker):
+        self.got = queue.Queue()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="cfg-watch")
+        self.client.on_message = lambda c, u, m: self.got.put((m.topic, m.payload, m.retain))
+        self.client.connect("127.0.0.1", broker.port)
+        self.client.subscribe("gridlink/v1/+/+/config", qos=1)
+        self.client.loop_start()
+
+    def take(self, n, timeout=15):
+        return sorted(self.got.get(timeout=timeout) for _ in range(n))
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+class RetainingPublisher(Publisher):
+    def __call__(self, topic, payload, qos=1, retain=False):
+        self.client.publish(topic, payload, qos=qos, retain=retain).wait_for_publish(5)
+
+
+@pytest.fixture
+def wired(store, broker, tmp_path):
+    pub = RetainingPublisher(broker)
+    app = create_app(store, clock=Clock(), publisher=pub, photos_dir=tmp_path / "photos",
+                     config_key=KEY)
+    tokens = Tokens(store, roles={"tech": ("technician",), "acc": ("acceptor",)})
+    with BackgroundServer(app) as server:
+        yield Api(server.url, tokens), app
+    pub.close()
+
+
+def report_version(store, device, version, refused=None):
+    """What a device's status says (the real device does this in tests/device)."""
+    with store.connect() as conn:
+        row = conn.execute(store.sql("SELECT status FROM devices WHERE device = ?"),
+                           (device,)).fetchone()
+        status = json.loads(row["status"] if isinstance(row, dict) else row[0])
+        status["config"] = {"version": version, "refused": refused}
+        conn.execute(store.sql("UPDATE devices SET status = ? WHERE device = ?"),
+                     (json.dumps(status), device))
+
+
+def test_a_group_change_reaches_each_device_signed_for_it_and_drift_is_shown(
+        wired, store, broker):
+    api, _ = wired
+    for device in ("pv-0001", "pv-0002"):
+        add_device(store, device)
+    add_device(store, "ft-0001", profile="fixed-terminal")
+    watch = Watcher(broker)
+    try:
+        status, change = api.post("/api/fleet/config", {**CHANGE, "operator": "tech"})
+        assert status == 201, change
+        assert change["version"] == 1 and change["devices"] == ["pv-0001", "pv-0002"]
+        assert change["sent"] == change["devices"]
+        watch.take(2)
+    finally:
+        watch.close()
+    late = Watcher(broker)                 # one subscribing later gets them, retained
+    try:
+        got = late.take(2)
+    finally:
+        late.close()
+    public = bytes.fromhex(public_hex(KEY))
+    for (topic, payload, retain), device in zip(got, ("pv-0001", "pv-0002"), strict=True):
+        assert topic == f"gridlink/v1/410106/{device}/config" and retain
+        doc = desired.check(payload, [public], device)
+        assert doc["version"] == 1 and doc["settings"] == CHANGE["settings"]
+    # a later change for one device wins over the group's for that device only
+    status, one = api.post("/api/fleet/config", {
+        "scope": "device", "target": "pv-0002",
+        "settings": {"buttons": {"garbage": {"kind": "event", "code": "06013"}}}})
+    assert status == 201 and one["devices"] == ["pv-0002"]
+    report_version(store, "pv-0001", 1)
+    report_version(store, "pv-0002", 1)
+    status, states = api.get("/api/fleet/config/devices")
+    by = {s["device"]: s for s in states}
+    assert (by["pv-0001"]["desired"], by["pv-0001"]["reported"], by["pv-0001"]["drift"]) == (
+        1, 1, False)
+    assert (by["pv-0002"]["desired"], by["pv-0002"]["drift"]) == (2, True)
+    assert by["pv-0002"]["differences"] == [
+        {"field": "buttons.garbage.code", "desired": "06013", "reported": "07001"}]
+    assert by["ft-0001"]["desired"] is None and not by["ft-0001"]["drift"]
+    # the fleet view carries the same, and a device's refusal
+    refusal = {"version": 2, "reason": "schema", "field": "settings.buttons.garbage.code",
+               "message": "99999 is not a class"}
+    report_version(store, "pv-0002", 1, refusal)
+    status, devices = api.get("/api/devices")
+    seen = {d["device"]: d["config"] for d in devices}
+    assert seen["pv-0002"]["drift"] and seen["pv-0002"]["last_refused"] == refusal
+    assert seen["pv-0001"] == {"desired": 1, "reported": 1, "drift": False,
+                               "differences": [], "last_refused": None}
+    # the change is on the audit trail in the technician's name
+    status, entries = api.get("/api/audit?target=config:1")
+    assert status == 200
+    assert [(e["actor"], e["action"]) for e in entries] == [("tech", "fleet.config")]
+    assert entries[0]["after"]["devices"] == ["pv-0001", "pv-0002"]
+
+
+@pytest.mark.parametrize("settings, words", [
+    ({"status_interval_s": 1}, "settings.status_interval_s: 1 is below the minimum 5"),
+    ({"buttons": {"garbage": {"kind": "event", "code": "99999"}}},
+     "settings.buttons.garbage.code: event 99999 is not a class"),
+    ({"board": "pi5"}, "settings.board: a centre may not set this"),
+    ({}, "give at least one setting"),
+])
+def test_a_bad_change_is_refused_naming_the_field_and_nothing_is_stored_or_sent(
+        wired, store, broker, settings, words):
+    api, _ = wired
+    add_device(store, "pv-0001")
+    watch = Watcher(broker)
+    try:
+        status, body = api.post("/api/fleet/config", {"scope": "device", "target": "pv-0001",
+                                                      "settings": settings})
+        assert status == 400 and words in body["detail"], body
+        assert api.get("/api/fleet/config") == (200, [])
+        with pytest.raises(queue.Empty):
+            watch.got.get(timeout=1)
+    finally:
+        watch.close()
+
+
+def test_only_fleet_technicians_change_configuration(wired, store):
+    api, _ = wired
+    add_device(store, "pv-0001")
+    status, _ = api.post("/api/fleet/config", {**CHANGE, "operator": "acc"})
+    assert status == 403
+    assert api.anonymous().post("/api/fleet/config", CHANGE)[0] == 401
+    assert api.call("GET", "/api/fleet/config", user="acc")[0] == 200
+    assert api.get("/api/fleet/config") == (200, [])
+
+
+def test_without_a_key_a_change_is_refused_with_the_fix(store, tmp_path):
+    app = create_app(store, clock=Clock(), photos_dir=tmp_path / "photos")
+    with BackgroundServer(app) as server:
+        api = Api(server.url, Tokens(store))
+        status, body = api.post("/api/fleet/config", CHANGE)
+    assert status == 400 and "--config-key" in body["detail"]
+
+
+def test_a_device_first_seen_later_gets_its_group_document_at_the_next_sync(wired, store,
+                                                                             broker):
+    api, app = wired
+    add_device(store, "pv-0001")
+    assert api.post("/api/fleet/config", CHANGE)[0] == 201
+    add_device(store, "pv-0003")
+    watch = Watcher(broker)                 # the retained one of pv-0001 arrives at once
+    try:
+        assert [t for t, _, _ in watch.take(1)] == ["gridlink/v1/410106/pv-0001/config"]
+        assert app.state.fleet_config.sync() == {1: ["pv-0003"]}
+        (topic, payload, _), = watch.take(1)
+        assert topic == "gridlink/v1/410106/pv-0003/config"
+        assert desired.check(payload, [bytes.fromhex(public_hex(KEY))], "pv-0003")["version"] == 1
+    finally:
+        watch.close()
