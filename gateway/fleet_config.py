@@ -17,6 +17,7 @@ from importlib import resources
 from pathlib import Path
 
 from ..firmware.core import desired
+from ..firmware.core.errors import CoreError
 from .clock import wire_time
 from .queue import Invalid, NotFound, system_clock
 from .store.sql import decode_json, one, rows, run
@@ -143,10 +144,12 @@ class FleetConfig:
         if not isinstance(settings, dict) or not (settings or map_sha256 or codebook):
             raise Invalid("settings: give at least one setting, a map or a code book")
         try:                        # the document check the devices make, before storing
-            desired.document("pv-0000", "000000", 1, settings, 1, map_sha256, codebook)
             desired.validate_settings(settings, self.schema, _search)
+            desired.document("pv-0000", "000000", 1, settings, 1, map_sha256, codebook)
         except desired.ConfigRefused as exc:
             raise Invalid(f"{exc.field or exc.reason}: {exc.message}") from None
+        except CoreError as exc:        # e.g. NaN, which JSON cannot carry to a device
+            raise Invalid(f"settings: {exc}") from None
         for bname, button in sorted(settings.get("buttons", {}).items()):
             why = self.check_code and self.check_code(button["kind"], button["code"])
             if why:

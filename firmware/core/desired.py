@@ -185,8 +185,13 @@ def _deref(schema, node):
 
 def validate_settings(settings, schema, pattern=None):
     """Raise ConfigRefused(schema) naming the first setting outside the profile schema."""
+    if not isinstance(settings, dict):
+        raise ConfigRefused("schema", "must be an object", "settings")
     for name in sorted(settings):
         value = settings[name]
+        if name != "buttons" and name not in SETTINGS:
+            raise ConfigRefused("schema", "a centre may not set this (it may set buttons, "
+                                + ", ".join(sorted(SETTINGS)) + ")", "settings." + name)
         if name == "buttons":
             _check_buttons(value, schema, pattern)
         else:

@@ -10,7 +10,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gridlink.firmware.core import desired
-from gridlink.gateway.api import create_app
+from gridlink.gateway.api import MIGRATIONS, create_app
 from gridlink.gateway.fleet_config import public_hex
 from gridlink.gateway.httpserver import BackgroundServer
 
@@ -181,3 +181,14 @@ def test_a_device_first_seen_later_gets_its_group_document_at_the_next_sync(wire
         assert desired.check(payload, [bytes.fromhex(public_hex(KEY))], "pv-0003")["version"] == 1
     finally:
         watch.close()
+
+
+def test_a_value_json_cannot_carry_to_a_device_is_refused(store, tmp_path):
+    from gridlink.gateway.fleet_config import FleetConfig
+    from gridlink.gateway.queue import Invalid
+
+    store.migrate(extra=MIGRATIONS)
+    fleet = FleetConfig(store, key=KEY)
+    with pytest.raises(Invalid, match=r"settings\.track_interval_s: must be number"):
+        fleet.change("device", "pv-0001", {"track_interval_s": float("nan")})
+    assert fleet.changes() == []
