@@ -206,6 +206,7 @@ def _check_buttons(value, schema, pattern):
     props = _node(schema, BUTTON_SCHEMA)
     for name in sorted(value):
         field = "settings.buttons." + name
+        check_value(name, _deref(schema, props["name"]), field, schema, pattern)
         button = value[name]
         if not isinstance(button, dict) or "kind" not in button or "code" not in button:
             raise ConfigRefused("schema", "needs kind and code", field)

@@ -1,13 +1,36 @@
 """Desired state's routes: change a device's or a group's configuration (fleet technicians,
 audited), show each device's desired and reported configuration, and the drift."""
 
-from typing import Any
+from typing import Literal
 
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, Field
 
 from .acting import Acting
 from .bodies import BAD, DEVICE, NOT_FOUND
+
+BUTTON_NAME = r"^[a-z][a-z0-9_]{0,23}$"
+
+
+class ButtonClass(BaseModel):
+    model_config = {"extra": "forbid"}
+
+    kind: Literal["event", "component"] = Field(..., description="event (事件) or component (部件)")
+    code: str = Field(..., pattern=r"^[0-9]{4,6}$", description="a class of the code book")
+    text: str | None = Field(None, max_length=256, description="the report's text")
+
+
+class Settings(BaseModel):
+    """The profile settings a centre may change (bounds: device_profiles/schema.json)."""
+
+    model_config = {"extra": "forbid"}
+
+    buttons: dict[str, ButtonClass] | None = Field(
+        None, description="button name → the class it reports")
+    track_interval_s: float | None = Field(None, ge=1, le=3600)
+    status_interval_s: float | None = Field(None, ge=5, le=3600)
+    photo_max_bytes: int | None = Field(None, ge=20000, le=2000000)
+    max_fix_age_s: float | None = Field(None, ge=1, le=600)
 
 
 class ConfigBody(BaseModel):
@@ -16,10 +39,8 @@ class ConfigBody(BaseModel):
                                    "device of a profile, or a list of devices")
     target: str | list[str] = Field(..., description="device id, 6-digit district code, "
                                                      "profile name, or a list of device ids")
-    settings: dict[str, Any] = Field(
-        default_factory=dict,
-        description="any of buttons {name: {kind, code, text}}, track_interval_s, "
-                    "status_interval_s, photo_max_bytes, max_fix_age_s")
+    settings: Settings = Field(..., description="what to change; settings left out keep "
+                                                "what earlier changes set")
     map: str | None = Field(None, pattern="^[0-9a-f]{64}$",
                             description="sha256 of the grid map the devices must hold")
     codebook: str | None = Field(None, max_length=80,
@@ -35,7 +56,8 @@ def build_router(fleet, trail):
                  summary="Change the configuration of a device or a group; sign and send it")
     def change(body: ConfigBody, request: Request):
         me = Acting(trail, request)
-        done = fleet.change(body.scope, body.target, body.settings, body.map, body.codebook,
+        settings = body.settings.model_dump(exclude_none=True)
+        done = fleet.change(body.scope, body.target, settings, body.map, body.codebook,
                             operator=me.name)
         me.append("fleet.config", target=f"config:{done['version']}",
                   after={k: done[k] for k in ("scope", "target", "settings", "map", "codebook",
@@ -46,8 +68,9 @@ def build_router(fleet, trail):
     def changes(limit: int = Query(100, ge=1, le=500)):
         return fleet.changes(limit)
 
-    @router.get("/api/fleet/config/devices", summary="Each device's desired and reported "
-                "configuration, drift and last refusal")
+    @router.get("/api/fleet/config/devices", responses=NOT_FOUND,
+                summary="Each device's desired and reported configuration, drift and last "
+                        "refusal")
     def states(device: str | None = Query(None, pattern=DEVICE)):
         return fleet.states(device)
 

@@ -60,7 +60,7 @@ def test_set_show_and_diff(centre, capsys):
 
 @pytest.mark.parametrize("argv, words", [
     (["--device", "pv-0001", "--status-interval", "2"],
-     "400 settings.status_interval_s: 2.0 is below the minimum 5"),
+     "422 settings.status_interval_s: Input should be greater than or equal to 5"),
     (["--device", "pv-0001", "--button", "garbage"], "give NAME=KIND:CODE[:TEXT]"),
     (["--device", "PV 1", "--status-interval", "30"], "400"),
 ])

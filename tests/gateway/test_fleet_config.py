@@ -125,22 +125,25 @@ def test_a_group_change_reaches_each_device_signed_for_it_and_drift_is_shown(
     assert entries[0]["after"]["devices"] == ["pv-0001", "pv-0002"]
 
 
-@pytest.mark.parametrize("settings, words", [
-    ({"status_interval_s": 1}, "settings.status_interval_s: 1 is below the minimum 5"),
-    ({"buttons": {"garbage": {"kind": "event", "code": "99999"}}},
+@pytest.mark.parametrize("settings, code, words", [
+    ({"status_interval_s": 1}, 422, "['body', 'settings', 'status_interval_s']"),
+    ({"buttons": {"garbage": {"kind": "event", "code": "99999"}}}, 400,
      "settings.buttons.garbage.code: event 99999 is not a class"),
-    ({"board": "pi5"}, "settings.board: a centre may not set this"),
-    ({}, "give at least one setting"),
+    ({"buttons": {"Garbage!": {"kind": "event", "code": "06010"}}}, 400,
+     'settings.buttons.Garbage!: "Garbage!" does not have the form'),
+    ({"board": "pi5"}, 422, "['body', 'settings', 'board']"),
+    ({}, 400, "give at least one setting"),
 ])
 def test_a_bad_change_is_refused_naming_the_field_and_nothing_is_stored_or_sent(
-        wired, store, broker, settings, words):
+        wired, store, broker, settings, code, words):
     api, _ = wired
     add_device(store, "pv-0001")
     watch = Watcher(broker)
     try:
         status, body = api.post("/api/fleet/config", {"scope": "device", "target": "pv-0001",
                                                       "settings": settings})
-        assert status == 400 and words in body["detail"], body
+        shown = body["detail"] if code == 400 else str([d["loc"] for d in body["detail"]])
+        assert status == code and words in shown, body
         assert api.get("/api/fleet/config") == (200, [])
         with pytest.raises(queue.Empty):
             watch.got.get(timeout=1)

@@ -62,12 +62,20 @@ class Client:
                 return json.loads(resp.read() or b"null")
         except urllib.error.HTTPError as err:
             try:
-                detail = json.loads(err.read()).get("detail")
+                detail = _detail(json.loads(err.read()).get("detail"))
             except (ValueError, AttributeError):
                 detail = None
             raise FleetError(f"{method} {path}: {err.code} {detail or err.reason}") from None
         except urllib.error.URLError as exc:
             raise FleetError(f"{self.base}: {exc.reason}") from None
+
+
+def _detail(detail):
+    """An error body's ``detail``: text as it is, a validation list as ``field: message``."""
+    if isinstance(detail, list):
+        return "; ".join(".".join(str(p) for p in d.get("loc", [])[1:]) + ": " + d.get("msg", "")
+                         for d in detail if isinstance(d, dict))
+    return detail
 
 
 def client_of(args):
