@@ -5,6 +5,7 @@ The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``) wi
 """
 
 import logging
+import threading
 from pathlib import Path
 
 from gridlink.firmware.codebooks import load_books
@@ -101,11 +102,16 @@ class Gateway:
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None, districts=None, crl=None, issued=None, web=None,
-                 config_key=None):
+                 config_key=None, config_sync_s=30.0):
         """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
         and trusted proxies; ``config_key`` is the PEM file of the key that signs the
-        devices' configuration documents (desired state)."""
+        devices' configuration documents (desired state), sent again every
+        ``config_sync_s`` seconds to devices first seen since a change and after a failed
+        publish."""
         self.config_key = None
+        self.config_sync_s = config_sync_s
+        self._config_stop = threading.Event()
+        self._config_thread = None
         if config_key:
             from .fleet_config import load_key
 
@@ -190,9 +196,29 @@ class Gateway:
         if self.http:
             self.http.start()
             log.info("HTTP on %s", self.http.url)
+        fleet = getattr(getattr(self.app, "state", None), "fleet_config", None)
+        if fleet is not None and self.config_key is not None:
+            self._config_thread = threading.Thread(target=self._sync_config, args=(fleet,),
+                                                   name="config-sync", daemon=True)
+            self._config_thread.start()
         return self
 
+    def _sync_config(self, fleet):
+        """Desired state: sign and send what devices first seen since a change, or whose
+        document could not be published, still lack."""
+        while not self._config_stop.wait(self.config_sync_s):
+            try:
+                sent = fleet.sync()
+            except Exception:  # the store is away for a moment: the next round tries again
+                log.exception("configuration sync failed")
+                continue
+            for version, devices in sent.items():
+                log.info("configuration version %s sent to %s", version, ", ".join(devices))
+
     def stop(self):
+        self._config_stop.set()
+        if self._config_thread is not None:
+            self._config_thread.join(timeout=10)
         self.runtime.stop()
         if self.http:
             self.http.stop()

@@ -195,3 +195,29 @@ def test_a_value_json_cannot_carry_to_a_device_is_refused(store, tmp_path):
     with pytest.raises(Invalid, match=r"settings\.track_interval_s: must be number"):
         fleet.change("device", "pv-0001", {"track_interval_s": float("nan")})
     assert fleet.changes() == []
+
+
+def test_the_running_gateway_sends_a_device_first_seen_later_its_document(broker, tmp_path):
+    """``gridlink gateway run --config-key``: a device that reports after a group change
+    gets the group's document at the next sync round, without another change."""
+    from gridlink.fleet.config import make_key
+    from gridlink.gateway.service import Gateway
+
+    make_key(tmp_path / "config.pem")
+    gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
+                 http="127.0.0.1:0", photos=str(tmp_path / "photos"),
+                 config_key=str(tmp_path / "config.pem"), config_sync_s=0.5).start()
+    watch = Watcher(broker)
+    try:
+        add_device(gw.store, "pv-0001")
+        api = Api(gw.http.url, Tokens(gw.store))
+        assert api.post("/api/fleet/config", CHANGE)[0] == 201
+        assert [t for t, _, _ in watch.take(1)] == ["gridlink/v1/410106/pv-0001/config"]
+        add_device(gw.store, "pv-0009")                   # its first status arrives
+        (topic, payload, _), = watch.take(1)
+        assert topic == "gridlink/v1/410106/pv-0009/config"
+        public = (tmp_path / "config.pem.pub").read_text().strip()
+        assert desired.check(payload, [bytes.fromhex(public)], "pv-0009")["version"] == 1
+    finally:
+        watch.close()
+        gw.stop()
