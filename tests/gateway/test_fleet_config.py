@@ -11,8 +11,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gridlink.firmware.core import desired
 from gridlink.gateway.api import MIGRATIONS, create_app
-from gridlink.gateway.fleet_config import public_hex
+from gridlink.gateway.fleet_config import differences, merge, public_hex
 from gridlink.gateway.httpserver import BackgroundServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.gateway.test_api_tasks import Publisher, add_device
 from tests.support.intake_api import Api, Clock, Tokens
@@ -221,3 +223,35 @@ def test_the_running_gateway_sends_a_device_first_seen_later_its_document(broker
     finally:
         watch.close()
         gw.stop()
+
+
+SETTING = st.sampled_from(["track_interval_s", "status_interval_s", "photo_max_bytes",
+                           "max_fix_age_s"])
+BUTTONS = st.dictionaries(st.sampled_from(["garbage", "parking", "road"]),
+                          st.fixed_dictionaries({"kind": st.just("event"),
+                                                 "code": st.sampled_from(["06010", "07001"])}),
+                          max_size=2)
+CHANGES = st.lists(st.fixed_dictionaries({
+    "settings": st.dictionaries(SETTING, st.integers(5, 600), max_size=3).flatmap(
+        lambda s: BUTTONS.map(lambda b: {**s, **({"buttons": b} if b else {})})),
+    "map": st.none() | st.sampled_from(["a" * 64, "b" * 64])}), max_size=5)
+
+
+@settings(deadline=None)
+@given(CHANGES)
+def test_later_changes_win_setting_by_setting_and_differences_name_each_field(changes):
+    merged = merge(changes)
+    for name in ("track_interval_s", "status_interval_s", "photo_max_bytes", "max_fix_age_s"):
+        last = [c["settings"][name] for c in changes if name in c["settings"]]
+        assert merged["settings"].get(name) == (last[-1] if last else None)
+    for button in ("garbage", "parking", "road"):
+        last = [c["settings"]["buttons"][button] for c in changes
+                if button in c["settings"].get("buttons", {})]
+        assert merged["settings"].get("buttons", {}).get(button) == (last[-1] if last else None)
+    maps = [c["map"] for c in changes if c["map"]]
+    assert merged["map"] == (maps[-1] if maps else None)
+    assert differences(merged["settings"], merged["settings"]) == []
+    if changes:
+        first = merge(changes[:1])["settings"]
+        for d in differences(merged["settings"], first):
+            assert d["desired"] != d["reported"]
