@@ -26,9 +26,12 @@ from .auth.accounts import Accounts
 from .auth.audit import AuditTrail
 from .auth.errors import AccountError, Forbidden, LockedOut, Unauthenticated
 from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
+from .auth.oidc import MIGRATIONS as OIDC_MIGRATIONS
+from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .fleet_config import MIGRATIONS as FLEETCFG_MIGRATIONS
 from .fleet_config import FleetConfig
+from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
 from .routes import (
@@ -39,22 +42,26 @@ from .routes import (
     fleet_config,
     grid,
     intake,
+    metrics,
     photos,
     session,
     tasks,
 )
+from .routes import oidc as oidc_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + FLEETCFG_MIGRATIONS
+MIGRATIONS = (QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + OIDC_MIGRATIONS
+              + FLEETCFG_MIGRATIONS)
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
-               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, config_key=None):
+               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
+               config_key=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -65,8 +72,11 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
     origins; request bodies over ``body_limit`` bytes get 413; a client address may try
-    ``sign_in_limit`` sign-ins a minute.  ``config_key`` (an Ed25519 private key) signs
-    the devices' configuration documents (desired state, ``fleet_config``).
+    ``sign_in_limit`` sign-ins a minute.  ``gauges`` (a ``gateway.metrics.Metrics``; default
+    an empty one) is served on ``/metrics`` to READ callers.  ``oidc`` (an
+    ``auth.oidc.OidcSettings``) lets people sign in through the city's identity provider.
+    ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
+    (desired state, ``fleet_config``).
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -104,8 +114,11 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.on_report = desk.on_report
     _add_error_handlers(app)
 
-    app.include_router(session.build_router(accounts, trail, RateLimit(sign_in_limit, 60.0),
-                                            proxies))
+    limiter = RateLimit(sign_in_limit, 60.0)
+    app.include_router(session.build_router(accounts, trail, limiter, proxies))
+    app.include_router(oidc_routes.build_router(OidcClient(oidc) if oidc else None,
+                                                OidcLinks(store, accounts, trail), accounts, trail,
+                                                limiter, proxies))
     app.include_router(intake.build_router(queue, desk, trail))
     app.include_router(audit.build_router(trail, queue, desk))
     app.include_router(fleet.build_router(store, fleet_cfg))
@@ -117,6 +130,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
     app.include_router(open311.build_router(queue, names))
+    app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
 
     @app.get("/", include_in_schema=False)
     def root():
@@ -182,6 +196,10 @@ def _add_error_handlers(app):
         response = error(request, 429, {"detail": str(exc)})
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
+
+    @app.exception_handler(OidcRefused)
+    async def _oidc_refused(request, exc):
+        return error(request, exc.status, {"detail": str(exc)})
 
     @app.exception_handler(AccountError)
     async def _account(request, exc):

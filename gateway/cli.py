@@ -40,6 +40,10 @@ def register(parser):
     run.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
                      help="a reverse proxy (address or network) whose X-Forwarded-For / "
                           "X-Forwarded-Proto are believed (repeatable; default: none)")
+    run.add_argument("--oidc", metavar="FILE",
+                     help="sign people in through the city's identity provider (OpenID "
+                          "Connect): a TOML file with issuer, client_id, client_secret and "
+                          "[roles] (docs/security.md); chmod 600")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -160,7 +164,7 @@ def cmd_run(args):
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
                  issued=args.issued, config_key=args.config_key,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
-                                args.trusted_proxy))
+                                args.trusted_proxy, oidc=args.oidc))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:

@@ -1,7 +1,8 @@
 """Assemble one gateway worker: store, judge, runtime, and the HTTP side.
 
-The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``) with
-``/metrics`` added, when that module is installed; otherwise only ``/metrics``.
+The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``), whose
+``/metrics`` needs a READ token, when that module is installed; otherwise only an open
+``/metrics``.
 """
 
 import logging
@@ -72,10 +73,10 @@ def check_identity(tls, client_id):
 
 class WebOptions:
     """The HTTP side's settings: a TLS certificate and key (PEM; HTTPS and HSTS when set),
-    the origins CORS is opened to (none: closed), and the reverse proxies whose forwarded
-    headers are believed."""
+    the origins CORS is opened to (none: closed), the reverse proxies whose forwarded
+    headers are believed, and the city's identity provider (``oidc``: its TOML file)."""
 
-    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=()):
+    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -90,6 +91,11 @@ class WebOptions:
         except ValueError as exc:
             raise ConfigError(f"--trusted-proxy: {exc}") from None
         self.trusted_proxies = tuple(trusted_proxies)
+        self.oidc = None
+        if oidc:
+            from .auth.oidc import OidcSettings
+
+            self.oidc = OidcSettings.load(oidc)
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -171,19 +177,11 @@ class Gateway:
                                   publisher=self.runtime.publish, photos_dir=self.photos_dir,
                                   cors_origins=self.web.cors_origins,
                                   trusted_proxies=self.web.trusted_proxies,
+                                  gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)
-        from starlette.responses import Response
-
-        metrics = self.metrics
-
-        async def metrics_endpoint(request):
-            body, ctype = metrics.render()
-            return Response(body, media_type=ctype)
-
-        self.app.add_route("/metrics", metrics_endpoint, methods=["GET"])
         self.http = BackgroundServer(self.app, host, port, **self.web.tls())
 
     @property

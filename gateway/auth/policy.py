@@ -17,6 +17,10 @@ POLICY = {
     ("POST", "/api/session"): PUBLIC,
     ("GET", "/api/session"): SIGNED_IN,
     ("DELETE", "/api/session"): SIGNED_IN,
+    # signing in through the city's identity provider (OpenID Connect)
+    ("GET", "/api/session/providers"): PUBLIC,
+    ("GET", "/api/session/oidc"): PUBLIC,
+    ("GET", "/api/session/oidc/callback"): PUBLIC,
     # the intake queue
     ("GET", "/api/reports"): roles.READ,
     ("GET", "/api/reports/{report_id}"): roles.READ,
@@ -52,9 +56,29 @@ POLICY = {
     ("GET", "/open311/v2/services.json"): PUBLIC,
     ("GET", "/open311/v2/requests.json"): roles.READ,
     ("GET", "/open311/v2/requests/{request_id}.json"): roles.READ,
+    # Prometheus scrapes with a read-only (只读) token
+    ("GET", "/metrics"): roles.READ,
 }
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+# Every route that changes state, and the audit action it writes (``auth.audit``): every
+# non-GET route, and the one GET that changes something (the identity provider's answer
+# opens a session).  The tests walk the app's routes against this table and drive each.
+AUDITED = {
+    ("POST", "/api/session"): "session.open",           # session.failed when refused
+    ("DELETE", "/api/session"): "session.close",
+    ("GET", "/api/session/oidc/callback"): "session.open",  # session.failed when refused
+    ("POST", "/api/reports/{report_id}/claim"): "report.claim",
+    ("POST", "/api/reports/{report_id}/release"): "report.release",
+    ("POST", "/api/reports/{report_id}/accept"): "report.accept",
+    ("POST", "/api/reports/{report_id}/reject"): "report.reject",
+    ("PUT", "/api/assignments/{grid}"): "assignment.put",
+    ("DELETE", "/api/assignments/{grid}"): "assignment.delete",
+    ("POST", "/api/tasks"): "task.create",
+    ("POST", "/api/tasks/{task_id}/dispatch"): "task.dispatch",
+    ("POST", "/api/fleet/config"): "fleet.config",
+}
 
 
 def required(method, path):

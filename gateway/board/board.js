@@ -429,6 +429,26 @@ function showSignIn(why) {
   $("si-error").textContent = why && why !== "sign in first (the board) or send an API token" ? why : "";
   $("signin-pane").hidden = false;
   $("si-user").focus();
+  offerProviders();
+}
+
+// The city's identity provider, when the gateway has one: a button to its sign-in page
+// (the gateway sends the browser there and back, then to this page, signed in).
+async function offerProviders() {
+  let providers = [];
+  try {
+    const resp = await fetch("/api/session/providers", { credentials: "same-origin" });
+    if (resp.ok) providers = await resp.json();
+  } catch (err) {
+    providers = [];
+  }
+  $("signin-providers").replaceChildren(...providers.map((p) => {
+    const a = document.createElement("a");
+    a.className = "provider";
+    a.href = p.start;
+    a.textContent = `使用${p.label}登录`;
+    return a;
+  }));
 }
 
 async function signIn(ev) {
