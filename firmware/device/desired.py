@@ -6,8 +6,9 @@ The applied document is kept as the signed wire message in ``<data-dir>/desired.
 rename it over ``desired.json``, fsync the folder, then use the new profile.  A power cut
 before the rename leaves the old document, after it the new one; at start the kept
 message is verified again, so a file from anywhere but the centre is never used.  A
-refused document changes nothing; the refusal is kept in ``desired-refused.json`` and
-reported in every status until a document is applied.
+refused document changes nothing — nor does one that cannot be written (reason
+``storage``: a full or read-only disk); the refusal is kept in ``desired-refused.json``
+and reported in every status until a document is applied.
 """
 
 import hashlib
@@ -140,7 +141,12 @@ class DesiredState:
             doc, merged = self._judge(message, applied=self.version)
         except ConfigRefused as exc:
             return self._refuse(exc, _version_of(message))
-        self._write(message, doc, claimed)
+        try:
+            self._write(message, doc, claimed)
+        except OSError as exc:              # a full or read-only disk: nothing changed
+            (self.dir / (APPLIED + ".new")).unlink(missing_ok=True)
+            why = ConfigRefused("storage", f"not kept on disk: {exc.strerror or exc}")
+            return self._refuse(why, doc["version"])
         self.doc, self.profile, self.sha256 = doc, merged, claimed
         if self.refused is not None:
             self.refused = None

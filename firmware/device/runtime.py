@@ -215,10 +215,13 @@ class Device:
 
     def _on_config(self, message):
         """A configuration document from the centre: applied whole, or refused whole."""
-        with self.report_lock:
-            profile = self.desired.offer(message)
-            if profile is not None:
-                self._use(profile)
+        try:
+            with self.report_lock:
+                profile = self.desired.offer(message)
+                if profile is not None:
+                    self._use(profile)
+        except Exception:  # the device runs on: the MQTT thread must not die of it
+            log.exception("configuration document not applied")
         self.delivery.request_status()
 
     def stop(self):

@@ -140,3 +140,28 @@ def test_the_centre_key_file_is_checked(tmp_path):
     (tmp_path / "bad").write_text("not-a-key\n")
     with pytest.raises(DeviceError, match="is not a 64-hex-digit Ed25519 public key"):
         read_keys(tmp_path / "bad")
+
+
+def test_a_document_that_cannot_be_kept_on_a_full_disk_is_refused_and_nothing_changes(
+        tmp_path):
+    from tests.support.tmpfs import tmpfs
+
+    with tmpfs(tmp_path / "disk", "64k") as disk:
+        state = keeper(disk)
+        state.offer(message(2, GOOD))
+        filler = disk / "filler"
+        with open(filler, "wb", buffering=0) as f:  # fill the disk to the last block
+            try:
+                while True:
+                    f.write(b"x" * 512)
+            except OSError:
+                pass
+        assert state.offer(message(3, {"status_interval_s": 45})) is None
+        assert state.refused["reason"] == "storage" and state.refused["version"] == 3
+        assert "No space left" in state.refused["message"]
+        assert state.version == 2 and state.profile["status_interval_s"] == 30
+        assert not (disk / (APPLIED + ".new")).exists()
+        assert keeper(disk).version == 2
+        filler.unlink()                              # room again: the next copy applies
+        assert state.offer(message(3, {"status_interval_s": 45}))["status_interval_s"] == 45
+        assert keeper(disk).status() == {"version": 3, "refused": None}
