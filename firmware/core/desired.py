@@ -167,9 +167,13 @@ def _check_doc(doc):
                                 + ", ".join(sorted(SETTINGS)) + ")", "settings." + k)
 
 
-def _node(schema, path):
+def _node(schema, path, field):
+    """The schema node at ``path``; a schema without it (a sensor node's, which has no
+    buttons) refuses the setting."""
     node = schema
     for part in path:
+        if not isinstance(node, dict) or part not in node:
+            raise ConfigRefused("schema", "this device has no such setting", field)
         node = node[part]
     return _deref(schema, node)
 
@@ -195,15 +199,15 @@ def validate_settings(settings, schema, pattern=None):
         if name == "buttons":
             _check_buttons(value, schema, pattern)
         else:
-            check_value(value, _node(schema, SETTINGS[name][1]), "settings." + name,
-                        schema, pattern)
+            field = "settings." + name
+            check_value(value, _node(schema, SETTINGS[name][1], field), field, schema, pattern)
 
 
 def _check_buttons(value, schema, pattern):
     if not isinstance(value, dict) or not value:
         raise ConfigRefused("schema", "an object {button name: {kind, code, text}}",
                             "settings.buttons")
-    props = _node(schema, BUTTON_SCHEMA)
+    props = _node(schema, BUTTON_SCHEMA, "settings.buttons")
     for name in sorted(value):
         field = "settings.buttons." + name
         check_value(name, _deref(schema, props["name"]), field, schema, pattern)

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import sys
 
 from ..errors import DeviceError
@@ -45,8 +46,10 @@ def register(parser):
     p.add_argument("--reconnect-max", type=float, default=30.0,
                    help="longest wait between broker reconnects, seconds (backoff cap)")
     p.add_argument("--config-keys", metavar="FILE",
+                   default=os.environ.get("GRIDLINK_CONFIG_KEYS") or None,
                    help="the centre's configuration keys (64 hex digits a line; "
-                   "`gridlink fleet config key`): without them every document is refused")
+                   "`gridlink fleet config key`; default: $GRIDLINK_CONFIG_KEYS, which "
+                   "provisioning sets): without them every document is refused")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_run)
 
