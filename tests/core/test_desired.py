@@ -166,3 +166,17 @@ def test_micropython_checks_the_same_documents():
     assert out == {"good": 2, "wrong-key": ["signature", None],
                    "other-device": ["device", "device"], "applied": ["older", "version"],
                    "too-fast": ["schema", "settings.status_interval_s"]}
+
+
+def test_every_setting_a_centre_may_change_is_a_node_of_the_profile_schema():
+    schema = load_schema()
+    profile = load_profile("patrol-vehicle")
+    for name, (path, node_path) in desired.SETTINGS.items():
+        node = desired._node(schema, node_path, name)
+        assert {"type", "minimum", "maximum"} <= set(node), name
+        value = profile
+        for part in path:                       # and lands where the profile holds it
+            value = value[part]
+        desired.check_value(value, node, name)
+    for field in desired.BUTTON_FIELDS:
+        assert field in desired._node(schema, desired.BUTTON_SCHEMA, "buttons")
