@@ -30,6 +30,8 @@ from .auth.oidc import MIGRATIONS as OIDC_MIGRATIONS
 from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .coverage import Coverage
+from .fleet_config import MIGRATIONS as FLEETCFG_MIGRATIONS
+from .fleet_config import FleetConfig
 from .gridindex import RasterLocator
 from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
@@ -44,6 +46,7 @@ from .routes import (
     evaluation,
     events,
     fleet,
+    fleet_config,
     grid,
     intake,
     metrics,
@@ -64,13 +67,15 @@ MIGRATIONS = (
     *OIDC_MIGRATIONS,
     *ROSTER_MIGRATIONS,
     *RATE_MIGRATIONS,
+    *FLEETCFG_MIGRATIONS,
 )
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
-               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None):
+               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
+               config_key=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -84,6 +89,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``sign_in_limit`` sign-ins a minute.  ``gauges`` (a ``gateway.metrics.Metrics``; default
     an empty one) is served on ``/metrics`` to READ callers.  ``oidc`` (an
     ``auth.oidc.OidcSettings``) lets people sign in through the city's identity provider.
+    ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
+    (desired state, ``fleet_config``).
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -97,6 +104,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     feed = events.ChangeFeed(store, desk, poll_interval)
     roster = Roster.over_map(store, grid_map, clock=clock)
     coverage = Coverage(store, roster, _cell_locator(grid_map))
+    fleet_cfg = FleetConfig(store, key=config_key, publisher=publisher, clock=clock,
+                            check_code=_class_check(names))
 
     app = FastAPI(
         title="gridlink intake API",
@@ -115,6 +124,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.add_middleware(SecurityHeaders)
     app.state.queue = queue
     app.state.tasks = desk
+    app.state.fleet_config = fleet_cfg
     app.state.accounts = accounts
     app.state.audit = trail
     app.state.on_report = desk.on_report
@@ -128,7 +138,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                                                 limiter, proxies))
     app.include_router(intake.build_router(queue, desk, trail))
     app.include_router(audit.build_router(trail, queue, desk))
-    app.include_router(fleet.build_router(store))
+    app.include_router(fleet.build_router(store, fleet_cfg))
+    app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
     app.include_router(grid.build_router(grid_map))
@@ -153,6 +164,17 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     app.openapi = openapi
     return app
+
+
+def _class_check(names):
+    """``check(kind, code)``: None for a class of the default code book, else why not."""
+
+    def check(kind, code):
+        if names.names(kind, code)[1] is not None:
+            return None
+        return f"{kind} {code} is not a class of {names.default_standard}"
+
+    return check
 
 
 def _add_error_handlers(app):

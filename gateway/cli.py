@@ -69,6 +69,9 @@ def register(parser):
     run.add_argument("--ack-ids-max", type=int, default=ACK_IDS_MAX,
                      help=f"report ids in one ack to a device (grouped acks, 1 to "
                           f"{ACK_IDS_MAX}; 1 for devices that read only one id an ack)")
+    run.add_argument("--config-key", metavar="FILE",
+                     help="Ed25519 key (PEM) signing the devices' configuration documents "
+                          "(`gridlink fleet config key FILE`); without it changes are refused")
     run.add_argument("--log-level", default="info")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
@@ -159,7 +162,7 @@ def cmd_run(args):
                  batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
                  pending_max=args.pending_max, ack_qos=args.ack_qos,
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
-                 issued=args.issued,
+                 issued=args.issued, config_key=args.config_key,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc))
     children = {}

@@ -34,6 +34,11 @@ POLICY = {
     # the fleet
     ("GET", "/api/devices"): roles.READ,
     ("GET", "/api/dead-letters"): roles.READ,
+    # desired state: fleet technicians change it, anyone who reads sees it
+    ("POST", "/api/fleet/config"): roles.FLEET,
+    ("GET", "/api/fleet/config"): roles.READ,
+    ("GET", "/api/fleet/config/devices"): roles.READ,
+    ("GET", "/api/fleet/config/devices/{device}"): roles.READ,
     # tasks and grid assignments
     ("GET", "/api/assignments"): roles.READ,
     ("PUT", "/api/assignments/{grid}"): roles.ASSIGN,
@@ -95,6 +100,7 @@ AUDITED = {
     ("DELETE", "/api/work-grids/{work_grid_id}"): "work_grid.delete",
     ("POST", "/api/duty"): "duty.add",
     ("POST", "/api/duty/schedule"): "duty.schedule",
+    ("POST", "/api/fleet/config"): "fleet.config",
 }
 
 

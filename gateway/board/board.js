@@ -236,8 +236,21 @@ function renderDevices(devices) {
       d.refused ? el("div", { class: "r-meta refused", title: d.last_refused.reason,
                               text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null,
       d.id_reused ? el("div", { class: "r-meta refused id-reused",
-                                text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null));
+                                text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null,
+      configLine(d.config)));
   }
+}
+
+// desired state: the configuration version desired against the one the device reports
+function configLine(c) {
+  if (!c || (c.desired == null && c.reported == null && !c.last_refused)) return null;
+  const drift = c.drift ? ` · drift: ${c.differences.map((x) => x.field).join(", ") || "version"}` : "";
+  const refused = c.last_refused
+    ? ` · refused v${c.last_refused.version ?? "?"}: ${c.last_refused.reason}${c.last_refused.field ? " " + c.last_refused.field : ""}`
+    : "";
+  return el("div", { class: "r-meta config" + (c.drift ? " drift" : "") + (c.last_refused ? " refused" : ""),
+                     title: c.last_refused ? c.last_refused.message : "",
+                     text: `config desired v${c.desired ?? "–"} · reported v${c.reported ?? "–"}${drift}${refused}` });
 }
 
 function filterQuery() {

@@ -39,6 +39,8 @@ def read_board_url(proc, timeout=60):
             said["user"], said["password"] = line.split()[6], line.split()[8]
         if line.startswith("read-only API token"):
             said["token"] = line.rsplit(" ", 1)[1].strip()
+        if line.startswith("fleet technician's API token"):
+            said["fleet_token"] = line.rsplit(" ", 1)[1].strip()
         if line.startswith("intake board: "):
             return line.split(": ", 1)[1].strip().rstrip("/"), said
     proc.kill()
@@ -151,6 +153,24 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
         time.sleep(0.5)
     assert summary["reports"]["total"] >= 1
     assert summary["devices"]["online"] == 2
+    # the demo step of desired state: a button's class changed for the vehicles, with the
+    # printed fleet token; both report the new version (docs/demo.md)
+    fleet = [sys.executable, "-m", "gridlink.cli", "fleet", "config"]
+    api = ["--api", url, "--token", said["fleet_token"]]
+    done = subprocess.run([*fleet, "set", *api, "--profile", "patrol-vehicle",
+                           "--button", "garbage=event:07001"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "signed for 2 device(s): pv-0001, pv-0002; 2 sent" in \
+        done.stdout, done.stderr
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        diff = subprocess.run([*fleet, "diff", *api], capture_output=True, text=True,
+                              timeout=60)
+        if diff.returncode == 0:
+            break
+        time.sleep(1)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert "pv-0002        desired 1     reported 1     ok" in diff.stdout
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.routing import iter_route_contexts
 from gridlink.firmware.maps import HERE, open_map
 from gridlink.gateway.api import MIGRATIONS, create_app
@@ -39,6 +40,7 @@ def store(tmp_path):
 
 
 def serve(store, **kw):
+    kw.setdefault("config_key", Ed25519PrivateKey.generate())   # desired state can change
     return BackgroundServer(create_app(store, clock=Clock(), poll_interval=0.2, **kw))
 
 
@@ -433,6 +435,10 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
             lambda: (api.call("DELETE", "/api/work-grids/wg1")[0], "centre"),
         ("DELETE", "/api/session"):
             lambda: (request(server.url, "DELETE", "/api/session", None, cookie)[0], "desk"),
+        ("POST", "/api/fleet/config"):
+            lambda: (api.post("/api/fleet/config", {
+                "scope": "device", "target": "pv-0001", "operator": "tech",
+                "settings": {"status_interval_s": 30}})[0], "tech"),
     }
     assert set(calls) == set(policy.AUDITED) - {("GET", "/api/session/oidc/callback")}
     for route, call in calls.items():

@@ -42,6 +42,7 @@ SHIFTS = (("day", "08:00", "20:00"), ("night", "20:00", "08:00"))
 LATE_EVERY = 3  # every third 核实 task gets a 15 s deadline and its answer 30 s later: late
 GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
 DEMO_OPERATOR = "demo"  # 受理员 + 值班长: signs in on the board with a password printed at start
+DEMO_ROLES = ("acceptor", "shift_lead", "viewer", "technician")
 GATEWAY_IDENTITY = f"{GATEWAY_CLIENT_ID}-0"  # its certificate's CN, granted by the shipped ACL
 
 
@@ -183,26 +184,40 @@ class District:
         self.gateway = Gateway(broker=self.broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
                                grid=str(self.map_path) if self.map_path else None,
                                http=self.args.http, photos=str(self.data / "photos"),
-                               client_id=GATEWAY_CLIENT_ID, tls=tls)
+                               client_id=GATEWAY_CLIENT_ID, tls=tls,
+                               config_key=str(self._config_key()))
         self.gateway.start()
         self.board_url = self.gateway.http_url
         self.app = self.gateway.app
         self._demo_operator()
 
+    def _config_key(self):
+        """The demo centre's configuration key (desired state), made on first use; the
+        devices get its public half (``--config-keys``)."""
+        from gridlink.fleet.config import make_key
+
+        key = self.data / "config.pem"
+        if not key.exists():
+            make_key(key)
+        return key
+
     def _demo_operator(self):
-        """The demo's operator ``demo`` (受理员 + 值班长) with a fresh random password, and a
-        read-only API token for scripts; both printed at start, valid for this run."""
+        """The demo's operator ``demo`` (受理员 + 值班长 + 技术员) with a fresh random
+        password, a read-only API token for scripts and a fleet technician's token for
+        ``gridlink fleet config``; all printed at start, valid for this run."""
         from gridlink.gateway.auth.errors import AccountError
 
         accounts = self.app.state.accounts
         self.password = secrets.token_urlsafe(9)
         try:
-            accounts.add(DEMO_OPERATOR, ("acceptor", "shift_lead", "viewer"), self.password,
-                         display="演示受理员")
+            accounts.add(DEMO_OPERATOR, DEMO_ROLES, self.password, display="演示受理员")
         except AccountError:  # a kept --data dir: the operator is there already
             accounts.reset_password(DEMO_OPERATOR, self.password)
+            accounts.set_roles(DEMO_OPERATOR, DEMO_ROLES)
         self.token, _ = accounts.issue_token(DEMO_OPERATOR, "demo scripts", roles=("viewer",),
                                              days=1)
+        self.fleet_token, _ = accounts.issue_token(DEMO_OPERATOR, "demo fleet",
+                                                   roles=("technician",), days=1)
 
     def _roster(self):
         """A 监督员 for each vehicle, carrying it, on duty yesterday and today in both
@@ -243,7 +258,7 @@ class District:
         argv = [sys.executable, "-m", "gridlink.cli", "device", "run", "--profile", profile,
                 "--data-dir", str(ddir), "--broker", self.broker_url, "--sim",
                 "--device-id", device, "--district", DISTRICT, "--cancel-grace", "1",
-                "--status-interval", "5"]
+                "--status-interval", "5", "--config-keys", str(self.data / "config.pem.pub")]
         if origin is not None:
             argv += ["--sim-origin", f"{origin[0]},{origin[1]}", "--sim-speed",
                      str(self.args.speed)]
