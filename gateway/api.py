@@ -27,37 +27,62 @@ from .auth.accounts import Accounts
 from .auth.audit import AuditTrail
 from .auth.errors import AccountError, Forbidden, LockedOut, Unauthenticated
 from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
+from .auth.oidc import MIGRATIONS as OIDC_MIGRATIONS
+from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
+from .coverage import Coverage
+from .fleet_config import MIGRATIONS as FLEETCFG_MIGRATIONS
+from .fleet_config import FleetConfig
+from .gridindex import RasterLocator
+from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
+from .rates import MIGRATIONS as RATE_MIGRATIONS
+from .rates import Rates
 from .rollouts import MIGRATIONS as OTA_MIGRATIONS
 from .rollouts import Rollouts
+from .roster import MIGRATIONS as ROSTER_MIGRATIONS
+from .roster import Roster
 from .routes import (
     audit,
     dead_letters,
+    evaluation,
     events,
     fleet,
+    fleet_config,
     grid,
     intake,
+    metrics,
     photos,
     rollouts,
     session,
     tasks,
     updates,
 )
+from .routes import oidc as oidc_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .update_repo import UpdateRepository
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + OTA_MIGRATIONS
+MIGRATIONS = (
+    *QUEUE_MIGRATIONS,
+    *TASK_MIGRATIONS,
+    *AUTH_MIGRATIONS,
+    *OIDC_MIGRATIONS,
+    *ROSTER_MIGRATIONS,
+    *RATE_MIGRATIONS,
+    *FLEETCFG_MIGRATIONS,
+    *OTA_MIGRATIONS,
+)
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
-               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, update_repo=None):
+               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
+               config_key=None, update_repo=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -69,8 +94,13 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
     origins; request bodies over ``body_limit`` bytes get 413; a client address may try
-    ``sign_in_limit`` sign-ins a minute.  ``update_repo`` (a folder made by ``gridlink
-    fleet release build``) is served read-only under ``/ota/`` to the devices.
+    ``sign_in_limit`` sign-ins a minute.  ``gauges`` (a ``gateway.metrics.Metrics``; default
+    an empty one) is served on ``/metrics`` to READ callers.  ``oidc`` (an
+    ``auth.oidc.OidcSettings``) lets people sign in through the city's identity provider.
+    ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
+    (desired state, ``fleet_config``).
+    ``update_repo`` (a folder made by ``gridlink fleet release build``) is served read-only
+    under ``/ota/`` to the devices.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -82,6 +112,10 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
                     district=district)
     feed = events.ChangeFeed(store, desk, poll_interval)
+    roster = Roster.over_map(store, grid_map, clock=clock)
+    coverage = Coverage(store, roster, _cell_locator(grid_map))
+    fleet_cfg = FleetConfig(store, key=config_key, publisher=publisher, clock=clock,
+                            check_code=_class_check(names))
     repository = None if update_repo is None else UpdateRepository(update_repo)
     director = Rollouts(store, publisher=publisher, repository=repository, clock=clock)
 
@@ -102,25 +136,33 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.add_middleware(SecurityHeaders)
     app.state.queue = queue
     app.state.tasks = desk
+    app.state.fleet_config = fleet_cfg
     app.state.accounts = accounts
     app.state.audit = trail
     app.state.on_report = desk.on_report
+    app.state.roster = roster
     app.state.rollouts = director
     app.state.on_commit = director.on_commit
     _add_error_handlers(app)
 
-    app.include_router(session.build_router(accounts, trail, RateLimit(sign_in_limit, 60.0),
-                                            proxies))
+    limiter = RateLimit(sign_in_limit, 60.0)
+    app.include_router(session.build_router(accounts, trail, limiter, proxies))
+    app.include_router(oidc_routes.build_router(OidcClient(oidc) if oidc else None,
+                                                OidcLinks(store, accounts, trail), accounts, trail,
+                                                limiter, proxies))
     app.include_router(intake.build_router(queue, desk, trail))
     app.include_router(audit.build_router(trail, queue, desk))
-    app.include_router(fleet.build_router(store))
+    app.include_router(fleet.build_router(store, fleet_cfg))
+    app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
     app.include_router(grid.build_router(grid_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
+    app.include_router(evaluation.build_router(roster, Rates(store, clock=clock), coverage, trail))
     app.include_router(open311.build_router(queue, names))
+    app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
     app.include_router(updates.build_router(repository))
     app.include_router(rollouts.build_router(director, trail))
 
@@ -138,6 +180,17 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     app.openapi = openapi
     return app
+
+
+def _class_check(names):
+    """``check(kind, code)``: None for a class of the default code book, else why not."""
+
+    def check(kind, code):
+        if names.names(kind, code)[1] is not None:
+            return None
+        return f"{kind} {code} is not a class of {names.default_standard}"
+
+    return check
 
 
 def _add_error_handlers(app):
@@ -178,6 +231,10 @@ def _add_error_handlers(app):
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
+    @app.exception_handler(OidcRefused)
+    async def _oidc_refused(request, exc):
+        return error(request, exc.status, {"detail": str(exc)})
+
     @app.exception_handler(AccountError)
     async def _account(request, exc):
         return error(request, 400, {"detail": str(exc)})
@@ -190,5 +247,21 @@ def _locator(grid_map):
 
     def locate(lat, lon):
         return grid_map.locate(lon, lat)
+
+    return locate
+
+
+def _cell_locator(grid_map):
+    """(lon, lat) → grid code or None for the track's points: a raster over the map, built
+    on first use (coverage reads thousands of points; most apps never ask)."""
+    built = []
+
+    def locate(lon, lat):
+        if grid_map is None:
+            return None
+        if not built:
+            built.append(RasterLocator(grid_map).locate if hasattr(grid_map, "rings")
+                         else grid_map.locate)
+        return built[0](lon, lat)
 
     return locate

@@ -301,7 +301,7 @@ _STATUS_FULL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "fir
 # id), reports kept without their photo, reports that could not be made durable.
 PROBLEMS = ("lost", "reissued", "photos_dropped", "failed")
 _STATUS_OPTIONAL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
-                    "codebook", "profile", "problems", "ota")
+                    "codebook", "profile", "problems", "config", "ota")
 _OTA_KEYS = ("installed", "slot", "slots", "pending", "failed")
 SLOTS = ("a", "b")
 
@@ -337,9 +337,29 @@ def validate_status(obj):
     for k in ("firmware", "codebook", "profile"):
         if k in obj:
             check_str(MessageError, obj[k], k, 1, 64)
+    if "config" in obj:
+        validate_config_status(obj["config"])
     if "ota" in obj:
         validate_ota(obj["ota"])
     return obj
+
+
+def validate_config_status(obj):
+    """``config``: the applied configuration version (or null) and the last refusal
+    (or null): ``{version, reason, field, message}``."""
+    check_obj(MessageError, obj, "config", ("version", "refused"))
+    if obj["version"] is not None:
+        check_int(MessageError, obj["version"], "config.version", 1, UNIX_MAX)
+    refused = obj["refused"]
+    if refused is not None:
+        check_obj(MessageError, refused, "config.refused",
+                  ("version", "reason", "field", "message"))
+        if refused["version"] is not None:
+            check_int(MessageError, refused["version"], "config.refused.version", 1, UNIX_MAX)
+        check_str(MessageError, refused["reason"], "config.refused.reason", 1, 16)
+        if refused["field"] is not None:
+            check_str(MessageError, refused["field"], "config.refused.field", 1, 80)
+        check_str(MessageError, refused["message"], "config.refused.message", 0, 200)
 
 
 def validate_ota(ota):
@@ -368,9 +388,10 @@ def will_status(device):
 
 
 def make_status(device, state, firmware, codebook, profile, time=None, fix=None, reports=0,
-                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None, ota=None):
-    """``problems``: a dict of :data:`PROBLEMS` counters, ``ota`` the update slots (each
-    left out when None)."""
+                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None, config=None,
+                ota=None):
+    """``problems``: a dict of :data:`PROBLEMS` counters, ``config`` the configuration
+    state, ``ota`` the update slots (each left out when None)."""
     obj = {
         "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
         "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
@@ -378,6 +399,8 @@ def make_status(device, state, firmware, codebook, profile, time=None, fix=None,
         "profile": profile}
     if problems is not None:
         obj["problems"] = problems
+    if config is not None:
+        obj["config"] = config
     if ota is not None:
         obj["ota"] = ota
     return validate_status(obj)

@@ -19,6 +19,9 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   chunks go again; a delivered photo is deleted from ``photos/``;
 - the retained status, on connect, on change and when asked; the last will is the
   retained ``offline`` status.  The session is persistent (clean_session False).
+
+It receives acks, tasks and (when given ``on_config``) the retained configuration
+document on ``…/config``, handed over unchecked: the device verifies its signature.
 """
 
 import hashlib
@@ -68,8 +71,9 @@ class Delivery:
     """The device's MQTT side.  ``kick()`` after storing something new."""
 
     def __init__(self, url, device, district, store, *, status_fn, on_task=None,
-                 on_update=None, grace_until=None, tls_ca=None, tls_cert=None, tls_key=None,
-                 keepalive=30, window=20, chunk_window=4, resend_s=30.0, reconnect_max=30.0):
+                 on_config=None, on_update=None, grace_until=None, tls_ca=None, tls_cert=None,
+                 tls_key=None, keepalive=30, window=20, chunk_window=4, resend_s=30.0,
+                 reconnect_max=30.0):
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -77,6 +81,7 @@ class Delivery:
         self.device, self.district, self.store = device, district, store
         self.status_fn = status_fn
         self.on_task = on_task
+        self.on_config = on_config
         self.on_update = on_update
         self.grace_until = grace_until or (lambda report_id: 0.0)
         self.keepalive, self.window, self.chunk_window = keepalive, window, chunk_window
@@ -101,7 +106,7 @@ class Delivery:
                          "connects": 0, "photo_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result",
-                                   "update")}
+                                   "config", "update")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
                         clean_session=False, protocol=mqtt.MQTTv311)
         c.max_inflight_messages_set(max(window, 20) + chunk_window + 4)
@@ -221,8 +226,12 @@ class Delivery:
         self.backoff.reset()
         log.info("MQTT: connected to %s:%d (session present: %s)", self.host, self.port,
                  flags.session_present)
-        client.subscribe([(self.topic["ack"], 1), (self.topic["task"], 1),
-                          (self.topic["update"], 1)])
+        wanted = [(self.topic["ack"], 1), (self.topic["task"], 1)]
+        if self.on_config is not None:
+            wanted.append((self.topic["config"], 1))
+        if self.on_update is not None:
+            wanted.append((self.topic["update"], 1))
+        client.subscribe(wanted)
         # paho itself sends again what it published on this client without a PUBACK
         # (same mid); reports still waiting for the gateway's ack go again after resend_s
         self._status_wanted = True
@@ -259,6 +268,8 @@ class Delivery:
                 task = messages.decode(msg.payload, messages.validate_task, 4096)
                 if self.on_task is not None:
                     self.on_task(task)
+            elif msg.topic == self.topic["config"] and self.on_config is not None:
+                self.on_config(msg.payload)          # signed: checked by the device
             elif msg.topic == self.topic["update"]:
                 if not msg.payload:           # an offer withdrawn (rollout aborted)
                     log.info("MQTT: update offer withdrawn")

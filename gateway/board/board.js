@@ -237,8 +237,21 @@ function renderDevices(devices) {
                               text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null,
       d.id_reused ? el("div", { class: "r-meta refused id-reused",
                                 text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null,
+      configLine(d.config),
       d.ota ? el("div", { class: "r-meta ota", text: otaText(d.ota) }) : null));
   }
+}
+
+// desired state: the configuration version desired against the one the device reports
+function configLine(c) {
+  if (!c || (c.desired == null && c.reported == null && !c.last_refused)) return null;
+  const drift = c.drift ? ` · drift: ${c.differences.map((x) => x.field).join(", ") || "version"}` : "";
+  const refused = c.last_refused
+    ? ` · refused v${c.last_refused.version ?? "?"}: ${c.last_refused.reason}${c.last_refused.field ? " " + c.last_refused.field : ""}`
+    : "";
+  return el("div", { class: "r-meta config" + (c.drift ? " drift" : "") + (c.last_refused ? " refused" : ""),
+                     title: c.last_refused ? c.last_refused.message : "",
+                     text: `config desired v${c.desired ?? "–"} · reported v${c.reported ?? "–"}${drift}${refused}` });
 }
 
 // A device's update slots: the version it runs, both slots, the trial, the last failure.
@@ -426,6 +439,26 @@ function showSignIn(why) {
   $("si-error").textContent = why && why !== "sign in first (the board) or send an API token" ? why : "";
   $("signin-pane").hidden = false;
   $("si-user").focus();
+  offerProviders();
+}
+
+// The city's identity provider, when the gateway has one: a button to its sign-in page
+// (the gateway sends the browser there and back, then to this page, signed in).
+async function offerProviders() {
+  let providers = [];
+  try {
+    const resp = await fetch("/api/session/providers", { credentials: "same-origin" });
+    if (resp.ok) providers = await resp.json();
+  } catch (err) {
+    providers = [];
+  }
+  $("signin-providers").replaceChildren(...providers.map((p) => {
+    const a = document.createElement("a");
+    a.className = "provider";
+    a.href = p.start;
+    a.textContent = `使用${p.label}登录`;
+    return a;
+  }));
 }
 
 async function signIn(ev) {

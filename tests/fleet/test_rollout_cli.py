@@ -24,7 +24,7 @@ def centre(tmp_path, monkeypatch):
     set_device(store, "pv-0003", status(version="1.1", pending="1.1"))
     tokens = Tokens(store, roles={"tech": ("technician",), "screen": ("viewer",)})
     with BackgroundServer(app) as srv:
-        monkeypatch.setenv("GRIDLINK_GATEWAY", srv.url)
+        monkeypatch.setenv("GRIDLINK_API", srv.url)
         monkeypatch.setenv("GRIDLINK_TOKEN", tokens("tech"))
         yield store, wire, tokens, app
     store.close()
@@ -82,12 +82,12 @@ def test_devices_lists_each_devices_versions(centre, capsys):
     (("rollout", "start", "--kind", "pi", "--version", "1.1", "--district", "410106",
       "--stages", "5,x"), "--stages '5,x': percentages separated by commas"),
     (("rollout", "start", "--kind", "pi", "--version", "1.1", "--district", "410106",
-      "--stages", "50,5,100"), "400: stages: rising percentages ending at 100"),
+      "--stages", "50,5,100"), "400 stages: rising percentages ending at 100"),
     (("rollout", "start", "--kind", "pi", "--version", "1.x", "--district", "410106"),
-     "422: version: String should match pattern"),
+     "422 version: String should match pattern"),
     (("rollout", "start", "--kind", "pi", "--version", "1.1", "--devices", "pv-0009"),
-     "400: target: no such device pv-0009"),
-    (("rollout", "pause", "R-nope"), "404: no rollout 'R-nope'"),
+     "400 target: no such device pv-0009"),
+    (("rollout", "pause", "R-nope"), "404 no rollout 'R-nope'"),
     (("rollout", "show", "R-../x"), "404"),
 ])
 def test_mistakes_are_one_clear_line_and_change_nothing(centre, capsys, args, message):
@@ -104,9 +104,9 @@ def test_the_token_must_be_a_technicians_and_the_gateway_reachable(centre, capsy
     _store, _wire, tokens, _app = centre
     start = ("rollout", "start", "--kind", "pi", "--version", "1.1", "--district", "410106")
     code, _, err = fleet(capsys, *start, "--token", tokens("screen"))
-    assert code == 2 and "403: screen (只读/大屏) may not do this: it needs the 'fleet'" in err
+    assert code == 2 and "403 screen (只读/大屏) may not do this: it needs the 'fleet'" in err
     monkeypatch.delenv("GRIDLINK_TOKEN")
     code, _, err = fleet(capsys, *start)
-    assert code == 2 and "no API token: give --token or set GRIDLINK_TOKEN" in err
-    code, _, err = fleet(capsys, *start, "--token", "x", "--gateway", "http://127.0.0.1:9")
-    assert code == 2 and "gateway http://127.0.0.1:9 not reachable" in err
+    assert code == 2 and "give an API token of a fleet technician: --token or GRIDLINK_TOKEN" in err
+    code, _, err = fleet(capsys, *start, "--token", "x", "--api", "http://127.0.0.1:9")
+    assert code == 2 and "http://127.0.0.1:9: [Errno 111] Connection refused" in err

@@ -267,3 +267,42 @@ def test_the_devices_list_shows_each_devices_update_slots(gateway, broker, page)
     line = page.wait_for_selector('#devices li[data-device="pv-0002"] .ota', timeout=15000)
     assert line.inner_text() == ("版本 1.0 (slot a; a 1.0, b 1.1) · failed 1.1: "
                                  "health check not passed within its boots")
+
+
+def test_the_fleet_shows_desired_against_reported_configuration(broker, tmp_path, page):
+    """A group change made over the API: the board's fleet list shows each device's
+    desired and reported version, the drifting fields and the last refusal."""
+    from gridlink.fleet.config import make_key
+    from gridlink.gateway.service import Gateway
+
+    from tests.gateway.test_api_tasks import add_device
+    from tests.gateway.test_fleet_config import report_version
+
+    make_key(tmp_path / "config.pem")
+    gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
+                 http="127.0.0.1:0", photos=str(tmp_path / "photos"),
+                 config_key=str(tmp_path / "config.pem")).start()
+    try:
+        Accounts(gw.store).add("tom", ("technician",), PASSWORD)
+        add_device(gw.store, "pv-0001")
+        add_device(gw.store, "pv-0002")
+        api = Api(gw.http.url, Tokens(gw.store, roles={"tech": ("technician",)}))
+        status, change = api.post("/api/fleet/config", {
+            "scope": "profile", "target": "patrol-vehicle", "operator": "tech",
+            "settings": {"buttons": {"garbage": {"kind": "event", "code": "07001"}}}})
+        assert status == 201
+        report_version(gw.store, "pv-0001", change["version"])
+        report_version(gw.store, "pv-0002", None, {
+            "version": 1, "reason": "signature", "field": None,
+            "message": "not signed by the centre's key"})
+        page.goto(gw.http.url + "/")
+        sign_in(page, "tom")
+        ok = page.wait_for_selector('#devices li[data-device="pv-0001"] .config')
+        assert ok.inner_text() == "config desired v1 · reported v1"
+        bad = page.wait_for_selector('#devices li[data-device="pv-0002"] .config.drift')
+        assert bad.inner_text() == ("config desired v1 · reported v– · drift: "
+                                    "buttons.garbage.code, buttons.garbage.kind · "
+                                    "refused v1: signature")
+        assert bad.get_attribute("title") == "not signed by the centre's key"
+    finally:
+        gw.stop()

@@ -1,5 +1,6 @@
 """``gridlink fleet``: update keys, signed releases, checking a repository as a device,
-and (through the gateway's API) rollouts and the fleet's versions."""
+desired state (``config``), and (through the gateway's API) rollouts and the fleet's
+versions."""
 
 import json
 import tempfile
@@ -71,27 +72,109 @@ def register(parser):
                    help="cumulative percentages of the group, ending at 100 (5,50,100)")
     p.add_argument("--failure-threshold", type=float, default=20.0,
                    help="pause when more of a stage's devices fail than this %% (20)")
-    _centre_args(p)
+    _api_args(p)
     p.set_defaults(func=_rollout_start)
     p = ro_sub.add_parser("show", help="one rollout in full, or every rollout in a line")
     p.add_argument("rollout", nargs="?", help="rollout id (R-…); none: list them")
     p.add_argument("--state", choices=["running", "paused", "aborted", "done"])
     p.add_argument("--json", action="store_true", help="the API's JSON")
-    _centre_args(p)
+    _api_args(p)
     p.set_defaults(func=_rollout_show)
     for step, what in (("pause", "stop offering until resumed"),
                        ("resume", "go on (the current stage's failures are accepted)"),
                        ("abort", "stop for good and withdraw open offers")):
         p = ro_sub.add_parser(step, help=what)
         p.add_argument("rollout", help="rollout id (R-…)")
-        _centre_args(p)
+        _api_args(p)
         p.set_defaults(func=_rollout_act, step=step)
 
     p = sub.add_parser("devices", help="each device's versions: running, slots, on trial, "
                        "last failure")
     p.add_argument("--json", action="store_true", help="the API's JSON")
-    _centre_args(p)
+    _api_args(p)
     p.set_defaults(func=_devices)
+    _register_config(sub)
+
+
+def _register_config(sub):
+    cfg = sub.add_parser("config", help="desired state: the configuration the centre sets "
+                         "for a device or a group (docs/fleet.md)")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="STEP", required=True)
+    p = cfg_sub.add_parser("key", help="make the Ed25519 key that signs configuration "
+                           "documents (FILE) and its public half for devices (FILE.pub)")
+    p.add_argument("file")
+    p.set_defaults(func=_config_key)
+
+    def api(p):
+        p.add_argument("--api", help="the gateway's API base URL (default: GRIDLINK_API)")
+        p.add_argument("--token", help="API token (default: GRIDLINK_TOKEN)")
+
+    p = cfg_sub.add_parser("set", help="change the configuration of a device or a group")
+    api(p)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--device", help="one device id")
+    who.add_argument("--district", help="every device of a 6-digit district")
+    who.add_argument("--profile", help="every device of a profile, e.g. patrol-vehicle")
+    who.add_argument("--devices", help="a comma-separated list of device ids")
+    p.add_argument("--button", action="append", metavar="NAME=KIND:CODE[:TEXT]",
+                   help="the class a button reports, e.g. garbage=event:07001 (repeatable)")
+    p.add_argument("--track-interval", type=float, help="seconds between track points")
+    p.add_argument("--status-interval", type=float, help="seconds between status messages")
+    p.add_argument("--photo-max-bytes", type=int, help="size budget of one photo")
+    p.add_argument("--max-fix-age", type=float, help="seconds after which a fix is stale")
+    p.add_argument("--map", help="sha256 of the grid map the devices must hold")
+    p.add_argument("--codebook", help="code book id STANDARD@hash the devices must hold")
+    p.set_defaults(func=_config_set)
+
+    p = cfg_sub.add_parser("show", help="the changes, or one device's desired configuration")
+    api(p)
+    p.add_argument("device", nargs="?")
+    p.set_defaults(func=_config_show)
+
+    p = cfg_sub.add_parser("diff", help="desired against reported, per device (exit 3 when "
+                           "any device drifts)")
+    api(p)
+    p.add_argument("device", nargs="?")
+    p.set_defaults(func=_config_diff)
+
+
+def _config_key(args):
+    from .config import make_key
+
+    public = make_key(args.file)
+    print(f"{args.file}: configuration key (keep it with the gateway: --config-key)")
+    print(f"{args.file}.pub: {public} (give devices this: gridlink device run --config-keys)")
+
+
+def _config_set(args):
+    from .config import change_of, client_of
+
+    done = client_of(args).call("POST", "/api/fleet/config", change_of(args))
+    devices = done["devices"]
+    print(f"version {done['version']} ({done['scope']} {done['target']}): signed for "
+          f"{len(devices)} device(s)" + (": " + ", ".join(devices) if devices else "")
+          + f"; {len(done['sent'])} sent")
+
+
+def _config_show(args):
+    from .config import client_of
+
+    client = client_of(args)
+    if args.device:
+        shown = client.call("GET", f"/api/fleet/config/devices/{args.device}")
+    else:
+        shown = client.call("GET", "/api/fleet/config")
+    print(json.dumps(shown, ensure_ascii=False, indent=1))
+
+
+def _config_diff(args):
+    from .config import client_of, diff_lines
+
+    path = "/api/fleet/config/devices" + (f"?device={args.device}" if args.device else "")
+    states = client_of(args).call("GET", path)
+    for line in diff_lines(states):
+        print(line)
+    return 3 if any(s["drift"] for s in states) else 0
 
 
 def _keys_init(args):
@@ -150,38 +233,37 @@ def _timestamp(args):
 
 
 
-def _centre_args(p):
-    p.add_argument("--gateway", help="the gateway's URL (default: $GRIDLINK_GATEWAY)")
-    p.add_argument("--token", help="a 技术员's API token (default: $GRIDLINK_TOKEN)")
-    p.add_argument("--ca", help="CA certificate of the gateway's HTTPS (PEM)")
+def _api_args(p):
+    p.add_argument("--api", help="the gateway's API base URL (default: GRIDLINK_API)")
+    p.add_argument("--token", help="a 技术员's API token (default: GRIDLINK_TOKEN)")
 
 
-def _centre(args):
-    from .centre import Centre
+def _client(args):
+    from .config import client_of
 
-    return Centre(args.gateway, args.token, args.ca)
+    return client_of(args)
 
 
 def _rollout_start(args):
-    from .centre import parse_stages, rollout_lines, target_of
+    from .rollouts import parse_stages, rollout_lines, target_of
 
     body = {"kind": args.kind, "version": args.version,
             "target": target_of(args.district, args.profile, args.devices),
             "stages": parse_stages(args.stages), "failure_threshold": args.failure_threshold}
-    centre = _centre(args)
-    print("\n".join(rollout_lines(centre.call("POST", "/api/rollouts", body))))
+    client = _client(args)
+    print("\n".join(rollout_lines(client.call("POST", "/api/rollouts", body))))
 
 
 def _rollout_show(args):
-    from .centre import rollout_lines
+    from .rollouts import rollout_lines
 
-    centre = _centre(args)
+    client = _client(args)
     if args.rollout:
-        found = centre.call("GET", f"/api/rollouts/{_quoted(args.rollout)}")
+        found = client.call("GET", f"/api/rollouts/{_quoted(args.rollout)}")
         text = json.dumps(found, ensure_ascii=False, indent=1) if args.json else \
             "\n".join(rollout_lines(found, full=True))
     else:
-        found = centre.call("GET", "/api/rollouts" + (f"?state={args.state}" if args.state
+        found = client.call("GET", "/api/rollouts" + (f"?state={args.state}" if args.state
                                                        else ""))
         text = json.dumps(found, ensure_ascii=False, indent=1) if args.json else \
             "\n".join(line for r in found for line in rollout_lines(r)) or "no rollouts"
@@ -189,16 +271,16 @@ def _rollout_show(args):
 
 
 def _rollout_act(args):
-    from .centre import rollout_lines
+    from .rollouts import rollout_lines
 
-    done = _centre(args).call("POST", f"/api/rollouts/{_quoted(args.rollout)}/{args.step}")
+    done = _client(args).call("POST", f"/api/rollouts/{_quoted(args.rollout)}/{args.step}")
     print("\n".join(rollout_lines(done)))
 
 
 def _devices(args):
-    from .centre import device_lines
+    from .rollouts import device_lines
 
-    found = _centre(args).call("GET", "/api/devices")
+    found = _client(args).call("GET", "/api/devices")
     print(json.dumps(found, ensure_ascii=False, indent=1) if args.json
           else "\n".join(device_lines(found)))
 

@@ -1,63 +1,9 @@
-"""The fleet commands that act through the gateway's HTTP API: rollouts and the fleet's
-versions.  They sign in with an API token (``gridlink users token``) of a 技术员, so the
-gateway checks the role and writes the audit trail in that person's name.
-
-``Centre(url, token)``: ``call(method, path, body)`` answers the JSON body or raises
-FleetError with the gateway's own explanation (its ``detail``) and the HTTP status.
-"""
-
-import json
-import os
-import ssl
-import urllib.error
-import urllib.request
+"""``gridlink fleet rollout …`` and ``gridlink fleet devices``: their options as API
+bodies and the gateway's answers as text.  The calls go through the gateway's API with a
+技术员's token (``config.Client``), so the gateway checks the role and audits each act in
+that person's name."""
 
 from .errors import FleetError
-
-
-class Centre:
-    """JSON over HTTP(S) to one gateway, with ``Authorization: Bearer <token>``."""
-
-    def __init__(self, url, token, ca=None, timeout=30.0):
-        url = url or os.environ.get("GRIDLINK_GATEWAY")
-        token = token or os.environ.get("GRIDLINK_TOKEN")
-        if not url:
-            raise FleetError("no gateway: give --gateway https://host:port or set "
-                             "GRIDLINK_GATEWAY")
-        if not url.startswith(("http://", "https://")):
-            raise FleetError(f"--gateway {url!r}: an http:// or https:// URL")
-        if not token:
-            raise FleetError("no API token: give --token or set GRIDLINK_TOKEN "
-                             "(a 技术员's token: gridlink users token NAME)")
-        self.url, self.token, self.timeout = url.rstrip("/"), token, timeout
-        self.context = ssl.create_default_context(cafile=ca) if ca else None
-
-    def call(self, method, path, body=None):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(self.url + path, data=data, method=method, headers={
-            "Authorization": f"Bearer {self.token}", "Content-Type": "application/json",
-            "Accept": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=self.timeout,
-                                        context=self.context) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as err:
-            raise FleetError(f"{method} {path}: {err.code}: {_detail(err)}") from None
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise FleetError(f"gateway {self.url} not reachable: {reason}") from None
-
-
-def _detail(err):
-    try:
-        body = json.loads(err.read() or b"null")
-    except ValueError:
-        return err.reason
-    detail = body.get("detail") if isinstance(body, dict) else None
-    if isinstance(detail, list):        # a request the API's schema refused
-        return "; ".join(f"{'.'.join(str(p) for p in d.get('loc', [])[1:])}: {d.get('msg')}"
-                         for d in detail if isinstance(d, dict))
-    return detail or err.reason
 
 
 def parse_stages(text):
