@@ -27,15 +27,17 @@ from .auth.audit import AuditTrail
 from .auth.errors import AccountError, Forbidden, LockedOut, Unauthenticated
 from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
+from .cases.book import MIGRATIONS as CASE_MIGRATIONS
+from .cases.book import CaseBook
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
-from .routes import audit, dead_letters, events, fleet, grid, intake, photos, session, tasks
+from .routes import audit, cases, dead_letters, events, fleet, grid, intake, photos, session, tasks
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS
+MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + CASE_MIGRATIONS
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
@@ -60,9 +62,10 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     trail = AuditTrail(store)
     proxies = TrustedProxies(trusted_proxies)
     names = open311.ClassNames.load(codebooks)
-    queue = IntakeQueue(store, clock=clock, codebooks=names)
+    book = CaseBook(store, clock=clock, trail=trail)
+    queue = IntakeQueue(store, clock=clock, codebooks=names, on_accept=book.register)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
-                    district=district)
+                    district=district, cases=book)
     feed = events.ChangeFeed(store, desk, poll_interval)
 
     app = FastAPI(
@@ -82,6 +85,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.add_middleware(SecurityHeaders)
     app.state.queue = queue
     app.state.tasks = desk
+    app.state.cases = book
     app.state.accounts = accounts
     app.state.audit = trail
     app.state.on_report = desk.on_report
@@ -94,6 +98,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(fleet.build_router(store))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
+    app.include_router(cases.build_router(book, desk, trail))
     app.include_router(grid.build_router(grid_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))

@@ -73,6 +73,7 @@ def build_router(queue, desk, trail):
     def get_report(report_id: str):
         report = queue.get(report_id)
         report["tasks"] = desk.list(report_id=report_id)
+        report["case"] = desk.cases.by_report(report_id) if desk.cases is not None else None
         return report
 
     @router.post("/api/reports/{report_id}/claim", responses=DECISION,

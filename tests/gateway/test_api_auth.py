@@ -116,7 +116,8 @@ def test_anonymous_gets_401_and_a_wrong_role_403_on_every_route(store, server, t
         lacking = [r for r in roles.ROLES if need not in roles.GRANTS[r]]
         for role in lacking:
             user = {"acceptor": "clerk", "shift_lead": "lead", "technician": "tech",
-                    "viewer": "screen", "admin": "admin"}[role]
+                    "viewer": "screen", "admin": "admin", "dispatcher": "disp",
+                    "department": "dept"}[role]
             tokens.roles.setdefault(user, (role,))
             status, _, answer = request(server.url, method, url, body,
                                         {"Authorization": f"Bearer {tokens(user)}"})

@@ -323,15 +323,3 @@ def test_open311_requests_status_follows_the_queue(wired, store, clock):
     assert status == 404 and body[0]["code"] == 404 and "nope" in body[0]["description"]
     status, body = api.get("/open311/v2/requests.json?start_date=2026-01-01T00:00:00Z")
     assert status == 400 and "90 days" in body[0]["description"]
-
-
-def test_check_task_resolved_closes_the_open311_request(wired, store):
-    api, app, _ = wired
-    add_device(store, "pv-0001", lat=34.82, lon=113.28)
-    rid = add_report(store, 1)
-    _, task = api.post("/api/tasks", {"type": "check", "report_id": rid})
-    result_id = add_report(store, 2, source="task", task=task["id"], result="resolved")
-    app.state.on_report([{"id": result_id, "device": "pv-0001", "source": "task",
-                          "task": task["id"], "result": "resolved"}])
-    _, one = api.get(f"/open311/v2/requests/{rid}.json")
-    assert one[0]["status"] == "closed"

@@ -1,0 +1,145 @@
+"""The case routes over HTTP on SQLite and PostgreSQL: the loop from 立案 to 结案 (and one
+返工) in the names of the people who act, 409 with the reason for a move the state does not
+allow, and Open311 status following the case (closed only once it is closed)."""
+
+import pytest
+from gridlink.gateway.api import create_app
+from gridlink.gateway.httpserver import BackgroundServer
+
+from tests.support.intake_api import Api, Clock, Tokens, add_report
+
+GRID = "410106001001001"
+PHOTO = "ef" * 32
+PEOPLE = {"op-a": ("acceptor",), "disp": ("dispatcher",), "dept": ("department",),
+          "lead": ("shift_lead",)}
+
+
+@pytest.fixture
+def served(store):
+    app = create_app(store, clock=Clock(), poll_interval=0.2)
+    with BackgroundServer(app) as server:
+        api = Api(server.url, Tokens(store, roles=PEOPLE))
+        api.call("PUT", f"/api/assignments/{GRID}", {"device": "pv-0001"}, user="lead")
+        api.call("PUT", "/api/departments/sanitation", {"name": "环卫处", "classes": ["06"]},
+                 user="lead")
+        yield api, app
+
+
+def answer(app, store, seq, task_id, result):
+    rid = add_report(store, seq, source="task", task=task_id, result=result)
+    app.state.on_report([{"id": rid, "device": "pv-0001", "source": "task", "task": task_id,
+                          "result": result}])
+
+
+def open311(api, rid):
+    status, found = api.get(f"/open311/v2/requests/{rid}.json")
+    assert status == 200
+    return found[0]
+
+
+def test_the_loop_from_acceptance_to_closing(served, store):
+    api, app = served
+    rid = add_report(store, 1, grid=GRID, code="06010")
+    status, decision = api.call("POST", f"/api/reports/{rid}/accept", {}, user="op-a")
+    assert status == 200
+    case_no = decision["case_no"]
+    assert api.get(f"/api/reports/{rid}")[1]["case"]["state"] == "registered"
+
+    status, case = api.call("POST", f"/api/cases/{case_no}/dispatch",
+                            {"department": "sanitation", "deadline_s": 7200}, user="disp")
+    assert status == 200 and case["state"] == "dispatched"
+    assert open311(api, rid)["agency_responsible"] == "环卫处"
+    assert open311(api, rid)["expected_datetime"] == case["stage_due"]
+    assert api.call("POST", f"/api/cases/{case_no}/start", {}, user="dept")[0] == 200
+    status, case = api.call("POST", f"/api/cases/{case_no}/feedback",
+                            {"note": "已清运", "photos": [PHOTO]}, user="dept")
+    assert status == 200 and case["state"] == "reported"
+
+    status, sent = api.call("POST", f"/api/cases/{case_no}/check", {"text": "核查清运"},
+                            user="lead")
+    assert status == 201, sent
+    task = sent["task"]
+    assert (task["type"], task["device"], task["report_id"]) == ("check", "pv-0001", rid)
+    assert sent["case"]["state"] == "checking" and sent["case"]["check_task"] == task["id"]
+    assert open311(api, rid)["status"] == "open"
+
+    answer(app, store, 2, task["id"], "resolved")
+    status, case = api.get(f"/api/cases/{case_no}")
+    assert case["state"] == "closed" and case["label"] == "结案"
+    assert [(h["actor"], h["action"]) for h in case["history"]] == [
+        ("op-a", "register"), ("disp", "dispatch"), ("dept", "start"), ("dept", "feedback"),
+        ("lead", "check"), ("device:pv-0001", "resolved")]
+    found = open311(api, rid)
+    assert found["status"] == "closed" and found["status_notes"] == f"结案 {case_no}"
+
+    _, entries = api.get(f"/api/audit?target=case:{case_no}")
+    assert [(e["actor"], e["action"]) for e in entries] == [
+        ("disp", "case.dispatch"), ("dept", "case.start"), ("dept", "case.feedback"),
+        ("lead", "case.check"), ("device:pv-0001", "case.resolved")]
+
+
+def test_a_check_result_closes_the_open311_request_only_with_the_case(served, store):
+    """Before: a 核查 task's "resolved" closed the request while intake still said 立案."""
+    api, app = served
+    rid = add_report(store, 1, grid=GRID, code="06010")
+    status, body = api.post("/api/tasks", {"type": "check", "report_id": rid})
+    assert status == 409 and "only after 处置反馈" in body["detail"]
+    case_no = api.call("POST", f"/api/reports/{rid}/accept", {}, user="op-a")[1]["case_no"]
+    status, body = api.post("/api/tasks", {"type": "check", "report_id": rid})
+    assert status == 409 and "立案 (registered)" in body["detail"]
+    assert body["allowed"] == ["dispatch", "defer", "void"]
+    api.call("POST", f"/api/cases/{case_no}/dispatch", {"department": "sanitation"}, user="disp")
+    api.call("POST", f"/api/cases/{case_no}/start", {}, user="dept")
+    api.call("POST", f"/api/cases/{case_no}/feedback", {"photos": [PHOTO]}, user="dept")
+    # the tasks route sends the same 核查, and the case follows
+    status, task = api.post("/api/tasks", {"type": "check", "report_id": rid})
+    assert status == 201
+    answer(app, store, 2, task["id"], "unresolved")
+    assert api.get(f"/api/cases/{case_no}")[1]["state"] == "rework"
+    found = open311(api, rid)
+    assert found["status"] == "open" and found["status_notes"] == f"返工 {case_no}"
+
+
+def test_a_move_the_state_does_not_allow_is_409_with_the_reason(served, store):
+    api, _ = served
+    rid = add_report(store, 1, grid=GRID)
+    case_no = api.call("POST", f"/api/reports/{rid}/accept", {}, user="op-a")[1]["case_no"]
+    status, body = api.call("POST", f"/api/cases/{case_no}/feedback", {"photos": [PHOTO]},
+                            user="dept")
+    assert status == 409
+    assert body["detail"] == (
+        f"case {case_no}: cannot feedback (处置反馈): the case is 立案 (registered), and "
+        "feedback is only from 处置中 (handling); from 立案 (registered) only dispatch, "
+        "defer, void")
+    assert (body["state"], body["case_no"]) == ("registered", case_no)
+    status, body = api.call("POST", f"/api/cases/{case_no}/void", {"reason": "重复"},
+                            user="lead")
+    assert status == 200 and body["state"] == "voided"
+    status, body = api.call("POST", f"/api/cases/{case_no}/dispatch",
+                            {"department": "sanitation"}, user="disp")
+    assert status == 409 and "is final" in body["detail"]
+    status, body = api.call("POST", f"/api/cases/{case_no}/override",
+                            {"state": "registered", "reason": "误作废"}, user="lead")
+    assert status == 200 and body["state"] == "registered"
+    assert body["history"][-1]["reason"] == "误作废"
+    status, body = api.get("/api/cases/NO-SUCH")
+    assert status == 404 and "NO-SUCH" in body["detail"]
+    status, page = api.get("/api/cases?state=registered")
+    assert [c["case_no"] for c in page["items"]] == [case_no] and page["total"] == 1
+
+
+def test_departments_and_deadlines_over_the_api(served):
+    api, _ = served
+    status, body = api.call("PUT", "/api/deadlines/handle/06", {"seconds": 7200}, user="lead")
+    assert status == 200 and body["seconds"] == 7200
+    status, body = api.call("PUT", "/api/deadlines/handle/default", {"seconds": 86400},
+                            user="lead")
+    assert status == 200
+    _, listed = api.get("/api/deadlines")
+    assert [(d["stage"], d["code"], d["seconds"]) for d in listed] == [
+        ("handle", "default", 86400), ("handle", "06", 7200)]
+    status, _ = api.call("PUT", "/api/departments/roads", {"name": "市政", "classes": ["x"]},
+                         user="lead")
+    assert status == 400
+    _, depts = api.get("/api/departments")
+    assert [d["id"] for d in depts] == ["sanitation"]
