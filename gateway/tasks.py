@@ -222,6 +222,8 @@ class TaskDesk:
         message = {"v": 1, "task": task["id"], "type": task["type"], "report": task["report_id"],
                    "lat": task["lat"], "lon": task["lon"], "grid": task["grid"],
                    "text": task["text"], "deadline": task["deadline"]}
+        if task["report_id"] is not None:
+            message.update(self._class_of(task["report_id"]))
         topic = task_topic(task["district"], task["device"])
         payload = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
         try:
@@ -236,6 +238,16 @@ class TaskDesk:
                 "UPDATE tasks SET state = 'sent', sent_at = ?, error = NULL"
                 " WHERE id = ? AND state = 'open'", [wire_time(self.clock()), task_id])
         return self.get(task_id)
+
+    def _class_of(self, report_id):
+        """{kind, code} of the case a task's report is (else of the report): the device
+        codes its result with it, not with its own default class."""
+        sql = ("SELECT r.kind, r.code FROM reports r WHERE r.id = ?" if self.cases is None
+               else "SELECT COALESCE(c.kind, r.kind) AS kind, COALESCE(c.code, r.code) AS code"
+                    " FROM reports r LEFT JOIN cases c ON c.report_id = r.id WHERE r.id = ?")
+        with self.store.connect() as conn:
+            found = one(run(self.store, conn, sql, [report_id]))
+        return {"kind": found["kind"], "code": found["code"]} if found else {}
 
     # ------------------------------------------------------------ closing
 
@@ -278,7 +290,8 @@ class TaskDesk:
                 if cur.rowcount == 1:
                     self.queue.mark_attached(conn, report_id, now)
                     if self.cases is not None:
-                        self.cases.check_result(conn, task_id, result, f"device:{device}", now)
+                        self.cases.check_result(conn, task_id, result, f"device:{device}",
+                                                now)
 
     # ------------------------------------------------------------ reading
 
