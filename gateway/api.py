@@ -29,6 +29,8 @@ from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .cases.book import MIGRATIONS as CASE_MIGRATIONS
 from .cases.book import CaseBook
+from .cases.sources import MIGRATIONS as SOURCE_MIGRATIONS
+from .cases.sources import OperatorReports
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
 from .routes import audit, cases, dead_letters, events, fleet, grid, intake, photos, session, tasks
@@ -37,7 +39,8 @@ from .tasks import TaskDesk
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + CASE_MIGRATIONS
+MIGRATIONS = (QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + CASE_MIGRATIONS
+              + SOURCE_MIGRATIONS)
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
@@ -66,6 +69,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     queue = IntakeQueue(store, clock=clock, codebooks=names, on_accept=book.register)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
                     district=district, cases=book)
+    sources = OperatorReports(store, names, locate=_locator(grid_map), clock=clock,
+                              district=district)
     feed = events.ChangeFeed(store, desk, poll_interval)
 
     app = FastAPI(
@@ -93,12 +98,12 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     app.include_router(session.build_router(accounts, trail, RateLimit(sign_in_limit, 60.0),
                                             proxies))
-    app.include_router(intake.build_router(queue, desk, trail))
+    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller))
     app.include_router(audit.build_router(trail, queue, desk))
     app.include_router(fleet.build_router(store))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
-    app.include_router(cases.build_router(book, desk, trail))
+    app.include_router(cases.build_router(book, desk, trail, sources, queue))
     app.include_router(grid.build_router(grid_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))

@@ -19,6 +19,7 @@ POLICY = {
     ("DELETE", "/api/session"): SIGNED_IN,
     # the intake queue
     ("GET", "/api/reports"): roles.READ,
+    ("POST", "/api/reports"): roles.DECIDE,
     ("GET", "/api/reports/{report_id}"): roles.READ,
     ("GET", "/api/reports/{report_id}/history"): roles.READ,
     ("POST", "/api/reports/{report_id}/claim"): roles.DECIDE,

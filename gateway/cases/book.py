@@ -19,6 +19,7 @@ from ..clock import wire_time
 from ..queue import Conflict, Invalid, NotFound, parse_time, system_clock
 from ..store.sql import decode_json, one, rows, run
 from . import lifecycle as lc
+from .sources import require_verified
 
 MAX_PAGE = 500
 MAX_DEADLINE_S = 366 * 86400
@@ -108,7 +109,9 @@ class CaseBook:
     # ------------------------------------------------------------ opening (立案)
 
     def register(self, conn, report_id, case_no, actor, now):
-        """Open the case of an accepted report, inside the intake queue's transaction."""
+        """Open the case of an accepted report, inside the intake queue's transaction
+        (an operator's report only once a 核实 confirmed it: else Conflict, and no 立案)."""
+        require_verified(self.store, conn, report_id)
         report = one(run(self.store, conn,
                          "SELECT kind, standard, code, grid, district FROM reports WHERE id = ?",
                          [report_id]))

@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from ..cases import lifecycle as lc
 from ..cases.book import DEFAULT_CODE
+from ..cases.sources import SOURCES
 from .acting import Acting
 from .bodies import BAD, DEVICE, ISO_TIME, NOT_BLANK, ErrorBody
 
@@ -88,14 +89,46 @@ class DeadlineBody(BaseModel):
                          description="how long the stage may take (plain UTC duration)")
 
 
+def file_body(codes):
+    """The body of ``POST /api/reports``: ``code`` is one of the code book's ``codes``."""
+
+    class FileBody(BaseModel):
+        source: str = Field(..., pattern="^(" + "|".join(SOURCES) + ")$",
+                            description="12319 / 12345 hotline, 领导交办, 视频, 其他")
+        code: str = Field(..., max_length=17, json_schema_extra={"enum": codes},
+                          description="the class code (GB/T 47678.5-2026; Open311 service)")
+        lat: float = Field(..., ge=-90, le=90)
+        lon: float = Field(..., ge=-180, le=180)
+        text: str = Field("", max_length=256, description="what the caller said")
+        caller_name: str | None = Field(None, max_length=200)
+        caller_phone: str | None = Field(None, pattern=r"^\+?[0-9][0-9 -]{2,23}$")
+        address: str | None = Field(None, max_length=200, description="where, in words")
+        key: str | None = Field(None, min_length=1, max_length=80,
+                                description="idempotency key (e.g. the hotline ticket number)")
+
+    return FileBody
+
+
 CaseNo = Path(..., max_length=40, description="the case number (案卷号)")
 
 
-def build_router(book, desk, trail):
+def build_router(book, desk, trail, sources, queue):
     """``/api/cases``, ``/api/departments`` and ``/api/deadlines`` over a ``CaseBook``
-    (and the ``TaskDesk`` that sends 核查 tasks); each move is audited in its transaction
-    in the signed-in operator's name."""
+    (and the ``TaskDesk`` that sends 核查 tasks), and ``POST /api/reports`` (an operator
+    files a report, ``cases.sources``); each change is audited in its transaction in the
+    signed-in operator's name."""
     router = APIRouter(tags=["cases"])
+    FileBody = file_body(sources.codes())  # a model class made per app: its code book
+
+    @router.post("/api/reports", status_code=201, responses=BAD, tags=["queue"],
+                 summary="File a report from the centre (hotline, 领导交办, 视频, 其他); it "
+                         "is 立案 once a 核实 task confirmed it")
+    def file_report(body: FileBody, request: Request):
+        me = Acting(trail, request)
+        rid = sources.file(**body.model_dump(), operator=me.name, audit=me.record)
+        report = queue.get(rid)
+        report["caller"] = sources.caller(rid)
+        return report
 
     @router.get("/api/cases", responses=BAD, summary="List cases (newest first)")
     def list_cases(state: str | None = Query(None, pattern=STATE),

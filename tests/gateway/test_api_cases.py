@@ -143,3 +143,30 @@ def test_departments_and_deadlines_over_the_api(served):
     assert status == 400
     _, depts = api.get("/api/departments")
     assert [d["id"] for d in depts] == ["sanitation"]
+
+
+def test_a_hotline_complaint_becomes_a_case_after_verification(served, store):
+    api, app = served
+    status, report = api.call("POST", "/api/reports", {
+        "source": "12319", "code": "06034", "lat": 34.8205, "lon": 113.2871,
+        "text": "废弃车辆", "caller_name": "李先生", "caller_phone": "13900000000",
+        "key": "12319-0001"}, user="op-a")
+    assert status == 201, report
+    rid = report["id"]
+    assert (report["source"], report["state"], report["caller"]["phone"]) == (
+        "12319", "pending", "13900000000")
+    status, body = api.call("POST", f"/api/reports/{rid}/accept", {}, user="op-a")
+    assert status == 409 and "核实" in body["detail"]
+    assert api.get(f"/api/reports/{rid}")[1]["state"] == "pending"
+    status, task = api.post("/api/tasks", {"type": "verify", "report_id": rid,
+                                           "device": "pv-0001"})
+    assert status == 201
+    answer(app, store, 1, task["id"], "confirmed")
+    status, decision = api.call("POST", f"/api/reports/{rid}/accept", {}, user="op-a")
+    assert status == 200 and decision["state"] == "accepted"
+    status, case = api.get(f"/api/cases/{decision['case_no']}")
+    assert case["report_id"] == rid and case["code"] == "06034"
+    status, body = api.call("POST", "/api/reports", {"source": "微信", "code": "06034",
+                                                     "lat": 34.8, "lon": 113.2}, user="op-a")
+    assert status == 422 and "source" in str(body["detail"])
+    assert api.get("/api/reports?status=all")[1]["total"] == 2  # the complaint and the result

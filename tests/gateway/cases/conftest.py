@@ -6,6 +6,8 @@ import pytest
 from gridlink.gateway.api import MIGRATIONS
 from gridlink.gateway.auth.audit import AuditTrail
 from gridlink.gateway.cases.book import CaseBook
+from gridlink.gateway.cases.sources import OperatorReports
+from gridlink.gateway.open311 import ClassNames
 from gridlink.gateway.queue import IntakeQueue
 from gridlink.gateway.tasks import TaskDesk
 
@@ -29,6 +31,7 @@ class Desk:
         self.desk.assign(GRID, DEVICE)
         self.book.put_department("sanitation", "环卫处", ["06"])
         self.book.put_department("parks", "园林局", ["01", "06"])
+        self.sources = OperatorReports(store, ClassNames.load(), clock=self.clock)
         self.seq = 0
 
     def report(self, **kw):
