@@ -72,10 +72,14 @@ def test_the_loop_from_acceptance_to_closing(served, store):
     found = open311(api, rid)
     assert found["status"] == "closed" and found["status_notes"] == f"结案 {case_no}"
 
+    moves = [("disp", "case.dispatch"), ("dept", "case.start"), ("dept", "case.feedback"),
+             ("lead", "case.check"), ("device:pv-0001", "case.resolved")]
     _, entries = api.get(f"/api/audit?target=case:{case_no}")
-    assert [(e["actor"], e["action"]) for e in entries] == [
-        ("disp", "case.dispatch"), ("dept", "case.start"), ("dept", "case.feedback"),
-        ("lead", "case.check"), ("device:pv-0001", "case.resolved")]
+    assert [(e["actor"], e["action"]) for e in entries] == moves
+    # the report's history goes on past 立案: its case's moves and its 核查 task
+    _, history = api.get(f"/api/reports/{rid}/history")
+    assert [(e["actor"], e["action"]) for e in history["entries"]] == [
+        ("op-a", "report.accept"), *moves[:4], ("lead", "task.create"), moves[4]]
 
 
 def test_a_check_result_closes_the_open311_request_only_with_the_case(served, store):
