@@ -14,6 +14,8 @@ when the intake queue accepts a report, and ends at 结案 (``closed``) or 作�
 ``resolved`` and ``unresolved`` are the 核查 task's result, not operator actions.
 """
 
+from ..errors import GatewayError
+
 REGISTERED, DISPATCHED, HANDLING, REPORTED, CHECKING = (
     "registered", "dispatched", "handling", "reported", "checking")
 CLOSED, REWORK, VOIDED, DEFERRED = "closed", "rework", "voided", "deferred"
@@ -50,7 +52,7 @@ STAGE_OF = {REGISTERED: "dispatch", DISPATCHED: "handle", HANDLING: "handle",
 CHECK_RESULTS = {"resolved": "resolved", "unresolved": "unresolved"}
 
 
-class Refused(Exception):
+class Refused(GatewayError):
     """The action may not happen now; ``str()`` says why, in one sentence."""
 
     def __init__(self, message, state=None, allowed=()):
