@@ -54,6 +54,9 @@ POLICY = {
     ("PUT", "/api/departments/{dept_id}"): roles.DEPARTMENTS,
     ("GET", "/api/deadlines"): roles.READ,
     ("PUT", "/api/deadlines/{stage}/{code}"): roles.DEPARTMENTS,
+    ("GET", "/api/calendar"): roles.READ,
+    ("PUT", "/api/calendar/{day}"): roles.DEPARTMENTS,
+    ("DELETE", "/api/calendar/{day}"): roles.DEPARTMENTS,
     # the map and the photos
     ("GET", "/api/grid"): roles.READ,
     ("GET", "/api/photos/{sha256}"): roles.READ,

@@ -7,8 +7,9 @@ one case at once cannot both win; the loser is told what the case has become.  E
 writes a history row (who, when, from, to, why, and whether the stage it ended was on
 time) and, given ``audit``, an audit entry, in the same transaction.
 
-Deadlines are plain UTC durations per class code (longest prefix wins) and stage; a
-working-hours calendar is not applied.
+Deadlines are durations per class code (longest prefix wins) and stage, counted on the
+wall clock or in the centre's working time (``workcal``: working hours on working days,
+with the calendar's holidays and 调休 workdays).
 """
 
 import json
@@ -20,6 +21,7 @@ from ..queue import Conflict, Invalid, NotFound, parse_time, system_clock
 from ..store.sql import decode_json, one, rows, run
 from . import lifecycle as lc
 from .sources import require_verified
+from .workcal import DEFAULT_HOURS, CalendarError, WorkCalendar, parse_day
 
 MAX_PAGE = 500
 MAX_DEADLINE_S = 366 * 86400
@@ -89,8 +91,23 @@ SELECT case_no, 1, created_at, COALESCE(created_by, '?'), 'register', NULL, 'reg
 FROM cases;
 """
 
+# A deadline counts wall-clock time or the centre's working time (``workcal``); the
+# calendar holds the days that differ from Monday-to-Friday: holidays and 调休 workdays.
+_WORKING_TIME = """
+ALTER TABLE case_deadlines ADD COLUMN clock TEXT NOT NULL DEFAULT 'wall';
+CREATE TABLE case_calendar (
+    day TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    note TEXT,
+    updated_at TEXT NOT NULL
+);
+"""
+
 # the cases of reports accepted before this table existed are opened at 立案
-MIGRATIONS = (("case_001_cases", _CASES, _CASES),)
+MIGRATIONS = (("case_001_cases", _CASES, _CASES),
+              ("case_003_working_time", _WORKING_TIME, _WORKING_TIME))
+CLOCKS = ("wall", "working")
+DAY_KINDS = ("holiday", "workday")
 
 CASE_FIELDS = ("case_no", "report_id", "state", "kind", "standard", "code", "grid", "district",
                "department", "check_task", "stage", "stage_since", "stage_due", "version",
@@ -101,10 +118,11 @@ class CaseBook:
     """Cases over a store; ``desk`` (a ``TaskDesk``) sends 核查 tasks, ``trail`` (an
     ``AuditTrail``) records the moves a task result makes."""
 
-    def __init__(self, store, *, clock=None, trail=None):
+    def __init__(self, store, *, clock=None, trail=None, hours=DEFAULT_HOURS):
         self.store = store
         self.clock = clock or system_clock
         self.trail = trail
+        self.hours = hours  # the working hours of a working day (``workcal``)
 
     # ------------------------------------------------------------ opening (立案)
 
@@ -365,12 +383,15 @@ class CaseBook:
     def deadlines(self):
         with self.store.connect() as conn:
             found = rows(run(self.store, conn,
-                             "SELECT stage, code, seconds, updated_at FROM case_deadlines"
+                             "SELECT stage, code, seconds, clock, updated_at FROM case_deadlines"
                              " ORDER BY stage, code"))
         return [{**d, "code": d["code"] or DEFAULT_CODE} for d in found]
 
-    def put_deadline(self, stage, code, seconds):
-        """The time a stage may take for a class (code or prefix, or ``default``)."""
+    def put_deadline(self, stage, code, seconds, clock="wall"):
+        """The time a stage may take for a class (code or prefix, or ``default``), counted
+        on the wall clock or in the centre's working time (``clock`` ``working``)."""
+        if clock not in CLOCKS:
+            raise Invalid(f"clock: wall or working, not {clock!r}")
         if stage not in lc.STAGES:
             raise Invalid(f"stage: one of {', '.join(lc.STAGES)}, not {stage!r}")
         if code != DEFAULT_CODE and not CLASS_PREFIX.fullmatch(code or ""):
@@ -383,19 +404,66 @@ class CaseBook:
         now = wire_time(self.clock())
         with self.store.connect() as conn:
             run(self.store, conn,
-                "INSERT INTO case_deadlines (stage, code, seconds, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (stage, code) DO UPDATE SET seconds = ?, updated_at = ?",
-                [stage, stored, seconds, now, seconds, now])
-        return {"stage": stage, "code": code, "seconds": seconds, "updated_at": now}
+                "INSERT INTO case_deadlines (stage, code, seconds, clock, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (stage, code) DO UPDATE SET seconds = ?,"
+                " clock = ?, updated_at = ?",
+                [stage, stored, seconds, clock, now, seconds, clock, now])
+        return {"stage": stage, "code": code, "seconds": seconds, "clock": clock,
+                "updated_at": now}
+
+    # ------------------------------------------------------------ the working calendar
+
+    def calendar(self):
+        """The days that differ from Monday-to-Friday, in order."""
+        with self.store.connect() as conn:
+            return rows(run(self.store, conn,
+                            "SELECT day, kind, note, updated_at FROM case_calendar ORDER BY day"))
+
+    def put_day(self, day, kind, note=None):
+        """Mark a day a ``holiday`` (a weekday off) or a ``workday`` (a weekend day worked)."""
+        try:
+            day = parse_day(day).isoformat()
+        except CalendarError as exc:
+            raise Invalid(str(exc)) from None
+        if kind not in DAY_KINDS:
+            raise Invalid(f"kind: holiday or workday, not {kind!r}")
+        note = _text(note, "note", most=100)
+        now = wire_time(self.clock())
+        with self.store.connect() as conn:
+            run(self.store, conn,
+                "INSERT INTO case_calendar (day, kind, note, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (day) DO UPDATE SET kind = ?, note = ?, updated_at = ?",
+                [day, kind, note, now, kind, note, now])
+        return {"day": day, "kind": kind, "note": note, "updated_at": now}
+
+    def delete_day(self, day):
+        with self.store.connect() as conn:
+            cur = run(self.store, conn, "DELETE FROM case_calendar WHERE day = ?", [day])
+        if cur.rowcount == 0:
+            raise NotFound(f"no calendar entry for {day!r}")
+
+    def _work_calendar(self, conn):
+        found = rows(run(self.store, conn, "SELECT day, kind FROM case_calendar"))
+        days = {kind: {parse_day(d["day"]) for d in found if d["kind"] == kind}
+                for kind in DAY_KINDS}
+        return WorkCalendar(days["holiday"], days["workday"], self.hours)
 
     def _due(self, conn, stage, code, now):
         """The deadline of ``stage`` for class ``code`` starting ``now``, or None."""
         found = rows(run(self.store, conn,
-                         "SELECT code, seconds FROM case_deadlines WHERE stage = ?", [stage]))
+                         "SELECT code, seconds, clock FROM case_deadlines WHERE stage = ?",
+                         [stage]))
         fitting = [d for d in found if (code or "").startswith(d["code"])]
         if not fitting:
             return None
         best = max(fitting, key=lambda d: len(d["code"]))
+        if best["clock"] == "working":
+            try:
+                due = self._work_calendar(conn).add(parse_time(now), best["seconds"])
+            except CalendarError as exc:
+                raise Conflict(f"the {stage} deadline cannot be placed: {exc}",
+                               state=None) from None
+            return wire_time(due)
         return wire_time(parse_time(now) + timedelta(seconds=best["seconds"]))
 
 

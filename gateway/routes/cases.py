@@ -85,8 +85,20 @@ class DepartmentBody(BaseModel):
 
 
 class DeadlineBody(BaseModel):
-    seconds: int = Field(..., ge=60, le=366 * 86400,
-                         description="how long the stage may take (plain UTC duration)")
+    seconds: int = Field(..., ge=60, le=366 * 86400, description="how long the stage may take")
+    clock: str = Field("wall", pattern="^(wall|working)$",
+                       description="wall: plain elapsed time; working: the centre's working "
+                                   "hours on working days (/api/calendar)")
+
+
+class DayBody(BaseModel):
+    kind: str = Field(..., pattern="^(holiday|workday)$",
+                      description="holiday: a weekday off; workday: a weekend day worked (调休)")
+    note: str | None = Field(None, max_length=100, description="e.g. 国庆节")
+
+
+# a day the pattern admits but the calendar has not (02-30) is a 400
+DAY = r"^20[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 
 
 def file_body(codes):
@@ -218,9 +230,32 @@ def build_router(book, desk, trail, sources, queue):
                      code: str = Path(..., pattern=f"^([0-9]{{2,17}}|{DEFAULT_CODE})$")):
         before = next((d for d in book.deadlines()
                        if d["stage"] == stage and d["code"] == code), None)
-        done = book.put_deadline(stage, code, body.seconds)
+        done = book.put_deadline(stage, code, body.seconds, body.clock)
         Acting(trail, request).append("deadline.put", target=f"deadline:{stage}:{code}",
                                       before=before, after=done)
         return done
+
+    @router.get("/api/calendar", summary="Holidays and 调休 workdays of the working calendar")
+    def calendar():
+        return book.calendar()
+
+    @router.put("/api/calendar/{day}", responses=BAD,
+                summary="Mark a day a holiday or a workday (a day that does not exist, "
+                        "such as 02-30, is a 400)")
+    def put_day(body: DayBody, request: Request,
+                day: str = Path(..., pattern=DAY, description="YYYY-MM-DD")):
+        before = next((d for d in book.calendar() if d["day"] == day), None)
+        done = book.put_day(day, body.kind, body.note)
+        Acting(trail, request).append("calendar.put", target=f"day:{day}", before=before,
+                                      after=done)
+        return done
+
+    @router.delete("/api/calendar/{day}", status_code=204,
+                   responses={404: {"model": ErrorBody, "description": "no entry that day"}},
+                   summary="Let a day follow Monday-to-Friday again")
+    def delete_day(request: Request, day: str = Path(..., max_length=10)):
+        before = next((d for d in book.calendar() if d["day"] == day), None)
+        book.delete_day(day)
+        Acting(trail, request).append("calendar.delete", target=f"day:{day}", before=before)
 
     return router

@@ -174,3 +174,19 @@ def test_a_hotline_complaint_becomes_a_case_after_verification(served, store):
                                                      "lat": 34.8, "lon": 113.2}, user="op-a")
     assert status == 422 and "source" in str(body["detail"])
     assert api.get("/api/reports?status=all")[1]["total"] == 2  # the complaint and the result
+
+
+def test_the_working_calendar_over_the_api(served):
+    api, _ = served
+    status, day = api.call("PUT", "/api/calendar/2026-10-01", {"kind": "holiday",
+                                                               "note": "国庆节"}, user="lead")
+    assert status == 200 and day["note"] == "国庆节"
+    status, body = api.call("PUT", "/api/calendar/2026-02-30", {"kind": "holiday"},
+                            user="lead")
+    assert status == 400 and "YYYY-MM-DD" in body["detail"]
+    status, body = api.call("PUT", "/api/deadlines/check/default",
+                            {"seconds": 7200, "clock": "working"}, user="lead")
+    assert status == 200 and body["clock"] == "working"
+    assert [d["day"] for d in api.get("/api/calendar")[1]] == ["2026-10-01"]
+    assert api.call("DELETE", "/api/calendar/2026-10-01", user="lead")[0] == 204
+    assert api.call("DELETE", "/api/calendar/2026-10-01", user="lead")[0] == 404

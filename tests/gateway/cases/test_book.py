@@ -219,3 +219,30 @@ def test_task_types_fit_the_case(desk):
     with pytest.raises(Conflict, match="is rejected"):
         desk.desk.create(type="verify", report_id=rejected)
     assert [t["id"] for t in desk.desk.list()] == [verify["id"]]
+
+
+def test_a_deadline_in_working_time_skips_nights_and_the_calendars_holidays(desk):
+    # T0 is 2026-11-28 02:00 UTC = 10:00 Saturday in Beijing; that Saturday is worked (调休)
+    # and Monday the 30th is a holiday
+    desk.book.put_day("2026-11-28", "workday", "调休")
+    desk.book.put_day("2026-11-30", "holiday")
+    desk.book.put_deadline("dispatch", "default", 4 * HOUR, clock="working")
+    case_no, _ = desk.case()
+    # 10:00-12:00 and 14:00-16:00 Saturday (Beijing) = 08:00 UTC
+    assert desk.book.get(case_no)["stage_due"] == "2026-11-28T08:00:00.000Z"
+    desk.book.put_deadline("dispatch", "default", 6 * HOUR, clock="working")
+    second, _ = desk.case()
+    # 10:00-17:30 Saturday is 5.5 h; Sunday off, Monday a holiday: Tuesday 09:00 Beijing
+    assert desk.book.get(second)["stage_due"] == "2026-12-01T01:00:00.000Z"
+    assert [(d["day"], d["kind"]) for d in desk.book.calendar()] == [
+        ("2026-11-28", "workday"), ("2026-11-30", "holiday")]
+    with pytest.raises(Invalid, match="YYYY-MM-DD"):
+        desk.book.put_day("2026-02-30", "holiday")
+    with pytest.raises(Invalid, match="holiday or workday"):
+        desk.book.put_day("2026-12-01", "vacation")
+    with pytest.raises(Invalid, match="clock"):
+        desk.book.put_deadline("handle", "default", HOUR, clock="lunar")
+    desk.book.delete_day("2026-11-30")
+    with pytest.raises(NotFound):
+        desk.book.delete_day("2026-11-30")
+    assert len(desk.book.calendar()) == 1
