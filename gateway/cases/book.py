@@ -28,6 +28,7 @@ MAX_DEADLINE_S = 366 * 86400
 DEPARTMENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{1,31}")
 PHOTO_REF = re.compile(r"[0-9a-f]{64}|https?://[!-~]{1,490}")
 CLASS_PREFIX = re.compile(r"[0-9]{2,17}")
+ACCOUNT = re.compile(r"[a-z0-9._-]{2,64}")  # a user name (``auth.accounts``)
 DEFAULT_CODE = "default"  # the deadline of every class that has none of its own
 
 _CASES = """
@@ -104,8 +105,13 @@ CREATE TABLE case_calendar (
 """
 
 # the cases of reports accepted before this table existed are opened at 立案
+# the accounts that act for a department (开始处置, 处置反馈 on its cases); none: any
+# department account may
+_DEPARTMENT_ACCOUNTS = "ALTER TABLE case_departments ADD COLUMN accounts TEXT NOT NULL DEFAULT '[]'"
+
 MIGRATIONS = (("case_001_cases", _CASES, _CASES),
-              ("case_003_working_time", _WORKING_TIME, _WORKING_TIME))
+              ("case_003_working_time", _WORKING_TIME, _WORKING_TIME),
+              ("case_004_department_accounts", _DEPARTMENT_ACCOUNTS, _DEPARTMENT_ACCOUNTS))
 CLOCKS = ("wall", "working")
 DAY_KINDS = ("holiday", "workday")
 
@@ -346,8 +352,14 @@ class CaseBook:
             raise NotFound(f"no department {dept_id!r}")
         return _department(found)
 
-    def put_department(self, dept_id, name, classes):
-        """Add or change a department: its name and the class codes (or prefixes) it handles."""
+    def put_department(self, dept_id, name, classes, accounts=()):
+        """Add or change a department: its name, the class codes (or prefixes) it handles
+        and the accounts that act for it (none: any department account)."""
+        if not isinstance(accounts, (list, tuple)) or len(accounts) > 100 or not all(
+                isinstance(a, str) and ACCOUNT.fullmatch(a) for a in accounts):
+            raise Invalid(f"accounts: at most 100 user names ([a-z0-9._-], 2 to 64), not "
+                          f"{accounts!r}")
+        accounts = sorted(set(accounts))
         if not isinstance(dept_id, str) or not DEPARTMENT_ID.fullmatch(dept_id):
             raise Invalid(f"department id: [a-z0-9][a-z0-9_-]{{1,31}}, not {dept_id!r}")
         name = _text(name, "name", required=True, most=64)
@@ -360,10 +372,25 @@ class CaseBook:
         now = wire_time(self.clock())
         with self.store.connect() as conn:
             run(self.store, conn,
-                "INSERT INTO case_departments (id, name, classes, updated_at) VALUES (?, ?, ?, ?)"
-                " ON CONFLICT (id) DO UPDATE SET name = ?, classes = ?, updated_at = ?",
-                [dept_id, name, json.dumps(classes), now, name, json.dumps(classes), now])
-        return {"id": dept_id, "name": name, "classes": classes, "updated_at": now}
+                "INSERT INTO case_departments (id, name, classes, accounts, updated_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = ?, classes = ?,"
+                " accounts = ?, updated_at = ?",
+                [dept_id, name, json.dumps(classes), json.dumps(accounts), now, name,
+                 json.dumps(classes), json.dumps(accounts), now])
+        return {"id": dept_id, "name": name, "classes": classes, "accounts": accounts,
+                "updated_at": now}
+
+    def acts_for(self, case_no, account):
+        """Whether ``account`` may act for the department a case is dispatched to: it is
+        listed, or the department lists no accounts (or the case has none yet)."""
+        with self.store.connect() as conn:
+            found = one(run(self.store, conn,
+                            "SELECT d.id, d.accounts FROM cases c JOIN case_departments d"
+                            " ON d.id = c.department WHERE c.case_no = ?", [case_no]))
+        if found is None:
+            return True
+        listed = decode_json(found["accounts"], [])
+        return not listed or account in listed
 
     def _department(self, conn, dept_id, code):
         if not dept_id:
@@ -516,7 +543,7 @@ def _audited(case):
 
 def _department(row):
     return {"id": row["id"], "name": row["name"], "classes": decode_json(row["classes"], []),
-            "updated_at": row["updated_at"]}
+            "accounts": decode_json(row.get("accounts"), []), "updated_at": row["updated_at"]}
 
 
 def _entry(h):

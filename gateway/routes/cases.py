@@ -7,6 +7,8 @@ and the moves it does allow (``cases.lifecycle``)."""
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from ..auth import roles
+from ..auth.errors import Forbidden
 from ..cases import lifecycle as lc
 from ..cases.book import DEFAULT_CODE
 from ..cases.sources import SOURCES
@@ -78,6 +80,11 @@ class OverrideBody(BaseModel):
 
 class DepartmentBody(BaseModel):
     name: str = Field(..., max_length=64, pattern=NOT_BLANK)
+    accounts: list[str] = Field([], max_length=100,
+                                description="the accounts that act for it (开始处置, 处置反馈); "
+                                            "none: any 专业部门 account",
+                                json_schema_extra={"items": {
+                                    "type": "string", "pattern": r"^[a-z0-9._-]{2,64}$"}})
     classes: list[str] = Field(..., min_length=1, max_length=200,
                                description="class codes or prefixes it handles",
                                json_schema_extra={"items": {"type": "string",
@@ -158,6 +165,15 @@ def build_router(book, desk, trail, sources, queue):
         me = Acting(trail, request)
         return book.act(case_no, action, me.name, audit=me.record, **kw)
 
+    def handle(action, request, case_no, **kw):
+        """A department's move: only an account of the case's department (or a 值班长)."""
+        me = Acting(trail, request)
+        book.get(case_no, history=False)  # 404 first
+        if not me.principal.can(roles.CASE_LEAD) and not book.acts_for(case_no, me.name):
+            raise Forbidden(f"{me.name} does not act for the department case {case_no} is "
+                            "dispatched to")
+        return book.act(case_no, action, me.name, audit=me.record, **kw)
+
     @router.post("/api/cases/{case_no}/dispatch", responses=MOVE,
                  summary="派遣: send the case to a department, with a deadline")
     def dispatch(body: DispatchBody, request: Request, case_no: str = CaseNo):
@@ -167,12 +183,12 @@ def build_router(book, desk, trail, sources, queue):
     @router.post("/api/cases/{case_no}/start", responses=MOVE,
                  summary="处置中: the department starts handling")
     def start(body: Note, request: Request, case_no: str = CaseNo):
-        return move("start", request, case_no, note=body.note)
+        return handle("start", request, case_no, note=body.note)
 
     @router.post("/api/cases/{case_no}/feedback", responses=MOVE,
                  summary="处置反馈: the department reports it done, with photos")
     def feedback(body: FeedbackBody, request: Request, case_no: str = CaseNo):
-        return move("feedback", request, case_no, note=body.note, photos=body.photos)
+        return handle("feedback", request, case_no, note=body.note, photos=body.photos)
 
     @router.post("/api/cases/{case_no}/check", status_code=201, responses=MOVE,
                  summary="核查: send a check task to the grid's device; its result closes "
@@ -214,7 +230,7 @@ def build_router(book, desk, trail, sources, queue):
     def put_department(body: DepartmentBody, request: Request,
                        dept_id: str = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{1,31}$")):
         before = next((d for d in book.departments() if d["id"] == dept_id), None)
-        done = book.put_department(dept_id, body.name, body.classes)
+        done = book.put_department(dept_id, body.name, body.classes, body.accounts)
         Acting(trail, request).append("department.put", target=f"department:{dept_id}",
                                       before=before, after=done)
         return done

@@ -190,3 +190,25 @@ def test_the_working_calendar_over_the_api(served):
     assert [d["day"] for d in api.get("/api/calendar")[1]] == ["2026-10-01"]
     assert api.call("DELETE", "/api/calendar/2026-10-01", user="lead")[0] == 204
     assert api.call("DELETE", "/api/calendar/2026-10-01", user="lead")[0] == 404
+
+
+def test_only_the_departments_own_accounts_act_for_it(served, store):
+    api, _ = served
+    api.tokens.roles.update({"dept-b": ("department",)})
+    status, dept = api.call("PUT", "/api/departments/sanitation", {
+        "name": "环卫处", "classes": ["06"], "accounts": ["dept"]}, user="lead")
+    assert status == 200 and dept["accounts"] == ["dept"]
+    status, body = api.call("PUT", "/api/departments/sanitation", {
+        "name": "环卫处", "classes": ["06"], "accounts": ["Not A Name"]}, user="lead")
+    assert status == 400 and "accounts: at most 100 user names" in body["detail"]
+    assert api.get("/api/departments")[1][0]["accounts"] == ["dept"]
+    rid = add_report(store, 1, grid=GRID)
+    case_no = api.call("POST", f"/api/reports/{rid}/accept", {}, user="op-a")[1]["case_no"]
+    api.call("POST", f"/api/cases/{case_no}/dispatch", {"department": "sanitation"}, user="disp")
+    status, body = api.call("POST", f"/api/cases/{case_no}/start", {}, user="dept-b")
+    assert status == 403
+    assert body["detail"] == (f"dept-b does not act for the department case {case_no} is "
+                              "dispatched to")
+    assert api.get(f"/api/cases/{case_no}")[1]["state"] == "dispatched"
+    status, case = api.call("POST", f"/api/cases/{case_no}/start", {}, user="dept")
+    assert status == 200 and case["state"] == "handling"
