@@ -160,7 +160,7 @@ class CaseBook:
             if case is None:
                 raise NotFound(f"no case {case_no!r}")
             entries = self._history(conn, case_no) if history else None
-        return _present(case, entries)
+        return _present(case, entries, wire_time(self.clock()))
 
     def by_report(self, report_id):
         """The case of a report, or None when it was never 立案."""
@@ -169,8 +169,15 @@ class CaseBook:
                             [report_id]))
         return self.get(found["case_no"], history=False) if found else None
 
-    def list(self, *, state=None, department=None, limit=50, offset=0):
+    def list(self, *, state=None, department=None, overdue=None, limit=50, offset=0):
+        """A page of cases, newest first; ``overdue`` true keeps the cases whose current
+        stage is past its deadline (督办), false those that are not."""
+        now = wire_time(self.clock())
         where, params = [], []
+        if overdue is not None:
+            where.append("stage_due IS NOT NULL AND stage_due < ?" if overdue
+                         else "(stage_due IS NULL OR stage_due >= ?)")
+            params.append(now)
         if state is not None:
             if state not in lc.STATES:
                 raise Invalid(f"state: one of {', '.join(lc.STATES)}, not {state!r}")
@@ -189,7 +196,7 @@ class CaseBook:
                              "SELECT * FROM cases" + clause + " ORDER BY created_at DESC,"
                              " case_no LIMIT ? OFFSET ?", [*params, int(limit), int(offset)]))
         return {"total": total, "limit": int(limit), "offset": int(offset),
-                "items": [_present(c, None) for c in found]}
+                "items": [_present(c, None, now) for c in found]}
 
     def _row(self, conn, case_no):
         return one(run(self.store, conn, "SELECT * FROM cases WHERE case_no = ?", [case_no]))
@@ -554,9 +561,10 @@ def _entry(h):
             "on_time": None if h["on_time"] is None else bool(h["on_time"])}
 
 
-def _present(case, history):
+def _present(case, history, now):
     out = {k: case[k] for k in CASE_FIELDS}
     out["label"] = lc.LABELS.get(case["state"])
+    out["overdue"] = case["stage_due"] is not None and case["stage_due"] < now
     out["actions"] = list(lc.allowed_actions(case["state"]))
     if history is not None:
         out["history"] = history

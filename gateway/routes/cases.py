@@ -152,9 +152,12 @@ def build_router(book, desk, trail, sources, queue):
     @router.get("/api/cases", responses=BAD, summary="List cases (newest first)")
     def list_cases(state: str | None = Query(None, pattern=STATE),
                    department: str | None = Query(None, max_length=32),
+                   overdue: bool | None = Query(None, description="only cases past (true) / "
+                                                "within (false) their stage's deadline"),
                    limit: int = Query(50, ge=1, le=500),
                    offset: int = Query(0, ge=0, le=2**31 - 1)):
-        return book.list(state=state, department=department, limit=limit, offset=offset)
+        return book.list(state=state, department=department, overdue=overdue, limit=limit,
+                         offset=offset)
 
     @router.get("/api/cases/{case_no}", responses=NOT_FOUND,
                 summary="One case with its history (who moved it, when, on time or late)")

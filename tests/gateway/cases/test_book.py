@@ -246,3 +246,17 @@ def test_a_deadline_in_working_time_skips_nights_and_the_calendars_holidays(desk
     with pytest.raises(NotFound):
         desk.book.delete_day("2026-11-30")
     assert len(desk.book.calendar()) == 1
+
+
+def test_cases_past_their_stage_deadline_are_flagged_and_found(desk):
+    desk.book.put_deadline("dispatch", "default", HOUR)
+    late, _ = desk.case()
+    desk.clock.advance(HOUR - 60)
+    fresh, _ = desk.case()
+    desk.clock.advance(61)
+    assert desk.book.get(late)["overdue"] and not desk.book.get(fresh)["overdue"]
+    assert [c["case_no"] for c in desk.book.list(overdue=True)["items"]] == [late]
+    assert [c["case_no"] for c in desk.book.list(overdue=False)["items"]] == [fresh]
+    desk.act(late, "dispatch", department="sanitation")  # no handle deadline: not overdue
+    assert desk.book.list(overdue=True)["total"] == 0
+    assert desk.book.get(late)["history"][-1]["on_time"] is False
