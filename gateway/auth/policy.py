@@ -23,6 +23,7 @@ POLICY = {
     ("GET", "/api/session/oidc/callback"): PUBLIC,
     # the intake queue
     ("GET", "/api/reports"): roles.READ,
+    ("POST", "/api/reports"): roles.DECIDE,
     ("GET", "/api/reports/{report_id}"): roles.READ,
     ("GET", "/api/reports/{report_id}/history"): roles.READ,
     ("POST", "/api/reports/{report_id}/claim"): roles.DECIDE,
@@ -47,6 +48,24 @@ POLICY = {
     ("POST", "/api/tasks"): roles.TASKS,
     ("GET", "/api/tasks/{task_id}"): roles.READ,
     ("POST", "/api/tasks/{task_id}/dispatch"): roles.TASKS,
+    # cases after 立案 (docs/cases.md)
+    ("GET", "/api/cases"): roles.READ,
+    ("GET", "/api/cases/{case_no}"): roles.READ,
+    ("POST", "/api/cases/{case_no}/dispatch"): roles.CASE_DISPATCH,
+    ("POST", "/api/cases/{case_no}/start"): roles.CASE_HANDLE,
+    ("POST", "/api/cases/{case_no}/feedback"): roles.CASE_HANDLE,
+    ("POST", "/api/cases/{case_no}/check"): roles.TASKS,
+    ("POST", "/api/cases/{case_no}/defer"): roles.CASE_LEAD,
+    ("POST", "/api/cases/{case_no}/resume"): roles.CASE_LEAD,
+    ("POST", "/api/cases/{case_no}/void"): roles.CASE_LEAD,
+    ("POST", "/api/cases/{case_no}/override"): roles.CASE_LEAD,
+    ("GET", "/api/departments"): roles.READ,
+    ("PUT", "/api/departments/{dept_id}"): roles.DEPARTMENTS,
+    ("GET", "/api/deadlines"): roles.READ,
+    ("PUT", "/api/deadlines/{stage}/{code}"): roles.DEPARTMENTS,
+    ("GET", "/api/calendar"): roles.READ,
+    ("PUT", "/api/calendar/{day}"): roles.DEPARTMENTS,
+    ("DELETE", "/api/calendar/{day}"): roles.DEPARTMENTS,
     # the map and the photos
     ("GET", "/api/grid"): roles.READ,
     ("GET", "/api/photos/{sha256}"): roles.READ,
@@ -101,6 +120,19 @@ AUDITED = {
     ("POST", "/api/duty"): "duty.add",
     ("POST", "/api/duty/schedule"): "duty.schedule",
     ("POST", "/api/fleet/config"): "fleet.config",
+    ("POST", "/api/reports"): "report.file",
+    ("PUT", "/api/departments/{dept_id}"): "department.put",
+    ("PUT", "/api/deadlines/{stage}/{code}"): "deadline.put",
+    ("PUT", "/api/calendar/{day}"): "calendar.put",
+    ("DELETE", "/api/calendar/{day}"): "calendar.delete",
+    ("POST", "/api/cases/{case_no}/defer"): "case.defer",
+    ("POST", "/api/cases/{case_no}/resume"): "case.resume",
+    ("POST", "/api/cases/{case_no}/dispatch"): "case.dispatch",
+    ("POST", "/api/cases/{case_no}/start"): "case.start",
+    ("POST", "/api/cases/{case_no}/feedback"): "case.feedback",
+    ("POST", "/api/cases/{case_no}/check"): "case.check",      # then task.create, its task
+    ("POST", "/api/cases/{case_no}/void"): "case.void",
+    ("POST", "/api/cases/{case_no}/override"): "case.override",
 }
 
 
