@@ -30,6 +30,10 @@ from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.oidc import MIGRATIONS as OIDC_MIGRATIONS
 from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
+from .cases.book import MIGRATIONS as CASE_MIGRATIONS
+from .cases.book import CaseBook
+from .cases.sources import MIGRATIONS as SOURCE_MIGRATIONS
+from .cases.sources import OperatorReports
 from .coverage import Coverage
 from .fleet_config import MIGRATIONS as FLEETCFG_MIGRATIONS
 from .fleet_config import FleetConfig
@@ -45,6 +49,7 @@ from .roster import MIGRATIONS as ROSTER_MIGRATIONS
 from .roster import Roster
 from .routes import (
     audit,
+    cases,
     dead_letters,
     evaluation,
     events,
@@ -74,6 +79,8 @@ MIGRATIONS = (
     *ROSTER_MIGRATIONS,
     *RATE_MIGRATIONS,
     *FLEETCFG_MIGRATIONS,
+    *CASE_MIGRATIONS,
+    *SOURCE_MIGRATIONS,
     *OTA_MIGRATIONS,
 )
 
@@ -108,9 +115,12 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     trail = AuditTrail(store)
     proxies = TrustedProxies(trusted_proxies)
     names = open311.ClassNames.load(codebooks)
-    queue = IntakeQueue(store, clock=clock, codebooks=names)
+    book = CaseBook(store, clock=clock, trail=trail)
+    queue = IntakeQueue(store, clock=clock, codebooks=names, on_accept=book.register)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
-                    district=district)
+                    district=district, cases=book)
+    sources = OperatorReports(store, names, locate=_locator(grid_map), clock=clock,
+                              district=district)
     feed = events.ChangeFeed(store, desk, poll_interval)
     roster = Roster.over_map(store, grid_map, clock=clock)
     coverage = Coverage(store, roster, _cell_locator(grid_map))
@@ -137,6 +147,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.queue = queue
     app.state.tasks = desk
     app.state.fleet_config = fleet_cfg
+    app.state.cases = book
     app.state.accounts = accounts
     app.state.audit = trail
     app.state.on_report = desk.on_report
@@ -150,12 +161,13 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(oidc_routes.build_router(OidcClient(oidc) if oidc else None,
                                                 OidcLinks(store, accounts, trail), accounts, trail,
                                                 limiter, proxies))
-    app.include_router(intake.build_router(queue, desk, trail))
+    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller))
     app.include_router(audit.build_router(trail, queue, desk))
     app.include_router(fleet.build_router(store, fleet_cfg))
     app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
+    app.include_router(cases.build_router(book, desk, trail, sources, queue))
     app.include_router(grid.build_router(grid_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))

@@ -7,6 +7,7 @@ where the device or gateway builds it, ``make_<name>(...)``.  Task results are r
 
 from . import canonjson
 from .checks import (
+    UPPER_DIGITS,
     MessageError,
     check_device,
     check_enum,
@@ -19,8 +20,8 @@ from .checks import (
     check_time,
     is_int,
 )
-from .report import MAX_BYTES as REPORT_MAX_BYTES
 from .report import (
+    KINDS,
     PHOTO_MAX_BYTES,
     VERSION,
     ReportError,
@@ -28,6 +29,7 @@ from .report import (
     validate_fix,
     validate_report,
 )
+from .report import MAX_BYTES as REPORT_MAX_BYTES
 
 # id_reused: the id is committed with other content (a device whose counter restarted);
 # the report is refused, never taken for its namesake, and the device must keep it
@@ -198,10 +200,20 @@ def ack_action(ack):
 # -- task (gateway → device) --------------------------------------------------------------
 
 _TASK_KEYS = ("v", "task", "type", "report", "lat", "lon", "grid", "text", "deadline")
+# the class (kind and code) of the report or case the task is about: the device codes its
+# result report with it (a 核查 of illegal parking is an illegal-parking report)
+_TASK_CLASS = ("kind", "code")
 
 
 def validate_task(obj):
-    check_obj(MessageError, obj, "", _TASK_KEYS)
+    check_obj(MessageError, obj, "", _TASK_KEYS, _TASK_CLASS)
+    if ("kind" in obj) != ("code" in obj):
+        raise MessageError("kind" if "code" in obj else "code",
+                           "is required with " + ("code" if "code" in obj else "kind"))
+    if "kind" in obj:
+        check_enum(MessageError, obj["kind"], "kind", KINDS)
+        check_str(MessageError, obj["code"], "code", 2, 12, UPPER_DIGITS,
+                  "2-12 digits or upper-case letters")
     _version(obj)
     check_task_id(obj["task"], "task", MessageError)
     check_enum(MessageError, obj["type"], "type", TASK_TYPES)
@@ -218,10 +230,13 @@ def validate_task(obj):
     return obj
 
 
-def make_task(task, type, lat, lon, text="", report=None, grid=None, deadline=None):
-    return validate_task({"v": VERSION, "task": task, "type": type, "report": report,
-                          "lat": lat, "lon": lon, "grid": grid, "text": text,
-                          "deadline": deadline})
+def make_task(task, type, lat, lon, text="", report=None, grid=None, deadline=None,
+              kind=None, code=None):
+    obj = {"v": VERSION, "task": task, "type": type, "report": report, "lat": lat,
+           "lon": lon, "grid": grid, "text": text, "deadline": deadline}
+    if kind is not None or code is not None:
+        obj["kind"], obj["code"] = kind, code
+    return validate_task(obj)
 
 
 # -- update offer (gateway → device, retained) ---------------------------------------------

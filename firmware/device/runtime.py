@@ -25,6 +25,7 @@ from .. import errors
 from ..core import messages, topics
 from ..core import track as coretrack
 from ..core.checks import MessageError
+from ..core.errors import CoreError
 from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
 from ..core.timefmt import iso_utc
 from ..maps import default_map
@@ -466,13 +467,27 @@ class Device:
         if result not in RESULTS[task["type"]]:
             raise errors.DeviceError(f"a {task['type']} task is answered with "
                                      f"{' or '.join(RESULTS[task['type']])}, not {result!r}")
-        cls = self.profile["task_result"]
-        rep = self.report("task", cls["kind"], cls["code"],
+        kind, code = self._result_class(task)
+        rep = self.report("task", kind, code,
                           f"{TYPE_NAMES[task['type']]} {task['task']}: {result}",
                           task=task["task"], result=result)
         self.board.close(task["task"])
         log.info("task %s answered %s by report %s", task["task"], result, rep["id"])
         return rep["id"]
+
+    def _result_class(self, task):
+        """(kind, code) of a task's result: the class the task names (that of the report or
+        case it is about) when this device's code book has it, else the profile's own."""
+        if "kind" in task:
+            try:
+                codebook.check_code(self.standard, task["kind"], task["code"])
+                return task["kind"], task["code"]
+            except CoreError as exc:
+                log.warning("task %s names class %s %s, not in %s (%s): the result is coded "
+                            "with the profile's class", task["task"], task["kind"],
+                            task["code"], self.standard, exc)
+        cls = self.profile["task_result"]
+        return cls["kind"], cls["code"]
 
     # -- over-the-air updates ----------------------------------------------------------------
 

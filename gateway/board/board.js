@@ -320,7 +320,8 @@ async function showDetail(id, quiet) {
   $("d-title").textContent = className(r);
   const rows = [
     ["状态 state", `${STATE_NAMES[r.state] || r.state}${r.holder ? ` · 认领 ${r.holder} until ${localTime(r.lease_until)}` : ""}`],
-    ["案卷号 case", r.case_no], ["原因 reason", r.reason],
+    ["案卷号 case", r.case_no], ["案卷状态 case state", r.case && `${r.case.label} (${r.case.state})${r.case.department ? " · " + r.case.department : ""}`],
+    ["原因 reason", r.reason],
     ["大类 major", r.major_name], ["上报 id", r.id], ["采集 time", `${localTime(r.captured_at)} (${r.time_source})${r.time_flag ? ` · received ${localTime(r.received_at)}: ${TIME_FLAG_NAMES[r.time_flag] || r.time_flag}` : ""}`],
     ["网格 grid", r.grid + (r.grid_mismatch ? ` (device said ${r.grid_device})` : "")],
     ["位置 fix", r.lat === null ? "no fix" : `${r.lat.toFixed(6)}, ${r.lon.toFixed(6)}`],
@@ -350,10 +351,12 @@ async function showDetail(id, quiet) {
   $("b-accept").disabled = !pending || blocked;
   $("b-reject").disabled = !pending || blocked;
   showHistory(id);
-  // 核实 (verify) before 立案; 核查 (check) once accepted, to see the problem was handled
+  // 核实 (verify) before 立案; 核查 (check) once the department reported back (处置反馈)
   board.taskType = r.state === "accepted" ? "check" : "verify";
+  const checkable = r.case && (r.case.state === "reported" || r.case.state === "checking");
   $("b-task").textContent = board.taskType === "check" ? "派核查 Send check task" : "派核实 Send verify task";
-  $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached";
+  $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached"
+    || (board.taskType === "check" && !checkable);
 }
 
 async function showHistory(id) {

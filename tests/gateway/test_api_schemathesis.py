@@ -19,15 +19,16 @@ from tests.support.intake_api import Tokens, add_report
 # start_date..end_date spans at most 90 days; a window's since comes before its until and
 # spans at most 366 (rates) or 31 (coverage) days; a duty period ends after it starts, a
 # schedule's last day is on or after its first; a shift's end differs from its start; a
-# work grid's cells are in the loaded map (none is loaded here); an evaluation date is a
-# real one (the pattern lets 30 February through); a configuration change's class codes
-# must be in the code book and its target must fit its scope (400 naming the field); a
-# rollout's stages rise to 100 and its target names devices the gateway knows
+# work grid's cells are in the loaded map (none is loaded here); a date or time names a
+# day its month has (the patterns let 30 February through); a configuration change's
+# class codes must be in the code book and its target must fit its scope (400 naming the
+# field); a rollout's stages rise to 100 and its target names devices the gateway knows
 CROSS_FIELD = {path: [positive_data_acceptance] for path in (
     "/open311/v2/requests.json", "/api/evaluation/rates", "/api/evaluation/coverage",
     "/api/duty", "/api/duty/schedule", "/api/shifts/{name}",
     "/api/work-grids/{work_grid_id}", "/api/evaluation/unvisited", "/api/fleet/config",
-    "/api/rollouts")}
+    "/api/calendar/{day}", "/api/reports", "/api/dead-letters", "/api/audit", "/api/tasks",
+    "/api/cases/{case_no}/dispatch", "/api/rollouts")}
 
 
 def run_operation(op, auth):
@@ -45,7 +46,8 @@ def test_the_server_answers_as_its_document_says(tmp_path):
     app = create_app(store, poll_interval=0.2, config_key=Ed25519PrivateKey.generate())
     for n in range(1, 4):
         add_report(store, n)
-    tokens = Tokens(store, roles={"all": ("acceptor", "shift_lead", "technician", "admin")})
+    tokens = Tokens(store, roles={"all": ("acceptor", "shift_lead", "technician", "admin",
+                                          "dispatcher", "department")})
     auth = {"Authorization": f"Bearer {tokens('all')}"}
     problems = {}
     with BackgroundServer(app) as server:

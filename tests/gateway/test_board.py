@@ -197,11 +197,23 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         history = page.locator("#d-history").text_content()
         assert "alice 认领" in history and "alice 立案 SJ-2026-0001" in history
 
-        # the accepted case is found under its state; from there a 核查 task is sent
+        # the accepted case is found under its state; a 核查 task only once the
+        # department has reported back (处置反馈)
         page.select_option("#f-status", "accepted")
         page.click(f'#reports li.accepted[data-id="{first["id"]}"]')
         page.wait_for_function(
             "document.querySelector('#b-task').textContent.includes('核查')")
+        assert page.locator("#b-task").is_disabled()
+        lead = Api(server.url, Tokens(gw_store, roles={"lead": ("shift_lead",),
+                                                       "dept": ("department",)}))
+        lead.call("PUT", "/api/departments/sanitation", {"name": "环卫处", "classes": ["06"]},
+                  user="lead")
+        case = "/api/cases/SJ-2026-0001"
+        lead.call("POST", case + "/dispatch", {"department": "sanitation"}, user="lead")
+        lead.call("POST", case + "/start", {}, user="dept")
+        lead.call("POST", case + "/feedback", {"photos": ["ab" * 32]}, user="dept")
+        page.click(f'#reports li.accepted[data-id="{first["id"]}"]')
+        page.wait_for_function("!document.querySelector('#b-task').disabled")
         page.click("#b-task")
         page.wait_for_function("document.querySelector('#message').textContent.includes('核查')")
         _, tasks = api.get(f"/api/tasks?report_id={first['id']}")
