@@ -144,9 +144,10 @@ class GnssLine:
 # ------------------------------------------------------------------------ the fleet
 
 
-def outbox_records(ddir):
+def outbox_records(ddir, oseqs=None):
     """(report id → report, outbox seq → track points, acknowledged seqs) in a device's
-    outbox, read without opening the Outbox (which would repair what it finds)."""
+    outbox, read without opening the Outbox (which would repair what it finds); each
+    report's outbox seq goes into ``oseqs`` (a dict) when given."""
     from gridlink.firmware.core import outbox, records
 
     reports, track, acked = {}, {}, set()
@@ -163,6 +164,8 @@ def outbox_records(ddir):
                 elif kind in (outbox.REPORT, outbox.TASK_RESULT):
                     rep = json.loads(payload)
                     reports[rep["id"]] = rep
+                    if oseqs is not None:
+                        oseqs[rep["id"]] = seq
                 elif kind == outbox.TRACK:
                     track[seq] = len(json.loads(payload)["pts"])
     return reports, track, acked
@@ -171,8 +174,11 @@ def outbox_records(ddir):
 class Vehicle:
     """One simulated patrol vehicle: its process, data dir, link and GNSS line."""
 
-    def __init__(self, name, workdir, broker, link, capture, origin, map_path, seed):
+    def __init__(self, name, workdir, broker, link, capture, origin, map_path, seed,
+                 cancel_grace=CANCEL_GRACE_S, env=None):
         self.name = name
+        self.cancel_grace = cancel_grace
+        self.env = env          # extra environment (a clock of its own: hil_tests/clock.py)
         self.link = link
         self.ddir = Path(workdir) / "devices" / name
         self.ddir.mkdir(parents=True, exist_ok=True)
@@ -185,20 +191,22 @@ class Vehicle:
         self.reports = {}       # every report id seen in its outbox → report
         self.track = {}         # every track batch seen: outbox seq → points
         self.acked = set()      # outbox seqs acknowledged (track: the broker's PUBACK)
+        self.oseq = {}          # report id → its outbox seq
 
     def argv(self):
         return [sys.executable, "-m", "gridlink.cli", "device", "run",
                 "--profile", "patrol-vehicle", "--data-dir", str(self.ddir),
                 "--broker", f"mqtt://127.0.0.1:{self.shaper.port}", "--sim",
                 "--device-id", self.name, "--district", DISTRICT,
-                "--gnss-port", self.line.path, "--cancel-grace", str(CANCEL_GRACE_S),
+                "--gnss-port", self.line.path, "--cancel-grace", str(self.cancel_grace),
                 "--status-interval", "5", "--reconnect-max", str(RECONNECT_MAX_S),
                 "--map", str(self.map_path), "--log-level", "info"]
 
     def start(self):
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=ROOT)
+                                         stdin=subprocess.DEVNULL, cwd=ROOT,
+                                         env={**os.environ, **self.env} if self.env else None)
         return self
 
     def ready(self):
@@ -224,10 +232,14 @@ class Vehicle:
 
     def snapshot(self):
         """Add what the outbox holds now to the device's records."""
-        reports, track, acked = outbox_records(self.ddir)
+        reports, track, acked = outbox_records(self.ddir, self.oseq)
         self.reports.update(reports)
         self.track.update(track)
         self.acked |= acked
+
+    def acked_reports(self):
+        """Ids of the reports the device holds acknowledged (by the gateway's ack)."""
+        return {rid for rid, oseq in self.oseq.items() if oseq in self.acked}
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -254,9 +266,13 @@ class Vehicle:
 class Patrol:
     """Broker, gateway and fleet for one run.  ``links`` names each vehicle's profile;
     with ``netns`` the broker runs in its own network namespace (hil_tests/netns.py),
-    reached over a veth pair."""
+    reached over a veth pair.  The gateway's store is ``db`` (a store URL: SQLite or
+    PostgreSQL; default an SQLite file in ``workdir``), its photos in ``photos`` (default
+    ``workdir/photos``); ``vehicle_options`` (one dict a vehicle, or None) go to
+    ``Vehicle`` (``cancel_grace``, ``env``)."""
 
-    def __init__(self, workdir, links, seed=18, netns=False):
+    def __init__(self, workdir, links, seed=18, netns=False, db=None, photos=None,
+                 vehicle_options=None):
         from gridlink.demo.district import default_map
         from gridlink.mosquitto import Mosquitto
 
@@ -275,14 +291,19 @@ class Patrol:
         else:
             self.broker = Mosquitto(self.workdir / "broker").start()
             broker_host = "127.0.0.1"
-        self.db = self.workdir / "intake.sqlite"
-        self.gateway = GatewayProcess(self.broker.url, f"sqlite:///{self.db}", self.map_path,
-                                      self.workdir)
+        self.db_url = db or f"sqlite:///{self.workdir / 'intake.sqlite'}"
+        self.db = Path(self.db_url[len("sqlite:///"):]) if self.db_url.startswith(
+            "sqlite:///") else None
+        extra = ("--photos", str(photos)) if photos else ()
+        self.gateway = GatewayProcess(self.broker.url, self.db_url, self.map_path,
+                                      self.workdir, *extra)
         self.gateway.start()
         self.vehicles = []
+        options = vehicle_options or [None] * len(links)
         for i, link in enumerate(links):
             v = Vehicle(f"pv-{i + 1:04d}", self.workdir, (broker_host, self.broker.port), link,
-                        capture_of(i), ORIGINS[i % len(ORIGINS)], self.map_path, seed + i)
+                        capture_of(i), ORIGINS[i % len(ORIGINS)], self.map_path, seed + i,
+                        **(options[i] or {}))
             self.vehicles.append(v.start())
         for v in self.vehicles:
             v.wait_ready()
@@ -297,22 +318,34 @@ class Patrol:
 
     # -- the gateway's queue ----------------------------------------------------------------
 
-    def queue(self):
-        """{report id: (device, seq, committed_at unix)} in the gateway's store."""
-        if not self.db.exists():
-            return {}
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True,
-                                                    timeout=5)) as conn:
-                rows = conn.execute("SELECT id, device, seq, committed_at FROM reports")
-                return {r[0]: (r[1], r[2], _unix(r[3])) for r in rows}
-        except sqlite3.Error:
-            return {}
+    def _rows(self, sql):
+        """The rows of ``sql`` read from the gateway's store (SQLite read-only)."""
+        if self.db is None:
+            import psycopg
 
-    def scalar(self, sql):
+            with psycopg.connect(self.db_url, connect_timeout=5) as conn:
+                return conn.execute(sql).fetchall()
         with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True,
                                                 timeout=5)) as conn:
-            return conn.execute(sql).fetchone()[0]
+            return conn.execute(sql).fetchall()
+
+    def queue(self):
+        """{report id: (device, seq, committed_at unix)} in the gateway's store ({} while
+        it cannot be read)."""
+        if self.db is not None and not self.db.exists():
+            return {}
+        try:
+            rows = self._rows("SELECT id, device, seq, committed_at FROM reports")
+        except Exception:  # sqlite3.Error, psycopg.Error: down, or not made yet
+            return {}
+        return {r[0]: (r[1], r[2], _unix(r[3])) for r in rows}
+
+    def scalar(self, sql):
+        return self._rows(sql)[0][0]
+
+    def time_flags(self):
+        """{report id: time_flag} of the reports in the queue."""
+        return dict(self._rows("SELECT id, time_flag FROM reports"))
 
     # -- pressing ---------------------------------------------------------------------------
 
@@ -441,7 +474,53 @@ class Patrol:
             while True:
                 f.write(b"\0" * 65536)
                 f.flush()
+        self.faults[-1]["down_at"] = time.time()
         return lambda: (filler.unlink(), self.clear(kind))
+
+    def _store_back(self, kind):
+        """Before the gateway's store returns: which reports the devices hold
+        acknowledged, and which presses made a report while it was away."""
+        fault = next(f for f in reversed(self.faults) if f["kind"] == kind)
+        for v in self.vehicles:
+            with contextlib.suppress(OSError, ValueError):
+                v.snapshot()
+        fault["acked_before_back"] = {rid for v in self.vehicles for rid in v.acked_reports()}
+        fault["made_while_down"] = [p["id"] for p in self.presses
+                                    if p["id"] and p["at"] >= fault["start"]]
+        return fault
+
+    def postgres_restart(self, cluster):
+        """The gateway's PostgreSQL stopped (``immediate``: connections cut, crash
+        recovery at the start) until the fault clears; the devices keep reporting."""
+        kind = "postgres_restart"
+        self.begin(kind)
+        cluster.stop("immediate")
+        self.faults[-1]["down_at"] = time.time()
+
+        def back():
+            self._store_back(kind)
+            cluster.start()
+            self.clear(kind)
+        return back
+
+    def gateway_disk_full(self, folder):
+        """The filesystem of the gateway's SQLite store and photos (``folder``, a small
+        tmpfs) filled to the last byte until the fault clears."""
+        kind = "gateway_disk_full"
+        self.begin(kind)
+        filler = Path(folder) / "filler"
+        with open(filler, "wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        self.faults[-1]["down_at"] = time.time()
+
+        def back():
+            fault = self._store_back(kind)
+            fault["queue_before_back"] = set(self.queue())   # read after the acks
+            filler.unlink()
+            self.clear(kind)
+        return back
 
     def gnss(self, v, mode):
         kind = f"gnss_{mode}"
