@@ -175,16 +175,17 @@ class Vehicle:
     """One simulated patrol vehicle: its process, data dir, link and GNSS line."""
 
     def __init__(self, name, workdir, broker, link, capture, origin, map_path, seed,
-                 cancel_grace=CANCEL_GRACE_S, env=None):
+                 cancel_grace=CANCEL_GRACE_S, clock=None, gnss="pass"):
         self.name = name
         self.cancel_grace = cancel_grace
-        self.env = env          # extra environment (a clock of its own: hil_tests/clock.py)
+        self.clock = clock      # a clock of its own (tests/support/device_clock.py), or the host's
         self.link = link
         self.ddir = Path(workdir) / "devices" / name
         self.ddir.mkdir(parents=True, exist_ok=True)
         host, port = broker
         self.shaper = Shaper(port, link, target_host=host, seed=seed)
         self.line = GnssLine(capture, origin, seed=seed).start()
+        self.line.mode = gnss   # "silent": a receiver that never gives a fix (nor a time)
         self.map_path = map_path
         self.proc = None
         self.log = self.ddir.parent / f"{name}.log"
@@ -206,7 +207,8 @@ class Vehicle:
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, cwd=ROOT,
-                                         env={**os.environ, **self.env} if self.env else None)
+                                         env={**os.environ, **self.clock.env}
+                                         if self.clock else None)
         return self
 
     def ready(self):
@@ -521,6 +523,21 @@ class Patrol:
             filler.unlink()
             self.clear(kind)
         return back
+
+    def clock_jump(self, seconds, press=True):
+        """Every vehicle with a clock of its own: a button press (its report waits out its
+        cancel grace), then the clock moved to ``seconds`` from the true time; 0 ends the
+        ``device_clock_jump`` fault."""
+        kind = "device_clock_jump"
+        clocked = [v for v in self.vehicles if v.clock is not None]
+        if kind not in self.active and seconds:
+            self.begin(kind, [v.name for v in clocked])
+        for v in clocked:
+            if press:
+                self.press(v)
+            v.clock.set(seconds)
+        if not seconds and kind in self.active:
+            self.clear(kind)
 
     def gnss(self, v, mode):
         kind = f"gnss_{mode}"

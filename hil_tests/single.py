@@ -3,7 +3,8 @@ drained and counted like the morning, its results written to
 ``hil_tests/results/<kind>.json`` (the morning's schema, docs/hil.md).
 
 For the faults the morning cannot hold (its gateway is on SQLite in the test's folder):
-the gateway's PostgreSQL restarted, the gateway's disk full, a device clock that jumps.
+the gateway's PostgreSQL restarted, the gateway's disk full, a device clock that jumps
+(its devices run on a clock of their own).
 """
 
 import json
@@ -12,7 +13,7 @@ import platform
 import time
 from pathlib import Path
 
-from hil_tests.patrol import CANCEL_GRACE_S, RECONNECT_MAX_S, Patrol
+from hil_tests.patrol import RECONNECT_MAX_S, Patrol
 
 RESULTS = Path(__file__).resolve().parent / "results"
 LINKS = ["3G", "4G"]
@@ -31,10 +32,12 @@ def run(tmp_path, kind, plan, duration, links=LINKS, drain_s=45, **patrol_kw):
         results = patrol.results({
             "kind": "sim", "run": kind, "vehicles": {v.name: v.link for v in patrol.vehicles},
             "cpus": os.cpu_count(), "python": platform.python_version(),
-            "cancel_grace_s": CANCEL_GRACE_S, "reconnect_max_s": RECONNECT_MAX_S,
+            "cancel_grace_s": {v.name: v.cancel_grace for v in patrol.vehicles},
+            "reconnect_max_s": RECONNECT_MAX_S,
             "store": patrol.db_url.split("://")[0], "drained": drained})
-        results["time_flags"] = _count(patrol.time_flags().values())
+        patrol.final_flags = patrol.time_flags()
         patrol.final_queue = patrol.queue()
+        results["time_flags"] = _count(patrol.final_flags.values())
     finally:
         patrol.close()
     results["rig"]["wall_s"] = round(time.monotonic() - started, 1)

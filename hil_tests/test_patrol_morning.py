@@ -25,6 +25,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 ELSEWHERE = {
     "postgres_restart": "hil_tests/test_store_faults.py (results/postgres_restart.json)",
     "gateway_disk_full": "hil_tests/test_store_faults.py (results/gateway_disk_full.json)",
+    "device_clock_jump": "hil_tests/test_clock_jump.py (results/device_clock_jump.json)",
 }
 
 

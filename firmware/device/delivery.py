@@ -12,6 +12,8 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   the gateway's ack goes again after ``resend_s`` (a new process sends all pending);
 - a button report waits out its cancel grace period before it is first sent (so a long
   press can still take it back), and everything behind it waits too (order is kept);
+  ``grace_until(report_id)`` is a ``time.monotonic()`` time, so that a wall clock that
+  steps (NTP, GNSS, an RTC come up in the past) neither holds the outbox nor cuts a grace;
 - track batches, dropped from the outbox on PUBACK (the broker holds them for the
   gateway's persistent session);
 - photos in chunks of ≤ 16 KiB on ``…/photo/{report_id}/{n}``; each chunk is marked done
@@ -358,7 +360,7 @@ class Delivery:
                 continue
             rid = _report_id(payload)
             if sent is None:
-                if time.time() < self.grace_until(rid):
+                if time.monotonic() < self.grace_until(rid):
                     break              # keep order: nothing overtakes a report in its grace
                 if unacked >= self.window:
                     backlog = sum(1 for s, _k, _p in reports if s not in self._sent)
