@@ -57,12 +57,18 @@ OWNTRACKS_POINT = json.dumps({"_type": "location", "tid": "v1", "lat": 34.806321
                              separators=(",", ":"))
 OWNTRACKS_TOPIC = "owntracks/patrol/pv-0001"
 MQTT_PUBLISH_OVERHEAD = 2 + 2 + 2 + 4  # fixed header, topic length, packet id, PUBACK
+# a TLS 1.3 record (AES-GCM): 5 B header, 1 B inner content type, 16 B tag; at most 16 KiB
+TLS_RECORD_OVERHEAD, TLS_RECORD_MAX = 22, 16384
 
 
-def owntracks_bytes(points, reports, report_bytes):
+def owntracks_bytes(points, reports, report_bytes, tls=False):
     """What ``points`` track points and ``reports`` reports (with their photos,
-    ``report_bytes`` in all) would cost as OwnTracks JSON over MQTT, TCP/IP included."""
+    ``report_bytes`` in all) would cost as OwnTracks JSON over MQTT, TCP/IP included,
+    and with ``tls`` a TLS record for the PUBLISH and one for its PUBACK."""
     per_msg = len(OWNTRACKS_POINT) + len(OWNTRACKS_TOPIC) + MQTT_PUBLISH_OVERHEAD + 2 * 40
+    if tls:
+        per_msg += 2 * TLS_RECORD_OVERHEAD
+        report_bytes *= 1 + TLS_RECORD_OVERHEAD / TLS_RECORD_MAX
     return points * per_msg + reports * per_msg + report_bytes
 
 
@@ -175,8 +181,9 @@ class Vehicle:
     """One simulated patrol vehicle: its process, data dir, link and GNSS line."""
 
     def __init__(self, name, workdir, broker, link, capture, origin, map_path, seed,
-                 cancel_grace=CANCEL_GRACE_S, clock=None, gnss="pass"):
+                 cancel_grace=CANCEL_GRACE_S, clock=None, gnss="pass", pki=None):
         self.name = name
+        self.pki = pki          # the rig's certificates: mqtts with this device's own
         self.cancel_grace = cancel_grace
         self.clock = clock      # a clock of its own (tests/support/device_clock.py), or the host's
         self.link = link
@@ -195,9 +202,13 @@ class Vehicle:
         self.oseq = {}          # report id → its outbox seq
 
     def argv(self):
+        tls = ["--tls-ca", str(self.pki / "ca.crt"), "--tls-cert",
+               str(self.pki / f"{self.name}.crt"), "--tls-key",
+               str(self.pki / f"{self.name}.key")] if self.pki else []
         return [sys.executable, "-m", "gridlink.cli", "device", "run",
                 "--profile", "patrol-vehicle", "--data-dir", str(self.ddir),
-                "--broker", f"mqtt://127.0.0.1:{self.shaper.port}", "--sim",
+                "--broker", f"mqtt{'s' if self.pki else ''}://127.0.0.1:{self.shaper.port}",
+                *tls, "--sim",
                 "--device-id", self.name, "--district", DISTRICT,
                 "--gnss-port", self.line.path, "--cancel-grace", str(self.cancel_grace),
                 "--status-interval", "5", "--reconnect-max", str(RECONNECT_MAX_S),
@@ -268,13 +279,16 @@ class Vehicle:
 class Patrol:
     """Broker, gateway and fleet for one run.  ``links`` names each vehicle's profile;
     with ``netns`` the broker runs in its own network namespace (hil_tests/netns.py),
-    reached over a veth pair.  The gateway's store is ``db`` (a store URL: SQLite or
+    reached over a veth pair.  With ``tls`` the broker runs the shipped configuration
+    (mutual TLS, the ACL; gridlink.mosquitto) and every device and the gateway present a
+    certificate of their own (tests/support/pki.py), so the shapers count TLS on the
+    wire.  The gateway's store is ``db`` (a store URL: SQLite or
     PostgreSQL; default an SQLite file in ``workdir``), its photos in ``photos`` (default
     ``workdir/photos``); ``vehicle_options`` (one dict a vehicle, or None) go to
     ``Vehicle`` (``cancel_grace``, ``env``)."""
 
     def __init__(self, workdir, links, seed=18, netns=False, db=None, photos=None,
-                 vehicle_options=None):
+                 vehicle_options=None, tls=False):
         from gridlink.demo.district import default_map
         from gridlink.mosquitto import Mosquitto
 
@@ -284,7 +298,21 @@ class Patrol:
         self.random = random.Random(seed)
         self.map_path = default_map()
         self.ns = None
-        if netns:
+        self.pki = None
+        names = [f"pv-{i + 1:04d}" for i in range(len(links))]
+        if tls:
+            if netns:
+                raise ValueError("TLS and a namespaced broker: its certificate names "
+                                 "127.0.0.1 only")
+            from gridlink.mosquitto import BrokerTLS
+
+            from tests.support.pki import make_pki
+
+            self.pki = make_pki(self.workdir / "pki", ("gridlink-gateway-0", *names))
+            self.broker = Mosquitto(self.workdir / "broker", shipped=True, tls=BrokerTLS(
+                self.pki / "ca.crt", self.pki / "broker.crt", self.pki / "broker.key")).start()
+            broker_host = "127.0.0.1"
+        elif netns:
             from hil_tests.netns import Namespace, NamespacedMosquitto
 
             self.ns = Namespace()
@@ -297,15 +325,19 @@ class Patrol:
         self.db = Path(self.db_url[len("sqlite:///"):]) if self.db_url.startswith(
             "sqlite:///") else None
         extra = ("--photos", str(photos)) if photos else ()
+        if self.pki:
+            extra += ("--tls-ca", str(self.pki / "ca.crt"),
+                      "--tls-cert", str(self.pki / "gridlink-gateway-0.crt"),
+                      "--tls-key", str(self.pki / "gridlink-gateway-0.key"))
         self.gateway = GatewayProcess(self.broker.url, self.db_url, self.map_path,
                                       self.workdir, *extra)
         self.gateway.start()
         self.vehicles = []
         options = vehicle_options or [None] * len(links)
         for i, link in enumerate(links):
-            v = Vehicle(f"pv-{i + 1:04d}", self.workdir, (broker_host, self.broker.port), link,
+            v = Vehicle(names[i], self.workdir, (broker_host, self.broker.port), link,
                         capture_of(i), ORIGINS[i % len(ORIGINS)], self.map_path, seed + i,
-                        **(options[i] or {}))
+                        pki=self.pki, **(options[i] or {}))
             self.vehicles.append(v.start())
         for v in self.vehicles:
             v.wait_ready()
@@ -643,7 +675,19 @@ class Patrol:
         photo_bytes = sum(p.get("bytes", 0) for _, rep in made.values()
                           for p in rep.get("photos", []))
         n = max(1, len(made))
+        tls = self.pki is not None
         other = wire - (photo_bytes + report_bytes) * (1 + 40 / 1448)
+        # each vehicle's bytes beyond its reports and photos (track, status, protocol,
+        # TLS, and what faults made it send again), per hour; the median vehicle is the
+        # patrol hour's base, so one vehicle's resend storm does not become everyone's
+        vehicle_hour = hours / len(self.vehicles)
+        other_each = {}
+        for v in self.vehicles:
+            mine = sum(len(json.dumps(rep)) + sum(p.get("bytes", 0)
+                                                  for p in rep.get("photos", []))
+                       for rep in v.reports.values())
+            other_each[v.name] = round((v.shaper.wire_bytes() - mine * (1 + 40 / 1448))
+                                       / vehicle_hour) if vehicle_hour else None
         per_report = (photo_bytes + report_bytes) / n * (1 + 40 / 1448)
         return {
             "rig": rig,
@@ -668,14 +712,22 @@ class Patrol:
             "bytes_on_wire_per_vehicle_hour": {
                 "measured_in_run": round(wire / hours) if hours else None,
                 "owntracks_json_same_traffic": round(
-                    owntracks_bytes(points_made, len(made), photo_bytes) / hours)
+                    owntracks_bytes(points_made, len(made), photo_bytes, tls) / hours)
                 if hours else None,
                 # a patrol hour: 1 Hz track (as replayed here), a report every 10 minutes
-                "patrol_hour": round(other / hours + 6 * per_report) if hours else None,
+                "patrol_hour": round(percentile(list(other_each.values()), 50)
+                                     + 6 * per_report) if hours else None,
+                "patrol_hour_mean_vehicle": round(other / hours + 6 * per_report)
+                if hours else None,
+                "other_per_vehicle_hour": other_each,
                 "patrol_hour_owntracks_json": round(owntracks_bytes(
-                    points_made / hours, 6, 6 * photo_bytes / n)) if hours else None,
+                    points_made / hours, 6, 6 * photo_bytes / n, tls)) if hours else None,
+                "tls": tls,
                 "note": ("TCP payload plus 40 B TCP/IP header per segment, both ways, "
-                         "through the shaper; plain MQTT (no TLS in the simulated run); "
+                         "through the shaper; "
+                         + ("MQTT over TLS 1.3 with client certificates (handshakes and "
+                            "records counted; OwnTracks with a TLS record a message)"
+                            if tls else "plain MQTT (no TLS in this run)") + "; "
                          f"this run's traffic: {len(made) / hours:.0f} reports and "
                          f"{points_made / hours:.0f} track points per vehicle-hour, "
                          f"{report_bytes} B of report JSON"),
