@@ -9,7 +9,9 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   under a fresh id (counted in the status ``problems.reissued``), and one whose ack says
   anything else stays and is sent again under its id (counted in ``unknown_acks``);
   paho re-sends what lacked a PUBACK when the link returns, and a report still without
-  the gateway's ack goes again after ``resend_s`` (a new process sends all pending);
+  the gateway's ack goes again after ``resend_s`` (a new process sends all pending), or
+  at once when the gateway sends a chunk of its photo back (it lacks the report) or when
+  the broker, on a reconnect, has no session of the device (it lost its store);
 - a button report waits out its cancel grace period before it is first sent (so a long
   press can still take it back), and everything behind it waits too (order is kept);
   ``grace_until(report_id)`` is a ``time.monotonic()`` time, so that a wall clock that
@@ -39,6 +41,10 @@ from .store import PHOTO, REPORT, TASK_RESULT, TRACK
 log = logging.getLogger("gridlink.device.delivery")
 
 CHUNK = messages.CHUNK_MAX
+# a photo's chunk sent back while its report still waits for the gateway's ack: the
+# gateway lacks the report (a broker lost it), so the report goes again — at most once in
+# this many seconds, however many chunks come back meanwhile
+REPORT_AGAIN_S = 5.0
 
 
 def parse_broker(url):
@@ -224,6 +230,9 @@ class Delivery:
         client.subscribe([(self.topic["ack"], 1), (self.topic["task"], 1)])
         # paho itself sends again what it published on this client without a PUBACK
         # (same mid); reports still waiting for the gateway's ack go again after resend_s
+        # — or now, when the broker kept no session of ours (see _session_lost)
+        if not flags.session_present:
+            self._session_lost()
         self._status_wanted = True
         self._wake.set()
 
@@ -265,6 +274,7 @@ class Delivery:
     def _on_ack(self, ack):
         if ack["status"] == messages.RESEND:
             self._resend_photo(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
+            self._report_again(ack["id"])
             self._wake.set()
             return
         action = messages.ack_action(ack)
@@ -335,6 +345,38 @@ class Delivery:
                 log.error("photo %s of %s is gone; it cannot follow the report under %s",
                           sha, rid, new["id"])
         self._status_wanted = True
+
+    def _session_lost(self):
+        """Connected, and the broker has no session of this device although it sent
+        reports before: a broker that came back without its store, which lost the
+        reports it held for the gateway too.  Every report still unacknowledged goes
+        again at the next pump, not ``resend_s`` after it was sent."""
+        pending = set(self._ids.values())
+        due = time.monotonic() - self.resend_s
+        again = [oseq for oseq in list(self._sent) if oseq in pending]
+        for oseq in again:
+            self._sent[oseq] = due
+        if again:
+            log.warning("MQTT: the broker kept no session for this device (restarted "
+                        "without its store?); sending the %d unacknowledged reports again",
+                        len(again))
+
+    def _report_again(self, rid):
+        """The gateway sent a photo's chunk back while its report is still unacknowledged
+        here: it does not hold the report (a chunk is taken only after its report), which
+        a broker that lost its store, or a window after its restart, can cause.  The report
+        goes again now, not ``resend_s`` later — meanwhile every chunk of its photo would
+        come back and be sent again, filling a slow link."""
+        oseq = self._ids.get(rid)
+        if oseq is None:
+            self._index()
+            oseq = self._ids.get(rid)
+        sent = None if oseq is None else self._sent.get(oseq)
+        if sent is None or time.monotonic() - sent < REPORT_AGAIN_S:
+            return                     # settled, not sent yet, or just sent again
+        self._sent[oseq] = time.monotonic() - self.resend_s   # due at the next pump
+        log.warning("report %s: the gateway does not have it (its photo's chunks come "
+                    "back); sending it again now", rid)
 
     def _forget(self, rid, oseq):
         self._ids.pop(rid, None)
