@@ -504,11 +504,7 @@ class Patrol:
         v.wait_ready()
         self.begin(kind, [v.name])
         filler = mnt / "filler"
-        with open(filler, "wb") as f, contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        self.faults[-1]["down_at"] = time.time()
+        fill(filler)
         return lambda: (filler.unlink(), self.clear(kind))
 
     def _store_back(self, kind):
@@ -543,10 +539,7 @@ class Patrol:
         kind = "gateway_disk_full"
         self.begin(kind)
         filler = Path(folder) / "filler"
-        with open(filler, "wb") as f, contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+        fill(filler)
         self.faults[-1]["down_at"] = time.time()
 
         def back():
@@ -747,6 +740,14 @@ class Patrol:
             self.ns.close()
         for mnt in self.mounts:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill(path):
+    """Write ``path`` until its filesystem is full (unbuffered: nothing is left to flush,
+    and fail, when it is closed)."""
+    with contextlib.suppress(OSError), open(path, "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 65536)
 
 
 def tear_outbox(ddir):

@@ -45,6 +45,11 @@ CHUNK = messages.CHUNK_MAX
 # gateway lacks the report (a broker lost it), so the report goes again — at most once in
 # this many seconds, however many chunks come back meanwhile
 REPORT_AGAIN_S = 5.0
+# after a reconnect to a broker that lost its store: the gateway's subscription went with
+# it, and what arrives before the gateway has subscribed again is dropped — so each
+# unacknowledged report goes now and this many times more, REPORT_AGAIN_S apart, before
+# it falls back to resend_s
+HURRY_AGAIN = 3
 
 
 def parse_broker(url):
@@ -99,6 +104,7 @@ class Delivery:
         self._just_lost = False
         self._backlog = 0
         self._sent = {}            # outbox seq → monotonic time first/last sent
+        self._hurry = {}           # outbox seq → quick re-sends left (see HURRY_AGAIN)
         self._ids = {}             # report id → outbox seq (pending reports)
         self._inflight = {}        # mid → ("track", oseq) | ("chunk", report_id, n) | ...
         self._jobs = None          # report id → photo job dict (with "oseq")
@@ -350,12 +356,15 @@ class Delivery:
         """Connected, and the broker has no session of this device although it sent
         reports before: a broker that came back without its store, which lost the
         reports it held for the gateway too.  Every report still unacknowledged goes
-        again at the next pump, not ``resend_s`` after it was sent."""
+        again at the next pump, not ``resend_s`` after it was sent — and, as the gateway
+        may not have subscribed again yet, ``HURRY_AGAIN`` times more ``REPORT_AGAIN_S``
+        apart."""
         pending = set(self._ids.values())
         due = time.monotonic() - self.resend_s
         again = [oseq for oseq in list(self._sent) if oseq in pending]
         for oseq in again:
             self._sent[oseq] = due
+            self._hurry[oseq] = HURRY_AGAIN
         if again:
             log.warning("MQTT: the broker kept no session for this device (restarted "
                         "without its store?); sending the %d unacknowledged reports again",
@@ -381,6 +390,7 @@ class Delivery:
     def _forget(self, rid, oseq):
         self._ids.pop(rid, None)
         self._sent.pop(oseq, None)
+        self._hurry.pop(oseq, None)
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -398,7 +408,9 @@ class Delivery:
         backlog = 0
         for oseq, kind, payload in reports:
             sent = self._sent.get(oseq)
-            if sent is not None and now - sent < self.resend_s:
+            hurry = self._hurry.get(oseq)
+            if sent is not None and now - sent < (self.resend_s if hurry is None
+                                                  else REPORT_AGAIN_S):
                 continue
             rid = _report_id(payload)
             if sent is None:
@@ -412,6 +424,11 @@ class Delivery:
             self.client.publish(self.topic[leaf], payload, qos=1)
             self._sent[oseq] = now
             self.counters["published"] += 1
+            if hurry is not None:      # one quick re-send spent; the last falls back
+                if hurry > 0:
+                    self._hurry[oseq] = hurry - 1
+                else:
+                    del self._hurry[oseq]
         for oseq, _kind, payload in self.store.pending((TRACK,)):
             if oseq in self._sent:
                 continue
