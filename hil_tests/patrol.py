@@ -3,12 +3,15 @@ gateway as real processes, a shaped link per vehicle, and faults on a schedule.
 
 Pieces (each a real process or a real file, nothing mocked):
 
-- the broker: a private Mosquitto with persistence (tests/brokers.py);
-- the gateway: ``gridlink gateway run`` on SQLite, a child process that can be SIGKILLed;
+- the broker: a private Mosquitto with persistence (gridlink.mosquitto), with ``tls`` the
+  shipped configuration (mutual TLS, the ACL) and a certificate per client;
+- the gateway: ``gridlink gateway run``, a child process that can be SIGKILLed, on SQLite
+  or on any store URL (a private PostgreSQL cluster: hil_tests/pgcluster.py);
 - each vehicle: ``gridlink device run --sim`` (patrol-vehicle profile) with its data dir,
   reaching the broker through its own ``Shaper`` (hil_tests/shaper.py) and reading its
   receiver from a ``GnssLine``: a real capture replayed (moved onto 上街区, retimed to
-  now) through a pty and a second pty the line's faults act on (silence, garbage);
+  now) through a pty and a second pty the line's faults act on (silence, garbage); on the
+  host's clock or one of its own (tests/support/device_clock.py);
 - buttons pressed on the device's control socket, as ``gridlink device press`` does.
 
 ``Patrol.run(schedule)`` presses buttons round the fleet and applies the schedule's faults;
