@@ -121,7 +121,7 @@ class Device:
         self.started = time.monotonic()
         self.stopping = threading.Event()
         self.report_lock = threading.Lock()
-        self.grace = {}                 # report id → wall time its cancel grace ends
+        self.grace = {}                 # report id → monotonic time its cancel grace ends
         self.last_button = None
         self.timers = []
         self.store = None
@@ -387,7 +387,7 @@ class Device:
                 self.store.remove_photo(shot[0])     # no report names it
             raise
         if source == "button":
-            now = time.time()
+            now = time.monotonic()   # a grace period in elapsed time: the clock may step
             self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
             self.grace[rep["id"]] = now + self.cancel_grace
             self.last_button = rep["id"]
@@ -429,7 +429,7 @@ class Device:
     def cancel_last(self):
         """Long press: take back the last button report while its grace period lasts."""
         rid = self.last_button
-        if rid is None or time.time() >= self.grace.get(rid, 0):
+        if rid is None or time.monotonic() >= self.grace.get(rid, 0):
             log.warning("long press: no report within the %ss grace period to cancel",
                         self.cancel_grace)
             return None
