@@ -13,6 +13,7 @@
 
 import hashlib
 import hmac
+import logging
 import math
 import secrets
 import time
@@ -23,12 +24,15 @@ from . import passwords
 from . import roles as role_table
 from .errors import AccountError, LockedOut, Unauthenticated
 
+log = logging.getLogger(__name__)
+
 IDLE_S = 30 * 60
 ABSOLUTE_S = 12 * 3600          # a long shift
 MAX_FAILED = 5
 LOCKOUT_S = 15 * 60
 TOKEN_DAYS_DEFAULT = 90
 TOKEN_PREFIX = "glt_"
+LAST_USED_EVERY_S = 60.0        # a token's last_used is written at most this often
 NAME_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_.")
 
 
@@ -66,6 +70,7 @@ class Accounts:
         self.clock = clock
         # signs session cookies; a restart with a new secret signs everyone out
         self.secret = secret or secrets.token_bytes(32)
+        self._used = {}                # token id → when its last_used was last written
 
     # -- users ---------------------------------------------------------------------------
 
@@ -271,6 +276,20 @@ class Accounts:
             return [_token_public(r) for r in rows(run(self.store, conn, sql,
                                                        [owner] if owner else []))]
 
+    def _note_use(self, tid, now):
+        """Write a token's ``last_used``, at most once every ``LAST_USED_EVERY_S``.  A store
+        that cannot take the write does not refuse a live token: Prometheus must still
+        scrape ``/metrics`` while the intake store is down (that is when it matters)."""
+        if now - self._used.get(tid, -math.inf) < LAST_USED_EVERY_S:
+            return
+        self._used[tid] = now          # one try a period, even when it fails
+        try:
+            with self.store.connect() as conn:
+                run(self.store, conn, "UPDATE api_tokens SET last_used = ? WHERE id = ?",
+                    [wire_time(now), tid])
+        except Exception as exc:  # bookkeeping only: the token stays valid
+            log.warning("token %s: its last use not recorded (%s)", tid, exc)
+
     def revoke_token(self, tid):
         with self.store.connect() as conn:
             cur = run(self.store, conn, "UPDATE api_tokens SET revoked_at = ? WHERE id = ?"
@@ -283,17 +302,16 @@ class Accounts:
         if not isinstance(secret, str) or not secret.startswith(TOKEN_PREFIX):
             raise Unauthenticated("not a gridlink API token")
         now = self.clock()
-        with self.store.connect() as conn:
+        with self.store.connect(readonly=True) as conn:
             row = one(run(self.store, conn,
                           "SELECT t.*, u.disabled, u.roles AS user_roles FROM api_tokens t"
                           " JOIN users u ON u.name = t.owner WHERE t.digest = ?",
                           [_digest(secret)]))
-            if row is None or row["revoked_at"] or row["disabled"]:
-                raise Unauthenticated("token unknown or revoked")
-            if epoch_from_iso(row["expires_at"]) <= now:
-                raise Unauthenticated(f"token {row['id']} expired at {row['expires_at']}")
-            run(self.store, conn, "UPDATE api_tokens SET last_used = ? WHERE id = ?",
-                [wire_time(now), row["id"]])
+        if row is None or row["revoked_at"] or row["disabled"]:
+            raise Unauthenticated("token unknown or revoked")
+        if epoch_from_iso(row["expires_at"]) <= now:
+            raise Unauthenticated(f"token {row['id']} expired at {row['expires_at']}")
+        self._note_use(row["id"], now)
         # a token never holds more than its owner holds now
         held = set(row["user_roles"].split(","))
         return Principal(row["owner"], [r for r in row["roles"].split(",") if r in held],

@@ -233,7 +233,7 @@ def test_nothing_is_acked_while_the_store_is_locked(broker, tmp_path):
 
 
 def metric(gw, name):
-    text = urllib.request.urlopen(gw.http_url + "/metrics", timeout=5).read().decode()
+    text = scrape_metrics(gw)
     return next(float(ln.split(" ")[1]) for ln in text.splitlines() if ln.startswith(name + " "))
 
 

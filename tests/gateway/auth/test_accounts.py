@@ -162,6 +162,40 @@ def test_a_token_is_shown_once_kept_hashed_scoped_and_revocable(accounts, store)
         accounts.by_token(secret)
 
 
+def test_a_tokens_last_use_is_written_once_a_minute_and_a_failed_write_refuses_nothing(
+        accounts, store, clock, monkeypatch):
+    accounts.add("ops", "viewer", PW)
+    secret, record = accounts.issue_token("ops", "prometheus", days=30)
+
+    def last_used():
+        return store.fetchall("SELECT last_used FROM api_tokens")[0]["last_used"]
+
+    accounts.by_token(secret)
+    first = last_used()
+    assert first is not None
+    clock.t += acc.LAST_USED_EVERY_S - 1
+    accounts.by_token(secret)
+    assert last_used() == first                      # not a write per request
+    clock.t += 1
+    accounts.by_token(secret)
+    assert last_used() > first
+
+    real = store.connect
+
+    def no_writes(readonly=False):
+        if not readonly:
+            raise RuntimeError("the store takes no writes")
+        return real(readonly=True)
+
+    monkeypatch.setattr(store, "connect", no_writes)
+    clock.t += acc.LAST_USED_EVERY_S
+    assert accounts.by_token(secret).name == "ops"   # still signed in: /metrics scrapes
+    monkeypatch.undo()
+    accounts.revoke_token(record["id"])              # and a revoked one is still refused
+    with pytest.raises(Unauthenticated, match="revoked"):
+        accounts.by_token(secret)
+
+
 def test_a_token_expires(accounts, clock):
     accounts.add("ops", "viewer", PW)
     secret, _ = accounts.issue_token("ops", "wall", days=1)
