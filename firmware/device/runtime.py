@@ -32,6 +32,7 @@ from . import camera as cam
 from . import codebook
 from .hardware import Hardware
 from .sdnotify import notify, watchdog_period
+from .shelf import MediaShelf
 from .store import REPORT, TASK_RESULT, TRACK, Store
 from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
 from .triggers import Pace
@@ -39,6 +40,8 @@ from .triggers import Pace
 log = logging.getLogger("gridlink.device")
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
+SHELF_BYTES = 64 * 1024 * 1024   # the profile's clips.shelf_bytes default
+UPLOAD_BYTES_PER_S = 64000       # the profile's clips.upload_bytes_per_s default
 
 
 def firmware_version():
@@ -112,7 +115,7 @@ class Device:
         self.grace = {}                 # report id → wall time its cancel grace ends
         self.last_button = None
         self.timers = []
-        self.store = None
+        self.store = self.shelf = None
         self.gnss = self.camera = self.delivery = self.triggers = None
         self.kiosk = self.control = self.gridmap = None
         self.thinner = self.batch = None
@@ -135,11 +138,15 @@ class Device:
         self.codebook = codebook.version(self.standard)
         self._open_map()
         self.board = TaskBoard(self.store, console=self.console)
+        clips = self.profile.get("clips", {})
+        self.shelf = MediaShelf(self.data_dir / "media",
+                                clips.get("shelf_bytes", SHELF_BYTES))
         self.delivery = Delivery(
             self.broker, self.device, self.district, self.store, status_fn=self.status_fields,
             on_task=self._on_task, grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
-            reconnect_max=self.reconnect_max).start()
+            reconnect_max=self.reconnect_max, shelf=self.shelf,
+            media_rate=clips.get("upload_bytes_per_s", UPLOAD_BYTES_PER_S)).start()
         if self.kind == "patrol-vehicle":
             self.gnss = self.hardware.gnss(on_fix=self._on_fix).start()
             tr = self.profile["track"]

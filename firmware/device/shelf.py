@@ -2,11 +2,12 @@
 
 Each file is kept under its SHA-256 (``<folder>/<sha>.<ext>``) with an entry in
 ``index.json`` (kind, report it belongs to, bytes, when added), both written atomically.
-``delivered(sha)`` prunes a file once the gateway has it.  Adding beyond ``max_bytes``
-drops the oldest undelivered files to make room, and every drop is recorded — never
-silently — for the runtime to report (``take_dropped()``).  At start-up the shelf
-reconciles with the folder: a file with no entry (a crash between the two writes) is
-kept as pending, an entry whose file is gone is reported as dropped.
+``delivered(sha)`` prunes a file once the gateway has it; ``progress(sha, done)`` keeps how
+many of its chunks have left (the delivery lane resumes there after a cut or a restart).
+Adding beyond ``max_bytes`` drops the oldest undelivered files to make room, and every
+drop is recorded — never silently — for the delivery to report (``take_dropped()``).
+At start-up the shelf reconciles with the folder: a file with no entry (a crash between
+the two writes) is kept as pending, an entry whose file is gone is reported as dropped.
 """
 
 import hashlib
@@ -128,10 +129,32 @@ class MediaShelf:
             self._save()
             return True
 
-    def pending(self):
-        """Undelivered entries, oldest first."""
+    def progress(self, sha256, done):
+        """Record that chunks ``0 … done-1`` of ``sha256`` have left (durably)."""
         with self._lock:
-            return sorted(self._entries.values(), key=lambda e: e["added"])
+            entry = self._entries.get(sha256)
+            if entry is None or entry.get("done", 0) >= done:
+                return
+            entry["done"] = done
+            self._save()
+
+    def drop(self, sha256, reason):
+        """Give up an undelivered file (it cannot be sent): removed and recorded as dropped
+        with ``reason``; False if the shelf did not hold it."""
+        with self._lock:
+            entry = self._entries.get(sha256)
+            if entry is None:
+                return False
+            self._remove(entry)
+            self._dropped.append({**entry, "reason": reason})
+            self._save()
+            return True
+
+    def pending(self):
+        """Undelivered entries (copies), oldest first; ``done``: chunks already sent."""
+        with self._lock:
+            return [{"done": 0, **e} for e in sorted(self._entries.values(),
+                                                     key=lambda e: e["added"])]
 
     def path(self, sha256):
         with self._lock:

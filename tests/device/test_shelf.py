@@ -93,3 +93,26 @@ def test_a_broken_index_is_a_clear_error(tmp_path):
         MediaShelf(tmp_path, 1000)
     with pytest.raises(ShelfError, match="positive"):
         MediaShelf(tmp_path / "x", 0)
+
+
+def test_progress_survives_a_restart_and_never_goes_back(tmp_path):
+    shelf = MediaShelf(tmp_path, 10_000, Clock())
+    sha = shelf.add(blob(5000, 4), "clip", "r1")["sha256"]
+    assert shelf.pending()[0]["done"] == 0
+    shelf.progress(sha, 3)
+    shelf.progress(sha, 2)                       # a late, smaller count changes nothing
+    shelf.progress("ff" * 32, 9)                 # nor one for a file it does not hold
+    again = MediaShelf(tmp_path, 10_000, Clock())
+    assert [(e["sha256"], e["done"]) for e in again.pending()] == [(sha, 3)]
+
+
+def test_a_file_given_up_is_removed_and_recorded_with_its_reason(tmp_path):
+    shelf = MediaShelf(tmp_path, 10_000, Clock())
+    keep = shelf.add(blob(100, 5), "memo", "r1")
+    gone = shelf.add(blob(100, 6), "clip", None)
+    assert shelf.drop(gone["sha256"], "no report named") is True
+    assert shelf.drop(gone["sha256"], "again") is False
+    assert not (tmp_path / f"{gone['sha256']}.mp4").exists()
+    assert [e["sha256"] for e in shelf.pending()] == [keep["sha256"]]
+    (dropped,) = MediaShelf(tmp_path, 10_000, Clock()).take_dropped()   # kept on disk
+    assert (dropped["sha256"], dropped["reason"]) == (gone["sha256"], "no report named")
