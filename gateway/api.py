@@ -27,18 +27,31 @@ from .auth.audit import AuditTrail
 from .auth.errors import AccountError, Forbidden, LockedOut, Unauthenticated
 from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
+from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
-from .routes import audit, dead_letters, events, fleet, grid, intake, photos, session, tasks
+from .routes import (
+    audit,
+    dead_letters,
+    events,
+    fleet,
+    grid,
+    intake,
+    media,
+    photos,
+    session,
+    tasks,
+)
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS
+MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + MEDIA_MIGRATIONS
 
 
-def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
+def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None,
+               media_store=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10):
@@ -46,7 +59,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
     class codes (default: the project's code books); ``publisher(topic, payload, qos=1)``
-    sends tasks to devices; ``photos_dir`` holds the reassembled photos.  The app's
+    sends tasks to devices; ``photos_dir`` holds the reassembled photos, ``media_store`` (a
+    ``media.MediaStore``) the clips and memos.  The app's
     ``state.on_report`` is the after-commit hook to add to the runtime's ``on_report``.
 
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
@@ -90,6 +104,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(session.build_router(accounts, trail, RateLimit(sign_in_limit, 60.0),
                                             proxies))
     app.include_router(intake.build_router(queue, desk, trail))
+    app.include_router(media.build_router(media_store))
     app.include_router(audit.build_router(trail, queue, desk))
     app.include_router(fleet.build_router(store))
     app.include_router(dead_letters.build_router(store))

@@ -52,7 +52,8 @@ class GatewayRuntime:
     def __init__(self, *, broker_url, store, validator, photo_dir, client_id="gridlink-gateway",
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
-                 session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0):
+                 session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0,
+                 media_store=None):
         self.broker_url = broker_url
         self.broker = None  # the parsed MQTT URL; a NATS URL is read by its link
         if not is_nats_url(broker_url):  # a bad URL is refused before anything starts
@@ -62,7 +63,7 @@ class GatewayRuntime:
                 raise ConfigError(f"broker URL {exc}") from None
         self.store = store
         self.validator = validator
-        self.ingest = Ingest(store, photo_dir)
+        self.ingest = Ingest(store, photo_dir, media_store)
         self.client_id = client_id
         self.shared = shared
         self.status = status

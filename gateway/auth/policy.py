@@ -38,9 +38,10 @@ POLICY = {
     ("POST", "/api/tasks"): roles.TASKS,
     ("GET", "/api/tasks/{task_id}"): roles.READ,
     ("POST", "/api/tasks/{task_id}/dispatch"): roles.TASKS,
-    # the map and the photos
+    # the map, the photos, the clips and memos
     ("GET", "/api/grid"): roles.READ,
     ("GET", "/api/photos/{sha256}"): roles.READ,
+    ("GET", "/api/media/{sha256}"): roles.READ,
     # the audit trail
     ("GET", "/api/audit"): roles.AUDIT,
     # Open311 GeoReport v2: the service list is public, the requests are reports

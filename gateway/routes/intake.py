@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from .. import fleet_view
+from ..media_ingest import report_media
 from ..queue import DEFAULT_LEASE_S, FILTER_FLAGS, MAX_LEASE_S
 from .acting import Acting
 from .bodies import BAD, DECISION, DIGITS, ISO_TIME, NOT_BLANK, NOT_FOUND
@@ -73,6 +74,7 @@ def build_router(queue, desk, trail):
     def get_report(report_id: str):
         report = queue.get(report_id)
         report["tasks"] = desk.list(report_id=report_id)
+        report["media"] = report_media(queue.store, report_id)
         return report
 
     @router.post("/api/reports/{report_id}/claim", responses=DECISION,
