@@ -133,9 +133,9 @@ def _link(conn, q, report_id, sha, device, now):
 
 def report_media(store, report_id):
     """[{sha256, kind, content_type, bytes, seconds, trigger_offset_s, info}] of one
-    report, in the order they were stored."""
+    report: clips first, each kind in the order stored."""
     found = store.fetchall(
         "SELECT m.sha256, m.kind, m.content_type, m.bytes, m.seconds, m.trigger_offset_s,"
         " m.info FROM report_media r JOIN media m ON m.sha256 = r.sha256"
-        " WHERE r.report_id = ? ORDER BY r.added_at, m.sha256", (report_id,))
+        " WHERE r.report_id = ? ORDER BY m.kind, r.added_at, m.sha256", (report_id,))
     return [{**r, "info": json.loads(r["info"])} for r in found]

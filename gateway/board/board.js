@@ -318,6 +318,7 @@ async function showDetail(id, quiet) {
       onerror: (ev) => { ev.target.replaceWith(el("div", { class: "hint", text: `photo ${p.sha256.slice(0, 12)}… not complete yet` })); },
     })));
   }
+  showMedia(id, r.media || []);
   const pending = r.state === "pending";
   const mine = r.holder && r.holder === me();
   const blocked = r.holder && !mine && !mayOverride();  // another's claim
@@ -331,6 +332,51 @@ async function showDetail(id, quiet) {
   board.taskType = r.state === "accepted" ? "check" : "verify";
   $("b-task").textContent = board.taskType === "check" ? "派核查 Send check task" : "派核实 Send verify task";
   $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached";
+}
+
+// A clip plays with its pre-trigger part marked: the timeline under it shades the seconds
+// recorded before the button press (trigger_offset_s, from the clip's MP4 comment) and
+// marks the press; while the playhead is before it the caption says so.  Memos play as audio.
+function showMedia(id, media) {
+  const box = $("d-media");
+  const want = id + media.map((m) => m.sha256).join();
+  if (box.dataset.for === want) return;
+  box.dataset.for = want;
+  box.replaceChildren(...media.map((m) => (m.kind === "clip" ? clipFigure(m) : memoFigure(m))));
+}
+
+function clipFigure(m) {
+  const src = `/api/media/${m.sha256}`;
+  const video = el("video", { src, controls: "", preload: "metadata", "data-sha256": m.sha256 });
+  const at = m.trigger_offset_s;
+  const seconds = m.seconds || 0;
+  const caption = el("figcaption", {});
+  const timeline = el("div", { class: "timeline" });
+  if (at !== null && at !== undefined && seconds > 0) {
+    const pct = Math.min(100, (100 * at) / seconds);
+    timeline.append(el("div", { class: "pre", style: `width:${pct}%`, title: `${at.toFixed(1)} s before the press` }),
+      el("div", { class: "at", style: `left:${pct}%`, title: "按键 press" }));
+  }
+  const now = el("div", { class: "now", style: "left:0%" });
+  timeline.append(now);
+  const describe = () => {
+    const t = video.currentTime || 0;
+    if (seconds > 0) now.style.left = `${Math.min(100, (100 * t) / seconds)}%`;
+    const before = at !== null && at !== undefined && t < at;
+    caption.replaceChildren(
+      el("span", { class: before ? "before" : "", text: before ? `按键前 before the press (−${(at - t).toFixed(1)} s)` : "按键后 after the press" }),
+      ` · 视频 clip ${seconds.toFixed(1)} s${at !== null && at !== undefined ? `, ${at.toFixed(1)} s before the press` : ""}`);
+  };
+  video.addEventListener("timeupdate", describe);
+  video.addEventListener("seeked", describe);
+  describe();
+  return el("figure", { class: "clip" }, video, timeline, caption);
+}
+
+function memoFigure(m) {
+  return el("figure", { class: "memo" },
+    el("audio", { src: `/api/media/${m.sha256}`, controls: "", preload: "metadata", "data-sha256": m.sha256 }),
+    el("figcaption", { text: `语音 voice memo ${(m.seconds || 0).toFixed(1)} s` }));
 }
 
 async function showHistory(id) {

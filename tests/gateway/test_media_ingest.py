@@ -9,7 +9,7 @@ import urllib.request
 import pytest
 from gridlink.firmware.codebooks import load_books
 from gridlink.firmware.core import messages
-from gridlink.firmware.device import clips, memo, video
+from gridlink.firmware.device import memo
 from gridlink.firmware.maps import open_map
 from gridlink.gateway.ingest import Ingest, Item, device_acks
 from gridlink.gateway.media import LocalMediaStore
@@ -17,10 +17,10 @@ from gridlink.gateway.media_ingest import MIGRATIONS, report_media
 from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.validate import Validator
 
+from tests.support.clips import tiny_clip
 from tests.support.gateway_rig import count, encode, grid_map_file, report, topic
 
 T = 1_795_000_000.0
-T0 = 1_800_000_000.0
 RID = "pv-0001:000000000007"
 
 
@@ -31,19 +31,7 @@ def judge(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def clip_bytes(tmp_path_factory):
-    """A real 2 s clip (160×120, 10 fps, a keyframe a second) cut by the device's code."""
-    ring = clips.PacketRing(10, 10_000_000)
-    done = []
-    maker = clips.EventClips(ring, tmp_path_factory.mktemp("clips"), pre_s=1, post_s=1,
-                             on_clip=done.append)
-    recorder = video.Recorder(video.SimulatedVideo(160, 120),
-                              video.H264Encoder(160, 120, 10, 400_000, 1.0), ring, 10, maker)
-    for i in range(25):
-        if i == 12:
-            maker.trigger(T0 + 1.2, name="c")
-        recorder.step(T0 + i / 10)
-    (clip,) = done
-    return clip.path.read_bytes()
+    return tiny_clip(tmp_path_factory.mktemp("clips"))
 
 
 @pytest.fixture(scope="module")
