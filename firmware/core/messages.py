@@ -36,7 +36,8 @@ ACK_STATUSES = ("accepted", "duplicate", "rejected", "id_reused")
 # or not yet announced); a device sends them again.  Not a report's outcome.
 RESEND = "resend"
 RESEND_CHUNKS_MAX = 64  # chunk numbers listed in one resend ack; null means every chunk
-TASK_TYPES = ("verify", "check")
+TASK_TYPES = ("verify", "check", "clip")  # clip: send the last CLIP_TASK_S of video
+CLIP_TASK_S = 30
 STATES = ("online", "buffering", "offline")
 CHUNK_MAX = 16384
 TRACK_MAX_POINTS = 500

@@ -25,6 +25,7 @@ from .. import errors
 from ..core import topics
 from ..core import track as coretrack
 from ..core.checks import MessageError
+from ..core.messages import CLIP_TASK_S
 from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
 from ..core.timefmt import iso_utc
 from ..maps import default_map
@@ -116,6 +117,9 @@ class Device:
         self.last_button = None
         self.timers = []
         self.store = self.shelf = None
+        self.clips = self.recorder = None
+        self._clip_for = {}              # clip name → ("report", id) | ("task", task)
+        self._clip_lock = threading.Lock()
         self.gnss = self.camera = self.delivery = self.triggers = None
         self.kiosk = self.control = self.gridmap = None
         self.thinner = self.batch = None
@@ -154,6 +158,8 @@ class Device:
             self.batch = coretrack.Batch(self.device, tr["batch_points"],
                                          min(tr["batch_s"], coretrack.MAX_SPAN_S))
         self.camera = self.hardware.camera()
+        if "clips" in self.profile:
+            self._start_clips()
         self.triggers = self.hardware.triggers(
             on_press=self._on_press, on_cancel=self._on_cancel, on_motion=self._on_motion,
             on_call=self._on_call, on_answer=lambda yes: self._guard(self.answer, None, None, yes))
@@ -173,6 +179,84 @@ class Device:
         log.info("device %s (%s) started: data %s, broker %s%s", self.device, self.kind,
                  self.data_dir, self.broker, ", simulated hardware" if self.hardware.sim else "")
         return self
+
+    def _start_clips(self):
+        """The camera records into a ring; each report (and each ``clip`` task) cuts a
+        clip from it, which goes on the media shelf for the delivery lane."""
+        self.clips, self.recorder = self.hardware.recorder(self.data_dir / "clips",
+                                                           self._on_clip)
+        if self.recorder is not None:
+            self.recorder.start()
+            conf = self.profile["clips"]
+            log.info("recording %dx%d at %d fps into a %.0f s ring (clips %s s before, %s s "
+                     "after a report)", conf["width"], conf["height"], conf["fps"],
+                     self.clips.ring.max_seconds, conf["pre_s"], conf["post_s"])
+        else:
+            self.clips = None
+
+    def _on_clip(self, clip):
+        """A clip is written (the recorder's thread): shelve it for its report, or answer
+        the ``clip`` task that asked for it with a result report it follows."""
+        with self._clip_lock:
+            wanted = self._clip_for.pop(clip.name, None)
+        if wanted is None:
+            log.info("clip %s: its report was cancelled; removed", clip.name)
+            clip.path.unlink(missing_ok=True)
+            return
+        what, value = wanted
+        try:
+            rid = self._answer_clip_task(value, "recorded") if what == "task" else value
+            self.shelf.add_file(clip.path, "clip", rid)
+        except (errors.DeviceError, OSError) as exc:
+            self.store.count_problem("media_dropped")
+            log.error("clip %s (%d bytes) NOT kept: %s", clip.name, clip.bytes, exc)
+            clip.path.unlink(missing_ok=True)
+            return
+        self.delivery.kick()
+        log.info("clip %s of %s: %.1f s (%.1f s before the trigger), %d bytes", clip.name,
+                 rid, clip.end_t - clip.start_t, clip.pre_s, clip.bytes)
+
+    def _clip_of_report(self, report_id):
+        if self.clips is None:
+            return
+        name = "r-" + report_id.replace(":", "-")
+        with self._clip_lock:
+            self._clip_for[name] = ("report", report_id)
+        try:
+            self.clips.trigger(name=name)
+        except Exception as exc:  # the report stands without its clip, said so
+            with self._clip_lock:
+                self._clip_for.pop(name, None)
+            self.store.count_problem("media_dropped")
+            log.error("no clip for report %s: %s", report_id, exc)
+
+    def _clip_task(self, task):
+        """A ``clip`` task: the last CLIP_TASK_S seconds (as much as the ring holds), sent
+        as the media of the task's result report; ``no_clip`` at once without a recorder."""
+        if self.clips is None:
+            self._answer_clip_task(task, "no_clip")
+            return
+        name = "t-" + task["task"]
+        with self._clip_lock:
+            if name in self._clip_for:
+                return                       # the same task delivered again
+            self._clip_for[name] = ("task", task)
+        pre_s = min(CLIP_TASK_S, self.clips.ring.max_seconds)
+        try:
+            self.clips.trigger(name=name, pre_s=pre_s, post_s=0)
+        except Exception as exc:
+            with self._clip_lock:
+                self._clip_for.pop(name, None)
+            log.error("clip task %s: %s", task["task"], exc)
+            self._answer_clip_task(task, "no_clip")
+
+    def _answer_clip_task(self, task, result):
+        cls = self.profile["task_result"]
+        rep = self.report("task", cls["kind"], cls["code"],
+                          f"{TYPE_NAMES['clip']} {task['task']}: {result}", task=task["task"],
+                          result=result, photo=False)
+        log.info("clip task %s answered %s by report %s", task["task"], result, rep["id"])
+        return rep["id"]
 
     def _open_map(self):
         from ..core.gridmap import GridMapError
@@ -202,6 +286,8 @@ class Device:
             self.triggers.close()
         for timer in self.timers:
             timer.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
         with self.report_lock:        # a report being made is finished and stored first
             if self.gnss is not None:
                 self.gnss.stop()
@@ -329,6 +415,8 @@ class Device:
             self.grace[rep["id"]] = now + self.cancel_grace
             self.last_button = rep["id"]
         self.counters["reports"] += 1
+        if source != "task":
+            self._clip_of_report(rep["id"])
         self.delivery.kick()
         log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
                  rep["grid"], ",".join(rep["flags"]) or "-",
@@ -383,12 +471,18 @@ class Device:
         self.grace.pop(rid, None)
         self.last_button = None
         self.counters["cancelled"] += 1
+        with self._clip_lock:               # its clip is not wanted either
+            self._clip_for.pop("r-" + rid.replace(":", "-"), None)
+            self.shelf.withdraw(rid)
         log.warning("report %s cancelled by a long press (kept in cancelled.jsonl)", rid)
         return rid
 
     # -- tasks -------------------------------------------------------------------------------
 
     def _on_task(self, task):
+        if task["type"] == "clip":
+            self._guard(self._clip_task, task)
+            return
         if self.board.add(task):
             self.delivery.request_status()
 

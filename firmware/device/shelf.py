@@ -129,6 +129,17 @@ class MediaShelf:
             self._save()
             return True
 
+    def withdraw(self, report_id):
+        """Remove the files of a report taken back (a long press): not a drop, nothing
+        is lost.  How many were removed."""
+        with self._lock:
+            gone = [e for e in self._entries.values() if e["report"] == report_id]
+            for entry in gone:
+                self._remove(entry)
+            if gone:
+                self._save()
+            return len(gone)
+
     def progress(self, sha256, done):
         """Record that chunks ``0 … done-1`` of ``sha256`` have left (durably)."""
         with self._lock:

@@ -116,3 +116,13 @@ def test_a_file_given_up_is_removed_and_recorded_with_its_reason(tmp_path):
     assert [e["sha256"] for e in shelf.pending()] == [keep["sha256"]]
     (dropped,) = MediaShelf(tmp_path, 10_000, Clock()).take_dropped()   # kept on disk
     assert (dropped["sha256"], dropped["reason"]) == (gone["sha256"], "no report named")
+
+
+def test_a_withdrawn_reports_files_go_without_being_counted_as_dropped(tmp_path):
+    shelf = MediaShelf(tmp_path, 10_000, Clock())
+    keep = shelf.add(blob(100, 7), "clip", "r1")
+    shelf.add(blob(100, 8), "clip", "r2")
+    shelf.add(blob(100, 9), "memo", "r2")
+    assert shelf.withdraw("r2") == 2 and shelf.withdraw("r2") == 0
+    assert [e["sha256"] for e in shelf.pending()] == [keep["sha256"]]
+    assert shelf.take_dropped() == [] and len(list(tmp_path.glob("*.*"))) == 2  # + index

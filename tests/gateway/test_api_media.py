@@ -3,6 +3,7 @@
 arrive through the real path (validator → ingest → media store)."""
 
 import hashlib
+import json
 import urllib.error
 import urllib.request
 
@@ -103,3 +104,47 @@ def test_the_reports_view_lists_its_media(served, memo_bytes):
         (sha, "memo", "audio/ogg", len(memo_bytes))
     assert listed["seconds"] > 1.5
     assert api.get("/api/reports/pv-0001:000000000002")[0] == 404
+
+
+def test_a_clip_task_lists_the_clip_that_came_back_with_its_result(store, tmp_path):
+    """The centre asks pv-0001 for its last 30 s; the result report and its clip arrive
+    (validator → ingest); the task's view lists the clip."""
+    from tests.support.clips import tiny_clip
+    from tests.support.gateway_rig import encode, report
+
+    store.migrate(extra=MIGRATIONS)
+    media_store = LocalMediaStore(tmp_path / "media")
+    sent = []
+    app = create_app(store, photos_dir=tmp_path / "photos", media_store=media_store,
+                     publisher=lambda topic, payload, qos=1: sent.append((topic, payload)))
+    with BackgroundServer(app) as server:
+        api = Api(server.url, Tokens(store))
+        status, task = api.post("/api/tasks", {"type": "clip", "device": "pv-0001",
+                                               "lat": 34.805, "lon": 113.285,
+                                               "text": "最近30秒"})
+        assert status == 201 and task["type"] == "clip" and task["state"] == "sent"
+        (topic_name, payload), = sent
+        assert messages.validate_task(json.loads(payload))["type"] == "clip"
+        assert topic_name.endswith("/pv-0001/task")
+        result = report("pv-0001", 5, source="task", task=task["id"], result="recorded")
+        clip = tiny_clip(tmp_path)
+        sha = hashlib.sha256(clip).hexdigest()
+        parts = [clip[i:i + 16384] for i in range(0, len(clip), 16384)]
+        msgs = [(topic("pv-0001", "task/result"), encode(result))] + [
+            (topic("pv-0001", f"media/{result['id']}/{n}"),
+             messages.make_media_chunk("clip", sha, n, len(parts), len(clip), part,
+                                       hashlib.sha256(part).hexdigest()))
+            for n, part in enumerate(parts)]
+        judge = Validator()
+        batch = [Item(t, p, 0.0, judge.decode(t, p, 0.0)) for t, p in msgs]
+        Ingest(store, PhotoDir(tmp_path / "photos"), media_store).commit(batch)
+        assert batch[0].outcome == "accepted", batch[0].reason
+        status, done = api.get(f"/api/tasks/{task['id']}")
+        assert status == 200 and done["state"] == "done" and done["result"] == "recorded"
+        assert done["result_report"] == result["id"]
+        (listed,) = done["media"]
+        assert (listed["sha256"], listed["kind"]) == (sha, "clip")
+        assert fetch(api, server.url, f"/api/media/{sha}", {"Range": "bytes=0-3"})[2] == \
+            clip[:4]
+        status, _ = api.post("/api/tasks", {"type": "photo", "lat": 34.8, "lon": 113.2})
+        assert status == 422                          # an unknown type is refused
