@@ -13,8 +13,9 @@ Chunks are written in the batch's transaction, so a transfer resumes across rest
 import hashlib
 import json
 
+from .clock import wire_time
 from .media import CONTENT_TYPES, MediaError, check_clip, check_memo
-from .photos import DEVICE_UNFINISHED_MAX_BYTES, Refusal
+from .photos import DEVICE_UNFINISHED_MAX_BYTES, UNFINISHED_MAX_AGE_S, Refusal
 
 MIGRATIONS = (
     (
@@ -129,6 +130,21 @@ def _finish(conn, q, media_store, c, data, now):
 def _link(conn, q, report_id, sha, device, now):
     conn.execute(q("INSERT INTO report_media (report_id, sha256, device, added_at) "
                    "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING"), (report_id, sha, device, now))
+
+
+def expire_media(store, now_epoch, max_age_s=UNFINISHED_MAX_AGE_S):
+    """Drop every unfinished transfer whose newest chunk is older than ``max_age_s`` (the
+    device gave up on it, or lost it): [(sha256, device, chunks dropped)]."""
+    q = store.sql
+    cutoff = wire_time(now_epoch - max_age_s)
+    with store.connect() as conn:
+        stale = conn.execute(q("SELECT sha256, device, COUNT(*) FROM media_parts "
+                               "GROUP BY sha256, device HAVING MAX(received_at) < ?"),
+                             (cutoff,)).fetchall()
+        for sha, device, _n in stale:
+            conn.execute(q("DELETE FROM media_parts WHERE sha256 = ? AND device = ?"),
+                         (sha, device))
+    return [tuple(row) for row in stale]
 
 
 def report_media(store, report_id):

@@ -36,8 +36,9 @@ from .errors import ConfigError
 from .ingest import ACCEPTED, REJECTED, REUSED, Ingest, Item, device_acks
 from .jetstream import is_nats_url
 from .link import BrokerLink
+from .media_ingest import expire_media
 from .metrics import Metrics
-from .photos import expire_unfinished
+from .photos import UNFINISHED_MAX_AGE_S, expire_unfinished
 from .tls import client_context
 
 log = logging.getLogger("gridlink.gateway")
@@ -326,13 +327,14 @@ class GatewayRuntime:
                 _call(hook, committed)
 
     def _sweep_loop(self):
-        """Drop unfinished photo transfers that stopped (``photos.expire_unfinished``),
-        every ``sweep_interval`` seconds while running."""
+        """Drop unfinished photo and media transfers that stopped
+        (``photos.expire_unfinished``, ``media_ingest.expire_media``), every
+        ``sweep_interval`` seconds while running."""
         while not self._stopping.wait(self.sweep_interval):
             self.sweep()
 
     def sweep(self, now=None):
-        """One sweep now; returns how many transfers were dropped."""
+        """One sweep now; returns how many photo transfers were dropped."""
         try:
             dropped = expire_unfinished(self.store, time.time() if now is None else now)
             waiting = self.store.fetchall("SELECT COALESCE(SUM(bytes), 0) AS n FROM photo_parts")
@@ -343,6 +345,16 @@ class GatewayRuntime:
         self.metrics.photo_bytes_waiting.set(waiting[0]["n"])
         if dropped:
             log.warning("dropped %d unfinished photo transfers", dropped)
+        if self.ingest.media_store is not None:
+            try:
+                stale = expire_media(self.store, time.time() if now is None else now)
+            except Exception:
+                log.exception("media sweep failed")
+                stale = []
+            for sha, device, n in stale:
+                log.warning("dropped the unfinished media transfer %s… of %s (%d chunks; no "
+                            "chunk for %d days)", sha[:16], device, n,
+                            UNFINISHED_MAX_AGE_S // 86400)
         return dropped
 
     def _devices_online(self):

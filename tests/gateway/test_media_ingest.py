@@ -4,6 +4,7 @@ reason, the report untouched.  On SQLite and PostgreSQL."""
 
 import hashlib
 import json
+import time
 import urllib.request
 
 import pytest
@@ -226,3 +227,36 @@ def test_a_devices_clip_reaches_the_gateway_and_is_served(broker, tmp_path, clip
         gw.stop()
         device.close()
     assert (tmp_path / "media" / sha[:2] / f"{sha}.mp4").read_bytes() == clip_bytes
+
+
+def test_an_unfinished_transfer_expires_after_a_week_of_silence(judge, ingest, store,
+                                                               memo_bytes):
+    from gridlink.gateway.media_ingest import expire_media
+
+    parts = chunks(memo_bytes, "memo", size=512)
+    ingest.commit(items(judge, rep(), *parts[:-1]))       # the last chunk never comes
+    assert count(store, "media_parts") == len(parts) - 1
+    now = time.time()                                      # chunks are stamped at commit
+    assert expire_media(store, now + 6 * 86400) == []
+    sha = hashlib.sha256(memo_bytes).hexdigest()
+    assert expire_media(store, now + 8 * 86400) == [(sha, "pv-0001", len(parts) - 1)]
+    assert count(store, "media_parts") == 0 and report_intact(store)
+
+
+def test_the_gateways_sweep_expires_media_transfers_too(judge, tmp_path, memo_bytes, caplog):
+    from gridlink.gateway.service import Gateway
+
+    gw = Gateway(broker="mqtt://127.0.0.1:1", db=f"sqlite:///{tmp_path}/intake.sqlite",
+                 photos=str(tmp_path / "photos"))          # not started: no broker needed
+    try:
+        parts = chunks(memo_bytes, "memo", size=512)
+        assert len(parts) > 2
+        gw.runtime.ingest.commit(items(judge, rep(), *parts[:2]))
+        assert count(gw.store, "media_parts") == 2
+        gw.runtime.sweep(now=time.time() + 86400)
+        assert count(gw.store, "media_parts") == 2
+        gw.runtime.sweep(now=time.time() + 8 * 86400)
+        assert count(gw.store, "media_parts") == 0
+        assert "dropped the unfinished media transfer" in caplog.text
+    finally:
+        gw.store.close()
