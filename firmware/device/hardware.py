@@ -136,6 +136,15 @@ class Hardware:
         return clip_recorder(self.profile["clips"], backend, folder, on_clip,
                              device=conf["device"])
 
+    def memo(self, seconds, seed=0):
+        """16-bit mono samples of a voice memo: the microphone (sounddevice) on a Pi,
+        synthetic speech in simulation."""
+        from . import memo
+
+        if self.sim:
+            return memo.synthetic_memo(seconds, seed=seed)
+        return memo.record_memo(seconds)
+
     def triggers(self, **callbacks):
         """The profile's buttons and sensors over this backend's pins (``Triggers``)."""
         from .triggers import Triggers

@@ -120,6 +120,7 @@ class Device:
         self.clips = self.recorder = None
         self._clip_for = {}              # clip name → ("report", id) | ("task", task)
         self._clip_lock = threading.Lock()
+        self._withdrawn = set()          # reports cancelled: a memo still recording is not kept
         self.gnss = self.camera = self.delivery = self.triggers = None
         self.kiosk = self.control = self.gridmap = None
         self.thinner = self.batch = None
@@ -229,6 +230,25 @@ class Device:
                 self._clip_for.pop(name, None)
             self.store.count_problem("media_dropped")
             log.error("no clip for report %s: %s", report_id, exc)
+
+    def _memo_of_report(self, report_id):
+        """Record the report's voice memo (the crew speaks after the press) and shelve it;
+        one that cannot be kept is counted in ``problems.media_dropped``."""
+        from .memo import encode_memo
+
+        seconds = self.profile["memo"]["seconds"]
+        try:
+            data = encode_memo(self.hardware.memo(seconds, seed=self.counters["reports"]))
+            with self._clip_lock:
+                if report_id in self._withdrawn:
+                    return
+                self.shelf.add(data, "memo", report_id)
+        except (errors.DeviceError, OSError) as exc:
+            self.store.count_problem("media_dropped")
+            log.error("no voice memo for report %s: %s", report_id, exc)
+            return
+        self.delivery.kick()
+        log.info("voice memo of %s: %s s, %d bytes", report_id, seconds, len(data))
 
     def _clip_task(self, task):
         """A ``clip`` task: the last CLIP_TASK_S seconds (as much as the ring holds), sent
@@ -417,6 +437,9 @@ class Device:
         self.counters["reports"] += 1
         if source != "task":
             self._clip_of_report(rep["id"])
+            if "memo" in self.profile:
+                threading.Thread(target=self._guard, args=(self._memo_of_report, rep["id"]),
+                                 name="memo", daemon=True).start()
         self.delivery.kick()
         log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
                  rep["grid"], ",".join(rep["flags"]) or "-",
@@ -473,6 +496,7 @@ class Device:
         self.counters["cancelled"] += 1
         with self._clip_lock:               # its clip is not wanted either
             self._clip_for.pop("r-" + rid.replace(":", "-"), None)
+            self._withdrawn.add(rid)
             self.shelf.withdraw(rid)
         log.warning("report %s cancelled by a long press (kept in cancelled.jsonl)", rid)
         return rid

@@ -1,13 +1,14 @@
 """The device with a ``clips`` section, as a real process in simulation: the synthetic
 camera records into the ring; a button report's clip (seconds before the press included)
-and a ``clip`` task's "last 30 s" reach a stand-in gateway as media of their reports,
-after the reports.  Tiny frames and a short ring: the machine is shared."""
+and voice memo, and a ``clip`` task's "last 30 s", reach a stand-in gateway as media of
+their reports, after the reports.  Tiny frames and a short ring: the machine is shared."""
 
 import json
 import time
 
 import pytest
 from gridlink.firmware.core import messages
+from gridlink.firmware.device.memo import memo_info
 from gridlink.gateway.media import check_clip
 
 from tests.support.device_rig import DeviceProc, GatewayAcker
@@ -17,12 +18,14 @@ from tests.support.waiting import wait_until
 pytestmark = pytest.mark.broker
 
 
-def clip_profile(tmp_path):
+def clip_profile(tmp_path, memo=False):
     profile = json.loads((ROOT / "device_profiles" / "patrol-vehicle.json").read_text())
     profile.pop("$schema")
     profile["clips"] = {"pre_s": 2, "post_s": 1, "width": 160, "height": 120, "fps": 5,
                         "gop_s": 1, "bit_rate": 100000, "ring_bytes": 1000000,
                         "upload_bytes_per_s": 200000}
+    if memo:
+        profile["memo"] = {"seconds": 2}
     path = tmp_path / "clip-vehicle.json"
     path.write_text(json.dumps(profile, ensure_ascii=False))
     return path
@@ -30,17 +33,19 @@ def clip_profile(tmp_path):
 
 def test_a_report_and_a_clip_task_each_bring_their_clip(tmp_path, broker):
     gw = GatewayAcker(broker).start()
-    dev = DeviceProc(tmp_path, broker, profile=str(clip_profile(tmp_path)),
+    dev = DeviceProc(tmp_path, broker, profile=str(clip_profile(tmp_path, memo=True)),
                      extra=["--sim", "--cancel-grace", "0"])
     try:
         with dev:
             time.sleep(3)                            # the ring fills: 2 s before the press
             dev.press("garbage")
             (rep,) = wait_until(gw.unique_reports, 20, "the button report")
-            (kind, clip), = wait_until(lambda: gw.media_of(rep["id"]), 30,
-                                       f"the report's clip (log {dev.log_path})")
-            info = check_clip(clip)
-            assert kind == "clip" and (info["width"], info["height"]) == (160, 120)
+            media = dict(wait_until(lambda: len(gw.media_of(rep["id"])) == 2
+                                    and gw.media_of(rep["id"]), 30,
+                                    f"the report's clip and memo (log {dev.log_path})"))
+            assert 1.9 <= memo_info(media["memo"])["seconds"] <= 2.1
+            info = check_clip(media["clip"])
+            assert (info["width"], info["height"]) == (160, 120)
             assert 2.0 <= info["trigger_offset_s"] <= 3.5     # pre_s plus < one GOP
             assert info["seconds"] >= info["trigger_offset_s"] + 0.5
 
@@ -54,6 +59,7 @@ def test_a_report_and_a_clip_task_each_bring_their_clip(tmp_path, broker):
             (kind, last), = wait_until(lambda: gw.media_of(result["id"]), 30,
                                        "the task's clip")
             info = check_clip(last)
+            assert kind == "clip"
             # all the ring holds (pre 2 + post 1 + 2 GOPs = 5 s, less than 30), before "now"
             assert 3.0 <= info["seconds"] <= 6.5 and info["trigger_offset_s"] >= 3.0
             assert gw.errors == []
