@@ -318,7 +318,8 @@ async function showDetail(id, quiet) {
       onerror: (ev) => { ev.target.replaceWith(el("div", { class: "hint", text: `photo ${p.sha256.slice(0, 12)}… not complete yet` })); },
     })));
   }
-  showMedia(id, r.media || []);
+  // the report's own media, then what its clip tasks brought back
+  showMedia(id, [...(r.media || []), ...(r.tasks || []).flatMap((t) => (t.media || []).map((m) => ({ ...m, task: t.id })))]);
   const pending = r.state === "pending";
   const mine = r.holder && r.holder === me();
   const blocked = r.holder && !mine && !mayOverride();  // another's claim
@@ -332,6 +333,7 @@ async function showDetail(id, quiet) {
   board.taskType = r.state === "accepted" ? "check" : "verify";
   $("b-task").textContent = board.taskType === "check" ? "派核查 Send check task" : "派核实 Send verify task";
   $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached";
+  $("b-clip").disabled = r.lat === null;
 }
 
 // A clip plays with its pre-trigger part marked: the timeline under it shades the seconds
@@ -359,13 +361,14 @@ function clipFigure(m) {
   }
   const now = el("div", { class: "now", style: "left:0%" });
   timeline.append(now);
+  const [zh, en] = m.task ? ["请求", "request"] : ["按键", "press"];
   const describe = () => {
     const t = video.currentTime || 0;
     if (seconds > 0) now.style.left = `${Math.min(100, (100 * t) / seconds)}%`;
     const before = at !== null && at !== undefined && t < at;
     caption.replaceChildren(
-      el("span", { class: before ? "before" : "", text: before ? `按键前 before the press (−${(at - t).toFixed(1)} s)` : "按键后 after the press" }),
-      ` · 视频 clip ${seconds.toFixed(1)} s${at !== null && at !== undefined ? `, ${at.toFixed(1)} s before the press` : ""}`);
+      el("span", { class: before ? "before" : "", text: before ? `${zh}前 before the ${en} (−${(at - t).toFixed(1)} s)` : `${zh}后 after the ${en}` }),
+      ` · ${m.task ? `任务 ${m.task} ` : ""}视频 clip ${seconds.toFixed(1)} s${at !== null && at !== undefined ? `, ${at.toFixed(1)} s before the ${en}` : ""}`);
   };
   video.addEventListener("timeupdate", describe);
   video.addEventListener("seeked", describe);
@@ -430,6 +433,10 @@ function wireActions() {
     await api("POST", path(id, "reject"), { reason });
     $("reason").value = "";
     return reason;
+  }));
+  $("b-clip").addEventListener("click", () => act("调视频 clip", async (id) => {
+    const t = await api("POST", "/api/tasks", { type: "clip", report_id: id });
+    return `${t.id} → ${t.device || "no device online yet"} (${t.state})`;
   }));
   $("b-task").addEventListener("click", () => act("task", async (id) => {
     const type = board.taskType || "verify";

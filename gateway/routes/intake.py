@@ -74,6 +74,9 @@ def build_router(queue, desk, trail):
     def get_report(report_id: str):
         report = queue.get(report_id)
         report["tasks"] = desk.list(report_id=report_id)
+        for task in report["tasks"]:       # what a clip task brought back
+            task["media"] = report_media(queue.store, task["result_report"]) \
+                if task["result_report"] else []
         report["media"] = report_media(queue.store, report_id)
         return report
 

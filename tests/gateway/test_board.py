@@ -306,5 +306,28 @@ def test_a_reports_clip_plays_with_the_part_before_the_press_marked_and_its_memo
                                timeout=15000)
         assert page.locator("#d-media audio").get_attribute("src") == f"/api/media/{memo_sha}"
         page.screenshot(path=str(tmp_path / "board-media.png"))
+
+        # the operator asks the grid's vehicle for its last 30 s; the clip comes back as
+        # the task result's media and shows under the report, marked as the task's
+        assert api.call("PUT", f"/api/assignments/{rep['grid']}", {"device": "pv-0001"})[0] \
+            == 200
+        page.click("#b-clip")
+        page.wait_for_function("document.querySelector('#message').textContent"
+                               ".includes('pv-0001 (sent)')")
+        (task,) = api.get(f"/api/tasks?report_id={rep['id']}")[1]
+        assert task["type"] == "clip"
+        result = make_report("pv-0001", 2, None, time.time(), "event", STANDARD, "06010",
+                             source="task", text="视频", task=task["id"], result="recorded")
+        device.client.publish("gridlink/v1/410106/pv-0001/task/result",
+                              encode_report(result), qos=1).wait_for_publish(5)
+        device.wait_acks(2)
+        (tmp_path / "last").mkdir()
+        last = tiny_clip(tmp_path / "last", seconds=3.5, trigger_at=2.0)
+        last_sha = send_media(device, result["id"], "clip", last)
+        page.wait_for_selector(f'#d-media video[data-sha256="{last_sha}"]', timeout=20000)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#d-media figure.clip figcaption')]"
+            f".some((c) => c.textContent.includes('任务 {task['id']}'))")
+        page.screenshot(path=str(tmp_path / "board-clip-task.png"))
     finally:
         device.close()
