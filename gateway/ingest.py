@@ -326,6 +326,7 @@ class Ingest:
             r = refused.get(id(it.verdict.data))
             if r is not None:
                 it.outcome, it.reason, it.verdict.category = REJECTED, r.reason, r.category
+                it.resend = r.resend  # the device is asked for the file again, or None
 
     def _check_task_results(self, conn, results):
         """Refuse each task result whose task was not sent (or re-routed) to the device

@@ -5,8 +5,9 @@ report its topic names.
 
 Media follow a report the gateway already holds: a chunk for any other report is refused
 (``media_unknown_report``), as is a reassembled file that does not hash to its announced
-sha256 (``media_hash``) or is not a complete clip or memo (``media_invalid``, e.g. a
-truncated MP4).  Each refusal is a dead letter with its reason; the report is untouched.
+sha256 (``media_hash``: the device is asked for it again, a ``resend`` ack) or is not a
+complete clip or memo (``media_invalid``, e.g. a truncated MP4).  Each refusal is a dead
+letter with its reason; the report is untouched.
 Chunks are written in the batch's transaction, so a transfer resumes across restarts.
 """
 
@@ -111,7 +112,8 @@ def _finish(conn, q, media_store, c, data, now):
     digest = hashlib.sha256(data).hexdigest()
     if len(data) != c["size"] or digest != sha:
         return Refusal("media_hash", f"{what}: the {len(data)} reassembled bytes hash to "
-                       f"{digest[:16]}…; the file is refused")
+                       f"{digest[:16]}…; chunks discarded, send the file again",
+                       (c["report_id"], sha, None))
     try:
         info = CHECKS[kind](data)
     except MediaError as exc:

@@ -396,13 +396,14 @@ class Validator:
         if size > limit:
             raise Rejected("media_size", f"{what}: {size} bytes is over the {kind} limit of "
                                          f"{limit}")
+        again = (report_id, head["sha256"], n)
         try:
             core_messages.check_chunk_length(head, len(data))
         except MessageError as exc:
-            raise Rejected("media", f"{what}: {exc}") from None
+            raise Rejected("media", f"{what}: {exc}", again) from None
         if sha256_hex(data) != head["digest"]:
             raise Rejected("media_digest", f"{what}: chunk {n} does not hash to its digest "
-                                           "(damaged)")
+                                           "(damaged): send it again", again)
         return Verdict("media", district, device, report_id,
                        data={"kind": kind, "sha256": head["sha256"], "n": n,
                              "total": head["of"], "size": size, "data": data,

@@ -22,8 +22,9 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   acknowledged the report, no report waits to be sent and no photo chunk is due; at most
   ``media_window`` chunks in flight and ``media_rate`` bytes a second (a token bucket), so
   a new report never queues behind a clip.  Each chunk carries its own sha256; progress is
-  kept on the shelf on PUBACK (after a cut only the rest goes), and a file whose every
-  chunk is PUBACKed is pruned from the shelf.  Media the shelf dropped undelivered are
+  kept on the shelf on PUBACK (after a cut only the rest goes); a file whose every chunk
+  is PUBACKed is kept ``store.photo_keep_s`` more (the gateway may ask for chunks again,
+  with the photos' ``resend`` ack), then pruned.  Media the shelf dropped undelivered are
   counted in the status ``problems.media_dropped`` and logged;
 - the retained status, on connect, on change and when asked; the last will is the
   retained ``offline`` status.  The session is persistent (clean_session False).
@@ -113,7 +114,8 @@ class Delivery:
         self.counters = {"published": 0, "acked": 0, "duplicate": 0, "rejected": 0,
                          "reissued": 0, "unknown_acks": 0, "bad_messages": 0, "chunks": 0,
                          "connects": 0, "photo_resends": 0, "media_chunks": 0,
-                         "media_delivered": 0, "media_dropped": 0}
+                         "media_delivered": 0, "media_dropped": 0,
+                         "media_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
@@ -282,7 +284,10 @@ class Delivery:
 
     def _on_ack(self, ack):
         if ack["status"] == messages.RESEND:
-            self._resend_photo(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
+            if self.shelf is not None and self.shelf.holds(ack["sha256"]):
+                self._resend_media(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
+            else:
+                self._resend_photo(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
             self._wake.set()
             return
         action = messages.ack_action(ack)
@@ -558,6 +563,7 @@ class Delivery:
         if self.shelf is None:
             return
         self._note_dropped()
+        self.shelf.prune_sent(self.store.photo_keep_s)
         self._media_next = 0.0       # set again below if the bucket holds a chunk back
         if self._jobs or any(s not in self._sent for s, _k, _p in reports):
             return                   # photos and unsent reports go first
@@ -615,13 +621,32 @@ class Delivery:
             done.discard(prefix)
             prefix += 1
         if prefix >= of:
-            self.shelf.delivered(sha)
+            self.shelf.sent(sha)
             self._media_done.pop(sha, None)
             self.counters["media_delivered"] += 1
-            log.info("%s of %s delivered (%d bytes); pruned from the device", entry["kind"],
-                     entry["report"], entry["bytes"])
+            log.info("%s of %s delivered (%d bytes); deleted from the device in %d s",
+                     entry["kind"], entry["report"], entry["bytes"], self.store.photo_keep_s)
         elif prefix > entry["done"]:
             self.shelf.progress(sha, prefix)
+
+    def _resend_media(self, rid, sha, chunks, reason):
+        """The gateway discarded chunks of a clip or memo: send them (None: all) again,
+        unless the file itself no longer hashes to its name (then it is dropped)."""
+        if chunks is None and not _file_hashes_to(self.shelf.path(sha), sha):
+            self.shelf.drop(sha, f"the gateway asks for it again ({reason}) but the file no "
+                                 "longer hashes to it")
+            self._media_done.pop(sha, None)
+            return
+        first = 0 if chunks is None else min(chunks)
+        self.shelf.again(sha, first)
+        done = self._media_done.get(sha, set())
+        if chunks is None:
+            done.clear()
+        else:
+            done.difference_update(chunks)
+        self.counters["media_resends"] += 1
+        log.warning("%s of %s: the gateway asks again for %s (%s)", sha[:16], rid,
+                    "every chunk" if chunks is None else f"chunks {sorted(chunks)}", reason)
 
 
 def _file_hashes_to(path, sha):

@@ -26,6 +26,7 @@ def clip_profile(tmp_path, memo=False):
                         "upload_bytes_per_s": 200000}
     if memo:
         profile["memo"] = {"seconds": 2}
+    profile["camera"]["keep_delivered_s"] = 1             # delivered media pruned soon
     path = tmp_path / "clip-vehicle.json"
     path.write_text(json.dumps(profile, ensure_ascii=False))
     return path
@@ -101,6 +102,7 @@ def test_a_cancelled_reports_clip_is_not_sent(tmp_path, broker):
             assert rep["code"] == "06013"
             wait_until(lambda: gw.media_of(rep["id"]), 30, "the second report's clip")
             assert len(gw.media) == 1                # nothing of the cancelled one
-            assert list((dev.data_dir / "media").glob("*.mp4")) == []
+            wait_until(lambda: not list((dev.data_dir / "media").glob("*.mp4")), 10,
+                       "the delivered clip pruned, the cancelled one never kept")
     finally:
         gw.stop()

@@ -127,7 +127,8 @@ def test_a_report_queued_behind_a_large_clip_still_goes_first(tmp_path, broker):
 
 def test_the_cap_limits_media_bytes_per_second_and_the_file_arrives_whole(tmp_path, broker):
     gw = Gateway(broker)
-    store, shelf = Store(tmp_path / "dev"), MediaShelf(tmp_path / "dev" / "media", 4 << 20)
+    store = Store(tmp_path / "dev", photo_keep_s=0)       # pruned as soon as delivered
+    shelf = MediaShelf(tmp_path / "dev" / "media", 4 << 20)
     data = clip(200_000)                                  # 13 chunks
     rid = report(store, 1)
     entry = shelf.add(data, "clip", rid)
@@ -148,7 +149,8 @@ def test_the_cap_limits_media_bytes_per_second_and_the_file_arrives_whole(tmp_pa
         times = [t for t, k, _r, _h in gw.log if k == "media"]
     # the first 50 000 bytes may go at once (the bucket's burst), the rest at the cap
     assert times[-1] - times[0] >= (len(data) + 20_000 - rate - 16384) / rate * 0.9
-    assert shelf.pending() == [] and os.listdir(shelf.folder) == ["index.json"]  # pruned
+    wait_until(lambda: os.listdir(shelf.folder) == ["index.json"], 5, "pruned")
+    assert shelf.pending() == []
     store.close()
 
 
@@ -230,4 +232,57 @@ def test_dropped_media_are_counted_in_the_status_never_silently(tmp_path, broker
     assert not (tmp_path / "dev" / "media" / (old["sha256"] + ".mp4")).exists()
     assert (d.counters["media_dropped"], store.problems()["media_dropped"]) == (2, 2)
     assert gw.chunks(kept["sha256"]) == []
+    store.close()
+
+
+def resend(gw, rid, sha, chunks):
+    gw.c.publish(topics.topic("410106", "pv-0001", "ack"), messages.encode(
+        messages.make_resend(rid, sha, chunks, "damaged on the way")), qos=1)
+
+
+def test_the_gateway_can_ask_again_for_a_delivered_clip_until_it_is_pruned(tmp_path, broker):
+    gw = Gateway(broker)
+    store = Store(tmp_path / "dev", photo_keep_s=3)
+    shelf = MediaShelf(tmp_path / "dev" / "media", 4 << 20)
+    rid = report(store, 1)
+    data = clip(50_000)                                   # 4 chunks
+    sha = shelf.add(data, "clip", rid)["sha256"]
+    d = delivery(broker, store, shelf)
+    try:
+        wait_until(lambda: d.counters["media_delivered"] == 1, 20, "delivered")
+        assert shelf.pending() == [] and shelf.holds(sha)   # kept: it may be asked for
+        resend(gw, rid, sha, [2])
+        wait_until(lambda: len(gw.chunks(sha)) == 6, 10, "chunk 2 (and on) again")
+        assert sorted(h["n"] for h in gw.chunks(sha)) == [0, 1, 2, 2, 3, 3]   # from 2 on
+        resend(gw, rid, sha, None)
+        wait_until(lambda: len(gw.chunks(sha)) == 10, 10, "every chunk again")
+        assert d.counters["media_resends"] == 2 and gw.whole(sha, 4) == data
+        wait_until(lambda: not shelf.holds(sha), 10, "pruned after keep_delivered_s")
+        resend(gw, rid, sha, None)                        # too late: nothing to send
+        time.sleep(1)
+        assert len(gw.chunks(sha)) == 10 and d.is_alive()
+    finally:
+        d.stop()
+        gw.close()
+    store.close()
+
+
+def test_a_damaged_file_asked_for_again_is_dropped_and_counted(tmp_path, broker):
+    gw = Gateway(broker)
+    store = Store(tmp_path / "dev")
+    shelf = MediaShelf(tmp_path / "dev" / "media", 4 << 20)
+    rid = report(store, 1)
+    sha = shelf.add(clip(20_000), "memo", rid)["sha256"]
+    d = delivery(broker, store, shelf)
+    try:
+        wait_until(lambda: d.counters["media_delivered"] == 1, 20, "delivered")
+        path = shelf.path(sha)
+        path.write_bytes(b"\0" + path.read_bytes()[1:])     # the card flipped a byte
+        resend(gw, rid, sha, None)
+        wait_until(lambda: any(s.get("problems", {}).get("media_dropped") == 1
+                               for s in gw.status), 10, "the drop in the status")
+    finally:
+        d.stop()
+        gw.close()
+    assert len(gw.chunks(sha)) == 2 and not shelf.holds(sha)   # not sent again
     store.close()

@@ -126,3 +126,29 @@ def test_a_withdrawn_reports_files_go_without_being_counted_as_dropped(tmp_path)
     assert shelf.withdraw("r2") == 2 and shelf.withdraw("r2") == 0
     assert [e["sha256"] for e in shelf.pending()] == [keep["sha256"]]
     assert shelf.take_dropped() == [] and len(list(tmp_path.glob("*.*"))) == 2  # + index
+
+
+def test_a_sent_file_is_kept_for_a_request_again_then_pruned(tmp_path):
+    clock = Clock()
+    shelf = MediaShelf(tmp_path, 10_000, clock)
+    sha = shelf.add(blob(1000, 10), "clip", "r1")["sha256"]
+    shelf.progress(sha, 1)
+    shelf.sent(sha)
+    assert shelf.pending() == [] and shelf.holds(sha)
+    assert shelf.again(sha, 0) is True                   # the gateway asks again
+    assert [(e["sha256"], e["done"]) for e in shelf.pending()] == [(sha, 0)]
+    shelf.sent(sha)
+    assert shelf.prune_sent(keep_s=100) == 0 and shelf.holds(sha)
+    clock.t += 200
+    assert shelf.prune_sent(keep_s=100) == 1 and not shelf.holds(sha)
+    assert shelf.again(sha) is False and shelf.take_dropped() == []
+
+
+def test_sent_files_make_room_first_and_quietly(tmp_path):
+    shelf = MediaShelf(tmp_path, 2500, Clock())
+    old = shelf.add(blob(1000, 11), "clip", "r1")
+    sent = shelf.add(blob(1000, 12), "clip", "r2")
+    shelf.sent(sent["sha256"])
+    shelf.add(blob(1000, 13), "memo", "r3")
+    assert not shelf.holds(sent["sha256"]) and shelf.holds(old["sha256"])
+    assert shelf.take_dropped() == []                    # a sent file is not a loss

@@ -130,6 +130,12 @@ def test_a_chunk_that_fails_its_hash_is_refused_and_the_good_copy_completes(
     bad = refused(judge, ingest, store, [(t, good[:-1] + bytes([good[-1] ^ 1])), *parts[1:]])
     assert len(bad) == 1 and bad[0].verdict.category == "media_digest"
     assert "does not hash to its digest" in dead(store)[0]["reason"]
+    sha = hashlib.sha256(memo_bytes).hexdigest()
+    assert bad[0].resend == (RID, sha, [0])             # the device is asked for chunk 0
+    ((_district, device, ack),) = device_acks(bad)
+    assert device == "pv-0001" and messages.validate_ack(json.loads(ack)) == {
+        "v": 1, "id": RID, "status": "resend", "reason": bad[0].reason, "sha256": sha,
+        "chunks": [0]}
     ingest.commit(items(judge, parts[0]))
     assert media_store.read(hashlib.sha256(memo_bytes).hexdigest()) == memo_bytes
 
@@ -156,7 +162,10 @@ def test_a_file_whose_bytes_do_not_hash_to_its_sha256_is_refused(
     claimed = "cd" * 32
     bad = refused(judge, ingest, store, chunks(memo_bytes, "memo", sha=claimed))
     assert [it.verdict.category for it in bad] == ["media_hash"]
-    assert "hash to" in dead(store)[0]["reason"] and "refused" in dead(store)[0]["reason"]
+    assert "hash to" in dead(store)[0]["reason"] and "send the file again" in \
+        dead(store)[0]["reason"]
+    assert bad[0].resend == (RID, claimed, None)         # every chunk again
+    assert json.loads(device_acks(bad)[0][2])["chunks"] is None
     assert not media_store.has(claimed) and count(store, "media_parts") == 0
 
 
