@@ -63,6 +63,12 @@ def process_age():
     return uptime - start / os.sysconf("SC_CLK_TCK")
 
 
+def _error_of(recorder):
+    """Why a recorder stopped (its ``error``), or None."""
+    error = getattr(recorder, "error", None)
+    return None if error is None else str(error)
+
+
 def cpu_temp(path=THERMAL):
     """CPU temperature in °C from /sys/class/thermal, or None where there is none."""
     try:
@@ -607,7 +613,10 @@ class Device:
                "last_error": self.last_error,
                "tasks": self.board.open(), "inputs": self.triggers.names if self.triggers else [],
                "kiosk": f"http://127.0.0.1:{self.kiosk.port}/" if self.kiosk else None,
-               "sim": self.hardware.sim, **self.hardware.status(), "alive": self.parts_alive()}
+               "sim": self.hardware.sim, **self.hardware.status(), "alive": self.parts_alive(),
+               "media": {"pending": len(self.shelf.pending()), "bytes": self.shelf.used(),
+                         "recorder_error": _error_of(self.recorder)}
+               if self.shelf is not None else None}
         age = process_age()
         if self.gnss is not None and self.gnss.first_read_at is not None and age is not None:
             out["first_gnss_read_s"] = round(age - (time.monotonic()
@@ -617,8 +626,8 @@ class Device:
     def parts(self):
         """{name: part} of every running part that answers ``is_alive()``."""
         named = {"store": self.store, "delivery": self.delivery, "gnss": self.gnss,
-                 "camera": self.camera, "triggers": self.triggers, "kiosk": self.kiosk,
-                 "control": self.control}
+                 "camera": self.camera, "recorder": self.recorder,
+                 "triggers": self.triggers, "kiosk": self.kiosk, "control": self.control}
         named.update((f"timer:{t.name}", t) for t in self.timers)
         return {name: part for name, part in named.items() if part is not None}
 

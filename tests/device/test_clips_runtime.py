@@ -39,6 +39,9 @@ def test_a_report_and_a_clip_task_each_bring_their_clip(tmp_path, broker):
     try:
         with dev:
             time.sleep(3)                            # the ring fills: 2 s before the press
+            status = dev.status()
+            assert status["alive"]["recorder"] is True   # the watchdog vouches for it too
+            assert status["media"] == {"pending": 0, "bytes": 0, "recorder_error": None}
             dev.press("garbage")
             (rep,) = wait_until(gw.unique_reports, 20, "the button report")
             media = dict(wait_until(lambda: len(gw.media_of(rep["id"])) == 2
