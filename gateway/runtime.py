@@ -348,9 +348,13 @@ class GatewayRuntime:
         if self.ingest.media_store is not None:
             try:
                 stale = expire_media(self.store, time.time() if now is None else now)
+                held = self.store.fetchall("SELECT COALESCE(SUM(bytes), 0) AS n "
+                                           "FROM media_parts")
+                self.metrics.media_bytes_waiting.set(held[0]["n"])
             except Exception:
                 log.exception("media sweep failed")
                 stale = []
+            self.metrics.media_expired.inc(len(stale))
             for sha, device, n in stale:
                 log.warning("dropped the unfinished media transfer %s… of %s (%d chunks; no "
                             "chunk for %d days)", sha[:16], device, n,

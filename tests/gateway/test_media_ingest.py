@@ -264,8 +264,12 @@ def test_the_gateways_sweep_expires_media_transfers_too(judge, tmp_path, memo_by
         assert count(gw.store, "media_parts") == 2
         gw.runtime.sweep(now=time.time() + 86400)
         assert count(gw.store, "media_parts") == 2
+        assert "gridlink_gateway_media_bytes_waiting 1024.0" in gw.metrics.render()[0].decode()
         gw.runtime.sweep(now=time.time() + 8 * 86400)
         assert count(gw.store, "media_parts") == 0
         assert "dropped the unfinished media transfer" in caplog.text
+        metrics = gw.metrics.render()[0].decode()
+        assert "gridlink_gateway_media_expired_total 1.0" in metrics
+        assert "gridlink_gateway_media_bytes_waiting 0.0" in metrics
     finally:
         gw.store.close()
