@@ -273,3 +273,33 @@ def test_the_gateways_sweep_expires_media_transfers_too(judge, tmp_path, memo_by
         assert "gridlink_gateway_media_bytes_waiting 0.0" in metrics
     finally:
         gw.store.close()
+
+
+def test_a_chunk_that_contradicts_the_transfer_under_way_is_refused(judge, ingest, store,
+                                                                   memo_bytes):
+    parts = chunks(memo_bytes, "memo", size=1024)
+    ingest.commit(items(judge, rep(), parts[0]))
+    # the same file announced as a clip and cut otherwise: it cannot join this transfer
+    other = chunks(memo_bytes, "clip", size=2048)
+    bad = items(judge, other[1])
+    ingest.commit(bad)
+    assert bad[0].outcome == "rejected" and bad[0].verdict.category == "media"
+    of = len(parts)
+    assert (f"chunk says {len(memo_bytes)} bytes in {len(other)} chunks, the transfer under "
+            f"way {len(memo_bytes)} in {of}") in dead(store)[0]["reason"]
+    assert count(store, "media_parts") == 1 and report_intact(store)
+
+
+def test_a_device_may_hold_up_to_its_quota_of_unfinished_media(judge, ingest, store,
+                                                                memo_bytes, monkeypatch):
+    from gridlink.gateway import media_ingest
+
+    monkeypatch.setattr(media_ingest, "DEVICE_UNFINISHED_MAX_BYTES", 2048)
+    parts = chunks(memo_bytes, "memo", size=1024)
+    assert len(parts) > 3
+    batch = items(judge, rep(), *parts[:3])
+    ingest.commit(batch)
+    assert [it.outcome for it in batch] == ["accepted", "stored", "stored", "rejected"]
+    assert batch[3].verdict.category == "media_quota"
+    assert "pv-0001 has 2048 bytes in unfinished media; the limit is 2048" in \
+        dead(store)[0]["reason"]
