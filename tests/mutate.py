@@ -39,8 +39,6 @@ TESTS = {
                             "tests/gateway/test_probing_task_results.py",
                             "tests/gateway/test_probing_photos.py"],
     "gateway/photos.py": ["tests/gateway/test_probing_photos.py", "tests/gateway/test_ingest.py"],
-    "gateway/media_ingest.py": ["tests/gateway/test_media_ingest.py"],
-    "firmware/device/shelf.py": ["tests/device/test_shelf.py"],
     "firmware/core/outbox.py": ["tests/core/test_outbox_model.py",
                                 "tests/core/test_outbox_records.py",
                                 "tests/core/test_outbox_losses.py"],

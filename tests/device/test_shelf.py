@@ -152,3 +152,48 @@ def test_sent_files_make_room_first_and_quietly(tmp_path):
     shelf.add(blob(1000, 13), "memo", "r3")
     assert not shelf.holds(sent["sha256"]) and shelf.holds(old["sha256"])
     assert shelf.take_dropped() == []                    # a sent file is not a loss
+
+
+def test_the_edges_of_progress_again_and_prune(tmp_path):
+    clock = Clock()
+    shelf = MediaShelf(tmp_path, 10_000, clock)
+    sha = shelf.add(blob(1000, 14), "clip", "r1")["sha256"]
+    shelf.progress(sha, 1)                               # the first chunk counts
+    assert shelf.pending()[0]["done"] == 1
+    shelf.progress(sha, 3)
+    shelf.sent(sha)
+    assert shelf.again(sha) is True                      # by default from chunk 0
+    assert shelf.pending()[0]["done"] == 0
+    fresh = shelf.add(blob(1000, 15), "memo", "r2")["sha256"]
+    shelf.sent(fresh)
+    shelf.again(fresh, 2)                                # never progressed: stays at 0
+    assert {e["sha256"]: e["done"] for e in shelf.pending()}[fresh] == 0
+    shelf.sent(fresh)
+    sent_at = clock.t
+    clock.t = sent_at + 99                               # Clock adds one per call
+    assert shelf.prune_sent(keep_s=100) == 1             # exactly keep_s: due
+
+
+def test_a_shelf_fills_to_exactly_its_size_without_dropping(tmp_path):
+    shelf = MediaShelf(tmp_path, 2000, Clock())
+    shelf.add(blob(1000, 16), "clip", "r1")
+    shelf.add(blob(1000, 17), "clip", "r2")
+    assert len(shelf.pending()) == 2 and shelf.take_dropped() == []
+    whole = MediaShelf(tmp_path / "b", 2000, Clock())
+    assert whole.add(blob(2000, 18), "clip", "r3")["bytes"] == 2000   # as large as the shelf
+
+
+def test_reconciling_is_written_down_and_a_file_already_gone_is_no_error(tmp_path):
+    assert MediaShelf(tmp_path / "tiny", 1).max_bytes == 1       # one byte is a size
+    shelf = MediaShelf(tmp_path, 10_000, Clock())
+    kept = shelf.add(blob(100, 19), "clip", "r1")
+    lost = shelf.add(blob(100, 20), "memo", "r2")
+    (tmp_path / f"{lost['sha256']}.ogg").unlink()
+    (tmp_path / ("ef" * 32 + ".mp4")).write_bytes(b"orphan")
+    MediaShelf(tmp_path, 10_000, Clock())                        # reconciles, and saves it
+    index = json.loads((tmp_path / INDEX).read_text())
+    assert {e["sha256"] for e in index["pending"]} == {kept["sha256"], "ef" * 32}
+    assert [d["sha256"] for d in index["dropped"]] == [lost["sha256"]]
+    again = MediaShelf(tmp_path, 10_000, Clock())
+    (tmp_path / f"{kept['sha256']}.mp4").unlink()                # gone under its feet
+    assert again.delivered(kept["sha256"]) is True
