@@ -26,35 +26,67 @@ from .auth.accounts import Accounts
 from .auth.audit import AuditTrail
 from .auth.errors import AccountError, Forbidden, LockedOut, Unauthenticated
 from .auth.migrations import MIGRATIONS as AUTH_MIGRATIONS
+from .auth.oidc import MIGRATIONS as OIDC_MIGRATIONS
+from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
+from .cases.book import MIGRATIONS as CASE_MIGRATIONS
+from .cases.book import CaseBook
+from .cases.sources import MIGRATIONS as SOURCE_MIGRATIONS
+from .cases.sources import OperatorReports
+from .coverage import Coverage
+from .fleet_config import MIGRATIONS as FLEETCFG_MIGRATIONS
+from .fleet_config import FleetConfig
+from .gridindex import RasterLocator
 from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
+from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
+from .rates import MIGRATIONS as RATE_MIGRATIONS
+from .rates import Rates
+from .roster import MIGRATIONS as ROSTER_MIGRATIONS
+from .roster import Roster
 from .routes import (
     audit,
+    cases,
     dead_letters,
+    evaluation,
     events,
     fleet,
+    fleet_config,
     grid,
     intake,
     media,
+    metrics,
     photos,
     session,
     tasks,
 )
+from .routes import oidc as oidc_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
-MIGRATIONS = QUEUE_MIGRATIONS + TASK_MIGRATIONS + AUTH_MIGRATIONS + MEDIA_MIGRATIONS
+MIGRATIONS = (
+    *QUEUE_MIGRATIONS,
+    *TASK_MIGRATIONS,
+    *AUTH_MIGRATIONS,
+    *OIDC_MIGRATIONS,
+    *ROSTER_MIGRATIONS,
+    *RATE_MIGRATIONS,
+    *FLEETCFG_MIGRATIONS,
+    *CASE_MIGRATIONS,
+    *SOURCE_MIGRATIONS,
+    *MEDIA_MIGRATIONS,
+)
 
 
 def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None,
                media_store=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
-               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10):
+               body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
+               config_key=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -66,7 +98,11 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
     origins; request bodies over ``body_limit`` bytes get 413; a client address may try
-    ``sign_in_limit`` sign-ins a minute.
+    ``sign_in_limit`` sign-ins a minute.  ``gauges`` (a ``gateway.metrics.Metrics``; default
+    an empty one) is served on ``/metrics`` to READ callers.  ``oidc`` (an
+    ``auth.oidc.OidcSettings``) lets people sign in through the city's identity provider.
+    ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
+    (desired state, ``fleet_config``).
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -74,10 +110,17 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     trail = AuditTrail(store)
     proxies = TrustedProxies(trusted_proxies)
     names = open311.ClassNames.load(codebooks)
-    queue = IntakeQueue(store, clock=clock, codebooks=names)
+    book = CaseBook(store, clock=clock, trail=trail)
+    queue = IntakeQueue(store, clock=clock, codebooks=names, on_accept=book.register)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
-                    district=district)
+                    district=district, cases=book)
+    sources = OperatorReports(store, names, locate=_locator(grid_map), clock=clock,
+                              district=district)
     feed = events.ChangeFeed(store, desk, poll_interval)
+    roster = Roster.over_map(store, grid_map, clock=clock)
+    coverage = Coverage(store, roster, _cell_locator(grid_map))
+    fleet_cfg = FleetConfig(store, key=config_key, publisher=publisher, clock=clock,
+                            check_code=_class_check(names))
 
     app = FastAPI(
         title="gridlink intake API",
@@ -96,24 +139,34 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.add_middleware(SecurityHeaders)
     app.state.queue = queue
     app.state.tasks = desk
+    app.state.fleet_config = fleet_cfg
+    app.state.cases = book
     app.state.accounts = accounts
     app.state.audit = trail
     app.state.on_report = desk.on_report
+    app.state.roster = roster
     _add_error_handlers(app)
 
-    app.include_router(session.build_router(accounts, trail, RateLimit(sign_in_limit, 60.0),
-                                            proxies))
-    app.include_router(intake.build_router(queue, desk, trail))
+    limiter = RateLimit(sign_in_limit, 60.0)
+    app.include_router(session.build_router(accounts, trail, limiter, proxies))
+    app.include_router(oidc_routes.build_router(OidcClient(oidc) if oidc else None,
+                                                OidcLinks(store, accounts, trail), accounts, trail,
+                                                limiter, proxies))
+    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller))
     app.include_router(media.build_router(media_store))
     app.include_router(audit.build_router(trail, queue, desk))
-    app.include_router(fleet.build_router(store))
+    app.include_router(fleet.build_router(store, fleet_cfg))
+    app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
+    app.include_router(cases.build_router(book, desk, trail, sources, queue))
     app.include_router(grid.build_router(grid_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
+    app.include_router(evaluation.build_router(roster, Rates(store, clock=clock), coverage, trail))
     app.include_router(open311.build_router(queue, names))
+    app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
 
     @app.get("/", include_in_schema=False)
     def root():
@@ -129,6 +182,17 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     app.openapi = openapi
     return app
+
+
+def _class_check(names):
+    """``check(kind, code)``: None for a class of the default code book, else why not."""
+
+    def check(kind, code):
+        if names.names(kind, code)[1] is not None:
+            return None
+        return f"{kind} {code} is not a class of {names.default_standard}"
+
+    return check
 
 
 def _add_error_handlers(app):
@@ -169,6 +233,10 @@ def _add_error_handlers(app):
         response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
+    @app.exception_handler(OidcRefused)
+    async def _oidc_refused(request, exc):
+        return error(request, exc.status, {"detail": str(exc)})
+
     @app.exception_handler(AccountError)
     async def _account(request, exc):
         return error(request, 400, {"detail": str(exc)})
@@ -181,5 +249,21 @@ def _locator(grid_map):
 
     def locate(lat, lon):
         return grid_map.locate(lon, lat)
+
+    return locate
+
+
+def _cell_locator(grid_map):
+    """(lon, lat) → grid code or None for the track's points: a raster over the map, built
+    on first use (coverage reads thousands of points; most apps never ask)."""
+    built = []
+
+    def locate(lon, lat):
+        if grid_map is None:
+            return None
+        if not built:
+            built.append(RasterLocator(grid_map).locate if hasattr(grid_map, "rings")
+                         else grid_map.locate)
+        return built[0](lon, lat)
 
     return locate

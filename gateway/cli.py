@@ -40,6 +40,10 @@ def register(parser):
     run.add_argument("--trusted-proxy", action="append", default=[], metavar="ADDRESS",
                      help="a reverse proxy (address or network) whose X-Forwarded-For / "
                           "X-Forwarded-Proto are believed (repeatable; default: none)")
+    run.add_argument("--oidc", metavar="FILE",
+                     help="sign people in through the city's identity provider (OpenID "
+                          "Connect): a TOML file with issuer, client_id, client_secret and "
+                          "[roles] (docs/security.md); chmod 600")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -66,6 +70,9 @@ def register(parser):
     run.add_argument("--ack-ids-max", type=int, default=ACK_IDS_MAX,
                      help=f"report ids in one ack to a device (grouped acks, 1 to "
                           f"{ACK_IDS_MAX}; 1 for devices that read only one id an ack)")
+    run.add_argument("--config-key", metavar="FILE",
+                     help="Ed25519 key (PEM) signing the devices' configuration documents "
+                          "(`gridlink fleet config key FILE`); without it changes are refused")
     run.add_argument("--log-level", default="info")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
@@ -157,9 +164,9 @@ def cmd_run(args):
                  batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
                  pending_max=args.pending_max, ack_qos=args.ack_qos,
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
-                 issued=args.issued,
+                 issued=args.issued, config_key=args.config_key,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
-                                args.trusted_proxy))
+                                args.trusted_proxy, oidc=args.oidc))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:

@@ -5,14 +5,21 @@ from .store.sql import decode_json, one, rows, run
 from .tasks import ONLINE_STATES
 
 
-def devices(store):
-    """Every device, by id: state, last fix, outbox, versions, health, refused messages."""
+def devices(store, fleet_config=None):
+    """Every device, by id: state, last fix, outbox, versions, health, refused messages,
+    and (given the ``FleetConfig``) its configuration: desired against reported version,
+    drift, the last refusal."""
     with store.connect() as conn:
         found = rows(run(store, conn, "SELECT * FROM devices ORDER BY device"))
         # each device's refused messages (kept by the ingest): how many, the newest one
         refused = {r["device"]: r for r in rows(run(store, conn, (
             "SELECT t.device, t.refused AS n, t.id_reused, d.received_at, d.reason"
             " FROM dead_letter_devices t JOIN dead_letters d ON d.id = t.newest_id")))}
+    configs = {}
+    if fleet_config is not None:
+        configs = {c["device"]: {k: c[k] for k in ("desired", "reported", "drift",
+                                                   "differences", "last_refused")}
+                   for c in fleet_config.states()}
     out = []
     for d in found:
         status = decode_json(d.get("status"), {}) or {}
@@ -32,6 +39,7 @@ def devices(store):
             "id_reused": dead["id_reused"] if dead else 0,
             "last_refused": ({"at": dead["received_at"], "reason": dead["reason"]} if dead
                              else None),
+            "config": configs.get(d["device"]),
         })
     return out
 

@@ -3,8 +3,10 @@
 ``service_code`` is the class code (事件/部件 小类), ``group`` its major class name.  In
 GB/T 47678.5 the 事项 01xxx–05xxx are the "<部件>异常" of the 部件 with the same code, so
 one service per code serves both kinds; the event name is used when both exist.  Status
-is ``closed`` once a report is rejected (不予立案) or a 核查 task for it came back
-"resolved", ``open`` otherwise.
+follows the case: ``closed`` once the report is rejected (不予立案) or its case is closed
+(结案, after a passed 核查) or voided (作废); ``open`` otherwise — a 核查 result alone
+closes nothing, the case does.  ``agency_responsible`` is the department the case is
+dispatched to, ``expected_datetime`` the current stage's deadline.
 """
 
 import json
@@ -13,6 +15,7 @@ from datetime import timedelta
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
+from .cases import lifecycle
 from .clock import wire_time
 from .queue import Invalid, NotFound, parse_time
 from .routes.bodies import ISO_TIME
@@ -154,31 +157,34 @@ def _requests(queue, *, ids=None, code=None, start=None, end=None, limit=1000):
     sql = (
         "SELECT r.id, r.kind, r.standard, r.code, r.text, r.lat, r.lon, r.grid, r.street,"
         " r.captured_at, r.committed_at, r.photos, i.state, i.case_no, i.reason, i.updated_at,"
-        " (SELECT MAX(t.done_at) FROM tasks t WHERE t.report_id = r.id AND t.type = 'check'"
-        "  AND t.state = 'done' AND t.result = 'resolved') AS resolved_at"
-        " FROM reports r LEFT JOIN intake i ON i.report_id = r.id WHERE " + " AND ".join(where)
+        " c.state AS case_state, c.updated_at AS case_updated_at, c.stage_due, d.name AS agency,"
+        " (SELECT h.reason FROM case_history h WHERE h.case_no = c.case_no"
+        "  AND h.n = c.version) AS case_reason"
+        " FROM reports r LEFT JOIN intake i ON i.report_id = r.id"
+        " LEFT JOIN cases c ON c.report_id = r.id"
+        " LEFT JOIN case_departments d ON d.id = c.department WHERE " + " AND ".join(where)
         + " ORDER BY r.captured_at DESC, r.id LIMIT ?"
     )
     with store.connect() as conn:
         found = rows(run(store, conn, sql, [*params, limit]))
     for r in found:
-        r["closed"] = r["state"] == "rejected" or r["resolved_at"] is not None
+        r["closed"] = r["state"] == "rejected" or r["case_state"] in lifecycle.TERMINAL
     return found
 
 
 def _as_open311(r, names, request):
     major, name = names.names(r["kind"], r["code"], r["standard"])
-    if r["resolved_at"]:
-        notes = "核查: resolved"
+    if r["case_state"]:
+        notes = f"{lifecycle.LABELS[r['case_state']]} {r['case_no']}"
+        if r["case_state"] in (lifecycle.VOIDED, lifecycle.DEFERRED) and r["case_reason"]:
+            notes += f": {r['case_reason']}"
     elif r["state"] == "rejected":
         notes = f"不予立案: {r['reason']}"
-    elif r["state"] == "accepted":
-        notes = f"立案 {r['case_no']}"
     else:
         notes = "待受理"
     photos = json.loads(r["photos"] or "[]") if isinstance(r["photos"], str) else r["photos"]
     media = str(request.url_for("photo", sha256=photos[0]["sha256"])) if photos else None
-    updated = max(x for x in (r["committed_at"], r["updated_at"], r["resolved_at"]) if x)
+    updated = max(x for x in (r["committed_at"], r["updated_at"], r["case_updated_at"]) if x)
     return {
         "service_request_id": r["id"],
         "status": request_status(r),
@@ -186,11 +192,11 @@ def _as_open311(r, names, request):
         "service_name": name or r["code"],
         "service_code": r["code"],
         "description": r["text"] or "",
-        "agency_responsible": None,
+        "agency_responsible": r["agency"],
         "service_notice": None,
         "requested_datetime": r["captured_at"],
         "updated_datetime": updated,
-        "expected_datetime": None,
+        "expected_datetime": None if r["closed"] else r["stage_due"],
         "address": None,
         "address_id": r["grid"],
         "zipcode": None,

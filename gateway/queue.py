@@ -120,10 +120,13 @@ def _operator(operator):
 class IntakeQueue:
     """Queue operations over a store (``open_store``); ``clock`` returns an aware datetime."""
 
-    def __init__(self, store, *, clock=None, codebooks=None):
+    def __init__(self, store, *, clock=None, codebooks=None, on_accept=None):
         self.store = store
         self.clock = clock or system_clock
         self.codebooks = codebooks
+        # on_accept(conn, report_id, case_no, operator, now): opens the case in 立案's
+        # transaction (``cases.book.CaseBook.register``)
+        self.on_accept = on_accept
 
     def now(self):
         return wire_time(self.clock())
@@ -436,6 +439,8 @@ class IntakeQueue:
             won, row = self._decide(conn, report_id, operator, now,
                                     "state = 'accepted', case_no = ?", case_no, override)
             if won:
+                if self.on_accept is not None:
+                    self.on_accept(conn, report_id, row["case_no"], operator, now)
                 _audited(audit, conn, "report.accept", report_id, before, row, now)
         if not won:
             # lost a race (PostgreSQL, READ COMMITTED): the same decision is no conflict

@@ -1,10 +1,12 @@
 """Assemble one gateway worker: store, judge, runtime, and the HTTP side.
 
-The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``) with
-``/metrics`` added, when that module is installed; otherwise only ``/metrics``.
+The HTTP side is the intake board's app (``gridlink.gateway.api.create_app``), whose
+``/metrics`` needs a READ token, when that module is installed; otherwise only an open
+``/metrics``.
 """
 
 import logging
+import threading
 from pathlib import Path
 
 from gridlink.firmware.codebooks import load_books
@@ -73,10 +75,10 @@ def check_identity(tls, client_id):
 
 class WebOptions:
     """The HTTP side's settings: a TLS certificate and key (PEM; HTTPS and HSTS when set),
-    the origins CORS is opened to (none: closed), and the reverse proxies whose forwarded
-    headers are believed."""
+    the origins CORS is opened to (none: closed), the reverse proxies whose forwarded
+    headers are believed, and the city's identity provider (``oidc``: its TOML file)."""
 
-    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=()):
+    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -91,6 +93,11 @@ class WebOptions:
         except ValueError as exc:
             raise ConfigError(f"--trusted-proxy: {exc}") from None
         self.trusted_proxies = tuple(trusted_proxies)
+        self.oidc = None
+        if oidc:
+            from .auth.oidc import OidcSettings
+
+            self.oidc = OidcSettings.load(oidc)
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -102,9 +109,21 @@ class Gateway:
     def __init__(self, *, broker, db, grid=None, http=None, photos=None, worker=0,
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
-                 codebooks=None, districts=None, crl=None, issued=None, web=None):
+                 codebooks=None, districts=None, crl=None, issued=None, web=None,
+                 config_key=None, config_sync_s=30.0):
         """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
-        and trusted proxies."""
+        and trusted proxies; ``config_key`` is the PEM file of the key that signs the
+        devices' configuration documents (desired state), sent again every
+        ``config_sync_s`` seconds to devices first seen since a change and after a failed
+        publish."""
+        self.config_key = None
+        self.config_sync_s = config_sync_s
+        self._config_stop = threading.Event()
+        self._config_thread = None
+        if config_key:
+            from .fleet_config import load_key
+
+            self.config_key = load_key(config_key)
         if not is_nats_url(broker):  # a NATS user is the certificate, not a client id
             check_identity(tls, f"{client_id}-{worker}")
         try:
@@ -162,19 +181,12 @@ class Gateway:
                                   publisher=self.runtime.publish, photos_dir=self.photos_dir,
                                   media_store=self.media_store,
                                   cors_origins=self.web.cors_origins,
-                                  trusted_proxies=self.web.trusted_proxies)
+                                  trusted_proxies=self.web.trusted_proxies,
+                                  gauges=self.metrics, oidc=self.web.oidc,
+                                  config_key=self.config_key)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)
-        from starlette.responses import Response
-
-        metrics = self.metrics
-
-        async def metrics_endpoint(request):
-            body, ctype = metrics.render()
-            return Response(body, media_type=ctype)
-
-        self.app.add_route("/metrics", metrics_endpoint, methods=["GET"])
         self.http = BackgroundServer(self.app, host, port, **self.web.tls())
 
     @property
@@ -187,9 +199,29 @@ class Gateway:
         if self.http:
             self.http.start()
             log.info("HTTP on %s", self.http.url)
+        fleet = getattr(getattr(self.app, "state", None), "fleet_config", None)
+        if fleet is not None and self.config_key is not None:
+            self._config_thread = threading.Thread(target=self._sync_config, args=(fleet,),
+                                                   name="config-sync", daemon=True)
+            self._config_thread.start()
         return self
 
+    def _sync_config(self, fleet):
+        """Desired state: sign and send what devices first seen since a change, or whose
+        document could not be published, still lack."""
+        while not self._config_stop.wait(self.config_sync_s):
+            try:
+                sent = fleet.sync()
+            except Exception:  # the store is away for a moment: the next round tries again
+                log.exception("configuration sync failed")
+                continue
+            for version, devices in sent.items():
+                log.info("configuration version %s sent to %s", version, ", ".join(devices))
+
     def stop(self):
+        self._config_stop.set()
+        if self._config_thread is not None:
+            self._config_thread.join(timeout=10)
         self.runtime.stop()
         if self.http:
             self.http.stop()

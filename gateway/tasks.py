@@ -80,8 +80,11 @@ class TaskDesk:
     """
 
     def __init__(self, store, queue, *, publisher=None, locate=None, clock=None,
-                 district=DISTRICT):
+                 district=DISTRICT, cases=None):
         self.store = store
+        # ``cases`` (a ``cases.book.CaseBook``): a task's type must fit its report's case,
+        # a 核查 moves the case to 核查 and its result to 结案 or 返工
+        self.cases = cases
         self.queue = queue
         self.publisher = publisher
         self.locate = locate
@@ -114,8 +117,12 @@ class TaskDesk:
     # ------------------------------------------------------------ creating
 
     def create(self, *, type="verify", report_id=None, lat=None, lon=None, text="",
-               deadline=None, deadline_s=None, device=None, operator=None, key=None):
-        """A new task (or, with a ``key`` seen before, the task that key made)."""
+               deadline=None, deadline_s=None, device=None, operator=None, key=None,
+               audit=None):
+        """A new task (or, with a ``key`` seen before, the task that key made).
+
+        A 核实 only before 立案 and a 核查 only after 处置反馈 (``cases``); a 核查 of a case
+        moves it to 核查 in the task's transaction, recorded by ``audit`` (as the queue's)."""
         if type not in TASK_TYPES:
             raise Invalid(f"type: verify (核实), check (核查) or clip (the last 30 s of "
                           f"video), not {type!r}")
@@ -154,6 +161,8 @@ class TaskDesk:
             district = grid[:6]
         task_id = "T-" + centre_day(now_t) + "-" + secrets.token_hex(4)
         with self.store.connect() as conn:
+            if self.cases is not None:
+                self.cases.task_fits(conn, type, report_id)
             routed_by = "operator" if device else None
             if device is None:
                 device, routed_by = self._route(conn, grid, lat, lon)
@@ -168,6 +177,9 @@ class TaskDesk:
                 " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'open', ?, ?, ?, ?)",
                 [task_id, type, report_id, lat, lon, grid, district, text or "", device,
                  routed_by, wire_time(now_t), operator, deadline, key])
+            if self.cases is not None and type == "check" and report_id is not None:
+                self.cases.checked(conn, report_id, task_id, operator or "?",
+                                   wire_time(now_t), audit)
         return self.dispatch(task_id)
 
     def _by_key(self, key):
@@ -211,6 +223,8 @@ class TaskDesk:
         message = {"v": 1, "task": task["id"], "type": task["type"], "report": task["report_id"],
                    "lat": task["lat"], "lon": task["lon"], "grid": task["grid"],
                    "text": task["text"], "deadline": task["deadline"]}
+        if task["report_id"] is not None:
+            message.update(self._class_of(task["report_id"]))
         topic = task_topic(task["district"], task["device"])
         payload = json.dumps(message, ensure_ascii=False, separators=(",", ":")).encode()
         try:
@@ -225,6 +239,16 @@ class TaskDesk:
                 "UPDATE tasks SET state = 'sent', sent_at = ?, error = NULL"
                 " WHERE id = ? AND state = 'open'", [wire_time(self.clock()), task_id])
         return self.get(task_id)
+
+    def _class_of(self, report_id):
+        """{kind, code} of the case a task's report is (else of the report): the device
+        codes its result with it, not with its own default class."""
+        sql = ("SELECT r.kind, r.code FROM reports r WHERE r.id = ?" if self.cases is None
+               else "SELECT COALESCE(c.kind, r.kind) AS kind, COALESCE(c.code, r.code) AS code"
+                    " FROM reports r LEFT JOIN cases c ON c.report_id = r.id WHERE r.id = ?")
+        with self.store.connect() as conn:
+            found = one(run(self.store, conn, sql, [report_id]))
+        return {"kind": found["kind"], "code": found["code"]} if found else {}
 
     # ------------------------------------------------------------ closing
 
@@ -266,6 +290,9 @@ class TaskDesk:
                           [now, result, report_id, task_id, device])
                 if cur.rowcount == 1:
                     self.queue.mark_attached(conn, report_id, now)
+                    if self.cases is not None:
+                        self.cases.check_result(conn, task_id, result, f"device:{device}",
+                                                now)
 
     # ------------------------------------------------------------ reading
 

@@ -310,7 +310,7 @@ class Validator:
         except MessageError as exc:
             raise Rejected("topic", f"topic {topic!r}: {exc}") from None
         leaf, extra = parsed[2], parsed[3]  # pragma: no mutate (extra only decides caching)
-        if leaf in ("ack", "task"):
+        if leaf in ("ack", "task", "config"):
             raise Rejected("topic", f"{topic!r}: {leaf} goes from the gateway to devices")
         # a device publishes on a few topics, over and over; photo topics name a report
         # and a chunk, so each is seen a few times only: not kept

@@ -22,7 +22,7 @@ COMMANDS = {
               "verify and export the centre's audit trail"),
     "demo": ("gridlink.demo.cli", "run the district demo: broker, gateway, simulated fleet"),
     "flash": ("gridlink.flash.cli", "build, flash, provision and self-test devices"),
-    "fleet": ("gridlink.fleet.cli", "update keys, signed releases (TUF) and their checks"),
+    "fleet": ("gridlink.fleet.cli", "update keys, signed releases (TUF), desired state (config)"),
 }
 
 

@@ -75,7 +75,26 @@ def shipped_folder():
     return resources.files("gridlink.gateway") / "broker"
 
 
-def shipped_config(port, workdir, tls=None):
+SHIPPED_DISTRICT = "410106"   # the district the shipped gridlink.acl is written for
+
+
+def district_acl(district):
+    """The shipped ACL (gateway/broker/gridlink.acl) for ``district``'s broker: every
+    topic line confined to ``gridlink/v1/<district>/``."""
+    if not (isinstance(district, str) and len(district) == 6 and district.isascii()
+            and district.isdigit() and district[0] != "0"):
+        raise MosquittoError(f"district: a 6-digit GB/T 2260 code, not {district!r}")
+    text = (shipped_folder() / "gridlink.acl").read_text(encoding="utf-8")
+    old, new = f"gridlink/v1/{SHIPPED_DISTRICT}/", f"gridlink/v1/{district}/"
+    out = []
+    for line in text.splitlines():
+        if line.startswith(("topic ", "pattern ")):
+            line = line.replace(old, new)
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def shipped_config(port, workdir, tls=None, district=None):
     """The project's Mosquitto config (gateway/broker/mosquitto.conf) on a local port.
 
     Every setting of the shipped file is kept — persistence, the unlimited queue for the
@@ -83,9 +102,14 @@ def shipped_config(port, workdir, tls=None):
     :class:`BrokerTLS`), mutual TLS with certificate identities confined by the shipped ACL
     (gateway/broker/gridlink.acl) — except the port, the file paths and the logs, which
     point into ``workdir``.  Without ``tls`` the listener is plain and anonymous; on
-    127.0.0.1 only either way.
+    127.0.0.1 only either way.  ``district``: the ACL rendered for that district
+    (:func:`district_acl`, written into ``workdir``) instead of the shipped district's.
     """
     folder = shipped_folder()
+    acl = folder / "gridlink.acl"
+    if district is not None and district != SHIPPED_DISTRICT:
+        acl = Path(workdir) / "gridlink.acl"
+        acl.write_text(district_acl(district), encoding="utf-8")
     shipped = folder / "mosquitto.conf"
     drop = LOCAL_KEYS if tls else LOCAL_KEYS | TLS_KEYS
     # the listener's own lines go where the shipped listener is (settings after a
@@ -106,7 +130,7 @@ def shipped_config(port, workdir, tls=None):
     # the keys or write the folder: stay the user who starts it.
     lines += [*listener, f"user {getpass.getuser()}", f"persistence_location {workdir}/",
               f"log_dest file {workdir}/mosquitto.log",
-              f"acl_file {folder / 'gridlink.acl'}" if tls else "allow_anonymous true"]
+              f"acl_file {acl}" if tls else "allow_anonymous true"]
     return "\n".join(lines) + "\n"
 
 
@@ -132,14 +156,14 @@ class Mosquitto:
     """A mosquitto process on 127.0.0.1 with its config, persistence and logs in ``workdir``.
 
     The bare config (:func:`bare_config`) by default; with ``shipped`` the project's
-    (:func:`shipped_config`, TLS with ``tls``).  ``extra_conf`` lines are appended (ACLs,
-    more listeners…).  ``preexec_fn`` runs in the child before exec (the demo ties the
-    broker's life to its own).  ``stop()`` then ``start()`` keeps the port and the
-    persisted sessions, as a broker restart does.
+    (:func:`shipped_config`, TLS with ``tls``, the ACL of ``district``).  ``extra_conf``
+    lines are appended (ACLs, more listeners…).  ``preexec_fn`` runs in the child before
+    exec (the demo ties the broker's life to its own).  ``stop()`` then ``start()`` keeps
+    the port and the persisted sessions, as a broker restart does.
     """
 
     def __init__(self, workdir, port=None, *, shipped=False, tls=None, extra_conf="",
-                 preexec_fn=None):
+                 preexec_fn=None, district=None):
         if tls is not None and not shipped:
             raise MosquittoError("tls= needs shipped=True (the bare config has no TLS)")
         self.workdir = Path(workdir)
@@ -148,7 +172,7 @@ class Mosquitto:
         self.tls = tls
         self.conf = self.workdir / "mosquitto.conf"
         self.log_path = self.workdir / "mosquitto.log"
-        base = (shipped_config(self.port, self.workdir, tls) if shipped
+        base = (shipped_config(self.port, self.workdir, tls, district) if shipped
                 else bare_config(self.port, self.workdir))
         self.conf.write_text(base + extra_conf, encoding="utf-8")
         self.preexec_fn = preexec_fn

@@ -7,6 +7,7 @@ where the device or gateway builds it, ``make_<name>(...)``.  Task results are r
 
 from . import canonjson
 from .checks import (
+    UPPER_DIGITS,
     MessageError,
     check_device,
     check_enum,
@@ -19,8 +20,8 @@ from .checks import (
     check_time,
     is_int,
 )
-from .report import MAX_BYTES as REPORT_MAX_BYTES
 from .report import (
+    KINDS,
     PHOTO_MAX_BYTES,
     VERSION,
     ReportError,
@@ -28,6 +29,7 @@ from .report import (
     validate_fix,
     validate_report,
 )
+from .report import MAX_BYTES as REPORT_MAX_BYTES
 
 # id_reused: the id is committed with other content (a device whose counter restarted);
 # the report is refused, never taken for its namesake, and the device must keep it
@@ -199,10 +201,20 @@ def ack_action(ack):
 # -- task (gateway → device) --------------------------------------------------------------
 
 _TASK_KEYS = ("v", "task", "type", "report", "lat", "lon", "grid", "text", "deadline")
+# the class (kind and code) of the report or case the task is about: the device codes its
+# result report with it (a 核查 of illegal parking is an illegal-parking report)
+_TASK_CLASS = ("kind", "code")
 
 
 def validate_task(obj):
-    check_obj(MessageError, obj, "", _TASK_KEYS)
+    check_obj(MessageError, obj, "", _TASK_KEYS, _TASK_CLASS)
+    if ("kind" in obj) != ("code" in obj):
+        raise MessageError("kind" if "code" in obj else "code",
+                           "is required with " + ("code" if "code" in obj else "kind"))
+    if "kind" in obj:
+        check_enum(MessageError, obj["kind"], "kind", KINDS)
+        check_str(MessageError, obj["code"], "code", 2, 12, UPPER_DIGITS,
+                  "2-12 digits or upper-case letters")
     _version(obj)
     check_task_id(obj["task"], "task", MessageError)
     check_enum(MessageError, obj["type"], "type", TASK_TYPES)
@@ -219,10 +231,13 @@ def validate_task(obj):
     return obj
 
 
-def make_task(task, type, lat, lon, text="", report=None, grid=None, deadline=None):
-    return validate_task({"v": VERSION, "task": task, "type": type, "report": report,
-                          "lat": lat, "lon": lon, "grid": grid, "text": text,
-                          "deadline": deadline})
+def make_task(task, type, lat, lon, text="", report=None, grid=None, deadline=None,
+              kind=None, code=None):
+    obj = {"v": VERSION, "task": task, "type": type, "report": report, "lat": lat,
+           "lon": lon, "grid": grid, "text": text, "deadline": deadline}
+    if kind is not None or code is not None:
+        obj["kind"], obj["code"] = kind, code
+    return validate_task(obj)
 
 
 # -- track (device → gateway) -------------------------------------------------------------
@@ -269,7 +284,7 @@ _STATUS_FULL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "fir
 # clips and memos dropped from the media shelf undelivered (full, or their file gone).
 PROBLEMS = ("lost", "reissued", "photos_dropped", "failed", "media_dropped")
 _STATUS_OPTIONAL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
-                    "codebook", "profile", "problems")
+                    "codebook", "profile", "problems", "config")
 
 
 def validate_status(obj):
@@ -303,7 +318,27 @@ def validate_status(obj):
     for k in ("firmware", "codebook", "profile"):
         if k in obj:
             check_str(MessageError, obj[k], k, 1, 64)
+    if "config" in obj:
+        validate_config_status(obj["config"])
     return obj
+
+
+def validate_config_status(obj):
+    """``config``: the applied configuration version (or null) and the last refusal
+    (or null): ``{version, reason, field, message}``."""
+    check_obj(MessageError, obj, "config", ("version", "refused"))
+    if obj["version"] is not None:
+        check_int(MessageError, obj["version"], "config.version", 1, UNIX_MAX)
+    refused = obj["refused"]
+    if refused is not None:
+        check_obj(MessageError, refused, "config.refused",
+                  ("version", "reason", "field", "message"))
+        if refused["version"] is not None:
+            check_int(MessageError, refused["version"], "config.refused.version", 1, UNIX_MAX)
+        check_str(MessageError, refused["reason"], "config.refused.reason", 1, 16)
+        if refused["field"] is not None:
+            check_str(MessageError, refused["field"], "config.refused.field", 1, 80)
+        check_str(MessageError, refused["message"], "config.refused.message", 0, 200)
 
 
 def will_status(device):
@@ -312,8 +347,9 @@ def will_status(device):
 
 
 def make_status(device, state, firmware, codebook, profile, time=None, fix=None, reports=0,
-                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None):
-    """``problems``: a dict of :data:`PROBLEMS` counters (left out when None)."""
+                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None, config=None):
+    """``problems``: a dict of :data:`PROBLEMS` counters, ``config`` the configuration
+    state (each left out when None)."""
     obj = {
         "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
         "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
@@ -321,6 +357,8 @@ def make_status(device, state, firmware, codebook, profile, time=None, fix=None,
         "profile": profile}
     if problems is not None:
         obj["problems"] = problems
+    if config is not None:
+        obj["config"] = config
     return validate_status(obj)
 
 

@@ -14,6 +14,7 @@ LEAVES = {
     "ack": ("gateway", 1, False),
     "task": ("gateway", 1, False),
     "task/result": ("device", 1, False),
+    "config": ("gateway", 1, True),
 }
 
 
@@ -26,7 +27,7 @@ def check_district(district):
 
 def topic(district, device, leaf):
     """``gridlink/v1/410106/pv-0001/report`` (leaf: report, track, status, ack, task,
-    task/result)."""
+    task/result, config)."""
     check_district(district)
     check_device(MessageError, device)
     if leaf not in LEAVES or leaf in CHUNKED:

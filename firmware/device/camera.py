@@ -68,21 +68,27 @@ class Picamera2Camera:
         self.cam.close()
 
 
+def open_uvc(device, size):
+    """(cv2, an open ``VideoCapture``) of USB camera ``device`` asked for ``size``;
+    CameraError when OpenCV is missing or the camera does not open."""
+    try:
+        import cv2
+    except ImportError:
+        raise CameraError("camera backend opencv needs OpenCV "
+                          "(pip install gridlink[usbcam])") from None
+    cap = cv2.VideoCapture(device)
+    if not cap.isOpened():
+        raise CameraError(f"USB camera {device} could not be opened")
+    cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
+    cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+    return cv2, cap
+
+
 class OpenCVCamera:
     """A USB (UVC) camera through OpenCV."""
 
     def __init__(self, device, size):
-        try:
-            import cv2
-        except ImportError:
-            raise CameraError("camera backend opencv needs OpenCV "
-                              "(pip install gridlink[usbcam])") from None
-        self.cv2 = cv2
-        self.cap = cv2.VideoCapture(device)
-        if not self.cap.isOpened():
-            raise CameraError(f"USB camera {device} could not be opened")
-        self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, size[0])
-        self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, size[1])
+        self.cv2, self.cap = open_uvc(device, size)
 
     def capture(self):
         from PIL import Image

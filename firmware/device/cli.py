@@ -2,6 +2,7 @@
 
 import json
 import logging
+import os
 import sys
 
 from ..errors import DeviceError
@@ -44,6 +45,11 @@ def register(parser):
     p.add_argument("--kiosk-port", type=int, help="kiosk page port (fixed terminal; 0 = any)")
     p.add_argument("--reconnect-max", type=float, default=30.0,
                    help="longest wait between broker reconnects, seconds (backoff cap)")
+    p.add_argument("--config-keys", metavar="FILE",
+                   default=os.environ.get("GRIDLINK_CONFIG_KEYS") or None,
+                   help="the centre's configuration keys (64 hex digits a line; "
+                   "`gridlink fleet config key`; default: $GRIDLINK_CONFIG_KEYS, which "
+                   "provisioning sets): without them every document is refused")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_run)
 
@@ -121,12 +127,17 @@ def cmd_run(args):
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     profile = load_profile(args.profile)
+    keys = None
+    if args.config_keys:
+        from .desired import read_keys
+
+        keys = read_keys(args.config_keys)
     dev = Device(profile, args.data_dir, args.broker, hardware=hardware_of(args, profile),
                  device_id=args.device_id, district=args.district,
                  tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                  map_path=args.map, cancel_grace=args.cancel_grace,
                  status_interval=args.status_interval, kiosk_port=args.kiosk_port,
-                 reconnect_max=args.reconnect_max)
+                 reconnect_max=args.reconnect_max, config_keys=keys)
     try:
         dev.start()
     except BaseException:

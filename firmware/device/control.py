@@ -3,7 +3,9 @@
 Requests: ``{"cmd": "press", "input": "garbage", "hold": false}`` (simulation: drives the
 mock pin), ``{"cmd": "status"}``, ``{"cmd": "tasks"}``,
 ``{"cmd": "answer", "task": "T-1"|null, "result": "confirmed"|..., "yes": true}``,
-``{"cmd": "report", "input": "garbage"}`` (make a report as a press would, any backend).
+``{"cmd": "report", "input": "garbage"}`` (make a report as a press would, any backend),
+``{"cmd": "config"}`` (the applied configuration version, the last refusal, the profile
+in use).
 Answers: ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``.
 """
 

@@ -28,6 +28,9 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   counted in the status ``problems.media_dropped`` and logged;
 - the retained status, on connect, on change and when asked; the last will is the
   retained ``offline`` status.  The session is persistent (clean_session False).
+
+It receives acks, tasks and (when given ``on_config``) the retained configuration
+document on ``…/config``, handed over unchecked: the device verifies its signature.
 """
 
 import hashlib
@@ -77,7 +80,7 @@ class Delivery:
     """The device's MQTT side.  ``kick()`` after storing something new."""
 
     def __init__(self, url, device, district, store, *, status_fn, on_task=None,
-                 grace_until=None, tls_ca=None, tls_cert=None, tls_key=None,
+                 on_config=None, grace_until=None, tls_ca=None, tls_cert=None, tls_key=None,
                  keepalive=30, window=20, chunk_window=4, resend_s=30.0, reconnect_max=30.0,
                  shelf=None, media_rate=None, media_window=2):
         import paho.mqtt.client as mqtt
@@ -87,6 +90,7 @@ class Delivery:
         self.device, self.district, self.store = device, district, store
         self.status_fn = status_fn
         self.on_task = on_task
+        self.on_config = on_config
         self.grace_until = grace_until or (lambda report_id: 0.0)
         self.keepalive, self.window, self.chunk_window = keepalive, window, chunk_window
         self.resend_s = resend_s
@@ -117,7 +121,8 @@ class Delivery:
                          "media_delivered": 0, "media_dropped": 0,
                          "media_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
-                      for leaf in ("report", "track", "status", "ack", "task", "task/result")}
+                      for leaf in ("report", "track", "status", "ack", "task", "task/result",
+                                   "config")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
                         clean_session=False, protocol=mqtt.MQTTv311)
         c.max_inflight_messages_set(max(window, 20) + chunk_window + 4)
@@ -239,7 +244,10 @@ class Delivery:
         self.backoff.reset()
         log.info("MQTT: connected to %s:%d (session present: %s)", self.host, self.port,
                  flags.session_present)
-        client.subscribe([(self.topic["ack"], 1), (self.topic["task"], 1)])
+        wanted = [(self.topic["ack"], 1), (self.topic["task"], 1)]
+        if self.on_config is not None:
+            wanted.append((self.topic["config"], 1))
+        client.subscribe(wanted)
         # paho itself sends again what it published on this client without a PUBACK
         # (same mid); reports still waiting for the gateway's ack go again after resend_s
         self._status_wanted = True
@@ -278,6 +286,8 @@ class Delivery:
                 task = messages.decode(msg.payload, messages.validate_task, 4096)
                 if self.on_task is not None:
                     self.on_task(task)
+            elif msg.topic == self.topic["config"] and self.on_config is not None:
+                self.on_config(msg.payload)          # signed: checked by the device
         except messages.MessageError as exc:
             self.counters["bad_messages"] += 1
             log.error("MQTT: ignored a bad message on %s: %s", msg.topic, exc)

@@ -25,6 +25,7 @@ from .. import errors
 from ..core import topics
 from ..core import track as coretrack
 from ..core.checks import MessageError
+from ..core.errors import CoreError
 from ..core.messages import CLIP_TASK_S
 from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
 from ..core.timefmt import iso_utc
@@ -87,7 +88,7 @@ class Device:
     def __init__(self, profile, data_dir, broker, *, hardware=None, device_id=None,
                  district=None, tls_ca=None, tls_cert=None, tls_key=None, map_path=None,
                  cancel_grace=None, status_interval=None, kiosk_port=None, console=True,
-                 reconnect_max=30.0):
+                 reconnect_max=30.0, config_keys=None):
         self.hardware = hardware or Hardware(profile)
         self.profile = profile
         self.kind = profile["kind"]
@@ -105,9 +106,12 @@ class Device:
         self.map_path = map_path
         self.cancel_grace = profile["press"]["cancel_grace_s"] if cancel_grace is None \
             else cancel_grace
+        self._status_override = status_interval
         self.status_interval = status_interval or profile["status_interval_s"]
         self.kiosk_port = kiosk_port
         self.reconnect_max = reconnect_max
+        self.config_keys = list(config_keys or ())
+        self.desired = None
         self.console = console
         self.standard = profile["standard"]
         self.stale_after = profile["gnss"]["stale_after_s"] if "gnss" in profile \
@@ -148,13 +152,15 @@ class Device:
                            photo_keep_s=self.profile["camera"]["keep_delivered_s"])
         self.codebook = codebook.version(self.standard)
         self._open_map()
+        self._open_desired()
         self.board = TaskBoard(self.store, console=self.console)
         clips = self.profile.get("clips", {})
         self.shelf = MediaShelf(self.data_dir / "media",
                                 clips.get("shelf_bytes", SHELF_BYTES))
         self.delivery = Delivery(
             self.broker, self.device, self.district, self.store, status_fn=self.status_fields,
-            on_task=self._on_task, grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
+            on_task=self._on_task, on_config=self._on_config,
+            grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
             reconnect_max=self.reconnect_max, shelf=self.shelf,
             media_rate=clips.get("upload_bytes_per_s", UPLOAD_BYTES_PER_S)).start()
@@ -298,6 +304,43 @@ class Device:
         except GridMapError as exc:
             raise errors.DeviceError(str(exc)) from None
         log.info("grid map %s: %d cells", path, self.gridmap.n_cells)
+
+    def _open_desired(self):
+        """The applied configuration (desired state) over the provisioned profile."""
+        from .desired import DesiredState, file_sha256
+
+        path = self.map_path or default_map(self.district)
+        self.desired = DesiredState(
+            self.data_dir, self.device, self.config_keys, self.profile,
+            map_sha256=file_sha256(path) if path else None, codebook=self.codebook)
+        if self.desired.version is not None:
+            self._use(self.desired.profile)
+            log.info("configuration version %d in use", self.desired.version)
+
+    def _use(self, profile):
+        """Run on ``profile`` from now on: buttons, intervals, photo budget, fix age."""
+        self.profile = profile
+        if "gnss" in profile:
+            self.stale_after = profile["gnss"]["stale_after_s"]
+        settings = self.desired.doc["settings"] if self.desired.doc else {}
+        self.status_interval = (profile["status_interval_s"] if "status_interval_s" in settings
+                                else self._status_override or profile["status_interval_s"])
+        for timer in self.timers:
+            if timer.name == "status":
+                timer.period = self.status_interval
+        if self.thinner is not None:
+            self.thinner.interval_s = profile["track"]["interval_s"]
+
+    def _on_config(self, message):
+        """A configuration document from the centre: applied whole, or refused whole."""
+        try:
+            with self.report_lock:
+                profile = self.desired.offer(message)
+                if profile is not None:
+                    self._use(profile)
+        except Exception:  # the device runs on: the MQTT thread must not die of it
+            log.exception("configuration document not applied")
+        self.delivery.request_status()
 
     def stop(self):
         """Safe shutdown: no new triggers, finish the current write, offline, disconnect."""
@@ -528,13 +571,27 @@ class Device:
         if result not in RESULTS[task["type"]]:
             raise errors.DeviceError(f"a {task['type']} task is answered with "
                                      f"{' or '.join(RESULTS[task['type']])}, not {result!r}")
-        cls = self.profile["task_result"]
-        rep = self.report("task", cls["kind"], cls["code"],
+        kind, code = self._result_class(task)
+        rep = self.report("task", kind, code,
                           f"{TYPE_NAMES[task['type']]} {task['task']}: {result}",
                           task=task["task"], result=result)
         self.board.close(task["task"])
         log.info("task %s answered %s by report %s", task["task"], result, rep["id"])
         return rep["id"]
+
+    def _result_class(self, task):
+        """(kind, code) of a task's result: the class the task names (that of the report or
+        case it is about) when this device's code book has it, else the profile's own."""
+        if "kind" in task:
+            try:
+                codebook.check_code(self.standard, task["kind"], task["code"])
+                return task["kind"], task["code"]
+            except CoreError as exc:
+                log.warning("task %s names class %s %s, not in %s (%s): the result is coded "
+                            "with the profile's class", task["task"], task["kind"],
+                            task["code"], self.standard, exc)
+        cls = self.profile["task_result"]
+        return cls["kind"], cls["code"]
 
     # -- track -------------------------------------------------------------------------------
 
@@ -598,7 +655,8 @@ class Device:
                 "reports": depth["reports"], "track": depth["track"], "disk_free": free,
                 "cpu_temp": cpu_temp(), "uptime": round(time.monotonic() - self.started, 1),
                 "firmware": firmware_version(), "codebook": self.codebook,
-                "profile": self.profile["profile"], "problems": self.store.problems()}
+                "profile": self.profile["profile"], "problems": self.store.problems(),
+                "config": self.desired.status() if self.desired else None}
 
     def local_status(self):
         """Everything `gridlink device status` shows (MQTT status plus diagnostics)."""
@@ -681,8 +739,11 @@ class Device:
             return {"report": rep["id"]}
         if cmd == "tasks":
             return {"tasks": self.board.open()}
+        if cmd == "config":
+            return {"config": self.desired.status(), "profile": {
+                k: v for k, v in self.profile.items() if k != "_path"}}
         if cmd == "answer":
             return {"report": self.answer(req.get("task"), req.get("result"), req.get("yes"))}
         raise errors.DeviceError(f"unknown command {cmd!r} (status, press, report, tasks, "
-                                 "answer)")
+                                 "answer, config)")
 

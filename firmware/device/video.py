@@ -18,7 +18,7 @@ import threading
 import time
 from fractions import Fraction
 
-from .camera import CameraError, SyntheticCamera
+from .camera import CameraError, SyntheticCamera, open_uvc
 from .clips import ClipError, EventClips, PacketRing
 
 DEFAULT_FPS = 15
@@ -119,18 +119,8 @@ class OpenCVVideo:
     """Frames of a USB (UVC) camera through OpenCV."""
 
     def __init__(self, device, width, height):
-        try:
-            import cv2
-        except ImportError:
-            raise CameraError("camera backend opencv needs OpenCV "
-                              "(pip install gridlink[usbcam])") from None
-        self.cv2 = cv2
-        self.cap = cv2.VideoCapture(device)
-        if not self.cap.isOpened():
-            raise CameraError(f"USB camera {device} could not be opened")
-        self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-        self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
         self.size = (width, height)
+        self.cv2, self.cap = open_uvc(device, self.size)
 
     def frame(self, t):
         ok, frame = self.cap.read()

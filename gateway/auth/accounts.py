@@ -70,9 +70,11 @@ class Accounts:
     # -- users ---------------------------------------------------------------------------
 
     def add(self, name, roles, password, *, display=None):
+        """A new user; ``password`` None makes one who cannot sign in with a password
+        (signed in by the city's identity provider, ``auth.oidc``)."""
         name = check_name(name)
         granted = self._roles(roles)
-        digest = passwords.hash_password(password, name)
+        digest = None if password is None else passwords.hash_password(password, name)
         now = wire_time(self.clock())
         with self.store.connect() as conn:
             if one(run(self.store, conn, "SELECT name FROM users WHERE name = ?", [name])):
@@ -228,7 +230,8 @@ class Accounts:
 
     def _unsign(self, cookie):
         sid, _, sig = (cookie or "").rpartition(".")
-        if not sid or not hmac.compare_digest(sig, self._sign(sid)):
+        # as bytes: compare_digest refuses non-ASCII text, which a cookie may carry
+        if not sid or not hmac.compare_digest(sig.encode(), self._sign(sid).encode()):
             raise Unauthenticated("no valid session: sign in")
         return sid
 

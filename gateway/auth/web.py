@@ -105,7 +105,8 @@ class Guard:
         principal = self.caller(request)
         if principal.via == "session" and request.method not in policy.SAFE_METHODS:
             sent = request.headers.get(CSRF_HEADER, "")
-            if not (sent and principal.csrf and hmac.compare_digest(sent, principal.csrf)):
+            if not (sent and principal.csrf
+                    and hmac.compare_digest(sent.encode(), principal.csrf.encode())):
                 raise Forbidden(f"missing or wrong {CSRF_HEADER} header: reload the board")
         if need != policy.SIGNED_IN and not principal.can(need):
             held = "、".join(role_table.LABELS.get(r, r) for r in principal.roles) or "none"

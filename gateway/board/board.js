@@ -236,8 +236,21 @@ function renderDevices(devices) {
       d.refused ? el("div", { class: "r-meta refused", title: d.last_refused.reason,
                               text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null,
       d.id_reused ? el("div", { class: "r-meta refused id-reused",
-                                text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null));
+                                text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null,
+      configLine(d.config)));
   }
+}
+
+// desired state: the configuration version desired against the one the device reports
+function configLine(c) {
+  if (!c || (c.desired == null && c.reported == null && !c.last_refused)) return null;
+  const drift = c.drift ? ` · drift: ${c.differences.map((x) => x.field).join(", ") || "version"}` : "";
+  const refused = c.last_refused
+    ? ` · refused v${c.last_refused.version ?? "?"}: ${c.last_refused.reason}${c.last_refused.field ? " " + c.last_refused.field : ""}`
+    : "";
+  return el("div", { class: "r-meta config" + (c.drift ? " drift" : "") + (c.last_refused ? " refused" : ""),
+                     title: c.last_refused ? c.last_refused.message : "",
+                     text: `config desired v${c.desired ?? "–"} · reported v${c.reported ?? "–"}${drift}${refused}` });
 }
 
 function filterQuery() {
@@ -297,7 +310,8 @@ async function showDetail(id, quiet) {
   $("d-title").textContent = className(r);
   const rows = [
     ["状态 state", `${STATE_NAMES[r.state] || r.state}${r.holder ? ` · 认领 ${r.holder} until ${localTime(r.lease_until)}` : ""}`],
-    ["案卷号 case", r.case_no], ["原因 reason", r.reason],
+    ["案卷号 case", r.case_no], ["案卷状态 case state", r.case && `${r.case.label} (${r.case.state})${r.case.department ? " · " + r.case.department : ""}`],
+    ["原因 reason", r.reason],
     ["大类 major", r.major_name], ["上报 id", r.id], ["采集 time", `${localTime(r.captured_at)} (${r.time_source})${r.time_flag ? ` · received ${localTime(r.received_at)}: ${TIME_FLAG_NAMES[r.time_flag] || r.time_flag}` : ""}`],
     ["网格 grid", r.grid + (r.grid_mismatch ? ` (device said ${r.grid_device})` : "")],
     ["位置 fix", r.lat === null ? "no fix" : `${r.lat.toFixed(6)}, ${r.lon.toFixed(6)}`],
@@ -329,10 +343,12 @@ async function showDetail(id, quiet) {
   $("b-accept").disabled = !pending || blocked;
   $("b-reject").disabled = !pending || blocked;
   showHistory(id);
-  // 核实 (verify) before 立案; 核查 (check) once accepted, to see the problem was handled
+  // 核实 (verify) before 立案; 核查 (check) once the department reported back (处置反馈)
   board.taskType = r.state === "accepted" ? "check" : "verify";
+  const checkable = r.case && (r.case.state === "reported" || r.case.state === "checking");
   $("b-task").textContent = board.taskType === "check" ? "派核查 Send check task" : "派核实 Send verify task";
-  $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached";
+  $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached"
+    || (board.taskType === "check" && !checkable);
   $("b-clip").disabled = r.lat === null;
 }
 
@@ -469,6 +485,26 @@ function showSignIn(why) {
   $("si-error").textContent = why && why !== "sign in first (the board) or send an API token" ? why : "";
   $("signin-pane").hidden = false;
   $("si-user").focus();
+  offerProviders();
+}
+
+// The city's identity provider, when the gateway has one: a button to its sign-in page
+// (the gateway sends the browser there and back, then to this page, signed in).
+async function offerProviders() {
+  let providers = [];
+  try {
+    const resp = await fetch("/api/session/providers", { credentials: "same-origin" });
+    if (resp.ok) providers = await resp.json();
+  } catch (err) {
+    providers = [];
+  }
+  $("signin-providers").replaceChildren(...providers.map((p) => {
+    const a = document.createElement("a");
+    a.className = "provider";
+    a.href = p.start;
+    a.textContent = `使用${p.label}登录`;
+    return a;
+  }));
 }
 
 async function signIn(ev) {

@@ -61,7 +61,7 @@ def _tls_block(tls, indent, verify):
 # position: a device may report from any district it is moved to).  $MQTT.sub.> is where
 # nats-server delivers a QoS 1 subscription's messages to the MQTT connection.
 DEVICE_PUBLISH = ("report", "track", "status", "photo.>", "media.>", "task.result")
-DEVICE_SUBSCRIBE = ("ack", "task")
+DEVICE_SUBSCRIBE = ("ack", "task", "config")
 
 
 def authorization_block(devices, gateway="gridlink-gateway"):

@@ -41,7 +41,7 @@ STREAM = "$MQTT_msgs"
 STREAM_PREFIX = "$MQTT.msgs."
 DURABLE = "gridlink"
 FILTER = STREAM_PREFIX + "gridlink.v1.>"
-OUTBOUND_LEAVES = ("ack", "task")  # the gateway's own messages to devices, seen again
+OUTBOUND_LEAVES = ("ack", "task", "config")  # the gateway's own messages to devices, seen again
 MQTT_QOS_HEADER = "Nmqtt-Pub"
 
 

@@ -14,12 +14,16 @@ def build_router(trail, queue, desk):
     router = APIRouter(tags=["audit"])
 
     @router.get("/api/reports/{report_id}/history", responses=NOT_FOUND,
-                summary="Who claimed and decided a report, and its tasks, oldest first")
+                summary="Who claimed and decided a report, its tasks and its case's moves, "
+                        "oldest first")
     def history(report_id: str):
         queue.get(report_id)  # 404 for an unknown report
         entries = trail.entries(target=f"report:{report_id}")
         for task in desk.list(report_id=report_id, limit=500):
             entries += trail.entries(target=f"task:{task['id']}")
+        case = desk.cases.by_report(report_id) if desk.cases is not None else None
+        if case is not None:  # the case's moves after 立案
+            entries += trail.entries(target=f"case:{case['case_no']}")
         entries.sort(key=lambda e: e["n"])
         return {"report_id": report_id, "entries": entries}
 

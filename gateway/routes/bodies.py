@@ -17,8 +17,9 @@ class ConflictBody(ErrorBody):
     report_id: str | None = Field(None, description="the report a clashing case number has")
 
 
-# What the server accepts, as JSON Schema patterns (the document says it, the server checks it)
-ISO_TIME = (r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])"
+# What the server accepts, as JSON Schema patterns (the document says it, the server checks it).
+# A time's day runs to the 31st; a day its month lacks (30 February) is the server's 400.
+ISO_TIME = (r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])"
             r"(T([01][0-9]|2[0-3]):[0-5][0-9](:[0-5][0-9](\.[0-9]{1,6})?)?"
             r"(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?)?$")
 DIGITS = r"^[0-9]{1,17}$"          # a grid, street or class code, or its prefix

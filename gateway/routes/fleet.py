@@ -5,12 +5,13 @@ from fastapi import APIRouter
 from .. import fleet_view
 
 
-def build_router(store):
-    """``/api/devices`` over the store's ``devices`` table."""
+def build_router(store, fleet_config=None):
+    """``/api/devices`` over the store's ``devices`` table (with each device's desired
+    against reported configuration when given the ``FleetConfig``)."""
     router = APIRouter(tags=["fleet"])
 
     @router.get("/api/devices", summary="Devices: presence, last fix, outbox")
     def devices():
-        return fleet_view.devices(store)
+        return fleet_view.devices(store, fleet_config)
 
     return router

@@ -34,11 +34,12 @@ class RejectBody(BaseModel):
                         description="why not accepted (不予立案原因)")
 
 
-def build_router(queue, desk, trail):
+def build_router(queue, desk, trail, callers=None):
     """The ``/api/reports`` and ``/api/summary`` routes over an ``IntakeQueue`` (and the
     ``TaskDesk`` whose tasks a report lists); every decision is written to ``trail`` in
     its transaction.  Acting on another operator's claim takes the OVERRIDE permission
-    (值班长); without it the answer is 409 naming the holder."""
+    (值班长); without it the answer is 409 naming the holder.  ``callers(report_id)`` gives
+    the caller's details of a report an operator filed (``cases.sources``)."""
     router = APIRouter(tags=["queue"])
 
     @router.get("/api/reports", responses=BAD, summary="List reports (default: pending)")
@@ -74,6 +75,8 @@ def build_router(queue, desk, trail):
     def get_report(report_id: str):
         report = queue.get(report_id)
         report["tasks"] = desk.list(report_id=report_id)
+        report["case"] = desk.cases.by_report(report_id) if desk.cases is not None else None
+        report["caller"] = callers(report_id) if callers is not None else None
         for task in report["tasks"]:       # what a clip task brought back
             task["media"] = report_media(queue.store, task["result_report"]) \
                 if task["result_report"] else []

@@ -71,7 +71,7 @@ def build_router(desk, trail):
                  summary="Create a 核实/核查 or clip task, route it and send it")
     def create_task(body: TaskBody, request: Request):
         me = Acting(trail, request)
-        task = desk.create(**body.model_dump(), operator=me.name)
+        task = desk.create(**body.model_dump(), operator=me.name, audit=me.record)
         if body.key is None or not _audited(trail, task["id"]):
             me.append("task.create", target=f"task:{task['id']}", after=task)
         return task

@@ -39,6 +39,8 @@ def read_board_url(proc, timeout=60):
             said["user"], said["password"] = line.split()[6], line.split()[8]
         if line.startswith("read-only API token"):
             said["token"] = line.rsplit(" ", 1)[1].strip()
+        if line.startswith("fleet technician's API token"):
+            said["fleet_token"] = line.rsplit(" ", 1)[1].strip()
         if line.startswith("intake board: "):
             return line.split(": ", 1)[1].strip().rstrip("/"), said
     proc.kill()
@@ -120,6 +122,23 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     assert done, "no verification task came back"
     assert all(dev.startswith("pv-") and result == "confirmed" and source == "task" and same
                and state == "attached" for dev, result, source, same, state in done)
+    # each vehicle's 监督员 carried it on duty over a work grid: the rates have their figures
+    from gridlink.gateway.rates import Rates
+    from gridlink.gateway.store import open_store
+
+    store = open_store(f"sqlite:///{data}/intake.sqlite")
+    try:
+        rows = {r["supervisor"]: r for r in Rates(store).table(period="all")["rows"]}
+        grids = store.fetchall("SELECT g.supervisor, COUNT(*) AS n FROM eval_work_grids g"
+                               " JOIN eval_work_cells c ON c.work_grid = g.id"
+                               " GROUP BY g.supervisor ORDER BY g.supervisor")
+    finally:
+        store.close()
+    assert [g["supervisor"] for g in grids] == ["jdy-01", "jdy-02"]
+    for sid, device in (("jdy-01", "pv-0001"), ("jdy-02", "pv-0002")):
+        assert rows[sid]["reported"] == sum(1 for _, d, src in reports
+                                            if d == device and src != "task")
+        assert rows[sid]["duty_hours"] > 0 and rows[sid]["reports_per_duty_hour"] > 0
     # pv-0001 records (--clips 1): its reports brought clips that start before the press,
     # and voice memos, through the shipped ACL; pv-0002 records nothing
     with sqlite3.connect(data / "intake.sqlite") as db:
@@ -144,6 +163,24 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
         time.sleep(0.5)
     assert summary["reports"]["total"] >= 1
     assert summary["devices"]["online"] == 2
+    # the demo step of desired state: a button's class changed for the vehicles, with the
+    # printed fleet token; both report the new version (docs/demo.md)
+    fleet = [sys.executable, "-m", "gridlink.cli", "fleet", "config"]
+    api = ["--api", url, "--token", said["fleet_token"]]
+    done = subprocess.run([*fleet, "set", *api, "--profile", "patrol-vehicle",
+                           "--button", "garbage=event:07001"], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "signed for 2 device(s): pv-0001, pv-0002; 2 sent" in \
+        done.stdout, done.stderr
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        diff = subprocess.run([*fleet, "diff", *api], capture_output=True, text=True,
+                              timeout=60)
+        if diff.returncode == 0:
+            break
+        time.sleep(1)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    assert "pv-0002        desired 1     reported 1     ok" in diff.stdout
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err

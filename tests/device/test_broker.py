@@ -227,8 +227,11 @@ def test_long_press_cancels_the_last_report_within_its_grace(tmp_path, broker, a
 def test_task_is_shown_and_answered_with_a_result_report(tmp_path, broker, acker):
     with DeviceProc(tmp_path, broker, extra=[*FAST, "--cancel-grace", "0"]) as dev:
         wait_until(lambda: dev.status()["connected"], 20, "connected")
+        # the task names its report's class (06034 废弃车辆): the result is coded with it,
+        # not with the profile's own task_result class (06010)
         task = messages.make_task("T-20261128-0001", "verify", ORIGIN[0], ORIGIN[1],
-                                  text="核实: 暴露垃圾", grid="410106001001001")
+                                  text="核实: 废弃车辆", grid="410106001001001",
+                                  kind="event", code="06034")
         acker.publish_task("410106", "pv-0001", task)
         wait_until(lambda: dev.status()["tasks"], 20, "the task on the device")
         assert dev.status()["tasks"][0]["task"] == "T-20261128-0001"
@@ -239,6 +242,7 @@ def test_task_is_shown_and_answered_with_a_result_report(tmp_path, broker, acker
     rep = acker.unique_reports()[0]
     assert (rep["source"], rep["task"], rep["result"]) == ("task", "T-20261128-0001",
                                                            "confirmed")
+    assert (rep["kind"], rep["code"]) == ("event", "06034")
     leafs = [leaf for leaf, dev_id, payload, _r in acker.messages
              if leaf == "task/result" and json.loads(payload)["id"] == rep["id"]]
     assert leafs and rep["photos"]
@@ -273,8 +277,10 @@ def test_fixed_terminal_reports_motion_at_its_position_and_answers_on_the_kiosk(
         dev.press("pir")
         wait_until(lambda: acker.unique_reports(), 20, "the motion report")
         motion = acker.unique_reports()[0]
+        # a class this terminal's code book lacks: the profile's class, and a log line
         acker.publish_task("410106", "ft-0001", messages.make_task(
-            "T-20261128-0002", "check", 34.8095, 113.2965, text="核查: 积存垃圾渣土"))
+            "T-20261128-0002", "check", 34.8095, 113.2965, text="核查: 积存垃圾渣土",
+            kind="event", code="99999"))
         wait_until(lambda: dev.status()["tasks"], 20, "the task")
         kiosk = dev.status()["kiosk"]
         page = urllib.request.urlopen(kiosk, timeout=5).read().decode()
@@ -283,6 +289,7 @@ def test_fixed_terminal_reports_motion_at_its_position_and_answers_on_the_kiosk(
         answer = urllib.request.urlopen(kiosk + "answer", form.encode(), timeout=10).read()
         assert b"answered" in answer
         wait_until(lambda: len(acker.unique_reports()) == 2, 20, "the result report")
+        log = dev.log()
     assert motion["source"] == "sensor" and motion["code"] == "06011"
     assert motion["flags"] == ["clock_fallback", "fixed_position", "no_fix"]
     assert motion["grid"] == load_profile("fixed-terminal")["grid"]
@@ -290,4 +297,6 @@ def test_fixed_terminal_reports_motion_at_its_position_and_answers_on_the_kiosk(
     assert (motion["fix"]["lat"], motion["fix"]["lon"]) == (34.8095, 113.2965)
     result = acker.unique_reports()[1]
     assert (result["task"], result["result"]) == ("T-20261128-0002", "resolved")
+    assert (result["kind"], result["code"]) == ("event", "06011")
+    assert "names class event 99999, not in" in log
     assert acker.errors == []

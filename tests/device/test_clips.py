@@ -266,6 +266,11 @@ def test_recorder_backends_fail_clearly():
     with pytest.raises(CameraError, match="picamera2"):
         video.make_recorder("picamera2", ring)
     assert video.make_recorder("none", ring) is None
+    try:
+        import cv2  # noqa: F401
+    except ImportError:
+        with pytest.raises(CameraError, match="OpenCV"):
+            video.make_recorder("opencv", ring)
 
 
 def test_a_frame_of_the_wrong_size_is_refused():

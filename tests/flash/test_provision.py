@@ -252,3 +252,38 @@ def test_a_fixed_position_gets_its_grid_from_the_map_and_selftest_locates_it(tmp
                                         rf"the position in {prof['grid']}"):
         provision(spec(tmp_path / "y", ca, broker.url, profile="fixed-terminal", lat=lat,
                        lon=lon, grid="410106001001099"))
+
+
+def test_the_centres_configuration_keys_are_provisioned_and_the_unit_passes_them_on(
+        tmp_path, ca, broker, monkeypatch):
+    """A Pi gets ``config-keys`` and GRIDLINK_CONFIG_KEYS in device.env (the device's
+    --config-keys default); a board gets /gridlink/config-keys, which the node reads."""
+    from gridlink.cli import build_parser
+    from gridlink.fleet.config import make_key
+
+    make_key(tmp_path / "config.pem")
+    keys = tmp_path / "config.pem.pub"
+    root = tmp_path / "pi"
+    provision(spec(root, ca, broker.url, config_keys=str(keys)))
+    etc = root / "etc" / "gridlink"
+    assert (etc / "config-keys").read_text() == keys.read_text()
+    env = dict(line.split("=", 1) for line in (etc / "device.env").read_text().splitlines()
+               if line and not line.startswith("#"))
+    assert env["GRIDLINK_CONFIG_KEYS"] == "/etc/gridlink/config-keys"
+    monkeypatch.setenv("GRIDLINK_CONFIG_KEYS", env["GRIDLINK_CONFIG_KEYS"])  # as systemd does
+    args = build_parser("device").parse_args(
+        ["device", "run", "--profile", "p", "--data-dir", "d", "--broker", "mqtt://h"])
+    assert args.config_keys == "/etc/gridlink/config-keys"
+    assert failed(selftest(root)) == {}
+    flash = tmp_path / "flash"
+    provision(spec(flash, ca, broker.url, device="sn-0009", profile="sensor-node",
+                   object_id=OBJECT, config_keys=str(keys)))
+    assert (flash / "gridlink" / "config-keys").read_text() == keys.read_text()
+
+
+def test_a_configuration_key_file_that_is_not_keys_is_named_and_nothing_is_written(
+        tmp_path, ca, broker):
+    (tmp_path / "keys").write_text("not a key\n")
+    with pytest.raises(SpecError, match=r"config-keys: .* is not a 64-hex-digit Ed25519"):
+        provision(spec(tmp_path / "pi", ca, broker.url, config_keys=str(tmp_path / "keys")))
+    assert not (tmp_path / "pi").exists()

@@ -13,7 +13,9 @@ import urllib.error
 import urllib.request
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.routing import iter_route_contexts
+from gridlink.firmware.maps import HERE, open_map
 from gridlink.gateway.api import MIGRATIONS, create_app
 from gridlink.gateway.auth import policy, roles
 from gridlink.gateway.auth.accounts import Accounts
@@ -38,6 +40,7 @@ def store(tmp_path):
 
 
 def serve(store, **kw):
+    kw.setdefault("config_key", Ed25519PrivateKey.generate())   # desired state can change
     return BackgroundServer(create_app(store, clock=Clock(), poll_interval=0.2, **kw))
 
 
@@ -50,7 +53,8 @@ def server(store):
 @pytest.fixture
 def tokens(store):
     return Tokens(store, roles={"lead": ("acceptor", "shift_lead"), "screen": ("viewer",),
-                                "tech": ("technician",), "admin": ("admin",)})
+                                "tech": ("technician",), "admin": ("admin",),
+                                "dept": ("department",)})
 
 
 def request(base, method, path, body=None, headers=None):
@@ -96,7 +100,8 @@ def test_every_route_is_in_the_policy_table(store):
     documented = {(m.upper(), p) for p, ops in app.openapi()["paths"].items() for m in ops}
     assert documented <= routes
     assert policy.unlisted(routes) == []
-    assert len(routes) >= 27
+    assert len(routes) >= 28
+    assert ("GET", "/metrics") in routes
 
 
 def test_anonymous_gets_401_and_a_wrong_role_403_on_every_route(store, server, tokens):
@@ -116,7 +121,8 @@ def test_anonymous_gets_401_and_a_wrong_role_403_on_every_route(store, server, t
         lacking = [r for r in roles.ROLES if need not in roles.GRANTS[r]]
         for role in lacking:
             user = {"acceptor": "clerk", "shift_lead": "lead", "technician": "tech",
-                    "viewer": "screen", "admin": "admin"}[role]
+                    "viewer": "screen", "admin": "admin", "dispatcher": "disp",
+                    "department": "dept"}[role]
             tokens.roles.setdefault(user, (role,))
             status, _, answer = request(server.url, method, url, body,
                                         {"Authorization": f"Bearer {tokens(user)}"})
@@ -144,6 +150,22 @@ def test_public_routes_answer_anonymous(server):
     assert status == 200 and services
     status, _, _ = request(server.url, "GET", "/board/")
     assert status == 200
+
+
+def test_metrics_need_a_read_token(store, tokens):
+    from gridlink.gateway.metrics import Metrics
+
+    gauges = Metrics()
+    gauges.reports.labels("accepted").inc(3)
+    with serve(store, gauges=gauges) as srv:
+        status, head, body = request(srv.url, "GET", "/metrics")
+        assert status == 401 and "Bearer" in head["WWW-Authenticate"]
+        assert "gridlink_gateway" not in json.dumps(body)
+        tokens.roles["prometheus"] = ("viewer",)
+        status, head, text = request(srv.url, "GET", "/metrics",
+                                     headers={"Authorization": f"Bearer {tokens('prometheus')}"})
+    assert status == 200 and head["Content-Type"].startswith("text/plain")
+    assert 'gridlink_gateway_reports_total{outcome="accepted"} 3.0' in text
 
 
 def test_open311_requests_need_a_token(store, server, tokens):
@@ -209,6 +231,13 @@ def test_a_change_by_cookie_needs_the_csrf_header(store, server):
     status, _, _ = request(server.url, "POST", path, {},
                            {"Cookie": cookie, "X-CSRF-Token": "forged"})
     assert status == 403
+    # not ASCII (a header may carry any Latin-1): refused, not a server error
+    status, _, answer = request(server.url, "POST", path, {},
+                                {"Cookie": cookie, "X-CSRF-Token": "forgé"})
+    assert status == 403 and "X-CSRF-Token" in answer["detail"]
+    status, _, _ = request(server.url, "GET", "/api/session",
+                           headers={"Cookie": cookie[:-1] + "é"})
+    assert status == 401
     status, _, claim = request(server.url, "POST", path, {},
                                {"Cookie": cookie, "X-CSRF-Token": body["csrf"]})
     assert status == 200 and claim["holder"] == "alice"
@@ -326,6 +355,129 @@ def test_each_decision_is_audited_with_before_and_after(store, server, tokens):
     [reject] = other["entries"]
     assert reject["after"]["reason"] == "重复" and reject["actor"] == "bob"
     assert api.get("/api/reports/pv-0001:000000000099/history")[0] == 404
+
+
+def test_every_state_changing_route_names_its_audit_action(store):
+    routes = app_routes(create_app(store))
+    changing = {(m, p) for m, p in routes if m not in policy.SAFE_METHODS}
+    assert changing | {("GET", "/api/session/oidc/callback")} == set(policy.AUDITED)
+
+
+@pytest.fixture
+def mapped_server(store):
+    with serve(store, grid_map=open_map(HERE / "shangjie.glgm")) as srv:
+        yield srv
+
+
+def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server, tokens):
+    """Each route of ``policy.AUDITED`` driven once, successfully: the trail's newest entry
+    is its action, in the caller's name.  (The identity provider's answer is driven
+    against a real provider in tests/gateway/auth/test_oidc.py.)"""
+    server = mapped_server
+    api = Api(server.url, tokens)
+    trail = create_app(store, migrate=False).state.audit
+    rid, other = add_report(store, 1), add_report(store, 2)
+    Accounts(store).add("desk", ["acceptor"], PASSWORD)
+    cookie = {}
+    task = {}
+
+    def session_open():
+        status, body, cookie["Cookie"], _ = sign_in(server.url, "desk")
+        cookie["X-CSRF-Token"] = body["csrf"]
+        return status, "desk"
+
+    def case_no():
+        return api.get(f"/api/reports/{rid}")[1]["case"]["case_no"]
+
+    def create_task():
+        status, task["body"] = api.post("/api/tasks", {"report_id": add_report(store, 3)})
+        return status, "centre"
+
+    calls = {
+        ("POST", "/api/session"): session_open,
+        ("POST", "/api/reports/{report_id}/claim"):
+            lambda: (request(server.url, "POST", f"/api/reports/{rid}/claim", {},
+                             cookie)[0], "desk"),
+        ("POST", "/api/reports/{report_id}/release"):
+            lambda: (request(server.url, "POST", f"/api/reports/{rid}/release", {},
+                             cookie)[0], "desk"),
+        ("POST", "/api/reports/{report_id}/accept"):
+            lambda: (api.post(f"/api/reports/{rid}/accept", {"operator": "alice"})[0],
+                     "alice"),
+        ("POST", "/api/reports/{report_id}/reject"):
+            lambda: (api.post(f"/api/reports/{other}/reject",
+                              {"operator": "alice", "reason": "重复"})[0], "alice"),
+        ("PUT", "/api/assignments/{grid}"):
+            lambda: (api.call("PUT", "/api/assignments/410106001001001",
+                              {"device": "pv-0009"})[0], "centre"),
+        ("POST", "/api/tasks"): create_task,
+        ("POST", "/api/tasks/{task_id}/dispatch"):
+            lambda: (api.post(f"/api/tasks/{task['body']['id']}/dispatch", {})[0], "centre"),
+        ("POST", "/api/reports"):
+            lambda: (api.post("/api/reports", {"source": "12319", "code": "06034",
+                                               "lat": 34.8205, "lon": 113.2871,
+                                               "text": "废弃车辆"})[0], "centre"),
+        ("PUT", "/api/departments/{dept_id}"):
+            lambda: (api.call("PUT", "/api/departments/sanitation",
+                              {"name": "环卫处", "classes": ["06"]})[0], "centre"),
+        ("PUT", "/api/deadlines/{stage}/{code}"):
+            lambda: (api.call("PUT", "/api/deadlines/handle/06", {"seconds": 7200})[0],
+                     "centre"),
+        ("PUT", "/api/calendar/{day}"):
+            lambda: (api.call("PUT", "/api/calendar/2026-10-01", {"kind": "holiday"})[0],
+                     "centre"),
+        ("DELETE", "/api/calendar/{day}"):
+            lambda: (api.call("DELETE", "/api/calendar/2026-10-01")[0], "centre"),
+        **{("POST", f"/api/cases/{{case_no}}/{move}"):
+           (lambda move=move, body=body, user=user: (
+               api.call("POST", f"/api/cases/{case_no()}/{move}", body, user=user)[0],
+               user or "centre"))
+           for move, body, user in (
+               ("defer", {"reason": "待协调"}, None), ("resume", {}, None),
+               ("dispatch", {"department": "sanitation"}, None), ("start", {}, "dept"),
+               ("feedback", {"photos": ["ef" * 32]}, "dept"), ("check", {"text": "核查"}, None),
+               ("void", {"reason": "重复"}, None),
+               ("override", {"state": "registered", "reason": "误作废"}, None))},
+        ("DELETE", "/api/assignments/{grid}"):
+            lambda: (api.call("DELETE", "/api/assignments/410106001001001")[0], "centre"),
+        ("PUT", "/api/supervisors/{supervisor_id}"):
+            lambda: (api.call("PUT", "/api/supervisors/s01", {"name": "张三"})[0], "centre"),
+        ("POST", "/api/supervisors/{supervisor_id}/devices"):
+            lambda: (api.post("/api/supervisors/s01/devices", {"device": "pv-0001"})[0],
+                     "centre"),
+        ("PUT", "/api/shifts/{name}"):
+            lambda: (api.call("PUT", "/api/shifts/day", {"starts": "08:00", "ends": "16:00"})[0],
+                     "centre"),
+        ("PUT", "/api/work-grids/{work_grid_id}"):
+            lambda: (api.call("PUT", "/api/work-grids/wg1",
+                              {"supervisor": "s01", "shift": "day",
+                               "cells": ["410106001001"]})[0], "centre"),
+        ("POST", "/api/duty"):
+            lambda: (api.post("/api/duty", {"supervisor": "s01",
+                                            "on_at": "2026-11-28T00:00:00.000Z",
+                                            "off_at": "2026-11-28T08:00:00.000Z"})[0],
+                     "centre"),
+        ("POST", "/api/duty/schedule"):
+            lambda: (api.post("/api/duty/schedule", {"supervisor": "s01", "shift": "day",
+                                                     "first_day": "2026-11-29",
+                                                     "last_day": "2026-11-29"})[0], "centre"),
+        ("DELETE", "/api/work-grids/{work_grid_id}"):
+            lambda: (api.call("DELETE", "/api/work-grids/wg1")[0], "centre"),
+        ("DELETE", "/api/session"):
+            lambda: (request(server.url, "DELETE", "/api/session", None, cookie)[0], "desk"),
+        ("POST", "/api/fleet/config"):
+            lambda: (api.post("/api/fleet/config", {
+                "scope": "device", "target": "pv-0001", "operator": "tech",
+                "settings": {"status_interval_s": 30}})[0], "tech"),
+    }
+    assert set(calls) == set(policy.AUDITED) - {("GET", "/api/session/oidc/callback")}
+    for route, call in calls.items():
+        before = len(trail.entries())
+        status, actor = call()
+        assert status in (200, 201, 204), (route, status)
+        newest = [(e["action"], e["actor"]) for e in trail.entries()[before:]]
+        assert newest[:1] == [(policy.AUDITED[route], actor)], route   # its own entry first,
+        assert {a for _, a in newest} == {actor}, route      # then what it caused, same actor
 
 
 def test_tasks_and_assignments_are_audited_and_in_the_report_history(store, server, tokens):

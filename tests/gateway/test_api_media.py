@@ -148,3 +148,14 @@ def test_a_clip_task_lists_the_clip_that_came_back_with_its_result(store, tmp_pa
             clip[:4]
         status, _ = api.post("/api/tasks", {"type": "photo", "lat": 34.8, "lon": 113.2})
         assert status == 422                          # an unknown type is refused
+
+
+def test_a_clip_task_fits_a_report_at_any_stage(served):
+    """核实 only before 立案 and 核查 only after 处置反馈, but video can be asked for any
+    time: a clip task about a report that is a case already is taken."""
+    api, _base, rid, _sha = served
+    status, decided = api.post(f"/api/reports/{rid}/accept", {})
+    assert status == 200 and decided["state"] == "accepted", decided
+    assert api.post("/api/tasks", {"type": "verify", "report_id": rid})[0] == 409
+    status, task = api.post("/api/tasks", {"type": "clip", "report_id": rid})
+    assert status == 201 and task["type"] == "clip" and task["report_id"] == rid

@@ -122,7 +122,7 @@ def test_task_for_a_report_goes_to_the_grid_assignee(wired, store):
     assert topic == "gridlink/v1/410106/pv-0001/task"
     assert message == {"v": 1, "task": task["id"], "type": "verify", "report": rid,
                        "lat": 34.8205, "lon": 113.2871, "grid": "410106001001001",
-                       "text": "核实井盖", "deadline": None}
+                       "text": "核实井盖", "deadline": None, "kind": "event", "code": "06010"}
 
 
 def test_task_for_a_point_goes_to_the_nearest_online_patrol_device(wired, store):
@@ -325,13 +325,26 @@ def test_open311_requests_status_follows_the_queue(wired, store, clock):
     assert status == 400 and "90 days" in body[0]["description"]
 
 
-def test_check_task_resolved_closes_the_open311_request(wired, store):
-    api, app, _ = wired
+def test_a_check_task_names_the_case_class_for_its_result(wired, store):
+    """A 核查 of an abandoned vehicle (06034) asks for a 06034 result, not the device's
+    default class: the device codes its result report with the class the task names."""
+    api, _, sub = wired
     add_device(store, "pv-0001", lat=34.82, lon=113.28)
-    rid = add_report(store, 1)
-    _, task = api.post("/api/tasks", {"type": "check", "report_id": rid})
-    result_id = add_report(store, 2, source="task", task=task["id"], result="resolved")
-    app.state.on_report([{"id": result_id, "device": "pv-0001", "source": "task",
-                          "task": task["id"], "result": "resolved"}])
-    _, one = api.get(f"/open311/v2/requests/{rid}.json")
-    assert one[0]["status"] == "closed"
+    rid = add_report(store, 1, code="06034", grid="410106001001001")
+    api.call("PUT", "/api/assignments/410106001001001", {"device": "pv-0001"})
+    case_no = api.post(f"/api/reports/{rid}/accept", {"operator": "op-a"})[1]["case_no"]
+    api.call("PUT", "/api/departments/sanitation", {"name": "环卫处", "classes": ["06"]})
+    tokens = api.tokens
+    tokens.roles.update({"disp": ("dispatcher",), "dept": ("department",)})
+    api.call("POST", f"/api/cases/{case_no}/dispatch", {"department": "sanitation"},
+             user="disp")
+    api.call("POST", f"/api/cases/{case_no}/start", {}, user="dept")
+    api.call("POST", f"/api/cases/{case_no}/feedback", {"photos": ["ab" * 32]}, user="dept")
+    status, sent = api.post(f"/api/cases/{case_no}/check", {})
+    assert status == 201, sent
+    _, message = sub.next()
+    assert message["task"] == sent["task"]["id"] and message["type"] == "check"
+    assert (message["kind"], message["code"]) == ("event", "06034")
+    # a task about a place has no class to name: the device uses its own
+    api.post("/api/tasks", {"type": "check", "lat": 34.82, "lon": 113.28})
+    assert "code" not in sub.next()[1]

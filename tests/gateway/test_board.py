@@ -197,11 +197,23 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         history = page.locator("#d-history").text_content()
         assert "alice 认领" in history and "alice 立案 SJ-2026-0001" in history
 
-        # the accepted case is found under its state; from there a 核查 task is sent
+        # the accepted case is found under its state; a 核查 task only once the
+        # department has reported back (处置反馈)
         page.select_option("#f-status", "accepted")
         page.click(f'#reports li.accepted[data-id="{first["id"]}"]')
         page.wait_for_function(
             "document.querySelector('#b-task').textContent.includes('核查')")
+        assert page.locator("#b-task").is_disabled()
+        lead = Api(server.url, Tokens(gw_store, roles={"lead": ("shift_lead",),
+                                                       "dept": ("department",)}))
+        lead.call("PUT", "/api/departments/sanitation", {"name": "环卫处", "classes": ["06"]},
+                  user="lead")
+        case = "/api/cases/SJ-2026-0001"
+        lead.call("POST", case + "/dispatch", {"department": "sanitation"}, user="lead")
+        lead.call("POST", case + "/start", {}, user="dept")
+        lead.call("POST", case + "/feedback", {"photos": ["ab" * 32]}, user="dept")
+        page.click(f'#reports li.accepted[data-id="{first["id"]}"]')
+        page.wait_for_function("!document.querySelector('#b-task').disabled")
         page.click("#b-task")
         page.wait_for_function("document.querySelector('#message').textContent.includes('核查')")
         _, tasks = api.get(f"/api/tasks?report_id={first['id']}")
@@ -331,3 +343,42 @@ def test_a_reports_clip_plays_with_the_part_before_the_press_marked_and_its_memo
         page.screenshot(path=str(tmp_path / "board-clip-task.png"))
     finally:
         device.close()
+
+
+def test_the_fleet_shows_desired_against_reported_configuration(broker, tmp_path, page):
+    """A group change made over the API: the board's fleet list shows each device's
+    desired and reported version, the drifting fields and the last refusal."""
+    from gridlink.fleet.config import make_key
+    from gridlink.gateway.service import Gateway
+
+    from tests.gateway.test_api_tasks import add_device
+    from tests.gateway.test_fleet_config import report_version
+
+    make_key(tmp_path / "config.pem")
+    gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
+                 http="127.0.0.1:0", photos=str(tmp_path / "photos"),
+                 config_key=str(tmp_path / "config.pem")).start()
+    try:
+        Accounts(gw.store).add("tom", ("technician",), PASSWORD)
+        add_device(gw.store, "pv-0001")
+        add_device(gw.store, "pv-0002")
+        api = Api(gw.http.url, Tokens(gw.store, roles={"tech": ("technician",)}))
+        status, change = api.post("/api/fleet/config", {
+            "scope": "profile", "target": "patrol-vehicle", "operator": "tech",
+            "settings": {"buttons": {"garbage": {"kind": "event", "code": "07001"}}}})
+        assert status == 201
+        report_version(gw.store, "pv-0001", change["version"])
+        report_version(gw.store, "pv-0002", None, {
+            "version": 1, "reason": "signature", "field": None,
+            "message": "not signed by the centre's key"})
+        page.goto(gw.http.url + "/")
+        sign_in(page, "tom")
+        ok = page.wait_for_selector('#devices li[data-device="pv-0001"] .config')
+        assert ok.inner_text() == "config desired v1 · reported v1"
+        bad = page.wait_for_selector('#devices li[data-device="pv-0002"] .config.drift')
+        assert bad.inner_text() == ("config desired v1 · reported v– · drift: "
+                                    "buttons.garbage.code, buttons.garbage.kind · "
+                                    "refused v1: signature")
+        assert bad.get_attribute("title") == "not signed by the centre's key"
+    finally:
+        gw.stop()

@@ -6,7 +6,6 @@ each with a metric."""
 import hashlib
 import json
 import time
-import urllib.request
 
 import pytest
 from gridlink.firmware.codebooks import load_books
@@ -19,7 +18,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.support.gateway_rig import count, encode, report, topic
-from tests.support.probing_rig import start_gateway
+from tests.support.probing_rig import scrape_metrics, start_gateway
 from tests.support.waiting import wait_until
 
 T = 1_795_000_000.0
@@ -73,7 +72,7 @@ def test_a_device_cannot_poison_another_devices_photo(broker, store_url, tmp_pat
         reasons = {r["reason"] for r in gw.store.fetchall("SELECT reason FROM dead_letters")}
         assert any("does not announce it" in r for r in reasons)
         assert any("reassembled" in r for r in reasons)
-        metrics = urllib.request.urlopen(gw.http_url + "/metrics", timeout=5).read().decode()
+        metrics = scrape_metrics(gw)
         assert 'gridlink_gateway_rejects_total{reason="photo_unannounced"} 1.0' in metrics
         assert 'gridlink_gateway_rejects_total{reason="photo_failed"} 1.0' in metrics
         assert "gridlink_gateway_photo_resends_total 2.0" in metrics
@@ -199,7 +198,7 @@ def test_the_sweep_runs_in_the_gateway_and_is_counted(broker, store_url, tmp_pat
         listener.publish(*chunk_msgs("pv-0001", "pv-0001:000000000003")[0])
         wait_until(lambda: count(gw.store, "photo_parts") == 1, 10, "a chunk waiting")
         assert gw.runtime.sweep(time.time() + 8 * 86400) == 1
-        metrics = urllib.request.urlopen(gw.http_url + "/metrics", timeout=5).read().decode()
+        metrics = scrape_metrics(gw)
         assert "gridlink_gateway_photos_expired_total 1.0" in metrics
         assert "gridlink_gateway_photo_bytes_waiting 0.0" in metrics
     finally:

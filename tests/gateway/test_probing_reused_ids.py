@@ -3,7 +3,6 @@ content is the same; a reused id (a device whose counter restarted) is refused a
 ``id_reused``, dead-lettered and counted on the fleet view — never acked as stored."""
 
 import json
-import urllib.request
 
 import pytest
 from gridlink.firmware.codebooks import load_books
@@ -13,7 +12,7 @@ from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.validate import Validator
 
 from tests.support.gateway_rig import count, encode, report, topic
-from tests.support.probing_rig import acks_of, http_json, start_gateway
+from tests.support.probing_rig import acks_of, http_json, scrape_metrics, start_gateway
 
 T = 1_795_000_000.0
 RID = "pv-0001:000000000002"
@@ -44,7 +43,7 @@ def test_a_reused_id_is_refused_not_taken_for_a_duplicate(broker, store_url, tmp
         devices = http_json(gw, "/api/devices")
         (dev,) = [d for d in devices if d["device"] == "pv-0001"]
         assert (dev["id_reused"], dev["refused"]) == (1, 1)
-        metrics = urllib.request.urlopen(gw.http_url + "/metrics", timeout=5).read().decode()
+        metrics = scrape_metrics(gw)
         assert 'gridlink_gateway_rejects_total{reason="id_reused"} 1.0' in metrics
     finally:
         gw.stop()

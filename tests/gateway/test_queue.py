@@ -78,6 +78,8 @@ def test_pending_list_filters_and_pages(api, store):
     assert ids("until=2026-11-28T02:00:02Z") == [a]
     assert ids("order=asc&limit=2") == [a, b]
     assert ids("order=asc&limit=2&offset=2") == [c]
+    assert ids("until=2026-11-30T00:00:00Z") == [c, b, a]     # days 29-31 are days too
+    assert ids("since=2026-10-31T00:00:00Z&until=2026-11-29") == [c, b, a]
 
 
 def test_listing_names_the_class_from_the_code_books(api, store):
@@ -90,7 +92,8 @@ def test_listing_names_the_class_from_the_code_books(api, store):
 
 @pytest.mark.parametrize("query, field", [
     ("flag=on_fire", "flag"), ("grid=41a", "grid"), ("since=yesterday", "since"),
-    ("status=lost", "status"),
+    ("status=lost", "status"), ("since=2026-02-30T00:00:00Z", "since"),
+    ("until=2026-04-31", "until"),
 ])
 def test_bad_filter_is_a_clear_400(api, store, query, field):
     add_report(store, 1)
@@ -154,7 +157,7 @@ def _dead_letter_pages(api, store, tmp_path):
 
 @pytest.mark.parametrize("query, field", [
     ("since=yesterday", "since"), ("limit=0", "limit"), ("limit=501", "limit"),
-    ("before=0", "before"),
+    ("before=0", "before"), ("since=2025-02-29T00:00:00Z", "since"),
 ])
 def test_bad_dead_letter_query_is_a_clear_error(api, query, field):
     status, body = api.get("/api/dead-letters?" + query)

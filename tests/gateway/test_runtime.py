@@ -23,6 +23,7 @@ from tests.support.gateway_rig import (
     report,
     topic,
 )
+from tests.support.probing_rig import scrape_metrics
 from tests.support.waiting import wait_until
 
 
@@ -141,7 +142,7 @@ def test_metrics_endpoint(gateway, device):
     device.publish(topic("pv-0001", "report"), encode(report(seq=1)))
     device.publish(topic("pv-0001", "report"), b"not json")
     acks(device, 2)
-    text = urllib.request.urlopen(gateway.http_url + "/metrics", timeout=5).read().decode()
+    text = scrape_metrics(gateway)
     lines = {ln.split(" ")[0]: float(ln.split(" ")[1]) for ln in text.splitlines()
              if ln and not ln.startswith("#")}
     assert lines['gridlink_gateway_reports_total{outcome="accepted"}'] == 1
@@ -286,6 +287,8 @@ def test_retire_hands_a_stopped_workers_share_back(broker, tmp_path):
 
 def test_without_the_board_only_metrics_are_served(broker, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "gridlink.gateway.api", None)  # board not installed
+    # (and not left on the package by a test that imported it before)
+    monkeypatch.delattr(sys.modules["gridlink.gateway"], "api", raising=False)
     gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/i.sqlite",
                  grid=grid_map_file(tmp_path), photos=tmp_path / "photos",
                  http="127.0.0.1:0").start()

@@ -68,6 +68,7 @@ def test_without_a_fix_the_device_grid_stands(judge):
     ("gridlink/v1/4101/pv-0001/report", encode(report()), "topic", "district"),
     ("gridlink/v1/410106/PV_1/report", encode(report()), "topic", "device"),
     ("gridlink/v1/410106/pv-0001/ack", b"{}", "topic", "gateway to devices"),
+    ("gridlink/v1/410106/pv-0001/config", b"{}", "topic", "gateway to devices"),
     ("elsewhere/x", b"{}", "topic", "gridlink"),
 ])
 def test_rejections_name_what_is_wrong(judge, t, payload, category, words):

@@ -47,6 +47,20 @@ def http_json(gw, path, body=None):
         return json.load(resp)
 
 
+def scrape_metrics(gw):
+    """``/metrics`` as Prometheus scrapes it: with a read-only (只读) user's API token."""
+    import urllib.request
+
+    from tests.support.intake_api import Tokens
+
+    if getattr(gw, "scrape_tokens", None) is None:
+        gw.scrape_tokens = Tokens(gw.store, roles={"prometheus": ("viewer",)})
+    req = urllib.request.Request(gw.http_url + "/metrics", headers={
+        "Authorization": f"Bearer {gw.scrape_tokens('prometheus')}"})
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        return resp.read().decode()
+
+
 def cert_serial(pki, identity):
     from cryptography import x509
 

@@ -49,6 +49,8 @@ def cmd_demo(args):
             print(f"sign in on the board as: {DEMO_OPERATOR}  password: {district.password}",
                   flush=True)
             print(f"read-only API token (Authorization: Bearer …): {district.token}", flush=True)
+            print(f"fleet technician's API token (gridlink fleet config): "
+                  f"{district.fleet_token}", flush=True)
             print(f"intake board: {district.board_url}/", flush=True)
             print(f"broker: {district.broker_url}  data: {district.data}", flush=True)
             district.run(stop, duration=args.duration, live=not args.quiet)

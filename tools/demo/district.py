@@ -37,8 +37,12 @@ PATROL_BUTTONS = ("garbage", "flyposting", "parking", "road")
 # a vehicle whose capture is missing replays the profile's bundled one.
 CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg25-g.log",
             "st-teseo-liv4f.log", "beidou-bd.log")
+# two shifts cover the day; each vehicle's 监督员 is on duty in both over its start's community
+SHIFTS = (("day", "08:00", "20:00"), ("night", "20:00", "08:00"))
+LATE_EVERY = 3  # every third 核实 task gets a 15 s deadline and its answer 30 s later: late
 GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
 DEMO_OPERATOR = "demo"  # 受理员 + 值班长: signs in on the board with a password printed at start
+DEMO_ROLES = ("acceptor", "shift_lead", "viewer", "technician")
 GATEWAY_IDENTITY = f"{GATEWAY_CLIENT_ID}-0"  # its certificate's CN, granted by the shipped ACL
 # A vehicle that records (``--clips``): small frames, so several fit on a laptop's cores;
 # the clip (8 s before the press, 4 s after) and a 5 s memo follow each report.
@@ -150,6 +154,8 @@ class District:
         self.devices = {}  # device id → (Popen, data dir, buttons)
         self.triggered = 0
         self.answered = set()
+        self.late = {}  # task id → when it was made, for the tasks answered late on purpose
+        self.tasks_made = 0
         self.started = time.monotonic()
         self.map_path = args.map or default_map()
         self.events = open(self.data / "demo-events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
@@ -196,32 +202,81 @@ class District:
         self.gateway = Gateway(broker=self.broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
                                grid=str(self.map_path) if self.map_path else None,
                                http=self.args.http, photos=str(self.data / "photos"),
-                               client_id=GATEWAY_CLIENT_ID, tls=tls)
+                               client_id=GATEWAY_CLIENT_ID, tls=tls,
+                               config_key=str(self._config_key()))
         self.gateway.start()
         self.board_url = self.gateway.http_url
         self.app = self.gateway.app
         self._demo_operator()
 
+    def _config_key(self):
+        """The demo centre's configuration key (desired state), made on first use; the
+        devices get its public half (``--config-keys``)."""
+        from gridlink.fleet.config import make_key
+
+        key = self.data / "config.pem"
+        if not key.exists():
+            make_key(key)
+        return key
+
     def _demo_operator(self):
-        """The demo's operator ``demo`` (受理员 + 值班长) with a fresh random password, and a
-        read-only API token for scripts; both printed at start, valid for this run."""
+        """The demo's operator ``demo`` (受理员 + 值班长 + 技术员) with a fresh random
+        password, a read-only API token for scripts and a fleet technician's token for
+        ``gridlink fleet config``; all printed at start, valid for this run."""
         from gridlink.gateway.auth.errors import AccountError
 
         accounts = self.app.state.accounts
         self.password = secrets.token_urlsafe(9)
         try:
-            accounts.add(DEMO_OPERATOR, ("acceptor", "shift_lead", "viewer"), self.password,
-                         display="演示受理员")
+            accounts.add(DEMO_OPERATOR, DEMO_ROLES, self.password, display="演示受理员")
         except AccountError:  # a kept --data dir: the operator is there already
             accounts.reset_password(DEMO_OPERATOR, self.password)
+            accounts.set_roles(DEMO_OPERATOR, DEMO_ROLES)
         self.token, _ = accounts.issue_token(DEMO_OPERATOR, "demo scripts", roles=("viewer",),
                                              days=1)
+        self.fleet_token, _ = accounts.issue_token(DEMO_OPERATOR, "demo fleet",
+                                                   roles=("technician",), days=1)
+
+    def _roster(self):
+        """A 监督员 for each vehicle, carrying it, on duty yesterday and today in both
+        shifts, over the community (work grid) where the vehicle starts; what cannot be
+        set (a kept --data dir has it already, two starts in one community) is logged."""
+        from datetime import datetime, timedelta
+
+        from gridlink.firmware.maps import open_map
+        from gridlink.gateway.clock import CENTRE_TIME
+        from gridlink.gateway.queue import Conflict, Invalid
+
+        if not self.map_path:
+            return
+        grid_map = open_map(self.map_path, mapped=True)
+        roster = self.app.state.roster
+        for name, starts, ends in SHIFTS:
+            roster.put_shift(name, starts, ends)
+        today = datetime.now(CENTRE_TIME).date()
+        days = (str(today - timedelta(days=1)), str(today))
+        for n, device in enumerate(d for d in self.devices if d.startswith("pv-")):
+            sid = f"jdy-{n + 1:02d}"
+            roster.put_supervisor(sid, f"监督员{n + 1}")
+            cell = grid_map.locate(ORIGINS[n][1], ORIGINS[n][0])
+            steps = [lambda s=sid, d=device: roster.carry(s, d)]
+            for name, _, _ in SHIFTS:
+                if cell:
+                    steps.append(lambda s=sid, sh=name, c=cell: roster.put_work_grid(
+                        f"{s}-{sh}", supervisor=s, shift=sh, cells=[c[:12]]))
+                steps.append(lambda s=sid, sh=name: roster.schedule(s, sh, *days))
+            for step in steps:
+                try:
+                    step()
+                except (Conflict, Invalid) as exc:
+                    self._event("roster", supervisor=sid, error=str(exc))
+            self._event("roster", supervisor=sid, device=device, community=cell and cell[:12])
 
     def _device_argv(self, profile, device, ddir, origin=None, capture=None):
         argv = [sys.executable, "-m", "gridlink.cli", "device", "run", "--profile", profile,
                 "--data-dir", str(ddir), "--broker", self.broker_url, "--sim",
                 "--device-id", device, "--district", DISTRICT, "--cancel-grace", "1",
-                "--status-interval", "5"]
+                "--status-interval", "5", "--config-keys", str(self.data / "config.pem.pub")]
         if origin is not None:
             argv += ["--sim-origin", f"{origin[0]},{origin[1]}", "--sim-speed",
                      str(self.args.speed)]
@@ -252,6 +307,7 @@ class District:
             self.devices[device] = (proc, ddir, buttons)
             self._event("started", name=device, pid=proc.pid, capture=capture and capture.name)
         self._wait_devices()
+        self._roster()
 
     def _wait_devices(self, timeout=60.0):
         """Until every device answers on its control socket (or one dies, or time is up)."""
@@ -371,8 +427,13 @@ class District:
         page = self.app.state.queue.list(status="pending", limit=20, source="button")
         for report in page["items"]:
             if report["lat"] is not None and not desk.list(report_id=report["id"]):
+                late = self.tasks_made % LATE_EVERY == LATE_EVERY - 1
                 task = desk.create(type="verify", report_id=report["id"],
-                                   operator=DEMO_OPERATOR, text="请核实 (demo)", deadline_s=600)
+                                   operator=DEMO_OPERATOR, text="请核实 (demo)",
+                                   deadline_s=15 if late else 600)
+                self.tasks_made += 1
+                if late:
+                    self.late[task["id"]] = time.monotonic()
                 self.app.state.audit.append(DEMO_OPERATOR, "task.create",
                                             target=f"task:{task['id']}", after=task)
                 self._event("task", task=task["id"], device=task["device"],
@@ -386,7 +447,8 @@ class District:
                 continue
             for task in self._control(ddir, {"cmd": "tasks"}).get("tasks") or []:
                 task_id = task.get("task")
-                if task_id in self.answered:
+                if task_id in self.answered or time.monotonic() - self.late.get(
+                        task_id, -1e9) < 30:
                     continue
                 answer = self._control(ddir, {"cmd": "answer", "task": task_id, "yes": True})
                 if answer.get("ok"):

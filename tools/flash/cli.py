@@ -40,6 +40,9 @@ def register(parser):
     p.add_argument("--wifi-psk", help="its passphrase (stored on the board's flash)")
     p.add_argument("--batch", metavar="CSV", help="provision every row of a CSV "
                    "(columns device,district,profile,target[,broker,object,lat,lon,grid,cert,key])")
+    p.add_argument("--config-keys", metavar="FILE",
+                   help="the centre's configuration keys (`gridlink fleet config key`'s "
+                        "FILE.pub): the device then takes signed configuration documents")
     p.add_argument("--jobs", type=int, default=4, help="devices provisioned at once (batch)")
     p.add_argument("--replace", action="store_true",
                    help="overwrite a target holding another device, or issue an id the "
@@ -119,7 +122,8 @@ def _provision(args):
 
     if args.batch:
         defaults = {"broker": args.broker, "ca_cert": args.ca_cert, "ca_key": args.ca_key,
-                    "grid_map": args.grid_map, "wifi": _wifi(args), "replace": args.replace}
+                    "grid_map": args.grid_map, "wifi": _wifi(args), "replace": args.replace,
+                    "config_keys": args.config_keys}
         failed = provision_batch(args.batch, defaults, jobs=args.jobs)[2]
         return 1 if failed else 0
     missing = [o for o in ("target", "device", "district", "profile") if not getattr(args, o)]
@@ -130,7 +134,7 @@ def _provision(args):
                           ca_cert=args.ca_cert, ca_key=args.ca_key, cert=args.cert,
                           key=args.key, grid_map=args.grid_map, object_id=args.object,
                           lat=args.lat, lon=args.lon, grid=args.grid, wifi=_wifi(args),
-                          replace=args.replace))
+                          replace=args.replace, config_keys=args.config_keys))
     cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
     print(f"{info['device']}: ok → {info['target']} ({info['files']} files{cert}, "
           f"grid {info['grid']}, code book {info['codebook']})")

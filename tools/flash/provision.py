@@ -14,11 +14,12 @@ What lands on the target:
   on the technician's machine), where ``firmware/systemd/gridlink-device.service`` reads
   them: ``device.env`` (GRIDLINK_PROFILE, GRIDLINK_BROKER, GRIDLINK_DEVICE_ID),
   ``ca.pem``, ``device.pem``, ``device.key``, ``profile.json``, ``codebook.json``,
-  ``gridmap.glgm`` (the given or the district's map), and ``identity.json`` (the marker);
+  ``gridmap.glgm`` (the given or the district's map), ``config-keys`` (the centre's
+  configuration keys, when given: GRIDLINK_CONFIG_KEYS), and ``identity.json`` (the marker);
 * a MicroPython board, under ``/gridlink/`` on its flash (a directory target is a mirror of
   the flash, as for the simulated board): ``config.json`` (the marker; what the node
   reads), ``profile.json``, ``ca.pem``, ``device.pem``, ``device.key``, ``codebook.json``,
-  ``gridmap.glgm`` (if given).
+  ``gridmap.glgm`` (if given), ``config-keys`` (if given).
 """
 
 import csv
@@ -66,7 +67,7 @@ class Spec:
 
     def __init__(self, device, district, profile, target, broker, ca_cert=None, ca_key=None,
                  cert=None, key=None, grid_map=None, object_id=None, lat=None, lon=None,
-                 grid=None, row=None, wifi=None, replace=False):
+                 grid=None, row=None, wifi=None, replace=False, config_keys=None):
         self.device, self.district, self.profile = device, district, profile
         # ttyACM0 is the port /dev/ttyACM0, never a new folder
         self.target, self.broker = targets.port_path(target) if target else target, broker
@@ -76,6 +77,8 @@ class Spec:
         self.row = row
         self.wifi = wifi  # (ssid, psk) a board joins; a Pi brings its own network setup
         self.replace = replace  # may take the place of another identity or board
+        # the centre's configuration keys (``gridlink fleet config key``'s FILE.pub)
+        self.config_keys = config_keys
 
     def fail(self, field, message):
         raise SpecError(field, message, self.row)
@@ -275,6 +278,8 @@ def make_bundle(spec):
     files = {prefix + "profile.json": _json(prof), prefix + "codebook.json": book}
     if gridmap is not None:
         files[prefix + "gridmap.glgm"] = gridmap
+    if spec.config_keys:
+        files[prefix + "config-keys"] = _config_keys(spec)
     broker = {"url": spec.broker, "host": host, "port": port, "tls": tls}
     if pem:
         for name, data in zip(("ca", "cert", "key"), pem[:3], strict=True):
@@ -286,7 +291,9 @@ def make_bundle(spec):
             "# written by gridlink flash provision (docs/flash.md); read by\n"
             "# firmware/systemd/gridlink-device.service\n"
             f"GRIDLINK_PROFILE=/{prefix}profile.json\nGRIDLINK_BROKER={spec.broker}\n"
-            f"GRIDLINK_DEVICE_ID={spec.device}\n").encode()
+            f"GRIDLINK_DEVICE_ID={spec.device}\n"
+            + (f"GRIDLINK_CONFIG_KEYS=/{prefix}config-keys\n" if spec.config_keys else "")
+            ).encode()
     provision = {"tool": TOOL, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "files": {rel: _sha(data) for rel, data in sorted(files.items())}}
     if mcu:
@@ -304,6 +311,19 @@ def make_bundle(spec):
             "cert_until": pem[3].not_after.strftime("%Y-%m-%d") if pem else None,
             "grid": prof.get("grid"), "codebook": book_id, "cert": pem[3] if pem else None}
     return Bundle(files, marker, info)
+
+
+def _config_keys(spec):
+    """The centre's configuration keys file, checked: one Ed25519 public key (64 hex
+    digits) a line — what the device (``desired.read_keys``) and the node read."""
+    from gridlink.firmware.device.desired import read_keys
+    from gridlink.firmware.errors import DeviceError
+
+    try:
+        keys = read_keys(spec.config_keys)
+    except DeviceError as exc:
+        spec.fail("config-keys", str(exc))
+    return "".join(k.hex() + "\n" for k in keys).encode()
 
 
 def known_districts():
@@ -442,7 +462,8 @@ def _spec_of_row(row, n, defaults, seen):
                 cert=vals.get("cert"), key=vals.get("key"),
                 grid_map=defaults.get("grid_map"), object_id=vals.get("object"),
                 wifi=defaults.get("wifi"), replace=bool(defaults.get("replace")),
-                lat=coords.get("lat"), lon=coords.get("lon"), grid=vals.get("grid"), row=n)
+                lat=coords.get("lat"), lon=coords.get("lon"), grid=vals.get("grid"), row=n,
+                config_keys=defaults.get("config_keys"))
     spec.digest = row_digest(vals, defaults)
     return spec
 
@@ -451,6 +472,8 @@ def row_digest(vals, defaults):
     """What a row asks for (its values and the shared options that shape its files): a
     rerun redoes a finished row whose digest changed."""
     shared = {k: defaults.get(k) for k in ("broker", "ca_cert", "grid_map", "wifi")}
+    if defaults.get("config_keys"):       # only when given: older journals stay valid
+        shared["config_keys"] = defaults["config_keys"]
     text = json.dumps([sorted((k, v) for k, v in vals.items() if v), sorted(shared.items())],
                       ensure_ascii=False, default=str)
     return _sha(text.encode())[:16]
@@ -459,7 +482,8 @@ def row_digest(vals, defaults):
 def _check_shared(defaults):
     """What every row shares (the CA, the grid map) is checked once, before any device:
     a missing CA is one clear error, not forty failed rows."""
-    names = {"ca_cert": "--ca-cert", "ca_key": "--ca-key", "grid_map": "--grid-map"}
+    names = {"ca_cert": "--ca-cert", "ca_key": "--ca-key", "grid_map": "--grid-map",
+             "config_keys": "--config-keys"}
     for key, opt in names.items():
         path = defaults.get(key)
         if path and not Path(path).is_file():

@@ -1,5 +1,7 @@
-"""``gridlink fleet``: update keys, signed releases, and checking a repository as a device."""
+"""``gridlink fleet``: update keys, signed releases, checking a repository as a device, and
+desired state (``config``)."""
 
+import json
 import tempfile
 from pathlib import Path
 
@@ -55,6 +57,89 @@ def register(parser):
     p.add_argument("repo")
     p.add_argument("--keys", required=True)
     p.set_defaults(func=_timestamp)
+
+    _register_config(sub)
+
+
+def _register_config(sub):
+    cfg = sub.add_parser("config", help="desired state: the configuration the centre sets "
+                         "for a device or a group (docs/fleet.md)")
+    cfg_sub = cfg.add_subparsers(dest="config_command", metavar="STEP", required=True)
+    p = cfg_sub.add_parser("key", help="make the Ed25519 key that signs configuration "
+                           "documents (FILE) and its public half for devices (FILE.pub)")
+    p.add_argument("file")
+    p.set_defaults(func=_config_key)
+
+    def api(p):
+        p.add_argument("--api", help="the gateway's API base URL (default: GRIDLINK_API)")
+        p.add_argument("--token", help="API token (default: GRIDLINK_TOKEN)")
+
+    p = cfg_sub.add_parser("set", help="change the configuration of a device or a group")
+    api(p)
+    who = p.add_mutually_exclusive_group(required=True)
+    who.add_argument("--device", help="one device id")
+    who.add_argument("--district", help="every device of a 6-digit district")
+    who.add_argument("--profile", help="every device of a profile, e.g. patrol-vehicle")
+    who.add_argument("--devices", help="a comma-separated list of device ids")
+    p.add_argument("--button", action="append", metavar="NAME=KIND:CODE[:TEXT]",
+                   help="the class a button reports, e.g. garbage=event:07001 (repeatable)")
+    p.add_argument("--track-interval", type=float, help="seconds between track points")
+    p.add_argument("--status-interval", type=float, help="seconds between status messages")
+    p.add_argument("--photo-max-bytes", type=int, help="size budget of one photo")
+    p.add_argument("--max-fix-age", type=float, help="seconds after which a fix is stale")
+    p.add_argument("--map", help="sha256 of the grid map the devices must hold")
+    p.add_argument("--codebook", help="code book id STANDARD@hash the devices must hold")
+    p.set_defaults(func=_config_set)
+
+    p = cfg_sub.add_parser("show", help="the changes, or one device's desired configuration")
+    api(p)
+    p.add_argument("device", nargs="?")
+    p.set_defaults(func=_config_show)
+
+    p = cfg_sub.add_parser("diff", help="desired against reported, per device (exit 3 when "
+                           "any device drifts)")
+    api(p)
+    p.add_argument("device", nargs="?")
+    p.set_defaults(func=_config_diff)
+
+
+def _config_key(args):
+    from .config import make_key
+
+    public = make_key(args.file)
+    print(f"{args.file}: configuration key (keep it with the gateway: --config-key)")
+    print(f"{args.file}.pub: {public} (give devices this: gridlink device run --config-keys)")
+
+
+def _config_set(args):
+    from .config import change_of, client_of
+
+    done = client_of(args).call("POST", "/api/fleet/config", change_of(args))
+    devices = done["devices"]
+    print(f"version {done['version']} ({done['scope']} {done['target']}): signed for "
+          f"{len(devices)} device(s)" + (": " + ", ".join(devices) if devices else "")
+          + f"; {len(done['sent'])} sent")
+
+
+def _config_show(args):
+    from .config import client_of
+
+    client = client_of(args)
+    if args.device:
+        shown = client.call("GET", f"/api/fleet/config/devices/{args.device}")
+    else:
+        shown = client.call("GET", "/api/fleet/config")
+    print(json.dumps(shown, ensure_ascii=False, indent=1))
+
+
+def _config_diff(args):
+    from .config import client_of, diff_lines
+
+    path = "/api/fleet/config/devices" + (f"?device={args.device}" if args.device else "")
+    states = client_of(args).call("GET", path)
+    for line in diff_lines(states):
+        print(line)
+    return 3 if any(s["drift"] for s in states) else 0
 
 
 def _keys_init(args):

@@ -17,6 +17,7 @@ from gridcore.topics import topic
 
 from . import VERSION
 from .debounce import read_stable
+from .desired import Desired, read_keys
 from .mqtt import MQTTClient
 
 BACKOFF_MIN_MS = 2000
@@ -67,6 +68,10 @@ class Node:
         self.stable_reads = max(2, t.get("debounce_ms", 50) // 10)
         self.acked = {}      # report id -> (status, reason), from the gateway's acks
         self.settled = set()  # outbox seqs acked or rejected during this wake
+        # desired state: the centre's signed configuration (gridnode/desired.py)
+        self.desired = Desired(data_dir, cfg["device"],
+                               read_keys(fsio.join(data_dir, "config-keys")),
+                               cfg.get("codebook"))
 
     def _now(self):
         now, valid = self.board.unix_time()
@@ -110,6 +115,13 @@ class Node:
 
     # -- delivery
     def _on_msg(self, tp, msg):
+        if bytes(tp).decode() == self.topic("config"):
+            if self.desired.offer(msg):
+                self.log("configuration", self.desired.version, "applied")
+            elif self.desired.refused:
+                self.log("configuration refused:", self.desired.refused["reason"],
+                         self.desired.refused["field"] or "")
+            return
         try:
             ack = messages.decode(msg, messages.validate_received_ack, 1024)
         except CoreError as e:
@@ -151,7 +163,8 @@ class Node:
             cfg["device"], "buffering" if pending else "online",
             time=iso_utc(now) if valid else None, reports=pending, firmware=VERSION,
             codebook=cfg.get("codebook", ""), profile=cfg.get("profile", "sensor-node"),
-            problems={"lost": self.outbox.lost, "reissued": self.state.reissued}))
+            problems={"lost": self.outbox.lost, "reissued": self.state.reissued},
+            config=self.desired.status() if self.desired.keys else None))
 
     def _pending(self):
         # [(outbox seq, report id, payload)] in capture order, the oldest MAX_PER_WAKE
@@ -170,7 +183,11 @@ class Node:
         if c is None:
             return False
         try:
+            if self.desired.keys:
+                # first: its retained document arrives while the ack subscription is made
+                c.subscribe(self.topic("config"), 1)
             c.subscribe(self.topic("ack"), 1)
+            self.desired.changed = False
             c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
                       retain=True, qos=1)
             for _, rid, data in pending:
@@ -181,6 +198,9 @@ class Node:
             while waited < wait and not self._settle(pending):
                 if not c.check_msg(1):
                     waited += 1
+            if self.desired.changed:   # a document came during the wake: say so now
+                c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
+                          retain=True, qos=1)
             c.disconnect()
         except OSError as e:
             self.log("link lost", e)
@@ -257,4 +277,4 @@ class Node:
             return min(BACKOFF_MIN_MS << min(fails - 1, 16), BACKOFF_MAX_MS)
         if self.outbox.depth(REPORT):
             return BACKOFF_MIN_MS * 5  # delivered but not yet acknowledged: ask again soon
-        return int(self.cfg.get("status_interval_s", 300) * 1000)
+        return int(self.desired.interval_s(self.cfg.get("status_interval_s", 300)) * 1000)

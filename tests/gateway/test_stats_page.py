@@ -1,0 +1,97 @@
+"""The statistics page (board/stats.html) in a real headless browser (Debian's chromium
+driven by playwright), in a browser whose zone is not Beijing: the rates and the coverage
+of a supervisor's duty appear in zh-CN tables, the CSV export answers, and a bad window is
+answered beside the filters."""
+
+import os
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from gridlink.firmware.maps import HERE, open_map
+from gridlink.gateway.api import create_app
+from gridlink.gateway.clock import CENTRE_TIME
+from gridlink.gateway.httpserver import BackgroundServer
+from gridlink.gateway.store import open_store
+
+from tests.support.board import add_operator, sign_in
+from tests.support.intake_api import add_report, iso
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+MAP = open_map(HERE / "shangjie.glgm")
+
+pytestmark = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
+]
+
+
+@pytest.fixture
+def server(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path}/intake.sqlite")
+    app = create_app(store, grid_map=MAP)
+    add_operator(store, "carol", roles=("viewer",))
+    roster = app.state.roster
+    now = datetime.now(UTC)
+    yesterday = (now - timedelta(days=1)).astimezone(CENTRE_TIME).date().isoformat()
+    roster.put_supervisor("s01", "张三")
+    roster.put_shift("day", "08:00", "16:00")
+    roster.put_work_grid("wg1", supervisor="s01", shift="day", cells=["410106001001"])
+    roster.carry("s01", "pv-0001", since=iso(now - timedelta(days=10)))
+    (duty,) = roster.schedule("s01", "day", yesterday, yesterday)
+    on = datetime.fromisoformat(duty["on_at"].replace("Z", "+00:00"))
+    rids = [add_report(store, n, device="pv-0001", captured=on + timedelta(minutes=n))
+            for n in (1, 2, 3)]
+    with store.connect() as conn:
+        conn.execute("INSERT INTO intake (report_id, state, case_no, decided_by, decided_at,"
+                     " updated_at) VALUES (?, 'accepted', 'C1', 'op', ?, ?)",
+                     (rids[0], iso(on + timedelta(minutes=5)), iso(on + timedelta(minutes=5))))
+        conn.execute("INSERT INTO track_points (device, t, lat, lon, speed)"
+                     " VALUES (?, ?, 34.8205, 113.2871, 0)", ("pv-0001", iso(on)))
+    with BackgroundServer(app) as srv:
+        yield srv
+    store.close()
+
+
+@pytest.fixture
+def page():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        pg = browser.new_page(viewport={"width": 1400, "height": 820},
+                              timezone_id="America/Los_Angeles", locale="en-US")
+        errors = []
+        pg.on("pageerror", lambda exc: errors.append(str(exc)))
+        yield pg
+        browser.close()
+        assert errors == []
+
+
+def test_rates_and_coverage_on_the_statistics_page(server, page, tmp_path):
+    outside = []
+    page.on("request", lambda req: outside.append(req.url)
+            if not req.url.startswith(server.url) else None)
+    page.goto(server.url + "/board/")
+    sign_in(page, "carol")
+    page.goto(server.url + "/board/stats.html")
+    page.wait_for_selector("#rates tbody tr")
+    head = page.inner_text("#rates thead")
+    assert "有效上报率" in head and "按时核实率" in head and "每在岗小时上报" in head
+    row = page.inner_text("#rates tbody tr").split("\t")
+    assert row[:5] == ["s01", "all", "3", "1", "33.3%"]
+    page.wait_for_selector("#coverage tbody tr")
+    cover = page.inner_text("#coverage tbody tr").split("\t")
+    assert cover[:2] == ["s01", "day"]
+    assert cover[2].endswith("08:00")  # shown in Beijing time, whatever the browser's zone
+    page.screenshot(path=str(tmp_path / "stats.png"), full_page=True)
+    text = page.evaluate("fetch(document.getElementById('csv-rates').href)"
+                         ".then(r => r.text())")
+    assert text.lstrip("\ufeff").startswith("supervisor,period,reported,accepted")
+    # a window ending before it starts is answered beside the filters
+    page.fill("#f-since", "2026-12-31")
+    page.fill("#f-until", "2026-01-01")
+    page.click("#b-query")
+    page.wait_for_selector("#error:has-text('since must come before until')")
+    assert outside == []
