@@ -4,7 +4,8 @@
 per area (``gridlink.gateway.routes``): the intake queue (list, claim, accept 立案,
 reject 不予立案), fleet presence, dead letters, verification tasks with grid
 assignments, the grid map as GeoJSON, report photos, a Server-Sent Events stream of
-changes, the Open311 GeoReport v2 read endpoints, and the intake board page itself.
+changes, the Open311 GeoReport v2 read endpoints, the update repository the devices
+fetch releases from and the staged rollouts that offer them, and the intake board page.
 Everything is local: the board loads no CDN script and no map tile.
 
 Every route is behind the sign-in (``gridlink.gateway.auth``): an app-wide dependency
@@ -43,6 +44,8 @@ from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
 from .rates import MIGRATIONS as RATE_MIGRATIONS
 from .rates import Rates
+from .rollouts import MIGRATIONS as OTA_MIGRATIONS
+from .rollouts import Rollouts
 from .roster import MIGRATIONS as ROSTER_MIGRATIONS
 from .roster import Roster
 from .routes import (
@@ -58,12 +61,15 @@ from .routes import (
     media,
     metrics,
     photos,
+    rollouts,
     session,
     tasks,
+    updates,
 )
 from .routes import oidc as oidc_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
+from .update_repo import UpdateRepository
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
@@ -78,6 +84,7 @@ MIGRATIONS = (
     *CASE_MIGRATIONS,
     *SOURCE_MIGRATIONS,
     *MEDIA_MIGRATIONS,
+    *OTA_MIGRATIONS,
 )
 
 
@@ -86,14 +93,15 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
-               config_key=None):
+               config_key=None, update_repo=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
     class codes (default: the project's code books); ``publisher(topic, payload, qos=1)``
-    sends tasks to devices; ``photos_dir`` holds the reassembled photos, ``media_store`` (a
-    ``media.MediaStore``) the clips and memos.  The app's
-    ``state.on_report`` is the after-commit hook to add to the runtime's ``on_report``.
+    sends tasks and update offers to devices; ``photos_dir`` holds the reassembled photos,
+    ``media_store`` (a ``media.MediaStore``) the clips and memos.  The app's
+    ``state.on_report`` and ``state.on_commit`` are the after-commit hooks to add to the
+    runtime's ``on_report`` and ``on_commit`` (tasks closed, rollouts moved on).
 
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
@@ -103,6 +111,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``auth.oidc.OidcSettings``) lets people sign in through the city's identity provider.
     ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
     (desired state, ``fleet_config``).
+    ``update_repo`` (a folder made by ``gridlink fleet release build``) is served read-only
+    under ``/ota/`` to the devices.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -121,6 +131,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     coverage = Coverage(store, roster, _cell_locator(grid_map))
     fleet_cfg = FleetConfig(store, key=config_key, publisher=publisher, clock=clock,
                             check_code=_class_check(names))
+    repository = None if update_repo is None else UpdateRepository(update_repo)
+    director = Rollouts(store, publisher=publisher, repository=repository, clock=clock)
 
     app = FastAPI(
         title="gridlink intake API",
@@ -145,6 +157,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.audit = trail
     app.state.on_report = desk.on_report
     app.state.roster = roster
+    app.state.rollouts = director
+    app.state.on_commit = director.on_commit
     _add_error_handlers(app)
 
     limiter = RateLimit(sign_in_limit, 60.0)
@@ -167,6 +181,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(evaluation.build_router(roster, Rates(store, clock=clock), coverage, trail))
     app.include_router(open311.build_router(queue, names))
     app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
+    app.include_router(updates.build_router(repository))
+    app.include_router(rollouts.build_router(director, trail))
 
     @app.get("/", include_in_schema=False)
     def root():

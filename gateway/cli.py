@@ -44,6 +44,9 @@ def register(parser):
                      help="sign people in through the city's identity provider (OpenID "
                           "Connect): a TOML file with issuer, client_id, client_secret and "
                           "[roles] (docs/security.md); chmod 600")
+    run.add_argument("--update-repo", metavar="DIR",
+                     help="serve this update repository (gridlink fleet release build -o DIR) "
+                          "read-only to the devices under /ota/ on --http")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -166,7 +169,8 @@ def cmd_run(args):
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
                  issued=args.issued, config_key=args.config_key,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
-                                args.trusted_proxy, oidc=args.oidc))
+                                args.trusted_proxy, oidc=args.oidc,
+                                update_repo=args.update_repo))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:

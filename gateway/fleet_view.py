@@ -6,9 +6,10 @@ from .tasks import ONLINE_STATES
 
 
 def devices(store, fleet_config=None):
-    """Every device, by id: state, last fix, outbox, versions, health, refused messages,
-    and (given the ``FleetConfig``) its configuration: desired against reported version,
-    drift, the last refusal."""
+    """Every device, by id: state, last fix, outbox, versions (``ota``: each update slot's
+    version, the running one, the one on trial, the last failure), health, refused
+    messages, and (given the ``FleetConfig``) its configuration: desired against reported
+    version, drift, the last refusal."""
     with store.connect() as conn:
         found = rows(run(store, conn, "SELECT * FROM devices ORDER BY device"))
         # each device's refused messages (kept by the ingest): how many, the newest one
@@ -35,6 +36,7 @@ def devices(store, fleet_config=None):
             "profile": d.get("profile"),
             "disk_free": status.get("disk_free"), "cpu_temp": status.get("cpu_temp"),
             "uptime": status.get("uptime"),
+            "ota": status.get("ota"),
             "refused": dead["n"] if dead else 0,
             "id_reused": dead["id_reused"] if dead else 0,
             "last_refused": ({"at": dead["received_at"], "reason": dead["reason"]} if dead

@@ -33,6 +33,10 @@ class Metrics:
         self.commit_failures = Counter("gridlink_gateway_commit_failures", "Batches whose "
                                        "commit failed (retried; nothing acknowledged)",
                                        registry=r)
+        self.store_up = Gauge("gridlink_gateway_store_up", "0 from a failed commit until "
+                              "the next one succeeds (the intake store is down or full), "
+                              "else 1", registry=r)
+        self.store_up.set(1)
         self.connected = Gauge("gridlink_gateway_broker_connected", "1 while connected to the "
                                "broker", registry=r)
         self.photo_resends = Counter("gridlink_gateway_photo_resends", "Resend acks asking a "

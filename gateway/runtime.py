@@ -7,8 +7,10 @@ then acknowledges its messages to the broker (``link.ack``) and publishes the de
 acks (a device's reports of one batch answered together: ``ingest.device_acks``).  The
 broker never has more than ``pending_max`` unacknowledged messages out to this worker
 (MQTT 5 Receive Maximum), so the queue is bounded.  A commit failure (database gone,
-locked) is retried with back-off and nothing is acknowledged meanwhile: the broker keeps
-the messages in the session.
+locked, its disk full) is retried with back-off and nothing is acknowledged meanwhile: the
+broker keeps the messages in the session.  The first failure of a run is logged as "intake
+store unavailable" and ``gridlink_gateway_store_up`` drops to 0; the first commit after it
+logs "intake store back after N s" and sets it to 1 again.
 
 The transport is chosen by the broker URL (the one seam): ``link.BrokerLink`` for
 ``mqtt://``/``mqtts://`` (Mosquitto), ``jetstream.link.JetStreamLink`` for ``nats://``
@@ -84,6 +86,8 @@ class GatewayRuntime:
         self._writer = None
         self._last_message = time.monotonic()
         self._end_session = False
+        self._store_down_since = None  # monotonic time of the first failed commit of a run
+        self._store_failures = 0
         # received and finished (committed, or left unacknowledged at a stop) so far: the
         # queue-depth gauge is their difference, read when scraped (a locked gauge update
         # per message cost the link's thread ~4% at a backlog drain)
@@ -269,6 +273,7 @@ class GatewayRuntime:
                 committed = self.ingest.commit(items)
             except Exception as exc:
                 self.metrics.commit_failures.inc()
+                self._store_failed(exc)
                 log.error("commit of %d messages failed (nothing acknowledged; retrying in "
                           "%.2fs): %s", len(items), delay, exc)
                 if self._stopping.is_set():
@@ -281,7 +286,27 @@ class GatewayRuntime:
                 delay = min(delay * 2, 2.0)
                 continue
             self.metrics.commit_seconds.observe(time.monotonic() - t0)
+            self._store_back()
             return committed
+
+    def _store_failed(self, exc):
+        """A commit failed: on the first of a run, say once that the store is down."""
+        if self._store_down_since is None:
+            self._store_down_since = time.monotonic()
+            self._store_failures = 0
+            self.metrics.store_up.set(0)
+            log.error("intake store unavailable: %s; nothing is acknowledged to the broker "
+                      "or the devices until it is back (they keep the reports)", exc,
+                      extra={"store": "down"})
+        self._store_failures += 1
+
+    def _store_back(self):
+        if self._store_down_since is not None:
+            log.warning("intake store back after %.1f s (%d failed commits); acknowledging "
+                        "again", time.monotonic() - self._store_down_since,
+                        self._store_failures, extra={"store": "up"})
+            self._store_down_since = None
+        self.metrics.store_up.set(1)
 
     def _after_commit(self, items, committed):
         now = time.time()

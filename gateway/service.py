@@ -76,9 +76,12 @@ def check_identity(tls, client_id):
 class WebOptions:
     """The HTTP side's settings: a TLS certificate and key (PEM; HTTPS and HSTS when set),
     the origins CORS is opened to (none: closed), the reverse proxies whose forwarded
-    headers are believed, and the city's identity provider (``oidc``: its TOML file)."""
+    headers are believed, the city's identity provider (``oidc``: its TOML file), and the
+    update repository served to the devices (``update_repo``: a folder made by ``gridlink
+    fleet release build``; none: not served)."""
 
-    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None):
+    def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None,
+                 update_repo=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -98,6 +101,11 @@ class WebOptions:
             from .auth.oidc import OidcSettings
 
             self.oidc = OidcSettings.load(oidc)
+        if update_repo is not None:
+            from .update_repo import UpdateRepository
+
+            UpdateRepository(update_repo)           # says now when it is not one
+        self.update_repo = update_repo
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -183,10 +191,14 @@ class Gateway:
                                   cors_origins=self.web.cors_origins,
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,
-                                  config_key=self.config_key)
+                                  config_key=self.config_key,
+                                  update_repo=self.web.update_repo)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)
+        on_commit = getattr(self.app.state, "on_commit", None)
+        if on_commit is not None:
+            self.runtime.on_commit.append(on_commit)
         self.http = BackgroundServer(self.app, host, port, **self.web.tls())
 
     @property

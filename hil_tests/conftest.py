@@ -35,6 +35,10 @@ def pytest_addoption(parser):
                 default=os.environ.get("GRIDLINK_HIL_NETNS") == "1",
                 help="patrol morning: the broker in its own network namespace (root; env "
                      "GRIDLINK_HIL_NETNS=1)")
+    g.addoption("--plain-mqtt", action="store_true",
+                default=os.environ.get("GRIDLINK_HIL_PLAIN") == "1",
+                help="patrol morning over plain MQTT (default: TLS with a certificate per "
+                     "device, as in the field; env GRIDLINK_HIL_PLAIN=1)")
     for name, (text, default) in BENCH_OPTIONS.items():
         env = "GRIDLINK_HIL_" + name.upper()
         g.addoption("--" + name.replace("_", "-"), dest="hil_" + name,

@@ -3,12 +3,15 @@ gateway as real processes, a shaped link per vehicle, and faults on a schedule.
 
 Pieces (each a real process or a real file, nothing mocked):
 
-- the broker: a private Mosquitto with persistence (tests/brokers.py);
-- the gateway: ``gridlink gateway run`` on SQLite, a child process that can be SIGKILLed;
+- the broker: a private Mosquitto with persistence (gridlink.mosquitto), with ``tls`` the
+  shipped configuration (mutual TLS, the ACL) and a certificate per client;
+- the gateway: ``gridlink gateway run``, a child process that can be SIGKILLed, on SQLite
+  or on any store URL (a private PostgreSQL cluster: hil_tests/pgcluster.py);
 - each vehicle: ``gridlink device run --sim`` (patrol-vehicle profile) with its data dir,
   reaching the broker through its own ``Shaper`` (hil_tests/shaper.py) and reading its
   receiver from a ``GnssLine``: a real capture replayed (moved onto 上街区, retimed to
-  now) through a pty and a second pty the line's faults act on (silence, garbage);
+  now) through a pty and a second pty the line's faults act on (silence, garbage); on the
+  host's clock or one of its own (tests/support/device_clock.py);
 - buttons pressed on the device's control socket, as ``gridlink device press`` does.
 
 ``Patrol.run(schedule)`` presses buttons round the fleet and applies the schedule's faults;
@@ -57,12 +60,18 @@ OWNTRACKS_POINT = json.dumps({"_type": "location", "tid": "v1", "lat": 34.806321
                              separators=(",", ":"))
 OWNTRACKS_TOPIC = "owntracks/patrol/pv-0001"
 MQTT_PUBLISH_OVERHEAD = 2 + 2 + 2 + 4  # fixed header, topic length, packet id, PUBACK
+# a TLS 1.3 record (AES-GCM): 5 B header, 1 B inner content type, 16 B tag; at most 16 KiB
+TLS_RECORD_OVERHEAD, TLS_RECORD_MAX = 22, 16384
 
 
-def owntracks_bytes(points, reports, report_bytes):
+def owntracks_bytes(points, reports, report_bytes, tls=False):
     """What ``points`` track points and ``reports`` reports (with their photos,
-    ``report_bytes`` in all) would cost as OwnTracks JSON over MQTT, TCP/IP included."""
+    ``report_bytes`` in all) would cost as OwnTracks JSON over MQTT, TCP/IP included,
+    and with ``tls`` a TLS record for the PUBLISH and one for its PUBACK."""
     per_msg = len(OWNTRACKS_POINT) + len(OWNTRACKS_TOPIC) + MQTT_PUBLISH_OVERHEAD + 2 * 40
+    if tls:
+        per_msg += 2 * TLS_RECORD_OVERHEAD
+        report_bytes *= 1 + TLS_RECORD_OVERHEAD / TLS_RECORD_MAX
     return points * per_msg + reports * per_msg + report_bytes
 
 
@@ -144,9 +153,10 @@ class GnssLine:
 # ------------------------------------------------------------------------ the fleet
 
 
-def outbox_records(ddir):
+def outbox_records(ddir, oseqs=None):
     """(report id → report, outbox seq → track points, acknowledged seqs) in a device's
-    outbox, read without opening the Outbox (which would repair what it finds)."""
+    outbox, read without opening the Outbox (which would repair what it finds); each
+    report's outbox seq goes into ``oseqs`` (a dict) when given."""
     from gridlink.firmware.core import outbox, records
 
     reports, track, acked = {}, {}, set()
@@ -163,6 +173,8 @@ def outbox_records(ddir):
                 elif kind in (outbox.REPORT, outbox.TASK_RESULT):
                     rep = json.loads(payload)
                     reports[rep["id"]] = rep
+                    if oseqs is not None:
+                        oseqs[rep["id"]] = seq
                 elif kind == outbox.TRACK:
                     track[seq] = len(json.loads(payload)["pts"])
     return reports, track, acked
@@ -171,34 +183,46 @@ def outbox_records(ddir):
 class Vehicle:
     """One simulated patrol vehicle: its process, data dir, link and GNSS line."""
 
-    def __init__(self, name, workdir, broker, link, capture, origin, map_path, seed):
+    def __init__(self, name, workdir, broker, link, capture, origin, map_path, seed,
+                 cancel_grace=CANCEL_GRACE_S, clock=None, gnss="pass", pki=None):
         self.name = name
+        self.pki = pki          # the rig's certificates: mqtts with this device's own
+        self.cancel_grace = cancel_grace
+        self.clock = clock      # a clock of its own (tests/support/device_clock.py), or the host's
         self.link = link
         self.ddir = Path(workdir) / "devices" / name
         self.ddir.mkdir(parents=True, exist_ok=True)
         host, port = broker
         self.shaper = Shaper(port, link, target_host=host, seed=seed)
         self.line = GnssLine(capture, origin, seed=seed).start()
+        self.line.mode = gnss   # "silent": a receiver that never gives a fix (nor a time)
         self.map_path = map_path
         self.proc = None
         self.log = self.ddir.parent / f"{name}.log"
         self.reports = {}       # every report id seen in its outbox → report
         self.track = {}         # every track batch seen: outbox seq → points
         self.acked = set()      # outbox seqs acknowledged (track: the broker's PUBACK)
+        self.oseq = {}          # report id → its outbox seq
 
     def argv(self):
+        tls = ["--tls-ca", str(self.pki / "ca.crt"), "--tls-cert",
+               str(self.pki / f"{self.name}.crt"), "--tls-key",
+               str(self.pki / f"{self.name}.key")] if self.pki else []
         return [sys.executable, "-m", "gridlink.cli", "device", "run",
                 "--profile", "patrol-vehicle", "--data-dir", str(self.ddir),
-                "--broker", f"mqtt://127.0.0.1:{self.shaper.port}", "--sim",
+                "--broker", f"mqtt{'s' if self.pki else ''}://127.0.0.1:{self.shaper.port}",
+                *tls, "--sim",
                 "--device-id", self.name, "--district", DISTRICT,
-                "--gnss-port", self.line.path, "--cancel-grace", str(CANCEL_GRACE_S),
+                "--gnss-port", self.line.path, "--cancel-grace", str(self.cancel_grace),
                 "--status-interval", "5", "--reconnect-max", str(RECONNECT_MAX_S),
                 "--map", str(self.map_path), "--log-level", "info"]
 
     def start(self):
         with open(self.log, "ab") as out:
             self.proc = subprocess.Popen(self.argv(), stdout=out, stderr=subprocess.STDOUT,
-                                         stdin=subprocess.DEVNULL, cwd=ROOT)
+                                         stdin=subprocess.DEVNULL, cwd=ROOT,
+                                         env={**os.environ, **self.clock.env}
+                                         if self.clock else None)
         return self
 
     def ready(self):
@@ -224,10 +248,14 @@ class Vehicle:
 
     def snapshot(self):
         """Add what the outbox holds now to the device's records."""
-        reports, track, acked = outbox_records(self.ddir)
+        reports, track, acked = outbox_records(self.ddir, self.oseq)
         self.reports.update(reports)
         self.track.update(track)
         self.acked |= acked
+
+    def acked_reports(self):
+        """Ids of the reports the device holds acknowledged (by the gateway's ack)."""
+        return {rid for rid, oseq in self.oseq.items() if oseq in self.acked}
 
     def kill(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -254,9 +282,16 @@ class Vehicle:
 class Patrol:
     """Broker, gateway and fleet for one run.  ``links`` names each vehicle's profile;
     with ``netns`` the broker runs in its own network namespace (hil_tests/netns.py),
-    reached over a veth pair."""
+    reached over a veth pair.  With ``tls`` the broker runs the shipped configuration
+    (mutual TLS, the ACL; gridlink.mosquitto) and every device and the gateway present a
+    certificate of their own (tests/support/pki.py), so the shapers count TLS on the
+    wire.  The gateway's store is ``db`` (a store URL: SQLite or
+    PostgreSQL; default an SQLite file in ``workdir``), its photos in ``photos`` (default
+    ``workdir/photos``); ``vehicle_options`` (one dict a vehicle, or None) go to
+    ``Vehicle`` (``cancel_grace``, ``env``)."""
 
-    def __init__(self, workdir, links, seed=18, netns=False):
+    def __init__(self, workdir, links, seed=18, netns=False, db=None, photos=None,
+                 vehicle_options=None, tls=False):
         from gridlink.demo.district import default_map
         from gridlink.mosquitto import Mosquitto
 
@@ -266,7 +301,21 @@ class Patrol:
         self.random = random.Random(seed)
         self.map_path = default_map()
         self.ns = None
-        if netns:
+        self.pki = None
+        names = [f"pv-{i + 1:04d}" for i in range(len(links))]
+        if tls:
+            if netns:
+                raise ValueError("TLS and a namespaced broker: its certificate names "
+                                 "127.0.0.1 only")
+            from gridlink.mosquitto import BrokerTLS
+
+            from tests.support.pki import make_pki
+
+            self.pki = make_pki(self.workdir / "pki", ("gridlink-gateway-0", *names))
+            self.broker = Mosquitto(self.workdir / "broker", shipped=True, tls=BrokerTLS(
+                self.pki / "ca.crt", self.pki / "broker.crt", self.pki / "broker.key")).start()
+            broker_host = "127.0.0.1"
+        elif netns:
             from hil_tests.netns import Namespace, NamespacedMosquitto
 
             self.ns = Namespace()
@@ -275,14 +324,23 @@ class Patrol:
         else:
             self.broker = Mosquitto(self.workdir / "broker").start()
             broker_host = "127.0.0.1"
-        self.db = self.workdir / "intake.sqlite"
-        self.gateway = GatewayProcess(self.broker.url, f"sqlite:///{self.db}", self.map_path,
-                                      self.workdir)
+        self.db_url = db or f"sqlite:///{self.workdir / 'intake.sqlite'}"
+        self.db = Path(self.db_url[len("sqlite:///"):]) if self.db_url.startswith(
+            "sqlite:///") else None
+        extra = ("--photos", str(photos)) if photos else ()
+        if self.pki:
+            extra += ("--tls-ca", str(self.pki / "ca.crt"),
+                      "--tls-cert", str(self.pki / "gridlink-gateway-0.crt"),
+                      "--tls-key", str(self.pki / "gridlink-gateway-0.key"))
+        self.gateway = GatewayProcess(self.broker.url, self.db_url, self.map_path,
+                                      self.workdir, *extra)
         self.gateway.start()
         self.vehicles = []
+        options = vehicle_options or [None] * len(links)
         for i, link in enumerate(links):
-            v = Vehicle(f"pv-{i + 1:04d}", self.workdir, (broker_host, self.broker.port), link,
-                        capture_of(i), ORIGINS[i % len(ORIGINS)], self.map_path, seed + i)
+            v = Vehicle(names[i], self.workdir, (broker_host, self.broker.port), link,
+                        capture_of(i), ORIGINS[i % len(ORIGINS)], self.map_path, seed + i,
+                        pki=self.pki, **(options[i] or {}))
             self.vehicles.append(v.start())
         for v in self.vehicles:
             v.wait_ready()
@@ -297,22 +355,34 @@ class Patrol:
 
     # -- the gateway's queue ----------------------------------------------------------------
 
-    def queue(self):
-        """{report id: (device, seq, committed_at unix)} in the gateway's store."""
-        if not self.db.exists():
-            return {}
-        try:
-            with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True,
-                                                    timeout=5)) as conn:
-                rows = conn.execute("SELECT id, device, seq, committed_at FROM reports")
-                return {r[0]: (r[1], r[2], _unix(r[3])) for r in rows}
-        except sqlite3.Error:
-            return {}
+    def _rows(self, sql):
+        """The rows of ``sql`` read from the gateway's store (SQLite read-only)."""
+        if self.db is None:
+            import psycopg
 
-    def scalar(self, sql):
+            with psycopg.connect(self.db_url, connect_timeout=5) as conn:
+                return conn.execute(sql).fetchall()
         with contextlib.closing(sqlite3.connect(f"file:{self.db}?mode=ro", uri=True,
                                                 timeout=5)) as conn:
-            return conn.execute(sql).fetchone()[0]
+            return conn.execute(sql).fetchall()
+
+    def queue(self):
+        """{report id: (device, seq, committed_at unix)} in the gateway's store ({} while
+        it cannot be read)."""
+        if self.db is not None and not self.db.exists():
+            return {}
+        try:
+            rows = self._rows("SELECT id, device, seq, committed_at FROM reports")
+        except Exception:  # sqlite3.Error, psycopg.Error: down, or not made yet
+            return {}
+        return {r[0]: (r[1], r[2], _unix(r[3])) for r in rows}
+
+    def scalar(self, sql):
+        return self._rows(sql)[0][0]
+
+    def time_flags(self):
+        """{report id: time_flag} of the reports in the queue."""
+        return dict(self._rows("SELECT id, time_flag FROM reports"))
 
     # -- pressing ---------------------------------------------------------------------------
 
@@ -437,11 +507,65 @@ class Patrol:
         v.wait_ready()
         self.begin(kind, [v.name])
         filler = mnt / "filler"
-        with open(filler, "wb") as f, contextlib.suppress(OSError):
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
+        fill(filler)
         return lambda: (filler.unlink(), self.clear(kind))
+
+    def _store_back(self, kind):
+        """Before the gateway's store returns: which reports the devices hold
+        acknowledged, and which presses made a report while it was away."""
+        fault = next(f for f in reversed(self.faults) if f["kind"] == kind)
+        for v in self.vehicles:
+            with contextlib.suppress(OSError, ValueError):
+                v.snapshot()
+        fault["acked_before_back"] = {rid for v in self.vehicles for rid in v.acked_reports()}
+        fault["made_while_down"] = [p["id"] for p in self.presses
+                                    if p["id"] and p["at"] >= fault["start"]]
+        return fault
+
+    def postgres_restart(self, cluster):
+        """The gateway's PostgreSQL stopped (``immediate``: connections cut, crash
+        recovery at the start) until the fault clears; the devices keep reporting."""
+        kind = "postgres_restart"
+        self.begin(kind)
+        cluster.stop("immediate")
+        self.faults[-1]["down_at"] = time.time()
+
+        def back():
+            self._store_back(kind)
+            cluster.start()
+            self.clear(kind)
+        return back
+
+    def gateway_disk_full(self, folder):
+        """The filesystem of the gateway's SQLite store and photos (``folder``, a small
+        tmpfs) filled to the last byte until the fault clears."""
+        kind = "gateway_disk_full"
+        self.begin(kind)
+        filler = Path(folder) / "filler"
+        fill(filler)
+        self.faults[-1]["down_at"] = time.time()
+
+        def back():
+            fault = self._store_back(kind)
+            fault["queue_before_back"] = set(self.queue())   # read after the acks
+            filler.unlink()
+            self.clear(kind)
+        return back
+
+    def clock_jump(self, seconds, press=True):
+        """Every vehicle with a clock of its own: a button press (its report waits out its
+        cancel grace), then the clock moved to ``seconds`` from the true time; 0 ends the
+        ``device_clock_jump`` fault."""
+        kind = "device_clock_jump"
+        clocked = [v for v in self.vehicles if v.clock is not None]
+        if kind not in self.active and seconds:
+            self.begin(kind, [v.name for v in clocked])
+        for v in clocked:
+            if press:
+                self.press(v)
+            v.clock.set(seconds)
+        if not seconds and kind in self.active:
+            self.clear(kind)
 
     def gnss(self, v, mode):
         kind = f"gnss_{mode}"
@@ -547,7 +671,19 @@ class Patrol:
         photo_bytes = sum(p.get("bytes", 0) for _, rep in made.values()
                           for p in rep.get("photos", []))
         n = max(1, len(made))
+        tls = self.pki is not None
         other = wire - (photo_bytes + report_bytes) * (1 + 40 / 1448)
+        # each vehicle's bytes beyond its reports and photos (track, status, protocol,
+        # TLS, and what faults made it send again), per hour; the median vehicle is the
+        # patrol hour's base, so one vehicle's resend storm does not become everyone's
+        vehicle_hour = hours / len(self.vehicles)
+        other_each = {}
+        for v in self.vehicles:
+            mine = sum(len(json.dumps(rep)) + sum(p.get("bytes", 0)
+                                                  for p in rep.get("photos", []))
+                       for rep in v.reports.values())
+            other_each[v.name] = round((v.shaper.wire_bytes() - mine * (1 + 40 / 1448))
+                                       / vehicle_hour) if vehicle_hour else None
         per_report = (photo_bytes + report_bytes) / n * (1 + 40 / 1448)
         return {
             "rig": rig,
@@ -572,14 +708,22 @@ class Patrol:
             "bytes_on_wire_per_vehicle_hour": {
                 "measured_in_run": round(wire / hours) if hours else None,
                 "owntracks_json_same_traffic": round(
-                    owntracks_bytes(points_made, len(made), photo_bytes) / hours)
+                    owntracks_bytes(points_made, len(made), photo_bytes, tls) / hours)
                 if hours else None,
                 # a patrol hour: 1 Hz track (as replayed here), a report every 10 minutes
-                "patrol_hour": round(other / hours + 6 * per_report) if hours else None,
+                "patrol_hour": round(percentile(list(other_each.values()), 50)
+                                     + 6 * per_report) if hours else None,
+                "patrol_hour_mean_vehicle": round(other / hours + 6 * per_report)
+                if hours else None,
+                "other_per_vehicle_hour": other_each,
                 "patrol_hour_owntracks_json": round(owntracks_bytes(
-                    points_made / hours, 6, 6 * photo_bytes / n)) if hours else None,
+                    points_made / hours, 6, 6 * photo_bytes / n, tls)) if hours else None,
+                "tls": tls,
                 "note": ("TCP payload plus 40 B TCP/IP header per segment, both ways, "
-                         "through the shaper; plain MQTT (no TLS in the simulated run); "
+                         "through the shaper; "
+                         + ("MQTT over TLS 1.3 with client certificates (handshakes and "
+                            "records counted; OwnTracks with a TLS record a message)"
+                            if tls else "plain MQTT (no TLS in this run)") + "; "
                          f"this run's traffic: {len(made) / hours:.0f} reports and "
                          f"{points_made / hours:.0f} track points per vehicle-hour, "
                          f"{report_bytes} B of report JSON"),
@@ -599,6 +743,14 @@ class Patrol:
             self.ns.close()
         for mnt in self.mounts:
             subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def fill(path):
+    """Write ``path`` until its filesystem is full (unbuffered: nothing is left to flush,
+    and fail, when it is closed)."""
+    with contextlib.suppress(OSError), open(path, "wb", buffering=0) as f:
+        while True:
+            f.write(b"\0" * 65536)
 
 
 def tear_outbox(ddir):

@@ -1,4 +1,4 @@
-"""The other wire messages of protocol v1: ack, task, track, status, photo chunks.
+"""The other wire messages of protocol v1: ack, task, update, track, status, photo chunks.
 
 Each has ``validate_<name>(obj)`` (returns obj, raises MessageError naming the field) and,
 where the device or gateway builds it, ``make_<name>(...)``.  Task results are reports
@@ -240,6 +240,40 @@ def make_task(task, type, lat, lon, text="", report=None, grid=None, deadline=No
     return validate_task(obj)
 
 
+# -- update offer (gateway → device, retained) ---------------------------------------------
+
+_UPDATE_KEYS = ("v", "rollout", "kind", "version")
+UPDATE_KINDS = ("pi", "mcu")
+UPDATE_MAX_BYTES = 512
+_ID_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.:-"
+
+
+def check_release_version(err, x, field):
+    """Dotted numbers, 1 to 4 parts of 1 to 6 digits: ``1.4``, ``2.0.3``."""
+    check_str(err, x, field, 1, 27, "0123456789.", "a version like 1.4 or 2.0.3")
+    parts = x.split(".")
+    if len(parts) > 4 or not all(1 <= len(p) <= 6 for p in parts):
+        raise err(field, f"must be a version like 1.4 or 2.0.3 (got {x!r})")
+
+
+def validate_update(obj):
+    """An offer of a release: install ``version`` of ``kind`` (rollout ``rollout``)."""
+    check_obj(MessageError, obj, "", _UPDATE_KEYS)
+    _version(obj)
+    rid = obj["rollout"]
+    check_str(MessageError, rid, "rollout", 3, 42, _ID_CHARS, "R- and 1..40 of A-Za-z0-9_.:-")
+    if rid[:2] != "R-":
+        raise MessageError("rollout", f"must start with R- (got {rid!r})")
+    check_enum(MessageError, obj["kind"], "kind", UPDATE_KINDS)
+    check_release_version(MessageError, obj["version"], "version")
+    return obj
+
+
+def make_update(rollout, kind, version):
+    return validate_update({"v": VERSION, "rollout": rollout, "kind": kind,
+                            "version": version})
+
+
 # -- track (device → gateway) -------------------------------------------------------------
 
 def validate_track(obj):
@@ -284,7 +318,9 @@ _STATUS_FULL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "fir
 # clips and memos dropped from the media shelf undelivered (full, or their file gone).
 PROBLEMS = ("lost", "reissued", "photos_dropped", "failed", "media_dropped")
 _STATUS_OPTIONAL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
-                    "codebook", "profile", "problems", "config")
+                    "codebook", "profile", "problems", "config", "ota")
+_OTA_KEYS = ("installed", "slot", "slots", "pending", "failed")
+SLOTS = ("a", "b")
 
 
 def validate_status(obj):
@@ -320,6 +356,8 @@ def validate_status(obj):
             check_str(MessageError, obj[k], k, 1, 64)
     if "config" in obj:
         validate_config_status(obj["config"])
+    if "ota" in obj:
+        validate_ota(obj["ota"])
     return obj
 
 
@@ -341,15 +379,36 @@ def validate_config_status(obj):
         check_str(MessageError, refused["message"], "config.refused.message", 0, 200)
 
 
+def validate_ota(ota):
+    """The status's ``ota``: the A/B slots' versions, the one running, the one on trial
+    and the last failed or refused one (with its reason)."""
+    check_obj(MessageError, ota, "ota", _OTA_KEYS)
+    for k in ("installed", "pending"):
+        if ota[k] is not None:
+            check_release_version(MessageError, ota[k], "ota." + k)
+    if ota["slot"] is not None:
+        check_enum(MessageError, ota["slot"], "ota.slot", SLOTS)
+    check_obj(MessageError, ota["slots"], "ota.slots", SLOTS)
+    for k in SLOTS:
+        if ota["slots"][k] is not None:
+            check_release_version(MessageError, ota["slots"][k], "ota.slots." + k)
+    if ota["failed"] is not None:
+        check_obj(MessageError, ota["failed"], "ota.failed", ("version", "reason"))
+        check_release_version(MessageError, ota["failed"]["version"], "ota.failed.version")
+        check_str(MessageError, ota["failed"]["reason"], "ota.failed.reason", 1, REASON_MAX)
+    return ota
+
+
 def will_status(device):
     """The last-will payload: the broker publishes it (retained) if the device vanishes."""
     return validate_status({"v": VERSION, "device": device, "state": "offline"})
 
 
 def make_status(device, state, firmware, codebook, profile, time=None, fix=None, reports=0,
-                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None, config=None):
+                track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None, config=None,
+                ota=None):
     """``problems``: a dict of :data:`PROBLEMS` counters, ``config`` the configuration
-    state (each left out when None)."""
+    state, ``ota`` the update slots (each left out when None)."""
     obj = {
         "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
         "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
@@ -359,6 +418,8 @@ def make_status(device, state, firmware, codebook, profile, time=None, fix=None,
         obj["problems"] = problems
     if config is not None:
         obj["config"] = config
+    if ota is not None:
+        obj["ota"] = ota
     return validate_status(obj)
 
 
@@ -487,6 +548,7 @@ BY_LEAF = {
     "status": (validate_status, STATUS_MAX_BYTES),
     "ack": (validate_ack, ACK_MAX_BYTES),
     "task": (validate_task, TASK_MAX_BYTES),
+    "update": (validate_update, UPDATE_MAX_BYTES),
 }
 
 

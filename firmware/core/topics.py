@@ -15,6 +15,7 @@ LEAVES = {
     "task": ("gateway", 1, False),
     "task/result": ("device", 1, False),
     "config": ("gateway", 1, True),
+    "update": ("gateway", 1, True),
 }
 
 
@@ -27,7 +28,7 @@ def check_district(district):
 
 def topic(district, device, leaf):
     """``gridlink/v1/410106/pv-0001/report`` (leaf: report, track, status, ack, task,
-    task/result, config)."""
+    task/result, config, update)."""
     check_district(district)
     check_device(MessageError, device)
     if leaf not in LEAVES or leaf in CHUNKED:

@@ -45,6 +45,16 @@ def register(parser):
     p.add_argument("--kiosk-port", type=int, help="kiosk page port (fixed terminal; 0 = any)")
     p.add_argument("--reconnect-max", type=float, default=30.0,
                    help="longest wait between broker reconnects, seconds (backoff cap)")
+    p.add_argument("--update-repo", metavar="URL",
+                   default=os.environ.get("GRIDLINK_UPDATE_REPO") or None,
+                   help="the gateway's update repository (https://gateway/ota): offered "
+                        "releases are fetched from it (default: $GRIDLINK_UPDATE_REPO; "
+                        "docs/ota.md)")
+    p.add_argument("--health-deadline", type=float, default=120.0,
+                   help="seconds a new version has to pass its health check (default 120)")
+    p.add_argument("--update-retry", type=float, default=300.0,
+                   help="seconds between attempts at an offered release whose download "
+                        "was cut (default 300)")
     p.add_argument("--config-keys", metavar="FILE",
                    default=os.environ.get("GRIDLINK_CONFIG_KEYS") or None,
                    help="the centre's configuration keys (64 hex digits a line; "
@@ -137,14 +147,15 @@ def cmd_run(args):
                  tls_ca=args.tls_ca, tls_cert=args.tls_cert, tls_key=args.tls_key,
                  map_path=args.map, cancel_grace=args.cancel_grace,
                  status_interval=args.status_interval, kiosk_port=args.kiosk_port,
-                 reconnect_max=args.reconnect_max, config_keys=keys)
+                 reconnect_max=args.reconnect_max, config_keys=keys,
+                 update_repo=args.update_repo, health_deadline=args.health_deadline,
+                 update_retry=args.update_retry)
     try:
         dev.start()
     except BaseException:
         dev.stop()                    # whatever came up goes down cleanly
         raise
-    dev.run_forever()
-    return 0
+    return dev.run_forever()
 
 
 def _ask(data_dir, req):

@@ -9,9 +9,13 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   under a fresh id (counted in the status ``problems.reissued``), and one whose ack says
   anything else stays and is sent again under its id (counted in ``unknown_acks``);
   paho re-sends what lacked a PUBACK when the link returns, and a report still without
-  the gateway's ack goes again after ``resend_s`` (a new process sends all pending);
+  the gateway's ack goes again after ``resend_s`` (a new process sends all pending), or
+  at once when the gateway sends a chunk of its photo back (it lacks the report) or when
+  the broker, on a reconnect, has no session of the device (it lost its store);
 - a button report waits out its cancel grace period before it is first sent (so a long
   press can still take it back), and everything behind it waits too (order is kept);
+  ``grace_until(report_id)`` is a ``time.monotonic()`` time, so that a wall clock that
+  steps (NTP, GNSS, an RTC come up in the past) neither holds the outbox nor cuts a grace;
 - track batches, dropped from the outbox on PUBACK (the broker holds them for the
   gateway's persistent session);
 - photos in chunks of ≤ 16 KiB on ``…/photo/{report_id}/{n}``; each chunk is marked done
@@ -49,6 +53,15 @@ from .store import PHOTO, REPORT, TASK_RESULT, TRACK
 log = logging.getLogger("gridlink.device.delivery")
 
 CHUNK = messages.CHUNK_MAX
+# a photo's chunk sent back while its report still waits for the gateway's ack: the
+# gateway lacks the report (a broker lost it), so the report goes again — at most once in
+# this many seconds, however many chunks come back meanwhile
+REPORT_AGAIN_S = 5.0
+# after a reconnect to a broker that lost its store: the gateway's subscription went with
+# it, and what arrives before the gateway has subscribed again is dropped — so each
+# unacknowledged report goes now and this many times more, REPORT_AGAIN_S apart, before
+# it falls back to resend_s
+HURRY_AGAIN = 3
 
 
 def parse_broker(url):
@@ -80,9 +93,9 @@ class Delivery:
     """The device's MQTT side.  ``kick()`` after storing something new."""
 
     def __init__(self, url, device, district, store, *, status_fn, on_task=None,
-                 on_config=None, grace_until=None, tls_ca=None, tls_cert=None, tls_key=None,
-                 keepalive=30, window=20, chunk_window=4, resend_s=30.0, reconnect_max=30.0,
-                 shelf=None, media_rate=None, media_window=2):
+                 on_config=None, on_update=None, grace_until=None, tls_ca=None, tls_cert=None,
+                 tls_key=None, keepalive=30, window=20, chunk_window=4, resend_s=30.0,
+                 reconnect_max=30.0, shelf=None, media_rate=None, media_window=2):
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -91,6 +104,7 @@ class Delivery:
         self.status_fn = status_fn
         self.on_task = on_task
         self.on_config = on_config
+        self.on_update = on_update
         self.grace_until = grace_until or (lambda report_id: 0.0)
         self.keepalive, self.window, self.chunk_window = keepalive, window, chunk_window
         self.resend_s = resend_s
@@ -105,6 +119,7 @@ class Delivery:
         self._just_lost = False
         self._backlog = 0
         self._sent = {}            # outbox seq → monotonic time first/last sent
+        self._hurry = {}           # outbox seq → quick re-sends left (see HURRY_AGAIN)
         self._ids = {}             # report id → outbox seq (pending reports)
         self._inflight = {}        # mid → ("track", oseq) | ("chunk", report_id, n) | ...
         self._jobs = None          # report id → photo job dict (with "oseq")
@@ -122,7 +137,7 @@ class Delivery:
                          "media_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result",
-                                   "config")}
+                                   "config", "update")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
                         clean_session=False, protocol=mqtt.MQTTv311)
         c.max_inflight_messages_set(max(window, 20) + chunk_window + 4)
@@ -247,9 +262,14 @@ class Delivery:
         wanted = [(self.topic["ack"], 1), (self.topic["task"], 1)]
         if self.on_config is not None:
             wanted.append((self.topic["config"], 1))
+        if self.on_update is not None:
+            wanted.append((self.topic["update"], 1))
         client.subscribe(wanted)
         # paho itself sends again what it published on this client without a PUBACK
         # (same mid); reports still waiting for the gateway's ack go again after resend_s
+        # — or now, when the broker kept no session of ours (see _session_lost)
+        if not flags.session_present:
+            self._session_lost()
         self._status_wanted = True
         self._wake.set()
 
@@ -288,6 +308,14 @@ class Delivery:
                     self.on_task(task)
             elif msg.topic == self.topic["config"] and self.on_config is not None:
                 self.on_config(msg.payload)          # signed: checked by the device
+            elif msg.topic == self.topic["update"]:
+                if not msg.payload:           # an offer withdrawn (rollout aborted)
+                    log.info("MQTT: update offer withdrawn")
+                    return
+                offer = messages.decode(msg.payload, messages.validate_update,
+                                        messages.UPDATE_MAX_BYTES)
+                if self.on_update is not None:
+                    self.on_update(offer)
         except messages.MessageError as exc:
             self.counters["bad_messages"] += 1
             log.error("MQTT: ignored a bad message on %s: %s", msg.topic, exc)
@@ -298,6 +326,7 @@ class Delivery:
                 self._resend_media(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
             else:
                 self._resend_photo(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
+                self._report_again(ack["id"])
             self._wake.set()
             return
         action = messages.ack_action(ack)
@@ -369,9 +398,45 @@ class Delivery:
                           sha, rid, new["id"])
         self._status_wanted = True
 
+    def _session_lost(self):
+        """Connected, and the broker has no session of this device although it sent
+        reports before: a broker that came back without its store, which lost the
+        reports it held for the gateway too.  Every report still unacknowledged goes
+        again at the next pump, not ``resend_s`` after it was sent — and, as the gateway
+        may not have subscribed again yet, ``HURRY_AGAIN`` times more ``REPORT_AGAIN_S``
+        apart."""
+        pending = set(self._ids.values())
+        due = time.monotonic() - self.resend_s
+        again = [oseq for oseq in list(self._sent) if oseq in pending]
+        for oseq in again:
+            self._sent[oseq] = due
+            self._hurry[oseq] = HURRY_AGAIN
+        if again:
+            log.warning("MQTT: the broker kept no session for this device (restarted "
+                        "without its store?); sending the %d unacknowledged reports again",
+                        len(again))
+
+    def _report_again(self, rid):
+        """The gateway sent a photo's chunk back while its report is still unacknowledged
+        here: it does not hold the report (a chunk is taken only after its report), which
+        a broker that lost its store, or a window after its restart, can cause.  The report
+        goes again now, not ``resend_s`` later — meanwhile every chunk of its photo would
+        come back and be sent again, filling a slow link."""
+        oseq = self._ids.get(rid)
+        if oseq is None:
+            self._index()
+            oseq = self._ids.get(rid)
+        sent = None if oseq is None else self._sent.get(oseq)
+        if sent is None or time.monotonic() - sent < REPORT_AGAIN_S:
+            return                     # settled, not sent yet, or just sent again
+        self._sent[oseq] = time.monotonic() - self.resend_s   # due at the next pump
+        log.warning("report %s: the gateway does not have it (its photo's chunks come "
+                    "back); sending it again now", rid)
+
     def _forget(self, rid, oseq):
         self._ids.pop(rid, None)
         self._sent.pop(oseq, None)
+        self._hurry.pop(oseq, None)
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -389,11 +454,13 @@ class Delivery:
         backlog = 0
         for oseq, kind, payload in reports:
             sent = self._sent.get(oseq)
-            if sent is not None and now - sent < self.resend_s:
+            hurry = self._hurry.get(oseq)
+            if sent is not None and now - sent < (self.resend_s if hurry is None
+                                                  else REPORT_AGAIN_S):
                 continue
             rid = _report_id(payload)
             if sent is None:
-                if time.time() < self.grace_until(rid):
+                if time.monotonic() < self.grace_until(rid):
                     break              # keep order: nothing overtakes a report in its grace
                 if unacked >= self.window:
                     backlog = sum(1 for s, _k, _p in reports if s not in self._sent)
@@ -403,6 +470,11 @@ class Delivery:
             self.client.publish(self.topic[leaf], payload, qos=1)
             self._sent[oseq] = now
             self.counters["published"] += 1
+            if hurry is not None:      # one quick re-send spent; the last falls back
+                if hurry > 0:
+                    self._hurry[oseq] = hurry - 1
+                else:
+                    del self._hurry[oseq]
         for oseq, _kind, payload in self.store.pending((TRACK,)):
             if oseq in self._sent:
                 continue

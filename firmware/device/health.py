@@ -4,6 +4,7 @@ wrong.  The runtime builds the dict of checks from its parts; tests inject their
 
 import secrets
 import threading
+import time
 
 from ..core.outbox import Outbox
 
@@ -88,4 +89,39 @@ def camera_captures(camera):
         if img is None or not all(img.size):
             raise RuntimeError("the camera returned no picture")
         return True
+    return check
+
+
+def patiently(check, seconds, every=0.5):
+    """``check`` tried again every ``every`` seconds until it passes or ``seconds`` are
+    over (a fix or a connection may come a little after start); then its last error."""
+    def patient():
+        end = time.monotonic() + seconds
+        while True:
+            try:
+                if check() is not False:
+                    return True
+                problem = RuntimeError("returned False")
+            except Exception as exc:
+                problem = exc
+            if time.monotonic() + every > end:
+                raise problem
+            time.sleep(every)
+    return patient
+
+
+def connected(delivery):
+    """The device's own MQTT connection is up (its CONNACK came back)."""
+    def check():
+        if not delivery.connected:
+            raise ConnectionError("not connected to the broker")
+        return True
+    return check
+
+
+def outbox_reads(store):
+    """The running device's outbox (held open by its store) answers its depth."""
+    def check():
+        depth = store.depth()
+        return depth["reports"] >= 0 and depth["track"] >= 0
     return check

@@ -6,7 +6,9 @@
 slot comes back), then this process becomes ``python -m gridlink.cli ARGS`` with the
 chosen slot's ``site/`` (the release's installed wheels) first on the import path.  The
 slot's real folder is used, not the ``current`` link, so a switch during the run never
-changes the code under a running process.
+changes the code under a running process.  A device without update slots (no
+``DATA/ota/slots`` and no ``current``) runs the installed code as it is.  The process
+keeps its id across the exec, so systemd's ``Type=notify`` sees the device's READY.
 """
 
 import os
@@ -20,6 +22,9 @@ from .slots import Slots
 def command(data_dir, args, module="gridlink.cli"):
     """(argv, environment) that start the current slot's application."""
     ota = Path(data_dir) / "ota"
+    argv = [sys.executable, "-m", module, *args]
+    if not (ota / "slots").exists() and not (ota / "current").is_symlink():
+        return argv, dict(os.environ)            # no slots: the installed code
     slot = Slots(ota).boot()
     site = (ota / "slots" / slot / "site").resolve()
     if not site.is_dir():
@@ -27,7 +32,7 @@ def command(data_dir, args, module="gridlink.cli"):
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [env.get("PYTHONPATH")])])
     env["GRIDLINK_SLOT"] = slot
-    return [sys.executable, "-m", module, *args], env
+    return argv, env
 
 
 def main(argv=None):

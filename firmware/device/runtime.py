@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 from .. import errors
-from ..core import topics
+from ..core import messages, topics
 from ..core import track as coretrack
 from ..core.checks import MessageError
 from ..core.errors import CoreError
@@ -32,14 +32,21 @@ from ..core.timefmt import iso_utc
 from ..maps import default_map
 from . import camera as cam
 from . import codebook
+from . import health as checks
 from .hardware import Hardware
+from .ota import ota_dir, update_device
 from .sdnotify import notify, watchdog_period
 from .shelf import MediaShelf
+from .slots import Slots, commit_if_healthy, prepare_pi
 from .store import REPORT, TASK_RESULT, TRACK, Store
 from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
 from .triggers import Pace
+from .update import UpdateError, UpdateRefused
 
 log = logging.getLogger("gridlink.device")
+# The exit status after installing an update: the unit restarts the device
+# (Restart=on-failure) and its launcher boots the new slot on trial.
+RESTART_INTO_UPDATE = 75
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 SHELF_BYTES = 64 * 1024 * 1024   # the profile's clips.shelf_bytes default
@@ -88,7 +95,8 @@ class Device:
     def __init__(self, profile, data_dir, broker, *, hardware=None, device_id=None,
                  district=None, tls_ca=None, tls_cert=None, tls_key=None, map_path=None,
                  cancel_grace=None, status_interval=None, kiosk_port=None, console=True,
-                 reconnect_max=30.0, config_keys=None):
+                 reconnect_max=30.0, config_keys=None, update_repo=None,
+                 health_deadline=120.0, prepare=prepare_pi, update_retry=300.0):
         self.hardware = hardware or Hardware(profile)
         self.profile = profile
         self.kind = profile["kind"]
@@ -123,7 +131,7 @@ class Device:
         self.started = time.monotonic()
         self.stopping = threading.Event()
         self.report_lock = threading.Lock()
-        self.grace = {}                 # report id → wall time its cancel grace ends
+        self.grace = {}                 # report id → monotonic time its cancel grace ends
         self.last_button = None
         self.timers = []
         self.store = self.shelf = None
@@ -140,6 +148,16 @@ class Device:
         self.last_error = None          # why the last report could not be made
         self.first_gnss_read = None
         self._last_sig = None
+        # over-the-air updates (docs/ota.md): the A/B slots when the device has them
+        self.update_repo = update_repo
+        self.health_deadline = health_deadline
+        self.update_retry = update_retry
+        self.offer = None               # the last offer taken (a cut download is retried)
+        self.prepare = prepare
+        self.slots = None
+        self.exit_code = 0
+        self.done = threading.Event()
+        self._updating = threading.Lock()
 
     # -- bring up / shut down ----------------------------------------------------------------
 
@@ -150,6 +168,8 @@ class Device:
         # creates the data dir (or says why it cannot)
         self.store = Store(self.data_dir,
                            photo_keep_s=self.profile["camera"]["keep_delivered_s"])
+        if os.path.islink(ota_dir(self.data_dir) / "current"):
+            self.slots = Slots(ota_dir(self.data_dir))
         self.codebook = codebook.version(self.standard)
         self._open_map()
         self._open_desired()
@@ -159,7 +179,7 @@ class Device:
                                 clips.get("shelf_bytes", SHELF_BYTES))
         self.delivery = Delivery(
             self.broker, self.device, self.district, self.store, status_fn=self.status_fields,
-            on_task=self._on_task, on_config=self._on_config,
+            on_task=self._on_task, on_config=self._on_config, on_update=self._on_update,
             grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
             reconnect_max=self.reconnect_max, shelf=self.shelf,
@@ -185,12 +205,18 @@ class Device:
         self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
         self.timers.append(Pace(self.status_interval, self._tick_status, "status").start())
         self.timers.append(Pace(1.0, self._watch_change, "status-change").start())
+        if self.slots is not None and self.update_repo:
+            self.timers.append(Pace(self.update_retry, self._retry_update,
+                                    "update-retry").start())
         period = watchdog_period()
         if period:
             self.timers.append(Pace(period, self._watchdog, "watchdog").start())
         notify(f"READY=1\nSTATUS=device {self.device} running")
         log.info("device %s (%s) started: data %s, broker %s%s", self.device, self.kind,
                  self.data_dir, self.broker, ", simulated hardware" if self.hardware.sim else "")
+        ota = self.slots.wire_status() if self.slots else None
+        if ota and ota["pending"]:
+            threading.Thread(target=self._commit_trial, name="health", daemon=True).start()
         return self
 
     def _start_clips(self):
@@ -382,9 +408,10 @@ class Device:
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
-        while not done.wait(1.0):
+        while not done.wait(1.0) and not self.done.is_set():
             pass
         self.stop()
+        return self.exit_code
 
     # -- triggers ----------------------------------------------------------------------------
 
@@ -479,7 +506,7 @@ class Device:
                 self.store.remove_photo(shot[0])     # no report names it
             raise
         if source == "button":
-            now = time.time()
+            now = time.monotonic()   # a grace period in elapsed time: the clock may step
             self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
             self.grace[rep["id"]] = now + self.cancel_grace
             self.last_button = rep["id"]
@@ -526,7 +553,7 @@ class Device:
     def cancel_last(self):
         """Long press: take back the last button report while its grace period lasts."""
         rid = self.last_button
-        if rid is None or time.time() >= self.grace.get(rid, 0):
+        if rid is None or time.monotonic() >= self.grace.get(rid, 0):
             log.warning("long press: no report within the %ss grace period to cancel",
                         self.cancel_grace)
             return None
@@ -593,6 +620,100 @@ class Device:
         cls = self.profile["task_result"]
         return cls["kind"], cls["code"]
 
+    # -- over-the-air updates ----------------------------------------------------------------
+
+    def _commit_trial(self):
+        """First start of a version on trial: healthy within the deadline → it marks
+        itself good; otherwise the device exits and the launcher's boot counter decides."""
+        wait = self.health_deadline
+        parts = {"broker": checks.patiently(checks.connected(self.delivery), wait),
+                 "outbox": checks.outbox_reads(self.store)}
+        if self.gnss is not None:
+            parts["gnss"] = checks.patiently(checks.gnss_reading(self.gnss), wait)
+        if self.camera is not None:
+            parts["camera"] = checks.camera_captures(self.camera)
+        version = self.slots.wire_status()["pending"]
+        problems = commit_if_healthy(self.slots, parts, wait)
+        if problems:
+            log.error("update %s is not healthy (%s): exiting; the boot counter decides",
+                      version, "; ".join(f"{n}: {p}" for n, p in problems))
+            self.exit_code = 1
+            self.done.set()
+            return
+        log.warning("update %s passed its health check and is kept", version)
+        self.delivery.request_status()
+
+    def ota_status(self):
+        """The status's ``ota``, or None (no slots, or an update state the protocol cannot
+        carry: then it is left out and said, so the rest of the status still goes)."""
+        if self.slots is None:
+            return None
+        ota = self.slots.wire_status()
+        try:
+            return messages.validate_ota(ota)
+        except MessageError as exc:
+            log.error("the update state cannot go in the status (%s); left out", exc)
+            return None
+
+    def _on_update(self, offer):
+        if self.slots is None or not self.update_repo:
+            log.warning("rollout %s offers %s %s, but this device has %s", offer["rollout"],
+                        offer["kind"], offer["version"],
+                        "no update slots" if self.slots is None else "no --update-repo")
+            return
+        self.offer = offer
+        if self._updating.locked():
+            return
+        threading.Thread(target=self.install_offer, args=(offer,), name="update",
+                         daemon=True).start()
+
+    def _retry_update(self):
+        """Every ``update_retry`` seconds: an offer whose download was cut is tried again
+        (resuming from the bytes kept); anything else waits for a new offer."""
+        offer = self.offer
+        if offer is None or self._updating.locked():
+            return
+        last = self.slots.last_failure(offer["version"])
+        if last and last["reason"] == "download":
+            log.info("retrying the download of %s (rollout %s)", offer["version"],
+                     offer["rollout"])
+            self.install_offer(offer)
+
+    def install_offer(self, offer):
+        """Install an offered release into the other slot, then exit to restart into it.
+        Not again: the running version, during a trial, or a version that already failed
+        here (but for a failed download).  Refusals show in the status."""
+        with self._updating:
+            version = offer["version"]
+            ota = self.slots.wire_status()
+            if ota["installed"] == version or ota["pending"]:
+                return False
+            if offer["kind"] != "pi":
+                self.slots.record_failure(version, "wrong-kind", f"rollout {offer['rollout']}")
+                self.delivery.request_status()
+                return False
+            last = self.slots.last_failure(version)
+            if last and last["reason"] != "download":
+                return False
+            log.warning("rollout %s: installing %s from %s", offer["rollout"], version,
+                        self.update_repo)
+            try:
+                slot = update_device(self.data_dir, self.update_repo, "pi", version,
+                                     prepare=self.prepare, ca=self.tls[0])
+            except UpdateRefused as exc:
+                log.error("update %s refused: %s", version, exc)
+                self.delivery.request_status()
+                return False
+            except (UpdateError, OSError) as exc:
+                self.slots.record_failure(version, "install", None)
+                log.error("update %s not installed: %s", version, exc)
+                self.delivery.request_status()
+                return False
+            log.warning("update %s installed in slot %s: restarting into it", version, slot)
+            self.exit_code = RESTART_INTO_UPDATE
+            self.done.set()
+            return True
+
     # -- track -------------------------------------------------------------------------------
 
     def _on_fix(self, fix):
@@ -656,7 +777,8 @@ class Device:
                 "cpu_temp": cpu_temp(), "uptime": round(time.monotonic() - self.started, 1),
                 "firmware": firmware_version(), "codebook": self.codebook,
                 "profile": self.profile["profile"], "problems": self.store.problems(),
-                "config": self.desired.status() if self.desired else None}
+                "config": self.desired.status() if self.desired else None,
+                "ota": self.ota_status()}
 
     def local_status(self):
         """Everything `gridlink device status` shows (MQTT status plus diagnostics)."""

@@ -100,8 +100,13 @@ def unpack(tar_path, dest, kind, version, on_step=_noop):
 
 
 def prepare_pi(slot_dir):
-    """Install the release's wheels into ``slot_dir/site`` (no index: only what it ships)."""
+    """Install the release's wheels into ``slot_dir/site`` (no index: only what it ships);
+    a release that ships its ``site/`` installed already and no wheels needs nothing."""
     slot_dir = Path(slot_dir)
+    if not (slot_dir / "wheels").is_dir():
+        if (slot_dir / "site").is_dir():
+            return
+        raise UpdateError(f"{slot_dir}: neither wheels/ to install nor an installed site/")
     wheels = sorted((slot_dir / "wheels").glob("gridlink-*.whl"))
     if len(wheels) != 1:
         raise UpdateError(f"{slot_dir}: expected one gridlink wheel, found {len(wheels)}")
@@ -157,6 +162,29 @@ class Slots:
         state.setdefault("trial", None)
         state.setdefault("failed", [])
         return state
+
+    def wire_status(self):
+        """The status message's ``ota`` (protocol §3.7): the running version and slot, each
+        slot's version, the one on trial, the last failure; None without slots."""
+        slot = self.current()
+        if slot is None:
+            return None
+        state = self.state()
+        trial = state["trial"]
+        last = state["failed"][-1] if state["failed"] else None
+        versions = {}
+        for s in SLOTS:
+            release = self.release(s)
+            versions[s] = release["version"] if release else None
+        return {"installed": versions[slot], "slot": slot, "slots": versions,
+                "pending": trial["version"] if trial and trial["slot"] == slot else None,
+                "failed": ({"version": last["version"], "reason": str(last["reason"])[:200]}
+                           if last else None)}
+
+    def last_failure(self, version):
+        """The newest recorded failure of ``version`` (a dict), or None."""
+        return next((f for f in reversed(self.state()["failed"])
+                     if f.get("version") == version), None)
 
     def status(self):
         """What the device reports: installed, pending (on trial) and failed versions."""

@@ -12,8 +12,14 @@ newer metadata it has verified); it never holds a signing key.  ``fetch_release`
 * the data directory has too little free space for it (download plus unpacked copy).
 
 Each refusal is an ``UpdateRefused`` naming the file and a short reason code.
+
+Over HTTP(S) a release file's bytes are kept as they arrive (``partial_dir``), so after a
+cut the next attempt asks the gateway only for the rest (a Range request) and TUF checks
+the length and hash of the whole; a file that then does not match is dropped and fetched
+afresh next time.  Any transfer error is a ``download`` refusal, never a raw exception.
 """
 
+import hashlib
 import os
 import shutil
 import urllib.parse
@@ -68,7 +74,7 @@ def _tuf():
 
 
 def _fetchers():
-    exceptions, fetcher_interface, _, urllib3_fetcher = _tuf()
+    exceptions, fetcher_interface, _, _ = _tuf()
 
     class FolderFetcher(fetcher_interface):
         """Serves a repository folder for ``file://`` URLs (a USB stick, a test)."""
@@ -92,7 +98,92 @@ def _fetchers():
             self.last = url
             return self.inner._fetch(url)
 
-    return FolderFetcher, Recording, urllib3_fetcher
+    class Resuming(fetcher_interface):
+        """HTTP(S) with urllib3: metadata whole; a release file resumed from the bytes a
+        previous attempt kept in ``partial_dir`` (``Range: bytes=N-``), each new byte
+        kept as it arrives.  Transfer errors become ``DownloadError``."""
+
+        def __init__(self, partial_dir, ca=None, timeout=30.0, chunk=1 << 16):
+            import urllib3
+
+            self.urllib3 = urllib3
+            # HTTPS: the district's CA when given (the gateway's certificate is the
+            # district's, like the broker's), else the system's
+            self.pool = urllib3.PoolManager(retries=False, **(
+                {"cert_reqs": "CERT_REQUIRED", "ca_certs": str(ca)} if ca else {}))
+            self.partial_dir = Path(partial_dir)
+            self.timeout, self.chunk = timeout, chunk
+            self.resumed = 0             # bytes taken from an earlier attempt
+
+        def part_of(self, url):
+            return self.partial_dir / (hashlib.sha256(url.encode()).hexdigest()[:32] + ".part")
+
+        def forget(self):
+            """Drop every kept partial file (after a success, or bytes that did not check)."""
+            shutil.rmtree(self.partial_dir, ignore_errors=True)
+
+        def _get(self, url, start=0):
+            headers = {"Range": f"bytes={start}-"} if start else {}
+            try:
+                response = self.pool.request("GET", url, headers=headers,
+                                             preload_content=False,
+                                             timeout=self.urllib3.Timeout(self.timeout))
+            except self.urllib3.exceptions.HTTPError as exc:
+                raise exceptions.DownloadError(f"{url}: {exc}") from None
+            if response.status >= 400 and response.status != 416:
+                response.close()                   # its unread body leaves with it
+                raise exceptions.DownloadHTTPError(f"HTTP error {response.status}",
+                                                   response.status)
+            return response
+
+        def _fetch(self, url):
+            if "/targets/" not in urllib.parse.urlparse(url).path:
+                return self._stream(self._get(url), None, 0)
+            part = self.part_of(url)
+            have = part.stat().st_size if part.exists() else 0
+            response = self._get(url, have)
+            rng = response.headers.get("content-range", "")
+            if have and not (response.status == 206 and rng.startswith(f"bytes {have}-")):
+                if response.status == 416:        # the kept bytes are the whole file
+                    response.close()
+                    response = None
+                else:                              # the server sent it all: start over
+                    have = 0
+            return self._stream(response, part, have)
+
+        def _stream(self, response, part, have):
+            if have:
+                self.resumed += have
+                with open(part, "rb") as kept:
+                    while block := kept.read(self.chunk):
+                        yield block
+            if response is None:
+                return
+            out = None
+            if part is not None:
+                part.parent.mkdir(parents=True, exist_ok=True)
+                out = open(part, "ab" if have else "wb")  # noqa: SIM115 (closed below)
+            whole = False
+            try:
+                # read1: what has arrived, so a cut loses no byte already received
+                while block := response.read1(self.chunk):
+                    if out is not None:
+                        out.write(block)
+                    yield block
+                whole = True
+            except (self.urllib3.exceptions.HTTPError, OSError) as exc:
+                raise exceptions.DownloadError(f"transfer cut: {exc}") from None
+            finally:
+                if whole:
+                    response.release_conn()
+                else:                              # never reuse a half-read connection
+                    response.close()
+                if out is not None:
+                    out.flush()
+                    os.fsync(out.fileno())
+                    out.close()
+
+    return FolderFetcher, Recording, Resuming
 
 
 def _short(url):
@@ -133,24 +224,29 @@ def _refusal(exc, last_file):
 
 
 def fetch_release(metadata_dir, repo, kind, version, download_dir, installed=None,
-                  free_bytes=None, on_step=None):
+                  free_bytes=None, on_step=None, partial_dir=None, ca=None):
     """Verify release ``version`` for ``kind`` from ``repo`` (an http(s) URL or a folder)
     against the trusted metadata in ``metadata_dir``; returns (path of the verified tar,
-    its TargetFile).  UpdateRefused names the file and the reason; nothing is kept then.
+    its TargetFile).  UpdateRefused names the file and the reason; nothing is kept then,
+    but for the bytes of a cut ``download`` (in ``partial_dir``, default beside
+    ``download_dir``), which the next attempt resumes from.
 
     ``free_bytes(path)`` reports free space (default: the file system's); ``on_step(name)``
-    is told of each step (metadata, download) before it starts."""
+    is told of each step (metadata, download) before it starts; ``ca`` is the CA file
+    that signed an https gateway's certificate (default: the system's CAs)."""
     on_step = on_step or (lambda _step: None)
     exceptions, _, updater_cls, _ = _tuf()
-    folder_fetcher, recording, urllib3_fetcher = _fetchers()
+    folder_fetcher, recording, resuming = _fetchers()
     name = target_name(kind, version)
     meta_url, targets_url, mode = _base_urls(repo)
-    fetcher = recording(folder_fetcher() if mode == "folder" else urllib3_fetcher())
+    download_dir = Path(download_dir)
+    partial_dir = Path(partial_dir) if partial_dir else download_dir.parent / "partial"
+    transport = folder_fetcher() if mode == "folder" else resuming(partial_dir, ca)
+    fetcher = recording(transport)
     metadata_dir = Path(metadata_dir)
     if not (metadata_dir / "root.json").exists():
         raise UpdateError(f"{metadata_dir}: no trusted root.json (provision the device's "
                           "update root first)")
-    download_dir = Path(download_dir)
     download_dir.mkdir(parents=True, exist_ok=True)
     on_step("metadata")
     try:
@@ -173,7 +269,12 @@ def fetch_release(metadata_dir, repo, kind, version, download_dir, installed=Non
         updater.download_target(info, str(partial))
     except (exceptions.RepositoryError, exceptions.DownloadError) as exc:
         partial.unlink(missing_ok=True)
-        raise _refusal(exc, _short(fetcher.last)) from None
+        refusal = _refusal(exc, _short(fetcher.last))
+        if refusal.reason != "download" and mode != "folder":
+            transport.forget()               # kept bytes that did not check: start afresh
+        raise refusal from None
+    if mode != "folder":
+        transport.forget()
     os.replace(partial, dest)
     return dest, info
 

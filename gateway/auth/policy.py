@@ -8,7 +8,7 @@ given a line here.
 
 from . import roles
 
-PUBLIC = "public"          # no sign-in: the sign-in itself, the Open311 service list
+PUBLIC = "public"          # no sign-in: the sign-in, the Open311 service list, /ota/
 SIGNED_IN = "signed-in"    # any operator, whatever the role
 
 POLICY = {
@@ -94,6 +94,17 @@ POLICY = {
     ("GET", "/open311/v2/requests/{request_id}.json"): roles.READ,
     # Prometheus scrapes with a read-only (只读) token
     ("GET", "/metrics"): roles.READ,
+    # rollouts of releases: a 技术员's act
+    ("GET", "/api/rollouts"): roles.READ,
+    ("POST", "/api/rollouts"): roles.FLEET,
+    ("GET", "/api/rollouts/{rollout_id}"): roles.READ,
+    ("POST", "/api/rollouts/{rollout_id}/pause"): roles.FLEET,
+    ("POST", "/api/rollouts/{rollout_id}/resume"): roles.FLEET,
+    ("POST", "/api/rollouts/{rollout_id}/abort"): roles.FLEET,
+    # the update repository, open to read: devices hold no operator token, and every byte
+    # is TUF-signed metadata or a release file the signed metadata names by its hash
+    ("GET", "/ota/metadata/{name}"): PUBLIC,
+    ("GET", "/ota/targets/{kind}/{name}"): PUBLIC,
 }
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -134,6 +145,10 @@ AUDITED = {
     ("POST", "/api/cases/{case_no}/check"): "case.check",      # then task.create, its task
     ("POST", "/api/cases/{case_no}/void"): "case.void",
     ("POST", "/api/cases/{case_no}/override"): "case.override",
+    ("POST", "/api/rollouts"): "rollout.create",
+    ("POST", "/api/rollouts/{rollout_id}/pause"): "rollout.pause",
+    ("POST", "/api/rollouts/{rollout_id}/resume"): "rollout.resume",
+    ("POST", "/api/rollouts/{rollout_id}/abort"): "rollout.abort",
 }
 
 

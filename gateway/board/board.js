@@ -237,7 +237,8 @@ function renderDevices(devices) {
                               text: `refused ${d.refused}, last ${localTime(d.last_refused.at)}: ${d.last_refused.reason}` }) : null,
       d.id_reused ? el("div", { class: "r-meta refused id-reused",
                                 text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null,
-      configLine(d.config)));
+      configLine(d.config),
+      d.ota ? el("div", { class: "r-meta ota", text: otaText(d.ota) }) : null));
   }
 }
 
@@ -251,6 +252,15 @@ function configLine(c) {
   return el("div", { class: "r-meta config" + (c.drift ? " drift" : "") + (c.last_refused ? " refused" : ""),
                      title: c.last_refused ? c.last_refused.message : "",
                      text: `config desired v${c.desired ?? "–"} · reported v${c.reported ?? "–"}${drift}${refused}` });
+}
+
+// A device's update slots: the version it runs, both slots, the trial, the last failure.
+function otaText(ota) {
+  const slots = ota.slots || {};
+  let text = `版本 ${ota.installed || "–"} (slot ${ota.slot || "–"}; a ${slots.a || "–"}, b ${slots.b || "–"})`;
+  if (ota.pending) text += ` · on trial ${ota.pending}`;
+  if (ota.failed) text += ` · failed ${ota.failed.version}: ${ota.failed.reason}`;
+  return text;
 }
 
 function filterQuery() {

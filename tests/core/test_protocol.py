@@ -21,7 +21,7 @@ from tests.support.paths import ROOT
 SCHEMAS = ROOT / "docs" / "schemas"
 PROTOCOL = ROOT / "docs" / "protocol.md"
 NAMES = ("report", "task-result", "ack", "task", "track", "status", "photo-chunk-header",
-         "media-chunk-header")
+         "media-chunk-header", "update")
 
 
 def load_schemas():
@@ -86,6 +86,7 @@ VALIDATORS = {
     "status": messages.validate_status,
     "photo-chunk-header": messages.validate_photo_header,
     "media-chunk-header": messages.validate_media_header,
+    "update": messages.validate_update,
 }
 
 

@@ -5,6 +5,7 @@ only its acknowledgement role.  Every message the broker carries is validated ag
 docs/schemas and the core validators by the acker; ``acker.errors`` must stay empty.
 """
 
+import datetime
 import hashlib
 import json
 import os
@@ -24,6 +25,7 @@ from gridlink.firmware.device.profile import load_profile
 from gridlink.firmware.sim.replay import find_capture, open_pty, read_capture
 from gridlink.mosquitto import Mosquitto
 
+from tests.support import device_clock
 from tests.support.device_rig import DeviceProc, GatewayAcker
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
@@ -299,4 +301,31 @@ def test_fixed_terminal_reports_motion_at_its_position_and_answers_on_the_kiosk(
     assert (result["task"], result["result"]) == ("T-20261128-0002", "resolved")
     assert (result["kind"], result["code"]) == ("event", "06011")
     assert "names class event 99999, not in" in log
+    assert acker.errors == []
+
+
+def test_the_cancel_grace_runs_in_elapsed_time_whatever_the_clock_does(tmp_path, broker,
+                                                                        acker):
+    """A button report's grace is 4 s of elapsed time: the device clock stepping three
+    hours ahead inside it does not end it (a long press still cancels), and stepping
+    back to 2019 inside it does not hold the report, and every one behind it, until the
+    clock has caught up again (a step back of seven years: seven years)."""
+    if why := device_clock.available():
+        pytest.skip(f"a device clock cannot be moved here: {why}")
+    clock = device_clock.DeviceClock(tmp_path)
+    with DeviceProc(tmp_path, broker, extra=[*FAST, "--cancel-grace", "4"],
+                    clock=clock) as dev:
+        doomed = dev.press("garbage")["last"]
+        clock.set(3 * 3600)
+        held = dev.press("garbage", hold=True)
+        assert held["reports"] == 0 and held["cancelled"] == 1
+        kept = dev.press("parking")["last"]
+        clock.set(-(time.time() - datetime.datetime(2019, 6, 1, 8).timestamp()))
+        behind = dev.press("road")["last"]
+        wait_until(lambda: len(acker.unique_reports()) == 2, 30, "the kept reports")
+        wait_until(lambda: dev.status()["outbox"]["reports"] == 0, 20, "outbox drained")
+        cancelled = [json.loads(x) for x in
+                     (dev.data_dir / "cancelled.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in acker.unique_reports()] == [kept, behind]
+    assert [c["report"]["id"] for c in cancelled] == [doomed]
     assert acker.errors == []

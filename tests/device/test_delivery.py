@@ -13,7 +13,7 @@ import pytest
 from gridlink.firmware.core import messages
 from gridlink.firmware.core.report import encode_report, make_report
 from gridlink.firmware.device import camera
-from gridlink.firmware.device.delivery import Backoff, Delivery, parse_broker
+from gridlink.firmware.device.delivery import REPORT_AGAIN_S, Backoff, Delivery, parse_broker
 from gridlink.firmware.device.store import PHOTO, REPORT, Store
 from gridlink.firmware.errors import DeviceError
 from gridlink.mosquitto import free_port
@@ -290,3 +290,114 @@ def test_a_backlog_over_a_thousand_reports_drains_whole_and_in_order(tmp_path, b
     assert states[0] == "buffering" and "online" in states      # then offline at stop()
     assert states[-1] == "offline"
     assert acker.errors == []
+
+
+@pytest.mark.broker
+def test_a_report_the_gateway_lacks_goes_again_when_its_photo_comes_back(tmp_path, broker):
+    """The broker lost a report the device had sent (it waits ``resend_s`` for the ack):
+    the gateway sends back each chunk of its photo (a chunk is taken only after its
+    report).  The device sends the report again at once — not 30 s later, its photo's
+    chunks going round and round meanwhile — and then the photo."""
+    import paho.mqtt.client as mqtt
+    from gridlink.firmware.core import topics
+
+    seen = {"reports": 0, "sent_back": 0}
+    lock = threading.Lock()
+    chunks = {}
+    sha = {}
+
+    def on_message(client, userdata, msg):
+        district, device, leaf, extra = topics.parse_topic(msg.topic)
+        if leaf == "report":
+            rid = json.loads(msg.payload)["id"]
+            with lock:
+                seen["reports"] += 1
+                first = seen["reports"] == 1
+            if not first:               # the first copy is the one the broker lost
+                client.publish(topics.topic(district, device, "ack"),
+                               messages.encode(messages.make_ack(rid, "accepted")), qos=1)
+            return
+        rid, n = extra
+        with lock:
+            have = seen["reports"] > 1
+            if not have:
+                seen["sent_back"] += 1
+            else:
+                chunks[int(n)] = msg.payload
+        if not have:
+            client.publish(topics.topic(district, device, "ack"), messages.encode(
+                messages.make_resend(rid, sha["photo"], [int(n)],
+                                     f"report {rid} does not announce it: send it again")),
+                qos=1)
+
+    gw = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-lacking-gateway")
+    gw.on_message = on_message
+    gw.on_connect = lambda c, *a: c.subscribe([
+        (topics.topic("410106", "pv-0001", "report"), 1),
+        (topics.topic("410106", "pv-0001", "report").replace("/report", "/photo/#"), 1)])
+    gw.connect("127.0.0.1", broker.port)
+    gw.loop_start()
+    store = Store(tmp_path / "dev")
+    d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS,
+                 resend_s=30.0).start()
+    try:
+        wait_until(lambda: d.connected, 10, "connected")
+        t0 = time.monotonic()
+        rep, data = photo_report(store, d)
+        sha["photo"] = rep["photos"][0]["sha256"]
+        of = messages.photo_chunk_count(len(data))
+        wait_until(lambda: store.depth()["reports"] == 0, 15,
+                   "the report sent again and acknowledged well before resend_s")
+        took = time.monotonic() - t0
+        wait_until(lambda: len(chunks) == of, 20, "every chunk once the report is in")
+    finally:
+        d.stop()
+        gw.loop_stop()
+    assert took < 10, took
+    assert seen["sent_back"] >= 1
+    assert 2 <= seen["reports"] <= 3     # sent again once (at most once more in flight)
+    assert d.counters["photo_resends"] == seen["sent_back"]
+
+
+@pytest.mark.broker
+def test_reports_go_again_at_once_to_a_broker_that_lost_its_store(tmp_path, broker):
+    """A report the gateway had not answered when the broker died and came back without
+    its store (the report gone with it): on reconnecting the device finds no session of
+    its own there and sends every unacknowledged report again at once, not ``resend_s``
+    (30 s) after it first went — and again ``REPORT_AGAIN_S`` later, as the gateway
+    (whose subscription went with the store) comes back after the device here."""
+    silent = GatewayAcker(broker, client_id="test-silent-gateway", ack=False).start()
+    proxy = CuttingProxy(broker.port)   # the device's link: back once the gateway is in
+    store = Store(tmp_path / "dev")
+    d = Delivery(proxy.url, "pv-0001", "410106", store, status_fn=lambda: STATUS,
+                 resend_s=30.0, reconnect_max=0.3).start()
+    acker = None
+    try:
+        wait_until(lambda: d.connected, 10, "connected")
+        rep = make_report("pv-0001", 1, None, time.time(), "event", "GB/T 47678.5-2026",
+                          "06010")
+        store.append(REPORT, encode_report(rep))
+        d.kick()
+        wait_until(lambda: silent.reports, 10, "the report at the (silent) gateway")
+        silent.stop()
+        proxy.cut()
+        broker.stop()
+        for f in broker.workdir.glob("mosquitto.db*"):
+            f.unlink()
+        broker.start()
+        published = d.counters["published"]
+        proxy.restore()
+        wait_until(lambda: d.counters["published"] > published, 15,
+                   "the report sent again on reconnecting, before the gateway is back")
+        t0 = time.monotonic()
+        acker = GatewayAcker(broker).start()
+        wait_until(lambda: store.depth()["reports"] == 0, 15,
+                   "the report sent again and acknowledged well before resend_s")
+        took = time.monotonic() - t0
+    finally:
+        d.stop()
+        proxy.close()
+        if acker is not None:
+            acker.stop()
+    assert took < REPORT_AGAIN_S + 5, took
+    assert [r["id"] for r in acker.reports] == [rep["id"]]

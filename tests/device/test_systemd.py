@@ -17,7 +17,8 @@ def test_unit_is_a_notify_service_with_watchdog_and_restart():
     assert svc["Type"] == "notify"
     assert svc["Restart"] == "on-failure"
     assert int(svc["WatchdogSec"]) > 0
-    assert "gridlink device run" in svc["ExecStart"] and "--data-dir" in svc["ExecStart"]
+    assert "gridlink.firmware.device.launch" in svc["ExecStart"]
+    assert "-- device run" in svc["ExecStart"] and "--data-dir" in svc["ExecStart"]
     assert svc["StandardOutput"] == "journal"
 
 

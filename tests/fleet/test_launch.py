@@ -31,7 +31,17 @@ def test_the_launcher_runs_the_current_slot_and_counts_the_trial(tmp_path):
 
 
 def test_the_launcher_says_what_is_wrong(tmp_path):
-    proc = launch(tmp_path / "nothing")
+    (tmp_path / "broken" / "ota" / "slots" / "a").mkdir(parents=True)   # an unfinished slot
+    proc = launch(tmp_path / "broken")
     assert proc.returncode == 1
-    assert proc.stderr.strip() == (f"gridlink launch: error: {tmp_path / 'nothing' / 'ota'}: "
+    assert proc.stderr.strip() == (f"gridlink launch: error: {tmp_path / 'broken' / 'ota'}: "
                                    "no complete slot to start")
+
+
+def test_a_device_without_slots_runs_the_installed_code(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "gridlink.firmware.device.launch",
+                           str(tmp_path / "plain"), "--", "--version"],
+                          capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("gridlink ")
+    assert not (tmp_path / "plain").exists()             # nothing made, nothing counted

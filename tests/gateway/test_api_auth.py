@@ -26,6 +26,8 @@ from gridlink.gateway.store import open_store
 
 from tests.support.intake_api import Api, Clock, Tokens, add_report
 from tests.support.pki import make_pki
+from tests.support.rollouts import set_device
+from tests.support.rollouts import status as ota_status
 from tests.support.waiting import wait_until
 
 PASSWORD = "Gr1dlink-test-pw"
@@ -393,6 +395,19 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
         status, task["body"] = api.post("/api/tasks", {"report_id": add_report(store, 3)})
         return status, "centre"
 
+    set_device(store, "pv-0007", ota_status())
+    rollout = {}
+
+    def create_rollout():
+        status, rollout["body"] = api.post("/api/rollouts", {
+            "kind": "pi", "version": "1.1", "target": {"devices": ["pv-0007"]},
+            "stages": [100], "operator": "tech"})
+        return status, "tech"
+
+    def act_on_rollout(step):
+        return lambda: (api.call("POST", f"/api/rollouts/{rollout['body']['id']}/{step}",
+                                 user="tech")[0], "tech")
+
     calls = {
         ("POST", "/api/session"): session_open,
         ("POST", "/api/reports/{report_id}/claim"):
@@ -469,6 +484,10 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
             lambda: (api.post("/api/fleet/config", {
                 "scope": "device", "target": "pv-0001", "operator": "tech",
                 "settings": {"status_interval_s": 30}})[0], "tech"),
+        ("POST", "/api/rollouts"): create_rollout,
+        ("POST", "/api/rollouts/{rollout_id}/pause"): act_on_rollout("pause"),
+        ("POST", "/api/rollouts/{rollout_id}/resume"): act_on_rollout("resume"),
+        ("POST", "/api/rollouts/{rollout_id}/abort"): act_on_rollout("abort"),
     }
     assert set(calls) == set(policy.AUDITED) - {("GET", "/api/session/oidc/callback")}
     for route, call in calls.items():

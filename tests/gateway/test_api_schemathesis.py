@@ -22,13 +22,13 @@ from tests.support.intake_api import Tokens, add_report
 # work grid's cells are in the loaded map (none is loaded here); a date or time names a
 # day its month has (the patterns let 30 February through); a configuration change's
 # class codes must be in the code book and its target must fit its scope (400 naming the
-# field)
+# field); a rollout's stages rise to 100 and its target names devices the gateway knows
 CROSS_FIELD = {path: [positive_data_acceptance] for path in (
     "/open311/v2/requests.json", "/api/evaluation/rates", "/api/evaluation/coverage",
     "/api/duty", "/api/duty/schedule", "/api/shifts/{name}",
     "/api/work-grids/{work_grid_id}", "/api/evaluation/unvisited", "/api/fleet/config",
     "/api/calendar/{day}", "/api/reports", "/api/dead-letters", "/api/audit", "/api/tasks",
-    "/api/cases/{case_no}/dispatch")}
+    "/api/cases/{case_no}/dispatch", "/api/rollouts")}
 
 
 def run_operation(op, auth):

@@ -345,6 +345,31 @@ def test_a_reports_clip_plays_with_the_part_before_the_press_marked_and_its_memo
         device.close()
 
 
+def test_the_devices_list_shows_each_devices_update_slots(gateway, broker, page):
+    server, _ = gateway
+    status = {"v": 1, "device": "pv-0002", "state": "online", "time": None, "fix": None,
+              "outbox": {"reports": 0, "track": 0}, "disk_free": 1 << 30, "cpu_temp": None,
+              "uptime": 5.0, "firmware": "0.1.0", "codebook": "GB/T 47678.5-2026",
+              "profile": "patrol-vehicle",
+              "ota": {"installed": "1.0", "slot": "a", "slots": {"a": "1.0", "b": "1.1"},
+                      "pending": None, "failed": {
+                          "version": "1.1", "reason": "health check not passed within its boots"}}}
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pv-0002")
+    client.connect("127.0.0.1", broker.port)
+    client.loop_start()
+    try:
+        client.publish("gridlink/v1/410106/pv-0002/status", json.dumps(status), qos=1,
+                       retain=True).wait_for_publish(5)
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    page.goto(server.url + "/board/")
+    sign_in(page, "carol")
+    line = page.wait_for_selector('#devices li[data-device="pv-0002"] .ota', timeout=15000)
+    assert line.inner_text() == ("版本 1.0 (slot a; a 1.0, b 1.1) · failed 1.1: "
+                                 "health check not passed within its boots")
+
+
 def test_the_fleet_shows_desired_against_reported_configuration(broker, tmp_path, page):
     """A group change made over the API: the board's fleet list shows each device's
     desired and reported version, the drifting fields and the last refusal."""

@@ -232,6 +232,47 @@ def test_nothing_is_acked_while_the_store_is_locked(broker, tmp_path):
     store.close()
 
 
+def metric(gw, name):
+    text = urllib.request.urlopen(gw.http_url + "/metrics", timeout=5).read().decode()
+    return next(float(ln.split(" ")[1]) for ln in text.splitlines() if ln.startswith(name + " "))
+
+
+def test_the_store_down_is_said_once_and_its_return_too(broker, device, tmp_path, caplog):
+    """A store that cannot commit: "intake store unavailable" once (not once a retry),
+    ``gridlink_gateway_store_up`` 0 and nothing acked meanwhile; when it is back, "intake
+    store back after N s", 1 again, and the reports committed and acked."""
+    caplog.set_level("INFO", logger="gridlink.gateway")
+    db = tmp_path / "intake.sqlite"
+    gw = Gateway(broker=broker.url, db=f"sqlite:///{db}", grid=grid_map_file(tmp_path),
+                 photos=tmp_path / "photos", http="127.0.0.1:0").start()
+    assert gw.runtime.wait_ready(10)
+    assert metric(gw, "gridlink_gateway_store_up") == 1
+    lock = sqlite3.connect(db, isolation_level=None, timeout=0)
+    lock.execute("BEGIN IMMEDIATE")  # the writer lock, held by someone else
+    try:
+        for seq in (1, 2):
+            device.publish(topic("pv-0001", "report"), encode(report(seq=seq)))
+        wait_until(lambda: metric(gw, "gridlink_gateway_commit_failures_total") >= 3, 60,
+                   "three failed commits")
+        assert metric(gw, "gridlink_gateway_store_up") == 0
+        down = [r for r in caplog.records if r.getMessage().startswith("intake store")]
+        assert len(down) == 1 and down[0].levelname == "ERROR", down
+        assert "unavailable" in down[0].getMessage() and down[0].store == "down"
+        assert "locked" in down[0].getMessage()   # the store's own reason
+        assert not [t for t, _ in device.messages if t.endswith("/ack")]
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert [a["id"] for a in acks(device, 2)] == ["pv-0001:000000000001", "pv-0001:000000000002"]
+    try:
+        assert count(gw.store, "reports") == 2
+        assert metric(gw, "gridlink_gateway_store_up") == 1
+        back = [r for r in caplog.records if r.getMessage().startswith("intake store back")]
+        assert len(back) == 1 and back[0].store == "up", back
+    finally:
+        gw.stop()
+
+
 def test_sigterm_commits_or_leaves_unacked(broker, tmp_path):
     url = f"sqlite:///{tmp_path}/intake.sqlite"
     grid = grid_map_file(tmp_path)

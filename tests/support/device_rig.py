@@ -9,6 +9,7 @@ when it saw the id before).  tests/device/test_rig.py checks the rig itself.
 
 import configparser
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -167,18 +168,20 @@ class DeviceProc:
     """``python -m gridlink.firmware.device run …`` as a real subprocess."""
 
     def __init__(self, tmp_path, broker, profile="patrol-vehicle", device_id="pv-0001",
-                 data_dir=None, extra=()):
+                 data_dir=None, extra=(), clock=None):
         self.data_dir = Path(data_dir or tmp_path / f"dev-{device_id}")
         self.log_path = tmp_path / f"{device_id}.log"
         self.args = [sys.executable, "-m", "gridlink.firmware.device", "run",
                      "--profile", profile, "--data-dir", str(self.data_dir),
                      "--broker", broker.url, "--device-id", device_id, *extra]
         self.proc = None
+        self.clock = clock  # a clock of its own (tests/support/device_clock.py), or None
 
     def start(self):
         log = open(self.log_path, "ab")  # noqa: SIM115 (owned by the process)
         self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=ROOT)
+                                     cwd=ROOT, env={**os.environ, **self.clock.env}
+                                     if self.clock else None)
         log.close()
         wait_until(self._answers, 20, f"device up (log {self.log_path})")
         return self

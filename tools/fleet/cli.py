@@ -1,8 +1,10 @@
-"""``gridlink fleet``: update keys, signed releases, checking a repository as a device, and
-desired state (``config``)."""
+"""``gridlink fleet``: update keys, signed releases, checking a repository as a device,
+desired state (``config``), and (through the gateway's API) rollouts and the fleet's
+versions."""
 
 import json
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 
@@ -58,6 +60,39 @@ def register(parser):
     p.add_argument("--keys", required=True)
     p.set_defaults(func=_timestamp)
 
+    ro = sub.add_parser("rollout", help="staged rollouts of a release, through the gateway")
+    ro_sub = ro.add_subparsers(dest="rollout_command", metavar="STEP", required=True)
+    p = ro_sub.add_parser("start", help="offer a release to a group in stages (canary first)")
+    p.add_argument("--kind", required=True, choices=["pi", "mcu"])
+    p.add_argument("--version", required=True, help="a release in the served repository")
+    p.add_argument("--district", help="every device of this district (6 digits)")
+    p.add_argument("--profile", help="every device with this profile")
+    p.add_argument("--devices", help="these devices, comma-separated")
+    p.add_argument("--stages", default="5,50,100",
+                   help="cumulative percentages of the group, ending at 100 (5,50,100)")
+    p.add_argument("--failure-threshold", type=float, default=20.0,
+                   help="pause when more of a stage's devices fail than this %% (20)")
+    _api_args(p)
+    p.set_defaults(func=_rollout_start)
+    p = ro_sub.add_parser("show", help="one rollout in full, or every rollout in a line")
+    p.add_argument("rollout", nargs="?", help="rollout id (R-…); none: list them")
+    p.add_argument("--state", choices=["running", "paused", "aborted", "done"])
+    p.add_argument("--json", action="store_true", help="the API's JSON")
+    _api_args(p)
+    p.set_defaults(func=_rollout_show)
+    for step, what in (("pause", "stop offering until resumed"),
+                       ("resume", "go on (the current stage's failures are accepted)"),
+                       ("abort", "stop for good and withdraw open offers")):
+        p = ro_sub.add_parser(step, help=what)
+        p.add_argument("rollout", help="rollout id (R-…)")
+        _api_args(p)
+        p.set_defaults(func=_rollout_act, step=step)
+
+    p = sub.add_parser("devices", help="each device's versions: running, slots, on trial, "
+                       "last failure")
+    p.add_argument("--json", action="store_true", help="the API's JSON")
+    _api_args(p)
+    p.set_defaults(func=_devices)
     _register_config(sub)
 
 
@@ -196,3 +231,59 @@ def _timestamp(args):
     ts = Repository(args.repo).timestamp(args.keys)
     print(f"timestamp version {ts.signed.version}, expires {ts.signed.expires:%Y-%m-%dT%H:%MZ}")
 
+
+
+def _api_args(p):
+    p.add_argument("--api", help="the gateway's API base URL (default: GRIDLINK_API)")
+    p.add_argument("--token", help="a 技术员's API token (default: GRIDLINK_TOKEN)")
+
+
+def _client(args):
+    from .config import client_of
+
+    return client_of(args)
+
+
+def _rollout_start(args):
+    from .rollouts import parse_stages, rollout_lines, target_of
+
+    body = {"kind": args.kind, "version": args.version,
+            "target": target_of(args.district, args.profile, args.devices),
+            "stages": parse_stages(args.stages), "failure_threshold": args.failure_threshold}
+    client = _client(args)
+    print("\n".join(rollout_lines(client.call("POST", "/api/rollouts", body))))
+
+
+def _rollout_show(args):
+    from .rollouts import rollout_lines
+
+    client = _client(args)
+    if args.rollout:
+        found = client.call("GET", f"/api/rollouts/{_quoted(args.rollout)}")
+        text = json.dumps(found, ensure_ascii=False, indent=1) if args.json else \
+            "\n".join(rollout_lines(found, full=True))
+    else:
+        found = client.call("GET", "/api/rollouts" + (f"?state={args.state}" if args.state
+                                                       else ""))
+        text = json.dumps(found, ensure_ascii=False, indent=1) if args.json else \
+            "\n".join(line for r in found for line in rollout_lines(r)) or "no rollouts"
+    print(text)
+
+
+def _rollout_act(args):
+    from .rollouts import rollout_lines
+
+    done = _client(args).call("POST", f"/api/rollouts/{_quoted(args.rollout)}/{args.step}")
+    print("\n".join(rollout_lines(done)))
+
+
+def _devices(args):
+    from .rollouts import device_lines
+
+    found = _client(args).call("GET", "/api/devices")
+    print(json.dumps(found, ensure_ascii=False, indent=1) if args.json
+          else "\n".join(device_lines(found)))
+
+
+def _quoted(rollout_id):
+    return urllib.parse.quote(rollout_id, safe="")
