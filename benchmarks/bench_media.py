@@ -14,6 +14,11 @@
 - Clips: the ring buffer fed by PyAV H.264 from the simulated camera at 720p and 480p —
   bit rate, bytes per clip, CPU share of one core and memory held by the ring.
 - Memos: a synthetic 10 s memo as Opus in Ogg — bytes, bit rate, encoding CPU.
+- Lane: trigger → clip playable at the centre over a 1 Mbit/s link, measured through the
+  real path: a 480p 10 s + 20 s clip from the simulated camera on the device's media shelf,
+  its lane capped at 125 000 B/s, a private Mosquitto, the gateway (ingest, checks,
+  content-addressed store) until the report's view lists it.  ``--lane-only`` runs just
+  this and updates the ``lane`` entry of the results.
 
 Writes benchmarks/results/media.json.
 """
@@ -323,11 +328,97 @@ def print_memo(res):
 
 # ---- main --------------------------------------------------------------------------
 
+def lane_clip(folder, size=(854, 480), rate=500_000, pre_s=10, post_s=20, fps=15):
+    """A real clip (the device's recorder, simulated camera) of ``pre_s + post_s``."""
+    from gridlink.firmware.device import clips, video
+
+    w, h = size
+    ring = clips.PacketRing(pre_s + post_s + 2, 16 * 1024 * 1024)
+    done = []
+    maker = clips.EventClips(ring, folder, pre_s, post_s, on_clip=done.append)
+    recorder = video.Recorder(video.SimulatedVideo(w, h), video.H264Encoder(w, h, fps, rate),
+                              ring, fps, maker)
+    t0 = 1_800_000_000.0
+    for i in range((pre_s + post_s + 2) * fps):
+        if i == (pre_s + 1) * fps:
+            maker.trigger(t0 + pre_s + 1, name="lane")
+        recorder.step(t0 + i / fps)
+    return done[0]
+
+
+def bench_lane(rate_bytes=125_000):
+    """Seconds from a clip on the device's shelf to its report's view listing it at the
+    centre, the lane capped at ``rate_bytes`` a second (1 Mbit/s)."""
+    from gridlink.firmware.core.report import encode_report, make_report
+    from gridlink.firmware.device.delivery import Delivery
+    from gridlink.firmware.device.shelf import MediaShelf
+    from gridlink.firmware.device.store import REPORT, Store
+    from gridlink.gateway.media_ingest import report_media
+    from gridlink.gateway.service import Gateway
+    from gridlink.mosquitto import Mosquitto
+
+    status = {"time": None, "fix": None, "reports": 0, "track": 0, "disk_free": None,
+              "cpu_temp": None, "uptime": 1.0, "firmware": "0.1.0", "codebook": "bench",
+              "profile": "patrol-vehicle"}
+    with tempfile.TemporaryDirectory() as folder, Mosquitto(Path(folder) / "broker") as mq:
+        clip = lane_clip(folder)
+        gw = Gateway(broker=mq.url, db=f"sqlite:///{folder}/intake.sqlite",
+                     photos=f"{folder}/photos").start()
+        store = Store(Path(folder) / "dev")
+        shelf = MediaShelf(Path(folder) / "dev" / "media", 64 * 1024 * 1024)
+        rep = make_report("pv-0001", 1, None, time.time(), "event", "GB/T 47678.5-2026",
+                          "06010", text="bench")
+        store.append(REPORT, encode_report(rep))
+        d = Delivery(mq.url, "pv-0001", "410106", store, status_fn=lambda: status,
+                     shelf=shelf, media_rate=rate_bytes).start()
+        try:
+            deadline = time.monotonic() + 30
+            while store.depth()["reports"] and time.monotonic() < deadline:
+                time.sleep(0.05)                  # the report is acknowledged first
+            t0 = time.monotonic()
+            shelf.add_file(clip.path, "clip", rep["id"])
+            d.kick()
+            listed = []
+            while not listed and time.monotonic() < t0 + 600:
+                time.sleep(0.1)
+                listed = report_media(gw.store, rep["id"])
+            took = time.monotonic() - t0
+        finally:
+            d.stop()
+            gw.stop()
+            store.close()
+    if not listed:
+        raise SystemExit("the clip did not reach the centre within 600 s")
+    return {"clip": "854x480 at 500 kbit/s", "pre_s": round(clip.pre_s, 2),
+            "post_s": round(clip.post_s, 2), "bytes": clip.bytes,
+            "cap_bytes_per_s": rate_bytes,
+            "shelf_to_playable_at_centre_s": round(took, 1),
+            "at_the_cap_s": round(clip.bytes / rate_bytes, 1),
+            "trigger_to_playable_at_centre_s": round(clip.post_s + took, 1)}
+
+
+def print_lane(res):
+    print(f"lane at 1 Mbit/s: a {res['bytes'] / 1e6:.2f} MB clip ({res['pre_s']:.0f}+"
+          f"{res['post_s']:.0f} s, {res['clip']}) playable at the centre "
+          f"{res['shelf_to_playable_at_centre_s']:.1f} s after it was cut (the cap alone: "
+          f"{res['at_the_cap_s']:.1f} s); trigger → playable "
+          f"{res['trigger_to_playable_at_centre_s']:.1f} s")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer photos, shorter clips")
     parser.add_argument("--one-clip", choices=CLIP_SIZES, help=argparse.SUPPRESS)
+    parser.add_argument("--lane-only", action="store_true",
+                        help="measure only the lane; update its entry in the results")
     args = parser.parse_args(argv)
+    if args.lane_only:
+        results = json.loads(OUT.read_text()) if OUT.exists() else {"quick": False}
+        results["lane"] = bench_lane()
+        print_lane(results["lane"])
+        OUT.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {OUT.relative_to(ROOT)}")
+        return 0
     if args.one_clip:
         size, rate = CLIP_SIZES[args.one_clip]
         pre_s, post_s = (2, 4) if args.quick else (10, 20)
@@ -340,6 +431,8 @@ def main(argv=None):
     print_clips(results["clips"])
     results["memo"] = bench_memo()
     print_memo(results["memo"])
+    results["lane"] = bench_lane()
+    print_lane(results["lane"])
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(results, indent=1) + "\n")
     print(f"wrote {OUT.relative_to(ROOT)}")

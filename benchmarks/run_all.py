@@ -78,6 +78,8 @@ HEADLINES = {
                "clips.720p.rss_growth_encoder_and_ring_mb", ""),
               ("trigger → clip at the centre over 1 Mbit/s (computed), s",
                "clips.720p.clip.trigger_to_clip_at_centre_s_at_1_mbit", ""),
+              ("… measured through the lane, 480p 10 s + 20 s clip, s",
+               "lane.trigger_to_playable_at_centre_s", ""),
               ("voice memo, Opus in Ogg, bytes per 10 s", "memo.bytes", "")],
     "flash": [("provisioning, devices/min with 4 jobs",
                "backends.cryptography.jobs4_per_min", "≥ 40 before noon")],

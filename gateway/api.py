@@ -38,6 +38,7 @@ from .coverage import Coverage
 from .fleet_config import MIGRATIONS as FLEETCFG_MIGRATIONS
 from .fleet_config import FleetConfig
 from .gridindex import RasterLocator
+from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
@@ -57,6 +58,7 @@ from .routes import (
     fleet_config,
     grid,
     intake,
+    media,
     metrics,
     photos,
     rollouts,
@@ -81,11 +83,13 @@ MIGRATIONS = (
     *FLEETCFG_MIGRATIONS,
     *CASE_MIGRATIONS,
     *SOURCE_MIGRATIONS,
+    *MEDIA_MIGRATIONS,
     *OTA_MIGRATIONS,
 )
 
 
-def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None, *,
+def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=None,
+               media_store=None, *,
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
@@ -94,9 +98,10 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
     class codes (default: the project's code books); ``publisher(topic, payload, qos=1)``
-    sends tasks and update offers to devices; ``photos_dir`` holds the reassembled photos.
-    The app's ``state.on_report`` and ``state.on_commit`` are the after-commit hooks to add
-    to the runtime's ``on_report`` and ``on_commit`` (tasks closed, rollouts moved on).
+    sends tasks and update offers to devices; ``photos_dir`` holds the reassembled photos,
+    ``media_store`` (a ``media.MediaStore``) the clips and memos.  The app's
+    ``state.on_report`` and ``state.on_commit`` are the after-commit hooks to add to the
+    runtime's ``on_report`` and ``on_commit`` (tasks closed, rollouts moved on).
 
     ``accounts`` (default: ``Accounts(store)``) signs people in; forwarded headers are
     believed only from ``trusted_proxies``; CORS is closed unless ``cors_origins`` names
@@ -162,6 +167,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                                                 OidcLinks(store, accounts, trail), accounts, trail,
                                                 limiter, proxies))
     app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller))
+    app.include_router(media.build_router(media_store))
     app.include_router(audit.build_router(trail, queue, desk))
     app.include_router(fleet.build_router(store, fleet_cfg))
     app.include_router(fleet_config.build_router(fleet_cfg, trail))

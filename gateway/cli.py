@@ -51,7 +51,8 @@ def register(parser):
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
     run.add_argument("--photos", help="folder for reassembled photos "
-                                      "(default: photos/ next to a SQLite store)")
+                                      "(default: photos/ next to a SQLite store); clips "
+                                      "and memos go to media/ beside it")
     run.add_argument("--client-id", default="gridlink-gateway",
                      help="MQTT client id prefix; worker N is <prefix>-N (fixed: the broker "
                           "keeps its session)")
@@ -103,11 +104,12 @@ def register(parser):
 
 
 def cmd_migrate(args):
+    from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
     from .store import open_store
 
     store = open_store(args.db)
     try:
-        done = store.migrate()
+        done = store.migrate(extra=MEDIA_MIGRATIONS)
         print("applied: " + (", ".join(done) if done else "nothing (up to date)"))
     finally:
         store.close()

@@ -17,7 +17,8 @@ from gridlink.firmware.core import canonjson
 from gridlink.firmware.core.messages import ACK_IDS_MAX, REASON_MAX, make_resend
 
 from .clock import wire_time
-from .photos import add_chunks, register_report_photos
+from .media_ingest import add_media_chunks
+from .photos import Refusal, add_chunks, register_report_photos
 from .validate import QUIET, REPORT_COLUMNS, sha256_hex
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
@@ -68,6 +69,8 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
             rid, sha, chunks = it.resend
             acks.append((v.district, v.device, _encode(make_resend(
                 rid, sha, chunks, _short(it.reason or "send the photo's chunks again")))))
+        elif it.outcome in (REJECTED, REUSED) and v.kind == "media":
+            continue  # a refused clip or memo is not a report's outcome: a dead letter only
         elif it.outcome in (REJECTED, REUSED):
             rid = v.report_id if v.kind in ("report", "task/result", "rejected") else None
             body = {"v": 1, "id": rid, "status": it.outcome, "reason": it.reason}
@@ -110,6 +113,8 @@ def shared_keys(items, announced):
     keys.update("photo:" + it.verdict.data["sha256"] for it in items
                 if it.verdict.kind == "photo")
     keys.update("photo:" + p["sha256"] for _, photos in announced for p in photos)
+    keys.update("media:" + it.verdict.data["sha256"] for it in items
+                if it.verdict.kind == "media")
     return keys
 
 
@@ -196,10 +201,12 @@ _STATUS_COLUMNS = ("device", "district", "state", "last_seen", "status", "last_l
 class Ingest:
     """Writes batches of judged messages into one store."""
 
-    def __init__(self, store, photo_dir):
+    def __init__(self, store, photo_dir, media_store=None):
         self.store = store
         self.photo_dir = photo_dir
+        self.media_store = media_store  # a media.MediaStore: None refuses clips and memos
         self._tasks_known = False  # the task desk's tables exist (seen once: they stay)
+        self._media_known = False  # the media tables exist (seen once: they stay)
         q = store.sql
         self._seen_sql = q(_SEEN.format(newer=_NEWER))
         self._status_sql = q(_STATUS.format(newer=_NEWER))
@@ -279,6 +286,9 @@ class Ingest:
                         it.resend = r.resend
                     if r.category is not None:  # refused (else stored, more asked for)
                         it.outcome, it.verdict.category = REJECTED, r.category
+            media = [it for it in items if it.verdict.kind == "media"]
+            if media:
+                self._media(conn, media, stamp)
             dead = []
             for it in items:
                 if it.verdict.kind == "rejected":
@@ -296,6 +306,27 @@ class Ingest:
             if dead:
                 self._dead_letters(conn, dead)
         return [it.verdict.data for it in reports if it.outcome == ACCEPTED]
+
+    def _media(self, conn, media, stamp):
+        """Store the batch's clip and memo chunks; a refused one becomes a dead letter."""
+        refused = {}
+        if self.media_store is None:
+            why = Refusal("media", "this gateway keeps no clips or memos (no media store)")
+            refused = {id(it.verdict.data): why for it in media}
+        elif not self._media_known and conn.execute(
+                self.store.sql("SELECT 1 FROM schema_migrations WHERE name = ?"),
+                ("media_001_media",)).fetchone() is None:
+            why = Refusal("media", "the media tables are missing: run gridlink gateway migrate")
+            refused = {id(it.verdict.data): why for it in media}
+        else:
+            self._media_known = True
+            refused = add_media_chunks(self.store, conn, self.media_store,
+                                       [it.verdict.data for it in media], stamp)
+        for it in media:
+            r = refused.get(id(it.verdict.data))
+            if r is not None:
+                it.outcome, it.reason, it.verdict.category = REJECTED, r.reason, r.category
+                it.resend = r.resend  # the device is asked for the file again, or None
 
     def _check_task_results(self, conn, results):
         """Refuse each task result whose task was not sent (or re-routed) to the device

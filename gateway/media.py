@@ -1,13 +1,15 @@
 """Media at the centre: content-addressed storage behind an interface, byte ranges for
 players, and the checks a clip or memo passes before it is kept.
 
-``MediaStore`` is what the rest of the gateway may rely on (put by hash, size, read a
-byte range); ``LocalMediaStore`` keeps files under one folder (``<root>/ab/abcd….mp4``),
-written atomically — an S3-compatible store would implement the same four methods.
+``MediaStore`` is what the rest of the gateway may rely on (put by hash, has, size,
+content type, read a byte range); ``LocalMediaStore`` keeps files under one folder
+(``<root>/ab/abcd….mp4``), written atomically — an S3-compatible store would implement
+the same five methods.
 ``parse_range`` reads an HTTP ``Range`` header (RFC 9110, one range) for a file of a given
 size.  ``check_clip`` and ``check_memo`` open the bytes with PyAV and read every packet:
 a truncated MP4, a file of another kind or one over the limit is refused with a reason
-(``MediaError``), meant for the dead letters.  Not yet wired into ingest or HTTP.
+(``MediaError``), meant for the dead letters (``media_ingest``; served by
+``routes/media``).
 """
 
 import hashlib
@@ -45,6 +47,9 @@ class MediaStore:
         return False
 
     def size(self, sha256):
+        raise MediaError(f"no media {sha256}")
+
+    def content_type(self, sha256):
         raise MediaError(f"no media {sha256}")
 
     def read(self, sha256, start=0, end=None):

@@ -40,12 +40,17 @@ class Metrics:
         self.connected = Gauge("gridlink_gateway_broker_connected", "1 while connected to the "
                                "broker", registry=r)
         self.photo_resends = Counter("gridlink_gateway_photo_resends", "Resend acks asking a "
-                                     "device for photo chunks again", registry=r)
+                                     "device for photo (or clip, memo) chunks again",
+                                     registry=r)
         self.photos_expired = Counter("gridlink_gateway_photos_expired", "Unfinished photo "
                                       "transfers dropped by the sweep (no chunk for "
                                       "UNFINISHED_MAX_AGE_S)", registry=r)
         self.photo_bytes_waiting = Gauge("gridlink_gateway_photo_bytes_waiting", "Chunk bytes "
                                          "held in unfinished photos", registry=r)
+        self.media_expired = Counter("gridlink_gateway_media_expired", "Unfinished clip and "
+                                     "memo transfers dropped by the sweep", registry=r)
+        self.media_bytes_waiting = Gauge("gridlink_gateway_media_bytes_waiting", "Chunk bytes "
+                                         "held in unfinished clips and memos", registry=r)
         self.devices_online = Gauge("gridlink_gateway_devices_online", "Devices whose last "
                                     "status is online or buffering", registry=r)
 

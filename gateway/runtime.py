@@ -38,8 +38,9 @@ from .errors import ConfigError
 from .ingest import ACCEPTED, REJECTED, REUSED, Ingest, Item, device_acks
 from .jetstream import is_nats_url
 from .link import BrokerLink
+from .media_ingest import expire_media
 from .metrics import Metrics
-from .photos import expire_unfinished
+from .photos import UNFINISHED_MAX_AGE_S, expire_unfinished
 from .tls import client_context
 
 log = logging.getLogger("gridlink.gateway")
@@ -54,7 +55,8 @@ class GatewayRuntime:
     def __init__(self, *, broker_url, store, validator, photo_dir, client_id="gridlink-gateway",
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
-                 session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0):
+                 session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0,
+                 media_store=None):
         self.broker_url = broker_url
         self.broker = None  # the parsed MQTT URL; a NATS URL is read by its link
         if not is_nats_url(broker_url):  # a bad URL is refused before anything starts
@@ -64,7 +66,7 @@ class GatewayRuntime:
                 raise ConfigError(f"broker URL {exc}") from None
         self.store = store
         self.validator = validator
-        self.ingest = Ingest(store, photo_dir)
+        self.ingest = Ingest(store, photo_dir, media_store)
         self.client_id = client_id
         self.shared = shared
         self.status = status
@@ -350,13 +352,14 @@ class GatewayRuntime:
                 _call(hook, committed)
 
     def _sweep_loop(self):
-        """Drop unfinished photo transfers that stopped (``photos.expire_unfinished``),
-        every ``sweep_interval`` seconds while running."""
+        """Drop unfinished photo and media transfers that stopped
+        (``photos.expire_unfinished``, ``media_ingest.expire_media``), every
+        ``sweep_interval`` seconds while running."""
         while not self._stopping.wait(self.sweep_interval):
             self.sweep()
 
     def sweep(self, now=None):
-        """One sweep now; returns how many transfers were dropped."""
+        """One sweep now; returns how many photo transfers were dropped."""
         try:
             dropped = expire_unfinished(self.store, time.time() if now is None else now)
             waiting = self.store.fetchall("SELECT COALESCE(SUM(bytes), 0) AS n FROM photo_parts")
@@ -367,6 +370,20 @@ class GatewayRuntime:
         self.metrics.photo_bytes_waiting.set(waiting[0]["n"])
         if dropped:
             log.warning("dropped %d unfinished photo transfers", dropped)
+        if self.ingest.media_store is not None:
+            try:
+                stale = expire_media(self.store, time.time() if now is None else now)
+                held = self.store.fetchall("SELECT COALESCE(SUM(bytes), 0) AS n "
+                                           "FROM media_parts")
+                self.metrics.media_bytes_waiting.set(held[0]["n"])
+            except Exception:
+                log.exception("media sweep failed")
+                stale = []
+            self.metrics.media_expired.inc(len(stale))
+            for sha, device, n in stale:
+                log.warning("dropped the unfinished media transfer %s… of %s (%d chunks; no "
+                            "chunk for %d days)", sha[:16], device, n,
+                            UNFINISHED_MAX_AGE_S // 86400)
         return dropped
 
     def _devices_online(self):

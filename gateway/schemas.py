@@ -24,7 +24,7 @@ def _schema_dir():
 
 SCHEMA_DIR = _schema_dir()
 CHECKED = {"status": "status.json", "track": "track.json",
-           "photo": "photo-chunk-header.json"}
+           "photo": "photo-chunk-header.json", "media": "media-chunk-header.json"}
 
 
 def load_schemas(folder=SCHEMA_DIR):

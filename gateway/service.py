@@ -17,6 +17,8 @@ from gridlink.firmware.maps import open_map
 from .errors import ConfigError
 from .httpserver import BackgroundServer
 from .jetstream import is_nats_url
+from .media import LocalMediaStore
+from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .metrics import Metrics
 from .photos import PhotoDir
 from .runtime import GatewayRuntime
@@ -141,6 +143,8 @@ class Gateway:
         self.store = open_store(db)
         self.photos_dir = Path(photos) if photos else default_photos_dir(db)
         photo_dir = PhotoDir(self.photos_dir)
+        # clips and memos: media/ beside the photos folder (shared by the workers alike)
+        self.media_store = LocalMediaStore(self.photos_dir.parent / "media")
         self.metrics = Metrics()
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
@@ -149,12 +153,12 @@ class Gateway:
             client_id=f"{client_id}-{worker}",
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
             ack_qos=ack_qos, ack_ids_max=ack_ids_max, shared=shared, metrics=self.metrics,
-            status="plain" if worker == 0 else "none")
+            status="plain" if worker == 0 else "none", media_store=self.media_store)
         self.http = None
         self.app = None
         self.web = web or WebOptions()
         if migrate:
-            self.store.migrate()
+            self.store.migrate(extra=MEDIA_MIGRATIONS)
         if http:
             self._http(*parse_hostport(http))
 
@@ -183,6 +187,7 @@ class Gateway:
             return
         self.app = api.create_app(self.store, grid_map=self.grid_map, codebooks=self.codebooks,
                                   publisher=self.runtime.publish, photos_dir=self.photos_dir,
+                                  media_store=self.media_store,
                                   cors_origins=self.web.cors_origins,
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,

@@ -18,7 +18,7 @@ from .queue import Invalid, NotFound, parse_time, system_clock
 from .store.sql import one, rows, run
 from .topics import task_topic
 
-TASK_TYPES = ("verify", "check")
+TASK_TYPES = ("verify", "check", "clip")  # clip: the vehicle sends its last 30 s of video
 TASK_STATES = ("open", "sent", "done", "expired")
 ONLINE_STATES = ("online", "buffering")
 # Device profiles that can drive to a point; fixed terminals and sensor nodes cannot.
@@ -124,7 +124,8 @@ class TaskDesk:
         A 核实 only before 立案 and a 核查 only after 处置反馈 (``cases``); a 核查 of a case
         moves it to 核查 in the task's transaction, recorded by ``audit`` (as the queue's)."""
         if type not in TASK_TYPES:
-            raise Invalid(f"type: verify (核实) or check (核查), not {type!r}")
+            raise Invalid(f"type: verify (核实), check (核查) or clip (the last 30 s of "
+                          f"video), not {type!r}")
         if len(text or "") > 256:
             raise Invalid("text: at most 256 characters")
         if key is not None and not (isinstance(key, str) and 0 < len(key) <= 80):

@@ -6,7 +6,8 @@ PREFIX = core_topics.PREFIX + "/"  # the core's topic tree, with the separator
 SHARE_GROUP = "gridlink"
 
 # What the gateway subscribes to (device → gateway), relative to the prefix.
-INBOUND = ("+/+/report", "+/+/track", "+/+/status", "+/+/photo/+/+", "+/+/task/result")
+INBOUND = ("+/+/report", "+/+/track", "+/+/status", "+/+/photo/+/+", "+/+/media/+/+",
+           "+/+/task/result")
 
 def ack_topic(district, device):
     return f"{PREFIX}{district}/{device}/ack"

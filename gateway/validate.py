@@ -19,12 +19,14 @@ from gridlink.firmware.core.topics import parse_topic
 from .clock import wire_time
 from .fastreport import UNSET, check_report
 from .gridindex import RasterLocator
+from .media import MAX_CLIP_BYTES, MAX_MEMO_BYTES
 
 MAX_REPORT = core_messages.REPORT_MAX_BYTES  # protocol v1: a report's UTF-8 JSON on the wire
 MAX_STATUS = core_messages.STATUS_MAX_BYTES
 MAX_TRACK = core_messages.TRACK_MAX_BYTES
 MAX_CHUNK = core_messages.CHUNK_MAX
 MAX_CHUNK_PAYLOAD = MAX_CHUNK + 200  # the header line is read from the first 200 bytes
+MEDIA_LIMITS = {"clip": MAX_CLIP_BYTES, "memo": MAX_MEMO_BYTES}
 TOPICS_CACHED = 4096  # parsed topics remembered per Validator  # pragma: no mutate (a size)
 
 REPORT_COLUMNS = (
@@ -60,7 +62,7 @@ class Rejected(Exception):
 class Verdict:
     """What the ingest does with one message.
 
-    kind: report | task/result | track | status | photo | rejected.  ``data`` holds the
+    kind: report | task/result | track | status | photo | media | rejected.  ``data`` holds the
     rows to write (shape depends on kind); a rejection carries ``category`` and ``reason``.
     """
 
@@ -182,6 +184,8 @@ class Validator:
                 verdict = self._report(kind, district, device, payload, received)
             elif kind == "photo":
                 verdict = self._photo(district, device, rest, payload)
+            elif kind == "media":
+                verdict = self._media(district, device, rest, payload)
             elif kind == "track":
                 verdict = self._track(district, device, payload)
             else:
@@ -368,6 +372,42 @@ class Validator:
         return Verdict("photo", district, device, report_id,
                        data={"sha256": head["sha256"], "n": n, "total": total, "size": size,
                              "data": data, "report_id": report_id, "device": device})
+
+    # -- media chunks (clips, memos) ---------------------------------------------------
+
+    def _media(self, district, device, rest, payload):
+        report_id, chunk = rest
+        if not report_id.startswith(device + ":"):
+            raise Rejected("identity", f"media topic report {report_id!r} is not one of "
+                                       f"{device!r}'s reports")
+        if len(payload) > MAX_CHUNK_PAYLOAD:
+            raise Rejected("size", f"media chunk is {len(payload)} bytes; the limit is "
+                                   f"{MAX_CHUNK_PAYLOAD}")
+        try:
+            head, data = core_messages.split_media_chunk(payload)
+        except MessageError as exc:
+            raise Rejected("media", f"media chunk {exc}") from None
+        self._message(lambda h: h, head, "media")
+        n, kind, size = head["n"], head["kind"], head["size"]
+        what = f"{kind} {head['sha256'][:16]}…"  # pragma: no mutate (a message's excerpt)
+        if chunk != n:
+            raise Rejected("media", f"{what}: chunk topic says {chunk}, header says {n}")
+        limit = MEDIA_LIMITS[kind]
+        if size > limit:
+            raise Rejected("media_size", f"{what}: {size} bytes is over the {kind} limit of "
+                                         f"{limit}")
+        again = (report_id, head["sha256"], n)
+        try:
+            core_messages.check_chunk_length(head, len(data))
+        except MessageError as exc:
+            raise Rejected("media", f"{what}: {exc}", again) from None
+        if sha256_hex(data) != head["digest"]:
+            raise Rejected("media_digest", f"{what}: chunk {n} does not hash to its digest "
+                                           "(damaged): send it again", again)
+        return Verdict("media", district, device, report_id,
+                       data={"kind": kind, "sha256": head["sha256"], "n": n,
+                             "total": head["of"], "size": size, "data": data,
+                             "report_id": report_id, "device": device})
 
     # -- track -------------------------------------------------------------------------
 

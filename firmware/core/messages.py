@@ -38,7 +38,8 @@ ACK_STATUSES = ("accepted", "duplicate", "rejected", "id_reused")
 # or not yet announced); a device sends them again.  Not a report's outcome.
 RESEND = "resend"
 RESEND_CHUNKS_MAX = 64  # chunk numbers listed in one resend ack; null means every chunk
-TASK_TYPES = ("verify", "check")
+TASK_TYPES = ("verify", "check", "clip")  # clip: send the last CLIP_TASK_S of video
+CLIP_TASK_S = 30
 STATES = ("online", "buffering", "offline")
 CHUNK_MAX = 16384
 TRACK_MAX_POINTS = 500
@@ -314,7 +315,8 @@ _STATUS_FULL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "fir
 # Optional counters of what went wrong on the device, each over its whole life: records lost
 # to damage in the outbox, reports sent again under a fresh id (the gateway refused their
 # id), reports kept without their photo, reports that could not be made durable.
-PROBLEMS = ("lost", "reissued", "photos_dropped", "failed")
+# clips and memos dropped from the media shelf undelivered (full, or their file gone).
+PROBLEMS = ("lost", "reissued", "photos_dropped", "failed", "media_dropped")
 _STATUS_OPTIONAL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
                     "codebook", "profile", "problems", "config", "ota")
 _OTA_KEYS = ("installed", "slot", "slots", "pending", "failed")
@@ -427,6 +429,10 @@ def validate_photo_header(obj):
     """{"sha256", "n" (0-based index), "of" (chunk count), "size" (photo bytes)}, and
     optionally "digest" (the chunk's own sha256)."""
     check_obj(MessageError, obj, "", ("sha256", "n", "of", "size"), ("digest",))
+    return _check_chunk_head(obj)
+
+
+def _check_chunk_head(obj):
     check_sha256(MessageError, obj["sha256"], "sha256")
     check_int(MessageError, obj["size"], "size", 1, PHOTO_MAX_BYTES)
     check_int(MessageError, obj["of"], "of", 1, PHOTO_MAX_BYTES)
@@ -477,6 +483,10 @@ def make_photo_chunk(sha256, n, of, size, data, digest=None):
 
 def split_photo_chunk(payload):
     """Payload → (validated header dict, chunk bytes); raises MessageError."""
+    return _split_chunk(payload, validate_photo_header)
+
+
+def _split_chunk(payload, validate):
     nl = bytes(payload[:200]).find(b"\n")
     if nl < 0:
         raise MessageError("chunk", "no header line (JSON then newline) in the first 200 bytes")
@@ -484,11 +494,38 @@ def split_photo_chunk(payload):
         head = canonjson.loads(bytes(payload[:nl]))
     except canonjson.EncodeError as exc:
         raise MessageError("chunk", "header: " + str(exc))  # noqa: B904
-    validate_photo_header(head)
+    validate(head)
     data = bytes(payload[nl + 1:])
     if not 1 <= len(data) <= CHUNK_MAX:
         raise MessageError("chunk", f"must hold 1..{CHUNK_MAX} bytes (got {len(data)})")
     return head, data
+
+
+# -- media chunks: clips and memos (device → gateway, after the report) ----------------------
+
+MEDIA_KINDS = ("clip", "memo")
+
+
+def validate_media_header(obj):
+    """{"kind" (clip or memo), "sha256", "n", "of", "size", "digest"}: a photo chunk's
+    header with the kind, and the chunk's own sha256 always present."""
+    check_obj(MessageError, obj, "", ("kind", "sha256", "n", "of", "size", "digest"))
+    check_enum(MessageError, obj["kind"], "kind", MEDIA_KINDS)
+    return _check_chunk_head(obj)
+
+
+def make_media_chunk(kind, sha256, n, of, size, data, digest):
+    """One media chunk payload (``…/media/{report_id}/{n}``): header line, ``\n``, bytes."""
+    if not 1 <= len(data) <= CHUNK_MAX:
+        raise MessageError("chunk", f"must hold 1..{CHUNK_MAX} bytes (got {len(data)})")
+    head = validate_media_header({"kind": kind, "sha256": sha256, "n": n, "of": of,
+                                  "size": size, "digest": digest})
+    return encode(head) + b"\n" + bytes(data)
+
+
+def split_media_chunk(payload):
+    """Payload → (validated media header, chunk bytes); raises MessageError."""
+    return _split_chunk(payload, validate_media_header)
 
 
 # -- task results and the per-topic table -------------------------------------------------

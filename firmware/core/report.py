@@ -36,7 +36,7 @@ DEFAULT_MAX_FIX_AGE = 10.0
 
 KINDS = ("event", "component")
 SOURCES = ("button", "sensor", "operator", "task")
-RESULTS = ("confirmed", "not_found", "resolved", "unresolved")
+RESULTS = ("confirmed", "not_found", "resolved", "unresolved", "recorded", "no_clip")
 TIME_SOURCES = ("gnss", "system")
 FLAGS = ("clock_fallback", "fixed_position", "no_fix", "photo_dropped", "stale_fix")
 

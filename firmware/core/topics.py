@@ -10,12 +10,16 @@ LEAVES = {
     "track": ("device", 1, False),
     "status": ("device", 1, True),
     "photo": ("device", 1, False),
+    "media": ("device", 1, False),
     "ack": ("gateway", 1, False),
     "task": ("gateway", 1, False),
     "task/result": ("device", 1, False),
     "config": ("gateway", 1, True),
     "update": ("gateway", 1, True),
 }
+
+
+CHUNKED = ("photo", "media")  # leaves of the form …/{leaf}/{report_id}/{n}
 
 
 def check_district(district):
@@ -27,16 +31,23 @@ def topic(district, device, leaf):
     task/result, config, update)."""
     check_district(district)
     check_device(MessageError, device)
-    if leaf not in LEAVES or leaf == "photo":
+    if leaf not in LEAVES or leaf in CHUNKED:
         raise MessageError("topic", f"unknown leaf {leaf!r}")
     return f"{PREFIX}/{district}/{device}/{leaf}"
 
 
-def photo_topic(district, device, report_id, chunk):
+def photo_topic(district, device, report_id, chunk, leaf="photo"):
+    """``…/photo/{report_id}/{n}`` (or ``leaf`` media: a clip's or memo's chunk)."""
+    if leaf not in CHUNKED:
+        raise MessageError("topic", f"{leaf!r} is not a chunked leaf")
     check_district(district)
     check_device(MessageError, device)
     check_report_id(MessageError, report_id, "report_id")
-    return f"{PREFIX}/{district}/{device}/photo/{report_id}/{int(chunk)}"
+    return f"{PREFIX}/{district}/{device}/{leaf}/{report_id}/{int(chunk)}"
+
+
+def media_topic(district, device, report_id, chunk):
+    return photo_topic(district, device, report_id, chunk, "media")
 
 
 def subscription(district="+", device="+", leaf="#"):
@@ -45,7 +56,8 @@ def subscription(district="+", device="+", leaf="#"):
 
 
 def parse_topic(name):
-    """Topic → (district, device, leaf, extra); extra is (report_id, chunk) for photos.
+    """Topic → (district, device, leaf, extra); extra is (report_id, chunk) for photo and
+    media chunks.
 
     Raises MessageError for anything outside the v1 tree.
     """
@@ -58,13 +70,14 @@ def parse_topic(name):
     check_district(district)
     check_device(MessageError, device)
     rest = parts[4:]
-    if rest[0] == "photo":
+    if rest[0] in CHUNKED:
         if len(rest) != 3:
-            raise MessageError("topic", "photo topics are .../photo/{report_id}/{chunk}")
+            raise MessageError("topic", f"{rest[0]} topics are .../{rest[0]}/{{report_id}}/"
+                                        "{chunk}")
         check_report_id(MessageError, rest[1], "topic report id")
         if not rest[2] or len(rest[2]) > 8 or not all(c in DIGITS for c in rest[2]):
             raise MessageError("topic", f"chunk index must be digits (got {rest[2]!r})")
-        return district, device, "photo", (rest[1], int(rest[2]))
+        return district, device, rest[0], (rest[1], int(rest[2]))
     leaf = "/".join(rest)
     if leaf not in LEAVES:
         raise MessageError("topic", f"unknown leaf {leaf!r}")

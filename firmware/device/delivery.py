@@ -21,6 +21,15 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
 - photos in chunks of ≤ 16 KiB on ``…/photo/{report_id}/{n}``; each chunk is marked done
   on PUBACK in a PHOTO_PROGRESS outbox record, so after a broken link only the missing
   chunks go again; a delivered photo is deleted from ``photos/``;
+- clips and voice memos from the media shelf (``shelf.MediaShelf``) on a lower-priority
+  lane, ``…/media/{report_id}/{n}``: a report's media go only once the gateway has
+  acknowledged the report, no report waits to be sent and no photo chunk is due; at most
+  ``media_window`` chunks in flight and ``media_rate`` bytes a second (a token bucket), so
+  a new report never queues behind a clip.  Each chunk carries its own sha256; progress is
+  kept on the shelf on PUBACK (after a cut only the rest goes); a file whose every chunk
+  is PUBACKed is kept ``store.photo_keep_s`` more (the gateway may ask for chunks again,
+  with the photos' ``resend`` ack), then pruned.  Media the shelf dropped undelivered are
+  counted in the status ``problems.media_dropped`` and logged;
 - the retained status, on connect, on change and when asked; the last will is the
   retained ``offline`` status.  The session is persistent (clean_session False).
 
@@ -86,7 +95,7 @@ class Delivery:
     def __init__(self, url, device, district, store, *, status_fn, on_task=None,
                  on_config=None, on_update=None, grace_until=None, tls_ca=None, tls_cert=None,
                  tls_key=None, keepalive=30, window=20, chunk_window=4, resend_s=30.0,
-                 reconnect_max=30.0):
+                 reconnect_max=30.0, shelf=None, media_rate=None, media_window=2):
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -115,9 +124,17 @@ class Delivery:
         self._inflight = {}        # mid → ("track", oseq) | ("chunk", report_id, n) | ...
         self._jobs = None          # report id → photo job dict (with "oseq")
         self._chunks_out = set()   # (report_id, n) published, waiting for PUBACK
+        self.shelf, self.media_rate, self.media_window = shelf, media_rate, media_window
+        self._media_out = set()    # (sha256, n) media chunks waiting for PUBACK
+        self._media_done = {}      # sha256 → chunk numbers PUBACKed beyond the kept prefix
+        self._media_tokens = float(CHUNK)
+        self._media_at = time.monotonic()
+        self._media_next = 0.0     # monotonic time the bucket next allows a chunk (0: now)
         self.counters = {"published": 0, "acked": 0, "duplicate": 0, "rejected": 0,
                          "reissued": 0, "unknown_acks": 0, "bad_messages": 0, "chunks": 0,
-                         "connects": 0, "photo_resends": 0}
+                         "connects": 0, "photo_resends": 0, "media_chunks": 0,
+                         "media_delivered": 0, "media_dropped": 0,
+                         "media_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result",
                                    "config", "update")}
@@ -199,7 +216,9 @@ class Delivery:
                 self._stop.wait(delay)
                 continue
             now = time.monotonic()
-            if self.connected and (self._wake.is_set() or now - self._last_pump >= 1.0):
+            media_due = 0 < self._media_next <= now
+            if self.connected and (self._wake.is_set() or media_due
+                                   or now - self._last_pump >= 1.0):
                 self._wake.clear()
                 self._last_pump = now
                 try:
@@ -275,6 +294,8 @@ class Delivery:
             self._sent.pop(what[1], None)
         elif what[0] == "chunk":
             self._chunk_done(what[1], what[2])
+        elif what[0] == "media":
+            self._media_chunk_done(what[1], what[2], what[3])
 
     def _on_message(self, client, userdata, msg):
         try:
@@ -301,8 +322,11 @@ class Delivery:
 
     def _on_ack(self, ack):
         if ack["status"] == messages.RESEND:
-            self._resend_photo(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
-            self._report_again(ack["id"])
+            if self.shelf is not None and self.shelf.holds(ack["sha256"]):
+                self._resend_media(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
+            else:
+                self._resend_photo(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
+                self._report_again(ack["id"])
             self._wake.set()
             return
         action = messages.ack_action(ack)
@@ -458,6 +482,7 @@ class Delivery:
             self._inflight[info.mid] = ("track", oseq)
             self._sent[oseq] = now
         self._pump_photos(reports)
+        self._pump_media(reports)
         self._backlog = backlog
         if self.state() != self._last_state or self._status_wanted:
             self._publish_status()
@@ -590,6 +615,120 @@ class Delivery:
         record = {k: job[k] for k in ("report", "sha256", "size", "done")}
         job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())
         self.store.ack(old)
+
+    # -- clips and memos: the lower-priority lane -------------------------------------------
+
+    def _note_dropped(self):
+        for entry in self.shelf.take_dropped():
+            self.store.count_problem("media_dropped")
+            self.counters["media_dropped"] += 1
+            self._status_wanted = True
+            log.error("%s %s of report %s (%d bytes) DROPPED undelivered: %s", entry["kind"],
+                      entry["sha256"][:16], entry["report"], entry["bytes"], entry["reason"])
+
+    def _media_allows(self, nbytes, now):
+        """The token bucket: True (and the bytes taken) when ``nbytes`` may go now."""
+        if not self.media_rate:
+            return True
+        burst = max(float(CHUNK), float(self.media_rate))
+        self._media_tokens = min(burst, self._media_tokens
+                                 + (now - self._media_at) * self.media_rate)
+        self._media_at = now
+        if self._media_tokens < nbytes:
+            self._media_next = now + (nbytes - self._media_tokens) / self.media_rate
+            return False
+        self._media_tokens -= nbytes
+        self._media_next = 0.0
+        return True
+
+    def _pump_media(self, reports):
+        if self.shelf is None:
+            return
+        self._note_dropped()
+        self.shelf.prune_sent(self.store.photo_keep_s)
+        self._media_next = 0.0       # set again below if the bucket holds a chunk back
+        if self._jobs or any(s not in self._sent for s, _k, _p in reports):
+            return                   # photos and unsent reports go first
+        for entry in self.shelf.pending():
+            sha, rid = entry["sha256"], entry["report"]
+            if rid is None:
+                self.shelf.drop(sha, "no report named (adopted at start-up)")
+                continue
+            if rid in self._ids:
+                continue             # its report is not acknowledged yet
+            if self._send_media(entry) is False:
+                return               # window full or bandwidth used: later
+
+    def _send_media(self, entry):
+        """Publish the next chunks of one file; False when the window or the bucket stops
+        it (so the files behind it wait too)."""
+        sha, rid, size = entry["sha256"], entry["report"], entry["bytes"]
+        of = messages.photo_chunk_count(size, CHUNK)
+        done = self._media_done.setdefault(sha, set())
+        for n in range(entry["done"], of):
+            if n in done or (sha, n) in self._media_out:
+                continue
+            if len(self._media_out) >= self.media_window:
+                return False
+            length = min(CHUNK, size - n * CHUNK)
+            if not self._media_allows(length, time.monotonic()):
+                return False
+            try:
+                with open(self.shelf.path(sha), "rb") as f:
+                    f.seek(n * CHUNK)
+                    data = f.read(CHUNK)
+            except (OSError, KeyError) as exc:
+                self.shelf.drop(sha, f"file unreadable: {exc}")
+                self._media_done.pop(sha, None)
+                return None
+            payload = messages.make_media_chunk(entry["kind"], sha, n, of, size, data,
+                                                hashlib.sha256(data).hexdigest())
+            info = self.client.publish(topics.media_topic(self.district, self.device, rid, n),
+                                       payload, qos=1)
+            self._inflight[info.mid] = ("media", sha, n, of)
+            self._media_out.add((sha, n))
+            self.counters["media_chunks"] += 1
+        return None
+
+    def _media_chunk_done(self, sha, n, of):
+        self._media_out.discard((sha, n))
+        self._wake.set()
+        done = self._media_done.setdefault(sha, set())
+        done.add(n)
+        entry = next((e for e in self.shelf.pending() if e["sha256"] == sha), None)
+        if entry is None:
+            return
+        prefix = entry["done"]
+        while prefix in done:
+            done.discard(prefix)
+            prefix += 1
+        if prefix >= of:
+            self.shelf.sent(sha)
+            self._media_done.pop(sha, None)
+            self.counters["media_delivered"] += 1
+            log.info("%s of %s delivered (%d bytes); deleted from the device in %d s",
+                     entry["kind"], entry["report"], entry["bytes"], self.store.photo_keep_s)
+        elif prefix > entry["done"]:
+            self.shelf.progress(sha, prefix)
+
+    def _resend_media(self, rid, sha, chunks, reason):
+        """The gateway discarded chunks of a clip or memo: send them (None: all) again,
+        unless the file itself no longer hashes to its name (then it is dropped)."""
+        if chunks is None and not _file_hashes_to(self.shelf.path(sha), sha):
+            self.shelf.drop(sha, f"the gateway asks for it again ({reason}) but the file no "
+                                 "longer hashes to it")
+            self._media_done.pop(sha, None)
+            return
+        first = 0 if chunks is None else min(chunks)
+        self.shelf.again(sha, first)
+        done = self._media_done.get(sha, set())
+        if chunks is None:
+            done.clear()
+        else:
+            done.difference_update(chunks)
+        self.counters["media_resends"] += 1
+        log.warning("%s of %s: the gateway asks again for %s (%s)", sha[:16], rid,
+                    "every chunk" if chunks is None else f"chunks {sorted(chunks)}", reason)
 
 
 def _file_hashes_to(path, sha):

@@ -123,6 +123,28 @@ class Hardware:
             backend = "synthetic"
         return cam.make_camera(backend, (conf["width"], conf["height"]), conf["device"])
 
+    def recorder(self, folder, on_clip):
+        """(EventClips, recorder not started) for the profile's ``clips`` section over the
+        camera's backend (the synthetic camera in simulation); the recorder is None for
+        ``none``."""
+        from .video import clip_recorder
+
+        conf = self.profile["camera"]
+        backend = conf["backend"]
+        if self.sim and backend != "none":
+            backend = "synthetic"
+        return clip_recorder(self.profile["clips"], backend, folder, on_clip,
+                             device=conf["device"])
+
+    def memo(self, seconds, seed=0):
+        """16-bit mono samples of a voice memo: the microphone (sounddevice) on a Pi,
+        synthetic speech in simulation."""
+        from . import memo
+
+        if self.sim:
+            return memo.synthetic_memo(seconds, seed=seed)
+        return memo.record_memo(seconds)
+
     def triggers(self, **callbacks):
         """The profile's buttons and sensors over this backend's pins (``Triggers``)."""
         from .triggers import Triggers

@@ -26,6 +26,7 @@ from ..core import messages, topics
 from ..core import track as coretrack
 from ..core.checks import MessageError
 from ..core.errors import CoreError
+from ..core.messages import CLIP_TASK_S
 from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
 from ..core.timefmt import iso_utc
 from ..maps import default_map
@@ -35,6 +36,7 @@ from . import health as checks
 from .hardware import Hardware
 from .ota import ota_dir, update_device
 from .sdnotify import notify, watchdog_period
+from .shelf import MediaShelf
 from .slots import Slots, commit_if_healthy, prepare_pi
 from .store import REPORT, TASK_RESULT, TRACK, Store
 from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
@@ -47,6 +49,8 @@ log = logging.getLogger("gridlink.device")
 RESTART_INTO_UPDATE = 75
 
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
+SHELF_BYTES = 64 * 1024 * 1024   # the profile's clips.shelf_bytes default
+UPLOAD_BYTES_PER_S = 64000       # the profile's clips.upload_bytes_per_s default
 
 
 def firmware_version():
@@ -65,6 +69,12 @@ def process_age():
     except (OSError, ValueError, IndexError):
         return None
     return uptime - start / os.sysconf("SC_CLK_TCK")
+
+
+def _error_of(recorder):
+    """Why a recorder stopped (its ``error``), or None."""
+    error = getattr(recorder, "error", None)
+    return None if error is None else str(error)
 
 
 def cpu_temp(path=THERMAL):
@@ -124,7 +134,11 @@ class Device:
         self.grace = {}                 # report id → monotonic time its cancel grace ends
         self.last_button = None
         self.timers = []
-        self.store = None
+        self.store = self.shelf = None
+        self.clips = self.recorder = None
+        self._clip_for = {}              # clip name → ("report", id) | ("task", task)
+        self._clip_lock = threading.Lock()
+        self._withdrawn = set()          # reports cancelled: a memo still recording is not kept
         self.gnss = self.camera = self.delivery = self.triggers = None
         self.kiosk = self.control = self.gridmap = None
         self.thinner = self.batch = None
@@ -160,12 +174,16 @@ class Device:
         self._open_map()
         self._open_desired()
         self.board = TaskBoard(self.store, console=self.console)
+        clips = self.profile.get("clips", {})
+        self.shelf = MediaShelf(self.data_dir / "media",
+                                clips.get("shelf_bytes", SHELF_BYTES))
         self.delivery = Delivery(
             self.broker, self.device, self.district, self.store, status_fn=self.status_fields,
             on_task=self._on_task, on_config=self._on_config, on_update=self._on_update,
             grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
-            reconnect_max=self.reconnect_max).start()
+            reconnect_max=self.reconnect_max, shelf=self.shelf,
+            media_rate=clips.get("upload_bytes_per_s", UPLOAD_BYTES_PER_S)).start()
         if self.kind == "patrol-vehicle":
             self.gnss = self.hardware.gnss(on_fix=self._on_fix).start()
             tr = self.profile["track"]
@@ -173,6 +191,8 @@ class Device:
             self.batch = coretrack.Batch(self.device, tr["batch_points"],
                                          min(tr["batch_s"], coretrack.MAX_SPAN_S))
         self.camera = self.hardware.camera()
+        if "clips" in self.profile:
+            self._start_clips()
         self.triggers = self.hardware.triggers(
             on_press=self._on_press, on_cancel=self._on_cancel, on_motion=self._on_motion,
             on_call=self._on_call, on_answer=lambda yes: self._guard(self.answer, None, None, yes))
@@ -198,6 +218,103 @@ class Device:
         if ota and ota["pending"]:
             threading.Thread(target=self._commit_trial, name="health", daemon=True).start()
         return self
+
+    def _start_clips(self):
+        """The camera records into a ring; each report (and each ``clip`` task) cuts a
+        clip from it, which goes on the media shelf for the delivery lane."""
+        self.clips, self.recorder = self.hardware.recorder(self.data_dir / "clips",
+                                                           self._on_clip)
+        if self.recorder is not None:
+            self.recorder.start()
+            conf = self.profile["clips"]
+            log.info("recording %dx%d at %d fps into a %.0f s ring (clips %s s before, %s s "
+                     "after a report)", conf["width"], conf["height"], conf["fps"],
+                     self.clips.ring.max_seconds, conf["pre_s"], conf["post_s"])
+        else:
+            self.clips = None
+
+    def _on_clip(self, clip):
+        """A clip is written (the recorder's thread): shelve it for its report, or answer
+        the ``clip`` task that asked for it with a result report it follows."""
+        with self._clip_lock:
+            wanted = self._clip_for.pop(clip.name, None)
+        if wanted is None:
+            log.info("clip %s: its report was cancelled; removed", clip.name)
+            clip.path.unlink(missing_ok=True)
+            return
+        what, value = wanted
+        try:
+            rid = self._answer_clip_task(value, "recorded") if what == "task" else value
+            self.shelf.add_file(clip.path, "clip", rid)
+        except (errors.DeviceError, OSError) as exc:
+            self.store.count_problem("media_dropped")
+            log.error("clip %s (%d bytes) NOT kept: %s", clip.name, clip.bytes, exc)
+            clip.path.unlink(missing_ok=True)
+            return
+        self.delivery.kick()
+        log.info("clip %s of %s: %.1f s (%.1f s before the trigger), %d bytes", clip.name,
+                 rid, clip.end_t - clip.start_t, clip.pre_s, clip.bytes)
+
+    def _clip_of_report(self, report_id):
+        if self.clips is None:
+            return
+        name = "r-" + report_id.replace(":", "-")
+        with self._clip_lock:
+            self._clip_for[name] = ("report", report_id)
+        try:
+            self.clips.trigger(name=name)
+        except Exception as exc:  # the report stands without its clip, said so
+            with self._clip_lock:
+                self._clip_for.pop(name, None)
+            self.store.count_problem("media_dropped")
+            log.error("no clip for report %s: %s", report_id, exc)
+
+    def _memo_of_report(self, report_id):
+        """Record the report's voice memo (the crew speaks after the press) and shelve it;
+        one that cannot be kept is counted in ``problems.media_dropped``."""
+        from .memo import encode_memo
+
+        seconds = self.profile["memo"]["seconds"]
+        try:
+            data = encode_memo(self.hardware.memo(seconds, seed=self.counters["reports"]))
+            with self._clip_lock:
+                if report_id in self._withdrawn:
+                    return
+                self.shelf.add(data, "memo", report_id)
+        except (errors.DeviceError, OSError) as exc:
+            self.store.count_problem("media_dropped")
+            log.error("no voice memo for report %s: %s", report_id, exc)
+            return
+        self.delivery.kick()
+        log.info("voice memo of %s: %s s, %d bytes", report_id, seconds, len(data))
+
+    def _clip_task(self, task):
+        """A ``clip`` task: the last CLIP_TASK_S seconds (as much as the ring holds), sent
+        as the media of the task's result report; ``no_clip`` at once without a recorder."""
+        if self.clips is None:
+            self._answer_clip_task(task, "no_clip")
+            return
+        name = "t-" + task["task"]
+        with self._clip_lock:
+            if name in self._clip_for:
+                return                       # the same task delivered again
+            self._clip_for[name] = ("task", task)
+        pre_s = min(CLIP_TASK_S, self.clips.ring.max_seconds)
+        try:
+            self.clips.trigger(name=name, pre_s=pre_s, post_s=0)
+        except Exception as exc:
+            with self._clip_lock:
+                self._clip_for.pop(name, None)
+            log.error("clip task %s: %s", task["task"], exc)
+            self._answer_clip_task(task, "no_clip")
+
+    def _answer_clip_task(self, task, result):
+        cls = self.profile["task_result"]
+        rep = self.report("task", cls["kind"], cls["code"],
+                          f"{TYPE_NAMES['clip']} {task['task']}: {result}", task=task["task"],
+                          result=result, photo=False)
+        log.info("clip task %s answered %s by report %s", task["task"], result, rep["id"])
+        return rep["id"]
 
     def _open_map(self):
         from ..core.gridmap import GridMapError
@@ -264,6 +381,8 @@ class Device:
             self.triggers.close()
         for timer in self.timers:
             timer.stop()
+        if self.recorder is not None:
+            self.recorder.stop()
         with self.report_lock:        # a report being made is finished and stored first
             if self.gnss is not None:
                 self.gnss.stop()
@@ -392,6 +511,11 @@ class Device:
             self.grace[rep["id"]] = now + self.cancel_grace
             self.last_button = rep["id"]
         self.counters["reports"] += 1
+        if source != "task":
+            self._clip_of_report(rep["id"])
+            if "memo" in self.profile:
+                threading.Thread(target=self._guard, args=(self._memo_of_report, rep["id"]),
+                                 name="memo", daemon=True).start()
         self.delivery.kick()
         log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
                  rep["grid"], ",".join(rep["flags"]) or "-",
@@ -446,12 +570,19 @@ class Device:
         self.grace.pop(rid, None)
         self.last_button = None
         self.counters["cancelled"] += 1
+        with self._clip_lock:               # its clip is not wanted either
+            self._clip_for.pop("r-" + rid.replace(":", "-"), None)
+            self._withdrawn.add(rid)
+            self.shelf.withdraw(rid)
         log.warning("report %s cancelled by a long press (kept in cancelled.jsonl)", rid)
         return rid
 
     # -- tasks -------------------------------------------------------------------------------
 
     def _on_task(self, task):
+        if task["type"] == "clip":
+            self._guard(self._clip_task, task)
+            return
         if self.board.add(task):
             self.delivery.request_status()
 
@@ -662,7 +793,10 @@ class Device:
                "last_error": self.last_error,
                "tasks": self.board.open(), "inputs": self.triggers.names if self.triggers else [],
                "kiosk": f"http://127.0.0.1:{self.kiosk.port}/" if self.kiosk else None,
-               "sim": self.hardware.sim, **self.hardware.status(), "alive": self.parts_alive()}
+               "sim": self.hardware.sim, **self.hardware.status(), "alive": self.parts_alive(),
+               "media": {"pending": len(self.shelf.pending()), "bytes": self.shelf.used(),
+                         "recorder_error": _error_of(self.recorder)}
+               if self.shelf is not None else None}
         age = process_age()
         if self.gnss is not None and self.gnss.first_read_at is not None and age is not None:
             out["first_gnss_read_s"] = round(age - (time.monotonic()
@@ -672,8 +806,8 @@ class Device:
     def parts(self):
         """{name: part} of every running part that answers ``is_alive()``."""
         named = {"store": self.store, "delivery": self.delivery, "gnss": self.gnss,
-                 "camera": self.camera, "triggers": self.triggers, "kiosk": self.kiosk,
-                 "control": self.control}
+                 "camera": self.camera, "recorder": self.recorder,
+                 "triggers": self.triggers, "kiosk": self.kiosk, "control": self.control}
         named.update((f"timer:{t.name}", t) for t in self.timers)
         return {name: part for name, part in named.items() if part is not None}
 

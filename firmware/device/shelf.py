@@ -2,11 +2,14 @@
 
 Each file is kept under its SHA-256 (``<folder>/<sha>.<ext>``) with an entry in
 ``index.json`` (kind, report it belongs to, bytes, when added), both written atomically.
-``delivered(sha)`` prunes a file once the gateway has it.  Adding beyond ``max_bytes``
-drops the oldest undelivered files to make room, and every drop is recorded — never
-silently — for the runtime to report (``take_dropped()``).  At start-up the shelf
-reconciles with the folder: a file with no entry (a crash between the two writes) is
-kept as pending, an entry whose file is gone is reported as dropped.
+``sent(sha)`` keeps a file whose every chunk has left until ``prune_sent(keep_s)`` (the
+gateway may ask for chunks again: ``again(sha, first)``), ``delivered(sha)`` prunes one at
+once; ``progress(sha, done)`` keeps how many of its chunks have left (the delivery lane
+resumes there after a cut or a restart).
+Adding beyond ``max_bytes`` drops the oldest undelivered files to make room, and every
+drop is recorded — never silently — for the delivery to report (``take_dropped()``).
+At start-up the shelf reconciles with the folder: a file with no entry (a crash between
+the two writes) is kept as pending, an entry whose file is gone is reported as dropped.
 """
 
 import hashlib
@@ -96,12 +99,15 @@ class MediaShelf:
                      "added": self.clock()}
             fsio.write_file(str(self._path(entry)), data, str(self.folder))
             used = sum(e["bytes"] for e in self._entries.values())
-            for old in sorted(self._entries.values(), key=lambda e: e["added"]):
+            # sent files (kept only in case the gateway asks again) make room first, quietly
+            for old in sorted(self._entries.values(),
+                              key=lambda e: ("sent" not in e, e["added"])):
                 if used + len(data) <= self.max_bytes:
                     break
                 self._remove(old)
                 used -= old["bytes"]
-                self._dropped.append({**old, "reason": "shelf full"})
+                if "sent" not in old:
+                    self._dropped.append({**old, "reason": "shelf full"})
             self._entries[sha] = entry
             self._save()
             return entry
@@ -128,10 +134,81 @@ class MediaShelf:
             self._save()
             return True
 
-    def pending(self):
-        """Undelivered entries, oldest first."""
+    def sent(self, sha256):
+        """Every chunk of ``sha256`` has left: keep the file (the gateway may ask for chunks
+        again, :meth:`again`) until :meth:`prune_sent` removes it; it is no longer pending."""
         with self._lock:
-            return sorted(self._entries.values(), key=lambda e: e["added"])
+            entry = self._entries.get(sha256)
+            if entry is not None:
+                entry["sent"] = self.clock()
+                self._save()
+
+    def again(self, sha256, first=0):
+        """The gateway asks for ``sha256`` again from chunk ``first`` on: pending again;
+        False if the shelf no longer holds it."""
+        with self._lock:
+            entry = self._entries.get(sha256)
+            if entry is None:
+                return False
+            entry.pop("sent", None)
+            entry["done"] = min(entry.get("done", 0), first)
+            self._save()
+            return True
+
+    def prune_sent(self, keep_s):
+        """Remove the files sent more than ``keep_s`` seconds ago; how many."""
+        with self._lock:
+            now = self.clock()
+            due = [e for e in self._entries.values()
+                   if "sent" in e and now - e["sent"] >= keep_s]
+            for entry in due:
+                self._remove(entry)
+            if due:
+                self._save()
+            return len(due)
+
+    def withdraw(self, report_id):
+        """Remove the files of a report taken back (a long press): not a drop, nothing
+        is lost.  How many were removed."""
+        with self._lock:
+            gone = [e for e in self._entries.values() if e["report"] == report_id]
+            for entry in gone:
+                self._remove(entry)
+            if gone:
+                self._save()
+            return len(gone)
+
+    def progress(self, sha256, done):
+        """Record that chunks ``0 … done-1`` of ``sha256`` have left (durably)."""
+        with self._lock:
+            entry = self._entries.get(sha256)
+            if entry is None or entry.get("done", 0) >= done:
+                return
+            entry["done"] = done
+            self._save()
+
+    def drop(self, sha256, reason):
+        """Give up an undelivered file (it cannot be sent): removed and recorded as dropped
+        with ``reason``; False if the shelf did not hold it."""
+        with self._lock:
+            entry = self._entries.get(sha256)
+            if entry is None:
+                return False
+            self._remove(entry)
+            self._dropped.append({**entry, "reason": reason})
+            self._save()
+            return True
+
+    def pending(self):
+        """Entries still to send (copies), oldest first; ``done``: chunks already sent."""
+        with self._lock:
+            return [{"done": 0, **e} for e in sorted(self._entries.values(),
+                                                     key=lambda e: e["added"])
+                    if "sent" not in e]
+
+    def holds(self, sha256):
+        with self._lock:
+            return sha256 in self._entries
 
     def path(self, sha256):
         with self._lock:

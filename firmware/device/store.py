@@ -5,6 +5,7 @@
       seq                core SequenceFile: the report sequence, survives reboot
       photos/<sha>.jpg   photos, fsync'd before the report naming them is stored, deleted
                          once delivered
+      media/             the media shelf (shelf.py): clips and memos until delivered
       seq.acked          the highest report seq the gateway acknowledged
       cancelled.jsonl    reports cancelled by a long press (kept, never sent)
       reissued.jsonl     reports sent again under a fresh id (old id, new id, why)

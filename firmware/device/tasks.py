@@ -7,7 +7,9 @@ the page's buttons; everywhere: ``gridlink device answer``): the device makes a 
 report (source ``task``) with a photo and the task is closed.
 
 Results: a 核实 (verify) task is ``confirmed`` or ``not_found``; a 核查 (check) task is
-``resolved`` or ``unresolved``.
+``resolved`` or ``unresolved``.  A ``clip`` task (the last 30 s of video) is answered by
+the runtime itself, without an operator: ``recorded`` (the clip follows the result as its
+media) or ``no_clip`` (no recorder).
 """
 
 import html
@@ -19,8 +21,9 @@ from urllib.parse import parse_qs
 
 log = logging.getLogger("gridlink.device.tasks")
 
-RESULTS = {"verify": ("confirmed", "not_found"), "check": ("resolved", "unresolved")}
-TYPE_NAMES = {"verify": "核实", "check": "核查"}
+RESULTS = {"verify": ("confirmed", "not_found"), "check": ("resolved", "unresolved"),
+           "clip": ("recorded", "no_clip")}
+TYPE_NAMES = {"verify": "核实", "check": "核查", "clip": "视频"}
 
 
 def result_of(task_type, yes):

@@ -66,9 +66,10 @@ POLICY = {
     ("GET", "/api/calendar"): roles.READ,
     ("PUT", "/api/calendar/{day}"): roles.DEPARTMENTS,
     ("DELETE", "/api/calendar/{day}"): roles.DEPARTMENTS,
-    # the map and the photos
+    # the map, the photos, the clips and memos
     ("GET", "/api/grid"): roles.READ,
     ("GET", "/api/photos/{sha256}"): roles.READ,
+    ("GET", "/api/media/{sha256}"): roles.READ,
     # evaluation: the roster (监督员, devices, shifts, work grids, duty) and the figures
     ("GET", "/api/supervisors"): roles.READ,
     ("PUT", "/api/supervisors/{supervisor_id}"): roles.ASSIGN,

@@ -342,6 +342,8 @@ async function showDetail(id, quiet) {
       onerror: (ev) => { ev.target.replaceWith(el("div", { class: "hint", text: `photo ${p.sha256.slice(0, 12)}… not complete yet` })); },
     })));
   }
+  // the report's own media, then what its clip tasks brought back
+  showMedia(id, [...(r.media || []), ...(r.tasks || []).flatMap((t) => (t.media || []).map((m) => ({ ...m, task: t.id })))]);
   const pending = r.state === "pending";
   const mine = r.holder && r.holder === me();
   const blocked = r.holder && !mine && !mayOverride();  // another's claim
@@ -357,6 +359,53 @@ async function showDetail(id, quiet) {
   $("b-task").textContent = board.taskType === "check" ? "派核查 Send check task" : "派核实 Send verify task";
   $("b-task").disabled = r.lat === null || r.state === "rejected" || r.state === "attached"
     || (board.taskType === "check" && !checkable);
+  $("b-clip").disabled = r.lat === null;
+}
+
+// A clip plays with its pre-trigger part marked: the timeline under it shades the seconds
+// recorded before the button press (trigger_offset_s, from the clip's MP4 comment) and
+// marks the press; while the playhead is before it the caption says so.  Memos play as audio.
+function showMedia(id, media) {
+  const box = $("d-media");
+  const want = id + media.map((m) => m.sha256).join();
+  if (box.dataset.for === want) return;
+  box.dataset.for = want;
+  box.replaceChildren(...media.map((m) => (m.kind === "clip" ? clipFigure(m) : memoFigure(m))));
+}
+
+function clipFigure(m) {
+  const src = `/api/media/${m.sha256}`;
+  const video = el("video", { src, controls: "", preload: "metadata", "data-sha256": m.sha256 });
+  const at = m.trigger_offset_s;
+  const seconds = m.seconds || 0;
+  const caption = el("figcaption", {});
+  const timeline = el("div", { class: "timeline" });
+  if (at !== null && at !== undefined && seconds > 0) {
+    const pct = Math.min(100, (100 * at) / seconds);
+    timeline.append(el("div", { class: "pre", style: `width:${pct}%`, title: `${at.toFixed(1)} s before the press` }),
+      el("div", { class: "at", style: `left:${pct}%`, title: "按键 press" }));
+  }
+  const now = el("div", { class: "now", style: "left:0%" });
+  timeline.append(now);
+  const [zh, en] = m.task ? ["请求", "request"] : ["按键", "press"];
+  const describe = () => {
+    const t = video.currentTime || 0;
+    if (seconds > 0) now.style.left = `${Math.min(100, (100 * t) / seconds)}%`;
+    const before = at !== null && at !== undefined && t < at;
+    caption.replaceChildren(
+      el("span", { class: before ? "before" : "", text: before ? `${zh}前 before the ${en} (−${(at - t).toFixed(1)} s)` : `${zh}后 after the ${en}` }),
+      ` · ${m.task ? `任务 ${m.task} ` : ""}视频 clip ${seconds.toFixed(1)} s${at !== null && at !== undefined ? `, ${at.toFixed(1)} s before the ${en}` : ""}`);
+  };
+  video.addEventListener("timeupdate", describe);
+  video.addEventListener("seeked", describe);
+  describe();
+  return el("figure", { class: "clip" }, video, timeline, caption);
+}
+
+function memoFigure(m) {
+  return el("figure", { class: "memo" },
+    el("audio", { src: `/api/media/${m.sha256}`, controls: "", preload: "metadata", "data-sha256": m.sha256 }),
+    el("figcaption", { text: `语音 voice memo ${(m.seconds || 0).toFixed(1)} s` }));
 }
 
 async function showHistory(id) {
@@ -410,6 +459,10 @@ function wireActions() {
     await api("POST", path(id, "reject"), { reason });
     $("reason").value = "";
     return reason;
+  }));
+  $("b-clip").addEventListener("click", () => act("调视频 clip", async (id) => {
+    const t = await api("POST", "/api/tasks", { type: "clip", report_id: id });
+    return `${t.id} → ${t.device || "no device online yet"} (${t.state})`;
   }));
   $("b-task").addEventListener("click", () => act("task", async (id) => {
     const type = board.taskType || "verify";

@@ -271,8 +271,9 @@ class CaseBook:
 
     def task_fits(self, conn, task_type, report_id):
         """Refuse a task whose type does not fit the report's case: 核实 only before 立案,
-        核查 only once the department has reported back (处置反馈)."""
-        if report_id is None:
+        核查 only once the department has reported back (处置反馈); a clip task (the
+        vehicle's last 30 s of video) fits any report, at any stage."""
+        if report_id is None or task_type == "clip":
             return
         case = one(run(self.store, conn, "SELECT case_no, state FROM cases WHERE report_id = ?",
                        [report_id]))

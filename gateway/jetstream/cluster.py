@@ -60,7 +60,7 @@ def _tls_block(tls, indent, verify):
 # direction (the Mosquitto ACL's patterns, written out per device; "*" in the district
 # position: a device may report from any district it is moved to).  $MQTT.sub.> is where
 # nats-server delivers a QoS 1 subscription's messages to the MQTT connection.
-DEVICE_PUBLISH = ("report", "track", "status", "photo.>", "task.result")
+DEVICE_PUBLISH = ("report", "track", "status", "photo.>", "media.>", "task.result")
 DEVICE_SUBSCRIBE = ("ack", "task", "config")
 
 

@@ -8,6 +8,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from .. import fleet_view
+from ..media_ingest import report_media
 from ..queue import DEFAULT_LEASE_S, FILTER_FLAGS, MAX_LEASE_S
 from .acting import Acting
 from .bodies import BAD, DECISION, DIGITS, ISO_TIME, NOT_BLANK, NOT_FOUND
@@ -76,6 +77,10 @@ def build_router(queue, desk, trail, callers=None):
         report["tasks"] = desk.list(report_id=report_id)
         report["case"] = desk.cases.by_report(report_id) if desk.cases is not None else None
         report["caller"] = callers(report_id) if callers is not None else None
+        for task in report["tasks"]:       # what a clip task brought back
+            task["media"] = report_media(queue.store, task["result_report"]) \
+                if task["result_report"] else []
+        report["media"] = report_media(queue.store, report_id)
         return report
 
     @router.post("/api/reports/{report_id}/claim", responses=DECISION,

@@ -1,8 +1,9 @@
-"""The verification tasks' routes: grid assignments, and 核实/核查 tasks."""
+"""The verification tasks' routes: grid assignments, and 核实/核查 and clip tasks."""
 
 from fastapi import APIRouter, Path, Query, Request
 from pydantic import BaseModel, Field
 
+from ..media_ingest import report_media
 from .acting import Acting
 from .bodies import BAD, DEVICE, GRID, ISO_TIME, NOT_FOUND
 
@@ -17,8 +18,10 @@ class TaskBody(BaseModel):
                 "properties": {"deadline": {"type": "string"},
                                "deadline_s": {"type": "number"}}}}}
 
-    type: str = Field("verify", pattern="^(verify|check)$",
-                      description="verify = 核实 (before 立案), check = 核查 (after handling)")
+    type: str = Field("verify", pattern="^(verify|check|clip)$",
+                      description="verify = 核实 (before 立案), check = 核查 (after handling), "
+                                  "clip = the vehicle's last 30 s of video (it comes back "
+                                  "as the media of the task's result)")
     report_id: str | None = Field(None, description="the report to verify or check")
     lat: float | None = Field(None, ge=-90, le=90, description="a point, when no report")
     lon: float | None = Field(None, ge=-180, le=180)
@@ -65,7 +68,7 @@ def build_router(desk, trail):
                                       before=before)
 
     @router.post("/api/tasks", status_code=201, responses={**NOT_FOUND, **BAD},
-                 summary="Create a 核实/核查 task, route it and send it")
+                 summary="Create a 核实/核查 or clip task, route it and send it")
     def create_task(body: TaskBody, request: Request):
         me = Acting(trail, request)
         task = desk.create(**body.model_dump(), operator=me.name, audit=me.record)
@@ -80,10 +83,14 @@ def build_router(desk, trail):
         desk.sync()
         return desk.list(state=state, report_id=report_id, device=device, limit=limit)
 
-    @router.get("/api/tasks/{task_id}", responses=NOT_FOUND, summary="One task")
+    @router.get("/api/tasks/{task_id}", responses=NOT_FOUND,
+                summary="One task (with its result's clips and memos)")
     def get_task(task_id: str):
         desk.sync()
-        return desk.get(task_id)
+        task = desk.get(task_id)
+        task["media"] = report_media(desk.store, task["result_report"]) \
+            if task["result_report"] else []
+        return task
 
     @router.post("/api/tasks/{task_id}/dispatch", responses=NOT_FOUND,
                  summary="Send an open task again (re-routing it when it has no device)")

@@ -2,6 +2,7 @@
 
 import copy
 import datetime
+import hashlib
 import json
 import re
 
@@ -20,7 +21,7 @@ from tests.support.paths import ROOT
 SCHEMAS = ROOT / "docs" / "schemas"
 PROTOCOL = ROOT / "docs" / "protocol.md"
 NAMES = ("report", "task-result", "ack", "task", "track", "status", "photo-chunk-header",
-         "update")
+         "media-chunk-header", "update")
 
 
 def load_schemas():
@@ -84,6 +85,7 @@ VALIDATORS = {
     "track": messages.validate_track,
     "status": messages.validate_status,
     "photo-chunk-header": messages.validate_photo_header,
+    "media-chunk-header": messages.validate_media_header,
     "update": messages.validate_update,
 }
 
@@ -171,7 +173,7 @@ def _extra_rules_hold(name, obj):
         return real_date(obj["deadline"])
     if name == "status":
         return real_date(obj.get("time"))
-    if name == "photo-chunk-header":
+    if name in ("photo-chunk-header", "media-chunk-header"):
         return obj["n"] < obj["of"] <= obj["size"] <= obj["of"] * 16384
     return True
 
@@ -317,12 +319,49 @@ def test_topic_tree_round_trips_and_refuses_foreign_topics():
     photo = topics.photo_topic("410106", "pv-0001", "pv-0001:000000000042", 3)
     assert topics.parse_topic(photo) == ("410106", "pv-0001", "photo",
                                          ("pv-0001:000000000042", 3))
-    for bad in ("gridlink/v2/410106/pv-0001/report", "gridlink/v1/4101/pv-0001/report",
+    media = topics.media_topic("410106", "pv-0001", "pv-0001:000000000042", 7)
+    assert media == "gridlink/v1/410106/pv-0001/media/pv-0001:000000000042/7"
+    assert topics.parse_topic(media) == ("410106", "pv-0001", "media",
+                                         ("pv-0001:000000000042", 7))
+    with pytest.raises(MessageError, match="chunked"):
+        topics.photo_topic("410106", "pv-0001", "pv-0001:000000000042", 7, leaf="report")
+    with pytest.raises(MessageError, match="unknown leaf"):
+        topics.topic("410106", "pv-0001", "media")
+    for bad in ("gridlink/v1/410106/pv-0001/media/pv-0001:000000000042",
+                "gridlink/v2/410106/pv-0001/report", "gridlink/v1/4101/pv-0001/report",
                 "gridlink/v1/410106/PV/report", "gridlink/v1/410106/pv-0001/reports",
                 "gridlink/v1/410106/pv-0001/photo/x/1", "other/v1/410106/pv-0001/report",
                 "gridlink/v1/410106/pv-0001/photo/pv-0001:000000000042/-1"):
         with pytest.raises(MessageError):
             topics.parse_topic(bad)
+
+
+@given(kind=st.sampled_from(messages.MEDIA_KINDS), data=st.binary(min_size=1, max_size=300),
+       before=st.integers(0, 50), length=st.integers(1, 16384))
+def test_media_chunk_round_trips(kind, data, before, length):
+    size = before * length + len(data)
+    if len(data) > length:
+        return                         # the last chunk holds at most the others' length
+    of = before + 1
+    digest = hashlib.sha256(data).hexdigest()
+    payload = messages.make_media_chunk(kind, "cd" * 32, before, of, size, data, digest)
+    head, back = messages.split_media_chunk(payload)
+    assert back == data
+    assert head == {"kind": kind, "sha256": "cd" * 32, "n": before, "of": of, "size": size,
+                    "digest": digest}
+
+
+def test_media_chunk_header_errors_name_the_field():
+    sha = "ab" * 32
+    with pytest.raises(MessageError) as e:
+        messages.make_media_chunk("photo", sha, 0, 1, 3, b"abc", sha)
+    assert e.value.field == "kind"
+    with pytest.raises(MessageError) as e:      # a media chunk always carries its digest
+        messages.split_media_chunk(b'{"kind":"clip","sha256":"' + sha.encode()
+                                   + b'","n":0,"of":1,"size":3}\nabc')
+    assert "digest" in str(e.value)
+    with pytest.raises(MessageError):          # a photo header is not a media header
+        messages.split_media_chunk(messages.make_photo_chunk(sha, 0, 1, 3, b"abc"))
 
 
 def test_photo_chunk_round_trip_and_clear_errors():
@@ -383,7 +422,7 @@ def test_topic_table_in_protocol_md_matches_the_topics_module():
                       r"(\d) \| (\*\*yes\*\*|no) \|", PROTOCOL.read_text(encoding="utf-8"), re.M)
     table = {}
     for leaf, publisher, qos, retained in rows:
-        leaf = "photo" if leaf.startswith("photo/") else leaf
+        leaf = leaf.split("/")[0] if leaf.startswith(("photo/", "media/")) else leaf
         table[leaf] = (publisher, int(qos), retained != "no")
     assert table == topics.LEAVES
 

@@ -139,6 +139,16 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
         assert rows[sid]["reported"] == sum(1 for _, d, src in reports
                                             if d == device and src != "task")
         assert rows[sid]["duty_hours"] > 0 and rows[sid]["reports_per_duty_hour"] > 0
+    # pv-0001 records (--clips 1): its reports brought clips that start before the press,
+    # and voice memos, through the shipped ACL; pv-0002 records nothing
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        media = db.execute("SELECT m.kind, m.trigger_offset_s, m.sha256, r.report_id"
+                           " FROM media m JOIN report_media r ON r.sha256 = m.sha256").fetchall()
+    clips = [(at, sha) for kind, at, sha, _ in media if kind == "clip"]
+    assert clips and max(at for at, _ in clips) > 2.0, media
+    assert "memo" in {kind for kind, *_ in media}
+    assert {rid.split(":")[0] for *_, rid in media} == {"pv-0001"}
+    assert all((data / "media" / sha[:2] / f"{sha}.mp4").exists() for _, sha in clips)
 
 
 def test_ctrl_c_stops_everything_cleanly(tmp_path):
@@ -183,6 +193,7 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--vehicles", "9"], "--vehicles: 1 to 6"),
+    (["--clips", "4"], "--clips: 0 to the number of vehicles (3)"),
     (["--press-every", "0"], "--press-every"),
     (["--map", "/nonexistent/grid.glgm"], "grid map /nonexistent/grid.glgm"),
 ])

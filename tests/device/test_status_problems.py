@@ -45,7 +45,8 @@ def test_a_damaged_report_in_the_outbox_shows_in_the_status_across_restarts(tmp_
     store = Store(tmp_path)                          # after the restart, still counted
     problems = store.problems()
     store.close()
-    assert problems == {"lost": 1, "reissued": 0, "photos_dropped": 0, "failed": 0}
+    assert problems == {"lost": 1, "reissued": 0, "photos_dropped": 0, "failed": 0,
+                        "media_dropped": 0}
     msg = status(problems=problems)
     assert messages.validate_status(json.loads(messages.encode(msg))) == msg
     assert list(schema("status").iter_errors(msg)) == []

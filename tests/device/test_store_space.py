@@ -91,7 +91,8 @@ def test_leftovers_are_cleaned_at_start_and_waiting_photos_kept(tmp_path):
 
 def test_problem_counters_survive_a_restart_and_a_damaged_file(tmp_path):
     store = Store(tmp_path)
-    assert store.problems() == {"lost": 0, "reissued": 0, "photos_dropped": 0, "failed": 0}
+    assert store.problems() == {"lost": 0, "reissued": 0, "photos_dropped": 0, "failed": 0,
+                                "media_dropped": 0}
     store.count_problem("photos_dropped")
     store.count_problem("photos_dropped")
     store.close()
@@ -102,4 +103,4 @@ def test_problem_counters_survive_a_restart_and_a_damaged_file(tmp_path):
     assert Store(tmp_path).problems()["photos_dropped"] == 0
     (tmp_path / "problems.json").write_text('{"failed": "x", "reissued": 3, "other": 9}')
     assert Store(tmp_path).problems() == {"lost": 0, "reissued": 3, "photos_dropped": 0,
-                                          "failed": 0}
+                                          "failed": 0, "media_dropped": 0}

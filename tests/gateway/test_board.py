@@ -256,6 +256,95 @@ def test_board_loads_nothing_from_outside(gateway, page):
     assert outside == []
 
 
+def send_media(device, report_id, kind, data):
+    """Publish ``data`` as the media chunks of ``report_id`` (as the device's lane does)."""
+    from gridlink.firmware.core import messages
+
+    sha = hashlib.sha256(data).hexdigest()
+    parts = [data[i:i + 16384] for i in range(0, len(data), 16384)]
+    for n, part in enumerate(parts):
+        payload = messages.make_media_chunk(kind, sha, n, len(parts), len(data), part,
+                                            hashlib.sha256(part).hexdigest())
+        topic = f"gridlink/v1/410106/{device.device}/media/{report_id}/{n}"
+        device.client.publish(topic, payload, qos=1).wait_for_publish(5)
+    return sha
+
+
+def test_a_reports_clip_plays_with_the_part_before_the_press_marked_and_its_memo_plays(
+        gateway, broker, page, tmp_path, grid_file):
+    from gridlink.firmware.device import memo
+
+    from tests.support.clips import tiny_clip
+    from tests.support.waiting import wait_until
+
+    server, gw_store = gateway
+    _, grid_map = grid_file
+    device = Device(broker)
+    try:
+        rep = report(grid_map, 1, text="车辆巡查")
+        device.send(rep)
+        device.wait_acks(1)
+        clip = tiny_clip(tmp_path, seconds=3.0, trigger_at=1.5)
+        clip_sha = send_media(device, rep["id"], "clip", clip)
+        memo_sha = send_media(device, rep["id"], "memo", memo.encode_memo(
+            memo.synthetic_memo(2)))
+        api = Api(server.url, Tokens(gw_store))
+        wait_until(lambda: len(api.get(f"/api/reports/{rep['id']}")[1]["media"]) == 2, 20,
+                   "clip and memo stored")
+        listed = {m["kind"]: m for m in api.get(f"/api/reports/{rep['id']}")[1]["media"]}
+        at, seconds = listed["clip"]["trigger_offset_s"], listed["clip"]["seconds"]
+        assert 0.5 < at < seconds
+
+        page.goto(server.url + "/")
+        sign_in(page, "alice")
+        page.click(f'#reports li[data-id="{rep["id"]}"]')
+        video = page.wait_for_selector(f'#d-media video[data-sha256="{clip_sha}"]')
+        assert video.get_attribute("src") == f"/api/media/{clip_sha}"
+        # the browser reads the clip (H.264 in MP4) over the range route
+        page.wait_for_function("document.querySelector('#d-media video').readyState >= 1 && "
+                               "document.querySelector('#d-media video').duration > 1",
+                               timeout=15000)
+        width = page.evaluate("parseFloat(document.querySelector('#d-media .pre').style.width)")
+        assert abs(width - 100 * at / seconds) < 0.5
+        page.evaluate("document.querySelector('#d-media video').currentTime = 0.2")
+        page.wait_for_function("document.querySelector('#d-media figcaption .before')"
+                               " !== null")
+        assert "before the press" in page.locator("#d-media figure.clip figcaption").inner_text()
+        page.evaluate(f"document.querySelector('#d-media video').currentTime = {at + 0.5}")
+        page.wait_for_function("document.querySelector('#d-media figure.clip figcaption')"
+                               ".textContent.includes('after the press')")
+        page.wait_for_function("document.querySelector('#d-media audio').readyState >= 1 && "
+                               "document.querySelector('#d-media audio').duration > 1.5",
+                               timeout=15000)
+        assert page.locator("#d-media audio").get_attribute("src") == f"/api/media/{memo_sha}"
+        page.screenshot(path=str(tmp_path / "board-media.png"))
+
+        # the operator asks the grid's vehicle for its last 30 s; the clip comes back as
+        # the task result's media and shows under the report, marked as the task's
+        assert api.call("PUT", f"/api/assignments/{rep['grid']}", {"device": "pv-0001"})[0] \
+            == 200
+        page.click("#b-clip")
+        page.wait_for_function("document.querySelector('#message').textContent"
+                               ".includes('pv-0001 (sent)')")
+        (task,) = api.get(f"/api/tasks?report_id={rep['id']}")[1]
+        assert task["type"] == "clip"
+        result = make_report("pv-0001", 2, None, time.time(), "event", STANDARD, "06010",
+                             source="task", text="视频", task=task["id"], result="recorded")
+        device.client.publish("gridlink/v1/410106/pv-0001/task/result",
+                              encode_report(result), qos=1).wait_for_publish(5)
+        device.wait_acks(2)
+        (tmp_path / "last").mkdir()
+        last = tiny_clip(tmp_path / "last", seconds=3.5, trigger_at=2.0)
+        last_sha = send_media(device, result["id"], "clip", last)
+        page.wait_for_selector(f'#d-media video[data-sha256="{last_sha}"]', timeout=20000)
+        page.wait_for_function(
+            "[...document.querySelectorAll('#d-media figure.clip figcaption')]"
+            f".some((c) => c.textContent.includes('任务 {task['id']}'))")
+        page.screenshot(path=str(tmp_path / "board-clip-task.png"))
+    finally:
+        device.close()
+
+
 def test_the_devices_list_shows_each_devices_update_slots(gateway, broker, page):
     server, _ = gateway
     status = {"v": 1, "device": "pv-0002", "state": "online", "time": None, "fix": None,

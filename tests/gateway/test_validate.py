@@ -171,7 +171,7 @@ def test_fuzz_arbitrary_json_always_gets_a_verdict(judge, t, obj):
 def test_published_json_schemas_are_held_too(judge):
     from jsonschema import Draft202012Validator
 
-    assert set(judge.schemas) == {"status", "track", "photo"}  # docs/schemas/ loaded
+    assert set(judge.schemas) == {"status", "track", "photo", "media"}  # docs/schemas/ loaded
     will = encode({"v": 1, "device": "pv-0001", "state": "offline"})
     assert judge.decode(topic("pv-0001", "status"), will, T).kind == "status"
     strict = Validator(judge.grid_map, judge.codebooks, schemas={

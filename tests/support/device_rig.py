@@ -52,6 +52,7 @@ class GatewayAcker:
         self.reports = []           # decoded reports, in arrival order (with duplicates)
         self.acked = set()
         self.chunks = {}            # (report id, n) → (header, data)
+        self.media = {}             # (report id, sha256) → {n: (header, data)}
         self.tracks = []
         self.statuses = []
         self.errors = []            # anything that failed validation
@@ -115,6 +116,12 @@ class GatewayAcker:
                 self._check("photo-chunk-header", head)
                 with self.lock:
                     self.chunks.setdefault((extra[0], head["n"]), []).append((head, data))
+            elif leaf == "media":
+                head, data = messages.split_media_chunk(msg.payload)
+                self._check("media-chunk-header", head)
+                with self.lock:
+                    self.media.setdefault((extra[0], head["sha256"]), {})[head["n"]] = \
+                        (head, data)
             elif leaf in ("ack", "task"):
                 pass
             else:
@@ -141,6 +148,16 @@ class GatewayAcker:
         if len(parts) < of:
             return None
         return b"".join(parts[n][1] for n in range(of))
+
+    def media_of(self, report_id):
+        """[(kind, bytes)] of a report's clips and memos received whole so far."""
+        out = []
+        with self.lock:
+            for (rid, _sha), parts in self.media.items():
+                head = next(iter(parts.values()))[0]
+                if rid == report_id and len(parts) == head["of"]:
+                    out.append((head["kind"], b"".join(parts[n][1] for n in range(head["of"]))))
+        return out
 
     def publish_task(self, district, device, task):
         self.client.publish(topics.topic(district, device, "task"), messages.encode(task),

@@ -15,6 +15,9 @@ def register(parser):
                              "dir removed on exit)")
     parser.add_argument("--vehicles", type=int, default=3, help="simulated patrol vehicles (1-6)")
     parser.add_argument("--no-terminal", action="store_true", help="no fixed street terminal")
+    parser.add_argument("--clips", type=int, default=1, metavar="N",
+                        help="the first N vehicles record video: each report brings a clip "
+                             "(8 s before the press, 4 s after) and a voice memo (default 1)")
     parser.add_argument("--http", default="127.0.0.1:0", metavar="HOST:PORT",
                         help="where to serve the intake board (default: a free local port)")
     parser.add_argument("--press-every", type=float, default=4.0, metavar="S",
@@ -34,6 +37,8 @@ def register(parser):
 def cmd_demo(args):
     if not 1 <= args.vehicles <= len(ORIGINS):
         raise DemoError(f"--vehicles: 1 to {len(ORIGINS)}")
+    if not 0 <= args.clips <= args.vehicles:
+        raise DemoError(f"--clips: 0 to the number of vehicles ({args.vehicles})")
     if args.press_every <= 0:
         raise DemoError("--press-every: more than 0 seconds")
     stop = threading.Event()

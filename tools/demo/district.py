@@ -44,6 +44,24 @@ GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
 DEMO_OPERATOR = "demo"  # 受理员 + 值班长: signs in on the board with a password printed at start
 DEMO_ROLES = ("acceptor", "shift_lead", "viewer", "technician")
 GATEWAY_IDENTITY = f"{GATEWAY_CLIENT_ID}-0"  # its certificate's CN, granted by the shipped ACL
+# A vehicle that records (``--clips``): small frames, so several fit on a laptop's cores;
+# the clip (8 s before the press, 4 s after) and a 5 s memo follow each report.
+DEMO_CLIPS = {"pre_s": 8, "post_s": 4, "width": 640, "height": 360, "fps": 10,
+              "bit_rate": 300000, "upload_bytes_per_s": 125000}
+DEMO_MEMO = {"seconds": 5}
+
+
+def clip_profile(folder):
+    """The shipped patrol-vehicle profile with a ``clips`` and a ``memo`` section, written
+    into ``folder`` (the device takes a profile name or a file); its path."""
+    from gridlink.firmware.device.profile import resolve
+
+    raw = json.loads(Path(resolve("patrol-vehicle")).read_text(encoding="utf-8"))
+    raw.pop("$schema", None)
+    raw.update(profile="patrol-vehicle", clips=DEMO_CLIPS, memo=DEMO_MEMO)
+    path = Path(folder) / "patrol-vehicle-clips.json"
+    path.write_text(json.dumps(raw, ensure_ascii=False, indent=1), encoding="utf-8")
+    return path
 
 
 # ---------------------------------------------------------------- pieces
@@ -274,8 +292,11 @@ class District:
         return argv
 
     def _start_devices(self):
-        plan = [(f"pv-{n + 1:04d}", "patrol-vehicle", ORIGINS[n], capture_path(CAPTURES[n]),
-                 PATROL_BUTTONS) for n in range(self.args.vehicles)]
+        recording = str(clip_profile(self.data)) if getattr(self.args, "clips", 0) else None
+        plan = [(f"pv-{n + 1:04d}",
+                 recording if n < getattr(self.args, "clips", 0) else "patrol-vehicle",
+                 ORIGINS[n], capture_path(CAPTURES[n]), PATROL_BUTTONS)
+                for n in range(self.args.vehicles)]
         if not self.args.no_terminal:
             plan.append(("ft-0001", "fixed-terminal", None, None, ("call", "pir")))
         for device, profile, origin, capture, buttons in plan:
