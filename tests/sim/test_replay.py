@@ -95,12 +95,16 @@ def test_retiming_moves_every_epoch_by_the_same_whole_seconds(name):
 
 
 def test_replayer_starts_each_round_now():
-    with replay.Replayer("nmea-rtk.log", speed=1000, clock=lambda: 1_795_000_000.0) as rp:
-        port = serial.serial_for_url(rp.path, baudrate=9600, timeout=0.5)
+    rp = replay.Replayer("nmea-rtk.log", speed=1000, clock=lambda: 1_795_000_000.0)
+    # open before the replay starts: pyserial's open() flushes what was already written
+    port = serial.serial_for_url(rp.path, baudrate=9600, timeout=0.5)
+    with rp:
         dec, got = NmeaDecoder(), []
-        while not got:
+        deadline = time.monotonic() + 60
+        while not got and time.monotonic() < deadline:
             got.extend(f for f in dec.feed(port.read(4096)) if f.epoch)
         port.close()
+    assert got, "no fix with a time came through the pty in 60 s"
     assert abs(got[0].epoch - 1_795_000_000.0) < 1
 
 
