@@ -19,6 +19,7 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
+HIL_RESULTS = HERE.parent / "hil_tests" / "results" / "latest.json"
 README = HERE.parent / "README.md"
 BEGIN, END = "<!-- benchmarks: begin (benchmarks/run_all.py writes this) -->", \
     "<!-- benchmarks: end -->"
@@ -81,6 +82,11 @@ HEADLINES = {
               ("… measured through the lane, 480p 10 s + 20 s clip, s",
                "lane.trigger_to_playable_at_centre_s", ""),
               ("voice memo, Opus in Ogg, bytes per 10 s", "memo.bytes", "")],
+    "ota": [("rollout to 100 simulated devices (5 → 50 → 100), s",
+             "rollout.time_to_done_s", ""),
+            ("… gateway CPU per device, ms", "rollout.gateway_cpu_ms_per_device", ""),
+            ("update cut mid-download at 256 kbit/s: bytes resumed vs uncut",
+             "pi_update_256kbit.resumed_vs_uncut", "")],
     "flash": [("provisioning, devices/min with 4 jobs",
                "backends.cryptography.jobs4_per_min", "≥ 40 before noon")],
 }
@@ -156,6 +162,19 @@ def write_readme():
         print(f"{README.name}: benchmark table updated")
 
 
+def hil_budgets(path=HIL_RESULTS):
+    """Print the budgets of the last HIL patrol morning (the HIL suite measures them; they
+    stay out of the README table, which would go stale with every test run)."""
+    if not path.exists():
+        print("\nHIL budgets: no run yet (pytest hil_tests)")
+        return
+    data = json.loads(path.read_text())
+    print(f"\nHIL budgets (the last patrol morning, {path.relative_to(HERE.parent)}):")
+    for name, b in data.get("budgets", {}).items():
+        mark = {True: "met", False: "NOT MET", None: ""}[b.get("ok")]
+        print(f"  {name:45} {shown(b.get('measured')):>12}  {b.get('limit', '')}  {mark}")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="pass --quick to every benchmark")
@@ -186,6 +205,7 @@ def main():
     for name, label, value, goal in headlines():
         if name in names:
             print(f"  {label:45} {shown(value):>12}  {goal}")
+    hil_budgets()
     if failed:
         print("failed:", ", ".join(failed))
     write_readme()

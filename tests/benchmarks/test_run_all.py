@@ -43,3 +43,19 @@ def test_a_missed_goal_is_named_under_the_table(run_all, monkeypatch):
     table = run_all.markdown_table()
     assert "Goals not met in the latest run: nmea: sentences/s vs pynmea2 (1.50, goal ≥ 2×)." \
         in table
+
+
+def test_the_hil_budgets_are_printed_with_what_was_not_met(run_all, tmp_path, capsys,
+                                                          monkeypatch):
+    path = tmp_path / "hil_tests" / "results" / "latest.json"
+    run_all.hil_budgets(path)
+    assert "no run yet" in capsys.readouterr().out
+    path.parent.mkdir(parents=True)
+    path.write_text('{"budgets": {"lost": {"limit": "== 0", "measured": 2, "ok": false},'
+                    ' "wall_s": {"limit": "<= 180", "measured": 97.5, "ok": true}}}')
+    monkeypatch.setattr(run_all, "HERE", tmp_path / "benchmarks")  # shown from the top
+    run_all.hil_budgets(path)
+    out = capsys.readouterr().out
+    lost, wall = [ln for ln in out.splitlines() if ln.startswith("  ")]
+    assert lost.split()[:2] == ["lost", "2"] and lost.endswith("NOT MET")
+    assert wall.split()[:2] == ["wall_s", "97.50"] and wall.endswith("met")
