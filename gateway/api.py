@@ -122,12 +122,12 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     names = open311.ClassNames.load(codebooks)
     book = CaseBook(store, clock=clock, trail=trail)
     queue = IntakeQueue(store, clock=clock, codebooks=names, on_accept=book.register)
+    roster = Roster.over_map(store, grid_map, clock=clock)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
-                    district=district, cases=book)
+                    district=district, cases=book, roster=roster)
     sources = OperatorReports(store, names, locate=_locator(grid_map), clock=clock,
                               district=district)
     feed = events.ChangeFeed(store, desk, poll_interval)
-    roster = Roster.over_map(store, grid_map, clock=clock)
     coverage = Coverage(store, roster, _cell_locator(grid_map))
     fleet_cfg = FleetConfig(store, key=config_key, publisher=publisher, clock=clock,
                             check_code=_class_check(names))

@@ -424,3 +424,40 @@ class Roster:
                       "DELETE FROM eval_duty WHERE supervisor = ? AND on_at = ?", [sid, on])
         if cur.rowcount == 0:
             raise NotFound(f"no duty period of {sid} starting {on}")
+
+    # ------------------------------------------------------------ who is on duty
+
+    def carried_on_duty(self, conn, at):
+        """device → supervisor, for every device carried at ``at`` (an aware datetime) by a
+        supervisor on duty then; read inside the caller's transaction ``conn``."""
+        now = wire_time(at)
+        found = rows(run(self.store, conn,
+                         "SELECT c.device, c.supervisor FROM eval_carries c"
+                         " JOIN eval_duty d ON d.supervisor = c.supervisor"
+                         " WHERE c.since <= ? AND (c.until IS NULL OR c.until > ?)"
+                         " AND d.on_at <= ? AND d.off_at > ?", [now, now, now, now]))
+        return {r["device"]: r["supervisor"] for r in found}
+
+    def responsible(self, conn, cell, at):
+        """The supervisors on duty at ``at`` whose work grid holds ``cell`` in the shift they
+        are on: the duty period's shift, or (a period without one) the work grid's shift
+        window containing ``at``."""
+        now = wire_time(at)
+        found = rows(run(self.store, conn,
+                         "SELECT g.supervisor, g.shift, s.starts, s.ends, d.shift AS duty_shift"
+                         " FROM eval_work_cells w JOIN eval_work_grids g ON g.id = w.work_grid"
+                         " JOIN eval_shifts s ON s.name = g.shift"
+                         " JOIN eval_duty d ON d.supervisor = g.supervisor"
+                         " WHERE w.cell = ? AND d.on_at <= ? AND d.off_at > ?",
+                         [cell, now, now]))
+        return {r["supervisor"] for r in found
+                if r["duty_shift"] == r["shift"]
+                or (r["duty_shift"] is None and in_shift(at, r["starts"], r["ends"]))}
+
+
+def in_shift(at, starts, ends):
+    """Whether the aware datetime ``at`` falls in the shift ``starts``–``ends`` (Beijing
+    time) of its own day or of the day before (a shift running past midnight)."""
+    day = at.astimezone(CENTRE_TIME).date()
+    return any(on <= at < off for on, off in
+               (shift_window(day - timedelta(days=k), starts, ends) for k in (0, 1)))

@@ -1,10 +1,19 @@
 """Verification tasks: 核实 (verify, before 立案) and 核查 (check, after handling).
 
-A task names a report or a point.  It goes to the patrol device assigned to the point's
-grid (table ``assignments``) or else to the nearest online patrol device by its last fix,
-is published on ``gridlink/v1/{district}/{device}/task``, and is done when the device's
-result report (source "task", same task id) is committed.  States: open (not yet sent:
-no device or no link) → sent → done, or expired once its deadline passes undone.
+A task names a report or a point.  Unless the operator names a device, the desk chooses
+one by the first rule that finds one (recorded as the task's ``chosen_by``):
+
+1. ``work_grid``: an online device carried by a supervisor on duty now whose work grid
+   (gateway/roster.py) holds the point's cell — the nearest by last fix;
+2. ``nearest_on_duty``: the nearest online patrol device whose carrier is on duty now;
+3. ``assignment``: the device assigned to the point's grid (table ``assignments``);
+4. ``nearest``: the nearest online patrol device by its last fix.
+
+Rules 1–2 apply only with a roster; a supervisor off duty is never chosen by them.  Ties
+in distance go to the lower device id.  The task is published on
+``gridlink/v1/{district}/{device}/task``, and is done when the device's result report
+(source "task", same task id) is committed.  States: open (not yet sent: no device or no
+link) → sent → done, or expired once its deadline passes undone.
 """
 
 import json
@@ -23,6 +32,8 @@ TASK_STATES = ("open", "sent", "done", "expired")
 ONLINE_STATES = ("online", "buffering")
 # Device profiles that can drive to a point; fixed terminals and sensor nodes cannot.
 MOBILE_PROFILE_PREFIXES = ("patrol", "handheld")
+# how a task's device was chosen, in the order tried; "operator": named when it was created
+CHOSEN_BY = ("work_grid", "nearest_on_duty", "assignment", "nearest")
 DISTRICT = "410106"
 _DEVICE_ID = re.compile(r"[a-z0-9][a-z0-9-]{2,31}")
 
@@ -76,12 +87,14 @@ class TaskDesk:
 
     ``publisher(topic, payload, qos=1)`` is the running gateway's publish; without one
     tasks stay open until :meth:`dispatch` is called with a link.  ``locate(lat, lon)``
-    returns the grid code of a point (or None) when a grid map is loaded.
+    returns the grid code of a point (or None) when a grid map is loaded.  ``roster`` (a
+    ``roster.Roster`` over the same store) routes by work grids and duty first.
     """
 
     def __init__(self, store, queue, *, publisher=None, locate=None, clock=None,
-                 district=DISTRICT, cases=None):
+                 district=DISTRICT, cases=None, roster=None):
         self.store = store
+        self.roster = roster
         # ``cases`` (a ``cases.book.CaseBook``): a task's type must fit its report's case,
         # a 核查 moves the case to 核查 and its result to 结案 or 返工
         self.cases = cases
@@ -188,22 +201,35 @@ class TaskDesk:
         return self.get(found["id"]) if found else None
 
     def _route(self, conn, grid, lat, lon):
-        """(device, how): the grid's assigned device, else the nearest online patrol device."""
+        """(device, rule): the first of :data:`CHOSEN_BY` that finds a device, else
+        (None, None)."""
+        online = {c["device"]: c for c in rows(run(
+            self.store, conn,
+            "SELECT device, profile, last_lat, last_lon FROM devices WHERE state IN (?, ?)",
+            list(ONLINE_STATES))) if is_mobile(c["profile"])}
+
+        def nearest(devices):
+            return min(((_far(lat, lon, online[d]), d) for d in devices), default=(None, None))[1]
+
+        if self.roster is not None:
+            now = self.clock()
+            on_duty = self.roster.carried_on_duty(conn, now)
+            if grid:
+                chosen = self.roster.responsible(conn, grid, now)
+                device = nearest(d for d, s in on_duty.items() if s in chosen and d in online)
+                if device:
+                    return device, "work_grid"
+            device = nearest(d for d in on_duty if d in online
+                             and online[d]["last_lat"] is not None)
+            if device:
+                return device, "nearest_on_duty"
         if grid:
             assigned = one(run(self.store, conn, "SELECT device FROM assignments WHERE grid = ?",
                                [grid]))
             if assigned:
                 return assigned["device"], "assignment"
-        candidates = rows(run(
-            self.store, conn,
-            "SELECT device, profile, last_lat, last_lon FROM devices WHERE state IN (?, ?)"
-            " AND last_lat IS NOT NULL AND last_lon IS NOT NULL", list(ONLINE_STATES)))
-        best = min(
-            ((distance_m(lat, lon, c["last_lat"], c["last_lon"]), c["device"])
-             for c in candidates if is_mobile(c["profile"])),
-            default=None,
-        )
-        return (best[1], "nearest") if best else (None, None)
+        device = nearest(d for d, c in online.items() if c["last_lat"] is not None)
+        return (device, "nearest") if device else (None, None)
 
     # ------------------------------------------------------------ sending
 
@@ -328,7 +354,17 @@ def _present(task):
     keys = ("id", "type", "report_id", "lat", "lon", "grid", "district", "text", "device",
             "routed_by", "state", "created_at", "created_by", "deadline", "sent_at", "done_at",
             "result", "result_report", "error")
-    return {k: task.get(k) for k in keys}
+    shown = {k: task.get(k) for k in keys}
+    # the rule that chose the device (None: the operator named it, or none is chosen yet)
+    shown["chosen_by"] = shown["routed_by"] if shown["routed_by"] in CHOSEN_BY else None
+    return shown
+
+
+def _far(lat, lon, device):
+    """Distance in metres from a point to a device's last fix (infinite without one)."""
+    if device["last_lat"] is None or device["last_lon"] is None:
+        return math.inf
+    return distance_m(lat, lon, device["last_lat"], device["last_lon"])
 
 
 def _grid(grid):
