@@ -14,6 +14,13 @@ const TIME_FLAG_NAMES = {
   old: "capture time long before receipt: listed by receive time",
   before_provisioning: "capture time before the device was provisioned: listed by receive time",
 };
+// how the task desk chose a task's device (gateway/tasks.py CHOSEN_BY)
+const CHOSEN_NAMES = {
+  work_grid: "工作网格在岗监督员", nearest_on_duty: "最近在岗设备", assignment: "网格指定设备", nearest: "最近设备",
+};
+const taskDevice = (t) => t.device
+  ? `${t.device}${t.chosen_by ? ` · ${CHOSEN_NAMES[t.chosen_by] || t.chosen_by}` : ""}`
+  : "no device online yet";
 const STATE_NAMES = { pending: "待受理", accepted: "立案", rejected: "不予立案", attached: "任务结果" };
 
 const ACTION_NAMES = {
@@ -328,7 +335,7 @@ async function showDetail(id, quiet) {
     ["设备 device", `${r.device} · ${r.source}`], ["标准 std", `${r.standard} ${r.kind}`],
     ["部件 object", r.object], ["描述 text", r.text],
     ["标记 flags", (r.flags || []).map((f) => FLAG_NAMES[f] || f).join(", ")],
-    ["任务 tasks", (r.tasks || []).map((t) => `${t.id} ${t.type} ${t.state}${t.result ? " " + t.result : ""}`).join("; ")],
+    ["任务 tasks", (r.tasks || []).map((t) => `${t.id} ${t.type} ${t.state} → ${taskDevice(t)}${t.result ? " " + t.result : ""}`).join("; ")],
   ];
   const dl = $("d-fields");
   dl.replaceChildren();
@@ -462,12 +469,12 @@ function wireActions() {
   }));
   $("b-clip").addEventListener("click", () => act("调视频 clip", async (id) => {
     const t = await api("POST", "/api/tasks", { type: "clip", report_id: id });
-    return `${t.id} → ${t.device || "no device online yet"} (${t.state})`;
+    return `${t.id} → ${taskDevice(t)} (${t.state})`;
   }));
   $("b-task").addEventListener("click", () => act("task", async (id) => {
     const type = board.taskType || "verify";
     const t = await api("POST", "/api/tasks", { type, report_id: id });
-    return `${type === "check" ? "核查" : "核实"} ${t.id} → ${t.device || "no device online yet"} (${t.state})`;
+    return `${type === "check" ? "核查" : "核实"} ${t.id} → ${taskDevice(t)} (${t.state})`;
   }));
 }
 

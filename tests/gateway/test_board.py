@@ -122,6 +122,25 @@ def page():
         assert errors == []
 
 
+def on_duty(store, device, *, lat, lon):
+    """``device`` online at (lat, lon), carried by 监督员 s01, on duty from an hour ago."""
+    from datetime import UTC, datetime, timedelta
+
+    from gridlink.gateway.roster import Roster
+
+    now = datetime.now(UTC)
+    roster = Roster(store)
+    roster.put_supervisor("s01", "王五")
+    roster.carry("s01", device, since=(now - timedelta(hours=2)).isoformat())
+    roster.put_duty("s01", (now - timedelta(hours=1)).isoformat(),
+                    (now + timedelta(hours=1)).isoformat())
+    with store.connect() as conn:
+        conn.execute(store.sql(
+            "INSERT INTO devices (device, district, state, last_seen, status, last_lat,"
+            " last_lon, profile) VALUES (?, '410106', 'online', ?, '{}', ?, ?,"
+            " 'patrol-vehicle')"), (device, now.isoformat(), lat, lon))
+
+
 def jpeg_photo():
     from PIL import Image
 
@@ -212,10 +231,13 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         lead.call("POST", case + "/dispatch", {"department": "sanitation"}, user="lead")
         lead.call("POST", case + "/start", {}, user="dept")
         lead.call("POST", case + "/feedback", {"photos": ["ab" * 32]}, user="dept")
+        # a vehicle whose 监督员 is on duty now: the message names it and the rule
+        on_duty(gw_store, "pv-0002", lat=first["fix"]["lat"], lon=first["fix"]["lon"])
         page.click(f'#reports li.accepted[data-id="{first["id"]}"]')
         page.wait_for_function("!document.querySelector('#b-task').disabled")
         page.click("#b-task")
         page.wait_for_function("document.querySelector('#message').textContent.includes('核查')")
+        assert "pv-0002 · 最近在岗设备" in page.locator("#message").text_content()
         _, tasks = api.get(f"/api/tasks?report_id={first['id']}")
         assert [(t["type"], t["created_by"]) for t in tasks] == [("check", "alice")]
         page.select_option("#f-status", "pending")
