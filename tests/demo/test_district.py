@@ -202,7 +202,7 @@ def assert_supervision_loop(data):
 
 def test_ctrl_c_stops_everything_cleanly(tmp_path):
     data = tmp_path / "demo"
-    proc = start_demo(data, "--no-terminal", "--plain")
+    proc = start_demo(data, "--no-terminal", "--plain", "--no-loop")
     url, said = read_board_url(proc)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -234,6 +234,9 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.strip().splitlines()[-1].startswith("stopped cleanly: ")
+    assert "[loop " not in out and "supervision loop" not in out  # --no-loop
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM cases").fetchone() == (0,)
     pids = started_pids(data)
     assert set(pids) == {"mosquitto", "pv-0001", "pv-0002"}
     assert not [name for name, pid in pids.items() if alive(pid)]
