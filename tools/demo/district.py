@@ -5,9 +5,11 @@ Starts Mosquitto on a free local port, the gateway on SQLite with the intake boa
 simulated patrol vehicles replaying a real NMEA capture moved onto 上街区 (410106) and a
 fixed street terminal (each a ``gridlink device run --sim`` child process), then presses
 their buttons on a schedule and sends a 核实 task now and then, which the vehicle answers.
-A live summary line shows reports triggered / committed, the pending queue and devices
-online.  Stopping stops everything: devices first (their outboxes flush or persist), then
-the gateway, then the broker; no child is left behind.
+The supervision loop (``loop.py``) takes reports on through the case states with a
+simulated 值班长 and department acting over HTTP.  A live summary line shows reports
+triggered / committed, the pending queue, devices online and cases by state.  Stopping
+stops everything: devices first (their outboxes flush or persist), then the gateway, then
+the broker; no child is left behind.
 """
 
 import contextlib
