@@ -16,4 +16,6 @@ def fingerprint(store):
             " (SELECT COUNT(*) FROM tasks) AS tasks,"
             " (SELECT MAX(COALESCE(done_at, sent_at, created_at)) FROM tasks) AS tasks_at,"
             " (SELECT COUNT(*) FROM devices) AS devices,"
-            " (SELECT MAX(last_seen) FROM devices) AS devices_at"))
+            " (SELECT MAX(last_seen) FROM devices) AS devices_at,"
+            " (SELECT COUNT(*) FROM cases) AS cases,"
+            " (SELECT MAX(updated_at) FROM cases) AS cases_at"))

@@ -230,6 +230,21 @@ function renderReports(page) {
   board.first = false;
 }
 
+function renderCases(page) {
+  // the newest cases and the state each is in (立案, 派遣, 处置中, 处置反馈, 核查, 结案, 返工 …)
+  $("cases-total").textContent = page.total ? `(${page.total})` : "";
+  const ul = $("cases");
+  ul.replaceChildren();
+  for (const c of page.items) {
+    ul.append(el("li", { "data-case": c.case_no, class: `case ${c.state}${c.overdue ? " overdue" : ""}`,
+                         onclick: () => select(c.report_id) },
+      el("b", { text: c.case_no }), " ",
+      el("span", { class: "badge case-state", text: c.label || c.state }),
+      el("div", { class: "r-meta", text: `${c.code || ""} · ${c.department || "未派遣"}`
+        + `${c.overdue ? " · 超期 overdue" : ""} · ${localTime(c.updated_at)}` })));
+  }
+}
+
 function renderDevices(devices) {
   board.devices = devices;
   const ul = $("devices");
@@ -284,11 +299,13 @@ async function refresh() {
   if (board.refreshing) { board.again = true; return board.refreshing; }
   board.refreshing = (async () => {
     try {
-      const [summary, page, devices] = await Promise.all([
-        api("GET", "/api/summary"), api("GET", "/api/reports?" + filterQuery()), api("GET", "/api/devices")]);
+      const [summary, page, devices, cases] = await Promise.all([
+        api("GET", "/api/summary"), api("GET", "/api/reports?" + filterQuery()), api("GET", "/api/devices"),
+        api("GET", "/api/cases?limit=20")]);
       renderCounts(summary);
       renderReports(page);
       renderDevices(devices);
+      renderCases(cases);
       drawMap();
       if (board.selected) await showDetail(board.selected, true);
       $("reports").dataset.loaded = "1";

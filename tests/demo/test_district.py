@@ -84,7 +84,7 @@ def committed_reports(data):
 
 def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     data = tmp_path / "demo"
-    proc = start_demo(data, "--duration", "20")
+    proc = start_demo(data, "--duration", "30")
     url, said = read_board_url(proc)
     page = urllib.request.urlopen(url + "/board/", timeout=10).read().decode()
     assert "受理台" in page
@@ -99,6 +99,8 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     final = out.strip().splitlines()[-1]
     assert final.startswith("stopped cleanly: "), out
     assert "devices online 0/3" in final  # each device went offline on the way out
+    assert "cases: 立案 1 结案 2" in final
+    assert "supervision loop: " in out and "unfinished" not in out, out
 
     reports = committed_reports(data)
     devices = {d for _, d, _ in reports}
@@ -116,12 +118,13 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
         done = db.execute(
             "SELECT t.device, t.result, r.source, r.task = t.id, i.state FROM tasks t"
             " JOIN reports r ON r.id = t.result_report JOIN intake i ON i.report_id = r.id"
-            " WHERE t.state = 'done'").fetchall()
+            " WHERE t.state = 'done' AND t.type = 'verify'").fetchall()
     assert states == dict.fromkeys(("pv-0001", "pv-0002", "ft-0001"), "offline")
-    # a scripted 核实 went to a vehicle, which answered; the result is attached to the task
+    # scripted 核实 tasks went to the vehicles, which answered; each result is attached
     assert done, "no verification task came back"
     assert all(dev.startswith("pv-") and result == "confirmed" and source == "task" and same
                and state == "attached" for dev, result, source, same, state in done)
+    assert_supervision_loop(data)
     # each vehicle's 监督员 carried it on duty over a work grid: the rates have their figures
     from gridlink.gateway.rates import Rates
     from gridlink.gateway.store import open_store
@@ -151,9 +154,55 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     assert all((data / "media" / sha[:2] / f"{sha}.mp4").exists() for _, sha in clips)
 
 
+def case_histories(data):
+    """{case_no: (state, report's device, report's source, [(actor, action, to), …])}."""
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        cases = db.execute("SELECT c.case_no, c.state, r.device, r.source FROM cases c"
+                           " JOIN reports r ON r.id = c.report_id").fetchall()
+        history = db.execute("SELECT case_no, actor, action, to_state, detail"
+                             " FROM case_history ORDER BY case_no, n").fetchall()
+    return {no: (state, device, source,
+                 [(a, act, to, json.loads(d) if d else {}) for n, a, act, to, d in history
+                  if n == no])
+            for no, state, device, source in cases}
+
+
+def assert_supervision_loop(data):
+    """What the demo's simulated 值班长, department and vehicles did, read from the store:
+    one vehicle report 立案 → … → 结案, one with a 返工 between, a 12345 complaint 立案
+    after its 核实 came back confirmed."""
+    cases = case_histories(data)
+    steps = {no: [act for _, act, _, _ in h] for no, (_, _, _, h) in cases.items()}
+    once = ["register", "dispatch", "start", "feedback", "check", "resolved"]
+    twice = [*once[:-1], "unresolved", "start", "feedback", "check", "resolved"]
+    closed = [no for no, s in steps.items() if s == once]
+    reworked = [no for no, s in steps.items() if s == twice]
+    assert len(closed) == 1 and len(reworked) == 1, steps
+    for no in closed + reworked:
+        state, device, source, history = cases[no]
+        assert state == "closed" and device.startswith("pv-") and source == "button"
+        by = {act: actor for actor, act, _, _ in history}
+        # the department's moves in its own account's name; the 核查 results in the vehicle's
+        assert by["start"] == by["feedback"] == "huanwei-system" and by["dispatch"] == "demo"
+        assert [a for a, act, _, _ in history if act.endswith("resolved")] == \
+            [f"device:{device}"] * (1 if no in closed else 2)
+        feedback = [d for _, act, _, d in history if act == "feedback"]
+        assert all(len(d["photos"]) == 1 and d["photos"][0].startswith("https://")
+                   for d in feedback)
+    hotline = [no for no, (_, device, source, _) in cases.items() if source == "12345"]
+    assert len(hotline) == 1 and cases[hotline[0]][0] == "registered", cases
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        verified = db.execute(
+            "SELECT t.result, t.device, k.source FROM cases c JOIN tasks t"
+            " ON t.report_id = c.report_id JOIN case_callers k ON k.report_id = c.report_id"
+            " WHERE c.case_no = ? AND t.type = 'verify'", [hotline[0]]).fetchall()
+    assert [(r, s) for r, _, s in verified] == [("confirmed", "12345")]
+    assert verified[0][1].startswith("pv-")
+
+
 def test_ctrl_c_stops_everything_cleanly(tmp_path):
     data = tmp_path / "demo"
-    proc = start_demo(data, "--no-terminal", "--plain")
+    proc = start_demo(data, "--no-terminal", "--plain", "--no-loop")
     url, said = read_board_url(proc)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
@@ -185,6 +234,9 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert out.strip().splitlines()[-1].startswith("stopped cleanly: ")
+    assert "[loop " not in out and "supervision loop" not in out  # --no-loop
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM cases").fetchone() == (0,)
     pids = started_pids(data)
     assert set(pids) == {"mosquitto", "pv-0001", "pv-0002"}
     assert not [name for name, pid in pids.items() if alive(pid)]

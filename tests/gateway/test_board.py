@@ -429,3 +429,35 @@ def test_the_fleet_shows_desired_against_reported_configuration(broker, tmp_path
         assert bad.get_attribute("title") == "not signed by the centre's key"
     finally:
         gw.stop()
+
+
+def test_the_cases_list_shows_each_cases_state_and_follows_its_moves(gateway, page):
+    """A case dispatched over the API shows in the board's case list with its state
+    (派遣); a move made while the page is open (处置中) shows without a reload; a click
+    opens the case's report."""
+    from tests.support.intake_api import add_report
+
+    server, store = gateway
+    api = Api(server.url, Tokens(store, roles={"dept": ("department",)}))
+    rid = add_report(store, 1, code="06010")
+    status, _ = api.call("PUT", "/api/departments/huanwei",
+                         {"name": "上街区环卫中心", "classes": ["06"]})
+    assert status == 200
+    status, accepted = api.post(f"/api/reports/{rid}/accept", {})
+    assert status == 200
+    no = accepted["case_no"]
+    status, _ = api.post(f"/api/cases/{no}/dispatch", {"department": "huanwei"})
+    assert status == 200
+    page.goto(server.url + "/board/")
+    sign_in(page, "alice")
+    item = f'#cases li[data-case="{no}"]'
+    assert page.wait_for_selector(item + " .case-state").inner_text() == "派遣"
+    assert "huanwei" in page.locator(item + " .r-meta").inner_text()
+    assert page.locator("#cases-total").inner_text() == "(1)"
+    page.wait_for_selector("#live.on")
+    status, _ = api.post(f"/api/cases/{no}/start", {"operator": "dept"})
+    assert status == 200
+    page.wait_for_selector(f'{item}.handling .case-state:text-is("处置中")', timeout=10000)
+    page.click(item)
+    page.wait_for_selector(f'#detail-body[data-id="{rid}"]')
+    assert "处置中 (handling)" in page.locator("#d-fields").inner_text()

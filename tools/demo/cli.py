@@ -24,6 +24,8 @@ def register(parser):
                         help="seconds between scripted button presses")
     parser.add_argument("--task-every", type=float, default=15.0, metavar="S",
                         help="seconds between scripted 核实 tasks (0: none)")
+    parser.add_argument("--no-loop", action="store_true",
+                        help="no simulated 派遣员 and department: reports stop at the queue")
     parser.add_argument("--speed", type=float, default=4.0,
                         help="NMEA replay speed factor of the vehicles")
     parser.add_argument("--map", help="compiled grid map (.glgm; default: the shipped 上街区 map)")
@@ -56,8 +58,13 @@ def cmd_demo(args):
             district.run(stop, duration=args.duration, live=not args.quiet)
             district.stop_devices()
             summary = district.summary()
+            loop = district.loop
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    if loop is not None:
+        ended = dict(loop.outcome, **dict.fromkeys(loop.stories, "unfinished"))
+        print("supervision loop: " + ", ".join(f"{k} {v}" for k, v in ended.items()),
+              flush=True)
     print("stopped cleanly: " + summary.line(), flush=True)
     return 0

@@ -5,9 +5,11 @@ Starts Mosquitto on a free local port, the gateway on SQLite with the intake boa
 simulated patrol vehicles replaying a real NMEA capture moved onto 上街区 (410106) and a
 fixed street terminal (each a ``gridlink device run --sim`` child process), then presses
 their buttons on a schedule and sends a 核实 task now and then, which the vehicle answers.
-A live summary line shows reports triggered / committed, the pending queue and devices
-online.  Stopping stops everything: devices first (their outboxes flush or persist), then
-the gateway, then the broker; no child is left behind.
+The supervision loop (``loop.py``) takes reports on through the case states with a
+simulated 值班长 and department acting over HTTP.  A live summary line shows reports
+triggered / committed, the pending queue, devices online and cases by state.  Stopping
+stops everything: devices first (their outboxes flush or persist), then the gateway, then
+the broker; no child is left behind.
 """
 
 import contextlib
@@ -25,6 +27,7 @@ from pathlib import Path
 from gridlink.mosquitto import BrokerTLS, Mosquitto
 
 from .errors import DemoError
+from .loop import DEPARTMENT_ACCOUNT, Api, SupervisionLoop
 from .pki import DemoPKI
 
 DISTRICT = "410106"
@@ -39,6 +42,7 @@ CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg
             "st-teseo-liv4f.log", "beidou-bd.log")
 # two shifts cover the day; each vehicle's 监督员 is on duty in both over its start's community
 SHIFTS = (("day", "08:00", "20:00"), ("night", "20:00", "08:00"))
+LOOP_STEP_S = 0.5  # the supervision loop's actors take a step at most this often
 LATE_EVERY = 3  # every third 核实 task gets a 15 s deadline and its answer 30 s later: late
 GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
 DEMO_OPERATOR = "demo"  # 受理员 + 值班长: signs in on the board with a password printed at start
@@ -119,21 +123,27 @@ def default_map():
 
 
 class Summary:
-    def __init__(self, elapsed, triggered, counts, devices, tasks):
+    def __init__(self, elapsed, triggered, counts, devices, tasks, cases=None):
         self.elapsed, self.triggered, self.counts = elapsed, triggered, counts
-        self.devices, self.tasks = devices, tasks
+        self.devices, self.tasks, self.cases = devices, tasks, cases or {}
 
     def line(self):
+        from gridlink.gateway.cases.lifecycle import LABELS, STATES
+
         d, c = self.devices, self.counts
         tasks = " ".join(f"{k} {v}" for k, v in sorted(self.tasks.items())) or "none"
+        cases = " ".join(f"{LABELS.get(k, k)} {v}" for k, v in sorted(
+            self.cases.items(), key=lambda kv: STATES.index(kv[0])
+            if kv[0] in STATES else len(STATES))) or "none"
         return (f"t={self.elapsed:5.0f}s  reports triggered {self.triggered}, committed "
                 f"{c['total'] - c['attached']} (+{c['attached']} task results)  pending "
                 f"{c['pending']}  accepted {c['accepted']}  devices online "
-                f"{d['online']}/{d['total']}  tasks: {tasks}")
+                f"{d['online']}/{d['total']}  tasks: {tasks}  cases: {cases}")
 
     def as_dict(self):
         return {"elapsed": round(self.elapsed, 1), "triggered": self.triggered,
-                "reports": self.counts, "devices": self.devices, "tasks": self.tasks}
+                "reports": self.counts, "devices": self.devices, "tasks": self.tasks,
+                "cases": self.cases}
 
 
 class District:
@@ -236,6 +246,29 @@ class District:
                                              days=1)
         self.fleet_token, _ = accounts.issue_token(DEMO_OPERATOR, "demo fleet",
                                                    roles=("technician",), days=1)
+        self.loop = None
+        if not getattr(self.args, "no_loop", False):
+            self.loop = self._supervision_loop(accounts)
+
+    def _supervision_loop(self, accounts):
+        """The loop's actors, each with its own token: the operator as 值班长 (立案, 派遣,
+        核查, 核实) and the department's system as a 专业部门 account."""
+        from gridlink.gateway.auth.errors import AccountError
+
+        try:
+            accounts.add(DEPARTMENT_ACCOUNT, ("department",), secrets.token_urlsafe(18),
+                         display="环卫中心系统")
+        except AccountError:  # a kept --data dir: the account is there already
+            accounts.set_roles(DEPARTMENT_ACCOUNT, ("department",))
+        lead, _ = accounts.issue_token(DEMO_OPERATOR, "demo loop", roles=("shift_lead",),
+                                       days=1)
+        dept, _ = accounts.issue_token(DEPARTMENT_ACCOUNT, "demo department system", days=1)
+        return SupervisionLoop(Api(self.board_url, lead), Api(self.board_url, dept),
+                               say=self._say, event=self._event)
+
+    def _say(self, line):
+        """A step's line, on its own line even under the live summary."""
+        print(("\r\033[K" if sys.stdout.isatty() else "") + line, flush=True)
 
     def _roster(self):
         """A 监督员 for each vehicle, carrying it, on duty yesterday and today in both
@@ -368,7 +401,9 @@ class District:
         next_press = time.monotonic() + 1.0  # let the vehicles get a first fix
         next_task = time.monotonic() + (self.args.task_every or 0)
         turn = 0
-        last_line = last_answer = 0.0
+        last_line = last_answer = last_step = 0.0
+        if self.loop is not None:
+            self.loop.setup()
         while not stop.is_set():
             now = time.monotonic()
             if end is not None and now >= end:
@@ -381,9 +416,12 @@ class District:
             if self.args.task_every and now >= next_task:
                 self._task()
                 next_task = now + self.args.task_every
-            if now - last_answer >= 2.0:
+            if now - last_answer >= 1.0:
                 last_answer = now
                 self._answer_tasks()
+            if self.loop is not None and not self.loop.done and now - last_step >= LOOP_STEP_S:
+                last_step = now
+                self.loop.tick()
             if now - last_line >= 1.0:
                 last_line = now
                 if live:
@@ -441,7 +479,8 @@ class District:
                 return
 
     def _answer_tasks(self):
-        """Vehicles answer their open tasks with "yes" (属实 / 已处理), as an officer would."""
+        """Vehicles answer their open tasks as an officer would: "yes" (属实 / 已处理), or
+        what the supervision loop wants of its 核查 ("no": still there, 返工)."""
         for device, (_, ddir, _) in self.devices.items():
             if not device.startswith("pv-"):
                 continue
@@ -450,7 +489,8 @@ class District:
                 if task_id in self.answered or time.monotonic() - self.late.get(
                         task_id, -1e9) < 30:
                     continue
-                answer = self._control(ddir, {"cmd": "answer", "task": task_id, "yes": True})
+                yes = self.loop.verdicts.get(task_id, True) if self.loop is not None else True
+                answer = self._control(ddir, {"cmd": "answer", "task": task_id, "yes": yes})
                 if answer.get("ok"):
                     self.answered.add(task_id)
                 self._event("answer", device=device, task=task_id, ok=bool(answer.get("ok")),
@@ -464,6 +504,8 @@ class District:
             states = dict(cur.fetchall())
             cur = conn.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state")
             tasks = dict(cur.fetchall())
+            cur = conn.execute("SELECT state, COUNT(*) FROM cases GROUP BY state")
+            cases = dict(cur.fetchall())
         online = sum(n for s, n in states.items() if s in ("online", "buffering"))
         return Summary(time.monotonic() - self.started, self.triggered, counts,
-                       {"online": online, "total": len(self.devices)}, tasks)
+                       {"online": online, "total": len(self.devices)}, tasks, cases)
