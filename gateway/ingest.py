@@ -17,7 +17,7 @@ from gridlink.firmware.core import canonjson
 from gridlink.firmware.core.messages import ACK_IDS_MAX, REASON_MAX, make_resend
 
 from .clock import wire_time
-from .photos import add_chunks, register_report_photos
+from .photos import DEVICE_UNFINISHED_MAX_BYTES, add_chunks, register_report_photos
 from .validate import QUIET, REPORT_COLUMNS, sha256_hex
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
@@ -196,9 +196,10 @@ _STATUS_COLUMNS = ("device", "district", "state", "last_seen", "status", "last_l
 class Ingest:
     """Writes batches of judged messages into one store."""
 
-    def __init__(self, store, photo_dir):
+    def __init__(self, store, photo_dir, photo_quota=DEVICE_UNFINISHED_MAX_BYTES):
         self.store = store
         self.photo_dir = photo_dir
+        self.photo_quota = photo_quota  # chunk bytes a device may have waiting (photos.py)
         self._tasks_known = False  # the task desk's tables exist (seen once: they stay)
         q = store.sql
         self._seen_sql = q(_SEEN.format(newer=_NEWER))
@@ -269,7 +270,8 @@ class Ingest:
             chunks = [it for it in items if it.verdict.kind == "photo"]
             if chunks:
                 _, refused = add_chunks(self.store, conn, self.photo_dir,
-                                        [it.verdict.data for it in chunks], stamp)
+                                        [it.verdict.data for it in chunks], stamp,
+                                        self.photo_quota)
                 for it in chunks:
                     r = refused.get(id(it.verdict.data))
                     if r is None:
