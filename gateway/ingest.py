@@ -18,7 +18,7 @@ from gridlink.firmware.core.messages import ACK_IDS_MAX, REASON_MAX, make_resend
 
 from .clock import wire_time
 from .media_ingest import add_media_chunks
-from .photos import Refusal, add_chunks, register_report_photos
+from .photos import DEVICE_UNFINISHED_MAX_BYTES, Refusal, add_chunks, register_report_photos
 from .validate import QUIET, REPORT_COLUMNS, sha256_hex
 
 ACCEPTED, DUPLICATE, REJECTED, STORED = "accepted", "duplicate", "rejected", "stored"
@@ -201,10 +201,12 @@ _STATUS_COLUMNS = ("device", "district", "state", "last_seen", "status", "last_l
 class Ingest:
     """Writes batches of judged messages into one store."""
 
-    def __init__(self, store, photo_dir, media_store=None):
+    def __init__(self, store, photo_dir, media_store=None,
+                 photo_quota=DEVICE_UNFINISHED_MAX_BYTES):
         self.store = store
         self.photo_dir = photo_dir
         self.media_store = media_store  # a media.MediaStore: None refuses clips and memos
+        self.photo_quota = photo_quota  # chunk bytes a device may have waiting (photos.py)
         self._tasks_known = False  # the task desk's tables exist (seen once: they stay)
         self._media_known = False  # the media tables exist (seen once: they stay)
         q = store.sql
@@ -276,7 +278,8 @@ class Ingest:
             chunks = [it for it in items if it.verdict.kind == "photo"]
             if chunks:
                 _, refused = add_chunks(self.store, conn, self.photo_dir,
-                                        [it.verdict.data for it in chunks], stamp)
+                                        [it.verdict.data for it in chunks], stamp,
+                                        self.photo_quota)
                 for it in chunks:
                     r = refused.get(id(it.verdict.data))
                     if r is None:

@@ -64,6 +64,11 @@ DEVICE_UNFINISHED_MAX_BYTES = 64 * 1024 * 1024
 UNFINISHED_MAX_AGE_S = 7 * 86400
 
 
+def _excerpt(sha):
+    """The head of a digest, for a message."""
+    return sha[:16] + "…"  # pragma: no mutate: a message's excerpt, nothing else reads it
+
+
 class Refusal:
     """A chunk the photo store refused: ``category`` (a metrics label), ``reason``, and
     ``resend`` — (report id, sha256, chunk numbers or None for all) to ask the device
@@ -75,14 +80,17 @@ class Refusal:
         self.category, self.reason, self.resend = category, reason, resend
 
 
-def add_chunks(store, conn, photo_dir, chunks, now=None):
+def add_chunks(store, conn, photo_dir, chunks, now=None,
+               quota=DEVICE_UNFINISHED_MAX_BYTES):
     """Store chunk verdict data; finish every transfer whose last chunk arrived.
 
     A chunk is taken only for a photo its own report (the topic's, so the sending
-    device's) announced, with the announced size, within the device's quota; each device's
-    chunks form a transfer of their own.  Returns (completed sha256 list, {id(chunk data):
-    Refusal}) — and a stored chunk of a photo discarded before (failed, expired) is given
-    a Refusal-free resend of the chunks still missing, under category None.
+    device's) announced, with the announced size, while the device's chunks waiting in
+    unfinished photos stay within ``quota`` bytes; each device's chunks form a transfer of
+    their own.  ``now`` (a wire time, default the present) stamps the stored chunks.
+    Returns (completed sha256 list, {id(chunk data): Refusal}) — and a stored chunk of a
+    photo discarded before (failed, expired) is given a Refusal-free resend of the chunks
+    still missing, under category None.
     """
     q = store.sql
     now = now or utc_now_iso()
@@ -94,7 +102,7 @@ def add_chunks(store, conn, photo_dir, chunks, now=None):
                              "WHERE p.sha256 = ? AND r.report_id = ?"), (sha, rid)).fetchone()
         if row is None:
             refused[id(c)] = Refusal(
-                "photo_unannounced", f"photo {sha[:16]}…: report {rid} does not announce it "
+                "photo_unannounced", f"photo {_excerpt(sha)}: report {rid} does not announce it "
                 "(a chunk is taken only after its report): send it again", (rid, sha, [n]))
             continue
         size, complete, total, error = row
@@ -102,7 +110,7 @@ def add_chunks(store, conn, photo_dir, chunks, now=None):
             continue  # a late copy of a chunk of a finished photo
         if size != c["size"] or (total is not None and total != c["total"]):
             refused[id(c)] = Refusal(
-                "photo", f"photo {sha[:16]}…: chunk says {c['size']} bytes in {c['total']} "
+                "photo", f"photo {_excerpt(sha)}: chunk says {c['size']} bytes in {c['total']} "
                 f"chunks, the report announced {size} bytes" + (f" in {total}" if total else ""))
             continue
         have = conn.execute(q("SELECT 1 FROM photo_parts WHERE sha256 = ? AND device = ? "
@@ -111,10 +119,10 @@ def add_chunks(store, conn, photo_dir, chunks, now=None):
             continue  # a repeat
         (waiting,) = conn.execute(q("SELECT COALESCE(SUM(bytes), 0) FROM photo_parts "
                                     "WHERE device = ?"), (device,)).fetchone()
-        if waiting + len(c["data"]) > DEVICE_UNFINISHED_MAX_BYTES:
+        if waiting + len(c["data"]) > quota:
             refused[id(c)] = Refusal(
-                "photo_quota", f"photo {sha[:16]}…: {device} has {waiting} bytes in "
-                f"unfinished photos; the limit is {DEVICE_UNFINISHED_MAX_BYTES}")
+                "photo_quota", f"photo {_excerpt(sha)}: {device} has {waiting} bytes in "
+                f"unfinished photos; the limit is {quota}")
             continue
         if total is None:
             conn.execute(q("UPDATE photos SET chunks = ? WHERE sha256 = ?"), (c["total"], sha))
@@ -133,18 +141,18 @@ def add_chunks(store, conn, photo_dir, chunks, now=None):
         if have < c["total"]:
             if c.pop("missing_after_error", False):
                 missing = _missing(conn, q, sha, device, c["total"])
-                refused[id(c)] = Refusal(None, f"photo {sha[:16]}…: its earlier chunks were "
+                refused[id(c)] = Refusal(None, f"photo {_excerpt(sha)}: its earlier chunks were "
                                          "discarded; send the missing ones again",
                                          (c["report_id"], sha, missing))
             continue
         parts = conn.execute(q("SELECT data FROM photo_parts WHERE sha256 = ? AND device = ? "
                                "ORDER BY n"), (sha, device)).fetchall()
-        data = b"".join(bytes(p[0]) for p in parts)
+        data = b"".join(bytes(part) for (part,) in parts)
         conn.execute(q("DELETE FROM photo_parts WHERE sha256 = ? AND device = ?"), (sha, device))
         digest = hashlib.sha256(data).hexdigest()
         if len(data) != c["size"] or digest != sha:
-            reason = (f"photo {sha[:16]}…: reassembled {len(data)} bytes hash to "
-                      f"{digest[:16]}…; chunks discarded, send the photo again")
+            reason = (f"photo {_excerpt(sha)}: reassembled {len(data)} bytes hash to "
+                      f"{_excerpt(digest)}; chunks discarded, send the photo again")
             conn.execute(q("UPDATE photos SET error = ?, chunks_received = 0 WHERE sha256 = ?"),
                          (reason, sha))
             refused[id(c)] = Refusal("photo_failed", reason, (c["report_id"], sha, None))
@@ -160,7 +168,7 @@ def add_chunks(store, conn, photo_dir, chunks, now=None):
 
 def _missing(conn, q, sha, device, total):
     """The chunk numbers of a transfer not stored yet (None: more than a resend lists)."""
-    have = {r[0] for r in conn.execute(q("SELECT n FROM photo_parts WHERE sha256 = ? AND "
+    have = {n for (n,) in conn.execute(q("SELECT n FROM photo_parts WHERE sha256 = ? AND "
                                          "device = ?"), (sha, device)).fetchall()}
     missing = [n for n in range(total) if n not in have]
     return missing if len(missing) <= RESEND_CHUNKS_MAX else None
@@ -180,7 +188,7 @@ def expire_unfinished(store, now_epoch, max_age_s=UNFINISHED_MAX_AGE_S):
                          (sha, device))
             conn.execute(q("UPDATE photos SET error = ?, chunks_received = 0 "
                            "WHERE sha256 = ? AND complete = 0"),
-                         (f"unfinished for {max_age_s // 86400} days: chunks dropped", sha))
+                         (f"unfinished for {max_age_s / 86400:g} days: chunks dropped", sha))
     return len(stale)
 
 
@@ -191,7 +199,8 @@ def report_photos(store, report_id):
     rows = store.fetchall("SELECT photos FROM reports WHERE id = ?", (report_id,))
     if not rows:
         return []
-    announced = json.loads(rows[0]["photos"])
+    (row,) = rows
+    announced = json.loads(row["photos"])
     state = {r["sha256"]: r for r in store.fetchall(
         "SELECT p.sha256, p.complete, p.path, p.chunks, p.chunks_received FROM photos p "
         "JOIN report_photos r ON r.sha256 = p.sha256 WHERE r.report_id = ?", (report_id,))}

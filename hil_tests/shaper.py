@@ -26,6 +26,9 @@ by itself.
 counts the segments, for the 40 bytes of TCP/IP header each costs on the wire).
 
 The relay runs an asyncio loop in a daemon thread; every public method is thread-safe.
+With the ``lan`` profile (no delay, loss or limit) it is the plain relay the gateway tests
+cut between the gateway and its database or broker (tests/gateway/test_faults.py,
+test_link.py).
 """
 
 import asyncio

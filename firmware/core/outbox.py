@@ -127,7 +127,7 @@ class Outbox:
                     if payload[:5] != _META_TAG:
                         pass
                     elif len(payload) == _META_OLD:
-                        meta_next = struct.unpack(">I", payload[5:])[0]
+                        (meta_next,) = struct.unpack(">I", payload[5:])
                     elif len(payload) == _META_OLD + 4:
                         meta_next, meta_lost = struct.unpack(">II", payload[5:])
                 elif kind in KIND_NAMES:

@@ -64,7 +64,9 @@ class SequenceFile:
     """``next()`` → increasing numbers persisted in ``path``; ``floor``: every value ≤ it
     is used; ``now``: the wall clock (unix seconds) to restart from if the file is lost."""
 
-    def __init__(self, path, block=1, floor=0, dir_path=None, now=None):
+    def __init__(self, path, block=1,
+                 floor=0,  # pragma: no mutate: any floor <= 0 means none
+                 dir_path=None, now=None):
         if block < 1:
             raise SequenceError("block must be >= 1")
         self.path = path
@@ -73,8 +75,9 @@ class SequenceFile:
         main = fsio.read_file(path)
         values = [v for v in (_decode(main), _decode(fsio.read_file(path + ".new")))
                   if v is not None]
-        self._acked = max(_decode(fsio.read_file(path + ".acked")) or 0,
-                          _decode(fsio.read_file(path + ".acked.new")) or 0)
+        acked = [v for v in (_decode(fsio.read_file(path + ".acked")),
+                             _decode(fsio.read_file(path + ".acked.new"))) if v is not None]
+        self._acked = max(acked) if acked else 0
         clock = time_floor(now)
         self.restarted = not values      # the counter was missing or damaged
         if main is not None and self.restarted and floor <= 0 and not clock:
@@ -82,11 +85,12 @@ class SequenceFile:
                 f"counter file {path} is damaged ({main[:40]!r}); pass floor= the highest "
                 "sequence the device may have used (outbox, rejected file) or now= a set "
                 "clock to go on safely")
-        values.append(max(floor, self._acked, 0) + 1)
+        values.append(max(floor, self._acked) + 1)
         if self.restarted:
             values.append(clock + 1)
         self._next = max(values)
-        self._reserved = 0      # the last number this instance wrote as spent: none yet
+        # the last number this instance wrote as spent: none yet (seqs start at 1)
+        self._reserved = 0  # pragma: no mutate: any value below 1 means none
 
     def peek(self):
         """The number ``next()`` will return."""

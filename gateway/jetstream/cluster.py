@@ -64,19 +64,31 @@ DEVICE_PUBLISH = ("report", "track", "status", "photo.>", "media.>", "task.resul
 DEVICE_SUBSCRIBE = ("ack", "task", "config")
 
 
+# nats-server maps a certificate to the user whose DN is the certificate's whole subject.
+# The district's tools (gridlink flash, the demo) issue ``CN=<id>, O=gridlink``; a CA kept
+# by hand (gateway/broker/README.md) may issue ``CN=<id>`` alone: each identity is both.
+ISSUED_O = "gridlink"
+
+
+def subjects(cn):
+    """The certificate subjects (DNs) that are the identity ``cn``."""
+    return (f"CN={cn}", f"CN={cn},O={ISSUED_O}")
+
+
 def authorization_block(devices, gateway="gridlink-gateway"):
     """The ``authorization`` section for certificate identities (``verify_and_map``):
     the gateway's CN with full rights (it uses the JetStream API), each device's CN with
     only its own topics."""
-    lines = ["authorization {", "  users: [", f'    {{user: "CN={gateway}"}}']
+    lines = ["authorization {", "  users: [", *(f'    {{user: "{dn}"}}'
+                                                for dn in subjects(gateway))]
     for dev in devices:
         if not dev or any(c in dev for c in '.*>"{}[], \n'):
             raise ClusterError(f"device id {dev!r} cannot be a NATS subject token")
         pub = ", ".join(f'"gridlink.v1.*.{dev}.{leaf}"' for leaf in DEVICE_PUBLISH)
         sub = ", ".join([*(f'"gridlink.v1.*.{dev}.{leaf}"' for leaf in DEVICE_SUBSCRIBE),
                          '"$MQTT.sub.>"'])
-        lines.append(f'    {{user: "CN={dev}", permissions: {{publish: {{allow: [{pub}]}}, '
-                     f"subscribe: {{allow: [{sub}]}}}}}}")
+        lines += [f'    {{user: "{dn}", permissions: {{publish: {{allow: [{pub}]}}, '
+                  f"subscribe: {{allow: [{sub}]}}}}}}" for dn in subjects(dev)]
     return "\n".join([*lines, "  ]", "}"])
 
 
@@ -123,8 +135,9 @@ def nats_server_exe():
 class NatsNode:
     """One node: ports, store, config file and process."""
 
-    def __init__(self, index, workdir, host="127.0.0.1"):
+    def __init__(self, index, workdir, host="127.0.0.1", preexec_fn=None):
         self.index = index
+        self.preexec_fn = preexec_fn  # run in the child before exec (e.g. die with parent)
         self.name = f"n{index + 1}"
         self.host = host
         self.dir = Path(workdir) / self.name
@@ -148,7 +161,8 @@ class NatsNode:
             return self
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([nats_server_exe(), "-c", str(self.conf)],
-                                         stdout=log, stderr=subprocess.STDOUT)
+                                         stdout=log, stderr=subprocess.STDOUT,
+                                         preexec_fn=self.preexec_fn)
         return self
 
     def running(self):
@@ -182,12 +196,13 @@ class NatsNode:
 
 
 class NatsCluster:
-    """``size`` nodes on ``host`` with JetStream and MQTT, routes between all of them."""
+    """``size`` nodes on ``host`` with JetStream and MQTT, routes between all of them
+    (``preexec_fn``: run in each node's process before exec)."""
 
     def __init__(self, workdir, size=3, host="127.0.0.1", tls=None, max_file_store="1G",
-                 mqtt_ack_wait="30s", devices=None, name="gridlink"):
+                 mqtt_ack_wait="30s", devices=None, name="gridlink", preexec_fn=None):
         self.workdir = Path(workdir)
-        self.nodes = [NatsNode(i, self.workdir, host) for i in range(size)]
+        self.nodes = [NatsNode(i, self.workdir, host, preexec_fn) for i in range(size)]
         routes = [(n.host, n.route_port) for n in self.nodes]
         for n in self.nodes:
             tls_n = tls(n) if callable(tls) else tls

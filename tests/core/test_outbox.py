@@ -227,6 +227,7 @@ def test_photo_progress_goes_after_track_and_huge_records_are_refused(tmp_path):
 
 def test_rejected_reports_are_kept_with_the_reason_not_retried(tmp_path):
     ob = Outbox(str(tmp_path))
+    assert list(ob.rejected()) == []                            # none yet: no file
     a = ob.append(REPORT, b'{"a":1}')
     b = ob.append(REPORT, b'{"b":2}')
     assert ob.reject(a, "code: 06999 is not an event class")

@@ -391,6 +391,20 @@ def test_an_append_that_fits_exactly_does_not_compact(tmp_path):
     ob.close()
 
 
+def test_photo_progress_is_evicted_until_a_report_fits_to_the_byte(tmp_path):
+    rec = records.OVERHEAD + 100
+    ob = Outbox(str(tmp_path), max_bytes=_META_SIZE + 4 * rec, sync=False)
+    reports = [ob.append(REPORT, b"r" * 100) for _ in range(2)]
+    for _ in range(2):
+        ob.append(PHOTO_PROGRESS, b"p" * 100)
+    # one byte more than a progress record frees: both go, and the report is kept
+    reports.append(ob.append(REPORT, b"r" * 101))
+    assert [s for s, _k, _p in ob.pending()] == reports
+    assert ob.evicted[PHOTO_PROGRESS] == 2 and ob.depth(PHOTO_PROGRESS) == 0
+    assert ob.size == _META_SIZE + 3 * rec + 1
+    ob.close()
+
+
 def test_track_eviction_stops_exactly_at_its_target(tmp_path):
     # room 3968, an eighth 500: the target 3468 is 34 records of 102 bytes
     ob = Outbox(str(tmp_path), max_bytes=4000, sync=False)

@@ -64,6 +64,19 @@ def test_a_lost_counter_without_clock_or_floor_still_stays_above_the_last_ack(tm
     assert SequenceFile(str(path)).next() == 4
 
 
+def test_a_new_counter_has_nothing_acknowledged_and_an_ack_left_half_written_counts(
+        tmp_path):
+    path = tmp_path / "seq"
+    s = SequenceFile(str(path))
+    assert (s.last_acknowledged, s.next()) == (0, 1)
+    s.acknowledged(5)
+    (tmp_path / "seq.acked").rename(tmp_path / "seq.acked.new")  # a crash before the rename
+    again = SequenceFile(str(path))
+    assert again.last_acknowledged == 5
+    path.unlink()
+    assert SequenceFile(str(path)).next() == 6
+
+
 def test_a_good_counter_is_not_moved_by_the_clock(tmp_path):
     path = str(tmp_path / "seq")
     s = SequenceFile(path)

@@ -7,6 +7,7 @@ every process it started is gone after it exits (bounded run and Ctrl-C alike).
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -14,6 +15,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -241,6 +243,32 @@ def test_ctrl_c_stops_everything_cleanly(tmp_path):
     assert set(pids) == {"mosquitto", "pv-0001", "pv-0002"}
     assert not [name for name, pid in pids.items() if alive(pid)]
     assert len(committed_reports(data)) >= 1
+
+
+@pytest.mark.nats
+def test_the_demo_runs_over_a_three_node_nats_cluster_and_ends_cleanly(tmp_path):
+    if not (shutil.which("nats-server") or Path("/usr/sbin/nats-server").exists()):
+        pytest.skip("nats-server not installed (apt install nats-server)")
+    data = tmp_path / "demo"
+    proc = start_demo(data, "--cluster", "--no-terminal", "--duration", "20")
+    out, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    lines = out.strip().splitlines()
+    assert any(line.startswith("cluster: 3 nats-server nodes behind that front door; the "
+                               "gateway on nats+tls://") for line in lines), out
+    assert lines[-1].startswith("stopped cleanly: ") and "devices online 0/2" in lines[-1]
+    assert {d for _, d, _ in committed_reports(data)} == {"pv-0001", "pv-0002"}
+    pids = started_pids(data)
+    assert set(pids) == {"nats-n1", "nats-n2", "nats-n3", "pv-0001", "pv-0002"}
+    assert not [name for name, pid in pids.items() if alive(pid)]
+    # mutual TLS by default: the certificates the demo issued (CN=…, O=gridlink) are the
+    # identities of the cluster's authorization; nobody was refused
+    for log in sorted((data / "cluster").glob("n*/nats.log")):
+        text = log.read_text()
+        assert "authentication error" not in text and "Violation" not in text, log
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        states = dict(db.execute("SELECT device, state FROM devices").fetchall())
+    assert states == dict.fromkeys(("pv-0001", "pv-0002"), "offline")
 
 
 @pytest.mark.parametrize("args, message", [

@@ -8,15 +8,13 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 from pathlib import Path
 
-import paho.mqtt.client as mqtt
 import pytest
-from gridlink.firmware.core import messages, topics
 from gridlink.firmware.core.outbox import PHOTO_PROGRESS, REPORT, Outbox
 from gridlink.firmware.device.control import request
 
+from tests.support.device_rig import GatewayAcker
 from tests.support.tmpfs import tmpfs
 from tests.support.waiting import wait_until
 
@@ -24,8 +22,6 @@ pytestmark = pytest.mark.broker
 
 ROOT = Path(__file__).resolve().parents[2]
 GRIDLINK = [sys.executable, "-c", "import sys; from gridlink.cli import main; sys.exit(main())"]
-
-
 
 
 @pytest.fixture
@@ -72,38 +68,6 @@ class Device:
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             self.proc.wait(20)
-
-
-class Gateway:
-    """Acks every report and reassembles photos (the stand-in's only jobs here)."""
-
-    def __init__(self, broker):
-        self.reports, self.chunks = [], {}
-        self.lock = threading.Lock()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-disk-gateway")
-        c.on_message = self._on_message
-        ready = threading.Event()
-        c.on_subscribe = lambda *a: ready.set()
-        c.connect("127.0.0.1", broker.port)
-        c.subscribe(topics.subscription(leaf="#"), 1)
-        c.loop_start()
-        assert ready.wait(10)
-        self.c = c
-
-    def _on_message(self, client, userdata, msg):
-        parts = msg.topic.split("/")
-        with self.lock:
-            if parts[4] == "photo":
-                self.chunks[(parts[5], int(parts[6]))] = msg.payload
-            elif parts[4] == "report":
-                rep = json.loads(msg.payload)
-                self.reports.append(rep)
-                client.publish(topics.topic("410106", "pv-0001", "ack"),
-                               messages.encode(messages.make_ack(rep["id"], "accepted")), qos=1)
-
-    def close(self):
-        self.c.loop_stop()
-        self.c.disconnect()
 
 
 def stored_reports(data_dir):
@@ -158,14 +122,14 @@ def test_a_full_disk_keeps_reports_or_says_no_never_a_silent_ok(tmp_path, broker
         assert code == 0 and json.loads(out)["reports"] == 1
         # the link and the gateway come: every report is delivered, every photo deleted
         broker.start()
-        gw = Gateway(broker)
+        gw = GatewayAcker(broker).start()
         try:
             wait_until(lambda: stored_reports(data) == ([], 0), 90, "all delivered")
             wait_until(lambda: not list((data / "photos").glob("*.jpg")), 10,
                        "delivered photos deleted")
             assert len({r["id"] for r in gw.reports}) == made + 1
         finally:
-            gw.close()
+            gw.stop()
     finally:
         filler.unlink(missing_ok=True)
         dev.stop()

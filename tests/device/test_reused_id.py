@@ -4,16 +4,14 @@ the status counts it.  On a real Mosquitto, with a stand-in gateway that answers
 
 import hashlib
 import json
-import threading
 import time
 
-import paho.mqtt.client as mqtt
 import pytest
-from gridlink.firmware.core import messages, topics
 from gridlink.firmware.core.report import encode_report, make_report
 from gridlink.firmware.device.delivery import Delivery
 from gridlink.firmware.device.store import REPORT, Store
 
+from tests.support.device_rig import GatewayAcker
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.broker
@@ -21,47 +19,6 @@ pytestmark = pytest.mark.broker
 STATUS = {"time": None, "fix": None, "reports": 0, "track": 0, "disk_free": None,
           "cpu_temp": None, "uptime": 1.0, "firmware": "0.1.0", "codebook": "test",
           "profile": "patrol-vehicle"}
-
-
-
-
-class Gateway:
-    """Answers each report with ``answer(report) -> status`` (and the reason); keeps every
-    report, chunk and status it saw."""
-
-    def __init__(self, broker, answer):
-        self.answer = answer
-        self.reports, self.chunks, self.status = [], {}, []
-        self.lock = threading.Lock()
-        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-id-gateway")
-        c.on_message = self._on_message
-        ready = threading.Event()
-        c.on_subscribe = lambda *a: ready.set()
-        c.connect("127.0.0.1", broker.port)
-        c.subscribe(topics.subscription(leaf="#"), 1)
-        c.loop_start()
-        assert ready.wait(10)
-        self.c = c
-
-    def _on_message(self, client, userdata, msg):
-        leaf = msg.topic.split("/")[4]
-        with self.lock:
-            if leaf == "photo":
-                rid, n = msg.topic.split("/")[5:7]
-                self.chunks[(rid, int(n))] = messages.split_photo_chunk(msg.payload)[1]
-            elif leaf == "status":
-                self.status.append(json.loads(msg.payload))
-            elif leaf == "report":
-                rep = json.loads(msg.payload)
-                self.reports.append(rep)
-                status, reason = self.answer(rep)
-                ack = {"v": 1, "id": rep["id"], "status": status, "reason": reason}
-                client.publish(topics.topic("410106", "pv-0001", "ack"),
-                               messages.encode(ack), qos=1)
-
-    def close(self):
-        self.c.loop_stop()
-        self.c.disconnect()
 
 
 def report(seq, photos=()):
@@ -82,7 +39,7 @@ def refuse_first(status):
 
 def test_a_refused_id_is_sent_again_under_a_fresh_id_never_dropped(tmp_path, broker):
     status = "id_reused"
-    gw = Gateway(broker, refuse_first(status))
+    gw = GatewayAcker(broker, answer=refuse_first(status)).start()
     store = Store(tmp_path / "dev")
     d = Delivery(broker.url, "pv-0001", "410106", store,
                  status_fn=lambda: {**STATUS, "problems": store.problems()}).start()
@@ -93,11 +50,11 @@ def test_a_refused_id_is_sent_again_under_a_fresh_id_never_dropped(tmp_path, bro
         wait_until(lambda: len(gw.reports) == 2 and store.depth()["reports"] == 0, 20,
                    "the report sent again and acknowledged")
         d.request_status()
-        wait_until(lambda: gw.status and gw.status[-1].get("problems", {}).get("reissued"),
+        wait_until(lambda: gw.statuses and gw.statuses[-1].get("problems", {}).get("reissued"),
                    10, "a status counting it")
     finally:
         d.stop()
-        gw.close()
+        gw.stop()
     first, again = gw.reports
     assert first["id"] == old["id"]
     assert again["id"] != old["id"] and again["seq"] > old["seq"]
@@ -118,7 +75,7 @@ def test_a_refused_id_is_sent_again_under_a_fresh_id_never_dropped(tmp_path, bro
 
 def test_an_unknown_status_keeps_the_report_under_its_id_until_it_is_stored(tmp_path,
                                                                              broker):
-    gw = Gateway(broker, refuse_first("a_status_from_the_future"))
+    gw = GatewayAcker(broker, answer=refuse_first("a_status_from_the_future")).start()
     store = Store(tmp_path / "dev")
     d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS,
                  resend_s=0.5).start()
@@ -129,7 +86,7 @@ def test_an_unknown_status_keeps_the_report_under_its_id_until_it_is_stored(tmp_
         wait_until(lambda: store.depth()["reports"] == 0, 20, "the report stored at last")
     finally:
         d.stop()
-        gw.close()
+        gw.stop()
     assert [r["id"] for r in gw.reports] == [rep["id"], rep["id"]]   # same id: no double
     assert (d.counters["unknown_acks"], d.counters["reissued"], d.counters["acked"]) == \
         (1, 0, 1)
@@ -137,7 +94,7 @@ def test_an_unknown_status_keeps_the_report_under_its_id_until_it_is_stored(tmp_
 
 
 def test_a_refused_reports_photo_follows_it_under_the_new_id(tmp_path, broker):
-    gw = Gateway(broker, refuse_first("id_reused"))
+    gw = GatewayAcker(broker, answer=refuse_first("id_reused")).start()
     store = Store(tmp_path / "dev")
     d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
     data = bytes(range(256)) * 100                     # 25 600 bytes: two chunks
@@ -155,17 +112,17 @@ def test_a_refused_reports_photo_follows_it_under_the_new_id(tmp_path, broker):
                    "the photo under the new id")
     finally:
         d.stop()
-        gw.close()
-    assert gw.chunks[(new_id, 0)] + gw.chunks[(new_id, 1)] == data
+        gw.stop()
+    assert gw.photo(new_id) == data
     assert gw.reports[1]["photos"] == rep["photos"]
 
 
-class LateGateway(Gateway):
+class LateGateway(GatewayAcker):
     """Answers a report with a photo only once every chunk of that photo has arrived."""
 
     def __init__(self, broker, answer, chunks):
         self.of, self.held = chunks, {}
-        super().__init__(broker, answer)
+        super().__init__(broker, answer=answer)
 
     def _on_message(self, client, userdata, msg):
         leaf = msg.topic.split("/")[4]
@@ -184,7 +141,7 @@ class LateGateway(Gateway):
 
 def test_a_photo_already_delivered_under_the_refused_id_is_sent_again_under_the_new(
         tmp_path, broker):
-    gw = LateGateway(broker, refuse_first("id_reused"), chunks=2)
+    gw = LateGateway(broker, refuse_first("id_reused"), chunks=2).start()
     store = Store(tmp_path / "dev")
     d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
     data = bytes(range(256)) * 100                     # 25 600 bytes: two chunks
@@ -203,13 +160,13 @@ def test_a_photo_already_delivered_under_the_refused_id_is_sent_again_under_the_
         wait_until(lambda: store.depth()["reports"] == 0, 20, "the new id acknowledged")
     finally:
         d.stop()
-        gw.close()
+        gw.stop()
     assert (rep["id"], 1) in gw.chunks                 # it had all left under the old id
-    assert gw.chunks[(new_id, 0)] + gw.chunks[(new_id, 1)] == data
+    assert gw.photo(new_id) == data
 
 
 def test_an_accepted_report_raises_the_last_acknowledged_seq(tmp_path, broker):
-    gw = Gateway(broker, lambda rep: ("accepted", None))
+    gw = GatewayAcker(broker, answer=lambda rep: ("accepted", None)).start()
     store = Store(tmp_path / "dev")
     d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
     try:
@@ -219,7 +176,7 @@ def test_an_accepted_report_raises_the_last_acknowledged_seq(tmp_path, broker):
         wait_until(lambda: store.depth()["reports"] == 0, 20, "all acknowledged")
     finally:
         d.stop()
-        gw.close()
+        gw.stop()
     store.close()
     (tmp_path / "dev" / "seq").write_bytes(b"broken")   # and then the counter is damaged
     # (a clock that was never set: the last acknowledged id is the floor left)

@@ -44,6 +44,34 @@ def test_a_device_certificate_made_by_one_backend_checks_out_with_the_other(
                          crt)
 
 
+def extended_key_usage(cert_pem):
+    from cryptography import x509
+    from cryptography.x509.oid import ExtendedKeyUsageOID as EKU
+
+    names = {EKU.SERVER_AUTH: "serverAuth", EKU.CLIENT_AUTH: "clientAuth"}
+    cert = x509.load_pem_x509_certificate(cert_pem)
+    return {names.get(u, u.dotted_string) for u in cert.extensions.get_extension_for_class(
+        x509.ExtendedKeyUsage).value}
+
+
+@pytest.mark.skipif("cryptography" not in BACKENDS, reason="reads the certificate with it")
+def test_a_server_serves_a_device_dials_and_a_peer_does_both(made_by, tmp_path):
+    """A cluster node (a NATS route) both serves and dials the other nodes: ``peer``."""
+    key, crt = pki.make_ca("district 410106 CA")
+    (tmp_path / "ca.key").write_bytes(key)
+    (tmp_path / "ca.pem").write_bytes(crt)
+    ca = tmp_path / "ca.pem", tmp_path / "ca.key"
+    made = {
+        "server": pki.sign_device("broker", *ca, hosts=["127.0.0.1"])[1],
+        "peer": pki.sign_device("node", *ca, hosts=["127.0.0.1"], peer=True)[1],
+        "device": pki.sign_device("pv-0001", *ca)[1],
+        "device, peer ignored": pki.sign_device("pv-0002", *ca, peer=True)[1],
+    }
+    assert {k: extended_key_usage(v) for k, v in made.items()} == {
+        "server": {"serverAuth"}, "peer": {"serverAuth", "clientAuth"},
+        "device": {"clientAuth"}, "device, peer ignored": {"clientAuth"}}
+
+
 def test_a_missing_ca_file_is_named(made_by, tmp_path):
     with pytest.raises(pki.CertError, match=r"CA certificate .*nope\.pem: No such file"):
         pki.sign_device("sn-0001", tmp_path / "nope.pem", tmp_path / "nope.key")

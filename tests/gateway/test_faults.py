@@ -14,10 +14,10 @@ import pytest
 from gridlink.gateway.service import Gateway
 from gridlink.gateway.store import open_store
 
+from hil_tests.shaper import Shaper
 from tests.support.gateway_rig import (
     GatewayProcess,
     Publisher,
-    TcpProxy,
     count,
     drop_store,
     encode,
@@ -135,7 +135,7 @@ def test_database_unreachable_pauses_ingest_and_acks_nothing(broker, tmp_path):
     lost), the database comes back, a new gateway finishes: every report, once."""
     if not pg_available():
         pytest.skip("PostgreSQL not reachable")
-    proxy = TcpProxy(5432)
+    proxy = Shaper(5432)  # a relay with no faults but the cuts below
     direct = pg_url("cut")
     url = direct.replace("127.0.0.1:5432", f"127.0.0.1:{proxy.port}")  # the gateway's way
     store = open_store(direct)
@@ -151,7 +151,7 @@ def test_database_unreachable_pauses_ingest_and_acks_nothing(broker, tmp_path):
         proxy.cut()
         wait_until(lambda: b"commit of" in gw.log.read_bytes(), 60, "a failed commit")
         gw.kill()
-        proxy.resume()
+        proxy.restore()
         sender.join()
         pub.wait_acked(n, 120)
         gw.start()
@@ -163,7 +163,7 @@ def test_database_unreachable_pauses_ingest_and_acks_nothing(broker, tmp_path):
         wait_until(lambda: count(store, "reports", "device = 'pv-0002'") >= n // 4, 60)
         proxy.cut()
         wait_until(lambda: gw.log.read_bytes().count(b"commit of") >= 2, 60, "a failed commit")
-        proxy.resume()
+        proxy.restore()
         more.join()
         wait_until(lambda: count(store, "reports") >= 2 * n, 120, f"{2 * n} reports")
         assert gw.alive()

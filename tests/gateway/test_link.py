@@ -234,10 +234,10 @@ def test_keepalive_pings_hold_an_idle_connection(tmp_path):
 def test_a_link_gone_silent_is_noticed_by_keepalive_and_the_session_resumes(tmp_path):
     # a connection that stops carrying bytes without a reset (a dead route, a NAT that
     # forgot us): only the keep-alive can tell, and unacked messages must come back
-    from tests.support.gateway_rig import TcpProxy
+    from hil_tests.shaper import Shaper
 
     with Mosquitto(tmp_path / "b") as broker:
-        proxy = TcpProxy(broker.port)
+        proxy = Shaper(broker.port)
         lost = queue.Queue()
         received = Received()
         link = _link(proxy.port, received, keepalive=1, connect_timeout=2,
@@ -246,10 +246,10 @@ def test_a_link_gone_silent_is_noticed_by_keepalive_and_the_session_resumes(tmp_
         peer.publish("in/a", b"kept")
         [(_, payload, _, _, _, gen)] = received.take(1)
         assert payload == b"kept"  # and not acked
-        proxy.freeze()
+        proxy.cut(mode="stall")  # bytes held, connections kept: no reset
         reason = lost.get(timeout=10)
         assert "keep-alive" in str(reason)
-        proxy.thaw()
+        proxy.restore()
         [(_, again, mid, _, _, gen2)] = received.take(1, timeout=20)
         assert again == b"kept" and gen2 > gen
         assert link.ack([mid], gen2) == 1

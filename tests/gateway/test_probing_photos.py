@@ -90,6 +90,7 @@ def commit(tmp_path, store):
         ingest.commit(batch)
         return batch
 
+    run.ingest = ingest
     return run
 
 
@@ -157,8 +158,8 @@ def test_the_limits_of_the_protocol_are_checked_alone():
         assert v.kind == "rejected", head
 
 
-def test_a_devices_unfinished_photos_have_a_quota(commit, store, monkeypatch):
-    monkeypatch.setattr(photos, "DEVICE_UNFINISHED_MAX_BYTES", 40_000)
+def test_a_devices_unfinished_photos_have_a_quota(commit, store):
+    commit.ingest.photo_quota = 40_000
     other = b"\x00" + PHOTO[1:]
     other_sha = hashlib.sha256(other).hexdigest()
     commit(announce("pv-0001", 1), announce("pv-0001", 2, sha=other_sha))

@@ -128,6 +128,13 @@ def test_status_and_will(judge):
     from gridlink.gateway.clock import wire_time
 
     assert v.data["last_seen"] == wire_time(T)    # seen when received, not when judged
+    # the fix was taken at the status's time; a status without a time (a device whose
+    # clock is not set) dates its fix by its arrival; no fix, no fix time
+    assert v.data["last_fix_at"] == "2026-11-28T02:00:00.000Z"
+    untimed = judge.decode(topic("pv-0001", "status"), encode({**status, "time": None}), T)
+    assert untimed.data["last_fix_at"] == wire_time(T)
+    unfixed = judge.decode(topic("pv-0001", "status"), encode({**status, "fix": None}), T)
+    assert unfixed.data["last_fix_at"] is None and unfixed.data["last_lat"] is None
     will = judge.decode(topic("pv-0001", "status"),
                         encode({"v": 1, "device": "pv-0001", "state": "offline"}), T)
     assert will.kind == "status" and will.data["state"] == "offline"

@@ -4,7 +4,8 @@
 another package): it subscribes to every device topic with a persistent session,
 validates every message against docs/schemas (jsonschema) and the core validators, and
 answers each report / task result on ``…/ack`` per protocol v1 (accepted, or duplicate
-when it saw the id before).  tests/device/test_rig.py checks the rig itself.
+when it saw the id before — or what a test's ``answer`` says).  tests/device/test_rig.py
+checks the rig itself.
 """
 
 import configparser
@@ -41,11 +42,16 @@ def schema_validators():
 
 
 class GatewayAcker:
-    """Stand-in for the gateway's ack role: validate everything, ack reports."""
+    """Stand-in for the gateway's ack role: validate everything, ack reports.
 
-    def __init__(self, broker, client_id="test-gateway-acker", ack=True):
+    ``answer(report) -> (status, reason)``, when given, replaces the acker's own verdict:
+    any status, even one protocol v1 does not know, to see what a device makes of it."""
+
+    def __init__(self, broker, client_id="test-gateway-acker", ack=True, answer=None):
         self.broker = broker
         self.ack = ack
+        self.answer = answer
+        self.subscribed = threading.Event()
         self.validators = schema_validators()
         self.lock = threading.Lock()
         self.messages = []          # (leaf, device, payload bytes, retained)
@@ -59,13 +65,14 @@ class GatewayAcker:
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                         clean_session=False)
         c.on_connect = lambda cl, *a: cl.subscribe(topics.subscription(leaf="#"), qos=1)
+        c.on_subscribe = lambda *a: self.subscribed.set()
         c.on_message = self._on_message
         self.client = c
 
     def start(self):
         self.client.connect("127.0.0.1", self.broker.port)
         self.client.loop_start()
-        wait_until(self.client.is_connected, 10, "acker connected")
+        wait_until(self.subscribed.is_set, 10, "acker connected and subscribed")
         return self
 
     def stop(self):
@@ -93,10 +100,15 @@ class GatewayAcker:
                     self.errors.append(f"{msg.topic}: report of {rep['device']}")
                 with self.lock:
                     self.reports.append(rep)
-                    status = "duplicate" if rep["id"] in self.acked else "accepted"
+                    if self.answer is not None:
+                        status, reason = self.answer(rep)
+                    else:
+                        seen = rep["id"] in self.acked
+                        status, reason = ("duplicate" if seen else "accepted"), None
                     self.acked.add(rep["id"])
-                if self.ack:
-                    ack = messages.make_ack(rep["id"], status)
+                if self.ack:  # not make_ack: an answer's status may be one it refuses
+                    ack = {"v": messages.VERSION, "id": rep["id"], "status": status,
+                           "reason": reason}
                     client.publish(topics.topic(district, device, "ack"), messages.encode(ack),
                                    qos=1)
             elif leaf == "track":

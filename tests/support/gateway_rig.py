@@ -1,7 +1,6 @@
 """Shared parts of the gateway tests and benchmarks: a grid map, reports, a publisher,
 stores on both back ends, and a gateway run in-process or as a ``gridlink`` subprocess."""
 
-import contextlib
 import json
 import os
 import subprocess
@@ -11,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
-from gridlink.mosquitto import free_port
 
 from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
@@ -226,93 +224,6 @@ class GatewayProcess:
         self.terminate()
         self.kill()
         self._out.close()
-
-
-class TcpProxy:
-    """A TCP relay to ``target`` that can be cut (every connection dropped, new ones
-    refused) and resumed: a database or broker that is briefly unreachable.  ``freeze()``
-    instead drops every byte while the connections stay up, as a link that dies without
-    a reset does, until ``thaw()``."""
-
-    def __init__(self, target_port, target_host="127.0.0.1"):
-        import socket
-
-        self.target = (target_host, target_port)
-        self.port = free_port()
-        self._conns = []
-        self._lock = threading.Lock()
-        self._open = threading.Event()
-        self._open.set()
-        self._frozen = threading.Event()
-        self._server = socket.create_server(("127.0.0.1", self.port))
-        self._server.settimeout(0.1)
-        self._stop = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        import socket
-
-        while not self._stop.is_set():
-            try:
-                client, _ = self._server.accept()
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not self._open.is_set():
-                client.close()
-                continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    def _pipe(self, src, dst):
-        try:
-            while True:
-                data = src.recv(65536)
-                if not data:
-                    break
-                if not self._frozen.is_set():
-                    dst.sendall(data)
-        except OSError:
-            pass
-        finally:
-            for s in (src, dst):
-                with contextlib.suppress(OSError):
-                    s.close()
-
-    def cut(self):
-        import socket
-
-        self._open.clear()
-        with self._lock:
-            conns, self._conns = self._conns, []
-        for s in conns:
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            except OSError:
-                pass
-
-    def resume(self):
-        self._open.set()
-
-    def freeze(self):
-        self._frozen.set()
-
-    def thaw(self):
-        self._frozen.clear()
-
-    def close(self):
-        self._stop.set()
-        self.cut()
-        self._server.close()
 
 
 def stream(pub, device, seqs, leaf="report"):

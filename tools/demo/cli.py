@@ -32,6 +32,9 @@ def register(parser):
     parser.add_argument("--plain", action="store_true",
                         help="plain MQTT without certificates (default: mutual TLS with a "
                              "demo CA and the shipped ACL)")
+    parser.add_argument("--cluster", action="store_true",
+                        help="run over a three-node NATS JetStream cluster (nats-server) "
+                             "instead of one Mosquitto")
     parser.add_argument("--quiet", action="store_true", help="no live summary line")
     parser.set_defaults(func=cmd_demo)
 
@@ -55,6 +58,9 @@ def cmd_demo(args):
                   f"{district.fleet_token}", flush=True)
             print(f"intake board: {district.board_url}/", flush=True)
             print(f"broker: {district.broker_url}  data: {district.data}", flush=True)
+            if district.cluster is not None:
+                print(f"cluster: {len(district.cluster.nodes)} nats-server nodes behind that "
+                      f"front door; the gateway on {district.gateway_broker_url}", flush=True)
             district.run(stop, duration=args.duration, live=not args.quiet)
             district.stop_devices()
             summary = district.summary()

@@ -10,6 +10,11 @@ simulated 值班长 and department acting over HTTP.  A live summary line shows 
 triggered / committed, the pending queue, devices online and cases by state.  Stopping
 stops everything: devices first (their outboxes flush or persist), then the gateway, then
 the broker; no child is left behind.
+
+With ``--cluster`` the broker is a three-node NATS JetStream cluster instead
+(gateway/jetstream/cluster.py): the devices reach its nodes' MQTT listeners through one
+front door (a TCP relay that spreads connections over the nodes), the gateway consumes
+the replicated stream from all three nodes.
 """
 
 import contextlib
@@ -159,6 +164,7 @@ class District:
             self._tmp = tempfile.mkdtemp(prefix="gridlink-demo-")
             self.data = Path(self._tmp)
         self.broker = None
+        self.cluster = self.front = None  # --cluster: the NATS nodes and the devices' door
         self.pki = None
         self.gateway = None
         self.devices = {}  # device id → (Popen, data dir, buttons)
@@ -186,9 +192,12 @@ class District:
         self.close()
 
     def _start_broker(self):
+        self.pki = None if self.args.plain else DemoPKI(self.data / "pki")
+        if self.args.cluster:
+            self._start_cluster()
+            return
         workdir = self.data / "broker"
         workdir.mkdir(exist_ok=True)
-        self.pki = None if self.args.plain else DemoPKI(self.data / "pki")
         tls = None
         if self.pki is not None:
             tls = BrokerTLS(self.pki.ca, self.pki.cert("broker"), self.pki.key("broker"))
@@ -197,8 +206,48 @@ class District:
         self.broker_pid = broker.proc.pid
         self._event("started", name="mosquitto", pid=self.broker_pid)
 
+    def _start_cluster(self):
+        """Three nats-server nodes with JetStream and MQTT; with TLS, each device may use
+        only its own topics (the certificate is the identity, as with the Mosquitto ACL)."""
+        from gridlink.gateway.jetstream.cluster import (
+            ClusterError,
+            FrontDoor,
+            NatsCluster,
+            NodeTLS,
+        )
+
+        tls = devices = None
+        if self.pki is not None:
+            cert, key = self.pki.issue("nats-node", hosts=("127.0.0.1", "localhost"),
+                                       peer=True)  # serves, and dials the other nodes
+            tls = NodeTLS(str(self.pki.ca), str(cert), str(key))
+            devices = [device for device, *_ in self._plan()]
+        self.cluster = NatsCluster(self.data / "cluster", tls=tls, devices=devices,
+                                   preexec_fn=_die_with_parent)
+        try:
+            self.cluster.start()  # close() stops whatever started
+        except ClusterError as exc:
+            raise DemoError(str(exc)) from exc
+        finally:
+            for n in self.cluster.nodes:
+                if n.proc is not None:
+                    self._event("started", name=f"nats-{n.name}", pid=n.proc.pid)
+        self.front = FrontDoor([n.mqtt_address for n in self.cluster.nodes])
+
     @property
     def broker_url(self):
+        """Where the devices connect: the broker, or the cluster's front door."""
+        if self.cluster is not None:
+            scheme = "mqtts" if self.pki is not None else "mqtt"
+            return f"{scheme}://{self.front.host}:{self.front.port}"
+        return self.broker.url
+
+    @property
+    def gateway_broker_url(self):
+        """Where the gateway connects: the broker, or every node of the cluster."""
+        if self.cluster is not None:
+            nodes = self.cluster.nats_url.partition("://")[2]
+            return f"{'nats+tls' if self.pki is not None else 'nats'}://{nodes}"
         return self.broker.url
 
     def _start_gateway(self):
@@ -206,10 +255,10 @@ class District:
         from gridlink.gateway.tls import TLSFiles
 
         tls = None
-        if self.pki is not None:
-            cert, key = self.pki.issue(GATEWAY_IDENTITY)
+        if self.pki is not None:  # on NATS the certificate names the user all workers share
+            cert, key = self.pki.issue(GATEWAY_CLIENT_ID if self.cluster else GATEWAY_IDENTITY)
             tls = TLSFiles(str(self.pki.ca), str(cert), str(key))
-        self.gateway = Gateway(broker=self.broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
+        self.gateway = Gateway(broker=self.gateway_broker_url, db=f"sqlite:///{self.data}/intake.sqlite",
                                grid=str(self.map_path) if self.map_path else None,
                                http=self.args.http, photos=str(self.data / "photos"),
                                client_id=GATEWAY_CLIENT_ID, tls=tls,
@@ -324,15 +373,20 @@ class District:
             argv += ["--map", str(self.map_path)]
         return argv
 
-    def _start_devices(self):
-        recording = str(clip_profile(self.data)) if getattr(self.args, "clips", 0) else None
-        plan = [(f"pv-{n + 1:04d}",
-                 recording if n < getattr(self.args, "clips", 0) else "patrol-vehicle",
+    def _plan(self):
+        """(device id, profile, origin, capture, buttons) of every device to start; the
+        first ``--clips`` vehicles record clips and memos."""
+        clips = getattr(self.args, "clips", 0)
+        recording = str(clip_profile(self.data)) if clips else None
+        plan = [(f"pv-{n + 1:04d}", recording if n < clips else "patrol-vehicle",
                  ORIGINS[n], capture_path(CAPTURES[n]), PATROL_BUTTONS)
                 for n in range(self.args.vehicles)]
         if not self.args.no_terminal:
             plan.append(("ft-0001", "fixed-terminal", None, None, ("call", "pir")))
-        for device, profile, origin, capture, buttons in plan:
+        return plan
+
+    def _start_devices(self):
+        for device, profile, origin, capture, buttons in self._plan():
             ddir = self.data / "devices" / device
             ddir.mkdir(parents=True, exist_ok=True)
             argv = self._device_argv(profile, device, ddir, origin, capture)
@@ -385,6 +439,15 @@ class District:
             self.broker.stop()
             self._event("stopped", name="mosquitto", pid=self.broker_pid)
             self.broker = None
+        if self.front is not None:
+            self.front.close()
+            self.front = None
+        if self.cluster is not None:
+            started = [(n.name, n.proc.pid) for n in self.cluster.nodes if n.proc is not None]
+            self.cluster.stop()
+            for name, pid in started:
+                self._event("stopped", name=f"nats-{name}", pid=pid)
+            self.cluster = None
         self.events.close()
         if self._tmp:
             shutil.rmtree(self._tmp, ignore_errors=True)
@@ -432,7 +495,11 @@ class District:
             print()
 
     def _check_children(self):
-        if not self.broker.alive():
+        if self.cluster is not None:
+            for n in self.cluster.nodes:
+                if not n.running():
+                    raise DemoError(f"nats-server {n.name} exited; see {n.log}")
+        elif not self.broker.alive():
             raise DemoError(f"mosquitto exited ({self.broker.proc.returncode}); see "
                             f"{self.broker.log_path}")
         for device, (proc, ddir, _) in self.devices.items():

@@ -25,12 +25,14 @@ class DemoPKI:
     def key(self, cn):
         return self.folder / f"{cn}.key"
 
-    def issue(self, cn, hosts=()):
-        """A certificate for ``cn`` (a device id, the gateway), kept across runs."""
+    def issue(self, cn, hosts=(), peer=False):
+        """A certificate for ``cn`` (a device id, the gateway, a server on ``hosts``; a
+        ``peer`` server also dials its peers), kept across runs."""
         from gridlink.flash import pki
 
         if not self.cert(cn).exists():
-            key, crt = pki.sign_device(cn, self.ca, self.folder / "ca.key", hosts=hosts)
+            key, crt = pki.sign_device(cn, self.ca, self.folder / "ca.key", hosts=hosts,
+                                       peer=peer)
             _write_private(self.key(cn), key)
             self.cert(cn).write_bytes(crt)
         return self.cert(cn), self.key(cn)

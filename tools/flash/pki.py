@@ -73,16 +73,17 @@ def make_ca(cn, days=3650, which=None):
         return key.read_bytes(), crt.read_bytes()
 
 
-def sign_device(cn, ca_cert, ca_key, days=DEVICE_DAYS, hosts=(), which=None):
+def sign_device(cn, ca_cert, ca_key, days=DEVICE_DAYS, hosts=(), which=None, peer=False):
     """(key PEM, cert PEM) for ``cn``: a fresh key and CSR, signed with the CA.
 
-    ``hosts`` (names or IP addresses) makes it a server certificate, for a broker.
+    ``hosts`` (names or IP addresses) makes it a server certificate, for a broker;
+    ``peer`` also a client one, for a cluster node that dials the other nodes (NATS routes).
     """
     ca_cert_pem = _read(ca_cert, "CA certificate")
     ca_key_pem = _read(ca_key, "CA key")
     check_key_matches(ca_cert_pem, ca_key_pem, "CA certificate", "CA key")
     if (which or backend()) == "cryptography":
-        return _cg_make(cn, ca_cert_pem, ca_key_pem, days, hosts=hosts)
+        return _cg_make(cn, ca_cert_pem, ca_key_pem, days, hosts=hosts, peer=peer)
     with tempfile.TemporaryDirectory() as d:
         key, csr, crt, ext = (Path(d, n) for n in ("k.pem", "r.csr", "c.pem", "ext.cnf"))
         cap, cak = Path(d, "ca.pem"), Path(d, "ca.key")
@@ -94,7 +95,8 @@ def sign_device(cn, ca_cert, ca_key, days=DEVICE_DAYS, hosts=(), which=None):
         lines = ["basicConstraints=critical,CA:FALSE", "keyUsage=critical,digitalSignature"]
         if hosts:
             alt = ",".join(("IP:" if _is_ip(h) else "DNS:") + h for h in hosts)
-            lines += ["extendedKeyUsage=serverAuth", f"subjectAltName={alt}"]
+            usage = "serverAuth,clientAuth" if peer else "serverAuth"
+            lines += [f"extendedKeyUsage={usage}", f"subjectAltName={alt}"]
         else:
             lines.append("extendedKeyUsage=clientAuth")
         ext.write_text("\n".join(lines) + "\n")
@@ -112,7 +114,7 @@ def _is_ip(h):
         return False
 
 
-def _cg_make(cn, ca_cert_pem, ca_key_pem, days, ca=False, hosts=()):
+def _cg_make(cn, ca_cert_pem, ca_key_pem, days, ca=False, hosts=(), peer=False):
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
@@ -135,8 +137,10 @@ def _cg_make(cn, ca_cert_pem, ca_key_pem, days, ca=False, hosts=()):
          .not_valid_after(now + dt.timedelta(days=days))
          .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
     if not ca:
-        usage = ExtendedKeyUsageOID.SERVER_AUTH if hosts else ExtendedKeyUsageOID.CLIENT_AUTH
-        b = b.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        usage = [ExtendedKeyUsageOID.SERVER_AUTH] if hosts else []
+        if peer or not hosts:
+            usage.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+        b = b.add_extension(x509.ExtendedKeyUsage(usage), critical=False)
         if hosts:
             alt = [x509.IPAddress(ipaddress.ip_address(h)) if _is_ip(h) else x509.DNSName(h)
                    for h in hosts]

@@ -101,6 +101,12 @@ def test_the_shipped_template_renders_tls_and_per_device_permissions():
     assert text.count("verify_and_map: true") == 2  # identity = certificate
     assert '{user: "CN=gridlink-gateway"}' in text
     assert '"gridlink.v1.*.pv-0001.report"' in text and '"gridlink.v1.*.pv-0001.ack"' in text
+    # the subject the district's tools issue (gridlink flash: CN=<id>, O=gridlink) is
+    # the same identity, with the same rights
+    assert '{user: "CN=gridlink-gateway,O=gridlink"}' in text
+    rights = [line.split(", permissions: ")[1] for line in text.splitlines()
+              if '{user: "CN=pv-0001' in line]
+    assert len(rights) == 2 and rights[0] == rights[1]
 
 
 @pytest.mark.parametrize("kw, match", [
