@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from string import Template
 
+from gridlink.firmware.core import topics
+
 from ..errors import GatewayError
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "broker" / "nats" / "node.conf.tmpl"
@@ -60,8 +62,11 @@ def _tls_block(tls, indent, verify):
 # direction (the Mosquitto ACL's patterns, written out per device; "*" in the district
 # position: a device may report from any district it is moved to).  $MQTT.sub.> is where
 # nats-server delivers a QoS 1 subscription's messages to the MQTT connection.
-DEVICE_PUBLISH = ("report", "track", "status", "photo.>", "media.>", "task.result")
-DEVICE_SUBSCRIBE = ("ack", "task", "config")
+# Both come from the protocol's topic table, so a new leaf is never left out of them.
+DEVICE_PUBLISH = tuple((leaf + ".>") if leaf in topics.CHUNKED else leaf.replace("/", ".")
+                       for leaf, (by, _qos, _retain) in topics.LEAVES.items() if by == "device")
+DEVICE_SUBSCRIBE = tuple(leaf.replace("/", ".") for leaf, (by, _qos, _retain)
+                         in topics.LEAVES.items() if by == "gateway")
 
 
 # nats-server maps a certificate to the user whose DN is the certificate's whole subject.
