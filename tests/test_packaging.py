@@ -69,4 +69,10 @@ def test_wheel_carries_code_and_data(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", probe], check=True, capture_output=True,
                          text=True, cwd=tmp_path, env={"PYTHONPATH": str(target)}).stdout
-    assert out.split() == ["['photo',", "'status',", "'track']", "3"]
+    # the same message kinds and profiles as the checkout's own (read through the checkout)
+    import gridlink.firmware.device.profile as profile
+    import gridlink.gateway.schemas as schemas
+
+    kinds, profiles = sorted(schemas.load_schemas()), len(profile.shipped_profiles())
+    assert kinds and profiles
+    assert out.strip() == f"{kinds} {profiles}"
