@@ -101,6 +101,17 @@ def open_envelope(data):
     return env["doc"].encode("utf-8"), env["sha256"], env["sig"]
 
 
+def claimed_version(data):
+    """The version a wire message claims (read before, or without, checking it), or None:
+    what a refusal names."""
+    try:
+        doc_bytes, _, _ = open_envelope(data)
+        version = json.loads(doc_bytes)["version"]
+    except (ConfigRefused, ValueError, KeyError, TypeError):
+        return None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
 def check(data, public_keys, device, applied=None, schema=None, pattern=None):
     """Verify a wire message and return its document, or raise ConfigRefused.
 

@@ -140,7 +140,7 @@ class DesiredState:
         try:
             doc, merged = self._judge(message, applied=self.version)
         except ConfigRefused as exc:
-            return self._refuse(exc, _version_of(message))
+            return self._refuse(exc, desired.claimed_version(message))
         try:
             self._write(message, doc, claimed)
         except OSError as exc:              # a full or read-only disk: nothing changed
@@ -185,16 +185,6 @@ class DesiredState:
         except OSError as err:
             log.error("refusal not kept on disk: %s", err)
         return None
-
-
-def _version_of(message):
-    """The version a (possibly refused) message claims, or None."""
-    try:
-        doc_bytes, _, _ = desired.open_envelope(message)
-        version = json.loads(doc_bytes)["version"]
-    except (ConfigRefused, ValueError, KeyError, TypeError):
-        return None
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
 def _setting_of(profile_key, settings, base):

@@ -8,30 +8,30 @@ kind's release offered is refused and the refusal shows in the status."""
 
 import json
 import shutil
-import subprocess
 import sys
 
 import paho.mqtt.client as mqtt
 import pytest
 from gridlink.firmware.core import messages, topics
-from gridlink.firmware.device.control import request
 from gridlink.firmware.device.runtime import RESTART_INTO_UPDATE
 from gridlink.firmware.device.slots import Slots
 from gridlink.gateway.service import Gateway, WebOptions
 
+from tests.support.device_rig import DeviceProc
 from tests.support.fleet import make_repo, provision
 from tests.support.intake_api import Api, Tokens
-from tests.support.paths import ROOT
 from tests.support.waiting import wait_until
 
 
-class Unit:
+class Unit(DeviceProc):
     """The device's unit: ``python -m gridlink.firmware.device.launch DATA -- device run …``
     as a real process (the launcher boots the current slot, then runs the device)."""
 
+    start_timeout = 30
+
     def __init__(self, tmp_path, broker, data_dir, repo_url, health_deadline=60,
                  extra=()):
-        self.data_dir = data_dir
+        super().__init__(tmp_path, broker, data_dir=data_dir)
         self.log_path = tmp_path / "device.log"
         self.args = [sys.executable, "-m", "gridlink.firmware.device.launch", str(data_dir),
                      "--", "device", "run", "--profile", "patrol-vehicle", "--sim",
@@ -39,33 +39,6 @@ class Unit:
                      "--device-id", "pv-0001", "--status-interval", "1",
                      "--update-repo", repo_url, "--health-deadline", str(health_deadline),
                      "--reconnect-max", "1", *extra]
-        self.proc = None
-
-    def start(self):
-        with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT,
-                                         cwd=ROOT)
-        wait_until(self.answers, 30, "device up")
-        return self
-
-    def answers(self):
-        if self.proc.poll() is not None:
-            raise AssertionError(f"device exited {self.proc.returncode}:\n{self.log()}")
-        try:
-            return request(self.data_dir, {"cmd": "status"}, timeout=5)["ok"]
-        except Exception:
-            return False
-
-    def status(self):
-        return request(self.data_dir, {"cmd": "status"})["status"]
-
-    def log(self):
-        return self.log_path.read_text(errors="replace")
-
-    def stop(self):
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(20)
 
 
 @pytest.fixture

@@ -93,8 +93,10 @@ def test_an_unknown_status_keeps_the_report_under_its_id_until_it_is_stored(tmp_
     assert store.problems()["reissued"] == 0 and store.rejected() == []
 
 
-def test_a_refused_reports_photo_follows_it_under_the_new_id(tmp_path, broker):
-    gw = GatewayAcker(broker, answer=refuse_first("id_reused")).start()
+def refused_with_its_photo(tmp_path, broker, gw):
+    """A report with a two-chunk photo, refused once as ``id_reused`` by ``gw``: (the
+    report, the photo, the new id) once the photo came again under the new id and the
+    new id was acknowledged."""
     store = Store(tmp_path / "dev")
     d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
     data = bytes(range(256)) * 100                     # 25 600 bytes: two chunks
@@ -110,9 +112,16 @@ def test_a_refused_reports_photo_follows_it_under_the_new_id(tmp_path, broker):
         new_id = gw.reports[1]["id"]
         wait_until(lambda: (new_id, 0) in gw.chunks and (new_id, 1) in gw.chunks, 20,
                    "the photo under the new id")
+        wait_until(lambda: store.depth()["reports"] == 0, 20, "the new id acknowledged")
     finally:
         d.stop()
         gw.stop()
+    return rep, data, new_id
+
+
+def test_a_refused_reports_photo_follows_it_under_the_new_id(tmp_path, broker):
+    gw = GatewayAcker(broker, answer=refuse_first("id_reused")).start()
+    rep, data, new_id = refused_with_its_photo(tmp_path, broker, gw)
     assert gw.photo(new_id) == data
     assert gw.reports[1]["photos"] == rep["photos"]
 
@@ -142,25 +151,7 @@ class LateGateway(GatewayAcker):
 def test_a_photo_already_delivered_under_the_refused_id_is_sent_again_under_the_new(
         tmp_path, broker):
     gw = LateGateway(broker, refuse_first("id_reused"), chunks=2).start()
-    store = Store(tmp_path / "dev")
-    d = Delivery(broker.url, "pv-0001", "410106", store, status_fn=lambda: STATUS).start()
-    data = bytes(range(256)) * 100                     # 25 600 bytes: two chunks
-    sha = hashlib.sha256(data).hexdigest()
-    try:
-        store.save_photo(sha, data)
-        rep = report(1, photos=[(sha, len(data))])
-        with store.lock:
-            store.append(REPORT, encode_report(rep))
-            d.add_photo_job(rep["id"], sha, len(data))
-        d.kick()
-        wait_until(lambda: len(gw.reports) == 2, 20, "the report sent again")
-        new_id = gw.reports[1]["id"]
-        wait_until(lambda: (new_id, 0) in gw.chunks and (new_id, 1) in gw.chunks, 20,
-                   "the photo under the new id")
-        wait_until(lambda: store.depth()["reports"] == 0, 20, "the new id acknowledged")
-    finally:
-        d.stop()
-        gw.stop()
+    rep, data, new_id = refused_with_its_photo(tmp_path, broker, gw)
     assert (rep["id"], 1) in gw.chunks                 # it had all left under the old id
     assert gw.photo(new_id) == data
 

@@ -179,6 +179,8 @@ class GatewayAcker:
 class DeviceProc:
     """``python -m gridlink.firmware.device run …`` as a real subprocess."""
 
+    start_timeout = 20     # seconds until it answers on its control socket
+
     def __init__(self, tmp_path, broker, profile="patrol-vehicle", device_id="pv-0001",
                  data_dir=None, extra=(), clock=None):
         self.data_dir = Path(data_dir or tmp_path / f"dev-{device_id}")
@@ -195,7 +197,7 @@ class DeviceProc:
                                      cwd=ROOT, env={**os.environ, **self.clock.env}
                                      if self.clock else None)
         log.close()
-        wait_until(self._answers, 20, f"device up (log {self.log_path})")
+        wait_until(self._answers, self.start_timeout, f"device up (log {self.log_path})")
         return self
 
     def _answers(self):
@@ -233,6 +235,12 @@ class DeviceProc:
 
     def __enter__(self):
         return self.start()
+
+    def stop(self, timeout=20):
+        """SIGTERM, if it still runs, and wait for it."""
+        if self.alive():
+            self.proc.terminate()
+            self.proc.wait(timeout)
 
     def __exit__(self, *exc):
         if self.alive():

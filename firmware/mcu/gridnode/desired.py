@@ -28,15 +28,6 @@ def read_keys(path):
     return out
 
 
-def _version_of(message):
-    try:
-        doc_bytes, _, _ = desired.open_envelope(message)
-        version = json.loads(doc_bytes)["version"]
-    except (ConfigRefused, ValueError, KeyError, TypeError):
-        return None
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
-
-
 class Desired:
     def __init__(self, data_dir, device, keys, codebook=None):
         self.dir = data_dir.rstrip("/") or "/"
@@ -89,7 +80,7 @@ class Desired:
         try:
             doc = self._judge(message, self.version)
         except ConfigRefused as e:
-            return self._refuse(e, _version_of(message))
+            return self._refuse(e, desired.claimed_version(message))
         body = json.dumps({"version": doc["version"], "sha256": claimed,
                            "message": bytes(message).decode()})
         try:
