@@ -347,7 +347,7 @@ def test_a_reports_clip_plays_with_the_part_before_the_press_marked_and_its_memo
             == 200
         page.click("#b-clip")
         page.wait_for_function("document.querySelector('#message').textContent"
-                               ".includes('pv-0001 (sent)')")
+                               ".includes('pv-0001 · 网格指定设备 (sent)')")
         (task,) = api.get(f"/api/tasks?report_id={rep['id']}")[1]
         assert task["type"] == "clip"
         result = make_report("pv-0001", 2, None, time.time(), "event", STANDARD, "06010",

@@ -3,8 +3,7 @@ devices speak MQTT 3.1.1 to one node, the gateway consumes from another; a node 
 mid-stream, a gateway worker killed, the whole cluster restarted."""
 
 import asyncio
-import os
-import signal
+import sqlite3
 import time
 
 import paho.mqtt.client as mqtt
@@ -121,13 +120,16 @@ def test_gateway_worker_killed_its_unacked_messages_go_to_the_other_worker(
     a = GatewayProcess(url, db, grid, tmp_path, worker=0).start()
     b = GatewayProcess(url, db, grid, tmp_path, worker=1)
     dev = Device311(*n1.mqtt_address)
+    lock = sqlite3.connect(tmp_path / "intake.sqlite", isolation_level=None)
     try:
-        os.kill(a.proc.pid, signal.SIGSTOP)  # worker A holds what it takes, commits nothing
+        # worker A takes messages but commits (so acknowledges) nothing: the store is locked
+        lock.execute("BEGIN IMMEDIATE")
         dev.send_reports(range(1, 201))
         dev.wait_acked(200)
-        wait_until(lambda: consumer_info(n2.nats_url).num_ack_pending > 0, 10,
-                 "worker A to hold unacknowledged messages")
+        wait_until(lambda: consumer_info(n2.nats_url).num_ack_pending > 0, 30,
+                   "worker A to hold unacknowledged messages")
         a.kill()
+        lock.execute("ROLLBACK")
         b.start()
         from gridlink.gateway.store import open_store
 
@@ -141,6 +143,7 @@ def test_gateway_worker_killed_its_unacked_messages_go_to_the_other_worker(
         finally:
             store.close()
     finally:
+        lock.close()
         dev.close()
         a.kill()
         b.terminate()
