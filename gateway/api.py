@@ -42,6 +42,7 @@ from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
+from .rates import CASE_INDEX_MIGRATIONS as RATE_CASE_INDEX_MIGRATIONS
 from .rates import MIGRATIONS as RATE_MIGRATIONS
 from .rates import Rates
 from .rollouts import MIGRATIONS as OTA_MIGRATIONS
@@ -85,6 +86,7 @@ MIGRATIONS = (
     *SOURCE_MIGRATIONS,
     *MEDIA_MIGRATIONS,
     *OTA_MIGRATIONS,
+    *RATE_CASE_INDEX_MIGRATIONS,
 )
 
 

@@ -18,7 +18,8 @@ HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 # a day its month lacks (30 February) is refused by the server, with a 400 naming it
 DAY = r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 TIME = ISO_TIME
-BY = r"^(supervisor|device|grid|street)(,(supervisor|device|grid|street)){0,3}$"
+_DIM = "(supervisor|device|grid|street|department)"
+BY = rf"^{_DIM}(,{_DIM}){{0,4}}$"
 FORMAT = Query("json", pattern="^(json|csv)$", description="json, or csv for a spreadsheet")
 SUPERVISOR = Path(..., pattern=IDENT, description="the 监督员's id")
 WORK_GRID = Path(..., pattern=IDENT, description="the work grid's id")
@@ -173,12 +174,13 @@ def build_router(roster, rates, coverage, trail):
     # ------------------------------------------------------------ the figures
 
     @router.get("/api/evaluation/rates", responses={**BAD, **CSV_RESPONSE},
-                summary="有效上报率, 按时核实率, 按时核查率, stage times, reports per duty hour",
+                summary="有效上报率, 按时核实率, 按时核查率, 结案率, 按期结案率, stage times, "
+                        "reports per duty hour",
                 description="since before until, at most 366 days apart (400); default the "
                             "30 days up to now.  Formulas: docs/evaluation.md.")
     def rate_table(by: str = Query("supervisor", pattern=BY,
                                    description="comma-separated: supervisor, device, grid, "
-                                               "street (each once)"),
+                                               "street, department (each once)"),
                    period: str = Query("day", pattern="^(day|week|month|all)$"),
                    since: str | None = Query(None, pattern=TIME),
                    until: str | None = Query(None, pattern=TIME),

@@ -60,6 +60,13 @@ def test_a_viewer_reads_the_rates_as_json_and_csv(api, store):
     lines = text.lstrip("\ufeff").splitlines()
     assert lines[0].startswith("supervisor,period,reported,accepted")
     assert lines[1].startswith("s01,2026-11-28,2,0")
+    assert "close_rate,close_on_time_rate" in lines[0]
+    # per department: no case yet, so both reports have none
+    status, table = api.call("GET", f"/api/evaluation/rates?by=department&period=all&{window}",
+                             user="screen")
+    assert status == 200
+    assert [(r["department"], r["reported"], r["close_rate"]) for r in table["rows"]] == [
+        (None, 2, None)]
 
 
 def test_coverage_and_unvisited_cells_for_a_viewer(api, store):
