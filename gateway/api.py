@@ -66,11 +66,13 @@ from .routes import (
     session,
     tasks,
     updates,
+    wall,
 )
 from .routes import oidc as oidc_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .update_repo import UpdateRepository
+from .wall import Wall
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
@@ -95,7 +97,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
-               config_key=None, update_repo=None):
+               config_key=None, update_repo=None, base_map=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -115,6 +117,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     (desired state, ``fleet_config``).
     ``update_repo`` (a folder made by ``gridlink fleet release build``) is served read-only
     under ``/ota/`` to the devices.
+    ``base_map`` (a ``basemap.BaseMap``) is drawn under the board's and the wall's map.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -176,11 +179,12 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
     app.include_router(cases.build_router(book, desk, trail, sources, queue))
-    app.include_router(grid.build_router(grid_map))
+    app.include_router(grid.build_router(grid_map, base_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
     app.include_router(evaluation.build_router(roster, Rates(store, clock=clock), coverage, trail))
+    app.include_router(wall.build_router(Wall(store, clock=clock)))
     app.include_router(open311.build_router(queue, names))
     app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
     app.include_router(updates.build_router(repository))

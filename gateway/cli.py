@@ -47,6 +47,18 @@ def register(parser):
     run.add_argument("--update-repo", metavar="DIR",
                      help="serve this update repository (gridlink fleet release build -o DIR) "
                           "read-only to the devices under /ota/ on --http")
+    run.add_argument("--base-map", metavar="URL",
+                     help="draw the district GIS's tiles under the board's map: an XYZ URL "
+                          "with {z}/{x}/{y} or a WMTS one with {TileMatrix}/{TileRow}/"
+                          "{TileCol} (docs/evaluation.md)")
+    run.add_argument("--base-map-matrix", choices=("webmercator", "geographic"),
+                     default="webmercator",
+                     help="the tiles' matrix set: web mercator (EPSG:3857) or longitude/"
+                          "latitude (EPSG:4326/4490, as 天地图's c sets)")
+    run.add_argument("--base-map-max-zoom", type=int, default=18,
+                     help="the deepest tile level the server has")
+    run.add_argument("--base-map-attribution", default="",
+                     help="shown under the map (e.g. the GIS's name and its 审图号)")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -170,7 +182,8 @@ def cmd_run(args):
                  issued=args.issued, config_key=args.config_key,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
-                                update_repo=args.update_repo))
+                                update_repo=args.update_repo,
+                                base_map=_base_map(args)))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:
@@ -194,6 +207,13 @@ def cmd_run(args):
             except subprocess.TimeoutExpired:
                 proc.kill()
     return 0
+
+
+def _base_map(args):
+    if not args.base_map:
+        return None
+    return {"url": args.base_map, "matrix": args.base_map_matrix,
+            "max_zoom": args.base_map_max_zoom, "attribution": args.base_map_attribution}
 
 
 def _worker_argv(args):

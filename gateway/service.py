@@ -78,10 +78,11 @@ class WebOptions:
     the origins CORS is opened to (none: closed), the reverse proxies whose forwarded
     headers are believed, the city's identity provider (``oidc``: its TOML file), and the
     update repository served to the devices (``update_repo``: a folder made by ``gridlink
-    fleet release build``; none: not served)."""
+    fleet release build``; none: not served), and the base map under the board's map
+    (``base_map``: ``basemap.BaseMap``'s arguments as a dict; none: no base map)."""
 
     def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None,
-                 update_repo=None):
+                 update_repo=None, base_map=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -106,6 +107,14 @@ class WebOptions:
 
             UpdateRepository(update_repo)           # says now when it is not one
         self.update_repo = update_repo
+        self.base_map = None
+        if base_map is not None:
+            from .basemap import BaseMap, BaseMapError
+
+            try:
+                self.base_map = BaseMap(**base_map)
+            except BaseMapError as exc:
+                raise ConfigError(f"--base-map: {exc}") from None
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -192,7 +201,8 @@ class Gateway:
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key,
-                                  update_repo=self.web.update_repo)
+                                  update_repo=self.web.update_repo,
+                                  base_map=self.web.base_map)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)

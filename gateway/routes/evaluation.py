@@ -210,15 +210,22 @@ def build_router(roster, rates, coverage, trail):
         return found
 
     @router.get("/api/evaluation/unvisited", responses={**BAD, **CSV_RESPONSE},
-                summary="Cells of each work grid never visited in a week")
-    def unvisited(week: str = Query(..., pattern=DAY,
-                                    description="any Beijing date of the week"),
+                summary="Cells of each work grid never visited in a week (or a window)",
+                description="week, or since and until (at most 31 days apart): one of the "
+                            "two (400).")
+    def unvisited(week: str | None = Query(None, pattern=DAY,
+                                           description="any Beijing date of the week"),
+                  since: str | None = Query(None, pattern=TIME),
+                  until: str | None = Query(None, pattern=TIME),
                   supervisor: str | None = Query(None, pattern=IDENT),
                   format: str = FORMAT):
-        since, until = week_of(week)
+        if (week is None) == (since is None and until is None):
+            raise Invalid("give week, or since and until (not both)")
+        if week is not None:
+            since, until = week_of(week)
         found = coverage.unvisited(since, until, supervisor)
         if format == "csv":
-            return csv_response(found, f"unvisited-{week}")
+            return csv_response(found, f"unvisited-{week or 'window'}")
         return found
 
     return router
