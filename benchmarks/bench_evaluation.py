@@ -5,7 +5,7 @@
 The store holds three months of a district (上街区: 40 supervisors, each carrying one
 patrol device, on duty 8 h a day): REPORTS_PER_DAY reports a day, 3/4 of them decided
 (立案 or 不予立案), a 核实 task for every fifth and a 核查 task for every tenth, some late,
-a case for every 立案 (4 in 5 closed, some late, six departments).  Timed: the middle
+a case for every 立案 (4 in 5 closed, some late, seven departments).  Timed: the middle
 month's table per supervisor per day (with duty hours), per grid per month, per device per
 week and per department per month (``Rates.table``, every rate and stage time in each), vs the
 reference of a bare ``COUNT(*) … GROUP BY device`` over the same month's reports.  Prints
@@ -62,7 +62,7 @@ def fill(store, days, per_day):
                 updated = wire_time(t + timedelta(seconds=3 * 86400 if closed else 7200))
                 due = None if closed else wire_time(t + timedelta(seconds=(i % 3) * 86400))
                 cases.append((f"C{i}", rid, "closed" if closed else "dispatched", "event",
-                              "GB/T 47678.5-2026", "06010", grid, "410106", f"d{i % 6}",
+                              "GB/T 47678.5-2026", "06010", grid, "410106", f"d{i % 7}",
                               None if closed else "handle", None if closed else decided, due,
                               decided, "op", updated))
                 history.append((f"C{i}", 2, updated, "op", "resolved" if closed else "dispatch",
