@@ -47,6 +47,13 @@ CASE_INDEX_MIGRATIONS = (
     ("stats_001_cases_created_at",
      "CREATE INDEX IF NOT EXISTS stats_cases_created_at ON cases (created_at)",
      "CREATE INDEX IF NOT EXISTS stats_cases_created_at ON cases (created_at)"),
+    # the cases with a stage deadline missed (``_MISSED``): a probe of this small index
+    # instead of every history row of the case (SQLite) or a scan of the history (PostgreSQL)
+    ("stats_002_case_history_missed",
+     "CREATE INDEX IF NOT EXISTS stats_case_history_missed ON case_history (case_no)"
+     " WHERE on_time = 0",
+     "CREATE INDEX IF NOT EXISTS stats_case_history_missed ON case_history (case_no)"
+     " WHERE on_time = 0"),
 )
 
 
