@@ -222,7 +222,12 @@ class Rates:
     def _query(self, conn, source, by, period, since, until, measures):
         """One pass over ``source`` in the window: the count of rows where each of
         ``measures`` ((name, condition)) holds, and the count, median and 90th percentile
-        (nearest rank) of the seconds of each stage of ``STAGES`` on this source."""
+        (nearest rank) of the seconds of each stage of ``STAGES`` on this source.
+
+        The pass's rows (``d``) are read once; the counts are one GROUP BY over them and
+        each stage's ranks a window over only its own durations (the rows where it holds,
+        and only the group keys and seconds), not over every row and column: the parts
+        come back as rows of one UNION ALL, told apart by ``part``."""
         d = self.store.dialect
         keys = ", ".join([*by, "period"])
         stages = [st for st in STAGES if st.source is source]
@@ -231,21 +236,37 @@ class Rates:
         cols += [f"CASE WHEN {cond} THEN 1 ELSE 0 END AS m_{name}" for name, cond in measures]
         cols += [f"CASE WHEN {st.where} THEN {seconds_between(d, st.start, st.end)} END"
                  f" AS s_{st.key}" for st in stages]
-        ranks = [f"ROW_NUMBER() OVER (PARTITION BY {keys} ORDER BY CASE WHEN s_{st.key} IS NULL"
-                 f" THEN 1 ELSE 0 END, s_{st.key}) AS rn_{st.key},"
-                 f" COUNT(s_{st.key}) OVER (PARTITION BY {keys}) AS n_{st.key}" for st in stages]
-        out = [f"SUM(m_{name}) AS {name}" for name, _ in measures]
+        parts = {"counts": [name for name, _ in measures]}
+        parts.update({st.key: [f"{st.key}_n", f"{st.key}_median_s", f"{st.key}_p90_s"]
+                      for st in stages})
+        names = [n for part in parts.values() for n in part]
+
+        def select(part, values):
+            # another part's columns are typed NULLs (PostgreSQL types UNION columns
+            # pairwise: two bare NULLs would make a text column)
+            own = dict(zip(parts[part], values, strict=True))
+            return ", ".join([keys, f"'{part}' AS part"] + [
+                f"{own.get(n, _typed_null(n))} AS {n}" for n in names])
+
+        selects = [f"SELECT {select('counts', [f'SUM(m_{n})' for n, _ in measures])}"
+                   f" FROM d GROUP BY {keys}"]
+        ranked = ["COUNT(*)", "MIN(CASE WHEN rn = (n + 1) / 2 THEN s END)",
+                  "MIN(CASE WHEN rn = (9 * n + 9) / 10 THEN s END)"]
         for st in stages:
             k = st.key
-            out += [f"MAX(n_{k}) AS {k}_n",
-                    f"MIN(CASE WHEN rn_{k} = (n_{k} + 1) / 2 THEN s_{k} END) AS {k}_median_s",
-                    f"MIN(CASE WHEN rn_{k} = (9 * n_{k} + 9) / 10 THEN s_{k} END)"
-                    f" AS {k}_p90_s"]
+            selects.append(
+                f"SELECT {select(k, ranked)}"
+                f" FROM (SELECT {keys}, s_{k} AS s, ROW_NUMBER() OVER (PARTITION BY {keys}"
+                f" ORDER BY s_{k}) AS rn, COUNT(*) OVER (PARTITION BY {keys}) AS n"
+                f" FROM d WHERE s_{k} IS NOT NULL) w_{k} GROUP BY {keys}")
         sql = (f"WITH d AS (SELECT {', '.join(cols)} FROM {source.from_for(by)}"
-               f" WHERE {source.where} AND {source.time} >= ? AND {source.time} < ?),"
-               f" k AS (SELECT d.*{''.join(', ' + r for r in ranks)} FROM d)"
-               f" SELECT {keys}, {', '.join(out)} FROM k GROUP BY {keys}")
-        return rows(run(self.store, conn, sql, [since, until]))
+               f" WHERE {source.where} AND {source.time} >= ? AND {source.time} < ?)"
+               f" {' UNION ALL '.join(selects)}")
+        found = []
+        for r in rows(run(self.store, conn, sql, [since, until])):
+            own = parts[r.pop("part")]
+            found.append({n: v for n, v in r.items() if n in own or n not in names})
+        return found
 
     def _task_measures(self, d, as_of):
         parts = []
@@ -289,6 +310,11 @@ def _case_measures(as_of):
             ("closed_on_time", f"k.state = 'closed' AND NOT {_MISSED}"),
             ("deferred", "k.state = 'deferred'"),
             ("voided", "k.state = 'voided'")]
+
+
+def _typed_null(name):
+    return ("CAST(NULL AS DOUBLE PRECISION)" if name.endswith("_s")
+            else "CAST(NULL AS BIGINT)")
 
 
 def _dims(by):
