@@ -95,8 +95,14 @@ function visualState(r) {
   return r.state === "pending" && r.holder ? "held" : r.state;
 }
 
-function className(r) {
-  return r.class_name ? `${r.class_name} ${r.code}` : `${r.kind === "component" ? "部件" : "事件"} ${r.code}`;
+function className(r, full = false) {
+  const name = r.class_name ? `${r.class_name} ${r.code}` : `${r.kind === "component" ? "部件" : "事件"} ${r.code}`;
+  // a class the district's local code book adds or renames says so (in full: with the
+  // book's title and source, and the standard's own name of a renamed class)
+  const local = r.class_local;
+  if (!local) return name;
+  const what = local.change === "renamed" ? `本地更名，标准名称：${local.standard_name}` : "本地类别";
+  return full ? `${name}（${what}；${local.title}；来源：${local.source}）` : `${name}（本地）`;
 }
 
 // ------------------------------------------------------------------ map projection
@@ -341,7 +347,7 @@ async function showDetail(id, quiet) {
   $("detail-empty").hidden = true;
   $("detail-body").hidden = false;
   $("detail-body").dataset.id = id;
-  $("d-title").textContent = className(r);
+  $("d-title").textContent = className(r, true);
   const rows = [
     ["状态 state", `${STATE_NAMES[r.state] || r.state}${r.holder ? ` · 认领 ${r.holder} until ${localTime(r.lease_until)}` : ""}`],
     ["案卷号 case", r.case_no], ["案卷状态 case state", r.case && `${r.case.label} (${r.case.state})${r.case.department ? " · " + r.case.department : ""}`],
