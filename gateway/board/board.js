@@ -17,6 +17,7 @@ const TIME_FLAG_NAMES = {
 // how the task desk chose a task's device (gateway/tasks.py CHOSEN_BY)
 const CHOSEN_NAMES = {
   work_grid: "工作网格在岗监督员", nearest_on_duty: "最近在岗设备", assignment: "网格指定设备", nearest: "最近设备",
+  operator: "受理员指定",
 };
 const taskDevice = (t) => t.device
   ? `${t.device}${t.chosen_by ? ` · ${CHOSEN_NAMES[t.chosen_by] || t.chosen_by}` : ""}`
