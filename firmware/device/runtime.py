@@ -338,10 +338,19 @@ class Device:
         path = self.map_path or default_map(self.district)
         self.desired = DesiredState(
             self.data_dir, self.device, self.config_keys, self.profile,
-            map_sha256=file_sha256(path) if path else None, codebook=self.codebook)
+            map_sha256=file_sha256(path) if path else None, codebook=self.codebook,
+            broker=self.broker, try_broker=self._try_broker)
         if self.desired.version is not None:
             self._use(self.desired.profile)
+            self.broker = self.desired.broker
             log.info("configuration version %d in use", self.desired.version)
+
+    def _try_broker(self, url):
+        """None when the broker at ``url`` accepts this device, else why (a desired-state
+        document's new broker is used only then)."""
+        from .delivery import trial_connect
+
+        return trial_connect(url, self.device, self.tls)
 
     def _use(self, profile):
         """Run on ``profile`` from now on: buttons, intervals, photo budget, fix age."""
@@ -364,6 +373,9 @@ class Device:
                 profile = self.desired.offer(message)
                 if profile is not None:
                     self._use(profile)
+                    if self.desired.broker != self.broker:
+                        self.broker = self.desired.broker
+                        self.delivery.switch(self.broker)
         except Exception:  # the device runs on: the MQTT thread must not die of it
             log.exception("configuration document not applied")
         self.delivery.request_status()

@@ -167,6 +167,8 @@ def _register_config(sub):
     p.add_argument("--max-fix-age", type=float, help="seconds after which a fix is stale")
     p.add_argument("--map", help="sha256 of the grid map the devices must hold")
     p.add_argument("--codebook", help="code book id STANDARD@hash the devices must hold")
+    p.add_argument("--broker", help="a new broker mqtt[s]://host[:port]: each device tries "
+                   "it first and keeps its broker when it cannot connect")
     p.set_defaults(func=_config_set)
 
     p = cfg_sub.add_parser("show", help="the changes, or one device's desired configuration")
