@@ -85,6 +85,15 @@ class DepartmentBody(BaseModel):
                                             "none: any 专业部门 account",
                                 json_schema_extra={"items": {
                                     "type": "string", "pattern": r"^[a-z0-9._-]{2,64}$"}})
+    system: dict | None = Field(
+        None, description="how to reach its system: {adapter: webhook | open311, url, "
+                          "api_key?, timeout_s?}; none: 派遣 sends nothing out",
+        json_schema_extra={"properties": {
+            "adapter": {"type": "string", "enum": ["webhook", "open311"]},
+            "url": {"type": "string", "pattern": r"^https?://[!-~]{1,490}$"},
+            "api_key": {"type": "string", "maxLength": 200},
+            "timeout_s": {"type": "number", "minimum": 1, "maximum": 120}},
+            "required": ["adapter", "url"], "additionalProperties": False})
     classes: list[str] = Field(..., min_length=1, max_length=200,
                                description="class codes or prefixes it handles",
                                json_schema_extra={"items": {"type": "string",
@@ -233,7 +242,7 @@ def build_router(book, desk, trail, sources, queue):
     def put_department(body: DepartmentBody, request: Request,
                        dept_id: str = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{1,31}$")):
         before = next((d for d in book.departments() if d["id"] == dept_id), None)
-        done = book.put_department(dept_id, body.name, body.classes, body.accounts)
+        done = book.put_department(dept_id, body.name, body.classes, body.accounts, body.system)
         Acting(trail, request).append("department.put", target=f"department:{dept_id}",
                                       before=before, after=done)
         return done
