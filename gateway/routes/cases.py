@@ -78,6 +78,21 @@ class OverrideBody(BaseModel):
     reason: str = REASON
 
 
+class SystemBody(BaseModel):
+    """How to reach a department's system (``cases.reach``)."""
+    model_config = {"extra": "forbid"}
+
+    adapter: str = Field(..., pattern="^(webhook|open311)$",
+                         description="webhook: POST the case as JSON; open311: GeoReport v2 "
+                                     "POST requests.json")
+    url: str = Field(..., pattern=r"^https?://[!-~]{1,490}$")
+    api_key: str | None = Field(None, pattern=r"^[!-~]{1,200}$",
+                                description="webhook: sent as a Bearer token; open311: "
+                                            "api_key (never shown back)")
+    timeout_s: float | None = Field(None, ge=1, le=120, description="seconds to wait for "
+                                    "an answer (default 10)")
+
+
 class DepartmentBody(BaseModel):
     name: str = Field(..., max_length=64, pattern=NOT_BLANK)
     accounts: list[str] = Field([], max_length=100,
@@ -85,15 +100,8 @@ class DepartmentBody(BaseModel):
                                             "none: any 专业部门 account",
                                 json_schema_extra={"items": {
                                     "type": "string", "pattern": r"^[a-z0-9._-]{2,64}$"}})
-    system: dict | None = Field(
-        None, description="how to reach its system: {adapter: webhook | open311, url, "
-                          "api_key?, timeout_s?}; none: 派遣 sends nothing out",
-        json_schema_extra={"properties": {
-            "adapter": {"type": "string", "enum": ["webhook", "open311"]},
-            "url": {"type": "string", "pattern": r"^https?://[!-~]{1,490}$"},
-            "api_key": {"type": "string", "maxLength": 200},
-            "timeout_s": {"type": "number", "minimum": 1, "maximum": 120}},
-            "required": ["adapter", "url"], "additionalProperties": False})
+    system: SystemBody | None = Field(
+        None, description="how to reach its system; none: 派遣 sends nothing out")
     classes: list[str] = Field(..., min_length=1, max_length=200,
                                description="class codes or prefixes it handles",
                                json_schema_extra={"items": {"type": "string",
@@ -242,7 +250,8 @@ def build_router(book, desk, trail, sources, queue):
     def put_department(body: DepartmentBody, request: Request,
                        dept_id: str = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{1,31}$")):
         before = next((d for d in book.departments() if d["id"] == dept_id), None)
-        done = book.put_department(dept_id, body.name, body.classes, body.accounts, body.system)
+        system = body.system.model_dump(exclude_none=True) if body.system else None
+        done = book.put_department(dept_id, body.name, body.classes, body.accounts, system)
         Acting(trail, request).append("department.put", target=f"department:{dept_id}",
                                       before=before, after=done)
         return done

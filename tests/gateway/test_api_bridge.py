@@ -140,10 +140,13 @@ def test_a_stuck_message_shows_on_metrics_and_a_lead_tries_it_now(served, store)
     assert [(e["actor"], e["action"]) for e in entries] == [("lead", "bridge.retry")]
 
 
-def test_a_bad_system_setting_is_400_and_changes_nothing(served):
+def test_a_bad_system_setting_is_refused_and_changes_nothing(served):
     api, *_ = served
-    status, body = api.call("PUT", "/api/departments/sanitation", {
-        "name": "环卫处", "classes": ["06"], "system": {"adapter": "fax", "url": "http://x"}},
-        user="lead")
-    assert status == 400 and "system.adapter: one of webhook, open311" in body["detail"]
+    for system, field in (({"adapter": "fax", "url": "http://x"}, "adapter"),
+                          ({"adapter": "webhook", "url": "file:///etc"}, "url"),
+                          ({"adapter": "webhook", "url": "http://x", "timeout_s": 0}, "timeout_s"),
+                          ({"adapter": "webhook", "url": "http://x", "port": 8}, "port")):
+        status, body = api.call("PUT", "/api/departments/sanitation", {
+            "name": "环卫处", "classes": ["06"], "system": system}, user="lead")
+        assert status == 422 and body["detail"][0]["loc"][-1] == field, body
     assert api.get("/api/departments")[1][0]["system"]["adapter"] == "webhook"
