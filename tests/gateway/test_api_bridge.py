@@ -100,6 +100,9 @@ def test_a_photo_upload_is_refused_clearly(served, store):
     assert conn.getresponse().status == 413
     conn.close()
     assert upload(api, case_no, JPEG + b"x" * (1024 * 1024))[0] == 201   # over the API's 64 KiB
+    status, _ = api.call("POST", f"/api/cases/{case_no}/feedback",       # which other routes
+                         {"photos": ["ab" * 32], "note": "x" * 70000}, user="dept")   # keep
+    assert status == 413
     status, body = upload(api, case_no, JPEG, user="dept-b")
     assert status == 403 and "does not act for" in body["detail"]
     assert upload(api, "410106209912310001", JPEG)[0] == 404
