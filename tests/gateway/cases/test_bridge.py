@@ -3,6 +3,8 @@ a 派遣 leaves through the outbox exactly once (the receiver keeps one per idem
 key and counts every request) while the receiver fails, is down, and answers too late;
 retries back off; a message that keeps failing is stuck and shows as such."""
 
+import threading
+
 import pytest
 from gridlink.gateway.cases.outbox import Outbox
 from gridlink.gateway.cases.sender import BridgeSender
@@ -171,3 +173,22 @@ def test_the_departments_system_setting_is_checked_and_its_key_not_shown(desk):
     assert done["system"]["api_key"] == "set"
     assert desk.book.department("roads")["system"] == {
         "adapter": "open311", "url": "https://roads.example/requests.json", "api_key": "set"}
+
+
+def test_two_senders_at_once_send_each_message_once(desk, receiver):
+    """Two gateway workers' senders over one store: the lease gives each message to one."""
+    outbox, first, _ = wire(desk, receiver)
+    second = BridgeSender(Outbox(desk.store, clock=desk.clock))
+    cases = [dispatched(desk) for _ in range(8)]
+    receiver.mode = "slow"
+    receiver.slow_s = 0.05
+    done = []
+    threads = [threading.Thread(target=lambda s=s: done.append(s.round()))
+               for s in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sum(d["sent"] for d in done) == 8 and sum(d["failed"] for d in done) == 0
+    assert receiver.hits == dict.fromkeys(cases, 1)
+    assert outbox.counts() == {"pending": 0, "stuck": 0}
