@@ -51,6 +51,9 @@ def register(parser):
     run.add_argument("--update-repo", metavar="DIR",
                      help="serve this update repository (gridlink fleet release build -o DIR) "
                           "read-only to the devices under /ota/ on --http")
+    run.add_argument("--city-platform", metavar="ADAPTER=URL",
+                     help="copy every 派遣 to the city platform: open311=URL (its GeoReport "
+                          "v2 requests.json) or webhook=URL (docs/cases.md, the bridge out)")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -176,7 +179,8 @@ def cmd_run(args):
                  issued=args.issued, config_key=args.config_key,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
-                                update_repo=args.update_repo))
+                                update_repo=args.update_repo,
+                                city_platform=args.city_platform))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:

@@ -34,6 +34,7 @@ from . import camera as cam
 from . import codebook
 from . import health as checks
 from .hardware import Hardware
+from .kiosk_form import choices
 from .ota import ota_dir, update_device
 from .sdnotify import notify, watchdog_period
 from .shelf import MediaShelf
@@ -201,7 +202,11 @@ class Device:
             port = self.kiosk_port if self.kiosk_port is not None else k["port"]
             self.kiosk = Kiosk(self.device, self.board,
                                lambda task, result: self.answer(task, result),
-                               bind=k["bind"], port=port).start()
+                               bind=k["bind"], port=port,
+                               offered=choices(k["classes"], self._class_name),
+                               file_report=self._citizen_report,
+                               camera=self.camera is not None,
+                               gap_s=k["report_gap_s"]).start()
         self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
         self.timers.append(Pace(self.status_interval, self._tick_status, "status").start())
         self.timers.append(Pace(1.0, self._watch_change, "status-change").start())
@@ -456,6 +461,16 @@ class Device:
     def _on_call(self):
         c = self.profile["call_button"]
         self._guard(self.report, "operator", c["kind"], c["code"], c["text"])
+
+    def _citizen_report(self, kind, code, text, photo):
+        """A citizen's report from the kiosk's form (source ``citizen``)."""
+        return self.report("citizen", kind, code, text, photo=photo)
+
+    def _class_name(self, kind, code):
+        try:
+            return codebook.book(self.standard).lookup(kind, code).name
+        except Exception:  # no book, or a class it lacks: the screen shows the code
+            return None
 
     def _on_cancel(self, name):
         self._guard(self.cancel_last)

@@ -243,13 +243,100 @@ function renderCases(page) {
   const ul = $("cases");
   ul.replaceChildren();
   for (const c of page.items) {
-    ul.append(el("li", { "data-case": c.case_no, class: `case ${c.state}${c.overdue ? " overdue" : ""}`,
-                         onclick: () => select(c.report_id) },
+    const picked = c.case_no === board.caseNo ? " selected" : "";
+    ul.append(el("li", { "data-case": c.case_no, class: `case ${c.state}${c.overdue ? " overdue" : ""}${picked}`,
+                         onclick: () => { openCase(c.case_no); select(c.report_id); } },
       el("b", { text: c.case_no }), " ",
       el("span", { class: "badge case-state", text: c.label || c.state }),
       el("div", { class: "r-meta", text: `${c.code || ""} · ${c.department || "未派遣"}`
         + `${c.overdue ? " · 超期 overdue" : ""} · ${localTime(c.updated_at)}` })));
   }
+}
+
+// ------------------------------------------------------------------ case moves (派遣, 挂账, 作废, 改状态)
+
+const CASE_STATES = {
+  registered: "立案", dispatched: "派遣", handling: "处置中", reported: "处置反馈", checking: "核查",
+  closed: "结案", rework: "返工", deferred: "挂账", voided: "作废",
+};
+
+function mayCase(action) {  // the permission the move's route needs (auth/policy.py)
+  const roles = (board.session && board.session.roles) || [];
+  if (action === "dispatch") return roles.includes("shift_lead") || roles.includes("dispatcher");
+  return roles.includes("shift_lead");
+}
+
+function caseSay(text, kind) {
+  $("cp-message").textContent = text;
+  $("cp-message").className = kind || "";
+}
+
+async function openCase(caseNo, quiet) {
+  board.caseNo = caseNo;
+  for (const li of document.querySelectorAll("#cases li")) li.classList.toggle("selected", li.dataset.case === caseNo);
+  let c, depts;
+  try {
+    [c, depts] = await Promise.all([api("GET", `/api/cases/${encodeURIComponent(caseNo)}`),
+      api("GET", "/api/departments")]);
+  } catch (err) {
+    if (!quiet) caseSay(err.message, "error");
+    return;
+  }
+  if (board.caseNo !== caseNo) return;
+  $("case-panel").hidden = false;
+  $("case-panel").dataset.case = caseNo;
+  $("cp-title").textContent = `案卷 ${c.case_no}`;
+  $("cp-state").textContent = `${c.label} (${c.state}) · ${c.code || ""} · ${c.department || "未派遣"}`
+    + `${c.stage_due ? ` · 时限 ${localTime(c.stage_due)}` : ""}${c.overdue ? " · 超期 overdue" : ""}`;
+  const fits = depts.filter((d) => d.classes.some((p) => (c.code || "").startsWith(p)));
+  const dept = $("cp-dept");
+  const was = dept.value;
+  dept.replaceChildren(...fits.map((d) => el("option", { value: d.id, text: `${d.name} (${d.id})` })));
+  if (fits.some((d) => d.id === was)) dept.value = was;
+  const can = (a) => c.actions.includes(a) && mayCase(a);
+  $("cp-dispatch").disabled = !can("dispatch") || !fits.length;
+  $("cp-defer").disabled = !can("defer");
+  $("cp-resume").disabled = !can("resume");
+  $("cp-void").disabled = !can("void");
+  const to = $("cp-to");
+  to.replaceChildren(...Object.entries(CASE_STATES).filter(([s]) => s !== c.state)
+    .map(([s, label]) => el("option", { value: s, text: `${label} ${s}` })));
+  $("cp-override").disabled = !mayCase("override");
+}
+
+async function caseMove(label, verb, body) {
+  const caseNo = board.caseNo;
+  if (!caseNo) return;
+  try {
+    const c = await api("POST", `/api/cases/${encodeURIComponent(caseNo)}/${verb}`, body);
+    caseSay(`${label}: ${c.label} (${c.state})`, "done");
+    $("cp-reason").value = "";
+  } catch (err) {
+    caseSay(`${label} failed: ${err.message}`, "error");
+  }
+  await refresh();
+}
+
+function wireCaseMoves() {
+  const reason = () => $("cp-reason").value.trim();
+  $("cp-dispatch").addEventListener("click", () => {
+    const body = { department: $("cp-dept").value };
+    const hours = parseFloat($("cp-hours").value);
+    if (hours > 0) body.deadline_s = Math.round(hours * 3600);
+    caseMove("派遣 dispatch", "dispatch", body);
+  });
+  $("cp-defer").addEventListener("click", () => caseMove("挂账 defer", "defer", { reason: reason() }));
+  $("cp-resume").addEventListener("click", () => caseMove("恢复 resume", "resume", {}));
+  $("cp-void").addEventListener("click", () => caseMove("作废 void", "void", { reason: reason() }));
+  $("cp-override").addEventListener("click", () => caseMove("改状态 override", "override",
+    { state: $("cp-to").value, reason: reason() }));
+}
+
+// messages to departments' systems that keep failing (the bridge's outbox)
+function renderBridge(stuck) {
+  $("bridge-stuck").hidden = !stuck.stuck;
+  $("n-stuck").textContent = stuck.stuck;
+  $("bridge-stuck").title = stuck.items.map((m) => `${m.id}: ${m.last_error || ""}`).join("\n");
 }
 
 function renderDevices(devices) {
@@ -306,15 +393,17 @@ async function refresh() {
   if (board.refreshing) { board.again = true; return board.refreshing; }
   board.refreshing = (async () => {
     try {
-      const [summary, page, devices, cases] = await Promise.all([
+      const [summary, page, devices, cases, stuck] = await Promise.all([
         api("GET", "/api/summary"), api("GET", "/api/reports?" + filterQuery()), api("GET", "/api/devices"),
-        api("GET", "/api/cases?limit=20")]);
+        api("GET", "/api/cases?limit=20"), api("GET", "/api/bridge/outbox?state=stuck&limit=5")]);
+      renderBridge(stuck);
       renderCounts(summary);
       renderReports(page);
       renderDevices(devices);
       renderCases(cases);
       drawMap();
       if (board.selected) await showDetail(board.selected, true);
+      if (board.caseNo) await openCase(board.caseNo, true);
       $("reports").dataset.loaded = "1";
     } catch (err) {
       say(`refresh failed: ${err.message}`, "error");
@@ -596,6 +685,7 @@ async function start() {
   $("signin").addEventListener("submit", signIn);
   $("b-signout").addEventListener("click", signOut);
   wireActions();
+  wireCaseMoves();
   try {
     board.session = await api("GET", "/api/session");  // still signed in (a reload)
   } catch (err) {

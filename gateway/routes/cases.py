@@ -78,6 +78,21 @@ class OverrideBody(BaseModel):
     reason: str = REASON
 
 
+class SystemBody(BaseModel):
+    """How to reach a department's system (``cases.reach``)."""
+    model_config = {"extra": "forbid"}
+
+    adapter: str = Field(..., pattern="^(webhook|open311)$",
+                         description="webhook: POST the case as JSON; open311: GeoReport v2 "
+                                     "POST requests.json")
+    url: str = Field(..., pattern=r"^https?://[!-~]{1,490}$")
+    api_key: str | None = Field(None, pattern=r"^[!-~]{1,200}$",
+                                description="webhook: sent as a Bearer token; open311: "
+                                            "api_key (never shown back)")
+    timeout_s: float | None = Field(None, ge=1, le=120, description="seconds to wait for "
+                                    "an answer (default 10)")
+
+
 class DepartmentBody(BaseModel):
     name: str = Field(..., max_length=64, pattern=NOT_BLANK)
     accounts: list[str] = Field([], max_length=100,
@@ -85,6 +100,8 @@ class DepartmentBody(BaseModel):
                                             "none: any 专业部门 account",
                                 json_schema_extra={"items": {
                                     "type": "string", "pattern": r"^[a-z0-9._-]{2,64}$"}})
+    system: SystemBody | None = Field(
+        None, description="how to reach its system; none: 派遣 sends nothing out")
     classes: list[str] = Field(..., min_length=1, max_length=200,
                                description="class codes or prefixes it handles",
                                json_schema_extra={"items": {"type": "string",
@@ -232,10 +249,12 @@ def build_router(book, desk, trail, sources, queue):
                 summary="Add or change a department")
     def put_department(body: DepartmentBody, request: Request,
                        dept_id: str = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{1,31}$")):
+        system = body.system.model_dump(exclude_none=True) if body.system else None
         return Acting(trail, request).changed(
             "department.put", f"department:{dept_id}", book.departments,
             lambda d: d["id"] == dept_id,
-            lambda: book.put_department(dept_id, body.name, body.classes, body.accounts))
+            lambda: book.put_department(dept_id, body.name, body.classes, body.accounts,
+                                        system))
 
     @router.get("/api/deadlines", summary="Deadlines per stage and class")
     def deadlines():
