@@ -10,9 +10,9 @@ const FLAG_NAMES = {
   capture_time: "时间可疑 capture time",
 };
 const TIME_FLAG_NAMES = {
-  ahead: "capture time ahead of receipt: listed by receive time",
-  old: "capture time long before receipt: listed by receive time",
-  before_provisioning: "capture time before the device was provisioned: listed by receive time",
+  ahead: "采集时间晚于接收时间 capture time ahead of receipt",
+  old: "采集时间远早于接收时间 capture time long before receipt",
+  before_provisioning: "采集时间早于设备开通 capture time before the device was provisioned",
 };
 // how the task desk chose a task's device (gateway/tasks.py CHOSEN_BY)
 const CHOSEN_NAMES = {
@@ -20,7 +20,7 @@ const CHOSEN_NAMES = {
 };
 const taskDevice = (t) => t.device
   ? `${t.device}${t.chosen_by ? ` · ${CHOSEN_NAMES[t.chosen_by] || t.chosen_by}` : ""}`
-  : "no device online yet";
+  : "暂无在线设备 no device online yet";
 const STATE_NAMES = { pending: "待受理", accepted: "立案", rejected: "不予立案", attached: "任务结果" };
 // the board's one vocabulary (签收 / 退回 / 延长, not the IT words for a lock)
 const ACTION_NAMES = {
@@ -223,7 +223,7 @@ function drawMap() {
       cx: view.x(r.lon), cy: view.y(r.lat), r: view.unit * 0.6, "data-id": r.id,
       class: `${visualState(r)}${r.id === board.selected ? " selected" : ""}`,
       onclick: () => select(r.id),
-    }, el("svg:title", { text: `${className(r)} · ${r.grid || "no grid"}` }));
+    }, el("svg:title", { text: `${className(r)} · ${r.grid || "无网格"}` }));
     points.append(circle);
     const key = `${Math.round(view.x(r.lon) / (view.unit / 10))},${Math.round(view.y(r.lat) / (view.unit / 10))}`;
     const spot = spots.get(key) || { x: view.x(r.lon), y: view.y(r.lat), n: 0 };
@@ -294,7 +294,7 @@ function reportRow(r) {
   el("div", { class: "r-top" }, el("span", { class: "r-class", text: className(r) }),
     el("span", { class: "r-meta received", title: `采集 captured ${localTime(r.captured_at)}` },
       `接收 ${localTime(r.received_at)} · `, ago(r.received_at))),
-  el("div", { class: "r-meta" }, `${r.grid || "no grid"} · ${r.device} · ${r.source}`,
+  el("div", { class: "r-meta" }, `${r.grid || "无网格"} · ${r.device} · ${r.source}`,
     ...flags, holder, outcome,
     r.state !== "pending" ? el("span", { class: "badge", text: STATE_NAMES[r.state] || r.state }) : null),
   r.state === "rejected" && r.reason ? el("div", { class: "r-meta reason", text: `不予立案原因：${r.reason}` }) : null,
@@ -444,7 +444,7 @@ async function refresh(rebuild) {
       if (board.selected) await showDetail(board.selected, true);
       $("reports").dataset.loaded = "1";
     } catch (err) {
-      say(`refresh failed: ${err.message}`, "error");
+      say(`刷新失败 refresh failed: ${err.message}`, "error");
     } finally {
       board.refreshing = null;
       if (board.again) { board.again = false; refresh(); }
@@ -831,7 +831,7 @@ async function boot() {
   try {
     board.grid = await api("GET", "/api/grid");
   } catch (err) {
-    say(`grid map unavailable: ${err.message}`, "error");
+    say(`网格地图不可用 grid map unavailable: ${err.message}`, "error");
   }
   await refresh(true);
   listen();
