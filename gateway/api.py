@@ -93,7 +93,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
-               config_key=None, update_repo=None):
+               config_key=None, update_repo=None, identity=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -112,7 +112,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
     (desired state, ``fleet_config``).
     ``update_repo`` (a folder made by ``gridlink fleet release build``) is served read-only
-    under ``/ota/`` to the devices.
+    under ``/ota/`` to the devices.  ``identity(device)`` (``Revocations.identity``) adds
+    each device's certificate state (revoked, expiry) to the fleet view.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -169,7 +170,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller))
     app.include_router(media.build_router(media_store))
     app.include_router(audit.build_router(trail, queue, desk))
-    app.include_router(fleet.build_router(store, fleet_cfg))
+    app.include_router(fleet.build_router(store, fleet_cfg, identity))
     app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))

@@ -157,8 +157,11 @@ class IntakeQueue:
         now = self.now()
         where, params = [], []  # conditions on the report alone
         if grid:
+            # a local 12-digit grid code (6 + 2 + 2 + 2) the local book maps stands for
+            # its standard code; stored codes are always the standard ones
+            alias = self.codebooks.grid_alias(grid) if self.codebooks is not None else None
             where.append("r.grid LIKE ?")
-            params.append(_digits(grid, "grid") + "%")
+            params.append(_digits(alias or grid, "grid") + "%")
         if street:
             where.append("r.street = ?")
             params.append(_digits(street, "street"))
@@ -321,6 +324,7 @@ class IntakeQueue:
             "code": r.get("code"),
             "class_name": None,
             "major_name": None,
+            "class_local": None,
             "object": r.get("object"),
             "source": r.get("source"),
             "task": r.get("task"),
@@ -338,6 +342,8 @@ class IntakeQueue:
         if self.codebooks is not None and item["code"]:
             names = self.codebooks.names(item["kind"], item["code"], item["standard"])
             item["major_name"], item["class_name"] = names
+            item["class_local"] = self.codebooks.local(item["kind"], item["code"],
+                                                       item["standard"])
         return item
 
     # ------------------------------------------------------------ writing

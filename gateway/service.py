@@ -192,7 +192,9 @@ class Gateway:
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key,
-                                  update_repo=self.web.update_repo)
+                                  update_repo=self.web.update_repo,
+                                  identity=(self.revocations.identity
+                                            if self.revocations is not None else None))
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)

@@ -17,6 +17,7 @@ const TIME_FLAG_NAMES = {
 // how the task desk chose a task's device (gateway/tasks.py CHOSEN_BY)
 const CHOSEN_NAMES = {
   work_grid: "工作网格在岗监督员", nearest_on_duty: "最近在岗设备", assignment: "网格指定设备", nearest: "最近设备",
+  operator: "受理员指定",
 };
 const taskDevice = (t) => t.device
   ? `${t.device}${t.chosen_by ? ` · ${CHOSEN_NAMES[t.chosen_by] || t.chosen_by}` : ""}`
@@ -139,8 +140,14 @@ function visualState(r) {
   return r.state === "pending" && r.holder ? "held" : r.state;
 }
 
-function className(r) {
-  return r.class_name ? `${r.class_name} ${r.code}` : `${r.kind === "component" ? "部件" : "事件"} ${r.code}`;
+function className(r, full = false) {
+  const name = r.class_name ? `${r.class_name} ${r.code}` : `${r.kind === "component" ? "部件" : "事件"} ${r.code}`;
+  // a class the district's local code book adds or renames says so (in full: with the
+  // book's title and source, and the standard's own name of a renamed class)
+  const local = r.class_local;
+  if (!local) return name;
+  const what = local.change === "renamed" ? `本地更名，标准名称：${local.standard_name}` : "本地类别";
+  return full ? `${name}（${what}；${local.title}；来源：${local.source}）` : `${name}（本地）`;
 }
 
 // ------------------------------------------------------------------ map projection
@@ -475,7 +482,7 @@ async function showDetail(id, quiet) {
   $("detail-empty").hidden = true;
   $("detail-body").hidden = false;
   $("detail-body").dataset.id = id;
-  $("d-title").textContent = className(r);
+  $("d-title").textContent = className(r, true);
   const rows = [
     ["状态 state", `${STATE_NAMES[r.state] || r.state}${r.holder ? ` · ${r.holder} 已签收，至 ${localTime(r.lease_until)}` : ""}`],
     ["决定 decided", r.decided_by && `${r.decided_by} ${STATE_NAMES[r.state] || r.state} · ${localTime(r.decided_at)}`],

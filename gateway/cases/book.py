@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from ..clock import wire_time
 from ..queue import Conflict, Invalid, NotFound, parse_time, system_clock
-from ..store.sql import decode_json, one, rows, run
+from ..store.sql import decode_json, locked, one, rows, run
 from . import lifecycle as lc
 from .sources import require_verified
 from .workcal import DEFAULT_HOURS, CalendarError, WorkCalendar, parse_day
@@ -302,12 +302,8 @@ class CaseBook:
                            case_no=case["case_no"], allowed=list(refused.allowed)) from None
 
     def _locked(self, conn, case_no):
-        lock = " FOR UPDATE" if self.store.dialect == "postgres" else ""
-        case = one(run(self.store, conn, "SELECT * FROM cases WHERE case_no = ?" + lock,
-                       [case_no]))
-        if case is None:
-            raise NotFound(f"no case {case_no!r}")
-        return case
+        return locked(self.store, conn, "SELECT * FROM cases WHERE case_no = ?", [case_no],
+                      lambda: NotFound(f"no case {case_no!r}"))
 
     def _move(self, conn, case, action, goal, actor, now, *, reason=None, detail=None,
               changes=None, audit=None):

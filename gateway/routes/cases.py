@@ -232,11 +232,10 @@ def build_router(book, desk, trail, sources, queue):
                 summary="Add or change a department")
     def put_department(body: DepartmentBody, request: Request,
                        dept_id: str = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{1,31}$")):
-        before = next((d for d in book.departments() if d["id"] == dept_id), None)
-        done = book.put_department(dept_id, body.name, body.classes, body.accounts)
-        Acting(trail, request).append("department.put", target=f"department:{dept_id}",
-                                      before=before, after=done)
-        return done
+        return Acting(trail, request).changed(
+            "department.put", f"department:{dept_id}", book.departments,
+            lambda d: d["id"] == dept_id,
+            lambda: book.put_department(dept_id, body.name, body.classes, body.accounts))
 
     @router.get("/api/deadlines", summary="Deadlines per stage and class")
     def deadlines():
@@ -247,12 +246,10 @@ def build_router(book, desk, trail, sources, queue):
     def put_deadline(body: DeadlineBody, request: Request,
                      stage: str = Path(..., pattern="^(" + "|".join(lc.STAGES) + ")$"),
                      code: str = Path(..., pattern=f"^([0-9]{{2,17}}|{DEFAULT_CODE})$")):
-        before = next((d for d in book.deadlines()
-                       if d["stage"] == stage and d["code"] == code), None)
-        done = book.put_deadline(stage, code, body.seconds, body.clock)
-        Acting(trail, request).append("deadline.put", target=f"deadline:{stage}:{code}",
-                                      before=before, after=done)
-        return done
+        return Acting(trail, request).changed(
+            "deadline.put", f"deadline:{stage}:{code}", book.deadlines,
+            lambda d: d["stage"] == stage and d["code"] == code,
+            lambda: book.put_deadline(stage, code, body.seconds, body.clock))
 
     @router.get("/api/calendar", summary="Holidays and 调休 workdays of the working calendar")
     def calendar():
@@ -263,18 +260,16 @@ def build_router(book, desk, trail, sources, queue):
                         "such as 02-30, is a 400)")
     def put_day(body: DayBody, request: Request,
                 day: str = Path(..., pattern=DAY, description="YYYY-MM-DD")):
-        before = next((d for d in book.calendar() if d["day"] == day), None)
-        done = book.put_day(day, body.kind, body.note)
-        Acting(trail, request).append("calendar.put", target=f"day:{day}", before=before,
-                                      after=done)
-        return done
+        return Acting(trail, request).changed(
+            "calendar.put", f"day:{day}", book.calendar, lambda d: d["day"] == day,
+            lambda: book.put_day(day, body.kind, body.note))
 
     @router.delete("/api/calendar/{day}", status_code=204,
                    responses={404: {"model": ErrorBody, "description": "no entry that day"}},
                    summary="Let a day follow Monday-to-Friday again")
     def delete_day(request: Request, day: str = Path(..., max_length=10)):
-        before = next((d for d in book.calendar() if d["day"] == day), None)
-        book.delete_day(day)
-        Acting(trail, request).append("calendar.delete", target=f"day:{day}", before=before)
+        Acting(trail, request).changed("calendar.delete", f"day:{day}", book.calendar,
+                                       lambda d: d["day"] == day,
+                                       lambda: book.delete_day(day))
 
     return router
