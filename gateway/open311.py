@@ -64,6 +64,21 @@ class ClassNames:
             return entry.major_name, entry.name
         return book.major_name(kind, code[:book.major_digits]), None
 
+    def prefixes_named(self, name, standard=None):
+        """The class codes named ``name`` (a class such as 暴露垃圾), or a major class's
+        prefix when a major class has that name; sorted, empty when nothing has it."""
+        book = self._book(standard)
+        name = name.strip()
+        if book is None or not name:
+            return []
+        found = set()
+        for kind in ("component", "event"):
+            if book.has(kind):
+                found.update(major for major, major_name in book.majors(kind)
+                             if major_name == name)
+                found.update(e.code for e in book.entries(kind) if e.name == name)
+        return sorted(found)
+
     def local(self, kind, code, standard=None):
         """The local book's word on a class (``{"change", "book", "title", "source"}``,
         plus ``standard_name`` when renamed), or None for a standard class."""

@@ -63,12 +63,12 @@ class ScheduleBody(BaseModel):
     last_day: str = Field(..., pattern=DAY)
 
 
-def csv_response(rows, name):
+def csv_response(rows, name, columns=None):
     """``rows`` (dicts) as a CSV download (UTF-8 with a BOM, so spreadsheets read 中文);
-    lists are joined by spaces."""
+    lists are joined by spaces.  ``columns`` heads a table with no rows."""
     out = io.StringIO()
     out.write("\ufeff")
-    columns = list(rows[0]) if rows else []
+    columns = list(rows[0]) if rows else list(columns or [])
     writer = csv.writer(out)
     writer.writerow(columns)
     for r in rows:
@@ -185,7 +185,7 @@ def build_router(roster, rates, coverage, trail):
                    format: str = FORMAT):
         table = rates.table(by=by, period=period, since=since, until=until)
         if format == "csv":
-            return csv_response(table["rows"], f"rates-{period}")
+            return csv_response(table["rows"], f"rates-{period}", table["columns"])
         return table
 
     @router.get("/api/evaluation/coverage", responses={**BAD, **NOT_FOUND, **CSV_RESPONSE},
