@@ -159,6 +159,7 @@ def cmd_run(args):
                  reconnect_max=args.reconnect_max, config_keys=keys,
                  update_repo=args.update_repo, health_deadline=args.health_deadline,
                  update_retry=args.update_retry)
+    dev.catch_signals()               # a SIGTERM while starting is a safe stop too
     try:
         dev.start()
     except BaseException:

@@ -111,6 +111,7 @@ class Device:
             raise errors.DeviceError(f"bad device id or district: {exc}") from None
         self.data_dir = Path(data_dir)
         self.broker = broker
+        self._signalled = None   # catch_signals()'s event
         self.tls = (tls_ca, tls_cert, tls_key)
         self.map_path = map_path
         self.cancel_grace = profile["press"]["cancel_grace_s"] if cancel_grace is None \
@@ -415,16 +416,25 @@ class Device:
             self.store.close()
         log.info("device %s stopped", self.device)
 
-    def run_forever(self):
-        """Run until SIGTERM/SIGINT, then stop safely."""
-        done = threading.Event()
+    def catch_signals(self):
+        """From now on SIGTERM/SIGINT ask for a safe stop (``run_forever`` makes it) instead
+        of killing the process: call it before ``start``, so a stop that comes while the
+        device starts still publishes its offline status."""
+        if self._signalled is not None:
+            return self._signalled
+        self._signalled = threading.Event()
 
         def on_signal(signum, _frame):
             log.info("signal %s received", signal.Signals(signum).name)
-            done.set()
+            self._signalled.set()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        return self._signalled
+
+    def run_forever(self):
+        """Run until SIGTERM/SIGINT, then stop safely."""
+        done = self.catch_signals()
         while not done.wait(1.0) and not self.done.is_set():
             pass
         self.stop()
