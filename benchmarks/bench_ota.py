@@ -37,8 +37,8 @@ import secrets
 import shutil
 import socket
 import subprocess
-import tarfile
 import sys
+import tarfile
 import tempfile
 import threading
 import time
