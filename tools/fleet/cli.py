@@ -72,6 +72,8 @@ def register(parser):
                    help="cumulative percentages of the group, ending at 100 (5,50,100)")
     p.add_argument("--failure-threshold", type=float, default=20.0,
                    help="pause when more of a stage's devices fail than this %% (20)")
+    p.add_argument("--stage-timeout", type=float, default=None, metavar="SECONDS",
+                   help="pause a stage whose devices have not all reported by then (none)")
     _api_args(p)
     p.set_defaults(func=_rollout_start)
     p = ro_sub.add_parser("show", help="one rollout in full, or every rollout in a line")
@@ -250,6 +252,8 @@ def _rollout_start(args):
     body = {"kind": args.kind, "version": args.version,
             "target": target_of(args.district, args.profile, args.devices),
             "stages": parse_stages(args.stages), "failure_threshold": args.failure_threshold}
+    if args.stage_timeout is not None:
+        body["stage_timeout_s"] = args.stage_timeout
     client = _client(args)
     print("\n".join(rollout_lines(client.call("POST", "/api/rollouts", body))))
 
