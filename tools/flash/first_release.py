@@ -55,9 +55,14 @@ class FirstRelease:
 
     def place(self, pi_root):
         """Slot a of the Pi under ``pi_root``, current and good; the trusted root."""
+        self.install(Path(pi_root) / DATA_DIR / "ota")
+
+    def install(self, ota_dir):
+        """Slot a of the update slots in ``ota_dir`` (a data dir's ``ota``), current and
+        good; the trusted root beside it."""
         from gridlink.firmware.device.slots import Slots
 
-        ota = Path(pi_root) / DATA_DIR / "ota"
+        ota = Path(ota_dir)
         (ota / "metadata").mkdir(parents=True, exist_ok=True)
         (ota / "metadata" / "root.json").write_bytes(self.root_json)
         Slots(ota).adopt(self.release)
