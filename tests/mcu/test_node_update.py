@@ -246,8 +246,9 @@ except machine.DeepSleep:
 except PowerCut as e:
     print("POWER CUT at", e)
 """
-BEFORE_SWITCH = [("begin", 1), ("piece", 1), ("piece", 15), ("verified", 1), ("unpacked", 1),
-                 ("complete", 1), ("switched", 1)]
+# download (its start, mid-way), verified, every file checked, switched; then the first
+# boot of the new image, its health check passed, and kept
+BEFORE_SWITCH = [("begin", 1), ("piece", 15), ("verified", 1), ("unpacked", 1), ("switched", 1)]
 AFTER_SWITCH = [("boot", 1), ("healthy", 1), ("good", 1)]
 
 

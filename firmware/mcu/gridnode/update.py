@@ -157,11 +157,17 @@ class Updater:
         want = otachunk.make_request(version, name, offset, PIECE)
         for _ in range(TRIES):
             self.reply = None
-            client.publish(self.topic_get, want, qos=0)
+            try:
+                client.publish(self.topic_get, want, qos=0)
+            except OSError as e:   # the link, not the flash: the next wake goes on
+                raise Stop("link lost: " + str(e))  # noqa: B904
             waited = 0
             while waited < REPLY_WAIT_S:
-                if not client.check_msg(1):
-                    waited += 1
+                try:
+                    if not client.check_msg(1):
+                        waited += 1
+                except OSError as e:
+                    raise Stop("link lost: " + str(e))  # noqa: B904
                 got = self.reply
                 if got and got[0].get("file") == name and got[0].get("offset") == offset \
                         and got[0].get("version") == version:
