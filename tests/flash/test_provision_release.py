@@ -94,3 +94,34 @@ def test_a_tampered_release_is_refused_and_nothing_is_written(tmp_path, broker):
     with pytest.raises(SpecError, match=r"^release: 1.0 from .*refused \(hash\)"):
         provision(pi(tmp_path / "pi", broker, release="1.0", update_repo=str(repo.path)))
     assert not (tmp_path / "pi").exists()
+
+
+def test_a_sensor_node_gets_the_keys_that_sign_its_updates(tmp_path, broker, capsys):
+    from gridlink.fleet import mcu_manifest
+    from gridlink.fleet.keys import init_keys, load_private, load_roles
+
+    init_keys(tmp_path / "keys")
+    assert main(["fleet", "keys", "node-keys", str(tmp_path / "keys"),
+                 "-o", str(tmp_path / "update-keys")]) == 0
+    assert "1 targets key (copy it to the sensor nodes" in capsys.readouterr().out
+    targets = load_private(tmp_path / "keys" / load_roles(tmp_path / "keys")[1]["targets"][0])
+    expected = mcu_manifest.public_bytes(targets).hex() + "\n"
+    assert (tmp_path / "update-keys").read_text() == expected
+    provision(Spec("sn-0042", "410106", "sensor-node", str(tmp_path / "board"), broker.url,
+                   object_id="41010601002000123", update_keys=str(tmp_path / "update-keys")))
+    assert (tmp_path / "board" / "gridlink" / "update-keys").read_text() == expected
+
+
+@pytest.mark.parametrize(("profile", "keys", "message"), [
+    ("patrol-vehicle", "11" * 32, r"^update-keys: a Pi trusts its update repository's root"),
+    ("sensor-node", "not hex", r"^update-keys: key file .* is not a 64-hex-digit Ed25519"),
+])
+def test_bad_update_keys_are_refused_and_nothing_is_written(tmp_path, broker, profile, keys,
+                                                            message):
+    (tmp_path / "keys.txt").write_text(keys + "\n")
+    node = profile == "sensor-node"
+    with pytest.raises(SpecError, match=message):
+        provision(Spec("sn-0042", "410106", profile, str(tmp_path / "board"), broker.url,
+                       object_id="41010601002000123" if node else None,
+                       update_keys=str(tmp_path / "keys.txt")))
+    assert not (tmp_path / "board").exists()

@@ -51,6 +51,8 @@ def register(parser):
                    "metadata the Pi trusts (default: REPO/metadata/1.root.json)")
     p.add_argument("--update-url", metavar="URL", help="where the Pi fetches updates, e.g. "
                    "https://gateway:8443/ota (GRIDLINK_UPDATE_REPO in device.env)")
+    p.add_argument("--update-keys", metavar="FILE", help="a sensor node's: the keys that "
+                   "sign its updates (`gridlink fleet keys node-keys`'s file)")
     p.add_argument("--jobs", type=int, default=4, help="devices provisioned at once (batch)")
     p.add_argument("--replace", action="store_true",
                    help="overwrite a target holding another device, or issue an id the "
@@ -144,7 +146,8 @@ def _provision(args):
                           lat=args.lat, lon=args.lon, grid=args.grid, wifi=_wifi(args),
                           replace=args.replace, config_keys=args.config_keys,
                           release=args.release, update_repo=args.update_repo,
-                          update_root=args.update_root, update_url=args.update_url))
+                          update_root=args.update_root, update_url=args.update_url,
+                          update_keys=args.update_keys))
     cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
     release = f", release {info['release']} in slot a" if info.get("release") else ""
     print(f"{info['device']}: ok → {info['target']} ({info['files']} files{cert}, "

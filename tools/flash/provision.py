@@ -68,7 +68,8 @@ class Spec:
     def __init__(self, device, district, profile, target, broker, ca_cert=None, ca_key=None,
                  cert=None, key=None, grid_map=None, object_id=None, lat=None, lon=None,
                  grid=None, row=None, wifi=None, replace=False, config_keys=None,
-                 release=None, update_repo=None, update_root=None, update_url=None):
+                 release=None, update_repo=None, update_root=None, update_url=None,
+                 update_keys=None):
         self.device, self.district, self.profile = device, district, profile
         # ttyACM0 is the port /dev/ttyACM0, never a new folder
         self.target, self.broker = targets.port_path(target) if target else target, broker
@@ -84,6 +85,7 @@ class Spec:
         # its trusted first root; and where the Pi fetches updates from (GRIDLINK_UPDATE_REPO)
         self.release, self.update_repo, self.update_root = release, update_repo, update_root
         self.update_url = update_url
+        self.update_keys = update_keys   # a sensor node's: the targets keys (fleet node-keys)
 
     def fail(self, field, message):
         raise SpecError(field, message, self.row)
@@ -283,6 +285,9 @@ def make_bundle(spec):
     if mcu and (spec.release or spec.update_url):
         spec.fail("release", "a sensor node's first image is the one flashed (gridlink flash "
                   "flash); it takes later ones from its gateway over MQTT")
+    if spec.update_keys and not mcu:
+        spec.fail("update-keys", "a Pi trusts its update repository's root metadata "
+                  "(--release with --update-repo, --update-root), not a key list")
     if spec.release and not spec.update_repo:
         spec.fail("release", "give --update-repo, the repository to take it from")
     if spec.update_url and not spec.update_url.startswith(("http://", "https://")):
@@ -293,6 +298,8 @@ def make_bundle(spec):
         files[prefix + "gridmap.glgm"] = gridmap
     if spec.config_keys:
         files[prefix + "config-keys"] = _config_keys(spec)
+    if spec.update_keys:
+        files[prefix + "update-keys"] = _config_keys(spec, spec.update_keys, "update-keys")
     broker = {"url": spec.broker, "host": host, "port": port, "tls": tls}
     if pem:
         for name, data in zip(("ca", "cert", "key"), pem[:3], strict=True):
@@ -327,16 +334,17 @@ def make_bundle(spec):
     return Bundle(files, marker, info)
 
 
-def _config_keys(spec):
-    """The centre's configuration keys file, checked: one Ed25519 public key (64 hex
-    digits) a line — what the device (``desired.read_keys``) and the node read."""
+def _config_keys(spec, path=None, field="config-keys"):
+    """A keys file, checked: one Ed25519 public key (64 hex digits) a line — what the
+    device (``desired.read_keys``) and the node read: the centre's configuration keys, or
+    a node's update keys."""
     from gridlink.firmware.device.desired import read_keys
     from gridlink.firmware.errors import DeviceError
 
     try:
-        keys = read_keys(spec.config_keys)
+        keys = read_keys(path or spec.config_keys)
     except DeviceError as exc:
-        spec.fail("config-keys", str(exc))
+        spec.fail(field, str(exc).replace("centre key file", "key file"))
     return "".join(k.hex() + "\n" for k in keys).encode()
 
 

@@ -31,6 +31,13 @@ def register(parser):
     p.add_argument("-o", "--repo", required=True, help="the update repository folder")
     p.set_defaults(func=_keys_rotate)
 
+    p = keys_sub.add_parser("node-keys", help="the sensor nodes' update-keys file: the "
+                            "targets public keys that sign their manifests, 64 hex digits "
+                            "a line (gridlink flash provision --update-keys)")
+    p.add_argument("keydir")
+    p.add_argument("-o", "--out", required=True, help="the file to write")
+    p.set_defaults(func=_keys_node)
+
     rel = sub.add_parser("release", help="build and verify signed releases")
     rel_sub = rel.add_subparsers(dest="release_command", metavar="STEP", required=True)
     p = rel_sub.add_parser("build", help="build a release and publish it in a TUF repository "
@@ -186,6 +193,17 @@ def _keys_init(args):
     print(f"{args.keydir}: {len(roles['files']['root'])} root keys (threshold "
           f"{roles['root_threshold']}), targets, snapshot, timestamp")
     print("move the root-*.pem files offline once the repository is made")
+
+
+def _keys_node(args):
+    from .keys import load_private, load_roles
+    from .mcu_manifest import public_bytes
+
+    _, files = load_roles(args.keydir)
+    keys = [public_bytes(load_private(Path(args.keydir) / name)) for name in files["targets"]]
+    Path(args.out).write_text("".join(k.hex() + "\n" for k in keys), encoding="ascii")
+    print(f"{args.out}: {len(keys)} targets key{'s' if len(keys) > 1 else ''} "
+          "(copy it to the sensor nodes: gridlink flash provision --update-keys)")
 
 
 def _keys_rotate(args):
