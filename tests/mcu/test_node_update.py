@@ -293,3 +293,27 @@ def test_a_power_cut_at_any_step_leaves_the_old_image_or_the_new_one(
     assert tree_digest(keyed.flash / "gridlink" / "outbox") == outbox
     if cut == "piece":   # the cut download went on from the bytes on flash
         assert pieces(repo[0]) <= gateway.chunks.served <= pieces(repo[0]) + 2
+
+
+def test_a_rollout_to_the_node_is_done_once_it_keeps_the_new_image(keyed, gateway, broker,
+                                                                    repo):
+    from gridlink.gateway.api import MIGRATIONS
+    from gridlink.gateway.rollouts import Rollouts
+    from gridlink.gateway.update_repo import UpdateRepository
+
+    from tests.support.waiting import wait_until
+
+    gateway.store.migrate(extra=MIGRATIONS)
+    director = Rollouts(gateway.store, publisher=gateway.runtime.publish,
+                        repository=UpdateRepository(repo[0].path))
+    gateway.runtime.on_commit.append(director.on_commit)
+    keyed.run()                                             # the gateway learns the node
+    wait_until(lambda: gateway.store.fetchall("SELECT device FROM devices"), 10, "the node")
+    r = director.create(kind="mcu", version="2.0", target={"devices": ["sn-0007"]},
+                        stages=[100])
+    assert [d["outcome"] for d in r["devices"]] == ["offered"]
+    assert "update 2.0 installed in slot b on trial" in keyed.run()
+    assert director.get(r["id"])["state"] == "running"      # on trial: not yet
+    assert "update 2.0 kept" in keyed.run()
+    wait_until(lambda: director.get(r["id"])["state"] == "done", 10, "the rollout done")
+    assert director.get(r["id"])["devices"][0]["outcome"] == "installed"
