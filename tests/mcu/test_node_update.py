@@ -317,3 +317,18 @@ def test_a_rollout_to_the_node_is_done_once_it_keeps_the_new_image(keyed, gatewa
     assert "update 2.0 kept" in keyed.run()
     wait_until(lambda: director.get(r["id"])["state"] == "done", 10, "the rollout done")
     assert director.get(r["id"])["devices"][0]["outcome"] == "installed"
+
+
+@pytest.mark.parametrize("payload", [b"not json", b'{"v":1,"kind":"mcu","version":"../x",'
+                                                   b'"rollout":"R-1"}'])
+def test_a_malformed_offer_is_ignored_and_the_node_goes_on(keyed, gateway, broker, payload):
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="director")
+    c.connect("127.0.0.1", broker.port)
+    c.loop_start()
+    c.publish(DEVICE + "/update", payload, qos=1, retain=True).wait_for_publish(10)
+    c.disconnect()
+    c.loop_stop()
+    out = keyed.run()
+    assert "bad update offer" in out and keyed.last_sleep_ms == 300 * 1000
+    assert not (keyed.flash / "gridlink" / "ota" / "offer.json").exists()
+    assert status(broker)["ota"]["failed"] is None

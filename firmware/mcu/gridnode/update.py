@@ -15,7 +15,8 @@ import json
 import os
 import time
 
-from gridcore import abboot, fsio, otachunk, signed_manifest
+from gridcore import abboot, fsio, messages, otachunk, signed_manifest
+from gridcore.errors import CoreError
 from gridcore.signed_manifest import ManifestError
 
 KIND = "mcu"
@@ -113,14 +114,14 @@ class Updater:
             fsio.remove(fsio.join(self.root, "offer.json"))
             return
         try:
-            offer = json.loads(bytes(msg))
-            version, kind = offer["version"], offer["kind"]
-        except (ValueError, KeyError, TypeError):
-            self.log("bad update offer")
+            offer = messages.decode(bytes(msg), messages.validate_update, 1024)
+        except CoreError as e:
+            self.log("bad update offer", e)
             return
-        if offer != self.offer:
-            self.offer = {"version": version, "kind": kind}
-            self._write("offer.json", self.offer)
+        offer = {"version": offer["version"], "kind": offer["kind"]}
+        if offer != self.offer:    # the retained copy of what is kept: not written again
+            self.offer = offer
+            self._write("offer.json", offer)
 
     def on_chunk(self, msg):
         try:
