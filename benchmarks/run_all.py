@@ -86,7 +86,11 @@ HEADLINES = {
              "rollout.time_to_done_s", ""),
             ("… gateway CPU per device, ms", "rollout.gateway_cpu_ms_per_device", ""),
             ("update cut mid-download at 256 kbit/s: bytes resumed vs uncut",
-             "pi_update_256kbit.resumed_vs_uncut", "")],
+             "pi_update_256kbit.resumed_vs_uncut", ""),
+            ("sensor node image install over MQTT, WebAssembly port, s",
+             "mcu_update_wasm.install_s", ""),
+            ("… signed manifest check under MicroPython vs CPython (same code)",
+             "mcu_update_wasm.micropython_vs_cpython", "")],
     "flash": [("provisioning, devices/min with 4 jobs",
                "backends.cryptography.jobs4_per_min", "≥ 40 before noon")],
 }

@@ -56,7 +56,7 @@ class GatewayRuntime:
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
                  session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0,
-                 media_store=None):
+                 media_store=None, update_requests=None):
         self.broker_url = broker_url
         self.broker = None  # the parsed MQTT URL; a NATS URL is read by its link
         if not is_nats_url(broker_url):  # a bad URL is refused before anything starts
@@ -79,6 +79,10 @@ class GatewayRuntime:
         self.metrics = metrics or Metrics()
         self.on_report = []
         self.on_commit = []  # called with the batch's Items (tests, benchmarks)
+        # a sensor node's requests for pieces of a release (…/ota/get, QoS 0): handed to
+        # ``update_requests(topic, payload)`` (an ``update_chunks.ChunkServer``'s submit),
+        # never stored
+        self.update_requests = update_requests
         self._queue = queue.SimpleQueue()
         self._receiving = True
         self._stopping = threading.Event()
@@ -105,7 +109,9 @@ class GatewayRuntime:
         else:
             self.link = BrokerLink(
                 client_id, self.broker.host, self.broker.port,
-                subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)],
+                subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)]
+                + ([(topics.update_request_subscription(shared), 0)]
+                   if update_requests is not None else []),
                 tls_context=client_context(self.broker, tls), username=self.broker.username,
                 password=self.broker.password, keepalive=30, session_expiry=session_expiry,
                 receive_maximum=pending_max, send_window=SEND_WINDOW, **callbacks)
@@ -212,6 +218,9 @@ class GatewayRuntime:
     def _on_message(self, topic, payload, mid, qos, user, generation):
         if not self._receiving:
             return  # not acked: redelivered to the next session
+        if self.update_requests is not None and topic.endswith(topics.UPDATE_REQUEST_LEAF):
+            self.update_requests(topic, payload)  # QoS 0: nothing to acknowledge
+            return
         sent_at = None
         for k, v in user:
             if k == "sent_at":

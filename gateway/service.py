@@ -158,6 +158,14 @@ class Gateway:
         # clips and memos: media/ beside the photos folder (shared by the workers alike)
         self.media_store = LocalMediaStore(self.photos_dir.parent / "media")
         self.metrics = Metrics()
+        self.web = web or WebOptions()
+        self.chunks = None    # pieces of sensor-node releases over MQTT (update_chunks.py)
+        if self.web.update_repo is not None and not is_nats_url(broker):
+            from .update_chunks import ChunkServer
+            from .update_repo import UpdateRepository
+
+            self.chunks = ChunkServer(UpdateRepository(self.web.update_repo),
+                                      lambda *a, **kw: self.runtime.publish(*a, **kw))
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
             validator=Validator(self.grid_map, self.codebooks, districts=self.districts,
@@ -165,10 +173,10 @@ class Gateway:
             client_id=f"{client_id}-{worker}",
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
             ack_qos=ack_qos, ack_ids_max=ack_ids_max, shared=shared, metrics=self.metrics,
-            status="plain" if worker == 0 else "none", media_store=self.media_store)
+            status="plain" if worker == 0 else "none", media_store=self.media_store,
+            update_requests=self.chunks.submit if self.chunks is not None else None)
         self.http = None
         self.app = None
-        self.web = web or WebOptions()
         if migrate:
             self.store.migrate(extra=MEDIA_MIGRATIONS)
         if http:
@@ -222,6 +230,8 @@ class Gateway:
 
     def start(self):
         log.info("serving districts %s", ", ".join(self.districts))
+        if self.chunks is not None:
+            self.chunks.start()
         self.runtime.start(wait=False)
         if self.http:
             self.http.start()
@@ -260,6 +270,8 @@ class Gateway:
             if thread is not None:
                 thread.join(timeout=10)
         self.runtime.stop()
+        if self.chunks is not None:
+            self.chunks.stop()
         if self.http:
             self.http.stop()
         self.store.close()
