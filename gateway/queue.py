@@ -141,6 +141,8 @@ class IntakeQueue:
         ``grid`` and ``code`` match as prefixes (a community's grids, a major class);
         ``flags`` lists report flags or ``grid_mismatch``, all of which must be present;
         ``held`` true/false keeps only reports under / not under a live claim.
+        Urgent reports (突发事件) stand above all others (each part in ``order``); the
+        page runs over urgent-then-routine.
         """
         if status not in (*STATES, "all"):
             raise Invalid(f"status: one of {', '.join((*STATES, 'all'))}, not {status!r}")
@@ -204,16 +206,28 @@ class IntakeQueue:
                               + " (SELECT 1 FROM intake x WHERE x.report_id = r.id"
                               " AND x.holder IS NOT NULL AND x.lease_until > ?)")
             page_params.append(now)
-        clause = (" WHERE " + " AND ".join(page_where)) if page_where else ""
         direction = "DESC" if order == "desc" else "ASC"
-        with self.store.connect() as conn:
-            total = self._total(conn, where, params, status, held, now)
-            found = rows(run(
+
+        def page(urgent, lim, off):
+            clause = " WHERE " + " AND ".join([*page_where, f"r.urgent = {urgent}"])
+            return rows(run(
                 self.store, conn,
                 "SELECT r.* FROM reports r" + clause
                 + f" ORDER BY {_QUEUE_TIME_R} {direction}, r.id {direction} LIMIT ? OFFSET ?",
-                [*page_params, limit, offset],
+                [*page_params, lim, off],
             ))
+
+        with self.store.connect() as conn:
+            total = self._total(conn, where, params, status, held, now)
+            # the urgent ones are few (a partial index holds them): counted, then paged
+            # ahead of the routine ones, which keep walking the queue-order index
+            clause = " WHERE " + " AND ".join([*page_where, "r.urgent = 1"])
+            n_urgent = one(run(self.store, conn,
+                               "SELECT COUNT(*) AS n FROM reports r" + clause,
+                               page_params))["n"]
+            found = page(1, limit, offset) if offset < n_urgent else []
+            if len(found) < limit:
+                found += page(0, limit - len(found), max(0, offset - n_urgent))
             touched = {}
             if found:
                 ids = [r["id"] for r in found]
@@ -288,7 +302,16 @@ class IntakeQueue:
         out.update({r["state"]: r["n"] for r in found if r["state"] != "pending"})
         out["pending"] = total - sum(out.values())
         out["total"] = total
+        out["urgent_pending"] = self._urgent_pending()
         return out
+
+    def _urgent_pending(self):
+        """Urgent reports nobody has decided yet: the board's alert."""
+        with self.store.connect() as conn:
+            return one(run(self.store, conn,
+                           "SELECT COUNT(*) AS n FROM reports r WHERE r.urgent = 1 AND NOT "
+                           "EXISTS (SELECT 1 FROM intake x WHERE x.report_id = r.id AND "
+                           "x.state <> 'pending')"))["n"]
 
     def _present(self, r, now):
         live = bool(r.get("holder")) and (r.get("lease_until") or "") > now
@@ -328,6 +351,7 @@ class IntakeQueue:
             "reason": r.get("reason"),
             "decided_by": r.get("decided_by"),
             "decided_at": r.get("decided_at"),
+            "urgent": bool(r.get("urgent")),
         }
         if self.codebooks is not None and item["code"]:
             names = self.codebooks.names(item["kind"], item["code"], item["standard"])
