@@ -453,7 +453,8 @@ class Device:
         """An urgent report (突发事件): the emergency button, or a long press on a class
         button when ``press.long_press`` is "urgent"."""
         b = self.profile["emergency_button"] if name == "emergency" else self.button(name)
-        self._guard(self.report, "button", b["kind"], b["code"], b["text"], urgent=True)
+        self._guard(self.report, "button", b["kind"], b["code"], b["text"], None, None, None,
+                    True, True)
 
     # -- reports -----------------------------------------------------------------------------
 

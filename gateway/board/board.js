@@ -195,6 +195,9 @@ function renderCounts(summary) {
   $("n-rejected").textContent = summary.reports.rejected;
   $("n-online").textContent = summary.devices.online;
   $("n-devices").textContent = summary.devices.total;
+  const urgent = summary.reports.urgent_pending || 0;   // 突发事件 nobody has decided yet
+  $("n-urgent").textContent = urgent;
+  $("urgent-alert").hidden = urgent === 0;
 }
 
 function renderReports(page) {
@@ -211,11 +214,18 @@ function renderReports(page) {
       flags.push(el("span", { class: "badge time-flag", title: TIME_FLAG_NAMES[r.time_flag] || r.time_flag,
                               text: FLAG_NAMES.capture_time }));
     }
+    if (r.urgent) flags.unshift(el("span", { class: "badge urgent", text: "突发" }));
+    if ((r.likely_same || []).length) {
+      flags.push(el("span", { class: "badge likely-same", title: r.likely_same.join("\n"),
+                              text: `疑似重复 ${r.likely_same.length}` }));
+    }
+    if (r.repeats) flags.push(el("span", { class: "badge repeats", text: `重复报警 ×${r.repeats + 1}` }));
     const holder = r.holder ? el("span", { class: "badge holder", text: `认领 ${r.holder}` }) : null;
     const fresh = !board.first && !board.seen.has(r.id);
     board.seen.add(r.id);
     const li = el("li", {
-      "data-id": r.id, class: [visualState(r), r.id === board.selected ? "selected" : "", fresh ? "fresh" : ""]
+      "data-id": r.id, class: [visualState(r), r.urgent ? "urgent" : "", r.id === board.selected ? "selected" : "",
+                               fresh ? "fresh" : ""]
         .filter(Boolean).join(" "),
       onclick: () => select(r.id),
     },
