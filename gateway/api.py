@@ -32,6 +32,8 @@ from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .cases.book import MIGRATIONS as CASE_MIGRATIONS
 from .cases.book import CaseBook
+from .cases.duplicates import MIGRATIONS as DUPLICATE_MIGRATIONS
+from .cases.duplicates import DuplicateRule, Duplicates
 from .cases.sources import MIGRATIONS as SOURCE_MIGRATIONS
 from .cases.sources import OperatorReports
 from .coverage import Coverage
@@ -85,6 +87,7 @@ MIGRATIONS = (
     *SOURCE_MIGRATIONS,
     *MEDIA_MIGRATIONS,
     *OTA_MIGRATIONS,
+    *DUPLICATE_MIGRATIONS,
 )
 
 
@@ -93,7 +96,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
-               config_key=None, update_repo=None):
+               config_key=None, update_repo=None, duplicates=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -112,7 +115,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
     (desired state, ``fleet_config``).
     ``update_repo`` (a folder made by ``gridlink fleet release build``) is served read-only
-    under ``/ota/`` to the devices.
+    under ``/ota/`` to the devices.  ``duplicates`` (a ``cases.duplicates.DuplicateRule``;
+    default 50 m, 24 h) says which reports are likely the same problem.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -122,6 +126,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     names = open311.ClassNames.load(codebooks)
     book = CaseBook(store, clock=clock, trail=trail)
     queue = IntakeQueue(store, clock=clock, codebooks=names, on_accept=book.register)
+    dups = Duplicates(queue, duplicates or DuplicateRule())
+    queue.annotate = dups.annotate
     roster = Roster.over_map(store, grid_map, clock=clock)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
                     district=district, cases=book, roster=roster)
@@ -155,7 +161,13 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.cases = book
     app.state.accounts = accounts
     app.state.audit = trail
-    app.state.on_report = desk.on_report
+    app.state.duplicates = dups
+
+    def on_report(reports):  # after each commit: task results, a sensor's repeats
+        desk.on_report(reports)
+        dups.collapse_repeats(reports)
+
+    app.state.on_report = on_report
     app.state.roster = roster
     app.state.rollouts = director
     app.state.on_commit = director.on_commit
@@ -166,7 +178,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(oidc_routes.build_router(OidcClient(oidc) if oidc else None,
                                                 OidcLinks(store, accounts, trail), accounts, trail,
                                                 limiter, proxies))
-    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller))
+    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller,
+                                           duplicates=dups))
     app.include_router(media.build_router(media_store))
     app.include_router(audit.build_router(trail, queue, desk))
     app.include_router(fleet.build_router(store, fleet_cfg))

@@ -47,6 +47,11 @@ def register(parser):
     run.add_argument("--update-repo", metavar="DIR",
                      help="serve this update repository (gridlink fleet release build -o DIR) "
                           "read-only to the devices under /ota/ on --http")
+    run.add_argument("--duplicate-radius", type=float, metavar="METRES",
+                     help="reports of one class this close are likely the same problem "
+                          "(default 50)")
+    run.add_argument("--duplicate-hours", type=float, metavar="HOURS",
+                     help="… and captured within this many hours of each other (default 24)")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -170,7 +175,9 @@ def cmd_run(args):
                  issued=args.issued, config_key=args.config_key,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
-                                update_repo=args.update_repo))
+                                update_repo=args.update_repo,
+                                duplicate_radius_m=args.duplicate_radius,
+                                duplicate_window_h=args.duplicate_hours))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:

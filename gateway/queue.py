@@ -17,7 +17,7 @@ from .store.sql import decode_json, one, rows, run
 DEFAULT_LEASE_S = 300
 MAX_LEASE_S = 3600
 MAX_PAGE = 500
-STATES = ("pending", "accepted", "rejected", "attached")
+STATES = ("pending", "accepted", "rejected", "attached", "merged")
 REPORT_FLAGS = ("no_fix", "stale_fix", "clock_fallback", "fixed_position", "photo_dropped")
 # what the list filters by: the gateway's own judgements and the device's flags
 FILTER_FLAGS = ("grid_mismatch", "capture_time", *REPORT_FLAGS)
@@ -127,6 +127,9 @@ class IntakeQueue:
         # on_accept(conn, report_id, case_no, operator, now): opens the case in 立案's
         # transaction (``cases.book.CaseBook.register``)
         self.on_accept = on_accept
+        # annotate(items): adds to listed report items (``cases.duplicates``: likely
+        # duplicates, merged reports, a sensor's repeats)
+        self.annotate = None
 
     def now(self):
         return wire_time(self.clock())
@@ -241,8 +244,10 @@ class IntakeQueue:
                      lease_until=i.get("lease_until"), case_no=i.get("case_no"),
                      reason=i.get("reason"), decided_by=i.get("decided_by"),
                      decided_at=i.get("decided_at"))
-        return {"total": total, "limit": limit, "offset": offset,
-                "items": [self._present(r, now) for r in found]}
+        items = [self._present(r, now) for r in found]
+        if self.annotate is not None:
+            self.annotate(items)
+        return {"total": total, "limit": limit, "offset": offset, "items": items}
 
     def _total(self, conn, where, params, status, held, now):
         """The matching count, from index-only counts of ``reports`` and of ``intake``.
@@ -290,7 +295,10 @@ class IntakeQueue:
             ))
         if found is None:
             raise NotFound(f"no report {report_id!r}")
-        return self._present(found, now)
+        item = self._present(found, now)
+        if self.annotate is not None:
+            self.annotate([item])
+        return item
 
     def counts(self):
         """Reports per intake state, for the summary line and the board's header."""
@@ -543,6 +551,10 @@ class IntakeQueue:
         if row["state"] == "attached":
             raise Conflict(f"cannot {verb}: report {row['report_id']} is a task result",
                            state="attached")
+        if row["state"] == "merged":
+            raise Conflict(f"cannot {verb}: report {row['report_id']} was {row['reason']} "
+                           f"by {row['decided_by']}", state="merged", reason=row["reason"],
+                           decided_by=row["decided_by"])
         raise Conflict(f"cannot {verb}: report {row['report_id']} is held by {row['holder']} "
                        f"until {row['lease_until']}", state=row["state"], holder=row["holder"],
                        lease_until=row["lease_until"])

@@ -81,7 +81,7 @@ class WebOptions:
     fleet release build``; none: not served)."""
 
     def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None,
-                 update_repo=None):
+                 update_repo=None, duplicate_radius_m=None, duplicate_window_h=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -106,6 +106,15 @@ class WebOptions:
 
             UpdateRepository(update_repo)           # says now when it is not one
         self.update_repo = update_repo
+        from .cases.duplicates import DEFAULT_RADIUS_M, DEFAULT_WINDOW_H, DuplicateRule
+        from .queue import Invalid
+
+        try:  # likely duplicates: same class within this distance and time
+            self.duplicates = DuplicateRule(
+                DEFAULT_RADIUS_M if duplicate_radius_m is None else duplicate_radius_m,
+                DEFAULT_WINDOW_H if duplicate_window_h is None else duplicate_window_h)
+        except Invalid as exc:
+            raise ConfigError(f"--duplicate-radius / --duplicate-hours: {exc}") from None
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -192,7 +201,8 @@ class Gateway:
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key,
-                                  update_repo=self.web.update_repo)
+                                  update_repo=self.web.update_repo,
+                                  duplicates=self.web.duplicates)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)

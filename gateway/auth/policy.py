@@ -30,6 +30,7 @@ POLICY = {
     ("POST", "/api/reports/{report_id}/release"): roles.DECIDE,
     ("POST", "/api/reports/{report_id}/accept"): roles.DECIDE,
     ("POST", "/api/reports/{report_id}/reject"): roles.DECIDE,
+    ("POST", "/api/reports/{report_id}/merge"): roles.DECIDE,
     ("GET", "/api/summary"): roles.READ,
     ("GET", "/api/events"): roles.READ,
     # the fleet
@@ -149,6 +150,7 @@ AUDITED = {
     ("POST", "/api/rollouts/{rollout_id}/pause"): "rollout.pause",
     ("POST", "/api/rollouts/{rollout_id}/resume"): "rollout.resume",
     ("POST", "/api/rollouts/{rollout_id}/abort"): "rollout.abort",
+    ("POST", "/api/reports/{report_id}/merge"): "report.merge",
 }
 
 
