@@ -96,6 +96,13 @@ def test_a_merge_keeps_every_report_with_the_case_and_is_audited(desk, dups):
     with pytest.raises(Conflict, match=f"was merged into {first}"):
         desk.queue.accept(again, "op-b")
     assert dups.merged_into(again) == first and dups.merged_into(first) is None
+    from gridlink.gateway.open311 import _requests
+
+    assert [r["closed"] for r in _requests(desk.queue, ids=[again])] == [False]
+    desk.act(case_no, "void", reason="重复立案")
+    found = _requests(desk.queue, ids=[again])     # Open311 follows the case it joined
+    assert (found[0]["closed"], found[0]["case_no"], found[0]["merged_into"]) == (
+        True, case_no, first)
 
 
 def test_merges_that_are_refused_say_why_and_change_nothing(desk, dups):
