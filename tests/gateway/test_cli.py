@@ -74,3 +74,13 @@ def test_run_with_two_workers_as_one_command(broker, tmp_path):
         assert '"worker": 0' in logs and '"worker": 1' in logs
     finally:
         gw.kill()
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("--duplicate-radius", "0", "duplicate radius: 0 to 10000 metres, not 0.0"),
+    ("--duplicate-hours", "1000", "duplicate window: 0 to 720 hours, not 1000.0"),
+])
+def test_a_bad_duplicate_rule_is_refused_by_name(tmp_path, capsys, option, value, message):
+    assert main(["gateway", "run", "--broker", "mqtt://127.0.0.1:1",
+                 "--db", f"sqlite:///{tmp_path}/i.sqlite", option, value]) == 2
+    assert message in capsys.readouterr().err
