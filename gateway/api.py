@@ -186,7 +186,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
-    app.include_router(cases.build_router(book, desk, trail, sources, queue))
+    app.include_router(cases.build_router(book, desk, trail, sources, queue,
+                                          duplicates=dups))
     app.include_router(grid.build_router(grid_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))

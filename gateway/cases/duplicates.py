@@ -228,6 +228,13 @@ class Duplicates:
                 [report_id, item, REPEAT, now])
         return True
 
+    def reports_of(self, report_id):
+        """``report_id`` and every report merged into it, in merge order."""
+        with self.store.connect() as conn:
+            found = rows(run(self.store, conn, "SELECT report_id FROM dup_merges WHERE "
+                             "into_report = ? ORDER BY merged_at, report_id", [report_id]))
+        return [report_id, *(r["report_id"] for r in found)]
+
     def merged_into(self, report_id):
         """The report ``report_id`` was merged into, or None (NotFound: no such report)."""
         with self.store.connect() as conn:
