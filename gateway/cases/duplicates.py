@@ -136,7 +136,7 @@ class Duplicates:
         same class); ``override`` (值班长): although another operator holds it."""
         q = self.queue
         if report_id == into:
-            raise Invalid("into: a report cannot be merged into itself")
+            raise Conflict(f"cannot merge {into} into itself")
         now = q.now()
         with self.store.connect() as conn:
             q._ensure_row(conn, report_id, now)
@@ -148,7 +148,7 @@ class Duplicates:
                     return self._answer(report_id, done)
                 raise Conflict(f"cannot merge: report {report_id} was merged into "
                                f"{done['into_report']} by {done['merged_by']}",
-                               state="merged", into=done["into_report"])
+                               state="merged", reason=f"merged into {done['into_report']}")
             target = q._row(conn, into)
             if target["state"] not in ("pending", "accepted"):
                 root = one(run(self.store, conn, "SELECT into_report FROM dup_merges WHERE "
@@ -159,9 +159,9 @@ class Duplicates:
             a, b = (one(run(self.store, conn, "SELECT kind, code FROM reports WHERE id = ?",
                             [r])) for r in (report_id, into))
             if (a["kind"], a["code"]) != (b["kind"], b["code"]):
-                raise Invalid(f"into: {into} is of class {b['kind']} {b['code']}, "
-                              f"{report_id} of {a['kind']} {a['code']}: only reports of the "
-                              "same class are merged")
+                raise Conflict(f"cannot merge: {into} is of class {b['kind']} {b['code']}, "
+                               f"{report_id} of {a['kind']} {a['code']}: only reports of the "
+                               "same class are merged")
             before = q._row(conn, report_id)
             q._check_decidable(before, operator, now, "merge", override)
             won, row = q._decide(conn, report_id, operator, now,

@@ -107,12 +107,12 @@ def test_a_merge_keeps_every_report_with_the_case_and_is_audited(desk, dups):
 
 def test_merges_that_are_refused_say_why_and_change_nothing(desk, dups):
     a, b = _add(desk), _add(desk, north_m=5)
-    with pytest.raises(Invalid, match="cannot be merged into itself"):
+    with pytest.raises(Conflict, match="cannot merge pv-0001:000000000001 into itself"):
         dups.merge(a, a, "op-a")
     with pytest.raises(NotFound, match="no report 'pv-0001:9'"):
         dups.merge(a, "pv-0001:9", "op-a")
     other = _add(desk, code="07001")
-    with pytest.raises(Invalid, match=r"of class event 06010, .* of event 07001: only "
+    with pytest.raises(Conflict, match=r"of class event 06010, .* of event 07001: only "
                                       "reports of the same class"):
         dups.merge(other, a, "op-a")
     desk.queue.reject(b, "op-a", reason="无效")
