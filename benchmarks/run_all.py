@@ -93,6 +93,10 @@ HEADLINES = {
              "mcu_update_wasm.micropython_vs_cpython", "")],
     "flash": [("provisioning, devices/min with 4 jobs",
                "backends.cryptography.jobs4_per_min", "≥ 40 before noon")],
+    "urgent": [("urgent report behind 5,000 backlogged: link back → top of the queue, s",
+                "urgent_at_top_of_queue_s", "≤ 2"),
+               ("… the whole backlog committed (the reference), s",
+                "whole_backlog_committed_s", "")],
 }
 
 

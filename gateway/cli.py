@@ -54,6 +54,11 @@ def register(parser):
     run.add_argument("--city-platform", metavar="ADAPTER=URL",
                      help="copy every 派遣 to the city platform: open311=URL (its GeoReport "
                           "v2 requests.json) or webhook=URL (docs/cases.md, the bridge out)")
+    run.add_argument("--duplicate-radius", type=float, metavar="METRES",
+                     help="reports of one class this close are likely the same problem "
+                          "(default 50)")
+    run.add_argument("--duplicate-hours", type=float, metavar="HOURS",
+                     help="… and captured within this many hours of each other (default 24)")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -180,7 +185,9 @@ def cmd_run(args):
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
                                 update_repo=args.update_repo,
-                                city_platform=args.city_platform))
+                               city_platform=args.city_platform,
+                               duplicate_radius_m=args.duplicate_radius,
+                               duplicate_window_h=args.duplicate_hours))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:

@@ -82,7 +82,8 @@ class WebOptions:
     to (``city_platform``: ``ADAPTER=URL``, ``cases.reach.parse_target``)."""
 
     def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None,
-                 update_repo=None, city_platform=None):
+                 update_repo=None, city_platform=None, duplicate_radius_m=None,
+                 duplicate_window_h=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -116,6 +117,15 @@ class WebOptions:
                 self.city_platform = parse_target(city_platform)
             except Invalid as exc:
                 raise ConfigError(f"--city-platform: {exc}") from None
+        from .cases.duplicates import DEFAULT_RADIUS_M, DEFAULT_WINDOW_H, DuplicateRule
+        from .queue import Invalid
+
+        try:  # likely duplicates: same class within this distance and time
+            self.duplicates = DuplicateRule(
+                DEFAULT_RADIUS_M if duplicate_radius_m is None else duplicate_radius_m,
+                DEFAULT_WINDOW_H if duplicate_window_h is None else duplicate_window_h)
+        except Invalid as exc:
+            raise ConfigError(f"--duplicate-radius / --duplicate-hours: {exc}") from None
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -215,7 +225,8 @@ class Gateway:
                                   update_repo=self.web.update_repo,
                                   identity=(self.revocations.identity
                                             if self.revocations is not None else None),
-                                  city_platform=self.web.city_platform)
+                                  city_platform=self.web.city_platform,
+                                  duplicates=self.web.duplicates)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)

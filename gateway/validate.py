@@ -33,7 +33,7 @@ REPORT_COLUMNS = (
     "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
     "time_source", "lat", "lon", "fix_mode", "fix_status", "flags", "grid", "grid_device",
     "grid_mismatch", "street", "kind", "standard", "code", "object", "source", "task",
-    "result", "text", "photos", "payload", "digest", "time_flag",
+    "result", "text", "photos", "payload", "digest", "time_flag", "urgent",
 )
 # Capture-time flags: a capture time more than TIME_AHEAD_S after its receive time, or
 # more than TIME_OLD_S before it, is kept but flagged (the intake queue then orders it by
@@ -215,6 +215,7 @@ class Validator:
             flags, grid_device, rkind, std, code = r.flags, r.grid, r.kind, r.standard, r.code
             source, text, photos = r.source, r.text, r.photos
             obj_id, task, result = r.object, r.task, r.result
+            urgent = 1 if r.urgent is True else 0
             obj_id = None if obj_id is UNSET else obj_id
             task = None if task is UNSET else task
             result = None if result is UNSET else result
@@ -240,6 +241,7 @@ class Validator:
             fix = obj.get("fix")
             if fix:
                 fix = (fix["lat"], fix["lon"], fix.get("mode"), fix.get("status"))
+            urgent = 1 if obj.get("urgent") is True else 0
         if not rid.startswith(device + ":"):
             raise Rejected("identity", f"id: {rid!r} is not one of {device!r}'s ids")
         if kind == "task/result" and source != "task":  # the core holds: source task ⇔ a task
@@ -267,6 +269,7 @@ class Validator:
             "payload": payload.decode("utf-8"),
             "digest": sha256_hex(payload),
             "time_flag": time_flag,
+            "urgent": urgent,
         }
         return Verdict(kind, district, device, rid, data=row)
 

@@ -3,7 +3,10 @@
 One network thread owns the paho client: it connects (TLS with a client certificate
 when asked), re-connects with exponential backoff and full jitter, and publishes:
 
-- reports and task results in outbox order; a report leaves the outbox only on the
+- reports and task results in outbox order — urgent ones (突发事件) first, and past the
+  in-flight window, so an urgent report is the first to leave after the link returns
+  however long the backlog (paho first re-sends what lacked a PUBACK: at most the
+  window); a report leaves the outbox only on the
   gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``, one
   answered ``id_reused`` (the gateway holds another report under its id) is sent again
   under a fresh id (counted in the status ``problems.reissued``), and one whose ack says
@@ -475,9 +478,10 @@ class Delivery:
                 continue
             rid = _report_id(payload)
             if sent is None:
-                if time.monotonic() < self.grace_until(rid):
+                urgent = self.store.is_urgent(oseq)
+                if time.monotonic() < self.grace_until(rid) and not urgent:
                     break              # keep order: nothing overtakes a report in its grace
-                if unacked >= self.window:
+                if unacked >= self.window and not urgent:
                     backlog = sum(1 for s, _k, _p in reports if s not in self._sent)
                     break
                 unacked += 1

@@ -197,7 +197,8 @@ class Device:
             self._start_clips()
         self.triggers = self.hardware.triggers(
             on_press=self._on_press, on_cancel=self._on_cancel, on_motion=self._on_motion,
-            on_call=self._on_call, on_answer=lambda yes: self._guard(self.answer, None, None, yes))
+            on_call=self._on_call, on_urgent=self._on_urgent,
+            on_answer=lambda yes: self._guard(self.answer, None, None, yes))
         if "kiosk" in self.profile:
             k = self.profile["kiosk"]
             port = self.kiosk_port if self.kiosk_port is not None else k["port"]
@@ -485,6 +486,13 @@ class Device:
     def _on_cancel(self, name):
         self._guard(self.cancel_last)
 
+    def _on_urgent(self, name):
+        """An urgent report (突发事件): the emergency button, or a long press on a class
+        button when ``press.long_press`` is "urgent"."""
+        b = self.profile["emergency_button"] if name == "emergency" else self.button(name)
+        self._guard(self.report, "button", b["kind"], b["code"], b["text"], None, None, None,
+                    True, True)
+
     # -- reports -----------------------------------------------------------------------------
 
     def fix_now(self):
@@ -494,20 +502,24 @@ class Device:
         return self.gnss.snapshot()
 
     def report(self, source, kind, code, text="", object_id=None, task=None, result=None,
-               photo=True):
-        """Make one report and store it durably; returns the report dict."""
+               photo=True, urgent=False):
+        """Make one report and store it durably; returns the report dict.  ``urgent``, or a
+        class the profile's ``urgent_classes`` lists, makes it urgent (突发事件): no
+        cancel grace, and it leaves before anything else waiting in the outbox."""
         if self.stopping.is_set():
             raise errors.DeviceError("device is stopping; no new reports")
+        urgent = bool(urgent) or code in self.profile.get("urgent_classes", ())
         with self.report_lock:
             try:
-                return self._report(source, kind, code, text, object_id, task, result, photo)
+                return self._report(source, kind, code, text, object_id, task, result, photo,
+                                    urgent)
             except (errors.DeviceError, ReportError) as exc:
                 self.counters["failed"] += 1
                 self.last_error = f"report NOT made: {exc}"
                 self.store.count_problem("failed")
                 raise errors.DeviceError(self.last_error) from None
 
-    def _report(self, source, kind, code, text, object_id, task, result, photo):
+    def _report(self, source, kind, code, text, object_id, task, result, photo, urgent):
         fix, age = self.fix_now()
         shot, dropped = None, False
         if photo and self.camera is not None:
@@ -531,10 +543,11 @@ class Device:
                 object_id=object_id, source=source, photos=[shot[:2]] if shot else (),
                 text=text, task=task, result=result, max_fix_age=self.stale_after,
                 fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age,
-                photo_dropped=dropped)
+                photo_dropped=dropped, urgent=urgent)
             payload = encode_report(rep)
             with self.store.lock:
-                self.store.append(TASK_RESULT if source == "task" else REPORT, payload)
+                self.store.append(TASK_RESULT if source == "task" else REPORT, payload,
+                                  urgent=urgent)
                 stored = True
                 if shot:
                     self._queue_photo(rep["id"], shot)
@@ -542,7 +555,7 @@ class Device:
             if shot and not stored:
                 self.store.remove_photo(shot[0])     # no report names it
             raise
-        if source == "button":
+        if source == "button" and not urgent:
             now = time.monotonic()   # a grace period in elapsed time: the clock may step
             self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
             self.grace[rep["id"]] = now + self.cancel_grace
@@ -554,7 +567,8 @@ class Device:
                 threading.Thread(target=self._guard, args=(self._memo_of_report, rep["id"]),
                                  name="memo", daemon=True).start()
         self.delivery.kick()
-        log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
+        log.info("report %s: %s%s %s (%s) grid %s flags %s%s", rep["id"],
+                 "URGENT " if urgent else "", kind, code, source,
                  rep["grid"], ",".join(rep["flags"]) or "-",
                  f" photo {shot[1]} B" if shot else "")
         return rep
@@ -894,8 +908,9 @@ class Device:
                     "last": self.last_button}
         if cmd == "report":
             b = self.button(req["input"])
-            rep = self.report("button", b["kind"], b["code"], b["text"])
-            return {"report": rep["id"]}
+            rep = self.report("button", b["kind"], b["code"], b["text"],
+                              urgent=bool(req.get("urgent")))
+            return {"report": rep["id"], "urgent": rep.get("urgent", False)}
         if cmd == "tasks":
             return {"tasks": self.board.open()}
         if cmd == "config":

@@ -30,6 +30,7 @@ POLICY = {
     ("POST", "/api/reports/{report_id}/release"): roles.DECIDE,
     ("POST", "/api/reports/{report_id}/accept"): roles.DECIDE,
     ("POST", "/api/reports/{report_id}/reject"): roles.DECIDE,
+    ("POST", "/api/reports/{report_id}/merge"): roles.DECIDE,
     ("GET", "/api/summary"): roles.READ,
     ("GET", "/api/events"): roles.READ,
     # the fleet
@@ -156,6 +157,7 @@ AUDITED = {
     ("POST", "/api/rollouts/{rollout_id}/abort"): "rollout.abort",
     ("POST", "/api/bridge/outbox/{msg_id}/retry"): "bridge.retry",
     ("POST", "/api/cases/{case_no}/photos"): "case.photo",
+    ("POST", "/api/reports/{report_id}/merge"): "report.merge",
 }
 
 

@@ -262,6 +262,9 @@ function renderCounts(summary) {
   $("n-rejected").textContent = summary.reports.rejected;
   $("n-online").textContent = summary.devices.online;
   $("n-devices").textContent = summary.devices.total;
+  const urgent = summary.reports.urgent_pending || 0;   // 突发事件 nobody has decided yet
+  $("n-urgent").textContent = urgent;
+  $("urgent-alert").hidden = urgent === 0;
 }
 
 // A fixed terminal's surveyed position: one calm badge instead of the clock, fixed-position
@@ -288,13 +291,20 @@ function reportRow(r) {
       flags.push(el("span", { class: "badge time-flag", title: TIME_FLAG_NAMES[r.time_flag] || r.time_flag,
                               text: FLAG_NAMES.capture_time }));
     }
+  if (r.urgent) flags.unshift(el("span", { class: "badge urgent", text: "突发" }));
+  if ((r.likely_same || []).length) {
+    flags.push(el("span", { class: "badge likely-same", title: r.likely_same.join("\n"),
+                            text: `疑似重复 ${r.likely_same.length}` }));
+  }
+  if (r.repeats) flags.push(el("span", { class: "badge repeats", text: `重复报警 ×${r.repeats + 1}` }));
   const holder = r.holder ? el("span", { class: "badge holder", text: `${r.holder} 已签收` }) : null;
   const fresh = !board.first && !board.seen.has(r.id);
   board.seen.add(r.id);
   const outcome = r.task ? el("span", { class: `badge outcome ${r.result || ""}`,
                                         text: RESULT_NAMES[r.result] || r.result || "" }) : null;
   return el("li", {
-    "data-id": r.id, class: [visualState(r), r.id === board.selected ? "selected" : "", fresh ? "fresh" : ""]
+    "data-id": r.id, class: [visualState(r), r.urgent ? "urgent" : "", r.id === board.selected ? "selected" : "",
+                             fresh ? "fresh" : ""]
       .filter(Boolean).join(" "),
     onclick: () => select(r.id),
   },
@@ -332,7 +342,11 @@ function updateReports(page) {
     if (r) li.replaceWith(reportRow(r));
     else li.classList.add("gone");
   }
-  showNewCount(page.items.filter((r) => !shown.has(r.id)).length);
+  const fresh = page.items.filter((r) => !shown.has(r.id));
+  // an urgent report (突发事件) does not wait behind the button: the list is loaded at
+  // once so that it stands first, as the header's alert says
+  if (fresh.some((r) => r.urgent)) renderReports(page);
+  else showNewCount(fresh.length);
 }
 
 function showNewCount(n) {

@@ -363,6 +363,8 @@ def node_config(device, district, prof, broker, book_id, provision):
            "tilt": prof["tilt"], "status_interval_s": prof.get("status_interval_s", 300),
            "provision": provision}
     cfg["broker"].pop("url", None)
+    if prof["tilt"]["code"] in prof.get("urgent_classes", ()):
+        cfg["tilt"] = {**cfg["tilt"], "urgent": True}   # its reports are 突发事件
     if prof.get("position"):
         cfg["position"] = prof["position"]
     if prof.get("grid"):

@@ -113,8 +113,10 @@ class Node:
             cfg["device"], self.seq.next(), None, self._clock, "component", cfg["standard"],
             t["code"], grid=cfg.get("grid"), object_id=t["object"], source="sensor",
             text=t.get("text", ""),
-            fixed_position=(pos["lat"], pos["lon"], pos.get("alt")) if pos else None)
-        self.outbox.append(REPORT, messages.encode(rep))
+            fixed_position=(pos["lat"], pos["lon"], pos.get("alt")) if pos else None,
+            urgent=t.get("urgent") is True)
+        # an urgent one (tilt.urgent) is delivered before the rest at the next wake
+        self.outbox.append(REPORT, messages.encode(rep), t.get("urgent") is True)
         self.log("captured", rep["id"])
         return rep
 
