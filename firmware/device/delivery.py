@@ -25,7 +25,7 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   on PUBACK in a PHOTO_PROGRESS outbox record, so after a broken link only the missing
   chunks go again; the photo stays (file and record) until the gateway's
   ``photo_stored`` ack: without it ``resend_s`` after its last chunk (at once after a
-  restart; ``REPORT_AGAIN_S`` apart, ``HURRY_AGAIN`` times, after a broker that lost its
+  restart; ``REPORT_AGAIN_S`` apart, ``PROBE_AGAIN`` times, after a broker that lost its
   store) the last chunk goes again as a probe, which the gateway answers with
   ``photo_stored`` or a ``resend`` of the chunks it lacks; a confirmed photo is deleted
   from ``photos/`` ``store.photo_keep_s`` later;
@@ -70,6 +70,10 @@ REPORT_AGAIN_S = 5.0
 # unacknowledged report goes now and this many times more, REPORT_AGAIN_S apart, before
 # it falls back to resend_s
 HURRY_AGAIN = 3
+# the same for a photo whose chunks all left before such a reconnect: its last chunk goes
+# again as a probe this many times, REPORT_AGAIN_S apart (one chunk each: cheap), as its
+# first copy after the broker's restart is not answered (the gateway answers a repeat)
+PROBE_AGAIN = 5
 
 
 def parse_broker(url):
@@ -416,12 +420,17 @@ class Delivery:
         self._status_wanted = True
 
     def _track_stored(self, seqs):
-        """The gateway committed these track batches: drop them.  A seq that names no
-        pending track batch of this device (settled already, a report's record, never
-        sent) changes nothing and is logged."""
-        pending = {oseq for oseq, _k, p in self.store.pending((TRACK,)) if _numbered(p)}
+        """The gateway committed these track batches: drop them.  A seq of a batch settled
+        already (a batch sent twice is confirmed twice) changes nothing; one that names
+        another pending record (a report's) or a record never made changes nothing and
+        is logged as a stray ack."""
+        with self.store.lock:
+            records = self.store.pending((REPORT, TASK_RESULT, TRACK, PHOTO))
+            made = self.store.outbox.next_seq
+        pending = {oseq for oseq, kind, p in records if kind == TRACK and _numbered(p)}
+        others = {oseq for oseq, _k, _p in records} - pending
         mine = [n for n in seqs if n in pending]
-        stray = [n for n in seqs if n not in pending]
+        stray = [n for n in seqs if n in others or n >= made]
         if mine:
             self.store.ack_many(mine)
             for n in mine:
@@ -441,12 +450,14 @@ class Delivery:
         if self._jobs is None:
             self._load_jobs()
         job = self._jobs.get(rid)
-        if job is None or job["sha256"] != sha:
+        if job is None:               # settled already (a repeat confirmed again), or
+            log.debug("MQTT: photo_stored for %s, which has no upload here", rid)
+            return                    # never ours: nothing to drop either way
+        if job["sha256"] != sha:
             self.counters["stray_acks"] += 1
             log.warning("MQTT: photo_stored for photo %s of %s, which this device is not "
-                        "uploading (%s); nothing dropped for it", sha[:16], rid,
-                        "no upload for that report" if job is None else
-                        f"that report's upload is of {job['sha256'][:16]}")
+                        "uploading (that report's upload is of %s); nothing dropped for it",
+                        sha[:16], rid, job["sha256"][:16])
             return
         self.store.ack(job["oseq"])
         del self._jobs[rid]
@@ -475,7 +486,7 @@ class Delivery:
         probes = 0
         for job in (self._jobs or {}).values():
             # the broker may have lost chunks of it: ask soon after the last has left
-            job["hurry"] = HURRY_AGAIN
+            job["hurry"] = PROBE_AGAIN
             if "sent_at" in job:       # every chunk left: ask the gateway now
                 job["sent_at"] = due
                 probes += 1
