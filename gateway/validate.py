@@ -63,14 +63,16 @@ class Verdict:
     """What the ingest does with one message.
 
     kind: report | task/result | track | status | photo | media | rejected.  ``data`` holds the
-    rows to write (shape depends on kind); a rejection carries ``category`` and ``reason``.
+    rows to write (shape depends on kind); a rejection carries ``category`` and ``reason``;
+    a track batch its ``seq`` (None from a device that numbers none), for the
+    ``track_stored`` ack.
     """
 
     __slots__ = ("category", "data", "device", "district", "kind", "reason", "report_id",
-                 "sent_at")
+                 "sent_at", "seq")
 
     def __init__(self, kind, district=None, device=None, report_id=None, data=None,
-                 category=None, reason=None, sent_at=None):
+                 category=None, reason=None, sent_at=None, seq=None):
         self.kind = kind
         self.district = district
         self.device = device
@@ -79,6 +81,7 @@ class Verdict:
         self.category = category
         self.reason = reason
         self.sent_at = sent_at
+        self.seq = seq
 
     def __repr__(self):
         if self.kind == "rejected":  # pragma: no mutate (a debugging repr)
@@ -406,7 +409,7 @@ class Validator:
         t0 = obj["t0"]
         rows = [(device, wire_time(t0 + dt), lat / 1e6, lon / 1e6, speed / 100)
                 for dt, lat, lon, speed in obj["pts"]]
-        return Verdict("track", district, device, data=rows)
+        return Verdict("track", district, device, data=rows, seq=obj.get("seq"))
 
     # -- status ------------------------------------------------------------------------
 

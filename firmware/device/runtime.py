@@ -789,11 +789,11 @@ class Device:
                 self._flush_track_locked()
 
     def _flush_track_locked(self):
-        data = self.batch.take()
-        if data is None:
+        if not self.batch.pts:
             return
         try:
-            self.store.append(TRACK, data)
+            # numbered with its outbox sequence: the gateway's track_stored ack names it
+            self.store.append_numbered(TRACK, self.batch.take)
         except errors.DeviceError as exc:
             log.error("track batch not stored: %s", exc)
             return

@@ -202,6 +202,12 @@ class Store:
             except ob.OutboxError as exc:
                 raise DeviceError(f"{exc}: NOT stored") from None
 
+    def append_numbered(self, kind, build):
+        """Durably store the record ``build(seq)`` makes knowing its own outbox sequence
+        (a track batch carries it for the gateway's ``track_stored`` ack); returns seq."""
+        with self.lock:
+            return self.append(kind, build(self.outbox.next_seq))
+
     def pending(self, kinds):
         """[(outbox seq, kind, payload)] not yet acknowledged: urgent first, then the
         rest, each in append order."""

@@ -142,6 +142,25 @@ def test_a_grouped_ack_settles_every_report_it_lists(node, gateway):
     assert outbox(node) == ([], [])
 
 
+def test_photo_and_track_confirmations_are_not_taken_for_a_reports_ack(node, gateway):
+    """A node sends neither photos nor track: a photo_stored naming its report (or a
+    track_stored) must neither settle nor crash it; the report's own ack then does."""
+    from gridlink.firmware.core import messages
+
+    gateway.policy = "silent"
+    node.set_pin(PIN, 0)
+    node.run()
+    [rid] = [r["id"] for r in outbox(node)[0]]
+    base = f"gridlink/v1/410106/{rid.split(':')[0]}/ack"
+    for ack in (messages.make_photo_stored(rid, "0" * 64), messages.make_track_stored([1])):
+        gateway.c.publish(base, messages.encode(ack), qos=1).wait_for_publish(5)
+    node.run()
+    assert [r["id"] for r in outbox(node)[0]] == [rid]
+    gateway.ack(rid)
+    node.run()
+    assert outbox(node) == ([], [])
+
+
 POWER_CUT_WHILE_WAITING = """
 import sys
 sys.path.insert(0, "/.sim/lib")

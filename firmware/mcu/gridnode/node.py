@@ -144,8 +144,8 @@ class Node:
         except CoreError as e:
             self.log("bad ack", e)
             return
-        if ack["status"] == messages.RESEND:
-            return  # about a photo: a node sends none
+        if not messages.answers_reports(ack):
+            return  # about a photo or track: a node sends neither
         for rid in messages.ack_ids(ack):  # one id, or several (a grouped ack)
             if rid is not None:
                 self.acked[rid] = (ack["status"], ack["reason"])
