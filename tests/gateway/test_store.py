@@ -7,7 +7,8 @@ from gridlink.gateway.errors import GatewayError, StoreError
 from gridlink.gateway.store import open_store
 
 BUILT_IN = ["0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest",
-            "0004_capture_time_flag", "0005_photo_parts", "0006_report_seq_bigint"]
+            "0004_capture_time_flag", "0005_photo_parts", "0006_report_seq_bigint",
+            "0007_month_partitions"]
 
 EXTRA = (("board_001_notes",
           "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT NOT NULL)",
