@@ -184,7 +184,9 @@ BUILTIN = (
 # Every row inserted into ``reports`` — by the ingest's INSERT … ON CONFLICT DO NOTHING or
 # any other — claims its id there first (a trigger); a row whose id is taken is not
 # inserted, as ON CONFLICT DO NOTHING on the old primary key did, and concurrent claims of
-# one id wait for each other on that primary key.  Times outside the months made go to
+# one id wait for each other on that primary key.  A row deleted gives its id back (a
+# trigger); a month detached keeps its ids claimed (an archived report sent again stays
+# a duplicate).  Times outside the months made go to
 # each table's DEFAULT partition; ``gridlink_month_partition`` makes a month's partition
 # (moving that month's rows out of the default one), for the months of the rows already
 # there now and, at every ``migrate``, from the current month to two ahead
@@ -200,6 +202,12 @@ BEGIN
         RETURN NEW;
     END IF;
     RETURN NULL;  -- the id is taken: this row is not inserted
+END $$;
+
+CREATE FUNCTION gridlink_release_report_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM report_ids WHERE id = OLD.id;
+    RETURN NULL;
 END $$;
 
 CREATE FUNCTION gridlink_month_partition(tbl text, month date) RETURNS boolean
@@ -271,6 +279,8 @@ END $$;
 
 CREATE TRIGGER reports_claim_id BEFORE INSERT ON reports
     FOR EACH ROW EXECUTE FUNCTION gridlink_claim_report_id();
+CREATE TRIGGER reports_release_id AFTER DELETE ON reports
+    FOR EACH ROW EXECUTE FUNCTION gridlink_release_report_id();
 """
 
 BUILTIN += (("0007_month_partitions", "SELECT 1", _MONTH_PARTITIONS),)

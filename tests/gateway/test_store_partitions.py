@@ -102,6 +102,20 @@ def test_a_report_id_is_inserted_once_whatever_month_it_claims(pg):
     assert pg.fetchall("SELECT COUNT(*) AS n FROM reports") == [{"n": 2}]
 
 
+def test_a_deleted_report_gives_its_id_back_a_detached_month_keeps_its_ids(pg):
+    pg.migrate()
+    pg.add_month_partitions(months_ahead=0, today=MONTHS[0].date())
+    kept = add_report(pg, 1, captured=MONTHS[0])
+    gone = add_report(pg, 2, captured=MONTHS[1])
+    with pg.connect() as conn:
+        conn.execute(pg.sql("DELETE FROM reports WHERE id = ?"), (gone,))
+        conn.execute("ALTER TABLE reports DETACH PARTITION reports_2025_01")
+    add_report(pg, 2, captured=MONTHS[2], text="again")
+    add_report(pg, 1, captured=MONTHS[2], text="again")
+    assert pg.fetchall("SELECT id, text FROM reports") == [{"id": gone, "text": "again"}]
+    assert pg.fetchall("SELECT id FROM report_ids ORDER BY id") == [{"id": kept}, {"id": gone}]
+
+
 def test_two_writers_claiming_one_id_at_once_store_it_once(pg):
     """The second transaction waits on the first's claim, then inserts nothing."""
     pg.migrate()
