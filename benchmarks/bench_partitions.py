@@ -99,6 +99,8 @@ def district_month(store, count):
             conn.execute(d)
         conn.execute("CREATE TRIGGER reports_claim_id BEFORE INSERT ON reports FOR EACH ROW "
                      "EXECUTE FUNCTION gridlink_claim_report_id()")
+        conn.execute("CREATE TRIGGER reports_release_id AFTER DELETE ON reports FOR EACH ROW "
+                     "EXECUTE FUNCTION gridlink_release_report_id()")
 
 
 def fill(store, flat):
