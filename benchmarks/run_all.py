@@ -97,6 +97,19 @@ HEADLINES = {
                 "urgent_at_top_of_queue_s", "≤ 2"),
                ("… the whole backlog committed (the reference), s",
                 "whole_backlog_committed_s", "")],
+    "partitions": [("PostgreSQL: reports generated for a year (a sample of the megacity's "
+                    "300,000/day)", "generated.reports", ""),
+                   ("… one table ÷ month partitions, time (> 1: partitions faster): "
+                    "a district's month, per day", "flat_over_month.district_month_per_day_ms",
+                    ""),
+                   ("… a month's count by code, city-wide",
+                    "flat_over_month.city_month_by_code_ms", ""),
+                   ("… 500 reports looked up by id (redeliveries)",
+                    "flat_over_month.lookup_500_ids_ms", ""),
+                   ("… 500 new reports inserted (the ingest's path)",
+                    "flat_over_month.insert_500_new_ms", ""),
+                   ("… the oldest month taken out (DETACH vs DELETE)",
+                    "flat_over_month.take_oldest_month_out_ms", "")],
 }
 
 
