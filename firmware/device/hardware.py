@@ -126,13 +126,14 @@ class Hardware:
     def recorder(self, folder, on_clip):
         """(EventClips, recorder not started) for the profile's ``clips`` section over the
         camera's backend (the synthetic camera in simulation); the recorder is None for
-        ``none``."""
+        ``none``, and in simulation when the profile's ``sim.clips`` is false (the shipped
+        vehicle profile: its synthetic 720p H.264 would be software encoding)."""
         from .video import clip_recorder
 
         conf = self.profile["camera"]
         backend = conf["backend"]
         if self.sim and backend != "none":
-            backend = "synthetic"
+            backend = "synthetic" if self.profile["sim"]["clips"] else "none"
         return clip_recorder(self.profile["clips"], backend, folder, on_clip,
                              device=conf["device"])
 

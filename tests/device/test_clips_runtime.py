@@ -24,6 +24,7 @@ def clip_profile(tmp_path, memo=False):
     profile["clips"] = {"pre_s": 2, "post_s": 1, "width": 160, "height": 120, "fps": 5,
                         "gop_s": 1, "bit_rate": 100000, "ring_bytes": 1000000,
                         "upload_bytes_per_s": 200000}
+    profile["sim"]["clips"] = True        # the shipped profile records none in simulation
     if memo:
         profile["memo"] = {"seconds": 2}
     profile["camera"]["keep_delivered_s"] = 1             # delivered media pruned soon
