@@ -79,6 +79,7 @@ class Hardware:
         self.replay = replay
         self.replayer = None
         self._pins = None
+        self._microphone = None
 
     @property
     def sim(self):
@@ -137,14 +138,20 @@ class Hardware:
         return clip_recorder(self.profile["clips"], backend, folder, on_clip,
                              device=conf["device"])
 
-    def memo(self, seconds, seed=0):
-        """16-bit mono samples of a voice memo: the microphone (sounddevice) on a Pi,
-        synthetic speech in simulation."""
+    def microphone(self):
+        """The memo's microphone (``memo.microphone``: sounddevice on a Pi; synthetic
+        speech in simulation), built once; a ``MemoError`` says what is missing."""
         from . import memo
 
-        if self.sim:
-            return memo.synthetic_memo(seconds, seed=seed)
-        return memo.record_memo(seconds)
+        if self._microphone is None:
+            conf = self.profile["memo"]
+            backend = "synthetic" if self.sim else conf["microphone"]
+            self._microphone = memo.make_microphone(backend, conf.get("device"))
+        return self._microphone
+
+    def memo(self, seconds, seed=0):
+        """16-bit mono samples of a voice memo from the microphone."""
+        return self.microphone().record(seconds, seed)
 
     def triggers(self, **callbacks):
         """The profile's buttons and sensors over this backend's pins (``Triggers``)."""

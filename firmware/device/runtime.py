@@ -193,6 +193,13 @@ class Device:
         self.camera = self.hardware.camera()
         if "clips" in self.profile:
             self._start_clips()
+        if "memo" in self.profile:
+            try:
+                mic = self.hardware.microphone()
+                log.info("voice memos of %s s from %s", self.profile["memo"]["seconds"],
+                         mic.name)
+            except errors.DeviceError as exc:   # each report's memo will say so again
+                log.error("no voice memos: %s", exc)
         self.triggers = self.hardware.triggers(
             on_press=self._on_press, on_cancel=self._on_cancel, on_motion=self._on_motion,
             on_call=self._on_call, on_answer=lambda yes: self._guard(self.answer, None, None, yes))
