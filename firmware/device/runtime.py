@@ -611,9 +611,9 @@ class Device:
         elif fix is not None:
             fixd = {"lat": fix.lat, "lon": fix.lon, "alt": fix.alt, "hdop": fix.hdop}
         img = self.camera.capture()
-        data, _q = cam.encode_jpeg(
+        data, _q = cam.encode_photo(
             img, (conf["width"], conf["height"]), conf["max_bytes"],
-            exif=cam.exif_bytes(fixd, when, self.device))
+            exif=cam.exif_bytes(fixd, when, self.device), fmt=conf["format"])
         sha = hashlib.sha256(data).hexdigest()
         path = self.store.save_photo(sha, data)
         return sha, len(data), path
