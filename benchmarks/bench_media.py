@@ -214,7 +214,7 @@ def bench_device_photo(names, per_photo, fmt="webp"):
         img = photo_source(name)
         ref = per_photo[name]["today"]
         data, quality = camera.encode_photo(img, img.size, device_budget(img), b"", fmt)
-        s = ssim(img, data)
+        s = float(ssim(img, data))
         rows[name] = {"bytes": len(data), "quality": quality, "ssim": round(s, 4),
                       "ratio": round(len(data) / ref["bytes"], 3),
                       "ssim_vs_today": round(s - ref["ssim"], 4)}
@@ -230,7 +230,7 @@ def bench_device_photo(names, per_photo, fmt="webp"):
     ratio = round(sent / today, 3)
     return {"format": fmt, "photos": rows, "ratio_total_bytes": ratio,
             "ssim_vs_today_min": round(min(deltas), 4),
-            "meets_goal": ratio <= GOAL_RATIO and min(deltas) >= -0.0005,
+            "meets_goal": bool(ratio <= GOAL_RATIO and min(deltas) >= -0.0005),
             "cpu_ms_1280x960": ms}
 
 
