@@ -16,15 +16,10 @@ import logging
 import threading
 
 from ..core import fsio
-from ..errors import DeviceError
 
 log = logging.getLogger("gridlink.device.cliptasks")
 
 REMEMBER = 256          # answered task ids kept to recognise a repeat
-
-
-class ClipTaskError(DeviceError):
-    """The clip tasks' file cannot be written."""
 
 
 class ClipTasks:
@@ -54,12 +49,15 @@ class ClipTasks:
                       "not answered", self.path, exc, bad)
 
     def _save(self):
+        """Write the file; when it cannot be written (a full disk) the tasks are still
+        answered from memory, and the log says a restart would lose them."""
         data = json.dumps({"pending": self._pending, "answered": self._answered[-REMEMBER:]},
                           ensure_ascii=False).encode()
         try:
             fsio.write_file(self.path, data, self.dir)
         except OSError as exc:
-            raise ClipTaskError(f"cannot keep the clip tasks in {self.path}: {exc}") from exc
+            log.error("clip tasks NOT kept on disk in %s (%s): a restart now would lose "
+                      "%d of them", self.path, exc, len(self._pending))
 
     def take(self, task, asked, pre_s):
         """Write the task down; False when it is already pending or answered (a repeat)."""

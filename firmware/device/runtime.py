@@ -347,11 +347,12 @@ class Device:
                 self.cliptasks.answering(tid, report_id)
             self.shelf.add_file(path, "clip", report_id)
         except (errors.DeviceError, OSError) as exc:
+            if report_id is None:            # unanswered: the task and its clip wait for
+                log.error("clip task %s not answered: %s", tid, exc)   # the next start
+                return
             self.store.count_problem("media_dropped")
             log.error("clip of task %s NOT kept: %s", tid, exc)
             Path(path).unlink(missing_ok=True)
-            if report_id is None:
-                return                       # unanswered: pending, finished at start-up
         self.cliptasks.done(tid)
         self.delivery.kick()
         log.info("clip of task %s shelved for report %s", tid, report_id)

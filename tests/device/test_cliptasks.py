@@ -48,3 +48,16 @@ def test_a_damaged_file_is_set_aside_and_said(tmp_path, caplog):
         assert (tmp_path / "clip_tasks.json.bad").read_bytes() == damage
         assert "damaged" in caplog.text and not path.exists()
         assert tasks.take(task(1), 0.0, 1) is True and path.exists()
+
+
+def test_a_file_that_cannot_be_written_leaves_the_tasks_in_memory_and_says_so(
+        tmp_path, caplog):
+    folder = tmp_path / "gone"
+    folder.mkdir()
+    tasks = ClipTasks(folder / "clip_tasks.json")
+    folder.rmdir()                                     # nowhere to write any more
+    assert tasks.take(task(1), 0.0, 30) is True
+    assert "NOT kept on disk" in caplog.text and "lose 1 of them" in caplog.text
+    assert [e["task"]["task"] for e in tasks.pending()] == [task(1)["task"]]
+    tasks.done(task(1)["task"])
+    assert tasks.pending() == [] and tasks.take(task(1), 0.0, 30) is False
