@@ -29,6 +29,10 @@ def register(parser):
     run.add_argument("--issued", metavar="FILE",
                      help="issued-ids record mapping certificate serials to devices "
                           "(default: issued.json or issued.csv beside --crl)")
+    run.add_argument("--codebook-overlay", action="append", metavar="FILE",
+                     help="the district's local code book (docs/codes.md), applied to the "
+                          "book it extends: its classes are taken, its retired ones "
+                          "refused, and the board names them with its source")
     run.add_argument("--http", metavar="HOST:PORT",
                      help="serve the intake board API and /metrics (worker 0 only)")
     run.add_argument("--http-cert", help="serve HTTPS with this certificate (PEM, e.g. from "
@@ -47,6 +51,9 @@ def register(parser):
     run.add_argument("--update-repo", metavar="DIR",
                      help="serve this update repository (gridlink fleet release build -o DIR) "
                           "read-only to the devices under /ota/ on --http")
+    run.add_argument("--city-platform", metavar="ADAPTER=URL",
+                     help="copy every 派遣 to the city platform: open311=URL (its GeoReport "
+                          "v2 requests.json) or webhook=URL (docs/cases.md, the bridge out)")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -100,6 +107,7 @@ def register(parser):
     for a in ("--tls-ca", "--tls-cert", "--tls-key"):
         ret.add_argument(a)
     ret.add_argument("--tls-insecure", action="store_true")
+    ret.add_argument("--codebook-overlay", action="append", metavar="FILE")
     ret.set_defaults(func=cmd_retire)
 
     mig = sub.add_parser("migrate", help="create or upgrade the store's tables")
@@ -126,6 +134,7 @@ def cmd_retire(args):
 
     logs.setup("info", worker=args.worker_index)
     gw = Gateway(broker=args.broker, db=args.db, grid=args.grid, photos=args.photos,
+                 codebooks=_codebooks(args),
                  worker=args.worker_index, client_id=args.client_id, tls=_tls(args),
                  districts=args.district, crl=args.crl, issued=args.issued)
     gw.start()
@@ -165,7 +174,7 @@ def cmd_run(args):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    gw = Gateway(broker=args.broker, db=args.db, grid=args.grid,
+    gw = Gateway(broker=args.broker, db=args.db, grid=args.grid, codebooks=_codebooks(args),
                  http=args.http if args.worker_index == 0 else None, photos=args.photos,
                  worker=args.worker_index, client_id=args.client_id, tls=_tls(args),
                  batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
@@ -174,7 +183,8 @@ def cmd_run(args):
                  issued=args.issued, config_key=args.config_key, media=args.media_store,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
-                                update_repo=args.update_repo))
+                                update_repo=args.update_repo,
+                                city_platform=args.city_platform))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:
@@ -200,6 +210,22 @@ def cmd_run(args):
     return 0
 
 
+def _codebooks(args):
+    """The code books with ``--codebook-overlay``'s local books applied (None: the shipped
+    books as they are)."""
+    from gridlink.firmware.codebooks import load_books
+    from gridlink.firmware.core.codebook import CodeError
+
+    from .errors import ConfigError
+
+    if not args.codebook_overlay:
+        return None
+    try:
+        return load_books(overlays=args.codebook_overlay)
+    except CodeError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def _worker_argv(args):
     """The arguments of a further worker: the same options, no --http."""
     out = ["gateway", "run", "--broker", args.broker, "--db", args.db,
@@ -216,6 +242,8 @@ def _worker_argv(args):
             out += [opt, val]
     for district in args.district or ():
         out += ["--district", district]
+    for overlay in args.codebook_overlay or ():
+        out += ["--codebook-overlay", overlay]
     if args.tls_insecure:
         out.append("--tls-insecure")
     return out

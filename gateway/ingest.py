@@ -173,6 +173,8 @@ ON CONFLICT (device) DO UPDATE SET
   last_lon = CASE WHEN {newer} THEN excluded.last_lon ELSE devices.last_lon END,
   last_fix_at = CASE WHEN {newer} THEN excluded.last_fix_at ELSE devices.last_fix_at END
 """
+# A device's last_seen is its last message: the broker's will saying it went offline is not
+# one (the board's 最后通信 would read the moment the connection dropped).
 _STATUS = """
 INSERT INTO devices (device, district, state, last_seen, status, last_lat, last_lon,
                      last_fix_at, outbox_reports, firmware, codebook, profile)
@@ -181,7 +183,7 @@ ON CONFLICT (device) DO UPDATE SET
   district = excluded.district,
   state = excluded.state,
   status = excluded.status,
-  last_seen = CASE WHEN excluded.last_seen > devices.last_seen
+  last_seen = CASE WHEN excluded.state <> 'offline' AND excluded.last_seen > devices.last_seen
                    THEN excluded.last_seen ELSE devices.last_seen END,
   last_lat = CASE WHEN {newer} THEN excluded.last_lat ELSE devices.last_lat END,
   last_lon = CASE WHEN {newer} THEN excluded.last_lon ELSE devices.last_lon END,

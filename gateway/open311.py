@@ -64,6 +64,41 @@ class ClassNames:
             return entry.major_name, entry.name
         return book.major_name(kind, code[:book.major_digits]), None
 
+    def prefixes_named(self, name, standard=None):
+        """The class codes named ``name`` (a class such as 暴露垃圾), or a major class's
+        prefix when a major class has that name; sorted, empty when nothing has it."""
+        book = self._book(standard)
+        name = name.strip()
+        if book is None or not name:
+            return []
+        found = set()
+        for kind in ("component", "event"):
+            if book.has(kind):
+                found.update(major for major, major_name in book.majors(kind)
+                             if major_name == name)
+                found.update(e.code for e in book.entries(kind) if e.name == name)
+        return sorted(found)
+
+    def local(self, kind, code, standard=None):
+        """The local book's word on a class (``{"change", "book", "title", "source"}``,
+        plus ``standard_name`` when renamed), or None for a standard class."""
+        book = self._book(standard)
+        if book is None or book.local is None or kind not in ("event", "component"):
+            return None
+        entry = book.entry(kind, code) if isinstance(code, str) else None
+        if entry is None or entry.local is None:
+            return None
+        return {**entry.local, "source": book.local["source"]}
+
+    def grid_alias(self, code):
+        """The standard grid code a local 12-digit grid code stands for (a local book's
+        alias), or None."""
+        for book in self.books.values():
+            found = book.grid_alias(code)
+            if found is not None:
+                return found
+        return None
+
     def services(self, standard=None):
         """The Open311 service list of one standard, one service per class code."""
         book = self._book(standard)
@@ -76,7 +111,8 @@ class ClassNames:
                     merged[entry.code] = entry
         return [
             {"service_code": code, "service_name": e.name,
-             "description": f"{e.name} ({book.standard} {e.kind}, {e.major} {e.major_name})",
+             "description": f"{e.name} ({book.standard} {e.kind}, {e.major} {e.major_name}"
+                            + (f"; 本地 {e.local['title']})" if e.local else ")"),
              "metadata": False, "type": "realtime", "keywords": e.kind,
              "group": e.major_name or ""}
             for code, e in sorted(merged.items())

@@ -26,6 +26,7 @@ _LIVE = "(i.holder IS NOT NULL AND i.lease_until > ?)"  # a claim whose lease st
 # the time a report is queued by: its capture time, unless that is flagged (time_flag)
 QUEUE_TIME = "CASE WHEN time_flag IS NULL THEN captured_at ELSE received_at END"
 _QUEUE_TIME_R = "CASE WHEN r.time_flag IS NULL THEN r.captured_at ELSE r.received_at END"
+SORTS = {"queue": _QUEUE_TIME_R, "received": "r.received_at"}  # page orders, by name
 
 MIGRATIONS = (
     (
@@ -135,10 +136,12 @@ class IntakeQueue:
 
     def list(self, *, status="pending", grid=None, street=None, code=None, kind=None,
              device=None, since=None, until=None, flags=(), source=None, held=None,
-             limit=50, offset=0, order="desc"):
+             limit=50, offset=0, order="desc", sort="queue"):
         """One page of reports with their intake state, and the total matching count.
 
-        ``grid`` and ``code`` match as prefixes (a community's grids, a major class);
+        ``grid`` and ``code`` match as prefixes (a community's grids, a major class;
+        ``code`` may be a list of prefixes, any of which matches); ``sort`` is ``queue``
+        (capture time, receive time where the capture time is flagged) or ``received``;
         ``flags`` lists report flags or ``grid_mismatch``, all of which must be present;
         ``held`` true/false keeps only reports under / not under a live claim.
         """
@@ -146,20 +149,26 @@ class IntakeQueue:
             raise Invalid(f"status: one of {', '.join((*STATES, 'all'))}, not {status!r}")
         if order not in ("asc", "desc"):
             raise Invalid(f"order: asc or desc, not {order!r}")
+        if sort not in SORTS:
+            raise Invalid(f"sort: one of {', '.join(SORTS)}, not {sort!r}")
         limit, offset = _count(limit, "limit"), _count(offset, "offset")
         if not 1 <= limit <= MAX_PAGE:
             raise Invalid(f"limit: 1 to {MAX_PAGE}")
         now = self.now()
         where, params = [], []  # conditions on the report alone
         if grid:
+            # a local 12-digit grid code (6 + 2 + 2 + 2) the local book maps stands for
+            # its standard code; stored codes are always the standard ones
+            alias = self.codebooks.grid_alias(grid) if self.codebooks is not None else None
             where.append("r.grid LIKE ?")
-            params.append(_digits(grid, "grid") + "%")
+            params.append(_digits(alias or grid, "grid") + "%")
         if street:
             where.append("r.street = ?")
             params.append(_digits(street, "street"))
         if code:
-            where.append("r.code LIKE ?")
-            params.append(_digits(code, "code") + "%")
+            prefixes = [code] if isinstance(code, str) else list(code)
+            where.append("(" + " OR ".join(["r.code LIKE ?"] * len(prefixes)) + ")")
+            params.extend(_digits(c, "code") + "%" for c in prefixes)
         if kind:
             if kind not in ("event", "component"):
                 raise Invalid(f"kind: event or component, not {kind!r}")
@@ -211,7 +220,7 @@ class IntakeQueue:
             found = rows(run(
                 self.store, conn,
                 "SELECT r.* FROM reports r" + clause
-                + f" ORDER BY {_QUEUE_TIME_R} {direction}, r.id {direction} LIMIT ? OFFSET ?",
+                + f" ORDER BY {SORTS[sort]} {direction}, r.id {direction} LIMIT ? OFFSET ?",
                 [*page_params, limit, offset],
             ))
             touched = {}
@@ -315,6 +324,7 @@ class IntakeQueue:
             "code": r.get("code"),
             "class_name": None,
             "major_name": None,
+            "class_local": None,
             "object": r.get("object"),
             "source": r.get("source"),
             "task": r.get("task"),
@@ -332,6 +342,8 @@ class IntakeQueue:
         if self.codebooks is not None and item["code"]:
             names = self.codebooks.names(item["kind"], item["code"], item["standard"])
             item["major_name"], item["class_name"] = names
+            item["class_local"] = self.codebooks.local(item["kind"], item["code"],
+                                                       item["standard"])
         return item
 
     # ------------------------------------------------------------ writing

@@ -47,7 +47,7 @@ from gridlink.firmware.core.messages import check_release_version, encode, make_
 
 from .clock import wire_time
 from .queue import Conflict, Invalid, NotFound, system_clock
-from .store.sql import decode_json, one, rows, run
+from .store.sql import decode_json, locked, one, rows, run
 
 KINDS = ("pi", "mcu")
 STATES = ("running", "paused", "aborted", "done")
@@ -296,12 +296,8 @@ class Rollouts:
         return self.get(rollout_id)
 
     def _lock(self, conn, rollout_id):
-        lock = " FOR UPDATE" if self.store.dialect == "postgres" else ""
-        r = one(run(self.store, conn, "SELECT * FROM ota_rollouts WHERE id = ?" + lock,
-                    [rollout_id]))
-        if r is None:
-            raise NotFound(f"no rollout {rollout_id!r}")
-        return r
+        return locked(self.store, conn, "SELECT * FROM ota_rollouts WHERE id = ?",
+                      [rollout_id], lambda: NotFound(f"no rollout {rollout_id!r}"))
 
     # ------------------------------------------------------------ moving on
 

@@ -78,10 +78,11 @@ class WebOptions:
     the origins CORS is opened to (none: closed), the reverse proxies whose forwarded
     headers are believed, the city's identity provider (``oidc``: its TOML file), and the
     update repository served to the devices (``update_repo``: a folder made by ``gridlink
-    fleet release build``; none: not served)."""
+    fleet release build``; none: not served), and the city platform every 派遣 is copied
+    to (``city_platform``: ``ADAPTER=URL``, ``cases.reach.parse_target``)."""
 
     def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None,
-                 update_repo=None):
+                 update_repo=None, city_platform=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -106,6 +107,15 @@ class WebOptions:
 
             UpdateRepository(update_repo)           # says now when it is not one
         self.update_repo = update_repo
+        self.city_platform = None
+        if city_platform:
+            from .cases.reach import parse_target
+            from .queue import Invalid
+
+            try:
+                self.city_platform = parse_target(city_platform)
+            except Invalid as exc:
+                raise ConfigError(f"--city-platform: {exc}") from None
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -128,6 +138,8 @@ class Gateway:
         self.config_sync_s = config_sync_s
         self._config_stop = threading.Event()
         self._config_thread = None
+        self._bridge_stop = threading.Event()
+        self._bridge_thread = None
         if config_key:
             from .fleet_config import load_key
 
@@ -193,7 +205,10 @@ class Gateway:
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key,
-                                  update_repo=self.web.update_repo)
+                                  update_repo=self.web.update_repo,
+                                  identity=(self.revocations.identity
+                                            if self.revocations is not None else None),
+                                  city_platform=self.web.city_platform)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)
@@ -217,6 +232,14 @@ class Gateway:
             self._config_thread = threading.Thread(target=self._sync_config, args=(fleet,),
                                                    name="config-sync", daemon=True)
             self._config_thread.start()
+        outbox = getattr(getattr(self.app, "state", None), "bridge", None)
+        if outbox is not None:  # cases out to departments' systems (leased: every worker may)
+            from .cases.sender import BridgeSender
+
+            sender = BridgeSender(outbox, metrics=self.metrics)
+            self._bridge_thread = threading.Thread(target=sender.run, args=(self._bridge_stop,),
+                                                   name="bridge-sender", daemon=True)
+            self._bridge_thread.start()
         return self
 
     def _sync_config(self, fleet):
@@ -233,8 +256,10 @@ class Gateway:
 
     def stop(self):
         self._config_stop.set()
-        if self._config_thread is not None:
-            self._config_thread.join(timeout=10)
+        self._bridge_stop.set()
+        for thread in (self._config_thread, self._bridge_thread):
+            if thread is not None:
+                thread.join(timeout=10)
         self.runtime.stop()
         if self.http:
             self.http.stop()

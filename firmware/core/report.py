@@ -35,7 +35,7 @@ SEQ_MAX = 999999999999    # 12 digits
 DEFAULT_MAX_FIX_AGE = 10.0
 
 KINDS = ("event", "component")
-SOURCES = ("button", "sensor", "operator", "task")
+SOURCES = ("button", "sensor", "operator", "task", "citizen")  # citizen: a kiosk's form
 RESULTS = ("confirmed", "not_found", "resolved", "unresolved", "recorded", "no_clip")
 TIME_SOURCES = ("gnss", "system")
 FLAGS = ("clock_fallback", "fixed_position", "no_fix", "photo_dropped", "stale_fix")

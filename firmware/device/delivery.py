@@ -110,6 +110,7 @@ class Delivery:
         self.resend_s = resend_s
         self.connected = False
         self.ever_connected = False
+        self._retarget = False
         self.backoff = Backoff(cap=reconnect_max)
         self._stop = threading.Event()
         self._wake = threading.Event()
@@ -177,6 +178,15 @@ class Delivery:
             return "buffering"
         return "buffering" if self._backlog else "online"
 
+    def switch(self, url):
+        """Use the broker at ``url`` from now on (the same TLS setting and identity): the
+        link is closed and opened there; what is pending goes out there."""
+        host, port, _tls = parse_broker(url)
+        self.host, self.port = host, port
+        self._retarget = True
+        log.info("MQTT: switching to %s:%d", host, port)
+        self._wake.set()
+
     def stop(self, timeout=5.0):
         """Publish the offline status, disconnect cleanly, end the thread."""
         self._stop.set()
@@ -188,6 +198,11 @@ class Delivery:
     def _run(self):
         first = True
         while not self._stop.is_set():
+            if self._retarget:           # switch(): close here, open at the new address
+                self._retarget, first = False, True
+                if self._socket_open():
+                    self.client.disconnect()
+                    self.client.loop(timeout=0.05)
             if not self._socket_open():
                 try:
                     if first:
@@ -748,3 +763,44 @@ def _report_id(payload):
 
 def _seq_of(report_id):
     return int(report_id.rpartition(":")[2])
+
+
+def trial_connect(url, device, tls_files=(None, None, None), timeout=10.0):
+    """None when the broker at ``url`` accepts this device (TLS with its identity, MQTT
+    CONNACK 0), else why not, in a line.  The session is not cleaned and no will is left:
+    trying the broker the device already uses at most makes it reconnect."""
+    import paho.mqtt.client as mqtt
+
+    try:
+        host, port, tls = parse_broker(url)
+    except Exception as exc:  # the core's BrokerURLError: the URL itself
+        return str(exc)
+    answer = threading.Event()
+    result = {}
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device, clean_session=False,
+                    protocol=mqtt.MQTTv311)
+    ca, cert, key = tls_files
+    try:
+        if tls or ca or cert:
+            c.tls_set(ca_certs=ca, certfile=cert, keyfile=key)
+
+        def on_connect(_c, _u, _flags, reason, _props=None):
+            result["reason"] = reason
+            answer.set()
+
+        c.on_connect = on_connect
+        c.connect(host, port, keepalive=int(timeout) + 5)
+        deadline = time.monotonic() + timeout
+        while not answer.is_set() and time.monotonic() < deadline:
+            if c.loop(timeout=0.1) != mqtt.MQTT_ERR_SUCCESS:
+                return (f"{host}:{port} closed the connection before accepting it (TLS "
+                        "or identity?)")
+    except (OSError, ValueError) as exc:
+        return f"{host}:{port}: {exc}"
+    finally:
+        c.disconnect()       # a no-op on a link that never opened
+    if not answer.is_set():
+        return f"{host}:{port} did not answer within {timeout:.0f} s"
+    if result["reason"].is_failure:
+        return f"{host}:{port} refused this device: {result['reason']}"
+    return None

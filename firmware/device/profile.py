@@ -296,6 +296,8 @@ def class_refs(profile):
             out.append((section, profile[section]["kind"], profile[section]["code"]))
     if "tilt" in profile:
         out.append(("tilt", "component", profile["tilt"]["code"]))
+    for i, c in enumerate(profile.get("kiosk", {}).get("classes", [])):
+        out.append((f"kiosk.classes[{i}]", c["kind"], c["code"]))
     return out
 
 

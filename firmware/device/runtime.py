@@ -41,6 +41,7 @@ from . import codebook
 from . import health as checks
 from .cliptasks import ClipTasks
 from .hardware import Hardware
+from .kiosk_form import choices
 from .ota import ota_dir, update_device
 from .sdnotify import notify, watchdog_period
 from .shelf import MediaShelf
@@ -119,6 +120,7 @@ class Device:
             raise errors.DeviceError(f"bad device id or district: {exc}") from None
         self.data_dir = Path(data_dir)
         self.broker = broker
+        self._signalled = None   # catch_signals()'s event
         self.tls = (tls_ca, tls_cert, tls_key)
         self.map_path = map_path
         self.cancel_grace = profile["press"]["cancel_grace_s"] if cancel_grace is None \
@@ -218,7 +220,11 @@ class Device:
             port = self.kiosk_port if self.kiosk_port is not None else k["port"]
             self.kiosk = Kiosk(self.device, self.board,
                                lambda task, result: self.answer(task, result),
-                               bind=k["bind"], port=port).start()
+                               bind=k["bind"], port=port,
+                               offered=choices(k["classes"], self._class_name),
+                               file_report=self._citizen_report,
+                               camera=self.camera is not None,
+                               gap_s=k["report_gap_s"]).start()
         self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
         self.timers.append(Pace(self.status_interval, self._tick_status, "status").start())
         self.timers.append(Pace(1.0, self._watch_change, "status-change").start())
@@ -407,10 +413,19 @@ class Device:
         path = self.map_path or default_map(self.district)
         self.desired = DesiredState(
             self.data_dir, self.device, self.config_keys, self.profile,
-            map_sha256=file_sha256(path) if path else None, codebook=self.codebook)
+            map_sha256=file_sha256(path) if path else None, codebook=self.codebook,
+            broker=self.broker, try_broker=self._try_broker)
         if self.desired.version is not None:
             self._use(self.desired.profile)
+            self.broker = self.desired.broker
             log.info("configuration version %d in use", self.desired.version)
+
+    def _try_broker(self, url):
+        """None when the broker at ``url`` accepts this device, else why (a desired-state
+        document's new broker is used only then)."""
+        from .delivery import trial_connect
+
+        return trial_connect(url, self.device, self.tls)
 
     def _use(self, profile):
         """Run on ``profile`` from now on: buttons, intervals, photo budget, fix age."""
@@ -433,6 +448,9 @@ class Device:
                 profile = self.desired.offer(message)
                 if profile is not None:
                     self._use(profile)
+                    if self.desired.broker != self.broker:
+                        self.broker = self.desired.broker
+                        self.delivery.switch(self.broker)
         except Exception:  # the device runs on: the MQTT thread must not die of it
             log.exception("configuration document not applied")
         self.delivery.request_status()
@@ -467,16 +485,25 @@ class Device:
             self.store.close()
         log.info("device %s stopped", self.device)
 
-    def run_forever(self):
-        """Run until SIGTERM/SIGINT, then stop safely."""
-        done = threading.Event()
+    def catch_signals(self):
+        """From now on SIGTERM/SIGINT ask for a safe stop (``run_forever`` makes it) instead
+        of killing the process: call it before ``start``, so a stop that comes while the
+        device starts still publishes its offline status."""
+        if self._signalled is not None:
+            return self._signalled
+        self._signalled = threading.Event()
 
         def on_signal(signum, _frame):
             log.info("signal %s received", signal.Signals(signum).name)
-            done.set()
+            self._signalled.set()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        return self._signalled
+
+    def run_forever(self):
+        """Run until SIGTERM/SIGINT, then stop safely."""
+        done = self.catch_signals()
         while not done.wait(1.0) and not self.done.is_set():
             pass
         self.stop()
@@ -513,6 +540,16 @@ class Device:
     def _on_call(self):
         c = self.profile["call_button"]
         self._guard(self.report, "operator", c["kind"], c["code"], c["text"])
+
+    def _citizen_report(self, kind, code, text, photo):
+        """A citizen's report from the kiosk's form (source ``citizen``)."""
+        return self.report("citizen", kind, code, text, photo=photo)
+
+    def _class_name(self, kind, code):
+        try:
+            return codebook.book(self.standard).lookup(kind, code).name
+        except Exception:  # no book, or a class it lacks: the screen shows the code
+            return None
 
     def _on_cancel(self, name):
         self._guard(self.cancel_last)

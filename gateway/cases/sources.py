@@ -15,6 +15,7 @@ from ..queue import Conflict, Invalid, system_clock
 from ..store.sql import one, run
 
 SOURCES = ("12319", "12345", "领导交办", "视频", "其他")
+CITIZEN = "citizen"  # a device report's source when a citizen filed it on a kiosk
 CENTRE_DEVICE = "centre"
 STANDARD = "GB/T 47678.5-2026"
 PHONE = re.compile(r"\+?[0-9][0-9 -]{2,23}")
@@ -138,9 +139,13 @@ class OperatorReports:
 
 
 def require_verified(store, conn, report_id):
-    """Refuse 立案 of an operator's report until a 核实 of it came back confirmed."""
+    """Refuse 立案 of an operator's report, or of a citizen's (filed on a fixed terminal's
+    kiosk), until a 核实 of it came back confirmed."""
     found = one(run(store, conn, "SELECT source FROM case_callers WHERE report_id = ?",
                     [report_id]))
+    if found is None:
+        found = one(run(store, conn, "SELECT source FROM reports WHERE id = ? AND source = ?",
+                        [report_id, CITIZEN]))
     if found is None:
         return
     confirmed = one(run(store, conn,

@@ -187,14 +187,16 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         page.wait_for_selector(f'#cells path.hit[data-grid="{first["grid"]}"]')
         page.wait_for_selector("#live.on")
 
-        # a report arrives while the page is open: it shows up without a reload
-        webp = webp_photo()                       # what a shipped Pi profile sends
+        # a report arrives while the page is open: offered as "1 条新上报", it shows up
+        # without a reload; its photo is a WebP, what a shipped Pi profile sends
+        webp = webp_photo()
         webp_sha = hashlib.sha256(webp).hexdigest()
         second = report(grid_map, 2, at=(0.7, 0.35), code="09001", text="占道经营",
                         photos=[{"sha256": webp_sha, "bytes": len(webp)}])
         device.send(second)
         device.send_photo(second["id"], webp)
         device.wait_acks(2)
+        page.click("#new-reports:not([hidden])")
         row = page.wait_for_selector(f'#reports li[data-id="{second["id"]}"]', timeout=10000)
         assert "占道经营" in row.inner_text()
         page.wait_for_selector(f'#points circle[data-id="{second["id"]}"]')
@@ -215,12 +217,13 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
 
         page.click("#b-claim")
         page.wait_for_selector("#message.done")
-        assert "held until" in page.locator("#message").inner_text()
+        assert "已签收，至" in page.locator("#message").inner_text()
         page.wait_for_selector(f'#reports li.held[data-id="{first["id"]}"]')
         page.screenshot(path=str(tmp_path / "board-claimed.png"))
 
         page.fill("#case-no", "SJ-2026-0001")
         page.click("#b-accept")
+        page.click("#b-confirm")
         page.wait_for_function(
             "document.querySelector('#message').textContent.includes('SJ-2026-0001')")
         page.wait_for_selector(f'#reports li[data-id="{first["id"]}"]', state="detached")
@@ -233,7 +236,7 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         # the report's history is in its detail: who claimed, who decided
         page.wait_for_selector('#d-history li[data-action="report.accept"]', state="attached")
         history = page.locator("#d-history").text_content()
-        assert "alice 认领" in history and "alice 立案 SJ-2026-0001" in history
+        assert "alice 签收" in history and "alice 立案 SJ-2026-0001" in history
 
         # the accepted case is found under its state; a 核查 task only once the
         # department has reported back (处置反馈)
@@ -267,14 +270,14 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         page.wait_for_selector(f'#reports li.held[data-id="{second["id"]}"]')
         page.click(f'#reports li[data-id="{second["id"]}"]')
         page.wait_for_function(
-            "document.querySelector('#d-fields').textContent.includes('认领 bob')")
+            "document.querySelector('#d-fields').textContent.includes('bob 已签收')")
         assert "接管" in page.locator("#b-claim").inner_text()
         assert page.locator("#b-claim").is_enabled()
         page.click("#b-signout")
         sign_in(page, "carol")
         page.click(f'#reports li[data-id="{second["id"]}"]')
         page.wait_for_function(
-            "document.querySelector('#d-fields').textContent.includes('认领 bob')")
+            "document.querySelector('#d-fields').textContent.includes('bob 已签收')")
         assert page.locator("#b-claim").is_disabled()
         assert page.locator("#b-accept").is_disabled()
         page.screenshot(path=str(tmp_path / "board.png"))

@@ -369,3 +369,16 @@ def test_a_photos_last_chunks_at_two_workers_at_once_complete_it(judge, workers,
     assert (tmp_path / "photos" / sha[:2] / f"{sha}.jpg").read_bytes() == photo
     assert count(store, "photo_parts") == 0
     assert report_photos(store, rid)[0]["complete"] is True
+
+
+def test_the_will_saying_offline_is_not_the_devices_last_message(judge, ingest, store):
+    """最后通信 on the board is the device's last message, not the moment the broker
+    published its will (the connection dropping)."""
+    st = topic("pv-0001", "status")
+    will = encode({"v": 1, "device": "pv-0001", "state": "offline"})
+    ingest.commit([Item(st, encode(status()), T, judge.decode(st, encode(status()), T))])
+    ingest.commit([Item(st, will, T + 50, judge.decode(st, will, T + 50))])
+    dev = store.fetchall("SELECT * FROM devices")[0]
+    assert dev["state"] == "offline" and dev["last_seen"] == wire_time(T)
+    ingest.commit([Item(st, encode(status()), T + 60, judge.decode(st, encode(status()), T + 60))])
+    assert store.fetchall("SELECT * FROM devices")[0]["last_seen"] == wire_time(T + 60)

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from gridlink.mosquitto import BrokerTLS, Mosquitto
 
+from .department import DepartmentSystem
 from .errors import DemoError
 from .loop import DEPARTMENT_ACCOUNT, Api, SupervisionLoop
 from .pki import DemoPKI
@@ -168,6 +169,7 @@ class District:
         self.cluster = self.front = None  # --cluster: the NATS nodes and the devices' door
         self.pki = None
         self.gateway = None
+        self.department_system = None  # the loop's simulated department's system
         self.devices = {}  # device id → (Popen, data dir, buttons)
         self.triggered = 0
         self.answered = set()
@@ -313,8 +315,10 @@ class District:
         lead, _ = accounts.issue_token(DEMO_OPERATOR, "demo loop", roles=("shift_lead",),
                                        days=1)
         dept, _ = accounts.issue_token(DEPARTMENT_ACCOUNT, "demo department system", days=1)
+        self.department_system = DepartmentSystem().start()
         return SupervisionLoop(Api(self.board_url, lead), Api(self.board_url, dept),
-                               say=self._say, event=self._event)
+                               say=self._say, event=self._event,
+                               system=self.department_system)
 
     def _say(self, line):
         """A step's line, on its own line even under the live summary."""
@@ -436,6 +440,9 @@ class District:
         if self.gateway is not None:
             self.gateway.stop()
             self.gateway = None
+        if self.department_system is not None:
+            self.department_system.stop()
+            self.department_system = None
         if self.broker is not None:
             self.broker.stop()
             self._event("stopped", name="mosquitto", pid=self.broker_pid)

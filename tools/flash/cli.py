@@ -156,6 +156,12 @@ def _ca(args):
     _write(d / "ca.key", key, 0o600)
     _write(d / "ca.pem", crt, 0o644)
     print(f"CA {args.cn!r} → {d / 'ca.pem'} (key {d / 'ca.key'}, keep it offline)")
+    if pki.backend() == "cryptography":
+        from gridlink.fleet.revoke import CRL_DAYS, CRL_NAME, publish
+
+        publish(d)
+        print(f"CRL, none revoked → {d / CRL_NAME} (re-sign it within {CRL_DAYS} d: "
+              "'gridlink fleet crl')")
     if args.broker_host:
         bkey, bcrt = pki.sign_device("broker", d / "ca.pem", d / "ca.key",
                                      hosts=args.broker_host)

@@ -94,6 +94,49 @@ def register(parser):
     _api_args(p)
     p.set_defaults(func=_devices)
     _register_config(sub)
+    _register_revoke(sub)
+
+
+def _register_revoke(sub):
+    from .revoke import CRL_DAYS, REASONS
+
+    p = sub.add_parser("revoke", help="cut a device off: every certificate issued to it onto "
+                       "the district CRL (CADIR/crl.pem), which the broker and gateway read")
+    p.add_argument("device", help="the device id (its certificate's CN)")
+    p.add_argument("--reason", required=True, choices=list(REASONS),
+                   help="why (the CRL's reason code follows it)")
+    p.add_argument("--ca", required=True, metavar="CADIR",
+                   help="the CA folder: ca.pem, ca.key, issued.csv, crl.pem")
+    p.add_argument("--note", default="", help="free text for revocations.csv")
+    p.add_argument("--days", type=int, default=CRL_DAYS,
+                   help=f"the new CRL's next update, days ahead ({CRL_DAYS})")
+    p.set_defaults(func=_revoke)
+
+    p = sub.add_parser("crl", help="re-sign the district CRL with the same entries and a new "
+                       "next update (do it before crl-check warns)")
+    p.add_argument("--ca", required=True, metavar="CADIR")
+    p.add_argument("--days", type=int, default=CRL_DAYS)
+    p.set_defaults(func=_crl)
+
+
+def _revoke(args):
+    from .revoke import CRL_NAME, revoke
+
+    serials = revoke(args.ca, args.device, args.reason, note=args.note, days=args.days)
+    print(f"{args.device}: {len(serials)} certificate(s) revoked "
+          f"({', '.join(format(s, 'X') for s in serials)}) → {Path(args.ca) / CRL_NAME}")
+    print("reload the broker (systemctl reload mosquitto, or SIGHUP) so new connections "
+          "check it; the gateway rereads it by itself")
+    return 0
+
+
+def _crl(args):
+    from .revoke import CRL_NAME, publish
+
+    serials = publish(args.ca, days=args.days)
+    print(f"{Path(args.ca) / CRL_NAME}: {len(serials)} revoked, next update in "
+          f"{args.days} d")
+    return 0
 
 
 def _register_config(sub):
@@ -124,6 +167,8 @@ def _register_config(sub):
     p.add_argument("--max-fix-age", type=float, help="seconds after which a fix is stale")
     p.add_argument("--map", help="sha256 of the grid map the devices must hold")
     p.add_argument("--codebook", help="code book id STANDARD@hash the devices must hold")
+    p.add_argument("--broker", help="a new broker mqtt[s]://host[:port]: each device tries "
+                   "it first and keeps its broker when it cannot connect")
     p.set_defaults(func=_config_set)
 
     p = cfg_sub.add_parser("show", help="the changes, or one device's desired configuration")
