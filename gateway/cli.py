@@ -65,6 +65,10 @@ def register(parser):
     run.add_argument("--photos", help="folder for reassembled photos "
                                       "(default: photos/ next to a SQLite store); clips "
                                       "and memos go to media/ beside it")
+    run.add_argument("--media-store", metavar="WHERE",
+                     help="where clips and memos are kept: a folder, or an S3-compatible "
+                          "bucket as s3://bucket/prefix?endpoint=URL (credentials from "
+                          "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; docs/media.md)")
     run.add_argument("--client-id", default="gridlink-gateway",
                      help="MQTT client id prefix; worker N is <prefix>-N (fixed: the broker "
                           "keeps its session)")
@@ -181,7 +185,7 @@ def cmd_run(args):
                  batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
                  pending_max=args.pending_max, ack_qos=args.ack_qos,
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
-                 issued=args.issued, config_key=args.config_key,
+                 issued=args.issued, config_key=args.config_key, media=args.media_store,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
                                 update_repo=args.update_repo,
@@ -237,6 +241,7 @@ def _worker_argv(args):
            "--ack-qos", str(args.ack_qos), "--ack-ids-max", str(args.ack_ids_max),
            "--log-level", args.log_level]
     for opt, val in (("--grid", args.grid), ("--photos", args.photos),
+                     ("--media-store", args.media_store),
                      ("--crl", args.crl), ("--issued", args.issued),
                      ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
                      ("--tls-key", args.tls_key)):

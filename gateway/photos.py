@@ -1,5 +1,6 @@
 """Photo transfers: chunks kept in the database until the last arrives, then the photo is
-reassembled, sha256-checked and stored content-addressed on disk (``<dir>/ab/abcd….jpg``).
+reassembled, sha256-checked and stored content-addressed on disk (``<dir>/ab/abcd….jpg``,
+``.webp`` for a WebP photo).
 
 Chunks are written in the same transaction as the rest of their batch, before the broker
 gets its PUBACK, so a transfer resumes across gateway restarts: the device re-sends only
@@ -28,6 +29,11 @@ from .errors import ConfigError
 JPEG = b"\xff\xd8\xff"
 
 
+def is_webp(data):
+    """A RIFF container holding WebP (what a device with ``camera.format`` webp sends)."""
+    return data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
 class PhotoDir:
     """Content-addressed photo files under one folder."""
 
@@ -39,7 +45,7 @@ class PhotoDir:
             raise ConfigError(f"photos folder {self.root}: {exc}") from exc
 
     def path_for(self, sha256, data=b""):
-        ext = ".jpg" if data.startswith(JPEG) else ".bin"
+        ext = ".jpg" if data.startswith(JPEG) else ".webp" if is_webp(data) else ".bin"
         return self.root / sha256[:2] / (sha256 + ext)
 
     def write(self, sha256, data):

@@ -17,7 +17,7 @@ from gridlink.firmware.maps import open_map
 from .errors import ConfigError
 from .httpserver import BackgroundServer
 from .jetstream import is_nats_url
-from .media import LocalMediaStore
+from .media import open_media_store
 from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .metrics import Metrics
 from .photos import PhotoDir
@@ -138,7 +138,7 @@ class Gateway:
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None, districts=None, crl=None, issued=None, web=None,
-                 config_key=None, config_sync_s=30.0):
+                 config_key=None, config_sync_s=30.0, media=None):
         """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
         and trusted proxies; ``config_key`` is the PEM file of the key that signs the
         devices' configuration documents (desired state), sent again every
@@ -165,8 +165,9 @@ class Gateway:
         self.store = open_store(db)
         self.photos_dir = Path(photos) if photos else default_photos_dir(db)
         photo_dir = PhotoDir(self.photos_dir)
-        # clips and memos: media/ beside the photos folder (shared by the workers alike)
-        self.media_store = LocalMediaStore(self.photos_dir.parent / "media")
+        # clips and memos: ``media`` (a folder or s3://bucket…), else media/ beside the
+        # photos folder (shared by the workers alike)
+        self.media_store = open_media_store(media or self.photos_dir.parent / "media")
         self.metrics = Metrics()
         self.web = web or WebOptions()
         self.chunks = None    # pieces of sensor-node releases over MQTT (update_chunks.py)

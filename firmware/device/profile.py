@@ -359,8 +359,34 @@ def _meaning(p, source, codebook):
             bad("tilt.object", f"component id {obj} does not carry class {tilt['code']}",
                 f"the id is district + class code + sequence, e.g. "
                 f"{p['district']}{tilt['code']}000001")
+    if "clips" in p:
+        problems.extend(_check_clips(p, source))
     problems.extend(_check_codes(p, source, codebook))
     return problems
+
+
+def _check_clips(p, source):
+    """The ring must hold a clip's seconds (and the two GOPs it is cut on) at the bit
+    rate, and clips need a camera."""
+    c = _clip_values(p["clips"])
+    problems = []
+    if p.get("camera", {}).get("backend", "none") == "none":
+        problems.append(Problem(source, "clips", "clips need a camera (camera.backend is none)",
+                                "set camera.backend, or remove the clips section"))
+    seconds = c["pre_s"] + c["post_s"] + 2 * c["gop_s"]
+    needed = round(seconds * c["bit_rate"] / 8)
+    if c["ring_bytes"] < needed:
+        problems.append(Problem(
+            source, "clips.ring_bytes", f"{c['ring_bytes']} bytes hold less than the "
+            f"{seconds:g} s a clip needs at {c['bit_rate']} bit/s ({needed} bytes)",
+            f"raise ring_bytes to at least {needed}, or lower bit_rate, pre_s or post_s"))
+    return problems
+
+
+def _clip_values(clips):
+    defaults = {k: v["default"] for k, v in load_schema()["$defs"]["clips"]["properties"].items()
+                if "default" in v}
+    return {**defaults, **clips}
 
 
 def _check_grid(p, source):

@@ -27,12 +27,19 @@ from ..core import track as coretrack
 from ..core.checks import MessageError
 from ..core.errors import CoreError
 from ..core.messages import CLIP_TASK_S
-from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
+from ..core.report import (
+    DEFAULT_MAX_FIX_AGE,
+    TEXT_MAX,
+    ReportError,
+    encode_report,
+    make_report,
+)
 from ..core.timefmt import iso_utc
 from ..maps import default_map
 from . import camera as cam
 from . import codebook
 from . import health as checks
+from .cliptasks import ClipTasks
 from .hardware import Hardware
 from .kiosk_form import choices
 from .ota import ota_dir, update_device
@@ -52,6 +59,8 @@ RESTART_INTO_UPDATE = 75
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 SHELF_BYTES = 64 * 1024 * 1024   # the profile's clips.shelf_bytes default
 UPLOAD_BYTES_PER_S = 64000       # the profile's clips.upload_bytes_per_s default
+RESTARTED = ("the device restarted before the clip was written; the seconds asked for "
+             "were in memory and are gone")
 
 
 def firmware_version():
@@ -136,7 +145,7 @@ class Device:
         self.grace = {}                 # report id → monotonic time its cancel grace ends
         self.last_button = None
         self.timers = []
-        self.store = self.shelf = None
+        self.store = self.shelf = self.cliptasks = None
         self.clips = self.recorder = None
         self._clip_for = {}              # clip name → ("report", id) | ("task", task)
         self._clip_lock = threading.Lock()
@@ -193,8 +202,16 @@ class Device:
             self.batch = coretrack.Batch(self.device, tr["batch_points"],
                                          min(tr["batch_s"], coretrack.MAX_SPAN_S))
         self.camera = self.hardware.camera()
+        self.cliptasks = ClipTasks(self.data_dir / "clip_tasks.json")
         if "clips" in self.profile:
             self._start_clips()
+        if "memo" in self.profile:
+            try:
+                mic = self.hardware.microphone()
+                log.info("voice memos of %s s from %s", self.profile["memo"]["seconds"],
+                         mic.name)
+            except errors.DeviceError as exc:   # each report's memo will say so again
+                log.error("no voice memos: %s", exc)
         self.triggers = self.hardware.triggers(
             on_press=self._on_press, on_cancel=self._on_cancel, on_motion=self._on_motion,
             on_call=self._on_call, on_urgent=self._on_urgent,
@@ -221,6 +238,7 @@ class Device:
         notify(f"READY=1\nSTATUS=device {self.device} running")
         log.info("device %s (%s) started: data %s, broker %s%s", self.device, self.kind,
                  self.data_dir, self.broker, ", simulated hardware" if self.hardware.sim else "")
+        self._guard(self._finish_clip_tasks)
         ota = self.slots.wire_status() if self.slots else None
         if ota and ota["pending"]:
             threading.Thread(target=self._commit_trial, name="health", daemon=True).start()
@@ -250,8 +268,11 @@ class Device:
             clip.path.unlink(missing_ok=True)
             return
         what, value = wanted
+        if what == "task":
+            self._clip_of_task(value, clip.path)
+            return
         try:
-            rid = self._answer_clip_task(value, "recorded") if what == "task" else value
+            rid = value
             self.shelf.add_file(clip.path, "clip", rid)
         except (errors.DeviceError, OSError) as exc:
             self.store.count_problem("media_dropped")
@@ -297,30 +318,78 @@ class Device:
 
     def _clip_task(self, task):
         """A ``clip`` task: the last CLIP_TASK_S seconds (as much as the ring holds), sent
-        as the media of the task's result report; ``no_clip`` at once without a recorder."""
+        as the media of the task's result report; ``no_clip`` at once without a recorder.
+        The task is written down (``cliptasks``) before its message is acknowledged, so a
+        restart before its clip is written does not lose it (``_finish_clip_tasks``)."""
         if self.clips is None:
-            self._answer_clip_task(task, "no_clip")
+            if self.cliptasks.take(task, time.time(), 0):
+                self._answer_clip_task(task, "no_clip", "this device records no clips")
+                self.cliptasks.done(task["task"])
             return
         name = "t-" + task["task"]
+        pre_s = min(CLIP_TASK_S, self.clips.ring.max_seconds)
         with self._clip_lock:
             if name in self._clip_for:
                 return                       # the same task delivered again
+            if not self.cliptasks.take(task, time.time(), pre_s):
+                log.info("clip task %s again: already taken", task["task"])
+                return
             self._clip_for[name] = ("task", task)
-        pre_s = min(CLIP_TASK_S, self.clips.ring.max_seconds)
         try:
             self.clips.trigger(name=name, pre_s=pre_s, post_s=0)
         except Exception as exc:
             with self._clip_lock:
                 self._clip_for.pop(name, None)
             log.error("clip task %s: %s", task["task"], exc)
-            self._answer_clip_task(task, "no_clip")
+            self._answer_clip_task(task, "no_clip", str(exc))
+            self.cliptasks.done(task["task"])
 
-    def _answer_clip_task(self, task, result):
+    def _clip_of_task(self, task, path, report_id=None):
+        """Answer ``task`` with its clip at ``path`` (result ``recorded``, unless
+        ``report_id`` already answered it) and shelve the clip; then the task is done."""
+        tid = task["task"]
+        try:
+            if report_id is None:
+                report_id = self._answer_clip_task(task, "recorded")
+                self.cliptasks.answering(tid, report_id)
+            self.shelf.add_file(path, "clip", report_id)
+        except (errors.DeviceError, OSError) as exc:
+            if report_id is None:            # unanswered: the task and its clip wait for
+                log.error("clip task %s not answered: %s", tid, exc)   # the next start
+                return
+            self.store.count_problem("media_dropped")
+            log.error("clip of task %s NOT kept: %s", tid, exc)
+            Path(path).unlink(missing_ok=True)
+        self.cliptasks.done(tid)
+        self.delivery.kick()
+        log.info("clip of task %s shelved for report %s", tid, report_id)
+
+    def _finish_clip_tasks(self):
+        """At start-up: each clip task taken before a restart and not done gets its clip
+        if it had been written (it waits in ``clips/``), else ``no_clip`` with the reason
+        (the ring's seconds were in memory); one already answered gets its clip shelved."""
+        for entry in self.cliptasks.pending():
+            task = entry["task"]
+            tid, rid = task["task"], entry.get("report")
+            path = self.data_dir / "clips" / f"t-{tid}.mp4"
+            if path.exists():
+                log.info("clip task %s: its clip was written before the restart", tid)
+                self._clip_of_task(task, path, rid)
+            elif rid is not None:   # answered, and the clip left clips/ for the shelf
+                self.cliptasks.done(tid)
+            else:
+                self._answer_clip_task(task, "no_clip", RESTARTED)
+                self.cliptasks.done(tid)
+
+    def _answer_clip_task(self, task, result, reason=None):
         cls = self.profile["task_result"]
-        rep = self.report("task", cls["kind"], cls["code"],
-                          f"{TYPE_NAMES['clip']} {task['task']}: {result}", task=task["task"],
+        text = f"{TYPE_NAMES['clip']} {task['task']}: {result}"
+        if reason:
+            text = f"{text} ({reason})"[:TEXT_MAX]
+        rep = self.report("task", cls["kind"], cls["code"], text, task=task["task"],
                           result=result, photo=False)
-        log.info("clip task %s answered %s by report %s", task["task"], result, rep["id"])
+        log.info("clip task %s answered %s by report %s%s", task["task"], result, rep["id"],
+                 f": {reason}" if reason else "")
         return rep["id"]
 
     def _open_map(self):
@@ -594,9 +663,9 @@ class Device:
         elif fix is not None:
             fixd = {"lat": fix.lat, "lon": fix.lon, "alt": fix.alt, "hdop": fix.hdop}
         img = self.camera.capture()
-        data, _q = cam.encode_jpeg(
+        data, _q = cam.encode_photo(
             img, (conf["width"], conf["height"]), conf["max_bytes"],
-            exif=cam.exif_bytes(fixd, when, self.device))
+            exif=cam.exif_bytes(fixd, when, self.device), fmt=conf["format"])
         sha = hashlib.sha256(data).hexdigest()
         path = self.store.save_photo(sha, data)
         return sha, len(data), path

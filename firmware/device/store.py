@@ -3,7 +3,8 @@
     data-dir/
       outbox/            core Outbox: reports, task results, track batches, photo progress
       seq                core SequenceFile: the report sequence, survives reboot
-      photos/<sha>.jpg   photos, fsync'd before the report naming them is stored, deleted
+      photos/<sha>.jpg   photos (JPEG or WebP, as camera.format says; named .jpg either
+                         way), fsync'd before the report naming them is stored, deleted
                          once delivered
       media/             the media shelf (shelf.py): clips and memos until delivered
       seq.acked          the highest report seq the gateway acknowledged

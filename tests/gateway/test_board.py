@@ -150,6 +150,16 @@ def jpeg_photo():
     return buf.getvalue()
 
 
+def webp_photo():
+    """A WebP photo as the device's encoder makes it (camera.format webp), 80×60."""
+    from gridlink.firmware.device import camera
+
+    img = camera.SyntheticCamera((80, 60)).capture()
+    data, _q = camera.encode_photo(img, (80, 60), 6000, camera.exif_bytes(None), "webp")
+    assert data[8:12] == b"WEBP"
+    return data
+
+
 def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid_file):
     server, gw_store = gateway
     _, grid_map = grid_file
@@ -178,15 +188,24 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         page.wait_for_selector("#live.on")
 
         # a report arrives while the page is open: offered as "1 条新上报", it shows up
-        # without a reload
-        second = report(grid_map, 2, at=(0.7, 0.35), code="09001", text="占道经营")
+        # without a reload; its photo is a WebP, what a shipped Pi profile sends
+        webp = webp_photo()
+        webp_sha = hashlib.sha256(webp).hexdigest()
+        second = report(grid_map, 2, at=(0.7, 0.35), code="09001", text="占道经营",
+                        photos=[{"sha256": webp_sha, "bytes": len(webp)}])
         device.send(second)
+        device.send_photo(second["id"], webp)
         device.wait_acks(2)
         page.click("#new-reports:not([hidden])")
         row = page.wait_for_selector(f'#reports li[data-id="{second["id"]}"]', timeout=10000)
         assert "占道经营" in row.inner_text()
         page.wait_for_selector(f'#points circle[data-id="{second["id"]}"]')
         page.wait_for_function("document.querySelector('#n-pending').textContent === '2'")
+        page.click(f'#reports li[data-id="{second["id"]}"]')
+        page.wait_for_selector(f'#detail-body[data-id="{second["id"]}"]')
+        page.wait_for_function("document.querySelector('#d-photos img') && "
+                               "document.querySelector('#d-photos img').naturalWidth === 80")
+        assert page.locator("#d-photos img").get_attribute("src") == f"/api/photos/{webp_sha}"
 
         # details with the photo, then claim and accept
         page.click(f'#reports li[data-id="{first["id"]}"]')

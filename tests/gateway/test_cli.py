@@ -13,6 +13,7 @@ from tests.support.gateway_rig import (
     report,
 )
 from tests.support.gateway_rig import topic as topic_of
+from tests.support.s3_server import CREDENTIALS
 from tests.support.waiting import wait_until
 
 
@@ -29,8 +30,13 @@ from tests.support.waiting import wait_until
       "{tmp}/a.key"], "no file"),
     (["--db", "sqlite:///{tmp}/i.sqlite", "--trusted-proxy", "proxy.example"],
      "--trusted-proxy"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--media-store", "ftp://bucket"], "s3://bucket"),
+    (["--db", "sqlite:///{tmp}/i.sqlite", "--media-store", "s3://b?endpoint=http://127.0.0.1:1"],
+     "S3 media bucket 'b'"),
 ])
-def test_bad_options_are_one_clear_line(tmp_path, capsys, args, words):
+def test_bad_options_are_one_clear_line(tmp_path, capsys, monkeypatch, args, words):
+    for name, value in CREDENTIALS.items():
+        monkeypatch.setenv(name, value)
     argv = ["gateway", "run", "--broker", "mqtt://127.0.0.1:1",
             *(a.format(tmp=tmp_path) for a in args)]
     assert main(argv) == 2

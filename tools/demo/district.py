@@ -70,6 +70,7 @@ def clip_profile(folder):
     raw = json.loads(Path(resolve("patrol-vehicle")).read_text(encoding="utf-8"))
     raw.pop("$schema", None)
     raw.update(profile="patrol-vehicle", clips=DEMO_CLIPS, memo=DEMO_MEMO)
+    raw["sim"]["clips"] = True          # the shipped profile records none in simulation
     path = Path(folder) / "patrol-vehicle-clips.json"
     path.write_text(json.dumps(raw, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
