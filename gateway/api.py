@@ -46,6 +46,7 @@ from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
+from .rates import CASE_INDEX_MIGRATIONS as RATE_CASE_INDEX_MIGRATIONS
 from .rates import MIGRATIONS as RATE_MIGRATIONS
 from .rates import Rates
 from .rollouts import MIGRATIONS as OTA_MIGRATIONS
@@ -70,11 +71,13 @@ from .routes import (
     session,
     tasks,
     updates,
+    wall,
 )
 from .routes import oidc as oidc_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .update_repo import UpdateRepository
+from .wall import Wall
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
@@ -92,6 +95,7 @@ MIGRATIONS = (
     *OTA_MIGRATIONS,
     *BRIDGE_MIGRATIONS,
     *DUPLICATE_MIGRATIONS,
+    *RATE_CASE_INDEX_MIGRATIONS,
 )
 
 
@@ -101,7 +105,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
                config_key=None, update_repo=None, identity=None, city_platform=None,
-               duplicates=None):
+               duplicates=None, base_map=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -124,8 +128,9 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     each device's certificate state (revoked, expiry) to the fleet view.
     ``city_platform`` (a ``cases.reach`` setting) is where every 派遣 is copied to; the
     app's ``state.bridge`` is the outbox the gateway's sender (``cases.sender``) empties.
-    under ``/ota/`` to the devices.  ``duplicates`` (a ``cases.duplicates.DuplicateRule``;
-    default 50 m, 24 h) says which reports are likely the same problem.
+    ``duplicates`` (a ``cases.duplicates.DuplicateRule``; default 50 m, 24 h) says which
+    reports are likely the same problem.  ``base_map`` (a ``basemap.BaseMap``) is drawn
+    under the board's and the wall's map.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -202,11 +207,12 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                                           duplicates=dups))
     app.include_router(bridge.build_router(
         outbox, book, trail, store, Path(photos_dir) if photos_dir is not None else None))
-    app.include_router(grid.build_router(grid_map))
+    app.include_router(grid.build_router(grid_map, base_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
     app.include_router(evaluation.build_router(roster, Rates(store, clock=clock), coverage, trail))
+    app.include_router(wall.build_router(Wall(store, clock=clock)))
     app.include_router(open311.build_router(queue, names))
     app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
     app.include_router(updates.build_router(repository))

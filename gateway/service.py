@@ -78,12 +78,14 @@ class WebOptions:
     the origins CORS is opened to (none: closed), the reverse proxies whose forwarded
     headers are believed, the city's identity provider (``oidc``: its TOML file), and the
     update repository served to the devices (``update_repo``: a folder made by ``gridlink
-    fleet release build``; none: not served), and the city platform every 派遣 is copied
-    to (``city_platform``: ``ADAPTER=URL``, ``cases.reach.parse_target``)."""
+    fleet release build``; none: not served), the city platform every 派遣 is copied
+    to (``city_platform``: ``ADAPTER=URL``, ``cases.reach.parse_target``), and the base map
+    under the board's map (``base_map``: ``basemap.BaseMap``'s arguments as a dict; none:
+    no base map)."""
 
     def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None,
                  update_repo=None, city_platform=None, duplicate_radius_m=None,
-                 duplicate_window_h=None):
+                 duplicate_window_h=None, base_map=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -126,6 +128,14 @@ class WebOptions:
                 DEFAULT_WINDOW_H if duplicate_window_h is None else duplicate_window_h)
         except Invalid as exc:
             raise ConfigError(f"--duplicate-radius / --duplicate-hours: {exc}") from None
+        self.base_map = None
+        if base_map is not None:
+            from .basemap import BaseMap, BaseMapError
+
+            try:
+                self.base_map = BaseMap(**base_map)
+            except BaseMapError as exc:
+                raise ConfigError(f"--base-map: {exc}") from None
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -227,7 +237,8 @@ class Gateway:
                                   identity=(self.revocations.identity
                                             if self.revocations is not None else None),
                                   city_platform=self.web.city_platform,
-                                  duplicates=self.web.duplicates)
+                                  duplicates=self.web.duplicates,
+                                  base_map=self.web.base_map)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)

@@ -92,6 +92,9 @@ POLICY = {
     ("GET", "/api/evaluation/rates"): roles.READ,
     ("GET", "/api/evaluation/coverage"): roles.READ,
     ("GET", "/api/evaluation/unvisited"): roles.READ,
+    # the 大屏 wall view and the base map under the board's map
+    ("GET", "/api/wall"): roles.READ,
+    ("GET", "/api/basemap"): roles.READ,
     # the audit trail
     ("GET", "/api/audit"): roles.AUDIT,
     # Open311 GeoReport v2: the service list is public, the requests are reports

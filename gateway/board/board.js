@@ -169,7 +169,7 @@ function makeView(bbox) {
   const view = {
     x: (lon) => (lon - w) * k * scale,
     y: (lat) => (n - lat) * scale,
-    width: (e - w) * k * scale, height: (n - s) * scale,
+    width: (e - w) * k * scale, height: (n - s) * scale, bbox: [w, s, e, n],
   };
   view.unit = Math.max(view.width, view.height) / 75;  // marker size
   $("map").setAttribute("viewBox", `0 0 ${view.width} ${view.height}`);
@@ -205,6 +205,7 @@ function ensureView() {
       const pts = board.grid.features.flatMap((f) => cellRings(f.geometry).flat());
       board.view = makeView(bboxOf(pts));
       drawCells();
+      GridlinkBaseMap.draw($("basemap"), board.view);
     }
     return;
   }
