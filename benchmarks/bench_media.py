@@ -10,7 +10,10 @@
   target (binary search); its bytes over the reference's are the ratio printed.  Encoders:
   Pillow JPEG variants (progressive, the device's encoder now), WebP, AVIF (when
   Pillow has libavif), jpegli (``pyjpegli``) and MozJPEG's lossless optimisation
-  (``mozjpeg-lossless-optimization``) when those packages are installed.
+  (``mozjpeg-lossless-optimization``) when those packages are installed.  Then the
+  device's own encoder as the shipped profiles run it (``camera.format`` webp: a WebP
+  within 0.8× of the JPEG's bytes): its bytes and SSIM against today's JPEG on each
+  photograph, and its CPU time per 1280×960 photo beside the JPEG's.
 - Clips: the ring buffer fed by PyAV H.264 from the simulated camera at 720p and 480p —
   bit rate, bytes per clip, CPU share of one core and memory held by the ring.
 - Memos: a synthetic 10 s memo as Opus in Ogg — bytes, bit rate, encoding CPU.
@@ -143,6 +146,18 @@ def device_budget(img):
     return round(camera.DEFAULT_MAX_BYTES * img.width * img.height / (w * h))
 
 
+def today_reference(img, budget, encode):
+    """(bytes, quality) of today's JPEG: the device's search with today's settings."""
+    lo, hi, quality = 25, 92, 25
+    while lo <= hi:
+        q = (lo + hi) // 2
+        if len(encode(img, q)) <= budget:
+            quality, lo = q, q + 1
+        else:
+            hi = q - 1
+    return encode(img, quality), quality
+
+
 def bench_photos(names):
     found = encoders()
     today_encode = found["jpeg_today"]
@@ -150,14 +165,7 @@ def bench_photos(names):
     for name in names:
         img = photo_source(name)
         budget = device_budget(img)
-        lo, hi, quality = 25, 92, 25          # the device's search, with today's settings
-        while lo <= hi:
-            q = (lo + hi) // 2
-            if len(today_encode(img, q)) <= budget:
-                quality, lo = q, q + 1
-            else:
-                hi = q - 1
-        ref = today_encode(img, quality)
+        ref, quality = today_reference(img, budget, today_encode)
         target = ssim(img, ref)
         row = {"pixels": f"{img.width}x{img.height}", "budget_bytes": budget,
                "today": {"bytes": len(ref), "quality": quality, "ssim": round(target, 4)}}
@@ -191,7 +199,39 @@ def bench_photos(names):
 
     return {"photos": per_photo, "encoders": summary, "goal_ratio": GOAL_RATIO,
             "best_jpeg": best(True), "best_other": best(False),
-            "device_encoder_ratio": summary["jpeg_device_now"]["ratio_total_bytes"]}
+            "device_encoder_ratio": summary["jpeg_device_now"]["ratio_total_bytes"],
+            "device": bench_device_photo(names, per_photo)}
+
+
+def bench_device_photo(names, per_photo, fmt="webp"):
+    """The device's own encoder in ``fmt`` (``camera.encode_photo``, as a profile with
+    ``camera.format`` ``fmt`` runs it) on each photograph at the device's budget: bytes
+    and SSIM against today's JPEG; and both encoders' time on a 1280×960 picture."""
+    from gridlink.firmware.device import camera
+
+    rows, sent, today, deltas = {}, 0, 0, []
+    for name in names:
+        img = photo_source(name)
+        ref = per_photo[name]["today"]
+        data, quality = camera.encode_photo(img, img.size, device_budget(img), b"", fmt)
+        s = float(ssim(img, data))
+        rows[name] = {"bytes": len(data), "quality": quality, "ssim": round(s, 4),
+                      "ratio": round(len(data) / ref["bytes"], 3),
+                      "ssim_vs_today": round(s - ref["ssim"], 4)}
+        sent, today = sent + len(data), today + ref["bytes"]
+        deltas.append(s - ref["ssim"])
+    full = photo_source(names[0]).resize(camera.DEFAULT_SIZE)
+    ms = {}
+    for f in ("jpeg", fmt):
+        t0 = time.process_time()
+        for _ in range(3):
+            camera.encode_photo(full, camera.DEFAULT_SIZE, camera.DEFAULT_MAX_BYTES, b"", f)
+        ms[f] = round((time.process_time() - t0) / 3 * 1000)
+    ratio = round(sent / today, 3)
+    return {"format": fmt, "photos": rows, "ratio_total_bytes": ratio,
+            "ssim_vs_today_min": round(min(deltas), 4),
+            "meets_goal": bool(ratio <= GOAL_RATIO and min(deltas) >= -0.0005),
+            "cpu_ms_1280x960": ms}
 
 
 def print_photos(res):
@@ -200,7 +240,13 @@ def print_photos(res):
         print(f"  {enc:24} {s['ratio_total_bytes']:6.3f}×  (per photo mean "
               f"{s['ratio_mean']:.3f}, worst {s['ratio_max']:.3f})  "
               f"{'meets' if s['meets_goal'] else 'misses'}"
-              f"{'' if s['jpeg'] else '  (not JPEG: the centre systems need a JPEG)'}")
+              f"{'' if s['jpeg'] else '  (not JPEG: the centre makes one on request)'}")
+    d = res["device"]
+    print(f"the device's encoder (camera.format {d['format']}): {d['ratio_total_bytes']:.3f}× "
+          f"today's bytes, SSIM vs today's at least {d['ssim_vs_today_min']:+.4f} on every "
+          f"photo: {'meets' if d['meets_goal'] else 'misses'} the goal; CPU per 1280×960 "
+          f"photo: JPEG {d['cpu_ms_1280x960']['jpeg']} ms, {d['format']} "
+          f"{d['cpu_ms_1280x960'][d['format']]} ms (JPEG search included)")
 
 
 # ---- clips -------------------------------------------------------------------------
@@ -411,7 +457,16 @@ def main(argv=None):
     parser.add_argument("--one-clip", choices=CLIP_SIZES, help=argparse.SUPPRESS)
     parser.add_argument("--lane-only", action="store_true",
                         help="measure only the lane; update its entry in the results")
+    parser.add_argument("--photos-only", action="store_true",
+                        help="measure only the photos; update their entry in the results")
     args = parser.parse_args(argv)
+    if args.photos_only:
+        results = json.loads(OUT.read_text()) if OUT.exists() else {"quick": False}
+        results["photo"] = bench_photos(PHOTOS)
+        print_photos(results["photo"])
+        OUT.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {OUT.relative_to(ROOT)}")
+        return 0
     if args.lane_only:
         results = json.loads(OUT.read_text()) if OUT.exists() else {"quick": False}
         results["lane"] = bench_lane()

@@ -32,6 +32,10 @@ from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .cases.book import MIGRATIONS as CASE_MIGRATIONS
 from .cases.book import CaseBook
+from .cases.duplicates import MIGRATIONS as DUPLICATE_MIGRATIONS
+from .cases.duplicates import DuplicateRule, Duplicates
+from .cases.outbox import MIGRATIONS as BRIDGE_MIGRATIONS
+from .cases.outbox import Outbox
 from .cases.sources import MIGRATIONS as SOURCE_MIGRATIONS
 from .cases.sources import OperatorReports
 from .coverage import Coverage
@@ -51,6 +55,7 @@ from .roster import MIGRATIONS as ROSTER_MIGRATIONS
 from .roster import Roster
 from .routes import (
     audit,
+    bridge,
     cases,
     dead_letters,
     evaluation,
@@ -88,6 +93,8 @@ MIGRATIONS = (
     *SOURCE_MIGRATIONS,
     *MEDIA_MIGRATIONS,
     *OTA_MIGRATIONS,
+    *BRIDGE_MIGRATIONS,
+    *DUPLICATE_MIGRATIONS,
     *RATE_CASE_INDEX_MIGRATIONS,
 )
 
@@ -97,7 +104,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
-               config_key=None, update_repo=None, base_map=None):
+               config_key=None, update_repo=None, identity=None, city_platform=None,
+               duplicates=None, base_map=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -116,8 +124,13 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
     (desired state, ``fleet_config``).
     ``update_repo`` (a folder made by ``gridlink fleet release build``) is served read-only
-    under ``/ota/`` to the devices.
-    ``base_map`` (a ``basemap.BaseMap``) is drawn under the board's and the wall's map.
+    under ``/ota/`` to the devices.  ``identity(device)`` (``Revocations.identity``) adds
+    each device's certificate state (revoked, expiry) to the fleet view.
+    ``city_platform`` (a ``cases.reach`` setting) is where every 派遣 is copied to; the
+    app's ``state.bridge`` is the outbox the gateway's sender (``cases.sender``) empties.
+    ``duplicates`` (a ``cases.duplicates.DuplicateRule``; default 50 m, 24 h) says which
+    reports are likely the same problem.  ``base_map`` (a ``basemap.BaseMap``) is drawn
+    under the board's and the wall's map.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -125,8 +138,11 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     trail = AuditTrail(store)
     proxies = TrustedProxies(trusted_proxies)
     names = open311.ClassNames.load(codebooks)
-    book = CaseBook(store, clock=clock, trail=trail)
+    outbox = Outbox(store, clock=clock, city=city_platform, names=names.names)
+    book = CaseBook(store, clock=clock, trail=trail, outbox=outbox)
     queue = IntakeQueue(store, clock=clock, codebooks=names, on_accept=book.register)
+    dups = Duplicates(queue, duplicates or DuplicateRule())
+    queue.annotate = dups.annotate
     roster = Roster.over_map(store, grid_map, clock=clock)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
                     district=district, cases=book, roster=roster)
@@ -152,15 +168,23 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins),
                            allow_credentials=True, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", CSRF_HEADER])
-    app.add_middleware(BodyLimit, max_bytes=body_limit)
+    app.add_middleware(BodyLimit, max_bytes=body_limit,
+                       wider=[(bridge.PHOTO_PATH, bridge.PHOTO_MAX_BYTES)])
     app.add_middleware(SecurityHeaders)
     app.state.queue = queue
     app.state.tasks = desk
     app.state.fleet_config = fleet_cfg
     app.state.cases = book
+    app.state.bridge = outbox
     app.state.accounts = accounts
     app.state.audit = trail
-    app.state.on_report = desk.on_report
+    app.state.duplicates = dups
+
+    def on_report(reports):  # after each commit: task results, a sensor's repeats
+        desk.on_report(reports)
+        dups.collapse_repeats(reports)
+
+    app.state.on_report = on_report
     app.state.roster = roster
     app.state.rollouts = director
     app.state.on_commit = director.on_commit
@@ -171,14 +195,18 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(oidc_routes.build_router(OidcClient(oidc) if oidc else None,
                                                 OidcLinks(store, accounts, trail), accounts, trail,
                                                 limiter, proxies))
-    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller))
+    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller,
+                                           duplicates=dups))
     app.include_router(media.build_router(media_store))
     app.include_router(audit.build_router(trail, queue, desk))
-    app.include_router(fleet.build_router(store, fleet_cfg))
+    app.include_router(fleet.build_router(store, fleet_cfg, identity))
     app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
-    app.include_router(cases.build_router(book, desk, trail, sources, queue))
+    app.include_router(cases.build_router(book, desk, trail, sources, queue,
+                                          duplicates=dups))
+    app.include_router(bridge.build_router(
+        outbox, book, trail, store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(grid.build_router(grid_map, base_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))

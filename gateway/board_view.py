@@ -17,5 +17,6 @@ def fingerprint(store):
             " (SELECT MAX(COALESCE(done_at, sent_at, created_at)) FROM tasks) AS tasks_at,"
             " (SELECT COUNT(*) FROM devices) AS devices,"
             " (SELECT MAX(last_seen) FROM devices) AS devices_at,"
+            " (SELECT COUNT(*) FROM devices WHERE state = 'offline') AS offline,"
             " (SELECT COUNT(*) FROM cases) AS cases,"
             " (SELECT MAX(updated_at) FROM cases) AS cases_at"))

@@ -29,6 +29,10 @@ def register(parser):
     run.add_argument("--issued", metavar="FILE",
                      help="issued-ids record mapping certificate serials to devices "
                           "(default: issued.json or issued.csv beside --crl)")
+    run.add_argument("--codebook-overlay", action="append", metavar="FILE",
+                     help="the district's local code book (docs/codes.md), applied to the "
+                          "book it extends: its classes are taken, its retired ones "
+                          "refused, and the board names them with its source")
     run.add_argument("--http", metavar="HOST:PORT",
                      help="serve the intake board API and /metrics (worker 0 only)")
     run.add_argument("--http-cert", help="serve HTTPS with this certificate (PEM, e.g. from "
@@ -47,6 +51,14 @@ def register(parser):
     run.add_argument("--update-repo", metavar="DIR",
                      help="serve this update repository (gridlink fleet release build -o DIR) "
                           "read-only to the devices under /ota/ on --http")
+    run.add_argument("--city-platform", metavar="ADAPTER=URL",
+                     help="copy every 派遣 to the city platform: open311=URL (its GeoReport "
+                          "v2 requests.json) or webhook=URL (docs/cases.md, the bridge out)")
+    run.add_argument("--duplicate-radius", type=float, metavar="METRES",
+                     help="reports of one class this close are likely the same problem "
+                          "(default 50)")
+    run.add_argument("--duplicate-hours", type=float, metavar="HOURS",
+                     help="… and captured within this many hours of each other (default 24)")
     run.add_argument("--base-map", metavar="URL",
                      help="draw the district GIS's tiles under the board's map: an XYZ URL "
                           "with {z}/{x}/{y} or a WMTS one with {TileMatrix}/{TileRow}/"
@@ -65,6 +77,10 @@ def register(parser):
     run.add_argument("--photos", help="folder for reassembled photos "
                                       "(default: photos/ next to a SQLite store); clips "
                                       "and memos go to media/ beside it")
+    run.add_argument("--media-store", metavar="WHERE",
+                     help="where clips and memos are kept: a folder, or an S3-compatible "
+                          "bucket as s3://bucket/prefix?endpoint=URL (credentials from "
+                          "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY; docs/media.md)")
     run.add_argument("--client-id", default="gridlink-gateway",
                      help="MQTT client id prefix; worker N is <prefix>-N (fixed: the broker "
                           "keeps its session)")
@@ -108,6 +124,7 @@ def register(parser):
     for a in ("--tls-ca", "--tls-cert", "--tls-key"):
         ret.add_argument(a)
     ret.add_argument("--tls-insecure", action="store_true")
+    ret.add_argument("--codebook-overlay", action="append", metavar="FILE")
     ret.set_defaults(func=cmd_retire)
 
     mig = sub.add_parser("migrate", help="create or upgrade the store's tables")
@@ -134,6 +151,7 @@ def cmd_retire(args):
 
     logs.setup("info", worker=args.worker_index)
     gw = Gateway(broker=args.broker, db=args.db, grid=args.grid, photos=args.photos,
+                 codebooks=_codebooks(args),
                  worker=args.worker_index, client_id=args.client_id, tls=_tls(args),
                  districts=args.district, crl=args.crl, issued=args.issued)
     gw.start()
@@ -173,16 +191,19 @@ def cmd_run(args):
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    gw = Gateway(broker=args.broker, db=args.db, grid=args.grid,
+    gw = Gateway(broker=args.broker, db=args.db, grid=args.grid, codebooks=_codebooks(args),
                  http=args.http if args.worker_index == 0 else None, photos=args.photos,
                  worker=args.worker_index, client_id=args.client_id, tls=_tls(args),
                  batch_max=args.batch_max, batch_age=args.batch_ms / 1000,
                  pending_max=args.pending_max, ack_qos=args.ack_qos,
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
-                 issued=args.issued, config_key=args.config_key,
+                 issued=args.issued, config_key=args.config_key, media=args.media_store,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
                                 update_repo=args.update_repo,
+                                city_platform=args.city_platform,
+                                duplicate_radius_m=args.duplicate_radius,
+                                duplicate_window_h=args.duplicate_hours,
                                 base_map=_base_map(args)))
     children = {}
     base = _worker_argv(args)
@@ -209,6 +230,20 @@ def cmd_run(args):
     return 0
 
 
+def _codebooks(args):
+    """The code books with ``--codebook-overlay``'s local books applied (None: the shipped
+    books as they are)."""
+    from gridlink.firmware.codebooks import load_books
+    from gridlink.firmware.core.codebook import CodeError
+
+    from .errors import ConfigError
+
+    if not args.codebook_overlay:
+        return None
+    try:
+        return load_books(overlays=args.codebook_overlay)
+    except CodeError as exc:
+        raise ConfigError(str(exc)) from None
 def _base_map(args):
     if not args.base_map:
         return None
@@ -224,6 +259,7 @@ def _worker_argv(args):
            "--ack-qos", str(args.ack_qos), "--ack-ids-max", str(args.ack_ids_max),
            "--log-level", args.log_level]
     for opt, val in (("--grid", args.grid), ("--photos", args.photos),
+                     ("--media-store", args.media_store),
                      ("--crl", args.crl), ("--issued", args.issued),
                      ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
                      ("--tls-key", args.tls_key)):
@@ -231,6 +267,8 @@ def _worker_argv(args):
             out += [opt, val]
     for district in args.district or ():
         out += ["--district", district]
+    for overlay in args.codebook_overlay or ():
+        out += ["--codebook-overlay", overlay]
     if args.tls_insecure:
         out.append("--tls-insecure")
     return out

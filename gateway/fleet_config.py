@@ -49,6 +49,11 @@ MIGRATIONS = (
         " settings TEXT NOT NULL, sha256 TEXT NOT NULL, message TEXT NOT NULL,"
         " sent_at TEXT, PRIMARY KEY (device, version))",
     ),
+    (
+        "fleetcfg_003_broker",
+        "ALTER TABLE fleetcfg_changes ADD COLUMN broker TEXT",
+        "ALTER TABLE fleetcfg_changes ADD COLUMN IF NOT EXISTS broker TEXT",
+    ),
 )
 
 
@@ -85,8 +90,9 @@ def public_hex(key):
 
 
 def merge(changes):
-    """The settings, map and code book of ``changes`` (oldest first), later over earlier."""
-    settings, out = {}, {"map": None, "codebook": None}
+    """The settings, map, code book and broker of ``changes`` (oldest first), later over
+    earlier."""
+    settings, out = {}, {"map": None, "codebook": None, "broker": None}
     for change in changes:
         for name, value in change["settings"].items():
             if name == "buttons":
@@ -95,7 +101,7 @@ def merge(changes):
                     buttons[bname] = dict(button)
             else:
                 settings[name] = value
-        for k in ("map", "codebook"):
+        for k in ("map", "codebook", "broker"):
             if change.get(k) is not None:
                 out[k] = change[k]
     return {"settings": settings, **out}
@@ -135,17 +141,22 @@ class FleetConfig:
 
     # ------------------------------------------------------------ changing
 
-    def change(self, scope, target, settings, map_sha256=None, codebook=None, operator=None):
-        """Record a change and sign and send the document of every device it reaches."""
+    def change(self, scope, target, settings, map_sha256=None, codebook=None, operator=None,
+               broker=None):
+        """Record a change and sign and send the document of every device it reaches
+        (``broker``: a new broker URL, which each device takes only once it connects)."""
         if self.key is None:
             raise Invalid("this gateway holds no configuration key: start it with "
                           "--config-key FILE (`gridlink fleet config key FILE` makes one)")
         target = self._target(scope, target)
-        if not isinstance(settings, dict) or not (settings or map_sha256 or codebook):
-            raise Invalid("settings: give at least one setting, a map or a code book")
+        if not isinstance(settings, dict) or not (settings or map_sha256 or codebook
+                                                  or broker):
+            raise Invalid("settings: give at least one setting, a map, a code book or a "
+                          "broker")
         try:                        # the document check the devices make, before storing
             desired.validate_settings(settings, self.schema, _search)
-            desired.document("pv-0000", "000000", 1, settings, 1, map_sha256, codebook)
+            desired.document("pv-0000", "000000", 1, settings, 1, map_sha256, codebook,
+                             broker)
         except desired.ConfigRefused as exc:
             raise Invalid(f"{exc.field or exc.reason}: {exc.message}") from None
         except CoreError as exc:        # e.g. NaN, which JSON cannot carry to a device
@@ -158,9 +169,10 @@ class FleetConfig:
         with self.store.connect() as conn:
             cur = run(self.store, conn,
                       "INSERT INTO fleetcfg_changes (scope, target, settings, map, codebook,"
-                      " created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING version",
+                      " broker, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                      " RETURNING version",
                       [scope, target, json.dumps(settings, ensure_ascii=False), map_sha256,
-                       codebook, now, operator])
+                       codebook, broker, now, operator])
             version = one(cur)["version"]
         self.sync()
         with self.store.connect() as conn:
@@ -213,7 +225,8 @@ class FleetConfig:
         no change reaches it)."""
         mine = [c for c in changes if self._reaches(c, device)]
         if not mine:
-            return {"version": None, "settings": {}, "map": None, "codebook": None}
+            return {"version": None, "settings": {}, "map": None, "codebook": None,
+                    "broker": None}
         return {"version": mine[-1]["version"], **merge(mine)}
 
     def sync(self):
@@ -255,7 +268,8 @@ class FleetConfig:
     def _make(self, device, want):
         district = device.get("district") or ""
         doc = desired.document(device["device"], district, want["version"], want["settings"],
-                               int(self.clock().timestamp()), want["map"], want["codebook"])
+                               int(self.clock().timestamp()), want["map"], want["codebook"],
+                               want["broker"])
         message = desired.envelope(doc, self.key.sign(desired.digest(doc)))
         with self.store.connect() as conn:
             run(self.store, conn,
@@ -308,7 +322,8 @@ class FleetConfig:
                 "profile": d.get("profile"), "desired": want["version"],
                 "reported": reported, "drift": want["version"] != reported,
                 "differences": diff, "settings": want["settings"], "map": want["map"],
-                "codebook": want["codebook"], "last_refused": config.get("refused")})
+                "codebook": want["codebook"], "broker": want["broker"],
+                "last_refused": config.get("refused")})
         return out
 
 

@@ -5,11 +5,12 @@ from .store.sql import decode_json, one, rows, run
 from .tasks import ONLINE_STATES
 
 
-def devices(store, fleet_config=None):
+def devices(store, fleet_config=None, identity=None):
     """Every device, by id: state, last fix, outbox, versions (``ota``: each update slot's
     version, the running one, the one on trial, the last failure), health, refused
-    messages, and (given the ``FleetConfig``) its configuration: desired against reported
-    version, drift, the last refusal."""
+    messages, (given the ``FleetConfig``) its configuration: desired against reported
+    version, drift, the last refusal, and (given ``identity``, ``Revocations.identity``)
+    its certificate: revoked, when it runs out, renewal due."""
     with store.connect() as conn:
         found = rows(run(store, conn, "SELECT * FROM devices ORDER BY device"))
         # each device's refused messages (kept by the ingest): how many, the newest one
@@ -42,6 +43,7 @@ def devices(store, fleet_config=None):
             "last_refused": ({"at": dead["received_at"], "reason": dead["reason"]} if dead
                              else None),
             "config": configs.get(d["device"]),
+            "identity": identity(d["device"]) if identity is not None else None,
         })
     return out
 

@@ -3,8 +3,9 @@ players, and the checks a clip or memo passes before it is kept.
 
 ``MediaStore`` is what the rest of the gateway may rely on (put by hash, has, size,
 content type, read a byte range); ``LocalMediaStore`` keeps files under one folder
-(``<root>/ab/abcd….mp4``), written atomically — an S3-compatible store would implement
-the same five methods.
+(``<root>/ab/abcd….mp4``), written atomically; ``S3MediaStore`` keeps them as objects
+in a bucket of an S3-compatible object store (boto3).  ``open_media_store`` picks one from
+the gateway's ``--media-store`` (a folder or ``s3://bucket/prefix?endpoint=…``).
 ``parse_range`` reads an HTTP ``Range`` header (RFC 9110, one range) for a file of a given
 size.  ``check_clip`` and ``check_memo`` open the bytes with PyAV and read every packet:
 a truncated MP4, a file of another kind or one over the limit is refused with a reason
@@ -12,10 +13,12 @@ a truncated MP4, a file of another kind or one over the limit is refused with a 
 ``routes/media``).
 """
 
+import base64
 import hashlib
 import io
 import re
 from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
 
 from gridlink.firmware.core import fsio
 
@@ -110,6 +113,136 @@ class LocalMediaStore(MediaStore):
         with open(path, "rb") as f:
             f.seek(start)
             return f.read(-1 if end is None else end - start + 1)
+
+
+class S3MediaStore(MediaStore):
+    """Media as objects ``<prefix>ab/abcd…`` in one bucket of an S3-compatible store, the
+    content type kept as the object's ``Content-Type``.  The bucket must exist (the
+    gateway does not create buckets); credentials come from boto3's usual sources (the
+    ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY`` environment, ``~/.aws``).  Each put
+    sends the SHA-256 for the store to check (``ChecksumSHA256``) as well; an object's
+    size and type are remembered once seen (objects never change)."""
+
+    def __init__(self, bucket, prefix="", *, endpoint=None, region=None, client=None):
+        self.bucket, self.prefix = bucket, prefix
+        if client is None:
+            try:
+                import boto3
+                from botocore.config import Config
+            except ImportError:
+                raise ConfigError("an S3 media store needs boto3 "
+                                  "(pip install gridlink[s3])") from None
+            client = boto3.client("s3", endpoint_url=endpoint, region_name=region or "us-east-1",
+                                  config=Config(retries={"max_attempts": 3},
+                                                connect_timeout=5, read_timeout=30))
+        self.client = client
+        self._heads = {}
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        self._errors = (BotoCoreError, ClientError)
+        try:
+            client.head_bucket(Bucket=bucket)
+        except self._errors as exc:
+            raise ConfigError(f"S3 media bucket {bucket!r}: {_s3_reason(exc)}") from None
+
+    def _key(self, sha256):
+        if not _HASH.fullmatch(sha256 or ""):
+            raise MediaError(f"not a SHA-256 in hex: {sha256!r}")
+        return f"{self.prefix}{sha256[:2]}/{sha256}"
+
+    def _head(self, sha256):
+        """(size, content type), or None when there is no such object."""
+        key = self._key(sha256)
+        if sha256 in self._heads:
+            return self._heads[sha256]
+        try:
+            got = self.client.head_object(Bucket=self.bucket, Key=key)
+        except self._errors as exc:
+            if _s3_code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise MediaError(f"S3 media store: {_s3_reason(exc)}") from None
+        head = (got["ContentLength"], got.get("ContentType", ""))
+        if len(self._heads) > 10_000:
+            self._heads.clear()
+        self._heads[sha256] = head
+        return head
+
+    def put(self, data, content_type, sha256=None):
+        if content_type not in EXTENSIONS:
+            raise MediaError(f"content type {content_type!r} is not kept "
+                             f"(one of {', '.join(EXTENSIONS)})")
+        raw = hashlib.sha256(data).digest()
+        digest = raw.hex()
+        if sha256 is not None and sha256 != digest:
+            raise MediaError(f"hash mismatch: announced {sha256}, the bytes hash to {digest}")
+        if self._head(digest) is None:
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self._key(digest), Body=data,
+                                       ContentType=content_type,
+                                       ChecksumSHA256=base64.b64encode(raw).decode())
+            except self._errors as exc:
+                raise MediaError(f"S3 media store: {_s3_reason(exc)}") from None
+        return digest
+
+    def has(self, sha256):
+        return self._head(sha256) is not None
+
+    def size(self, sha256):
+        head = self._head(sha256)
+        if head is None:
+            raise MediaError(f"no media {sha256}")
+        return head[0]
+
+    def content_type(self, sha256):
+        head = self._head(sha256)
+        if head is None:
+            raise MediaError(f"no media {sha256}")
+        return head[1]
+
+    def read(self, sha256, start=0, end=None):
+        size = self.size(sha256)
+        if start >= size or (end is not None and end < start):
+            return b""
+        args = {}
+        if start or end is not None:
+            args["Range"] = f"bytes={start}-{'' if end is None else end}"
+        try:
+            got = self.client.get_object(Bucket=self.bucket, Key=self._key(sha256), **args)
+            return got["Body"].read()
+        except self._errors as exc:
+            raise MediaError(f"S3 media store: {_s3_reason(exc)}") from None
+
+
+def _s3_code(exc):
+    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
+
+
+def _s3_reason(exc):
+    code = _s3_code(exc)
+    return f"{code} ({exc})" if code else str(exc)
+
+
+def open_media_store(where):
+    """The media store ``where`` names: a folder (``LocalMediaStore``), or
+    ``s3://bucket[/prefix]`` with optional ``?endpoint=URL&region=NAME`` for an
+    S3-compatible store (``S3MediaStore``); ``ConfigError`` for anything else."""
+    where = str(where)
+    if "://" not in where:
+        return LocalMediaStore(where)
+    url = urlsplit(where)
+    if url.scheme != "s3":
+        raise ConfigError(f"media store {where!r}: a folder or s3://bucket/prefix?endpoint=URL")
+    if not url.netloc:
+        raise ConfigError(f"media store {where!r}: no bucket named")
+    query = parse_qs(url.query)
+    unknown = set(query) - {"endpoint", "region"}
+    if unknown:
+        raise ConfigError(f"media store {where!r}: unknown option "
+                          f"{', '.join(sorted(unknown))} (endpoint, region)")
+    prefix = url.path.strip("/")
+    return S3MediaStore(url.netloc, prefix + "/" if prefix else "",
+                        endpoint=query.get("endpoint", [None])[-1],
+                        region=query.get("region", [None])[-1])
 
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")

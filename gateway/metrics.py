@@ -51,6 +51,11 @@ class Metrics:
                                      "memo transfers dropped by the sweep", registry=r)
         self.media_bytes_waiting = Gauge("gridlink_gateway_media_bytes_waiting", "Chunk bytes "
                                          "held in unfinished clips and memos", registry=r)
+        self.bridge_pending = Gauge("gridlink_gateway_bridge_pending", "Case messages waiting "
+                                    "to leave for departments' systems and the city "
+                                    "platform", registry=r)
+        self.bridge_stuck = Gauge("gridlink_gateway_bridge_stuck", "Case messages that failed "
+                                  "5 tries or more and are still being retried", registry=r)
         self.devices_online = Gauge("gridlink_gateway_devices_online", "Devices whose last "
                                     "status is online or buffering", registry=r)
 

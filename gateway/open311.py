@@ -5,7 +5,8 @@ GB/T 47678.5 the 事项 01xxx–05xxx are the "<部件>异常" of the 部件 wit
 one service per code serves both kinds; the event name is used when both exist.  Status
 follows the case: ``closed`` once the report is rejected (不予立案) or its case is closed
 (结案, after a passed 核查) or voided (作废); ``open`` otherwise — a 核查 result alone
-closes nothing, the case does.  ``agency_responsible`` is the department the case is
+closes nothing, the case does.  A report merged into another (a duplicate) follows the
+case of the one it joined.  ``agency_responsible`` is the department the case is
 dispatched to, ``expected_datetime`` the current stage's deadline.
 """
 
@@ -64,6 +65,41 @@ class ClassNames:
             return entry.major_name, entry.name
         return book.major_name(kind, code[:book.major_digits]), None
 
+    def prefixes_named(self, name, standard=None):
+        """The class codes named ``name`` (a class such as 暴露垃圾), or a major class's
+        prefix when a major class has that name; sorted, empty when nothing has it."""
+        book = self._book(standard)
+        name = name.strip()
+        if book is None or not name:
+            return []
+        found = set()
+        for kind in ("component", "event"):
+            if book.has(kind):
+                found.update(major for major, major_name in book.majors(kind)
+                             if major_name == name)
+                found.update(e.code for e in book.entries(kind) if e.name == name)
+        return sorted(found)
+
+    def local(self, kind, code, standard=None):
+        """The local book's word on a class (``{"change", "book", "title", "source"}``,
+        plus ``standard_name`` when renamed), or None for a standard class."""
+        book = self._book(standard)
+        if book is None or book.local is None or kind not in ("event", "component"):
+            return None
+        entry = book.entry(kind, code) if isinstance(code, str) else None
+        if entry is None or entry.local is None:
+            return None
+        return {**entry.local, "source": book.local["source"]}
+
+    def grid_alias(self, code):
+        """The standard grid code a local 12-digit grid code stands for (a local book's
+        alias), or None."""
+        for book in self.books.values():
+            found = book.grid_alias(code)
+            if found is not None:
+                return found
+        return None
+
     def services(self, standard=None):
         """The Open311 service list of one standard, one service per class code."""
         book = self._book(standard)
@@ -76,7 +112,8 @@ class ClassNames:
                     merged[entry.code] = entry
         return [
             {"service_code": code, "service_name": e.name,
-             "description": f"{e.name} ({book.standard} {e.kind}, {e.major} {e.major_name})",
+             "description": f"{e.name} ({book.standard} {e.kind}, {e.major} {e.major_name}"
+                            + (f"; 本地 {e.local['title']})" if e.local else ")"),
              "metadata": False, "type": "realtime", "keywords": e.kind,
              "group": e.major_name or ""}
             for code, e in sorted(merged.items())
@@ -156,12 +193,15 @@ def _requests(queue, *, ids=None, code=None, start=None, end=None, limit=1000):
         params.append(end)
     sql = (
         "SELECT r.id, r.kind, r.standard, r.code, r.text, r.lat, r.lon, r.grid, r.street,"
-        " r.captured_at, r.committed_at, r.photos, i.state, i.case_no, i.reason, i.updated_at,"
+        " r.captured_at, r.committed_at, r.photos, i.state, COALESCE(c.case_no, i.case_no) AS"
+        " case_no, i.reason, i.updated_at,"
         " c.state AS case_state, c.updated_at AS case_updated_at, c.stage_due, d.name AS agency,"
         " (SELECT h.reason FROM case_history h WHERE h.case_no = c.case_no"
-        "  AND h.n = c.version) AS case_reason"
+        "  AND h.n = c.version) AS case_reason, m.into_report AS merged_into"
         " FROM reports r LEFT JOIN intake i ON i.report_id = r.id"
-        " LEFT JOIN cases c ON c.report_id = r.id"
+        # a report merged into another follows that one's case (cases.duplicates)
+        " LEFT JOIN dup_merges m ON m.report_id = r.id"
+        " LEFT JOIN cases c ON c.report_id = COALESCE(m.into_report, r.id)"
         " LEFT JOIN case_departments d ON d.id = c.department WHERE " + " AND ".join(where)
         + " ORDER BY r.captured_at DESC, r.id LIMIT ?"
     )
@@ -180,6 +220,8 @@ def _as_open311(r, names, request):
             notes += f": {r['case_reason']}"
     elif r["state"] == "rejected":
         notes = f"不予立案: {r['reason']}"
+    elif r["merged_into"]:
+        notes = f"已合并至 {r['merged_into']}"
     else:
         notes = "待受理"
     photos = json.loads(r["photos"] or "[]") if isinstance(r["photos"], str) else r["photos"]

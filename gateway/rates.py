@@ -215,7 +215,8 @@ class Rates:
         for key in sorted(out, key=lambda k: tuple("" if v is None else str(v) for v in k)):
             table.append(_row(dict(zip([*by, "period"], key, strict=True)), out[key]))
         return {"since": since, "until": until, "as_of": as_of, "by": by, "period": period,
-                "limits": self.limits, "rows": table}
+                "limits": self.limits, "rows": table,
+                "columns": list(_row(dict.fromkeys([*by, "period"]), {}))}
 
     # ------------------------------------------------------------ SQL
 

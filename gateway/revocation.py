@@ -8,12 +8,14 @@ as revoked when every certificate recorded for it is on the CRL (one re-issued a
 certificate goes on).  Both files are read again when they change, at most once a second.
 
 ``issued.json``: a list (or ``{"issued": [...]}``) of ``{"device": "pv-0001", "serial":
-"1A2B…", "issued_at": "2026-11-28T02:15:07.250Z"}`` — ``serial`` hex text as openssl
-prints it (an int is taken as is), ``issued_at`` optional.  ``issued.csv``: the same
-columns with a header line.
+"1A2B…", "issued_at": "2026-11-28T02:15:07.250Z", "not_after": "2029-03-01"}`` —
+``serial`` hex text as openssl prints it (an int is taken as is), ``issued_at`` and
+``not_after`` (the certificate's end, for the fleet view's renewal flag) optional.
+``issued.csv``: the same columns with a header line.
 """
 
 import csv
+import datetime as dt
 import io
 import json
 import logging
@@ -26,10 +28,12 @@ from .errors import ConfigError
 log = logging.getLogger("gridlink.gateway")
 
 RECORD_NAMES = ("issued.json", "issued.csv")
+RENEW_WARN_DAYS = 30  # the fleet view flags a certificate this close to its end
 
 
-def read_issued(path):
-    """[(device, serial int, issued_at ISO text or None)] from an issued-ids record."""
+def read_records(path):
+    """[{device, serial (int), issued_at, not_after}] from an issued-ids record; the two
+    times are text as recorded, or None."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -47,11 +51,17 @@ def read_issued(path):
             device, serial = row.get("device"), row.get("serial")
             if not device or serial in (None, ""):
                 raise ValueError(f"entry {i + 1} needs device and serial")
-            out.append((str(device).strip(), parse_serial(serial),
-                        (row.get("issued_at") or None)))
+            out.append({"device": str(device).strip(), "serial": parse_serial(serial),
+                        "issued_at": row.get("issued_at") or None,
+                        "not_after": row.get("not_after") or None})
         return out
     except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"issued-ids record {path}: {exc}") from None
+
+
+def read_issued(path):
+    """[(device, serial int, issued_at ISO text or None)] from an issued-ids record."""
+    return [(r["device"], r["serial"], r["issued_at"]) for r in read_records(path)]
 
 
 def default_record(crl_path):
@@ -76,6 +86,7 @@ class Revocations:
         self._next_check = 0.0
         self._revoked = {}  # device → reason
         self._provisioned = {}  # device → ISO time
+        self._expires = {}  # device → its newest certificate's not_after
         self._load(strict=True)
 
     def _files(self):
@@ -95,7 +106,7 @@ class Revocations:
         stamp = self._current_stamp()
         try:
             crl = read_crl(self.crl_path)
-            issued = read_issued(self.issued_path) if self.issued_path else []
+            issued = read_records(self.issued_path) if self.issued_path else []
         except (CrlError, ConfigError) as exc:
             if strict:
                 raise ConfigError(str(exc)) from None
@@ -104,10 +115,14 @@ class Revocations:
             return
         serials = {}
         provisioned = {}
-        for device, serial, issued_at in issued:
-            serials.setdefault(device, set()).add(serial)
+        expires = {}  # device → the latest not_after of its certificates not revoked
+        for r in issued:
+            device, issued_at = r["device"], r["issued_at"]
+            serials.setdefault(device, set()).add(r["serial"])
             if issued_at and (device not in provisioned or issued_at < provisioned[device]):
                 provisioned[device] = issued_at
+            if r["not_after"] and r["serial"] not in crl.serials:
+                expires[device] = max(expires.get(device, ""), r["not_after"])
         revoked = {d: f"revoked: every certificate of {d} is on the district CRL"
                    for d, own in serials.items() if own <= crl.serials}
         unknown = crl.serials - set().union(*serials.values()) if serials else crl.serials
@@ -118,6 +133,7 @@ class Revocations:
         if warning:
             log.warning(warning)
         self._revoked, self._provisioned, self._stamp = revoked, provisioned, stamp
+        self._expires = expires
         log.info("revocations: %d devices revoked (CRL %s)", len(revoked), self.crl_path)
 
     def _fresh(self):
@@ -135,6 +151,24 @@ class Revocations:
     def provisioned(self, device):
         self._fresh()
         return self._provisioned.get(device)
+
+    def identity(self, device, today=None):
+        """What the fleet view shows of ``device``'s certificate: ``revoked`` (the reason,
+        or None), ``certificate_expires`` (the date its newest unrevoked certificate runs
+        out, as recorded, or None) and ``renew_due`` (expired, or within
+        ``RENEW_WARN_DAYS``: renew it before the broker refuses it)."""
+        self._fresh()
+        expires = self._expires.get(device)
+        due = None
+        if expires:
+            today = today or dt.datetime.now(dt.UTC).date()
+            try:
+                left = (dt.date.fromisoformat(expires[:10]) - today).days
+            except ValueError:
+                left = None
+            due = None if left is None else left <= RENEW_WARN_DAYS
+        return {"revoked": self._revoked.get(device), "certificate_expires": expires,
+                "renew_due": due}
 
     @property
     def devices(self):

@@ -17,7 +17,7 @@ from gridlink.firmware.maps import open_map
 from .errors import ConfigError
 from .httpserver import BackgroundServer
 from .jetstream import is_nats_url
-from .media import LocalMediaStore
+from .media import open_media_store
 from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .metrics import Metrics
 from .photos import PhotoDir
@@ -78,11 +78,14 @@ class WebOptions:
     the origins CORS is opened to (none: closed), the reverse proxies whose forwarded
     headers are believed, the city's identity provider (``oidc``: its TOML file), and the
     update repository served to the devices (``update_repo``: a folder made by ``gridlink
-    fleet release build``; none: not served), and the base map under the board's map
-    (``base_map``: ``basemap.BaseMap``'s arguments as a dict; none: no base map)."""
+    fleet release build``; none: not served), the city platform every 派遣 is copied
+    to (``city_platform``: ``ADAPTER=URL``, ``cases.reach.parse_target``), and the base map
+    under the board's map (``base_map``: ``basemap.BaseMap``'s arguments as a dict; none:
+    no base map)."""
 
     def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None,
-                 update_repo=None, base_map=None):
+                 update_repo=None, city_platform=None, duplicate_radius_m=None,
+                 duplicate_window_h=None, base_map=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -107,6 +110,24 @@ class WebOptions:
 
             UpdateRepository(update_repo)           # says now when it is not one
         self.update_repo = update_repo
+        self.city_platform = None
+        if city_platform:
+            from .cases.reach import parse_target
+            from .queue import Invalid
+
+            try:
+                self.city_platform = parse_target(city_platform)
+            except Invalid as exc:
+                raise ConfigError(f"--city-platform: {exc}") from None
+        from .cases.duplicates import DEFAULT_RADIUS_M, DEFAULT_WINDOW_H, DuplicateRule
+        from .queue import Invalid
+
+        try:  # likely duplicates: same class within this distance and time
+            self.duplicates = DuplicateRule(
+                DEFAULT_RADIUS_M if duplicate_radius_m is None else duplicate_radius_m,
+                DEFAULT_WINDOW_H if duplicate_window_h is None else duplicate_window_h)
+        except Invalid as exc:
+            raise ConfigError(f"--duplicate-radius / --duplicate-hours: {exc}") from None
         self.base_map = None
         if base_map is not None:
             from .basemap import BaseMap, BaseMapError
@@ -127,7 +148,7 @@ class Gateway:
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None, districts=None, crl=None, issued=None, web=None,
-                 config_key=None, config_sync_s=30.0):
+                 config_key=None, config_sync_s=30.0, media=None):
         """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
         and trusted proxies; ``config_key`` is the PEM file of the key that signs the
         devices' configuration documents (desired state), sent again every
@@ -137,6 +158,8 @@ class Gateway:
         self.config_sync_s = config_sync_s
         self._config_stop = threading.Event()
         self._config_thread = None
+        self._bridge_stop = threading.Event()
+        self._bridge_thread = None
         if config_key:
             from .fleet_config import load_key
 
@@ -152,9 +175,18 @@ class Gateway:
         self.store = open_store(db)
         self.photos_dir = Path(photos) if photos else default_photos_dir(db)
         photo_dir = PhotoDir(self.photos_dir)
-        # clips and memos: media/ beside the photos folder (shared by the workers alike)
-        self.media_store = LocalMediaStore(self.photos_dir.parent / "media")
+        # clips and memos: ``media`` (a folder or s3://bucket…), else media/ beside the
+        # photos folder (shared by the workers alike)
+        self.media_store = open_media_store(media or self.photos_dir.parent / "media")
         self.metrics = Metrics()
+        self.web = web or WebOptions()
+        self.chunks = None    # pieces of sensor-node releases over MQTT (update_chunks.py)
+        if self.web.update_repo is not None and not is_nats_url(broker):
+            from .update_chunks import ChunkServer
+            from .update_repo import UpdateRepository
+
+            self.chunks = ChunkServer(UpdateRepository(self.web.update_repo),
+                                      lambda *a, **kw: self.runtime.publish(*a, **kw))
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
             validator=Validator(self.grid_map, self.codebooks, districts=self.districts,
@@ -162,10 +194,10 @@ class Gateway:
             client_id=f"{client_id}-{worker}",
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
             ack_qos=ack_qos, ack_ids_max=ack_ids_max, shared=shared, metrics=self.metrics,
-            status="plain" if worker == 0 else "none", media_store=self.media_store)
+            status="plain" if worker == 0 else "none", media_store=self.media_store,
+            update_requests=self.chunks.submit if self.chunks is not None else None)
         self.http = None
         self.app = None
-        self.web = web or WebOptions()
         if migrate:
             self.store.migrate(extra=MEDIA_MIGRATIONS)
         if http:
@@ -202,6 +234,10 @@ class Gateway:
                                   gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key,
                                   update_repo=self.web.update_repo,
+                                  identity=(self.revocations.identity
+                                            if self.revocations is not None else None),
+                                  city_platform=self.web.city_platform,
+                                  duplicates=self.web.duplicates,
                                   base_map=self.web.base_map)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
@@ -217,6 +253,8 @@ class Gateway:
 
     def start(self):
         log.info("serving districts %s", ", ".join(self.districts))
+        if self.chunks is not None:
+            self.chunks.start()
         self.runtime.start(wait=False)
         if self.http:
             self.http.start()
@@ -226,6 +264,14 @@ class Gateway:
             self._config_thread = threading.Thread(target=self._sync_config, args=(fleet,),
                                                    name="config-sync", daemon=True)
             self._config_thread.start()
+        outbox = getattr(getattr(self.app, "state", None), "bridge", None)
+        if outbox is not None:  # cases out to departments' systems (leased: every worker may)
+            from .cases.sender import BridgeSender
+
+            sender = BridgeSender(outbox, metrics=self.metrics)
+            self._bridge_thread = threading.Thread(target=sender.run, args=(self._bridge_stop,),
+                                                   name="bridge-sender", daemon=True)
+            self._bridge_thread.start()
         return self
 
     def _sync_config(self, fleet):
@@ -242,9 +288,13 @@ class Gateway:
 
     def stop(self):
         self._config_stop.set()
-        if self._config_thread is not None:
-            self._config_thread.join(timeout=10)
+        self._bridge_stop.set()
+        for thread in (self._config_thread, self._bridge_thread):
+            if thread is not None:
+                thread.join(timeout=10)
         self.runtime.stop()
+        if self.chunks is not None:
+            self.chunks.stop()
         if self.http:
             self.http.stop()
         self.store.close()

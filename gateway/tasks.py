@@ -1,7 +1,8 @@
 """Verification tasks: 核实 (verify, before 立案) and 核查 (check, after handling).
 
 A task names a report or a point.  Unless the operator names a device, the desk chooses
-one by the first rule that finds one (recorded as the task's ``chosen_by``):
+one by the first rule that finds one (recorded as the task's ``chosen_by``; ``operator``
+when the operator named it):
 
 1. ``work_grid``: an online device carried by a supervisor on duty now whose work grid
    (gateway/roster.py) holds the point's cell — the nearest by last fix;
@@ -352,11 +353,12 @@ class TaskDesk:
 
 def _present(task):
     keys = ("id", "type", "report_id", "lat", "lon", "grid", "district", "text", "device",
-            "routed_by", "state", "created_at", "created_by", "deadline", "sent_at", "done_at",
+            "state", "created_at", "created_by", "deadline", "sent_at", "done_at",
             "result", "result_report", "error")
     shown = {k: task.get(k) for k in keys}
-    # the rule that chose the device (None: the operator named it, or none is chosen yet)
-    shown["chosen_by"] = shown["routed_by"] if shown["routed_by"] in CHOSEN_BY else None
+    # who chose the device: a rule of CHOSEN_BY, "operator" (named in the request), or
+    # None while none is chosen (the column keeps its first name, routed_by)
+    shown["chosen_by"] = task.get("routed_by")
     return shown
 
 

@@ -33,7 +33,7 @@ REPORT_COLUMNS = (
     "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
     "time_source", "lat", "lon", "fix_mode", "fix_status", "flags", "grid", "grid_device",
     "grid_mismatch", "street", "kind", "standard", "code", "object", "source", "task",
-    "result", "text", "photos", "payload", "digest", "time_flag",
+    "result", "text", "photos", "payload", "digest", "time_flag", "urgent",
 )
 # Capture-time flags: a capture time more than TIME_AHEAD_S after its receive time, or
 # more than TIME_OLD_S before it, is kept but flagged (the intake queue then orders it by
@@ -63,14 +63,16 @@ class Verdict:
     """What the ingest does with one message.
 
     kind: report | task/result | track | status | photo | media | rejected.  ``data`` holds the
-    rows to write (shape depends on kind); a rejection carries ``category`` and ``reason``.
+    rows to write (shape depends on kind); a rejection carries ``category`` and ``reason``;
+    a track batch its ``seq`` (None from a device that numbers none), for the
+    ``track_stored`` ack.
     """
 
     __slots__ = ("category", "data", "device", "district", "kind", "reason", "report_id",
-                 "sent_at")
+                 "sent_at", "seq")
 
     def __init__(self, kind, district=None, device=None, report_id=None, data=None,
-                 category=None, reason=None, sent_at=None):
+                 category=None, reason=None, sent_at=None, seq=None):
         self.kind = kind
         self.district = district
         self.device = device
@@ -79,6 +81,7 @@ class Verdict:
         self.category = category
         self.reason = reason
         self.sent_at = sent_at
+        self.seq = seq
 
     def __repr__(self):
         if self.kind == "rejected":  # pragma: no mutate (a debugging repr)
@@ -215,6 +218,7 @@ class Validator:
             flags, grid_device, rkind, std, code = r.flags, r.grid, r.kind, r.standard, r.code
             source, text, photos = r.source, r.text, r.photos
             obj_id, task, result = r.object, r.task, r.result
+            urgent = 1 if r.urgent is True else 0
             obj_id = None if obj_id is UNSET else obj_id
             task = None if task is UNSET else task
             result = None if result is UNSET else result
@@ -240,6 +244,7 @@ class Validator:
             fix = obj.get("fix")
             if fix:
                 fix = (fix["lat"], fix["lon"], fix.get("mode"), fix.get("status"))
+            urgent = 1 if obj.get("urgent") is True else 0
         if not rid.startswith(device + ":"):
             raise Rejected("identity", f"id: {rid!r} is not one of {device!r}'s ids")
         if kind == "task/result" and source != "task":  # the core holds: source task ⇔ a task
@@ -267,6 +272,7 @@ class Validator:
             "payload": payload.decode("utf-8"),
             "digest": sha256_hex(payload),
             "time_flag": time_flag,
+            "urgent": urgent,
         }
         return Verdict(kind, district, device, rid, data=row)
 
@@ -340,73 +346,58 @@ class Validator:
             raise Rejected("identity", f"device: payload says {said!r} but it was "
                                        f"published on {device!r}'s topic")
 
-    # -- photo chunks ------------------------------------------------------------------
+    # -- photo and media chunks ----------------------------------------------------------
 
-    def _photo(self, district, device, rest, payload):
+    def _chunk(self, leaf, device, rest, payload, split, limits=None):
+        """The checks a photo's chunk (``leaf`` photo) and a clip's or memo's (media) pass
+        alike: the report is the device's own; the payload's size, header, number, the
+        whole's size (``limits``: kind → bytes), the chunk's length and its digest.  Each
+        refusal's category starts with ``leaf``.  → (report id, header, data)."""
         report_id, chunk = rest
         if not report_id.startswith(device + ":"):
-            raise Rejected("identity", f"photo topic report {report_id!r} is not one of "
+            raise Rejected("identity", f"{leaf} topic report {report_id!r} is not one of "
                                        f"{device!r}'s reports")
         if len(payload) > MAX_CHUNK_PAYLOAD:
-            raise Rejected("size", f"photo chunk is {len(payload)} bytes; the limit is "
+            raise Rejected("size", f"{leaf} chunk is {len(payload)} bytes; the limit is "
                                    f"{MAX_CHUNK_PAYLOAD}")
         try:
-            head, data = core_messages.split_photo_chunk(payload)
+            head, data = split(payload)
         except MessageError as exc:
-            raise Rejected("photo", f"photo chunk {exc}") from None
-        self._message(lambda h: h, head, "photo")
-        n, total, size = head["n"], head["of"], head["size"]
-        if chunk != n:
-            raise Rejected("photo", f"photo chunk topic says {chunk}, header says {n}")
-        again = (report_id, head["sha256"], n)
-        photo = head["sha256"][:16]  # pragma: no mutate (the excerpt a message shows)
-        try:
-            core_messages.check_chunk_length(head, len(data))
-        except MessageError as exc:
-            raise Rejected("photo_length", f"photo {photo}…: {exc}",
-                           again) from None
-        digest = head.get("digest")
-        if digest is not None and sha256_hex(data) != digest:
-            raise Rejected("photo_digest", f"photo {photo}…: chunk {n} does not hash to its "
-                                           "digest (damaged): send it again", again)
-        return Verdict("photo", district, device, report_id,
-                       data={"sha256": head["sha256"], "n": n, "total": total, "size": size,
-                             "data": data, "report_id": report_id, "device": device})
-
-    # -- media chunks (clips, memos) ---------------------------------------------------
-
-    def _media(self, district, device, rest, payload):
-        report_id, chunk = rest
-        if not report_id.startswith(device + ":"):
-            raise Rejected("identity", f"media topic report {report_id!r} is not one of "
-                                       f"{device!r}'s reports")
-        if len(payload) > MAX_CHUNK_PAYLOAD:
-            raise Rejected("size", f"media chunk is {len(payload)} bytes; the limit is "
-                                   f"{MAX_CHUNK_PAYLOAD}")
-        try:
-            head, data = core_messages.split_media_chunk(payload)
-        except MessageError as exc:
-            raise Rejected("media", f"media chunk {exc}") from None
-        self._message(lambda h: h, head, "media")
-        n, kind, size = head["n"], head["kind"], head["size"]
+            raise Rejected(leaf, f"{leaf} chunk {exc}") from None
+        self._message(lambda h: h, head, leaf)
+        n, size = head["n"], head["size"]
+        kind = head.get("kind", leaf)
         what = f"{kind} {head['sha256'][:16]}…"  # pragma: no mutate (a message's excerpt)
         if chunk != n:
-            raise Rejected("media", f"{what}: chunk topic says {chunk}, header says {n}")
-        limit = MEDIA_LIMITS[kind]
-        if size > limit:
-            raise Rejected("media_size", f"{what}: {size} bytes is over the {kind} limit of "
-                                         f"{limit}")
+            raise Rejected(leaf, f"{what}: chunk topic says {chunk}, header says {n}")
+        if limits is not None and size > limits[kind]:
+            raise Rejected(f"{leaf}_size", f"{what}: {size} bytes is over the {kind} limit "
+                                           f"of {limits[kind]}")
         again = (report_id, head["sha256"], n)
         try:
             core_messages.check_chunk_length(head, len(data))
         except MessageError as exc:
-            raise Rejected("media", f"{what}: {exc}", again) from None
-        if sha256_hex(data) != head["digest"]:
-            raise Rejected("media_digest", f"{what}: chunk {n} does not hash to its digest "
-                                           "(damaged): send it again", again)
+            raise Rejected(f"{leaf}_length", f"{what}: {exc}", again) from None
+        digest = head.get("digest")   # a photo's is optional, a clip's or memo's is not
+        if digest is not None and sha256_hex(data) != digest:
+            raise Rejected(f"{leaf}_digest", f"{what}: chunk {n} does not hash to its digest "
+                                             "(damaged): send it again", again)
+        return report_id, head, data
+
+    def _photo(self, district, device, rest, payload):
+        report_id, head, data = self._chunk("photo", device, rest, payload,
+                                            core_messages.split_photo_chunk)
+        return Verdict("photo", district, device, report_id,
+                       data={"sha256": head["sha256"], "n": head["n"], "total": head["of"],
+                             "size": head["size"], "data": data, "report_id": report_id,
+                             "device": device})
+
+    def _media(self, district, device, rest, payload):
+        report_id, head, data = self._chunk("media", device, rest, payload,
+                                            core_messages.split_media_chunk, MEDIA_LIMITS)
         return Verdict("media", district, device, report_id,
-                       data={"kind": kind, "sha256": head["sha256"], "n": n,
-                             "total": head["of"], "size": size, "data": data,
+                       data={"kind": head["kind"], "sha256": head["sha256"], "n": head["n"],
+                             "total": head["of"], "size": head["size"], "data": data,
                              "report_id": report_id, "device": device})
 
     # -- track -------------------------------------------------------------------------
@@ -418,7 +409,7 @@ class Validator:
         t0 = obj["t0"]
         rows = [(device, wire_time(t0 + dt), lat / 1e6, lon / 1e6, speed / 100)
                 for dt, lat, lon, speed in obj["pts"]]
-        return Verdict("track", district, device, data=rows)
+        return Verdict("track", district, device, data=rows, seq=obj.get("seq"))
 
     # -- status ------------------------------------------------------------------------
 

@@ -1,25 +1,32 @@
 """ASGI middleware the HTTP API runs behind: request body limits and security headers.
 
-- ``BodyLimit``: a request body larger than ``max_bytes`` is answered 413 before a route
-  reads it (by its Content-Length, or while a chunked body streams in).
+- ``BodyLimit``: a request body larger than ``max_bytes`` (or the larger limit ``wider``
+  gives paths matching a pattern: a photo upload) is answered 413 before a route reads it
+  (by its Content-Length, or while a chunked body streams in).
 - ``SecurityHeaders``: ``Strict-Transport-Security`` on every answer over HTTPS, and the
   headers that keep the board out of frames and stop content-type sniffing.
 """
 
 import json
+import re
 
 DEFAULT_BODY_LIMIT = 64 * 1024
 HSTS = "max-age=31536000; includeSubDomains"
 
 
 class BodyLimit:
-    def __init__(self, app, max_bytes=DEFAULT_BODY_LIMIT):
+    def __init__(self, app, max_bytes=DEFAULT_BODY_LIMIT, wider=()):
         self.app = app
         self.max_bytes = max_bytes
+        self.wider = tuple((re.compile(p), n) for p, n in wider)  # (path pattern, limit)
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limit = next((n for p, n in self.wider if p.fullmatch(scope.get("path", ""))),
+                     self.max_bytes)
+        if limit != self.max_bytes:
+            return await BodyLimit(self.app, limit)(scope, receive, send)
         length = dict(scope.get("headers") or ()).get(b"content-length")
         if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
             return await self._refuse(send)

@@ -11,6 +11,7 @@ logs pointed at ``workdir`` (:func:`shipped_config`).  Either way ``stop()`` the
 import getpass
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -20,7 +21,7 @@ from typing import NamedTuple
 
 # Settings of the shipped config that name a deployment's files and port: a local broker
 # points them at its own.  Without TLS the certificate settings go too.
-LOCAL_KEYS = {"listener", "cafile", "capath", "certfile", "keyfile", "acl_file",
+LOCAL_KEYS = {"listener", "cafile", "capath", "certfile", "keyfile", "crlfile", "acl_file",
               "persistence_location", "log_dest"}
 TLS_KEYS = {"protocol", "require_certificate", "use_identity_as_username",
             "use_username_as_clientid", "tls_version",
@@ -32,11 +33,13 @@ class MosquittoError(Exception):
 
 
 class BrokerTLS(NamedTuple):
-    """The broker's TLS files: the CA that signs the clients, its certificate and key."""
+    """The broker's TLS files: the CA that signs the clients, its certificate and key, and
+    the district CRL (``crlfile``; None: no revocation check)."""
 
     ca: Path
     cert: Path
     key: Path
+    crl: Path | None = None
 
 
 def free_port(host="127.0.0.1"):
@@ -117,6 +120,8 @@ def shipped_config(port, workdir, tls=None, district=None):
     listener = [f"listener {port} 127.0.0.1"]
     if tls:
         listener += [f"cafile {tls.ca}", f"certfile {tls.cert}", f"keyfile {tls.key}"]
+        if tls.crl is not None:
+            listener.append(f"crlfile {tls.crl}")
     lines = [f"# from {shipped}, pointed at {workdir} by gridlink.mosquitto"]
     for line in shipped.read_text(encoding="utf-8").splitlines():
         setting = line.split("#", 1)[0].split()
@@ -203,6 +208,13 @@ class Mosquitto:
 
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
+
+    def reload(self):
+        """SIGHUP: Mosquitto rereads its config, ACL and (for new connections) the CRL;
+        connected clients stay connected."""
+        if not self.alive():
+            raise MosquittoError("reload: the broker is not running")
+        self.proc.send_signal(signal.SIGHUP)
 
     def stop(self, timeout=10.0):
         """SIGTERM, wait, SIGKILL if it will not go; always reaped."""

@@ -11,7 +11,13 @@ import json
 from functools import cache
 from pathlib import Path
 
-from gridlink.firmware.core.codebook import BOOK_FORMAT, CodeError, standard_key
+from gridlink.firmware.core.codebook import (
+    BOOK_FORMAT,
+    OVERLAY_FORMAT,
+    CodeError,
+    apply_overlay,
+    standard_key,
+)
 from gridlink.firmware.core.codes import CodeBook, Codes, Divisions
 
 HERE = Path(__file__).resolve().parent
@@ -56,22 +62,66 @@ def _book(file):
     return CodeBook(json.loads((HERE / file).read_text(encoding="utf-8")))
 
 
-def load_books(files=None):
-    """{standard: CodeBook} of the shipped books, or of the code book files ``files``.
+def _read_json(file, what):
+    try:
+        return json.loads(Path(file).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise CodeError(f"{what} {file}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise CodeError(f"{what} {file}: not JSON: {exc}") from None
+
+
+def seal_overlay(doc):
+    """``doc`` (a local book) with its ``version``: 12 hex digits of the SHA-256 of its
+    canonical JSON without the version, as the shipped books are versioned."""
+    from .build import content_version
+
+    return {**doc, "version": content_version(doc)}
+
+
+def load_overlay(file):
+    """A district's local book (``gridlink-codebook-overlay/1``, docs/codes.md) from
+    ``file``, its version checked against its content: CodeError names the file and why."""
+    doc = _read_json(file, "local code book")
+    if not isinstance(doc, dict) or doc.get("format") != OVERLAY_FORMAT:
+        raise CodeError(f"local code book {file}: format is not {OVERLAY_FORMAT}")
+    want = seal_overlay(doc)["version"]
+    if doc.get("version") != want:
+        raise CodeError(f"local code book {file}: version {doc.get('version')!r} does not "
+                        f"match its content ({want}): changed since it was sealed "
+                        "('gridlink codes overlay seal')")
+    return doc
+
+
+def with_overlays(books, overlays):
+    """{standard: CodeBook}: ``books`` with each local book (parsed) applied to the book
+    of the standard it extends."""
+    out = dict(books)
+    for overlay in overlays:
+        standard = str(overlay.get("base", "")).split("@")[0]
+        base = out.get(standard)
+        if base is None:
+            raise CodeError(f"local code book {overlay.get('id')}: it extends "
+                            f"{overlay.get('base')!r}, and no such book is loaded "
+                            f"({', '.join(sorted(out))})")
+        out[standard] = CodeBook(apply_overlay(base.data, overlay))
+    return out
+
+
+def load_books(files=None, overlays=()):
+    """{standard: CodeBook} of the shipped books, or of the code book files ``files``, with
+    the local books in the files ``overlays`` applied (:func:`load_overlay`).
 
     A file that cannot be read, is not JSON or is not a valid ``gridlink-codebook/1`` book
     raises CodeError naming the file.
     """
+    if overlays:
+        return with_overlays(load_books(files), [load_overlay(f) for f in overlays])
     if files is None:
         return {s: book(s) for s in STANDARDS}
     books = {}
     for file in files:
-        try:
-            doc = json.loads(Path(file).read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise CodeError(f"code book {file}: {exc.strerror or exc}") from None
-        except ValueError as exc:
-            raise CodeError(f"code book {file}: not JSON: {exc}") from None
+        doc = _read_json(file, "code book")
         if not isinstance(doc, dict) or doc.get("format") != BOOK_FORMAT:
             raise CodeError(f"code book {file}: format is not {BOOK_FORMAT}")
         try:

@@ -66,11 +66,11 @@ def span(codes):
 class ClassEntry:
     """One class of one book: code, name, its major, certainty tag, source, conflict."""
 
-    __slots__ = ("certainty", "code", "conflict", "kind", "major", "major_name", "name",
+    __slots__ = ("certainty", "code", "conflict", "kind", "local", "major", "major_name", "name",
                  "source", "standard")
 
     def __init__(self, standard, kind, code, name, major, major_name, certainty, source,
-                 conflict):
+                 conflict, local=None):
         self.standard = standard
         self.kind = kind
         self.code = code
@@ -80,11 +80,15 @@ class ClassEntry:
         self.certainty = certainty
         self.source = source
         self.conflict = conflict
+        self.local = local  # a local book's change: {"change": added|renamed, "book", ...}
 
     def as_dict(self):
-        return {"standard": self.standard, "kind": self.kind, "code": self.code,
-                "name": self.name, "major": self.major, "major_name": self.major_name,
-                "certainty": self.certainty, "source": self.source, "conflict": self.conflict}
+        out = {"standard": self.standard, "kind": self.kind, "code": self.code,
+               "name": self.name, "major": self.major, "major_name": self.major_name,
+               "certainty": self.certainty, "source": self.source, "conflict": self.conflict}
+        if self.local is not None:
+            out["local"] = self.local
+        return out
 
     def __repr__(self):
         return f"ClassEntry({self.standard!r}, {self.kind!r}, {self.code!r}, {self.name!r})"
@@ -107,11 +111,23 @@ class CodeBook:
         self._data = data
         self._sources = data.get("sources") or []
         self._sorted = {}
+        self.local = data.get("local")  # the local book applied (apply_overlay), or None
+
+    @property
+    def data(self):
+        """The parsed JSON this book was made from."""
+        return self._data
 
     @property
     def id(self):
-        """What a device reports as its code book: 'GB/T 47678.5-2026@9b9bd01eda60'."""
+        """What a device reports as its code book: 'GB/T 47678.5-2026@9b9bd01eda60'
+        ('…@9b9bd01eda60+zz-410106.3f2a9c01b7de' with a local book applied)."""
         return f"{self.standard}@{self.version}"
+
+    def grid_alias(self, code):
+        """The standard grid code a local 12-digit code (the local book's
+        ``grid_aliases``) stands for, or None."""
+        return self.local["grid_aliases"].get(code) if self.local is not None else None
 
     def has(self, kind):
         """Whether this copy of the book carries any class of ``kind``."""
@@ -148,9 +164,17 @@ class CodeBook:
             return None
         major = code[:self.major_digits]
         src = self._sources[row[2]] if row[2] < len(self._sources) else None
+        local = None
+        if self.local is not None:
+            change = self.local["changes"].get(kind, {}).get(code)
+            if change is not None:
+                local = {"change": change, "book": self.local["id"],
+                         "title": self.local["title"]}
+                if change == "renamed":
+                    local["standard_name"] = self.local["standard_names"][kind][code]
         return ClassEntry(self.standard, kind, code, row[0], major,
                           self.major_name(kind, major), row[1], src,
-                          row[3] if len(row) > 3 else None)
+                          row[3] if len(row) > 3 else None, local)
 
     def entries(self, kind, major=None):
         return [self.entry(kind, code) for code in self.codes(kind, major)]
@@ -171,6 +195,11 @@ class CodeBook:
         row = table["classes"].get(code)
         if row is not None:
             return self.entry(kind, code)
+        if self.local is not None:
+            why = self.local["retired"].get(kind, {}).get(code)
+            if why is not None:
+                raise CodeError(f"class {code} is retired by the local book "
+                                f"{self.local['id']} ({self.local['title']}): {why}")
         major = code[:m]
         if major not in table["majors"]:
             known = ", ".join(c for c, _ in self.majors(kind))
@@ -188,6 +217,168 @@ class CodeBook:
             gap = f"; {code} is a gap in its numbering"
         raise CodeError(f"class {code} is not in {what}; nearest major {major} {name} has "
                         f"{span(members)} ({len(members)} classes{gap}){partial}")
+
+
+
+# -- local books ---------------------------------------------------------------------------
+
+OVERLAY_FORMAT = "gridlink-codebook-overlay/1"
+LOCAL_TAG = "L"        # the certainty tag of a class a local book adds
+OVERLAY_ID_MAX = 20    # a status's codebook field is at most 64 characters
+NAME_MAX = 30          # 事项名称/管理部件名称: C30 in GB/T 47678.5-2026 Tables 2 and 3
+LOCAL_MAJORS_FROM = 20  # new majors: 20-99 (the standards use 01-10; 扩展事件 21 is seen)
+
+
+def _overlay_fail(overlay_id, message):
+    raise CodeError(f"local code book {overlay_id}: {message}")
+
+
+def _overlay_table(overlay, part, kinds_of):
+    table = overlay.get(part) or {}
+    if not isinstance(table, dict):
+        _overlay_fail(overlay.get("id"), f"{part} must be an object of kinds")
+    for kind, rows in table.items():
+        if kind not in KINDS:
+            _overlay_fail(overlay.get("id"), f"{part}: kind {shown(str(kind))} is not one of "
+                          f"{', '.join(KINDS)}")
+        if not isinstance(rows, dict):
+            _overlay_fail(overlay.get("id"), f"{part}.{kind} must be an object of codes")
+        kinds_of.append((kind, rows))
+    return table
+
+
+def _local_name(oid, where, name):
+    if not isinstance(name, str) or not name.strip():
+        _overlay_fail(oid, f"{where}: a name is needed")
+    if len(name) > NAME_MAX:
+        _overlay_fail(oid, f"{where}: the name has {len(name)} characters; at most {NAME_MAX}")
+    return name
+
+
+def overlay_id(overlay):
+    """'zz-410106.3f2a9c01b7de': how a book with this local book applied names it."""
+    return f"{overlay['id']}.{overlay['version']}"
+
+
+def apply_overlay(book, overlay):
+    """The parsed JSON of ``book`` (a ``gridlink-codebook/1`` book) with a district's local
+    book applied: classes added within the standard's extension ranges (a new major 20-99,
+    or minor 90-99 / 900-999 in a standard major), classes renamed (the standard's name
+    kept beside) and classes retired (refused for new reports with the reason), plus local
+    12-digit grid codes as aliases of standard ones.  CodeError names the entry that does
+    not fit.  ``book`` is not changed."""
+    if not isinstance(overlay, dict) or overlay.get("format") != OVERLAY_FORMAT:
+        found = overlay.get("format") if isinstance(overlay, dict) else type(overlay).__name__
+        raise CodeError(f"local code book: format {found!r} is not {OVERLAY_FORMAT}")
+    oid = overlay.get("id")
+    if not (isinstance(oid, str) and 0 < len(oid) <= OVERLAY_ID_MAX
+            and all(c in "abcdefghijklmnopqrstuvwxyz0123456789-" for c in oid)):
+        raise CodeError(f"local code book: id {shown(str(oid))} must be 1-{OVERLAY_ID_MAX} "
+                        "of a-z, 0-9 and '-'")
+    for key in ("title", "source", "version"):
+        if not isinstance(overlay.get(key), str) or not overlay[key]:
+            _overlay_fail(oid, f"{key} is missing")
+    base = f"{book['standard']}@{book['version']}"
+    if overlay.get("base") != base:
+        _overlay_fail(oid, "it extends " + shown(str(overlay.get("base"))) + ", but this book "
+                      "is " + shown(base))
+    out = dict(book)
+    sources = list(book.get("sources") or [])
+    sources.append(overlay["source"])
+    out["sources"] = sources
+    src = len(out["sources"]) - 1
+    major_digits, minor_digits = book["layout"]["class"]
+    local = {"id": oid, "title": overlay["title"], "source": overlay["source"],
+             "version": overlay["version"], "base": base,
+             "districts": list(overlay.get("districts") or []),
+             "changes": {}, "standard_names": {}, "retired": {}, "grid_aliases": {}}
+    tables = {}
+    for kind in KINDS:
+        t = book.get(kind) or {"majors": {}, "classes": {}}
+        tables[kind] = {"majors": dict(t["majors"]), "classes": dict(t["classes"])}
+    found = []
+    _overlay_table(overlay, "majors", found)
+    for kind, rows in found:
+        for major, name in rows.items():
+            where = f"majors.{kind}.{major}"
+            if (not isinstance(major, str) or len(major) != major_digits
+                    or first_non_digit(major) >= 0):
+                _overlay_fail(oid, f"{where}: a major is {major_digits} digits")
+            if major in tables[kind]["majors"]:
+                _overlay_fail(oid, f"{where}: {major} is a {book['standard']} major already")
+            if int(major) < LOCAL_MAJORS_FROM:
+                _overlay_fail(oid, f"{where}: local majors are {LOCAL_MAJORS_FROM}-99; "
+                              f"lower ones are left to the standard")
+            tables[kind]["majors"][major] = [_local_name(oid, where, name), LOCAL_TAG, src]
+    changes = local["changes"]
+    for part in ("add", "rename", "retire"):
+        found = []
+        _overlay_table(overlay, part, found)
+        for kind, rows in found:
+            classes = tables[kind]["classes"]
+            for code, value in rows.items():
+                where = f"{part}.{kind}.{code}"
+                if (not isinstance(code, str) or len(code) != major_digits + minor_digits
+                        or first_non_digit(code) >= 0):
+                    _overlay_fail(oid, f"{where}: {book['standard']} class codes are "
+                                  f"{major_digits + minor_digits} digits")
+                if code in changes.get(kind, {}):
+                    _overlay_fail(oid, f"{where}: {code} is changed twice")
+                if part == "add":
+                    _add_local(oid, where, book, tables[kind], code, minor_digits)
+                    classes[code] = [_local_name(oid, where, value), LOCAL_TAG, src]
+                    changes.setdefault(kind, {})[code] = "added"
+                    continue
+                row = classes.get(code)
+                if row is None:
+                    _overlay_fail(oid, f"{where}: {code} is not a {book['standard']} "
+                                  f"{kind} class")
+                if part == "rename":
+                    local["standard_names"].setdefault(kind, {})[code] = row[0]
+                    renamed = list(row)
+                    renamed[0] = _local_name(oid, where, value)
+                    classes[code] = renamed
+                    changes.setdefault(kind, {})[code] = "renamed"
+                else:
+                    if not isinstance(value, str) or not value.strip():
+                        _overlay_fail(oid, f"{where}: say why it is retired")
+                    local["retired"].setdefault(kind, {})[code] = value
+                    del classes[code]
+                    changes.setdefault(kind, {})[code] = "retired"
+    aliases = overlay.get("grid_aliases") or {}
+    if not isinstance(aliases, dict):
+        _overlay_fail(oid, "grid_aliases must be an object")
+    for alias, code in aliases.items():
+        where = f"grid_aliases.{alias}"
+        if (not isinstance(alias, str) or len(alias) != 12 or first_non_digit(alias) >= 0):
+            _overlay_fail(oid, f"{where}: a local grid code is 12 digits (6 + 2 + 2 + 2)")
+        if (not isinstance(code, str) or len(code) not in (14, 15)
+                or first_non_digit(code) >= 0):
+            _overlay_fail(oid, f"{where}: it must name a 14- or 15-digit standard grid code")
+        if code[:6] != alias[:6]:
+            _overlay_fail(oid, f"{where}: {alias} and {code} are in different districts")
+        local["grid_aliases"][alias] = code
+    for kind in KINDS:
+        if kind in book or tables[kind]["classes"]:
+            out[kind] = tables[kind]
+    out["version"] = f"{book['version']}+{overlay_id(overlay)}"
+    out["local"] = local
+    return out
+
+
+def _add_local(oid, where, book, table, code, minor_digits):
+    if code in table["classes"]:
+        _overlay_fail(oid, f"{where}: {code} is a {book['standard']} class already (rename "
+                      "it instead)")
+    major = code[:len(code) - minor_digits]
+    if major not in table["majors"]:
+        _overlay_fail(oid, f"{where}: major {major} is neither a {book['standard']} major "
+                      "nor one this local book adds")
+    if table["majors"][major][1] != LOCAL_TAG and int(code[len(major):]) < 9 * 10 ** (
+            minor_digits - 1):
+        low = "9" + "0" * (minor_digits - 1)
+        _overlay_fail(oid, f"{where}: in the standard's major {major}, local classes are "
+                      f"{major}{low}-{major}{'9' * minor_digits} (the extension range)")
 
 
 class Divisions:

@@ -21,7 +21,7 @@ import binascii
 import hashlib
 import json
 
-from . import canonjson, ed25519
+from . import brokerurl, canonjson, ed25519
 from .errors import CoreError
 
 VERSION = 1
@@ -39,6 +39,9 @@ SETTINGS = {
 BUTTON_FIELDS = ("kind", "code", "text")
 BUTTON_SCHEMA = ("$defs", "button", "properties")
 _DOC_KEYS = ("v", "device", "district", "version", "issued", "settings", "map", "codebook")
+# ``broker``: a new broker URL (mqtt[s]://host[:port]); a device takes it only after a
+# connection to it succeeds (a document without it leaves the broker as it is)
+_OPTIONAL_KEYS = ("broker",)
 _HEX = "0123456789abcdef"
 
 
@@ -62,11 +65,14 @@ def _is_hex(text, n):
 
 # -- the centre's side --------------------------------------------------------------------
 
-def document(device, district, version, settings, issued, map_sha256=None, codebook=None):
+def document(device, district, version, settings, issued, map_sha256=None, codebook=None,
+             broker=None):
     """The canonical bytes of a document (what the centre signs)."""
     doc = {"v": VERSION, "device": device, "district": district, "version": int(version),
            "issued": int(issued), "settings": settings, "map": map_sha256,
            "codebook": codebook}
+    if broker is not None:
+        doc["broker"] = broker
     _check_doc(doc)
     return canonjson.dumps(doc)
 
@@ -154,8 +160,17 @@ def _check_doc(doc):
         if k not in doc:
             raise ConfigRefused("format", "is required", k)
     for k in doc:
-        if k not in _DOC_KEYS:
+        if k not in _DOC_KEYS and k not in _OPTIONAL_KEYS:
             raise ConfigRefused("format", "is not a field of a configuration document", k)
+    if "broker" in doc:
+        try:
+            url = brokerurl.BrokerURL(doc["broker"])
+        except (brokerurl.BrokerURLError, TypeError, AttributeError) as exc:
+            raise ConfigRefused("format", str(exc), "broker")  # noqa: B904
+        if url.username is not None or url.password is not None:
+            raise ConfigRefused("format", "a document names a broker without a user or "
+                                "password (the device's identity is its certificate)",
+                                "broker")
     if doc["v"] != VERSION:
         raise ConfigRefused("format", "unsupported document version", "v")
     for k in ("device", "district"):

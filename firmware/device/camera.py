@@ -6,7 +6,10 @@ when chosen), ``opencv`` (USB camera through OpenCV, imported only when chosen),
 ``hardware.Hardware`` puts it in place of a real camera on the sim backend) and
 ``none``.  Every backend returns a Pillow image; ``encode_jpeg`` fits it into
 ``max_bytes`` by choosing the highest JPEG quality that fits (binary search), shrinking
-the picture only when even the lowest quality is too big.
+the picture only when even the lowest quality is too big.  ``encode_photo`` gives the
+profile's ``camera.format``: that JPEG, or a WebP of at most ``WEBP_RATIO`` of its bytes
+(the highest WebP quality that fits), which measured at least the JPEG's SSIM on every
+photograph of ``benchmarks/bench_media.py``; both carry the same EXIF.
 """
 
 import io
@@ -20,6 +23,12 @@ DEFAULT_SIZE = (1280, 960)
 DEFAULT_MAX_BYTES = 150 * 1024
 MIN_QUALITY, MAX_QUALITY = 25, 92
 JPEG_OPTIONS = {"optimize": True}
+FORMATS = ("jpeg", "webp")
+WEBP_RATIO = 0.8                 # a WebP photo is at most this share of the JPEG's bytes
+WEBP_OPTIONS = {"method": 4}     # libwebp's default effort: method 6 was not smaller here
+WEBP_GROWTH = 0.03               # WebP bytes grow ~3 % a quality step (a first guess)
+WEBP_TRIES = 4                   # WebP encodings at most for one photo
+WEBP_START = 5                   # the first WebP quality tried: the JPEG's plus this
 
 
 class CameraError(DeviceError):
@@ -226,8 +235,64 @@ def save_jpeg(img, quality, exif=b""):
     return out.getvalue()
 
 
+def save_webp(img, quality, exif=b""):
+    """``img`` as a lossy WebP at ``quality`` (EXIF in the RIFF container)."""
+    out = io.BytesIO()
+    img.save(out, "WEBP", quality=quality, exif=exif, **WEBP_OPTIONS)
+    return out.getvalue()
+
+
 def encode_jpeg(img, size=DEFAULT_SIZE, max_bytes=DEFAULT_MAX_BYTES, exif=b""):
     """(jpeg bytes, quality): the image at ``size`` (aspect kept) within ``max_bytes``."""
+    data, quality, _img = _fit_jpeg(img, size, max_bytes, exif)
+    return data, quality
+
+
+def encode_photo(img, size=DEFAULT_SIZE, max_bytes=DEFAULT_MAX_BYTES, exif=b"",
+                 fmt="jpeg"):
+    """(bytes, quality) of the photo in ``fmt`` (``FORMATS``): the JPEG of
+    ``encode_jpeg``; or a WebP of the same picture within ``WEBP_RATIO`` of that JPEG's
+    bytes, at the highest quality ``_webp_within`` finds, the JPEG itself should none
+    fit."""
+    if fmt not in FORMATS:
+        raise CameraError(f"unknown photo format {fmt!r}: one of {', '.join(FORMATS)}")
+    jpeg, quality, img = _fit_jpeg(img, size, max_bytes, exif)
+    if fmt == "jpeg":
+        return jpeg, quality
+    best = _webp_within(img, int(len(jpeg) * WEBP_RATIO), quality + WEBP_START, exif)
+    return best or (jpeg, quality)
+
+
+def _webp_within(img, cap, start, exif, tries=WEBP_TRIES, encode=None):
+    """(webp, quality) at the highest quality found within ``cap`` bytes in ``tries``
+    encodings, or None: from ``start``, each next quality estimated on the log of the
+    bytes (about ``WEBP_GROWTH`` more a quality step, a step of twice that guess until
+    the cap is bracketed, then the slope measured between the two nearest tries), until
+    a fitting quality and the one above it are known."""
+    encode = encode or save_webp
+    fits = over = None                  # (quality, bytes or data) either side of the cap
+    q = max(1, min(100, start))
+    for _ in range(tries):
+        data = encode(img, q, exif)
+        if len(data) <= cap:
+            fits = (q, data) if fits is None or q > fits[0] else fits
+        else:
+            over = (q, len(data)) if over is None or q < over[0] else over
+        if (fits and over and over[0] - fits[0] <= 1) or (fits and fits[0] == 100) \
+                or (over and over[0] == 1 and not fits):
+            break
+        if fits and over:
+            slope = max(1e-3, math.log(over[1] / len(fits[1])) / (over[0] - fits[0]))
+            q = fits[0] + math.log(cap / len(fits[1])) / slope
+            q = min(over[0] - 1, max(fits[0] + 1, round(q)))
+        else:                            # not bracketed yet: a bold step (twice the guess)
+            q += round(2 * math.log(cap / len(data)) / WEBP_GROWTH) or (1 if fits else -1)
+            q = max(1, min(100, q))
+    return (fits[1], fits[0]) if fits else None
+
+
+def _fit_jpeg(img, size, max_bytes, exif):
+    """(jpeg bytes, quality, the picture encoded) — ``encode_jpeg``'s search."""
     img = img.convert("RGB")
     if img.size != tuple(size):
         scale = min(size[0] / img.width, size[1] / img.height)
@@ -242,7 +307,7 @@ def encode_jpeg(img, size=DEFAULT_SIZE, max_bytes=DEFAULT_MAX_BYTES, exif=b""):
             else:
                 hi = q - 1
         if best is not None:
-            return best
+            return (*best, img)
         if img.width < 160:
             raise CameraError(f"cannot fit a photo into {max_bytes} bytes")
         shrink = math.sqrt(0.7)

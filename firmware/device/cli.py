@@ -60,13 +60,20 @@ def register(parser):
                    help="the centre's configuration keys (64 hex digits a line; "
                    "`gridlink fleet config key`; default: $GRIDLINK_CONFIG_KEYS, which "
                    "provisioning sets): without them every document is refused")
+    p.add_argument("--codebook-overlay", metavar="FILE",
+                   default=os.environ.get("GRIDLINK_CODEBOOK_OVERLAY") or None,
+                   help="the district's local code book (docs/codes.md), applied to the "
+                   "book it extends; default: $GRIDLINK_CODEBOOK_OVERLAY, which "
+                   "provisioning sets")
     p.add_argument("--log-level", default="INFO")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("press", help="press a button / trip a sensor of a simulated device")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("input", help="button name, or pir, call, yes, no")
-    p.add_argument("--hold", action="store_true", help="a long press (cancels the last report)")
+    p.add_argument("input", help="button name, or pir, call, emergency, yes, no")
+    p.add_argument("--hold", action="store_true",
+                   help="a long press (cancels the last report, or files an urgent one "
+                   "when the profile's press.long_press is \"urgent\")")
     p.set_defaults(func=cmd_press)
 
     p = sub.add_parser("status", help="show a running device's status")
@@ -136,6 +143,10 @@ def cmd_run(args):
 
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stdout,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.codebook_overlay:
+        from . import codebook
+
+        codebook.use_overlays([args.codebook_overlay])
     profile = load_profile(args.profile)
     keys = None
     if args.config_keys:
@@ -150,6 +161,7 @@ def cmd_run(args):
                  reconnect_max=args.reconnect_max, config_keys=keys,
                  update_repo=args.update_repo, health_deadline=args.health_deadline,
                  update_retry=args.update_retry)
+    dev.catch_signals()               # a SIGTERM while starting is a safe stop too
     try:
         dev.start()
     except BaseException:

@@ -28,6 +28,7 @@ from fractions import Fraction
 from pathlib import Path
 from typing import NamedTuple
 
+from ..core import fsio
 from ..errors import DeviceError
 
 MP4_TIME_BASE = Fraction(1, 90000)
@@ -278,9 +279,7 @@ class EventClips:
                                            time.gmtime(packets[0].t)),
             "comment": f"gridlink trigger at {p.trigger_t - packets[0].t:.3f} s"})
         data = buf.getvalue()
-        tmp = path.with_suffix(".mp4.part")
-        tmp.write_bytes(data)
-        tmp.replace(path)
+        fsio.write_file(str(path), data, str(self.folder))   # whole or absent after a crash
         return Clip(p.name, path, len(data), hashlib.sha256(data).hexdigest(), p.trigger_t,
                     packets[0].t, packets[-1].t + frame_interval(packets), len(packets),
                     sum(pk.key for pk in packets))

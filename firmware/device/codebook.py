@@ -2,10 +2,13 @@
 
 The books are loaded by ``gridlink.firmware.codebooks`` (the one loader); a profile names
 its standard and every class code it maps a button or sensor to must be in that
-standard's book.
+standard's book.  A district's local book (``use_overlays``, from ``--codebook-overlay``)
+is applied to the book it extends, for the whole process.
 """
 
 from ..errors import DeviceError
+
+_local = None   # {standard: CodeBook} with the local books applied, or None
 
 
 class CodebookUnavailable(DeviceError):
@@ -14,10 +17,25 @@ class CodebookUnavailable(DeviceError):
         self.fix = fix
 
 
+def use_overlays(files):
+    """Apply the local books in ``files`` from now on; CodebookUnavailable says why one
+    cannot be used (nothing changes then)."""
+    global _local
+    from ..codebooks import load_books
+    from ..core.codebook import CodeError
+
+    try:
+        books = load_books(overlays=files) if files else None
+    except CodeError as exc:
+        raise CodebookUnavailable(str(exc), "fix the local code book, or run without it "
+                                  "(--codebook-overlay)") from None
+    _local = books
+
+
 def _books():
     from ..codebooks import load_books
 
-    return load_books()
+    return _local if _local is not None else load_books()
 
 
 def book(standard):

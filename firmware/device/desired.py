@@ -7,8 +7,10 @@ rename it over ``desired.json``, fsync the folder, then use the new profile.  A 
 before the rename leaves the old document, after it the new one; at start the kept
 message is verified again, so a file from anywhere but the centre is never used.  A
 refused document changes nothing — nor does one that cannot be written (reason
-``storage``: a full or read-only disk); the refusal is kept in ``desired-refused.json``
-and reported in every status until a document is applied.
+``storage``: a full or read-only disk), nor one naming a broker the device could not
+connect to (reason ``unreachable``: a new broker is tried before it is used); the refusal
+is kept in ``desired-refused.json`` and reported in every status until a document is
+applied.
 """
 
 import hashlib
@@ -67,10 +69,13 @@ class DesiredState:
     called after each step of an apply (``STEPS``).
     """
 
-    def __init__(self, data_dir, device, keys, base, *, map_sha256=None, codebook=None):
+    def __init__(self, data_dir, device, keys, base, *, map_sha256=None, codebook=None,
+                 broker=None, try_broker=None):
         self.dir = Path(data_dir)
         self.device, self.keys, self.base = device, list(keys or ()), base
         self.map_sha256, self.codebook = map_sha256, codebook
+        self.provisioned_broker = broker
+        self.try_broker = try_broker      # url → None when it accepts this device, else why
         self.schema = profiles.load_schema()
         self.profile = base
         self.doc = None
@@ -82,6 +87,11 @@ class DesiredState:
     @property
     def version(self):
         return self.doc["version"] if self.doc else None
+
+    @property
+    def broker(self):
+        """The broker to use: the applied document's, else the provisioned one."""
+        return (self.doc or {}).get("broker") or self.provisioned_broker
 
     def status(self):
         """The status message's ``config``: the applied version and the last refusal."""
@@ -120,7 +130,10 @@ class DesiredState:
             raise ConfigRefused("hash", f"the code book {doc['codebook']} is not the one this "
                                 f"device holds ({self.codebook})", "codebook")
         merged = desired.apply(self.base, doc["settings"])
-        problems = profiles.validate({k: v for k, v in merged.items() if k != "_path"},
+        # the profile as written is checked: an empty button list is the defaults' filling
+        # for a terminal without buttons, which the schema's minItems does not mean
+        problems = profiles.validate({k: v for k, v in merged.items()
+                                      if k != "_path" and not (k == "buttons" and v == [])},
                                      f"config {doc['version']}")
         if problems:
             raise ConfigRefused("schema", problems[0].message,
@@ -139,6 +152,7 @@ class DesiredState:
             return None                       # the retained copy of what runs: nothing to do
         try:
             doc, merged = self._judge(message, applied=self.version)
+            self._try(doc)
         except ConfigRefused as exc:
             return self._refuse(exc, desired.claimed_version(message))
         try:
@@ -153,6 +167,18 @@ class DesiredState:
             (self.dir / REFUSED).unlink(missing_ok=True)
         log.info("configuration version %d applied", doc["version"])
         return merged
+
+    def _try(self, doc):
+        """A new broker is taken only once a connection to it succeeds (a change that could
+        cut the device off is tried first); ConfigRefused ``unreachable`` otherwise."""
+        url = doc.get("broker")
+        if url is None or url == self.broker:
+            return
+        if self.try_broker is None:
+            raise ConfigRefused("schema", "this device cannot try a new broker", "broker")
+        why = self.try_broker(url)
+        if why is not None:
+            raise ConfigRefused("unreachable", f"{why}; still using {self.broker}", "broker")
 
     def _write(self, message, doc, sha):
         body = json.dumps({"version": doc["version"], "sha256": sha,

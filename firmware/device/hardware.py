@@ -79,6 +79,7 @@ class Hardware:
         self.replay = replay
         self.replayer = None
         self._pins = None
+        self._microphone = None
 
     @property
     def sim(self):
@@ -126,24 +127,31 @@ class Hardware:
     def recorder(self, folder, on_clip):
         """(EventClips, recorder not started) for the profile's ``clips`` section over the
         camera's backend (the synthetic camera in simulation); the recorder is None for
-        ``none``."""
+        ``none``, and in simulation when the profile's ``sim.clips`` is false (the shipped
+        vehicle profile: its synthetic 720p H.264 would be software encoding)."""
         from .video import clip_recorder
 
         conf = self.profile["camera"]
         backend = conf["backend"]
         if self.sim and backend != "none":
-            backend = "synthetic"
+            backend = "synthetic" if self.profile["sim"]["clips"] else "none"
         return clip_recorder(self.profile["clips"], backend, folder, on_clip,
                              device=conf["device"])
 
-    def memo(self, seconds, seed=0):
-        """16-bit mono samples of a voice memo: the microphone (sounddevice) on a Pi,
-        synthetic speech in simulation."""
+    def microphone(self):
+        """The memo's microphone (``memo.microphone``: sounddevice on a Pi; synthetic
+        speech in simulation), built once; a ``MemoError`` says what is missing."""
         from . import memo
 
-        if self.sim:
-            return memo.synthetic_memo(seconds, seed=seed)
-        return memo.record_memo(seconds)
+        if self._microphone is None:
+            conf = self.profile["memo"]
+            backend = "synthetic" if self.sim else conf["microphone"]
+            self._microphone = memo.make_microphone(backend, conf.get("device"))
+        return self._microphone
+
+    def memo(self, seconds, seed=0):
+        """16-bit mono samples of a voice memo from the microphone."""
+        return self.microphone().record(seconds, seed)
 
     def triggers(self, **callbacks):
         """The profile's buttons and sensors over this backend's pins (``Triggers``)."""

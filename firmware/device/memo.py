@@ -1,8 +1,10 @@
 """Voice memos: mono speech recorded with a report, encoded as Opus in Ogg (PyAV).
 
-``record_memo`` takes the microphone through sounddevice (on a Pi; imported only when
-called); ``synthetic_memo`` makes a speech-like signal for simulation and tests (voiced
-syllables on a gliding pitch with two formants, pauses between words, a little noise).
+``make_microphone`` picks where a memo comes from: ``SoundDeviceMicrophone`` (a real
+microphone through sounddevice/PortAudio, on a Pi; imported only when chosen) or
+``SyntheticMicrophone``; ``synthetic_memo`` makes a speech-like signal for simulation and
+tests (voiced syllables on a gliding pitch with two formants, pauses between words, a
+little noise).
 ``encode_memo`` turns 16-bit mono samples into an ``.ogg`` file's bytes: Opus at 16 kbit/s
 is about 2 KB a second; ``memo_info`` decodes one back and says its length.
 """
@@ -10,6 +12,7 @@ is about 2 KB a second; ``memo_info`` decodes one back and says its length.
 import io
 import math
 import random
+import threading
 
 from ..errors import DeviceError
 
@@ -61,19 +64,81 @@ def synthetic_memo(seconds, rate=RATE, seed=0):
     return (out * 32767).astype(np.int16)
 
 
-def record_memo(seconds, rate=RATE, device=None):
-    """Record ``seconds`` from the microphone (sounddevice) as int16 mono samples."""
+MICROPHONES = ("sounddevice", "synthetic")
+
+
+def make_microphone(backend, device=None, rate=RATE):
+    """The microphone a memo is recorded from: ``sounddevice`` (PortAudio; ``device`` a
+    PortAudio device name or index, None its default input; imported only when chosen)
+    or ``synthetic`` (speech-like audio for simulation)."""
+    if backend == "sounddevice":
+        return SoundDeviceMicrophone(device, rate)
+    if backend == "synthetic":
+        return SyntheticMicrophone(rate)
+    raise MemoError(f"unknown microphone backend {backend!r}: one of {', '.join(MICROPHONES)}")
+
+
+def _check_seconds(seconds):
     if not 0 < seconds <= MAX_SECONDS:
         raise MemoError(f"a memo is 0..{MAX_SECONDS} s, not {seconds}")
-    try:
-        import sounddevice
-    except (ImportError, OSError):          # OSError: the PortAudio library is missing
-        raise MemoError("recording needs the sounddevice package (pip install sounddevice; "
-                        "apt install libportaudio2)") from None
-    samples = sounddevice.rec(round(seconds * rate), samplerate=rate, channels=1,
-                              dtype="int16", device=device)
-    sounddevice.wait()
-    return samples.reshape(-1)
+
+
+class SoundDeviceMicrophone:
+    """A real microphone through sounddevice (PortAudio: ALSA on a Pi).  Built only when
+    sounddevice, the PortAudio library and an input ``device`` are all there; else a
+    ``MemoError`` says which is missing."""
+
+    def __init__(self, device=None, rate=RATE):
+        try:
+            import sounddevice
+        except ImportError:
+            raise MemoError("recording memos needs the sounddevice package "
+                            "(pip install gridlink[audio])") from None
+        except OSError as exc:           # the package is there, PortAudio is not
+            raise MemoError(f"recording memos needs the PortAudio library ({exc}; "
+                            "apt install libportaudio2)") from None
+        self.sd, self.rate = sounddevice, rate
+        try:
+            info = sounddevice.query_devices(device, "input")
+            sounddevice.check_input_settings(device, channels=1, dtype="int16",
+                                             samplerate=rate)
+        except (ValueError, sounddevice.PortAudioError) as exc:
+            raise MemoError(f"no microphone {'(default input)' if device is None else device!r}"
+                            f" for 16-bit mono at {rate} Hz: {exc}") from None
+        self.device = device
+        self.name = info["name"]
+        self._lock = threading.Lock()      # sounddevice's rec/wait share one stream
+
+    def record(self, seconds, seed=0):
+        """``seconds`` from the microphone as int16 mono samples (a numpy array)."""
+        _check_seconds(seconds)
+        try:
+            with self._lock:
+                samples = self.sd.rec(round(seconds * self.rate), samplerate=self.rate,
+                                      channels=1, dtype="int16", device=self.device)
+                self.sd.wait()
+        except self.sd.PortAudioError as exc:
+            raise MemoError(f"recording from {self.name!r} failed: {exc}") from None
+        return samples.reshape(-1)
+
+
+class SyntheticMicrophone:
+    """Speech-like audio (``synthetic_memo``), a new utterance for each ``seed``."""
+
+    name = "synthetic"
+
+    def __init__(self, rate=RATE):
+        self.rate = rate
+
+    def record(self, seconds, seed=0):
+        _check_seconds(seconds)
+        return synthetic_memo(seconds, self.rate, seed)
+
+
+def record_memo(seconds, rate=RATE, device=None):
+    """Record ``seconds`` from the microphone (sounddevice) as int16 mono samples."""
+    _check_seconds(seconds)
+    return SoundDeviceMicrophone(device, rate).record(seconds)
 
 
 def encode_memo(samples, rate=RATE, bit_rate=DEFAULT_BIT_RATE):

@@ -280,7 +280,7 @@ def pins_of(profile):
     for name in ("yes", "no"):
         if name in profile.get("operator_buttons", {}):
             out.append((f"operator_buttons.{name}", profile["operator_buttons"][name]))
-    for section in ("pir", "call_button", "tilt"):
+    for section in ("pir", "call_button", "emergency_button", "tilt"):
         if section in profile:
             out.append((f"{section}.pin", profile[section]["pin"]))
     return out
@@ -291,11 +291,13 @@ def class_refs(profile):
     out = []
     for i, button in enumerate(profile.get("buttons", [])):
         out.append((f"buttons[{i}]", button["kind"], button["code"]))
-    for section in ("pir", "call_button", "task_result"):
+    for section in ("pir", "call_button", "emergency_button", "task_result"):
         if section in profile:
             out.append((section, profile[section]["kind"], profile[section]["code"]))
     if "tilt" in profile:
         out.append(("tilt", "component", profile["tilt"]["code"]))
+    for i, c in enumerate(profile.get("kiosk", {}).get("classes", [])):
+        out.append((f"kiosk.classes[{i}]", c["kind"], c["code"]))
     return out
 
 
@@ -357,8 +359,34 @@ def _meaning(p, source, codebook):
             bad("tilt.object", f"component id {obj} does not carry class {tilt['code']}",
                 f"the id is district + class code + sequence, e.g. "
                 f"{p['district']}{tilt['code']}000001")
+    if "clips" in p:
+        problems.extend(_check_clips(p, source))
     problems.extend(_check_codes(p, source, codebook))
     return problems
+
+
+def _check_clips(p, source):
+    """The ring must hold a clip's seconds (and the two GOPs it is cut on) at the bit
+    rate, and clips need a camera."""
+    c = _clip_values(p["clips"])
+    problems = []
+    if p.get("camera", {}).get("backend", "none") == "none":
+        problems.append(Problem(source, "clips", "clips need a camera (camera.backend is none)",
+                                "set camera.backend, or remove the clips section"))
+    seconds = c["pre_s"] + c["post_s"] + 2 * c["gop_s"]
+    needed = round(seconds * c["bit_rate"] / 8)
+    if c["ring_bytes"] < needed:
+        problems.append(Problem(
+            source, "clips.ring_bytes", f"{c['ring_bytes']} bytes hold less than the "
+            f"{seconds:g} s a clip needs at {c['bit_rate']} bit/s ({needed} bytes)",
+            f"raise ring_bytes to at least {needed}, or lower bit_rate, pre_s or post_s"))
+    return problems
+
+
+def _clip_values(clips):
+    defaults = {k: v["default"] for k, v in load_schema()["$defs"]["clips"]["properties"].items()
+                if "default" in v}
+    return {**defaults, **clips}
 
 
 def _check_grid(p, source):
@@ -397,6 +425,13 @@ def _check_codes(p, source, codebook):
             problems.append(Problem(source, f"{key}.code", why,
                                     f"pick a {kind} class of {p['standard']} "
                                     "(see `gridlink codes list`)"))
+    for i, code in enumerate(p.get("urgent_classes", [])):
+        why = lookup("event", code) and lookup("component", code)
+        if why:
+            problems.append(Problem(source, f"urgent_classes[{i}]",
+                                    f"{code} is no event or component class of {p['standard']}",
+                                    "list class codes from the code book (see `gridlink "
+                                    "codes list`)"))
     return problems
 
 

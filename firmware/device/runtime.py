@@ -27,13 +27,21 @@ from ..core import track as coretrack
 from ..core.checks import MessageError
 from ..core.errors import CoreError
 from ..core.messages import CLIP_TASK_S
-from ..core.report import DEFAULT_MAX_FIX_AGE, ReportError, encode_report, make_report
+from ..core.report import (
+    DEFAULT_MAX_FIX_AGE,
+    TEXT_MAX,
+    ReportError,
+    encode_report,
+    make_report,
+)
 from ..core.timefmt import iso_utc
 from ..maps import default_map
 from . import camera as cam
 from . import codebook
 from . import health as checks
+from .cliptasks import ClipTasks
 from .hardware import Hardware
+from .kiosk_form import choices
 from .ota import ota_dir, update_device
 from .sdnotify import notify, watchdog_period
 from .shelf import MediaShelf
@@ -51,6 +59,8 @@ RESTART_INTO_UPDATE = 75
 THERMAL = Path("/sys/class/thermal/thermal_zone0/temp")
 SHELF_BYTES = 64 * 1024 * 1024   # the profile's clips.shelf_bytes default
 UPLOAD_BYTES_PER_S = 64000       # the profile's clips.upload_bytes_per_s default
+RESTARTED = ("the device restarted before the clip was written; the seconds asked for "
+             "were in memory and are gone")
 
 
 def firmware_version():
@@ -110,6 +120,7 @@ class Device:
             raise errors.DeviceError(f"bad device id or district: {exc}") from None
         self.data_dir = Path(data_dir)
         self.broker = broker
+        self._signalled = None   # catch_signals()'s event
         self.tls = (tls_ca, tls_cert, tls_key)
         self.map_path = map_path
         self.cancel_grace = profile["press"]["cancel_grace_s"] if cancel_grace is None \
@@ -134,7 +145,7 @@ class Device:
         self.grace = {}                 # report id → monotonic time its cancel grace ends
         self.last_button = None
         self.timers = []
-        self.store = self.shelf = None
+        self.store = self.shelf = self.cliptasks = None
         self.clips = self.recorder = None
         self._clip_for = {}              # clip name → ("report", id) | ("task", task)
         self._clip_lock = threading.Lock()
@@ -191,17 +202,30 @@ class Device:
             self.batch = coretrack.Batch(self.device, tr["batch_points"],
                                          min(tr["batch_s"], coretrack.MAX_SPAN_S))
         self.camera = self.hardware.camera()
+        self.cliptasks = ClipTasks(self.data_dir / "clip_tasks.json")
         if "clips" in self.profile:
             self._start_clips()
+        if "memo" in self.profile:
+            try:
+                mic = self.hardware.microphone()
+                log.info("voice memos of %s s from %s", self.profile["memo"]["seconds"],
+                         mic.name)
+            except errors.DeviceError as exc:   # each report's memo will say so again
+                log.error("no voice memos: %s", exc)
         self.triggers = self.hardware.triggers(
             on_press=self._on_press, on_cancel=self._on_cancel, on_motion=self._on_motion,
-            on_call=self._on_call, on_answer=lambda yes: self._guard(self.answer, None, None, yes))
+            on_call=self._on_call, on_urgent=self._on_urgent,
+            on_answer=lambda yes: self._guard(self.answer, None, None, yes))
         if "kiosk" in self.profile:
             k = self.profile["kiosk"]
             port = self.kiosk_port if self.kiosk_port is not None else k["port"]
             self.kiosk = Kiosk(self.device, self.board,
                                lambda task, result: self.answer(task, result),
-                               bind=k["bind"], port=port).start()
+                               bind=k["bind"], port=port,
+                               offered=choices(k["classes"], self._class_name),
+                               file_report=self._citizen_report,
+                               camera=self.camera is not None,
+                               gap_s=k["report_gap_s"]).start()
         self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
         self.timers.append(Pace(self.status_interval, self._tick_status, "status").start())
         self.timers.append(Pace(1.0, self._watch_change, "status-change").start())
@@ -214,6 +238,7 @@ class Device:
         notify(f"READY=1\nSTATUS=device {self.device} running")
         log.info("device %s (%s) started: data %s, broker %s%s", self.device, self.kind,
                  self.data_dir, self.broker, ", simulated hardware" if self.hardware.sim else "")
+        self._guard(self._finish_clip_tasks)
         ota = self.slots.wire_status() if self.slots else None
         if ota and ota["pending"]:
             threading.Thread(target=self._commit_trial, name="health", daemon=True).start()
@@ -243,8 +268,11 @@ class Device:
             clip.path.unlink(missing_ok=True)
             return
         what, value = wanted
+        if what == "task":
+            self._clip_of_task(value, clip.path)
+            return
         try:
-            rid = self._answer_clip_task(value, "recorded") if what == "task" else value
+            rid = value
             self.shelf.add_file(clip.path, "clip", rid)
         except (errors.DeviceError, OSError) as exc:
             self.store.count_problem("media_dropped")
@@ -290,30 +318,78 @@ class Device:
 
     def _clip_task(self, task):
         """A ``clip`` task: the last CLIP_TASK_S seconds (as much as the ring holds), sent
-        as the media of the task's result report; ``no_clip`` at once without a recorder."""
+        as the media of the task's result report; ``no_clip`` at once without a recorder.
+        The task is written down (``cliptasks``) before its message is acknowledged, so a
+        restart before its clip is written does not lose it (``_finish_clip_tasks``)."""
         if self.clips is None:
-            self._answer_clip_task(task, "no_clip")
+            if self.cliptasks.take(task, time.time(), 0):
+                self._answer_clip_task(task, "no_clip", "this device records no clips")
+                self.cliptasks.done(task["task"])
             return
         name = "t-" + task["task"]
+        pre_s = min(CLIP_TASK_S, self.clips.ring.max_seconds)
         with self._clip_lock:
             if name in self._clip_for:
                 return                       # the same task delivered again
+            if not self.cliptasks.take(task, time.time(), pre_s):
+                log.info("clip task %s again: already taken", task["task"])
+                return
             self._clip_for[name] = ("task", task)
-        pre_s = min(CLIP_TASK_S, self.clips.ring.max_seconds)
         try:
             self.clips.trigger(name=name, pre_s=pre_s, post_s=0)
         except Exception as exc:
             with self._clip_lock:
                 self._clip_for.pop(name, None)
             log.error("clip task %s: %s", task["task"], exc)
-            self._answer_clip_task(task, "no_clip")
+            self._answer_clip_task(task, "no_clip", str(exc))
+            self.cliptasks.done(task["task"])
 
-    def _answer_clip_task(self, task, result):
+    def _clip_of_task(self, task, path, report_id=None):
+        """Answer ``task`` with its clip at ``path`` (result ``recorded``, unless
+        ``report_id`` already answered it) and shelve the clip; then the task is done."""
+        tid = task["task"]
+        try:
+            if report_id is None:
+                report_id = self._answer_clip_task(task, "recorded")
+                self.cliptasks.answering(tid, report_id)
+            self.shelf.add_file(path, "clip", report_id)
+        except (errors.DeviceError, OSError) as exc:
+            if report_id is None:            # unanswered: the task and its clip wait for
+                log.error("clip task %s not answered: %s", tid, exc)   # the next start
+                return
+            self.store.count_problem("media_dropped")
+            log.error("clip of task %s NOT kept: %s", tid, exc)
+            Path(path).unlink(missing_ok=True)
+        self.cliptasks.done(tid)
+        self.delivery.kick()
+        log.info("clip of task %s shelved for report %s", tid, report_id)
+
+    def _finish_clip_tasks(self):
+        """At start-up: each clip task taken before a restart and not done gets its clip
+        if it had been written (it waits in ``clips/``), else ``no_clip`` with the reason
+        (the ring's seconds were in memory); one already answered gets its clip shelved."""
+        for entry in self.cliptasks.pending():
+            task = entry["task"]
+            tid, rid = task["task"], entry.get("report")
+            path = self.data_dir / "clips" / f"t-{tid}.mp4"
+            if path.exists():
+                log.info("clip task %s: its clip was written before the restart", tid)
+                self._clip_of_task(task, path, rid)
+            elif rid is not None:   # answered, and the clip left clips/ for the shelf
+                self.cliptasks.done(tid)
+            else:
+                self._answer_clip_task(task, "no_clip", RESTARTED)
+                self.cliptasks.done(tid)
+
+    def _answer_clip_task(self, task, result, reason=None):
         cls = self.profile["task_result"]
-        rep = self.report("task", cls["kind"], cls["code"],
-                          f"{TYPE_NAMES['clip']} {task['task']}: {result}", task=task["task"],
+        text = f"{TYPE_NAMES['clip']} {task['task']}: {result}"
+        if reason:
+            text = f"{text} ({reason})"[:TEXT_MAX]
+        rep = self.report("task", cls["kind"], cls["code"], text, task=task["task"],
                           result=result, photo=False)
-        log.info("clip task %s answered %s by report %s", task["task"], result, rep["id"])
+        log.info("clip task %s answered %s by report %s%s", task["task"], result, rep["id"],
+                 f": {reason}" if reason else "")
         return rep["id"]
 
     def _open_map(self):
@@ -338,10 +414,19 @@ class Device:
         path = self.map_path or default_map(self.district)
         self.desired = DesiredState(
             self.data_dir, self.device, self.config_keys, self.profile,
-            map_sha256=file_sha256(path) if path else None, codebook=self.codebook)
+            map_sha256=file_sha256(path) if path else None, codebook=self.codebook,
+            broker=self.broker, try_broker=self._try_broker)
         if self.desired.version is not None:
             self._use(self.desired.profile)
+            self.broker = self.desired.broker
             log.info("configuration version %d in use", self.desired.version)
+
+    def _try_broker(self, url):
+        """None when the broker at ``url`` accepts this device, else why (a desired-state
+        document's new broker is used only then)."""
+        from .delivery import trial_connect
+
+        return trial_connect(url, self.device, self.tls)
 
     def _use(self, profile):
         """Run on ``profile`` from now on: buttons, intervals, photo budget, fix age."""
@@ -364,6 +449,9 @@ class Device:
                 profile = self.desired.offer(message)
                 if profile is not None:
                     self._use(profile)
+                    if self.desired.broker != self.broker:
+                        self.broker = self.desired.broker
+                        self.delivery.switch(self.broker)
         except Exception:  # the device runs on: the MQTT thread must not die of it
             log.exception("configuration document not applied")
         self.delivery.request_status()
@@ -398,16 +486,25 @@ class Device:
             self.store.close()
         log.info("device %s stopped", self.device)
 
-    def run_forever(self):
-        """Run until SIGTERM/SIGINT, then stop safely."""
-        done = threading.Event()
+    def catch_signals(self):
+        """From now on SIGTERM/SIGINT ask for a safe stop (``run_forever`` makes it) instead
+        of killing the process: call it before ``start``, so a stop that comes while the
+        device starts still publishes its offline status."""
+        if self._signalled is not None:
+            return self._signalled
+        self._signalled = threading.Event()
 
         def on_signal(signum, _frame):
             log.info("signal %s received", signal.Signals(signum).name)
-            done.set()
+            self._signalled.set()
 
         signal.signal(signal.SIGTERM, on_signal)
         signal.signal(signal.SIGINT, on_signal)
+        return self._signalled
+
+    def run_forever(self):
+        """Run until SIGTERM/SIGINT, then stop safely."""
+        done = self.catch_signals()
         while not done.wait(1.0) and not self.done.is_set():
             pass
         self.stop()
@@ -445,8 +542,25 @@ class Device:
         c = self.profile["call_button"]
         self._guard(self.report, "operator", c["kind"], c["code"], c["text"])
 
+    def _citizen_report(self, kind, code, text, photo):
+        """A citizen's report from the kiosk's form (source ``citizen``)."""
+        return self.report("citizen", kind, code, text, photo=photo)
+
+    def _class_name(self, kind, code):
+        try:
+            return codebook.book(self.standard).lookup(kind, code).name
+        except Exception:  # no book, or a class it lacks: the screen shows the code
+            return None
+
     def _on_cancel(self, name):
         self._guard(self.cancel_last)
+
+    def _on_urgent(self, name):
+        """An urgent report (突发事件): the emergency button, or a long press on a class
+        button when ``press.long_press`` is "urgent"."""
+        b = self.profile["emergency_button"] if name == "emergency" else self.button(name)
+        self._guard(self.report, "button", b["kind"], b["code"], b["text"], None, None, None,
+                    True, True)
 
     # -- reports -----------------------------------------------------------------------------
 
@@ -457,20 +571,24 @@ class Device:
         return self.gnss.snapshot()
 
     def report(self, source, kind, code, text="", object_id=None, task=None, result=None,
-               photo=True):
-        """Make one report and store it durably; returns the report dict."""
+               photo=True, urgent=False):
+        """Make one report and store it durably; returns the report dict.  ``urgent``, or a
+        class the profile's ``urgent_classes`` lists, makes it urgent (突发事件): no
+        cancel grace, and it leaves before anything else waiting in the outbox."""
         if self.stopping.is_set():
             raise errors.DeviceError("device is stopping; no new reports")
+        urgent = bool(urgent) or code in self.profile.get("urgent_classes", ())
         with self.report_lock:
             try:
-                return self._report(source, kind, code, text, object_id, task, result, photo)
+                return self._report(source, kind, code, text, object_id, task, result, photo,
+                                    urgent)
             except (errors.DeviceError, ReportError) as exc:
                 self.counters["failed"] += 1
                 self.last_error = f"report NOT made: {exc}"
                 self.store.count_problem("failed")
                 raise errors.DeviceError(self.last_error) from None
 
-    def _report(self, source, kind, code, text, object_id, task, result, photo):
+    def _report(self, source, kind, code, text, object_id, task, result, photo, urgent):
         fix, age = self.fix_now()
         shot, dropped = None, False
         if photo and self.camera is not None:
@@ -494,10 +612,11 @@ class Device:
                 object_id=object_id, source=source, photos=[shot[:2]] if shot else (),
                 text=text, task=task, result=result, max_fix_age=self.stale_after,
                 fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age,
-                photo_dropped=dropped)
+                photo_dropped=dropped, urgent=urgent)
             payload = encode_report(rep)
             with self.store.lock:
-                self.store.append(TASK_RESULT if source == "task" else REPORT, payload)
+                self.store.append(TASK_RESULT if source == "task" else REPORT, payload,
+                                  urgent=urgent)
                 stored = True
                 if shot:
                     self._queue_photo(rep["id"], shot)
@@ -505,7 +624,7 @@ class Device:
             if shot and not stored:
                 self.store.remove_photo(shot[0])     # no report names it
             raise
-        if source == "button":
+        if source == "button" and not urgent:
             now = time.monotonic()   # a grace period in elapsed time: the clock may step
             self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
             self.grace[rep["id"]] = now + self.cancel_grace
@@ -517,7 +636,8 @@ class Device:
                 threading.Thread(target=self._guard, args=(self._memo_of_report, rep["id"]),
                                  name="memo", daemon=True).start()
         self.delivery.kick()
-        log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
+        log.info("report %s: %s%s %s (%s) grid %s flags %s%s", rep["id"],
+                 "URGENT " if urgent else "", kind, code, source,
                  rep["grid"], ",".join(rep["flags"]) or "-",
                  f" photo {shot[1]} B" if shot else "")
         return rep
@@ -543,9 +663,9 @@ class Device:
         elif fix is not None:
             fixd = {"lat": fix.lat, "lon": fix.lon, "alt": fix.alt, "hdop": fix.hdop}
         img = self.camera.capture()
-        data, _q = cam.encode_jpeg(
+        data, _q = cam.encode_photo(
             img, (conf["width"], conf["height"]), conf["max_bytes"],
-            exif=cam.exif_bytes(fixd, when, self.device))
+            exif=cam.exif_bytes(fixd, when, self.device), fmt=conf["format"])
         sha = hashlib.sha256(data).hexdigest()
         path = self.store.save_photo(sha, data)
         return sha, len(data), path
@@ -738,11 +858,11 @@ class Device:
                 self._flush_track_locked()
 
     def _flush_track_locked(self):
-        data = self.batch.take()
-        if data is None:
+        if not self.batch.pts:
             return
         try:
-            self.store.append(TRACK, data)
+            # numbered with its outbox sequence: the gateway's track_stored ack names it
+            self.store.append_numbered(TRACK, self.batch.take)
         except errors.DeviceError as exc:
             log.error("track batch not stored: %s", exc)
             return
@@ -857,8 +977,9 @@ class Device:
                     "last": self.last_button}
         if cmd == "report":
             b = self.button(req["input"])
-            rep = self.report("button", b["kind"], b["code"], b["text"])
-            return {"report": rep["id"]}
+            rep = self.report("button", b["kind"], b["code"], b["text"],
+                              urgent=bool(req.get("urgent")))
+            return {"report": rep["id"], "urgent": rep.get("urgent", False)}
         if cmd == "tasks":
             return {"tasks": self.board.open()}
         if cmd == "config":

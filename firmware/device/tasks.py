@@ -16,8 +16,11 @@ import html
 import json
 import logging
 import threading
+from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
+
+from .kiosk_form import FORM_MAX_BYTES, FormError, Pacer, parse_form, render_form
 
 log = logging.getLogger("gridlink.device.tasks")
 
@@ -79,9 +82,14 @@ margin:1em 0}}button{{font-size:1.4em;margin-right:1em}}</style></head><body>
 <h1>{device} — 任务 (tasks)</h1>{body}</body></html>"""
 
 
-def render(device, tasks):
+REPORT_LINK = '<p><a href="/report">我要反映 report a problem</a></p>'
+
+
+def render(device, tasks, reports=False):
+    link = REPORT_LINK if reports else ""
     if not tasks:
-        return PAGE.format(device=html.escape(device), body="<p>没有任务 (no open task)</p>")
+        return PAGE.format(device=html.escape(device),
+                           body=link + "<p>没有任务 (no open task)</p>")
     parts = []
     for t in tasks:
         yes, no = RESULTS[t["type"]]
@@ -93,14 +101,20 @@ def render(device, tasks):
             f'<form method="post" action="/answer"><input type="hidden" name="task" '
             f'value="{html.escape(t["task"])}"><button name="result" value="{yes}">{yes}'
             f'</button><button name="result" value="{no}">{no}</button></form></div>')
-    return PAGE.format(device=html.escape(device), body="".join(parts))
+    return PAGE.format(device=html.escape(device), body=link + "".join(parts))
 
 
 class Kiosk:
-    """The fixed terminal's local page: open tasks with answer buttons (localhost only)."""
+    """The fixed terminal's local page: open tasks with answer buttons (localhost only),
+    and, given ``offered`` classes (``kiosk_form.choices``) and ``file_report(kind, code,
+    text, photo)``, a citizen's report form on ``/report``."""
 
-    def __init__(self, device, board, answer, bind="127.0.0.1", port=8088):
+    def __init__(self, device, board, answer, bind="127.0.0.1", port=8088, *, offered=(),
+                 file_report=None, camera=True, gap_s=10.0):
         kiosk = self
+        self.offered = list(offered)
+        self.file_report = file_report
+        self.pacer = Pacer(gap_s)
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, fmt, *args):
@@ -119,11 +133,18 @@ class Kiosk:
                     self._send(200, json.dumps(board.open(), ensure_ascii=False),
                                "application/json")
                 elif self.path in ("/", "/index.html"):
-                    self._send(200, render(device, board.open()))
+                    self._send(200, render(device, board.open(), bool(kiosk.offered)))
+                elif self.path == "/report" and kiosk.offered:
+                    self._send(200, render_form(device, kiosk.offered, camera=camera))
                 else:
                     self._send(404, "not found", "text/plain")
 
             def do_POST(self):
+                if self.path == "/report" and kiosk.offered:
+                    n = int(self.headers.get("Content-Length") or 0)
+                    code, page = kiosk.citizen(self.rfile.read(min(n, FORM_MAX_BYTES + 1)))
+                    self._send(code, page)
+                    return
                 if self.path != "/answer":
                     self._send(404, "not found", "text/plain")
                     return
@@ -138,10 +159,31 @@ class Kiosk:
                                 "<a href='/'>back</a>")
 
         self.answer = answer
+        self.device, self.camera = device, camera
         self.server = ThreadingHTTPServer((bind, port), Handler)
         self.port = self.server.server_address[1]
         self._thread = threading.Thread(target=self.server.serve_forever, name="kiosk",
                                         daemon=True)
+
+    def citizen(self, body):
+        """(HTTP status, page) for a submitted report form: filed, or why not."""
+        form = partial(render_form, self.device, self.offered, camera=self.camera)
+        try:
+            chosen, text, photo = parse_form(body, self.offered)
+        except FormError as exc:
+            return 400, form(message=str(exc), error=True)
+        wait = self.pacer.wait_s()
+        if wait > 0:
+            return 429, form(message=f"请稍候 {wait:.0f} 秒再提交 please wait {wait:.0f} s",
+                             error=True)
+        try:
+            rep = self.file_report(chosen["kind"], chosen["code"], text, photo)
+        except Exception as exc:  # shown to the citizen, the device goes on
+            log.error("kiosk report not filed: %s", exc)
+            return 503, form(message=f"未能提交 not filed: {exc}", error=True)
+        self.pacer.filed()
+        log.info("kiosk: citizen report %s (%s %s)", rep["id"], chosen["code"], chosen["label"])
+        return 200, form(message=f"已提交 filed: {chosen['label']} · 编号 {rep['id']}")
 
     def start(self):
         self._thread.start()

@@ -15,7 +15,7 @@ import json
 import time
 
 from ..clock import wire_time
-from ..store.sql import decode_json, one, rows, run
+from ..store.sql import decode_json, locked, one, rows, run
 
 GENESIS = "0" * 64
 FIELDS = ("n", "at", "actor", "address", "action", "target", "before_state", "after_state",
@@ -42,8 +42,7 @@ class AuditTrail:
     def record(self, conn, actor, action, *, target=None, before=None, after=None,
                address=None):
         """Append one entry inside ``conn``'s transaction; returns its number."""
-        lock = " FOR UPDATE" if self.store.dialect == "postgres" else ""
-        head = one(run(self.store, conn, "SELECT n, hash FROM audit_head WHERE id = 1" + lock))
+        head = locked(self.store, conn, "SELECT n, hash FROM audit_head WHERE id = 1")
         n, prev = head["n"] + 1, head["hash"]
         at = wire_time(self.clock())
         b, a = _canonical(before), _canonical(after)

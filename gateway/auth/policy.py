@@ -30,6 +30,7 @@ POLICY = {
     ("POST", "/api/reports/{report_id}/release"): roles.DECIDE,
     ("POST", "/api/reports/{report_id}/accept"): roles.DECIDE,
     ("POST", "/api/reports/{report_id}/reject"): roles.DECIDE,
+    ("POST", "/api/reports/{report_id}/merge"): roles.DECIDE,
     ("GET", "/api/summary"): roles.READ,
     ("GET", "/api/events"): roles.READ,
     # the fleet
@@ -66,6 +67,11 @@ POLICY = {
     ("GET", "/api/calendar"): roles.READ,
     ("PUT", "/api/calendar/{day}"): roles.DEPARTMENTS,
     ("DELETE", "/api/calendar/{day}"): roles.DEPARTMENTS,
+    # the bridge out: case messages to departments' systems and the city platform
+    ("GET", "/api/bridge/outbox"): roles.READ,
+    ("GET", "/api/bridge/outbox/{msg_id}"): roles.READ,
+    ("POST", "/api/bridge/outbox/{msg_id}/retry"): roles.CASE_LEAD,
+    ("POST", "/api/cases/{case_no}/photos"): roles.CASE_HANDLE,
     # the map, the photos, the clips and memos
     ("GET", "/api/grid"): roles.READ,
     ("GET", "/api/photos/{sha256}"): roles.READ,
@@ -152,6 +158,9 @@ AUDITED = {
     ("POST", "/api/rollouts/{rollout_id}/pause"): "rollout.pause",
     ("POST", "/api/rollouts/{rollout_id}/resume"): "rollout.resume",
     ("POST", "/api/rollouts/{rollout_id}/abort"): "rollout.abort",
+    ("POST", "/api/bridge/outbox/{msg_id}/retry"): "bridge.retry",
+    ("POST", "/api/cases/{case_no}/photos"): "case.photo",
+    ("POST", "/api/reports/{report_id}/merge"): "report.merge",
 }
 
 

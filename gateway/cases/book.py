@@ -18,8 +18,9 @@ from datetime import timedelta
 
 from ..clock import wire_time
 from ..queue import Conflict, Invalid, NotFound, parse_time, system_clock
-from ..store.sql import decode_json, one, rows, run
+from ..store.sql import decode_json, locked, one, rows, run
 from . import lifecycle as lc
+from .reach import parse_reach, shown
 from .sources import require_verified
 from .workcal import DEFAULT_HOURS, CalendarError, WorkCalendar, parse_day
 
@@ -122,10 +123,12 @@ CASE_FIELDS = ("case_no", "report_id", "state", "kind", "standard", "code", "gri
 
 class CaseBook:
     """Cases over a store; ``desk`` (a ``TaskDesk``) sends 核查 tasks, ``trail`` (an
-    ``AuditTrail``) records the moves a task result makes."""
+    ``AuditTrail``) records the moves a task result makes, ``outbox`` (an ``Outbox``)
+    takes the messages a 派遣 sends out, in the move's transaction."""
 
-    def __init__(self, store, *, clock=None, trail=None, hours=DEFAULT_HOURS):
+    def __init__(self, store, *, clock=None, trail=None, hours=DEFAULT_HOURS, outbox=None):
         self.store = store
+        self.outbox = outbox  # a ``cases.outbox.Outbox``: 派遣 leaves for the department's system
         self.clock = clock or system_clock
         self.trail = trail
         self.hours = hours  # the working hours of a working day (``workcal``)
@@ -238,6 +241,8 @@ class CaseBook:
                 changes.update(stage="handle", stage_since=now, stage_due=detail["deadline"])
             self._move(conn, case, action, goal, actor, now, reason=reason, detail=detail,
                        changes=changes, audit=audit)
+            if action == "dispatch" and self.outbox is not None:
+                self.outbox.dispatched(conn, case_no, now)
         return self.get(case_no)
 
     def checked(self, conn, report_id, task_id, actor, now, audit=None):
@@ -302,12 +307,8 @@ class CaseBook:
                            case_no=case["case_no"], allowed=list(refused.allowed)) from None
 
     def _locked(self, conn, case_no):
-        lock = " FOR UPDATE" if self.store.dialect == "postgres" else ""
-        case = one(run(self.store, conn, "SELECT * FROM cases WHERE case_no = ?" + lock,
-                       [case_no]))
-        if case is None:
-            raise NotFound(f"no case {case_no!r}")
-        return case
+        return locked(self.store, conn, "SELECT * FROM cases WHERE case_no = ?", [case_no],
+                      lambda: NotFound(f"no case {case_no!r}"))
 
     def _move(self, conn, case, action, goal, actor, now, *, reason=None, detail=None,
               changes=None, audit=None):
@@ -360,9 +361,11 @@ class CaseBook:
             raise NotFound(f"no department {dept_id!r}")
         return _department(found)
 
-    def put_department(self, dept_id, name, classes, accounts=()):
-        """Add or change a department: its name, the class codes (or prefixes) it handles
-        and the accounts that act for it (none: any department account)."""
+    def put_department(self, dept_id, name, classes, accounts=(), system=None):
+        """Add or change a department: its name, the class codes (or prefixes) it handles,
+        the accounts that act for it (none: any department account) and how to reach its
+        system (``cases.reach.parse_reach``; none: 派遣 sends nothing out)."""
+        system = parse_reach(system)
         if not isinstance(accounts, (list, tuple)) or len(accounts) > 100 or not all(
                 isinstance(a, str) and ACCOUNT.fullmatch(a) for a in accounts):
             raise Invalid(f"accounts: at most 100 user names ([a-z0-9._-], 2 to 64), not "
@@ -377,16 +380,17 @@ class CaseBook:
             if not isinstance(code, str) or not CLASS_PREFIX.fullmatch(code):
                 raise Invalid(f"classes: a class code or prefix is 2 to 17 digits, not {code!r}")
         classes = sorted(set(classes))
+        stored = None if system is None else json.dumps(system)
         now = wire_time(self.clock())
         with self.store.connect() as conn:
             run(self.store, conn,
-                "INSERT INTO case_departments (id, name, classes, accounts, updated_at)"
-                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = ?, classes = ?,"
-                " accounts = ?, updated_at = ?",
-                [dept_id, name, json.dumps(classes), json.dumps(accounts), now, name,
-                 json.dumps(classes), json.dumps(accounts), now])
+                "INSERT INTO case_departments (id, name, classes, accounts, system, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET name = ?,"
+                " classes = ?, accounts = ?, system = ?, updated_at = ?",
+                [dept_id, name, json.dumps(classes), json.dumps(accounts), stored, now, name,
+                 json.dumps(classes), json.dumps(accounts), stored, now])
         return {"id": dept_id, "name": name, "classes": classes, "accounts": accounts,
-                "updated_at": now}
+                "system": shown(system), "updated_at": now}
 
     def acts_for(self, case_no, account):
         """Whether ``account`` may act for the department a case is dispatched to: it is
@@ -551,7 +555,8 @@ def _audited(case):
 
 def _department(row):
     return {"id": row["id"], "name": row["name"], "classes": decode_json(row["classes"], []),
-            "accounts": decode_json(row.get("accounts"), []), "updated_at": row["updated_at"]}
+            "accounts": decode_json(row.get("accounts"), []),
+            "system": shown(decode_json(row.get("system"), None)), "updated_at": row["updated_at"]}
 
 
 def _entry(h):

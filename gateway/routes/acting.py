@@ -27,3 +27,11 @@ class Acting:
 
     def append(self, action, **kw):
         return self.trail.append(self.name, action, address=self.address, **kw)
+
+    def changed(self, action, target, listing, match, change):
+        """``change()`` audited with the row of ``listing()`` that ``match``es as it was
+        before (None: a new one) and what ``change`` returned after (None: removed)."""
+        before = next((row for row in listing() if match(row)), None)
+        done = change()
+        self.append(action, target=target, before=before, after=done)
+        return done

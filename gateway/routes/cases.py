@@ -78,6 +78,21 @@ class OverrideBody(BaseModel):
     reason: str = REASON
 
 
+class SystemBody(BaseModel):
+    """How to reach a department's system (``cases.reach``)."""
+    model_config = {"extra": "forbid"}
+
+    adapter: str = Field(..., pattern="^(webhook|open311)$",
+                         description="webhook: POST the case as JSON; open311: GeoReport v2 "
+                                     "POST requests.json")
+    url: str = Field(..., pattern=r"^https?://[!-~]{1,490}$")
+    api_key: str | None = Field(None, pattern=r"^[!-~]{1,200}$",
+                                description="webhook: sent as a Bearer token; open311: "
+                                            "api_key (never shown back)")
+    timeout_s: float | None = Field(None, ge=1, le=120, description="seconds to wait for "
+                                    "an answer (default 10)")
+
+
 class DepartmentBody(BaseModel):
     name: str = Field(..., max_length=64, pattern=NOT_BLANK)
     accounts: list[str] = Field([], max_length=100,
@@ -85,6 +100,8 @@ class DepartmentBody(BaseModel):
                                             "none: any 专业部门 account",
                                 json_schema_extra={"items": {
                                     "type": "string", "pattern": r"^[a-z0-9._-]{2,64}$"}})
+    system: SystemBody | None = Field(
+        None, description="how to reach its system; none: 派遣 sends nothing out")
     classes: list[str] = Field(..., min_length=1, max_length=200,
                                description="class codes or prefixes it handles",
                                json_schema_extra={"items": {"type": "string",
@@ -131,11 +148,12 @@ def file_body(codes):
 CaseNo = Path(..., max_length=40, description="the case number (案卷号)")
 
 
-def build_router(book, desk, trail, sources, queue):
+def build_router(book, desk, trail, sources, queue, duplicates=None):
     """``/api/cases``, ``/api/departments`` and ``/api/deadlines`` over a ``CaseBook``
     (and the ``TaskDesk`` that sends 核查 tasks), and ``POST /api/reports`` (an operator
     files a report, ``cases.sources``); each change is audited in its transaction in the
-    signed-in operator's name."""
+    signed-in operator's name.  A case lists its ``reports``: its own and those merged
+    into it (``cases.duplicates``)."""
     router = APIRouter(tags=["cases"])
     FileBody = file_body(sources.codes())  # a model class made per app: its code book
 
@@ -162,7 +180,10 @@ def build_router(book, desk, trail, sources, queue):
     @router.get("/api/cases/{case_no}", responses=NOT_FOUND,
                 summary="One case with its history (who moved it, when, on time or late)")
     def get_case(case_no: str = CaseNo):
-        return book.get(case_no)
+        case = book.get(case_no)
+        if duplicates is not None:
+            case["reports"] = duplicates.reports_of(case["report_id"])
+        return case
 
     def move(action, request, case_no, **kw):
         me = Acting(trail, request)
@@ -232,11 +253,12 @@ def build_router(book, desk, trail, sources, queue):
                 summary="Add or change a department")
     def put_department(body: DepartmentBody, request: Request,
                        dept_id: str = Path(..., pattern=r"^[a-z0-9][a-z0-9_-]{1,31}$")):
-        before = next((d for d in book.departments() if d["id"] == dept_id), None)
-        done = book.put_department(dept_id, body.name, body.classes, body.accounts)
-        Acting(trail, request).append("department.put", target=f"department:{dept_id}",
-                                      before=before, after=done)
-        return done
+        system = body.system.model_dump(exclude_none=True) if body.system else None
+        return Acting(trail, request).changed(
+            "department.put", f"department:{dept_id}", book.departments,
+            lambda d: d["id"] == dept_id,
+            lambda: book.put_department(dept_id, body.name, body.classes, body.accounts,
+                                        system))
 
     @router.get("/api/deadlines", summary="Deadlines per stage and class")
     def deadlines():
@@ -247,12 +269,10 @@ def build_router(book, desk, trail, sources, queue):
     def put_deadline(body: DeadlineBody, request: Request,
                      stage: str = Path(..., pattern="^(" + "|".join(lc.STAGES) + ")$"),
                      code: str = Path(..., pattern=f"^([0-9]{{2,17}}|{DEFAULT_CODE})$")):
-        before = next((d for d in book.deadlines()
-                       if d["stage"] == stage and d["code"] == code), None)
-        done = book.put_deadline(stage, code, body.seconds, body.clock)
-        Acting(trail, request).append("deadline.put", target=f"deadline:{stage}:{code}",
-                                      before=before, after=done)
-        return done
+        return Acting(trail, request).changed(
+            "deadline.put", f"deadline:{stage}:{code}", book.deadlines,
+            lambda d: d["stage"] == stage and d["code"] == code,
+            lambda: book.put_deadline(stage, code, body.seconds, body.clock))
 
     @router.get("/api/calendar", summary="Holidays and 调休 workdays of the working calendar")
     def calendar():
@@ -263,18 +283,16 @@ def build_router(book, desk, trail, sources, queue):
                         "such as 02-30, is a 400)")
     def put_day(body: DayBody, request: Request,
                 day: str = Path(..., pattern=DAY, description="YYYY-MM-DD")):
-        before = next((d for d in book.calendar() if d["day"] == day), None)
-        done = book.put_day(day, body.kind, body.note)
-        Acting(trail, request).append("calendar.put", target=f"day:{day}", before=before,
-                                      after=done)
-        return done
+        return Acting(trail, request).changed(
+            "calendar.put", f"day:{day}", book.calendar, lambda d: d["day"] == day,
+            lambda: book.put_day(day, body.kind, body.note))
 
     @router.delete("/api/calendar/{day}", status_code=204,
                    responses={404: {"model": ErrorBody, "description": "no entry that day"}},
                    summary="Let a day follow Monday-to-Friday again")
     def delete_day(request: Request, day: str = Path(..., max_length=10)):
-        before = next((d for d in book.calendar() if d["day"] == day), None)
-        book.delete_day(day)
-        Acting(trail, request).append("calendar.delete", target=f"day:{day}", before=before)
+        Acting(trail, request).changed("calendar.delete", f"day:{day}", book.calendar,
+                                       lambda d: d["day"] == day,
+                                       lambda: book.delete_day(day))
 
     return router

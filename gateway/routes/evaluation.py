@@ -64,12 +64,12 @@ class ScheduleBody(BaseModel):
     last_day: str = Field(..., pattern=DAY)
 
 
-def csv_response(rows, name):
+def csv_response(rows, name, columns=None):
     """``rows`` (dicts) as a CSV download (UTF-8 with a BOM, so spreadsheets read 中文);
-    lists are joined by spaces."""
+    lists are joined by spaces.  ``columns`` heads a table with no rows."""
     out = io.StringIO()
     out.write("\ufeff")
-    columns = list(rows[0]) if rows else []
+    columns = list(rows[0]) if rows else list(columns or [])
     writer = csv.writer(out)
     writer.writerow(columns)
     for r in rows:
@@ -133,17 +133,17 @@ def build_router(roster, rates, coverage, trail):
                 description="Every item must name cells of the loaded grid map (400, naming "
                             "the others); a cell another work grid of the shift holds: 409.")
     def put_work_grid(body: WorkGridBody, request: Request, work_grid_id: str = WORK_GRID):
-        before = next((g for g in roster.work_grids() if g["id"] == work_grid_id), None)
-        done = roster.put_work_grid(work_grid_id, **body.model_dump())
-        audit(request, "work_grid.put", f"work_grid:{done['id']}", before=before, after=done)
-        return done
+        return Acting(trail, request).changed(
+            "work_grid.put", f"work_grid:{work_grid_id}", roster.work_grids,
+            lambda g: g["id"] == work_grid_id,
+            lambda: roster.put_work_grid(work_grid_id, **body.model_dump()))
 
     @router.delete("/api/work-grids/{work_grid_id}", status_code=204,
                    responses={**BAD, **NOT_FOUND}, summary="Remove a work grid")
     def delete_work_grid(request: Request, work_grid_id: str = WORK_GRID):
-        before = next((g for g in roster.work_grids() if g["id"] == work_grid_id), None)
-        roster.delete_work_grid(work_grid_id)
-        audit(request, "work_grid.delete", f"work_grid:{work_grid_id}", before=before)
+        Acting(trail, request).changed("work_grid.delete", f"work_grid:{work_grid_id}",
+                                       roster.work_grids, lambda g: g["id"] == work_grid_id,
+                                       lambda: roster.delete_work_grid(work_grid_id))
 
     @router.get("/api/duty", summary="Duty periods overlapping a window")
     def duty(supervisor: str | None = Query(None, pattern=IDENT),
@@ -187,7 +187,7 @@ def build_router(roster, rates, coverage, trail):
                    format: str = FORMAT):
         table = rates.table(by=by, period=period, since=since, until=until)
         if format == "csv":
-            return csv_response(table["rows"], f"rates-{period}")
+            return csv_response(table["rows"], f"rates-{period}", table["columns"])
         return table
 
     @router.get("/api/evaluation/coverage", responses={**BAD, **NOT_FOUND, **CSV_RESPONSE},

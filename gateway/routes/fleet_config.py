@@ -45,6 +45,10 @@ class ConfigBody(BaseModel):
                             description="sha256 of the grid map the devices must hold")
     codebook: str | None = Field(None, max_length=80,
                                  description="code book id 'STANDARD@hash' the devices must hold")
+    broker: str | None = Field(None, max_length=200,
+                               description="a new broker, mqtt[s]://host[:port]: each device "
+                                           "tries a connection first and keeps its broker, "
+                                           "refusing with reason unreachable, when it fails")
 
 
 def build_router(fleet, trail):
@@ -58,10 +62,10 @@ def build_router(fleet, trail):
         me = Acting(trail, request)
         settings = body.settings.model_dump(exclude_none=True)
         done = fleet.change(body.scope, body.target, settings, body.map, body.codebook,
-                            operator=me.name)
+                            operator=me.name, broker=body.broker)
         me.append("fleet.config", target=f"config:{done['version']}",
                   after={k: done[k] for k in ("scope", "target", "settings", "map", "codebook",
-                                              "devices", "sent")})
+                                              "broker", "devices", "sent")})
         return done
 
     @router.get("/api/fleet/config", summary="Configuration changes, newest first")

@@ -1,6 +1,7 @@
 """The intake queue's routes: list and read reports, claim, release, accept (立案),
 reject (不予立案), and the summary counts."""
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request
@@ -9,7 +10,7 @@ from pydantic import BaseModel, Field
 
 from .. import fleet_view
 from ..media_ingest import report_media
-from ..queue import DEFAULT_LEASE_S, FILTER_FLAGS, MAX_LEASE_S
+from ..queue import DEFAULT_LEASE_S, FILTER_FLAGS, MAX_LEASE_S, Invalid
 from .acting import Acting
 from .bodies import BAD, DECISION, DIGITS, ISO_TIME, NOT_BLANK, NOT_FOUND
 
@@ -29,12 +30,17 @@ class AcceptBody(BaseModel):
                                 description="case number (案卷号); the next one when omitted")
 
 
+class MergeBody(BaseModel):
+    into: str = Field(..., min_length=3, max_length=64,
+                      description="the report (pending, or accepted: its case) this one joins")
+
+
 class RejectBody(BaseModel):
     reason: str = Field(..., max_length=500, pattern=NOT_BLANK,
                         description="why not accepted (不予立案原因)")
 
 
-def build_router(queue, desk, trail, callers=None):
+def build_router(queue, desk, trail, callers=None, duplicates=None):
     """The ``/api/reports`` and ``/api/summary`` routes over an ``IntakeQueue`` (and the
     ``TaskDesk`` whose tasks a report lists); every decision is written to ``trail`` in
     its transaction.  Acting on another operator's claim takes the OVERRIDE permission
@@ -42,15 +48,27 @@ def build_router(queue, desk, trail, callers=None):
     the caller's details of a report an operator filed (``cases.sources``)."""
     router = APIRouter(tags=["queue"])
 
+    def class_codes(code):
+        """A code filter as given (digits), or the codes a class name stands for."""
+        if code is None or re.fullmatch(DIGITS, code.strip()):
+            return code
+        prefixes = queue.codebooks.prefixes_named(code) if queue.codebooks else []
+        if not prefixes:
+            raise Invalid(f"code: no class or major class is named {code.strip()!r}; "
+                          "give a class code (06010), its prefix (06) or a class name (暴露垃圾)")
+        return prefixes
+
     @router.get("/api/reports", responses=BAD, summary="List reports (default: pending)")
     def list_reports(
-        status: str = Query("pending", pattern="^(pending|accepted|rejected|attached|all)$",
-                            description="pending, accepted, rejected, attached, all"),
+        status: str = Query("pending",
+                            pattern="^(pending|accepted|rejected|attached|merged|all)$",
+                            description="pending, accepted, rejected, attached, merged, all"),
         grid: str | None = Query(None, pattern=DIGITS, description="grid code or prefix"),
         street: str | None = Query(None, pattern=DIGITS,
                                    description="9-digit street (街道) code"),
-        code: str | None = Query(None, pattern=DIGITS,
-                                 description="class code or prefix (major class)"),
+        code: str | None = Query(None, min_length=1, max_length=40,
+                                 description="class code or prefix (major class), or a "
+                                             "class or major class name (暴露垃圾)"),
         kind: str | None = Query(None, pattern="^(event|component)$"),
         device: str | None = None,
         source: str | None = None,
@@ -64,10 +82,14 @@ def build_router(queue, desk, trail, callers=None):
         limit: int = Query(50, ge=1, le=500),
         offset: int = Query(0, ge=0, le=2**31 - 1),
         order: str = Query("desc", pattern="^(asc|desc)$"),
+        sort: str = Query("queue", pattern="^(queue|received)$",
+                          description="queue: capture time (receive time where the capture "
+                                      "time is flagged); received: receive time"),
     ):
-        page = queue.list(status=status, grid=grid, street=street, code=code, kind=kind,
-                          device=device, source=source, since=since, until=until,
-                          flags=flag or (), held=held, limit=limit, offset=offset, order=order)
+        page = queue.list(status=status, grid=grid, street=street, code=class_codes(code),
+                          kind=kind, device=device, source=source, since=since, until=until,
+                          flags=flag or (), held=held, limit=limit, offset=offset, order=order,
+                          sort=sort)
         return JSONResponse(page)  # plain JSON types already: skip the generic encoder
 
     @router.get("/api/reports/{report_id}", responses=NOT_FOUND,
@@ -108,6 +130,13 @@ def build_router(queue, desk, trail, callers=None):
         me = Acting(trail, request)
         return queue.reject(report_id, me.name, reason=body.reason,
                             override=me.may_override, audit=me.record)
+
+    @router.post("/api/reports/{report_id}/merge", responses=DECISION,
+                 summary="Merge into another report of the same class (its case keeps both)")
+    def merge(report_id: str, body: MergeBody, request: Request):
+        me = Acting(trail, request)
+        return duplicates.merge(report_id, body.into, me.name, override=me.may_override,
+                                audit=me.record)
 
     @router.get("/api/summary", summary="Counts for the board and the demo")
     def summary():

@@ -32,6 +32,17 @@ def one(cur):
     return found[0] if found else None
 
 
+def locked(store, conn, sql, params=(), missing=None):
+    """The first row of ``sql`` (a SELECT) locked for the rest of the transaction: ``FOR
+    UPDATE`` on PostgreSQL; on SQLite the write transaction already admits one writer.
+    None when there is no row, or ``missing()`` raised (a NotFound naming the row)."""
+    lock = " FOR UPDATE" if store.dialect == "postgres" else ""
+    row = one(run(store, conn, sql + lock, params))
+    if row is None and missing is not None:
+        raise missing()
+    return row
+
+
 def decode_json(value, default):
     """A JSON column's value: text (SQLite) decoded, an already decoded one (PostgreSQL)
     as it is; ``default`` when empty or not JSON."""

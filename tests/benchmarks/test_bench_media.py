@@ -49,3 +49,16 @@ def test_the_device_budget_scales_with_the_pixels(bench):
     assert bench.device_budget(Image.new("RGB", camera.DEFAULT_SIZE)) == \
         camera.DEFAULT_MAX_BYTES
     assert bench.device_budget(Image.new("RGB", (640, 480))) == camera.DEFAULT_MAX_BYTES // 4
+
+
+def test_the_device_encoder_row_compares_with_todays_jpeg(bench):
+    img = bench.photo_source("chelsea.png")
+    ref, quality = bench.today_reference(img, bench.device_budget(img),
+                                         bench.encoders()["jpeg_today"])
+    today = {"bytes": len(ref), "quality": quality, "ssim": round(bench.ssim(img, ref), 4)}
+    d = bench.bench_device_photo(["chelsea.png"], {"chelsea.png": {"today": today}})
+    row = d["photos"]["chelsea.png"]
+    assert d["format"] == "webp" and row["ratio"] == d["ratio_total_bytes"]
+    assert row["ratio"] == round(row["bytes"] / today["bytes"], 3) <= 0.8
+    assert row["ssim_vs_today"] == round(row["ssim"] - today["ssim"], 4) >= 0
+    assert d["meets_goal"] and set(d["cpu_ms_1280x960"]) == {"jpeg", "webp"}

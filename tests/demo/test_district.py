@@ -7,6 +7,7 @@ every process it started is gone after it exits (bounded run and Ctrl-C alike).
 
 import json
 import os
+import re
 import shutil
 import signal
 import sqlite3
@@ -189,8 +190,15 @@ def assert_supervision_loop(data):
         assert [a for a, act, _, _ in history if act.endswith("resolved")] == \
             [f"device:{device}"] * (1 if no in closed else 2)
         feedback = [d for _, act, _, d in history if act == "feedback"]
-        assert all(len(d["photos"]) == 1 and d["photos"][0].startswith("https://")
+        # each 处置反馈 names the photo the department uploaded, kept with the others
+        assert all(len(d["photos"]) == 1 and re.fullmatch("[0-9a-f]{64}", d["photos"][0])
+                   and list((data / "photos").glob(f"*/{d['photos'][0]}.*"))
                    for d in feedback)
+    # each 派遣 left through the bridge for the department's system, once
+    with sqlite3.connect(data / "intake.sqlite") as db:
+        sent = db.execute("SELECT case_no, destination, state, attempts, remote_id"
+                          " FROM bridge_outbox ORDER BY case_no").fetchall()
+    assert sent == sorted((no, "huanwei", "sent", 1, f"HW-{no}") for no in closed + reworked)
     hotline = [no for no, (_, device, source, _) in cases.items() if source == "12345"]
     assert len(hotline) == 1 and cases[hotline[0]][0] == "registered", cases
     with sqlite3.connect(data / "intake.sqlite") as db:
@@ -277,6 +285,9 @@ def test_the_demo_runs_over_a_three_node_nats_cluster_and_ends_cleanly(tmp_path)
     (["--clips", "4"], "--clips: 0 to the number of vehicles (3)"),
     (["--press-every", "0"], "--press-every"),
     (["--map", "/nonexistent/grid.glgm"], "grid map /nonexistent/grid.glgm"),
+    (["--rollout", "1.x"], "--rollout: version '1.x' is not dotted numbers"),
+    (["--rollout", "0.9"], "--rollout: 0.9 must be newer than the fleet's 1.0"),
+    (["--rollout", "1.1", "--cluster"], "--rollout goes with one Mosquitto"),
 ])
 def test_bad_options_are_one_clear_line_and_nothing_is_left_running(tmp_path, args, message):
     data = tmp_path / "demo"

@@ -9,6 +9,8 @@ import skimage
 from gridlink.firmware.device import camera
 from gridlink.firmware.device.hardware import Hardware
 from gridlink.firmware.device.profile import load_profile
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 PHOTOS = Path(skimage.__file__).parent / "data"
@@ -90,3 +92,59 @@ def test_missing_camera_stack_is_a_clear_error(backend, hint):
             camera.make_camera(backend)
     else:
         pytest.skip(f"{backend} is installed here")
+
+
+# ---- WebP (camera.format webp) ---------------------------------------------------------
+
+def _ssim(source, data):
+    import numpy as np
+    from skimage.metrics import structural_similarity
+
+    decoded = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    return structural_similarity(np.asarray(source), decoded, channel_axis=-1, data_range=255)
+
+
+@pytest.mark.parametrize("name", ["astronaut.png", "chelsea.png"])
+def test_a_webp_photo_is_at_most_0_8_of_the_jpeg_and_no_worse(name):
+    img = Image.open(Path(skimage.__file__).parent / "data" / name).convert("RGB")
+    budget = round(camera.DEFAULT_MAX_BYTES * img.width * img.height / (1280 * 960))
+    exif = camera.exif_bytes({"lat": 34.81, "lon": 113.29}, 1_800_000_000)
+    jpeg, _ = camera.encode_photo(img, img.size, budget, exif, "jpeg")
+    webp, quality = camera.encode_photo(img, img.size, budget, exif, "webp")
+    assert webp[:4] == b"RIFF" and webp[8:12] == b"WEBP" and 1 <= quality <= 100
+    assert len(webp) <= camera.WEBP_RATIO * len(jpeg)
+    assert _ssim(img, webp) >= _ssim(img, jpeg)
+    assert camera.exif_position(webp) == pytest.approx((34.81, 113.29), abs=1e-6)
+    assert Image.open(io.BytesIO(webp)).size == img.size
+
+
+def test_when_no_webp_fits_the_jpeg_is_sent_and_an_unknown_format_is_refused(monkeypatch):
+    img = camera.SyntheticCamera((320, 240)).capture()
+    jpeg = camera.encode_photo(img, (320, 240), 30_000, b"", "jpeg")
+    monkeypatch.setattr(camera, "WEBP_RATIO", 0.001)
+    assert camera.encode_photo(img, (320, 240), 30_000, b"", "webp") == jpeg
+    with pytest.raises(camera.CameraError, match="unknown photo format 'avif'"):
+        camera.encode_photo(img, (320, 240), 30_000, b"", "avif")
+
+
+@settings(max_examples=25, deadline=None)
+@given(cap=st.integers(200, 12_000), start=st.integers(-20, 130))
+def test_the_webp_search_stays_within_its_cap_and_its_tries(cap, start):
+    img = _SMALL
+    calls = []
+
+    def counting(picture, quality, exif=b""):
+        assert 1 <= quality <= 100
+        calls.append(quality)
+        return camera.save_webp(picture, quality, exif)
+
+    found = camera._webp_within(img, cap, start, b"", encode=counting)
+    assert len(calls) <= camera.WEBP_TRIES
+    if found is not None:
+        data, quality = found
+        assert len(data) <= cap and quality in calls
+        above = [q for q in calls if q > quality]      # every try above it was over the cap
+        assert all(len(camera.save_webp(img, q)) > cap for q in above)
+
+
+_SMALL = camera.SyntheticCamera((96, 72)).capture()

@@ -101,3 +101,14 @@ def test_device_liveness_is_each_parts_own(tmp_path, caplog):
     finally:
         dev.stop()
     assert not dev.store.is_alive() and not dev.delivery.is_alive()
+
+
+def test_the_shipped_vehicle_records_no_clips_in_simulation_unless_its_sim_says_so(tmp_path):
+    from gridlink.firmware.device.video import Recorder
+
+    profile = load_profile("patrol-vehicle")
+    clips, recorder = Hardware(profile, "sim").recorder(tmp_path, None)
+    assert recorder is None and clips.pre_s == 10
+    profile["sim"]["clips"] = True
+    _clips, recorder = Hardware(profile, "sim").recorder(tmp_path, None)
+    assert isinstance(recorder, Recorder) and not recorder.is_alive()   # built, not started

@@ -1,11 +1,18 @@
-"""Voice memos: a synthetic memo as Opus in Ogg decodes, is small, and sounds like it."""
+"""Voice memos: a synthetic memo as Opus in Ogg decodes, is small, and sounds like it; the
+microphone factory, and a real capture through sounddevice → PortAudio → ALSA."""
 
 import io
+import json
+import os
+import subprocess
+import sys
 
 import av
 import numpy as np
 import pytest
 from gridlink.firmware.device import memo
+from gridlink.firmware.device.hardware import Hardware
+from gridlink.firmware.device.profile import load_profile
 
 
 def envelope(x, rate, step=0.05):
@@ -68,11 +75,97 @@ def test_a_truncated_or_foreign_memo_is_refused(ten_seconds, cut):
         memo.memo_info(data[:cut] if cut else b"not an ogg file at all" * 10)
 
 
-def test_recording_without_sounddevice_is_a_clear_error():
+# ---- microphones ---------------------------------------------------------------------
+
+def test_the_factory_picks_the_microphone_and_refuses_an_unknown_one():
+    mic = memo.make_microphone("synthetic")
+    assert isinstance(mic, memo.SyntheticMicrophone)
+    assert (mic.record(2, seed=3) == memo.synthetic_memo(2, seed=3)).all()
+    with pytest.raises(memo.MemoError, match=r"0\.\.120"):
+        mic.record(0)
+    with pytest.raises(memo.MemoError, match="unknown microphone backend 'alsa'"):
+        memo.make_microphone("alsa")
+
+
+def test_simulation_takes_the_synthetic_microphone_whatever_the_profile_says():
+    profile = load_profile("patrol-vehicle")
+    profile["memo"] = {"seconds": 2, "microphone": "sounddevice", "device": "hw:1,0"}
+    hw = Hardware(profile, "sim")
+    assert isinstance(hw.microphone(), memo.SyntheticMicrophone)
+    assert hw.memo(1, seed=2).shape == (memo.RATE,)
+    profile["memo"]["microphone"] = "synthetic"
+    assert isinstance(Hardware(profile, "pi").microphone(), memo.SyntheticMicrophone)
+
+
+def test_without_the_sounddevice_package_the_error_says_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sounddevice", None)
+    with pytest.raises(memo.MemoError, match=r"sounddevice package .*gridlink\[audio\]"):
+        memo.make_microphone("sounddevice")
     with pytest.raises(memo.MemoError, match=r"0\.\.120"):
         memo.record_memo(0)
-    try:
-        import sounddevice  # noqa: F401
-    except (ImportError, OSError):
-        with pytest.raises(memo.MemoError, match="sounddevice"):
-            memo.record_memo(1)
+
+
+def test_without_portaudio_the_error_names_the_debian_package(monkeypatch):
+    import ctypes.util
+
+    monkeypatch.delitem(sys.modules, "sounddevice", raising=False)
+    monkeypatch.setattr(ctypes.util, "find_library", lambda name: None)
+    with pytest.raises(memo.MemoError, match=r"PortAudio library .*libportaudio2"):
+        memo.make_microphone("sounddevice")
+
+
+# A microphone PortAudio opens through ALSA: the file plugin hands a capture the samples
+# of ``infile`` (over the null device), so what is recorded is known.
+ASOUNDRC = """pcm.gridmic {{
+  type file
+  slave.pcm "null"
+  file "/dev/null"
+  infile "{infile}"
+  format "raw"
+}}
+"""
+
+
+def in_alsa_home(tmp_path, code):
+    """Run ``code`` in a fresh Python whose ALSA knows the ``gridmic`` device (PortAudio
+    reads the ALSA configuration once, when sounddevice is imported); its stdout."""
+    samples = memo.synthetic_memo(3, seed=7)
+    (tmp_path / "speech.raw").write_bytes(samples.astype("<i2").tobytes())
+    (tmp_path / ".asoundrc").write_text(ASOUNDRC.format(infile=tmp_path / "speech.raw"))
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={**os.environ, "HOME": str(tmp_path)}, timeout=60, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    return samples, done.stdout
+
+
+def test_a_memo_is_recorded_from_a_real_alsa_capture_device(tmp_path):
+    samples, out = in_alsa_home(tmp_path, """
+import json, numpy
+from gridlink.firmware.device import memo
+from gridlink.firmware.device.hardware import Hardware
+from gridlink.firmware.device.profile import load_profile
+profile = load_profile("patrol-vehicle")
+profile["memo"] = {"seconds": 2, "microphone": "sounddevice", "device": "gridmic"}
+hw = Hardware(profile, "pi")
+got = hw.memo(2)
+numpy.save("got.npy", got)
+info = memo.memo_info(memo.encode_memo(got))
+print(json.dumps({"name": hw.microphone().name, "info": info, "dtype": str(got.dtype)}))
+""")
+    result = json.loads(out)
+    got = np.load(tmp_path / "got.npy")
+    assert result["name"] == "gridmic" and result["dtype"] == "int16"
+    assert got.shape == (2 * memo.RATE,)
+    assert (got == samples[:got.size]).all()           # the device's samples, unchanged
+    assert result["info"]["seconds"] == pytest.approx(2, abs=0.03)
+
+
+def test_an_input_device_that_is_not_there_is_a_clear_error(tmp_path):
+    _samples, out = in_alsa_home(tmp_path, """
+from gridlink.firmware.device import memo
+try:
+    memo.make_microphone("sounddevice", "no-such-mic")
+except memo.MemoError as exc:
+    print(exc)
+""")
+    assert out.startswith("no microphone 'no-such-mic' for 16-bit mono at 16000 Hz")

@@ -211,11 +211,13 @@ def test_a_loaded_profile_is_completed_from_the_schema_defaults(tmp_path):
     del p["gnss"]["stale_after_s"], p["camera"]["max_bytes"], p["track"]["batch_s"]
     del p["buttons"][0]["text"], p["sim"], p["status_interval_s"]
     prof = load_written(tmp_path, p)
-    assert prof["press"] == {"bounce_time_s": 0.05, "hold_s": 2.0, "cancel_grace_s": 10}
+    assert prof["press"] == {"bounce_time_s": 0.05, "hold_s": 2.0, "cancel_grace_s": 10,
+                             "long_press": "cancel"}
+    assert prof["urgent_classes"] == []
     assert prof["gnss"]["stale_after_s"] == 10 and prof["camera"]["max_bytes"] == 153600
     assert prof["track"]["batch_s"] == 60 and prof["buttons"][0]["text"] == ""
     assert prof["sim"] == {"enabled": False, "capture": "nmea-rtk.log", "speed": 1.0,
-                           "loop": True}
+                           "loop": True, "clips": True}
     assert prof["status_interval_s"] == 60
     assert "kiosk" not in prof and "pir" not in prof     # a part left out stays out
 
@@ -265,3 +267,41 @@ def test_any_value_anywhere_gives_problems_never_a_crash(name, data, value):
     assert isinstance(found, list)
     for p in found:
         assert str(p).startswith("x.json: ") and p.message
+
+
+# ---- clips ---------------------------------------------------------------------------
+
+VEHICLES = [p for p in SHIPPED if json.loads(p.read_text())["kind"] == "patrol-vehicle"]
+
+
+@pytest.mark.parametrize("path", VEHICLES, ids=lambda p: p.name)
+def test_shipped_vehicle_profiles_record_clips_that_fit_their_ring(path):
+    clips = load_profile(path)["clips"]
+    assert (clips["pre_s"], clips["post_s"]) == (10, 20)           # the default
+    assert clips["bit_rate"] <= 1_000_000                            # the 720p budget
+    window = clips["pre_s"] + clips["post_s"] + 2 * clips["gop_s"]
+    assert clips["ring_bytes"] >= window * clips["bit_rate"] / 8
+    assert load_profile(path)["sim"]["clips"] is False               # light in simulation
+
+
+def test_a_ring_too_small_for_the_clip_is_refused_with_the_bytes_it_needs():
+    p = shipped("patrol-vehicle")
+    p["clips"]["ring_bytes"] = 2_000_000
+    prob = one(p, "clips.ring_bytes")
+    assert "hold less than the 32 s a clip needs at 900000 bit/s (3600000 bytes)" \
+        in prob.message
+    assert "at least 3600000" in prob.fix
+    p["clips"]["bit_rate"] = 400_000                                 # 32 s × 50 kB/s fits
+    assert problems(p) == []
+
+
+def test_clips_without_a_camera_or_with_an_unknown_key_are_refused():
+    p = shipped("patrol-vehicle")
+    p["camera"]["backend"] = "none"
+    assert "need a camera" in one(p, "clips").message
+    p = shipped("patrol-vehicle")
+    p["clips"]["pre"] = 5
+    assert one(p, "clips.pre").fix == 'did you mean "pre_s"?'
+    p = shipped("patrol-vehicle")
+    p["clips"]["pre_s"] = 61
+    one(p, "clips.pre_s")

@@ -59,9 +59,9 @@ def tokens(store):
                                 "dept": ("department",)})
 
 
-def request(base, method, path, body=None, headers=None):
-    """(status, headers, JSON or text) of one request."""
-    data = None if body is None else json.dumps(body).encode()
+def request(base, method, path, body=None, headers=None, data=None):
+    """(status, headers, JSON or text) of one request (``data``: raw bytes to send)."""
+    data = data if body is None else json.dumps(body).encode()
     req = urllib.request.Request(base + path, data=data, method=method,
                                  headers={"Content-Type": "application/json", **(headers or {})})
     try:
@@ -366,8 +366,9 @@ def test_every_state_changing_route_names_its_audit_action(store):
 
 
 @pytest.fixture
-def mapped_server(store):
-    with serve(store, grid_map=open_map(HERE / "shangjie.glgm")) as srv:
+def mapped_server(store, tmp_path):
+    with serve(store, grid_map=open_map(HERE / "shangjie.glgm"),
+               photos_dir=tmp_path / "photos") as srv:
         yield srv
 
 
@@ -422,6 +423,9 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
         ("POST", "/api/reports/{report_id}/reject"):
             lambda: (api.post(f"/api/reports/{other}/reject",
                               {"operator": "alice", "reason": "重复"})[0], "alice"),
+        ("POST", "/api/reports/{report_id}/merge"):
+            lambda: (api.post(f"/api/reports/{add_report(store, 4)}/merge",
+                              {"operator": "alice", "into": rid})[0], "alice"),
         ("PUT", "/api/assignments/{grid}"):
             lambda: (api.call("PUT", "/api/assignments/410106001001001",
                               {"device": "pv-0009"})[0], "centre"),
@@ -434,7 +438,9 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
                                                "text": "废弃车辆"})[0], "centre"),
         ("PUT", "/api/departments/{dept_id}"):
             lambda: (api.call("PUT", "/api/departments/sanitation",
-                              {"name": "环卫处", "classes": ["06"]})[0], "centre"),
+                              {"name": "环卫处", "classes": ["06"],
+                               "system": {"adapter": "webhook",
+                                          "url": "http://127.0.0.1:9/cases"}})[0], "centre"),
         ("PUT", "/api/deadlines/{stage}/{code}"):
             lambda: (api.call("PUT", "/api/deadlines/handle/06", {"seconds": 7200})[0],
                      "centre"),
@@ -488,6 +494,13 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
         ("POST", "/api/rollouts/{rollout_id}/pause"): act_on_rollout("pause"),
         ("POST", "/api/rollouts/{rollout_id}/resume"): act_on_rollout("resume"),
         ("POST", "/api/rollouts/{rollout_id}/abort"): act_on_rollout("abort"),
+        ("POST", "/api/bridge/outbox/{msg_id}/retry"):   # the 派遣 above left a message
+            lambda: (api.post(f"/api/bridge/outbox/sanitation:{case_no()}/retry", {})[0],
+                     "centre"),
+        ("POST", "/api/cases/{case_no}/photos"):
+            lambda: (request(server.url, "POST", f"/api/cases/{case_no()}/photos", None,
+                             {**api.auth("dept"), "Content-Type": "image/jpeg"},
+                             data=b"\xff\xd8\xff\xe0 a photo")[0], "dept"),
     }
     assert set(calls) == set(policy.AUDITED) - {("GET", "/api/session/oidc/callback")}
     for route, call in calls.items():

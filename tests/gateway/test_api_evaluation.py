@@ -129,3 +129,47 @@ def test_roster_changes_are_audited(api):
     status, entries = api.get("/api/audit?target=work_grid:wg1")
     assert status == 200
     assert [e["action"] for e in entries] == ["work_grid.put"]
+
+
+def test_more_bad_input_and_empty_periods_are_answered_clearly(api, store):
+    """The rest of issue 16's bad input: a device nobody carries, a period or a gateway with
+    no data, a work grid for a supervisor or shift not there, a prefix reaching into
+    another work grid of the shift, overlapping duty — each a clear answer, none a 500."""
+    # reports of a device no supervisor carries are counted, under no supervisor
+    add_report(store, 1, device="pv-0009", captured=T0)
+    window = "since=2026-11-27T16:00:00Z&until=2026-11-28T16:00:00Z"
+    status, table = api.call("GET", f"/api/evaluation/rates?by=supervisor&{window}",
+                             user="screen")
+    assert status == 200 and [(r["supervisor"], r["reported"]) for r in table["rows"]] == [
+        (None, 1)]
+    # no work grids, no duty, an empty window: empty answers, a CSV with its header only
+    assert api.call("GET", f"/api/evaluation/coverage?{window}", user="screen") == (200, [])
+    assert api.call("GET", "/api/evaluation/unvisited?week=2026-11-28", user="screen") == (
+        200, [])
+    status, _, text = raw(api, "/api/evaluation/rates?since=2025-01-01T00:00:00Z"
+                                  "&until=2025-01-02T00:00:00Z&format=csv")
+    lines = text.lstrip("\ufeff").splitlines()
+    assert status == 200 and len(lines) == 1 and lines[0].startswith("supervisor,period")
+    status, body = api.call("GET", "/api/evaluation/rates?since=2026-11-28T00:00:00Z"
+                            "&until=2026-11-28T00:00:00Z", user="screen")
+    assert status == 400 and body["detail"] == "since must come before until"
+    # work grids naming what is not there
+    status, body = api.call("PUT", "/api/work-grids/wg1",
+                            {"supervisor": "s09", "shift": "day", "cells": [CELL]})
+    assert status == 404 and "no supervisor 's09'" in body["detail"]
+    setup_roster(api)
+    status, body = api.call("PUT", "/api/work-grids/wg2",
+                            {"supervisor": "s01", "shift": "night", "cells": [CELL]})
+    assert status == 404 and "no shift 'night'" in body["detail"]
+    status, body = api.call("PUT", "/api/work-grids/wg2",
+                            {"supervisor": "s01", "shift": "day", "cells": ["410106001"]})
+    assert status == 409 and "may not overlap" in body["detail"] and body["work_grid"] == "wg1"
+    status, body = api.call("PUT", "/api/work-grids/wg2",
+                            {"supervisor": "s01", "shift": "day", "cells": []})
+    assert status == 422 and body["detail"][0]["loc"] == ["body", "cells"]
+    # duty overlapping duty already recorded for the supervisor
+    status, body = api.post("/api/duty", {"supervisor": "s01", "on_at": "2026-11-28T03:00:00Z",
+                                          "off_at": "2026-11-28T10:00:00Z"})
+    assert status == 409 and "s01 is already on duty" in body["detail"]
+    status, grids = api.get("/api/work-grids")
+    assert [g["id"] for g in grids] == ["wg1"]

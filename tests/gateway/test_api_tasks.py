@@ -116,7 +116,7 @@ def test_task_for_a_report_goes_to_the_grid_assignee(wired, store):
 
     status, task = api.post("/api/tasks", {"type": "verify", "report_id": rid, "text": "核实井盖"})
     assert status == 201, task
-    assert task["device"] == "pv-0001" and task["routed_by"] == "assignment"
+    assert task["device"] == "pv-0001" and task["chosen_by"] == "assignment"
     assert task["state"] == "sent"
     topic, message = sub.next()
     assert topic == "gridlink/v1/410106/pv-0001/task"
@@ -133,7 +133,7 @@ def test_task_for_a_point_goes_to_the_nearest_online_patrol_device(wired, store)
     add_device(store, "ft-0001", lat=34.8205, lon=113.2871, profile="fixed-terminal")
     status, task = api.post("/api/tasks", {"type": "check", "lat": 34.8205, "lon": 113.2871})
     assert status == 201
-    assert (task["device"], task["routed_by"], task["state"]) == ("pv-near", "nearest", "sent")
+    assert (task["device"], task["chosen_by"], task["state"]) == ("pv-near", "nearest", "sent")
     topic, message = sub.next()
     assert topic == "gridlink/v1/410106/pv-near/task" and message["type"] == "check"
 

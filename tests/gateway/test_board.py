@@ -115,8 +115,10 @@ def page():
         pg = browser.new_page(viewport={"width": 1400, "height": 820})
         errors = []
         pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        pg.on("requestfailed", lambda req: errors.append(f"failed {req.url}")
-              if not req.url.endswith("/api/events") else None)
+        # a request the page aborts itself (leaving for another page) is not a failure
+        pg.on("requestfailed", lambda req: errors.append(f"failed {req.url}: {req.failure}")
+              if not req.url.endswith("/api/events") and req.failure != "net::ERR_ABORTED"
+              else None)
         yield pg
         browser.close()
         assert errors == []
@@ -150,6 +152,16 @@ def jpeg_photo():
     return buf.getvalue()
 
 
+def webp_photo():
+    """A WebP photo as the device's encoder makes it (camera.format webp), 80×60."""
+    from gridlink.firmware.device import camera
+
+    img = camera.SyntheticCamera((80, 60)).capture()
+    data, _q = camera.encode_photo(img, (80, 60), 6000, camera.exif_bytes(None), "webp")
+    assert data[8:12] == b"WEBP"
+    return data
+
+
 def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid_file):
     server, gw_store = gateway
     _, grid_map = grid_file
@@ -177,14 +189,25 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         page.wait_for_selector(f'#cells path.hit[data-grid="{first["grid"]}"]')
         page.wait_for_selector("#live.on")
 
-        # a report arrives while the page is open: it shows up without a reload
-        second = report(grid_map, 2, at=(0.7, 0.35), code="09001", text="占道经营")
+        # a report arrives while the page is open: offered as "1 条新上报", it shows up
+        # without a reload; its photo is a WebP, what a shipped Pi profile sends
+        webp = webp_photo()
+        webp_sha = hashlib.sha256(webp).hexdigest()
+        second = report(grid_map, 2, at=(0.7, 0.35), code="09001", text="占道经营",
+                        photos=[{"sha256": webp_sha, "bytes": len(webp)}])
         device.send(second)
+        device.send_photo(second["id"], webp)
         device.wait_acks(2)
+        page.click("#new-reports:not([hidden])")
         row = page.wait_for_selector(f'#reports li[data-id="{second["id"]}"]', timeout=10000)
         assert "占道经营" in row.inner_text()
         page.wait_for_selector(f'#points circle[data-id="{second["id"]}"]')
         page.wait_for_function("document.querySelector('#n-pending').textContent === '2'")
+        page.click(f'#reports li[data-id="{second["id"]}"]')
+        page.wait_for_selector(f'#detail-body[data-id="{second["id"]}"]')
+        page.wait_for_function("document.querySelector('#d-photos img') && "
+                               "document.querySelector('#d-photos img').naturalWidth === 80")
+        assert page.locator("#d-photos img").get_attribute("src") == f"/api/photos/{webp_sha}"
 
         # details with the photo, then claim and accept
         page.click(f'#reports li[data-id="{first["id"]}"]')
@@ -196,12 +219,13 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
 
         page.click("#b-claim")
         page.wait_for_selector("#message.done")
-        assert "held until" in page.locator("#message").inner_text()
+        assert "已签收，至" in page.locator("#message").inner_text()
         page.wait_for_selector(f'#reports li.held[data-id="{first["id"]}"]')
         page.screenshot(path=str(tmp_path / "board-claimed.png"))
 
         page.fill("#case-no", "SJ-2026-0001")
         page.click("#b-accept")
+        page.click("#b-confirm")
         page.wait_for_function(
             "document.querySelector('#message').textContent.includes('SJ-2026-0001')")
         page.wait_for_selector(f'#reports li[data-id="{first["id"]}"]', state="detached")
@@ -214,7 +238,7 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         # the report's history is in its detail: who claimed, who decided
         page.wait_for_selector('#d-history li[data-action="report.accept"]', state="attached")
         history = page.locator("#d-history").text_content()
-        assert "alice 认领" in history and "alice 立案 SJ-2026-0001" in history
+        assert "alice 签收" in history and "alice 立案 SJ-2026-0001" in history
 
         # the accepted case is found under its state; a 核查 task only once the
         # department has reported back (处置反馈)
@@ -248,14 +272,14 @@ def test_live_report_then_claim_and_accept(gateway, broker, page, tmp_path, grid
         page.wait_for_selector(f'#reports li.held[data-id="{second["id"]}"]')
         page.click(f'#reports li[data-id="{second["id"]}"]')
         page.wait_for_function(
-            "document.querySelector('#d-fields').textContent.includes('认领 bob')")
+            "document.querySelector('#d-fields').textContent.includes('bob 已签收')")
         assert "接管" in page.locator("#b-claim").inner_text()
         assert page.locator("#b-claim").is_enabled()
         page.click("#b-signout")
         sign_in(page, "carol")
         page.click(f'#reports li[data-id="{second["id"]}"]')
         page.wait_for_function(
-            "document.querySelector('#d-fields').textContent.includes('认领 bob')")
+            "document.querySelector('#d-fields').textContent.includes('bob 已签收')")
         assert page.locator("#b-claim").is_disabled()
         assert page.locator("#b-accept").is_disabled()
         page.screenshot(path=str(tmp_path / "board.png"))
@@ -428,6 +452,7 @@ def test_the_fleet_shows_desired_against_reported_configuration(broker, tmp_path
                                     "refused v1: signature")
         assert bad.get_attribute("title") == "not signed by the centre's key"
     finally:
+        page.goto("about:blank")     # no refresh in flight when the gateway goes
         gw.stop()
 
 
@@ -461,3 +486,87 @@ def test_the_cases_list_shows_each_cases_state_and_follows_its_moves(gateway, pa
     page.click(item)
     page.wait_for_selector(f'#detail-body[data-id="{rid}"]')
     assert "处置中 (handling)" in page.locator("#d-fields").inner_text()
+
+
+def test_an_urgent_report_raises_the_alert_and_tops_the_list_and_repeats_collapse(
+        gateway, broker, page, grid_file):
+    """Published while the page is open: an urgent report (突发事件) shows the header's
+    alert and stands first, marked; two reports of one class at one spot are marked as
+    likely the same; a fixed terminal's second motion alert joins its first (one row)."""
+    server, _ = gateway
+    grid_map = grid_file[1]
+    vehicle, terminal = Device(broker), Device(broker, "ft-0001")
+    try:
+        vehicle.send(report(grid_map, 1))
+        vehicle.send(report(grid_map, 2))                  # the same spot and class
+        page.goto(server.url + "/board/")
+        sign_in(page, "alice")
+        page.wait_for_selector("#live.on")
+        page.wait_for_selector('#reports li[data-id="pv-0001:000000000002"] .likely-same')
+        assert page.locator("#urgent-alert").is_hidden()
+        urgent = report(grid_map, 3, at=(0.2, 0.3), code="07001")
+        urgent["urgent"] = True
+        vehicle.send(urgent)
+        page.wait_for_selector("#urgent-alert:not([hidden])", timeout=10000)
+        assert page.locator("#n-urgent").inner_text() == "1"
+        first = page.locator("#reports li").first
+        assert first.get_attribute("data-id") == urgent["id"]
+        assert first.locator(".badge.urgent").inner_text() == "突发"
+        for seq in (1, 2):
+            alert = make_report("ft-0001", seq, None, 1795752000.0 + seq, "event", STANDARD,
+                                "06010", source="sensor", text="人员聚集",
+                                fixed_position=(grid_map.bbox[1] + 0.001,
+                                                grid_map.bbox[0] + 0.001))
+            terminal.send(alert)
+        # routine reports wait behind "N 条新上报" (rows stay in place): the operator loads
+        # them until the second alert has joined the first (at its commit)
+        from tests.support.waiting import wait_until
+
+        def joined():
+            if page.locator("#new-reports").is_visible():
+                page.click("#new-reports")
+            return (page.locator('#reports li[data-id="ft-0001:000000000001"] .repeats')
+                    .count() == 1)
+
+        wait_until(joined, 20, "the terminal's alerts as one row")
+        assert page.locator('#reports li[data-id="ft-0001:000000000001"] .repeats') \
+            .inner_text() == "重复报警 ×2"
+        assert page.locator('#reports li[data-id="ft-0001:000000000002"]').count() == 0
+    finally:
+        vehicle.close()
+        terminal.close()
+
+
+def test_the_devices_panel_shows_a_revoked_certificate_and_one_due_for_renewal(
+        broker, tmp_path, page):
+    """With the district CRL (--crl), each device's certificate state is in the fleet view
+    and on the board: revoked, or its end with renewal due within 30 days."""
+    import datetime as dt
+
+    from gridlink.gateway.service import Gateway
+
+    from tests.gateway.test_api_tasks import add_device
+    from tests.support.pki import make_pki
+    from tests.support.probing_rig import cert_serial, write_crl
+
+    pki = make_pki(tmp_path / "pki")
+    crl = write_crl(pki, tmp_path / "crl.pem", revoked=["pv-0001"])
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).strftime("%Y-%m-%d")
+    (tmp_path / "issued.json").write_text(json.dumps([
+        {"device": d, "serial": format(cert_serial(pki, d), "X"), "not_after": soon}
+        for d in ("pv-0001", "pv-0002")]))
+    gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
+                 http="127.0.0.1:0", photos=str(tmp_path / "photos"), crl=str(crl)).start()
+    try:
+        Accounts(gw.store).add("tom", ("technician",), PASSWORD)
+        add_device(gw.store, "pv-0001")
+        add_device(gw.store, "pv-0002")
+        page.goto(gw.http.url + "/")
+        sign_in(page, "tom")
+        revoked = page.wait_for_selector('#devices li[data-device="pv-0001"] .identity')
+        assert revoked.inner_text() == "证书已吊销 revoked"
+        due = page.wait_for_selector('#devices li[data-device="pv-0002"] .identity.renew-due')
+        assert due.inner_text() == f"证书到期 {soon} · 需续期 renew now"
+    finally:
+        page.goto("about:blank")
+        gw.stop()

@@ -93,7 +93,7 @@ def test_the_board_shows_the_flag(broker, tmp_path, listener):
             page.wait_for_selector('#reports li[data-id="pv-0001:000000000002"]')
             badge = page.locator('#reports li[data-id="pv-0001:000000000002"] .badge.time-flag')
             assert badge.count() == 1 and "capture time" in badge.inner_text()
-            assert "listed by receive time" in badge.get_attribute("title")
+            assert "采集时间晚于接收时间" in badge.get_attribute("title")
             plain = page.locator('#reports li[data-id="pv-0001:000000000001"] .badge.time-flag')
             assert plain.count() == 0
             browser.close()

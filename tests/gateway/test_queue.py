@@ -8,6 +8,7 @@ import base64
 import json
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -80,6 +81,31 @@ def test_pending_list_filters_and_pages(api, store):
     assert ids("order=asc&limit=2&offset=2") == [c]
     assert ids("until=2026-11-30T00:00:00Z") == [c, b, a]     # days 29-31 are days too
     assert ids("since=2026-10-31T00:00:00Z&until=2026-11-29") == [c, b, a]
+
+
+def test_newest_by_receive_time_and_class_names_as_filters(api, store):
+    """sort=received lists by when the gateway got each report (a device clock can be
+    days off); a class or major class name filters as its codes do."""
+    late = add_report(store, 1, code="06010")  # captured first, received last
+    with store.connect() as conn:
+        conn.execute(store.sql("UPDATE reports SET received_at = ? WHERE id = ?"),
+                     (iso(T0 + timedelta(hours=1)), late))
+    other = add_report(store, 2, code="09001")
+    litter = add_report(store, 3, code="06012")
+
+    def ids(query):
+        status, page = api.get("/api/reports?" + urllib.parse.quote(query, safe="=&"))
+        assert status == 200, page
+        return [r["id"] for r in page["items"]]
+
+    assert ids("sort=received") == [late, litter, other]
+    assert ids("sort=queue") == ids("") == [litter, other, late]
+    assert ids("code=暴露垃圾") == [late]
+    assert ids("code=市容环境类&sort=received") == [late, litter]
+    status, body = api.get("/api/reports?code=" + urllib.parse.quote("不存在的类"))
+    assert status == 400 and "no class or major class is named '不存在的类'" in body["detail"]
+    status, body = api.get("/api/reports?sort=capture")
+    assert status == 422 and body["detail"][0]["loc"] == ["query", "sort"]
 
 
 def test_listing_names_the_class_from_the_code_books(api, store):

@@ -73,10 +73,10 @@ def test_the_work_grid_supervisor_on_duty_comes_first(desk, store):
     # pv-0002 and pv-0003 are nearer; the cell is s01's
     assert routed(desk, store, 1, HELD) == ("pv-0001", "work_grid")
     assert routed(desk, store, 2, HELD, type="check") == ("pv-0001", "work_grid")
-    # an operator naming the device is not a rule
+    # an operator naming the device is not a rule, and the task says so
     task = desk.create(report_id=add_report(store, 3, grid=HELD), device="pv-0003")
-    assert (task["device"], task["routed_by"], task["chosen_by"]) == (
-        "pv-0003", "operator", None)
+    assert (task["device"], task["chosen_by"]) == ("pv-0003", "operator")
+    assert "routed_by" not in task
 
 
 def test_a_cell_in_no_work_grid_goes_to_the_nearest_device_on_duty(desk, store):

@@ -4,7 +4,9 @@ A simulated 派遣员/值班长 (the demo operator's token) and a simulated 专�
 with the ``department`` role and its own token, as a department's system would hold) take
 reports the vehicles file through the case states after 立案 (``docs/cases.md``):
 
-* one case goes 立案 → 派遣 → 处置中 → 处置反馈 (a photo reference) → 核查 → 结案;
+* one case goes 立案 → 派遣 (it leaves through the gateway's bridge for the department's
+  system, ``department.DepartmentSystem``) → 处置中 → 处置反馈 (a photo the department
+  uploads) → 核查 → 结案;
 * one goes the same way, its first 核查 answers unresolved (返工), the department handles
   it again, the second 核查 answers resolved → 结案;
 * a 12345 hotline complaint is filed (``POST /api/reports``), a 核实 task confirms it and
@@ -21,6 +23,7 @@ import time
 import urllib.error
 import urllib.request
 
+from .department import spot_photo
 from .errors import DemoError
 
 DEPARTMENT = "huanwei"  # the simulated department: it handles 市容环境 (06…) events
@@ -74,13 +77,26 @@ class Api:
     def put(self, path, body):
         return self.call("PUT", path, body)
 
+    def upload(self, path, data, content_type="image/jpeg"):
+        """POST raw bytes (a photo); the JSON answer."""
+        req = urllib.request.Request(self.base + path, data=data, method="POST", headers={
+            "Authorization": f"Bearer {self.token}", "Content-Type": content_type})
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise Refused(exc.code, exc.reason) from None
+        except OSError as exc:
+            raise Refused(0, str(exc)) from None
+
 
 class SupervisionLoop:
     """The three stories; ``tick()`` advances each by at most one step.  ``say(text)``
     prints a step's line, ``event(what, **fields)`` logs it."""
 
-    def __init__(self, operator, department, *, say, event):
+    def __init__(self, operator, department, *, say, event, system=None):
         self.operator, self.department = operator, department
+        self.system = system  # the department's system the bridge sends its cases to
         self.say, self.event = say, event
         self.verdicts = {}  # task id → True (resolved/confirmed) or False
         self.taken = set()  # report ids a story has picked
@@ -95,9 +111,11 @@ class SupervisionLoop:
 
     def setup(self):
         """The department the cases go to, set up by the 值班长 through the API."""
-        self.operator.put(f"/api/departments/{DEPARTMENT}", {
-            "name": DEPARTMENT_NAME, "classes": list(DEPARTMENT_CLASSES),
-            "accounts": [DEPARTMENT_ACCOUNT]})
+        body = {"name": DEPARTMENT_NAME, "classes": list(DEPARTMENT_CLASSES),
+                "accounts": [DEPARTMENT_ACCOUNT]}
+        if self.system is not None:
+            body["system"] = {"adapter": "webhook", "url": self.system.url}
+        self.operator.put(f"/api/departments/{DEPARTMENT}", body)
         self._line("setup", f"department {DEPARTMENT} {DEPARTMENT_NAME} handles "
                    f"{', '.join(c + '…' for c in DEPARTMENT_CLASSES)}; its system acts as "
                    f"{DEPARTMENT_ACCOUNT} (专业部门)")
@@ -140,13 +158,17 @@ class SupervisionLoop:
             "department": DEPARTMENT, "deadline_s": HANDLE_DEADLINE_S,
             "note": "请按时处置"})
         yield f"case {no} → 派遣 to {DEPARTMENT} (处置时限 {dispatched['stage_due']})"
+        if self.system is not None:
+            while not self.system.has(no):
+                yield None
+            yield f"case {no} → received by {DEPARTMENT}'s system through the bridge (key {no})"
         for n, resolved in enumerate(checks, 1):
             self.department.post(f"/api/cases/{no}/start", {"note": "已到场处置"})
             yield f"case {no} → 处置中 ({DEPARTMENT_ACCOUNT})"
-            photo = f"https://{DEPARTMENT}.example/photos/{no}-{n}.jpg"
+            photo = self.department.upload(f"/api/cases/{no}/photos", spot_photo(n))["sha256"]
             self.department.post(f"/api/cases/{no}/feedback", {
                 "note": f"第{n}次处置完毕", "photos": [photo]})
-            yield f"case {no} → 处置反馈 with photo {photo}"
+            yield f"case {no} → 处置反馈 with photo {photo[:12]}…"
             sent = self.operator.post(f"/api/cases/{no}/check", {
                 "text": "请核查处置结果", "deadline_s": TASK_DEADLINE_S})
             task = sent["task"]

@@ -31,6 +31,13 @@ def register(parser):
     p.add_argument("-o", "--repo", required=True, help="the update repository folder")
     p.set_defaults(func=_keys_rotate)
 
+    p = keys_sub.add_parser("node-keys", help="the sensor nodes' update-keys file: the "
+                            "targets public keys that sign their manifests, 64 hex digits "
+                            "a line (gridlink flash provision --update-keys)")
+    p.add_argument("keydir")
+    p.add_argument("-o", "--out", required=True, help="the file to write")
+    p.set_defaults(func=_keys_node)
+
     rel = sub.add_parser("release", help="build and verify signed releases")
     rel_sub = rel.add_subparsers(dest="release_command", metavar="STEP", required=True)
     p = rel_sub.add_parser("build", help="build a release and publish it in a TUF repository "
@@ -72,6 +79,8 @@ def register(parser):
                    help="cumulative percentages of the group, ending at 100 (5,50,100)")
     p.add_argument("--failure-threshold", type=float, default=20.0,
                    help="pause when more of a stage's devices fail than this %% (20)")
+    p.add_argument("--stage-timeout", type=float, default=None, metavar="SECONDS",
+                   help="pause a stage whose devices have not all reported by then (none)")
     _api_args(p)
     p.set_defaults(func=_rollout_start)
     p = ro_sub.add_parser("show", help="one rollout in full, or every rollout in a line")
@@ -94,6 +103,49 @@ def register(parser):
     _api_args(p)
     p.set_defaults(func=_devices)
     _register_config(sub)
+    _register_revoke(sub)
+
+
+def _register_revoke(sub):
+    from .revoke import CRL_DAYS, REASONS
+
+    p = sub.add_parser("revoke", help="cut a device off: every certificate issued to it onto "
+                       "the district CRL (CADIR/crl.pem), which the broker and gateway read")
+    p.add_argument("device", help="the device id (its certificate's CN)")
+    p.add_argument("--reason", required=True, choices=list(REASONS),
+                   help="why (the CRL's reason code follows it)")
+    p.add_argument("--ca", required=True, metavar="CADIR",
+                   help="the CA folder: ca.pem, ca.key, issued.csv, crl.pem")
+    p.add_argument("--note", default="", help="free text for revocations.csv")
+    p.add_argument("--days", type=int, default=CRL_DAYS,
+                   help=f"the new CRL's next update, days ahead ({CRL_DAYS})")
+    p.set_defaults(func=_revoke)
+
+    p = sub.add_parser("crl", help="re-sign the district CRL with the same entries and a new "
+                       "next update (do it before crl-check warns)")
+    p.add_argument("--ca", required=True, metavar="CADIR")
+    p.add_argument("--days", type=int, default=CRL_DAYS)
+    p.set_defaults(func=_crl)
+
+
+def _revoke(args):
+    from .revoke import CRL_NAME, revoke
+
+    serials = revoke(args.ca, args.device, args.reason, note=args.note, days=args.days)
+    print(f"{args.device}: {len(serials)} certificate(s) revoked "
+          f"({', '.join(format(s, 'X') for s in serials)}) → {Path(args.ca) / CRL_NAME}")
+    print("reload the broker (systemctl reload mosquitto, or SIGHUP) so new connections "
+          "check it; the gateway rereads it by itself")
+    return 0
+
+
+def _crl(args):
+    from .revoke import CRL_NAME, publish
+
+    serials = publish(args.ca, days=args.days)
+    print(f"{Path(args.ca) / CRL_NAME}: {len(serials)} revoked, next update in "
+          f"{args.days} d")
+    return 0
 
 
 def _register_config(sub):
@@ -124,6 +176,8 @@ def _register_config(sub):
     p.add_argument("--max-fix-age", type=float, help="seconds after which a fix is stale")
     p.add_argument("--map", help="sha256 of the grid map the devices must hold")
     p.add_argument("--codebook", help="code book id STANDARD@hash the devices must hold")
+    p.add_argument("--broker", help="a new broker mqtt[s]://host[:port]: each device tries "
+                   "it first and keeps its broker when it cannot connect")
     p.set_defaults(func=_config_set)
 
     p = cfg_sub.add_parser("show", help="the changes, or one device's desired configuration")
@@ -184,6 +238,17 @@ def _keys_init(args):
     print(f"{args.keydir}: {len(roles['files']['root'])} root keys (threshold "
           f"{roles['root_threshold']}), targets, snapshot, timestamp")
     print("move the root-*.pem files offline once the repository is made")
+
+
+def _keys_node(args):
+    from .keys import load_private, load_roles
+    from .mcu_manifest import public_bytes
+
+    _, files = load_roles(args.keydir)
+    keys = [public_bytes(load_private(Path(args.keydir) / name)) for name in files["targets"]]
+    Path(args.out).write_text("".join(k.hex() + "\n" for k in keys), encoding="ascii")
+    print(f"{args.out}: {len(keys)} targets key{'s' if len(keys) > 1 else ''} "
+          "(copy it to the sensor nodes: gridlink flash provision --update-keys)")
 
 
 def _keys_rotate(args):
@@ -250,6 +315,8 @@ def _rollout_start(args):
     body = {"kind": args.kind, "version": args.version,
             "target": target_of(args.district, args.profile, args.devices),
             "stages": parse_stages(args.stages), "failure_threshold": args.failure_threshold}
+    if args.stage_timeout is not None:
+        body["stage_timeout_s"] = args.stage_timeout
     client = _client(args)
     print("\n".join(rollout_lines(client.call("POST", "/api/rollouts", body))))
 

@@ -101,7 +101,8 @@ def change_of(args):
         if value is not None:
             settings[name] = value
     return {"scope": scope, "target": target.split(",") if scope == "list" else target,
-            "settings": settings, "map": args.map, "codebook": args.codebook}
+            "settings": settings, "map": args.map, "codebook": args.codebook,
+            "broker": args.broker}
 
 
 def diff_lines(states):

@@ -35,6 +35,16 @@ def register(parser):
     books.add_argument("--json", action="store_true")
     books.set_defaults(func=cmd_books)
 
+    ov = sub.add_parser("overlay", help="a district's local code book (docs/codes.md)")
+    ov_sub = ov.add_subparsers(dest="overlay_command", metavar="STEP", required=True)
+    p = ov_sub.add_parser("seal", help="write the local book's version (the hash of its "
+                          "content) after checking it against the book it extends")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_overlay_seal)
+    p = ov_sub.add_parser("check", help="check a sealed local book and list what it changes")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_overlay_check)
+
 
 def _codes(divisions=None):
     from gridlink.firmware import codebooks
@@ -119,4 +129,56 @@ def cmd_books(args, out=None):
         counts = (f"{r['components']} components, {r['events']} events"
                   if "events" in r else f"districts {', '.join(r['districts'])}")
         print(f"{r['id']:<32} {counts}", file=out)
+    return 0
+
+
+def _applied(doc):
+    from gridlink.firmware import codebooks
+
+    return codebooks.with_overlays(codebooks.load_books(), [doc])
+
+
+def _changes(book, out):
+    local = book.local
+    print(f"{book.id}: {local['title']} (source: {local['source']})", file=out)
+    for kind in KINDS:
+        for code, change in sorted(local["changes"].get(kind, {}).items()):
+            if change == "retired":
+                line = local["retired"][kind][code]
+            else:
+                e = book.entry(kind, code)
+                line = e.name + (f" (standard: {local['standard_names'][kind][code]})"
+                                 if change == "renamed" else "")
+            print(f"  {kind:9} {code}  {change:8} {line}", file=out)
+    for alias, code in sorted(local["grid_aliases"].items()):
+        print(f"  grid      {alias}  alias of {code}", file=out)
+
+
+def cmd_overlay_seal(args, out=None):
+    from pathlib import Path
+
+    from gridlink.firmware import codebooks
+    from gridlink.firmware.core.codebook import CodeError
+
+    out = out or sys.stdout
+    path = Path(args.file)
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CodeError(f"local code book {path}: {exc}") from None
+    sealed = codebooks.seal_overlay(doc)
+    books = _applied(sealed)          # refuses a book that does not fit, before writing
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(sealed, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    _changes(books[sealed["base"].split("@")[0]], out)
+    return 0
+
+
+def cmd_overlay_check(args, out=None):
+    from gridlink.firmware import codebooks
+
+    out = out or sys.stdout
+    doc = codebooks.load_overlay(args.file)
+    _changes(_applied(doc)[doc["base"].split("@")[0]], out)
     return 0

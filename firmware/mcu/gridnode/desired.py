@@ -64,6 +64,9 @@ class Desired:
         doc = desired.check(message, self.keys, self.device, applied, SCHEMA)
         if doc["map"] is not None:
             raise ConfigRefused("hash", "a sensor node holds no grid map", "map")
+        if "broker" in doc:
+            raise ConfigRefused("schema", "a sensor node's broker changes only when it is "
+                                "provisioned again", "broker")
         if doc["codebook"] is not None and doc["codebook"] != self.codebook:
             raise ConfigRefused("hash", "the code book " + doc["codebook"]
                                 + " is not the one this node holds", "codebook")

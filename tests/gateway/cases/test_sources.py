@@ -52,6 +52,16 @@ def test_a_complaint_is_accepted_only_after_a_confirmed_verification(desk):
     assert desk.queue.accept(desk.report(), "op-a")["state"] == "accepted"
 
 
+def test_a_citizens_kiosk_report_is_accepted_only_after_a_confirmed_verification(desk):
+    rid = desk.report(source="citizen", device="ft-0001")
+    with pytest.raises(Conflict, match=r"\(citizen\) is 立案 only once a 核实"):
+        desk.queue.accept(rid, "op-a")
+    assert desk.queue.get(rid)["state"] == "pending"
+    task = desk.desk.create(type="verify", report_id=rid, device=DEVICE, operator="op-a")
+    desk.answer(task["id"], "confirmed")
+    assert desk.queue.accept(rid, "op-a")["state"] == "accepted"
+
+
 def test_the_same_ticket_files_one_report(desk):
     one = file(desk, key="12345-20261128-0042")
     assert file(desk, key="12345-20261128-0042", text="again") == one
