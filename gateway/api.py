@@ -180,11 +180,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.audit = trail
     app.state.duplicates = dups
 
-    def on_report(reports):  # after each commit: task results, a sensor's repeats
-        desk.on_report(reports)
-        dups.collapse_repeats(reports)
-
-    app.state.on_report = on_report
+    app.state.on_report = desk.on_report  # after each commit: task results
     app.state.roster = roster
     app.state.rollouts = director
     app.state.on_commit = director.on_commit

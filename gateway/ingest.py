@@ -23,6 +23,7 @@ from gridlink.firmware.core.messages import (
     make_track_stored,
 )
 
+from .cases.duplicates import collapse_repeats
 from .clock import wire_time
 from .media_ingest import add_media_chunks
 from .photos import DEVICE_UNFINISHED_MAX_BYTES, Refusal, add_chunks, register_report_photos
@@ -241,6 +242,7 @@ class Ingest:
         self.photo_quota = photo_quota  # chunk bytes a device may have waiting (photos.py)
         self._tasks_known = False  # the task desk's tables exist (seen once: they stay)
         self._media_known = False  # the media tables exist (seen once: they stay)
+        self._repeats_known = False  # the intake, case and merge tables exist (likewise)
         q = store.sql
         self._seen_sql = q(_SEEN.format(newer=_NEWER))
         self._status_sql = q(_STATUS.format(newer=_NEWER))
@@ -301,6 +303,7 @@ class Ingest:
                 self._judge_repeats(conn, again, holders)
             # from here on, rows other workers' batches write too: take them in turn
             self.store.lock_keys(conn, shared_keys(items, announced))
+            self._collapse_repeats(conn, reports, stamp)
             for report_id, photos in announced:
                 register_report_photos(self.store, conn, report_id, photos)
             self._devices(conn, items)
@@ -342,6 +345,22 @@ class Ingest:
             if dead:
                 self._dead_letters(conn, dead)
         return [it.verdict.data for it in reports if it.outcome == ACCEPTED]
+
+    def _collapse_repeats(self, conn, reports, stamp):
+        """A sensor's repeated alerts join its open item (``cases.duplicates``), in this
+        transaction and under the batch's device locks, so whichever worker commits them.
+        Only where the intake, case and merge tables exist (the board's migrations)."""
+        accepted = [it.verdict.data for it in reports if it.outcome == ACCEPTED]
+        if not any(r.get("source") == "sensor" for r in accepted):
+            return
+        if not self._repeats_known:
+            found = conn.execute(self.store.sql(
+                "SELECT COUNT(*) FROM schema_migrations WHERE name IN (?, ?, ?)"),
+                ("intake_001_intake", "case_001_cases", "dup_001_merges")).fetchone()
+            if found[0] < 3:
+                return
+            self._repeats_known = True
+        collapse_repeats(self.store, conn, accepted, stamp)
 
     def _media(self, conn, media, stamp):
         """Store the batch's clip and memo chunks; a refused one becomes a dead letter."""

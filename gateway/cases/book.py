@@ -124,11 +124,11 @@ CASE_FIELDS = ("case_no", "report_id", "state", "kind", "standard", "code", "gri
 class CaseBook:
     """Cases over a store; ``desk`` (a ``TaskDesk``) sends 核查 tasks, ``trail`` (an
     ``AuditTrail``) records the moves a task result makes, ``outbox`` (an ``Outbox``)
-    takes the messages a 派遣 sends out, in the move's transaction."""
+    takes the messages a 派遣 and the later moves send out, in the move's transaction."""
 
     def __init__(self, store, *, clock=None, trail=None, hours=DEFAULT_HOURS, outbox=None):
         self.store = store
-        self.outbox = outbox  # a ``cases.outbox.Outbox``: 派遣 leaves for the department's system
+        self.outbox = outbox  # a ``cases.outbox.Outbox``: moves leave for departments' systems
         self.clock = clock or system_clock
         self.trail = trail
         self.hours = hours  # the working hours of a working day (``workcal``)
@@ -243,6 +243,8 @@ class CaseBook:
                        changes=changes, audit=audit)
             if action == "dispatch" and self.outbox is not None:
                 self.outbox.dispatched(conn, case_no, now)
+            elif self.outbox is not None:
+                self.outbox.moved(conn, case_no, action, now)
         return self.get(case_no)
 
     def checked(self, conn, report_id, task_id, actor, now, audit=None):
@@ -272,6 +274,8 @@ class CaseBook:
         goal = self._goal(case, action, None)
         self._move(conn, case, action, goal, actor, now, detail={"task": task_id},
                    audit=audit)
+        if self.outbox is not None:  # 返工 or 结案, with the 核查 result
+            self.outbox.moved(conn, case["case_no"], action, now)
         return goal
 
     def task_fits(self, conn, task_type, report_id):

@@ -12,8 +12,9 @@
 - **A sensor's repeated alerts.**  A sensor report (source ``sensor``) whose device already
   has an open item of the same class — a pending report, or one accepted whose case is
   not closed (结案) or voided (作废) — is merged into that item as it is committed
-  (``merged_by`` ``repeat``); the item counts its ``repeats``.  Once the item is handled,
-  the next alert opens a new one.
+  (``merged_by`` ``repeat``), in the ingest's transaction of the batch that brings it;
+  the item counts its ``repeats``.  Once the item is handled, the next alert opens a new
+  one.
 
 Both stores: plain SQL through ``store.sql``; the time window and a bounding box go to
 the database (an index on class and capture time), the distance is checked here.
@@ -187,46 +188,10 @@ class Duplicates:
     # ------------------------------------------------------------ a sensor's repeats
 
     def collapse_repeats(self, reports):
-        """The runtime's after-commit hook: each committed sensor report whose device has
-        an open item of its class joins that item.  Returns {report id: item id}."""
-        out = {}
-        for r in reports:
-            if r.get("source") == "sensor":
-                item = self._open_item(r)
-                if item is not None and self._join(r["id"], item):
-                    out[r["id"]] = item
-        return out
-
-    def _open_item(self, r):
+        """Collapse ``reports`` (committed rows) in a transaction of their own: what the
+        ingest does in each batch's transaction (``collapse_repeats``, below)."""
         with self.store.connect() as conn:
-            found = one(run(
-                self.store, conn,
-                "SELECT r.id FROM reports r LEFT JOIN intake i ON i.report_id = r.id"
-                " LEFT JOIN cases c ON c.report_id = r.id"
-                " WHERE r.device = ? AND r.code = ? AND r.kind = ? AND r.source = 'sensor'"
-                " AND r.id <> ? AND (i.state IS NULL OR i.state = 'pending'"
-                " OR (i.state = 'accepted' AND (c.state IS NULL OR c.state NOT IN (?, ?))))"
-                " ORDER BY r.captured_at, r.id LIMIT 1",
-                [r["device"], r["code"], r["kind"], r["id"], *CLOSED_CASES]))
-        if found is None or found["id"] > r["id"]:
-            return None  # the oldest open one is this one, or a later one: it stays
-        return found["id"]
-
-    def _join(self, report_id, item):
-        now = self.queue.now()
-        with self.store.connect() as conn:
-            self.queue._ensure_row(conn, report_id, now)
-            cur = run(self.store, conn,
-                      "UPDATE intake SET state = 'merged', reason = ?, decided_by = ?,"
-                      " decided_at = ?, updated_at = ? WHERE report_id = ?"
-                      " AND state = 'pending' AND holder IS NULL",
-                      [f"repeated alert of {item}", REPEAT, now, now, report_id])
-            if cur.rowcount != 1:
-                return False
-            run(self.store, conn, "INSERT INTO dup_merges (report_id, into_report, merged_by,"
-                " merged_at) VALUES (?, ?, ?, ?) ON CONFLICT (report_id) DO NOTHING",
-                [report_id, item, REPEAT, now])
-        return True
+            return collapse_repeats(self.store, conn, reports, self.queue.now())
 
     def reports_of(self, report_id):
         """``report_id`` and every report merged into it, in merge order."""
@@ -244,3 +209,54 @@ class Duplicates:
             found = one(run(self.store, conn, "SELECT into_report FROM dup_merges WHERE "
                             "report_id = ?", [report_id]))
         return found["into_report"] if found else None
+
+
+# ---------------------------------------------------------------- a sensor's repeats
+
+def collapse_repeats(store, conn, reports, now):
+    """Each sensor report of ``reports`` whose device has an open item of its class joins
+    that item, in ``conn``'s transaction: the ingest calls it in every batch's transaction
+    (every gateway worker), holding the batch's devices' locks (``Store.lock_keys``), so
+    a device's alerts are judged one batch after another whichever worker commits them.
+    Reports later in ``reports`` are not items yet for the earlier ones.  Returns
+    {report id: item id}."""
+    sensors = [r for r in reports if r.get("source") == "sensor"]
+    later = {r["id"] for r in sensors}
+    out = {}
+    for r in sensors:
+        later.discard(r["id"])
+        item = _open_item(store, conn, r, later)
+        if item is not None and _join(store, conn, r["id"], item, now):
+            out[r["id"]] = item
+    return out
+
+
+def _open_item(store, conn, r, later):
+    """The oldest open sensor item of ``r``'s device and class but ``r`` and ``later``."""
+    found = rows(run(
+        store, conn,
+        "SELECT r.id FROM reports r LEFT JOIN intake i ON i.report_id = r.id"
+        " LEFT JOIN cases c ON c.report_id = r.id"
+        " WHERE r.device = ? AND r.code = ? AND r.kind = ? AND r.source = 'sensor'"
+        " AND r.id <> ? AND (i.state IS NULL OR i.state = 'pending'"
+        " OR (i.state = 'accepted' AND (c.state IS NULL OR c.state NOT IN (?, ?))))"
+        " ORDER BY r.captured_at, r.id LIMIT ?",
+        [r["device"], r["code"], r["kind"], r["id"], *CLOSED_CASES, len(later) + 1]))
+    return next((f["id"] for f in found if f["id"] not in later), None)
+
+
+def _join(store, conn, report_id, item, now):
+    run(store, conn,
+        "INSERT INTO intake (report_id, state, updated_at) VALUES (?, 'pending', ?)"
+        " ON CONFLICT (report_id) DO NOTHING", [report_id, now])
+    cur = run(store, conn,
+              "UPDATE intake SET state = 'merged', reason = ?, decided_by = ?,"
+              " decided_at = ?, updated_at = ? WHERE report_id = ?"
+              " AND state = 'pending' AND holder IS NULL",
+              [f"repeated alert of {item}", REPEAT, now, now, report_id])
+    if cur.rowcount != 1:
+        return False
+    run(store, conn, "INSERT INTO dup_merges (report_id, into_report, merged_by,"
+        " merged_at) VALUES (?, ?, ?, ?) ON CONFLICT (report_id) DO NOTHING",
+        [report_id, item, REPEAT, now])
+    return True

@@ -9,9 +9,11 @@ Two adapters:
   ``service_code``, ``lat``, ``long``, ``description``, ``address_string``, ``api_key``
   and ``attribute[case_no]``.
 
-Both send the idempotency key (the case number) as the ``Idempotency-Key`` header, and
-the webhook as the message's ``key`` too, so a receiver that sees a message twice (a try
-whose answer was lost) can tell.
+The webhook carries every event (``dispatch`` and the later moves); Open311 only
+``dispatch``: GeoReport v2 creates requests and has no status update (``carries``).  Both
+send the idempotency key (the case number; ``case_no:n`` for a later move) as the
+``Idempotency-Key`` header, and the webhook as the message's ``key`` too, so a receiver
+that sees a message twice (a try whose answer was lost) can tell.
 """
 
 import json
@@ -73,6 +75,12 @@ def shown(reach):
     if reach is None:
         return None
     return {**reach, "api_key": "set"} if "api_key" in reach else dict(reach)
+
+
+def carries(reach, message):
+    """Whether ``reach``'s adapter can deliver ``message``: a webhook every event, Open311
+    a 派遣 only (a new request)."""
+    return reach["adapter"] == "webhook" or message.get("event") == "dispatch"
 
 
 def request_for(reach, message):

@@ -2,7 +2,8 @@
 
 One round claims what is due (a lease, so several senders never send one message at the
 same time), sends each through its destination's adapter (``cases.reach``) and marks it
-sent, or due again after a backoff.  A try that times out may have been taken by the
+sent, or due again after a backoff; a case's messages to one destination leave in the
+order of its moves (``Outbox.claim``).  A try that times out may have been taken by the
 receiver all the same: the next try carries the same idempotency key, and the receiver
 keeps one.  ``run(stop)`` loops until ``stop`` (a ``threading.Event``) is set; the
 gateway runs it (``gridlink gateway run``).
@@ -43,13 +44,20 @@ class BridgeSender:
         self.base_s, self.cap_s = base_s, cap_s
         self.batch = batch
 
-    def round(self):
-        """One pass over what is due: {"sent": n, "failed": n}."""
+    def round(self, passes=10):
+        """What is due, sent: {"sent": n, "failed": n}.  A case's later message waits
+        until the one before it (to the same destination) is sent, so while a pass sent
+        something another pass follows (at most ``passes``)."""
         done = {"sent": 0, "failed": 0}
         lease = rc.TIMEOUT_MAX_S + 30.0
-        for msg_id, destination, message in self.outbox.claim(lease, self.batch):
-            ok = self._deliver(msg_id, destination, message)
-            done["sent" if ok else "failed"] += 1
+        for _ in range(passes):
+            sent = 0
+            for msg_id, destination, message in self.outbox.claim(lease, self.batch):
+                ok = self._deliver(msg_id, destination, message)
+                done["sent" if ok else "failed"] += 1
+                sent += ok
+            if not sent:
+                break
         self._gauge()
         return done
 
@@ -57,6 +65,10 @@ class BridgeSender:
         target = self.outbox.reach(destination)
         if target is None:
             self._failed(msg_id, f"{destination} has no system setting (how to reach it)")
+            return False
+        if not rc.carries(target, message):
+            self._failed(msg_id, f"{destination} is reached by {target['adapter']} now, "
+                                 f"which takes only new requests, not a {message['event']}")
             return False
         method, url, headers, body = rc.request_for(target, message)
         try:

@@ -194,11 +194,15 @@ def assert_supervision_loop(data):
         assert all(len(d["photos"]) == 1 and re.fullmatch("[0-9a-f]{64}", d["photos"][0])
                    and list((data / "photos").glob(f"*/{d['photos'][0]}.*"))
                    for d in feedback)
-    # each 派遣 left through the bridge for the department's system, once
+    # each 派遣, 返工 and 结案 left through the bridge for the department's system, once
     with sqlite3.connect(data / "intake.sqlite") as db:
-        sent = db.execute("SELECT case_no, destination, state, attempts, remote_id"
-                          " FROM bridge_outbox ORDER BY case_no").fetchall()
-    assert sent == sorted((no, "huanwei", "sent", 1, f"HW-{no}") for no in closed + reworked)
+        sent = db.execute("SELECT case_no, destination, event, state, attempts, remote_id"
+                          " FROM bridge_outbox ORDER BY case_no, seq").fetchall()
+    moves = {no: ["dispatch", "close"] for no in closed}
+    moves.update({no: ["dispatch", "rework", "close"] for no in reworked})
+    assert [(no, dest, event, state, n) for no, dest, event, state, n, _ in sent] == [
+        (no, "huanwei", event, "sent", 1) for no in sorted(moves) for event in moves[no]]
+    assert all(remote.startswith(f"HW-{no}") for no, *_, remote in sent)
     hotline = [no for no, (_, device, source, _) in cases.items() if source == "12345"]
     assert len(hotline) == 1 and cases[hotline[0]][0] == "registered", cases
     with sqlite3.connect(data / "intake.sqlite") as db:

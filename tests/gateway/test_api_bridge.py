@@ -153,3 +153,19 @@ def test_a_bad_system_setting_is_refused_and_changes_nothing(served):
             "name": "环卫处", "classes": ["06"], "system": system}, user="lead")
         assert status == 422 and body["detail"][0]["loc"][-1] == field, body
     assert api.get("/api/departments")[1][0]["system"]["adapter"] == "webhook"
+
+
+def test_a_void_over_http_leaves_after_its_dispatch_and_is_listed_by_its_key(served, store):
+    api, sender, receiver, _ = served
+    case_no = dispatched(api, store)
+    status, _ = api.call("POST", f"/api/cases/{case_no}/void", {"reason": "重复上报"},
+                         user="lead")
+    assert status == 200
+    status, page = api.call("GET", f"/api/bridge/outbox?case_no={case_no}", user="screen")
+    assert [(m["event"], m["key"], m["seq"]) for m in page["items"]] == [
+        ("dispatch", case_no, 2), ("void", f"{case_no}:3", 3)]
+    assert sender.round() == {"sent": 2, "failed": 0}
+    assert list(receiver.kept) == [case_no, f"{case_no}:3"]
+    status, msg = api.call("GET", f"/api/bridge/outbox/sanitation:{case_no}:3", user="screen")
+    assert status == 200 and msg["state"] == "sent"
+    assert msg["message"]["reason"] == "重复上报" and msg["message"]["by"] == "lead"

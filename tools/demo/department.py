@@ -1,5 +1,6 @@
 """The demo's simulated department's system: a small HTTP server on 127.0.0.1 that takes
-the cases the gateway's bridge dispatches to it (webhook JSON, ``docs/cases.md``), keeping
+the cases the gateway's bridge dispatches to it and their later moves (返工, 结案: webhook
+JSON, ``docs/cases.md``), keeping
 one per ``Idempotency-Key``, and a photo of the handled spot for its 处置反馈."""
 
 import io
@@ -11,7 +12,8 @@ BODY_MAX = 256 * 1024
 
 
 class DepartmentSystem:
-    """``received`` maps each idempotency key (a case number) to the case message."""
+    """``received`` maps each idempotency key (a case number for a 派遣, ``case_no:n``
+    for a later move) to the case message."""
 
     def __init__(self):
         self.received = {}

@@ -8,7 +8,8 @@ reports the vehicles file through the case states after 立案 (``docs/cases.md`
   system, ``department.DepartmentSystem``) → 处置中 → 处置反馈 (a photo the department
   uploads) → 核查 → 结案;
 * one goes the same way, its first 核查 answers unresolved (返工), the department handles
-  it again, the second 核查 answers resolved → 结案;
+  it again once its system was told of the 返工, the second 核查 answers resolved → 结案
+  (each 返工 and 结案 leaves through the bridge too);
 * a 12345 hotline complaint is filed (``POST /api/reports``), a 核实 task confirms it and
   it is 立案.
 
@@ -187,6 +188,12 @@ class SupervisionLoop:
                 yield None
             yield (f"case {no} → {case['label']} ({goal}): the vehicle's 核查 came back "
                    f"{'resolved' if resolved else 'unresolved'}")
+            if self.system is not None:  # the department hears of it before acting again
+                key = f"{no}:{case['version']}"
+                while not self.system.has(key):
+                    yield None
+                yield (f"case {no} → {DEPARTMENT}'s system told of the {case['label']} "
+                       f"through the bridge (key {key})")
         return case["state"]
 
     def _hotline(self):

@@ -192,3 +192,98 @@ def test_two_senders_at_once_send_each_message_once(desk, receiver):
     assert sum(d["sent"] for d in done) == 8 and sum(d["failed"] for d in done) == 0
     assert receiver.hits == dict.fromkeys(cases, 1)
     assert outbox.counts() == {"pending": 0, "stuck": 0}
+
+
+def _send_all(sender, rounds=12):
+    done = {"sent": 0, "failed": 0}
+    for _ in range(rounds):
+        step = sender.round()
+        if step == {"sent": 0, "failed": 0}:
+            break
+        done = {k: done[k] + step[k] for k in done}
+    return done
+
+
+def _handled(desk, case_no, rid, result):
+    """start, 处置反馈, a 核查 task and its result: the move's history number."""
+    desk.act(case_no, "start", "dept")
+    desk.act(case_no, "feedback", "dept", photos=[PHOTO])
+    task = desk.check(rid)["id"]
+    answer = desk.answer(task, result)
+    return desk.book.get(case_no)["version"], task, answer
+
+
+def test_later_moves_leave_once_each_in_order_to_the_department_and_the_city(desk, receiver):
+    with Receiver() as city:
+        outbox, sender, _ = wire(desk, receiver, city={
+            "adapter": "webhook", "url": city.url + "/cases", "timeout_s": 1})
+        receiver.mode = "fail"
+        case_no, rid = desk.case()
+        desk.act(case_no, "dispatch", department="sanitation", deadline_s=3600)
+        rework, task, answer = _handled(desk, case_no, rid, "unresolved")     # 返工
+        # the department's 派遣 failed: its 返工 waits behind it, the city's goes on
+        assert sender.round() == {"sent": 2, "failed": 1}
+        assert list(city.kept) == [case_no, f"{case_no}:{rework}"]
+        receiver.mode = "ok"
+        assert sender.round() == {"sent": 0, "failed": 0}              # 派遣 backs off 2 s
+        assert receiver.kept == {}
+        desk.clock.advance(2)
+        desk.act(case_no, "dispatch", department="sanitation")        # again, after 返工
+        closed, _, _ = _handled(desk, case_no, rid, "resolved")          # 结案
+        assert _send_all(sender) == {"sent": 6, "failed": 0}
+        keys = [case_no, f"{case_no}:{rework}", f"{case_no}-2", f"{case_no}:{closed}"]
+        assert list(receiver.kept) == keys and list(city.kept) == keys   # in order, once
+        assert receiver.hits == {case_no: 2, **dict.fromkeys(keys[1:], 1)}
+        back = receiver.kept[f"{case_no}:{rework}"]
+        assert (back["event"], back["state"], back["label"], back["from_state"]) == (
+            "rework", "rework", "返工", "checking")
+        assert back["check"]["task"] == task and back["check"]["result"] == "unresolved"
+        assert back["check"]["report_id"] == answer and back["department"] == "sanitation"
+        done = receiver.kept[f"{case_no}:{closed}"]
+        assert (done["event"], done["state"], done["check"]["result"]) == (
+            "close", "closed", "resolved")
+        assert receiver.kept[f"{case_no}-2"]["event"] == "dispatch"
+        msgs = outbox.list(case_no=case_no)["items"]
+        assert [m["seq"] for m in msgs if m["destination"] == "sanitation"] == [
+            2, rework, rework + 1, closed]
+
+
+def test_void_defer_and_resume_leave_with_their_reason(desk, receiver):
+    outbox, sender, _ = wire(desk, receiver)
+    case_no = dispatched(desk)
+    desk.act(case_no, "defer", reason="道路施工，暂缓")
+    desk.act(case_no, "resume")
+    desk.act(case_no, "void", reason="重复上报")
+    never, _ = desk.case()
+    desk.act(never, "void", reason="误报")                    # never dispatched: nothing
+    assert _send_all(sender) == {"sent": 4, "failed": 0}
+    assert [(m["event"], m["state"], m.get("reason")) for m in receiver.kept.values()] == [
+        ("dispatch", "dispatched", None), ("defer", "deferred", "道路施工，暂缓"),
+        ("resume", "registered", None), ("void", "voided", "重复上报")]
+    assert list(receiver.kept)[1:] == [f"{case_no}:{n}" for n in (3, 4, 5)]
+    assert outbox.list(case_no=never)["total"] == 0
+    desk.act(case_no, "override", state="registered", reason="值班长复核")
+    assert _send_all(sender) == {"sent": 1, "failed": 0}
+    last = receiver.kept[f"{case_no}:6"]
+    assert (last["event"], last["from_state"], last["state"]) == (
+        "override", "voided", "registered")
+
+
+def test_open311_takes_the_dispatch_only(desk, receiver):
+    """GeoReport v2 creates requests and has no status update: a department reached by
+    Open311 gets its 派遣 and nothing after; a move written for a webhook that became
+    Open311 before it left is refused by the sender and stays pending, saying why."""
+    outbox, sender, _ = wire(desk, receiver, adapter="open311")
+    case_no = dispatched(desk)
+    desk.act(case_no, "void", reason="重复上报")
+    assert [m["event"] for m in outbox.list(case_no=case_no)["items"]] == ["dispatch"]
+    other = dispatched(desk)
+    desk.book.put_department("sanitation", "环卫处", ["06"], system={
+        "adapter": "webhook", "url": receiver.url + "/cases"})
+    desk.act(other, "defer", reason="等待材料")
+    desk.book.put_department("sanitation", "环卫处", ["06"], system={
+        "adapter": "open311", "url": receiver.url + "/requests.json"})
+    assert _send_all(sender) == {"sent": 2, "failed": 1}
+    stuck = outbox.get(f"sanitation:{other}:3")
+    assert stuck["state"] == "pending" and "only new requests" in stuck["last_error"]
+    assert sorted(receiver.kept) == sorted([case_no, other])

@@ -1,13 +1,21 @@
 """Likely duplicates, merges and a sensor's repeated alerts, on SQLite and PostgreSQL."""
 
+import threading
 from datetime import timedelta
 
 import pytest
+from gridlink.firmware.codebooks import load_books
+from gridlink.firmware.maps import open_map
 from gridlink.gateway.cases.duplicates import DuplicateRule, Duplicates, distance_m
+from gridlink.gateway.ingest import Ingest, Item
+from gridlink.gateway.photos import PhotoDir
 from gridlink.gateway.queue import Conflict, Invalid, NotFound
+from gridlink.gateway.store import open_store
+from gridlink.gateway.validate import Validator
 from hypothesis import given
 from hypothesis import strategies as st
 
+from tests.support.gateway_rig import encode, grid_map_file, report, topic
 from tests.support.intake_api import T0, add_report
 
 LAT, LON = 34.8205, 113.2871
@@ -163,3 +171,42 @@ def test_a_sensors_repeated_alerts_collapse_into_one_open_item(desk, dups):
     desk.queue.reject(fifth, "op-a", reason="误报")
     seventh, joined = alert(0.7)
     assert joined == {} and _listed(desk)[seventh]["repeats"] == 0
+
+
+def test_repeats_collapse_whichever_gateway_worker_commits_them(desk, dups, store_url,
+                                                               tmp_path):
+    """Two gateway workers over one store, each with its own ingest and connections: the
+    first alert committed by one, the next by the other (a worker without ``--http``,
+    no after-commit hook) — one open item; then two alerts at once, one on each worker,
+    after the item was handled — again one open item."""
+    judge = Validator(open_map(grid_map_file(tmp_path)), load_books())
+    other = open_store(store_url)
+    workers = [Ingest(desk.store, PhotoDir(tmp_path / "p0")),
+               Ingest(other, PhotoDir(tmp_path / "p1"))]
+
+    def alert(worker, seq, start=None):
+        t, p = topic("ft-0001", "report"), encode(report("ft-0001", seq, source="sensor"))
+        batch = [Item(t, p, 1_795_000_000.0 + seq, judge.decode(t, p, 1_795_000_000.0))]
+        if start is not None:
+            start.wait(10)
+        workers[worker].commit(batch)
+        assert batch[0].outcome == "accepted"
+        return f"ft-0001:{seq:012d}"
+
+    try:
+        first, second = alert(0, 1), alert(1, 2)
+        listed = _listed(desk)
+        assert list(listed) == [first]
+        assert listed[first]["repeats"] == 1 and listed[first]["merged"] == [second]
+        desk.queue.reject(first, "op-a", reason="误报")
+        start = threading.Barrier(2)
+        threads = [threading.Thread(target=alert, args=(w, 3 + w, start)) for w in (0, 1)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        (item,) = _listed(desk)
+        assert item in ("ft-0001:000000000003", "ft-0001:000000000004")
+        assert _listed(desk)[item]["repeats"] == 1
+    finally:
+        other.close()
