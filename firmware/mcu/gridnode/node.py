@@ -18,6 +18,7 @@ from gridcore.topics import topic
 from . import VERSION
 from .debounce import read_stable
 from .desired import Desired, read_keys
+from .health import Health
 from .mqtt import MQTTClient
 from .update import Updater
 
@@ -63,6 +64,7 @@ class Node:
         self.outbox = outbox
         self.log = log
         self.state = State(fsio.join(data_dir, "state.json"))
+        self.health = Health(fsio.join(data_dir, "health.json"), board, self._now())
         self.seq = self._sequence(fsio.join(data_dir, "seq"))
         t = cfg["tilt"]
         self.pin = board.input_pin(t["pin"], t.get("pull", "up"))
@@ -78,7 +80,7 @@ class Node:
         # (64 hex digits a line); without them the node takes no update offers
         keys = read_keys(fsio.join(data_dir, "update-keys"))
         self.updater = Updater(fsio.join(data_dir, "ota"), keys, log=log,
-                               clock=self._now) if keys else None
+                               clock=self._now, feed=board.feed) if keys else None
         self.restart = False
 
     def _now(self):
@@ -179,10 +181,12 @@ class Node:
         return messages.encode(messages.make_status(
             cfg["device"], "buffering" if pending else "online",
             time=iso_utc(now) if valid else None, reports=pending, firmware=VERSION,
+            uptime=self.health.uptime(now if valid else None),
             codebook=cfg.get("codebook", ""), profile=cfg.get("profile", "sensor-node"),
             problems={"lost": self.outbox.lost, "reissued": self.state.reissued},
             config=self.desired.status() if self.desired.keys else None,
-            ota=self.updater.status() if self.updater is not None else None))
+            ota=self.updater.status() if self.updater is not None else None,
+            health=self.health.status()))
 
     def _pending(self):
         # [(outbox seq, report id, payload)] in capture order, the oldest MAX_PER_WAKE
@@ -219,6 +223,8 @@ class Node:
             while waited < wait and not self._settle(pending):
                 if not c.check_msg(1):
                     waited += 1
+                    self.board.feed()  # a second of quiet: the wait goes on, bounded
+                # a stream of messages that never lets it end is a hang: not fed
             if self.updater is not None:
                 self._update(c)
             if self.desired.changed or (self.updater is not None and self.updater.changed):
