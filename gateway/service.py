@@ -176,6 +176,8 @@ class Gateway:
             from .update_chunks import ChunkServer, CodeBookFiles, shipped_books
             from .update_repo import UpdateRepository
 
+            if codebook_files is not None and not Path(codebook_files).is_dir():
+                raise ConfigError(f"--codebook-files: no folder {codebook_files}")
             books = CodeBookFiles(shipped_books(), *([codebook_files] if codebook_files else []))
             repo = self.web.update_repo
             self.chunks = ChunkServer(UpdateRepository(repo) if repo is not None else None,

@@ -111,3 +111,12 @@ def test_a_code_book_is_served_by_the_sha256_of_its_file(tmp_path):
     head, _ = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
         "1.0", "image/lib/x.mpy", 0, 10)))
     assert head["error"] == "this gateway serves no releases"
+
+
+def test_a_gateway_given_no_folder_of_code_books_says_so(tmp_path):
+    from gridlink.gateway.errors import ConfigError
+    from gridlink.gateway.service import Gateway
+
+    with pytest.raises(ConfigError, match="--codebook-files: no folder"):
+        Gateway(broker="mqtt://127.0.0.1:1", db=f"sqlite:///{tmp_path}/x.sqlite",
+                photos=tmp_path / "photos", codebook_files=tmp_path / "absent")
