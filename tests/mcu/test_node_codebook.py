@@ -94,6 +94,11 @@ def test_a_book_the_node_lacks_is_fetched_checked_installed_then_applied(keyed, 
     assert st["codebook"] == SLIM_ID and st["config"]["refused"] is None
     out = keyed.run()   # the retained document again: held, applied, nothing fetched
     assert "code book" not in out and "configuration" not in out
+    # the id file lost (flash damage): the node runs on, fetches the book again, applies
+    (flash / "codebook.id").unlink()
+    out = keyed.run()
+    assert f"code book {SLIM_ID} installed" in out and "configuration 4 applied" in out
+    assert (flash / "codebook.id").read_text() == SLIM_ID and keyed.last_sleep_ms == 60000
 
 
 @pytest.mark.parametrize("case, reason, field", [

@@ -30,8 +30,12 @@ def read_keys(path):
     return out
 
 
-class NeedBook(Exception):
-    pass
+class NeedBook(ConfigRefused):
+    # the document is good but names a book to fetch first (a kept one that does: not held)
+    def __init__(self, doc):
+        super().__init__("codebook", "the code book " + doc["codebook"] + " is not held",
+                         "codebook")
+        self.doc = doc
 
 
 class Desired:
@@ -92,7 +96,7 @@ class Desired:
         try:
             doc = self._judge(message, self.version)
         except NeedBook as e:
-            doc = e.args[0]
+            doc = e.doc
             r = self.refused
             if r and r["version"] == doc["version"] and r["field"] in ("codebook",
                                                                        "codebook_sha256"):
