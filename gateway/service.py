@@ -228,6 +228,8 @@ class Gateway:
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key,
+                                  node_book=(self.chunks.books.for_node
+                                             if self.chunks is not None else None),
                                   update_repo=self.web.update_repo,
                                   identity=(self.revocations.identity
                                             if self.revocations is not None else None),

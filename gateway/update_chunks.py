@@ -72,9 +72,24 @@ class CodeBookFiles:
 
     def __init__(self, *folders):
         self.by_sha = {}
+        self.by_id = {}     # book id -> [(file size, sha256)]
         for folder in folders:
             for path in sorted(Path(folder).glob("*.json")):
-                self.by_sha[hashlib.sha256(path.read_bytes()).hexdigest()] = path
+                data = path.read_bytes()
+                sha = hashlib.sha256(data).hexdigest()
+                self.by_sha[sha] = path
+                try:
+                    book = json.loads(data)
+                    book_id = f"{book['standard']}@{book['version']}"
+                except (ValueError, KeyError, TypeError):
+                    continue   # not a book (divisions.json): served by sha256 all the same
+                self.by_id.setdefault(book_id, []).append((len(data), sha))
+
+    def for_node(self, book_id):
+        """The sha256 of the smallest file of the book ``book_id`` (a slim copy, where
+        there is one: a sensor node's memory is small), or None."""
+        files = sorted(self.by_id.get(book_id, ()))
+        return files[0][1] if files else None
 
     def piece(self, sha, offset, length):
         path = self.by_sha.get(sha)
