@@ -51,6 +51,10 @@ def register(parser):
     run.add_argument("--update-repo", metavar="DIR",
                      help="serve this update repository (gridlink fleet release build -o DIR) "
                           "read-only to the devices under /ota/ on --http")
+    run.add_argument("--codebook-files", metavar="DIR",
+                     help="code book files (*.json, e.g. a slim event-only book) served to "
+                          "sensor nodes over MQTT by their sha256 beside the shipped ones "
+                          "(docs/fleet.md)")
     run.add_argument("--city-platform", metavar="ADAPTER=URL",
                      help="copy every 派遣 to the city platform: open311=URL (its GeoReport "
                           "v2 requests.json) or webhook=URL (docs/cases.md, the bridge out)")
@@ -198,6 +202,7 @@ def cmd_run(args):
                  pending_max=args.pending_max, ack_qos=args.ack_qos,
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
                  issued=args.issued, config_key=args.config_key, media=args.media_store,
+                 codebook_files=args.codebook_files if args.worker_index == 0 else None,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
                                 update_repo=args.update_repo,

@@ -124,17 +124,24 @@ def _flatten(settings, prefix=""):
     return out
 
 
+NODE_PROFILE = "sensor-node"   # devices that fetch a code book they lack (over MQTT)
+
+
 class FleetConfig:
     """Record changes, sign and publish each device's document, compare with reports.
 
     ``key``: the centre's Ed25519 private key (None: changes are refused);
     ``publisher(topic, payload, qos=1, retain=False)``: the running gateway's publish
     (None: documents wait, unsent, for ``sync``); ``check_code(kind, code)``: None when
-    the class is in the code book, else why not.
+    the class is in the code book, else why not; ``node_book(book_id)``: the sha256 of the
+    file of that code book a sensor node fetches (``update_chunks.CodeBookFiles.for_node``),
+    put in its documents as ``codebook_sha256``, or None.
     """
 
-    def __init__(self, store, *, key=None, publisher=None, clock=None, check_code=None):
+    def __init__(self, store, *, key=None, publisher=None, clock=None, check_code=None,
+                 node_book=None):
         self.store, self.key, self.publisher = store, key, publisher
+        self.node_book = node_book
         self.clock = clock or system_clock
         self.check_code = check_code
         self.schema = profile_schema()
@@ -267,9 +274,13 @@ class FleetConfig:
 
     def _make(self, device, want):
         district = device.get("district") or ""
+        book_sha = None
+        if want["codebook"] and self.node_book is not None \
+                and device.get("profile") == NODE_PROFILE:
+            book_sha = self.node_book(want["codebook"])
         doc = desired.document(device["device"], district, want["version"], want["settings"],
                                int(self.clock().timestamp()), want["map"], want["codebook"],
-                               want["broker"])
+                               want["broker"], codebook_sha256=book_sha)
         message = desired.envelope(doc, self.key.sign(desired.digest(doc)))
         with self.store.connect() as conn:
             run(self.store, conn,

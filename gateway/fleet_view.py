@@ -37,6 +37,7 @@ def devices(store, fleet_config=None, identity=None):
             "profile": d.get("profile"),
             "disk_free": status.get("disk_free"), "cpu_temp": status.get("cpu_temp"),
             "uptime": status.get("uptime"),
+            "health": status.get("health"),   # a sensor node's: memory, wakes, resets
             "ota": status.get("ota"),
             "refused": dead["n"] if dead else 0,
             "id_reused": dead["id_reused"] if dead else 0,

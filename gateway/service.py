@@ -148,12 +148,13 @@ class Gateway:
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None, districts=None, crl=None, issued=None, web=None,
-                 config_key=None, config_sync_s=30.0, media=None):
+                 config_key=None, config_sync_s=30.0, media=None, codebook_files=None):
         """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
         and trusted proxies; ``config_key`` is the PEM file of the key that signs the
         devices' configuration documents (desired state), sent again every
         ``config_sync_s`` seconds to devices first seen since a change and after a failed
-        publish."""
+        publish; ``codebook_files`` a folder of code book files served to sensor nodes by
+        their sha256 over MQTT beside the shipped ones (protocol §3.9)."""
         self.config_key = None
         self.config_sync_s = config_sync_s
         self._config_stop = threading.Event()
@@ -181,12 +182,17 @@ class Gateway:
         self.metrics = Metrics()
         self.web = web or WebOptions()
         self.chunks = None    # pieces of sensor-node releases over MQTT (update_chunks.py)
-        if self.web.update_repo is not None and not is_nats_url(broker):
-            from .update_chunks import ChunkServer
+        if (self.web.update_repo is not None or codebook_files is not None) \
+                and not is_nats_url(broker):
+            from .update_chunks import ChunkServer, CodeBookFiles, shipped_books
             from .update_repo import UpdateRepository
 
-            self.chunks = ChunkServer(UpdateRepository(self.web.update_repo),
-                                      lambda *a, **kw: self.runtime.publish(*a, **kw))
+            if codebook_files is not None and not Path(codebook_files).is_dir():
+                raise ConfigError(f"--codebook-files: no folder {codebook_files}")
+            books = CodeBookFiles(shipped_books(), *([codebook_files] if codebook_files else []))
+            repo = self.web.update_repo
+            self.chunks = ChunkServer(UpdateRepository(repo) if repo is not None else None,
+                                      lambda *a, **kw: self.runtime.publish(*a, **kw), books)
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
             validator=Validator(self.grid_map, self.codebooks, districts=self.districts,
@@ -233,6 +239,8 @@ class Gateway:
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key,
+                                  node_book=(self.chunks.books.for_node
+                                             if self.chunks is not None else None),
                                   update_repo=self.web.update_repo,
                                   identity=(self.revocations.identity
                                             if self.revocations is not None else None),

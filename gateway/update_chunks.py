@@ -2,17 +2,23 @@
 ``…/ota/get`` for a piece of one file of an ``mcu`` release, and the gateway answers on
 ``…/ota/chunk`` from the release tar its update repository's signed targets list.
 
+Code book files are served the same way, by the sha256 of the file (``codebook/<sha256>``,
+named by a signed desired-state document), from the shipped books and a folder of the
+gateway's own (``CodeBookFiles``: a slim, event-only book for the nodes, a local book).
+
 Requests are served on a thread of their own (reading a piece and publishing it never
 holds up the broker link's reading thread); a bad request, an unknown release or file is
 answered with an ``error`` so the node stops asking.  Nothing here is trusted by the node:
 it checks the signed manifest and every file's hash itself.
 """
 
+import hashlib
 import json
 import logging
 import queue
 import tarfile
 import threading
+from pathlib import Path
 
 from gridlink.firmware.core import otachunk
 from gridlink.firmware.core import topics as core_topics
@@ -61,11 +67,54 @@ class ReleaseFiles:
             return size, f.read(min(length, size - offset))
 
 
-class ChunkServer:
-    """Answers ``…/ota/get`` requests with ``publish(topic, payload, qos, retain)``."""
+class CodeBookFiles:
+    """Code book files (``*.json``) of some folders, by the sha256 of their bytes."""
 
-    def __init__(self, repository, publish):
-        self.files = ReleaseFiles(repository)
+    def __init__(self, *folders):
+        self.by_sha = {}
+        self.by_id = {}     # book id -> [(file size, sha256)]
+        for folder in folders:
+            for path in sorted(Path(folder).glob("*.json")):
+                data = path.read_bytes()
+                sha = hashlib.sha256(data).hexdigest()
+                self.by_sha[sha] = path
+                try:
+                    book = json.loads(data)
+                    book_id = f"{book['standard']}@{book['version']}"
+                except (ValueError, KeyError, TypeError):
+                    continue   # not a book (divisions.json): served by sha256 all the same
+                self.by_id.setdefault(book_id, []).append((len(data), sha))
+
+    def for_node(self, book_id):
+        """The sha256 of the smallest file of the book ``book_id`` (a slim copy, where
+        there is one: a sensor node's memory is small), or None."""
+        files = sorted(self.by_id.get(book_id, ()))
+        return files[0][1] if files else None
+
+    def piece(self, sha, offset, length):
+        path = self.by_sha.get(sha)
+        if path is None:
+            raise NotFound(f"no code book file with sha256 {sha}")
+        data = path.read_bytes()
+        if offset > len(data):
+            raise NotFound(f"the code book has {len(data)} bytes, not {offset}")
+        return len(data), data[offset:offset + length]
+
+
+def shipped_books():
+    """The folder of the code books shipped with gridlink (firmware/codebooks)."""
+    from importlib import resources
+
+    return Path(str(resources.files("gridlink.firmware.codebooks")))
+
+
+class ChunkServer:
+    """Answers ``…/ota/get`` requests with ``publish(topic, payload, qos, retain)``:
+    pieces of releases (``repository``, or None) and of code books (``books``)."""
+
+    def __init__(self, repository, publish, books=None):
+        self.files = ReleaseFiles(repository) if repository is not None else None
+        self.books = books or CodeBookFiles()
         self.publish = publish
         self._queue = queue.SimpleQueue()
         self._thread = None
@@ -95,6 +144,16 @@ class ChunkServer:
             except Exception:  # one bad request never stops the others
                 log.exception("answering an update piece request failed")
 
+    def _piece(self, request):
+        name = request["file"]
+        if otachunk.is_book(name):
+            return self.books.piece(name.split("/", 1)[1], request["offset"],
+                                    request["length"])
+        if self.files is None:
+            raise NotFound("this gateway serves no releases")
+        return self.files.piece(request["version"], name, request["offset"],
+                                request["length"])
+
     def handle(self, topic, payload):
         """Answer one request; returns the reply sent (None when there is nobody to
         answer: a topic outside the tree)."""
@@ -117,8 +176,7 @@ class ChunkServer:
             reply = otachunk.make_reply(request, 0, error=f"bad request: {exc}")
         else:
             try:
-                size, data = self.files.piece(request["version"], request["file"],
-                                              request["offset"], request["length"])
+                size, data = self._piece(request)
                 reply = otachunk.make_reply(request, size, data)
                 self.served += 1
             except (NotFound, OSError, tarfile.TarError) as exc:

@@ -41,7 +41,9 @@ BUTTON_SCHEMA = ("$defs", "button", "properties")
 _DOC_KEYS = ("v", "device", "district", "version", "issued", "settings", "map", "codebook")
 # ``broker``: a new broker URL (mqtt[s]://host[:port]); a device takes it only after a
 # connection to it succeeds (a document without it leaves the broker as it is)
-_OPTIONAL_KEYS = ("broker",)
+# ``codebook_sha256``: the sha256 of the exact code book file to hold (a sensor node
+# fetches a book it does not hold by it, protocol §3.9, and refuses one that does not hash)
+_OPTIONAL_KEYS = ("broker", "codebook_sha256")
 _HEX = "0123456789abcdef"
 
 
@@ -66,13 +68,15 @@ def _is_hex(text, n):
 # -- the centre's side --------------------------------------------------------------------
 
 def document(device, district, version, settings, issued, map_sha256=None, codebook=None,
-             broker=None):
+             broker=None, codebook_sha256=None):
     """The canonical bytes of a document (what the centre signs)."""
     doc = {"v": VERSION, "device": device, "district": district, "version": int(version),
            "issued": int(issued), "settings": settings, "map": map_sha256,
            "codebook": codebook}
     if broker is not None:
         doc["broker"] = broker
+    if codebook_sha256 is not None:
+        doc["codebook_sha256"] = codebook_sha256
     _check_doc(doc)
     return canonjson.dumps(doc)
 
@@ -184,6 +188,10 @@ def _check_doc(doc):
     if doc["codebook"] is not None and (not isinstance(doc["codebook"], str)
                                         or "@" not in doc["codebook"]):
         raise ConfigRefused("format", "must be a code book id 'STANDARD@hash'", "codebook")
+    if "codebook_sha256" in doc and (doc["codebook"] is None
+                                     or not _is_hex(doc["codebook_sha256"], 64)):
+        raise ConfigRefused("format", "must be the sha256 (64 hex digits) of the file of the "
+                            "code book the document names", "codebook_sha256")
     settings = doc["settings"]
     if not isinstance(settings, dict):
         raise ConfigRefused("format", "must be an object", "settings")

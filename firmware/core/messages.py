@@ -382,7 +382,11 @@ _STATUS_FULL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "fir
 # clips and memos dropped from the media shelf undelivered (full, or their file gone).
 PROBLEMS = ("lost", "reissued", "photos_dropped", "failed", "media_dropped")
 _STATUS_OPTIONAL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
-                    "codebook", "profile", "problems", "config", "ota")
+                    "codebook", "profile", "problems", "config", "ota", "health")
+# Optional health of a board without an OS (the sensor node): free heap, wakes and resets
+# over its life (kept on flash across deep sleep), why it last restarted.
+RESET_CAUSES = ("power_on", "hard", "watchdog", "deep_sleep", "soft", "unknown")
+_HEALTH_KEYS = ("mem_free", "wakes", "resets", "reset_cause")
 _OTA_KEYS = ("installed", "slot", "slots", "pending", "failed")
 SLOTS = ("a", "b")
 
@@ -422,7 +426,19 @@ def validate_status(obj):
         validate_config_status(obj["config"])
     if "ota" in obj:
         validate_ota(obj["ota"])
+    if "health" in obj:
+        validate_health(obj["health"])
     return obj
+
+
+def validate_health(obj):
+    """``health``: ``{mem_free (bytes, or null), wakes, resets, reset_cause}``."""
+    check_obj(MessageError, obj, "health", _HEALTH_KEYS)
+    if obj["mem_free"] is not None:
+        check_int(MessageError, obj["mem_free"], "health.mem_free", 0, 2 ** 53)
+    check_int(MessageError, obj["wakes"], "health.wakes", 0, 2 ** 53)
+    check_int(MessageError, obj["resets"], "health.resets", 0, 2 ** 53)
+    check_enum(MessageError, obj["reset_cause"], "health.reset_cause", RESET_CAUSES)
 
 
 def validate_config_status(obj):
@@ -470,9 +486,10 @@ def will_status(device):
 
 def make_status(device, state, firmware, codebook, profile, time=None, fix=None, reports=0,
                 track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None, config=None,
-                ota=None):
+                ota=None, health=None):
     """``problems``: a dict of :data:`PROBLEMS` counters, ``config`` the configuration
-    state, ``ota`` the update slots (each left out when None)."""
+    state, ``ota`` the update slots, ``health`` a board's health (each left out when
+    None)."""
     obj = {
         "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
         "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
@@ -484,6 +501,8 @@ def make_status(device, state, firmware, codebook, profile, time=None, fix=None,
         obj["config"] = config
     if ota is not None:
         obj["ota"] = ota
+    if health is not None:
+        obj["health"] = health
     return validate_status(obj)
 
 

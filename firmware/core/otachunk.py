@@ -6,9 +6,11 @@ release (``…/ota/get``) and the gateway answers with that piece (``…/ota/chu
     refusal:  {"v":1,"version":"1.4","file":"image/x","offset":0,"error":"no such file"}\\n
 
 ``file`` is a member of the release tar (``manifest/manifest.txt``, ``manifest/manifest.sig``
-or ``image/…``), ``size`` the whole file's bytes.  The node asks again from the bytes it
-holds, so a download cut at any point goes on where it stopped; the signed manifest, not
-the gateway, is what the node trusts.
+or ``image/…``), ``size`` the whole file's bytes.  A code book file is asked for by its
+sha256 (``codebook/<64 hex>``, named by a signed desired-state document), its ``version``
+the book's version (``9b9bd01eda60``, as in its id ``STANDARD@version``).  The node asks
+again from the bytes it holds, so a download cut at any point goes on where it stopped;
+the signed manifest (or document), not the gateway, is what the node trusts.
 """
 
 import json
@@ -18,16 +20,27 @@ from .messages import check_release_version
 
 CHUNK_MAX = 8192
 FILE_MAX = 1024 * 1024
+_HEX = "0123456789abcdef"
+_BOOK_VERSION_CHARS = _HEX + "ghijklmnopqrstuvwxyz.+-"
 _PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/"
 
 
 def _check_file(name):
     check_str(MessageError, name, "file", 1, 200, _PATH_CHARS, "a release file's path")
     parts = name.split("/")
+    if parts[0] == "codebook":
+        if len(parts) != 2 or len(parts[1]) != 64 or any(c not in _HEX for c in parts[1]):
+            raise MessageError("file", "a code book is asked for as codebook/<sha256 of its "
+                               "file> (got " + repr(name) + ")")
+        return
     if parts[0] not in ("image", "manifest") or len(parts) < 2 or "" in parts \
             or ".." in parts or "." in parts:
         raise MessageError("file", "must be a path under image/ or manifest/ (got "
                            + repr(name) + ")")
+
+
+def is_book(name):
+    return name.startswith("codebook/")
 
 
 def make_request(version, name, offset, length=CHUNK_MAX):
@@ -44,8 +57,12 @@ def parse_request(payload):
     check_obj(MessageError, obj, "", ("v", "version", "file", "offset", "length"))
     if obj["v"] != 1:
         raise MessageError("v", "must be 1")
-    check_release_version(MessageError, obj["version"], "version")
     _check_file(obj["file"])
+    if is_book(obj["file"]):
+        check_str(MessageError, obj["version"], "version", 1, 80, _BOOK_VERSION_CHARS,
+                  "a code book version")
+    else:
+        check_release_version(MessageError, obj["version"], "version")
     check_int(MessageError, obj["offset"], "offset", 0, FILE_MAX)
     check_int(MessageError, obj["length"], "length", 1, CHUNK_MAX)
     return obj

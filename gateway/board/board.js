@@ -481,6 +481,7 @@ function renderDevices(devices) {
                                 text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null,
       configLine(d.config),
       identityLine(d.identity),
+      healthLine(d.health),
       d.ota ? el("div", { class: "r-meta ota", text: otaText(d.ota) }) : null));
   }
 }
@@ -492,6 +493,14 @@ function identityLine(id) {
   if (!id.certificate_expires) return null;
   return el("div", { class: "r-meta identity" + (id.renew_due ? " renew-due" : ""),
                      text: `证书到期 ${id.certificate_expires}${id.renew_due ? " · 需续期 renew now" : ""}` });
+}
+
+// a sensor node's health: free memory, wakes, resets and why it last restarted
+function healthLine(h) {
+  if (!h) return null;
+  const mem = h.mem_free == null ? "–" : `${Math.round(h.mem_free / 1024)} KiB`;
+  return el("div", { class: "r-meta health" + (h.reset_cause === "watchdog" ? " refused" : ""),
+                     text: `内存 ${mem} · 唤醒 ${h.wakes} · 重启 ${h.resets} (${h.reset_cause})` });
 }
 
 // desired state: the configuration version desired against the one the device reports

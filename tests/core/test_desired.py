@@ -118,9 +118,26 @@ def test_any_bytes_are_a_document_or_a_refusal(data):
         assert exc.reason in ("format", "hash", "signature")
 
 
+@pytest.mark.parametrize("codebook, sha", [
+    (None, "ab" * 32),                                # a hash without a book
+    ("CJ/T 214-2007@4ea8fd4c181b", "AB" * 32),        # not lowercase hex
+    ("CJ/T 214-2007@4ea8fd4c181b", "ab" * 31),        # too short
+    ("CJ/T 214-2007@4ea8fd4c181b", 7),
+])
+def test_a_code_book_hash_that_is_not_one_is_refused(codebook, sha):
+    doc = canonjson.dumps({"v": 1, "device": "pv-0001", "district": "410106", "version": 2,
+                           "issued": 1765000000, "settings": {}, "map": None,
+                           "codebook": codebook, "codebook_sha256": sha})
+    e = refusal(desired.envelope(doc, KEY.sign(desired.digest(doc))))
+    assert (e.reason, e.field) == ("format", "codebook_sha256")
+    with pytest.raises(ConfigRefused):
+        desired.document("pv-0001", "410106", 2, {}, 1765000000, codebook=codebook,
+                         codebook_sha256=sha)
+
+
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(["version", "device", "settings", "map", "issued",
-                                        "codebook", "extra"]),
+                                        "codebook", "codebook_sha256", "extra"]),
                        st.one_of(st.none(), st.integers(), st.text(max_size=8),
                                  st.dictionaries(st.text(max_size=4), st.integers(),
                                                  max_size=2))))

@@ -26,6 +26,13 @@ def test_a_request_and_its_reply_round_trip(version, name, offset, length, data)
     assert (head["error"], got) == ("no such file", b"")
 
 
+def test_a_code_book_is_asked_for_by_its_sha256_and_version():
+    name = "codebook/" + "0f" * 32
+    request = otachunk.parse_request(otachunk.make_request("9b9bd01eda60+zz-410106.3f2a", name,
+                                                           4096))
+    assert otachunk.is_book(request["file"]) and request["offset"] == 4096
+
+
 @pytest.mark.parametrize(("payload", "field"), [
     (b"\xff", "message"),
     (b'{"v":1,"version":"1.0","file":"image/a","offset":0}', "length"),
@@ -36,6 +43,12 @@ def test_a_request_and_its_reply_round_trip(version, name, offset, length, data)
     (b'{"v":1,"version":"1.0","file":"image/a","offset":-1,"length":1}', "offset"),
     (b'{"v":1,"version":"1.0","file":"image/a","offset":0,"length":0}', "length"),
     (b'{"v":1,"version":"1.0","file":"image/a","offset":0,"length":1,"x":1}', "x"),
+    # a code book: asked for by the sha256 of its file, its version the book's
+    (b'{"v":1,"version":"9b9bd01eda60","file":"codebook/abc","offset":0,"length":1}', "file"),
+    (b'{"v":1,"version":"9b9bd01eda60","file":"codebook/' + b"a" * 64 + b'/x","offset":0,'
+     b'"length":1}', "file"),
+    (b'{"v":1,"version":"9b9b/d01","file":"codebook/' + b"a" * 64 + b'","offset":0,'
+     b'"length":1}', "version"),
 ])
 def test_a_bad_request_is_refused_naming_the_field(payload, field):
     with pytest.raises(MessageError) as e:

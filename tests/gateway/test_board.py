@@ -397,6 +397,8 @@ def test_the_devices_list_shows_each_devices_update_slots(gateway, broker, page)
               "outbox": {"reports": 0, "track": 0}, "disk_free": 1 << 30, "cpu_temp": None,
               "uptime": 5.0, "firmware": "0.1.0", "codebook": "GB/T 47678.5-2026",
               "profile": "patrol-vehicle",
+              "health": {"mem_free": 61440, "wakes": 289, "resets": 2,
+                         "reset_cause": "watchdog"},
               "ota": {"installed": "1.0", "slot": "a", "slots": {"a": "1.0", "b": "1.1"},
                       "pending": None, "failed": {
                           "version": "1.1", "reason": "health check not passed within its boots"}}}
@@ -414,6 +416,8 @@ def test_the_devices_list_shows_each_devices_update_slots(gateway, broker, page)
     line = page.wait_for_selector('#devices li[data-device="pv-0002"] .ota', timeout=15000)
     assert line.inner_text() == ("版本 1.0 (slot a; a 1.0, b 1.1) · failed 1.1: "
                                  "health check not passed within its boots")
+    health = page.query_selector('#devices li[data-device="pv-0002"] .health')
+    assert health.inner_text() == "内存 60 KiB · 唤醒 289 · 重启 2 (watchdog)"
 
 
 def test_the_fleet_shows_desired_against_reported_configuration(broker, tmp_path, page):

@@ -3,6 +3,7 @@
 ``…/config`` topic (a real Mosquitto), and the fleet view compares desired with reported.
 A bad change is refused whole, naming the field, and nothing is stored or sent."""
 
+import hashlib
 import json
 import queue
 
@@ -255,3 +256,43 @@ def test_later_changes_win_setting_by_setting_and_differences_name_each_field(ch
         first = merge(changes[:1])["settings"]
         for d in differences(merged["settings"], first):
             assert d["desired"] != d["reported"]
+
+
+def test_a_sensor_nodes_document_names_the_file_of_its_code_book(store, broker, tmp_path):
+    """A change naming a code book: a sensor node's document carries the sha256 of the
+    smallest file of that book the gateway serves (a slim copy), a Pi's does not."""
+    from gridlink.firmware.codebooks import build
+    from gridlink.gateway.update_chunks import CodeBookFiles, shipped_books
+
+    full = (shipped_books() / "gbt47678.5-2026.json").read_bytes()
+    (tmp_path / "books").mkdir()
+    slim = build.dump(build.slim(json.loads(full)))
+    (tmp_path / "books" / "slim.json").write_bytes(slim)
+    files = CodeBookFiles(shipped_books(), tmp_path / "books")
+    book_id = "GB/T 47678.5-2026@9b9bd01eda60"
+    assert files.for_node(book_id) == hashlib.sha256(slim).hexdigest() != hashlib.sha256(
+        full).hexdigest()
+    assert files.for_node("GB/T 47678.5-2026@000000000000") is None
+    pub = RetainingPublisher(broker)
+    app = create_app(store, clock=Clock(), publisher=pub, photos_dir=tmp_path / "photos",
+                     config_key=KEY, node_book=files.for_node)
+    add_device(store, "sn-0001", profile="sensor-node")
+    add_device(store, "pv-0001")
+    watch = Watcher(broker)
+    try:
+        with BackgroundServer(app) as server:
+            api = Api(server.url, Tokens(store, roles={"tech": ("technician",)}))
+            status, change = api.post("/api/fleet/config", {
+                "scope": "district", "target": "410106", "settings": {},
+                "codebook": book_id, "operator": "tech"})
+            assert status == 201, change
+            got = watch.take(2)
+    finally:
+        watch.close()
+        pub.close()
+    public = bytes.fromhex(public_hex(KEY))
+    docs = {topic.split("/")[3]: desired.check(payload, [public], topic.split("/")[3])
+            for topic, payload, _ in got}
+    assert docs["sn-0001"]["codebook_sha256"] == hashlib.sha256(slim).hexdigest()
+    assert "codebook_sha256" not in docs["pv-0001"]
+    assert docs["pv-0001"]["codebook"] == docs["sn-0001"]["codebook"] == book_id

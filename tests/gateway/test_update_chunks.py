@@ -81,3 +81,42 @@ def test_a_request_on_another_topic_gets_no_answer(server):
     request = otachunk.make_request("2.0", "image/lib/x.mpy", 0)
     assert ask(server, request, "gridlink/v1/410106/sn-0007/status") is None
     assert ask(server, request, "elsewhere/ota/get") is None
+
+
+def test_a_code_book_is_served_by_the_sha256_of_its_file(tmp_path):
+    import hashlib
+
+    from gridlink.gateway.update_chunks import CodeBookFiles, shipped_books
+
+    (tmp_path / "slim.json").write_bytes(b'{"format": "gridlink-codebook/1"}' * 200)
+    data = (tmp_path / "slim.json").read_bytes()
+    sent = []
+    chunks = ChunkServer(None, lambda t, p, qos, retain: sent.append(p),
+                         CodeBookFiles(shipped_books(), tmp_path))
+    name = "codebook/" + hashlib.sha256(data).hexdigest()
+    got = b""
+    while len(got) < len(data):
+        head, piece = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
+            "9b9bd01eda60", name, len(got), 4096)))
+        assert head["size"] == len(data) and piece
+        got += piece
+    assert got == data
+    shipped = (shipped_books() / "cjt214-2007.json").read_bytes()
+    head, piece = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
+        "4ea8fd4c181b", "codebook/" + hashlib.sha256(shipped).hexdigest(), 0, 8192)))
+    assert piece == shipped[:8192]
+    head, _ = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
+        "1", "codebook/" + "0" * 64, 0, 10)))
+    assert head["error"].startswith("no code book file with sha256")
+    head, _ = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
+        "1.0", "image/lib/x.mpy", 0, 10)))
+    assert head["error"] == "this gateway serves no releases"
+
+
+def test_a_gateway_given_no_folder_of_code_books_says_so(tmp_path):
+    from gridlink.gateway.errors import ConfigError
+    from gridlink.gateway.service import Gateway
+
+    with pytest.raises(ConfigError, match="--codebook-files: no folder"):
+        Gateway(broker="mqtt://127.0.0.1:1", db=f"sqlite:///{tmp_path}/x.sqlite",
+                photos=tmp_path / "photos", codebook_files=tmp_path / "absent")

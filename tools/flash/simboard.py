@@ -34,7 +34,7 @@ sys.path.insert(0, "/.sim/lib")
 import machine
 try:
     exec(open("/main.py").read(), {"__name__": "__main__"})
-except machine.DeepSleep:
+except machine.Reset:  # a deep sleep, or the watchdog
     pass
 """
 
@@ -240,9 +240,9 @@ class SimBoard:
         Raises :class:`BoardCrashed` with the traceback if the program raised.
         ``last_sleep_ms`` tells whether (and for how long) the board went to deep sleep.
         """
-        sleep = self.sim / "sleep.json"
-        if sleep.exists():
-            sleep.unlink()
+        for name in ("sleep.json", "wdt.json"):  # each run starts without them
+            if (self.sim / name).exists():
+                (self.sim / name).unlink()
         job = {
             "port": str(self.port),
             "flash": str(self.flash),
@@ -290,6 +290,12 @@ class SimBoard:
                 proc.kill()
                 proc.wait()
         self._console = None
+
+    @property
+    def watchdog(self):
+        """The board's watchdog as the last run left it: ``{timeout_ms, fired[, unfed_ms]}``,
+        or None when the program never started one."""
+        return self._load("wdt.json", None)
 
     @property
     def last_sleep_ms(self):

@@ -16,6 +16,7 @@ OUTBOX_BYTES = 64 * 1024
 UNPROVISIONED_SLEEP_MS = 600000
 CRASH_SLEEP_MS = 60000
 CONSOLE_WINDOW_S = 3
+WATCHDOG_S = 30  # one wake's longest step: a socket timeout (10 s) and a piece's replies
 
 
 def main(slot="a"):
@@ -26,6 +27,9 @@ def main(slot="a"):
         cfg = config.load(DATA + "config.json")
     except config.ConfigError as e:
         print("gridnode:", e)
+    # the hardware watchdog: a wake that hangs (the link, a loop) is cut by a reset, and
+    # the next start reports the cause; fed during every wait (board.sleep_ms, the acks)
+    board.start_watchdog(int((cfg or {}).get("watchdog_s", WATCHDOG_S) * 1000))
     if not board.woke_from_deepsleep():
         # after a power-on or reset, give a technician's console (mpremote sends Ctrl-C)
         # a moment to stop the program before it goes to sleep

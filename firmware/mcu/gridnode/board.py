@@ -1,8 +1,15 @@
 # Board glue: the only module that touches ``machine``, ``socket`` and ``ssl``.
+import gc
 import socket
+import sys
 import time
 
 import machine
+
+# machine.reset_cause() values, by the names the status reports (protocol §3.7 health)
+_WDT_MAX_MS = {"rp2": 8388}   # ports whose watchdog cannot wait longer
+_CAUSES = (("PWRON_RESET", "power_on"), ("HARD_RESET", "hard"), ("WDT_RESET", "watchdog"),
+           ("DEEPSLEEP_RESET", "deep_sleep"), ("SOFT_RESET", "soft"))
 
 # MicroPython ports count time from 2000-01-01 or from 1970-01-01.
 _EPOCH_OFFSET = 946684800 if time.gmtime(0)[0] == 2000 else 0
@@ -15,6 +22,7 @@ class Board:
         # wifi: None (a port with its own link, or the simulated board) or {"ssid", "psk"}
         self.tls = tls
         self.wifi = wifi
+        self.wdt = None
 
     def network_up(self, timeout_ms=15000):
         # Join the provisioned Wi-Fi (Pico W, ESP32); OSError when it does not come up.
@@ -30,11 +38,41 @@ class Board:
             while not sta.isconnected():
                 if waited >= timeout_ms:
                     raise OSError(110)  # ETIMEDOUT: no Wi-Fi
+                self.feed()
                 time.sleep_ms(100)
                 waited += 100
 
     def woke_from_deepsleep(self):
         return machine.reset_cause() == machine.DEEPSLEEP_RESET
+
+    def reset_cause(self):
+        # why the board last started, by name; "unknown" for a cause this port has no name for
+        cause = machine.reset_cause()
+        for attr, name in _CAUSES:
+            if getattr(machine, attr, None) == cause:
+                return name
+        return "unknown"
+
+    def mem_free(self):
+        gc.collect()
+        try:
+            return gc.mem_free()
+        except AttributeError:
+            return None
+
+    def start_watchdog(self, timeout_ms):
+        # The hardware watchdog: the board resets unless fed within timeout_ms.  Once
+        # started it cannot be stopped; a deep sleep (a reset) ends it.  None where the
+        # port has no machine.WDT.  Capped at the port's longest (RP2040: 8.3 s).
+        if not hasattr(machine, "WDT"):
+            return None
+        timeout_ms = min(timeout_ms, _WDT_MAX_MS.get(sys.platform, timeout_ms))
+        self.wdt = machine.WDT(timeout=timeout_ms)
+        return self.wdt
+
+    def feed(self):
+        if self.wdt is not None:
+            self.wdt.feed()
 
     def input_pin(self, num, pull):
         p = {"up": machine.Pin.PULL_UP, "down": machine.Pin.PULL_DOWN}.get(pull)
@@ -46,7 +84,12 @@ class Board:
         return t, t >= _CLOCK_VALID_AFTER
 
     def sleep_ms(self, ms):
-        time.sleep_ms(ms)
+        # fed every second: a wait is not a hang
+        while ms > 0:
+            self.feed()
+            step = min(ms, 1000)
+            time.sleep_ms(step)
+            ms -= step
 
     def open_socket(self, host, port, timeout):
         self.network_up()

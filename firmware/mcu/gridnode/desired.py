@@ -2,9 +2,11 @@
 # retained), checked by the core (gridcore.desired: signature, device, version, schema)
 # and kept on flash new-then-rename, so a power cut leaves the old one or the new one.
 # A node has one setting a centre may change: status_interval_s, its wake interval; a
-# document setting anything else, or naming a map (a node holds none) or another code
-# book, is refused whole.  The centre's keys: /gridlink/config-keys, 64 hex digits a line;
-# without them the node does not subscribe at all.
+# document setting anything else, or naming a map (a node holds none), is refused whole.
+# A document naming another code book is applied once that book is held: with the sha256
+# of its file (codebook_sha256) the node fetches it first (gridnode/books.py: ``wanted``
+# holds the document meanwhile); without, it is refused.  The centre's keys:
+# /gridlink/config-keys, 64 hex digits a line; without them the node does not subscribe.
 import binascii
 import json
 
@@ -28,6 +30,14 @@ def read_keys(path):
     return out
 
 
+class NeedBook(ConfigRefused):
+    # the document is good but names a book to fetch first (a kept one that does: not held)
+    def __init__(self, doc):
+        super().__init__("codebook", "the code book " + doc["codebook"] + " is not held",
+                         "codebook")
+        self.doc = doc
+
+
 class Desired:
     def __init__(self, data_dir, device, keys, codebook=None):
         self.dir = data_dir.rstrip("/") or "/"
@@ -38,6 +48,7 @@ class Desired:
         self.sha = None
         self.refused = None
         self.changed = False
+        self.wanted = None   # (message, code book id, sha256): applied once the book is held
         try:
             self.refused = json.loads(fsio.read_file(self.refused_path) or b"null")
         except ValueError:
@@ -68,6 +79,8 @@ class Desired:
             raise ConfigRefused("schema", "a sensor node's broker changes only when it is "
                                 "provisioned again", "broker")
         if doc["codebook"] is not None and doc["codebook"] != self.codebook:
+            if "codebook_sha256" in doc:
+                raise NeedBook(doc)
             raise ConfigRefused("hash", "the code book " + doc["codebook"]
                                 + " is not the one this node holds", "codebook")
         return doc
@@ -82,6 +95,14 @@ class Desired:
             return False   # the retained copy of what runs
         try:
             doc = self._judge(message, self.version)
+        except NeedBook as e:
+            doc = e.doc
+            r = self.refused
+            if r and r["version"] == doc["version"] and r["field"] in ("codebook",
+                                                                       "codebook_sha256"):
+                return False   # its book was refused: not fetched again
+            self.wanted = (message, doc["codebook"], doc["codebook_sha256"])
+            return False
         except ConfigRefused as e:
             return self._refuse(e, desired.claimed_version(message))
         body = json.dumps({"version": doc["version"], "sha256": claimed,
@@ -96,6 +117,10 @@ class Desired:
             self.refused = None
             fsio.remove(self.refused_path)
         return True
+
+    def refuse_book(self, e, message):
+        # the book a document named could not be installed: the document is refused
+        return self._refuse(e, desired.claimed_version(message))
 
     def _refuse(self, e, version):
         self.refused = e.as_dict(version)

@@ -8,6 +8,7 @@
 import json
 
 from gridcore import fsio, messages
+from gridcore.desired import ConfigRefused
 from gridcore.errors import CoreError
 from gridcore.outbox import REPORT
 from gridcore.report import make_report, renumber
@@ -16,8 +17,11 @@ from gridcore.timefmt import iso_utc
 from gridcore.topics import topic
 
 from . import VERSION
+from .books import Books
+from .books import Stop as BookStop
 from .debounce import read_stable
 from .desired import Desired, read_keys
+from .health import Health
 from .mqtt import MQTTClient
 from .update import Updater
 
@@ -63,6 +67,7 @@ class Node:
         self.outbox = outbox
         self.log = log
         self.state = State(fsio.join(data_dir, "state.json"))
+        self.health = Health(fsio.join(data_dir, "health.json"), board, self._now())
         self.seq = self._sequence(fsio.join(data_dir, "seq"))
         t = cfg["tilt"]
         self.pin = board.input_pin(t["pin"], t.get("pull", "up"))
@@ -70,15 +75,17 @@ class Node:
         self.stable_reads = max(2, t.get("debounce_ms", 50) // 10)
         self.acked = {}      # report id -> (status, reason), from the gateway's acks
         self.settled = set()  # outbox seqs acked or rejected during this wake
-        # desired state: the centre's signed configuration (gridnode/desired.py)
+        # desired state: the centre's signed configuration (gridnode/desired.py), and the
+        # code book it may name, fetched when not held (gridnode/books.py)
+        self.books = Books(data_dir, cfg.get("codebook"), feed=board.feed, log=log)
         self.desired = Desired(data_dir, cfg["device"],
                                read_keys(fsio.join(data_dir, "config-keys")),
-                               cfg.get("codebook"))
+                               self.books.held)
         # updates: the targets keys that sign release manifests, /gridlink/update-keys
         # (64 hex digits a line); without them the node takes no update offers
         keys = read_keys(fsio.join(data_dir, "update-keys"))
         self.updater = Updater(fsio.join(data_dir, "ota"), keys, log=log,
-                               clock=self._now) if keys else None
+                               clock=self._now, feed=board.feed) if keys else None
         self.restart = False
 
     def _now(self):
@@ -126,8 +133,10 @@ class Node:
     # -- delivery
     def _on_msg(self, tp, msg):
         tp = bytes(tp).decode()
-        if self.updater is not None and tp == self.topic("ota/chunk"):
-            self.updater.on_chunk(msg)
+        if tp == self.topic("ota/chunk"):   # a piece of a release or of a code book
+            if self.updater is not None:
+                self.updater.on_chunk(msg)
+            self.books.on_chunk(msg)
             return
         if self.updater is not None and tp == self.topic("update"):
             self.updater.on_offer(msg)
@@ -179,10 +188,12 @@ class Node:
         return messages.encode(messages.make_status(
             cfg["device"], "buffering" if pending else "online",
             time=iso_utc(now) if valid else None, reports=pending, firmware=VERSION,
-            codebook=cfg.get("codebook", ""), profile=cfg.get("profile", "sensor-node"),
+            uptime=self.health.uptime(now if valid else None),
+            codebook=self.books.held or "", profile=cfg.get("profile", "sensor-node"),
             problems={"lost": self.outbox.lost, "reissued": self.state.reissued},
             config=self.desired.status() if self.desired.keys else None,
-            ota=self.updater.status() if self.updater is not None else None))
+            ota=self.updater.status() if self.updater is not None else None,
+            health=self.health.status()))
 
     def _pending(self):
         # [(outbox seq, report id, payload)] in capture order, the oldest MAX_PER_WAKE
@@ -204,8 +215,9 @@ class Node:
             if self.desired.keys:
                 # first: its retained document arrives while the ack subscription is made
                 c.subscribe(self.topic("config"), 1)
-            if self.updater is not None:  # the rollout's retained offer, and the pieces
+            if self.updater is not None:  # the rollout's retained offer
                 c.subscribe(self.topic("update"), 1)
+            if self.updater is not None or self.desired.keys:  # pieces: releases, books
                 c.subscribe(self.topic("ota/chunk"), 0)
             c.subscribe(self.topic("ack"), 1)
             self.desired.changed = False
@@ -219,6 +231,10 @@ class Node:
             while waited < wait and not self._settle(pending):
                 if not c.check_msg(1):
                     waited += 1
+                    self.board.feed()  # a second of quiet: the wait goes on, bounded
+                # a stream of messages that never lets it end is a hang: not fed
+            if self.desired.wanted:
+                self._fetch_book(c)
             if self.updater is not None:
                 self._update(c)
             if self.desired.changed or (self.updater is not None and self.updater.changed):
@@ -232,6 +248,23 @@ class Node:
             self._settle(pending)
             return False
         return True
+
+    def _fetch_book(self, c):
+        # The code book a document names, then the document (all or nothing).
+        message, book_id, sha = self.desired.wanted
+        self.desired.wanted = None
+        try:
+            self.books.fetch(c, self.topic("ota/get"), book_id, sha)
+        except BookStop as e:
+            self.log("code book", book_id, "continues next wake:", e)
+            return
+        except ConfigRefused as e:
+            self.desired.refuse_book(e, message)
+            self.log("configuration refused:", e.reason, e.field or "")
+            return
+        self.desired.codebook = self.books.held
+        if self.desired.offer(message):
+            self.log("configuration", self.desired.version, "applied")
 
     def _update(self, c):
         # The link works (the broker answered): a new image on trial is kept; then the

@@ -49,11 +49,12 @@ def rmtree(path):
 
 
 class Updater:
-    def __init__(self, root, keys, log=print, clock=None):
+    def __init__(self, root, keys, log=print, clock=None, feed=None):
         self.root = root.rstrip("/")
         self.keys = keys
         self.log = log
         self.clock = clock            # () -> Unix seconds or None (the RTC was never set)
+        self.feed = feed or (lambda: None)   # the board's watchdog: fed at each piece
         fsio.makedirs(self.root)
         self.offer = self._read("offer.json")
         self.reply = None
@@ -197,6 +198,7 @@ class Updater:
                 f.write(data)
             have += len(data)
             self.fetched += len(data)
+            self.feed()
             self._step("piece")
         return size
 
@@ -241,6 +243,7 @@ class Updater:
             self._fetch(client, version, "manifest/" + name, slot + "/" + name)
         manifest_bytes = fsio.read_file(slot + "/manifest.txt")
         sig = fsio.read_file(slot + "/manifest.sig")
+        self.feed()   # the signature check is the longest computation of a wake
         t0 = time.ticks_ms() if hasattr(time, "ticks_ms") else None
         try:
             manifest = signed_manifest.check(manifest_bytes, sig, self.keys, KIND, now,
@@ -253,6 +256,7 @@ class Updater:
             rmtree(slot)
             self._refuse(version, "content", "the manifest is for " + manifest["version"])
             return False
+        self.feed()
         if t0 is not None:
             self.log("manifest checked in", time.ticks_diff(time.ticks_ms(), t0), "ms")
         self._step("verified")

@@ -1,8 +1,13 @@
 # Stand-in for MicroPython's ``machine`` on the simulated board (WebAssembly port).
 # Pin levels come from /.sim/pins.json ({"4": [1, 0, 0, ...]}: each read takes the next
 # level, the last one stays), written by the rig; deepsleep records its duration in
-# /.sim/sleep.json and ends the run as a real deep sleep ends the program.
+# /.sim/sleep.json and ends the run as a real deep sleep ends the program.  WDT is a
+# watchdog that resets the board (ends the run, the next start's reset_cause WDT_RESET,
+# /.sim/wdt.json says it fired) when not fed in time; it is checked wherever the program
+# meets the simulated board (every socket call, pin read and machine call), so a wake
+# that hangs on the link or loops over it is cut there, as a hardware watchdog cuts it.
 import json
+import time
 
 PWRON_RESET = 1
 HARD_RESET = 2
@@ -26,8 +31,48 @@ def _save(name, obj):
         json.dump(obj, f)
 
 
-class DeepSleep(BaseException):
+class Reset(BaseException):
+    # the board restarts: the program ends here (flash keeps what it holds)
     pass
+
+
+class DeepSleep(Reset):
+    pass
+
+
+class WatchdogReset(Reset):
+    pass
+
+
+_wdt = None
+
+
+class WDT:
+    def __init__(self, id=0, timeout=5000):
+        global _wdt
+        if timeout <= 0:
+            raise ValueError("timeout")
+        self.timeout = timeout
+        self.fed = time.ticks_ms()
+        _wdt = self
+        _save("wdt.json", {"timeout_ms": timeout, "fired": False})
+
+    def feed(self):
+        _watch()
+        self.fed = time.ticks_ms()
+
+
+def _watch():
+    if _wdt is None:
+        return
+    late = time.ticks_diff(time.ticks_ms(), _wdt.fed)
+    if late > _wdt.timeout:
+        board = _load("board.json", {})
+        board["reset_cause"] = WDT_RESET
+        _save("board.json", board)
+        _save("wdt.json", {"timeout_ms": _wdt.timeout, "fired": True, "unfed_ms": late})
+        print("machine: watchdog reset after", late, "ms unfed")
+        raise WatchdogReset(late)
 
 
 class Pin:
@@ -44,6 +89,7 @@ class Pin:
         self.pull = pull
 
     def value(self, v=None):
+        _watch()
         pins = _load("pins.json", {})
         levels = pins.get(str(self.num))
         if v is not None:
@@ -62,6 +108,7 @@ class Pin:
 
 
 def reset_cause():
+    _watch()
     return _load("board.json", {}).get("reset_cause", PWRON_RESET)
 
 
@@ -70,6 +117,7 @@ def unique_id():
 
 
 def deepsleep(ms=0):
+    _watch()
     board = _load("board.json", {})
     board["reset_cause"] = DEEPSLEEP_RESET
     _save("board.json", board)

@@ -1,10 +1,11 @@
 # Stand-in for MicroPython's ``socket`` on the simulated board: every call is relayed,
 # through two named pipes, to a CPython relay that holds a real TCP socket, so the
 # board's bytes reach a real broker. The board code sees plain blocking sockets with
-# timeouts, OSError(errno) on failure.
+# timeouts, OSError(errno) on failure.  Every call passes the simulated watchdog.
 import binascii
 
 import js
+import machine
 
 _fs = js.process.getBuiltinModule("fs")
 with open("/.sim/relay") as _f:
@@ -18,6 +19,7 @@ SO_REUSEADDR = 4
 
 
 def _call(line):
+    machine._watch()  # a simulated hardware watchdog cuts a program stuck on the link
     _fs.writeFileSync(_DIR + "/req", line)
     status, _, rest = _fs.readFileSync(_DIR + "/rsp", "latin1").partition(" ")
     if status == "err":
