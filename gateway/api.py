@@ -48,6 +48,7 @@ from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
 from .rates import MIGRATIONS as RATE_MIGRATIONS
 from .rates import Rates
+from .renewal import MIGRATIONS as RENEW_MIGRATIONS
 from .rollouts import MIGRATIONS as OTA_MIGRATIONS
 from .rollouts import Rollouts
 from .roster import MIGRATIONS as ROSTER_MIGRATIONS
@@ -72,6 +73,7 @@ from .routes import (
     updates,
 )
 from .routes import oidc as oidc_routes
+from .routes import renewals as renewal_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .update_repo import UpdateRepository
@@ -92,6 +94,7 @@ MIGRATIONS = (
     *OTA_MIGRATIONS,
     *BRIDGE_MIGRATIONS,
     *DUPLICATE_MIGRATIONS,
+    *RENEW_MIGRATIONS,
 )
 
 
@@ -101,7 +104,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
                config_key=None, update_repo=None, identity=None, city_platform=None,
-               duplicates=None):
+               duplicates=None, renewals=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -125,7 +128,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``city_platform`` (a ``cases.reach`` setting) is where every 派遣 is copied to; the
     app's ``state.bridge`` is the outbox the gateway's sender (``cases.sender``) empties.
     under ``/ota/`` to the devices.  ``duplicates`` (a ``cases.duplicates.DuplicateRule``;
-    default 50 m, 24 h) says which reports are likely the same problem.
+    default 50 m, 24 h) says which reports are likely the same problem.  ``renewals`` (a
+    ``renewal.Renewals``) lets fleet technicians approve or refuse certificate requests.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -211,6 +215,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
     app.include_router(updates.build_router(repository))
     app.include_router(rollouts.build_router(director, trail))
+    app.include_router(renewal_routes.build_router(renewals, trail))
 
     @app.get("/", include_in_schema=False)
     def root():
