@@ -108,6 +108,12 @@ def _device(tmp_path, broker, pki, device):
         "--tls-key", str(pki / f"{device}.key")])
 
 
+def _fleet_row(gw, device):
+    from gridlink.gateway import fleet_view
+
+    return next(d for d in fleet_view.devices(gw.store) if d["device"] == device)
+
+
 def _expires(dev):
     return dt.datetime.fromisoformat(dev.status()["cert"]["expires"].replace("Z", "+00:00"))
 
@@ -170,6 +176,9 @@ def test_a_refused_request_leaves_the_device_on_its_old_certificate(tmp_path, pk
                                             "failed": "refused by the centre: retired"}
             assert not (dev.data_dir / IDENTITY).exists()
             assert dev.status()["connected"]
+            # the centre sees it too, in the fleet view
+            wait_until(lambda: (_fleet_row(gw, "pv-0002")["cert"] or {}).get("failed"), 30,
+                       "the refusal in the fleet view")
             dev.press("call")
             wait_until(lambda: gw.store.fetchall("SELECT id FROM reports"), 30,
                        "a report on the old certificate")
