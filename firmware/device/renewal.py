@@ -22,6 +22,7 @@ log = logging.getLogger("gridlink.device.renewal")
 
 IDENTITY = "identity.pem"
 NEW_KEY = "renew.key"
+TRIAL = "identity.trial.pem"
 ASK_EVERY_S = 3600.0
 
 
@@ -34,6 +35,21 @@ def _x509():
 def not_after(cert_pem):
     """The certificate's end of validity (aware UTC datetime)."""
     return _x509().load_pem_x509_certificate(cert_pem).not_valid_after_utc
+
+
+def _mismatch(cert_pem, key_pem):
+    """None when the certificate in ``cert_pem`` is for the key in ``key_pem``, else why."""
+    from cryptography.hazmat.primitives import serialization
+
+    try:
+        cert = _x509().load_pem_x509_certificate(cert_pem)
+        key = serialization.load_pem_private_key(key_pem, None)
+    except (ValueError, TypeError) as exc:
+        return f"unreadable: {exc}"
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        return "the certificate is not for the key"
+    return None
 
 
 def _write_atomic(path, data, mode=0o600):
@@ -71,14 +87,32 @@ class Renewal:
         self.failed = None          # why the last renewal did not take, or None
         self.renewed_at = None      # when this process took a new certificate
         self._asked_at = None
-        (self.dir / (IDENTITY + ".new")).unlink(missing_ok=True)
+        for leftover in (IDENTITY + ".new", TRIAL, TRIAL + ".new"):   # a cut mid-write
+            (self.dir / leftover).unlink(missing_ok=True)
+        self._own = self._kept()
+
+    def _kept(self):
+        """The renewed identity file, when there is one and it is whole (its certificate
+        for its key), else None: the provisioned files are used."""
+        own = self.dir / IDENTITY
+        try:
+            pem = own.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            log.error("%s unreadable (%s): using the provisioned certificate", own, exc)
+            return None
+        why = _mismatch(pem, pem)
+        if why:
+            log.error("%s not used (%s): using the provisioned certificate", own, why)
+            return None
+        return own
 
     @property
     def files(self):
         """(CA, certificate, key) in use: the renewed identity when there is one."""
-        own = self.dir / IDENTITY
-        if own.exists():
-            return (self.ca, str(own), str(own))
+        if self._own is not None:
+            return (self.ca, str(self._own), str(self._own))
         return (self.ca, *self.provisioned)
 
     def expires(self):
@@ -141,7 +175,7 @@ class Renewal:
         why = self._check(cert_pem, key_pem)
         if why:
             return self._fail(why)
-        trial = self.dir / "identity.trial.pem"
+        trial = self.dir / TRIAL
         _write_atomic(trial, key_pem + cert_pem)
         try:
             why = self.try_connect((self.ca, str(trial), str(trial))) \
@@ -154,24 +188,22 @@ class Renewal:
         finally:
             trial.unlink(missing_ok=True)
         (self.dir / NEW_KEY).unlink(missing_ok=True)
+        self._own = self.dir / IDENTITY
         self.failed, self.renewed_at, self._asked_at = None, self.clock(), None
         log.info("new certificate in use, valid to %s", f"{not_after(cert_pem):%Y-%m-%d}")
         return self.files
 
     def _check(self, cert_pem, key_pem):
         from cryptography.exceptions import InvalidSignature
-        from cryptography.hazmat.primitives import serialization
         from cryptography.x509.oid import NameOID
 
         x509 = _x509()
         try:
             cert = x509.load_pem_x509_certificate(cert_pem)
-            key = serialization.load_pem_private_key(key_pem, None)
             ca = x509.load_pem_x509_certificate(Path(self.ca).read_bytes())
         except (OSError, ValueError) as exc:
             return f"certificate unreadable: {exc}"
-        spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        if cert.public_key().public_bytes(*spki) != key.public_key().public_bytes(*spki):
+        if _mismatch(cert_pem, key_pem):
             return "the certificate is not for this device's new key"
         cns = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
         if not cns or cns[0].value != self.device:

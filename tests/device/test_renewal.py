@@ -67,6 +67,10 @@ def test_a_certificate_that_checks_out_is_tried_then_kept_with_its_key(tmp_path,
     assert r.failed is None and not r.due()               # 825 days ahead
     # the next start uses the renewed identity
     assert renewal(tmp_path, pki).files[1] == str(data / IDENTITY)
+    # a damaged identity file is not used: the provisioned one is, and it is due again
+    (data / IDENTITY).write_bytes((data / IDENTITY).read_bytes()[:-200])
+    again = renewal(tmp_path, pki)
+    assert again.files[1] == str(pki / "pv-0001.crt") and again.due()
 
 
 def test_each_bad_answer_leaves_the_old_certificate(tmp_path, pki, data):
