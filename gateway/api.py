@@ -49,6 +49,7 @@ from .queue import Conflict, IntakeQueue, Invalid, NotFound
 from .rates import CASE_INDEX_MIGRATIONS as RATE_CASE_INDEX_MIGRATIONS
 from .rates import MIGRATIONS as RATE_MIGRATIONS
 from .rates import Rates
+from .renewal import MIGRATIONS as RENEW_MIGRATIONS
 from .rollouts import MIGRATIONS as OTA_MIGRATIONS
 from .rollouts import Rollouts
 from .roster import MIGRATIONS as ROSTER_MIGRATIONS
@@ -74,6 +75,7 @@ from .routes import (
     wall,
 )
 from .routes import oidc as oidc_routes
+from .routes import renewals as renewal_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .update_repo import UpdateRepository
@@ -96,6 +98,7 @@ MIGRATIONS = (
     *BRIDGE_MIGRATIONS,
     *DUPLICATE_MIGRATIONS,
     *RATE_CASE_INDEX_MIGRATIONS,
+    *RENEW_MIGRATIONS,
 )
 
 
@@ -105,7 +108,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
                config_key=None, update_repo=None, identity=None, city_platform=None,
-               duplicates=None, base_map=None, node_book=None):
+               duplicates=None, base_map=None, node_book=None, renewals=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -131,7 +134,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app's ``state.bridge`` is the outbox the gateway's sender (``cases.sender``) empties.
     ``duplicates`` (a ``cases.duplicates.DuplicateRule``; default 50 m, 24 h) says which
     reports are likely the same problem.  ``base_map`` (a ``basemap.BaseMap``) is drawn
-    under the board's and the wall's map.
+    under the board's and the wall's map.  ``renewals`` (a ``renewal.Renewals``) lets
+    fleet technicians approve or refuse certificate requests.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -214,6 +218,7 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
     app.include_router(updates.build_router(repository))
     app.include_router(rollouts.build_router(director, trail))
+    app.include_router(renewal_routes.build_router(renewals, trail))
 
     @app.get("/", include_in_schema=False)
     def root():

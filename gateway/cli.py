@@ -108,6 +108,12 @@ def register(parser):
     run.add_argument("--config-key", metavar="FILE",
                      help="Ed25519 key (PEM) signing the devices' configuration documents "
                           "(`gridlink fleet config key FILE`); without it changes are refused")
+    run.add_argument("--ca-dir", metavar="CADIR",
+                     help="the district CA folder (`gridlink flash ca`: ca.pem, ca.key): sign "
+                          "the devices' certificate renewal requests (docs/fleet.md)")
+    run.add_argument("--renew", choices=("auto", "approve"), default="auto",
+                     help="with --ca-dir: sign a valid request at once (auto) or keep it for "
+                          "a fleet technician to approve (approve)")
     run.add_argument("--log-level", default="info")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
@@ -138,11 +144,12 @@ def register(parser):
 
 def cmd_migrate(args):
     from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
+    from .renewal import MIGRATIONS as RENEW_MIGRATIONS
     from .store import open_store
 
     store = open_store(args.db)
     try:
-        done = store.migrate(extra=MEDIA_MIGRATIONS)
+        done = store.migrate(extra=MEDIA_MIGRATIONS + RENEW_MIGRATIONS)
         print("applied: " + (", ".join(done) if done else "nothing (up to date)"))
     finally:
         store.close()
@@ -203,6 +210,7 @@ def cmd_run(args):
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
                  issued=args.issued, config_key=args.config_key, media=args.media_store,
                  codebook_files=args.codebook_files if args.worker_index == 0 else None,
+                 ca_dir=args.ca_dir, renew=args.renew,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
                                 update_repo=args.update_repo,
@@ -267,9 +275,11 @@ def _worker_argv(args):
                      ("--media-store", args.media_store),
                      ("--crl", args.crl), ("--issued", args.issued),
                      ("--tls-ca", args.tls_ca), ("--tls-cert", args.tls_cert),
-                     ("--tls-key", args.tls_key)):
+                     ("--tls-key", args.tls_key), ("--ca-dir", args.ca_dir)):
         if val:
             out += [opt, val]
+    if args.ca_dir:
+        out += ["--renew", args.renew]
     for district in args.district or ():
         out += ["--district", district]
     for overlay in args.codebook_overlay or ():

@@ -7,7 +7,8 @@ from .tasks import ONLINE_STATES
 
 def devices(store, fleet_config=None, identity=None):
     """Every device, by id: state, last fix, outbox, versions (``ota``: each update slot's
-    version, the running one, the one on trial, the last failure), health, refused
+    version, the running one, the one on trial, the last failure; ``cert``: the device's
+    certificate expiry and last renewal failure, as it reports them), health, refused
     messages, (given the ``FleetConfig``) its configuration: desired against reported
     version, drift, the last refusal, and (given ``identity``, ``Revocations.identity``)
     its certificate: revoked, when it runs out, renewal due."""
@@ -39,6 +40,7 @@ def devices(store, fleet_config=None, identity=None):
             "uptime": status.get("uptime"),
             "health": status.get("health"),   # a sensor node's: memory, wakes, resets
             "ota": status.get("ota"),
+            "cert": status.get("cert"),      # the device's: expiry, last renewal failure
             "refused": dead["n"] if dead else 0,
             "id_reused": dead["id_reused"] if dead else 0,
             "last_refused": ({"at": dead["received_at"], "reason": dead["reason"]} if dead

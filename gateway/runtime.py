@@ -63,7 +63,7 @@ class GatewayRuntime:
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
                  session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0,
-                 media_store=None, update_requests=None):
+                 media_store=None, update_requests=None, cert_requests=None):
         self.broker_url = broker_url
         self.broker = None  # the parsed MQTT URL; a NATS URL is read by its link
         if not is_nats_url(broker_url):  # a bad URL is refused before anything starts
@@ -90,6 +90,9 @@ class GatewayRuntime:
         # ``update_requests(topic, payload)`` (an ``update_chunks.ChunkServer``'s submit),
         # never stored
         self.update_requests = update_requests
+        # a device's certificate signing requests (…/csr): handed to
+        # ``cert_requests(topic, payload)`` (a ``renewal.Renewals``'s submit), never stored
+        self.cert_requests = cert_requests
         self._queue = queue.SimpleQueue()
         self._urgent = collections.deque()  # urgent reports, ahead of the queue
         self._receiving = True
@@ -119,7 +122,9 @@ class GatewayRuntime:
                 client_id, self.broker.host, self.broker.port,
                 subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)]
                 + ([(topics.update_request_subscription(shared), 0)]
-                   if update_requests is not None else []),
+                   if update_requests is not None else [])
+                + ([(topics.cert_request_subscription(shared), 1)]
+                   if cert_requests is not None else []),
                 tls_context=client_context(self.broker, tls), username=self.broker.username,
                 password=self.broker.password, keepalive=30, session_expiry=session_expiry,
                 receive_maximum=pending_max, send_window=SEND_WINDOW, **callbacks)
@@ -228,6 +233,11 @@ class GatewayRuntime:
             return  # not acked: redelivered to the next session
         if self.update_requests is not None and topic.endswith(topics.UPDATE_REQUEST_LEAF):
             self.update_requests(topic, payload)  # QoS 0: nothing to acknowledge
+            return
+        if self.cert_requests is not None and topic.endswith(topics.CERT_REQUEST_LEAF):
+            self.cert_requests(topic, payload)    # queued there; a lost one is asked again
+            if qos:
+                self.link.ack([mid], generation)
             return
         sent_at = None
         for k, v in user:

@@ -21,6 +21,7 @@ from .media import open_media_store
 from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .metrics import Metrics
 from .photos import PhotoDir
+from .renewal import MIGRATIONS as RENEW_MIGRATIONS
 from .runtime import GatewayRuntime
 from .store import open_store
 from .validate import Validator
@@ -148,13 +149,17 @@ class Gateway:
                  client_id="gridlink-gateway", tls=None, batch_max=500, batch_age=0.005,
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None, districts=None, crl=None, issued=None, web=None,
-                 config_key=None, config_sync_s=30.0, media=None, codebook_files=None):
+                 config_key=None, config_sync_s=30.0, media=None, codebook_files=None,
+                 ca_dir=None, renew="auto"):
         """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
         and trusted proxies; ``config_key`` is the PEM file of the key that signs the
         devices' configuration documents (desired state), sent again every
         ``config_sync_s`` seconds to devices first seen since a change and after a failed
         publish; ``codebook_files`` a folder of code book files served to sensor nodes by
-        their sha256 over MQTT beside the shipped ones (protocol §3.9)."""
+        their sha256 over MQTT beside the shipped ones (protocol §3.9).  ``ca_dir`` (a
+        ``gridlink flash ca`` folder) lets the gateway sign the devices' certificate
+        requests, at once (``renew`` "auto") or once a technician approves ("approve";
+        renewal.py)."""
         self.config_key = None
         self.config_sync_s = config_sync_s
         self._config_stop = threading.Event()
@@ -193,6 +198,15 @@ class Gateway:
             repo = self.web.update_repo
             self.chunks = ChunkServer(UpdateRepository(repo) if repo is not None else None,
                                       lambda *a, **kw: self.runtime.publish(*a, **kw), books)
+        self.renewals = None  # certificate renewal (renewal.py), with --ca-dir
+        if ca_dir is not None:
+            from .renewal import CertificateAuthority, Renewals
+
+            self.renewals = Renewals(
+                self.store, CertificateAuthority(ca_dir), renew,
+                publisher=lambda *a, **kw: self.runtime.publish(*a, **kw),
+                revoked=lambda device: (self.revocations.revoked(device)
+                                        if self.revocations is not None else None))
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
             validator=Validator(self.grid_map, self.codebooks, districts=self.districts,
@@ -201,11 +215,12 @@ class Gateway:
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
             ack_qos=ack_qos, ack_ids_max=ack_ids_max, shared=shared, metrics=self.metrics,
             status="plain" if worker == 0 else "none", media_store=self.media_store,
-            update_requests=self.chunks.submit if self.chunks is not None else None)
+            update_requests=self.chunks.submit if self.chunks is not None else None,
+            cert_requests=self.renewals.submit if self.renewals is not None else None)
         self.http = None
         self.app = None
         if migrate:
-            self.store.migrate(extra=MEDIA_MIGRATIONS)
+            self.store.migrate(extra=MEDIA_MIGRATIONS + RENEW_MIGRATIONS)
         if http:
             self._http(*parse_hostport(http))
 
@@ -246,7 +261,8 @@ class Gateway:
                                             if self.revocations is not None else None),
                                   city_platform=self.web.city_platform,
                                   duplicates=self.web.duplicates,
-                                  base_map=self.web.base_map)
+                                  base_map=self.web.base_map,
+                                  renewals=self.renewals)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)

@@ -19,6 +19,16 @@ def update_request_subscription(shared=True):
     return f"$share/{SHARE_GROUP}/{plain}" if shared else plain
 
 
+# A device's certificate signing request (protocol §3.10), QoS 1, when the gateway holds
+# the district CA (--ca-dir).
+CERT_REQUEST_LEAF = "/csr"
+
+
+def cert_request_subscription(shared=True):
+    plain = PREFIX + "+/+" + CERT_REQUEST_LEAF
+    return f"$share/{SHARE_GROUP}/{plain}" if shared else plain
+
+
 def ack_topic(district, device):
     return f"{PREFIX}{district}/{device}/ack"
 

@@ -382,7 +382,7 @@ _STATUS_FULL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "fir
 # clips and memos dropped from the media shelf undelivered (full, or their file gone).
 PROBLEMS = ("lost", "reissued", "photos_dropped", "failed", "media_dropped")
 _STATUS_OPTIONAL = ("time", "fix", "outbox", "disk_free", "cpu_temp", "uptime", "firmware",
-                    "codebook", "profile", "problems", "config", "ota", "health")
+                    "codebook", "profile", "problems", "config", "ota", "health", "cert")
 # Optional health of a board without an OS (the sensor node): free heap, wakes and resets
 # over its life (kept on flash across deep sleep), why it last restarted.
 RESET_CAUSES = ("power_on", "hard", "watchdog", "deep_sleep", "soft", "unknown")
@@ -428,6 +428,19 @@ def validate_status(obj):
         validate_ota(obj["ota"])
     if "health" in obj:
         validate_health(obj["health"])
+    if "cert" in obj:
+        validate_cert_status(obj["cert"])
+    return obj
+
+
+def validate_cert_status(obj):
+    """``cert``: when the certificate in use expires, and why its last renewal failed
+    (null when it did not)."""
+    check_obj(MessageError, obj, "cert", ("expires", "failed"))
+    if obj["expires"] is not None:
+        check_time(MessageError, obj["expires"], "cert.expires")
+    if obj["failed"] is not None:
+        check_str(MessageError, obj["failed"], "cert.failed", 1, REASON_MAX)
     return obj
 
 
@@ -486,10 +499,10 @@ def will_status(device):
 
 def make_status(device, state, firmware, codebook, profile, time=None, fix=None, reports=0,
                 track=0, disk_free=None, cpu_temp=None, uptime=0, problems=None, config=None,
-                ota=None, health=None):
+                ota=None, health=None, cert=None):
     """``problems``: a dict of :data:`PROBLEMS` counters, ``config`` the configuration
-    state, ``ota`` the update slots, ``health`` a board's health (each left out when
-    None)."""
+    state, ``ota`` the update slots, ``health`` a board's health, ``cert`` the
+    certificate's expiry and renewal (each left out when None)."""
     obj = {
         "v": VERSION, "device": device, "state": state, "time": time, "fix": fix,
         "outbox": {"reports": reports, "track": track}, "disk_free": disk_free,
@@ -503,6 +516,8 @@ def make_status(device, state, firmware, codebook, profile, time=None, fix=None,
         obj["ota"] = ota
     if health is not None:
         obj["health"] = health
+    if cert is not None:
+        obj["cert"] = cert
     return validate_status(obj)
 
 
@@ -621,6 +636,78 @@ def validate_task_result(obj):
     return obj
 
 
+# -- certificate renewal (device → gateway: csr; gateway → device: cert) -----------------
+
+CSR_MAX_BYTES = 4096
+CERT_MAX_BYTES = 12288
+CHAIN_MAX = 2
+PEM_CSR = "CERTIFICATE REQUEST"
+PEM_CERT = "CERTIFICATE"
+_PEM_BODY = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=\n\r")
+
+
+def check_pem(err, x, field, label, max_chars):
+    """One PEM block of ``label`` (``-----BEGIN {label}-----`` … ``-----END …``), base64
+    inside; the cryptography is the gateway's and the device's, not the core's."""
+    check_str(err, x, field, 1, max_chars)
+    begin, end = f"-----BEGIN {label}-----", f"-----END {label}-----"
+    text = x.strip()
+    if not text.startswith(begin) or not text.endswith(end):
+        raise err(field, f"must be one PEM block {begin} … {end}")
+    body = text[len(begin):-len(end)]
+    if not body.strip() or not set(body) <= _PEM_BODY:
+        raise err(field, "the PEM block's body must be base64")
+    return x
+
+
+def validate_csr(obj):
+    """{v, device, csr}: a certificate signing request for the device's new key (its CN
+    the device id, checked by the gateway against the topic)."""
+    check_obj(MessageError, obj, "", ("v", "device", "csr"))
+    _version(obj)
+    check_device(MessageError, obj["device"])
+    check_pem(MessageError, obj["csr"], "csr", PEM_CSR, CSR_MAX_BYTES - 100)
+    return obj
+
+
+def make_csr(device, csr_pem):
+    return validate_csr({"v": VERSION, "device": device, "csr": csr_pem})
+
+
+def validate_cert(obj):
+    """{v, device, cert, chain?}: the signed certificate (and the CAs above the signer, if
+    any); or {v, device, refused}: why the request was refused."""
+    check_obj(MessageError, obj, "", ("v", "device"), ("cert", "chain", "refused"))
+    _version(obj)
+    check_device(MessageError, obj["device"])
+    if ("cert" in obj) == ("refused" in obj):
+        raise MessageError("cert", "exactly one of cert and refused is required")
+    if "refused" in obj:
+        if "chain" in obj:
+            raise MessageError("chain", "a refusal carries no chain")
+        check_str(MessageError, obj["refused"], "refused", 1, REASON_MAX)
+        return obj
+    check_pem(MessageError, obj["cert"], "cert", PEM_CERT, 4096)
+    if "chain" in obj:
+        chain = obj["chain"]
+        if not isinstance(chain, list) or len(chain) > CHAIN_MAX:
+            raise MessageError("chain", f"must be a list of at most {CHAIN_MAX} certificates")
+        for i, c in enumerate(chain):
+            check_pem(MessageError, c, f"chain[{i}]", PEM_CERT, 4096)
+    return obj
+
+
+def make_cert(device, cert_pem=None, chain=None, refused=None):
+    obj = {"v": VERSION, "device": device}
+    if refused is not None:
+        obj["refused"] = refused[:REASON_MAX]
+    else:
+        obj["cert"] = cert_pem
+        if chain:
+            obj["chain"] = list(chain)
+    return validate_cert(obj)
+
+
 ACK_MAX_BYTES = 2048
 
 # topic leaf -> (validator, largest payload in bytes); photo chunks use split_photo_chunk.
@@ -632,6 +719,8 @@ BY_LEAF = {
     "ack": (validate_ack, ACK_MAX_BYTES),
     "task": (validate_task, TASK_MAX_BYTES),
     "update": (validate_update, UPDATE_MAX_BYTES),
+    "csr": (validate_csr, CSR_MAX_BYTES),
+    "cert": (validate_cert, CERT_MAX_BYTES),
 }
 
 

@@ -18,6 +18,8 @@ LEAVES = {
     "update": ("gateway", 1, True),
     "ota/get": ("device", 0, False),
     "ota/chunk": ("gateway", 0, False),
+    "csr": ("device", 1, False),
+    "cert": ("gateway", 1, False),
 }
 
 
@@ -30,7 +32,7 @@ def check_district(district):
 
 def topic(district, device, leaf):
     """``gridlink/v1/410106/pv-0001/report`` (leaf: report, track, status, ack, task,
-    task/result, config, update, ota/get, ota/chunk)."""
+    task/result, config, update, ota/get, ota/chunk, csr, cert)."""
     check_district(district)
     check_device(MessageError, device)
     if leaf not in LEAVES or leaf in CHUNKED:

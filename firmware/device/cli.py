@@ -45,6 +45,9 @@ def register(parser):
     p.add_argument("--kiosk-port", type=int, help="kiosk page port (fixed terminal; 0 = any)")
     p.add_argument("--reconnect-max", type=float, default=30.0,
                    help="longest wait between broker reconnects, seconds (backoff cap)")
+    p.add_argument("--renew-check", type=float, default=600.0, metavar="SECONDS",
+                   help="how often the device looks whether its certificate is due for "
+                        "renewal (profile renew_before_days), seconds")
     p.add_argument("--update-repo", metavar="URL",
                    default=os.environ.get("GRIDLINK_UPDATE_REPO") or None,
                    help="the gateway's update repository (https://gateway/ota): offered "
@@ -160,7 +163,7 @@ def cmd_run(args):
                  status_interval=args.status_interval, kiosk_port=args.kiosk_port,
                  reconnect_max=args.reconnect_max, config_keys=keys,
                  update_repo=args.update_repo, health_deadline=args.health_deadline,
-                 update_retry=args.update_retry)
+                 update_retry=args.update_retry, renew_check=args.renew_check)
     dev.catch_signals()               # a SIGTERM while starting is a safe stop too
     try:
         dev.start()

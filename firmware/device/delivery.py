@@ -45,7 +45,10 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   retained ``offline`` status.  The session is persistent (clean_session False).
 
 It receives acks, tasks and (when given ``on_config``) the retained configuration
-document on ``…/config``, handed over unchecked: the device verifies its signature.
+document on ``…/config``, handed over unchecked: the device verifies its signature; and
+(when given ``on_cert``) the centre's answer to a certificate request (``send_csr``) on
+``…/cert``.  ``use_identity`` makes the link present another certificate from its next
+connection on, and reconnects at once.
 """
 
 import hashlib
@@ -53,6 +56,7 @@ import json
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 
@@ -110,7 +114,8 @@ class Delivery:
     def __init__(self, url, device, district, store, *, status_fn, on_task=None,
                  on_config=None, on_update=None, grace_until=None, tls_ca=None, tls_cert=None,
                  tls_key=None, keepalive=30, window=20, chunk_window=4, resend_s=30.0,
-                 reconnect_max=30.0, shelf=None, media_rate=None, media_window=2):
+                 reconnect_max=30.0, shelf=None, media_rate=None, media_window=2,
+                 on_cert=None):
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -120,6 +125,7 @@ class Delivery:
         self.on_task = on_task
         self.on_config = on_config
         self.on_update = on_update
+        self.on_cert = on_cert
         self.grace_until = grace_until or (lambda report_id: 0.0)
         self.keepalive, self.window, self.chunk_window = keepalive, window, chunk_window
         self.resend_s = resend_s
@@ -155,15 +161,21 @@ class Delivery:
                          "media_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result",
-                                   "config", "update")}
+                                   "config", "update", "csr", "cert")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
                         clean_session=False, protocol=mqtt.MQTTv311)
         c.max_inflight_messages_set(max(window, 20) + chunk_window + 4)
         c.max_queued_messages_set(0)
         c.will_set(self.topic["status"], messages.encode(messages.will_status(device)),
                    qos=1, retain=True)
+        self.tls_context = None
         if tls or tls_ca or tls_cert:
-            c.tls_set(ca_certs=tls_ca, certfile=tls_cert, keyfile=tls_key)
+            # a context of our own (what paho's tls_set makes), so that use_identity can
+            # load another certificate into it
+            self.tls_context = ssl.create_default_context(cafile=tls_ca)
+            if tls_cert:
+                self.tls_context.load_cert_chain(tls_cert, tls_key)
+            c.tls_set_context(self.tls_context)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
         c.on_message = self._on_message
@@ -203,6 +215,24 @@ class Delivery:
         self._retarget = True
         log.info("MQTT: switching to %s:%d", host, port)
         self._wake.set()
+
+    def use_identity(self, cert, key):
+        """Present the certificate ``cert`` (with ``key``) from the next connection on, and
+        reconnect now (a renewed certificate, already tried)."""
+        if self.tls_context is None:
+            raise DeviceError("this link does not use TLS: no certificate to change")
+        self.tls_context.load_cert_chain(cert, key)
+        self._retarget = True
+        log.info("MQTT: reconnecting with a new certificate")
+        self._wake.set()
+
+    def send_csr(self, csr_pem):
+        """Publish a certificate signing request (QoS 1); False when not connected."""
+        if not self.connected:
+            return False
+        self.client.publish(self.topic["csr"], messages.encode(
+            messages.make_csr(self.device, csr_pem)), qos=1)
+        return True
 
     def stop(self, timeout=5.0):
         """Publish the offline status, disconnect cleanly, end the thread."""
@@ -296,6 +326,8 @@ class Delivery:
             wanted.append((self.topic["config"], 1))
         if self.on_update is not None:
             wanted.append((self.topic["update"], 1))
+        if self.on_cert is not None:
+            wanted.append((self.topic["cert"], 1))
         client.subscribe(wanted)
         # paho itself sends again what it published on this client without a PUBACK
         # (same mid); reports still waiting for the gateway's ack go again after resend_s
@@ -341,6 +373,9 @@ class Delivery:
                     self.on_task(task)
             elif msg.topic == self.topic["config"] and self.on_config is not None:
                 self.on_config(msg.payload)          # signed: checked by the device
+            elif msg.topic == self.topic["cert"] and self.on_cert is not None:
+                self.on_cert(messages.decode(msg.payload, messages.validate_cert,
+                                             messages.CERT_MAX_BYTES))
             elif msg.topic == self.topic["update"]:
                 if not msg.payload:           # an offer withdrawn (rollout aborted)
                     log.info("MQTT: update offer withdrawn")

@@ -106,7 +106,8 @@ class Device:
                  district=None, tls_ca=None, tls_cert=None, tls_key=None, map_path=None,
                  cancel_grace=None, status_interval=None, kiosk_port=None, console=True,
                  reconnect_max=30.0, config_keys=None, update_repo=None,
-                 health_deadline=120.0, prepare=prepare_pi, update_retry=300.0):
+                 health_deadline=120.0, prepare=prepare_pi, update_retry=300.0,
+                 renew_check=600.0, renew_ask_every=3600.0):
         self.hardware = hardware or Hardware(profile)
         self.profile = profile
         self.kind = profile["kind"]
@@ -122,6 +123,8 @@ class Device:
         self.broker = broker
         self._signalled = None   # catch_signals()'s event
         self.tls = (tls_ca, tls_cert, tls_key)
+        self.renewal = None               # the certificate's renewal (renewal.py), with TLS
+        self.renew_check, self.renew_ask_every = renew_check, renew_ask_every
         self.map_path = map_path
         self.cancel_grace = profile["press"]["cancel_grace_s"] if cancel_grace is None \
             else cancel_grace
@@ -184,6 +187,7 @@ class Device:
         self.codebook = codebook.version(self.standard)
         self._open_map()
         self._open_desired()
+        self._open_renewal()
         self.board = TaskBoard(self.store, console=self.console)
         clips = self.profile.get("clips", {})
         self.shelf = MediaShelf(self.data_dir / "media",
@@ -194,7 +198,8 @@ class Device:
             grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
             reconnect_max=self.reconnect_max, shelf=self.shelf,
-            media_rate=clips.get("upload_bytes_per_s", UPLOAD_BYTES_PER_S)).start()
+            media_rate=clips.get("upload_bytes_per_s", UPLOAD_BYTES_PER_S),
+            on_cert=self._on_cert if self.renewal else None).start()
         if self.kind == "patrol-vehicle":
             self.gnss = self.hardware.gnss(on_fix=self._on_fix).start()
             tr = self.profile["track"]
@@ -229,6 +234,8 @@ class Device:
         self.control = ControlServer(self.data_dir / "control.sock", self.handle).start()
         self.timers.append(Pace(self.status_interval, self._tick_status, "status").start())
         self.timers.append(Pace(1.0, self._watch_change, "status-change").start())
+        if self.renewal is not None:
+            self.timers.append(Pace(self.renew_check, self._renew_if_due, "renewal").start())
         if self.slots is not None and self.update_repo:
             self.timers.append(Pace(self.update_retry, self._retry_update,
                                     "update-retry").start())
@@ -420,6 +427,53 @@ class Device:
             self._use(self.desired.profile)
             self.broker = self.desired.broker
             log.info("configuration version %d in use", self.desired.version)
+
+    def _open_renewal(self):
+        """With a client certificate, its renewal; a renewed identity in the data dir is
+        used in place of the provisioned files."""
+        if not self.tls[1]:
+            return
+        try:
+            import cryptography  # noqa: F401
+        except ImportError:
+            log.warning("the cryptography package is not installed: this device cannot "
+                        "renew its certificate (install gridlink[pi])")
+            return
+        from .delivery import trial_connect
+        from .renewal import Renewal
+
+        self.renewal = Renewal(
+            self.data_dir, self.device, self.tls, self.profile["renew_before_days"],
+            try_connect=lambda files: trial_connect(self.broker, self.device, files),
+            ask_every_s=self.renew_ask_every)
+        self.tls = self.renewal.files
+        expires = self.renewal.expires()
+        log.info("certificate %s, valid to %s", self.tls[1],
+                 f"{expires:%Y-%m-%d}" if expires else "(unreadable)")
+
+    def _renew_if_due(self):
+        """Ask for a new certificate when the one in use runs out soon (renewal.py)."""
+        if not self.delivery.connected:
+            return
+        csr = self.renewal.request()
+        if csr is not None:
+            self.delivery.send_csr(csr)
+
+    def _on_cert(self, answer):
+        """The centre's answer to a certificate request: tried and taken, or kept out
+        (on a thread of its own: the trial connection must not hold the MQTT thread)."""
+        def take():
+            try:
+                files = self.renewal.receive(answer)
+                if files is not None:
+                    self.tls = files
+                    self.delivery.use_identity(files[1], files[2])
+            except Exception:  # the device runs on with the old certificate
+                log.exception("new certificate not taken")
+                self.renewal.failed = "the new certificate could not be taken (see the log)"
+            self.delivery.request_status()
+
+        threading.Thread(target=take, name="renewal", daemon=True).start()
 
     def _try_broker(self, url):
         """None when the broker at ``url`` accepts this device, else why (a desired-state
@@ -898,7 +952,8 @@ class Device:
                 "firmware": firmware_version(), "codebook": self.codebook,
                 "profile": self.profile["profile"], "problems": self.store.problems(),
                 "config": self.desired.status() if self.desired else None,
-                "ota": self.ota_status()}
+                "ota": self.ota_status(),
+                "cert": self.renewal.status() if self.renewal else None}
 
     def local_status(self):
         """Everything `gridlink device status` shows (MQTT status plus diagnostics)."""

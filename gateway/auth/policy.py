@@ -41,6 +41,10 @@ POLICY = {
     ("GET", "/api/fleet/config"): roles.READ,
     ("GET", "/api/fleet/config/devices"): roles.READ,
     ("GET", "/api/fleet/config/devices/{device}"): roles.READ,
+    # certificate renewal (--renew approve): fleet technicians decide
+    ("GET", "/api/fleet/renewals"): roles.READ,
+    ("POST", "/api/fleet/renewals/{request_id}/approve"): roles.FLEET,
+    ("POST", "/api/fleet/renewals/{request_id}/refuse"): roles.FLEET,
     # tasks and grid assignments
     ("GET", "/api/assignments"): roles.READ,
     ("PUT", "/api/assignments/{grid}"): roles.ASSIGN,
@@ -161,6 +165,8 @@ AUDITED = {
     ("POST", "/api/bridge/outbox/{msg_id}/retry"): "bridge.retry",
     ("POST", "/api/cases/{case_no}/photos"): "case.photo",
     ("POST", "/api/reports/{report_id}/merge"): "report.merge",
+    ("POST", "/api/fleet/renewals/{request_id}/approve"): "renewal.approve",
+    ("POST", "/api/fleet/renewals/{request_id}/refuse"): "renewal.refuse",
 }
 
 

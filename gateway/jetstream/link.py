@@ -42,7 +42,8 @@ STREAM = "$MQTT_msgs"
 STREAM_PREFIX = "$MQTT.msgs."
 DURABLE = "gridlink"
 FILTER = STREAM_PREFIX + "gridlink.v1.>"
-OUTBOUND_LEAVES = ("ack", "task", "config")  # the gateway's own messages to devices, seen again
+# the gateway's own messages to devices, seen again
+OUTBOUND_LEAVES = ("ack", "task", "config", "cert")
 MQTT_QOS_HEADER = "Nmqtt-Pub"
 
 

@@ -21,11 +21,13 @@ from gridlink.gateway.auth import policy, roles
 from gridlink.gateway.auth.accounts import Accounts
 from gridlink.gateway.errors import ConfigError
 from gridlink.gateway.httpserver import BackgroundServer
+from gridlink.gateway.renewal import CertificateAuthority, Renewals
 from gridlink.gateway.service import WebOptions
 from gridlink.gateway.store import open_store
 
 from tests.support.intake_api import Api, Clock, Tokens, add_report
 from tests.support.pki import make_pki
+from tests.support.renewal import csr_message, make_ca_dir
 from tests.support.rollouts import set_device
 from tests.support.rollouts import status as ota_status
 from tests.support.waiting import wait_until
@@ -366,13 +368,20 @@ def test_every_state_changing_route_names_its_audit_action(store):
 
 
 @pytest.fixture
-def mapped_server(store, tmp_path):
+def renewals(store, tmp_path):
+    """Certificate requests kept for a technician (``--renew approve``)."""
+    return Renewals(store, CertificateAuthority(make_ca_dir(tmp_path / "ca")), "approve")
+
+
+@pytest.fixture
+def mapped_server(store, tmp_path, renewals):
     with serve(store, grid_map=open_map(HERE / "shangjie.glgm"),
-               photos_dir=tmp_path / "photos") as srv:
+               photos_dir=tmp_path / "photos", renewals=renewals) as srv:
         yield srv
 
 
-def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server, tokens):
+def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server, tokens,
+                                                            renewals):
     """Each route of ``policy.AUDITED`` driven once, successfully: the trail's newest entry
     is its action, in the caller's name.  (The identity provider's answer is driven
     against a real provider in tests/gateway/auth/test_oidc.py.)"""
@@ -408,6 +417,10 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
     def act_on_rollout(step):
         return lambda: (api.call("POST", f"/api/rollouts/{rollout['body']['id']}/{step}",
                                  user="tech")[0], "tech")
+
+    def renewal_request():
+        assert renewals.handle(*csr_message("pv-0007")) == "pending"
+        return renewals.requests()[0]["id"]
 
     calls = {
         ("POST", "/api/session"): session_open,
@@ -490,6 +503,12 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
             lambda: (api.post("/api/fleet/config", {
                 "scope": "device", "target": "pv-0001", "operator": "tech",
                 "settings": {"status_interval_s": 30}})[0], "tech"),
+        ("POST", "/api/fleet/renewals/{request_id}/approve"):
+            lambda: (api.call("POST", f"/api/fleet/renewals/{renewal_request()}/approve", {},
+                              user="tech")[0], "tech"),
+        ("POST", "/api/fleet/renewals/{request_id}/refuse"):
+            lambda: (api.call("POST", f"/api/fleet/renewals/{renewal_request()}/refuse",
+                              {"reason": "retired"}, user="tech")[0], "tech"),
         ("POST", "/api/rollouts"): create_rollout,
         ("POST", "/api/rollouts/{rollout_id}/pause"): act_on_rollout("pause"),
         ("POST", "/api/rollouts/{rollout_id}/resume"): act_on_rollout("resume"),

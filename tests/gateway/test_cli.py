@@ -60,7 +60,8 @@ def test_migrate(tmp_path, capsys):
     assert sorted(open_store(url).applied_migrations()) == sorted([
         "0001_gateway_tables", "0002_dead_letter_digest", "0003_report_digest",
         "0004_capture_time_flag", "0005_photo_parts", "0006_report_seq_bigint",
-        "urgent_001_report_urgent", "0007_month_partitions", "media_001_media"])
+        "urgent_001_report_urgent", "0007_month_partitions", "media_001_media",
+        "renew_001_requests"])
 
 
 def test_run_with_two_workers_as_one_command(broker, tmp_path):

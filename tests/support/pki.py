@@ -14,12 +14,13 @@ def openssl(*args, cwd):
     subprocess.run(["openssl", *args], cwd=cwd, check=True, capture_output=True, timeout=60)
 
 
-def make_pki(folder, identities=IDENTITIES):
-    """The CA, ``broker`` and each identity's key and certificate in ``folder``."""
+def make_pki(folder, identities=IDENTITIES, ca_days=2):
+    """The CA (valid ``ca_days``), ``broker`` and each identity's key and certificate (valid
+    2 days) in ``folder``."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+    openssl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.crt", "-days", str(ca_days),
             "-subj", "/CN=gridlink test CA", cwd=folder)
     # the broker's certificate serves, and as a NATS cluster node also connects to its
     # peers (routes): both usages
