@@ -259,6 +259,7 @@ class Device:
         self.clips, self.recorder = self.hardware.recorder(self.data_dir / "clips",
                                                            self._on_clip)
         if self.recorder is not None:
+            self.clips.on_missed = self._on_no_clip
             self.recorder.start()
             conf = self.profile["clips"]
             log.info("recording %dx%d at %d fps into a %.0f s ring (clips %s s before, %s s "
@@ -291,6 +292,21 @@ class Device:
         self.delivery.kick()
         log.info("clip %s of %s: %.1f s (%.1f s before the trigger), %d bytes", clip.name,
                  rid, clip.end_t - clip.start_t, clip.pre_s, clip.bytes)
+
+    def _on_no_clip(self, name, reason):
+        """A clip's window held no video (the recorder's thread): a ``clip`` task is
+        answered ``no_clip`` with the reason at once; a report's clip is counted dropped."""
+        with self._clip_lock:
+            wanted = self._clip_for.pop(name, None)
+        if wanted is None:
+            return
+        what, value = wanted
+        if what == "task":      # unanswered (no report could be made): the next start
+            if self._guard(self._answer_clip_task, value, "no_clip", reason):  # answers it
+                self.cliptasks.done(value["task"])
+            return
+        self.store.count_problem("media_dropped")
+        log.error("no clip for report %s: %s", value, reason)
 
     def _clip_of_report(self, report_id):
         if self.clips is None:
