@@ -4,9 +4,10 @@
 
 The store holds three months of a district (上街区: 40 supervisors, each carrying one
 patrol device, on duty 8 h a day): REPORTS_PER_DAY reports a day, 3/4 of them decided
-(立案 or 不予立案), a 核实 task for every fifth and a 核查 task for every tenth, some late.
-Timed: the middle month's table per supervisor per day (with duty hours), per grid per
-month and per device per week (``Rates.table``, every rate and stage time in each), vs the
+(立案 or 不予立案), a 核实 task for every fifth and a 核查 task for every tenth, some late,
+a case for every 立案 (4 in 5 closed, some late, seven departments).  Timed: the middle
+month's table per supervisor per day (with duty hours), per grid per month, per device per
+week and per department per month (``Rates.table``, every rate and stage time in each), vs the
 reference of a bare ``COUNT(*) … GROUP BY device`` over the same month's reports.  Prints
 wall and CPU milliseconds (CPU: this process and the PostgreSQL backend, not its parallel
 workers, so that a busy machine's waiting is told apart) and the ratio; writes
@@ -39,7 +40,7 @@ SUPERVISORS = 40
 
 def fill(store, days, per_day):
     """Three months of a district; returns the number of reports and tasks."""
-    reports, intake, tasks, duty = [], [], [], []
+    reports, intake, tasks, duty, cases, history = [], [], [], [], [], []
     n = days * per_day
     step = 86400.0 / per_day
     for i in range(n):
@@ -56,6 +57,18 @@ def fill(store, days, per_day):
             state = "accepted" if i % 3 else "rejected"
             intake.append((rid, state, f"C{i}" if state == "accepted" else None, "op", decided,
                            decided))
+            if state == "accepted":  # its case: 4 in 5 closed (1 in 6 of them late)
+                closed = i % 5 != 0
+                updated = wire_time(t + timedelta(seconds=3 * 86400 if closed else 7200))
+                due = None if closed else wire_time(t + timedelta(seconds=(i % 3) * 86400))
+                cases.append((f"C{i}", rid, "closed" if closed else "dispatched", "event",
+                              "GB/T 47678.5-2026", "06010", grid, "410106", f"d{i % 7}",
+                              None if closed else "handle", None if closed else decided, due,
+                              decided, "op", updated))
+                history.append((f"C{i}", 2, updated, "op", "resolved" if closed else "dispatch",
+                                "checking" if closed else "registered",
+                                "closed" if closed else "dispatched",
+                                "check" if closed else "dispatch", int(i % 6 != 1)))
         for kind, every, limit in (("verify", 5, 3600), ("check", 10, 7200)):
             if i % every == 0:
                 done = None if i % 7 == 0 else wire_time(t + timedelta(seconds=i % (2 * limit)))
@@ -79,6 +92,14 @@ def fill(store, days, per_day):
             "INSERT INTO intake (report_id, state, case_no, decided_by, decided_at, updated_at)"
             " VALUES (?, ?, ?, ?, ?, ?)"), intake)
         cur.executemany(store.sql(
+            "INSERT INTO cases (case_no, report_id, state, kind, standard, code, grid,"
+            " district, department, stage, stage_since, stage_due, version, created_at,"
+            " created_by, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 2, ?, ?, ?)"),
+            cases)
+        cur.executemany(store.sql(
+            "INSERT INTO case_history (case_no, n, at, actor, action, from_state, to_state,"
+            " stage, on_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"), history)
+        cur.executemany(store.sql(
             "INSERT INTO tasks (id, type, report_id, lat, lon, grid, district, text, device,"
             " routed_by, state, created_at, deadline, sent_at, done_at)"
             " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"), tasks)
@@ -94,7 +115,7 @@ def fill(store, days, per_day):
     if store.dialect == "postgres":
         with store.connect() as conn:
             conn.execute("ANALYZE")
-    return len(reports), len(tasks)
+    return len(reports), len(tasks), len(cases)
 
 
 def backend_cpu_s(store):
@@ -129,7 +150,7 @@ def measure(db, per_day, repeats):
                                f"?schema=bench_{uuid.uuid4().hex[:10]}")
         try:
             store.migrate(extra=MIGRATIONS + ROSTER_MIGRATIONS + RATE_MIGRATIONS)
-            n_reports, n_tasks = fill(store, 92, per_day)
+            n_reports, n_tasks, n_cases = fill(store, 92, per_day)
             rates = Rates(store, clock=lambda: MONTH[1])
             since, until = wire_time(MONTH[0]), wire_time(MONTH[1])
 
@@ -139,9 +160,10 @@ def measure(db, per_day, repeats):
                                (since, until))
 
             tables = {"supervisor_day": ("supervisor", "day"), "grid_month": ("grid", "month"),
-                      "device_week": ("device", "week")}
+                      "device_week": ("device", "week"),
+                      "department_month": ("department", "month")}
             bare_ms, bare_cpu = timed(bare, repeats, store)
-            result = {"db": db, "reports": n_reports, "tasks": n_tasks,
+            result = {"db": db, "reports": n_reports, "tasks": n_tasks, "cases": n_cases,
                       "month_reports": per_day * 30, "bare_group_ms": bare_ms,
                       "bare_group_cpu_ms": bare_cpu}
             for name, (by, period) in tables.items():
@@ -169,9 +191,9 @@ def main(argv=None):
                "load_average_before": os.getloadavg()[0]}
     for db in ("sqlite", "postgres") if args.db == "both" else (args.db,):
         r = results[db] = measure(db, per_day, repeats)
-        print(f"{db}: {r['reports']} reports, {r['tasks']} tasks; a month "
+        print(f"{db}: {r['reports']} reports, {r['tasks']} tasks, {r['cases']} cases; a month "
               f"({r['month_reports']} reports): bare GROUP BY {r['bare_group_ms']:.1f} ms")
-        for name in ("supervisor_day", "grid_month", "device_week"):
+        for name in ("supervisor_day", "grid_month", "device_week", "department_month"):
             print(f"  {name:15} {r[name]['rows']:6} rows {r[name]['ms']:8.1f} ms wall"
                   f" {r[name]['cpu_ms']:8.1f} ms CPU"
                   f"  ({r[name]['ratio_vs_bare_group']:.1f}× the bare GROUP BY)")

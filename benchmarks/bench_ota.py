@@ -19,6 +19,14 @@ incompressible like any zip); the device's update runs once uncut, and once with
 link reset when half the release has crossed it, then again: bytes on the wire (TCP
 payload plus 40 bytes a segment) and seconds, against starting over from zero.
 
+The sensor node (``--only mcu`` runs this part alone and keeps the other figures): a real
+``release build --kind mcu`` image served by an in-process gateway, a simulated board
+(the MicroPython WebAssembly port under Node) flashed and provisioned; the wake that
+fetches the release over MQTT piece by piece, checks it and switches to it, against a
+plain wake of the same board; the first boot of the new image, which keeps it.  And the
+signed manifest's check (Ed25519 in the core, plain Python) under MicroPython against the
+same code under CPython and against ``cryptography`` (OpenSSL).
+
 Writes benchmarks/results/ota.json.
 """
 
@@ -30,6 +38,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
@@ -275,12 +284,150 @@ def _answers(url):
         return False
 
 
+MPY_CHECK = """
+import time
+from gridcore.signed_manifest import check
+
+def load(p):
+    f = open(p, "rb")
+    d = f.read()
+    f.close()
+    return d
+
+key, data, sig = load("/k"), load("/m"), load("/s")
+best = None
+for _ in range(ROUNDS):
+    t0 = time.ticks_us()
+    check(data, sig, [key], "mcu", NOW, "1.0")
+    t = time.ticks_diff(time.ticks_us(), t0)
+    best = t if best is None else min(best, t)
+print(best)
+"""
+
+
+def mcu_update(rounds=5):
+    """The sensor node's update on the WebAssembly port: install time and the check."""
+    from gridlink.firmware.core import signed_manifest
+    from gridlink.flash import simboard
+    from gridlink.flash.build import build
+    from gridlink.flash.flashing import flash_image
+    from gridlink.flash.provision import Spec, provision
+    from gridlink.fleet import mcu_manifest
+    from gridlink.fleet.keys import init_keys, load_private, load_roles
+    from gridlink.fleet.release import build_mcu
+    from gridlink.fleet.repo import Repository
+    from gridlink.gateway.service import Gateway, WebOptions
+
+    from tests.support.mpy_wasm import run_micropython
+
+    with tempfile.TemporaryDirectory(prefix="bench-ota-mcu-") as tmp:
+        tmp = Path(tmp)
+        init_keys(tmp / "keys")
+        key = load_private(tmp / "keys" / load_roles(tmp / "keys")[1]["targets"][0])
+        build_mcu(tmp / "r.tar", "2.0", signing_key=key)
+        repo = Repository(tmp / "repo")
+        repo.add_release(tmp / "keys", "mcu", "2.0", tmp / "r.tar")
+        build(tmp / "img")
+        image_bytes = sum(p.stat().st_size for p in (tmp / "img").rglob("*") if p.is_file())
+        with Mosquitto(tmp / "broker") as broker:
+            gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp}/gw.sqlite",
+                         photos=tmp / "photos", web=WebOptions(update_repo=repo.path)).start()
+            board = simboard.SimBoard(tmp / "board")
+            try:
+                gw.runtime.wait_ready(10)
+                flash_image(tmp / "img", board.flash)
+                provision(Spec("sn-0007", DISTRICT, "sensor-node", str(board.flash),
+                               broker.url, object_id="41010601002000123"))
+                cfg_path = board.flash / "gridlink" / "config.json"
+                cfg = json.loads(cfg_path.read_text())
+                cfg.update(ack_wait_s=2, console_window_s=0)
+                cfg_path.write_text(json.dumps(cfg))
+                (board.flash / "gridlink" / "update-keys").write_text(
+                    mcu_manifest.public_bytes(key).hex() + "\n")
+                board.set_pin(15, 1)
+                plain = []
+                for _ in range(2):
+                    t0 = time.perf_counter()
+                    board.run()
+                    plain.append(time.perf_counter() - t0)
+                c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="bench-director")
+                c.connect("127.0.0.1", broker.port)
+                c.loop_start()
+                c.publish(topics.topic(DISTRICT, "sn-0007", "update"),
+                          messages.encode(messages.make_update("R-bench", "mcu", "2.0")),
+                          qos=1, retain=True).wait_for_publish(10)
+                c.disconnect()
+                c.loop_stop()
+                t0 = time.perf_counter()
+                out = board.run()
+                install = time.perf_counter() - t0
+                assert "installed in slot b" in out, out
+                checked = [ln for ln in out.splitlines() if ln.startswith("manifest checked")]
+                t0 = time.perf_counter()
+                out = board.run()
+                first_boot = time.perf_counter() - t0
+                assert "update 2.0 kept" in out, out
+                pieces = gw.chunks.served
+            finally:
+                board.close()
+                gw.stop()
+        with tarfile.open(tmp / "r.tar") as tar:
+            manifest = tar.extractfile("manifest/manifest.txt").read()
+            sig = tar.extractfile("manifest/manifest.sig").read()
+    public = mcu_manifest.public_bytes(key)
+    now = int(time.time())
+    mpy_us = int(run_micropython(f"NOW = {now}\nROUNDS = {rounds}\n" + MPY_CHECK,
+                                 files={"/k": public, "/m": manifest, "/s": sig}).split()[-1])
+    best = None
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        signed_manifest.check(manifest, sig, [public], "mcu", now, "1.0")
+        t = time.perf_counter() - t0
+        best = t if best is None else min(best, t)
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    pk = Ed25519PublicKey.from_public_bytes(public)
+    digest, raw = hashlib.sha256(manifest).digest(), bytes.fromhex(sig.decode().strip())
+    t0 = time.perf_counter()
+    for _ in range(200):
+        pk.verify(raw, digest)
+    openssl = (time.perf_counter() - t0) / 200
+    plain_s = min(plain)
+    return {
+        "image_bytes": image_bytes, "image_files": len(signed_manifest.parse(manifest)["files"]),
+        "pieces_over_mqtt": pieces,
+        "plain_wake_s": round(plain_s, 2),
+        "install_wake_s": round(install, 2),
+        "install_s": round(install - plain_s, 2),
+        "first_boot_of_new_image_s": round(first_boot, 2),
+        "manifest_check_in_the_install_wake": checked[0] if checked else None,
+        "manifest_check_ms": {"micropython_wasm": round(mpy_us / 1000, 1),
+                              "cpython_same_code": round(best * 1000, 1),
+                              "cryptography_openssl": round(openssl * 1000, 3)},
+        "micropython_vs_cpython": round(mpy_us / 1e6 / best, 2),
+        "micropython_vs_openssl": round(mpy_us / 1e6 / openssl, 0),
+        "note": "WebAssembly under Node on this machine: a Pico W or ESP32 is slower",
+    }
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 devices instead of 100")
+    parser.add_argument("--only", choices=("mcu",),
+                        help="run only this part; keep the other figures of the last run")
     args = parser.parse_args(argv)
+    if args.only == "mcu":
+        results = json.loads(OUT.read_text()) if OUT.exists() else {}
+        results["mcu_update_wasm"] = mcu_update()
+        results["machine"] = {"cpus": os.cpu_count()}
+        OUT.write_text(json.dumps(results, indent=1) + "\n")
+        print(json.dumps(results["mcu_update_wasm"], indent=1))
+        return
     results = {"rollout": run(20 if args.quick else 100),
                "pi_update_256kbit": link_update(100_000 if args.quick else PI_RELEASE_BYTES),
+               "mcu_update_wasm": mcu_update(),
                "machine": {"cpus": os.cpu_count()}}
     OUT.write_text(json.dumps(results, indent=1) + "\n")
     print(json.dumps(results, indent=1))

@@ -88,9 +88,30 @@ HEADLINES = {
              "rollout.time_to_done_s", ""),
             ("… gateway CPU per device, ms", "rollout.gateway_cpu_ms_per_device", ""),
             ("update cut mid-download at 256 kbit/s: bytes resumed vs uncut",
-             "pi_update_256kbit.resumed_vs_uncut", "")],
+             "pi_update_256kbit.resumed_vs_uncut", ""),
+            ("sensor node image install over MQTT, WebAssembly port, s",
+             "mcu_update_wasm.install_s", ""),
+            ("… signed manifest check under MicroPython vs CPython (same code)",
+             "mcu_update_wasm.micropython_vs_cpython", "")],
     "flash": [("provisioning, devices/min with 4 jobs",
                "backends.cryptography.jobs4_per_min", "≥ 40 before noon")],
+    "urgent": [("urgent report behind 5,000 backlogged: link back → top of the queue, s",
+                "urgent_at_top_of_queue_s", "≤ 2"),
+               ("… the whole backlog committed (the reference), s",
+                "whole_backlog_committed_s", "")],
+    "partitions": [("PostgreSQL: reports generated for a year (a sample of the megacity's "
+                    "300,000/day)", "generated.reports", ""),
+                   ("… one table ÷ month partitions, time (> 1: partitions faster): "
+                    "a district's month, per day", "flat_over_month.district_month_per_day_ms",
+                    ""),
+                   ("… a month's count by code, city-wide",
+                    "flat_over_month.city_month_by_code_ms", ""),
+                   ("… 500 reports looked up by id (redeliveries)",
+                    "flat_over_month.lookup_500_ids_ms", ""),
+                   ("… 500 new reports inserted (the ingest's path)",
+                    "flat_over_month.insert_500_new_ms", ""),
+                   ("… the oldest month taken out (DETACH vs DELETE)",
+                    "flat_over_month.take_oldest_month_out_ms", "")],
 }
 
 

@@ -32,6 +32,8 @@ from .auth.oidc import OidcClient, OidcLinks, OidcRefused
 from .auth.web import CSRF_HEADER, WWW_AUTHENTICATE, Guard, RateLimit, TrustedProxies, document
 from .cases.book import MIGRATIONS as CASE_MIGRATIONS
 from .cases.book import CaseBook
+from .cases.duplicates import MIGRATIONS as DUPLICATE_MIGRATIONS
+from .cases.duplicates import DuplicateRule, Duplicates
 from .cases.outbox import MIGRATIONS as BRIDGE_MIGRATIONS
 from .cases.outbox import Outbox
 from .cases.sources import MIGRATIONS as SOURCE_MIGRATIONS
@@ -44,6 +46,7 @@ from .media_ingest import MIGRATIONS as MEDIA_MIGRATIONS
 from .metrics import Metrics
 from .queue import MIGRATIONS as QUEUE_MIGRATIONS
 from .queue import Conflict, IntakeQueue, Invalid, NotFound
+from .rates import CASE_INDEX_MIGRATIONS as RATE_CASE_INDEX_MIGRATIONS
 from .rates import MIGRATIONS as RATE_MIGRATIONS
 from .rates import Rates
 from .rollouts import MIGRATIONS as OTA_MIGRATIONS
@@ -68,11 +71,13 @@ from .routes import (
     session,
     tasks,
     updates,
+    wall,
 )
 from .routes import oidc as oidc_routes
 from .tasks import MIGRATIONS as TASK_MIGRATIONS
 from .tasks import TaskDesk
 from .update_repo import UpdateRepository
+from .wall import Wall
 from .webguard import DEFAULT_BODY_LIMIT, BodyLimit, SecurityHeaders
 
 BOARD_DIR = Path(__file__).with_name("board")
@@ -89,6 +94,8 @@ MIGRATIONS = (
     *MEDIA_MIGRATIONS,
     *OTA_MIGRATIONS,
     *BRIDGE_MIGRATIONS,
+    *DUPLICATE_MIGRATIONS,
+    *RATE_CASE_INDEX_MIGRATIONS,
 )
 
 
@@ -97,7 +104,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                clock=None, district="410106", poll_interval=1.0, migrate=True,
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
-               config_key=None, update_repo=None, identity=None, city_platform=None):
+               config_key=None, update_repo=None, identity=None, city_platform=None,
+               duplicates=None, base_map=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -120,6 +128,9 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     each device's certificate state (revoked, expiry) to the fleet view.
     ``city_platform`` (a ``cases.reach`` setting) is where every 派遣 is copied to; the
     app's ``state.bridge`` is the outbox the gateway's sender (``cases.sender``) empties.
+    ``duplicates`` (a ``cases.duplicates.DuplicateRule``; default 50 m, 24 h) says which
+    reports are likely the same problem.  ``base_map`` (a ``basemap.BaseMap``) is drawn
+    under the board's and the wall's map.
     """
     if migrate:
         store.migrate(extra=MIGRATIONS)
@@ -130,6 +141,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     outbox = Outbox(store, clock=clock, city=city_platform, names=names.names)
     book = CaseBook(store, clock=clock, trail=trail, outbox=outbox)
     queue = IntakeQueue(store, clock=clock, codebooks=names, on_accept=book.register)
+    dups = Duplicates(queue, duplicates or DuplicateRule())
+    queue.annotate = dups.annotate
     roster = Roster.over_map(store, grid_map, clock=clock)
     desk = TaskDesk(store, queue, publisher=publisher, locate=_locator(grid_map), clock=clock,
                     district=district, cases=book, roster=roster)
@@ -165,7 +178,13 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.state.bridge = outbox
     app.state.accounts = accounts
     app.state.audit = trail
-    app.state.on_report = desk.on_report
+    app.state.duplicates = dups
+
+    def on_report(reports):  # after each commit: task results, a sensor's repeats
+        desk.on_report(reports)
+        dups.collapse_repeats(reports)
+
+    app.state.on_report = on_report
     app.state.roster = roster
     app.state.rollouts = director
     app.state.on_commit = director.on_commit
@@ -176,21 +195,24 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     app.include_router(oidc_routes.build_router(OidcClient(oidc) if oidc else None,
                                                 OidcLinks(store, accounts, trail), accounts, trail,
                                                 limiter, proxies))
-    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller))
+    app.include_router(intake.build_router(queue, desk, trail, callers=sources.caller,
+                                           duplicates=dups))
     app.include_router(media.build_router(media_store))
     app.include_router(audit.build_router(trail, queue, desk))
     app.include_router(fleet.build_router(store, fleet_cfg, identity))
     app.include_router(fleet_config.build_router(fleet_cfg, trail))
     app.include_router(dead_letters.build_router(store))
     app.include_router(tasks.build_router(desk, trail))
-    app.include_router(cases.build_router(book, desk, trail, sources, queue))
+    app.include_router(cases.build_router(book, desk, trail, sources, queue,
+                                          duplicates=dups))
     app.include_router(bridge.build_router(
         outbox, book, trail, store, Path(photos_dir) if photos_dir is not None else None))
-    app.include_router(grid.build_router(grid_map))
+    app.include_router(grid.build_router(grid_map, base_map))
     app.include_router(photos.build_router(
         store, Path(photos_dir) if photos_dir is not None else None))
     app.include_router(events.build_router(feed))
     app.include_router(evaluation.build_router(roster, Rates(store, clock=clock), coverage, trail))
+    app.include_router(wall.build_router(Wall(store, clock=clock)))
     app.include_router(open311.build_router(queue, names))
     app.include_router(metrics.build_router(gauges if gauges is not None else Metrics()))
     app.include_router(updates.build_router(repository))

@@ -54,6 +54,23 @@ def register(parser):
     run.add_argument("--city-platform", metavar="ADAPTER=URL",
                      help="copy every 派遣 to the city platform: open311=URL (its GeoReport "
                           "v2 requests.json) or webhook=URL (docs/cases.md, the bridge out)")
+    run.add_argument("--duplicate-radius", type=float, metavar="METRES",
+                     help="reports of one class this close are likely the same problem "
+                          "(default 50)")
+    run.add_argument("--duplicate-hours", type=float, metavar="HOURS",
+                     help="… and captured within this many hours of each other (default 24)")
+    run.add_argument("--base-map", metavar="URL",
+                     help="draw the district GIS's tiles under the board's map: an XYZ URL "
+                          "with {z}/{x}/{y} or a WMTS one with {TileMatrix}/{TileRow}/"
+                          "{TileCol} (docs/evaluation.md)")
+    run.add_argument("--base-map-matrix", choices=("webmercator", "geographic"),
+                     default="webmercator",
+                     help="the tiles' matrix set: web mercator (EPSG:3857) or longitude/"
+                          "latitude (EPSG:4326/4490, as 天地图's c sets)")
+    run.add_argument("--base-map-max-zoom", type=int, default=18,
+                     help="the deepest tile level the server has")
+    run.add_argument("--base-map-attribution", default="",
+                     help="shown under the map (e.g. the GIS's name and its 审图号)")
     run.add_argument("--workers", type=int, default=1,
                      help="worker processes sharing the load (shared subscription); "
                           "use PostgreSQL for more than one")
@@ -184,7 +201,10 @@ def cmd_run(args):
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,
                                 update_repo=args.update_repo,
-                                city_platform=args.city_platform))
+                                city_platform=args.city_platform,
+                                duplicate_radius_m=args.duplicate_radius,
+                                duplicate_window_h=args.duplicate_hours,
+                                base_map=_base_map(args)))
     children = {}
     base = _worker_argv(args)
     if args.workers > 1:
@@ -224,6 +244,11 @@ def _codebooks(args):
         return load_books(overlays=args.codebook_overlay)
     except CodeError as exc:
         raise ConfigError(str(exc)) from None
+def _base_map(args):
+    if not args.base_map:
+        return None
+    return {"url": args.base_map, "matrix": args.base_map_matrix,
+            "max_zoom": args.base_map_max_zoom, "attribution": args.base_map_attribution}
 
 
 def _worker_argv(args):

@@ -5,7 +5,7 @@ that the core's ``validate_report`` (with ``encoded_size``) accepts it, and None
 otherwise: the caller then takes the slow path (``json`` + the core's validator), which
 gives the canonical rejection reason.  ``decode_report(payload)`` is the same as the
 dict ``json.loads(payload)`` gives.  Absent optional keys (``object``, ``task``,
-``result``) are ``UNSET`` on the Struct.  A None for a valid report only
+``result``, ``urgent``) are ``UNSET`` on the Struct.  A None for a valid report only
 costs time; it happens for what devices never send (see "Falls back" below).
 
 msgspec decodes the payload straight into a ``Struct`` whose types and constraints are
@@ -128,6 +128,7 @@ else:
         object: UnsetType | str = UNSET
         task: UnsetType | str = UNSET
         result: UnsetType | Literal[RESULTS] = UNSET
+        urgent: UnsetType | bool = UNSET  # only true is valid: false falls back (refused)
 
     _decode = msgspec.json.Decoder(_Report).decode
     _DAYS = {}  # "YYYY-MM-DD" of dates check_time accepted (bounded)
@@ -182,6 +183,8 @@ else:
         photos = r.photos
         if photos and not _photos_ok(photos):
             return None
+        if r.urgent is False:
+            return None
         return r
 
     def decode_report(payload):
@@ -211,6 +214,8 @@ else:
             out["result"] = result
         out["photos"] = r.photos
         out["text"] = r.text
+        if r.urgent is True:
+            out["urgent"] = True
         return out
 
     def _date_ok(t):

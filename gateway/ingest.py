@@ -14,7 +14,14 @@ import time
 from operator import itemgetter
 
 from gridlink.firmware.core import canonjson
-from gridlink.firmware.core.messages import ACK_IDS_MAX, REASON_MAX, make_resend
+from gridlink.firmware.core.messages import (
+    ACK_IDS_MAX,
+    REASON_MAX,
+    TRACK_SEQS_MAX,
+    make_photo_stored,
+    make_resend,
+    make_track_stored,
+)
 
 from .clock import wire_time
 from .media_ingest import add_media_chunks
@@ -26,6 +33,7 @@ REUSED = "id_reused"  # a report id committed before with other content: refused
 _REPORT_ROW = itemgetter(*REPORT_COLUMNS)
 # acks of accepted or duplicate reports: their ids are validated ([a-z0-9-]:digits), so
 # they need no JSON escaping; the same bytes as the core's encode(make_ack(...))
+TRACK_SEQS = object()  # device_acks' group key of a device's track_stored seqs
 _PLAIN_ACK = '{{"v":1,"id":"{}","status":"{}","reason":null}}'
 _GROUPED_ACK = '{{"v":1,"ids":["{}"],"status":"{}","reason":null}}'
 
@@ -33,8 +41,8 @@ _GROUPED_ACK = '{{"v":1,"ids":["{}"],"status":"{}","reason":null}}'
 class Item:
     """One inbound message on its way through a batch."""
 
-    __slots__ = ("mid", "outcome", "payload", "qos", "reason", "received", "resend", "token",
-                 "topic", "verdict")
+    __slots__ = ("mid", "outcome", "payload", "qos", "reason", "received", "resend", "stored",
+                 "token", "topic", "verdict")
 
     def __init__(self, topic, payload, received, verdict, mid=0, qos=0, token=None):
         self.topic = topic
@@ -47,6 +55,7 @@ class Item:
         self.outcome = None
         self.reason = None
         self.resend = None  # (report id, sha256, chunk numbers or None): a photo's resend
+        self.stored = False  # a photo chunk whose photo the gateway now holds whole
 
 
 def device_acks(items, ids_max=ACK_IDS_MAX):
@@ -56,14 +65,33 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
     ids an ack (the protocol's grouped ack; 1 gives each report an ack of its own, for
     devices that read only ``id``); a rejection gets an ack of its own with its reason
     (none for another district's message or a revoked identity's: ``validate.QUIET``);
-    a photo chunk the device must send again gets a ``resend`` ack instead.
+    a photo chunk the device must send again gets a ``resend`` ack instead; a photo held
+    whole gets a ``photo_stored`` ack (one a batch), a device's committed track batches
+    that carry a ``seq`` one ``track_stored`` ack (up to ``TRACK_SEQS_MAX`` seqs).
     In the order of each ack's first message.
     """
     acks = []
     groups = {}  # (district, device, status) → the ids of its latest ack
+    photos = set()  # (device, report id, sha256) confirmed in this batch
     for it in items:
         v = it.verdict
         if v.device is None or v.district is None or v.category in QUIET:
+            continue
+        if v.kind == "track":
+            if it.outcome == STORED and v.seq is not None:
+                key = (v.district, v.device, TRACK_SEQS)
+                seqs = groups.get(key)
+                if seqs is None or len(seqs) >= TRACK_SEQS_MAX:
+                    seqs = groups[key] = []
+                    acks.append((v.district, v.device, (seqs, TRACK_SEQS)))
+                seqs.append(v.seq)
+            continue
+        if it.stored:
+            key = (v.device, v.report_id, v.data["sha256"])
+            if key not in photos:
+                photos.add(key)
+                acks.append((v.district, v.device, _encode(make_photo_stored(
+                    v.report_id, v.data["sha256"]))))
             continue
         if it.resend is not None:
             rid, sha, chunks = it.resend
@@ -84,7 +112,9 @@ def device_acks(items, ids_max=ACK_IDS_MAX):
                 acks.append((v.district, v.device, (ids, it.outcome)))
             ids.append(v.report_id)
     for i, (district, device, body) in enumerate(acks):
-        if type(body) is tuple:
+        if type(body) is tuple and body[1] == TRACK_SEQS:
+            acks[i] = (district, device, _encode(make_track_stored(body[0])))
+        elif type(body) is tuple:
             ids, status = body
             body = (_PLAIN_ACK.format(ids[0], status) if len(ids) == 1 else
                     _GROUPED_ACK.format('","'.join(ids), status)).encode()
@@ -233,7 +263,7 @@ class Ingest:
         committed_at = time.time()
         stamp = wire_time(committed_at)
         for it in items:
-            it.outcome, it.reason, it.resend = None, None, None
+            it.outcome, it.reason, it.resend, it.stored = None, None, None, False
         with self.store.connect() as conn:
             results = [it for it in items if it.verdict.kind == "task/result"]
             if results:
@@ -283,6 +313,7 @@ class Ingest:
                                         [it.verdict.data for it in chunks], stamp,
                                         self.photo_quota)
                 for it in chunks:
+                    it.stored = it.verdict.data.pop("stored", False)
                     r = refused.get(id(it.verdict.data))
                     if r is None:
                         continue

@@ -5,7 +5,8 @@ GB/T 47678.5 the 事项 01xxx–05xxx are the "<部件>异常" of the 部件 wit
 one service per code serves both kinds; the event name is used when both exist.  Status
 follows the case: ``closed`` once the report is rejected (不予立案) or its case is closed
 (结案, after a passed 核查) or voided (作废); ``open`` otherwise — a 核查 result alone
-closes nothing, the case does.  ``agency_responsible`` is the department the case is
+closes nothing, the case does.  A report merged into another (a duplicate) follows the
+case of the one it joined.  ``agency_responsible`` is the department the case is
 dispatched to, ``expected_datetime`` the current stage's deadline.
 """
 
@@ -192,12 +193,15 @@ def _requests(queue, *, ids=None, code=None, start=None, end=None, limit=1000):
         params.append(end)
     sql = (
         "SELECT r.id, r.kind, r.standard, r.code, r.text, r.lat, r.lon, r.grid, r.street,"
-        " r.captured_at, r.committed_at, r.photos, i.state, i.case_no, i.reason, i.updated_at,"
+        " r.captured_at, r.committed_at, r.photos, i.state, COALESCE(c.case_no, i.case_no) AS"
+        " case_no, i.reason, i.updated_at,"
         " c.state AS case_state, c.updated_at AS case_updated_at, c.stage_due, d.name AS agency,"
         " (SELECT h.reason FROM case_history h WHERE h.case_no = c.case_no"
-        "  AND h.n = c.version) AS case_reason"
+        "  AND h.n = c.version) AS case_reason, m.into_report AS merged_into"
         " FROM reports r LEFT JOIN intake i ON i.report_id = r.id"
-        " LEFT JOIN cases c ON c.report_id = r.id"
+        # a report merged into another follows that one's case (cases.duplicates)
+        " LEFT JOIN dup_merges m ON m.report_id = r.id"
+        " LEFT JOIN cases c ON c.report_id = COALESCE(m.into_report, r.id)"
         " LEFT JOIN case_departments d ON d.id = c.department WHERE " + " AND ".join(where)
         + " ORDER BY r.captured_at DESC, r.id LIMIT ?"
     )
@@ -216,6 +220,8 @@ def _as_open311(r, names, request):
             notes += f": {r['case_reason']}"
     elif r["state"] == "rejected":
         notes = f"不予立案: {r['reason']}"
+    elif r["merged_into"]:
+        notes = f"已合并至 {r['merged_into']}"
     else:
         notes = "待受理"
     photos = json.loads(r["photos"] or "[]") if isinstance(r["photos"], str) else r["photos"]

@@ -8,6 +8,13 @@ the chunks it never saw acknowledged, and the gateway still has the others.  Chu
 kept per sending device (``photo_parts``), only for a photo that device's report
 announced, within a per-device quota; a transfer that fails its hash, or waits too long,
 is dropped and the device is asked (a ``resend`` ack) for what is missing.
+
+A chunk of a photo held whole (just completed, or complete before: a device asking
+whether it arrived) is marked ``stored``, for the ``photo_stored`` ack; a photo's last
+chunk (``n = of - 1``) arriving *again* while its transfer lacks chunks is answered with a
+``resend`` of the missing ones: a device that sent every chunk and heard nothing asks with
+it (docs/protocol.md §3.6).  The first copy of the last chunk is not answered so: chunks
+asked for before may still be on their way.
 """
 
 import hashlib
@@ -95,12 +102,14 @@ def add_chunks(store, conn, photo_dir, chunks, now=None,
     unfinished photos stay within ``quota`` bytes; each device's chunks form a transfer of
     their own.  ``now`` (a wire time, default the present) stamps the stored chunks.
     Returns (completed sha256 list, {id(chunk data): Refusal}) — and a stored chunk of a
-    photo discarded before (failed, expired) is given a Refusal-free resend of the chunks
-    still missing, under category None.
+    photo discarded before (failed, expired), or a repeated last chunk while chunks are
+    missing, is given a Refusal-free resend of the chunks still missing, under category
+    None.  A chunk of a photo now held whole gets ``c["stored"] = True``.
     """
     q = store.sql
     now = now or utc_now_iso()
     touched, refused = {}, {}
+    asked = set()  # (sha, device) whose last chunk came again in this batch
     for c in chunks:
         sha, device, rid, n = c["sha256"], c["device"], c["report_id"], c["n"]
         row = conn.execute(q("SELECT p.size, p.complete, p.chunks, p.error FROM photos p "
@@ -113,7 +122,8 @@ def add_chunks(store, conn, photo_dir, chunks, now=None,
             continue
         size, complete, total, error = row
         if complete:
-            continue  # a late copy of a chunk of a finished photo
+            c["stored"] = True  # a late copy, or a device asking: the photo is held whole
+            continue
         if size != c["size"] or (total is not None and total != c["total"]):
             refused[id(c)] = Refusal(
                 "photo", f"photo {_excerpt(sha)}: chunk says {c['size']} bytes in {c['total']} "
@@ -122,6 +132,9 @@ def add_chunks(store, conn, photo_dir, chunks, now=None,
         have = conn.execute(q("SELECT 1 FROM photo_parts WHERE sha256 = ? AND device = ? "
                               "AND n = ?"), (sha, device, n)).fetchone()
         if have is not None:
+            if n == c["total"] - 1:  # the device asks what is missing
+                asked.add((sha, device))
+                touched.setdefault((sha, device), c)
             continue  # a repeat
         (waiting,) = conn.execute(q("SELECT COALESCE(SUM(bytes), 0) FROM photo_parts "
                                     "WHERE device = ?"), (device,)).fetchone()
@@ -150,6 +163,12 @@ def add_chunks(store, conn, photo_dir, chunks, now=None,
                 refused[id(c)] = Refusal(None, f"photo {_excerpt(sha)}: its earlier chunks were "
                                          "discarded; send the missing ones again",
                                          (c["report_id"], sha, missing))
+            elif (sha, device) in asked:
+                missing = _missing(conn, q, sha, device, c["total"])
+                refused[id(c)] = Refusal(None, f"photo {_excerpt(sha)}: its last chunk came "
+                                         f"again, {c['total'] - have} chunks did not; send "
+                                         "them again",
+                                         (c["report_id"], sha, missing))
             continue
         parts = conn.execute(q("SELECT data FROM photo_parts WHERE sha256 = ? AND device = ? "
                                "ORDER BY n"), (sha, device)).fetchall()
@@ -168,6 +187,7 @@ def add_chunks(store, conn, photo_dir, chunks, now=None,
                        "chunks_received = chunks, completed_at = ? WHERE sha256 = ?"),
                      (str(path), now, sha))
         conn.execute(q("DELETE FROM photo_parts WHERE sha256 = ?"), (sha,))  # others' copies
+        c["stored"] = True
         completed.append(sha)
     return completed, refused
 

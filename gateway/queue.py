@@ -17,7 +17,7 @@ from .store.sql import decode_json, one, rows, run
 DEFAULT_LEASE_S = 300
 MAX_LEASE_S = 3600
 MAX_PAGE = 500
-STATES = ("pending", "accepted", "rejected", "attached")
+STATES = ("pending", "accepted", "rejected", "attached", "merged")
 REPORT_FLAGS = ("no_fix", "stale_fix", "clock_fallback", "fixed_position", "photo_dropped")
 # what the list filters by: the gateway's own judgements and the device's flags
 FILTER_FLAGS = ("grid_mismatch", "capture_time", *REPORT_FLAGS)
@@ -128,6 +128,9 @@ class IntakeQueue:
         # on_accept(conn, report_id, case_no, operator, now): opens the case in 立案's
         # transaction (``cases.book.CaseBook.register``)
         self.on_accept = on_accept
+        # annotate(items): adds to listed report items (``cases.duplicates``: likely
+        # duplicates, merged reports, a sensor's repeats)
+        self.annotate = None
 
     def now(self):
         return wire_time(self.clock())
@@ -144,6 +147,8 @@ class IntakeQueue:
         (capture time, receive time where the capture time is flagged) or ``received``;
         ``flags`` lists report flags or ``grid_mismatch``, all of which must be present;
         ``held`` true/false keeps only reports under / not under a live claim.
+        Urgent reports (突发事件) stand above all others (each part in ``order``); the
+        page runs over urgent-then-routine.
         """
         if status not in (*STATES, "all"):
             raise Invalid(f"status: one of {', '.join((*STATES, 'all'))}, not {status!r}")
@@ -213,16 +218,28 @@ class IntakeQueue:
                               + " (SELECT 1 FROM intake x WHERE x.report_id = r.id"
                               " AND x.holder IS NOT NULL AND x.lease_until > ?)")
             page_params.append(now)
-        clause = (" WHERE " + " AND ".join(page_where)) if page_where else ""
         direction = "DESC" if order == "desc" else "ASC"
-        with self.store.connect() as conn:
-            total = self._total(conn, where, params, status, held, now)
-            found = rows(run(
+
+        def page(urgent, lim, off):
+            clause = " WHERE " + " AND ".join([*page_where, f"r.urgent = {urgent}"])
+            return rows(run(
                 self.store, conn,
                 "SELECT r.* FROM reports r" + clause
                 + f" ORDER BY {SORTS[sort]} {direction}, r.id {direction} LIMIT ? OFFSET ?",
-                [*page_params, limit, offset],
+                [*page_params, lim, off],
             ))
+
+        with self.store.connect() as conn:
+            total = self._total(conn, where, params, status, held, now)
+            # the urgent ones are few (a partial index holds them): counted, then paged
+            # ahead of the routine ones, which keep walking the queue-order index
+            clause = " WHERE " + " AND ".join([*page_where, "r.urgent = 1"])
+            n_urgent = one(run(self.store, conn,
+                               "SELECT COUNT(*) AS n FROM reports r" + clause,
+                               page_params))["n"]
+            found = page(1, limit, offset) if offset < n_urgent else []
+            if len(found) < limit:
+                found += page(0, limit - len(found), max(0, offset - n_urgent))
             touched = {}
             if found:
                 ids = [r["id"] for r in found]
@@ -236,8 +253,10 @@ class IntakeQueue:
                      lease_until=i.get("lease_until"), case_no=i.get("case_no"),
                      reason=i.get("reason"), decided_by=i.get("decided_by"),
                      decided_at=i.get("decided_at"))
-        return {"total": total, "limit": limit, "offset": offset,
-                "items": [self._present(r, now) for r in found]}
+        items = [self._present(r, now) for r in found]
+        if self.annotate is not None:
+            self.annotate(items)
+        return {"total": total, "limit": limit, "offset": offset, "items": items}
 
     def _total(self, conn, where, params, status, held, now):
         """The matching count, from index-only counts of ``reports`` and of ``intake``.
@@ -285,7 +304,10 @@ class IntakeQueue:
             ))
         if found is None:
             raise NotFound(f"no report {report_id!r}")
-        return self._present(found, now)
+        item = self._present(found, now)
+        if self.annotate is not None:
+            self.annotate([item])
+        return item
 
     def counts(self):
         """Reports per intake state, for the summary line and the board's header."""
@@ -297,7 +319,16 @@ class IntakeQueue:
         out.update({r["state"]: r["n"] for r in found if r["state"] != "pending"})
         out["pending"] = total - sum(out.values())
         out["total"] = total
+        out["urgent_pending"] = self._urgent_pending()
         return out
+
+    def _urgent_pending(self):
+        """Urgent reports nobody has decided yet: the board's alert."""
+        with self.store.connect() as conn:
+            return one(run(self.store, conn,
+                           "SELECT COUNT(*) AS n FROM reports r WHERE r.urgent = 1 AND NOT "
+                           "EXISTS (SELECT 1 FROM intake x WHERE x.report_id = r.id AND "
+                           "x.state <> 'pending')"))["n"]
 
     def _present(self, r, now):
         live = bool(r.get("holder")) and (r.get("lease_until") or "") > now
@@ -338,6 +369,7 @@ class IntakeQueue:
             "reason": r.get("reason"),
             "decided_by": r.get("decided_by"),
             "decided_at": r.get("decided_at"),
+            "urgent": bool(r.get("urgent")),
         }
         if self.codebooks is not None and item["code"]:
             names = self.codebooks.names(item["kind"], item["code"], item["standard"])
@@ -531,6 +563,10 @@ class IntakeQueue:
         if row["state"] == "attached":
             raise Conflict(f"cannot {verb}: report {row['report_id']} is a task result",
                            state="attached")
+        if row["state"] == "merged":
+            raise Conflict(f"cannot {verb}: report {row['report_id']} was {row['reason']} "
+                           f"by {row['decided_by']}", state="merged", reason=row["reason"],
+                           decided_by=row["decided_by"])
         raise Conflict(f"cannot {verb}: report {row['report_id']} is held by {row['holder']} "
                        f"until {row['lease_until']}", state=row["state"], holder=row["holder"],
                        lease_until=row["lease_until"])

@@ -1,19 +1,23 @@
 """CJ/T 292 evaluation rates, computed in SQL on either store (formulas: docs/evaluation.md).
 
-Per supervisor, device, grid or street (any combination) and per day, week or month
-(Beijing calendar) or the whole window:
+Per supervisor, device, grid, street or department (any combination) and per day, week
+or month (Beijing calendar) or the whole window:
 
 * 有效上报率 = 立案 reports / reports (task results are not reports);
 * 按时核实率, 按时核查率 = tasks done by their deadline / tasks due (done, or past their
   deadline); a task without a deadline is due ``limits[type]`` seconds after it was made;
+* 结案率, 按期结案率 = cases closed (closed with no stage deadline missed) / cases due to
+  close (closed, or open and late already), over the cases 立案 in the window;
 * the median and 90th percentile (nearest rank) time of each stage in ``STAGES``;
 * reports per duty hour, where the rows are per supervisor.
 
 A report counts in the window and the period of its queue time (capture time, or receive
-time when the capture time is flagged); a task in those of its creation.  A report or task
-belongs to the supervisor carrying its device at that time (``eval_carries``); one carried
-by nobody has supervisor None.  Stages are data: a later case stage (派遣, 处置, 结案) is one
-more ``Stage`` whose start and end are columns of a fact source.
+time when the capture time is flagged); a task in those of its creation; a case in those
+of its 立案.  A report or task belongs to the supervisor carrying its device at that time
+(``eval_carries``), a case to the one who carried the reporting device when it reported;
+one carried by nobody has supervisor None.  A report, task or case belongs to the
+department its case is dispatched to (None before 派遣).  Stages are data: each is a
+``Stage`` whose start and end are columns of a fact source.
 """
 
 from datetime import timedelta
@@ -23,7 +27,7 @@ from .queue import _QUEUE_TIME_R, Invalid, parse_time, system_clock
 from .store.sql import rows, run
 
 PERIODS = ("day", "week", "month", "all")
-DIMENSIONS = ("supervisor", "device", "grid", "street")
+DIMENSIONS = ("supervisor", "device", "grid", "street", "department")
 # local task time limits (运城: 核实 24 h, 核查 2 h; docs/evaluation.md), for tasks made
 # without a deadline
 DEFAULT_LIMITS = {"verify": 24 * 3600.0, "check": 2 * 3600.0}
@@ -37,14 +41,26 @@ MIGRATIONS = (
         "CREATE INDEX IF NOT EXISTS eval_tasks_created_at ON tasks (created_at)",
     ),
 )
+# after the case book's (``cases.book.MIGRATIONS``): cases in a window by 立案 time, for
+# 结案率 and 按期结案率
+CASE_INDEX_MIGRATIONS = (
+    ("stats_001_cases_created_at",
+     "CREATE INDEX IF NOT EXISTS stats_cases_created_at ON cases (created_at)",
+     "CREATE INDEX IF NOT EXISTS stats_cases_created_at ON cases (created_at)"),
+)
 
 
 class Source:
-    """A fact table: its FROM clause (with the carrier join), its time, its dimensions."""
+    """A fact table: its FROM clause (with the carrier join), its time, its dimensions;
+    ``joins`` are the joins only some dimensions need (by dimension)."""
 
-    def __init__(self, name, from_sql, time, dims, where="1 = 1"):
+    def __init__(self, name, from_sql, time, dims, where="1 = 1", joins=None):
         self.name, self.from_sql, self.time, self.dims, self.where = (
             name, from_sql, time, dims, where)
+        self.joins = joins or {}
+
+    def from_for(self, by):
+        return self.from_sql + "".join(self.joins[k] for k in by if k in self.joins)
 
 
 def _carrier(device, time):
@@ -57,16 +73,28 @@ REPORTS = Source(
     "reports r LEFT JOIN intake i ON i.report_id = r.id" + _carrier("r.device", _QUEUE_TIME_R),
     _QUEUE_TIME_R,
     {"supervisor": "c.supervisor", "device": "r.device", "grid": "r.grid",
-     "street": "r.street"},
+     "street": "r.street", "department": "k.department"},
     where="r.source <> 'task'",
+    joins={"department": " LEFT JOIN cases k ON k.report_id = r.id"},
 )
 TASKS = Source(
     "tasks",
     "tasks t" + _carrier("t.device", "t.created_at"),
     "t.created_at",
     {"supervisor": "c.supervisor", "device": "t.device", "grid": "t.grid",
-     "street": "SUBSTR(t.grid, 1, 9)"},
+     "street": "SUBSTR(t.grid, 1, 9)", "department": "k.department"},
+    joins={"department": " LEFT JOIN cases k ON k.report_id = t.report_id"},
 )
+CASES = Source(
+    "cases",
+    "cases k JOIN reports r ON r.id = k.report_id" + _carrier("r.device", _QUEUE_TIME_R),
+    "k.created_at",
+    {"supervisor": "c.supervisor", "device": "r.device", "grid": "k.grid",
+     "street": "SUBSTR(k.grid, 1, 9)", "department": "k.department"},
+)
+# a case's stage deadline missed: judged late when it left the stage
+_MISSED = ("EXISTS (SELECT 1 FROM case_history h WHERE h.case_no = k.case_no"
+           " AND h.on_time = 0)")
 
 
 class Stage:
@@ -87,6 +115,9 @@ STAGES = (
           "t.type = 'check' AND t.done_at IS NOT NULL"),
     Stage("send", "任务送达 (下达→发出)", TASKS, "t.created_at", "t.sent_at",
           "t.sent_at IS NOT NULL"),
+    # a closed case moves no more, so its last change is its 结案
+    Stage("close", "结案 (立案→结案)", CASES, "k.created_at", "k.updated_at",
+          "k.state = 'closed'"),
 )
 
 
@@ -166,6 +197,8 @@ class Rates:
                 ("rejected", "i.state = 'rejected'")]))
             merge(self._query(conn, TASKS, by, period, since, until,
                               self._task_measures(d, as_of)))
+            merge(self._query(conn, CASES, by, period, since, until,
+                              _case_measures(as_of)))
             if by == ["supervisor"]:
                 merge(self._duty(conn, period, since, until))
         table = []
@@ -199,7 +232,7 @@ class Rates:
                     f"MIN(CASE WHEN rn_{k} = (n_{k} + 1) / 2 THEN s_{k} END) AS {k}_median_s",
                     f"MIN(CASE WHEN rn_{k} = (9 * n_{k} + 9) / 10 THEN s_{k} END)"
                     f" AS {k}_p90_s"]
-        sql = (f"WITH d AS (SELECT {', '.join(cols)} FROM {source.from_sql}"
+        sql = (f"WITH d AS (SELECT {', '.join(cols)} FROM {source.from_for(by)}"
                f" WHERE {source.where} AND {source.time} >= ? AND {source.time} < ?),"
                f" k AS (SELECT d.*{''.join(', ' + r for r in ranks)} FROM d)"
                f" SELECT {keys}, {', '.join(out)} FROM k GROUP BY {keys}")
@@ -235,6 +268,20 @@ class Rates:
         return rows(run(self.store, conn, sql, [until, since]))
 
 
+def _case_measures(as_of):
+    """立案数 by 立案 time, 结案数, 应结案数 (closed, or open and late: a stage deadline
+    missed, or the current one passed at ``as_of``), 按期结案数 (closed, none missed);
+    挂账 and 作废 cases are not due."""
+    late_open = (f"k.state NOT IN ('closed', 'voided', 'deferred') AND ({_MISSED}"
+                 f" OR (k.stage_due IS NOT NULL AND k.stage_due <= '{as_of}'))")
+    return [("cases", "1 = 1"),
+            ("closed", "k.state = 'closed'"),
+            ("close_due", f"k.state = 'closed' OR ({late_open})"),
+            ("closed_on_time", f"k.state = 'closed' AND NOT {_MISSED}"),
+            ("deferred", "k.state = 'deferred'"),
+            ("voided", "k.state = 'voided'")]
+
+
 def _dims(by):
     if isinstance(by, str):
         by = [b for b in by.replace(" ", "").split(",") if b]
@@ -253,11 +300,15 @@ def _row(keys, f):
     """The figures of one row, rates None where there is nothing to divide by."""
     n = {k: int(f.get(k) or 0) for k in ("reported", "accepted", "rejected", "verify_tasks",
                                          "verify_due", "verify_on_time", "check_tasks",
-                                         "check_due", "check_on_time")}
+                                         "check_due", "check_on_time", "cases", "closed",
+                                         "close_due", "closed_on_time", "deferred",
+                                         "voided")}
     row = {**keys, **n,
            "valid_report_rate": _ratio(n["accepted"], n["reported"]),
            "verify_on_time_rate": _ratio(n["verify_on_time"], n["verify_due"]),
-           "check_on_time_rate": _ratio(n["check_on_time"], n["check_due"])}
+           "check_on_time_rate": _ratio(n["check_on_time"], n["check_due"]),
+           "close_rate": _ratio(n["closed"], n["close_due"]),
+           "close_on_time_rate": _ratio(n["closed_on_time"], n["close_due"])}
     for stage in STAGES:
         k = stage.key
         row[f"{k}_n"] = int(f.get(f"{k}_n") or 0)

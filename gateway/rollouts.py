@@ -16,6 +16,9 @@ every running rollout on:
 * when more of the stage's devices failed than the threshold allows the rollout
   ``paused`` itself, saying why; a technician may resume it (the stage's failures are then
   accepted) or abort it;
+* with a stage timeout, a stage whose devices have not all finished within that many
+  seconds of its start ``paused`` itself, naming the silent devices (switched off, out of
+  reach); resuming it counts them ``skipped`` and goes on, and starts the clock again;
 * when every device of the stage is finished the next stage begins; after the last the
   rollout is ``done``;
 * the current stage's devices not yet offered get the offer: a retained message on their
@@ -34,6 +37,7 @@ version not newer than one an earlier rollout of the same kind has (had) running
 Aborting withdraws the offers not yet taken up (an empty retained message).
 """
 
+import datetime
 import hashlib
 import itertools
 import json
@@ -89,6 +93,13 @@ MIGRATIONS = (
         " rollout TEXT NOT NULL, device TEXT NOT NULL, district TEXT NOT NULL,"
         " stage INTEGER NOT NULL, outcome TEXT NOT NULL, reason TEXT, offered_at TEXT,"
         " done_at TEXT, PRIMARY KEY (rollout, device))",
+    ),
+    (
+        "ota_003_stage_timeout",
+        "ALTER TABLE ota_rollouts ADD COLUMN stage_timeout_s REAL;\n"
+        "ALTER TABLE ota_rollouts ADD COLUMN stage_started_at TEXT;\n",
+        "ALTER TABLE ota_rollouts ADD COLUMN stage_timeout_s DOUBLE PRECISION;\n"
+        "ALTER TABLE ota_rollouts ADD COLUMN stage_started_at TEXT;\n",
     ),
 )
 
@@ -160,8 +171,9 @@ class Rollouts:
     # ------------------------------------------------------------ creating
 
     def create(self, *, kind, version, target, stages=(5, 50, 100), failure_threshold=20.0,
-               operator=None):
-        """A new rollout, running, its canary offered the release at once (``sync``)."""
+               operator=None, stage_timeout_s=None):
+        """A new rollout, running, its canary offered the release at once (``sync``).
+        ``stage_timeout_s``: pause a stage whose devices have not all finished by then."""
         if kind not in KINDS:
             raise Invalid(f"kind: one of {', '.join(KINDS)}, not {kind!r}")
         try:
@@ -172,6 +184,11 @@ class Rollouts:
         target = check_target(target)
         if not isinstance(failure_threshold, int | float) or not 0 <= failure_threshold <= 100:
             raise Invalid("failure_threshold: a percentage of a stage's devices, 0 to 100")
+        if stage_timeout_s is not None and (
+                isinstance(stage_timeout_s, bool) or not isinstance(stage_timeout_s, int | float)
+                or not 1 <= stage_timeout_s <= 90 * 86400):
+            raise Invalid("stage_timeout_s: seconds a stage may wait for its devices, "
+                          "1 to 7776000 (90 days), or none")
         if self.repository is not None and not self.repository.has_release(kind, version):
             raise Invalid(f"the update repository holds no {kind} release {version} "
                           "(gridlink fleet release build first)")
@@ -190,10 +207,11 @@ class Rollouts:
                 f"{rid}/{d['device']}".encode()).digest())
             run(self.store, conn,
                 "INSERT INTO ota_rollouts (id, kind, version, target, stages, failure_threshold,"
-                " state, stage, created_at, created_by, updated_at)"
-                " VALUES (?, ?, ?, ?, ?, ?, 'running', 0, ?, ?, ?)",
+                " state, stage, created_at, created_by, updated_at, stage_timeout_s,"
+                " stage_started_at) VALUES (?, ?, ?, ?, ?, ?, 'running', 0, ?, ?, ?, ?, ?)",
                 [rid, kind, version, json.dumps(target), json.dumps(stages),
-                 float(failure_threshold), now, operator, now])
+                 float(failure_threshold), now, operator, now,
+                 None if stage_timeout_s is None else float(stage_timeout_s), now])
             for i, d in enumerate(order):
                 ota = ota_of(d["status"])
                 running = ota.get("installed") if ota else None
@@ -264,7 +282,18 @@ class Rollouts:
         return self._move(rollout_id, ("running",), "paused", f"paused by {operator}")
 
     def resume(self, rollout_id, operator=None):
-        """Paused → running; the current stage's failures so far are accepted."""
+        """Paused → running; the current stage's failures so far are accepted, and, when
+        its deadline has passed, its devices that never reported count as skipped; the
+        stage's clock starts again."""
+        now = self.clock()
+        with self.store.connect() as conn:
+            r = self._lock(conn, rollout_id)
+            if r["state"] == "paused" and _overdue(r, now):
+                run(self.store, conn, "UPDATE ota_rollout_devices SET outcome = 'skipped',"
+                    " reason = ?, done_at = ? WHERE rollout = ? AND stage <= ?"
+                    " AND outcome = 'offered'",
+                    [f"no report within the stage timeout; resumed by {operator}",
+                     wire_time(now), rollout_id, r["stage"]])
         self._move(rollout_id, ("paused",), "running", None, accept=True)
         self.sync(rollout_id)
         return self.get(rollout_id)
@@ -291,8 +320,8 @@ class Rollouts:
                                state=r["state"])
             run(self.store, conn,
                 "UPDATE ota_rollouts SET state = ?, reason = ?, updated_at = ?"
-                + (", accepted_stage = stage" if accept else "") + " WHERE id = ?",
-                [state, reason, now, rollout_id])
+                + (", accepted_stage = stage, stage_started_at = ?" if accept else "")
+                + " WHERE id = ?", [state, reason, now, *([now] if accept else []), rollout_id])
         return self.get(rollout_id)
 
     def _lock(self, conn, rollout_id):
@@ -334,7 +363,8 @@ class Rollouts:
         if r["state"] not in LIVE:
             return False
         running = r["state"] == "running"
-        now = wire_time(self.clock())
+        moment = self.clock()
+        now = wire_time(moment)
         stages = json.loads(r["stages"])
         members = rows(run(self.store, conn,
                            "SELECT m.device, m.district, m.stage, m.outcome, d.status"
@@ -375,6 +405,15 @@ class Rollouts:
                     " stage = ?, updated_at = ? WHERE id = ?", [reason, stage, now, rid])
                 return True
             if not all(m["outcome"] in FINISHED for m in current):
+                if stage == r["stage"] and _overdue(r, moment):
+                    silent = sorted(m["device"] for m in current
+                                    if m["outcome"] not in FINISHED)
+                    reason = (f"stage {stage + 1} ({stages[stage]}%): {len(silent)} of "
+                              f"{len(current)} devices did not report within the stage "
+                              f"timeout of {r['stage_timeout_s']:g} s: {_some(silent)}")
+                    run(self.store, conn, "UPDATE ota_rollouts SET state = 'paused',"
+                        " reason = ?, updated_at = ? WHERE id = ?", [reason, now, rid])
+                    return True
                 break
             if stage == len(stages) - 1:
                 run(self.store, conn, "UPDATE ota_rollouts SET state = 'done', stage = ?,"
@@ -383,8 +422,8 @@ class Rollouts:
             stage += 1
             changed = True
         if stage != r["stage"]:
-            run(self.store, conn, "UPDATE ota_rollouts SET stage = ?, updated_at = ?"
-                " WHERE id = ?", [stage, now, rid])
+            run(self.store, conn, "UPDATE ota_rollouts SET stage = ?, updated_at = ?,"
+                " stage_started_at = ? WHERE id = ?", [stage, now, now, rid])
         return changed
 
     def _republish(self):
@@ -402,6 +441,16 @@ class Rollouts:
         if self.publisher is None:
             return
         self.publisher(topics.topic(district, device, "update"), payload, qos=1, retain=True)
+
+
+def _overdue(r, moment):
+    """Whether rollout row ``r``'s current stage has run past its timeout at ``moment``."""
+    if r.get("stage_timeout_s") is None or not r.get("stage_started_at"):
+        return False
+    started = datetime.datetime.fromisoformat(r["stage_started_at"].replace("Z", "+00:00"))
+    if not isinstance(moment, datetime.datetime):   # a clock of Unix seconds
+        moment = datetime.datetime.fromtimestamp(moment, datetime.UTC)
+    return (moment - started).total_seconds() > r["stage_timeout_s"]
 
 
 def _some(names):
@@ -431,7 +480,9 @@ def _shown(r, devices):
         per_stage.append({"stage": k + 1, "percent": pct, "devices": len(mine), **counts})
     return {"id": r["id"], "kind": r["kind"], "version": r["version"],
             "target": json.loads(r["target"]), "stages": stages,
-            "failure_threshold": r["failure_threshold"], "state": r["state"],
+            "failure_threshold": r["failure_threshold"],
+            "stage_timeout_s": r.get("stage_timeout_s"),
+            "stage_started_at": r.get("stage_started_at"), "state": r["state"],
             "stage": r["stage"] + 1, "reason": r["reason"], "created_at": r["created_at"],
             "created_by": r["created_by"], "updated_at": r["updated_at"],
             "progress": per_stage, "devices": devices}

@@ -4,7 +4,10 @@ Threads: the broker link's (``link.py``) receives (``_on_message`` only queues);
 writer thread judges each message as it takes it, batches them (≤ ``batch_max`` messages
 or ``batch_age`` seconds after the first), commits each batch in one transaction and only
 then acknowledges its messages to the broker (``link.ack``) and publishes the devices'
-acks (a device's reports of one batch answered together: ``ingest.device_acks``).  The
+acks (a device's reports of one batch answered together: ``ingest.device_acks``).  An
+urgent report (its payload says ``"urgent":true``, as a device encodes it) skips the
+queue: the writer ends the batch it is collecting and commits the urgent ones next, in a
+batch of their own, ahead of everything still queued.  The
 broker never has more than ``pending_max`` unacknowledged messages out to this worker
 (MQTT 5 Receive Maximum), so the queue is bounded.  A commit failure (database gone,
 locked, its disk full) is retried with back-off and nothing is acknowledged meanwhile: the
@@ -23,6 +26,7 @@ Hooks for the intake board: ``runtime.publish(topic, payload, qos=1)`` sends to 
 list of committed report rows (dicts with the ``reports`` columns).
 """
 
+import collections
 import contextlib
 import logging
 import queue
@@ -46,6 +50,9 @@ from .tls import client_context
 log = logging.getLogger("gridlink.gateway")
 
 _STOP = object()
+_NUDGE = object()  # an urgent message is waiting in the urgent lane
+_URGENT_MARK = b'"urgent":true'
+_REPORT_LEAVES = ("/report", "/task/result")
 # outgoing QoS 1 (device acks, tasks) in flight at most; never above the broker's Receive
 # Maximum, which the link adopts on connect
 SEND_WINDOW = 100
@@ -56,7 +63,7 @@ class GatewayRuntime:
                  shared=True, status="plain", batch_max=500, batch_age=0.005,
                  pending_max=1000, tls=None, metrics=None, ack_qos=1, ack_ids_max=ACK_IDS_MAX,
                  session_expiry=7 * 86400, stop_timeout=10.0, sweep_interval=600.0,
-                 media_store=None):
+                 media_store=None, update_requests=None):
         self.broker_url = broker_url
         self.broker = None  # the parsed MQTT URL; a NATS URL is read by its link
         if not is_nats_url(broker_url):  # a bad URL is refused before anything starts
@@ -79,7 +86,12 @@ class GatewayRuntime:
         self.metrics = metrics or Metrics()
         self.on_report = []
         self.on_commit = []  # called with the batch's Items (tests, benchmarks)
+        # a sensor node's requests for pieces of a release (…/ota/get, QoS 0): handed to
+        # ``update_requests(topic, payload)`` (an ``update_chunks.ChunkServer``'s submit),
+        # never stored
+        self.update_requests = update_requests
         self._queue = queue.SimpleQueue()
+        self._urgent = collections.deque()  # urgent reports, ahead of the queue
         self._receiving = True
         self._stopping = threading.Event()
         self._subscribed = threading.Event()
@@ -105,7 +117,9 @@ class GatewayRuntime:
         else:
             self.link = BrokerLink(
                 client_id, self.broker.host, self.broker.port,
-                subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)],
+                subscriptions=[(t, 1) for t in topics.subscriptions(shared, status)]
+                + ([(topics.update_request_subscription(shared), 0)]
+                   if update_requests is not None else []),
                 tls_context=client_context(self.broker, tls), username=self.broker.username,
                 password=self.broker.password, keepalive=30, session_expiry=session_expiry,
                 receive_maximum=pending_max, send_window=SEND_WINDOW, **callbacks)
@@ -212,24 +226,41 @@ class GatewayRuntime:
     def _on_message(self, topic, payload, mid, qos, user, generation):
         if not self._receiving:
             return  # not acked: redelivered to the next session
+        if self.update_requests is not None and topic.endswith(topics.UPDATE_REQUEST_LEAF):
+            self.update_requests(topic, payload)  # QoS 0: nothing to acknowledge
+            return
         sent_at = None
         for k, v in user:
             if k == "sent_at":
                 with contextlib.suppress(ValueError):
                     sent_at = float(v)
         self._last_message = time.monotonic()
-        self._queue.put((topic, payload, time.time(), mid, qos, generation, sent_at))
+        message = (topic, payload, time.time(), mid, qos, generation, sent_at)
+        if is_urgent_message(topic, payload):
+            self._urgent.append(message)
+            self._queue.put(_NUDGE)
+        else:
+            self._queue.put(message)
         self._received += 1  # this thread alone writes it
 
     # -- writer thread -----------------------------------------------------------------
 
     def _collect(self):
         """The next batch, judged: each message is judged as it is taken off the queue,
-        while the batch is still open, so a closed batch only waits for its commit."""
-        first = self._queue.get()
-        if first is _STOP:
-            return None
+        while the batch is still open, so a closed batch only waits for its commit.  The
+        urgent lane's messages make a batch of their own, taken before the queue."""
         judge = self._judge
+        while True:
+            if self._urgent:
+                batch = []
+                while self._urgent and len(batch) < self.batch_max:
+                    batch.append(judge(self._urgent.popleft()))
+                return batch
+            first = self._queue.get()
+            if first is _STOP:
+                return None
+            if first is not _NUDGE:
+                break
         batch = [judge(first)]
         deadline = time.monotonic() + self.batch_age
         get = self._queue.get
@@ -242,6 +273,8 @@ class GatewayRuntime:
             if m is _STOP:
                 self._queue.put(_STOP)
                 break
+            if m is _NUDGE:
+                break  # an urgent report waits: commit this batch now, it goes next
             batch.append(judge(m))
         return batch
 
@@ -416,6 +449,15 @@ def _epoch(iso):
         from .clock import epoch_from_iso
 
         return epoch_from_iso(iso)
+
+
+def is_urgent_message(topic, payload):
+    """Whether a message goes in the urgent lane: a report or task result whose payload
+    holds ``"urgent":true`` as devices encode it (canonical JSON).  Only the order of
+    commits depends on it; the validator judges the field."""
+    return (isinstance(payload, bytes | bytearray) and isinstance(topic, str)
+            and topic.endswith(_REPORT_LEAVES)
+            and _URGENT_MARK in payload)
 
 
 def _call(hook, arg):

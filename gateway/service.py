@@ -78,11 +78,14 @@ class WebOptions:
     the origins CORS is opened to (none: closed), the reverse proxies whose forwarded
     headers are believed, the city's identity provider (``oidc``: its TOML file), and the
     update repository served to the devices (``update_repo``: a folder made by ``gridlink
-    fleet release build``; none: not served), and the city platform every 派遣 is copied
-    to (``city_platform``: ``ADAPTER=URL``, ``cases.reach.parse_target``)."""
+    fleet release build``; none: not served), the city platform every 派遣 is copied
+    to (``city_platform``: ``ADAPTER=URL``, ``cases.reach.parse_target``), and the base map
+    under the board's map (``base_map``: ``basemap.BaseMap``'s arguments as a dict; none:
+    no base map)."""
 
     def __init__(self, cert=None, key=None, cors_origins=(), trusted_proxies=(), *, oidc=None,
-                 update_repo=None, city_platform=None):
+                 update_repo=None, city_platform=None, duplicate_radius_m=None,
+                 duplicate_window_h=None, base_map=None):
         if bool(cert) != bool(key):
             raise ConfigError("--http-cert and --http-key go together")
         for path in (cert, key):
@@ -116,6 +119,23 @@ class WebOptions:
                 self.city_platform = parse_target(city_platform)
             except Invalid as exc:
                 raise ConfigError(f"--city-platform: {exc}") from None
+        from .cases.duplicates import DEFAULT_RADIUS_M, DEFAULT_WINDOW_H, DuplicateRule
+        from .queue import Invalid
+
+        try:  # likely duplicates: same class within this distance and time
+            self.duplicates = DuplicateRule(
+                DEFAULT_RADIUS_M if duplicate_radius_m is None else duplicate_radius_m,
+                DEFAULT_WINDOW_H if duplicate_window_h is None else duplicate_window_h)
+        except Invalid as exc:
+            raise ConfigError(f"--duplicate-radius / --duplicate-hours: {exc}") from None
+        self.base_map = None
+        if base_map is not None:
+            from .basemap import BaseMap, BaseMapError
+
+            try:
+                self.base_map = BaseMap(**base_map)
+            except BaseMapError as exc:
+                raise ConfigError(f"--base-map: {exc}") from None
 
     def tls(self):
         return {"certfile": self.cert, "keyfile": self.key} if self.cert else {}
@@ -159,6 +179,14 @@ class Gateway:
         # photos folder (shared by the workers alike)
         self.media_store = open_media_store(media or self.photos_dir.parent / "media")
         self.metrics = Metrics()
+        self.web = web or WebOptions()
+        self.chunks = None    # pieces of sensor-node releases over MQTT (update_chunks.py)
+        if self.web.update_repo is not None and not is_nats_url(broker):
+            from .update_chunks import ChunkServer
+            from .update_repo import UpdateRepository
+
+            self.chunks = ChunkServer(UpdateRepository(self.web.update_repo),
+                                      lambda *a, **kw: self.runtime.publish(*a, **kw))
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
             validator=Validator(self.grid_map, self.codebooks, districts=self.districts,
@@ -166,10 +194,10 @@ class Gateway:
             client_id=f"{client_id}-{worker}",
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,
             ack_qos=ack_qos, ack_ids_max=ack_ids_max, shared=shared, metrics=self.metrics,
-            status="plain" if worker == 0 else "none", media_store=self.media_store)
+            status="plain" if worker == 0 else "none", media_store=self.media_store,
+            update_requests=self.chunks.submit if self.chunks is not None else None)
         self.http = None
         self.app = None
-        self.web = web or WebOptions()
         if migrate:
             self.store.migrate(extra=MEDIA_MIGRATIONS)
         if http:
@@ -208,7 +236,9 @@ class Gateway:
                                   update_repo=self.web.update_repo,
                                   identity=(self.revocations.identity
                                             if self.revocations is not None else None),
-                                  city_platform=self.web.city_platform)
+                                  city_platform=self.web.city_platform,
+                                  duplicates=self.web.duplicates,
+                                  base_map=self.web.base_map)
         on_report = getattr(self.app.state, "on_report", None)
         if on_report is not None:
             self.runtime.on_report.append(on_report)
@@ -223,6 +253,8 @@ class Gateway:
 
     def start(self):
         log.info("serving districts %s", ", ".join(self.districts))
+        if self.chunks is not None:
+            self.chunks.start()
         self.runtime.start(wait=False)
         if self.http:
             self.http.start()
@@ -261,6 +293,8 @@ class Gateway:
             if thread is not None:
                 thread.join(timeout=10)
         self.runtime.stop()
+        if self.chunks is not None:
+            self.chunks.stop()
         if self.http:
             self.http.stop()
         self.store.close()

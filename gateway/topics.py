@@ -9,6 +9,16 @@ SHARE_GROUP = "gridlink"
 INBOUND = ("+/+/report", "+/+/track", "+/+/status", "+/+/photo/+/+", "+/+/media/+/+",
            "+/+/task/result")
 
+# A sensor node's requests for pieces of a release (protocol §3.9), QoS 0, when the
+# gateway serves an update repository.
+UPDATE_REQUEST_LEAF = "/ota/get"
+
+
+def update_request_subscription(shared=True):
+    plain = PREFIX + "+/+" + UPDATE_REQUEST_LEAF
+    return f"$share/{SHARE_GROUP}/{plain}" if shared else plain
+
+
 def ack_topic(district, device):
     return f"{PREFIX}{district}/{device}/ack"
 

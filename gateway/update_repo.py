@@ -45,19 +45,25 @@ class UpdateRepository:
                            "in the update repository")
         return resolved
 
-    def has_release(self, kind, version):
-        """Whether the newest targets metadata lists release ``version`` of ``kind`` (the
-        names ``gridlink fleet release build`` gives: pi/gridlink-V.tar, mcu/image-V.tar)."""
-        name = {"pi": f"pi/gridlink-{version}.tar", "mcu": f"mcu/image-{version}.tar"}.get(kind)
+    def newest_targets(self):
+        """The ``signed`` part of the newest ``N.targets.json``, or None."""
         versions = []
         for path in (self.dir / "metadata").glob("*.targets.json"):
             head = path.name.split(".", 1)[0]
             if head.isdigit():
                 versions.append((int(head), path))
-        if name is None or not versions:
-            return False
+        if not versions:
+            return None
         try:
-            signed = json.loads(max(versions)[1].read_text())["signed"]
+            return json.loads(max(versions)[1].read_text())["signed"]
         except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def has_release(self, kind, version):
+        """Whether the newest targets metadata lists release ``version`` of ``kind`` (the
+        names ``gridlink fleet release build`` gives: pi/gridlink-V.tar, mcu/image-V.tar)."""
+        name = {"pi": f"pi/gridlink-{version}.tar", "mcu": f"mcu/image-{version}.tar"}.get(kind)
+        signed = self.newest_targets()
+        if name is None or not isinstance(signed, dict):
             return False
         return name in signed.get("targets", {})

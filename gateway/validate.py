@@ -33,7 +33,7 @@ REPORT_COLUMNS = (
     "id", "device", "district", "seq", "captured_at", "received_at", "committed_at",
     "time_source", "lat", "lon", "fix_mode", "fix_status", "flags", "grid", "grid_device",
     "grid_mismatch", "street", "kind", "standard", "code", "object", "source", "task",
-    "result", "text", "photos", "payload", "digest", "time_flag",
+    "result", "text", "photos", "payload", "digest", "time_flag", "urgent",
 )
 # Capture-time flags: a capture time more than TIME_AHEAD_S after its receive time, or
 # more than TIME_OLD_S before it, is kept but flagged (the intake queue then orders it by
@@ -63,14 +63,16 @@ class Verdict:
     """What the ingest does with one message.
 
     kind: report | task/result | track | status | photo | media | rejected.  ``data`` holds the
-    rows to write (shape depends on kind); a rejection carries ``category`` and ``reason``.
+    rows to write (shape depends on kind); a rejection carries ``category`` and ``reason``;
+    a track batch its ``seq`` (None from a device that numbers none), for the
+    ``track_stored`` ack.
     """
 
     __slots__ = ("category", "data", "device", "district", "kind", "reason", "report_id",
-                 "sent_at")
+                 "sent_at", "seq")
 
     def __init__(self, kind, district=None, device=None, report_id=None, data=None,
-                 category=None, reason=None, sent_at=None):
+                 category=None, reason=None, sent_at=None, seq=None):
         self.kind = kind
         self.district = district
         self.device = device
@@ -79,6 +81,7 @@ class Verdict:
         self.category = category
         self.reason = reason
         self.sent_at = sent_at
+        self.seq = seq
 
     def __repr__(self):
         if self.kind == "rejected":  # pragma: no mutate (a debugging repr)
@@ -215,6 +218,7 @@ class Validator:
             flags, grid_device, rkind, std, code = r.flags, r.grid, r.kind, r.standard, r.code
             source, text, photos = r.source, r.text, r.photos
             obj_id, task, result = r.object, r.task, r.result
+            urgent = 1 if r.urgent is True else 0
             obj_id = None if obj_id is UNSET else obj_id
             task = None if task is UNSET else task
             result = None if result is UNSET else result
@@ -240,6 +244,7 @@ class Validator:
             fix = obj.get("fix")
             if fix:
                 fix = (fix["lat"], fix["lon"], fix.get("mode"), fix.get("status"))
+            urgent = 1 if obj.get("urgent") is True else 0
         if not rid.startswith(device + ":"):
             raise Rejected("identity", f"id: {rid!r} is not one of {device!r}'s ids")
         if kind == "task/result" and source != "task":  # the core holds: source task ⇔ a task
@@ -267,6 +272,7 @@ class Validator:
             "payload": payload.decode("utf-8"),
             "digest": sha256_hex(payload),
             "time_flag": time_flag,
+            "urgent": urgent,
         }
         return Verdict(kind, district, device, rid, data=row)
 
@@ -403,7 +409,7 @@ class Validator:
         t0 = obj["t0"]
         rows = [(device, wire_time(t0 + dt), lat / 1e6, lon / 1e6, speed / 100)
                 for dt, lat, lon, speed in obj["pts"]]
-        return Verdict("track", district, device, data=rows)
+        return Verdict("track", district, device, data=rows, seq=obj.get("seq"))
 
     # -- status ------------------------------------------------------------------------
 

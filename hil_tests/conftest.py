@@ -21,6 +21,8 @@ BENCH_OPTIONS = {
     "ca_key": ("district CA key (provisioning signs the board's certificate)", None),
     "wifi_ssid": ("Wi-Fi network the board joins", None),
     "wifi_psk": ("its passphrase", None),
+    "labgrid_env": ("labgrid environment of the bench (power relay, serial lines, SSH)",
+                    "hil_tests/labgrid/bench.yaml"),
 }
 
 

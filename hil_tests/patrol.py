@@ -184,7 +184,8 @@ class Vehicle:
     """One simulated patrol vehicle: its process, data dir, link and GNSS line."""
 
     def __init__(self, name, workdir, broker, link, capture, origin, map_path, seed,
-                 cancel_grace=CANCEL_GRACE_S, clock=None, gnss="pass", pki=None):
+                 cancel_grace=CANCEL_GRACE_S, clock=None, gnss="pass", pki=None,
+                 track_batch_s=None):
         self.name = name
         self.pki = pki          # the rig's certificates: mqtts with this device's own
         self.cancel_grace = cancel_grace
@@ -201,15 +202,24 @@ class Vehicle:
         self.log = self.ddir.parent / f"{name}.log"
         self.reports = {}       # every report id seen in its outbox → report
         self.track = {}         # every track batch seen: outbox seq → points
-        self.acked = set()      # outbox seqs acknowledged (track: the broker's PUBACK)
+        self.acked = set()      # outbox seqs acknowledged (by the gateway's ack)
         self.oseq = {}          # report id → its outbox seq
+        self.profile = "patrol-vehicle"
+        if track_batch_s is not None:  # the shipped profile, its track sent more often
+            from gridlink.firmware.device.profile import resolve
+
+            prof = json.loads(resolve("patrol-vehicle").read_text(encoding="utf-8"))
+            prof["track"]["batch_s"] = track_batch_s
+            path = self.ddir.parent / f"{name}-profile.json"
+            path.write_text(json.dumps(prof), encoding="utf-8")
+            self.profile = str(path)
 
     def argv(self):
         tls = ["--tls-ca", str(self.pki / "ca.crt"), "--tls-cert",
                str(self.pki / f"{self.name}.crt"), "--tls-key",
                str(self.pki / f"{self.name}.key")] if self.pki else []
         return [sys.executable, "-m", "gridlink.cli", "device", "run",
-                "--profile", "patrol-vehicle", "--data-dir", str(self.ddir),
+                "--profile", self.profile, "--data-dir", str(self.ddir),
                 "--broker", f"mqtt{'s' if self.pki else ''}://127.0.0.1:{self.shaper.port}",
                 *tls, "--sim",
                 "--device-id", self.name, "--district", DISTRICT,
@@ -607,18 +617,26 @@ class Patrol:
                 next_press = now + press_every
             time.sleep(0.05)
 
-    def drain(self, timeout):
-        """Wait until every report the devices made is in the queue (or ``timeout``)."""
+    def drain(self, timeout, everything=False):
+        """Wait until every report the devices made is in the queue (or ``timeout``);
+        ``everything``: and every photo they announced is complete at the gateway and
+        every track batch they wrote is confirmed (``track_stored``)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             for v in self.vehicles:
                 with contextlib.suppress(OSError, ValueError):
                     v.snapshot()
             made = {rid for v in self.vehicles for rid in v.reports}
-            if made <= set(self.queue()):
+            if made <= set(self.queue()) and (not everything or self._all_else_in()):
                 return True
             time.sleep(0.5)
         return False
+
+    def _all_else_in(self):
+        shas = {p["sha256"] for v in self.vehicles for rep in v.reports.values()
+                for p in rep.get("photos", [])}
+        complete = {sha for (sha,) in self._rows("SELECT sha256 FROM photos WHERE complete = 1")}
+        return shas <= complete and all(set(v.track) <= v.acked for v in self.vehicles)
 
     # -- results ----------------------------------------------------------------------------
 

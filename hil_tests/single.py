@@ -20,14 +20,18 @@ LINKS = ["3G", "4G"]
 PRESS_EVERY_S = 1.0
 
 
-def run(tmp_path, kind, plan, duration, links=LINKS, drain_s=45, **patrol_kw):
+def run(tmp_path, kind, plan, duration, links=LINKS, drain_s=45, press_every=PRESS_EVERY_S,
+        everything=False, **patrol_kw):
     """(results, patrol) of a run of ``plan`` ([(t, action, hold)]) for ``duration`` s;
-    the patrol is closed, its records kept for the test's own checks."""
+    the patrol is closed, its records kept for the test's own checks (``points_drained``:
+    the track points its devices had written when the drain ended).  ``everything``: the
+    drain waits for photos and track too (``Patrol.drain``)."""
     started = time.monotonic()
     patrol = Patrol(tmp_path, links, **patrol_kw)
     try:
-        patrol.run(plan, duration, press_every=PRESS_EVERY_S)
-        drained = patrol.drain(drain_s)
+        patrol.run(plan, duration, press_every=press_every)
+        drained = patrol.drain(drain_s, everything)
+        patrol.points_drained = sum(n for v in patrol.vehicles for n in v.track.values())
         patrol.finish()
         results = patrol.results({
             "kind": "sim", "run": kind, "vehicles": {v.name: v.link for v in patrol.vehicles},

@@ -47,9 +47,9 @@ def test_device_clock_jumps_mid_patrol(tmp_path, request):
     options = [{"clock": clocks[0], "gnss": "silent", "cancel_grace": GRACE_S},
                {"clock": clocks[1], "cancel_grace": GRACE_S}]
     plan = [(4, lambda p: p.clock_jump(FORWARD_S), 0),
-            (11, lambda p: p.clock_jump(back_to_2019()), 0),
-            (18, lambda p: p.clock_jump(0), 0)]
-    results, patrol = single.run(tmp_path, "device_clock_jump", plan, 26,
+            (9, lambda p: p.clock_jump(back_to_2019()), 0),
+            (14, lambda p: p.clock_jump(0), 0)]
+    results, patrol = single.run(tmp_path, "device_clock_jump", plan, 19,
                                  vehicle_options=options)
     single.assert_nothing_lost_or_doubled(results, "device_clock_jump")
 

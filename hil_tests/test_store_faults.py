@@ -13,7 +13,7 @@ from tests.support.tmpfs import tmpfs
 
 NO_MOSQUITTO = not shutil.which("mosquitto") and not Path("/usr/sbin/mosquitto").exists()
 DOWN_S = 8          # how long the store is away
-DURATION_S = 22     # the run: the fault at 6 s, then presses on after its return
+DURATION_S = 18     # the run: the fault at 6 s, then presses on for 4 s after its return
 
 
 @pytest.fixture

@@ -51,6 +51,8 @@ def test_wheel_carries_code_and_data(tmp_path):
                      "gridlink/firmware/codebooks/gbt47678.5-2026.json",
                      "gridlink/firmware/maps/shangjie.glgm", "gridlink/firmware/mcu/main.py",
                      "gridlink/gateway/board/index.html", "gridlink/gateway/broker/mosquitto.conf",
+                     "gridlink/gateway/board/wall.html",
+                     "gridlink/gateway/board/vendor/chart.umd.min.js",
                      "gridlink/device_profiles/patrol-vehicle.json",
                      "gridlink/firmware/systemd/gridlink-device.service",
                      "gridlink/schemas/report.json", "gridlink/flash/simfs/machine.py",

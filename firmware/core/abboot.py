@@ -85,6 +85,14 @@ def choose(root):
     return state["slot"]
 
 
+def record_failure(root, version, reason):
+    """A release refused before any switch (its reason): kept with the rollbacks, the last
+    five, so it is not fetched again and the status can name it."""
+    state = load(root)
+    state["failed"] = (state["failed"] + [{"version": version, "reason": reason}])[-5:]
+    _save(root, state)
+
+
 def mark_good(root):
     """The running trial is healthy: it stays.  False when there was no trial."""
     state = load(root)

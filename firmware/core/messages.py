@@ -38,6 +38,13 @@ ACK_STATUSES = ("accepted", "duplicate", "rejected", "id_reused")
 # or not yet announced); a device sends them again.  Not a report's outcome.
 RESEND = "resend"
 RESEND_CHUNKS_MAX = 64  # chunk numbers listed in one resend ack; null means every chunk
+# the gateway's confirmations of what is not a report: a photo it reassembled and stored
+# (named by its report and sha256), track batches it committed (named by their seq).  A
+# device keeps the photo and the batch until it reads one.  Not a report's outcome.
+PHOTO_STORED = "photo_stored"
+TRACK_STORED = "track_stored"
+TRACK_SEQS_MAX = 64  # batch seqs in one track_stored ack (≤ 64 × 13 + 60 bytes)
+SEQ_MAX = 999999999999  # a track batch's seq: the device's outbox record number
 TASK_TYPES = ("verify", "check", "clip")  # clip: send the last CLIP_TASK_S of video
 CLIP_TASK_S = 30
 STATES = ("online", "buffering", "offline")
@@ -104,6 +111,10 @@ def validate_ack(obj, any_status=False):
     :func:`validate_received_ack`)."""
     if isinstance(obj, dict) and obj.get("status") == RESEND:
         return _validate_resend(obj)
+    if isinstance(obj, dict) and obj.get("status") == PHOTO_STORED:
+        return _validate_photo_stored(obj)
+    if isinstance(obj, dict) and obj.get("status") == TRACK_STORED:
+        return _validate_track_stored(obj)
     if isinstance(obj, dict) and "ids" in obj:
         check_obj(MessageError, obj, "", ("v", "ids", "status", "reason"))
         _version(obj)
@@ -151,6 +162,51 @@ def make_resend(report_id, sha256, chunks, reason):
     """The ack asking a device to send chunks (a list, or None for all) of a photo again."""
     return _validate_resend({"v": VERSION, "id": report_id, "status": RESEND,
                              "reason": reason, "sha256": sha256, "chunks": chunks})
+
+
+def _validate_photo_stored(obj):
+    """``{"v", "id" (the report showing the photo), "status": "photo_stored", "reason":
+    null, "sha256"}``: the gateway holds the photo whole; the device may forget it."""
+    check_obj(MessageError, obj, "", ("v", "id", "status", "reason", "sha256"))
+    _version(obj)
+    check_report_id(MessageError, obj["id"])
+    if obj["reason"] is not None:
+        raise MessageError("reason", "a photo_stored ack has no reason (null)")
+    check_sha256(MessageError, obj["sha256"], "sha256")
+    return obj
+
+
+def _validate_track_stored(obj):
+    """``{"v", "status": "track_stored", "reason": null, "seqs"}``: the gateway committed
+    the track batches with these seqs; the device may drop them."""
+    check_obj(MessageError, obj, "", ("v", "status", "reason", "seqs"))
+    _version(obj)
+    if obj["reason"] is not None:
+        raise MessageError("reason", "a track_stored ack has no reason (null)")
+    seqs = obj["seqs"]
+    if not isinstance(seqs, list) or not 1 <= len(seqs) <= TRACK_SEQS_MAX:
+        raise MessageError("seqs", f"must be a list of 1 to {TRACK_SEQS_MAX} batch seqs")
+    for i, n in enumerate(seqs):
+        check_int(MessageError, n, f"seqs[{i}]", 0, SEQ_MAX)
+    return obj
+
+
+def make_photo_stored(report_id, sha256):
+    """The ack saying the gateway holds photo ``sha256`` of ``report_id`` whole."""
+    return _validate_photo_stored({"v": VERSION, "id": report_id, "status": PHOTO_STORED,
+                                   "reason": None, "sha256": sha256})
+
+
+def make_track_stored(seqs):
+    """The ack saying the gateway committed the track batches ``seqs`` (a list)."""
+    return _validate_track_stored({"v": VERSION, "status": TRACK_STORED, "reason": None,
+                                   "seqs": list(seqs)})
+
+
+def answers_reports(ack):
+    """True when a valid ack is about reports (its ``id``/``ids`` are report outcomes);
+    False for a photo resend and for the photo and track confirmations."""
+    return ack["status"] not in (RESEND, PHOTO_STORED, TRACK_STORED)
 
 
 def validate_received_ack(obj):
@@ -277,10 +333,14 @@ def make_update(rollout, kind, version):
 # -- track (device → gateway) -------------------------------------------------------------
 
 def validate_track(obj):
-    """``pts``: [dt_s, lat_1e-6_deg, lon_1e-6_deg, speed_cm_s], dt from t0, non-decreasing."""
-    check_obj(MessageError, obj, "", ("v", "device", "t0", "pts"))
+    """``pts``: [dt_s, lat_1e-6_deg, lon_1e-6_deg, speed_cm_s], dt from t0, non-decreasing;
+    ``seq`` (optional): the batch's number, which the gateway's ``track_stored`` ack
+    names (a device that sends it keeps the batch until then)."""
+    check_obj(MessageError, obj, "", ("v", "device", "t0", "pts"), ("seq",))
     _version(obj)
     check_device(MessageError, obj["device"])
+    if "seq" in obj:
+        check_int(MessageError, obj["seq"], "seq", 0, SEQ_MAX)
     check_int(MessageError, obj["t0"], "t0", 0, UNIX_MAX)
     pts = obj["pts"]
     if not isinstance(pts, list) or not pts:
@@ -298,14 +358,18 @@ def validate_track(obj):
     return obj
 
 
-def make_track(device, points):
-    """points: (unix_s, lat_deg, lon_deg, speed_m_s) in time order → a track message."""
+def make_track(device, points, seq=None):
+    """points: (unix_s, lat_deg, lon_deg, speed_m_s) in time order → a track message
+    (with ``seq``, the batch's number, when given)."""
     if not points:
         raise MessageError("pts", "a track needs at least one point")
     t0 = int(points[0][0])
     pts = [[int(t) - t0, int(round(lat * 1e6)), int(round(lon * 1e6)),  # noqa: RUF046
             int(round((speed or 0) * 100))] for t, lat, lon, speed in points]  # noqa: RUF046
-    return validate_track({"v": VERSION, "device": device, "t0": t0, "pts": pts})
+    obj = {"v": VERSION, "device": device, "t0": t0, "pts": pts}
+    if seq is not None:
+        obj["seq"] = seq
+    return validate_track(obj)
 
 
 # -- status (device → broker, retained; last will "offline") ------------------------------

@@ -21,6 +21,11 @@ any step leaves either the old or the new log, both complete.  The log is bounde
 points (oldest first), then PHOTO_PROGRESS records; REPORT and TASK_RESULT records are
 never evicted — when only they fill the log, ``append`` raises :class:`OutboxFull`.
 
+An urgent record (``append(kind, payload, urgent=True)``: a 突发事件 report) carries
+``URGENT`` in its kind byte; ``pending`` gives the urgent records first (in append
+order), then the rest in append order, so whoever delivers from it sends them before any
+backlog.  Firmware from before this mark reads such a record as an unknown kind.
+
 Disk use stays below about 2.5 × ``max_bytes`` (log, its ack file, and the new log while
 compacting).  An Outbox is not thread-safe: a threaded caller holds one lock around it.
 """
@@ -36,6 +41,8 @@ TRACK = 3
 PHOTO_PROGRESS = 4
 KIND_NAMES = {REPORT: "report", TASK_RESULT: "task_result", TRACK: "track",
               PHOTO_PROGRESS: "photo_progress"}
+URGENT = 0x80                  # in a record's kind byte: the record goes first
+URGENT_KINDS = (REPORT, TASK_RESULT)
 _META = 0
 _ACK = 0x41
 _META_TAG = b"GLOB\x01"
@@ -96,6 +103,7 @@ class Outbox:
         self._seqs = []                      # record seqs in log order
         self._where = {}                     # seq -> (kind, offset, payload length)
         self._acked = set()
+        self._urgent = []                    # seqs of urgent records, in log order
         self._next = 1
         self._unacked = {k: 0 for k in KIND_NAMES}
         damaged = False
@@ -130,11 +138,14 @@ class Outbox:
                         (meta_next,) = struct.unpack(">I", payload[5:])
                     elif len(payload) == _META_OLD + 4:
                         meta_next, meta_lost = struct.unpack(">II", payload[5:])
-                elif kind in KIND_NAMES:
+                elif kind in KIND_NAMES or (kind & ~URGENT) in URGENT_KINDS:
                     if seq in self._where:
                         self._problem(LOG, off, nxt - off, f"duplicate seq {seq} skipped")
                         damaged = True
                         continue
+                    if kind & URGENT:
+                        kind &= ~URGENT
+                        self._urgent.append(seq)
                     self._seqs.append(seq)
                     self._where[seq] = (kind, off, len(payload))
                     self._next = max(self._next, seq + 1)
@@ -204,7 +215,7 @@ class Outbox:
                     self._problem(LOG, src, records.OVERHEAD + length,
                                   f"{rec} (found while compacting); record lost")
                     continue
-                out.write(records.encode(kind, seq, rec[2]))
+                out.write(records.encode(rec[0], seq, rec[2]))
                 where[seq] = (kind, off, length)
                 off += records.OVERHEAD + length
             out.seek(0)
@@ -233,6 +244,7 @@ class Outbox:
             if seq not in self._acked:
                 self.evicted[self._where[seq][0]] += 1
         self._seqs = [s for s in keep if s in where]
+        self._urgent = [s for s in self._urgent if s in where]
         self._where = where
         self._acked = set()
         self._unacked = {k: 0 for k in KIND_NAMES}
@@ -271,12 +283,17 @@ class Outbox:
         self._compact(evict)
         self._open_files()
 
-    def append(self, kind, payload):
-        """Store payload durably; returns its sequence number.  Raises OutboxFull."""
+    def append(self, kind, payload, urgent=False):
+        """Store payload durably; returns its sequence number.  Raises OutboxFull.
+
+        ``urgent`` (a report or task result only): ``pending`` gives it before the rest."""
         if kind not in KIND_NAMES:
             raise OutboxError(f"unknown record kind {kind}")
+        if urgent and kind not in URGENT_KINDS:
+            raise OutboxError(f"a {KIND_NAMES[kind]} record cannot be urgent (only reports "
+                              "and task results are)")
         payload = bytes(payload)
-        rec = records.encode(kind, self._next, payload)
+        rec = records.encode(kind | URGENT if urgent else kind, self._next, payload)
         if len(rec) > self.max_bytes - _META_SIZE:
             raise OutboxFull(f"a record of {len(rec)} bytes can never fit in an outbox of "
                              f"{self.max_bytes} bytes")
@@ -290,6 +307,8 @@ class Outbox:
             self._load()                     # cut whatever part of the record landed
             raise OutboxError(f"could not store a {KIND_NAMES[kind]}: {exc}")  # noqa: B904
         self._seqs.append(seq)
+        if urgent:
+            self._urgent.append(seq)
         self._where[seq] = (kind, self._size, len(payload))
         self._size += len(rec)
         self._next = seq + 1
@@ -312,18 +331,28 @@ class Outbox:
         return self._where[seq][0], self._payload(seq)
 
     def pending(self, kind=None):
-        """Iterate unacknowledged ``(seq, kind, payload)`` in append order.
+        """Iterate unacknowledged ``(seq, kind, payload)``: the urgent records first, then
+        the others, each in append order.
 
         Safe to ack (or append) while iterating: records acked meanwhile are skipped.
         """
         self._w.flush()
-        for seq in list(self._seqs):
+        urgent = [s for s in self._urgent if s not in self._acked]
+        rest = self._seqs
+        if urgent:
+            first = set(urgent)
+            rest = [s for s in self._seqs if s not in first]
+        for seq in urgent + list(rest):
             entry = self._where.get(seq)
             if entry is None or seq in self._acked:
                 continue
             if kind is not None and entry[0] != kind:
                 continue
             yield seq, entry[0], self._payload(seq)
+
+    def is_urgent(self, seq):
+        """Whether record ``seq`` was appended urgent."""
+        return seq in self._urgent
 
     def depth(self, kind=None):
         """Unacknowledged records (of one kind, or all)."""

@@ -47,7 +47,7 @@ STANDARD_CHARS = UPPER_DIGITS + "abcdefghijklmnopqrstuvwxyz /.:-"
 
 _REQUIRED = ("v", "id", "device", "seq", "time", "time_source", "fix", "flags", "grid",
              "kind", "standard", "code", "source", "photos", "text")
-_OPTIONAL = ("object", "task", "result")
+_OPTIONAL = ("object", "task", "result", "urgent")
 _FIX_KEYS = ("lat", "lon", "alt", "mode", "status", "sats", "hdop", "age")
 
 
@@ -186,6 +186,9 @@ def validate_report(obj, encoded_size=None):
     if "task" in obj:
         check_task_id(obj["task"], "task")
         check_enum(ReportError, obj["result"], "result", RESULTS)
+    if "urgent" in obj and obj["urgent"] is not True:
+        raise ReportError("urgent", "must be true when present (an urgent report, 突发事件; "
+                          f"leave it out for a routine one), not {obj['urgent']!r}")
     _check_photos(obj["photos"])
     check_str(ReportError, obj["text"], "text", 0, TEXT_MAX)
     if encoded_size is None:
@@ -322,7 +325,7 @@ def renumber(obj, seq):
 def make_report(device, seq, fix, clock, kind, standard, code, grid=None, object_id=None,
                 source="button", photos=(), text="", task=None, result=None,
                 max_fix_age=DEFAULT_MAX_FIX_AGE, fixed_position=None, check_code=None,
-                fix_age=None, photo_dropped=False):
+                fix_age=None, photo_dropped=False, urgent=False):
     """Build a validated report dict; never drops a report for want of a fix or a clock.
 
     fix: the latest GNSS fix (dict or object with lat, lon, alt, mode, status, sats, hdop,
@@ -340,6 +343,8 @@ def make_report(device, seq, fix, clock, kind, standard, code, grid=None, object
     ``"fix": null`` and "no_fix".  Text is never truncated: too long → ReportError.
     photo_dropped: the device took (or tried) a photo it could not keep; the report goes
       without it, flagged "photo_dropped".
+    urgent: an urgent report (突发事件): ``"urgent": true``, which leaves the device and is
+      committed and listed before any backlog.
     """
     flags = ["photo_dropped"] if photo_dropped else []
     gfix, t, age = _gnss_fix(fix, fix_age)
@@ -377,6 +382,8 @@ def make_report(device, seq, fix, clock, kind, standard, code, grid=None, object
     if task is not None or result is not None:
         rep["task"] = task
         rep["result"] = result
+    if urgent:
+        rep["urgent"] = True
     if isinstance(text, str) and len(text) > TEXT_MAX:
         raise ReportError("text", f"{len(text)} characters, at most {TEXT_MAX}; "
                           "the text is kept whole, so shorten it")

@@ -16,6 +16,8 @@ LEAVES = {
     "task/result": ("device", 1, False),
     "config": ("gateway", 1, True),
     "update": ("gateway", 1, True),
+    "ota/get": ("device", 0, False),
+    "ota/chunk": ("gateway", 0, False),
 }
 
 
@@ -28,7 +30,7 @@ def check_district(district):
 
 def topic(district, device, leaf):
     """``gridlink/v1/410106/pv-0001/report`` (leaf: report, track, status, ack, task,
-    task/result, config, update)."""
+    task/result, config, update, ota/get, ota/chunk)."""
     check_district(district)
     check_device(MessageError, device)
     if leaf not in LEAVES or leaf in CHUNKED:

@@ -2,8 +2,10 @@
 
 Wire form (protocol v1, topic ``…/track``)::
 
-    {"v":1,"device":"pv-0001","t0":1764296107,"pts":[[0,34809512,113296501,412],[5,…]]}
+    {"v":1,"device":"pv-0001","seq":57,"t0":1764296107,"pts":[[0,34809512,113296501,412],[5,…]]}
 
+``seq`` is the batch's number (the device's outbox record), named by the gateway's
+``track_stored`` ack; older devices send none.
 one point = [seconds after t0, latitude 1e-6°, longitude 1e-6°, speed cm/s], all
 integers, about 28 bytes in a Chinese city.  A batch spans at most ``MAX_SPAN_S``
 seconds so ``dt`` stays at three digits.
@@ -110,21 +112,24 @@ class Batch:
         """True when the oldest point waited ``max_span_s`` (send even if not full)."""
         return self.t0 is not None and now - self.t0 >= self.max_span_s
 
-    def take(self):
-        """The encoded message, and an empty batch for what follows; None when empty."""
+    def take(self, seq=None):
+        """The encoded message (numbered ``seq`` when given), and an empty batch for what
+        follows; None when empty."""
         if not self.pts:
             return None
-        data = encode(self.device, self.t0, self.pts)
+        data = encode(self.device, self.t0, self.pts, seq)
         self.t0 = None
         self.pts = []
         return data
 
 
-def encode(device, t0, pts):
-    """Compact UTF-8 JSON bytes of one track message."""
+def encode(device, t0, pts, seq=None):
+    """Compact UTF-8 JSON bytes of one track message (``seq``: the batch's number, which
+    the gateway's ``track_stored`` ack names)."""
     body = ",".join("[" + ",".join(str(v) for v in p) + "]" for p in pts)
-    return ('{"v":1,"device":"' + device + '","t0":' + str(int(t0)) + ',"pts":[' + body
-            + "]}").encode()
+    number = "" if seq is None else ',"seq":' + str(int(seq))
+    return ('{"v":1,"device":"' + device + '"' + number + ',"t0":' + str(int(t0))
+            + ',"pts":[' + body + "]}").encode()
 
 
 def _is_int(x):
@@ -140,12 +145,14 @@ def decode(data):
     if not isinstance(obj, dict):
         raise TrackError("track", "must be a JSON object")
     for key in obj:
-        if key not in ("v", "device", "t0", "pts"):
+        if key not in ("v", "device", "seq", "t0", "pts"):
             raise TrackError(key, "unknown field")
     if obj.get("v") != 1:
         raise TrackError("v", "must be 1")
     if not isinstance(obj.get("device"), str) or not obj["device"]:
         raise TrackError("device", "must be a device id")
+    if "seq" in obj and (not _is_int(obj["seq"]) or obj["seq"] < 0):
+        raise TrackError("seq", "must be a batch number (int >= 0)")
     if not _is_int(obj.get("t0")) or obj["t0"] < 0:
         raise TrackError("t0", "must be unix seconds (int >= 0)")
     pts = obj.get("pts")

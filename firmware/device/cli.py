@@ -70,8 +70,10 @@ def register(parser):
 
     p = sub.add_parser("press", help="press a button / trip a sensor of a simulated device")
     p.add_argument("--data-dir", required=True)
-    p.add_argument("input", help="button name, or pir, call, yes, no")
-    p.add_argument("--hold", action="store_true", help="a long press (cancels the last report)")
+    p.add_argument("input", help="button name, or pir, call, emergency, yes, no")
+    p.add_argument("--hold", action="store_true",
+                   help="a long press (cancels the last report, or files an urgent one "
+                   "when the profile's press.long_press is \"urgent\")")
     p.set_defaults(func=cmd_press)
 
     p = sub.add_parser("status", help="show a running device's status")

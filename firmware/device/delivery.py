@@ -3,7 +3,10 @@
 One network thread owns the paho client: it connects (TLS with a client certificate
 when asked), re-connects with exponential backoff and full jitter, and publishes:
 
-- reports and task results in outbox order; a report leaves the outbox only on the
+- reports and task results in outbox order — urgent ones (突发事件) first, and past the
+  in-flight window, so an urgent report is the first to leave after the link returns
+  however long the backlog (paho first re-sends what lacked a PUBACK: at most the
+  window); a report leaves the outbox only on the
   gateway's ack (accepted/duplicate), a rejected one moves to ``outbox.rejected``, one
   answered ``id_reused`` (the gateway holds another report under its id) is sent again
   under a fresh id (counted in the status ``problems.reissued``), and one whose ack says
@@ -16,11 +19,19 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   press can still take it back), and everything behind it waits too (order is kept);
   ``grace_until(report_id)`` is a ``time.monotonic()`` time, so that a wall clock that
   steps (NTP, GNSS, an RTC come up in the past) neither holds the outbox nor cuts a grace;
-- track batches, dropped from the outbox on PUBACK (the broker holds them for the
-  gateway's persistent session);
+- track batches, each numbered with its outbox sequence (``seq``), kept until the
+  gateway's ``track_stored`` ack names it and sent again after ``resend_s`` (or at once
+  when the broker lost its store) — a broker's PUBACK is not enough, since a broker that
+  loses its store loses what it held for the gateway (a batch of an older build, without
+  ``seq``, still leaves on PUBACK);
 - photos in chunks of ≤ 16 KiB on ``…/photo/{report_id}/{n}``; each chunk is marked done
   on PUBACK in a PHOTO_PROGRESS outbox record, so after a broken link only the missing
-  chunks go again; a delivered photo is deleted from ``photos/``;
+  chunks go again; the photo stays (file and record) until the gateway's
+  ``photo_stored`` ack: without it ``resend_s`` after its last chunk (at once after a
+  restart; ``REPORT_AGAIN_S`` apart, ``PROBE_AGAIN`` times, after a broker that lost its
+  store) the last chunk goes again as a probe, which the gateway answers with
+  ``photo_stored`` or a ``resend`` of the chunks it lacks; a confirmed photo is deleted
+  from ``photos/`` ``store.photo_keep_s`` later;
 - clips and voice memos from the media shelf (``shelf.MediaShelf``) on a lower-priority
   lane, ``…/media/{report_id}/{n}``: a report's media go only once the gateway has
   acknowledged the report, no report waits to be sent and no photo chunk is due; at most
@@ -62,6 +73,10 @@ REPORT_AGAIN_S = 5.0
 # unacknowledged report goes now and this many times more, REPORT_AGAIN_S apart, before
 # it falls back to resend_s
 HURRY_AGAIN = 3
+# the same for a photo whose chunks all left before such a reconnect: its last chunk goes
+# again as a probe this many times, REPORT_AGAIN_S apart (one chunk each: cheap), as its
+# first copy after the broker's restart is not answered (the gateway answers a repeat)
+PROBE_AGAIN = 5
 
 
 def parse_broker(url):
@@ -135,6 +150,8 @@ class Delivery:
         self._media_next = 0.0     # monotonic time the bucket next allows a chunk (0: now)
         self.counters = {"published": 0, "acked": 0, "duplicate": 0, "rejected": 0,
                          "reissued": 0, "unknown_acks": 0, "bad_messages": 0, "chunks": 0,
+                         "track_confirmed": 0, "photos_confirmed": 0, "photo_probes": 0,
+                         "stray_acks": 0,
                          "connects": 0, "photo_resends": 0, "media_chunks": 0,
                          "media_delivered": 0, "media_dropped": 0,
                          "media_resends": 0}
@@ -307,8 +324,9 @@ class Delivery:
         if what is None:
             return
         if what[0] == "track":
-            self.store.ack(what[1])
-            self._sent.pop(what[1], None)
+            if not what[2]:            # an older build's batch (no seq): its PUBACK settles it
+                self.store.ack(what[1])
+                self._sent.pop(what[1], None)
         elif what[0] == "chunk":
             self._chunk_done(what[1], what[2])
         elif what[0] == "media":
@@ -338,6 +356,12 @@ class Delivery:
             log.error("MQTT: ignored a bad message on %s: %s", msg.topic, exc)
 
     def _on_ack(self, ack):
+        if ack["status"] == messages.TRACK_STORED:
+            self._track_stored(ack["seqs"])
+            return
+        if ack["status"] == messages.PHOTO_STORED:
+            self._photo_stored(ack["id"], ack["sha256"])
+            return
         if ack["status"] == messages.RESEND:
             if self.shelf is not None and self.shelf.holds(ack["sha256"]):
                 self._resend_media(ack["id"], ack["sha256"], ack["chunks"], ack["reason"])
@@ -415,6 +439,56 @@ class Delivery:
                           sha, rid, new["id"])
         self._status_wanted = True
 
+    def _track_stored(self, seqs):
+        """The gateway committed these track batches: drop them.  A seq of a batch settled
+        already (a batch sent twice is confirmed twice) changes nothing; one that names
+        another pending record (a report's) or a record never made changes nothing and
+        is logged as a stray ack."""
+        with self.store.lock:
+            records = self.store.pending((REPORT, TASK_RESULT, TRACK, PHOTO))
+            made = self.store.outbox.next_seq
+        pending = {oseq for oseq, kind, p in records if kind == TRACK and _numbered(p)}
+        others = {oseq for oseq, _k, _p in records} - pending
+        mine = [n for n in seqs if n in pending]
+        stray = [n for n in seqs if n in others or n >= made]
+        if mine:
+            self.store.ack_many(mine)
+            for n in mine:
+                self._sent.pop(n, None)
+                self._hurry.pop(n, None)
+            self.counters["track_confirmed"] += len(mine)
+            log.info("track batches %s stored by the gateway", mine)
+        if stray:
+            self.counters["stray_acks"] += 1
+            log.warning("MQTT: track_stored names %s, which are no pending track batch of "
+                        "this device; nothing dropped for them", stray)
+
+    def _photo_stored(self, rid, sha):
+        """The gateway holds photo ``sha`` of report ``rid`` whole: its upload is over and
+        the file is deleted ``photo_keep_s`` later.  An ack naming no upload of this
+        device (settled already, another report, another photo) changes nothing."""
+        if self._jobs is None:
+            self._load_jobs()
+        job = self._jobs.get(rid)
+        if job is None:               # settled already (a repeat confirmed again), or
+            log.debug("MQTT: photo_stored for %s, which has no upload here", rid)
+            return                    # never ours: nothing to drop either way
+        if job["sha256"] != sha:
+            self.counters["stray_acks"] += 1
+            log.warning("MQTT: photo_stored for photo %s of %s, which this device is not "
+                        "uploading (that report's upload is of %s); nothing dropped for it",
+                        sha[:16], rid, job["sha256"][:16])
+            return
+        self.store.ack(job["oseq"])
+        del self._jobs[rid]
+        self._chunks_out = {c for c in self._chunks_out if c[0] != rid}
+        if all(j["sha256"] != sha for j in self._jobs.values()):
+            self.store.photo_delivered(sha)
+        self.counters["photos_confirmed"] += 1
+        log.info("photo of %s stored by the gateway (%d bytes); deleted from the device in "
+                 "%d s", rid, job["size"], self.store.photo_keep_s)
+        self._wake.set()
+
     def _session_lost(self):
         """Connected, and the broker has no session of this device although it sent
         reports before: a broker that came back without its store, which lost the
@@ -423,15 +497,23 @@ class Delivery:
         may not have subscribed again yet, ``HURRY_AGAIN`` times more ``REPORT_AGAIN_S``
         apart."""
         pending = set(self._ids.values())
+        pending.update(oseq for oseq, _k, p in self.store.pending((TRACK,)) if _numbered(p))
         due = time.monotonic() - self.resend_s
         again = [oseq for oseq in list(self._sent) if oseq in pending]
         for oseq in again:
             self._sent[oseq] = due
             self._hurry[oseq] = HURRY_AGAIN
-        if again:
+        probes = 0
+        for job in (self._jobs or {}).values():
+            # the broker may have lost chunks of it: ask soon after the last has left
+            job["hurry"] = PROBE_AGAIN
+            if "sent_at" in job:       # every chunk left: ask the gateway now
+                job["sent_at"] = due
+                probes += 1
+        if again or probes:
             log.warning("MQTT: the broker kept no session for this device (restarted "
-                        "without its store?); sending the %d unacknowledged reports again",
-                        len(again))
+                        "without its store?); sending the %d unconfirmed reports and track "
+                        "batches again and asking after %d photos", len(again), probes)
 
     def _report_again(self, rid):
         """The gateway sent a photo's chunk back while its report is still unacknowledged
@@ -479,9 +561,10 @@ class Delivery:
                 continue
             rid = _report_id(payload)
             if sent is None:
-                if time.monotonic() < self.grace_until(rid):
+                urgent = self.store.is_urgent(oseq)
+                if time.monotonic() < self.grace_until(rid) and not urgent:
                     break              # keep order: nothing overtakes a report in its grace
-                if unacked >= self.window:
+                if unacked >= self.window and not urgent:
                     backlog = sum(1 for s, _k, _p in reports if s not in self._sent)
                     break
                 unacked += 1
@@ -495,10 +578,20 @@ class Delivery:
                 else:
                     del self._hurry[oseq]
         for oseq, _kind, payload in self.store.pending((TRACK,)):
-            if oseq in self._sent:
-                continue
+            numbered = _numbered(payload)
+            sent = self._sent.get(oseq)
+            if sent is not None:
+                hurry = self._hurry.get(oseq)
+                if not numbered or now - sent < (self.resend_s if hurry is None
+                                                 else REPORT_AGAIN_S):
+                    continue           # on its way, or waiting for the gateway's ack
+                if hurry is not None:
+                    if hurry > 0:
+                        self._hurry[oseq] = hurry - 1
+                    else:
+                        del self._hurry[oseq]
             info = self.client.publish(self.topic["track"], payload, qos=1)
-            self._inflight[info.mid] = ("track", oseq)
+            self._inflight[info.mid] = ("track", oseq, numbered)
             self._sent[oseq] = now
         self._pump_photos(reports)
         self._pump_media(reports)
@@ -556,11 +649,15 @@ class Delivery:
         if not self._jobs:
             return
         waiting = {_report_id(p) for s, _k, p in reports if s not in self._sent}
+        now = time.monotonic()
         for rid, job in list(self._jobs.items()):
             if rid in waiting:
                 continue             # the report goes first
             of = messages.photo_chunk_count(job["size"], CHUNK)
             path = self.store.photo_path(job["sha256"])
+            if len(job["done"]) >= of:
+                self._probe_photo(rid, job, of, path, now)
+                continue
             for n in range(of):
                 if len(self._chunks_out) >= self.chunk_window:
                     return
@@ -583,6 +680,44 @@ class Delivery:
                 self._inflight[info.mid] = ("chunk", rid, n)
                 self._chunks_out.add((rid, n))
                 self.counters["chunks"] += 1
+
+    def _probe_photo(self, rid, job, of, path, now):
+        """Every chunk of the photo left and the gateway has not said ``photo_stored``:
+        after ``resend_s`` (at once when loaded at start-up; ``REPORT_AGAIN_S`` after a
+        broker that lost its store) send its last chunk again, which the gateway answers
+        with ``photo_stored`` or a ``resend`` of what it lacks."""
+        sent_at = job.setdefault("sent_at", now - self.resend_s)
+        hurry = job.get("hurry")
+        if now - sent_at < (self.resend_s if hurry is None else REPORT_AGAIN_S):
+            return
+        n = of - 1
+        if len(self._chunks_out) >= self.chunk_window or (rid, n) in self._chunks_out:
+            return
+        try:
+            with open(path, "rb") as f:
+                f.seek(n * CHUNK)
+                data = f.read(CHUNK)
+        except OSError as exc:
+            log.error("photo %s of %s is gone (%s); its upload is dropped", job["sha256"],
+                      rid, exc)
+            self.store.ack(job["oseq"])
+            del self._jobs[rid]
+            return
+        payload = messages.make_photo_chunk(job["sha256"], n, of, job["size"], data,
+                                            hashlib.sha256(data).hexdigest())
+        info = self.client.publish(topics.photo_topic(self.district, self.device, rid, n),
+                                   payload, qos=1)
+        self._inflight[info.mid] = ("chunk", rid, n)
+        self._chunks_out.add((rid, n))
+        job["sent_at"] = now
+        if hurry is not None:
+            if hurry > 0:
+                job["hurry"] = hurry - 1
+            else:
+                del job["hurry"]
+        self.counters["photo_probes"] += 1
+        log.info("photo of %s: no photo_stored from the gateway yet; its last chunk goes "
+                 "again to ask", rid)
 
     def _resend_photo(self, rid, sha, chunks, reason):
         """The gateway discarded chunks of a photo: mark them (None: all) not done, so the
@@ -616,6 +751,7 @@ class Delivery:
         again = set(range(messages.photo_chunk_count(job["size"], CHUNK)) if chunks is None
                     else chunks)
         job["done"] = [n for n in job["done"] if n not in again]
+        job.pop("sent_at", None)
         old = job["oseq"]
         record = {k: job[k] for k in ("report", "sha256", "size", "done")}
         job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())
@@ -633,13 +769,10 @@ class Delivery:
         job["done"] = sorted({*job["done"], n})
         old = job["oseq"]
         if len(job["done"]) >= messages.photo_chunk_count(job["size"], CHUNK):
-            self.store.ack(old)
-            del self._jobs[rid]
-            if all(j["sha256"] != job["sha256"] for j in self._jobs.values()):
-                self.store.photo_delivered(job["sha256"])
-            log.info("photo of %s delivered (%d bytes); deleted from the device in %d s",
-                     rid, job["size"], self.store.photo_keep_s)
-            return
+            # kept (file and record) until the gateway's photo_stored; probed meanwhile
+            job["sent_at"] = time.monotonic()
+            log.info("photo of %s sent (%d bytes); waiting for the gateway to store it",
+                     rid, job["size"])
         record = {k: job[k] for k in ("report", "sha256", "size", "done")}
         job["oseq"] = self.store.append(PHOTO, json.dumps(record, separators=(",", ":")).encode())
         self.store.ack(old)
@@ -675,8 +808,10 @@ class Delivery:
         self._note_dropped()
         self.shelf.prune_sent(self.store.photo_keep_s)
         self._media_next = 0.0       # set again below if the bucket holds a chunk back
-        if self._jobs or any(s not in self._sent for s, _k, _p in reports):
-            return                   # photos and unsent reports go first
+        if any(len(j["done"]) < messages.photo_chunk_count(j["size"], CHUNK)
+               for j in (self._jobs or {}).values()) or any(
+                s not in self._sent for s, _k, _p in reports):
+            return                   # photo chunks and unsent reports go first
         for entry in self.shelf.pending():
             sha, rid = entry["sha256"], entry["report"]
             if rid is None:
@@ -768,6 +903,11 @@ def _file_hashes_to(path, sha):
     except OSError:
         return False
     return h.hexdigest() == sha
+
+
+def _numbered(track_payload):
+    """True for a track batch that carries its ``seq`` (so waits for ``track_stored``)."""
+    return "seq" in json.loads(track_payload)
 
 
 def _report_id(payload):

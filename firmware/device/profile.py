@@ -280,7 +280,7 @@ def pins_of(profile):
     for name in ("yes", "no"):
         if name in profile.get("operator_buttons", {}):
             out.append((f"operator_buttons.{name}", profile["operator_buttons"][name]))
-    for section in ("pir", "call_button", "tilt"):
+    for section in ("pir", "call_button", "emergency_button", "tilt"):
         if section in profile:
             out.append((f"{section}.pin", profile[section]["pin"]))
     return out
@@ -291,7 +291,7 @@ def class_refs(profile):
     out = []
     for i, button in enumerate(profile.get("buttons", [])):
         out.append((f"buttons[{i}]", button["kind"], button["code"]))
-    for section in ("pir", "call_button", "task_result"):
+    for section in ("pir", "call_button", "emergency_button", "task_result"):
         if section in profile:
             out.append((section, profile[section]["kind"], profile[section]["code"]))
     if "tilt" in profile:
@@ -425,6 +425,13 @@ def _check_codes(p, source, codebook):
             problems.append(Problem(source, f"{key}.code", why,
                                     f"pick a {kind} class of {p['standard']} "
                                     "(see `gridlink codes list`)"))
+    for i, code in enumerate(p.get("urgent_classes", [])):
+        why = lookup("event", code) and lookup("component", code)
+        if why:
+            problems.append(Problem(source, f"urgent_classes[{i}]",
+                                    f"{code} is no event or component class of {p['standard']}",
+                                    "list class codes from the code book (see `gridlink "
+                                    "codes list`)"))
     return problems
 
 

@@ -224,7 +224,8 @@ class Device:
                 log.error("no voice memos: %s", exc)
         self.triggers = self.hardware.triggers(
             on_press=self._on_press, on_cancel=self._on_cancel, on_motion=self._on_motion,
-            on_call=self._on_call, on_answer=lambda yes: self._guard(self.answer, None, None, yes))
+            on_call=self._on_call, on_urgent=self._on_urgent,
+            on_answer=lambda yes: self._guard(self.answer, None, None, yes))
         if "kiosk" in self.profile:
             k = self.profile["kiosk"]
             port = self.kiosk_port if self.kiosk_port is not None else k["port"]
@@ -582,6 +583,13 @@ class Device:
     def _on_cancel(self, name):
         self._guard(self.cancel_last)
 
+    def _on_urgent(self, name):
+        """An urgent report (突发事件): the emergency button, or a long press on a class
+        button when ``press.long_press`` is "urgent"."""
+        b = self.profile["emergency_button"] if name == "emergency" else self.button(name)
+        self._guard(self.report, "button", b["kind"], b["code"], b["text"], None, None, None,
+                    True, True)
+
     # -- reports -----------------------------------------------------------------------------
 
     def fix_now(self):
@@ -591,20 +599,24 @@ class Device:
         return self.gnss.snapshot()
 
     def report(self, source, kind, code, text="", object_id=None, task=None, result=None,
-               photo=True):
-        """Make one report and store it durably; returns the report dict."""
+               photo=True, urgent=False):
+        """Make one report and store it durably; returns the report dict.  ``urgent``, or a
+        class the profile's ``urgent_classes`` lists, makes it urgent (突发事件): no
+        cancel grace, and it leaves before anything else waiting in the outbox."""
         if self.stopping.is_set():
             raise errors.DeviceError("device is stopping; no new reports")
+        urgent = bool(urgent) or code in self.profile.get("urgent_classes", ())
         with self.report_lock:
             try:
-                return self._report(source, kind, code, text, object_id, task, result, photo)
+                return self._report(source, kind, code, text, object_id, task, result, photo,
+                                    urgent)
             except (errors.DeviceError, ReportError) as exc:
                 self.counters["failed"] += 1
                 self.last_error = f"report NOT made: {exc}"
                 self.store.count_problem("failed")
                 raise errors.DeviceError(self.last_error) from None
 
-    def _report(self, source, kind, code, text, object_id, task, result, photo):
+    def _report(self, source, kind, code, text, object_id, task, result, photo, urgent):
         fix, age = self.fix_now()
         shot, dropped = None, False
         if photo and self.camera is not None:
@@ -628,26 +640,30 @@ class Device:
                 object_id=object_id, source=source, photos=[shot[:2]] if shot else (),
                 text=text, task=task, result=result, max_fix_age=self.stale_after,
                 fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age,
-                photo_dropped=dropped)
+                photo_dropped=dropped, urgent=urgent)
             payload = encode_report(rep)
+            # its WebP later, the report held until then; an urgent one (it leaves before
+            # all else, past any hold) goes with its JPEG
+            later = shot[3] if shot and not urgent else None
             with self.store.lock:
-                if shot and shot[3]:                # held until its WebP is made
+                if later:
                     self.transcoder.hold(rep["id"])
                 try:
-                    self.store.append(TASK_RESULT if source == "task" else REPORT, payload)
+                    self.store.append(TASK_RESULT if source == "task" else REPORT, payload,
+                                      urgent=urgent)
                 except BaseException:
                     self.transcoder.release(rep["id"])
                     raise
                 stored = True
-                if shot and self._queue_photo(rep["id"], shot) and shot[3]:
-                    self.transcoder.submit(rep["id"], shot[3])
-                elif shot:
+                if shot and self._queue_photo(rep["id"], shot) and later:
+                    self.transcoder.submit(rep["id"], later)
+                else:
                     self.transcoder.release(rep["id"])
         except BaseException:
             if shot and not stored:
                 self.store.remove_photo(shot[0])     # no report names it
             raise
-        if source == "button":
+        if source == "button" and not urgent:
             now = time.monotonic()   # a grace period in elapsed time: the clock may step
             self.grace = {k: v for k, v in self.grace.items() if v + 1 > now}
             self.grace[rep["id"]] = now + self.cancel_grace
@@ -659,7 +675,8 @@ class Device:
                 threading.Thread(target=self._guard, args=(self._memo_of_report, rep["id"]),
                                  name="memo", daemon=True).start()
         self.delivery.kick()
-        log.info("report %s: %s %s (%s) grid %s flags %s%s", rep["id"], kind, code, source,
+        log.info("report %s: %s%s %s (%s) grid %s flags %s%s", rep["id"],
+                 "URGENT " if urgent else "", kind, code, source,
                  rep["grid"], ",".join(rep["flags"]) or "-",
                  f" photo {shot[1]} B" if shot else "")
         return rep
@@ -939,11 +956,11 @@ class Device:
                 self._flush_track_locked()
 
     def _flush_track_locked(self):
-        data = self.batch.take()
-        if data is None:
+        if not self.batch.pts:
             return
         try:
-            self.store.append(TRACK, data)
+            # numbered with its outbox sequence: the gateway's track_stored ack names it
+            self.store.append_numbered(TRACK, self.batch.take)
         except errors.DeviceError as exc:
             log.error("track batch not stored: %s", exc)
             return
@@ -1058,8 +1075,9 @@ class Device:
                     "last": self.last_button}
         if cmd == "report":
             b = self.button(req["input"])
-            rep = self.report("button", b["kind"], b["code"], b["text"])
-            return {"report": rep["id"]}
+            rep = self.report("button", b["kind"], b["code"], b["text"],
+                              urgent=bool(req.get("urgent")))
+            return {"report": rep["id"], "urgent": rep.get("urgent", False)}
         if cmd == "tasks":
             return {"tasks": self.board.open()}
         if cmd == "config":

@@ -219,20 +219,32 @@ class Store:
             self.count_problem("reissued")
             return old, new
 
-    def append(self, kind, payload):
-        """Durably store one record; returns its outbox sequence."""
+    def append(self, kind, payload, urgent=False):
+        """Durably store one record; returns its outbox sequence.  An ``urgent`` one (a
+        突发事件 report) is pending before every other."""
         with self.lock:
             try:
-                return self.outbox.append(kind, payload)
+                return self.outbox.append(kind, payload, urgent)
             except ob.OutboxFull as exc:
                 raise DeviceError(f"outbox full, report not stored: {exc}") from None
             except ob.OutboxError as exc:
                 raise DeviceError(f"{exc}: NOT stored") from None
 
+    def append_numbered(self, kind, build):
+        """Durably store the record ``build(seq)`` makes knowing its own outbox sequence
+        (a track batch carries it for the gateway's ``track_stored`` ack); returns seq."""
+        with self.lock:
+            return self.append(kind, build(self.outbox.next_seq))
+
     def pending(self, kinds):
-        """[(outbox seq, kind, payload)] not yet acknowledged, in append order."""
+        """[(outbox seq, kind, payload)] not yet acknowledged: urgent first, then the
+        rest, each in append order."""
         with self.lock:
             return [r for r in self.outbox.pending() if r[1] in kinds]
+
+    def is_urgent(self, oseq):
+        with self.lock:
+            return self.outbox.is_urgent(oseq)
 
     def ack(self, oseq):
         with self.lock:

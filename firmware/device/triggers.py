@@ -2,7 +2,9 @@
 
 A short press (released before ``hold_s``) makes one report with the button's class.  A
 long press (held ``hold_s``) cancels instead: the runtime drops the last button report if
-it is still within its grace period.  The PIR sensor makes a report on motion (at most
+it is still within its grace period — or, with the profile's ``press.long_press``
+"urgent", files an urgent report (突发事件) of the button's class.  The emergency button
+files an urgent report of its own class.  The PIR sensor makes a report on motion (at most
 once per ``cooldown_s``), the call button an operator report, the operator buttons
 answer the open task.  On gpiozero's ``MockFactory`` (the sim backend) ``simulate``
 presses them from software.
@@ -17,11 +19,12 @@ log = logging.getLogger("gridlink.device.triggers")
 
 class Triggers:
     """The profile's inputs wired to callbacks: ``on_press(name)``, ``on_cancel(name)``,
-    ``on_motion()``, ``on_call()``, ``on_answer(yes)``; ``pin_factory`` None is gpiozero's
-    default (lgpio on a Pi 5 / 4)."""
+    ``on_motion()``, ``on_call()``, ``on_answer(yes)``, ``on_urgent(name)`` (a long press
+    in ``long_press`` "urgent" mode, or ``"emergency"``: the emergency button);
+    ``pin_factory`` None is gpiozero's default (lgpio on a Pi 5 / 4)."""
 
     def __init__(self, profile, *, pin_factory=None, on_press, on_cancel, on_motion, on_call,
-                 on_answer):
+                 on_answer, on_urgent=None):
         from gpiozero import Button, MotionSensor
 
         self.factory = pin_factory
@@ -32,11 +35,13 @@ class Triggers:
         self._held = {}
         self._closed = False
         kw = {"pin_factory": self.factory} if self.factory is not None else {}
+        on_urgent = on_urgent or (lambda name: None)
+        on_held = on_urgent if press.get("long_press") == "urgent" else on_cancel
         for b in profile["buttons"]:
             btn = Button(b["pin"], pull_up=True, bounce_time=bounce, hold_time=self.hold_s, **kw)
             name = b["name"]
             btn.when_pressed = lambda n=name: self._held.__setitem__(n, False)
-            btn.when_held = lambda n=name: self._on_held(n, on_cancel)
+            btn.when_held = lambda n=name: self._on_held(n, on_held)
             btn.when_released = lambda n=name: self._on_released(n, on_press)
             self.devices[name] = btn
         if "operator_buttons" in profile:
@@ -49,6 +54,11 @@ class Triggers:
             btn = Button(profile["call_button"]["pin"], pull_up=True, bounce_time=bounce, **kw)
             btn.when_pressed = lambda: on_call()
             self.devices["call"] = btn
+        if "emergency_button" in profile:
+            btn = Button(profile["emergency_button"]["pin"], pull_up=True, bounce_time=bounce,
+                         **kw)
+            btn.when_pressed = lambda: on_urgent("emergency")
+            self.devices["emergency"] = btn
         if "pir" in profile:
             cooldown = profile["pir"]["cooldown_s"]
             pir = MotionSensor(profile["pir"]["pin"], pull_up=False, **kw)

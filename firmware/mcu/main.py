@@ -1,55 +1,48 @@
-# Boot entry of the gridlink sensor node: one cycle (wake, read the tilt switch, deliver
-# pending reports, wait for the gateway's acks), then deep sleep. State lives on flash.
+# Boot entry of the gridlink sensor node: the A/B boot selector, then the node's program.
+# gridcore.abboot (from the image flashed over USB, in /lib) chooses the image directory
+# — a new image runs on trial, its boot counter on flash, and the previous image comes
+# back when its boots run out — and the program (gridnode.app) is imported from it.  An
+# image that cannot even be imported sleeps: its boots run out and the old one returns.
+# This file is the one part an update never replaces (reflash over USB to change it).
 import os
 import sys
 
-from gridcore.outbox import Outbox
-from gridnode import config
-from gridnode.board import Board
-from gridnode.node import Node
-
-DATA = "/gridlink/"
-OUTBOX = DATA + "outbox"
-OUTBOX_BYTES = 64 * 1024
-UNPROVISIONED_SLEEP_MS = 600000
-CRASH_SLEEP_MS = 60000
-CONSOLE_WINDOW_S = 3
+OTA = "/gridlink/ota"
+BROKEN_SLEEP_MS = 60000
 
 
-def main():
-    board = Board()
-    cfg = None
+def select():
+    slot = "a"
     try:
-        cfg = config.load(DATA + "config.json")
-    except config.ConfigError as e:
-        print("gridnode:", e)
-    if not board.woke_from_deepsleep():
-        # after a power-on or reset, give a technician's console (mpremote sends Ctrl-C)
-        # a moment to stop the program before it goes to sleep
-        board.sleep_ms(int((cfg or {}).get("console_window_s", CONSOLE_WINDOW_S) * 1000))
-    if cfg is None:
-        board.deepsleep(UNPROVISIONED_SLEEP_MS)
-        return
-    b = cfg["broker"]
-    if b.get("tls"):
-        board.tls = {"ca": b["ca"], "cert": b["cert"], "key": b["key"]}
-    board.wifi = cfg.get("wifi")
-    if not board.unix_time()[1]:
-        board.set_clock()
-    try:  # noqa: SIM105 (no contextlib on MicroPython)
-        os.mkdir(OUTBOX)
-    except OSError:
-        pass  # exists
-    node = Node(cfg, board, Outbox(OUTBOX, max_bytes=OUTBOX_BYTES), DATA)
-    try:
-        ms = node.run_once()
-    except Exception as e:  # never a crash loop: log, sleep, try again
+        from gridcore import abboot
+
+        slot = abboot.choose(OTA)
+    except Exception as e:  # a damaged state file must not stop the node: run the first
         sys.print_exception(e)
-        ms = CRASH_SLEEP_MS
-    # wake early when the switch leaves its last settled level
-    wake = node.active if not node.state.tilted else 1 - node.active
-    print("gridnode: sleep", ms)
-    board.deepsleep(ms, wake_pin=node.pin, wake_level=wake)
+    lib = OTA + "/" + slot + "/lib"
+    try:
+        os.stat(lib + "/gridnode")
+    except OSError:
+        return slot  # no update installed there yet: the image flashed over USB (/lib)
+    for name in list(sys.modules):
+        if name.startswith("gridcore") or name.startswith("gridnode"):
+            del sys.modules[name]
+    sys.path.insert(0, lib)
+    return slot
 
 
-main()
+def boot():
+    slot = select()
+    try:
+        from gridnode import app
+    except Exception as e:
+        sys.print_exception(e)
+        import machine
+
+        machine.deepsleep(BROKEN_SLEEP_MS)
+        return
+    app.main(slot)
+
+
+if __name__ == "__main__":
+    boot()

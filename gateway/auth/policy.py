@@ -30,6 +30,7 @@ POLICY = {
     ("POST", "/api/reports/{report_id}/release"): roles.DECIDE,
     ("POST", "/api/reports/{report_id}/accept"): roles.DECIDE,
     ("POST", "/api/reports/{report_id}/reject"): roles.DECIDE,
+    ("POST", "/api/reports/{report_id}/merge"): roles.DECIDE,
     ("GET", "/api/summary"): roles.READ,
     ("GET", "/api/events"): roles.READ,
     # the fleet
@@ -91,6 +92,9 @@ POLICY = {
     ("GET", "/api/evaluation/rates"): roles.READ,
     ("GET", "/api/evaluation/coverage"): roles.READ,
     ("GET", "/api/evaluation/unvisited"): roles.READ,
+    # the 大屏 wall view and the base map under the board's map
+    ("GET", "/api/wall"): roles.READ,
+    ("GET", "/api/basemap"): roles.READ,
     # the audit trail
     ("GET", "/api/audit"): roles.AUDIT,
     # Open311 GeoReport v2: the service list is public, the requests are reports
@@ -156,6 +160,7 @@ AUDITED = {
     ("POST", "/api/rollouts/{rollout_id}/abort"): "rollout.abort",
     ("POST", "/api/bridge/outbox/{msg_id}/retry"): "bridge.retry",
     ("POST", "/api/cases/{case_no}/photos"): "case.photo",
+    ("POST", "/api/reports/{report_id}/merge"): "report.merge",
 }
 
 

@@ -169,7 +169,7 @@ function makeView(bbox) {
   const view = {
     x: (lon) => (lon - w) * k * scale,
     y: (lat) => (n - lat) * scale,
-    width: (e - w) * k * scale, height: (n - s) * scale,
+    width: (e - w) * k * scale, height: (n - s) * scale, bbox: [w, s, e, n],
   };
   view.unit = Math.max(view.width, view.height) / 75;  // marker size
   $("map").setAttribute("viewBox", `0 0 ${view.width} ${view.height}`);
@@ -205,6 +205,7 @@ function ensureView() {
       const pts = board.grid.features.flatMap((f) => cellRings(f.geometry).flat());
       board.view = makeView(bboxOf(pts));
       drawCells();
+      GridlinkBaseMap.draw($("basemap"), board.view);
     }
     return;
   }
@@ -262,6 +263,9 @@ function renderCounts(summary) {
   $("n-rejected").textContent = summary.reports.rejected;
   $("n-online").textContent = summary.devices.online;
   $("n-devices").textContent = summary.devices.total;
+  const urgent = summary.reports.urgent_pending || 0;   // 突发事件 nobody has decided yet
+  $("n-urgent").textContent = urgent;
+  $("urgent-alert").hidden = urgent === 0;
 }
 
 // A fixed terminal's surveyed position: one calm badge instead of the clock, fixed-position
@@ -288,13 +292,20 @@ function reportRow(r) {
       flags.push(el("span", { class: "badge time-flag", title: TIME_FLAG_NAMES[r.time_flag] || r.time_flag,
                               text: FLAG_NAMES.capture_time }));
     }
+  if (r.urgent) flags.unshift(el("span", { class: "badge urgent", text: "突发" }));
+  if ((r.likely_same || []).length) {
+    flags.push(el("span", { class: "badge likely-same", title: r.likely_same.join("\n"),
+                            text: `疑似重复 ${r.likely_same.length}` }));
+  }
+  if (r.repeats) flags.push(el("span", { class: "badge repeats", text: `重复报警 ×${r.repeats + 1}` }));
   const holder = r.holder ? el("span", { class: "badge holder", text: `${r.holder} 已签收` }) : null;
   const fresh = !board.first && !board.seen.has(r.id);
   board.seen.add(r.id);
   const outcome = r.task ? el("span", { class: `badge outcome ${r.result || ""}`,
                                         text: RESULT_NAMES[r.result] || r.result || "" }) : null;
   return el("li", {
-    "data-id": r.id, class: [visualState(r), r.id === board.selected ? "selected" : "", fresh ? "fresh" : ""]
+    "data-id": r.id, class: [visualState(r), r.urgent ? "urgent" : "", r.id === board.selected ? "selected" : "",
+                             fresh ? "fresh" : ""]
       .filter(Boolean).join(" "),
     onclick: () => select(r.id),
   },
@@ -332,7 +343,11 @@ function updateReports(page) {
     if (r) li.replaceWith(reportRow(r));
     else li.classList.add("gone");
   }
-  showNewCount(page.items.filter((r) => !shown.has(r.id)).length);
+  const fresh = page.items.filter((r) => !shown.has(r.id));
+  // an urgent report (突发事件) does not wait behind the button: the list is loaded at
+  // once so that it stands first, as the header's alert says
+  if (fresh.some((r) => r.urgent)) renderReports(page);
+  else showNewCount(fresh.length);
 }
 
 function showNewCount(n) {

@@ -36,6 +36,15 @@ CREATE TABLE case_callers (
 MIGRATIONS = (("case_002_callers", _CALLERS, _CALLERS),)
 
 
+class _NumberTaken(Exception):
+    """The centre's next report id is claimed already (PostgreSQL's ``report_ids``: by a
+    report filed at the same moment, or one whose month was archived)."""
+
+    def __init__(self, seq):
+        super().__init__(seq)
+        self.seq = seq
+
+
 class OperatorReports:
     """File reports from the centre over a store; ``names`` (``open311.ClassNames``) checks
     the class, ``locate(lat, lon)`` finds the grid when a grid map is loaded."""
@@ -80,11 +89,15 @@ class OperatorReports:
         grid = self.locate(lat, lon) if self.locate is not None else None
         district = grid[:6] if grid else self.district
         now = wire_time(self.clock())
+        after = 0  # a number found taken: count on past it
         for _ in range(10):
             try:
                 return self._insert(source, kind, code, lat, lon, grid, district, text or "",
                                     operator, caller_name, caller_phone, address, key, now,
-                                    audit)
+                                    audit, after)
+            except _NumberTaken as taken:
+                after = taken.seq
+                continue
             except Exception as exc:
                 # two operators filing at once took the same number: count again
                 if not any(c.__name__ == "IntegrityError" for c in type(exc).__mro__):
@@ -94,17 +107,17 @@ class OperatorReports:
         raise Conflict("could not number the report: too many filed at once; try again")
 
     def _insert(self, source, kind, code, lat, lon, grid, district, text, operator,
-                caller_name, caller_phone, address, key, now, audit):
+                caller_name, caller_phone, address, key, now, audit, after=0):
         with self.store.connect() as conn:
             last = one(run(self.store, conn,
                            "SELECT MAX(seq) AS m FROM reports WHERE device = ?",
                            [CENTRE_DEVICE]))["m"]
-            seq = (last or 0) + 1
+            seq = max(last or 0, after) + 1
             rid = f"{CENTRE_DEVICE}:{seq:012d}"
             content = {"id": rid, "source": source, "kind": kind, "standard": STANDARD,
                        "code": code, "lat": lat, "lon": lon, "grid": grid, "text": text,
                        "time": now, "by": operator}
-            run(self.store, conn,
+            cur = run(self.store, conn,
                 "INSERT INTO reports (id, device, district, seq, captured_at, received_at,"
                 " committed_at, time_source, lat, lon, flags, grid, grid_mismatch, street,"
                 " kind, standard, code, source, text, photos, payload)"
@@ -113,6 +126,8 @@ class OperatorReports:
                 [rid, CENTRE_DEVICE, district, seq, now, now, now, lat, lon, grid,
                  grid[:9] if grid else None, kind, STANDARD, code, source, text,
                  json.dumps(content, ensure_ascii=False)])
+            if cur.rowcount == 0:  # PostgreSQL: the id was claimed (report_ids), not inserted
+                raise _NumberTaken(seq)
             run(self.store, conn,
                 "INSERT INTO case_callers (report_id, source, name, phone, address,"
                 " request_key, created_by, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",

@@ -80,20 +80,70 @@ def subjects(cn):
     return (f"CN={cn}", f"CN={cn},O={ISSUED_O}")
 
 
+def _token(value, what):
+    if not value or any(c in value for c in '.*>"{}[], \n$'):
+        raise ClusterError(f"{what} {value!r} cannot be a NATS subject token")
+    return value
+
+
+def _user(cn, pub, sub):
+    pub = ", ".join(f'"{p}"' for p in pub)
+    sub = ", ".join(f'"{p}"' for p in sub)
+    return [f'    {{user: "{dn}", permissions: {{publish: {{allow: [{pub}]}}, '
+            f"subscribe: {{allow: [{sub}]}}}}}}" for dn in subjects(cn)]
+
+
+def device_user(dev, district="*"):
+    """A device's entries: its own leaves under ``district`` (``*``: any district)."""
+    base = f"gridlink.v1.{district}.{_token(dev, 'device id')}"
+    return _user(dev, [f"{base}.{leaf}" for leaf in DEVICE_PUBLISH],
+                 [*(f"{base}.{leaf}" for leaf in DEVICE_SUBSCRIBE), "$MQTT.sub.>"])
+
+
+def district_gateway(gateway, district):
+    """The certificate name (CN) of ``district``'s gateway workers."""
+    return f"{gateway}-{district}"
+
+
+def district_gateway_user(gateway, district):
+    """The entries of ``district``'s gateway identity: its own durable consumer (made only
+    with its district's filter: nats-server 2.9 checks the filter named in the create
+    subject against the request), its acks, its replies (its own inbox prefix), and
+    messages to its district's devices; no other stream or consumer."""
+    from .link import STREAM, STREAM_PREFIX, district_names
+
+    durable, filt, inbox = district_names(district)
+    api = "$JS.API"
+    to_devices = [f"gridlink.v1.{district}.*.{leaf}" for leaf in DEVICE_SUBSCRIBE]
+    pub = [f"{api}.STREAM.INFO.{STREAM}", f"{api}.STREAM.CREATE.{STREAM}",
+           f"{api}.CONSUMER.INFO.{STREAM}.{durable}",
+           f"{api}.CONSUMER.CREATE.{STREAM}.{durable}.{filt}",
+           f"{api}.CONSUMER.MSG.NEXT.{STREAM}.{durable}",
+           f"$JS.ACK.{STREAM}.{durable}.>",
+           *to_devices, *(STREAM_PREFIX + t for t in to_devices)]
+    return _user(district_gateway(gateway, district), pub, [f"{inbox}.>"])
+
+
 def authorization_block(devices, gateway="gridlink-gateway"):
-    """The ``authorization`` section for certificate identities (``verify_and_map``):
-    the gateway's CN with full rights (it uses the JetStream API), each device's CN with
-    only its own topics."""
-    lines = ["authorization {", "  users: [", *(f'    {{user: "{dn}"}}'
-                                                for dn in subjects(gateway))]
-    for dev in devices:
-        if not dev or any(c in dev for c in '.*>"{}[], \n'):
-            raise ClusterError(f"device id {dev!r} cannot be a NATS subject token")
-        pub = ", ".join(f'"gridlink.v1.*.{dev}.{leaf}"' for leaf in DEVICE_PUBLISH)
-        sub = ", ".join([*(f'"gridlink.v1.*.{dev}.{leaf}"' for leaf in DEVICE_SUBSCRIBE),
-                         '"$MQTT.sub.>"'])
-        lines += [f'    {{user: "{dn}", permissions: {{publish: {{allow: [{pub}]}}, '
-                  f"subscribe: {{allow: [{sub}]}}}}}}" for dn in subjects(dev)]
+    """The ``authorization`` section for certificate identities (``verify_and_map``).
+
+    ``devices`` a list of ids: the gateway's CN with full rights (it uses the JetStream
+    API), each device's CN with only its own topics, in any district.  ``devices`` a
+    mapping district → ids (a cluster shared by districts): each device only under its
+    own district, and per district one gateway identity, ``<gateway>-<district>``, that
+    reads and writes only that district's messages (``--broker …?district=<district>``),
+    as the Mosquitto ACL keeps a district's broker to its district."""
+    lines = ["authorization {", "  users: ["]
+    if isinstance(devices, dict):
+        for district, ids in devices.items():
+            _token(district, "district")
+            lines += district_gateway_user(gateway, district)
+            for dev in ids:
+                lines += device_user(dev, district)
+    else:
+        lines += [f'    {{user: "{dn}"}}' for dn in subjects(gateway)]
+        for dev in devices:
+            lines += device_user(dev)
     return "\n".join([*lines, "  ]", "}"])
 
 
@@ -104,7 +154,8 @@ def render_node(*, name, host, client_port, mqtt_port, route_port, monitor_port,
     listener, its own included.  With ``tls`` (``NodeTLS``): clients and routes must
     present a certificate of the CA; a device's MQTT identity is its certificate
     (``verify_and_map``).  With ``devices`` (ids, with ``tls``): only the ``gateway``
-    identity and these devices may connect, each device to its own topics."""
+    identity and these devices may connect, each device to its own topics (``devices`` a
+    mapping district → ids: each to its own district, see ``authorization_block``)."""
     if devices is not None and tls is None:
         raise ClusterError("per-device permissions need TLS: the identity is the certificate")
     scheme = "nats-route"

@@ -25,6 +25,7 @@ thread (``mid`` is the JetStream message), ``ack(mids, generation)``, ``publish`
 import asyncio
 import contextlib
 import logging
+import re
 import threading
 import time
 from urllib.parse import parse_qs, unquote
@@ -45,11 +46,27 @@ OUTBOUND_LEAVES = ("ack", "task", "config")  # the gateway's own messages to dev
 MQTT_QOS_HEADER = "Nmqtt-Pub"
 
 
+DISTRICT_TOKEN = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
+
+
+def district_names(district):
+    """(durable consumer, its filter, inbox prefix) of a gateway: one district's
+    (``district``) or every district's (None).  A district's workers share the durable
+    ``gridlink-<district>``, read only ``$MQTT.msgs.gridlink.v1.<district>.>`` and take
+    their replies under ``_INBOX.gridlink-<district>``: what a district-scoped cluster
+    (``cluster.authorization_block`` with districts) permits that identity."""
+    if district is None:
+        return DURABLE, FILTER, "_INBOX"
+    return (f"{DURABLE}-{district}", f"{STREAM_PREFIX}gridlink.v1.{district}.>",
+            f"_INBOX.{DURABLE}-{district}")
+
+
 class NatsURL:
     """``nats://[user[:password]@]host:port[,host:port…][?replicas=3&ack_wait=30]``, or
     ``nats+tls://…`` (TLS to every node).  ``replicas``: of ``$MQTT_msgs`` when the gateway
     creates it (before any device connected); ``ack_wait``: seconds before an
-    unacknowledged message goes to another worker."""
+    unacknowledged message goes to another worker; ``district``: read only that
+    district's messages (a district-scoped cluster's gateway identity)."""
 
     def __init__(self, url):
         self.url = url
@@ -71,8 +88,8 @@ class NatsURL:
             if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
                 raise ConfigError(f"broker URL {url!r}: {hp!r} is not host:port")
             self.servers.append(f"{'tls' if self.tls else 'nats'}://{host}:{port}")
-        params = {k: v[-1] for k, v in parse_qs(query).items()}
-        unknown = set(params) - {"replicas", "ack_wait"}
+        params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
+        unknown = set(params) - {"replicas", "ack_wait", "district"}
         if unknown:
             raise ConfigError(f"broker URL {url!r}: unknown option(s) {sorted(unknown)}")
         try:
@@ -82,6 +99,10 @@ class NatsURL:
             raise ConfigError(f"broker URL {url!r}: {exc}") from None
         if not 1 <= self.replicas <= 5 or self.ack_wait <= 0:
             raise ConfigError(f"broker URL {url!r}: replicas 1..5 and ack_wait > 0")
+        self.district = params.get("district")
+        if self.district is not None and not DISTRICT_TOKEN.match(self.district):
+            raise ConfigError(f"broker URL {url!r}: district must be letters, digits, - or _")
+        self.durable, self.filter, self.inbox_prefix = district_names(self.district)
 
 
 def subject_of(topic):
@@ -227,15 +248,16 @@ class JetStreamLink:
         self._nc = await nats.connect(
             self.url.servers, name=self.client_id, tls=self.tls_context,
             user=self.url.username, password=self.url.password, connect_timeout=5,
+            inbox_prefix=self.url.inbox_prefix,
             allow_reconnect=True, max_reconnect_attempts=-1, reconnect_time_wait=0.5,
             disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
         self._js = self._nc.jetstream(timeout=5)
         await self._ensure_stream()
         self._sub = await self._js.pull_subscribe(
-            FILTER, durable=DURABLE, stream=STREAM,
-            config=ConsumerConfig(durable_name=DURABLE, ack_policy=AckPolicy.EXPLICIT,
+            self.url.filter, durable=self.url.durable, stream=STREAM,
+            config=ConsumerConfig(durable_name=self.url.durable, ack_policy=AckPolicy.EXPLICIT,
                                   ack_wait=self.url.ack_wait, max_deliver=-1,
-                                  filter_subject=FILTER, max_ack_pending=-1))
+                                  filter_subject=self.url.filter, max_ack_pending=-1))
         self._ready()
 
     def _ready(self):

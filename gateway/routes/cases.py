@@ -148,11 +148,12 @@ def file_body(codes):
 CaseNo = Path(..., max_length=40, description="the case number (案卷号)")
 
 
-def build_router(book, desk, trail, sources, queue):
+def build_router(book, desk, trail, sources, queue, duplicates=None):
     """``/api/cases``, ``/api/departments`` and ``/api/deadlines`` over a ``CaseBook``
     (and the ``TaskDesk`` that sends 核查 tasks), and ``POST /api/reports`` (an operator
     files a report, ``cases.sources``); each change is audited in its transaction in the
-    signed-in operator's name."""
+    signed-in operator's name.  A case lists its ``reports``: its own and those merged
+    into it (``cases.duplicates``)."""
     router = APIRouter(tags=["cases"])
     FileBody = file_body(sources.codes())  # a model class made per app: its code book
 
@@ -179,7 +180,10 @@ def build_router(book, desk, trail, sources, queue):
     @router.get("/api/cases/{case_no}", responses=NOT_FOUND,
                 summary="One case with its history (who moved it, when, on time or late)")
     def get_case(case_no: str = CaseNo):
-        return book.get(case_no)
+        case = book.get(case_no)
+        if duplicates is not None:
+            case["reports"] = duplicates.reports_of(case["report_id"])
+        return case
 
     def move(action, request, case_no, **kw):
         me = Acting(trail, request)

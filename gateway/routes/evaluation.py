@@ -18,7 +18,8 @@ HHMM = r"^([01][0-9]|2[0-3]):[0-5][0-9]$"
 # a day its month lacks (30 February) is refused by the server, with a 400 naming it
 DAY = r"^(19|20)[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 TIME = ISO_TIME
-BY = r"^(supervisor|device|grid|street)(,(supervisor|device|grid|street)){0,3}$"
+_DIM = "(supervisor|device|grid|street|department)"
+BY = rf"^{_DIM}(,{_DIM}){{0,4}}$"
 FORMAT = Query("json", pattern="^(json|csv)$", description="json, or csv for a spreadsheet")
 SUPERVISOR = Path(..., pattern=IDENT, description="the 监督员's id")
 WORK_GRID = Path(..., pattern=IDENT, description="the work grid's id")
@@ -173,12 +174,13 @@ def build_router(roster, rates, coverage, trail):
     # ------------------------------------------------------------ the figures
 
     @router.get("/api/evaluation/rates", responses={**BAD, **CSV_RESPONSE},
-                summary="有效上报率, 按时核实率, 按时核查率, stage times, reports per duty hour",
+                summary="有效上报率, 按时核实率, 按时核查率, 结案率, 按期结案率, stage times, "
+                        "reports per duty hour",
                 description="since before until, at most 366 days apart (400); default the "
                             "30 days up to now.  Formulas: docs/evaluation.md.")
     def rate_table(by: str = Query("supervisor", pattern=BY,
                                    description="comma-separated: supervisor, device, grid, "
-                                               "street (each once)"),
+                                               "street, department (each once)"),
                    period: str = Query("day", pattern="^(day|week|month|all)$"),
                    since: str | None = Query(None, pattern=TIME),
                    until: str | None = Query(None, pattern=TIME),
@@ -208,15 +210,22 @@ def build_router(roster, rates, coverage, trail):
         return found
 
     @router.get("/api/evaluation/unvisited", responses={**BAD, **CSV_RESPONSE},
-                summary="Cells of each work grid never visited in a week")
-    def unvisited(week: str = Query(..., pattern=DAY,
-                                    description="any Beijing date of the week"),
+                summary="Cells of each work grid never visited in a week (or a window)",
+                description="week, or since and until (at most 31 days apart): one of the "
+                            "two (400).")
+    def unvisited(week: str | None = Query(None, pattern=DAY,
+                                           description="any Beijing date of the week"),
+                  since: str | None = Query(None, pattern=TIME),
+                  until: str | None = Query(None, pattern=TIME),
                   supervisor: str | None = Query(None, pattern=IDENT),
                   format: str = FORMAT):
-        since, until = week_of(week)
+        if (week is None) == (since is None and until is None):
+            raise Invalid("give week, or since and until (not both)")
+        if week is not None:
+            since, until = week_of(week)
         found = coverage.unvisited(since, until, supervisor)
         if format == "csv":
-            return csv_response(found, f"unvisited-{week}")
+            return csv_response(found, f"unvisited-{week or 'window'}")
         return found
 
     return router

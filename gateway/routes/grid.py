@@ -1,4 +1,5 @@
-"""The grid map's route: its cells as GeoJSON for the board's map."""
+"""The grid map's routes: its cells as GeoJSON for the board's map, and the base map
+drawn under them (``basemap.BaseMap``, or none)."""
 
 import json
 import threading
@@ -9,8 +10,8 @@ from fastapi.responses import Response
 from ..geojson import grid_geojson
 
 
-def build_router(grid_map):
-    """``/api/grid`` over a core ``GridMap`` (or None: no cells)."""
+def build_router(grid_map, base_map=None):
+    """``/api/grid`` over a core ``GridMap`` (or None: no cells); ``/api/basemap``."""
     router = APIRouter(tags=["map"])
     built, lock = [], threading.Lock()
 
@@ -24,5 +25,10 @@ def build_router(grid_map):
                                         separators=(",", ":")).encode())
         return Response(built[0], media_type="application/geo+json",
                         headers={"Cache-Control": "max-age=300"})
+
+    @router.get("/api/basemap", summary="The tiles drawn under the map (the district's GIS)",
+                description="url null: no base map is configured.")
+    def basemap():
+        return base_map.as_json() if base_map is not None else {"url": None}
 
     return router

@@ -30,12 +30,17 @@ class AcceptBody(BaseModel):
                                 description="case number (案卷号); the next one when omitted")
 
 
+class MergeBody(BaseModel):
+    into: str = Field(..., min_length=3, max_length=64,
+                      description="the report (pending, or accepted: its case) this one joins")
+
+
 class RejectBody(BaseModel):
     reason: str = Field(..., max_length=500, pattern=NOT_BLANK,
                         description="why not accepted (不予立案原因)")
 
 
-def build_router(queue, desk, trail, callers=None):
+def build_router(queue, desk, trail, callers=None, duplicates=None):
     """The ``/api/reports`` and ``/api/summary`` routes over an ``IntakeQueue`` (and the
     ``TaskDesk`` whose tasks a report lists); every decision is written to ``trail`` in
     its transaction.  Acting on another operator's claim takes the OVERRIDE permission
@@ -55,8 +60,9 @@ def build_router(queue, desk, trail, callers=None):
 
     @router.get("/api/reports", responses=BAD, summary="List reports (default: pending)")
     def list_reports(
-        status: str = Query("pending", pattern="^(pending|accepted|rejected|attached|all)$",
-                            description="pending, accepted, rejected, attached, all"),
+        status: str = Query("pending",
+                            pattern="^(pending|accepted|rejected|attached|merged|all)$",
+                            description="pending, accepted, rejected, attached, merged, all"),
         grid: str | None = Query(None, pattern=DIGITS, description="grid code or prefix"),
         street: str | None = Query(None, pattern=DIGITS,
                                    description="9-digit street (街道) code"),
@@ -124,6 +130,13 @@ def build_router(queue, desk, trail, callers=None):
         me = Acting(trail, request)
         return queue.reject(report_id, me.name, reason=body.reason,
                             override=me.may_override, audit=me.record)
+
+    @router.post("/api/reports/{report_id}/merge", responses=DECISION,
+                 summary="Merge into another report of the same class (its case keeps both)")
+    def merge(report_id: str, body: MergeBody, request: Request):
+        me = Acting(trail, request)
+        return duplicates.merge(report_id, body.into, me.name, override=me.may_override,
+                                audit=me.record)
 
     @router.get("/api/summary", summary="Counts for the board and the demo")
     def summary():

@@ -40,6 +40,9 @@ class RolloutBody(BaseModel):
     failure_threshold: float = Field(20.0, ge=0, le=100,
                                      description="pause when more of a stage's devices fail "
                                                  "than this percentage")
+    stage_timeout_s: float | None = Field(None, ge=1, le=90 * 86400,
+                                          description="pause a stage whose devices have not "
+                                                      "all reported within this many seconds")
 
 
 def build_router(rollouts, trail):
@@ -52,7 +55,8 @@ def build_router(rollouts, trail):
         me = Acting(trail, request)
         done = rollouts.create(kind=body.kind, version=body.version,
                                target=body.target.as_dict(), stages=body.stages,
-                               failure_threshold=body.failure_threshold, operator=me.name)
+                               failure_threshold=body.failure_threshold, operator=me.name,
+                               stage_timeout_s=body.stage_timeout_s)
         me.append("rollout.create", target=f"rollout:{done['id']}", after=_brief(done))
         return done
 
@@ -86,4 +90,4 @@ def build_router(rollouts, trail):
 def _brief(r):
     """What the audit keeps of a rollout: not its device list."""
     return {k: r[k] for k in ("id", "kind", "version", "target", "stages", "failure_threshold",
-                              "state", "stage", "reason")}
+                              "stage_timeout_s", "state", "stage", "reason")}

@@ -162,6 +162,13 @@ DROP TABLE photo_chunks;
 # bits already.
 _SEQ_BIGINT = "ALTER TABLE reports ALTER COLUMN seq TYPE BIGINT"
 
+# An urgent report (突发事件, the report's ``urgent``) is listed above every other in the
+# intake queue: a partial index finds the few urgent ones without walking the rest.
+_URGENT = """
+ALTER TABLE reports ADD COLUMN urgent INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX reports_urgent ON reports (id) WHERE urgent = 1;
+"""
+
 BUILTIN = (
     ("0001_gateway_tables", _REPORTS.format(**_SQLITE), _REPORTS.format(**_POSTGRES)),
     ("0002_dead_letter_digest", _DEAD_LETTER_DIGEST, _DEAD_LETTER_DIGEST),
@@ -172,4 +179,116 @@ BUILTIN = (
                          device_of="substr(p.first_report, 1, instr(p.first_report, ':') - 1)"),
      _PHOTO_PARTS.format(blob="BYTEA", device_of="split_part(p.first_report, ':', 1)")),
     ("0006_report_seq_bigint", "SELECT 1", _SEQ_BIGINT),
+    ("urgent_001_report_urgent", _URGENT, _URGENT),
 )
+
+# PostgreSQL: the two tables that grow with the fleet — reports and track points — are
+# partitioned by month of their time (a report's capture time, a track point's fix time:
+# the times every listing and window reads by), so a province's years stay as fast to
+# write and to read by time as one month, and an old month leaves as one table
+# (DETACH PARTITION) instead of a DELETE of millions of rows.  A partitioned table's
+# unique keys must hold its partition key, so a report id alone cannot be the reports'
+# primary key any more: ``report_ids`` (one narrow row a report) is what keeps it unique.
+# Every row inserted into ``reports`` — by the ingest's INSERT … ON CONFLICT DO NOTHING or
+# any other — claims its id there first (a trigger); a row whose id is taken is not
+# inserted, as ON CONFLICT DO NOTHING on the old primary key did, and concurrent claims of
+# one id wait for each other on that primary key.  A row deleted gives its id back (a
+# trigger); a month detached keeps its ids claimed (an archived report sent again stays
+# a duplicate).  Times outside the months made go to
+# each table's DEFAULT partition; ``gridlink_month_partition`` makes a month's partition
+# (moving that month's rows out of the default one), for the months of the rows already
+# there now and, at every ``migrate``, from the current month to two ahead
+# (``PostgresStore.add_month_partitions``).  Indexes the board's migrations put on the
+# tables are made again on the partitioned ones.  SQLite tables stay as they are.
+_MONTH_PARTITIONS = r"""
+CREATE TABLE report_ids (id TEXT PRIMARY KEY);
+
+CREATE FUNCTION gridlink_claim_report_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO report_ids (id) VALUES (NEW.id) ON CONFLICT DO NOTHING;
+    IF FOUND THEN
+        RETURN NEW;
+    END IF;
+    RETURN NULL;  -- the id is taken: this row is not inserted
+END $$;
+
+CREATE FUNCTION gridlink_release_report_id() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM report_ids WHERE id = OLD.id;
+    RETURN NULL;
+END $$;
+
+CREATE FUNCTION gridlink_month_partition(tbl text, month date) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+    part text := tbl || '_' || to_char(month, 'YYYY_MM');
+    lo text := to_char(date_trunc('month', month), 'YYYY-MM-DD');
+    hi text := to_char(date_trunc('month', month) + interval '1 month', 'YYYY-MM-DD');
+    key text := CASE tbl WHEN 'reports' THEN 'captured_at' ELSE 't' END;
+BEGIN
+    IF to_regclass(part) IS NOT NULL THEN
+        RETURN false;
+    END IF;
+    EXECUTE format('LOCK TABLE %I IN EXCLUSIVE MODE', tbl || '_default');
+    EXECUTE format('CREATE TABLE %I (LIKE %I INCLUDING DEFAULTS)', part, tbl);
+    EXECUTE format('WITH moved AS (DELETE FROM %I WHERE %I >= %L AND %I < %L RETURNING *) '
+                   'INSERT INTO %I SELECT * FROM moved',
+                   tbl || '_default', key, lo, key, hi, part);
+    EXECUTE format('ALTER TABLE %I ATTACH PARTITION %I FOR VALUES FROM (%L) TO (%L)',
+                   tbl, part, lo, hi);
+    RETURN true;
+END $$;
+
+CREATE TEMP TABLE gridlink_saved_indexes ON COMMIT DROP AS
+SELECT indexdef FROM pg_indexes
+WHERE schemaname = current_schema() AND tablename IN ('reports', 'track_points')
+  AND indexname NOT IN ('reports_pkey', 'track_points_pkey');
+
+ALTER TABLE reports RENAME TO reports_unpartitioned;
+CREATE TABLE reports (LIKE reports_unpartitioned INCLUDING DEFAULTS)
+    PARTITION BY RANGE (captured_at);
+ALTER TABLE reports ADD CONSTRAINT reports_key PRIMARY KEY (id, captured_at);
+CREATE TABLE reports_default PARTITION OF reports DEFAULT;
+
+ALTER TABLE track_points RENAME TO track_points_unpartitioned;
+CREATE TABLE track_points (LIKE track_points_unpartitioned INCLUDING DEFAULTS)
+    PARTITION BY RANGE (t);
+ALTER TABLE track_points ADD CONSTRAINT track_points_key PRIMARY KEY (device, t);
+CREATE TABLE track_points_default PARTITION OF track_points DEFAULT;
+
+DO $$
+DECLARE m date;
+BEGIN
+    FOR m IN SELECT DISTINCT to_date(left(captured_at, 7), 'YYYY-MM') FROM reports_unpartitioned
+             WHERE captured_at ~ '^(19|20)[0-9][0-9]-(0[1-9]|1[0-2])' LOOP
+        PERFORM gridlink_month_partition('reports', m);
+    END LOOP;
+    FOR m IN SELECT DISTINCT to_date(left(t, 7), 'YYYY-MM') FROM track_points_unpartitioned
+             WHERE t ~ '^(19|20)[0-9][0-9]-(0[1-9]|1[0-2])' LOOP
+        PERFORM gridlink_month_partition('track_points', m);
+    END LOOP;
+END $$;
+
+INSERT INTO reports SELECT * FROM reports_unpartitioned;
+INSERT INTO report_ids (id) SELECT id FROM reports_unpartitioned;
+INSERT INTO track_points SELECT * FROM track_points_unpartitioned;
+DROP TABLE reports_unpartitioned;
+DROP TABLE track_points_unpartitioned;
+ALTER TABLE reports RENAME CONSTRAINT reports_key TO reports_pkey;
+ALTER TABLE track_points RENAME CONSTRAINT track_points_key TO track_points_pkey;
+
+DO $$
+DECLARE def text;
+BEGIN
+    FOR def IN SELECT indexdef FROM gridlink_saved_indexes LOOP
+        EXECUTE def;
+    END LOOP;
+END $$;
+
+CREATE TRIGGER reports_claim_id BEFORE INSERT ON reports
+    FOR EACH ROW EXECUTE FUNCTION gridlink_claim_report_id();
+CREATE TRIGGER reports_release_id AFTER DELETE ON reports
+    FOR EACH ROW EXECUTE FUNCTION gridlink_release_report_id();
+"""
+
+BUILTIN += (("0007_month_partitions", "SELECT 1", _MONTH_PARTITIONS),)

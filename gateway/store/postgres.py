@@ -116,6 +116,36 @@ class PostgresStore(Store):
             conn.execute("SELECT pg_advisory_xact_lock(%s, s) FROM unnest(%s::int[]) AS s",
                          (self._lock_space, slots))
 
+    def migrate(self, extra=()):
+        done = super().migrate(extra)
+        self.add_month_partitions()
+        return done
+
+    def add_month_partitions(self, months_ahead=2, today=None):
+        """Make the month partitions of ``reports`` and ``track_points`` from the month of
+        ``today`` (default: now, UTC) to ``months_ahead`` after it, where missing; return
+        the names made.  ``migrate`` calls it: a gateway started, or ``gridlink gateway
+        migrate`` run monthly (cron), keeps every row of the present in its month's
+        partition (rows of other times are in the DEFAULT one, still found, until their
+        month is made)."""
+        import datetime as dt
+
+        today = today or dt.datetime.now(dt.UTC).date()
+        months = [dt.date(today.year + (today.month - 1 + k) // 12,
+                          (today.month - 1 + k) % 12 + 1, 1) for k in range(months_ahead + 1)]
+        made = []
+        with self.connect() as conn:
+            self._lock_migrations(conn)
+            if conn.execute("SELECT to_regproc('gridlink_month_partition')").fetchone()[0] \
+                    is None:
+                return made  # migration 0007 is not applied (a partial migrate)
+            for table in ("reports", "track_points"):
+                for m in months:
+                    if conn.execute("SELECT gridlink_month_partition(%s, %s)",
+                                    (table, m)).fetchone()[0]:
+                        made.append(f"{table}_{m:%Y_%m}")
+        return made
+
     def drop_schema(self):
         """Remove this store's schema and everything in it (tests, demos)."""
         if not self.schema:

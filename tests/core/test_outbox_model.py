@@ -1,4 +1,5 @@
-"""Random sequences of appends, acks, reopenings and compactions against a plain model."""
+"""Random sequences of appends (routine and urgent), acks, reopenings and compactions
+against a plain model: pending gives the urgent records first, each group in append order."""
 
 import shutil
 import tempfile
@@ -16,18 +17,22 @@ class OutboxModel(RuleBasedStateMachine):
         self.max_bytes = 6000
         self.ob = Outbox(self.dir, self.max_bytes, sync=False)
         self.model = {}            # seq -> (kind, payload), unacked, in append order
+        self.urgent = set()        # seqs appended urgent
         self.last = 0
 
     @rule(kind=st.sampled_from([REPORT, TASK_RESULT, PHOTO_PROGRESS]),
-          payload=st.binary(max_size=120))
-    def append(self, kind, payload):
+          payload=st.binary(max_size=120), urgent=st.booleans())
+    def append(self, kind, payload, urgent):
+        urgent = urgent and kind != PHOTO_PROGRESS
         room = self.max_bytes - 28 - sum(19 + len(p) for _, p in self.model.values())
         if 19 + len(payload) > room:           # would need eviction: keep the model simple
             return
-        seq = self.ob.append(kind, payload)
+        seq = self.ob.append(kind, payload, urgent=urgent)
         assert seq > self.last
         self.last = seq
         self.model[seq] = (kind, payload)
+        if urgent:
+            self.urgent.add(seq)
 
     @precondition(lambda self: self.model)
     @rule(data=st.data())
@@ -56,8 +61,12 @@ class OutboxModel(RuleBasedStateMachine):
 
     @invariant()
     def same_as_model(self):
+        order = sorted(self.model, key=lambda s: (s not in self.urgent, s))
         assert [(s, k, p) for s, k, p in self.ob.pending()] == \
-            [(s, k, p) for s, (k, p) in self.model.items()]
+            [(s, *self.model[s]) for s in order]
+        assert [s for s, _k, _p in self.ob.pending(REPORT)] == \
+            [s for s in order if self.model[s][0] == REPORT]
+        assert all(self.ob.is_urgent(s) == (s in self.urgent) for s in self.model)
         assert self.ob.depth() == len(self.model)
         assert self.ob.depth(TRACK) == 0
         assert self.ob.cursor == (min(self.model) - 1 if self.model else self.ob.next_seq - 1)

@@ -460,3 +460,44 @@ def test_a_grouped_ack_names_what_is_wrong_and_lists_its_ids():
     # the largest grouped ack fits what a microcontroller node reads (1024 bytes)
     longest = [f"{'d' * 32}:{s:012d}" for s in range(1, 17)]
     assert len(messages.encode(messages.make_ack(longest, "duplicate"))) <= 1024
+
+
+def test_photo_and_track_confirmations_name_what_is_wrong():
+    sha = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
+    photo = messages.make_photo_stored("pv-0001:000000000042", sha)
+    track = messages.make_track_stored([57, 58])
+    for ack in (photo, track):
+        assert messages.validate_received_ack(json.loads(messages.encode(ack))) == ack
+        assert not messages.answers_reports(ack)
+        assert schema_ok("ack", ack)
+    assert messages.answers_reports(messages.make_ack("pv-0001:000000000042", "accepted"))
+    for base, bad, field, words in [
+            (photo, {"sha256": "9f86"}, "sha256", "64"),
+            (photo, {"reason": "late"}, "reason", "no reason"),
+            (photo, {"id": None}, "id", "12-digit"),
+            (photo, {"chunks": None}, "chunks", "not a field"),
+            (track, {"seqs": []}, "seqs", "1 to 64"),
+            (track, {"seqs": list(range(65))}, "seqs", "1 to 64"),
+            (track, {"seqs": [1, "2"]}, "seqs[1]", "integer"),
+            (track, {"seqs": [-1]}, "seqs[0]", "between"),
+            (track, {"seqs": [10 ** 12]}, "seqs[0]", "between"),
+            (track, {"id": "pv-0001:000000000042"}, "id", "not a field"),
+            (track, {"reason": "x"}, "reason", "no reason")]:
+        obj = {**base, **bad}
+        with pytest.raises(MessageError, match=words) as e:
+            messages.validate_received_ack(obj)
+        assert e.value.field == field
+        assert not schema_ok("ack", obj), obj
+    # a track_stored of 64 of the largest seqs stays within what a node reads
+    assert len(messages.encode(messages.make_track_stored([10 ** 12 - 1] * 64))) <= 1024
+
+
+def test_a_track_batch_carries_its_seq_or_none():
+    pts = [(1795832100, 34.812345, 113.291234, 8.3)]
+    assert "seq" not in messages.make_track("pv-0001", pts)
+    numbered = messages.make_track("pv-0001", pts, seq=57)
+    assert numbered["seq"] == 57 and schema_ok("track", numbered)
+    for seq, words in [(-1, "between"), (10 ** 12, "between"), ("57", "integer")]:
+        with pytest.raises(MessageError, match=words) as e:
+            messages.validate_track({**numbered, "seq": seq})
+        assert e.value.field == "seq"

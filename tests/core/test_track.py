@@ -72,6 +72,11 @@ def test_batch_encodes_the_wire_form_and_decodes_back():
                            [10, -34500000, -113250000, 0]]}
     assert track.decode(data) == obj
     assert b.take() is None and b.t0 is None
+    b.add(1_764_296_100, 34.8095, 113.2965, 0)
+    numbered = b.take(seq=57)
+    assert numbered == (b'{"v":1,"device":"pv-0001","seq":57,"t0":1764296100,'
+                        b'"pts":[[0,34809500,113296500,0]]}')
+    assert track.decode(numbered)["seq"] == 57
 
 
 def test_batch_span_and_due():
@@ -92,6 +97,8 @@ def test_batch_span_and_due():
     (b'{"v":1,"device":"a","t0":1,"pts":[[1000,1,2,3]]}', "pts[0]"),
     (b'{"v":1,"device":"a","t0":1,"pts":[[0,91000000,2,3]]}', "pts[0]"),
     (b'{"v":1,"device":"a","t0":1,"pts":[[0,1,2,3]],"x":1}', "x"),
+    (b'{"v":1,"device":"a","seq":-1,"t0":1,"pts":[[0,1,2,3]]}', "seq"),
+    (b'{"v":1,"device":"a","seq":"7","t0":1,"pts":[[0,1,2,3]]}', "seq"),
 ])
 def test_decode_names_the_bad_field(bad, field):
     with pytest.raises(track.TrackError) as err:

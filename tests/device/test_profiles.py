@@ -211,7 +211,9 @@ def test_a_loaded_profile_is_completed_from_the_schema_defaults(tmp_path):
     del p["gnss"]["stale_after_s"], p["camera"]["max_bytes"], p["track"]["batch_s"]
     del p["buttons"][0]["text"], p["sim"], p["status_interval_s"]
     prof = load_written(tmp_path, p)
-    assert prof["press"] == {"bounce_time_s": 0.05, "hold_s": 2.0, "cancel_grace_s": 10}
+    assert prof["press"] == {"bounce_time_s": 0.05, "hold_s": 2.0, "cancel_grace_s": 10,
+                             "long_press": "cancel"}
+    assert prof["urgent_classes"] == []
     assert prof["gnss"]["stale_after_s"] == 10 and prof["camera"]["max_bytes"] == 153600
     assert prof["track"]["batch_s"] == 60 and prof["buttons"][0]["text"] == ""
     assert prof["sim"] == {"enabled": False, "capture": "nmea-rtk.log", "speed": 1.0,

@@ -142,3 +142,12 @@ def test_a_clip_task_whose_window_holds_no_video_is_answered_at_once(tmp_path):
         assert dev.cliptasks.pending() == []
     finally:
         dev.stop()
+
+
+def test_an_urgent_report_leaves_with_its_jpeg_unheld(device, gate):
+    rep = device.report("button", "event", "06010", urgent=True)
+    (stored,), (job,) = outbox(device)
+    assert stored == rep and job["sha256"] == rep["photos"][0]["sha256"]
+    assert device.store.photo_path(job["sha256"]).read_bytes()[:2] == b"\xff\xd8"
+    assert not device.transcoder.holds(rep["id"]) and device.transcoder.busy() == 0
+    assert device._hold_until(rep["id"]) < float("inf")

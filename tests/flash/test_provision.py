@@ -287,3 +287,18 @@ def test_a_configuration_key_file_that_is_not_keys_is_named_and_nothing_is_writt
     with pytest.raises(SpecError, match=r"config-keys: .* is not a 64-hex-digit Ed25519"):
         provision(spec(tmp_path / "pi", ca, broker.url, config_keys=str(tmp_path / "keys")))
     assert not (tmp_path / "pi").exists()
+
+
+def test_a_node_whose_cover_class_is_urgent_is_provisioned_urgent():
+    """The profile's ``urgent_classes`` listing the tilt's class sets ``tilt.urgent`` in
+    the node's config (its reports are 突发事件); otherwise the key is absent."""
+    from gridlink.firmware.device.profile import load_profile
+    from gridlink.flash.provision import node_config
+
+    prof = load_profile("sensor-node")
+    broker = {"host": "127.0.0.1", "port": 1883}
+    assert "urgent" not in node_config("sn-0001", "410106", prof, broker, "b", {})["tilt"]
+    prof["urgent_classes"] = [prof["tilt"]["code"]]
+    cfg = node_config("sn-0001", "410106", prof, broker, "b", {})
+    assert cfg["tilt"]["urgent"] is True
+    assert "urgent" not in prof["tilt"]          # the profile itself is left as it was

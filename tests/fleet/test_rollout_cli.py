@@ -63,6 +63,14 @@ def test_start_show_pause_resume_abort(centre, capsys):
     assert actions == ["rollout.create", "rollout.pause", "rollout.resume", "rollout.abort"]
 
 
+def test_a_stage_timeout_goes_with_the_rollout(centre, capsys):
+    code, out, err = fleet(capsys, "rollout", "start", "--kind", "pi", "--version", "1.1",
+                           "--district", "410106", "--stage-timeout", "3600")
+    assert code == 0, err
+    code, out, _ = fleet(capsys, "rollout", "show", out.split()[0], "--json")
+    assert json.loads(out)["stage_timeout_s"] == 3600
+
+
 def test_devices_lists_each_devices_versions(centre, capsys):
     code, out, _ = fleet(capsys, "devices")
     assert code == 0
@@ -87,6 +95,8 @@ def test_devices_lists_each_devices_versions(centre, capsys):
      "422 version: String should match pattern"),
     (("rollout", "start", "--kind", "pi", "--version", "1.1", "--devices", "pv-0009"),
      "400 target: no such device pv-0009"),
+    (("rollout", "start", "--kind", "pi", "--version", "1.1", "--district", "410106",
+      "--stage-timeout", "0"), "422 stage_timeout_s: Input should be greater than or equal"),
     (("rollout", "pause", "R-nope"), "404 no rollout 'R-nope'"),
     (("rollout", "show", "R-../x"), "404"),
 ])

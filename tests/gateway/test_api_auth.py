@@ -423,6 +423,9 @@ def test_every_state_changing_route_writes_its_audit_entry(store, mapped_server,
         ("POST", "/api/reports/{report_id}/reject"):
             lambda: (api.post(f"/api/reports/{other}/reject",
                               {"operator": "alice", "reason": "重复"})[0], "alice"),
+        ("POST", "/api/reports/{report_id}/merge"):
+            lambda: (api.post(f"/api/reports/{add_report(store, 4)}/merge",
+                              {"operator": "alice", "into": rid})[0], "alice"),
         ("PUT", "/api/assignments/{grid}"):
             lambda: (api.call("PUT", "/api/assignments/410106001001001",
                               {"device": "pv-0009"})[0], "centre"),

@@ -212,3 +212,31 @@ def test_only_the_departments_own_accounts_act_for_it(served, store):
     assert api.get(f"/api/cases/{case_no}")[1]["state"] == "dispatched"
     status, case = api.call("POST", f"/api/cases/{case_no}/start", {}, user="dept")
     assert status == 200 and case["state"] == "handling"
+
+
+def test_a_duplicate_merged_over_http_stays_with_the_case(served, store):
+    """``POST /api/reports/{id}/merge``: the case lists both reports, the merged one says
+    where it went and follows the case on Open311; a bad merge is refused with why."""
+    api, _app = served
+    first = add_report(store, 1, grid=GRID, code="06010")
+    again = add_report(store, 2, grid=GRID, code="06010", lat=34.8206)   # ~11 m north
+    status, page = api.get("/api/reports")
+    assert status == 200
+    assert {it["id"]: it["likely_same"] for it in page["items"]} == {first: [again],
+                                                                     again: [first]}
+    case_no = api.call("POST", f"/api/reports/{first}/accept", {}, user="op-a")[1]["case_no"]
+    status, body = api.call("POST", f"/api/reports/{again}/merge", {"into": again},
+                            user="op-a")
+    assert (status, body["detail"]) == (409, f"cannot merge {again} into itself")
+    status, body = api.call("POST", f"/api/reports/{again}/merge", {}, user="op-a")
+    assert status == 422
+    status, body = api.call("POST", f"/api/reports/{again}/merge", {"into": first},
+                            user="op-a")
+    assert (status, body["into"], body["merged_by"]) == (200, first, "op-a")
+    assert api.get(f"/api/cases/{case_no}")[1]["reports"] == [first, again]
+    assert api.get(f"/api/reports/{again}")[1]["merged_into"] == first
+    assert open311(api, again)["status_notes"].startswith("立案 ")
+    status, body = api.call("POST", f"/api/reports/{again}/accept", {}, user="op-a")
+    assert status == 409 and f"merged into {first}" in body["detail"]
+    assert api.call("POST", f"/api/reports/{again}/merge", {"into": first},
+                    user="disp")[0] == 403                  # a 派遣员 does not decide intake

@@ -60,6 +60,13 @@ def test_a_viewer_reads_the_rates_as_json_and_csv(api, store):
     lines = text.lstrip("\ufeff").splitlines()
     assert lines[0].startswith("supervisor,period,reported,accepted")
     assert lines[1].startswith("s01,2026-11-28,2,0")
+    assert "close_rate,close_on_time_rate" in lines[0]
+    # per department: no case yet, so both reports have none
+    status, table = api.call("GET", f"/api/evaluation/rates?by=department&period=all&{window}",
+                             user="screen")
+    assert status == 200
+    assert [(r["department"], r["reported"], r["close_rate"]) for r in table["rows"]] == [
+        (None, 2, None)]
 
 
 def test_coverage_and_unvisited_cells_for_a_viewer(api, store):
@@ -78,6 +85,10 @@ def test_coverage_and_unvisited_cells_for_a_viewer(api, store):
     assert weeks[0]["unvisited"] == weeks[0]["cells"] - found[0]["visited_work_cells"]
     status, kind, text = raw(api, "/api/evaluation/unvisited?week=2026-11-28&format=csv")
     assert kind.startswith("text/csv") and "wg1,s01,day,1," in text
+    # or over any window (the wall view asks for the last 7 days)
+    status, window = api.call("GET", "/api/evaluation/unvisited?since=2026-11-25T16:00:00Z"
+                              "&until=2026-11-28T16:00:00Z", user="screen")
+    assert status == 200 and window[0]["unvisited"] == weeks[0]["unvisited"]
 
 
 def test_bad_input_is_answered_clearly_and_nothing_is_lost(api):
@@ -103,6 +114,12 @@ def test_bad_input_is_answered_clearly_and_nothing_is_lost(api):
     assert status == 200 and weeks[0]["duty_periods"] == 0  # the 30th and 31st are dates too
     status, body = api.call("GET", "/api/evaluation/unvisited?week=2026-02-30", user="screen")
     assert status == 400 and "week: a date YYYY-MM-DD, not '2026-02-30'" in body["detail"]
+    for both in ("week=2026-11-30&since=2026-11-25T16:00:00Z", "since=2026-11-25T16:00:00Z",
+                 ""):
+        status, body = api.call("GET", f"/api/evaluation/unvisited?{both}", user="screen")
+        assert status == 400 and body["detail"] in (
+            "give week, or since and until (not both)",
+            "since and until: both required (ISO 8601 times)"), body
     status, body = api.call("GET", "/api/evaluation/rates?by=team", user="screen")
     assert status == 422 and body["detail"][0]["loc"] == ["query", "by"]
 

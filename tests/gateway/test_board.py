@@ -450,6 +450,7 @@ def test_the_fleet_shows_desired_against_reported_configuration(broker, tmp_path
                                     "refused v1: signature")
         assert bad.get_attribute("title") == "not signed by the centre's key"
     finally:
+        page.goto("about:blank")     # no refresh in flight when the gateway goes
         gw.stop()
 
 
@@ -483,3 +484,52 @@ def test_the_cases_list_shows_each_cases_state_and_follows_its_moves(gateway, pa
     page.click(item)
     page.wait_for_selector(f'#detail-body[data-id="{rid}"]')
     assert "处置中 (handling)" in page.locator("#d-fields").inner_text()
+
+
+def test_an_urgent_report_raises_the_alert_and_tops_the_list_and_repeats_collapse(
+        gateway, broker, page, grid_file):
+    """Published while the page is open: an urgent report (突发事件) shows the header's
+    alert and stands first, marked; two reports of one class at one spot are marked as
+    likely the same; a fixed terminal's second motion alert joins its first (one row)."""
+    server, _ = gateway
+    grid_map = grid_file[1]
+    vehicle, terminal = Device(broker), Device(broker, "ft-0001")
+    try:
+        vehicle.send(report(grid_map, 1))
+        vehicle.send(report(grid_map, 2))                  # the same spot and class
+        page.goto(server.url + "/board/")
+        sign_in(page, "alice")
+        page.wait_for_selector("#live.on")
+        page.wait_for_selector('#reports li[data-id="pv-0001:000000000002"] .likely-same')
+        assert page.locator("#urgent-alert").is_hidden()
+        urgent = report(grid_map, 3, at=(0.2, 0.3), code="07001")
+        urgent["urgent"] = True
+        vehicle.send(urgent)
+        page.wait_for_selector("#urgent-alert:not([hidden])", timeout=10000)
+        assert page.locator("#n-urgent").inner_text() == "1"
+        first = page.locator("#reports li").first
+        assert first.get_attribute("data-id") == urgent["id"]
+        assert first.locator(".badge.urgent").inner_text() == "突发"
+        for seq in (1, 2):
+            alert = make_report("ft-0001", seq, None, 1795752000.0 + seq, "event", STANDARD,
+                                "06010", source="sensor", text="人员聚集",
+                                fixed_position=(grid_map.bbox[1] + 0.001,
+                                                grid_map.bbox[0] + 0.001))
+            terminal.send(alert)
+        # routine reports wait behind "N 条新上报" (rows stay in place): the operator loads
+        # them until the second alert has joined the first (at its commit)
+        from tests.support.waiting import wait_until
+
+        def joined():
+            if page.locator("#new-reports").is_visible():
+                page.click("#new-reports")
+            return (page.locator('#reports li[data-id="ft-0001:000000000001"] .repeats')
+                    .count() == 1)
+
+        wait_until(joined, 20, "the terminal's alerts as one row")
+        assert page.locator('#reports li[data-id="ft-0001:000000000001"] .repeats') \
+            .inner_text() == "重复报警 ×2"
+        assert page.locator('#reports li[data-id="ft-0001:000000000002"]').count() == 0
+    finally:
+        vehicle.close()
+        terminal.close()

@@ -276,7 +276,7 @@ def test_devices_panel_map_stacks_fixed_terminals_and_two_part_cells(mapped_boar
     assert "离线" in offline and "最后通信 2 小时前" in offline
     # devices above the report dots (drawn later in the SVG)
     assert page.evaluate("[...document.querySelector('#map').children].map((g) => g.id)") \
-        == ["cells", "points", "cars"]
+        == ["basemap", "cells", "points", "cars"]
     assert page.locator("#points text.stack").get_attribute("data-count") == "2"
     badges = page.locator(f'#reports li[data-id="{fixed}"] .badge').all_inner_texts()
     assert badges == ["固定点位"]

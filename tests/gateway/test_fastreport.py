@@ -160,6 +160,8 @@ def valid_reports(draw):
     obj["photos"] = [{"sha256": h, "bytes": b} if draw(st.booleans()) else
                      {"bytes": b, "sha256": h} for h, b in photos]
     obj["text"] = draw(texts)
+    if draw(st.booleans()):
+        obj["urgent"] = True
     if draw(st.booleans()):  # any key order
         obj = dict(draw(st.permutations(list(obj.items()))))
     enc = ENCODERS[draw(st.sampled_from(sorted(ENCODERS)))]

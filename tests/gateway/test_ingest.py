@@ -382,3 +382,63 @@ def test_the_will_saying_offline_is_not_the_devices_last_message(judge, ingest, 
     assert dev["state"] == "offline" and dev["last_seen"] == wire_time(T)
     ingest.commit([Item(st, encode(status()), T + 60, judge.decode(st, encode(status()), T + 60))])
     assert store.fetchall("SELECT * FROM devices")[0]["last_seen"] == wire_time(T + 60)
+
+
+def track_msg(device, seq=None, t0=1_795_000_000, n=2):
+    pts = [(t0 + 5 * i, 34.805 + i * 1e-4, 113.285, 3.0) for i in range(n)]
+    return topic(device, "track"), messages.encode(messages.make_track(device, pts, seq=seq))
+
+
+def test_committed_track_batches_are_confirmed_by_their_seqs(judge, ingest, store):
+    """A device's numbered batches of one commit get one track_stored listing their seqs
+    (64 at most an ack); a batch without seq (an older device) and a refused one get none;
+    a batch sent again is confirmed again and doubles no point."""
+    batch = items(judge, *(track_msg("pv-0001", seq, t0=1_795_000_000 + 10 * seq)
+                           for seq in range(1, 67)),
+                  track_msg("pv-0002", 7), track_msg("pv-0002"),
+                  (topic("pv-0002", "track"), b'{"v":1,"device":"pv-0002","seq":-1}'))
+    ingest.commit(batch)
+    got = [(device, json.loads(body)) for _, device, body in device_acks(batch)]
+    assert [(d, a["status"], a["seqs"]) for d, a in got if a["status"] == "track_stored"] == [
+        ("pv-0001", "track_stored", list(range(1, 65))),
+        ("pv-0001", "track_stored", [65, 66]),
+        ("pv-0002", "track_stored", [7])]
+    for _, a in got:
+        messages.validate_received_ack(a)
+    points = count(store, "track_points")
+    again = items(judge, track_msg("pv-0001", 3, t0=1_795_000_030))
+    ingest.commit(again)
+    assert [json.loads(b)["seqs"] for _, _, b in device_acks(again)] == [[3]]
+    assert count(store, "track_points") == points
+
+
+def test_a_photo_held_whole_is_confirmed_and_a_repeated_last_chunk_asks_for_the_rest(
+        judge, ingest, store):
+    photo = bytes(range(256)) * 150  # 38,400 bytes: 3 chunks
+    sha = hashlib.sha256(photo).hexdigest()
+    rid = "pv-0001:000000000001"
+    parts = [photo[i:i + 16384] for i in range(0, len(photo), 16384)]
+
+    def chunk(n):
+        return (topic("pv-0001", f"photo/{rid}/{n}"),
+                messages.make_photo_chunk(sha, n, 3, len(photo), parts[n]))
+
+    def acks_of(batch):
+        return [json.loads(b) for _, _, b in device_acks(batch)]
+
+    ingest.commit(items(judge, rep(1, photos=[{"sha256": sha, "bytes": len(photo)}])))
+    first = items(judge, chunk(0), chunk(2))  # chunk 1 lost on the way
+    ingest.commit(first)
+    assert acks_of(first) == []  # the first copy of the last chunk: the rest may follow
+    probe = items(judge, chunk(2))  # the device asks with its last chunk again
+    ingest.commit(probe)
+    (ask,) = acks_of(probe)
+    assert (ask["status"], ask["id"], ask["sha256"], ask["chunks"]) == ("resend", rid, sha, [1])
+    assert "last chunk came again" in ask["reason"]
+    rest = items(judge, chunk(1), chunk(1))
+    ingest.commit(rest)
+    assert acks_of(rest) == [messages.make_photo_stored(rid, sha)]  # one per photo
+    assert [p["complete"] for p in report_photos(store, rid)] == [True]
+    late = items(judge, chunk(2))  # a probe whose photo_stored was lost: confirmed again
+    ingest.commit(late)
+    assert acks_of(late) == [messages.make_photo_stored(rid, sha)]

@@ -291,7 +291,8 @@ def test_chunks_in_flight_at_the_upgrade_move_to_their_devices_transfer(store_ur
                 conn.execute(s.sql("INSERT INTO photo_chunks (sha256, n, total, data, "
                                    "received_at) VALUES (?, ?, 3, ?, ?)"),
                              (SHA, n, data, "2026-11-28T00:00:00.000Z"))
-        assert s.migrate() == ["0005_photo_parts", "0006_report_seq_bigint"]
+        assert s.migrate() == ["0005_photo_parts", "0006_report_seq_bigint",
+                              "urgent_001_report_urgent", "0007_month_partitions"]
         moved = s.fetchall("SELECT device, n, bytes FROM photo_parts ORDER BY n")
         assert moved == [{"device": "pv-0001", "n": 0, "bytes": 16384},
                          {"device": "pv-0001", "n": 1, "bytes": 16384}]

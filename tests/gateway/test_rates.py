@@ -8,9 +8,10 @@ carries pv-0002, nobody carries pv-0003.  The hand counts are written beside the
 from datetime import timedelta
 
 import pytest
+from gridlink.gateway.cases.book import MIGRATIONS as CASE_MIGRATIONS
 from gridlink.gateway.queue import MIGRATIONS as QUEUE_MIGRATIONS
 from gridlink.gateway.queue import Invalid
-from gridlink.gateway.rates import MIGRATIONS, Rates, bucket
+from gridlink.gateway.rates import CASE_INDEX_MIGRATIONS, MIGRATIONS, Rates, bucket
 from gridlink.gateway.roster import MIGRATIONS as ROSTER_MIGRATIONS
 from gridlink.gateway.roster import Roster
 from gridlink.gateway.store.sql import one, run
@@ -41,22 +42,49 @@ def _captured(store, rid):
                                  [rid]))["received_at"])
 
 
-def task(store, tid, kind, device, created_s, *, deadline_s=None, done_s=None, grid=G1):
+def task(store, tid, kind, device, created_s, *, deadline_s=None, done_s=None, grid=G1,
+         report=None):
     created = T0 + timedelta(seconds=created_s)
     with store.connect() as conn:
         run(store, conn,
-            "INSERT INTO tasks (id, type, lat, lon, grid, district, device, state, created_at,"
-            " deadline, sent_at, done_at)"
-            " VALUES (?, ?, 34.8, 113.3, ?, '410106', ?, ?, ?, ?, ?, ?)",
-            [tid, kind, grid, device, "done" if done_s is not None else "sent", iso(created),
+            "INSERT INTO tasks (id, type, report_id, lat, lon, grid, district, device, state,"
+            " created_at, deadline, sent_at, done_at)"
+            " VALUES (?, ?, ?, 34.8, 113.3, ?, '410106', ?, ?, ?, ?, ?, ?)",
+            [tid, kind, report, grid, device, "done" if done_s is not None else "sent",
+             iso(created),
              None if deadline_s is None else iso(T0 + timedelta(seconds=deadline_s)),
              iso(created + timedelta(seconds=5)),
              None if done_s is None else iso(T0 + timedelta(seconds=done_s))])
 
 
+def case(store, rid, state, department, *, late=(), closed_after_s=None, due_s=None):
+    """The case of accepted report ``rid`` (opened at its 立案), in ``state``; ``late``
+    names the stages it left after their deadline."""
+    with store.connect() as conn:
+        found = one(run(store, conn, "SELECT case_no, decided_at FROM intake"
+                                     " WHERE report_id = ?", [rid]))
+        opened = found["decided_at"]
+        from gridlink.gateway.clock import parse_iso
+        updated = (iso(parse_iso(opened) + timedelta(seconds=closed_after_s))
+                   if closed_after_s is not None else opened)
+        run(store, conn,
+            "INSERT INTO cases (case_no, report_id, state, code, grid, department, stage_due,"
+            " version, created_at, updated_at) SELECT ?, ?, ?, r.code, r.grid, ?, ?, 5, ?, ?"
+            " FROM reports r WHERE r.id = ?",
+            [found["case_no"], rid, state, department,
+             None if due_s is None else iso(T0 + timedelta(seconds=due_s)), opened, updated,
+             rid])
+        for n, stage in enumerate(("dispatch", "handle", "check"), start=2):
+            run(store, conn,
+                "INSERT INTO case_history (case_no, n, at, actor, action, to_state, stage,"
+                " on_time) VALUES (?, ?, ?, 'op', 'move', 'x', ?, ?)",
+                [found["case_no"], n, opened, stage, int(stage not in late)])
+
+
 @pytest.fixture
 def data(store):
-    store.migrate(extra=QUEUE_MIGRATIONS + TASK_MIGRATIONS + ROSTER_MIGRATIONS + MIGRATIONS)
+    store.migrate(extra=QUEUE_MIGRATIONS + TASK_MIGRATIONS + ROSTER_MIGRATIONS + MIGRATIONS
+                  + CASE_MIGRATIONS + CASE_INDEX_MIGRATIONS)
     roster = Roster(store, clock=Clock(T0))
     roster.put_supervisor("s01", "张三")
     roster.put_supervisor("s02", "李四")
@@ -95,10 +123,20 @@ def data(store):
     task(store, "v3", "verify", "pv-0001", 0, done_s=9000, grid=G2)
     task(store, "v4", "verify", "pv-0001", 600, deadline_s=H)
     task(store, "v5", "verify", "pv-0001", 2 * H, deadline_s=5 * H)
-    task(store, "c1", "check", "pv-0001", 0, done_s=H)
+    task(store, "c1", "check", "pv-0001", 0, done_s=H, report=r[1])
     task(store, "c2", "check", "pv-0001", 0)
     # s02's 核实: v6 on time
     task(store, "v6", "verify", "pv-0002", 60, deadline_s=2 * H, done_s=H + 60)
+    # cases (立案 at the report's decision; AS_OF is T0 + 3 h), departments sz and hw:
+    # s01: C1 closed after 1 day, every stage on time (sz); C2 closed after 2 days, its
+    # 处置 late (hw); C5 open, its 派遣 late, current stage due in 2 days (hw): due
+    # s02: C7 open, current stage due T0 + 2 h, passed (sz): due
+    # nobody: C8 挂账 (no department): not due
+    case(store, r[1], "closed", "sz", closed_after_s=86400)
+    case(store, r[2], "closed", "hw", late=("handle",), closed_after_s=2 * 86400)
+    case(store, r[5], "handling", "hw", late=("dispatch",), due_s=3 * 86400)
+    case(store, r[7], "handling", "sz", due_s=2 * H)
+    case(store, r[8], "deferred", None)
     return Rates(store, clock=Clock(AS_OF))
 
 
@@ -131,6 +169,48 @@ def test_rates_per_supervisor_match_the_hand_count(data):
     assert (nobody["reported"], nobody["valid_report_rate"]) == (1, 1)
 
 
+def test_case_rates_per_supervisor_match_the_hand_count(data):
+    rows = by_key(data.table(by=["supervisor"], period="all", **WINDOW), "supervisor")
+    s01, s02, nobody = rows[("s01",)], rows[("s02",)], rows[(None,)]
+    # s01: 3 cases, 2 closed (C1 on time, C2 late), C5 open and late: 3 due
+    assert (s01["cases"], s01["closed"], s01["close_due"], s01["closed_on_time"]) == (3, 2, 3, 1)
+    assert (s01["close_rate"], s01["close_on_time_rate"]) == (0.6667, 0.3333)
+    # 立案 → 结案: C1 1 day, C2 2 days
+    assert (s01["close_n"], s01["close_median_s"], s01["close_p90_s"]) == (2, 86400, 172800)
+    # s02: C7 open past its deadline: due, not closed
+    assert (s02["cases"], s02["closed"], s02["close_due"]) == (1, 0, 1)
+    assert (s02["close_rate"], s02["close_on_time_rate"]) == (0, 0)
+    # nobody: C8 挂账, not due: no rate
+    assert (nobody["cases"], nobody["deferred"], nobody["close_due"]) == (1, 1, 0)
+    assert nobody["close_rate"] is None and nobody["close_on_time_rate"] is None
+
+
+def test_rates_per_department_match_the_hand_count(data):
+    rows = by_key(data.table(by=["department"], period="all", **WINDOW), "department")
+    sz, hw, none = rows[("sz",)], rows[("hw",)], rows[(None,)]
+    # sz: C1 closed on time, C7 open and late
+    assert (sz["cases"], sz["close_due"], sz["close_rate"], sz["close_on_time_rate"]) == (
+        2, 2, 0.5, 0.5)
+    # hw: C2 closed late, C5 open and late
+    assert (hw["cases"], hw["close_due"], hw["close_rate"], hw["close_on_time_rate"]) == (
+        2, 2, 0.5, 0)
+    # reports by their case's department: r1, r7 (sz); r2, r5 (hw); the rest have none
+    assert (sz["reported"], hw["reported"], none["reported"]) == (2, 2, 4)
+    assert (sz["accepted"], none["accepted"], none["valid_report_rate"]) == (2, 1, 0.25)
+    # tasks by their report's case: c1 is of r1 (sz); the others name no report
+    assert (sz["check_tasks"], sz["check_on_time"]) == (1, 1)
+    assert (none["verify_tasks"], none["check_tasks"]) == (6, 1)
+    assert (none["cases"], none["close_rate"]) == (1, None)
+
+
+def test_case_rates_per_day_count_cases_on_their_filing_day(data):
+    rows = by_key(data.table(by="supervisor,department", period="day", **WINDOW),
+                  "supervisor", "department", "period")
+    assert rows[("s01", "hw", "2026-11-28")]["cases"] == 1  # C2
+    assert rows[("s01", "hw", "2026-11-29")]["cases"] == 1  # C5
+    assert rows[("s01", "sz", "2026-11-28")]["closed_on_time"] == 1  # C1
+
+
 def test_rates_per_day_split_on_the_beijing_calendar(data):
     rows = by_key(data.table(by="supervisor", period="day", **WINDOW), "supervisor", "period")
     day1, day2 = rows[("s01", "2026-11-28")], rows[("s01", "2026-11-29")]
@@ -161,6 +241,8 @@ def test_a_window_with_no_data_has_no_rows(data):
 def test_bad_requests_are_named(data):
     with pytest.raises(Invalid, match="by: distinct names among supervisor"):
         data.table(by=["team"])
+    with pytest.raises(Invalid, match="by: distinct names"):
+        data.table(by=["department", "department"])
     with pytest.raises(Invalid, match="period: one of day, week, month, all"):
         data.table(period="year")
     with pytest.raises(Invalid, match="since must come before until"):
@@ -196,7 +278,8 @@ def nearest_rank(values, p):
 def test_stage_percentiles_are_the_nearest_rank(store, groups):
     """Any durations, any group sizes: the SQL median and 90th percentile are the
     nearest-rank ones (whole seconds, so the stores' time arithmetic is exact)."""
-    store.migrate(extra=QUEUE_MIGRATIONS + TASK_MIGRATIONS + ROSTER_MIGRATIONS + MIGRATIONS)
+    store.migrate(extra=QUEUE_MIGRATIONS + TASK_MIGRATIONS + ROSTER_MIGRATIONS + MIGRATIONS
+                  + CASE_MIGRATIONS)
     with store.connect() as conn:
         for table in ("reports", "intake"):
             run(store, conn, f"DELETE FROM {table}")

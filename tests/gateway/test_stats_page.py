@@ -1,7 +1,7 @@
 """The statistics page (board/stats.html) in a real headless browser (Debian's chromium
 driven by playwright), in a browser whose zone is not Beijing: the rates and the coverage
-of a supervisor's duty appear in zh-CN tables, the CSV export answers, and a bad window is
-answered beside the filters."""
+of a supervisor's duty appear in zh-CN tables and charts, the CSV export answers, and a bad
+window is answered beside the filters."""
 
 import os
 from datetime import UTC, datetime, timedelta
@@ -14,7 +14,9 @@ from gridlink.gateway.httpserver import BackgroundServer
 from gridlink.gateway.store import open_store
 
 from tests.support.board import add_operator, sign_in
+from tests.support.evaluation_data import fill_week
 from tests.support.intake_api import add_report, iso
+from tests.support.pages import browser_page, screenshot
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -95,3 +97,41 @@ def test_rates_and_coverage_on_the_statistics_page(server, page, tmp_path):
     page.click("#b-query")
     page.wait_for_selector("#error:has-text('since must come before until')")
     assert outside == []
+
+
+def test_charts_on_the_statistics_page_from_a_week_of_a_district(tmp_path):
+    """Charts (the bundled Chart.js) of the rates, the counts and the coverage, per
+    supervisor and per department, from a week of three supervisors' work."""
+    store = open_store(f"sqlite:///{tmp_path}/week.sqlite")
+    app = create_app(store, grid_map=MAP)
+    add_operator(store, "carol", roles=("viewer",))
+    fill_week(store, app.state.roster, MAP, datetime.now(UTC))
+    with BackgroundServer(app) as srv, browser_page(viewport=(1600, 1000)) as pg:
+        pg.goto(srv.url + "/board/")
+        sign_in(pg, "carol")
+        pg.goto(srv.url + "/board/stats.html")
+        pg.wait_for_function("Chart.getChart('chart-coverage') !== undefined")
+        charts = pg.evaluate("""() => Object.fromEntries(['chart-rates', 'chart-counts',
+            'chart-coverage'].map(id => { const c = Chart.getChart(id);
+              return [id, {labels: c.data.labels, sets: c.data.datasets.map(d => d.label),
+                           first: c.data.datasets[0].data}]; }))""")
+        table = pg.evaluate("fetch(document.getElementById('csv-rates').href"
+                            ".replace('&format=csv', '')).then(r => r.json())")
+        assert charts["chart-rates"]["labels"] == [r["supervisor"] for r in table["rows"]]
+        assert charts["chart-rates"]["sets"] == ["有效上报率", "按时核实率", "按时核查率",
+                                                 "结案率", "按期结案率"]
+        assert charts["chart-rates"]["first"] == [
+            pytest.approx(r["valid_report_rate"] * 100) for r in table["rows"]]
+        assert charts["chart-counts"]["sets"] == ["上报数", "立案数", "结案数"]
+        assert len(charts["chart-coverage"]["labels"]) == 18  # 3 supervisors × 6 days
+        head = pg.inner_text("#rates thead")
+        assert "结案率" in head and "按期结案率" in head
+        screenshot(pg, tmp_path, "stats.png", full_page=True)
+        # per department, per day: the counts chart follows the periods
+        pg.select_option("#f-by", "department")
+        pg.select_option("#f-period", "day")
+        pg.click("#b-query")
+        pg.wait_for_function("Chart.getChart('chart-counts').config.type === 'line'")
+        assert "(未派遣)" in pg.inner_text("#rates tbody")
+        assert "按周期" in pg.inner_text("#trend-caption")
+    store.close()

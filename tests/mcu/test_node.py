@@ -142,6 +142,25 @@ def test_a_grouped_ack_settles_every_report_it_lists(node, gateway):
     assert outbox(node) == ([], [])
 
 
+def test_photo_and_track_confirmations_are_not_taken_for_a_reports_ack(node, gateway):
+    """A node sends neither photos nor track: a photo_stored naming its report (or a
+    track_stored) must neither settle nor crash it; the report's own ack then does."""
+    from gridlink.firmware.core import messages
+
+    gateway.policy = "silent"
+    node.set_pin(PIN, 0)
+    node.run()
+    [rid] = [r["id"] for r in outbox(node)[0]]
+    base = f"gridlink/v1/410106/{rid.split(':')[0]}/ack"
+    for ack in (messages.make_photo_stored(rid, "0" * 64), messages.make_track_stored([1])):
+        gateway.c.publish(base, messages.encode(ack), qos=1).wait_for_publish(5)
+    node.run()
+    assert [r["id"] for r in outbox(node)[0]] == [rid]
+    gateway.ack(rid)
+    node.run()
+    assert outbox(node) == ([], [])
+
+
 POWER_CUT_WHILE_WAITING = """
 import sys
 sys.path.insert(0, "/.sim/lib")
@@ -229,3 +248,32 @@ def test_a_backlog_drains_twenty_reports_per_wake_in_capture_order(node, gateway
     node.set_pin(PIN, 0)
     node.run()
     assert gateway.reports[-1]["seq"] == 26  # the node's own numbering goes on after them
+
+
+def test_an_urgent_tilt_goes_before_the_backlog(node, gateway):
+    """``tilt.urgent`` (the profile lists the cover's class as urgent): the tilt's report is
+    marked in the core's outbox and leads the next delivery, ahead of older reports."""
+    from gridlink.firmware.core import messages
+    from gridlink.firmware.core.report import make_report
+    from gridlink.firmware.core.seqfile import SequenceFile
+
+    data = node.flash / "gridlink"
+    cfg = json.loads((data / "config.json").read_text())
+    cfg["tilt"]["urgent"] = True
+    (data / "config.json").write_text(json.dumps(cfg))
+    (data / "outbox").mkdir(exist_ok=True)
+    seq = SequenceFile(str(data / "seq"))
+    with Outbox(str(data / "outbox")) as ob:
+        for _ in range(25):
+            rep = make_report("sn-0007", seq.next(), None, 1795831536.0, "component",
+                              "GB/T 47678.5-2026", "01002", object_id=OBJECT, source="sensor")
+            ob.append(REPORT, messages.encode(rep))
+    node.set_reset_cause(4)
+    node.set_pin(PIN, 0)
+    node.run()
+    assert [r["seq"] for r in gateway.reports] == [26, *range(1, 20)]
+    assert gateway.reports[0]["urgent"] is True and "urgent" not in gateway.reports[1]
+    cfg["tilt"]["urgent"] = "yes"
+    (data / "config.json").write_text(json.dumps(cfg))
+    out = node.run()
+    assert "/gridlink/config.json: tilt.urgent must be true or false, not 'yes'" in out

@@ -4,7 +4,9 @@
 another package): it subscribes to every device topic with a persistent session,
 validates every message against docs/schemas (jsonschema) and the core validators, and
 answers each report / task result on ``…/ack`` per protocol v1 (accepted, or duplicate
-when it saw the id before — or what a test's ``answer`` says).  tests/device/test_rig.py
+when it saw the id before — or what a test's ``answer`` says), each numbered track batch
+with ``track_stored`` and each chunk of a photo it holds whole with ``photo_stored``
+(``confirm=False``: a gateway of before those acks).  tests/device/test_rig.py
 checks the rig itself.
 """
 
@@ -47,9 +49,11 @@ class GatewayAcker:
     ``answer(report) -> (status, reason)``, when given, replaces the acker's own verdict:
     any status, even one protocol v1 does not know, to see what a device makes of it."""
 
-    def __init__(self, broker, client_id="test-gateway-acker", ack=True, answer=None):
+    def __init__(self, broker, client_id="test-gateway-acker", ack=True, answer=None,
+                 confirm=True):
         self.broker = broker
         self.ack = ack
+        self.confirm = confirm
         self.answer = answer
         self.subscribed = threading.Event()
         self.validators = schema_validators()
@@ -117,6 +121,9 @@ class GatewayAcker:
                 messages.validate_track(obj)
                 with self.lock:
                     self.tracks.append(obj)
+                if self.ack and self.confirm and "seq" in obj:
+                    client.publish(topics.topic(district, device, "ack"), messages.encode(
+                        messages.make_track_stored([obj["seq"]])), qos=1)
             elif leaf == "status":
                 obj = json.loads(msg.payload)
                 self._check("status", obj)
@@ -128,6 +135,9 @@ class GatewayAcker:
                 self._check("photo-chunk-header", head)
                 with self.lock:
                     self.chunks.setdefault((extra[0], head["n"]), []).append((head, data))
+                if self.ack and self.confirm and self.photo(extra[0]) is not None:
+                    client.publish(topics.topic(district, device, "ack"), messages.encode(
+                        messages.make_photo_stored(extra[0], head["sha256"])), qos=1)
             elif leaf == "media":
                 head, data = messages.split_media_chunk(msg.payload)
                 self._check("media-chunk-header", head)

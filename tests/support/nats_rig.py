@@ -5,7 +5,7 @@ import time
 
 import paho.mqtt.client as mqtt
 
-from tests.support.gateway_rig import encode, report, topic
+from tests.support.gateway_rig import DISTRICT, encode, report, topic
 from tests.support.waiting import wait_until
 
 
@@ -14,8 +14,10 @@ class Device311:
     session, QoS 1): publishes reports, counts PUBACKs, collects its acks.  paho
     reconnects by itself and resends what had no PUBACK."""
 
-    def __init__(self, host, port, device="pv-0001", tls=None, inflight=50):
+    def __init__(self, host, port, device="pv-0001", tls=None, inflight=50,
+                 district=DISTRICT):
         self.device = device
+        self.district = district
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
                                   clean_session=False, protocol=mqtt.MQTTv311)
         self.client.max_inflight_messages_set(inflight)
@@ -43,7 +45,7 @@ class Device311:
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
             return
-        client.subscribe(topic(self.device, "ack"), 1)
+        client.subscribe(topic(self.device, "ack", self.district), 1)
         with self._lock:
             self.connects += 1
         self.connected.set()
@@ -57,7 +59,7 @@ class Device311:
             self.acks.append(msg.payload)
 
     def send_reports(self, seqs):
-        t = topic(self.device, "report")
+        t = topic(self.device, "report", self.district)
         for seq in seqs:
             self.client.publish(t, encode(report(self.device, seq)), qos=1)
 

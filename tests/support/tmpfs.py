@@ -19,3 +19,8 @@ def tmpfs(folder, size):
         yield folder
     finally:
         subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def resize(folder, size):
+    """Give the tmpfs mounted on ``folder`` a new ``size`` (space returning to a disk)."""
+    subprocess.run(["mount", "-o", f"remount,size={size}", str(folder)], check=True)

@@ -35,6 +35,12 @@ def register(parser):
     parser.add_argument("--cluster", action="store_true",
                         help="run over a three-node NATS JetStream cluster (nats-server) "
                              "instead of one Mosquitto")
+    parser.add_argument("--rollout", metavar="V",
+                        help="the Pis start from release 1.0 in update slot a; after "
+                             "--rollout-after seconds release V is rolled out to the "
+                             "district, canary first (watch it on the board's updates page)")
+    parser.add_argument("--rollout-after", type=float, default=15.0, metavar="S",
+                        help="seconds after the start the rollout begins (default 15)")
     parser.add_argument("--quiet", action="store_true", help="no live summary line")
     parser.set_defaults(func=cmd_demo)
 
@@ -44,6 +50,9 @@ def cmd_demo(args):
         raise DemoError(f"--vehicles: 1 to {len(ORIGINS)}")
     if not 0 <= args.clips <= args.vehicles:
         raise DemoError(f"--clips: 0 to the number of vehicles ({args.vehicles})")
+    if args.rollout and args.cluster:
+        raise DemoError("--rollout goes with one Mosquitto, not --cluster (not tried over "
+                        "NATS yet)")
     if args.press_every <= 0:
         raise DemoError("--press-every: more than 0 seconds")
     stop = threading.Event()
@@ -61,7 +70,11 @@ def cmd_demo(args):
             if district.cluster is not None:
                 print(f"cluster: {len(district.cluster.nodes)} nats-server nodes behind that "
                       f"front door; the gateway on {district.gateway_broker_url}", flush=True)
+            if district.ota is not None:
+                print(f"updates page: {district.board_url}/board/updates.html (rollout of pi "
+                      f"{args.rollout} after {args.rollout_after:g} s)", flush=True)
             district.run(stop, duration=args.duration, live=not args.quiet)
+            rollout = district.rollout_line()
             district.stop_devices()
             summary = district.summary()
             loop = district.loop
@@ -72,5 +85,7 @@ def cmd_demo(args):
         ended = dict(loop.outcome, **dict.fromkeys(loop.stories, "unfinished"))
         print("supervision loop: " + ", ".join(f"{k} {v}" for k, v in ended.items()),
               flush=True)
+    if rollout is not None:
+        print(rollout, flush=True)
     print("stopped cleanly: " + summary.line(), flush=True)
     return 0

@@ -48,6 +48,7 @@ CAPTURES = ("nmea-rtk.log", "ublox-8.log", "ublox-zed-f9p-nmea.log", "quectel-eg
             "st-teseo-liv4f.log", "beidou-bd.log")
 # two shifts cover the day; each vehicle's 监督员 is on duty in both over its start's community
 SHIFTS = (("day", "08:00", "20:00"), ("night", "20:00", "08:00"))
+RESTART_INTO_UPDATE = 75  # a device that installed an update exits so (EX_TEMPFAIL)
 LOOP_STEP_S = 0.5  # the supervision loop's actors take a step at most this often
 LATE_EVERY = 3  # every third 核实 task gets a 15 s deadline and its answer 30 s later: late
 GATEWAY_CLIENT_ID = "gridlink-gateway"  # worker 0 is gridlink-gateway-0
@@ -177,12 +178,20 @@ class District:
         self.tasks_made = 0
         self.started = time.monotonic()
         self.map_path = args.map or default_map()
+        self.ota = None         # --rollout: the run's update repository and rollout
+        self.argvs = {}         # device id → its command line (restarted after an update)
+        self.restarts = 0
+        self._rollout_line = None
         self.events = open(self.data / "demo-events.jsonl", "a", encoding="utf-8")  # noqa: SIM115
 
     # ------------------------------------------------------------ start and stop
 
     def __enter__(self):
         try:
+            if getattr(self.args, "rollout", None):
+                from .rollout import DemoRollout
+
+                self.ota = DemoRollout(self.data, self.args.rollout, self.args.rollout_after)
             self._start_broker()
             self._start_gateway()
             self._start_devices()
@@ -254,7 +263,7 @@ class District:
         return self.broker.url
 
     def _start_gateway(self):
-        from gridlink.gateway.service import Gateway
+        from gridlink.gateway.service import Gateway, WebOptions
         from gridlink.gateway.tls import TLSFiles
 
         tls = None
@@ -265,7 +274,8 @@ class District:
                                grid=str(self.map_path) if self.map_path else None,
                                http=self.args.http, photos=str(self.data / "photos"),
                                client_id=GATEWAY_CLIENT_ID, tls=tls,
-                               config_key=str(self._config_key()))
+                               config_key=str(self._config_key()),
+                               web=WebOptions(update_repo=self.ota.path if self.ota else None))
         self.gateway.start()
         self.board_url = self.gateway.http_url
         self.app = self.gateway.app
@@ -360,7 +370,10 @@ class District:
             self._event("roster", supervisor=sid, device=device, community=cell and cell[:12])
 
     def _device_argv(self, profile, device, ddir, origin=None, capture=None):
-        argv = [sys.executable, "-m", "gridlink.cli", "device", "run", "--profile", profile,
+        # with --rollout: through the A/B launcher, as the device's unit starts it
+        start = (["-m", "gridlink.firmware.device.launch", str(ddir), "--"] if self.ota
+                 else ["-m", "gridlink.cli"])
+        argv = [sys.executable, *start, "device", "run", "--profile", profile,
                 "--data-dir", str(ddir), "--broker", self.broker_url, "--sim",
                 "--device-id", device, "--district", DISTRICT, "--cancel-grace", "1",
                 "--status-interval", "5", "--config-keys", str(self.data / "config.pem.pub")]
@@ -376,6 +389,8 @@ class District:
             argv += ["--tls-ca", str(self.pki.ca), "--tls-cert", str(cert), "--tls-key", str(key)]
         if self.map_path:
             argv += ["--map", str(self.map_path)]
+        if self.ota is not None:
+            argv += self.ota.device_args(self.board_url)
         return argv
 
     def _plan(self):
@@ -394,7 +409,10 @@ class District:
         for device, profile, origin, capture, buttons in self._plan():
             ddir = self.data / "devices" / device
             ddir.mkdir(parents=True, exist_ok=True)
+            if self.ota is not None:
+                self.ota.provision(ddir)
             argv = self._device_argv(profile, device, ddir, origin, capture)
+            self.argvs[device] = argv
             proc = spawn(argv, ddir / "device.log")
             self.devices[device] = (proc, ddir, buttons)
             self._event("started", name=device, pid=proc.pid, capture=capture and capture.name)
@@ -493,6 +511,8 @@ class District:
             if self.loop is not None and not self.loop.done and now - last_step >= LOOP_STEP_S:
                 last_step = now
                 self.loop.tick()
+            if self.ota is not None:
+                self._rollout_step(now)
             if now - last_line >= 1.0:
                 last_line = now
                 if live:
@@ -502,6 +522,33 @@ class District:
         if live and sys.stdout.isatty():
             print()
 
+    def _rollout_step(self, now):
+        """Start the rollout when its time comes; say each change of its progress."""
+        api = Api(self.board_url, self.fleet_token)
+        try:
+            if self.ota.rollout is None:
+                if now - self.started < self.ota.after_s:
+                    return
+                r = self.ota.start(api)
+                self._say(f"rollout {r['id']} of pi {r['version']} to the district started: "
+                          f"{self.board_url}/board/updates.html")
+                self._event("rollout", id=r["id"], version=r["version"])
+            line = self.ota.line(api)
+        except DemoError as exc:   # the API refused: said once, the demo goes on
+            line = f"rollout: {exc}"
+        if line != self._rollout_line:
+            self._rollout_line = line
+            self._say(line)
+
+    def rollout_line(self):
+        """The rollout's last progress line (None without --rollout)."""
+        if self.ota is None or self.ota.rollout is None:
+            return None
+        try:
+            return self.ota.line(Api(self.board_url, self.fleet_token))
+        except DemoError as exc:
+            return f"rollout: {exc}"
+
     def _check_children(self):
         if self.cluster is not None:
             for n in self.cluster.nodes:
@@ -510,7 +557,15 @@ class District:
         elif not self.broker.alive():
             raise DemoError(f"mosquitto exited ({self.broker.proc.returncode}); see "
                             f"{self.broker.log_path}")
-        for device, (proc, ddir, _) in self.devices.items():
+        for device, (proc, ddir, buttons) in list(self.devices.items()):
+            if proc.poll() == RESTART_INTO_UPDATE and self.ota is not None:
+                # installed an update: started again, as its unit does (Restart=on-failure)
+                proc.log_file.close()
+                again = spawn(self.argvs[device], ddir / "device.log")
+                self.devices[device] = (again, ddir, buttons)
+                self.restarts += 1
+                self._event("restarted", name=device, pid=again.pid, why="update installed")
+                continue
             if proc.poll() is not None:
                 tail = (ddir / "device.log").read_text(errors="replace")[-800:]
                 raise DemoError(f"device {device} exited ({proc.returncode}):\n{tail}")

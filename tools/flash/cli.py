@@ -43,6 +43,16 @@ def register(parser):
     p.add_argument("--config-keys", metavar="FILE",
                    help="the centre's configuration keys (`gridlink fleet config key`'s "
                         "FILE.pub): the device then takes signed configuration documents")
+    p.add_argument("--release", metavar="V", help="a Pi's first release, installed in update "
+                   "slot a (so a later update has a version to roll back to)")
+    p.add_argument("--update-repo", metavar="REPO",
+                   help="the update repository (folder or URL) to take --release from")
+    p.add_argument("--update-root", metavar="FILE", help="the repository's first root "
+                   "metadata the Pi trusts (default: REPO/metadata/1.root.json)")
+    p.add_argument("--update-url", metavar="URL", help="where the Pi fetches updates, e.g. "
+                   "https://gateway:8443/ota (GRIDLINK_UPDATE_REPO in device.env)")
+    p.add_argument("--update-keys", metavar="FILE", help="a sensor node's: the keys that "
+                   "sign its updates (`gridlink fleet keys node-keys`'s file)")
     p.add_argument("--jobs", type=int, default=4, help="devices provisioned at once (batch)")
     p.add_argument("--replace", action="store_true",
                    help="overwrite a target holding another device, or issue an id the "
@@ -134,10 +144,14 @@ def _provision(args):
                           ca_cert=args.ca_cert, ca_key=args.ca_key, cert=args.cert,
                           key=args.key, grid_map=args.grid_map, object_id=args.object,
                           lat=args.lat, lon=args.lon, grid=args.grid, wifi=_wifi(args),
-                          replace=args.replace, config_keys=args.config_keys))
+                          replace=args.replace, config_keys=args.config_keys,
+                          release=args.release, update_repo=args.update_repo,
+                          update_root=args.update_root, update_url=args.update_url,
+                          update_keys=args.update_keys))
     cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
+    release = f", release {info['release']} in slot a" if info.get("release") else ""
     print(f"{info['device']}: ok → {info['target']} ({info['files']} files{cert}, "
-          f"grid {info['grid']}, code book {info['codebook']})")
+          f"grid {info['grid']}, code book {info['codebook']}{release})")
     return 0
 
 

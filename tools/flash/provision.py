@@ -67,7 +67,9 @@ class Spec:
 
     def __init__(self, device, district, profile, target, broker, ca_cert=None, ca_key=None,
                  cert=None, key=None, grid_map=None, object_id=None, lat=None, lon=None,
-                 grid=None, row=None, wifi=None, replace=False, config_keys=None):
+                 grid=None, row=None, wifi=None, replace=False, config_keys=None,
+                 release=None, update_repo=None, update_root=None, update_url=None,
+                 update_keys=None):
         self.device, self.district, self.profile = device, district, profile
         # ttyACM0 is the port /dev/ttyACM0, never a new folder
         self.target, self.broker = targets.port_path(target) if target else target, broker
@@ -79,6 +81,11 @@ class Spec:
         self.replace = replace  # may take the place of another identity or board
         # the centre's configuration keys (``gridlink fleet config key``'s FILE.pub)
         self.config_keys = config_keys
+        # a Pi's first release (first_release.py): version, repository (folder or URL),
+        # its trusted first root; and where the Pi fetches updates from (GRIDLINK_UPDATE_REPO)
+        self.release, self.update_repo, self.update_root = release, update_repo, update_root
+        self.update_url = update_url
+        self.update_keys = update_keys   # a sensor node's: the targets keys (fleet node-keys)
 
     def fail(self, field, message):
         raise SpecError(field, message, self.row)
@@ -275,11 +282,24 @@ def make_bundle(spec):
     book, book_id = _codebook(spec, prof["standard"])
     pem = _tls(spec, tls)
     prefix = MCU_DIR if mcu else PI_DIR
+    if mcu and (spec.release or spec.update_url):
+        spec.fail("release", "a sensor node's first image is the one flashed (gridlink flash "
+                  "flash); it takes later ones from its gateway over MQTT")
+    if spec.update_keys and not mcu:
+        spec.fail("update-keys", "a Pi trusts its update repository's root metadata "
+                  "(--release with --update-repo, --update-root), not a key list")
+    if spec.release and not spec.update_repo:
+        spec.fail("release", "give --update-repo, the repository to take it from")
+    if spec.update_url and not spec.update_url.startswith(("http://", "https://")):
+        spec.fail("update-url", f"{spec.update_url!r} is not an http(s) URL (e.g. "
+                  "https://gateway:8443/ota)")
     files = {prefix + "profile.json": _json(prof), prefix + "codebook.json": book}
     if gridmap is not None:
         files[prefix + "gridmap.glgm"] = gridmap
     if spec.config_keys:
         files[prefix + "config-keys"] = _config_keys(spec)
+    if spec.update_keys:
+        files[prefix + "update-keys"] = _config_keys(spec, spec.update_keys, "update-keys")
     broker = {"url": spec.broker, "host": host, "port": port, "tls": tls}
     if pem:
         for name, data in zip(("ca", "cert", "key"), pem[:3], strict=True):
@@ -293,6 +313,7 @@ def make_bundle(spec):
             f"GRIDLINK_PROFILE=/{prefix}profile.json\nGRIDLINK_BROKER={spec.broker}\n"
             f"GRIDLINK_DEVICE_ID={spec.device}\n"
             + (f"GRIDLINK_CONFIG_KEYS=/{prefix}config-keys\n" if spec.config_keys else "")
+            + (f"GRIDLINK_UPDATE_REPO={spec.update_url}\n" if spec.update_url else "")
             ).encode()
     provision = {"tool": TOOL, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                  "files": {rel: _sha(data) for rel, data in sorted(files.items())}}
@@ -313,16 +334,17 @@ def make_bundle(spec):
     return Bundle(files, marker, info)
 
 
-def _config_keys(spec):
-    """The centre's configuration keys file, checked: one Ed25519 public key (64 hex
-    digits) a line — what the device (``desired.read_keys``) and the node read."""
+def _config_keys(spec, path=None, field="config-keys"):
+    """A keys file, checked: one Ed25519 public key (64 hex digits) a line — what the
+    device (``desired.read_keys``) and the node read: the centre's configuration keys, or
+    a node's update keys."""
     from gridlink.firmware.device.desired import read_keys
     from gridlink.firmware.errors import DeviceError
 
     try:
-        keys = read_keys(spec.config_keys)
+        keys = read_keys(path or spec.config_keys)
     except DeviceError as exc:
-        spec.fail("config-keys", str(exc))
+        spec.fail(field, str(exc).replace("centre key file", "key file"))
     return "".join(k.hex() + "\n" for k in keys).encode()
 
 
@@ -341,6 +363,8 @@ def node_config(device, district, prof, broker, book_id, provision):
            "tilt": prof["tilt"], "status_interval_s": prof.get("status_interval_s", 300),
            "provision": provision}
     cfg["broker"].pop("url", None)
+    if prof["tilt"]["code"] in prof.get("urgent_classes", ()):
+        cfg["tilt"] = {**cfg["tilt"], "urgent": True}   # its reports are 突发事件
     if prof.get("position"):
         cfg["position"] = prof["position"]
     if prof.get("grid"):
@@ -394,13 +418,40 @@ def provision(spec):
                   f"{before['time']}, target {before['target'] or '?'}); a second board with "
                   "the same id knocks the first off the broker: give --replace if this "
                   "board replaces it (and revoke the old serial)")
-    target.write(bundle.files, bundle.marker)
+    first = _first_release(spec, target)
+    try:
+        target.write(bundle.files, bundle.marker)
+        if first is not None:
+            first.place(target.root)
+            bundle.info["release"] = first.version
+    finally:
+        if first is not None:
+            first.close()
     if spec.ca_key and ci is not None:  # issued here: the district's record gets it
         record.append(spec.device, ci.serial, f"{ci.not_after:%Y-%m-%d}", spec.district,
                       target.name, before["serial"] if before else "")
     bundle.info["serial"] = ci.serial if ci else None
     bundle.info["firmware"] = firmware
     return bundle.info
+
+
+def _first_release(spec, target):
+    """The Pi's first release, fetched and checked before anything is written; None
+    without ``--release``."""
+    if not spec.release:
+        return None
+    from gridlink.firmware.device.update import UpdateError
+
+    from . import first_release
+
+    held = first_release.installed_version(target.root)
+    if held is not None:
+        spec.fail("release", f"{target.name} already runs {held} from its update slots; it "
+                  "takes new versions through rollouts (gridlink fleet rollout start)")
+    try:
+        return first_release.FirstRelease(spec.update_repo, spec.release, spec.update_root)
+    except (UpdateError, ValueError, OSError) as exc:
+        spec.fail("release", f"{spec.release} from {spec.update_repo}: {exc}")
 
 
 # -- batch --------------------------------------------------------------------------------

@@ -31,6 +31,13 @@ def register(parser):
     p.add_argument("-o", "--repo", required=True, help="the update repository folder")
     p.set_defaults(func=_keys_rotate)
 
+    p = keys_sub.add_parser("node-keys", help="the sensor nodes' update-keys file: the "
+                            "targets public keys that sign their manifests, 64 hex digits "
+                            "a line (gridlink flash provision --update-keys)")
+    p.add_argument("keydir")
+    p.add_argument("-o", "--out", required=True, help="the file to write")
+    p.set_defaults(func=_keys_node)
+
     rel = sub.add_parser("release", help="build and verify signed releases")
     rel_sub = rel.add_subparsers(dest="release_command", metavar="STEP", required=True)
     p = rel_sub.add_parser("build", help="build a release and publish it in a TUF repository "
@@ -72,6 +79,8 @@ def register(parser):
                    help="cumulative percentages of the group, ending at 100 (5,50,100)")
     p.add_argument("--failure-threshold", type=float, default=20.0,
                    help="pause when more of a stage's devices fail than this %% (20)")
+    p.add_argument("--stage-timeout", type=float, default=None, metavar="SECONDS",
+                   help="pause a stage whose devices have not all reported by then (none)")
     _api_args(p)
     p.set_defaults(func=_rollout_start)
     p = ro_sub.add_parser("show", help="one rollout in full, or every rollout in a line")
@@ -231,6 +240,17 @@ def _keys_init(args):
     print("move the root-*.pem files offline once the repository is made")
 
 
+def _keys_node(args):
+    from .keys import load_private, load_roles
+    from .mcu_manifest import public_bytes
+
+    _, files = load_roles(args.keydir)
+    keys = [public_bytes(load_private(Path(args.keydir) / name)) for name in files["targets"]]
+    Path(args.out).write_text("".join(k.hex() + "\n" for k in keys), encoding="ascii")
+    print(f"{args.out}: {len(keys)} targets key{'s' if len(keys) > 1 else ''} "
+          "(copy it to the sensor nodes: gridlink flash provision --update-keys)")
+
+
 def _keys_rotate(args):
     from .repo import rotate_key
 
@@ -295,6 +315,8 @@ def _rollout_start(args):
     body = {"kind": args.kind, "version": args.version,
             "target": target_of(args.district, args.profile, args.devices),
             "stages": parse_stages(args.stages), "failure_threshold": args.failure_threshold}
+    if args.stage_timeout is not None:
+        body["stage_timeout_s"] = args.stage_timeout
     client = _client(args)
     print("\n".join(rollout_lines(client.call("POST", "/api/rollouts", body))))
 

@@ -52,6 +52,8 @@ def check(cfg, where=PATH):
         raise ConfigError(f"{where}: tilt pin must be >= 0")
     _digits(_need(t, "object", str, where + " tilt"), 17, where, "tilt.object")
     _digits(_need(t, "code", str, where + " tilt"), 5, where, "tilt.code")
+    if "urgent" in t and not isinstance(t["urgent"], bool):
+        raise ConfigError(f"{where}: tilt.urgent must be true or false, not {t['urgent']!r}")
     return cfg
 
 

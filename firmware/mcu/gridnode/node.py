@@ -19,12 +19,14 @@ from . import VERSION
 from .debounce import read_stable
 from .desired import Desired, read_keys
 from .mqtt import MQTTClient
+from .update import Updater
 
 BACKOFF_MIN_MS = 2000
 BACKOFF_MAX_MS = 600000
 CONNECT_TRIES = 3
 ACK_WAIT_S = 10
 MAX_PER_WAKE = 20  # reports published per wake: bounds the time awake after an outage
+RESTART_MS = 1000  # after installing an update: wake into it at once
 
 
 class State:
@@ -72,6 +74,12 @@ class Node:
         self.desired = Desired(data_dir, cfg["device"],
                                read_keys(fsio.join(data_dir, "config-keys")),
                                cfg.get("codebook"))
+        # updates: the targets keys that sign release manifests, /gridlink/update-keys
+        # (64 hex digits a line); without them the node takes no update offers
+        keys = read_keys(fsio.join(data_dir, "update-keys"))
+        self.updater = Updater(fsio.join(data_dir, "ota"), keys, log=log,
+                               clock=self._now) if keys else None
+        self.restart = False
 
     def _now(self):
         now, valid = self.board.unix_time()
@@ -105,8 +113,10 @@ class Node:
             cfg["device"], self.seq.next(), None, self._clock, "component", cfg["standard"],
             t["code"], grid=cfg.get("grid"), object_id=t["object"], source="sensor",
             text=t.get("text", ""),
-            fixed_position=(pos["lat"], pos["lon"], pos.get("alt")) if pos else None)
-        self.outbox.append(REPORT, messages.encode(rep))
+            fixed_position=(pos["lat"], pos["lon"], pos.get("alt")) if pos else None,
+            urgent=t.get("urgent") is True)
+        # an urgent one (tilt.urgent) is delivered before the rest at the next wake
+        self.outbox.append(REPORT, messages.encode(rep), t.get("urgent") is True)
         self.log("captured", rep["id"])
         return rep
 
@@ -115,7 +125,14 @@ class Node:
 
     # -- delivery
     def _on_msg(self, tp, msg):
-        if bytes(tp).decode() == self.topic("config"):
+        tp = bytes(tp).decode()
+        if self.updater is not None and tp == self.topic("ota/chunk"):
+            self.updater.on_chunk(msg)
+            return
+        if self.updater is not None and tp == self.topic("update"):
+            self.updater.on_offer(msg)
+            return
+        if tp == self.topic("config"):
             if self.desired.offer(msg):
                 self.log("configuration", self.desired.version, "applied")
             elif self.desired.refused:
@@ -127,8 +144,8 @@ class Node:
         except CoreError as e:
             self.log("bad ack", e)
             return
-        if ack["status"] == messages.RESEND:
-            return  # about a photo: a node sends none
+        if not messages.answers_reports(ack):
+            return  # about a photo or track: a node sends neither
         for rid in messages.ack_ids(ack):  # one id, or several (a grouped ack)
             if rid is not None:
                 self.acked[rid] = (ack["status"], ack["reason"])
@@ -164,7 +181,8 @@ class Node:
             time=iso_utc(now) if valid else None, reports=pending, firmware=VERSION,
             codebook=cfg.get("codebook", ""), profile=cfg.get("profile", "sensor-node"),
             problems={"lost": self.outbox.lost, "reissued": self.state.reissued},
-            config=self.desired.status() if self.desired.keys else None))
+            config=self.desired.status() if self.desired.keys else None,
+            ota=self.updater.status() if self.updater is not None else None))
 
     def _pending(self):
         # [(outbox seq, report id, payload)] in capture order, the oldest MAX_PER_WAKE
@@ -186,6 +204,9 @@ class Node:
             if self.desired.keys:
                 # first: its retained document arrives while the ack subscription is made
                 c.subscribe(self.topic("config"), 1)
+            if self.updater is not None:  # the rollout's retained offer, and the pieces
+                c.subscribe(self.topic("update"), 1)
+                c.subscribe(self.topic("ota/chunk"), 0)
             c.subscribe(self.topic("ack"), 1)
             self.desired.changed = False
             c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
@@ -198,7 +219,10 @@ class Node:
             while waited < wait and not self._settle(pending):
                 if not c.check_msg(1):
                     waited += 1
-            if self.desired.changed:   # a document came during the wake: say so now
+            if self.updater is not None:
+                self._update(c)
+            if self.desired.changed or (self.updater is not None and self.updater.changed):
+                # a document came, or an update moved on, during the wake: say so now
                 c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
                           retain=True, qos=1)
             c.disconnect()
@@ -208,6 +232,14 @@ class Node:
             self._settle(pending)
             return False
         return True
+
+    def _update(self, c):
+        # The link works (the broker answered): a new image on trial is kept; then the
+        # offered release is fetched, as far as this wake goes.
+        if self.updater.on_trial():
+            self.updater.mark_good()
+        elif self.updater.run(c, self.topic("ota/get")):
+            self.restart = True
 
     def _settle(self, pending):
         # Apply the acks received so far; True when every pending report has one.
@@ -275,6 +307,8 @@ class Node:
             self.state.save()
         if fails:
             return min(BACKOFF_MIN_MS << min(fails - 1, 16), BACKOFF_MAX_MS)
+        if self.restart:
+            return RESTART_MS
         if self.outbox.depth(REPORT):
             return BACKOFF_MIN_MS * 5  # delivered but not yet acknowledged: ask again soon
         return int(self.desired.interval_s(self.cfg.get("status_interval_s", 300)) * 1000)

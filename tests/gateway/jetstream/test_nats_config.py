@@ -40,12 +40,19 @@ def test_nats_urls_select_the_nats_transport_and_list_every_node():
     assert (u.username, u.password, u.replicas, u.ack_wait, u.tls) == ("gw", "s@cret", 3, 5.0,
                                                                       False)
     assert NatsURL("nats+tls://a:4222").servers == ["tls://a:4222"]
+    every = NatsURL("nats://a:4222")
+    assert (every.durable, every.filter, every.inbox_prefix) == (
+        "gridlink", "$MQTT.msgs.gridlink.v1.>", "_INBOX")
+    one = NatsURL("nats://a:4222?district=410106")
+    assert (one.durable, one.filter, one.inbox_prefix) == (
+        "gridlink-410106", "$MQTT.msgs.gridlink.v1.410106.>", "_INBOX.gridlink-410106")
 
 
 @pytest.mark.parametrize("url", [
     "nats://", "nats://a", "nats://a:port", "nats://a:4222,b", "nats://a:99999",
     "mqtt://a:1883", "nats://a:4222?replica=3", "nats://a:4222?replicas=x",
-    "nats://a:4222?replicas=9", "nats://a:4222?ack_wait=0",
+    "nats://a:4222?replicas=9", "nats://a:4222?ack_wait=0", "nats://a:4222?district=41.06",
+    "nats://a:4222?district=410106.>", "nats://a:4222?district=",
 ])
 def test_a_bad_nats_url_is_a_clear_config_error(url):
     with pytest.raises(ConfigError, match="broker URL"):
