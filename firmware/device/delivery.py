@@ -615,15 +615,16 @@ class Delivery:
     # -- photos ---------------------------------------------------------------------------
 
     def _load_jobs(self):
-        jobs = {}
-        for oseq, _kind, payload in self.store.pending((PHOTO,)):
-            job = json.loads(payload)
-            job["oseq"] = oseq
-            old = jobs.get(job["report"])
-            if old is not None:
-                self.store.ack(old["oseq"])   # a newer progress record supersedes it
-            jobs[job["report"]] = job
-        self._jobs = jobs
+        with self.store.lock:          # not between a photo swap's records (runtime)
+            jobs = {}
+            for oseq, _kind, payload in self.store.pending((PHOTO,)):
+                job = json.loads(payload)
+                job["oseq"] = oseq
+                old = jobs.get(job["report"])
+                if old is not None:
+                    self.store.ack(old["oseq"])   # a newer progress record supersedes it
+                jobs[job["report"]] = job
+            self._jobs = jobs
 
     def add_photo_job(self, report_id, sha, size):
         """Called (under the store lock) right after the report naming the photo is stored."""
