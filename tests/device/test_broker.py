@@ -125,6 +125,7 @@ def test_patrol_vehicle_replays_a_real_capture_and_every_message_validates(
         photo = acker.photo(rep["id"])
         assert hashlib.sha256(photo).hexdigest() == rep["photos"][0]["sha256"]
         assert len(photo) == rep["photos"][0]["bytes"] <= 150 * 1024
+        assert photo[8:12] == b"WEBP"        # the shipped camera.format, made after the report
         lat, lon = exif_position(photo)
         assert abs(lat - rep["fix"]["lat"]) < 1e-4 and abs(lon - rep["fix"]["lon"]) < 1e-4
     for batch in acker.tracks:
