@@ -480,8 +480,18 @@ function renderDevices(devices) {
       d.id_reused ? el("div", { class: "r-meta refused id-reused",
                                 text: `id reused ${d.id_reused}: counter restarted? reports refused, kept on the device` }) : null,
       configLine(d.config),
+      identityLine(d.identity),
       d.ota ? el("div", { class: "r-meta ota", text: otaText(d.ota) }) : null));
   }
+}
+
+// The device's certificate (with --crl): revoked, or its end and whether renewal is due.
+function identityLine(id) {
+  if (!id) return null;
+  if (id.revoked) return el("div", { class: "r-meta identity revoked", title: id.revoked, text: "证书已吊销 revoked" });
+  if (!id.certificate_expires) return null;
+  return el("div", { class: "r-meta identity" + (id.renew_due ? " renew-due" : ""),
+                     text: `证书到期 ${id.certificate_expires}${id.renew_due ? " · 需续期 renew now" : ""}` });
 }
 
 // desired state: the configuration version desired against the one the device reports
