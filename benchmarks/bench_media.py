@@ -14,6 +14,11 @@
   device's own encoder as the shipped profiles run it (``camera.format`` webp: a WebP
   within 0.8× of the JPEG's bytes): its bytes and SSIM against today's JPEG on each
   photograph, and its CPU time per 1280×960 photo beside the JPEG's.
+- Report path: trigger → report stored (camera and photo included) on a device in process
+  with the synthetic 1280×960 camera and ``camera.format`` webp: the WebP made after the
+  report (the device now) against the same device made to encode it before the report
+  is stored (the device before: ``encode_photo`` inline), in the same run; the ratio is
+  printed.  ``--report-path-only`` runs just this.
 - Clips: the ring buffer fed by PyAV H.264 from the simulated camera at 720p and 480p —
   bit rate, bytes per clip, CPU share of one core and memory held by the ring.
 - Memos: a synthetic 10 s memo as Opus in Ogg — bytes, bit rate, encoding CPU.
@@ -249,6 +254,80 @@ def print_photos(res):
           f"{d['cpu_ms_1280x960'][d['format']]} ms (JPEG search included)")
 
 
+# ---- the report path -----------------------------------------------------------------
+
+def _inline_webp_photo(dev):
+    """The device's ``_photo`` as it was with the WebP encoded on the report's path."""
+    import hashlib
+
+    from gridlink.firmware.device import camera
+
+    def photo(fix):
+        conf = dev.profile["camera"]
+        img = dev.camera.capture()
+        data, _q = camera.encode_photo(img, (conf["width"], conf["height"]),
+                                       conf["max_bytes"],
+                                       exif=camera.exif_bytes(None, time.time(), dev.device),
+                                       fmt="webp")
+        sha = hashlib.sha256(data).hexdigest()
+        return sha, len(data), dev.store.save_photo(sha, data), None
+    return photo
+
+
+def _settled(dev, rid):
+    """The delivery's next round (none runs here: no broker): True once ``rid`` is let go."""
+    dev._settle_photos()
+    return not dev.transcoder.holds(rid)
+
+
+def bench_report_path(presses=6):
+    """Median ms from ``Device.report`` called (a trigger) until it returns with the report
+    stored (fsync'd), WebP made after vs before the report; each photo's WebP finished
+    before the next press (the worker is idle, as between a crew's presses)."""
+    from gridlink.firmware.core.outbox import REPORT
+    from gridlink.firmware.device.hardware import Hardware, Replay
+    from gridlink.firmware.device.profile import load_profile
+    from gridlink.firmware.device.runtime import Device
+
+    from tests.support.waiting import wait_until
+
+    prof = load_profile("patrol-vehicle")
+    prof["camera"].update(backend="synthetic", format="webp")
+    out = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for how in ("after", "before"):
+            dev = Device(prof, Path(folder) / how, "mqtt://127.0.0.1:9", console=False,
+                         hardware=Hardware(prof, "sim", replay=Replay.of(prof, speed=5)))
+            dev.start()
+            try:
+                if how == "before":
+                    dev._photo = _inline_webp_photo(dev)
+                runs, sizes = [], []
+                for _ in range(presses):
+                    t0 = time.perf_counter()
+                    rep = dev.report("button", "event", "06010")
+                    runs.append((time.perf_counter() - t0) * 1000)
+                    wait_until(lambda d=dev, rid=rep["id"]: _settled(d, rid), 30, "the WebP")
+                    stored = [json.loads(p) for _s, _k, p in dev.store.pending((REPORT,))]
+                    mine = next(r for r in stored if r["id"] == rep["id"])
+                    sizes.append(mine["photos"][0]["bytes"])
+                out[how] = {"trigger_to_stored_ms": round(statistics.median(runs), 1),
+                            "photo_bytes_median": int(statistics.median(sizes))}
+            finally:
+                dev.stop()
+    out["ratio"] = round(out["after"]["trigger_to_stored_ms"]
+                         / out["before"]["trigger_to_stored_ms"], 3)
+    return out
+
+
+def print_report_path(res):
+    print(f"trigger → report stored, 1280×960 photo as WebP (median of the presses): "
+          f"WebP after the report {res['after']['trigger_to_stored_ms']} ms, before it "
+          f"(inline) {res['before']['trigger_to_stored_ms']} ms: {res['ratio']:.3f}×; "
+          f"photo sent {res['after']['photo_bytes_median']} B vs "
+          f"{res['before']['photo_bytes_median']} B")
+
+
 # ---- clips -------------------------------------------------------------------------
 
 CLIP_SIZES = {"720p": ((1280, 720), 900_000), "480p": ((854, 480), 500_000)}
@@ -459,7 +538,16 @@ def main(argv=None):
                         help="measure only the lane; update its entry in the results")
     parser.add_argument("--photos-only", action="store_true",
                         help="measure only the photos; update their entry in the results")
+    parser.add_argument("--report-path-only", action="store_true",
+                        help="measure only the report path; update its entry in the results")
     args = parser.parse_args(argv)
+    if args.report_path_only:
+        results = json.loads(OUT.read_text()) if OUT.exists() else {"quick": False}
+        results["report_path"] = bench_report_path()
+        print_report_path(results["report_path"])
+        OUT.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {OUT.relative_to(ROOT)}")
+        return 0
     if args.photos_only:
         results = json.loads(OUT.read_text()) if OUT.exists() else {"quick": False}
         results["photo"] = bench_photos(PHOTOS)
@@ -482,6 +570,8 @@ def main(argv=None):
     results = {"quick": args.quick}
     results["photo"] = bench_photos(PHOTOS[:2] if args.quick else PHOTOS)
     print_photos(results["photo"])
+    results["report_path"] = bench_report_path(3 if args.quick else 6)
+    print_report_path(results["report_path"])
     results["clips"] = bench_clips(args.quick)
     print_clips(results["clips"])
     results["memo"] = bench_memo()

@@ -172,11 +172,12 @@ def _rational(x, den=1):
 
 
 def _dms(deg):
-    deg = abs(deg)
-    d = int(deg)
-    m = int((deg - d) * 60)
-    s = (deg - d - m / 60) * 3600
-    return ((d, 1), (m, 1), _rational(s, 1000))
+    """|deg| as EXIF (degrees, minutes, seconds) rationals, seconds in thousandths: the
+    rounding carries into minutes and degrees, so no field ever reads 60."""
+    ms = round(abs(deg) * 3_600_000)          # thousandths of an arc second
+    d, ms = divmod(ms, 3_600_000)
+    m, ms = divmod(ms, 60_000)
+    return ((d, 1), (m, 1), (ms, 1000))
 
 
 def exif_bytes(fix=None, when=None, device=None):
@@ -259,8 +260,19 @@ def encode_photo(img, size=DEFAULT_SIZE, max_bytes=DEFAULT_MAX_BYTES, exif=b"",
     jpeg, quality, img = _fit_jpeg(img, size, max_bytes, exif)
     if fmt == "jpeg":
         return jpeg, quality
-    best = _webp_within(img, int(len(jpeg) * WEBP_RATIO), quality + WEBP_START, exif)
-    return best or (jpeg, quality)
+    return transcode_webp(img, len(jpeg), quality, exif) or (jpeg, quality)
+
+
+def fit_jpeg(img, size=DEFAULT_SIZE, max_bytes=DEFAULT_MAX_BYTES, exif=b""):
+    """(jpeg bytes, quality, the picture encoded): ``encode_jpeg`` keeping the (resized)
+    picture for ``transcode_webp`` later."""
+    return _fit_jpeg(img, size, max_bytes, exif)
+
+
+def transcode_webp(img, jpeg_bytes, quality, exif=b""):
+    """(webp, quality) of the picture a JPEG of ``jpeg_bytes`` bytes at ``quality`` was
+    made of, within ``WEBP_RATIO`` of its bytes; None when no WebP fits (the JPEG goes)."""
+    return _webp_within(img, int(jpeg_bytes * WEBP_RATIO), quality + WEBP_START, exif)
 
 
 def _webp_within(img, cap, start, exif, tries=WEBP_TRIES, encode=None):

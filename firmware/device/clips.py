@@ -106,6 +106,12 @@ class PacketRing:
         return [p for gop in gops[first:] for p in gop if p.t <= end]
 
     @property
+    def oldest(self):
+        """Capture time of the first packet held, None before any."""
+        with self._lock:
+            return self._gops[0][0].t if self._gops and self._gops[0] else None
+
+    @property
     def newest(self):
         """Capture time of the last packet stored, None before any."""
         with self._lock:
@@ -208,12 +214,14 @@ class EventClips:
     """Triggers → MP4 files in ``folder``: ``pre_s`` before each trigger, ``post_s`` after.
 
     Call ``poll()`` as packets arrive (the recorder does); each clip whose window the ring
-    has reached is written and handed to ``on_clip(clip)``.  Overlapping triggers each get
-    their own clip.  The ring must hold ``pre_s + post_s``, or the start of a clip would
-    be evicted before its end is recorded."""
+    has reached is written and handed to ``on_clip(clip)``; one whose window holds no
+    video (the recorder stalled, or the ring lost it) is handed to
+    ``on_missed(name, reason)`` instead, so whoever asked hears at once.  Overlapping
+    triggers each get their own clip.  The ring must hold ``pre_s + post_s``, or the
+    start of a clip would be evicted before its end is recorded."""
 
     def __init__(self, ring, folder, pre_s=DEFAULT_PRE_S, post_s=DEFAULT_POST_S,
-                 on_clip=None, late_s=5.0, clock=time.time):
+                 on_clip=None, late_s=5.0, clock=time.time, on_missed=None):
         if pre_s < 0 or post_s < 0:
             raise ClipError(f"pre and post seconds must not be negative: {pre_s}, {post_s}")
         if ring.max_seconds < pre_s + post_s:
@@ -221,7 +229,7 @@ class EventClips:
                             f"{pre_s} + {post_s} s: give the ring at least that")
         self.ring, self.folder = ring, Path(folder)
         self.pre_s, self.post_s, self.late_s = pre_s, post_s, late_s
-        self.on_clip, self.clock = on_clip, clock
+        self.on_clip, self.clock, self.on_missed = on_clip, clock, on_missed
         self._pending = []
         self._lock = threading.Lock()
         self._count = 0
@@ -265,7 +273,16 @@ class EventClips:
                 done.append(clip)
                 if self.on_clip:
                     self.on_clip(clip)
+            elif self.on_missed:
+                self.on_missed(p.name, self._missed_reason(p))
         return done
+
+    def _missed_reason(self, p):
+        oldest, newest = self.ring.oldest, self.ring.newest
+        held = "no video at all" if newest is None else \
+            f"video from {oldest - p.trigger_t:+.1f} s to {newest - p.trigger_t:+.1f} s"
+        return (f"no video was recorded from {p.start - p.trigger_t:+.1f} s to "
+                f"{p.end - p.trigger_t:+.1f} s around the trigger (the ring holds {held})")
 
     def _cut(self, p):
         packets = self.ring.window(p.start, p.end)

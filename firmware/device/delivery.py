@@ -115,7 +115,7 @@ class Delivery:
                  on_config=None, on_update=None, grace_until=None, tls_ca=None, tls_cert=None,
                  tls_key=None, keepalive=30, window=20, chunk_window=4, resend_s=30.0,
                  reconnect_max=30.0, shelf=None, media_rate=None, media_window=2,
-                 on_cert=None):
+                 on_cert=None, settle=None):
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -127,6 +127,7 @@ class Delivery:
         self.on_update = on_update
         self.on_cert = on_cert
         self.grace_until = grace_until or (lambda report_id: 0.0)
+        self.settle = settle       # called in this thread before each round of sending
         self.keepalive, self.window, self.chunk_window = keepalive, window, chunk_window
         self.resend_s = resend_s
         self.connected = False
@@ -579,6 +580,8 @@ class Delivery:
         self._ids = ids
 
     def _pump(self):
+        if self.settle is not None:
+            self.settle()
         now = time.monotonic()
         reports = self.store.pending((REPORT, TASK_RESULT))
         self._ids = {_report_id(p): s for s, _k, p in reports}
@@ -646,15 +649,16 @@ class Delivery:
     # -- photos ---------------------------------------------------------------------------
 
     def _load_jobs(self):
-        jobs = {}
-        for oseq, _kind, payload in self.store.pending((PHOTO,)):
-            job = json.loads(payload)
-            job["oseq"] = oseq
-            old = jobs.get(job["report"])
-            if old is not None:
-                self.store.ack(old["oseq"])   # a newer progress record supersedes it
-            jobs[job["report"]] = job
-        self._jobs = jobs
+        with self.store.lock:          # not between a photo swap's records (runtime)
+            jobs = {}
+            for oseq, _kind, payload in self.store.pending((PHOTO,)):
+                job = json.loads(payload)
+                job["oseq"] = oseq
+                old = jobs.get(job["report"])
+                if old is not None:
+                    self.store.ack(old["oseq"])   # a newer progress record supersedes it
+                jobs[job["report"]] = job
+            self._jobs = jobs
 
     def add_photo_job(self, report_id, sha, size):
         """Called (under the store lock) right after the report naming the photo is stored."""
@@ -664,6 +668,15 @@ class Delivery:
             job["oseq"] = oseq
             self._jobs[report_id] = job
         self._wake.set()
+
+    def replace_photo_job(self, report_id, sha, size):
+        """The report (held back, not sent) was stored again naming another photo (its
+        WebP): upload that one instead.  Called under the store lock."""
+        old = [s for s, _k, p in self.store.pending((PHOTO,))
+               if json.loads(p).get("report") == report_id]
+        self.add_photo_job(report_id, sha, size)
+        for oseq in old:
+            self.store.ack(oseq)
 
     def _pump_photos(self, reports):
         if self._jobs is None:

@@ -48,6 +48,7 @@ from .shelf import MediaShelf
 from .slots import Slots, commit_if_healthy, prepare_pi
 from .store import REPORT, TASK_RESULT, TRACK, Store
 from .tasks import RESULTS, TYPE_NAMES, Kiosk, TaskBoard, result_of
+from .transcode import PhotoTranscoder
 from .triggers import Pace
 from .update import UpdateError, UpdateRefused
 
@@ -61,6 +62,13 @@ SHELF_BYTES = 64 * 1024 * 1024   # the profile's clips.shelf_bytes default
 UPLOAD_BYTES_PER_S = 64000       # the profile's clips.upload_bytes_per_s default
 RESTARTED = ("the device restarted before the clip was written; the seconds asked for "
              "were in memory and are gone")
+
+
+def _id_of(payload):
+    try:
+        return json.loads(payload).get("id")
+    except (ValueError, AttributeError):
+        return None
 
 
 def firmware_version():
@@ -154,6 +162,7 @@ class Device:
         self._clip_lock = threading.Lock()
         self._withdrawn = set()          # reports cancelled: a memo still recording is not kept
         self.gnss = self.camera = self.delivery = self.triggers = None
+        self.transcoder = None           # camera.format webp: WebPs made after the report
         self.kiosk = self.control = self.gridmap = None
         self.thinner = self.batch = None
         self.track_lock = threading.Lock()
@@ -192,10 +201,11 @@ class Device:
         clips = self.profile.get("clips", {})
         self.shelf = MediaShelf(self.data_dir / "media",
                                 clips.get("shelf_bytes", SHELF_BYTES))
+        self.transcoder = PhotoTranscoder(wake=lambda: self.delivery.kick())
         self.delivery = Delivery(
             self.broker, self.device, self.district, self.store, status_fn=self.status_fields,
             on_task=self._on_task, on_config=self._on_config, on_update=self._on_update,
-            grace_until=lambda rid: self.grace.get(rid, 0) + 0.5,
+            grace_until=self._hold_until, settle=self._settle_photos,
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
             reconnect_max=self.reconnect_max, shelf=self.shelf,
             media_rate=clips.get("upload_bytes_per_s", UPLOAD_BYTES_PER_S),
@@ -257,6 +267,7 @@ class Device:
         self.clips, self.recorder = self.hardware.recorder(self.data_dir / "clips",
                                                            self._on_clip)
         if self.recorder is not None:
+            self.clips.on_missed = self._on_no_clip
             self.recorder.start()
             conf = self.profile["clips"]
             log.info("recording %dx%d at %d fps into a %.0f s ring (clips %s s before, %s s "
@@ -289,6 +300,21 @@ class Device:
         self.delivery.kick()
         log.info("clip %s of %s: %.1f s (%.1f s before the trigger), %d bytes", clip.name,
                  rid, clip.end_t - clip.start_t, clip.pre_s, clip.bytes)
+
+    def _on_no_clip(self, name, reason):
+        """A clip's window held no video (the recorder's thread): a ``clip`` task is
+        answered ``no_clip`` with the reason at once; a report's clip is counted dropped."""
+        with self._clip_lock:
+            wanted = self._clip_for.pop(name, None)
+        if wanted is None:
+            return
+        what, value = wanted
+        if what == "task":      # unanswered (no report could be made): the next start
+            if self._guard(self._answer_clip_task, value, "no_clip", reason):  # answers it
+                self.cliptasks.done(value["task"])
+            return
+        self.store.count_problem("media_dropped")
+        log.error("no clip for report %s: %s", value, reason)
 
     def _clip_of_report(self, report_id):
         if self.clips is None:
@@ -531,6 +557,8 @@ class Device:
             self._flush_track()
         if self.delivery is not None:
             self.delivery.stop()
+        if self.transcoder is not None:
+            self.transcoder.stop()
         if self.kiosk is not None:
             self.kiosk.stop()
         if self.camera is not None:
@@ -668,12 +696,23 @@ class Device:
                 fixed_position=self.fixed, check_code=codebook.check_code, fix_age=age,
                 photo_dropped=dropped, urgent=urgent)
             payload = encode_report(rep)
+            # its WebP later, the report held until then; an urgent one (it leaves before
+            # all else, past any hold) goes with its JPEG
+            later = shot[3] if shot and not urgent else None
             with self.store.lock:
-                self.store.append(TASK_RESULT if source == "task" else REPORT, payload,
-                                  urgent=urgent)
+                if later:
+                    self.transcoder.hold(rep["id"])
+                try:
+                    self.store.append(TASK_RESULT if source == "task" else REPORT, payload,
+                                      urgent=urgent)
+                except BaseException:
+                    self.transcoder.release(rep["id"])
+                    raise
                 stored = True
-                if shot:
-                    self._queue_photo(rep["id"], shot)
+                if shot and self._queue_photo(rep["id"], shot) and later:
+                    self.transcoder.submit(rep["id"], later)
+                else:
+                    self.transcoder.release(rep["id"])
         except BaseException:
             if shot and not stored:
                 self.store.remove_photo(shot[0])     # no report names it
@@ -701,14 +740,18 @@ class Device:
         the report stands and the photo is dropped (counted)."""
         try:
             self.delivery.add_photo_job(report_id, shot[0], shot[1])
+            return True
         except errors.DeviceError as exc:
             self.store.count_problem("photos_dropped")
             self.store.remove_photo(shot[0])
             log.error("report %s is stored but its photo cannot be queued (%s); the photo "
                       "is dropped", report_id, exc)
+            return False
 
     def _photo(self, fix):
-        """(sha256, bytes, path) of a new photo stored in the data dir."""
+        """(sha256, bytes, path, later) of a new JPEG photo stored in the data dir;
+        ``later(report_id)`` (camera.format webp) makes its WebP off the report's path and
+        names it in the stored report (``_swap_photo``); if none fits, the JPEG goes."""
         conf = self.profile["camera"]
         when = time.time()
         fixd = None
@@ -717,12 +760,67 @@ class Device:
         elif fix is not None:
             fixd = {"lat": fix.lat, "lon": fix.lon, "alt": fix.alt, "hdop": fix.hdop}
         img = self.camera.capture()
-        data, _q = cam.encode_photo(
-            img, (conf["width"], conf["height"]), conf["max_bytes"],
-            exif=cam.exif_bytes(fixd, when, self.device), fmt=conf["format"])
+        exif = cam.exif_bytes(fixd, when, self.device)
+        data, quality, picture = cam.fit_jpeg(img, (conf["width"], conf["height"]),
+                                              conf["max_bytes"], exif)
         sha = hashlib.sha256(data).hexdigest()
         path = self.store.save_photo(sha, data)
-        return sha, len(data), path
+        later = None
+        if conf["format"] == "webp":
+            def later(report_id):
+                webp = cam.transcode_webp(picture, len(data), quality, exif)
+                if webp is None:
+                    log.info("report %s: no WebP within %.0f %% of its JPEG; the JPEG goes",
+                             report_id, 100 * cam.WEBP_RATIO)
+                    return
+                wsha = hashlib.sha256(webp[0]).hexdigest()
+                self.store.save_photo(wsha, webp[0])
+                try:
+                    self._swap_photo(report_id, wsha, len(webp[0]))
+                except (errors.DeviceError, ReportError):
+                    self.store.remove_photo(wsha)
+                    raise
+        return sha, len(data), path, later
+
+    def _hold_until(self, report_id):
+        """Until when the delivery holds ``report_id``: its cancel grace, or for ever
+        while its WebP is being made."""
+        if self.transcoder is not None and self.transcoder.holds(report_id):
+            return float("inf")
+        return self.grace.get(report_id, 0) + 0.5
+
+    def _settle_photos(self):
+        """(The delivery's thread, before it reads what to send.)  Let go the reports
+        whose WebP is done: stored again naming it, or left with their JPEG."""
+        for rid in self.transcoder.take_done():
+            self.transcoder.release(rid)
+
+    def _swap_photo(self, rid, sha, size):
+        """Store report ``rid`` again naming photo ``sha`` (its WebP): the new record and
+        its upload first, then the JPEG's settled, so a power cut in between leaves one
+        whole pair (``Store`` keeps the one whose upload is the newest)."""
+        from ..core.report import decode_report
+
+        with self.store.lock:
+            found = [(s, k, p) for s, k, p in self.store.pending((REPORT, TASK_RESULT))
+                     if _id_of(p) == rid]
+            if not found:                       # cancelled meanwhile
+                self.store.remove_photo(sha)
+                return
+            oseq, kind, payload = found[0]
+            old = decode_report(payload)
+            jpeg = old["photos"][0]["sha256"]
+            new_oseq = self.store.append(kind, encode_report(
+                {**old, "photos": [{"sha256": sha, "bytes": size}]}))
+            try:
+                self.delivery.replace_photo_job(rid, sha, size)
+            except errors.DeviceError:
+                self.store.ack(new_oseq)        # the JPEG pair stands
+                raise
+            self.store.ack(oseq)
+            self.store.remove_photo(jpeg)
+        log.info("report %s: photo %d B as WebP (its JPEG was %d B)", rid, size,
+                 old["photos"][0]["bytes"])
 
     def cancel_last(self):
         """Long press: take back the last button report while its grace period lasts."""

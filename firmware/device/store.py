@@ -84,6 +84,7 @@ class Store:
         saved = saved if isinstance(saved, dict) else {}
         self._problems = {k: saved[k] if isinstance(saved.get(k), int) else 0
                           for k in PROBLEMS if k != "lost"}
+        self._settle_photo_swaps()
         self._clean_photos()
         floor = self._highest_seq()
         try:
@@ -124,6 +125,32 @@ class Store:
             path.unlink()
             log.warning("removed %s (%d bytes), left half-written by a crash or a full disk",
                         path, size)
+
+    def _settle_photo_swaps(self):
+        """A report stored twice under one id (a power cut while its photo was swapped
+        for its WebP, runtime ``_swap_photo``): keep the record naming the photo its newest
+        upload record names (else the first), settle the other."""
+        by_id, uploads = {}, {}
+        for oseq, kind, payload in self.outbox.pending():
+            try:
+                obj = json.loads(payload)
+            except ValueError:
+                continue
+            if kind == PHOTO and isinstance(obj, dict):
+                uploads[obj.get("report")] = obj.get("sha256")
+            elif kind in (REPORT, TASK_RESULT) and isinstance(obj, dict):
+                by_id.setdefault(obj.get("id"), []).append((oseq, obj))
+        for rid, records in by_id.items():
+            if len(records) < 2:
+                continue
+            named = [s for s, o in records
+                     if [p.get("sha256") for p in o.get("photos") or ()] == [uploads.get(rid)]]
+            keep = named[-1] if named else records[0][0]
+            for oseq, _obj in records:
+                if oseq != keep:
+                    self.outbox.ack(oseq)
+            log.warning("report %s was stored twice (a cut while its photo became WebP): "
+                        "the copy naming its upload is kept", rid)
 
     def _clean_photos(self):
         """Remove photos no pending upload names (delivered, or left by a report that

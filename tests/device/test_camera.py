@@ -148,3 +148,16 @@ def test_the_webp_search_stays_within_its_cap_and_its_tries(cap, start):
 
 
 _SMALL = camera.SyntheticCamera((96, 72)).capture()
+
+
+@given(st.floats(min_value=-180, max_value=180, allow_nan=False))
+def test_exif_degrees_minutes_seconds_carry_and_keep_the_angle(deg):
+    (d, one), (m, one_m), (s, thousand) = camera._dms(deg)
+    assert (one, one_m, thousand) == (1, 1, 1000)
+    assert 0 <= m < 60 and 0 <= s < 60_000           # never 60 minutes or 60 seconds
+    assert d + m / 60 + s / 3_600_000 == pytest.approx(abs(deg), abs=0.5 / 3_600_000 + 1e-12)
+
+
+def test_seconds_that_round_up_to_sixty_carry_into_the_minutes():
+    assert camera._dms(34.8 - 1e-9) == ((34, 1), (48, 1), (0, 1000))
+    assert camera._dms(-113.99999999) == ((114, 1), (0, 1), (0, 1000))

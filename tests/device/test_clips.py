@@ -300,3 +300,22 @@ def test_the_last_thirty_seconds_on_request(h264, tmp_path):
     assert len(frames) == clip.frames and 10 <= duration <= 10 + GOP / FPS + 0.11
     with pytest.raises(clips.ClipError, match="does not fit"):
         maker.trigger(now, pre_s=30, post_s=0)
+
+
+def test_a_window_with_no_video_is_answered_at_once_with_the_reason(h264, tmp_path):
+    _src, packets = h264
+    ring = clips.PacketRing(30, 10_000_000)
+    missed = []
+    maker = clips.EventClips(ring, tmp_path, pre_s=2, post_s=1, late_s=1,
+                             on_missed=lambda name, why: missed.append((name, why)))
+    maker.trigger(T0, name="silent")                  # the recorder has given nothing yet
+    assert maker.poll(T0 + 1.9) == [] and missed == []
+    assert maker.poll(T0 + 2) == [] and maker.pending == []
+    assert missed == [("silent", "no video was recorded from -2.0 s to +1.0 s around the "
+                                 "trigger (the ring holds no video at all)")]
+    fill(ring, [p for p in packets if T0 + 5 <= p[0] < T0 + 7])   # video only after it
+    maker.trigger(T0 + 1, name="before", pre_s=1, post_s=1)
+    assert maker.poll(T0 + 7) == []
+    name, why = missed[-1]
+    assert name == "before" and "the ring holds video from +4.0 s to +5.9 s" in why
+    assert list(tmp_path.iterdir()) == []              # no file for either
