@@ -897,6 +897,32 @@ function showSession() {
   const s = board.session;
   $("who").textContent = s ? `${s.display} (${s.labels.join("、")})` : "";
   $("b-signout").hidden = !s;
+  $("config-form").hidden = !(s && s.roles.includes("technician"));   // 技术员 only
+}
+
+// A fleet technician changes a button's class for a group: signed by the gateway and sent
+// to every device it reaches, which reports the version it applied (the devices list).
+async function sendConfig(ev) {
+  ev.preventDefault();
+  const msg = $("cf-message");
+  const scope = $("cf-scope").value;
+  const raw = $("cf-target").value.trim();
+  const body = {
+    scope, target: scope === "list" ? raw.split(",").map((x) => x.trim()).filter(Boolean) : raw,
+    settings: { buttons: { [$("cf-button").value.trim()]: { kind: "event", code: $("cf-code").value.trim() } } },
+  };
+  $("cf-send").disabled = true;
+  try {
+    const done = await api("POST", "/api/fleet/config", body);
+    msg.className = "done";
+    msg.textContent = `配置 v${done.version} 已下发 ${done.sent.length}/${done.devices.length} 台设备`;
+    refresh();
+  } catch (err) {
+    msg.className = "error";
+    msg.textContent = `未下发 not sent: ${err.message}`;
+  } finally {
+    $("cf-send").disabled = false;
+  }
 }
 
 function showSignIn(why) {
@@ -976,6 +1002,7 @@ async function start() {
   setInterval(tickAgo, 1000);
   $("signin").addEventListener("submit", signIn);
   $("b-signout").addEventListener("click", signOut);
+  $("config-form").addEventListener("submit", sendConfig);
   wireActions();
   wireCaseMoves();
   try {

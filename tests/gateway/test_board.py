@@ -574,3 +574,47 @@ def test_the_devices_panel_shows_a_revoked_certificate_and_one_due_for_renewal(
     finally:
         page.goto("about:blank")
         gw.stop()
+
+
+def test_a_technician_changes_a_buttons_class_for_a_group_from_the_board(broker, tmp_path,
+                                                                         page):
+    """The board's configuration form (技术员 only): the change is signed and sent to
+    every device of the profile, each listed with the new desired version; a class not in
+    the code book is refused with the reason and nothing is sent."""
+    from gridlink.fleet.config import make_key
+    from gridlink.gateway.service import Gateway
+
+    from tests.gateway.test_api_tasks import add_device
+
+    make_key(tmp_path / "config.pem")
+    gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
+                 http="127.0.0.1:0", photos=str(tmp_path / "photos"),
+                 config_key=str(tmp_path / "config.pem")).start()
+    try:
+        Accounts(gw.store).add("tom", ("technician",), PASSWORD)
+        Accounts(gw.store).add("ann", ("acceptor",), PASSWORD)
+        for device in ("pv-0001", "pv-0002"):
+            add_device(gw.store, device)
+        page.goto(gw.http.url + "/")
+        sign_in(page, "ann")
+        page.wait_for_selector("#devices li")
+        assert page.locator("#config-form").is_hidden()        # not an acceptor's
+        page.click("#b-signout")
+        sign_in(page, "tom")
+        page.wait_for_selector("#config-form:not([hidden])")
+        page.fill("#cf-target", "patrol-vehicle")
+        page.fill("#cf-button", "garbage")
+        page.fill("#cf-code", "99999")
+        page.click("#cf-send")
+        refused = page.wait_for_selector("#cf-message.error")
+        assert "99999" in refused.inner_text() and "未下发" in refused.inner_text()
+        page.fill("#cf-code", "07001")
+        page.click("#cf-send")
+        done = page.wait_for_selector("#cf-message.done")
+        assert done.inner_text() == "配置 v1 已下发 2/2 台设备"
+        for device in ("pv-0001", "pv-0002"):
+            line = page.wait_for_selector(f'#devices li[data-device="{device}"] .config')
+            assert line.inner_text().startswith("config desired v1")
+    finally:
+        page.goto("about:blank")
+        gw.stop()
