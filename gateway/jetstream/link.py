@@ -14,7 +14,9 @@ leaves; while it lives it marks what it holds as in progress, so a commit retrie
 long is not handed to another worker).  Acks and tasks to devices are stored in the
 same stream under the device's topic with the ``Nmqtt-Pub: 1`` header, which is what
 the MQTT side delivers to a QoS 1 subscription — also to a device that was offline when
-they were sent.
+they were sent.  Retained messages (configuration documents, update offers) go out on an
+MQTT connection to the nodes named in ``?mqtt=`` (``retained.py``); devices' QoS 0
+requests (``…/ota/get``) come on a queue subscription shared by the workers.
 
 The interface is that of :class:`gateway.link.BrokerLink` as the runtime uses it:
 ``on_message(topic, payload, mid, qos, user_properties, generation)`` on the link's
