@@ -42,6 +42,7 @@ class RetainedPublisher:
         self.username, self.password = username, password
         self.reconnect_delay = reconnect_delay
         self.connected = threading.Event()
+        self.address = None  # the (host, port) connected to
         self._lock = threading.Condition()
         self._pending = {}  # seq → (topic, payload), in publish order, until PUBACKed
         self._mids = {}     # the current connection's packet id → seq
@@ -50,6 +51,7 @@ class RetainedPublisher:
         self._acked = collections.deque()
         self._seq = 0
         self._client = None
+        self._dialled = None
         self._stopping = threading.Event()
         self._thread = None
 
@@ -127,7 +129,7 @@ class RetainedPublisher:
             client.on_connect = self._on_connect
             client.on_disconnect = self._on_disconnect
             client.on_publish = self._on_publish
-            self._client = client
+            self._client, self._dialled = client, (host, port)
             try:
                 client.connect(host, port, keepalive=30)
             except (OSError, ValueError) as exc:
@@ -137,6 +139,7 @@ class RetainedPublisher:
                 if self.connected.is_set():  # was up: try the next node at once
                     delay = self.reconnect_delay[0]
                 self.connected.clear()
+                self.address = None
             if self._stopping.wait(delay):
                 break
             delay = min(delay * 2, self.reconnect_delay[1])
@@ -147,6 +150,7 @@ class RetainedPublisher:
                       reason_code)
             return
         with self._lock:
+            self.address = self._dialled
             self._acked.clear()
             self._mids.clear()
             self.connected.set()

@@ -182,3 +182,37 @@ def test_a_bad_mqtt_listener_list_is_refused(url):
 def test_the_mqtt_listeners_are_read_in_order():
     assert NatsURL("nats://a:4222,b:4222?mqtt=a:1883,b:1884").mqtt == [("a", 1883),
                                                                           ("b", 1884)]
+
+
+def test_retained_messages_move_to_the_next_listener_when_a_node_dies(nats_cluster, tmp_path):
+    n1, n2, n3 = nats_cluster.nodes
+    gw = Gateway(broker=f"{n2.nats_url}?mqtt=127.0.0.1:{n3.mqtt_port},127.0.0.1:{n1.mqtt_port}",
+                 db=f"sqlite:///{tmp_path}/intake.sqlite", grid=str(grid_map_file(tmp_path)),
+                 photos=str(tmp_path / "photos")).start()
+    retained = gw.runtime.link.retained
+    topic = "gridlink/v1/410106/pv-0001/update"
+    try:
+        wait_until(lambda: retained.address == n3.mqtt_address, 15, "MQTT to node 3")
+        nats_cluster.kill(2)
+        # (nats-server takes a new MQTT session only once the session stream has a new
+        # leader: ~5-10 s here, longer on a busy machine)
+        wait_until(lambda: retained.address == n1.mqtt_address, 45, "MQTT to node 1")
+        gw.runtime.publish(topic, b"offer-1", retain=True)
+        gw.runtime.publish(topic, b"offer-2", retain=True)   # the newer one stays
+        assert gw.runtime.link.flush(30), "not acknowledged through node 1"
+    finally:
+        gw.stop()
+    got = queue.Queue()
+    dev = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pv-0001",
+                      protocol=mqtt.MQTTv311)
+    dev.on_message = lambda c, u, m: got.put((m.payload, m.retain))
+    dev.on_connect = lambda c, u, f, rc, p: c.subscribe(topic, 1)
+    dev.connect(*n1.mqtt_address)
+    dev.loop_start()
+    try:
+        assert got.get(timeout=15) == (b"offer-2", True)
+        with pytest.raises(queue.Empty):
+            got.get(timeout=1)
+    finally:
+        dev.disconnect()
+        dev.loop_stop()
