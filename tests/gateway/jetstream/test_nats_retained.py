@@ -202,8 +202,9 @@ def test_retained_messages_move_to_the_next_listener_when_a_node_dies(nats_clust
         assert gw.runtime.link.flush(30), "not acknowledged through node 1"
     finally:
         gw.stop()
-    # node 3 back (a subscription made while the cluster still recovers can be refused:
-    # SUBACK 0x80), then a device connecting later gets the newer offer
+    # node 3 back (a QoS 1 subscription made while the cluster still recovers can fail:
+    # "Unable to add JetStream consumer"), then a device connecting later gets the newer
+    # offer
     nats_cluster.start_node(2)
     got, granted = queue.Queue(), []
     dev = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="pv-0001",
