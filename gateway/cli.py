@@ -15,8 +15,9 @@ def register(parser):
     run = sub.add_parser("run", help="ingest reports from the broker into the intake store")
     run.add_argument("--broker", required=True,
                      help="mqtt://host[:port], mqtts://host[:port], or "
-                          "nats://host:port[,host:port…] (a NATS JetStream cluster: "
-                          "docs/scaling.md)")
+                          "nats://host:port[,host:port…][?mqtt=host:port,…] (a NATS "
+                          "JetStream cluster; mqtt: its MQTT listeners, for retained "
+                          "messages: docs/scaling.md)")
     run.add_argument("--db", required=True,
                      help="sqlite:///path/intake.sqlite or postgresql://user@host/db[?schema=s]")
     run.add_argument("--grid", help="compiled grid map (.glgm): reports are re-located on it")

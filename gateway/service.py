@@ -187,8 +187,7 @@ class Gateway:
         self.metrics = Metrics()
         self.web = web or WebOptions()
         self.chunks = None    # pieces of sensor-node releases over MQTT (update_chunks.py)
-        if (self.web.update_repo is not None or codebook_files is not None) \
-                and not is_nats_url(broker):
+        if self.web.update_repo is not None or codebook_files is not None:
             from .update_chunks import ChunkServer, CodeBookFiles, shipped_books
             from .update_repo import UpdateRepository
 

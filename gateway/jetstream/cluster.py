@@ -109,8 +109,9 @@ def district_gateway_user(gateway, district):
     """The entries of ``district``'s gateway identity: its own durable consumer (made only
     with its district's filter: nats-server 2.9 checks the filter named in the create
     subject against the request), its acks, its replies (its own inbox prefix), and
-    messages to its district's devices; no other stream or consumer."""
-    from .link import STREAM, STREAM_PREFIX, district_names
+    messages to its district's devices (also retained, over MQTT); the devices' QoS 0
+    requests (``ota/get``) of its district; no other stream or consumer."""
+    from .link import QOS0_REQUEST_LEAVES, STREAM, STREAM_PREFIX, district_names, request_subject
 
     durable, filt, inbox = district_names(district)
     api = "$JS.API"
@@ -121,7 +122,8 @@ def district_gateway_user(gateway, district):
            f"{api}.CONSUMER.MSG.NEXT.{STREAM}.{durable}",
            f"$JS.ACK.{STREAM}.{durable}.>",
            *to_devices, *(STREAM_PREFIX + t for t in to_devices)]
-    return _user(district_gateway(gateway, district), pub, [f"{inbox}.>"])
+    requests = [request_subject(district, leaf) for leaf in QOS0_REQUEST_LEAVES]
+    return _user(district_gateway(gateway, district), pub, [f"{inbox}.>", *requests])
 
 
 def authorization_block(devices, gateway="gridlink-gateway"):

@@ -14,7 +14,9 @@ leaves; while it lives it marks what it holds as in progress, so a commit retrie
 long is not handed to another worker).  Acks and tasks to devices are stored in the
 same stream under the device's topic with the ``Nmqtt-Pub: 1`` header, which is what
 the MQTT side delivers to a QoS 1 subscription — also to a device that was offline when
-they were sent.
+they were sent.  Retained messages (configuration documents, update offers) go out on an
+MQTT connection to the nodes named in ``?mqtt=`` (``retained.py``); devices' QoS 0
+requests (``…/ota/get``) come on a queue subscription shared by the workers.
 
 The interface is that of :class:`gateway.link.BrokerLink` as the runtime uses it:
 ``on_message(topic, payload, mid, qos, user_properties, generation)`` on the link's
@@ -31,10 +33,12 @@ import time
 from urllib.parse import parse_qs, unquote
 
 import nats
+from gridlink.firmware.core import topics as core_topics
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 
 from ..errors import ConfigError, GatewayError
 from . import SCHEMES
+from .retained import RetainedPublisher
 
 log = logging.getLogger("gridlink.gateway.nats")
 
@@ -42,12 +46,22 @@ STREAM = "$MQTT_msgs"
 STREAM_PREFIX = "$MQTT.msgs."
 DURABLE = "gridlink"
 FILTER = STREAM_PREFIX + "gridlink.v1.>"
-# the gateway's own messages to devices, seen again
-OUTBOUND_LEAVES = ("ack", "task", "config", "cert")
+# the last subject token of the gateway's own messages to devices (ack, task, config,
+# update, …), seen again by its consumer
+OUTBOUND_LEAVES = tuple({leaf.rpartition("/")[2] for leaf, (by, _qos, _retain)
+                         in core_topics.LEAVES.items() if by == "gateway"})
+# what devices publish at QoS 0 (``ota/get``): plain NATS messages, never stored
+QOS0_REQUEST_LEAVES = tuple(leaf for leaf, (by, qos, _retain) in core_topics.LEAVES.items()
+                            if by == "device" and qos == 0)
 MQTT_QOS_HEADER = "Nmqtt-Pub"
 
 
 DISTRICT_TOKEN = re.compile(r"^[0-9A-Za-z_-]{1,32}$")
+
+
+def request_subject(district, leaf="ota/get"):
+    """The NATS subject of devices' QoS 0 ``leaf`` requests in ``district`` (None: all)."""
+    return f"gridlink.v1.{district or '*'}.*.{leaf.replace('/', '.')}"
 
 
 def district_names(district):
@@ -67,7 +81,9 @@ class NatsURL:
     ``nats+tls://…`` (TLS to every node).  ``replicas``: of ``$MQTT_msgs`` when the gateway
     creates it (before any device connected); ``ack_wait``: seconds before an
     unacknowledged message goes to another worker; ``district``: read only that
-    district's messages (a district-scoped cluster's gateway identity)."""
+    district's messages (a district-scoped cluster's gateway identity); ``mqtt``: the
+    nodes' MQTT listeners, ``host:port[,host:port…]``, where retained messages
+    (configuration documents, update offers) are published (TLS with ``nats+tls``)."""
 
     def __init__(self, url):
         self.url = url
@@ -90,7 +106,7 @@ class NatsURL:
                 raise ConfigError(f"broker URL {url!r}: {hp!r} is not host:port")
             self.servers.append(f"{'tls' if self.tls else 'nats'}://{host}:{port}")
         params = {k: v[-1] for k, v in parse_qs(query, keep_blank_values=True).items()}
-        unknown = set(params) - {"replicas", "ack_wait", "district"}
+        unknown = set(params) - {"replicas", "ack_wait", "district", "mqtt"}
         if unknown:
             raise ConfigError(f"broker URL {url!r}: unknown option(s) {sorted(unknown)}")
         try:
@@ -104,6 +120,14 @@ class NatsURL:
         if self.district is not None and not DISTRICT_TOKEN.match(self.district):
             raise ConfigError(f"broker URL {url!r}: district must be letters, digits, - or _")
         self.durable, self.filter, self.inbox_prefix = district_names(self.district)
+        self.mqtt = []
+        for hp in filter(None, params.get("mqtt", "").split(",")):
+            host, colon, port = hp.strip().rpartition(":")
+            if not colon or not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ConfigError(f"broker URL {url!r}: mqtt {hp!r} is not host:port")
+            self.mqtt.append((host, int(port)))
+        if "mqtt" in params and not self.mqtt:
+            raise ConfigError(f"broker URL {url!r}: mqtt=host:port[,host:port…]")
 
 
 def subject_of(topic):
@@ -119,8 +143,14 @@ def topic_of(subject):
 class JetStreamLink:
     def __init__(self, url, client_id, *, on_message, on_connect=None, on_subscribed=None,
                  on_disconnect=None, tls_context=None, pending_max=1000, send_window=100,
-                 fetch_max=500, reconnect_delay=(0.1, 5.0)):
+                 fetch_max=500, reconnect_delay=(0.1, 5.0), update_requests=False):
         self.url = NatsURL(url)
+        self.update_requests = update_requests  # take devices' …/ota/get (QoS 0) too
+        self.retained = None
+        if self.url.mqtt:
+            self.retained = RetainedPublisher(
+                self.url.mqtt, client_id, tls_context=tls_context,
+                username=self.url.username, password=self.url.password)
         self.client_id = client_id
         self.on_message = on_message
         self.on_connect = on_connect
@@ -147,6 +177,8 @@ class JetStreamLink:
     # -- public (any thread) -----------------------------------------------------------
 
     def start(self):
+        if self.retained is not None:
+            self.retained.start()
         self._thread = threading.Thread(target=self._run, name=f"nats-{self.client_id}",
                                         daemon=True)
         self._thread.start()
@@ -163,8 +195,15 @@ class JetStreamLink:
         return len(mids)
 
     def publish(self, topic, payload, qos=1, retain=False):
+        """To devices; ``retain``: over the MQTT connection (``?mqtt=`` in the URL), the
+        only way nats-server keeps a retained message."""
         if retain:
-            raise GatewayError("the NATS path does not publish retained messages")
+            if self.retained is None:
+                raise GatewayError("the NATS path publishes retained messages over MQTT: "
+                                   "name the nodes' MQTT listeners in the broker URL "
+                                   "(?mqtt=host:port,…)")
+            self.retained.publish(topic, payload)
+            return
         self.publish_many([(topic, payload)], qos)
 
     def publish_many(self, messages, qos=1):
@@ -178,7 +217,8 @@ class JetStreamLink:
 
     def unacked(self):
         with self._lock:
-            return self._sending
+            sending = self._sending
+        return sending + (self.retained.unacked() if self.retained is not None else 0)
 
     def flush(self, timeout=2.0):
         """Wait until every QoS 1 message to devices is stored in the stream."""
@@ -189,6 +229,8 @@ class JetStreamLink:
                 if left <= 0:
                     return False
                 self._lock.wait(min(left, 0.1))
+        if self.retained is not None:
+            return self.retained.flush(max(0.0, deadline - time.monotonic()))
         return True
 
     def unsubscribe(self, filters=None, timeout=10.0):
@@ -202,6 +244,8 @@ class JetStreamLink:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(15)  # the pull loop ends within a fetch's timeout
+        if self.retained is not None:
+            self.retained.stop()
 
     # -- the link's thread -------------------------------------------------------------
 
@@ -259,7 +303,15 @@ class JetStreamLink:
             config=ConsumerConfig(durable_name=self.url.durable, ack_policy=AckPolicy.EXPLICIT,
                                   ack_wait=self.url.ack_wait, max_deliver=-1,
                                   filter_subject=self.url.filter, max_ack_pending=-1))
+        if self.update_requests:
+            for leaf in QOS0_REQUEST_LEAVES:  # one worker of the district's group answers
+                await self._nc.subscribe(request_subject(self.url.district, leaf),
+                                         queue=self.url.durable, cb=self._on_request)
         self._ready()
+
+    async def _on_request(self, msg):
+        if self._fetching:
+            self.on_message(topic_of(msg.subject), msg.data, None, 0, [], self.generation)
 
     def _ready(self):
         self.connected.set()

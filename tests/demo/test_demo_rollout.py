@@ -15,10 +15,11 @@ from tests.demo.test_district import alive, read_board_url, start_demo
 pytestmark = pytest.mark.broker
 
 
-def test_the_demo_rolls_a_new_version_out_to_its_fleet(tmp_path):
+@pytest.mark.parametrize("broker", [[], ["--cluster"]], ids=["mosquitto", "nats-cluster"])
+def test_the_demo_rolls_a_new_version_out_to_its_fleet(tmp_path, broker):
     data = tmp_path / "demo"
     proc = start_demo(data, "--no-terminal", "--no-loop", "--task-every", "0",
-                      "--rollout", "1.1", "--rollout-after", "2", "--duration", "35")
+                      "--rollout", "1.1", "--rollout-after", "2", "--duration", "35", *broker)
     url, _said = read_board_url(proc)
     page = urllib.request.urlopen(url + "/board/updates.html", timeout=10).read().decode()
     assert "远程升级" in page

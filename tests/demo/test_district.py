@@ -291,7 +291,6 @@ def test_the_demo_runs_over_a_three_node_nats_cluster_and_ends_cleanly(tmp_path)
     (["--map", "/nonexistent/grid.glgm"], "grid map /nonexistent/grid.glgm"),
     (["--rollout", "1.x"], "--rollout: version '1.x' is not dotted numbers"),
     (["--rollout", "0.9"], "--rollout: 0.9 must be newer than the fleet's 1.0"),
-    (["--rollout", "1.1", "--cluster"], "--rollout goes with one Mosquitto"),
 ])
 def test_bad_options_are_one_clear_line_and_nothing_is_left_running(tmp_path, args, message):
     data = tmp_path / "demo"

@@ -50,9 +50,6 @@ def cmd_demo(args):
         raise DemoError(f"--vehicles: 1 to {len(ORIGINS)}")
     if not 0 <= args.clips <= args.vehicles:
         raise DemoError(f"--clips: 0 to the number of vehicles ({args.vehicles})")
-    if args.rollout and args.cluster:
-        raise DemoError("--rollout goes with one Mosquitto, not --cluster (not tried over "
-                        "NATS yet)")
     if args.press_every <= 0:
         raise DemoError("--press-every: more than 0 seconds")
     stop = threading.Event()

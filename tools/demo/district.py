@@ -256,10 +256,12 @@ class District:
 
     @property
     def gateway_broker_url(self):
-        """Where the gateway connects: the broker, or every node of the cluster."""
+        """Where the gateway connects: the broker, or every node of the cluster (its
+        NATS listeners, and its MQTT listeners for retained messages)."""
         if self.cluster is not None:
             nodes = self.cluster.nats_url.partition("://")[2]
-            return f"{'nats+tls' if self.pki is not None else 'nats'}://{nodes}"
+            mqtt = ",".join(f"{h}:{p}" for h, p in (n.mqtt_address for n in self.cluster.nodes))
+            return f"{'nats+tls' if self.pki is not None else 'nats'}://{nodes}?mqtt={mqtt}"
         return self.broker.url
 
     def _start_gateway(self):
@@ -527,7 +529,9 @@ class District:
         api = Api(self.board_url, self.fleet_token)
         try:
             if self.ota.rollout is None:
-                if now - self.started < self.ota.after_s:
+                # the rollout's group is the devices known when it starts: wait for all
+                # (over NATS a status comes through the stream, a moment after connecting)
+                if now - self.started < self.ota.after_s or not self._fleet_online():
                     return
                 r = self.ota.start(api)
                 self._say(f"rollout {r['id']} of pi {r['version']} to the district started: "
@@ -539,6 +543,13 @@ class District:
         if line != self._rollout_line:
             self._rollout_line = line
             self._say(line)
+
+    def _fleet_online(self):
+        """Whether every device of the district has said it is online."""
+        with self.gateway.store.connect() as conn:
+            cur = conn.execute("SELECT COUNT(*) FROM devices WHERE state IN"
+                               " ('online', 'buffering')")
+            return cur.fetchone()[0] >= len(self.devices)
 
     def rollout_line(self):
         """The rollout's last progress line (None without --rollout)."""
