@@ -72,6 +72,8 @@ HEADLINES = {
                "photo.best_other.ratio", ""),
               ("… the device's encoder (WebP within 0.8× the JPEG) vs today, SSIM no lower",
                "photo.device.ratio_total_bytes", "≤ 0.8"),
+              ("trigger → report stored, WebP made after the report vs before it "
+               "(1280×960, sim)", "report_path.ratio", ""),
               ("event clip bit rate at 720p, kbit/s", "clips.720p.bit_rate_kbit_s", "≤ 1000"),
               ("… at 480p, kbit/s", "clips.480p.bit_rate_kbit_s", ""),
               ("10 s + 20 s clip at 720p, bytes", "clips.720p.clip.bytes", ""),
