@@ -492,7 +492,7 @@ function identityLine(id) {
   if (id.revoked) return el("div", { class: "r-meta identity revoked", title: id.revoked, text: "证书已吊销 revoked" });
   if (!id.certificate_expires) return null;
   return el("div", { class: "r-meta identity" + (id.renew_due ? " renew-due" : ""),
-                     text: `证书到期 ${id.certificate_expires}${id.renew_due ? " · 需续期 renew now" : ""}` });
+                     text: `证书到期 ${id.certificate_expires}${id.renew_due ? " · 需换发 renew now" : ""}` });
 }
 
 // a sensor node's health: free memory, wakes, resets and why it last restarted

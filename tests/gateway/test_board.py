@@ -570,7 +570,7 @@ def test_the_devices_panel_shows_a_revoked_certificate_and_one_due_for_renewal(
         revoked = page.wait_for_selector('#devices li[data-device="pv-0001"] .identity')
         assert revoked.inner_text() == "证书已吊销 revoked"
         due = page.wait_for_selector('#devices li[data-device="pv-0002"] .identity.renew-due')
-        assert due.inner_text() == f"证书到期 {soon} · 需续期 renew now"
+        assert due.inner_text() == f"证书到期 {soon} · 需换发 renew now"
     finally:
         page.goto("about:blank")
         gw.stop()
