@@ -120,7 +120,7 @@ def issued_serials(ca_dir, device):
     """Every certificate serial the CA folder's issued-ids record has for ``device``."""
     from gridlink.gateway.crl import parse_serial
     from gridlink.gateway.errors import ConfigError
-    from gridlink.gateway.revocation import read_issued
+    from gridlink.gateway.issued import read_issued
 
     path = Path(ca_dir) / "issued.csv"
     if not path.exists():
