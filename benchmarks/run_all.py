@@ -164,7 +164,8 @@ def markdown_table():
     for name, label, value, goal in headlines():
         lines.append(f"| {name} | {label} | {shown(value)} | {goal} |")
         if meets(value, goal) is False:
-            missed.append(f"{name}: {label} ({shown(value)}, goal {goal})")
+            named = label if label.startswith(f"{name}:") else f"{name}: {label}"
+            missed.append(f"{named} ({shown(value)}, goal {goal})")
     lines.append("")
     lines.append("Goals not met in the latest run: " + "; ".join(missed) + "." if missed
                  else "Every goal is met in the latest run.")
