@@ -63,7 +63,7 @@ HEADLINES = {
                     "sqlite.slowest_ms", "≤ 1000"),
                    ("… its CPU, ms (SQLite)", "sqlite.slowest_cpu_ms", ""),
                    ("… the same on PostgreSQL, ms", "postgres.slowest_ms", "≤ 1000"),
-                   ("… its CPU (backend and client, not parallel workers), ms",
+                   ("… its CPU (backend and client; measured without parallel workers), ms",
                     "postgres.slowest_cpu_ms", ""),
                    ("… load average while measured (2 cores)", "load_average_after", "")],
     "media": [("photo bytes at equal SSIM: best JPEG vs today", "photo.best_jpeg.ratio",
