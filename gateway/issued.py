@@ -64,25 +64,32 @@ class IssuedRecord:
 
     def append(self, device, serial, not_after, district="", target="", replaces=""):
         """One line for a certificate just issued (the header first in a new record)."""
-        line = io.StringIO()
-        csv.writer(line, lineterminator="\n").writerow(
-            [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device, serial, not_after,
-             district, target, replaces])
-        with _lock:
-            try:
-                fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            except OSError as exc:
-                raise self.error(f"{self.path}: cannot record the issued certificate "
-                                 f"({exc.strerror or exc})") from None
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-                data = line.getvalue().encode()
-                if os.fstat(fd).st_size == 0:
-                    data = (",".join(COLUMNS) + "\n").encode() + data
-                os.write(fd, data)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+        try:
+            append_row(self.path, COLUMNS, [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                                            device, serial, not_after, district, target,
+                                            replaces])
+        except OSError as exc:
+            raise self.error(f"{self.path}: cannot record the issued certificate "
+                             f"({exc.strerror or exc})") from None
+
+
+def append_row(path, columns, row):
+    """One CSV line appended to ``path`` whole and fsynced under a lock (``columns`` as
+    the header line first in a new file), so parallel writers and a crash never leave a
+    torn or lost line.  An OSError goes to the caller."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="\n").writerow(row)
+    data = line.getvalue().encode()
+    with _lock:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_size == 0:
+                data = (",".join(columns) + "\n").encode() + data
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_records(path):
