@@ -63,7 +63,7 @@ HEADLINES = {
                     "sqlite.slowest_ms", "≤ 1000"),
                    ("… its CPU, ms (SQLite)", "sqlite.slowest_cpu_ms", ""),
                    ("… the same on PostgreSQL, ms", "postgres.slowest_ms", "≤ 1000"),
-                   ("… its CPU (backend and client, not parallel workers), ms",
+                   ("… its CPU (backend and client; measured without parallel workers), ms",
                     "postgres.slowest_cpu_ms", ""),
                    ("… load average while measured (2 cores)", "load_average_after", "")],
     "media": [("photo bytes at equal SSIM: best JPEG vs today", "photo.best_jpeg.ratio",
@@ -164,7 +164,8 @@ def markdown_table():
     for name, label, value, goal in headlines():
         lines.append(f"| {name} | {label} | {shown(value)} | {goal} |")
         if meets(value, goal) is False:
-            missed.append(f"{name}: {label} ({shown(value)}, goal {goal})")
+            named = label if label.startswith(f"{name}:") else f"{name}: {label}"
+            missed.append(f"{named} ({shown(value)}, goal {goal})")
     lines.append("")
     lines.append("Goals not met in the latest run: " + "; ".join(missed) + "." if missed
                  else "Every goal is met in the latest run.")

@@ -12,11 +12,10 @@ from datetime import UTC, datetime, timedelta
 
 from .clock import centre_day, parse_iso, wire_time
 from .errors import GatewayError
-from .store.sql import decode_json, one, rows, run
+from .store.sql import Filters, decode_json, one, one_of, page_limit, rows, run
 
 DEFAULT_LEASE_S = 300
 MAX_LEASE_S = 3600
-MAX_PAGE = 500
 STATES = ("pending", "accepted", "rejected", "attached", "merged")
 REPORT_FLAGS = ("no_fix", "stale_fix", "clock_fallback", "fixed_position", "photo_dropped")
 # what the list filters by: the gateway's own judgements and the device's flags
@@ -150,58 +149,42 @@ class IntakeQueue:
         Urgent reports (突发事件) stand above all others (each part in ``order``); the
         page runs over urgent-then-routine.
         """
-        if status not in (*STATES, "all"):
-            raise Invalid(f"status: one of {', '.join((*STATES, 'all'))}, not {status!r}")
-        if order not in ("asc", "desc"):
-            raise Invalid(f"order: asc or desc, not {order!r}")
-        if sort not in SORTS:
-            raise Invalid(f"sort: one of {', '.join(SORTS)}, not {sort!r}")
+        one_of("status", status, (*STATES, "all"), Invalid)
+        one_of("order", order, ("asc", "desc"), Invalid, said="asc or desc")
+        one_of("sort", sort, SORTS, Invalid)
         limit, offset = _count(limit, "limit"), _count(offset, "offset")
-        if not 1 <= limit <= MAX_PAGE:
-            raise Invalid(f"limit: 1 to {MAX_PAGE}")
+        limit = page_limit(limit, Invalid)
         now = self.now()
-        where, params = [], []  # conditions on the report alone
+        f = Filters(Invalid)  # conditions on the report alone
         if grid:
             # a local 12-digit grid code (6 + 2 + 2 + 2) the local book maps stands for
             # its standard code; stored codes are always the standard ones
             alias = self.codebooks.grid_alias(grid) if self.codebooks is not None else None
-            where.append("r.grid LIKE ?")
-            params.append(_digits(alias or grid, "grid") + "%")
+            f.add("r.grid LIKE ?", _digits(alias or grid, "grid") + "%")
         if street:
-            where.append("r.street = ?")
-            params.append(_digits(street, "street"))
+            f.add("r.street = ?", _digits(street, "street"))
         if code:
             prefixes = [code] if isinstance(code, str) else list(code)
-            where.append("(" + " OR ".join(["r.code LIKE ?"] * len(prefixes)) + ")")
-            params.extend(_digits(c, "code") + "%" for c in prefixes)
-        if kind:
-            if kind not in ("event", "component"):
-                raise Invalid(f"kind: event or component, not {kind!r}")
-            where.append("r.kind = ?")
-            params.append(kind)
-        if device:
-            where.append("r.device = ?")
-            params.append(device)
-        if source:
-            where.append("r.source = ?")
-            params.append(source)
+            f.add("(" + " OR ".join(["r.code LIKE ?"] * len(prefixes)) + ")",
+                  *(_digits(c, "code") + "%" for c in prefixes))
+        f.choice("kind", kind or None, ("event", "component"), "r.kind", "event or component")
+        f.equal("r.device", device or None)
+        f.equal("r.source", source or None)
         if since:
-            where.append("r.captured_at >= ?")
-            params.append(wire_time(parse_time(since, "since")))
+            f.add("r.captured_at >= ?", wire_time(parse_time(since, "since")))
         if until:
-            where.append("r.captured_at < ?")
-            params.append(wire_time(parse_time(until, "until")))
+            f.add("r.captured_at < ?", wire_time(parse_time(until, "until")))
         for flag in flags:
             if flag == "grid_mismatch":
-                where.append("r.grid_mismatch = 1")
+                f.add("r.grid_mismatch = 1")
             elif flag == "capture_time":
-                where.append("r.time_flag IS NOT NULL")
+                f.add("r.time_flag IS NOT NULL")
             elif flag in REPORT_FLAGS:
-                where.append("r.flags LIKE ?")
-                params.append(f'%"{flag}"%')
+                f.add("r.flags LIKE ?", f'%"{flag}"%')
             else:
                 known = ", ".join(FILTER_FLAGS)
                 raise Invalid(f"flag: one of {known}; not {flag!r}")
+        where, params = f.where, f.params
         # The page walks the reports in index order and tests each against ``intake``
         # with an (anti-)semi-join: both planners stop after one page instead of joining
         # and sorting every pending report.

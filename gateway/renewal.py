@@ -11,8 +11,9 @@ revoked; then, by policy (``mode``):
   refuses it (``approve``/``refuse``, the API's ``/api/fleet/renewals``).
 
 A signed certificate (``DEVICE_DAYS`` days, as ``gridlink flash`` issues) is appended to
-``CADIR/issued.csv`` — so the fleet view's expiry moves on — and sent on ``…/cert``; a
-refusal is sent there too (``{"refused": reason}``), and the device keeps its certificate.
+``CADIR/issued.csv`` (gateway/issued.py) — so the fleet view's expiry moves on — and sent
+on ``…/cert``; a refusal is sent there too (``{"refused": reason}``), and the device keeps
+its certificate.
 """
 
 import datetime as dt
@@ -25,55 +26,11 @@ from pathlib import Path
 from ..firmware.core import messages, topics
 from .clock import wire_time
 from .errors import ConfigError, GatewayError
+from .issued import DEVICE_DAYS, IssuedRecord
 from .queue import Conflict, NotFound, system_clock
 from .store.sql import one, rows, run
 
 log = logging.getLogger("gridlink.gateway.renewal")
-
-DEVICE_DAYS = 825     # as ``gridlink flash`` issues device certificates (tools/flash/pki.py)
-ISSUED_COLUMNS = ("time", "device", "serial", "not_after", "district", "target", "replaces")
-
-
-class IssuedCsv:
-    """The CA folder's ``issued.csv`` as the gateway appends to it: the columns and the
-    locked, fsynced whole-line append that ``gridlink flash`` uses (tools/flash/issued.py;
-    the gateway may not import the tools), read back by ``revocation.read_records``."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-
-    def latest(self, device):
-        import csv
-        import io
-
-        try:
-            text = self.path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            return None
-        found = [r for r in csv.DictReader(io.StringIO(text)) if r.get("device") == device]
-        return found[-1] if found else None
-
-    def append(self, device, serial, not_after, district="", target="", replaces=""):
-        import csv
-        import fcntl
-        import io
-        import os
-        import time
-
-        line = io.StringIO()
-        csv.writer(line, lineterminator="\n").writerow(
-            [time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), device, serial, not_after,
-             district, target, replaces])
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            data = line.getvalue().encode()
-            if os.fstat(fd).st_size == 0:
-                data = (",".join(ISSUED_COLUMNS) + "\n").encode() + data
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 MODES = ("auto", "approve")
 STATES = ("pending", "approved", "refused")
@@ -119,7 +76,7 @@ class CertificateAuthority:
         except (ValueError, TypeError) as exc:
             raise ConfigError(f"CA folder {d}: ca.pem or ca.key unusable ({exc})") from None
         self.days = days
-        self.record = IssuedCsv(d / "issued.csv")
+        self.record = IssuedRecord(d / "issued.csv")
 
     def check(self, device, csr_pem):
         """The loaded CSR of ``device``, or Refused saying why not."""

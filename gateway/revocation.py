@@ -7,70 +7,21 @@ CA when certificates are issued, maps certificate serials to device ids.  A devi
 as revoked when every certificate recorded for it is on the CRL (one re-issued a new
 certificate goes on).  Both files are read again when they change, at most once a second.
 
-``issued.json``: a list (or ``{"issued": [...]}``) of ``{"device": "pv-0001", "serial":
-"1A2B…", "issued_at": "2026-11-28T02:15:07.250Z", "not_after": "2029-03-01"}`` —
-``serial`` hex text as openssl prints it (an int is taken as is), ``issued_at`` and
-``not_after`` (the certificate's end, for the fleet view's renewal flag) optional.
-``issued.csv``: the same columns with a header line.
+Its formats are gateway/issued.py's.
 """
 
-import csv
 import datetime as dt
-import io
-import json
 import logging
 import time
 from pathlib import Path
 
-from .crl import CrlError, crl_warning, parse_serial, read_crl
+from .crl import CrlError, crl_warning, read_crl
 from .errors import ConfigError
+from .issued import default_record, read_records
 
 log = logging.getLogger("gridlink.gateway")
 
-RECORD_NAMES = ("issued.json", "issued.csv")
 RENEW_WARN_DAYS = 30  # the fleet view flags a certificate this close to its end
-
-
-def read_records(path):
-    """[{device, serial (int), issued_at, not_after}] from an issued-ids record; the two
-    times are text as recorded, or None."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"issued-ids record {path}: {exc.strerror or exc}") from None
-    try:
-        if path.suffix == ".csv":
-            rows = list(csv.DictReader(io.StringIO(text)))
-        else:
-            rows = json.loads(text)
-            if isinstance(rows, dict):
-                rows = rows.get("issued", [])
-        out = []
-        for i, row in enumerate(rows):
-            device, serial = row.get("device"), row.get("serial")
-            if not device or serial in (None, ""):
-                raise ValueError(f"entry {i + 1} needs device and serial")
-            out.append({"device": str(device).strip(), "serial": parse_serial(serial),
-                        "issued_at": row.get("issued_at") or None,
-                        "not_after": row.get("not_after") or None})
-        return out
-    except (ValueError, TypeError, AttributeError) as exc:
-        raise ConfigError(f"issued-ids record {path}: {exc}") from None
-
-
-def read_issued(path):
-    """[(device, serial int, issued_at ISO text or None)] from an issued-ids record."""
-    return [(r["device"], r["serial"], r["issued_at"]) for r in read_records(path)]
-
-
-def default_record(crl_path):
-    """The issued-ids record beside a CRL, if there is one."""
-    for name in RECORD_NAMES:
-        candidate = Path(crl_path).parent / name
-        if candidate.exists():
-            return candidate
-    return None
 
 
 class Revocations:

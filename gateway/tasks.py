@@ -25,7 +25,7 @@ from datetime import timedelta
 
 from .clock import centre_day, wire_time
 from .queue import Invalid, NotFound, parse_time, system_clock
-from .store.sql import one, rows, run
+from .store.sql import Filters, one, rows, run
 from .topics import task_topic
 
 TASK_TYPES = ("verify", "check", "clip")  # clip: the vehicle sends its last 30 s of video
@@ -331,23 +331,14 @@ class TaskDesk:
         return _present(task)
 
     def list(self, *, state=None, report_id=None, device=None, limit=100):
-        where, params = [], []
-        if state is not None:
-            if state not in TASK_STATES:
-                raise Invalid(f"state: one of {', '.join(TASK_STATES)}, not {state!r}")
-            where.append("state = ?")
-            params.append(state)
-        if report_id is not None:
-            where.append("report_id = ?")
-            params.append(report_id)
-        if device is not None:
-            where.append("device = ?")
-            params.append(device)
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+        f = Filters(Invalid)
+        f.choice("state", state, TASK_STATES)
+        f.equal("report_id", report_id)
+        f.equal("device", device)
         with self.store.connect() as conn:
             found = rows(run(self.store, conn,
-                             "SELECT * FROM tasks" + clause + " ORDER BY created_at DESC, id"
-                             " LIMIT ?", [*params, int(limit)]))
+                             "SELECT * FROM tasks" + f.clause + " ORDER BY created_at DESC, id"
+                             " LIMIT ?", [*f.params, int(limit)]))
         return [_present(t) for t in found]
 
 

@@ -130,10 +130,7 @@ class DesiredState:
             raise ConfigRefused("hash", f"the code book {doc['codebook']} is not the one this "
                                 f"device holds ({self.codebook})", "codebook")
         merged = desired.apply(self.base, doc["settings"])
-        # the profile as written is checked: an empty button list is the defaults' filling
-        # for a terminal without buttons, which the schema's minItems does not mean
-        problems = profiles.validate({k: v for k, v in merged.items()
-                                      if k != "_path" and not (k == "buttons" and v == [])},
+        problems = profiles.validate({k: v for k, v in merged.items() if k != "_path"},
                                      f"config {doc['version']}")
         if problems:
             raise ConfigRefused("schema", problems[0].message,

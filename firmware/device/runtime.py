@@ -607,7 +607,7 @@ class Device:
         return None
 
     def button(self, name):
-        for b in self.profile["buttons"]:
+        for b in self.profile.get("buttons", ()):
             if b["name"] == name:
                 return b
         raise errors.DeviceError(f"no button {name!r}")

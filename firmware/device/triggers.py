@@ -37,7 +37,7 @@ class Triggers:
         kw = {"pin_factory": self.factory} if self.factory is not None else {}
         on_urgent = on_urgent or (lambda name: None)
         on_held = on_urgent if press.get("long_press") == "urgent" else on_cancel
-        for b in profile["buttons"]:
+        for b in profile.get("buttons", ()):
             btn = Button(b["pin"], pull_up=True, bounce_time=bounce, hold_time=self.hold_s, **kw)
             name = b["name"]
             btn.when_pressed = lambda n=name: self._held.__setitem__(n, False)

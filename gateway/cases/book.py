@@ -18,13 +18,12 @@ from datetime import timedelta
 
 from ..clock import wire_time
 from ..queue import Conflict, Invalid, NotFound, parse_time, system_clock
-from ..store.sql import decode_json, locked, one, rows, run
+from ..store.sql import Filters, decode_json, locked, one, page_limit, rows, run
 from . import lifecycle as lc
 from .reach import parse_reach, shown
 from .sources import require_verified
 from .workcal import DEFAULT_HOURS, CalendarError, WorkCalendar, parse_day
 
-MAX_PAGE = 500
 MAX_DEADLINE_S = 366 * 86400
 DEPARTMENT_ID = re.compile(r"[a-z0-9][a-z0-9_-]{1,31}")
 PHOTO_REF = re.compile(r"[0-9a-f]{64}|https?://[!-~]{1,490}")
@@ -176,29 +175,20 @@ class CaseBook:
         """A page of cases, newest first; ``overdue`` true keeps the cases whose current
         stage is past its deadline (督办), false those that are not."""
         now = wire_time(self.clock())
-        where, params = [], []
+        f = Filters(Invalid)
         if overdue is not None:
-            where.append("stage_due IS NOT NULL AND stage_due < ?" if overdue
-                         else "(stage_due IS NULL OR stage_due >= ?)")
-            params.append(now)
-        if state is not None:
-            if state not in lc.STATES:
-                raise Invalid(f"state: one of {', '.join(lc.STATES)}, not {state!r}")
-            where.append("state = ?")
-            params.append(state)
-        if department is not None:
-            where.append("department = ?")
-            params.append(department)
-        if not 1 <= int(limit) <= MAX_PAGE:
-            raise Invalid(f"limit: 1 to {MAX_PAGE}")
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+            f.add("stage_due IS NOT NULL AND stage_due < ?" if overdue
+                  else "(stage_due IS NULL OR stage_due >= ?)", now)
+        f.choice("state", state, lc.STATES)
+        f.equal("department", department)
+        limit = page_limit(limit, Invalid)
         with self.store.connect() as conn:
-            total = one(run(self.store, conn, "SELECT COUNT(*) AS n FROM cases" + clause,
-                            params))["n"]
+            total = one(run(self.store, conn, "SELECT COUNT(*) AS n FROM cases" + f.clause,
+                            f.params))["n"]
             found = rows(run(self.store, conn,
-                             "SELECT * FROM cases" + clause + " ORDER BY created_at DESC,"
-                             " case_no LIMIT ? OFFSET ?", [*params, int(limit), int(offset)]))
-        return {"total": total, "limit": int(limit), "offset": int(offset),
+                             "SELECT * FROM cases" + f.clause + " ORDER BY created_at DESC,"
+                             " case_no LIMIT ? OFFSET ?", [*f.params, limit, int(offset)]))
+        return {"total": total, "limit": limit, "offset": int(offset),
                 "items": [_present(c, None, now) for c in found]}
 
     def _row(self, conn, case_no):

@@ -185,13 +185,7 @@ class Duplicates:
         return {"report_id": report_id, "state": "merged", "into": merge["into_report"],
                 "merged_by": merge["merged_by"], "merged_at": merge["merged_at"]}
 
-    # ------------------------------------------------------------ a sensor's repeats
-
-    def collapse_repeats(self, reports):
-        """Collapse ``reports`` (committed rows) in a transaction of their own: what the
-        ingest does in each batch's transaction (``collapse_repeats``, below)."""
-        with self.store.connect() as conn:
-            return collapse_repeats(self.store, conn, reports, self.queue.now())
+    # ------------------------------------------------------------ merges looked up
 
     def reports_of(self, report_id):
         """``report_id`` and every report merged into it, in merge order."""

@@ -22,14 +22,13 @@ from datetime import timedelta
 
 from ..clock import wire_time
 from ..queue import Invalid, NotFound, system_clock
-from ..store.sql import decode_json, one, rows, run
+from ..store.sql import Filters, decode_json, one, page_limit, rows, run
 from . import lifecycle as lc
 from . import reach as rc
 
 CITY = "city"  # the destination name of the city platform (a department id is [a-z0-9…]{2,})
 STATES = ("pending", "sent")
 STUCK_AFTER = 5
-MAX_PAGE = 500
 
 _OUTBOX = """
 ALTER TABLE case_departments ADD COLUMN system TEXT;
@@ -242,28 +241,20 @@ class Outbox:
     def list(self, *, state=None, case_no=None, limit=50, offset=0):
         """Messages, oldest first; ``state`` pending, sent or ``stuck`` (pending, failed
         ``stuck_after`` times or more)."""
-        where, params = [], []
+        f = Filters(Invalid)
         if state == "stuck":
-            where.append("state = 'pending' AND attempts >= ?")
-            params.append(self.stuck_after)
-        elif state is not None:
-            if state not in STATES:
-                raise Invalid(f"state: pending, sent or stuck, not {state!r}")
-            where.append("state = ?")
-            params.append(state)
-        if case_no is not None:
-            where.append("case_no = ?")
-            params.append(case_no)
-        if not 1 <= int(limit) <= MAX_PAGE:
-            raise Invalid(f"limit: 1 to {MAX_PAGE}")
-        clause = (" WHERE " + " AND ".join(where)) if where else ""
+            f.add("state = 'pending' AND attempts >= ?", self.stuck_after)
+        else:
+            f.choice("state", state, STATES, said="pending, sent or stuck")
+        f.equal("case_no", case_no)
+        limit = page_limit(limit, Invalid)
         with self.store.connect() as conn:
             total = one(run(self.store, conn, "SELECT COUNT(*) AS n FROM bridge_outbox"
-                            + clause, params))["n"]
-            found = rows(run(self.store, conn, "SELECT * FROM bridge_outbox" + clause
+                            + f.clause, f.params))["n"]
+            found = rows(run(self.store, conn, "SELECT * FROM bridge_outbox" + f.clause
                              + " ORDER BY created_at, id LIMIT ? OFFSET ?",
-                             [*params, int(limit), int(offset)]))
-        return {"total": total, "limit": int(limit), "offset": int(offset),
+                             [*f.params, limit, int(offset)]))
+        return {"total": total, "limit": limit, "offset": int(offset),
                 "items": [self._present(m) for m in found]}
 
     def get(self, msg_id):

@@ -54,3 +54,51 @@ def decode_json(value, default):
         return json.loads(value)
     except ValueError:
         return default
+
+
+def one_of(field, value, allowed, invalid, said=None):
+    """``value`` when it is one of ``allowed``; else ``invalid`` (the caller's error
+    class) naming the field: ``state: one of open, sent, not 'x'`` (``said`` words the
+    choices otherwise)."""
+    if value not in allowed:
+        raise invalid(f"{field}: {said or 'one of ' + ', '.join(allowed)}, not {value!r}")
+    return value
+
+
+MAX_PAGE = 500  # the most rows a list returns in one page
+
+
+def page_limit(limit, invalid, most=MAX_PAGE):
+    """A list's page size as an int, refused (``invalid``) unless 1 to ``most``."""
+    if not 1 <= int(limit) <= most:
+        raise invalid(f"limit: 1 to {most}")
+    return int(limit)
+
+
+class Filters:
+    """The WHERE clause of a list being built: its conditions and their ``?`` parameters,
+    each condition added only when its filter is given (not None)."""
+
+    def __init__(self, invalid):
+        self.invalid = invalid        # the caller's error class for a refused filter
+        self.where, self.params = [], []
+
+    def add(self, condition, *params):
+        self.where.append(condition)
+        self.params.extend(params)
+
+    def equal(self, column, value):
+        """``column = value`` when ``value`` is given."""
+        if value is not None:
+            self.add(f"{column} = ?", value)
+
+    def choice(self, field, value, allowed, column=None, said=None):
+        """``column`` (the field's name by default) ``= value`` when ``value`` is given;
+        one not in ``allowed`` is refused by name (see ``one_of``)."""
+        if value is not None:
+            self.equal(column or field, one_of(field, value, allowed, self.invalid, said))
+
+    @property
+    def clause(self):
+        """`` WHERE …`` joining the conditions, or nothing when there are none."""
+        return (" WHERE " + " AND ".join(self.where)) if self.where else ""

@@ -45,6 +45,14 @@ def test_a_missed_goal_is_named_under_the_table(run_all, monkeypatch):
         in table
 
 
+def test_a_missed_goal_whose_label_names_its_benchmark_names_it_once(run_all, monkeypatch):
+    monkeypatch.setattr(run_all, "headlines", lambda: iter([
+        ("evaluation", "evaluation: a month, slowest table, ms (SQLite)", 1500.0, "≤ 1000")]))
+    table = run_all.markdown_table()
+    assert ("Goals not met in the latest run: evaluation: a month, slowest table, ms "
+            "(SQLite) (1,500, goal ≤ 1000).") in table
+
+
 def test_the_hil_budgets_are_printed_with_what_was_not_met(run_all, tmp_path, capsys,
                                                           monkeypatch):
     path = tmp_path / "hil_tests" / "results" / "latest.json"

@@ -168,7 +168,7 @@ def test_a_document_that_cannot_be_kept_on_a_full_disk_is_refused_and_nothing_ch
 
 
 def test_a_terminal_without_buttons_takes_a_document_too(tmp_path):
-    # its profile's defaults fill an empty button list, which is not the profile's fault
+    # its profile has no button list, and the defaults make none up (minItems: 1)
     state = DesiredState(tmp_path, "ft-0001", [PUBLIC], load_profile("fixed-terminal"))
     profile = state.offer(message(2, {"status_interval_s": 45}, device="ft-0001"))
     assert profile is not None and profile["status_interval_s"] == 45

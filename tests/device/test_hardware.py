@@ -112,3 +112,20 @@ def test_the_shipped_vehicle_records_no_clips_in_simulation_unless_its_sim_says_
     profile["sim"]["clips"] = True
     _clips, recorder = Hardware(profile, "sim").recorder(tmp_path, None)
     assert isinstance(recorder, Recorder) and not recorder.is_alive()   # built, not started
+
+
+def test_a_fixed_terminal_without_class_buttons_gets_its_other_inputs():
+    prof = load_profile("fixed-terminal")
+    assert "buttons" not in prof                  # the defaults make no button list up
+    hw = Hardware(prof, "sim")
+    events = []
+    triggers = hw.triggers(**callbacks(events))
+    try:
+        assert "call" in triggers.names and "pir" in triggers.names
+        triggers.simulate("call")
+        assert events == [("call",)]
+        with pytest.raises(DeviceError, match="no input 'garbage'"):
+            triggers.simulate("garbage")
+    finally:
+        triggers.close()
+        hw.close()

@@ -151,3 +151,27 @@ def test_an_urgent_report_leaves_with_its_jpeg_unheld(device, gate):
     assert device.store.photo_path(job["sha256"]).read_bytes()[:2] == b"\xff\xd8"
     assert not device.transcoder.holds(rep["id"]) and device.transcoder.busy() == 0
     assert device._hold_until(rep["id"]) < float("inf")
+
+
+def test_a_report_whose_webp_is_made_later_leaves_behind_those_stored_meanwhile(device,
+                                                                             monkeypatch):
+    """Outbox order, which the delivery sends in, is not capture order: a report named
+    again with its WebP is stored behind a report stored while the WebP was made that
+    kept its JPEG (no WebP fitted)."""
+    opened, encode, calls = threading.Event(), cam.transcode_webp, []
+
+    def first_waits_the_second_does_not_fit(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            assert opened.wait(30)
+            return encode(*args)
+        return None
+
+    monkeypatch.setattr(cam, "transcode_webp", first_waits_the_second_does_not_fit)
+    first = device.report("button", "event", "06010")
+    second = device.report("button", "event", "07001")
+    assert [r["id"] for r in outbox(device)[0]] == [first["id"], second["id"]]
+    opened.set()
+    wait_until(lambda: [r["id"] for r in outbox(device)[0]] == [second["id"], first["id"]],
+               30, "the first report stored again with its WebP")
+    assert first["seq"] < second["seq"]

@@ -27,7 +27,7 @@ def issue(ca_dir, cn):
     (ca_dir / f"{cn}.key").write_bytes(key)
     (ca_dir / f"{cn}.pem").write_bytes(crt)
     info = pki.info(crt)
-    IssuedRecord(ca_dir / "ca.pem").append(cn, info.serial, f"{info.not_after:%Y-%m-%d}")
+    IssuedRecord.beside(ca_dir / "ca.pem").append(cn, info.serial, f"{info.not_after:%Y-%m-%d}")
     return int(info.serial, 16)
 
 
@@ -191,7 +191,7 @@ def test_the_gateways_fleet_view_shows_a_revoked_device_and_a_renewal_due(ca, tm
     issue(ca, "pv-0001")
     # pv-0002's only certificate runs out in 10 days (as recorded when it was issued)
     soon = (dt.datetime.now(dt.UTC) + dt.timedelta(days=10)).strftime("%Y-%m-%d")
-    IssuedRecord(ca / "ca.pem").append("pv-0002", "7F", soon)
+    IssuedRecord.beside(ca / "ca.pem").append("pv-0002", "7F", soon)
     gw = start_gateway(broker, f"sqlite:///{tmp_path}/intake.sqlite", tmp_path,
                        crl=str(ca / "crl.pem"), http="127.0.0.1:0")
     dev = Publisher(broker.port, client_id="pv-0002")

@@ -10,7 +10,8 @@ import pytest
 from gridlink.cli import main
 from gridlink.gateway.crl import CrlError, crl_info, read_crl
 from gridlink.gateway.errors import ConfigError
-from gridlink.gateway.revocation import Revocations, read_issued
+from gridlink.gateway.issued import read_issued
+from gridlink.gateway.revocation import Revocations
 from gridlink.gateway.tls import TLSFiles
 
 from tests.support.gateway_rig import Publisher, answers, count, encode, report, topic

@@ -145,18 +145,3 @@ def test_renew_unknown_mode_and_missing_ca_are_refused(store, tmp_path):
     with pytest.raises(ConfigError, match="--renew"):
         Renewals(store, None, "sometimes")
 
-
-def test_the_gateways_issued_record_is_the_flash_tools_format(tmp_path):
-    """The gateway appends renewed certificates to the CA folder's issued.csv itself (it may
-    not import the tools): the same columns, and flash's reader reads its lines."""
-    from gridlink.flash.issued import COLUMNS, IssuedRecord
-    from gridlink.gateway.renewal import ISSUED_COLUMNS, IssuedCsv
-
-    assert ISSUED_COLUMNS == COLUMNS
-    (tmp_path / "ca.pem").write_text("")
-    IssuedRecord(tmp_path / "ca.pem").append("pv-0001", "1A", "2028-01-01")
-    IssuedCsv(tmp_path / "issued.csv").append("pv-0001", "2B", "2029-01-01", "410106",
-                                               "renewal", "1A")
-    latest = IssuedRecord(tmp_path / "ca.pem").latest("pv-0001")
-    assert (latest["serial"], latest["replaces"], latest["target"]) == ("2B", "1A", "renewal")
-    assert IssuedCsv(tmp_path / "issued.csv").latest("pv-0001") == latest

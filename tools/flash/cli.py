@@ -217,7 +217,7 @@ def _issue_gateway_certs(d, n):
         _write(d / f"{cn}.key", key, 0o600)
         _write(d / f"{cn}.pem", crt, 0o644)
         ci = pki.info(crt)
-        IssuedRecord(d / "ca.pem").append(cn, ci.serial, f"{ci.not_after:%Y-%m-%d}")
+        IssuedRecord.beside(d / "ca.pem").append(cn, ci.serial, f"{ci.not_after:%Y-%m-%d}")
         print(f"{cn}: certificate {ci.serial} → {d / f'{cn}.pem'}")
 
 

@@ -15,9 +15,9 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from .errors import FlashError
+from gridlink.gateway.issued import DEVICE_DAYS
 
-DEVICE_DAYS = 825
+from .errors import FlashError
 
 
 class CertError(FlashError):

@@ -410,7 +410,7 @@ def provision(spec):
     if held not in (None, spec.device) and not spec.replace:
         spec.fail("target", f"{target.name} holds device {held!r}; give --replace to "
                   f"overwrite it with {spec.device!r} (then retire {held})")
-    record = IssuedRecord(spec.ca_cert) if spec.ca_cert else None
+    record = IssuedRecord.beside(spec.ca_cert) if spec.ca_cert else None
     before = record.latest(spec.device) if record else None
     ci = bundle.info.pop("cert")
     if before is not None and held != spec.device and not spec.replace:

@@ -12,9 +12,7 @@ Each file is written to a temporary name, synced and renamed, so a broker or gat
 reading it mid-write sees the old CRL or the new one, never half of one.
 """
 
-import csv
 import datetime as dt
-import io
 import os
 from pathlib import Path
 
@@ -120,7 +118,7 @@ def issued_serials(ca_dir, device):
     """Every certificate serial the CA folder's issued-ids record has for ``device``."""
     from gridlink.gateway.crl import parse_serial
     from gridlink.gateway.errors import ConfigError
-    from gridlink.gateway.revocation import read_issued
+    from gridlink.gateway.issued import read_issued
 
     path = Path(ca_dir) / "issued.csv"
     if not path.exists():
@@ -147,16 +145,7 @@ def revoke(ca_dir, device, reason, note="", days=CRL_DAYS, now=None):
 
 
 def _log(path, now, device, serials, reason, note):
-    line = io.StringIO()
-    w = csv.writer(line, lineterminator="\n")
-    w.writerow([now.strftime("%Y-%m-%dT%H:%M:%SZ"), device,
-                " ".join(format(s, "X") for s in serials), reason, note])
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        data = line.getvalue().encode()
-        if os.fstat(fd).st_size == 0:
-            data = (",".join(LOG_COLUMNS) + "\n").encode() + data
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    from gridlink.gateway.issued import append_row
+
+    append_row(path, LOG_COLUMNS, [now.strftime("%Y-%m-%dT%H:%M:%SZ"), device,
+                                   " ".join(format(s, "X") for s in serials), reason, note])

@@ -141,57 +141,67 @@ def test_merges_that_are_refused_say_why_and_change_nothing(desk, dups):
         {"report_id": a}]
 
 
-def test_a_sensors_repeated_alerts_collapse_into_one_open_item(desk, dups):
-    def alert(hours, device="ft-0001", code="06010"):
-        rid = _add(desk, hours=hours, device=device, code=code, source="sensor")
-        row = desk.store.fetchall("SELECT * FROM reports WHERE id = ?", (rid,))[0]
-        return rid, dups.collapse_repeats([row])
+@pytest.fixture
+def judge(tmp_path):
+    return Validator(open_map(grid_map_file(tmp_path)), load_books())
 
-    first, joined = alert(0)
-    assert joined == {}
-    second, joined = alert(0.1)
-    third, _ = alert(0.2)
-    assert joined == {second: first}
-    _, joined = alert(0.3, code="07001")
-    _, joined2 = alert(0.3, device="ft-0002")
-    assert joined == joined2 == {}
+
+def _commit_alert(ingest, judge, seq, device="ft-0001", code="06010"):
+    """A sensor's alert committed by ``ingest`` (where repeats collapse); its report id."""
+    t, p = topic(device, "report"), encode(report(device, seq, code=code, source="sensor"))
+    batch = [Item(t, p, 1_795_000_000.0 + seq, judge.decode(t, p, 1_795_000_000.0))]
+    ingest.commit(batch)
+    assert batch[0].outcome == "accepted"
+    return f"{device}:{seq:012d}"
+
+
+def test_a_sensors_repeated_alerts_collapse_into_one_open_item(desk, dups, judge, tmp_path):
+    ingest, seqs = Ingest(desk.store, PhotoDir(tmp_path / "p")), iter(range(1, 100))
+
+    def alert(device="ft-0001", code="06010"):
+        rid = _commit_alert(ingest, judge, next(seqs), device, code)
+        return rid, dups.merged_into(rid)
+
+    first, into = alert()
+    assert into is None
+    second, into = alert()
+    third, _ = alert()
+    assert into == first
+    _, into = alert(code="07001")                    # another class
+    _, into2 = alert(device="ft-0002")               # another sensor
+    assert into is into2 is None
     pending = _listed(desk)
     assert second not in pending and third not in pending
     assert pending[first]["repeats"] == 2 and pending[first]["merged"] == [second, third]
     # handled: accepted as a case, the alerts still join it until it is closed or voided
     case_no = desk.queue.accept(first, "op-a")["case_no"]
-    fourth, joined = alert(0.4)
-    assert joined == {fourth: first}
+    _, into = alert()
+    assert into == first
     desk.act(case_no, "void", reason="设备误报")
-    fifth, joined = alert(0.5)
-    assert joined == {}
+    fifth, into = alert()
+    assert into is None
     assert fifth in _listed(desk)                    # a new open item
-    sixth, joined = alert(0.6)
-    assert joined == {sixth: fifth}
+    _, into = alert()
+    assert into == fifth
     desk.queue.reject(fifth, "op-a", reason="误报")
-    seventh, joined = alert(0.7)
-    assert joined == {} and _listed(desk)[seventh]["repeats"] == 0
+    seventh, into = alert()
+    assert into is None and _listed(desk)[seventh]["repeats"] == 0
 
 
-def test_repeats_collapse_whichever_gateway_worker_commits_them(desk, dups, store_url,
+def test_repeats_collapse_whichever_gateway_worker_commits_them(desk, dups, judge, store_url,
                                                                tmp_path):
     """Two gateway workers over one store, each with its own ingest and connections: the
     first alert committed by one, the next by the other (a worker without ``--http``,
     no after-commit hook) — one open item; then two alerts at once, one on each worker,
     after the item was handled — again one open item."""
-    judge = Validator(open_map(grid_map_file(tmp_path)), load_books())
     other = open_store(store_url)
     workers = [Ingest(desk.store, PhotoDir(tmp_path / "p0")),
                Ingest(other, PhotoDir(tmp_path / "p1"))]
 
     def alert(worker, seq, start=None):
-        t, p = topic("ft-0001", "report"), encode(report("ft-0001", seq, source="sensor"))
-        batch = [Item(t, p, 1_795_000_000.0 + seq, judge.decode(t, p, 1_795_000_000.0))]
         if start is not None:
             start.wait(10)
-        workers[worker].commit(batch)
-        assert batch[0].outcome == "accepted"
-        return f"ft-0001:{seq:012d}"
+        return _commit_alert(workers[worker], judge, seq)
 
     try:
         first, second = alert(0, 1), alert(1, 2)
