@@ -94,7 +94,8 @@ def append_row(path, columns, row):
 
 def read_records(path):
     """[{device, serial (int), issued_at, not_after}] from an issued-ids record (``.csv`` or
-    ``.json``); the two times are text as recorded, or None.  Strict: an entry without a
+    ``.json``); the two times are text as recorded (``issued_at``: that column, or
+    ``issued.csv``'s ``time``, to the millisecond), or None.  Strict: an entry without a
     device or a serial, or an unreadable serial, is a ConfigError."""
     path = Path(path)
     try:
@@ -114,11 +115,23 @@ def read_records(path):
             if not device or serial in (None, ""):
                 raise ValueError(f"entry {i + 1} needs device and serial")
             out.append({"device": str(device).strip(), "serial": parse_serial(serial),
-                        "issued_at": row.get("issued_at") or None,
+                        "issued_at": _ms(row.get("issued_at") or row.get("time")),
                         "not_after": row.get("not_after") or None})
         return out
     except (ValueError, TypeError, AttributeError) as exc:
         raise ConfigError(f"issued-ids record {path}: {exc}") from None
+
+
+def _ms(stamp):
+    """An ISO UTC time as the validator compares them (``…SS.mmmZ``): ``issued.csv``'s
+    ``time`` is written to the second (``…SSZ``), which as text sorts after every
+    millisecond of its own second."""
+    if not stamp:
+        return None
+    stamp = str(stamp).strip()
+    if len(stamp) == 20 and stamp.endswith("Z") and stamp[10] == "T":
+        return stamp[:-1] + ".000Z"
+    return stamp
 
 
 def read_issued(path):

@@ -29,6 +29,18 @@ def test_a_new_record_gets_the_header_then_one_line_per_certificate(tmp_path):
         ("pv-0002", 0x3C, "2029-02-01")]
 
 
+def test_revocation_reads_when_each_certificate_was_issued_to_the_millisecond(tmp_path):
+    # issued.csv writes its time to the second; the validator compares capture times
+    # written to the millisecond, so the record's time is read as …SS.000Z
+    record = IssuedRecord(tmp_path / "issued.csv")
+    record.append("pv-0001", "1A", "2028-01-01")
+    written = record.latest("pv-0001")["time"]
+    assert len(written) == 20 and written.endswith("Z")
+    (got,) = read_records(record.path)
+    assert got["issued_at"] == written[:-1] + ".000Z"
+    assert written[:-1] + ".001Z" > got["issued_at"] > written[:-1] + ".000"
+
+
 def test_parallel_appends_leave_every_line_whole(tmp_path):
     record = IssuedRecord(tmp_path / "issued.csv")
 

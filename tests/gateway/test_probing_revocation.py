@@ -71,6 +71,19 @@ def test_a_device_with_a_new_certificate_is_not_revoked_by_its_old_one(tmp_path,
     assert rev.provisioned("pv-0001") == "2026-11-01T00:00:00.000Z"
 
 
+def test_a_device_provisioned_by_the_flash_tools_has_its_provisioning_time(tmp_path, pki):
+    # issued.csv (as flash and the renewals write it) gives revocation each device's first
+    # certificate time, which the validator uses to flag captures before provisioning
+    crl = write_crl(pki, tmp_path / "district.crl", revoked=[])
+    (tmp_path / "issued.csv").write_text(
+        "time,device,serial,not_after,district,target,replaces\n"
+        "2026-11-03T08:00:00Z,pv-0001,1A,2028-01-01,410106,,\n"
+        "2026-12-01T09:30:00Z,pv-0001,2B,2029-01-01,410106,renewal,1A\n")
+    rev = Revocations(crl, tmp_path / "issued.csv")
+    assert rev.provisioned("pv-0001") == "2026-11-03T08:00:00.000Z"
+    assert rev.provisioned("pv-0002") is None
+
+
 def test_a_damaged_crl_on_reload_keeps_the_last_good_one(tmp_path, pki):
     crl = write_crl(pki, tmp_path / "district.crl", revoked=["pv-0002"])
     write_issued(pki, tmp_path / "issued.json", ["pv-0002"])
