@@ -117,7 +117,8 @@ class GatewayRuntime:
             self.link = JetStreamLink(
                 broker_url, client_id, tls_context=tls.context() if tls else None,
                 pending_max=pending_max, send_window=SEND_WINDOW,
-                update_requests=update_requests is not None, **callbacks)
+                update_requests=update_requests is not None,
+                cert_requests=cert_requests is not None, **callbacks)
         else:
             self.link = BrokerLink(
                 client_id, self.broker.host, self.broker.port,

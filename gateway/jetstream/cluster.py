@@ -110,18 +110,27 @@ def district_gateway_user(gateway, district):
     with its district's filter: nats-server 2.9 checks the filter named in the create
     subject against the request), its acks, its replies (its own inbox prefix), and
     messages to its district's devices (also retained, over MQTT); the devices' QoS 0
-    requests (``ota/get``) of its district; no other stream or consumer."""
-    from .link import QOS0_REQUEST_LEAVES, STREAM, STREAM_PREFIX, district_names, request_subject
+    requests (``ota/get``) of its district; the signers' consumer of its district's
+    certificate requests (``…/csr``); no other stream or consumer."""
+    from .link import (
+        QOS0_REQUEST_LEAVES,
+        STREAM,
+        STREAM_PREFIX,
+        district_names,
+        request_names,
+        request_subject,
+    )
 
     durable, filt, inbox = district_names(district)
     api = "$JS.API"
     to_devices = [f"gridlink.v1.{district}.*.{leaf}" for leaf in DEVICE_SUBSCRIBE]
-    pub = [f"{api}.STREAM.INFO.{STREAM}", f"{api}.STREAM.CREATE.{STREAM}",
-           f"{api}.CONSUMER.INFO.{STREAM}.{durable}",
-           f"{api}.CONSUMER.CREATE.{STREAM}.{durable}.{filt}",
-           f"{api}.CONSUMER.MSG.NEXT.{STREAM}.{durable}",
-           f"$JS.ACK.{STREAM}.{durable}.>",
-           *to_devices, *(STREAM_PREFIX + t for t in to_devices)]
+    pub = [f"{api}.STREAM.INFO.{STREAM}", f"{api}.STREAM.CREATE.{STREAM}"]
+    for consumer, its_filter in ((durable, filt), request_names(district)):
+        pub += [f"{api}.CONSUMER.INFO.{STREAM}.{consumer}",
+                f"{api}.CONSUMER.CREATE.{STREAM}.{consumer}.{its_filter}",
+                f"{api}.CONSUMER.MSG.NEXT.{STREAM}.{consumer}",
+                f"$JS.ACK.{STREAM}.{consumer}.>"]
+    pub += [*to_devices, *(STREAM_PREFIX + t for t in to_devices)]
     requests = [request_subject(district, leaf) for leaf in QOS0_REQUEST_LEAVES]
     return _user(district_gateway(gateway, district), pub, [f"{inbox}.>", *requests])
 

@@ -16,7 +16,11 @@ same stream under the device's topic with the ``Nmqtt-Pub: 1`` header, which is 
 the MQTT side delivers to a QoS 1 subscription — also to a device that was offline when
 they were sent.  Retained messages (configuration documents, update offers) go out on an
 MQTT connection to the nodes named in ``?mqtt=`` (``retained.py``); devices' QoS 0
-requests (``…/ota/get``) come on a queue subscription shared by the workers.
+requests (``…/ota/get``) come on a queue subscription shared by the workers.  Devices'
+certificate requests (``…/csr``, QoS 1) go to the workers holding the district CA only,
+from a durable consumer of their own (``gridlink-csr``): the main consumer passes them by,
+so a worker without the CA never judges one (on Mosquitto only the signers subscribe
+to it), and one sent while no signer runs waits for one.
 
 The interface is that of :class:`gateway.link.BrokerLink` as the runtime uses it:
 ``on_message(topic, payload, mid, qos, user_properties, generation)`` on the link's
@@ -50,6 +54,10 @@ FILTER = STREAM_PREFIX + "gridlink.v1.>"
 # update, …), seen again by its consumer
 OUTBOUND_LEAVES = tuple({leaf.rpartition("/")[2] for leaf, (by, _qos, _retain)
                          in core_topics.LEAVES.items() if by == "gateway"})
+# devices' certificate requests: for the signers' own consumer (``request_names``) only
+CSR_LEAF = "csr"
+# what the main consumer acknowledges without handing it to the runtime
+PASSED_LEAVES = (*OUTBOUND_LEAVES, CSR_LEAF)
 # what devices publish at QoS 0 (``ota/get``): plain NATS messages, never stored
 QOS0_REQUEST_LEAVES = tuple(leaf for leaf, (by, qos, _retain) in core_topics.LEAVES.items()
                             if by == "device" and qos == 0)
@@ -74,6 +82,13 @@ def district_names(district):
         return DURABLE, FILTER, "_INBOX"
     return (f"{DURABLE}-{district}", f"{STREAM_PREFIX}gridlink.v1.{district}.>",
             f"_INBOX.{DURABLE}-{district}")
+
+
+def request_names(district):
+    """(durable consumer, its filter) of the certificate requests (``…/csr``) of
+    ``district`` (None: every district), which only the workers holding the CA read."""
+    return (f"{district_names(district)[0]}-{CSR_LEAF}",
+            f"{STREAM_PREFIX}gridlink.v1.{district or '*'}.*.{CSR_LEAF}")
 
 
 class NatsURL:
@@ -120,6 +135,7 @@ class NatsURL:
         if self.district is not None and not DISTRICT_TOKEN.match(self.district):
             raise ConfigError(f"broker URL {url!r}: district must be letters, digits, - or _")
         self.durable, self.filter, self.inbox_prefix = district_names(self.district)
+        self.csr_durable, self.csr_filter = request_names(self.district)
         self.mqtt = []
         for hp in filter(None, params.get("mqtt", "").split(",")):
             host, colon, port = hp.strip().rpartition(":")
@@ -143,9 +159,11 @@ def topic_of(subject):
 class JetStreamLink:
     def __init__(self, url, client_id, *, on_message, on_connect=None, on_subscribed=None,
                  on_disconnect=None, tls_context=None, pending_max=1000, send_window=100,
-                 fetch_max=500, reconnect_delay=(0.1, 5.0), update_requests=False):
+                 fetch_max=500, reconnect_delay=(0.1, 5.0), update_requests=False,
+                 cert_requests=False):
         self.url = NatsURL(url)
         self.update_requests = update_requests  # take devices' …/ota/get (QoS 0) too
+        self.cert_requests = cert_requests      # take devices' …/csr too (holds the CA)
         self.retained = None
         if self.url.mqtt:
             self.retained = RetainedPublisher(
@@ -168,6 +186,7 @@ class JetStreamLink:
         self._nc = None
         self._js = None
         self._sub = None
+        self._csr_sub = None
         self._fetching = True
         self._stopping = threading.Event()
         self._lock = threading.Condition()
@@ -276,7 +295,7 @@ class JetStreamLink:
                         await self._nc.close()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self.reconnect_delay[1])
-        await self._pull_loop()
+        await asyncio.gather(self._pull_loop(), self._pull_requests())
 
     async def _connect(self):
         async def disconnected():
@@ -298,16 +317,22 @@ class JetStreamLink:
             disconnected_cb=disconnected, reconnected_cb=reconnected, error_cb=error)
         self._js = self._nc.jetstream(timeout=5)
         await self._ensure_stream()
-        self._sub = await self._js.pull_subscribe(
-            self.url.filter, durable=self.url.durable, stream=STREAM,
-            config=ConsumerConfig(durable_name=self.url.durable, ack_policy=AckPolicy.EXPLICIT,
-                                  ack_wait=self.url.ack_wait, max_deliver=-1,
-                                  filter_subject=self.url.filter, max_ack_pending=-1))
+        self._sub = await self._pull_subscribe(self.url.durable, self.url.filter)
+        if self.cert_requests:
+            self._csr_sub = await self._pull_subscribe(self.url.csr_durable,
+                                                       self.url.csr_filter)
         if self.update_requests:
             for leaf in QOS0_REQUEST_LEAVES:  # one worker of the district's group answers
                 await self._nc.subscribe(request_subject(self.url.district, leaf),
                                          queue=self.url.durable, cb=self._on_request)
         self._ready()
+
+    async def _pull_subscribe(self, durable, filter_subject):
+        return await self._js.pull_subscribe(
+            filter_subject, durable=durable, stream=STREAM,
+            config=ConsumerConfig(durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
+                                  ack_wait=self.url.ack_wait, max_deliver=-1,
+                                  filter_subject=filter_subject, max_ack_pending=-1))
 
     async def _on_request(self, msg):
         if self._fetching:
@@ -346,23 +371,36 @@ class JetStreamLink:
             if room <= 0:
                 await asyncio.sleep(0.005)
                 continue
-            try:
-                msgs = await self._sub.fetch(min(room, self.fetch_max), timeout=0.5)
-            except (TimeoutError, nats.errors.TimeoutError):
-                continue
-            except nats.errors.Error as exc:
-                log.debug("fetch: %s", exc)
-                await asyncio.sleep(0.2)
-                continue
-            self._deliver(msgs)
+            self._deliver(await self._fetch(self._sub, min(room, self.fetch_max)),
+                          PASSED_LEAVES)
 
-    def _deliver(self, msgs):
+    async def _pull_requests(self):
+        """The certificate requests, from the signers' own consumer (with the CA only)."""
+        while self._csr_sub is not None and not self._stopping.is_set():
+            if not self._fetching:
+                await asyncio.sleep(0.1)
+                continue
+            self._deliver(await self._fetch(self._csr_sub, 10), ())
+
+    async def _fetch(self, sub, n):
+        """Up to ``n`` messages of ``sub`` within half a second ([] when none came)."""
+        try:
+            return await sub.fetch(n, timeout=0.5)
+        except (TimeoutError, nats.errors.TimeoutError):
+            return []
+        except nats.errors.Error as exc:
+            log.debug("fetch: %s", exc)
+            await asyncio.sleep(0.2)
+            return []
+
+    def _deliver(self, msgs, passed):
+        """Hand ``msgs`` to the runtime; those whose leaf is in ``passed`` are acknowledged
+        at once instead (our own acks/tasks on their way; requests for the signers)."""
         n = len(STREAM_PREFIX)
         for m in msgs:
             subject = m.subject
-            if not subject.startswith(STREAM_PREFIX) or \
-                    subject.rpartition(".")[2] in OUTBOUND_LEAVES:
-                self._loop.create_task(m.ack())  # our own acks/tasks, on their way
+            if not subject.startswith(STREAM_PREFIX) or subject.rpartition(".")[2] in passed:
+                self._loop.create_task(m.ack())
                 continue
             if not self._fetching:  # retiring: to another worker now
                 self._loop.create_task(m.nak())

@@ -1,12 +1,19 @@
-"""Parts of the NATS cluster tests: a device-side MQTT 3.1.1 client and store checks."""
+"""Parts of the NATS cluster tests: device-side MQTT 3.1.1 clients, a district's
+gateway worker and store checks."""
 
+import queue
 import threading
 import time
 
 import paho.mqtt.client as mqtt
 
-from tests.support.gateway_rig import DISTRICT, encode, report, topic
+from tests.support.gateway_rig import DISTRICT, encode, grid_map_file, report, topic
+from tests.support.pki import client_tls
 from tests.support.waiting import wait_until
+
+GW6 = "gridlink-gateway-410106"   # district 410106's gateway identity
+# the devices of the district-scoped cluster (conftest's ``district_cluster``)
+DISTRICT_DEVICES = {"410106": ["pv-0001", "sn-0001"], "410105": ["pv-0002"]}
 
 
 class Device311:
@@ -112,3 +119,51 @@ def settle_acks(device, seqs, timeout=45.0, resend_after=4.0):
             device.send_reports(sorted(want[i] for i in missing))
             resend_at = now + resend_after
         time.sleep(0.05)
+
+
+class DeviceLeaves:
+    """A device's MQTT 3.1.1 connection on node 1 (with its certificate on a TLS
+    cluster: one with ``.pki``), collecting what arrives on ``leaves`` of its own topics:
+    (leaf, payload, retained)."""
+
+    def __init__(self, cluster, device, district, leaves, qos=1):
+        self.got = queue.Queue()
+        self.base = f"gridlink/v1/{district}/{device}/"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
+                                  clean_session=True, protocol=mqtt.MQTTv311)
+        if getattr(cluster, "pki", None) is not None:
+            self.client.tls_set_context(client_tls(cluster.pki, device))
+        self.client.on_message = lambda c, u, m: self.got.put(
+            (m.topic[len(self.base):], m.payload, m.retain))
+        granted = []
+        self.client.on_subscribe = lambda c, u, mid, codes, p: granted.extend(
+            x.value for x in codes)
+        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
+            [(self.base + leaf, qos) for leaf in leaves])
+        self.client.connect(*cluster.nodes[0].mqtt_address)
+        self.client.loop_start()
+        wait_until(lambda: granted, 15, f"{device}'s SUBACK")
+        assert granted == [qos] * len(leaves), granted
+
+    def take(self, n, timeout=15):
+        return sorted(self.got.get(timeout=timeout) for _ in range(n))
+
+    def close(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+def district_gateway(cluster, tmp_path, node, query="", **kw):
+    """District 410106's gateway worker (identity ``GW6``) on ``node`` of a TLS
+    cluster, started; ``query``: more broker URL options (``&mqtt=…``); ``kw``: more
+    ``Gateway`` options.  Workers made on one ``tmp_path`` share its intake store."""
+    from gridlink.gateway.service import Gateway
+    from gridlink.gateway.tls import TLSFiles
+
+    pki = cluster.pki
+    return Gateway(
+        broker=f"nats+tls://127.0.0.1:{node.client_port}?district=410106{query}",
+        db=f"sqlite:///{tmp_path}/intake.sqlite", grid=str(grid_map_file(tmp_path)),
+        photos=str(tmp_path / "photos"), districts=["410106"],
+        tls=TLSFiles(str(pki / "ca.crt"), str(pki / f"{GW6}.crt"), str(pki / f"{GW6}.key")),
+        **kw).start()

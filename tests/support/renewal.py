@@ -2,6 +2,7 @@
 the renewal tests."""
 
 import json
+import shutil
 from pathlib import Path
 
 from cryptography import x509
@@ -18,6 +19,16 @@ def make_ca_dir(folder, cn="gridlink test district CA"):
     key, cert = make_ca(cn, which="cryptography")
     (folder / "ca.key").write_bytes(key)
     (folder / "ca.pem").write_bytes(cert)
+    return folder
+
+
+def ca_dir_of(pki, folder):
+    """The district CA folder (``gridlink flash ca``'s layout) of the tests' CA
+    (tests/support/pki.py), the CA that signed the broker's and the devices' certificates."""
+    folder = Path(folder)
+    folder.mkdir()
+    shutil.copy(Path(pki) / "ca.crt", folder / "ca.pem")
+    shutil.copy(Path(pki) / "ca.key", folder / "ca.key")
     return folder
 
 

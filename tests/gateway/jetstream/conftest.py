@@ -3,7 +3,10 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from gridlink.gateway.jetstream.cluster import NatsCluster
+from gridlink.gateway.jetstream.cluster import NatsCluster, NodeTLS
+
+from tests.support.nats_rig import DISTRICT_DEVICES, GW6
+from tests.support.pki import make_pki
 
 
 @pytest.fixture
@@ -39,3 +42,16 @@ def nats_cluster_factory(nats_server):
 def nats_cluster(nats_cluster_factory):
     """Three nodes with JetStream and MQTT, routed to each other, no TLS."""
     return nats_cluster_factory()
+
+
+@pytest.fixture
+def district_cluster(tmp_path, nats_cluster_factory):
+    """Three nodes over TLS with per-device and per-district permissions
+    (``DISTRICT_DEVICES``); ``.pki`` the folder of its CA and every identity's files."""
+    pki = make_pki(tmp_path / "pki", identities=(GW6, *(
+        d for ids in DISTRICT_DEVICES.values() for d in ids)))
+    c = nats_cluster_factory(
+        tls=NodeTLS(str(pki / "ca.crt"), str(pki / "broker.crt"), str(pki / "broker.key")),
+        devices=DISTRICT_DEVICES)
+    c.pki = pki
+    return c

@@ -17,33 +17,19 @@ from gridlink.fleet.repo import Repository
 from gridlink.gateway.api import MIGRATIONS
 from gridlink.gateway.errors import GatewayError
 from gridlink.gateway.fleet_config import FleetConfig, public_hex
-from gridlink.gateway.jetstream.cluster import NodeTLS
 from gridlink.gateway.jetstream.link import JetStreamLink, NatsURL
 from gridlink.gateway.rollouts import Rollouts
 from gridlink.gateway.service import Gateway, WebOptions
-from gridlink.gateway.tls import TLSFiles
 
 from tests.support.gateway_rig import grid_map_file
-from tests.support.pki import client_tls, make_pki
+from tests.support.nats_rig import DeviceLeaves, district_gateway
 from tests.support.rollouts import set_device, status
 from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.nats
 
-GW6 = "gridlink-gateway-410106"
-DISTRICTS = {"410106": ["pv-0001", "sn-0001"], "410105": ["pv-0002"]}
 KEY = Ed25519PrivateKey.generate()
 BODY = bytes(range(256)) * 20     # 5120 bytes: two pieces of 4096
-
-
-@pytest.fixture
-def cluster(tmp_path, nats_cluster_factory):
-    pki = make_pki(tmp_path / "pki", identities=(GW6, "pv-0001", "sn-0001", "pv-0002"))
-    c = nats_cluster_factory(
-        tls=NodeTLS(str(pki / "ca.crt"), str(pki / "broker.crt"), str(pki / "broker.key")),
-        devices=DISTRICTS)
-    c.pki = pki
-    return c
 
 
 def update_repo(tmp):
@@ -63,49 +49,15 @@ def update_repo(tmp):
 def gateway(cluster, tmp_path):
     """District 410106's gateway on node 2; its retained messages go to node 3's MQTT
     listener (node 1's if node 3 is away)."""
-    pki, n1, n2, n3 = cluster.pki, *cluster.nodes
-    mqtt_nodes = f"127.0.0.1:{n3.mqtt_port},127.0.0.1:{n1.mqtt_port}"
-    return Gateway(
-        broker=f"nats+tls://127.0.0.1:{n2.client_port}?district=410106&mqtt={mqtt_nodes}",
-        db=f"sqlite:///{tmp_path}/intake.sqlite", grid=str(grid_map_file(tmp_path)),
-        photos=str(tmp_path / "photos"), districts=["410106"],
-        web=WebOptions(update_repo=update_repo(tmp_path)),
-        tls=TLSFiles(str(pki / "ca.crt"), str(pki / f"{GW6}.crt"),
-                     str(pki / f"{GW6}.key"))).start()
+    n1, n2, n3 = cluster.nodes
+    return district_gateway(cluster, tmp_path, n2,
+                            f"&mqtt=127.0.0.1:{n3.mqtt_port},127.0.0.1:{n1.mqtt_port}",
+                            web=WebOptions(update_repo=update_repo(tmp_path)))
 
 
-class Device:
-    """A device's MQTT 3.1.1 connection (its certificate) on node 1, collecting what
-    arrives on ``leaves`` of its own topics: (leaf, payload, retained)."""
-
-    def __init__(self, cluster, device, district, leaves, qos=1):
-        self.got = queue.Queue()
-        self.base = f"gridlink/v1/{district}/{device}/"
-        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
-                                  clean_session=True, protocol=mqtt.MQTTv311)
-        self.client.tls_set_context(client_tls(cluster.pki, device))
-        self.client.on_message = lambda c, u, m: self.got.put(
-            (m.topic[len(self.base):], m.payload, m.retain))
-        granted = []
-        self.client.on_subscribe = lambda c, u, mid, codes, p: granted.extend(
-            x.value for x in codes)
-        self.client.on_connect = lambda c, u, f, rc, p: c.subscribe(
-            [(self.base + leaf, qos) for leaf in leaves])
-        self.client.connect(*cluster.nodes[0].mqtt_address)
-        self.client.loop_start()
-        wait_until(lambda: granted, 15, f"{device}'s SUBACK")
-        assert granted == [qos] * len(leaves), granted
-
-    def take(self, n, timeout=15):
-        return sorted(self.got.get(timeout=timeout) for _ in range(n))
-
-    def close(self):
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
-def test_a_device_connecting_later_gets_its_document_and_its_update_offer(cluster, tmp_path):
-    gw = gateway(cluster, tmp_path)
+def test_a_device_connecting_later_gets_its_document_and_its_update_offer(district_cluster,
+                                                                           tmp_path):
+    gw = gateway(district_cluster, tmp_path)
     gw.store.migrate(extra=MIGRATIONS)
     for device, district in (("pv-0001", "410106"), ("pv-0002", "410105")):
         set_device(gw.store, device, status(), district=district)
@@ -124,8 +76,8 @@ def test_a_device_connecting_later_gets_its_document_and_its_update_offer(cluste
     finally:
         gw.stop()
     # the gateway is gone: a device connecting now still gets both, retained
-    dev = Device(cluster, "pv-0001", "410106", ("config", "update"))
-    other = Device(cluster, "pv-0002", "410105", ("config", "update"))
+    dev = DeviceLeaves(district_cluster, "pv-0001", "410106", ("config", "update"))
+    other = DeviceLeaves(district_cluster, "pv-0002", "410105", ("config", "update"))
     try:
         (cfg_leaf, cfg, cfg_retained), (upd_leaf, offer, upd_retained) = dev.take(2)
         assert (cfg_leaf, cfg_retained, upd_leaf, upd_retained) == (
@@ -142,9 +94,9 @@ def test_a_device_connecting_later_gets_its_document_and_its_update_offer(cluste
         other.close()
 
 
-def test_a_sensor_nodes_piece_requests_are_answered(cluster, tmp_path):
-    gw = gateway(cluster, tmp_path)
-    node = Device(cluster, "sn-0001", "410106", ("ota/chunk",), qos=0)
+def test_a_sensor_nodes_piece_requests_are_answered(district_cluster, tmp_path):
+    gw = gateway(district_cluster, tmp_path)
+    node = DeviceLeaves(district_cluster, "sn-0001", "410106", ("ota/chunk",), qos=0)
     try:
         assert gw.runtime.wait_ready(15)
 
