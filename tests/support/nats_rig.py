@@ -167,3 +167,34 @@ def district_gateway(cluster, tmp_path, node, query="", **kw):
         photos=str(tmp_path / "photos"), districts=["410106"],
         tls=TLSFiles(str(pki / "ca.crt"), str(pki / f"{GW6}.crt"), str(pki / f"{GW6}.key")),
         **kw).start()
+
+
+def lead_elsewhere(servers, node, stream="$MQTT_msgs", consumer="gridlink", timeout=30.0):
+    """Move the leadership of ``stream`` and of its ``consumer`` off the node named
+    ``node`` (stepdown requests until another node leads both), while that node still
+    answers: nats-server 2.9 hangs a leader whose disk fills (docs/scaling.md)."""
+    import asyncio
+
+    import nats
+
+    async def move():
+        nc = await nats.connect(servers)
+        try:
+            js = nc.jetstream(timeout=5)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                leaders = ((await js.stream_info(stream)).cluster.leader,
+                           (await js.consumer_info(stream, consumer)).cluster.leader)
+                if node not in leaders:
+                    return leaders
+                if leaders[0] == node:
+                    await nc.request(f"$JS.API.STREAM.LEADER.STEPDOWN.{stream}", b"", timeout=5)
+                if leaders[1] == node:
+                    await nc.request(f"$JS.API.CONSUMER.LEADER.STEPDOWN.{stream}.{consumer}",
+                                     b"", timeout=5)
+                await asyncio.sleep(1)
+            raise AssertionError(f"{node} still leads {stream} or {consumer} after {timeout}s")
+        finally:
+            await nc.close()
+
+    return asyncio.run(move())
