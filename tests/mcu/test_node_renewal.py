@@ -87,6 +87,12 @@ def cert_status(centre):
     return (centre.status.get(f"gridlink/v1/410106/{NODE}") or {}).get("cert")
 
 
+def fleet_row(gw):
+    from gridlink.gateway import fleet_view
+
+    return next(d for d in fleet_view.devices(gw.store) if d["device"] == NODE)
+
+
 def expires(status):
     return dt.datetime.fromisoformat(status["expires"].replace("Z", "+00:00"))
 
@@ -126,6 +132,12 @@ def test_the_node_renews_and_connects_with_its_new_certificate(tmp_path, broker,
         wait_until(lambda: gw.store.fetchall("SELECT id FROM reports"), 30,
                    "the report over the new certificate")
         assert gw.renewals.counters["signed"] == 1
+        # renewed files that are damaged are not used: the provisioned ones are (and,
+        # due again, it renews again)
+        (node.flash / own["cert"].lstrip("/")).write_text("cut")
+        out = node.run()
+        assert "identity.json not used" in out and "new certificate in use" in out
+        assert gw.renewals.counters["signed"] == 2
     finally:
         gw.stop()
 
@@ -142,6 +154,8 @@ def test_a_refusal_by_the_centre_leaves_the_old_certificate(tmp_path, broker, pk
         assert "refused by the centre: retired" in out
         st = wait_until(lambda: (cert_status(centre) or {}).get("failed"), 10, "the refusal")
         assert st == "refused by the centre: retired"
+        wait_until(lambda: (fleet_row(gw)["cert"] or {}).get("failed"), 30,
+                   "the refusal in the fleet view")
         assert not (data(node) / "identity.json").exists()
         assert (data(node) / "renew.key").exists()    # asked again with it later
         node.set_pin(PIN, 0)
@@ -202,3 +216,86 @@ def test_an_answer_the_node_must_not_take_leaves_the_old_certificate(
     node.set_pin(PIN, 0)
     node.run()
     wait_until(lambda: centre.reports, 30, "a report on the old certificate")
+
+
+# A boot as the board does it (simboard.BOOT), with the power cut at the ``at``-th file
+# operation of the renewal (gridnode.renewal's fsio.write_file and fsio.remove): the run
+# ends there, the flash keeps what was written.
+CUT_BOOT = """
+import sys
+sys.path.insert(0, "/.sim/lib")
+import machine
+
+
+class PowerCut(BaseException):
+    pass
+
+
+g = {{"__name__": "boot"}}
+exec(open("/main.py").read(), g)
+slot = g["select"]()
+from gridcore import fsio
+from gridnode import app, renewal
+
+
+class Cutting:
+    n = 0
+
+    def __getattr__(self, name):
+        real = getattr(fsio, name)
+        if name not in ("write_file", "remove"):
+            return real
+
+        def step(*args):
+            Cutting.n += 1
+            if Cutting.n == {at}:
+                raise PowerCut(name + " " + args[0])
+            return real(*args)
+        return step
+
+
+renewal.fsio = Cutting()
+try:
+    app.main(slot)
+except machine.DeepSleep:
+    pass
+except PowerCut as e:
+    print("POWER CUT at", e)
+"""
+STEPS = 7   # renew.key, renewal.json (asked), id-1.key, id-1.pem, identity.json (the
+            # switch), renew.key removed, renewal.json
+
+
+def whole(board):
+    """The identity the node would use is whole: its certificate is for its key."""
+    own = data(board) / "identity.json"
+    key = json.loads(own.read_text())["key"] if own.exists() else "/gridlink/device.key"
+    key = serialization.load_pem_private_key((board.flash / key.lstrip("/")).read_bytes(), None)
+    spki = serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    return in_use(board).public_key().public_bytes(*spki) == key.public_key().public_bytes(*spki)
+
+
+@pytest.mark.parametrize("at", range(1, STEPS + 2))
+def test_a_power_cut_at_any_step_leaves_the_old_identity_or_the_new_one(
+        tmp_path, broker, pki, node, centre, at):
+    cfg_path = data(node) / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["renew_ask_every_s"] = 0      # after a cut, ask again at the next wake
+    cfg_path.write_text(json.dumps(cfg))
+    before = in_use(node).serial_number
+    gw = gateway(tmp_path, broker, pki, "auto")
+    try:
+        out = node.run(CUT_BOOT.format(at=at))
+        assert ("POWER CUT" in out) == (at <= STEPS), out
+        for _ in range(2):
+            assert whole(node)
+            out = node.run()
+            assert "connect failed" not in out and "link lost" not in out, out
+            if in_use(node).serial_number != before:
+                break
+        assert whole(node) and in_use(node).serial_number != before
+        assert not (data(node) / "renew.key").exists()
+        node.run()
+        assert wait_until(lambda: cert_status(centre), 10, "the status")["failed"] is None
+    finally:
+        gw.stop()

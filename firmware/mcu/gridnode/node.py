@@ -284,6 +284,8 @@ class Node:
     # -- certificate renewal
     def _ask(self, c):
         # The CSR, when due and not asked recently (a new key: the watchdog is fed).
+        if self.renewal.answer is not None:
+            return   # the answer to an earlier request came first (kept while it slept)
         now = self._now()
         msg = self.renewal.request(now)
         if msg is not None:
