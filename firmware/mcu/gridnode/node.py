@@ -246,8 +246,7 @@ class Node:
             if renewing:   # the centre's answer, kept by the broker while the node sleeps
                 c.subscribe(self.topic("cert"), 1)
             self.desired.changed = False
-            c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
-                      retain=True, qos=1)
+            self._publish_status(c)
             for _, rid, data in pending:
                 if rid not in self.acked:
                     c.publish(self.topic("report"), data, qos=1)
@@ -267,9 +266,8 @@ class Node:
             trial = self._check_cert()
             if self.desired.changed or (self.updater is not None and self.updater.changed) \
                     or (self.renewal is not None and self.renewal.changed):
-                # a document came, or an update moved on, during the wake: say so now
-                c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
-                          retain=True, qos=1)
+                # a document came, an update moved on, a renewal was refused: say so now
+                self._publish_status(c)
             c.disconnect()
         except OSError as e:
             self.log("link lost", e)
@@ -321,12 +319,15 @@ class Node:
             self.renewal.take(files)
             self.board.tls = self.renewal.files()
         try:
-            c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
-                      retain=True, qos=1)
+            self._publish_status(c)
             c.disconnect()
         except OSError as e:
             self.log("link lost", e)
             c.close()
+
+    def _publish_status(self, c):
+        c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)), retain=True,
+                  qos=1)
 
     def _fetch_book(self, c):
         # The code book a document names, then the document (all or nothing).
