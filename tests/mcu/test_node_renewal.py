@@ -7,6 +7,7 @@ says why in the status."""
 import datetime as dt
 import json
 import shutil
+import time
 
 import pytest
 from cryptography import x509
@@ -166,6 +167,46 @@ def test_a_refusal_by_the_centre_leaves_the_old_certificate(tmp_path, broker, pk
         gw.stop()
 
 
+@pytest.fixture
+def requests(broker, pki):
+    """The node's CSRs as the centre receives them (as gridlink-gateway-0: no gateway
+    runs in these tests)."""
+    import paho.mqtt.client as mqtt
+
+    got = []
+    c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="gridlink-gateway-0")
+    c.tls_set(ca_certs=str(pki / "ca.crt"), certfile=str(pki / "gridlink-gateway-0.crt"),
+              keyfile=str(pki / "gridlink-gateway-0.key"))
+    c.on_message = lambda _c, _u, msg: got.append(json.loads(msg.payload)["csr"])
+    c.connect("127.0.0.1", broker.port)
+    c.subscribe(f"gridlink/v1/410106/{NODE}/csr", 1)
+    c.loop_start()
+    yield got
+    c.loop_stop()
+    c.disconnect()
+
+
+def test_an_unanswered_request_is_sent_again_after_renew_ask_every_s_with_the_same_key(
+        node, centre, requests):
+    node.run()
+    wait_until(lambda: len(requests) == 1, 10, "the first request")
+    assert "asked" not in node.run()                 # within the hour: not again
+    cfg_path = data(node) / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["renew_ask_every_s"] = 1
+    cfg_path.write_text(json.dumps(cfg))
+    time.sleep(1.1)
+    assert "asked for a new one" in node.run()
+    wait_until(lambda: len(requests) == 2, 10, "the second request")
+    first, second = (x509.load_pem_x509_csr(r.encode()) for r in requests)
+    assert first.is_signature_valid and second.is_signature_valid
+    assert first.public_key() == second.public_key()  # one key until it is answered
+    assert first.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == NODE
+    # meanwhile the status says when the certificate in use ends, and nothing failed
+    st = wait_until(lambda: cert_status(centre), 10, "the status")
+    assert st["failed"] is None and expires(st) == in_use(node).not_valid_after_utc
+
+
 def issue(public, cn, ca_cert_pem, ca_key_pem, server_only=False):
     ca = x509.load_pem_x509_certificate(ca_cert_pem)
     now = dt.datetime.now(dt.UTC)
@@ -249,7 +290,7 @@ class Cutting:
         def step(*args):
             Cutting.n += 1
             if Cutting.n == {at}:
-                raise PowerCut(name + " " + args[0])
+                raise {fault}(name + " " + args[0])
             return real(*args)
         return step
 
@@ -262,6 +303,7 @@ except machine.DeepSleep:
 except PowerCut as e:
     print("POWER CUT at", e)
 """
+FULL = "OSError"   # the flash is full at that step (the program goes on)
 STEPS = 7   # renew.key, renewal.json (asked), id-1.key, id-1.pem, identity.json (the
             # switch), renew.key removed, renewal.json
 
@@ -285,7 +327,7 @@ def test_a_power_cut_at_any_step_leaves_the_old_identity_or_the_new_one(
     before = in_use(node).serial_number
     gw = gateway(tmp_path, broker, pki, "auto")
     try:
-        out = node.run(CUT_BOOT.format(at=at))
+        out = node.run(CUT_BOOT.format(at=at, fault="PowerCut"))
         assert ("POWER CUT" in out) == (at <= STEPS), out
         for _ in range(2):
             assert whole(node)
@@ -297,5 +339,26 @@ def test_a_power_cut_at_any_step_leaves_the_old_identity_or_the_new_one(
         assert not (data(node) / "renew.key").exists()
         node.run()
         assert wait_until(lambda: cert_status(centre), 10, "the status")["failed"] is None
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("at, why", [
+    (1, "the new key could not be written"),
+    (3, "the new certificate could not be written"),
+])
+def test_a_full_flash_refuses_the_renewal_and_the_node_goes_on(tmp_path, broker, pki, node,
+                                                                centre, at, why):
+    before = in_use(node).serial_number
+    gw = gateway(tmp_path, broker, pki, "auto")
+    try:
+        out = node.run(CUT_BOOT.format(at=at, fault=FULL))
+        assert why in out and "link lost" not in out, out
+        assert node.last_sleep_ms == 300 * 1000       # delivered: no backoff
+        st = wait_until(lambda: (cert_status(centre) or {}).get("failed"), 10, "the refusal")
+        assert st.startswith(why)
+        assert in_use(node).serial_number == before
+        assert [p.name for p in data(node).glob("id-*")] == []
+        assert not (data(node) / "identity.json").exists()
     finally:
         gw.stop()

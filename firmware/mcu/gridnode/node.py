@@ -285,7 +285,11 @@ class Node:
         if self.renewal.answer is not None:
             return   # the answer to an earlier request came first (kept while it slept)
         now = self._now()
-        msg = self.renewal.request(now)
+        try:
+            msg = self.renewal.request(now)
+        except OSError as e:   # the flash, not the link: said in the status
+            self.renewal.fail("the new key could not be written: " + str(e))
+            return
         if msg is not None:
             c.publish(self.topic("csr"), msg, qos=1)
             self.renewal.asked_at(now)

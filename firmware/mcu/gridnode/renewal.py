@@ -61,8 +61,11 @@ class Renewal:
             return {}
 
     def _save(self):
-        fsio.write_file(self._path(STATE), json.dumps(
-            {"asked": self.asked, "failed": self.failed}).encode(), self.dir)
+        try:  # noqa: SIM105 (no contextlib on MicroPython)
+            fsio.write_file(self._path(STATE), json.dumps(
+                {"asked": self.asked, "failed": self.failed}).encode(), self.dir)
+        except OSError:
+            pass   # a full flash: reported from memory in this wake's status all the same
 
     def _kept(self):
         # identity.json's {"n", "cert", "key"} when both files are there and the
@@ -158,9 +161,9 @@ class Renewal:
         if answer is None:
             return None
         if answer["device"] != self.device:
-            return self._fail("the answer is for " + answer["device"])
+            return self.fail("the answer is for " + answer["device"])
         if "refused" in answer:
-            return self._fail("refused by the centre: " + answer["refused"])
+            return self.fail("refused by the centre: " + answer["refused"])
         key = _read_text(self._path(NEW_KEY))
         if key is None:   # a second answer (asked again before the first came): taken
             self.log("a certificate for no open request: ignored")
@@ -170,26 +173,31 @@ class Renewal:
             mine = certs.read_key(key)[1]
             ca = certs.facts(_read_text(self.ca) or "")
         except CoreError as e:
-            return self._fail("certificate unreadable: " + str(e))
+            return self.fail("certificate unreadable: " + str(e))
         if got["public"] != mine:
-            return self._fail("the certificate is not for this node's new key")
+            return self.fail("the certificate is not for this node's new key")
         if got["cn"] != self.device:
-            return self._fail("the certificate is not this node's (CN " + repr(got["cn"]) + ")")
+            return self.fail("the certificate is not this node's (CN " + repr(got["cn"]) + ")")
         if now is None or not got["not_before"] <= now <= got["not_after"]:
-            return self._fail("the certificate is not valid now")
+            return self.fail("the certificate is not valid now")
         if self.tick:
             self.tick()
         if certs.signed_by(got, ca, self.tick) is False:
-            return self._fail("the certificate is not signed by this node's CA")
+            return self.fail("the certificate is not signed by this node's CA")
         return {"cert": answer["cert"], "key": key}
 
     def trial_files(self, new):
-        # The new identity written beside the one in use (not yet used): its files.
+        # The new identity written beside the one in use (not yet used): its files, or
+        # None when the flash would not take them (full).
         n = (self.own or {}).get("n", 0) + 1
         files = {"n": n, "ca": self.ca, "cert": self._path("id-" + str(n) + ".pem"),
                  "key": self._path("id-" + str(n) + ".key")}
-        fsio.write_file(files["key"], new["key"].encode(), self.dir)
-        fsio.write_file(files["cert"], new["cert"].encode(), self.dir)
+        try:
+            fsio.write_file(files["key"], new["key"].encode(), self.dir)
+            fsio.write_file(files["cert"], new["cert"].encode(), self.dir)
+        except OSError as e:
+            fsio.remove(files["key"])
+            return self.fail("the new certificate could not be written: " + str(e))
         return files
 
     def take(self, files):
@@ -210,9 +218,9 @@ class Renewal:
     def drop_trial(self, files, why):
         fsio.remove(files["cert"])
         fsio.remove(files["key"])
-        self._fail("the broker did not accept the new certificate: " + why)
+        self.fail("the broker did not accept the new certificate: " + why)
 
-    def _fail(self, why):
+    def fail(self, why):
         self.failed = why[:messages.REASON_MAX]
         self.changed = True
         self._save()
