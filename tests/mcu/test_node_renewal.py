@@ -168,7 +168,7 @@ def test_a_refusal_by_the_centre_leaves_the_old_certificate(tmp_path, broker, pk
 
 
 @pytest.fixture
-def requests(broker, pki):
+def csrs(broker, pki):
     """The node's CSRs as the centre receives them (as gridlink-gateway-0: no gateway
     runs in these tests)."""
     import paho.mqtt.client as mqtt
@@ -187,9 +187,9 @@ def requests(broker, pki):
 
 
 def test_an_unanswered_request_is_sent_again_after_renew_ask_every_s_with_the_same_key(
-        node, centre, requests):
+        node, centre, csrs):
     node.run()
-    wait_until(lambda: len(requests) == 1, 10, "the first request")
+    wait_until(lambda: len(csrs) == 1, 10, "the first request")
     assert "asked" not in node.run()                 # within the hour: not again
     cfg_path = data(node) / "config.json"
     cfg = json.loads(cfg_path.read_text())
@@ -197,8 +197,8 @@ def test_an_unanswered_request_is_sent_again_after_renew_ask_every_s_with_the_sa
     cfg_path.write_text(json.dumps(cfg))
     time.sleep(1.1)
     assert "asked for a new one" in node.run()
-    wait_until(lambda: len(requests) == 2, 10, "the second request")
-    first, second = (x509.load_pem_x509_csr(r.encode()) for r in requests)
+    wait_until(lambda: len(csrs) == 2, 10, "the second request")
+    first, second = (x509.load_pem_x509_csr(r.encode()) for r in csrs)
     assert first.is_signature_valid and second.is_signature_valid
     assert first.public_key() == second.public_key()  # one key until it is answered
     assert first.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value == NODE
