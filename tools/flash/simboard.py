@@ -3,8 +3,8 @@
 The board's flash is a host directory (mirrored in before a run and back after it), its
 pins are a JSON file the rig writes, ``machine.deepsleep`` ends a run and records how long
 the board would sleep, and its sockets are relayed by :class:`SocketRelay` to real TCP
-sockets on the host, so the firmware talks to a real broker.  Only ``machine`` and
-``socket`` are stand-ins (``simfs/``); everything else is the firmware as flashed.
+sockets on the host, so the firmware talks to a real broker.  Only ``machine``, ``socket`` and
+``ssl`` are stand-ins (``simfs/``); everything else is the firmware as flashed.
 """
 
 import binascii
@@ -144,6 +144,9 @@ class SocketRelay:
             self.socks[sid] = socket.create_connection((host, port), timeout=timeout or 10)
             return ""
         sock = self.socks.get(sid)
+        if op == "tls":
+            self.socks[sid] = self._tls(sock, *words[2:6])
+            return ""
         if op == "close":
             if sock:
                 sock.close()
@@ -175,6 +178,28 @@ class SocketRelay:
         if data:
             self.transcript.append((sid, "in", data))
         return data.hex()
+
+    @staticmethod
+    def _tls(sock, host, ca, cert, key):
+        """``sock`` wrapped in TLS with the board's files (hex PEM; "-" when none)."""
+        import ssl
+        import tempfile
+
+        if sock is None:
+            raise OSError(errno.ENOTCONN, "not connected")
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        try:
+            if ca != "-":
+                ctx.load_verify_locations(cadata=binascii.unhexlify(ca).decode())
+            if cert != "-":
+                with tempfile.TemporaryDirectory() as d:
+                    paths = (Path(d) / "cert.pem", Path(d) / "key.pem")
+                    paths[0].write_bytes(binascii.unhexlify(cert))
+                    paths[1].write_bytes(binascii.unhexlify(key))
+                    ctx.load_cert_chain(*paths)
+        except ValueError as exc:   # files that are not PEM: as mbedTLS refuses them
+            raise OSError(errno.EINVAL, str(exc)) from None
+        return ctx.wrap_socket(sock, server_hostname=None if host == "-" else host)
 
     def drop_all(self):
         """Close every open socket without a word, as a board losing power does."""

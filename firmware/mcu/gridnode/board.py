@@ -91,27 +91,35 @@ class Board:
             time.sleep_ms(step)
             ms -= step
 
-    def open_socket(self, host, port, timeout):
+    def random_bytes(self, n):
+        # the port's random source (ESP32, RP2: the hardware RNG); a new key needs it
+        import os
+
+        return os.urandom(n)
+
+    def open_socket(self, host, port, timeout, tls=None):
+        # tls: {"ca", "cert", "key"} in place of self.tls (a trial of a new certificate)
+        tls = tls or self.tls
         self.network_up()
         addr = socket.getaddrinfo(host, port)[0][-1]
         s = socket.socket()
         s.settimeout(timeout)
         try:
             s.connect(addr)
-            if self.tls:
-                s = self._wrap(s, host)
+            if tls:
+                s = self._wrap(s, host, tls)
         except BaseException:
             s.close()
             raise
         return s
 
-    def _wrap(self, s, host):
+    def _wrap(self, s, host, tls):
         import ssl
 
         ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
         ctx.verify_mode = ssl.CERT_REQUIRED
-        ctx.load_verify_locations(cafile=self.tls["ca"])
-        ctx.load_cert_chain(self.tls["cert"], self.tls["key"])
+        ctx.load_verify_locations(cafile=tls["ca"])
+        ctx.load_cert_chain(tls["cert"], tls["key"])
         return ctx.wrap_socket(s, server_hostname=host)
 
     def set_clock(self):

@@ -22,7 +22,8 @@ from .books import Stop as BookStop
 from .debounce import read_stable
 from .desired import Desired, read_keys
 from .health import Health
-from .mqtt import MQTTClient
+from .mqtt import MQTTClient, MQTTError
+from .renewal import Renewal
 from .update import Updater
 
 BACKOFF_MIN_MS = 2000
@@ -87,6 +88,15 @@ class Node:
         self.updater = Updater(fsio.join(data_dir, "ota"), keys, log=log,
                                clock=self._now, feed=board.feed) if keys else None
         self.restart = False
+        # certificate renewal (gridnode/renewal.py): with a client certificate; a renewed
+        # identity on flash is used in place of the provisioned files
+        self.renewal = None
+        if board.tls:
+            self.renewal = Renewal(data_dir, cfg["device"], board.tls, board.random_bytes,
+                                   cfg.get("renew_before_days"), cfg.get("renew_ask_every_s"),
+                                   log=log, tick=board.feed)
+            board.tls = self.renewal.files()
+        self.csr_sent = False
 
     def _now(self):
         now, valid = self.board.unix_time()
@@ -141,6 +151,9 @@ class Node:
         if self.updater is not None and tp == self.topic("update"):
             self.updater.on_offer(msg)
             return
+        if self.renewal is not None and tp == self.topic("cert"):
+            self.renewal.on_cert(msg)
+            return
         if tp == self.topic("config"):
             if self.desired.offer(msg):
                 self.log("configuration", self.desired.version, "applied")
@@ -159,15 +172,22 @@ class Node:
             if rid is not None:
                 self.acked[rid] = (ack["status"], ack["reason"])
 
-    def _connect(self):
+    def _client(self, tls=None):
+        # tls: the identity files to connect with, when not the board's (a trial)
         cfg = self.cfg
         b = cfg["broker"]
+        board = self.board
         c = MQTTClient(cfg["device"], b["host"], b["port"], keepalive=b.get("keepalive", 60),
                        user=b.get("user"), password=b.get("password"),
-                       timeout=b.get("timeout", 10), open_socket=self.board.open_socket)
+                       timeout=b.get("timeout", 10),
+                       open_socket=lambda h, p, t: board.open_socket(h, p, t, tls))
         c.set_callback(self._on_msg)
         will = messages.encode(messages.will_status(cfg["device"]))
         c.set_last_will(self.topic("status"), will, retain=True, qos=1)
+        return c
+
+    def _connect(self):
+        c = self._client()
         delay = 250
         for i in range(CONNECT_TRIES):
             try:
@@ -193,7 +213,8 @@ class Node:
             problems={"lost": self.outbox.lost, "reissued": self.state.reissued},
             config=self.desired.status() if self.desired.keys else None,
             ota=self.updater.status() if self.updater is not None else None,
-            health=self.health.status()))
+            health=self.health.status(),
+            cert=self.renewal.status() if self.renewal is not None else None))
 
     def _pending(self):
         # [(outbox seq, report id, payload)] in capture order, the oldest MAX_PER_WAKE
@@ -220,15 +241,20 @@ class Node:
             if self.updater is not None or self.desired.keys:  # pieces: releases, books
                 c.subscribe(self.topic("ota/chunk"), 0)
             c.subscribe(self.topic("ack"), 1)
+            renewing = self.renewal is not None and (self.renewal.waiting()
+                                                     or self.renewal.due(self._now()))
+            if renewing:   # the centre's answer, kept by the broker while the node sleeps
+                c.subscribe(self.topic("cert"), 1)
             self.desired.changed = False
-            c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
-                      retain=True, qos=1)
+            self._publish_status(c)
             for _, rid, data in pending:
                 if rid not in self.acked:
                     c.publish(self.topic("report"), data, qos=1)
+            if renewing:
+                self._ask(c)
             waited = 0
             wait = self.cfg.get("ack_wait_s", ACK_WAIT_S)
-            while waited < wait and not self._settle(pending):
+            while waited < wait and not (self._settle(pending) and not self._awaiting_cert()):
                 if not c.check_msg(1):
                     waited += 1
                     self.board.feed()  # a second of quiet: the wait goes on, bounded
@@ -237,17 +263,75 @@ class Node:
                 self._fetch_book(c)
             if self.updater is not None:
                 self._update(c)
-            if self.desired.changed or (self.updater is not None and self.updater.changed):
-                # a document came, or an update moved on, during the wake: say so now
-                c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)),
-                          retain=True, qos=1)
+            trial = self._check_cert()
+            if self.desired.changed or (self.updater is not None and self.updater.changed) \
+                    or (self.renewal is not None and self.renewal.changed):
+                # a document came, an update moved on, a renewal was refused: say so now
+                self._publish_status(c)
             c.disconnect()
         except OSError as e:
             self.log("link lost", e)
             c.close()
             self._settle(pending)
             return False
+        if trial is not None:
+            self._try_identity(trial)
+            self._settle(pending)
         return True
+
+    # -- certificate renewal
+    def _ask(self, c):
+        # The CSR, when due and not asked recently (a new key: the watchdog is fed).
+        if self.renewal.answer is not None:
+            return   # the answer to an earlier request came first (kept while it slept)
+        now = self._now()
+        try:
+            msg = self.renewal.request(now)
+        except OSError as e:   # the flash, not the link: said in the status
+            self.renewal.fail("the new key could not be written: " + str(e))
+            return
+        if msg is not None:
+            c.publish(self.topic("csr"), msg, qos=1)
+            self.renewal.asked_at(now)
+            self.csr_sent = True
+
+    def _awaiting_cert(self):
+        return self.csr_sent and self.renewal.answer is None
+
+    def _check_cert(self):
+        # The centre's answer of this wake: checked; the new identity's files written
+        # beside the one in use when it is to be tried, else None.
+        if self.renewal is None or self.renewal.answer is None:
+            return None
+        self.csr_sent = False
+        new = self.renewal.check(self._now())
+        return None if new is None else self.renewal.trial_files(new)
+
+    def _try_identity(self, files):
+        # A connection with the new identity: when the broker accepts it, it is kept and
+        # says so in the status; otherwise the old one stays and the status says why.
+        c = self._client(files)
+        try:
+            c.connect(clean_session=False)
+        except (OSError, MQTTError) as e:
+            c.close()
+            self.renewal.drop_trial(files, str(e) or "no answer")
+            c = self._connect()
+            if c is None:
+                return
+        else:
+            self.renewal.take(files)
+            self.board.tls = self.renewal.files()
+        try:
+            self._publish_status(c)
+            c.disconnect()
+        except OSError as e:
+            self.log("link lost", e)
+            c.close()
+
+    def _publish_status(self, c):
+        c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)), retain=True,
+                  qos=1)
 
     def _fetch_book(self, c):
         # The code book a document names, then the document (all or nothing).

@@ -7,7 +7,21 @@
 # meets the simulated board (every socket call, pin read and machine call), so a wake
 # that hangs on the link or loops over it is cut there, as a hardware watchdog cuts it.
 import json
+import os
 import time
+
+if not hasattr(os, "urandom"):
+    # the WebAssembly port has no random source; a board has its RNG: Node's here
+    import binascii
+
+    import js
+
+    _crypto = js.process.getBuiltinModule("crypto")
+
+    def _urandom(n):
+        return binascii.unhexlify(_crypto.randomBytes(n).toString("hex"))
+
+    os.urandom = _urandom
 
 PWRON_RESET = 1
 HARD_RESET = 2
