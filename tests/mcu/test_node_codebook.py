@@ -52,9 +52,16 @@ def books(tmp_path):
 
 
 @pytest.fixture
-def gateway(broker, tmp_path, books):
+def maps(tmp_path):
+    folder = tmp_path / "maps"     # a map folder of the gateway's own (--map-files)
+    folder.mkdir()
+    return folder
+
+
+@pytest.fixture
+def gateway(broker, tmp_path, books, maps):
     gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
-                 photos=tmp_path / "photos", codebook_files=books).start()
+                 photos=tmp_path / "photos", codebook_files=books, map_files=maps).start()
     assert gw.runtime.wait_ready(10)
     listener = ReportListener("127.0.0.1", broker.port, client_id="status-listener")
     try:
@@ -64,11 +71,12 @@ def gateway(broker, tmp_path, books):
         gw.stop()
 
 
-def centre_sends(broker, version, codebook, codebook_sha256):
+def centre_sends(broker, version, codebook=None, codebook_sha256=None, map_sha=None):
     import paho.mqtt.client as mqtt
 
     doc = desired.document("sn-0007", "410106", version, {"status_interval_s": 60},
-                           1765000000, codebook=codebook, codebook_sha256=codebook_sha256)
+                           1765000000, map_sha, codebook=codebook,
+                           codebook_sha256=codebook_sha256)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="centre")
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
