@@ -15,12 +15,7 @@ from gridlink.flash import simboard
 from gridlink.host.gridcut import around, cut_map
 
 from tests.mcu.test_node import PIN, wait_status
-from tests.mcu.test_node_codebook import (  # noqa: F401 (fixtures)
-    books,
-    centre_sends,
-    gateway,
-    keyed,
-)
+from tests.mcu.test_node_codebook import centre_sends
 
 pytestmark = [
     pytest.mark.micropython,
@@ -41,13 +36,11 @@ def sha(data):
 
 
 @pytest.fixture
-def maps(tmp_path):
-    """The gateway's own maps (--map-files): the node's cut and one cut elsewhere."""
-    folder = tmp_path / "maps"
-    folder.mkdir()
-    (folder / "sn-0007.glgm").write_bytes(CUT)
-    (folder / "far.glgm").write_bytes(FAR)
-    return folder
+def maps(maps):
+    """The gateway's own maps: the node's cut and one cut elsewhere."""
+    (maps / "sn-0007.glgm").write_bytes(CUT)
+    (maps / "far.glgm").write_bytes(FAR)
+    return maps
 
 
 @pytest.fixture
@@ -60,11 +53,11 @@ def placed(keyed):
     return keyed
 
 
-def tilt_report(node, gateway):
+def tilt_report(node, served):
     node.set_pin(PIN, 0)
     node.run()
     node.set_pin(PIN, 1)
-    return gateway.reports[-1]
+    return served.reports[-1]
 
 
 def test_the_map_cut_to_the_node_is_a_small_part_of_the_district_map():
@@ -73,9 +66,9 @@ def test_the_map_cut_to_the_node_is_a_small_part_of_the_district_map():
 
 
 def test_a_cut_map_is_fetched_checked_installed_then_applied_and_locates_the_node(
-        placed, broker, gateway, maps):
+        placed, broker, served, maps):
     flash = placed.flash / "gridlink"
-    assert tilt_report(placed, gateway)["grid"] == PROVISIONED
+    assert tilt_report(placed, served)["grid"] == PROVISIONED
     centre_sends(broker, 4, map_sha=sha(CUT))
     out = placed.run()
     assert f"grid map {sha(CUT)[:12]} installed: grid {OWN_GRID}" in out
@@ -83,9 +76,9 @@ def test_a_cut_map_is_fetched_checked_installed_then_applied_and_locates_the_nod
     assert (flash / "gridmap.glgm").read_bytes() == CUT
     assert (flash / "map.id").read_text() == f"{sha(CUT)} {OWN_GRID}"
     assert not (flash / "gridmap.glgm.part").exists() and placed.last_sleep_ms == 60000
-    st = wait_status(gateway, lambda s: (s.get("config") or {}).get("version") == 4)
+    st = wait_status(served, lambda s: (s.get("config") or {}).get("version") == 4)
     assert st["config"]["refused"] is None
-    assert tilt_report(placed, gateway)["grid"] == OWN_GRID       # located on the new map
+    assert tilt_report(placed, served)["grid"] == OWN_GRID       # located on the new map
     out = placed.run()   # the retained document again: held, nothing fetched
     assert "grid map" not in out and "configuration" not in out
 
@@ -97,7 +90,7 @@ def test_a_cut_map_is_fetched_checked_installed_then_applied_and_locates_the_nod
     ("elsewhere", "map", "no cell of the map covers"),       # cut around another place
 ])
 def test_a_map_that_fails_is_refused_whole_and_the_old_one_stays(
-        placed, broker, gateway, maps, case, reason, words):
+        placed, broker, served, maps, case, reason, words):
     flash = placed.flash / "gridlink"
     digest = sha(CUT)
     if case == "too-large":
@@ -113,11 +106,11 @@ def test_a_map_that_fails_is_refused_whole_and_the_old_one_stays(
     assert f"configuration refused: {reason} map" in out, out
     assert not (flash / "gridmap.glgm").exists() and not (flash / "gridmap.glgm.part").exists()
     assert not (flash / "map.id").exists() and placed.last_sleep_ms == 300 * 1000
-    st = wait_status(gateway, lambda s: (s.get("config") or {}).get("refused") is not None)
+    st = wait_status(served, lambda s: (s.get("config") or {}).get("refused") is not None)
     refused = st["config"]["refused"]
     assert (refused["version"], refused["reason"], refused["field"]) == (5, reason, "map")
     assert words in refused["message"] and st["config"]["version"] is None
-    assert tilt_report(placed, gateway)["grid"] == PROVISIONED    # runs on what it had
+    assert tilt_report(placed, served)["grid"] == PROVISIONED    # runs on what it had
     seen = len(placed.relay.transcript)
     placed.run()   # the retained document again: refused as it was, not fetched again
     sent = b"".join(d for _, way, d in placed.relay.transcript[seen:] if way == "out")
@@ -125,11 +118,11 @@ def test_a_map_that_fails_is_refused_whole_and_the_old_one_stays(
 
 
 def test_a_fetch_cut_by_a_power_cut_leaves_the_old_map_and_goes_on_from_flash(
-        placed, broker, gateway, maps):
+        placed, broker, served, maps):
     flash = placed.flash / "gridlink"
     # the power went while the first piece was being written: 3000 bytes on flash
     (flash / "gridmap.glgm.part").write_bytes(CUT[:3000])
-    assert tilt_report(placed, gateway)["grid"] == PROVISIONED   # not a map it uses
+    assert tilt_report(placed, served)["grid"] == PROVISIONED   # not a map it uses
     centre_sends(broker, 6, map_sha=sha(CUT))
     seen = len(placed.relay.transcript)
     out = placed.run()
@@ -138,4 +131,4 @@ def test_a_fetch_cut_by_a_power_cut_leaves_the_old_map_and_goes_on_from_flash(
              for _, way, d in placed.relay.transcript[seen:] if way == "out" and b"ota/get" in d]
     assert asked and asked[0]["offset"] == 3000 and all(a["offset"] for a in asked), asked
     assert (flash / "gridmap.glgm").read_bytes() == CUT
-    assert tilt_report(placed, gateway)["grid"] == OWN_GRID
+    assert tilt_report(placed, served)["grid"] == OWN_GRID
