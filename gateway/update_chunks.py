@@ -21,6 +21,7 @@ import logging
 import queue
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 from gridlink.firmware.core import otachunk
@@ -72,23 +73,46 @@ class ReleaseFiles:
 
 
 class ArtifactFiles:
-    """Files matching ``pattern`` in some folders, by the sha256 of their bytes."""
+    """Files matching ``pattern`` in some folders, by the sha256 of their bytes; the
+    folders are read again when a file is asked for that is not known (at most once every
+    ``RESCAN_S``), so a file put there is served without a restart."""
 
     pattern = "*"
     what = "file"
+    RESCAN_S = 1.0
 
     def __init__(self, *folders):
-        self.by_sha = {}
-        for folder in folders:
-            for path in sorted(Path(folder).glob(self.pattern)):
-                data = path.read_bytes()
-                if self._take(path, data):
-                    self.by_sha[hashlib.sha256(data).hexdigest()] = path
+        self.folders = folders
+        self._scanned = 0.0
+        self._lock = threading.Lock()    # the chunk thread and the API's read alike
+        self._scan()
+
+    def _scan(self):
+        with self._lock:
+            self._reset()
+            by_sha = {}
+            for folder in self.folders:
+                for path in sorted(Path(folder).glob(self.pattern)):
+                    data = path.read_bytes()
+                    if self._take(path, data):
+                        by_sha[hashlib.sha256(data).hexdigest()] = path
+            self.by_sha = by_sha
+            self._scanned = time.monotonic()
+
+    def _rescan(self):
+        """Read the folders again unless that was done within ``RESCAN_S``."""
+        if time.monotonic() - self._scanned >= self.RESCAN_S:
+            self._scan()
+
+    def _reset(self):
+        pass
 
     def _take(self, path, data):
         return True
 
     def piece(self, sha, offset, length):
+        if sha not in self.by_sha:
+            self._rescan()
         path = self.by_sha.get(sha)
         if path is None:
             raise NotFound(f"no {self.what} with sha256 {sha}")
@@ -106,9 +130,14 @@ class CodeBookFiles(ArtifactFiles):
     pattern = "*.json"
     what = "code book file"
 
-    def __init__(self, *folders):
+    def _reset(self):
         self.by_id = {}     # book id -> [(file size, sha256)]
-        super().__init__(*folders)
+
+    def _files(self, book_id):
+        if book_id not in self.by_id:
+            self._rescan()
+        with self._lock:
+            return sorted(self.by_id.get(book_id, ()))
 
     def _take(self, path, data):
         try:
@@ -122,12 +151,12 @@ class CodeBookFiles(ArtifactFiles):
     def for_node(self, book_id):
         """The sha256 of the smallest file of the book ``book_id`` (a slim copy, where
         there is one: a sensor node's memory is small), or None."""
-        files = sorted(self.by_id.get(book_id, ()))
+        files = self._files(book_id)
         return files[0][1] if files else None
 
     def for_pi(self, book_id):
         """The sha256 of the largest (the whole) file of the book ``book_id``, or None."""
-        files = sorted(self.by_id.get(book_id, ()))
+        files = self._files(book_id)
         return files[-1][1] if files else None
 
 
