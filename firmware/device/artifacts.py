@@ -15,14 +15,13 @@ the document is tried again when it comes again (the retained copy, at the next
 connection).
 """
 
-import hashlib
 import logging
 import os
 import queue
 import time
 from pathlib import Path
 
-from ..core import otachunk
+from ..core import fsio, otachunk
 from ..core.checks import MessageError
 from ..core.desired import ConfigRefused
 from ..errors import DeviceError
@@ -37,14 +36,6 @@ STEPS = ("piece", "fetched", "installed")
 
 class Unanswered(DeviceError):
     """The gateway did not answer a piece request (or the link is down): try again later."""
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(65536), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class Artifacts:
@@ -71,7 +62,7 @@ class Artifacts:
         if self._checked.get(path) == sha:
             return path if path.exists() else None
         try:
-            got = file_sha256(path)
+            got = fsio.file_sha256(path)
         except OSError:
             return None
         if got != sha:
@@ -118,7 +109,7 @@ class Artifacts:
         have = part.stat().st_size if part.exists() else 0
         try:
             size = self._fetch_into(part, kind, name, version or sha[:12], have, most)
-            got = file_sha256(part)
+            got = fsio.file_sha256(part)
             if got != sha:
                 raise ConfigRefused("hash", f"the {kind}'s file hashes to {got[:12]}…, not "
                                     f"the {sha[:12]}… the document names", HASH_FIELD[kind])
@@ -126,7 +117,7 @@ class Artifacts:
             part.unlink(missing_ok=True)          # refused: nothing of it is kept
             raise
         os.replace(part, final)
-        _sync_dir(self.dir)
+        fsio.sync_dir(str(self.dir))
         self._checked[final] = sha
         self._step("installed")
         log.info("%s %s… fetched (%d bytes)", kind, sha[:12], size)
@@ -174,10 +165,3 @@ class Artifacts:
         if self.after_step is not None:
             self.after_step(name)
 
-
-def _sync_dir(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

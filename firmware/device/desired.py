@@ -21,7 +21,6 @@ device's standard, and checks the document's classes against that book.  What is
 (``used``) follows the applied document, so writing it is the one step that switches.
 """
 
-import hashlib
 import json
 import logging
 import os
@@ -73,14 +72,6 @@ def read_keys(path):
     if not keys:
         raise DeviceError(f"centre key file {path} holds no key")
     return keys
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(65536), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 class DesiredState:

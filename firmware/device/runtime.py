@@ -430,9 +430,9 @@ class Device:
         return rep["id"]
 
     def _open_map(self):
+        from ..core.fsio import file_sha256
         from ..core.gridmap import GridMapError
         from ..maps import open_map
-        from .desired import file_sha256
 
         path = self.map_path or default_map(self.district)
         if path is None:

@@ -10,8 +10,6 @@ from gridcore import fsio
 from gridcore.desired import ConfigRefused
 from gridcore.gridmap import GridMap, GridMapError, quantise
 
-from .pieces import file_sha256
-
 MAP_MAX = 64 * 1024
 
 
@@ -30,7 +28,7 @@ class Maps:
         elif fsio.exists(self.path):   # provisioned with a map: learn what it is, once
             try:
                 self.grid = self._locate(self.path)
-                self.held = file_sha256(self.path)
+                self.held = fsio.file_sha256(self.path)
                 fsio.write_file(self.id_path, (self.held + " " + self.grid).encode(),
                                 self.dir)
             except (ConfigRefused, OSError) as e:

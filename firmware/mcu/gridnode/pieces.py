@@ -4,9 +4,6 @@
 # that sha256 before anything uses it.  A fetch cut short goes on from the bytes in the
 # .part file at the next wake.  Too large a file, one the gateway does not have, and one
 # that does not hash are refused (ConfigRefused: the document is refused whole).
-import binascii
-import hashlib
-
 from gridcore import fsio, otachunk
 from gridcore.desired import ConfigRefused
 
@@ -20,17 +17,6 @@ HASH_FIELD = {"codebook": "codebook_sha256", "map": "map"}
 class Stop(Exception):
     # no answer on the link: go on at the next wake
     pass
-
-
-def file_sha256(path):
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(1024)
-            if not b:
-                break
-            h.update(b)
-    return binascii.hexlify(h.digest()).decode()
 
 
 class Pieces:
@@ -84,7 +70,7 @@ class Pieces:
                 f.write(data)
             have += len(data)
             self.feed()
-        got = file_sha256(part)
+        got = fsio.file_sha256(part)
         if got != sha:
             fsio.remove(part)
             raise ConfigRefused("hash", "the " + kind + "'s file hashes to " + got[:12]
