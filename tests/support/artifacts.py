@@ -6,6 +6,7 @@ outside a running device."""
 import hashlib
 import json
 import threading
+import uuid
 
 import paho.mqtt.client as mqtt
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -70,7 +71,8 @@ class PieceLink:
     def __init__(self, port, device="pv-0001", on_chunk=None):
         self.base = f"gridlink/v1/410106/{device}/"
         self.on_chunk = on_chunk
-        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device + "-pieces")
+        self.c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,   # one link never takes
+                             client_id=f"{device}-pieces-{uuid.uuid4().hex[:8]}")  # another's
         self.c.on_message = lambda _c, _u, msg: self.on_chunk(msg.payload)
         subscribed = threading.Event()
         self.c.on_subscribe = lambda *args: subscribed.set()
