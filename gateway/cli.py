@@ -56,6 +56,10 @@ def register(parser):
                      help="code book files (*.json, e.g. a slim event-only book) served to "
                           "sensor nodes over MQTT by their sha256 beside the shipped ones "
                           "(docs/fleet.md)")
+    run.add_argument("--map-files", metavar="DIR",
+                     help="compiled grid maps (*.glgm: a district's new map, a map cut to a "
+                          "sensor node's area with `gridlink grid cut`) served to devices "
+                          "over MQTT by their sha256 beside the shipped ones (docs/fleet.md)")
     run.add_argument("--city-platform", metavar="ADAPTER=URL",
                      help="copy every 派遣 to the city platform: open311=URL (its GeoReport "
                           "v2 requests.json) or webhook=URL (docs/cases.md, the bridge out)")
@@ -211,6 +215,7 @@ def cmd_run(args):
                  ack_ids_max=args.ack_ids_max, districts=args.district, crl=args.crl,
                  issued=args.issued, config_key=args.config_key, media=args.media_store,
                  codebook_files=args.codebook_files if args.worker_index == 0 else None,
+                 map_files=args.map_files if args.worker_index == 0 else None,
                  ca_dir=args.ca_dir, renew=args.renew,
                  web=WebOptions(args.http_cert, args.http_key, args.cors_origin,
                                 args.trusted_proxy, oidc=args.oidc,

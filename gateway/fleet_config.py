@@ -124,7 +124,7 @@ def _flatten(settings, prefix=""):
     return out
 
 
-NODE_PROFILE = "sensor-node"   # devices that fetch a code book they lack (over MQTT)
+NODE_PROFILE = "sensor-node"   # devices that fetch the smallest file of a code book
 
 
 class FleetConfig:
@@ -133,15 +133,16 @@ class FleetConfig:
     ``key``: the centre's Ed25519 private key (None: changes are refused);
     ``publisher(topic, payload, qos=1, retain=False)``: the running gateway's publish
     (None: documents wait, unsent, for ``sync``); ``check_code(kind, code)``: None when
-    the class is in the code book, else why not; ``node_book(book_id)``: the sha256 of the
-    file of that code book a sensor node fetches (``update_chunks.CodeBookFiles.for_node``),
-    put in its documents as ``codebook_sha256``, or None.
+    the class is in the code book, else why not; ``book_files`` (an
+    ``update_chunks.CodeBookFiles``, or None): the code book files the gateway serves, whose
+    sha256 goes in the documents as ``codebook_sha256`` — a sensor node's the smallest file
+    of the book (``for_node``: a slim copy), a Pi's the whole book (``for_pi``).
     """
 
     def __init__(self, store, *, key=None, publisher=None, clock=None, check_code=None,
-                 node_book=None):
+                 book_files=None):
         self.store, self.key, self.publisher = store, key, publisher
-        self.node_book = node_book
+        self.book_files = book_files
         self.clock = clock or system_clock
         self.check_code = check_code
         self.schema = profile_schema()
@@ -275,9 +276,9 @@ class FleetConfig:
     def _make(self, device, want):
         district = device.get("district") or ""
         book_sha = None
-        if want["codebook"] and self.node_book is not None \
-                and device.get("profile") == NODE_PROFILE:
-            book_sha = self.node_book(want["codebook"])
+        if want["codebook"] and self.book_files is not None:
+            book_sha = (self.book_files.for_node if device.get("profile") == NODE_PROFILE
+                        else self.book_files.for_pi)(want["codebook"])
         doc = desired.document(device["device"], district, want["version"], want["settings"],
                                int(self.clock().timestamp()), want["map"], want["codebook"],
                                want["broker"], codebook_sha256=book_sha)

@@ -150,13 +150,14 @@ class Gateway:
                  pending_max=1000, ack_qos=1, ack_ids_max=ACK_IDS_MAX, shared=True, migrate=True,
                  codebooks=None, districts=None, crl=None, issued=None, web=None,
                  config_key=None, config_sync_s=30.0, media=None, codebook_files=None,
-                 ca_dir=None, renew="auto"):
+                 ca_dir=None, renew="auto", map_files=None):
         """``web`` (a :class:`WebOptions`) sets the HTTP side's TLS certificate, CORS origins
         and trusted proxies; ``config_key`` is the PEM file of the key that signs the
         devices' configuration documents (desired state), sent again every
         ``config_sync_s`` seconds to devices first seen since a change and after a failed
         publish; ``codebook_files`` a folder of code book files served to sensor nodes by
-        their sha256 over MQTT beside the shipped ones (protocol §3.9).  ``ca_dir`` (a
+        their sha256 over MQTT beside the shipped ones (protocol §3.9), ``map_files`` a
+        folder of compiled grid maps served the same way.  ``ca_dir`` (a
         ``gridlink flash ca`` folder) lets the gateway sign the devices' certificate
         requests, at once (``renew`` "auto") or once a technician approves ("approve";
         renewal.py)."""
@@ -187,16 +188,27 @@ class Gateway:
         self.metrics = Metrics()
         self.web = web or WebOptions()
         self.chunks = None    # pieces of sensor-node releases over MQTT (update_chunks.py)
-        if self.web.update_repo is not None or codebook_files is not None:
-            from .update_chunks import ChunkServer, CodeBookFiles, shipped_books
+        if self.web.update_repo is not None or codebook_files is not None \
+                or map_files is not None:
+            from .update_chunks import (
+                ChunkServer,
+                CodeBookFiles,
+                MapFiles,
+                shipped_books,
+                shipped_maps,
+            )
             from .update_repo import UpdateRepository
 
-            if codebook_files is not None and not Path(codebook_files).is_dir():
-                raise ConfigError(f"--codebook-files: no folder {codebook_files}")
+            for flag, folder in (("--codebook-files", codebook_files),
+                                 ("--map-files", map_files)):
+                if folder is not None and not Path(folder).is_dir():
+                    raise ConfigError(f"{flag}: no folder {folder}")
             books = CodeBookFiles(shipped_books(), *([codebook_files] if codebook_files else []))
+            maps = MapFiles(shipped_maps(), *([map_files] if map_files else []))
             repo = self.web.update_repo
             self.chunks = ChunkServer(UpdateRepository(repo) if repo is not None else None,
-                                      lambda *a, **kw: self.runtime.publish(*a, **kw), books)
+                                      lambda *a, **kw: self.runtime.publish(*a, **kw), books,
+                                      maps)
         self.renewals = None  # certificate renewal (renewal.py), with --ca-dir
         if ca_dir is not None:
             from .renewal import CertificateAuthority, Renewals
@@ -253,8 +265,8 @@ class Gateway:
                                   trusted_proxies=self.web.trusted_proxies,
                                   gauges=self.metrics, oidc=self.web.oidc,
                                   config_key=self.config_key,
-                                  node_book=(self.chunks.books.for_node
-                                             if self.chunks is not None else None),
+                                  book_files=(self.chunks.books
+                                              if self.chunks is not None else None),
                                   update_repo=self.web.update_repo,
                                   identity=(self.revocations.identity
                                             if self.revocations is not None else None),

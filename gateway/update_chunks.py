@@ -2,9 +2,12 @@
 ``…/ota/get`` for a piece of one file of an ``mcu`` release, and the gateway answers on
 ``…/ota/chunk`` from the release tar its update repository's signed targets list.
 
-Code book files are served the same way, by the sha256 of the file (``codebook/<sha256>``,
-named by a signed desired-state document), from the shipped books and a folder of the
-gateway's own (``CodeBookFiles``: a slim, event-only book for the nodes, a local book).
+Code books and grid maps are served the same way, by the sha256 of the file
+(``codebook/<sha256>``, ``map/<sha256>``, named by a signed desired-state document): code
+books from the shipped books and a folder of the gateway's own (``CodeBookFiles``: a slim,
+event-only book for the nodes, a local book), compiled maps (``MapFiles``) from the
+shipped maps and a folder of the gateway's own (a district's new map, a map cut to a
+sensor node's area).  Pi devices and sensor nodes fetch them alike.
 
 Requests are served on a thread of their own (reading a piece and publishing it never
 holds up the broker link's reading thread); a bad request, an unknown release or file is
@@ -18,11 +21,13 @@ import logging
 import queue
 import tarfile
 import threading
+import time
 from pathlib import Path
 
 from gridlink.firmware.core import otachunk
 from gridlink.firmware.core import topics as core_topics
 from gridlink.firmware.core.checks import MessageError
+from gridlink.firmware.core.gridmap import GridMap, GridMapError
 
 from .queue import NotFound
 
@@ -67,38 +72,108 @@ class ReleaseFiles:
             return size, f.read(min(length, size - offset))
 
 
-class CodeBookFiles:
-    """Code book files (``*.json``) of some folders, by the sha256 of their bytes."""
+class ArtifactFiles:
+    """Files matching ``pattern`` in some folders, by the sha256 of their bytes; the
+    folders are read again when a file is asked for that is not known (at most once every
+    ``RESCAN_S``), so a file put there is served without a restart."""
+
+    pattern = "*"
+    what = "file"
+    RESCAN_S = 1.0
 
     def __init__(self, *folders):
-        self.by_sha = {}
+        self.folders = folders
+        self._scanned = 0.0
+        self._lock = threading.Lock()    # the chunk thread and the API's read alike
+        self._scan()
+
+    def _scan(self):
+        with self._lock:
+            self._reset()
+            by_sha = {}
+            for folder in self.folders:
+                for path in sorted(Path(folder).glob(self.pattern)):
+                    data = path.read_bytes()
+                    if self._take(path, data):
+                        by_sha[hashlib.sha256(data).hexdigest()] = path
+            self.by_sha = by_sha
+            self._scanned = time.monotonic()
+
+    def _rescan(self):
+        """Read the folders again unless that was done within ``RESCAN_S``."""
+        if time.monotonic() - self._scanned >= self.RESCAN_S:
+            self._scan()
+
+    def _reset(self):
+        pass
+
+    def _take(self, path, data):
+        return True
+
+    def piece(self, sha, offset, length):
+        if sha not in self.by_sha:
+            self._rescan()
+        path = self.by_sha.get(sha)
+        if path is None:
+            raise NotFound(f"no {self.what} with sha256 {sha}")
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            if offset > size:
+                raise NotFound(f"the {self.what} has {size} bytes, not {offset}")
+            f.seek(offset)
+            return size, f.read(length)
+
+
+class CodeBookFiles(ArtifactFiles):
+    """Code book files (``*.json``) of some folders, by the sha256 of their bytes."""
+
+    pattern = "*.json"
+    what = "code book file"
+
+    def _reset(self):
         self.by_id = {}     # book id -> [(file size, sha256)]
-        for folder in folders:
-            for path in sorted(Path(folder).glob("*.json")):
-                data = path.read_bytes()
-                sha = hashlib.sha256(data).hexdigest()
-                self.by_sha[sha] = path
-                try:
-                    book = json.loads(data)
-                    book_id = f"{book['standard']}@{book['version']}"
-                except (ValueError, KeyError, TypeError):
-                    continue   # not a book (divisions.json): served by sha256 all the same
-                self.by_id.setdefault(book_id, []).append((len(data), sha))
+
+    def _files(self, book_id):
+        if book_id not in self.by_id:
+            self._rescan()
+        with self._lock:
+            return sorted(self.by_id.get(book_id, ()))
+
+    def _take(self, path, data):
+        try:
+            book = json.loads(data)
+            book_id = f"{book['standard']}@{book['version']}"
+        except (ValueError, KeyError, TypeError):
+            return True    # not a book (divisions.json): served by sha256 all the same
+        self.by_id.setdefault(book_id, []).append((len(data), hashlib.sha256(data).hexdigest()))
+        return True
 
     def for_node(self, book_id):
         """The sha256 of the smallest file of the book ``book_id`` (a slim copy, where
         there is one: a sensor node's memory is small), or None."""
-        files = sorted(self.by_id.get(book_id, ()))
+        files = self._files(book_id)
         return files[0][1] if files else None
 
-    def piece(self, sha, offset, length):
-        path = self.by_sha.get(sha)
-        if path is None:
-            raise NotFound(f"no code book file with sha256 {sha}")
-        data = path.read_bytes()
-        if offset > len(data):
-            raise NotFound(f"the code book has {len(data)} bytes, not {offset}")
-        return len(data), data[offset:offset + length]
+    def for_pi(self, book_id):
+        """The sha256 of the largest (the whole) file of the book ``book_id``, or None."""
+        files = self._files(book_id)
+        return files[-1][1] if files else None
+
+
+class MapFiles(ArtifactFiles):
+    """Compiled grid maps (``*.glgm``) of some folders, by the sha256 of their bytes; a
+    file that is not a readable map is logged and left out."""
+
+    pattern = "*.glgm"
+    what = "grid map"
+
+    def _take(self, path, data):
+        try:
+            GridMap(data)
+        except GridMapError as exc:
+            log.error("grid map %s not served: %s", path, exc)
+            return False
+        return True
 
 
 def shipped_books():
@@ -108,13 +183,22 @@ def shipped_books():
     return Path(str(resources.files("gridlink.firmware.codebooks")))
 
 
+def shipped_maps():
+    """The folder of the grid maps shipped with gridlink (firmware/maps)."""
+    from importlib import resources
+
+    return Path(str(resources.files("gridlink.firmware.maps")))
+
+
 class ChunkServer:
     """Answers ``…/ota/get`` requests with ``publish(topic, payload, qos, retain)``:
-    pieces of releases (``repository``, or None) and of code books (``books``)."""
+    pieces of releases (``repository``, or None), of code books (``books``) and of grid
+    maps (``maps``)."""
 
-    def __init__(self, repository, publish, books=None):
+    def __init__(self, repository, publish, books=None, maps=None):
         self.files = ReleaseFiles(repository) if repository is not None else None
         self.books = books or CodeBookFiles()
+        self.maps = maps or MapFiles()
         self.publish = publish
         self._queue = queue.SimpleQueue()
         self._thread = None
@@ -146,9 +230,10 @@ class ChunkServer:
 
     def _piece(self, request):
         name = request["file"]
-        if otachunk.is_book(name):
-            return self.books.piece(name.split("/", 1)[1], request["offset"],
-                                    request["length"])
+        if otachunk.is_artifact(name):
+            kind, sha = name.split("/", 1)
+            files = self.books if kind == "codebook" else self.maps
+            return files.piece(sha, request["offset"], request["length"])
         if self.files is None:
             raise NotFound("this gateway serves no releases")
         return self.files.piece(request["version"], name, request["offset"],

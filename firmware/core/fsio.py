@@ -5,6 +5,8 @@ MicroPython ``f.flush()`` and ``os.sync()`` where the port has it (its VFS write
 on ``flush``).  ``sync_dir`` makes a rename durable where the OS allows it.
 """
 
+import binascii
+import hashlib
 import os
 
 
@@ -105,3 +107,15 @@ def read_file(path):
             return f.read()
     except OSError:
         return None
+
+
+def file_sha256(path):
+    """The sha256 of a file's bytes, as 64 lowercase hex digits (read in small blocks)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while True:
+            block = f.read(4096)
+            if not block:
+                break
+            h.update(block)
+    return binascii.hexlify(h.digest()).decode()

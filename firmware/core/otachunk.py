@@ -8,7 +8,10 @@ release (``…/ota/get``) and the gateway answers with that piece (``…/ota/chu
 ``file`` is a member of the release tar (``manifest/manifest.txt``, ``manifest/manifest.sig``
 or ``image/…``), ``size`` the whole file's bytes.  A code book file is asked for by its
 sha256 (``codebook/<64 hex>``, named by a signed desired-state document), its ``version``
-the book's version (``9b9bd01eda60``, as in its id ``STANDARD@version``).  The node asks
+the book's version (``9b9bd01eda60``, as in its id ``STANDARD@version``); a compiled
+grid map (``.glgm``) likewise by the sha256 of its file (``map/<64 hex>``), its ``version``
+the first 12 hex digits of that sha256.  An artifact may be larger than a release file
+(``ARTIFACT_MAX``: a whole district's map for a Pi).  The node asks
 again from the bytes it holds, so a download cut at any point goes on where it stopped;
 the signed manifest (or document), not the gateway, is what the node trusts.
 """
@@ -20,6 +23,8 @@ from .messages import check_release_version
 
 CHUNK_MAX = 8192
 FILE_MAX = 1024 * 1024
+ARTIFACT_MAX = 64 * 1024 * 1024
+ARTIFACTS = ("codebook", "map")
 _HEX = "0123456789abcdef"
 _BOOK_VERSION_CHARS = _HEX + "ghijklmnopqrstuvwxyz.+-"
 _PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/"
@@ -28,10 +33,10 @@ _PATH_CHARS = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-
 def _check_file(name):
     check_str(MessageError, name, "file", 1, 200, _PATH_CHARS, "a release file's path")
     parts = name.split("/")
-    if parts[0] == "codebook":
+    if parts[0] in ARTIFACTS:
         if len(parts) != 2 or len(parts[1]) != 64 or any(c not in _HEX for c in parts[1]):
-            raise MessageError("file", "a code book is asked for as codebook/<sha256 of its "
-                               "file> (got " + repr(name) + ")")
+            raise MessageError("file", "a code book or map is asked for as " + parts[0]
+                               + "/<sha256 of its file> (got " + repr(name) + ")")
         return
     if parts[0] not in ("image", "manifest") or len(parts) < 2 or "" in parts \
             or ".." in parts or "." in parts:
@@ -41,6 +46,11 @@ def _check_file(name):
 
 def is_book(name):
     return name.startswith("codebook/")
+
+
+def is_artifact(name):
+    """True for a code book or map asked for by its sha256 (``codebook/…``, ``map/…``)."""
+    return name.split("/", 1)[0] in ARTIFACTS
 
 
 def make_request(version, name, offset, length=CHUNK_MAX):
@@ -58,12 +68,14 @@ def parse_request(payload):
     if obj["v"] != 1:
         raise MessageError("v", "must be 1")
     _check_file(obj["file"])
-    if is_book(obj["file"]):
+    if is_artifact(obj["file"]):
         check_str(MessageError, obj["version"], "version", 1, 80, _BOOK_VERSION_CHARS,
-                  "a code book version")
+                  "a code book or map version")
+        top = ARTIFACT_MAX
     else:
         check_release_version(MessageError, obj["version"], "version")
-    check_int(MessageError, obj["offset"], "offset", 0, FILE_MAX)
+        top = FILE_MAX
+    check_int(MessageError, obj["offset"], "offset", 0, top)
     check_int(MessageError, obj["length"], "length", 1, CHUNK_MAX)
     return obj
 

@@ -16,7 +16,7 @@ signature, expired, wrong-kind or older-than-installed — before any file is to
 import binascii
 import hashlib
 
-from . import ed25519
+from . import ed25519, fsio
 from .errors import CoreError
 
 FORMAT = "gridlink-manifest/1"
@@ -107,17 +107,9 @@ def check(data, signature_hex, public_keys, kind, now, installed=None):
 
 def check_file(path, sha_hex, size):
     """Raise ManifestError(hash) unless the file at ``path`` has this size and sha256."""
-    h = hashlib.sha256()
-    n = 0
     try:
-        with open(path, "rb") as f:
-            while True:
-                block = f.read(2048)
-                if not block:
-                    break
-                h.update(block)
-                n += len(block)
+        got = fsio.file_sha256(path)
     except OSError:
         raise ManifestError("hash", path + " is missing")  # noqa: B904
-    if n != size or binascii.hexlify(h.digest()).decode() != sha_hex:
+    if fsio.size(path) != size or got != sha_hex:
         raise ManifestError("hash", path + " differs from the manifest")

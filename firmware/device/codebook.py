@@ -3,12 +3,14 @@
 The books are loaded by ``gridlink.firmware.codebooks`` (the one loader); a profile names
 its standard and every class code it maps a button or sensor to must be in that
 standard's book.  A district's local book (``use_overlays``, from ``--codebook-overlay``)
-is applied to the book it extends, for the whole process.
+is applied to the book it extends, for the whole process; a book the applied configuration
+document names (``use_book``, fetched as an artifact) replaces its standard's book.
 """
 
 from ..errors import DeviceError
 
 _local = None   # {standard: CodeBook} with the local books applied, or None
+_fetched = None  # a CodeBook the applied configuration names (use_book), or None
 
 
 class CodebookUnavailable(DeviceError):
@@ -32,10 +34,19 @@ def use_overlays(files):
     _local = books
 
 
+def use_book(cb):
+    """Check class codes against the core CodeBook ``cb`` (a code book the centre named,
+    fetched) for its standard from now on, in place of the provisioned one (and its local
+    book); None goes back to the provisioned one."""
+    global _fetched
+    _fetched = cb
+
+
 def _books():
     from ..codebooks import load_books
 
-    return _local if _local is not None else load_books()
+    books = _local if _local is not None else load_books()
+    return books if _fetched is None else {**books, _fetched.standard: _fetched}
 
 
 def book(standard):
@@ -50,9 +61,12 @@ def book(standard):
 
 def class_lookup(standard):
     """A function (kind, code) → None when the code is in the book, else why it is not."""
-    from ..core.codebook import CodeError
+    return lookup_in(book(standard))
 
-    cb = book(standard)
+
+def lookup_in(cb):
+    """``class_lookup`` in the core CodeBook ``cb``."""
+    from ..core.codebook import CodeError
 
     def lookup(kind, code):
         try:

@@ -47,7 +47,9 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
 It receives acks, tasks and (when given ``on_config``) the retained configuration
 document on ``…/config``, handed over unchecked: the device verifies its signature; and
 (when given ``on_cert``) the centre's answer to a certificate request (``send_csr``) on
-``…/cert``.  ``use_identity`` makes the link present another certificate from its next
+``…/cert``; and (when given ``on_chunk``) pieces of code books and grid maps on
+``…/ota/chunk``, asked for with ``ask_piece`` on ``…/ota/get`` (protocol §3.9, as a sensor
+node asks).  ``use_identity`` makes the link present another certificate from its next
 connection on, and reconnects at once.
 """
 
@@ -115,7 +117,7 @@ class Delivery:
                  on_config=None, on_update=None, grace_until=None, tls_ca=None, tls_cert=None,
                  tls_key=None, keepalive=30, window=20, chunk_window=4, resend_s=30.0,
                  reconnect_max=30.0, shelf=None, media_rate=None, media_window=2,
-                 on_cert=None, settle=None):
+                 on_cert=None, settle=None, on_chunk=None):
         import paho.mqtt.client as mqtt
 
         self.mqtt = mqtt
@@ -126,6 +128,7 @@ class Delivery:
         self.on_config = on_config
         self.on_update = on_update
         self.on_cert = on_cert
+        self.on_chunk = on_chunk
         self.grace_until = grace_until or (lambda report_id: 0.0)
         self.settle = settle       # called in this thread before each round of sending
         self.keepalive, self.window, self.chunk_window = keepalive, window, chunk_window
@@ -162,7 +165,8 @@ class Delivery:
                          "media_resends": 0}
         self.topic = {leaf: topics.topic(district, device, leaf)
                       for leaf in ("report", "track", "status", "ack", "task", "task/result",
-                                   "config", "update", "csr", "cert")}
+                                   "config", "update", "csr", "cert", "ota/get",
+                                   "ota/chunk")}
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device,
                         clean_session=False, protocol=mqtt.MQTTv311)
         c.max_inflight_messages_set(max(window, 20) + chunk_window + 4)
@@ -233,6 +237,14 @@ class Delivery:
             return False
         self.client.publish(self.topic["csr"], messages.encode(
             messages.make_csr(self.device, csr_pem)), qos=1)
+        return True
+
+    def ask_piece(self, request):
+        """Publish a piece request on ``…/ota/get`` (QoS 0: a lost one is asked again);
+        False when not connected."""
+        if not self.connected:
+            return False
+        self.client.publish(self.topic["ota/get"], request, qos=0)
         return True
 
     def stop(self, timeout=5.0):
@@ -329,6 +341,8 @@ class Delivery:
             wanted.append((self.topic["update"], 1))
         if self.on_cert is not None:
             wanted.append((self.topic["cert"], 1))
+        if self.on_chunk is not None:
+            wanted.append((self.topic["ota/chunk"], 0))
         client.subscribe(wanted)
         # paho itself sends again what it published on this client without a PUBACK
         # (same mid); reports still waiting for the gateway's ack go again after resend_s
@@ -374,6 +388,8 @@ class Delivery:
                     self.on_task(task)
             elif msg.topic == self.topic["config"] and self.on_config is not None:
                 self.on_config(msg.payload)          # signed: checked by the device
+            elif msg.topic == self.topic["ota/chunk"] and self.on_chunk is not None:
+                self.on_chunk(msg.payload)           # checked by its sha256 when whole
             elif msg.topic == self.topic["cert"] and self.on_cert is not None:
                 self.on_cert(messages.decode(msg.payload, messages.validate_cert,
                                              messages.CERT_MAX_BYTES))

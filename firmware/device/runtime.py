@@ -164,6 +164,9 @@ class Device:
         self.gnss = self.camera = self.delivery = self.triggers = None
         self.transcoder = None           # camera.format webp: WebPs made after the report
         self.kiosk = self.control = self.gridmap = None
+        self.provisioned_map = None      # (GridMap, sha256) of the provisioned map, or None
+        self.grid = profile.get("grid")  # a fixed terminal's grid code (its map may move it)
+        self._fetching = threading.Lock()   # one fetch of a document's map or book at once
         self.thinner = self.batch = None
         self.track_lock = threading.Lock()
         self.counters = {"reports": 0, "cancelled": 0, "track_batches": 0, "errors": 0,
@@ -209,7 +212,8 @@ class Device:
             tls_ca=self.tls[0], tls_cert=self.tls[1], tls_key=self.tls[2],
             reconnect_max=self.reconnect_max, shelf=self.shelf,
             media_rate=clips.get("upload_bytes_per_s", UPLOAD_BYTES_PER_S),
-            on_cert=self._on_cert if self.renewal else None).start()
+            on_cert=self._on_cert if self.renewal else None,
+            on_chunk=self.desired.artifacts.on_chunk if self.config_keys else None).start()
         if self.kind == "patrol-vehicle":
             self.gnss = self.hardware.gnss(on_fix=self._on_fix).start()
             tr = self.profile["track"]
@@ -426,6 +430,7 @@ class Device:
         return rep["id"]
 
     def _open_map(self):
+        from ..core.fsio import file_sha256
         from ..core.gridmap import GridMapError
         from ..maps import open_map
 
@@ -438,21 +443,28 @@ class Device:
             self.gridmap = open_map(path, mapped=True)
         except GridMapError as exc:
             raise errors.DeviceError(str(exc)) from None
+        self.provisioned_map = (self.gridmap, file_sha256(path))
         log.info("grid map %s: %d cells", path, self.gridmap.n_cells)
 
     def _open_desired(self):
-        """The applied configuration (desired state) over the provisioned profile."""
-        from .desired import DesiredState, file_sha256
+        """The applied configuration (desired state) over the provisioned profile; the
+        maps and code books it names are fetched into the data dir's artifacts/."""
+        from .artifacts import Artifacts
+        from .desired import DesiredState
 
-        path = self.map_path or default_map(self.district)
+        artifacts = Artifacts(self.data_dir, ask=lambda request: self.delivery is not None
+                              and self.delivery.ask_piece(request))
         self.desired = DesiredState(
             self.data_dir, self.device, self.config_keys, self.profile,
-            map_sha256=file_sha256(path) if path else None, codebook=self.codebook,
-            broker=self.broker, try_broker=self._try_broker)
+            map_sha256=self.provisioned_map[1] if self.provisioned_map else None,
+            codebook=self.codebook, broker=self.broker, try_broker=self._try_broker,
+            artifacts=artifacts)
         if self.desired.version is not None:
             self._use(self.desired.profile)
             self.broker = self.desired.broker
             log.info("configuration version %d in use", self.desired.version)
+        else:
+            self._use_artifacts()
 
     def _open_renewal(self):
         """With a client certificate, its renewal; a renewed identity in the data dir is
@@ -521,20 +533,55 @@ class Device:
                 timer.period = self.status_interval
         if self.thinner is not None:
             self.thinner.interval_s = profile["track"]["interval_s"]
+        self._use_artifacts()
+
+    def _use_artifacts(self):
+        """Locate with the map, and check classes against the book, the applied document
+        names (the provisioned ones when it names none)."""
+        used = self.desired.used
+        if used["map"] is not None:
+            path, self.gridmap, grid = used["map"]
+            self.grid = grid or self.profile.get("grid")
+            log.info("grid map %s in use: %d cells", path.name, self.gridmap.n_cells)
+        else:
+            self.gridmap = self.provisioned_map[0] if self.provisioned_map else None
+            self.grid = self.profile.get("grid")
+        codebook.use_book(used["book"][1] if used["book"] else None)
+        self.codebook = codebook.version(self.standard)
 
     def _on_config(self, message):
-        """A configuration document from the centre: applied whole, or refused whole."""
+        """A configuration document from the centre: applied whole, or refused whole; one
+        naming a map or code book the device lacks has them fetched first (a thread of
+        its own: the pieces come on the MQTT thread)."""
         try:
             with self.report_lock:
-                profile = self.desired.offer(message)
-                if profile is not None:
-                    self._use(profile)
-                    if self.desired.broker != self.broker:
-                        self.broker = self.desired.broker
-                        self.delivery.switch(self.broker)
+                self._applied(self.desired.offer(message))
         except Exception:  # the device runs on: the MQTT thread must not die of it
             log.exception("configuration document not applied")
+        if self.desired.needs is not None and not self._fetching.locked():
+            threading.Thread(target=self._fetch_artifacts, name="artifacts",
+                             daemon=True).start()
         self.delivery.request_status()
+
+    def _applied(self, profile):
+        if profile is not None:
+            self._use(profile)
+            if self.desired.broker != self.broker:
+                self.broker = self.desired.broker
+                self.delivery.switch(self.broker)
+
+    def _fetch_artifacts(self):
+        """Fetch what the waiting document names, then apply it (or refuse it)."""
+        with self._fetching:
+            while self.desired.needs is not None:   # a newer document may come meanwhile
+                try:
+                    message = self.desired.fetch()
+                    if message is not None:
+                        with self.report_lock:
+                            self._applied(self.desired.offer(message))
+                except Exception:  # the device runs on what it had
+                    log.exception("configuration document not applied")
+                self.delivery.request_status()
 
     def stop(self):
         """Safe shutdown: no new triggers, finish the current write, offline, disconnect."""
@@ -684,7 +731,7 @@ class Device:
         try:
             seq = self.store.next_seq()
             if self.fixed is not None:
-                grid = self.profile["grid"]
+                grid = self.grid
             elif fix is not None and self.gridmap is not None:
                 grid = self.gridmap.locate(fix.lon, fix.lat)
             else:

@@ -33,6 +33,19 @@ def test_a_code_book_is_asked_for_by_its_sha256_and_version():
     assert otachunk.is_book(request["file"]) and request["offset"] == 4096
 
 
+def test_a_map_is_asked_for_by_its_sha256_and_may_be_larger_than_a_release_file():
+    name = "map/" + "1e" * 32
+    request = otachunk.parse_request(otachunk.make_request("1e1e1e1e1e1e", name,
+                                                           otachunk.FILE_MAX + 8192))
+    assert otachunk.is_artifact(request["file"]) and not otachunk.is_book(request["file"])
+    with pytest.raises(MessageError) as exc:   # a release file stays within FILE_MAX
+        otachunk.parse_request(otachunk.make_request("1.0", "image/a", otachunk.FILE_MAX + 1))
+    assert exc.value.field == "offset"
+    with pytest.raises(MessageError) as exc:
+        otachunk.parse_request(otachunk.make_request("1", "map/abc", 0))
+    assert exc.value.field == "file" and "map/<sha256" in str(exc.value)
+
+
 @pytest.mark.parametrize(("payload", "field"), [
     (b"\xff", "message"),
     (b'{"v":1,"version":"1.0","file":"image/a","offset":0}', "length"),

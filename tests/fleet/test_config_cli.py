@@ -58,6 +58,24 @@ def test_set_show_and_diff(centre, capsys):
     assert "buttons.garbage.code: desired '07001', reported None" in out
 
 
+def test_a_map_is_named_by_its_file_or_its_sha256(centre, capsys):
+    import hashlib
+
+    from gridlink.firmware.maps import default_map
+
+    url, token, store = centre
+    add_device(store, "sn-0001", profile="sensor-node")
+    api = ["--api", url, "--token", token]
+    path = default_map("410106")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert main(["fleet", "config", "set", *api, "--device", "sn-0001", "--map", str(path)]) == 0
+    capsys.readouterr()
+    assert main(["fleet", "config", "show", *api, "sn-0001"]) == 0
+    assert json.loads(capsys.readouterr().out)["map"] == digest
+    assert main(["fleet", "config", "set", *api, "--device", "sn-0001", "--map", "abc"]) == 2
+    assert "map" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("argv, words", [
     (["--device", "pv-0001", "--status-interval", "2"],
      "422 settings.status_interval_s: Input should be greater than or equal to 5"),

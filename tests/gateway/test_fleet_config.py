@@ -258,9 +258,10 @@ def test_later_changes_win_setting_by_setting_and_differences_name_each_field(ch
             assert d["desired"] != d["reported"]
 
 
-def test_a_sensor_nodes_document_names_the_file_of_its_code_book(store, broker, tmp_path):
+def test_a_devices_document_names_the_file_of_its_code_book(store, broker, tmp_path):
     """A change naming a code book: a sensor node's document carries the sha256 of the
-    smallest file of that book the gateway serves (a slim copy), a Pi's does not."""
+    smallest file of that book the gateway serves (a slim copy), a Pi's that of the whole
+    book."""
     from gridlink.firmware.codebooks import build
     from gridlink.gateway.update_chunks import CodeBookFiles, shipped_books
 
@@ -275,7 +276,7 @@ def test_a_sensor_nodes_document_names_the_file_of_its_code_book(store, broker, 
     assert files.for_node("GB/T 47678.5-2026@000000000000") is None
     pub = RetainingPublisher(broker)
     app = create_app(store, clock=Clock(), publisher=pub, photos_dir=tmp_path / "photos",
-                     config_key=KEY, node_book=files.for_node)
+                     config_key=KEY, book_files=files)
     add_device(store, "sn-0001", profile="sensor-node")
     add_device(store, "pv-0001")
     watch = Watcher(broker)
@@ -294,5 +295,5 @@ def test_a_sensor_nodes_document_names_the_file_of_its_code_book(store, broker, 
     docs = {topic.split("/")[3]: desired.check(payload, [public], topic.split("/")[3])
             for topic, payload, _ in got}
     assert docs["sn-0001"]["codebook_sha256"] == hashlib.sha256(slim).hexdigest()
-    assert "codebook_sha256" not in docs["pv-0001"]
+    assert docs["pv-0001"]["codebook_sha256"] == hashlib.sha256(full).hexdigest()
     assert docs["pv-0001"]["codebook"] == docs["sn-0001"]["codebook"] == book_id

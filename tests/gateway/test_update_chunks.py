@@ -120,3 +120,57 @@ def test_a_gateway_given_no_folder_of_code_books_says_so(tmp_path):
     with pytest.raises(ConfigError, match="--codebook-files: no folder"):
         Gateway(broker="mqtt://127.0.0.1:1", db=f"sqlite:///{tmp_path}/x.sqlite",
                 photos=tmp_path / "photos", codebook_files=tmp_path / "absent")
+
+
+def test_a_grid_map_is_served_by_the_sha256_of_its_file_and_a_bad_one_is_not(tmp_path,
+                                                                               caplog):
+    import hashlib
+
+    from gridlink.gateway.update_chunks import MapFiles, shipped_maps
+
+    shipped = (shipped_maps() / "shangjie.glgm").read_bytes()
+    (tmp_path / "broken.glgm").write_bytes(shipped[:1000])       # cut short: not a map
+    (tmp_path / "copy.glgm").write_bytes(shipped)
+    maps = MapFiles(shipped_maps(), tmp_path)
+    assert "broken.glgm not served" in caplog.text
+    chunks = ChunkServer(None, lambda *a, **kw: None, maps=maps)
+    digest = hashlib.sha256(shipped).hexdigest()
+    got = b""
+    while len(got) < len(shipped):     # a whole district's map, 45 pieces
+        head, piece = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
+            digest[:12], "map/" + digest, len(got), otachunk.CHUNK_MAX)))
+        assert head["size"] == len(shipped) and piece
+        got += piece
+    assert got == shipped
+    for missing in (hashlib.sha256(shipped[:1000]).hexdigest(), "0" * 64):
+        head, _ = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
+            "1", "map/" + missing, 0, 10)))
+        assert head["error"] == f"no grid map with sha256 {missing}"
+    head, _ = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
+        digest[:12], "map/" + digest, len(shipped) + 1, 10)))
+    assert head["error"] == f"the grid map has {len(shipped)} bytes, not {len(shipped) + 1}"
+
+
+def test_a_gateway_given_no_folder_of_maps_says_so(tmp_path):
+    from gridlink.gateway.errors import ConfigError
+    from gridlink.gateway.service import Gateway
+
+    with pytest.raises(ConfigError, match="--map-files: no folder"):
+        Gateway(broker="mqtt://127.0.0.1:1", db=f"sqlite:///{tmp_path}/x.sqlite",
+                photos=tmp_path / "photos", map_files=tmp_path / "absent")
+
+
+def test_a_map_put_in_the_folder_later_is_served_without_a_restart(tmp_path):
+    import hashlib
+
+    from gridlink.gateway.update_chunks import MapFiles, shipped_maps
+
+    maps = MapFiles(tmp_path)
+    chunks = ChunkServer(None, lambda *a, **kw: None, maps=maps)
+    data = (shipped_maps() / "shangjie.glgm").read_bytes()
+    digest = hashlib.sha256(data).hexdigest()
+    (tmp_path / "new.glgm").write_bytes(data)
+    maps._scanned -= maps.RESCAN_S          # the last reading is a while ago
+    head, piece = otachunk.parse_reply(chunks.handle(GET, otachunk.make_request(
+        digest[:12], "map/" + digest, 0, 100)))
+    assert head["size"] == len(data) and piece == data[:100]

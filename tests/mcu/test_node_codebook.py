@@ -8,16 +8,13 @@ import hashlib
 import json
 
 import pytest
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gridlink.firmware.codebooks import build
 from gridlink.firmware.core import desired
 from gridlink.flash import simboard
-from gridlink.gateway.service import Gateway
 
-from tests.mcu.test_node import PIN, wait_status
+from tests.mcu.test_node import wait_status
 from tests.mcu.test_node_desired import KEY, TOPIC
 from tests.support.paths import ROOT
-from tests.support.report_listener import ReportListener
 
 pytestmark = [
     pytest.mark.micropython,
@@ -36,39 +33,17 @@ def sha(data):
 
 
 @pytest.fixture
-def keyed(node):
-    public = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    (node.flash / "gridlink" / "config-keys").write_text(public.hex() + "\n")
-    node.set_pin(PIN, 1)   # upright: a status-only wake
-    return node
+def books(books):
+    (books / "cjt214-2007-slim.json").write_bytes(SLIM)
+    return books
 
 
-@pytest.fixture
-def books(tmp_path):
-    folder = tmp_path / "books"
-    folder.mkdir()
-    (folder / "cjt214-2007-slim.json").write_bytes(SLIM)
-    return folder
-
-
-@pytest.fixture
-def gateway(broker, tmp_path, books):
-    gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
-                 photos=tmp_path / "photos", codebook_files=books).start()
-    assert gw.runtime.wait_ready(10)
-    listener = ReportListener("127.0.0.1", broker.port, client_id="status-listener")
-    try:
-        yield listener
-    finally:
-        listener.close()
-        gw.stop()
-
-
-def centre_sends(broker, version, codebook, codebook_sha256):
+def centre_sends(broker, version, codebook=None, codebook_sha256=None, map_sha=None):
     import paho.mqtt.client as mqtt
 
     doc = desired.document("sn-0007", "410106", version, {"status_interval_s": 60},
-                           1765000000, codebook=codebook, codebook_sha256=codebook_sha256)
+                           1765000000, map_sha, codebook=codebook,
+                           codebook_sha256=codebook_sha256)
     c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="centre")
     c.connect("127.0.0.1", broker.port)
     c.loop_start()
@@ -81,7 +56,7 @@ def centre_sends(broker, version, codebook, codebook_sha256):
 
 
 def test_a_book_the_node_lacks_is_fetched_checked_installed_then_applied(keyed, broker,
-                                                                          gateway):
+                                                                          served):
     flash = keyed.flash / "gridlink"
     centre_sends(broker, 4, SLIM_ID, sha(SLIM))
     out = keyed.run()
@@ -90,7 +65,7 @@ def test_a_book_the_node_lacks_is_fetched_checked_installed_then_applied(keyed, 
     assert (flash / "codebook.id").read_text() == SLIM_ID
     assert not (flash / "codebook.json.part").exists()
     assert keyed.last_sleep_ms == 60 * 1000
-    st = wait_status(gateway, lambda s: (s.get("config") or {}).get("version") == 4)
+    st = wait_status(served, lambda s: (s.get("config") or {}).get("version") == 4)
     assert st["codebook"] == SLIM_ID and st["config"]["refused"] is None
     out = keyed.run()   # the retained document again: held, applied, nothing fetched
     assert "code book" not in out and "configuration" not in out
@@ -106,7 +81,7 @@ def test_a_book_the_node_lacks_is_fetched_checked_installed_then_applied(keyed, 
     ("absent", "codebook", "codebook"),            # no such file on the gateway
     ("other-book", "codebook", "codebook"),        # hashes right, but is another book
 ])
-def test_a_book_that_fails_is_refused_whole_and_the_old_one_stays(keyed, broker, gateway,
+def test_a_book_that_fails_is_refused_whole_and_the_old_one_stays(keyed, broker, served,
                                                                   books, case, reason, field):
     flash = keyed.flash / "gridlink"
     before = (flash / "codebook.json").read_bytes()
@@ -123,7 +98,7 @@ def test_a_book_that_fails_is_refused_whole_and_the_old_one_stays(keyed, broker,
     assert (flash / "codebook.json").read_bytes() == before
     assert not (flash / "codebook.json.part").exists() and not (flash / "codebook.id").exists()
     assert keyed.last_sleep_ms == 300 * 1000        # the document is not applied
-    st = wait_status(gateway, lambda s: (s.get("config") or {}).get("refused") is not None)
+    st = wait_status(served, lambda s: (s.get("config") or {}).get("refused") is not None)
     assert st["codebook"] == HELD and st["config"]["version"] is None
     assert (st["config"]["refused"]["version"], st["config"]["refused"]["reason"],
             st["config"]["refused"]["field"]) == (5, reason, field)

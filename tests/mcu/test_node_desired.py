@@ -8,11 +8,10 @@ import json
 import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gridlink.firmware.core import desired
 from gridlink.flash import simboard
 
-from tests.mcu.test_node import PIN, wait_status
+from tests.mcu.test_node import wait_status
 from tests.support.report_listener import ReportListener
 
 pytestmark = [
@@ -44,14 +43,6 @@ def centre_sends(broker, version, settings, key=KEY, device="sn-0007"):
     finally:
         c.disconnect()
         c.loop_stop()
-
-
-@pytest.fixture
-def keyed(node):
-    public = KEY.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-    (node.flash / "gridlink" / "config-keys").write_text(public.hex() + "\n")
-    node.set_pin(PIN, 1)   # upright: no report, a status-only wake
-    return node
 
 
 def test_the_centre_changes_the_wake_interval_and_the_node_reports_it(keyed, broker, gateway):

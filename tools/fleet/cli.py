@@ -174,7 +174,9 @@ def _register_config(sub):
     p.add_argument("--status-interval", type=float, help="seconds between status messages")
     p.add_argument("--photo-max-bytes", type=int, help="size budget of one photo")
     p.add_argument("--max-fix-age", type=float, help="seconds after which a fix is stale")
-    p.add_argument("--map", help="sha256 of the grid map the devices must hold")
+    p.add_argument("--map", metavar="SHA256|FILE",
+                   help="the grid map the devices must hold: its sha256, or the map file "
+                   "(the gateway serves it from --map-files)")
     p.add_argument("--codebook", help="code book id STANDARD@hash the devices must hold")
     p.add_argument("--broker", help="a new broker mqtt[s]://host[:port]: each device tries "
                    "it first and keeps its broker when it cannot connect")

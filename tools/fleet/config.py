@@ -101,8 +101,18 @@ def change_of(args):
         if value is not None:
             settings[name] = value
     return {"scope": scope, "target": target.split(",") if scope == "list" else target,
-            "settings": settings, "map": args.map, "codebook": args.codebook,
+            "settings": settings, "map": map_sha256(args.map), "codebook": args.codebook,
             "broker": args.broker}
+
+
+def map_sha256(value):
+    """``--map``: a sha256 as given, or the sha256 of the map file it names."""
+    import hashlib
+    from pathlib import Path
+
+    if value is None or not Path(value).is_file():
+        return value
+    return hashlib.sha256(Path(value).read_bytes()).hexdigest()
 
 
 def diff_lines(states):

@@ -4,6 +4,7 @@
     gridlink grid locate grid.glgm 113.29141 34.80631      # prints the grid code; 3 if outside
     gridlink grid locate grid.glgm --points fixes.jsonl     # {"lon","lat"} lines → + "grid"
     gridlink grid info grid.glgm                            # header, counts, checksum
+    gridlink grid cut grid.glgm -o node.glgm --around 113.2965 34.8095 --radius 300
 """
 
 import contextlib
@@ -51,6 +52,22 @@ def register(parser):
     info.add_argument("map", help="compiled map file")
     info.set_defaults(func=cmd_info)
 
+    cut = sub.add_parser("cut", help="cut a map to the cells of one area (a sensor node's)",
+                         description="Write a map of the cells of MAP whose bounding box "
+                         "meets the area: a circle's box about a point (--around, --radius) "
+                         "or a box (--bbox).  Cells are kept whole: inside the area the cut "
+                         "map answers as the whole map does (docs/gridmap.md).")
+    cut.add_argument("map", help="compiled map file")
+    cut.add_argument("-o", "--output", required=True, help="map file to write")
+    where = cut.add_mutually_exclusive_group(required=True)
+    where.add_argument("--around", nargs=2, type=float, metavar=("LON", "LAT"),
+                       help="the node's position")
+    where.add_argument("--bbox", nargs=4, type=float, metavar=("W", "S", "E", "N"),
+                       help="a box in degrees")
+    cut.add_argument("--radius", type=float, default=300.0,
+                     help="metres about --around (default 300)")
+    cut.set_defaults(func=cmd_cut)
+
 
 def cmd_compile(args):
     from gridlink.host import gridcompile
@@ -82,6 +99,19 @@ def cmd_info(args):
                       "bbox": [w, s, e, n], "buckets": list(m.buckets),
                       "first_code": m.code(0), "last_code": m.code(m.n_cells - 1)},
                      ensure_ascii=False))
+    return 0
+
+
+def cmd_cut(args):
+    from pathlib import Path
+
+    from gridlink.host import gridcompile, gridcut
+
+    box = gridcut.around(*args.around, args.radius) if args.around else tuple(args.bbox)
+    data, stats = gridcut.cut_map(Path(args.map).read_bytes(), box)
+    gridcompile.write_map(args.output, data)
+    print(f"{args.output}: {stats['cells']} of {stats['of_cells']} cells, {stats['bytes']} of "
+          f"{stats['of_bytes']} bytes")
     return 0
 
 

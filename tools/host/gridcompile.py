@@ -581,6 +581,12 @@ def compile_file(src, out, code_property="code", crs=None, codes=None, bucket_sc
     """Compile GeoJSON file ``src`` into map file ``out`` (written atomically)."""
     data, stats = compile_layer(load_layer(src), code_property=code_property, crs=crs,
                                 codes=codes, bucket_scale=bucket_scale)
+    write_map(out, data)
+    return stats
+
+
+def write_map(out, data):
+    """Write map bytes to ``out`` atomically (temporary file, fsync, rename)."""
     out = os.fspath(out)
     try:
         fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(out)), suffix=".tmp")
@@ -599,4 +605,3 @@ def compile_file(src, out, code_property="code", crs=None, codes=None, bucket_sc
         if isinstance(exc, OSError):
             raise GridCompileError([f"cannot write {out}: {exc.strerror}"]) from None
         raise
-    return stats

@@ -2,10 +2,11 @@
 # retained), checked by the core (gridcore.desired: signature, device, version, schema)
 # and kept on flash new-then-rename, so a power cut leaves the old one or the new one.
 # A node has one setting a centre may change: status_interval_s, its wake interval; a
-# document setting anything else, or naming a map (a node holds none), is refused whole.
-# A document naming another code book is applied once that book is held: with the sha256
-# of its file (codebook_sha256) the node fetches it first (gridnode/books.py: ``wanted``
-# holds the document meanwhile); without, it is refused.  The centre's keys:
+# document setting anything else is refused whole.  A document naming a grid map the node
+# does not hold (by its sha256), or another code book with the sha256 of its file
+# (codebook_sha256), is applied once the node holds them: it fetches them first
+# (gridnode/maps.py, gridnode/books.py: ``wanted`` holds the document meanwhile); another
+# code book without codebook_sha256 is refused.  The centre's keys:
 # /gridlink/config-keys, 64 hex digits a line; without them the node does not subscribe.
 import binascii
 import json
@@ -30,25 +31,26 @@ def read_keys(path):
     return out
 
 
-class NeedBook(ConfigRefused):
-    # the document is good but names a book to fetch first (a kept one that does: not held)
-    def __init__(self, doc):
-        super().__init__("codebook", "the code book " + doc["codebook"] + " is not held",
-                         "codebook")
-        self.doc = doc
+class Need(ConfigRefused):
+    # the document is good but names artifacts to fetch first, ``wants`` ("map",
+    # "codebook"); a kept document that does: they are not held
+    def __init__(self, doc, wants):
+        super().__init__(wants[0], "the " + " and ".join(wants) + " named are not held",
+                         wants[0])
+        self.doc, self.wants = doc, wants
 
 
 class Desired:
-    def __init__(self, data_dir, device, keys, codebook=None):
+    def __init__(self, data_dir, device, keys, codebook=None, map_sha=None):
         self.dir = data_dir.rstrip("/") or "/"
         self.path = fsio.join(self.dir, "desired.json")
         self.refused_path = fsio.join(self.dir, "desired-refused.json")
-        self.device, self.keys, self.codebook = device, keys, codebook
+        self.device, self.keys, self.codebook, self.map = device, keys, codebook, map_sha
         self.doc = None
         self.sha = None
         self.refused = None
         self.changed = False
-        self.wanted = None   # (message, code book id, sha256): applied once the book is held
+        self.wanted = None   # (message, document, wants): applied once they are held
         try:
             self.refused = json.loads(fsio.read_file(self.refused_path) or b"null")
         except ValueError:
@@ -73,16 +75,19 @@ class Desired:
 
     def _judge(self, message, applied):
         doc = desired.check(message, self.keys, self.device, applied, SCHEMA)
-        if doc["map"] is not None:
-            raise ConfigRefused("hash", "a sensor node holds no grid map", "map")
         if "broker" in doc:
             raise ConfigRefused("schema", "a sensor node's broker changes only when it is "
                                 "provisioned again", "broker")
+        wants = []
         if doc["codebook"] is not None and doc["codebook"] != self.codebook:
-            if "codebook_sha256" in doc:
-                raise NeedBook(doc)
-            raise ConfigRefused("hash", "the code book " + doc["codebook"]
-                                + " is not the one this node holds", "codebook")
+            if "codebook_sha256" not in doc:
+                raise ConfigRefused("hash", "the code book " + doc["codebook"]
+                                    + " is not the one this node holds", "codebook")
+            wants.append("codebook")
+        if doc["map"] is not None and doc["map"] != self.map:
+            wants.append("map")
+        if wants:
+            raise Need(doc, wants)
         return doc
 
     def offer(self, message):
@@ -95,13 +100,14 @@ class Desired:
             return False   # the retained copy of what runs
         try:
             doc = self._judge(message, self.version)
-        except NeedBook as e:
+        except Need as e:
             doc = e.doc
             r = self.refused
             if r and r["version"] == doc["version"] and r["field"] in ("codebook",
-                                                                       "codebook_sha256"):
-                return False   # its book was refused: not fetched again
-            self.wanted = (message, doc["codebook"], doc["codebook_sha256"])
+                                                                       "codebook_sha256",
+                                                                       "map"):
+                return False   # what it names was refused: not fetched again
+            self.wanted = (message, doc, e.wants)
             return False
         except ConfigRefused as e:
             return self._refuse(e, desired.claimed_version(message))
@@ -118,8 +124,8 @@ class Desired:
             fsio.remove(self.refused_path)
         return True
 
-    def refuse_book(self, e, message):
-        # the book a document named could not be installed: the document is refused
+    def refuse_fetched(self, e, message):
+        # a book or map a document named could not be installed: the document is refused
         return self._refuse(e, desired.claimed_version(message))
 
     def _refuse(self, e, version):

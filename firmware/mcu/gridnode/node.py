@@ -18,11 +18,12 @@ from gridcore.topics import topic
 
 from . import VERSION
 from .books import Books
-from .books import Stop as BookStop
 from .debounce import read_stable
 from .desired import Desired, read_keys
 from .health import Health
+from .maps import Maps
 from .mqtt import MQTTClient, MQTTError
+from .pieces import Pieces, Stop
 from .renewal import Renewal
 from .update import Updater
 
@@ -77,11 +78,13 @@ class Node:
         self.acked = {}      # report id -> (status, reason), from the gateway's acks
         self.settled = set()  # outbox seqs acked or rejected during this wake
         # desired state: the centre's signed configuration (gridnode/desired.py), and the
-        # code book it may name, fetched when not held (gridnode/books.py)
-        self.books = Books(data_dir, cfg.get("codebook"), feed=board.feed, log=log)
+        # code book and grid map it may name, fetched when not held (gridnode/pieces.py)
+        self.pieces = Pieces(feed=board.feed, log=log)
+        self.books = Books(data_dir, cfg.get("codebook"), log=log)
+        self.maps = Maps(data_dir, cfg.get("position"), log=log)
         self.desired = Desired(data_dir, cfg["device"],
                                read_keys(fsio.join(data_dir, "config-keys")),
-                               self.books.held)
+                               self.books.held, self.maps.held)
         # updates: the targets keys that sign release manifests, /gridlink/update-keys
         # (64 hex digits a line); without them the node takes no update offers
         keys = read_keys(fsio.join(data_dir, "update-keys"))
@@ -128,8 +131,8 @@ class Node:
         pos = cfg.get("position")
         rep = make_report(
             cfg["device"], self.seq.next(), None, self._clock, "component", cfg["standard"],
-            t["code"], grid=cfg.get("grid"), object_id=t["object"], source="sensor",
-            text=t.get("text", ""),
+            t["code"], grid=self.maps.grid or cfg.get("grid"), object_id=t["object"],
+            source="sensor", text=t.get("text", ""),
             fixed_position=(pos["lat"], pos["lon"], pos.get("alt")) if pos else None,
             urgent=t.get("urgent") is True)
         # an urgent one (tilt.urgent) is delivered before the rest at the next wake
@@ -143,10 +146,10 @@ class Node:
     # -- delivery
     def _on_msg(self, tp, msg):
         tp = bytes(tp).decode()
-        if tp == self.topic("ota/chunk"):   # a piece of a release or of a code book
+        if tp == self.topic("ota/chunk"):   # a piece of a release, a code book or a map
             if self.updater is not None:
                 self.updater.on_chunk(msg)
-            self.books.on_chunk(msg)
+            self.pieces.on_chunk(msg)
             return
         if self.updater is not None and tp == self.topic("update"):
             self.updater.on_offer(msg)
@@ -260,7 +263,7 @@ class Node:
                     self.board.feed()  # a second of quiet: the wait goes on, bounded
                 # a stream of messages that never lets it end is a hang: not fed
             if self.desired.wanted:
-                self._fetch_book(c)
+                self._fetch(c)
             if self.updater is not None:
                 self._update(c)
             trial = self._check_cert()
@@ -333,20 +336,32 @@ class Node:
         c.publish(self.topic("status"), self._status(self.outbox.depth(REPORT)), retain=True,
                   qos=1)
 
-    def _fetch_book(self, c):
-        # The code book a document names, then the document (all or nothing).
-        message, book_id, sha = self.desired.wanted
+    def _fetch(self, c):
+        # The code book and map a document names, each fetched and checked, then all put
+        # in place, then the document applied (all or nothing).
+        message, doc, wants = self.desired.wanted
         self.desired.wanted = None
+        get = self.topic("ota/get")
+        installs = []
         try:
-            self.books.fetch(c, self.topic("ota/get"), book_id, sha)
-        except BookStop as e:
-            self.log("code book", book_id, "continues next wake:", e)
+            for kind in wants:
+                if kind == "codebook":
+                    installs.append(self.books.fetch(self.pieces, c, get, doc["codebook"],
+                                                     doc["codebook_sha256"]))
+                else:
+                    installs.append(self.maps.fetch(self.pieces, c, get, doc["map"]))
+        except Stop as e:
+            self.log("configuration", doc["version"], "continues next wake:", e)
             return
         except ConfigRefused as e:
-            self.desired.refuse_book(e, message)
+            for part in (self.books.part, self.maps.part):   # nothing of it is kept
+                fsio.remove(part)
+            self.desired.refuse_fetched(e, message)
             self.log("configuration refused:", e.reason, e.field or "")
             return
-        self.desired.codebook = self.books.held
+        for install in installs:
+            install()
+        self.desired.codebook, self.desired.map = self.books.held, self.maps.held
         if self.desired.offer(message):
             self.log("configuration", self.desired.version, "applied")
 
