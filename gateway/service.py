@@ -221,6 +221,8 @@ class Gateway:
         self.runtime = GatewayRuntime(
             broker_url=broker, store=self.store, photo_dir=photo_dir,
             validator=Validator(self.grid_map, self.codebooks, districts=self.districts,
+                                served_books=(self.chunks.books.of_standard
+                                              if self.chunks is not None else None),
                                 **self._revocation_hooks(crl, issued)),
             client_id=f"{client_id}-{worker}",
             tls=tls, batch_max=batch_max, batch_age=batch_age, pending_max=pending_max,

@@ -132,6 +132,9 @@ class CodeBookFiles(ArtifactFiles):
 
     def _reset(self):
         self.by_id = {}     # book id -> [(file size, sha256)]
+        self.by_standard = {}   # standard -> [sha256 of each book file of it]
+        if not hasattr(self, "_parsed"):
+            self._parsed = {}   # sha256 -> CodeBook (kept across scans: files do not change)
 
     def _files(self, book_id):
         if book_id not in self.by_id:
@@ -145,8 +148,32 @@ class CodeBookFiles(ArtifactFiles):
             book_id = f"{book['standard']}@{book['version']}"
         except (ValueError, KeyError, TypeError):
             return True    # not a book (divisions.json): served by sha256 all the same
-        self.by_id.setdefault(book_id, []).append((len(data), hashlib.sha256(data).hexdigest()))
+        digest = hashlib.sha256(data).hexdigest()
+        self.by_id.setdefault(book_id, []).append((len(data), digest))
+        self.by_standard.setdefault(book["standard"], []).append(digest)
         return True
+
+    def of_standard(self, standard):
+        """The code books served for ``standard`` (``CodeBook`` each; a file that is no
+        readable book is left out): devices may be coded from any of them."""
+        from gridlink.firmware.core.codebook import CodeBook, CodeError
+
+        self._rescan()
+        with self._lock:
+            shas = list(self.by_standard.get(standard, ()))
+        books = []
+        for digest in shas:
+            book = self._parsed.get(digest)
+            if book is None:
+                try:
+                    book = CodeBook(json.loads(self.by_sha[digest].read_bytes()))
+                except (OSError, KeyError, ValueError, TypeError, CodeError) as exc:
+                    log.error("served code book %s is not readable as a book: %s",
+                              digest[:12], exc)
+                    continue
+                self._parsed[digest] = book
+            books.append(book)
+        return books
 
     def for_node(self, book_id):
         """The sha256 of the smallest file of the book ``book_id`` (a slim copy, where

@@ -132,6 +132,14 @@ def _json_object(payload, limit, what):
     return obj
 
 
+def _has(book, kind, code):
+    try:
+        book.lookup(kind, code)
+    except Exception:
+        return False
+    return True
+
+
 class Validator:
     """Judges messages against protocol v1, the code books and the authoritative grid map.
 
@@ -141,7 +149,7 @@ class Validator:
     """
 
     def __init__(self, grid_map=None, codebooks=None, validate_report=None, schemas=None,
-                 districts=None, provisioned=None, revoked=None):
+                 districts=None, provisioned=None, revoked=None, served_books=None):
         # the core's validator takes the wire size, so it need not re-encode the report;
         # and what fastreport vouches for it would accept (a custom validator: no vouching)
         self._sized = self._fast = validate_report is None
@@ -157,6 +165,9 @@ class Validator:
         self._locate = (RasterLocator(grid_map).locate if isinstance(grid_map, GridMap)
                         else grid_map.locate if grid_map is not None else None)
         self.codebooks = codebooks
+        # standard → the code books this gateway serves devices (a new version the centre
+        # sent them): a class found in one of them is accepted too
+        self.served_books = served_books
         self._codes_found = set()  # (standard, kind, code) found in the books
         self._topics = {}  # topic → parse_topic's tuple, for topics that passed (bounded)
         self.schemas = schemas
@@ -296,14 +307,16 @@ class Validator:
         if key in self._codes_found:
             return
         book = self.codebooks.get(standard)
-        if book is None:
+        served = self.served_books(standard) if self.served_books is not None else []
+        if book is None and not served:
             known = ", ".join(sorted(self.codebooks)) or "none"
             raise Rejected("code", f"standard: {standard!r} has no code book here "
                                    f"(known: {known})")
         try:
-            book.lookup(kind, code)
+            (book or served[0]).lookup(kind, code)
         except Exception as exc:
-            raise Rejected("code", f"code: {exc}") from None
+            if not any(_has(b, kind, code) for b in served):
+                raise Rejected("code", f"code: {exc}") from None
         # found codes are remembered (at most the code books' size: a miss is not kept)
         self._codes_found.add(key)
 

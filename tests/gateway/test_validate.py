@@ -318,3 +318,30 @@ def test_a_capture_before_the_device_was_provisioned_is_flagged_to_the_milliseco
         v = judge.decode(topic("pv-0001", "report"), encode(report(seq=12, time=captured)),
                          received)
         assert v.kind == "report" and v.data["time_flag"] == flag, (captured, v.data)
+
+
+def test_a_class_of_a_book_the_gateway_serves_devices_is_accepted(tmp_path):
+    # the centre sends its devices the next version of their book (--codebook-files), with
+    # a class the gateway's own book lacks: the devices' reports coded with it are taken,
+    # a class in neither book is still refused by name
+    from gridlink.firmware.codebooks import build
+    from gridlink.firmware.codebooks import path as book_path
+    from gridlink.gateway.update_chunks import CodeBookFiles
+
+    book = json.loads(book_path("GB/T 47678.5-2026").read_text(encoding="utf-8"))
+    book["event"]["classes"]["06901"] = ["餐厨垃圾外溢", *book["event"]["classes"]["06010"][1:]]
+    (tmp_path / "books").mkdir()
+    (tmp_path / "books" / "next.json").write_bytes(
+        build.dump({**book, "version": build.content_version(book)}))
+    (tmp_path / "books" / "not-a-book.json").write_text('{"standard": "GB/T 47678.5-2026", '
+                                                         '"version": "x"}')
+    grid = open_map(grid_map_file(tmp_path))
+    own = Validator(grid, load_books())
+    assert own.decode(topic("pv-0001", "report"), encode(report(code="06901")), T).category \
+        == "code"
+    served = Validator(grid, load_books(),
+                       served_books=CodeBookFiles(tmp_path / "books").of_standard)
+    assert served.decode(topic("pv-0001", "report"), encode(report(code="06901")), T).kind \
+        == "report"
+    v = served.decode(topic("pv-0001", "report"), encode(report(seq=2, code="06902")), T)
+    assert (v.category, "06902" in v.reason) == ("code", True), v
