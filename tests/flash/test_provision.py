@@ -152,6 +152,22 @@ def test_bad_input_is_named_and_the_provisioned_device_survives(tmp_path, ca, br
     assert failed(selftest(data)) == {}
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"kind": "x"}', r"^profile (profile|platform|board): required key is missing"),
+    ("[1]", r"^profile: .*expected object"),
+    ("{", r"^profile: .*bad.json: Expecting"),
+])
+def test_a_bad_profile_file_is_named_and_the_provisioned_device_survives(tmp_path, ca, broker,
+                                                                         text, message):
+    data = tmp_path / "data"
+    provision(spec(data, ca, broker.url))
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    (tmp_path / "bad.json").write_text(text)
+    with pytest.raises(SpecError, match=message):
+        provision(spec(data, ca, broker.url, profile=str(tmp_path / "bad.json")))
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
+
+
 def test_tls_broker_without_certificates_is_refused(tmp_path, tls_broker):
     with pytest.raises(SpecError, match=r"^ca_cert: an mqtts:// broker needs certificates"):
         provision(Spec("pv-0042", "410106", "patrol-vehicle", str(tmp_path / "d"),

@@ -127,9 +127,11 @@ def _profile(spec):
         spec.fail("profile", f"{spec.profile}: {p.message}" + (f" ({p.fix})" if p.fix else ""))
     except (ValueError, OSError) as exc:
         spec.fail("profile", f"{spec.profile}: {exc}")
-    obj.pop("$schema", None)
-    obj["device_id"] = spec.device
-    obj["district"] = spec.district
+    if isinstance(obj, dict):
+        obj.pop("$schema", None)
+        obj["device_id"] = spec.device
+        obj["district"] = spec.district
+    _check_profile(spec, obj)       # a file's own faults first: what follows reads its keys
     if spec.lat is not None or spec.lon is not None:
         if spec.lat is None or spec.lon is None:
             spec.fail("lat" if spec.lat is None else "lon", "give both lat and lon")
@@ -142,13 +144,22 @@ def _profile(spec):
     if spec.grid is not None:
         obj["grid"] = spec.grid
     gridmap = _grid(spec, obj)
-    problems = profiles.validate(obj, f"profile {obj['profile']}")
+    _check_profile(spec, obj)
+    return obj, gridmap
+
+
+def _check_profile(spec, obj):
+    """Fail naming the profile's first problem (its field, or the provisioning option that
+    set it)."""
+    from gridlink.firmware.device import profile as profiles
+
+    name = obj.get("profile") if isinstance(obj, dict) else None
+    problems = profiles.validate(obj, f"profile {name or spec.profile}")
     if problems:
         p = problems[0]
         field = {"device_id": "device", "tilt.object": "object", "position.lat": "lat",
-                 "position.lon": "lon"}.get(p.key, f"profile {p.key}")
+                 "position.lon": "lon"}.get(p.key, f"profile {p.key}".rstrip())
         spec.fail(field, p.message + (f" (fix: {p.fix})" if p.fix else ""))
-    return obj, gridmap
 
 
 def _bind_object(spec, obj):
