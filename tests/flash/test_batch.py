@@ -125,7 +125,8 @@ def test_the_cli_exit_status_says_whether_any_device_failed(tmp_path, ca, broker
 def test_a_missing_or_mismatched_ca_refuses_the_batch_before_any_device(tmp_path, ca, broker):
     csv = tmp_path / "d.csv"
     csv.write_text(rows(tmp_path, n_pi=2, n_sn=0))
-    with pytest.raises(FlashError, match=r"^--ca-cert /nowhere/ca.pem: no such file$"):
+    with pytest.raises(FlashError, match=r"^--ca-cert /nowhere/ca.pem: no such file \(a "
+                       r"district CA: 'gridlink flash ca DIR' makes DIR/ca.pem and DIR/ca.key\)$"):
         run(csv, dict(ca, ca_cert="/nowhere/ca.pem", broker=broker.url))
     other_key, _ = pki.make_ca("another district")
     (tmp_path / "other.key").write_bytes(other_key)

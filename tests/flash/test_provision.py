@@ -126,7 +126,8 @@ BAD = [
     ({"district": "41010"}, r"^district: '41010' is not a 6-digit GB/T 2260 code"),
     ({"device": "PV_1"}, r"^device: 'PV_1' is not a device id"),
     ({"profile": "tram"}, r"^profile: tram: no such shipped profile"),
-    ({"ca_cert": "/nonexistent/ca.pem"}, r"^ca_cert: /nonexistent/ca.pem: No such file"),
+    ({"ca_cert": "/nonexistent/ca.pem"}, r"^ca_cert: /nonexistent/ca.pem: No such file or "
+     r"directory \(a district CA: 'gridlink flash ca DIR' makes DIR/ca.pem and DIR/ca.key\)"),
     ({"ca_key": None}, r"^ca_key: signing needs both the CA certificate and the CA key"),
     ({"profile": "sensor-node", "object_id": "32050801002000001"},
      r"^object: 32050801002000001 belongs to district 320508, not 410106"),

@@ -240,11 +240,16 @@ def _tls(spec, tls):
     return ca, cert, key, ci
 
 
+CA_HINT = " (a district CA: 'gridlink flash ca DIR' makes DIR/ca.pem and DIR/ca.key)"
+
+
 def _file(spec, field, path):
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        spec.fail(field, f"{path}: {exc.strerror or exc}")
+        hint = (CA_HINT if field in ("ca_cert", "ca_key")
+                and isinstance(exc, FileNotFoundError) else "")
+        spec.fail(field, f"{path}: {exc.strerror or exc}{hint}")
 
 
 def _codebook(spec, standard):
@@ -549,7 +554,8 @@ def _check_shared(defaults):
     for key, opt in names.items():
         path = defaults.get(key)
         if path and not Path(path).is_file():
-            raise FlashError(f"{opt} {path}: no such file")
+            raise FlashError(f"{opt} {path}: no such file" + (CA_HINT if key.startswith("ca_")
+                                                               else ""))
     if bool(defaults.get("ca_cert")) != bool(defaults.get("ca_key")):
         raise FlashError("signing certificates needs both --ca-cert and --ca-key")
     if defaults.get("ca_cert"):
