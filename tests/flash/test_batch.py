@@ -57,8 +57,9 @@ def test_a_batch_provisions_every_good_row_and_names_the_bad_ones(tmp_path, ca, 
     assert "device: sn-0001 is also on row 5" in by_line["9"]
     assert "object: 32050801002000010 belongs to district 320508" in by_line["10"]
     assert "target: empty" in by_line["11"]
-    for i in range(1, 4):
-        assert by_line[str(i + 1)].startswith(f"row {i + 1} pv-{i:04d}: ok")
+    for i in range(1, 4):      # each target a folder made here, and said to be
+        assert by_line[str(i + 1)].startswith(f"row {i + 1} pv-{i:04d}: ok → {tmp_path}/pi/"
+                                              f"{i} (a new folder: nothing was mounted there)")
         assert all(c.ok for c in selftest(tmp_path / "pi" / str(i), broker=False))
         cfg = json.loads((tmp_path / "sn" / str(i) / "gridlink" / "config.json").read_text())
         assert cfg["tilt"]["object"] == f"41010601002{i:06d}"

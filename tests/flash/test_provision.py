@@ -241,6 +241,23 @@ def test_the_cli_prints_one_line_errors(tmp_path, ca, broker, capsys):
     assert len(out) == 6 and all(line.startswith("ok") for line in out)
 
 
+def test_a_folder_made_by_provisioning_is_said_to_be_new(tmp_path, ca, broker, capsys):
+    """A mistyped or unmounted SD card path would be a folder on the laptop: the ok line
+    says the folder is new; an existing one (a mounted card) is not remarked on."""
+    from gridlink.cli import main
+
+    args = ["--device", "pv-0042", "--district", "410106", "--profile", "patrol-vehicle",
+            "--broker", broker.url, "--ca-cert", str(ca / "ca.pem"), "--ca-key",
+            str(ca / "ca.key")]
+    assert main(["flash", "provision", "--target", str(tmp_path / "media" / "rootfs"),
+                 *args]) == 0
+    assert capsys.readouterr().out.startswith(f"pv-0042: ok → {tmp_path}/media/rootfs (a new "
+                                              "folder: nothing was mounted there) (")
+    assert main(["flash", "provision", "--target", str(tmp_path / "media" / "rootfs"),
+                 *args]) == 0            # again, on the same (now existing) target
+    assert "new folder" not in capsys.readouterr().out
+
+
 def test_a_fixed_position_gets_its_grid_from_the_map_and_selftest_locates_it(tmp_path, ca,
                                                                             broker):
     from gridlink.firmware.core.gridmap import GridMap

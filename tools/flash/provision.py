@@ -435,6 +435,8 @@ def provision(spec):
                   "the same id knocks the first off the broker: give --replace if this "
                   "board replaces it (and revoke the old serial)")
     first = _first_release(spec, target)
+    # a folder made here: on a laptop, the sign of an SD card that is not mounted there
+    bundle.info["new_folder"] = target.kind == "dir" and not target.root.exists()
     try:
         target.write(bundle.files, bundle.marker)
         if first is not None:
@@ -449,6 +451,12 @@ def provision(spec):
     bundle.info["serial"] = ci.serial if ci else None
     bundle.info["firmware"] = firmware
     return bundle.info
+
+
+def new_folder_note(info):
+    """What the ok line says of a directory target that did not exist before."""
+    return " (a new folder: nothing was mounted there)" if info.get("new_folder") else ""
+
 
 
 def _first_release(spec, target):
@@ -659,7 +667,7 @@ def provision_batch(path, defaults, jobs=4, journal=None, out=print, report=None
         if redone:
             with lock:
                 results["redone"] += 1
-        say("ok", f"row {spec.row} {spec.device}: ok → {info['target']} "
+        say("ok", f"row {spec.row} {spec.device}: ok → {info['target']}{new_folder_note(info)} "
             f"({info['files']} files{cert}{redone})",
             dict(base, serial=info["serial"], firmware=info["firmware"],
                  result="redone" if redone else "ok", detail=f"{info['files']} files{cert}"))
