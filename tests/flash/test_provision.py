@@ -241,6 +241,16 @@ def test_the_cli_prints_one_line_errors(tmp_path, ca, broker, capsys):
     assert len(out) == 6 and all(line.startswith("ok") for line in out)
 
 
+def test_a_profile_file_without_the_position_gets_it_from_the_options(tmp_path, ca, broker):
+    prof = json.loads((ROOT / "device_profiles" / "fixed-terminal.json").read_text())
+    del prof["position"], prof["grid"]
+    (tmp_path / "ft.json").write_text(json.dumps(prof))
+    provision(spec(tmp_path / "data", ca, broker.url, device="ft-0009",
+                   profile=str(tmp_path / "ft.json"), lat=34.8095, lon=113.2965))
+    done = json.loads((tmp_path / "data" / "etc/gridlink/profile.json").read_text())
+    assert done["position"]["lat"] == 34.8095 and done["grid"] == "410106002005047"
+
+
 def test_a_folder_made_by_provisioning_is_said_to_be_new(tmp_path, ca, broker, capsys):
     """A mistyped or unmounted SD card path would be a folder on the laptop: the ok line
     says the folder is new; an existing one (a mounted card) is not remarked on."""

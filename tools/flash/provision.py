@@ -131,7 +131,7 @@ def _profile(spec):
         obj.pop("$schema", None)
         obj["device_id"] = spec.device
         obj["district"] = spec.district
-    _check_profile(spec, obj)       # a file's own faults first: what follows reads its keys
+    _check_profile(spec, obj, early=True)  # the file's own faults: what follows reads it
     if spec.lat is not None or spec.lon is not None:
         if spec.lat is None or spec.lon is None:
             spec.fail("lat" if spec.lat is None else "lon", "give both lat and lon")
@@ -148,13 +148,19 @@ def _profile(spec):
     return obj, gridmap
 
 
-def _check_profile(spec, obj):
+SET_HERE = ("position", "grid", "tilt.object", "tilt.code")  # what the options may fill in
+
+
+def _check_profile(spec, obj, early=False):
     """Fail naming the profile's first problem (its field, or the provisioning option that
-    set it)."""
+    set it); ``early``, before the options are applied: not what they may fill in."""
     from gridlink.firmware.device import profile as profiles
 
     name = obj.get("profile") if isinstance(obj, dict) else None
     problems = profiles.validate(obj, f"profile {name or spec.profile}")
+    if early:
+        problems = [p for p in problems if not any(p.key == k or p.key.startswith(k + ".")
+                                                   for k in SET_HERE)]
     if problems:
         p = problems[0]
         field = {"device_id": "device", "tilt.object": "object", "position.lat": "lat",
