@@ -119,7 +119,8 @@ def register(parser):
     run.add_argument("--renew", choices=("auto", "approve"), default="auto",
                      help="with --ca-dir: sign a valid request at once (auto) or keep it for "
                           "a fleet technician to approve (approve)")
-    run.add_argument("--log-level", default="info")
+    run.add_argument("--log-level", default="info",
+                     help="debug, info, warning or error (info)")
     run.add_argument("--worker-index", type=int, default=0, help=argparse.SUPPRESS)
     run.set_defaults(func=cmd_run)
 
@@ -133,17 +134,23 @@ def register(parser):
     ret.add_argument("--issued")
     ret.add_argument("--photos")
     ret.add_argument("--client-id", default="gridlink-gateway")
-    ret.add_argument("--worker-index", type=int, required=True)
+    ret.add_argument("--worker-index", type=int, required=True,
+                     help="the worker whose session ends (its --worker-index in gateway run)")
     ret.add_argument("--idle", type=float, default=2.0,
                      help="seconds without a message before the session is ended")
     for a in ("--tls-ca", "--tls-cert", "--tls-key"):
         ret.add_argument(a)
     ret.add_argument("--tls-insecure", action="store_true")
     ret.add_argument("--codebook-overlay", action="append", metavar="FILE")
+    described = {a.dest: a.help for a in run._actions
+                 if a.help and a.help != argparse.SUPPRESS}
+    for a in ret._actions:
+        if not a.help and a.dest in described:
+            a.help = described[a.dest]      # the same as gateway run's
     ret.set_defaults(func=cmd_retire)
 
     mig = sub.add_parser("migrate", help="create or upgrade the store's tables")
-    mig.add_argument("--db", required=True)
+    mig.add_argument("--db", required=True, help=described["db"])
     mig.set_defaults(func=cmd_migrate)
 
 

@@ -64,6 +64,18 @@ def profile_schema():
     return json.loads(text)
 
 
+def shipped_buttons(profile):
+    """The button names of a shipped device profile (device_profiles/<profile>.json), or
+    None when the gateway ships no profile of that name (a district's own)."""
+    if not (isinstance(profile, str) and profile.replace("-", "").isalnum()):
+        return None
+    path = resources.files("gridlink.device_profiles").joinpath(f"{profile}.json")
+    if not path.is_file():
+        return None
+    obj = json.loads(path.read_text(encoding="utf-8"))
+    return sorted(b["name"] for b in obj.get("buttons", []))
+
+
 def load_key(path):
     """The centre's Ed25519 private key from a PEM file (``gridlink fleet config key``)."""
     from cryptography.hazmat.primitives import serialization
@@ -173,6 +185,7 @@ class FleetConfig:
             why = self.check_code and self.check_code(button["kind"], button["code"])
             if why:
                 raise Invalid(f"settings.buttons.{bname}.code: {why}")
+        self._check_button_names(scope, target, settings.get("buttons") or {})
         now = wire_time(self.clock())
         with self.store.connect() as conn:
             cur = run(self.store, conn,
@@ -188,6 +201,27 @@ class FleetConfig:
                             " WHERE version = ? ORDER BY device", [version]))
         return {**self.get_change(version), "devices": [d["device"] for d in docs],
                 "sent": [d["device"] for d in docs if d["sent_at"]]}
+
+    def _check_button_names(self, scope, target, buttons):
+        """Refuse a button that a shipped profile the change reaches lacks (the profile
+        named, or those of the known devices it reaches): each of its devices would refuse
+        this document and every later one, which carries the button too."""
+        if not buttons:
+            return
+        if scope == "profile":
+            profiles = {target}
+        else:
+            change = {"scope": scope, "target": target}
+            with self.store.connect() as conn:
+                profiles = {d["profile"] for d in self._devices(conn)
+                            if self._reaches(change, d)}
+        for profile in sorted(p for p in profiles if p):
+            names = shipped_buttons(profile)
+            for bname in sorted(buttons):
+                if names is not None and bname not in names:
+                    raise Invalid(f"settings.buttons.{bname}: profile {profile} has "
+                                  + (f"no such button ({', '.join(names)})" if names
+                                     else "no buttons"))
 
     def _target(self, scope, target):
         if scope not in SCOPES:

@@ -289,8 +289,9 @@ def check_value(value, node, field, schema=None, pattern=None):
 
 
 def apply(profile, settings):
-    """A new profile dict with ``settings`` written in (``profile`` is not changed).
-    Raises ConfigRefused naming a button the profile does not have."""
+    """A new profile dict with ``settings`` written in (``profile`` is not changed); a
+    button given a new class and no text loses its old text. Raises ConfigRefused naming
+    a button the profile does not have."""
     out = json.loads(json.dumps(profile))
     for name in settings:
         if name == "buttons":
@@ -300,7 +301,11 @@ def apply(profile, settings):
                     raise ConfigRefused("schema", "this device has no such button ("
                                         + ", ".join(sorted(known)) + ")",
                                         "settings.buttons." + bname)
-                known[bname].update(settings["buttons"][bname])
+                button, change = known[bname], settings["buttons"][bname]
+                if "text" not in change and (change["kind"], change["code"]) != \
+                        (button.get("kind"), button.get("code")):
+                    button["text"] = ""     # the old class's text does not name the new one
+                button.update(change)
             continue
         path = SETTINGS[name][0]
         node = out

@@ -68,11 +68,13 @@ def register(parser):
                    help="the district's local code book (docs/codes.md), applied to the "
                    "book it extends; default: $GRIDLINK_CODEBOOK_OVERLAY, which "
                    "provisioning sets")
-    p.add_argument("--log-level", default="INFO")
+    p.add_argument("--log-level", default="INFO",
+                   help="DEBUG, INFO, WARNING or ERROR (INFO)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("press", help="press a button / trip a sensor of a simulated device")
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", required=True,
+                   help="the running device's --data-dir (its control socket is there)")
     p.add_argument("input", help="button name, or pir, call, emergency, yes, no")
     p.add_argument("--hold", action="store_true",
                    help="a long press (cancels the last report, or files an urgent one "
@@ -80,11 +82,13 @@ def register(parser):
     p.set_defaults(func=cmd_press)
 
     p = sub.add_parser("status", help="show a running device's status")
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", required=True,
+                   help="the running device's --data-dir (its control socket is there)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("answer", help="answer the open 核实/核查 task of a running device")
-    p.add_argument("--data-dir", required=True)
+    p.add_argument("--data-dir", required=True,
+                   help="the running device's --data-dir (its control socket is there)")
     p.add_argument("result", help="yes, no, or confirmed/not_found/resolved/unresolved")
     p.add_argument("--task", help="task id (default: the oldest open task)")
     p.set_defaults(func=cmd_answer)

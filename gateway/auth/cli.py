@@ -38,26 +38,29 @@ def _password(args, user):
     return first
 
 
+STDIN_HELP = "read the password from standard input (one line; for scripts)"
+
+
 def register_users(parser):
     sub = parser.add_subparsers(dest="users_command", metavar="ACTION", required=True)
     roles_help = ", ".join(f"{r} ({label})" for r, label in role_table.LABELS.items())
     add = sub.add_parser("add", help="add an operator")
-    add.add_argument("name")
+    add.add_argument("name", help="the user name to sign in with")
     add.add_argument("--role", "--roles", dest="roles", required=True,
                      help=f"comma-separated: {roles_help}")
     add.add_argument("--display", help="the name shown on the board (e.g. 张三)")
-    add.add_argument("--password-stdin", action="store_true")
+    add.add_argument("--password-stdin", action="store_true", help=STDIN_HELP)
     lst = sub.add_parser("list", help="list operators")
-    lst.add_argument("--json", action="store_true")
+    lst.add_argument("--json", action="store_true", help="print the operators as JSON")
     for verb, text in (("disable", "stop an operator signing in (sessions and tokens end)"),
                        ("enable", "let a disabled operator sign in again")):
         p = sub.add_parser(verb, help=text)
-        p.add_argument("name")
+        p.add_argument("name", help="the operator's user name")
     rp = sub.add_parser("reset-password", help="set a new password (ends the sessions)")
-    rp.add_argument("name")
-    rp.add_argument("--password-stdin", action="store_true")
+    rp.add_argument("name", help="the operator's user name")
+    rp.add_argument("--password-stdin", action="store_true", help=STDIN_HELP)
     ro = sub.add_parser("roles", help="set an operator's roles")
-    ro.add_argument("name")
+    ro.add_argument("name", help="the operator's user name")
     ro.add_argument("roles", help=roles_help)
     tok = sub.add_parser("token", help="issue an API token for scripts and the city platform")
     tok.add_argument("name", help="the operator the token acts as")
@@ -66,7 +69,7 @@ def register_users(parser):
                      help="limit the token to these of the owner's roles")
     tok.add_argument("--days", type=int, default=90, help="lifetime (1-366 days)")
     rv = sub.add_parser("revoke-token", help="revoke an API token by its id")
-    rv.add_argument("id")
+    rv.add_argument("id", help="the token's id (printed by gridlink users token)")
     for p in sub.choices.values():
         _db(p)
     parser.set_defaults(func=cmd_users)
@@ -79,7 +82,8 @@ def register_audit(parser):
     exp.add_argument("--since", help="from this time (ISO 8601 UTC), inclusive")
     exp.add_argument("--until", help="to this time, exclusive")
     exp.add_argument("--target", help="one report, task or device")
-    exp.add_argument("--format", choices=("csv", "json"), default="csv")
+    exp.add_argument("--format", choices=("csv", "json"), default="csv",
+                     help="csv (default) or json")
     for p in (ver, exp):
         _db(p)
     parser.set_defaults(func=cmd_audit)

@@ -109,6 +109,18 @@ def test_a_button_the_device_lacks_is_named():
         desired.apply(load_profile("fixed-terminal"), {"max_fix_age_s": 5})
 
 
+def test_a_new_class_without_a_text_does_not_keep_the_old_class_s_text():
+    # the garbage button (06010 暴露垃圾) set to 07001: its reports must not say 暴露垃圾
+    base = load_profile("patrol-vehicle")
+    moved = desired.apply(base, {"buttons": {"garbage": {"kind": "event", "code": "07001"}}})
+    assert moved["buttons"][0]["code"] == "07001" and moved["buttons"][0]["text"] == ""
+    named = desired.apply(base, {"buttons": {"garbage": {"kind": "event", "code": "07001",
+                                                         "text": "非法小广告"}}})
+    assert named["buttons"][0]["text"] == "非法小广告"
+    same = desired.apply(base, {"buttons": {"garbage": {"kind": "event", "code": "06010"}}})
+    assert same["buttons"][0]["text"] == "暴露垃圾"       # its own class: its text stays
+
+
 @settings(deadline=None)
 @given(st.binary(max_size=600))
 def test_any_bytes_are_a_document_or_a_refusal(data):

@@ -97,6 +97,16 @@ def test_bounded_demo_commits_reports_and_leaves_nothing_running(tmp_path):
     with pytest.raises(urllib.error.HTTPError) as refused:
         get_json(url + "/api/summary")
     assert refused.value.code == 401
+    # the demo's CA folder is a district's: the broker and the gateway read its CRL, so
+    # 'gridlink fleet revoke DEVICE --ca <data>/pki' cuts a device off (tests/demo/test_pki.py)
+    assert f"crlfile {data / 'pki' / 'crl.pem'}" in (data / "broker" / "mosquitto.conf").read_text()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        known = {d["device"]: d["identity"] for d in get_json(url + "/api/devices", said["token"])}
+        if "pv-0001" in known:
+            break
+        time.sleep(0.5)
+    assert known["pv-0001"]["revoked"] is None and known["pv-0001"]["certificate_expires"]
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     final = out.strip().splitlines()[-1]

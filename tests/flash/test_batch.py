@@ -57,8 +57,9 @@ def test_a_batch_provisions_every_good_row_and_names_the_bad_ones(tmp_path, ca, 
     assert "device: sn-0001 is also on row 5" in by_line["9"]
     assert "object: 32050801002000010 belongs to district 320508" in by_line["10"]
     assert "target: empty" in by_line["11"]
-    for i in range(1, 4):
-        assert by_line[str(i + 1)].startswith(f"row {i + 1} pv-{i:04d}: ok")
+    for i in range(1, 4):      # each target a folder made here, and said to be
+        assert by_line[str(i + 1)].startswith(f"row {i + 1} pv-{i:04d}: ok → {tmp_path}/pi/"
+                                              f"{i} (a new folder: nothing was mounted there)")
         assert all(c.ok for c in selftest(tmp_path / "pi" / str(i), broker=False))
         cfg = json.loads((tmp_path / "sn" / str(i) / "gridlink" / "config.json").read_text())
         assert cfg["tilt"]["object"] == f"41010601002{i:06d}"
@@ -125,7 +126,8 @@ def test_the_cli_exit_status_says_whether_any_device_failed(tmp_path, ca, broker
 def test_a_missing_or_mismatched_ca_refuses_the_batch_before_any_device(tmp_path, ca, broker):
     csv = tmp_path / "d.csv"
     csv.write_text(rows(tmp_path, n_pi=2, n_sn=0))
-    with pytest.raises(FlashError, match=r"^--ca-cert /nowhere/ca.pem: no such file$"):
+    with pytest.raises(FlashError, match=r"^--ca-cert /nowhere/ca.pem: no such file \(a "
+                       r"district CA: 'gridlink flash ca DIR' makes DIR/ca.pem and DIR/ca.key\)$"):
         run(csv, dict(ca, ca_cert="/nowhere/ca.pem", broker=broker.url))
     other_key, _ = pki.make_ca("another district")
     (tmp_path / "other.key").write_bytes(other_key)

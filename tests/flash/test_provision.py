@@ -126,7 +126,8 @@ BAD = [
     ({"district": "41010"}, r"^district: '41010' is not a 6-digit GB/T 2260 code"),
     ({"device": "PV_1"}, r"^device: 'PV_1' is not a device id"),
     ({"profile": "tram"}, r"^profile: tram: no such shipped profile"),
-    ({"ca_cert": "/nonexistent/ca.pem"}, r"^ca_cert: /nonexistent/ca.pem: No such file"),
+    ({"ca_cert": "/nonexistent/ca.pem"}, r"^ca_cert: /nonexistent/ca.pem: No such file or "
+     r"directory \(a district CA: 'gridlink flash ca DIR' makes DIR/ca.pem and DIR/ca.key\)"),
     ({"ca_key": None}, r"^ca_key: signing needs both the CA certificate and the CA key"),
     ({"profile": "sensor-node", "object_id": "32050801002000001"},
      r"^object: 32050801002000001 belongs to district 320508, not 410106"),
@@ -150,6 +151,22 @@ def test_bad_input_is_named_and_the_provisioned_device_survives(tmp_path, ca, br
         provision(spec(target, ca, url, **change))
     assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
     assert failed(selftest(data)) == {}
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ('{"kind": "x"}', r"^profile (profile|platform|board): required key is missing"),
+    ("[1]", r"^profile: .*expected object"),
+    ("{", r"^profile: .*bad.json: Expecting"),
+])
+def test_a_bad_profile_file_is_named_and_the_provisioned_device_survives(tmp_path, ca, broker,
+                                                                         text, message):
+    data = tmp_path / "data"
+    provision(spec(data, ca, broker.url))
+    before = {p: p.read_bytes() for p in data.rglob("*") if p.is_file()}
+    (tmp_path / "bad.json").write_text(text)
+    with pytest.raises(SpecError, match=message):
+        provision(spec(data, ca, broker.url, profile=str(tmp_path / "bad.json")))
+    assert {p: p.read_bytes() for p in data.rglob("*") if p.is_file()} == before
 
 
 def test_tls_broker_without_certificates_is_refused(tmp_path, tls_broker):
@@ -222,6 +239,33 @@ def test_the_cli_prints_one_line_errors(tmp_path, ca, broker, capsys):
     assert main(["flash", "selftest", str(tmp_path / "d")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 6 and all(line.startswith("ok") for line in out)
+
+
+def test_a_profile_file_without_the_position_gets_it_from_the_options(tmp_path, ca, broker):
+    prof = json.loads((ROOT / "device_profiles" / "fixed-terminal.json").read_text())
+    del prof["position"], prof["grid"]
+    (tmp_path / "ft.json").write_text(json.dumps(prof))
+    provision(spec(tmp_path / "data", ca, broker.url, device="ft-0009",
+                   profile=str(tmp_path / "ft.json"), lat=34.8095, lon=113.2965))
+    done = json.loads((tmp_path / "data" / "etc/gridlink/profile.json").read_text())
+    assert done["position"]["lat"] == 34.8095 and done["grid"] == "410106002005047"
+
+
+def test_a_folder_made_by_provisioning_is_said_to_be_new(tmp_path, ca, broker, capsys):
+    """A mistyped or unmounted SD card path would be a folder on the laptop: the ok line
+    says the folder is new; an existing one (a mounted card) is not remarked on."""
+    from gridlink.cli import main
+
+    args = ["--device", "pv-0042", "--district", "410106", "--profile", "patrol-vehicle",
+            "--broker", broker.url, "--ca-cert", str(ca / "ca.pem"), "--ca-key",
+            str(ca / "ca.key")]
+    assert main(["flash", "provision", "--target", str(tmp_path / "media" / "rootfs"),
+                 *args]) == 0
+    assert capsys.readouterr().out.startswith(f"pv-0042: ok → {tmp_path}/media/rootfs (a new "
+                                              "folder: nothing was mounted there) (")
+    assert main(["flash", "provision", "--target", str(tmp_path / "media" / "rootfs"),
+                 *args]) == 0            # again, on the same (now existing) target
+    assert "new folder" not in capsys.readouterr().out
 
 
 def test_a_fixed_position_gets_its_grid_from_the_map_and_selftest_locates_it(tmp_path, ca,

@@ -79,7 +79,7 @@ def test_a_second_revocation_keeps_the_first_and_crl_resigns_both(ca):
 
 
 @pytest.mark.parametrize("case", ["unknown device", "bad reason", "foreign crl", "no ca",
-                                  "damaged crl"])
+                                  "no ca folder", "damaged crl"])
 def test_a_revocation_that_cannot_be_made_is_refused_and_changes_nothing(ca, tmp_path,
                                                                         case, capsys):
     issue(ca, "pv-0001")
@@ -99,6 +99,9 @@ def test_a_revocation_that_cannot_be_made_is_refused_and_changes_nothing(ca, tmp
     elif case == "no ca":
         (ca / "ca.key").unlink()
         want = "no ca.key"
+    elif case == "no ca folder":     # a mistyped --ca: named as such, not as a record
+        args[-1] = str(tmp_path / "nowhere")
+        want = "nowhere: no ca.pem (a CA folder made by 'gridlink flash ca'"
     else:
         (ca / "crl.pem").write_bytes(b"-----BEGIN X509 CRL-----\nAAAA\n")
         want = "is not a PEM CRL"

@@ -136,6 +136,10 @@ def test_a_group_change_reaches_each_device_signed_for_it_and_drift_is_shown(
      'settings.buttons.Garbage!: "Garbage!" does not have the form'),
     ({"board": "pi5"}, 422, "['body', 'settings', 'board']"),
     ({}, 400, "give at least one setting"),
+    # a button its profile lacks: every device would refuse every later document
+    ({"buttons": {"horn": {"kind": "event", "code": "06010"}}}, 400,
+     "settings.buttons.horn: profile patrol-vehicle has no such button (flyposting, "
+     "garbage, parking, road)"),
 ])
 def test_a_bad_change_is_refused_naming_the_field_and_nothing_is_stored_or_sent(
         wired, store, broker, settings, code, words):
@@ -152,6 +156,28 @@ def test_a_bad_change_is_refused_naming_the_field_and_nothing_is_stored_or_sent(
             watch.got.get(timeout=1)
     finally:
         watch.close()
+
+
+def test_a_button_a_profile_lacks_is_refused_for_the_profile_and_its_devices(wired, store):
+    api, _ = wired
+    add_device(store, "sn-0001", profile="sensor-node")
+    add_device(store, "pv-0001")
+    horn = {"buttons": {"horn": {"kind": "event", "code": "06010"}}}
+    for scope, target in (("profile", "patrol-vehicle"), ("district", "410106"),
+                          ("list", "pv-0001,sn-0001")):
+        status, body = api.post("/api/fleet/config", {"scope": scope, "target": target,
+                                                      "settings": horn})
+        assert status == 400 and "settings.buttons.horn: profile " in body["detail"], body
+    status, body = api.post("/api/fleet/config", {"scope": "device", "target": "sn-0001",
+                                                  "settings": {"buttons": CHANGE["settings"]
+                                                               ["buttons"]}})
+    assert status == 400 and body["detail"] == ("settings.buttons.garbage: profile "
+                                                "sensor-node has no buttons")
+    assert api.get("/api/fleet/config") == (200, [])
+    # a profile the gateway does not ship (a district's own) is the devices' to judge
+    status, _ = api.post("/api/fleet/config", {"scope": "profile", "target": "tram",
+                                               "settings": horn})
+    assert status == 201
 
 
 def test_only_fleet_technicians_change_configuration(wired, store):

@@ -212,7 +212,8 @@ class District:
         workdir.mkdir(exist_ok=True)
         tls = None
         if self.pki is not None:
-            tls = BrokerTLS(self.pki.ca, self.pki.cert("broker"), self.pki.key("broker"))
+            tls = BrokerTLS(self.pki.ca, self.pki.cert("broker"), self.pki.key("broker"),
+                            crl=self.pki.crl)
         broker = Mosquitto(workdir, shipped=True, tls=tls, preexec_fn=_die_with_parent)
         self.broker = broker.start()  # on failure it has reaped its child already
         self.broker_pid = broker.proc.pid
@@ -277,6 +278,7 @@ class District:
                                http=self.args.http, photos=str(self.data / "photos"),
                                client_id=GATEWAY_CLIENT_ID, tls=tls,
                                config_key=str(self._config_key()),
+                               crl=str(self.pki.crl) if self.pki and self.pki.crl else None,
                                web=WebOptions(update_repo=self.ota.path if self.ota else None))
         self.gateway.start()
         self.board_url = self.gateway.http_url

@@ -128,7 +128,7 @@ def _flash(args):
 
 def _provision(args):
     from .errors import FlashError
-    from .provision import Spec, provision, provision_batch
+    from .provision import Spec, new_folder_note, provision, provision_batch
 
     if args.batch:
         defaults = {"broker": args.broker, "ca_cert": args.ca_cert, "ca_key": args.ca_key,
@@ -150,7 +150,8 @@ def _provision(args):
                           update_keys=args.update_keys))
     cert = f", cert until {info['cert_until']}" if info["cert_until"] else ""
     release = f", release {info['release']} in slot a" if info.get("release") else ""
-    print(f"{info['device']}: ok → {info['target']} ({info['files']} files{cert}, "
+    print(f"{info['device']}: ok → {info['target']}{new_folder_note(info)} "
+          f"({info['files']} files{cert}, "
           f"grid {info['grid']}, code book {info['codebook']}{release})")
     return 0
 

@@ -127,9 +127,11 @@ def _profile(spec):
         spec.fail("profile", f"{spec.profile}: {p.message}" + (f" ({p.fix})" if p.fix else ""))
     except (ValueError, OSError) as exc:
         spec.fail("profile", f"{spec.profile}: {exc}")
-    obj.pop("$schema", None)
-    obj["device_id"] = spec.device
-    obj["district"] = spec.district
+    if isinstance(obj, dict):
+        obj.pop("$schema", None)
+        obj["device_id"] = spec.device
+        obj["district"] = spec.district
+    _check_profile(spec, obj, early=True)  # the file's own faults: what follows reads it
     if spec.lat is not None or spec.lon is not None:
         if spec.lat is None or spec.lon is None:
             spec.fail("lat" if spec.lat is None else "lon", "give both lat and lon")
@@ -142,13 +144,28 @@ def _profile(spec):
     if spec.grid is not None:
         obj["grid"] = spec.grid
     gridmap = _grid(spec, obj)
-    problems = profiles.validate(obj, f"profile {obj['profile']}")
+    _check_profile(spec, obj)
+    return obj, gridmap
+
+
+SET_HERE = ("position", "grid", "tilt.object", "tilt.code")  # what the options may fill in
+
+
+def _check_profile(spec, obj, early=False):
+    """Fail naming the profile's first problem (its field, or the provisioning option that
+    set it); ``early``, before the options are applied: not what they may fill in."""
+    from gridlink.firmware.device import profile as profiles
+
+    name = obj.get("profile") if isinstance(obj, dict) else None
+    problems = profiles.validate(obj, f"profile {name or spec.profile}")
+    if early:
+        problems = [p for p in problems if not any(p.key == k or p.key.startswith(k + ".")
+                                                   for k in SET_HERE)]
     if problems:
         p = problems[0]
         field = {"device_id": "device", "tilt.object": "object", "position.lat": "lat",
-                 "position.lon": "lon"}.get(p.key, f"profile {p.key}")
+                 "position.lon": "lon"}.get(p.key, f"profile {p.key}".rstrip())
         spec.fail(field, p.message + (f" (fix: {p.fix})" if p.fix else ""))
-    return obj, gridmap
 
 
 def _bind_object(spec, obj):
@@ -229,11 +246,16 @@ def _tls(spec, tls):
     return ca, cert, key, ci
 
 
+CA_HINT = " (a district CA: 'gridlink flash ca DIR' makes DIR/ca.pem and DIR/ca.key)"
+
+
 def _file(spec, field, path):
     try:
         return Path(path).read_bytes()
     except OSError as exc:
-        spec.fail(field, f"{path}: {exc.strerror or exc}")
+        hint = (CA_HINT if field in ("ca_cert", "ca_key")
+                and isinstance(exc, FileNotFoundError) else "")
+        spec.fail(field, f"{path}: {exc.strerror or exc}{hint}")
 
 
 def _codebook(spec, standard):
@@ -419,6 +441,8 @@ def provision(spec):
                   "the same id knocks the first off the broker: give --replace if this "
                   "board replaces it (and revoke the old serial)")
     first = _first_release(spec, target)
+    # a folder made here: on a laptop, the sign of an SD card that is not mounted there
+    bundle.info["new_folder"] = target.kind == "dir" and not target.root.exists()
     try:
         target.write(bundle.files, bundle.marker)
         if first is not None:
@@ -433,6 +457,12 @@ def provision(spec):
     bundle.info["serial"] = ci.serial if ci else None
     bundle.info["firmware"] = firmware
     return bundle.info
+
+
+def new_folder_note(info):
+    """What the ok line says of a directory target that did not exist before."""
+    return " (a new folder: nothing was mounted there)" if info.get("new_folder") else ""
+
 
 
 def _first_release(spec, target):
@@ -538,7 +568,8 @@ def _check_shared(defaults):
     for key, opt in names.items():
         path = defaults.get(key)
         if path and not Path(path).is_file():
-            raise FlashError(f"{opt} {path}: no such file")
+            raise FlashError(f"{opt} {path}: no such file" + (CA_HINT if key.startswith("ca_")
+                                                               else ""))
     if bool(defaults.get("ca_cert")) != bool(defaults.get("ca_key")):
         raise FlashError("signing certificates needs both --ca-cert and --ca-key")
     if defaults.get("ca_cert"):
@@ -642,7 +673,7 @@ def provision_batch(path, defaults, jobs=4, journal=None, out=print, report=None
         if redone:
             with lock:
                 results["redone"] += 1
-        say("ok", f"row {spec.row} {spec.device}: ok → {info['target']} "
+        say("ok", f"row {spec.row} {spec.device}: ok → {info['target']}{new_folder_note(info)} "
             f"({info['files']} files{cert}{redone})",
             dict(base, serial=info["serial"], firmware=info["firmware"],
                  result="redone" if redone else "ok", detail=f"{info['files']} files{cert}"))

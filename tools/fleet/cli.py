@@ -24,9 +24,9 @@ def register(parser):
     p = keys_sub.add_parser("rotate", help="replace a role's key: a new key file, a new "
                             "root version signed by a threshold of root keys, re-signed "
                             "metadata")
-    p.add_argument("keydir")
+    p.add_argument("keydir", help="the key folder ('gridlink fleet keys init')")
     p.add_argument("--role", required=True, choices=["root", "targets", "snapshot",
-                                                     "timestamp"])
+                                                     "timestamp"], help="the role whose key goes")
     p.add_argument("--replace", help="root: the key file to replace, e.g. root-1.pem")
     p.add_argument("-o", "--repo", required=True, help="the update repository folder")
     p.set_defaults(func=_keys_rotate)
@@ -34,7 +34,7 @@ def register(parser):
     p = keys_sub.add_parser("node-keys", help="the sensor nodes' update-keys file: the "
                             "targets public keys that sign their manifests, 64 hex digits "
                             "a line (gridlink flash provision --update-keys)")
-    p.add_argument("keydir")
+    p.add_argument("keydir", help="the key folder ('gridlink fleet keys init')")
     p.add_argument("-o", "--out", required=True, help="the file to write")
     p.set_defaults(func=_keys_node)
 
@@ -54,8 +54,8 @@ def register(parser):
     p = rel_sub.add_parser("verify", help="check a release as a device would (tuf.ngclient "
                            "from the device's root); exit 2 naming the file and reason")
     p.add_argument("repo", help="the update repository: a folder or an http(s) URL")
-    p.add_argument("--kind", required=True, choices=["pi", "mcu"])
-    p.add_argument("--version", required=True)
+    p.add_argument("--kind", required=True, choices=["pi", "mcu"], help="device kind")
+    p.add_argument("--version", required=True, help="the release version to check")
     p.add_argument("--root", help="the device's trusted root.json (default: the "
                    "repository's 1.root.json, as on a newly provisioned device)")
     p.add_argument("--installed", help="version the device runs (newer ones only)")
@@ -63,14 +63,14 @@ def register(parser):
 
     p = sub.add_parser("timestamp", help="re-sign the timestamp (online key; do it more "
                        "often than it expires, 1 day)")
-    p.add_argument("repo")
-    p.add_argument("--keys", required=True)
+    p.add_argument("repo", help="the update repository folder")
+    p.add_argument("--keys", required=True, help="key folder ('gridlink fleet keys init')")
     p.set_defaults(func=_timestamp)
 
     ro = sub.add_parser("rollout", help="staged rollouts of a release, through the gateway")
     ro_sub = ro.add_subparsers(dest="rollout_command", metavar="STEP", required=True)
     p = ro_sub.add_parser("start", help="offer a release to a group in stages (canary first)")
-    p.add_argument("--kind", required=True, choices=["pi", "mcu"])
+    p.add_argument("--kind", required=True, choices=["pi", "mcu"], help="device kind")
     p.add_argument("--version", required=True, help="a release in the served repository")
     p.add_argument("--district", help="every device of this district (6 digits)")
     p.add_argument("--profile", help="every device with this profile")
@@ -85,7 +85,8 @@ def register(parser):
     p.set_defaults(func=_rollout_start)
     p = ro_sub.add_parser("show", help="one rollout in full, or every rollout in a line")
     p.add_argument("rollout", nargs="?", help="rollout id (R-…); none: list them")
-    p.add_argument("--state", choices=["running", "paused", "aborted", "done"])
+    p.add_argument("--state", choices=["running", "paused", "aborted", "done"],
+                   help="list only the rollouts in this state")
     p.add_argument("--json", action="store_true", help="the API's JSON")
     _api_args(p)
     p.set_defaults(func=_rollout_show)
@@ -123,8 +124,10 @@ def _register_revoke(sub):
 
     p = sub.add_parser("crl", help="re-sign the district CRL with the same entries and a new "
                        "next update (do it before crl-check warns)")
-    p.add_argument("--ca", required=True, metavar="CADIR")
-    p.add_argument("--days", type=int, default=CRL_DAYS)
+    p.add_argument("--ca", required=True, metavar="CADIR",
+                   help="the CA folder: ca.pem, ca.key, crl.pem")
+    p.add_argument("--days", type=int, default=CRL_DAYS,
+                   help=f"the CRL's next update, days ahead ({CRL_DAYS})")
     p.set_defaults(func=_crl)
 
 
@@ -154,7 +157,7 @@ def _register_config(sub):
     cfg_sub = cfg.add_subparsers(dest="config_command", metavar="STEP", required=True)
     p = cfg_sub.add_parser("key", help="make the Ed25519 key that signs configuration "
                            "documents (FILE) and its public half for devices (FILE.pub)")
-    p.add_argument("file")
+    p.add_argument("file", help="where to write the private key (PEM, mode 0600)")
     p.set_defaults(func=_config_key)
 
     def api(p):
@@ -184,13 +187,13 @@ def _register_config(sub):
 
     p = cfg_sub.add_parser("show", help="the changes, or one device's desired configuration")
     api(p)
-    p.add_argument("device", nargs="?")
+    p.add_argument("device", nargs="?", help="one device id (none: the changes)")
     p.set_defaults(func=_config_show)
 
     p = cfg_sub.add_parser("diff", help="desired against reported, per device (exit 3 when "
                            "any device drifts)")
     api(p)
-    p.add_argument("device", nargs="?")
+    p.add_argument("device", nargs="?", help="one device id (none: every device)")
     p.set_defaults(func=_config_diff)
 
 

@@ -138,6 +138,7 @@ def revoke(ca_dir, device, reason, note="", days=CRL_DAYS, now=None):
     """Revoke every certificate issued to ``device``: a new CRL in ``CADIR/crl.pem`` and a
     line in ``CADIR/revocations.csv``.  Returns the device's serials (ints)."""
     now = now or dt.datetime.now(dt.UTC)
+    _ca(ca_dir)                     # a folder without a CA is named as that, first
     serials = issued_serials(ca_dir, device)
     publish(ca_dir, serials, reason=reason, days=days, now=now)
     _log(Path(ca_dir) / LOG_NAME, now, device, serials, reason, note)

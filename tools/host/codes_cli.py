@@ -32,17 +32,17 @@ def register(parser):
     lst.set_defaults(func=cmd_list)
 
     books = sub.add_parser("books", help="the shipped books: standard, version, counts")
-    books.add_argument("--json", action="store_true")
+    books.add_argument("--json", action="store_true", help="print the books as JSON")
     books.set_defaults(func=cmd_books)
 
     ov = sub.add_parser("overlay", help="a district's local code book (docs/codes.md)")
     ov_sub = ov.add_subparsers(dest="overlay_command", metavar="STEP", required=True)
     p = ov_sub.add_parser("seal", help="write the local book's version (the hash of its "
                           "content) after checking it against the book it extends")
-    p.add_argument("file")
+    p.add_argument("file", help="the local code book (JSON) to seal in place")
     p.set_defaults(func=cmd_overlay_seal)
     p = ov_sub.add_parser("check", help="check a sealed local book and list what it changes")
-    p.add_argument("file")
+    p.add_argument("file", help="the sealed local code book (JSON)")
     p.set_defaults(func=cmd_overlay_check)
 
 
