@@ -101,16 +101,43 @@ def public_hex(key):
     return key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw).hex()
 
 
+RESETTABLE = ("track_interval_s", "status_interval_s", "photo_max_bytes", "max_fix_age_s")
+
+
+def reset_settings(names, schema):
+    """``{setting: None, "buttons": {name: None}}`` for names a change sets back to the
+    device's profile (``status_interval_s``, ``buttons.horn``); Invalid names the misfit."""
+    button_name = schema["$defs"]["button"]["properties"]["name"]["pattern"]
+    out = {}
+    for name in names:
+        head, dot, button = str(name).partition(".")
+        if head == "buttons" and dot and _search(button_name, button):
+            out.setdefault("buttons", {})[button] = None
+        elif name in RESETTABLE:
+            out[name] = None
+        else:
+            raise Invalid(f"reset: {name!r} is not a setting a centre changes (one of "
+                          f"{', '.join(RESETTABLE)}, or buttons.NAME)")
+    return out
+
+
 def merge(changes):
     """The settings, map, code book and broker of ``changes`` (oldest first), later over
-    earlier."""
+    earlier; a setting a change sets to None (a reset) is back to the device's profile."""
     settings, out = {}, {"map": None, "codebook": None, "broker": None}
     for change in changes:
         for name, value in change["settings"].items():
             if name == "buttons":
                 buttons = settings.setdefault("buttons", {})
                 for bname, button in value.items():
-                    buttons[bname] = dict(button)
+                    if button is None:
+                        buttons.pop(bname, None)
+                    else:
+                        buttons[bname] = dict(button)
+                if not buttons:
+                    del settings["buttons"]
+            elif value is None:
+                settings.pop(name, None)
             else:
                 settings[name] = value
         for k in ("map", "codebook", "broker"):
@@ -162,17 +189,24 @@ class FleetConfig:
     # ------------------------------------------------------------ changing
 
     def change(self, scope, target, settings, map_sha256=None, codebook=None, operator=None,
-               broker=None):
+               broker=None, reset=()):
         """Record a change and sign and send the document of every device it reaches
-        (``broker``: a new broker URL, which each device takes only once it connects)."""
+        (``broker``: a new broker URL, which each device takes only once it connects;
+        ``reset``: settings set back to the device's profile, e.g. ``buttons.horn``)."""
         if self.key is None:
             raise Invalid("this gateway holds no configuration key: start it with "
                           "--config-key FILE (`gridlink fleet config key FILE` makes one)")
         target = self._target(scope, target)
         if not isinstance(settings, dict) or not (settings or map_sha256 or codebook
-                                                  or broker):
-            raise Invalid("settings: give at least one setting, a map, a code book or a "
-                          "broker")
+                                                  or broker or reset):
+            raise Invalid("settings: give at least one setting, a reset, a map, a code book "
+                          "or a broker")
+        resets = reset_settings(reset, self.schema)
+        both = sorted(set(settings) & set(resets) - {"buttons"}) + sorted(
+            f"buttons.{b}" for b in set(settings.get("buttons") or {})
+            & set(resets.get("buttons") or {}))
+        if both:
+            raise Invalid(f"reset: {', '.join(both)} is both set and reset")
         try:                        # the document check the devices make, before storing
             desired.validate_settings(settings, self.schema, _search)
             desired.document("pv-0000", "000000", 1, settings, 1, map_sha256, codebook,
@@ -186,6 +220,10 @@ class FleetConfig:
             if why:
                 raise Invalid(f"settings.buttons.{bname}.code: {why}")
         self._check_button_names(scope, target, settings.get("buttons") or {})
+        if resets:
+            settings = {**settings, **{k: v for k, v in resets.items() if k != "buttons"}}
+            if "buttons" in resets:
+                settings["buttons"] = {**settings.get("buttons", {}), **resets["buttons"]}
         now = wire_time(self.clock())
         with self.store.connect() as conn:
             cur = run(self.store, conn,

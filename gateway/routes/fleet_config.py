@@ -45,6 +45,10 @@ class ConfigBody(BaseModel):
                             description="sha256 of the grid map the devices must hold")
     codebook: str | None = Field(None, max_length=80,
                                  description="code book id 'STANDARD@hash' the devices must hold")
+    reset: list[str] = Field(default_factory=list, max_length=20,
+                             description="settings set back to each device's profile: a "
+                                         "setting's name (status_interval_s) or a button "
+                                         "(buttons.horn); withdraws what earlier changes set")
     broker: str | None = Field(None, max_length=200,
                                description="a new broker, mqtt[s]://host[:port]: each device "
                                            "tries a connection first and keeps its broker, "
@@ -62,7 +66,7 @@ def build_router(fleet, trail):
         me = Acting(trail, request)
         settings = body.settings.model_dump(exclude_none=True)
         done = fleet.change(body.scope, body.target, settings, body.map, body.codebook,
-                            operator=me.name, broker=body.broker)
+                            operator=me.name, broker=body.broker, reset=body.reset)
         me.append("fleet.config", target=f"config:{done['version']}",
                   after={k: done[k] for k in ("scope", "target", "settings", "map", "codebook",
                                               "broker", "devices", "sent")})

@@ -58,6 +58,24 @@ def test_set_show_and_diff(centre, capsys):
     assert "buttons.garbage.code: desired '07001', reported None" in out
 
 
+def test_reset_sets_a_setting_back_to_the_profile(centre, capsys):
+    url, token, store = centre
+    add_device(store, "pv-0001")
+    api = ["--api", url, "--token", token]
+    assert main(["fleet", "config", "set", *api, "--device", "pv-0001",
+                 "--button", "garbage=event:07001", "--status-interval", "30"]) == 0
+    assert main(["fleet", "config", "set", *api, "--device", "pv-0001",
+                 "--reset", "buttons.garbage", "--reset", "status_interval_s",
+                 "--track-interval", "5"]) == 0
+    assert "version 2 (device pv-0001)" in capsys.readouterr().out
+    assert main(["fleet", "config", "show", *api, "pv-0001"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["desired"], shown["settings"]) == (2, {"track_interval_s": 5})
+    assert main(["fleet", "config", "set", *api, "--device", "pv-0001",
+                 "--reset", "colour"]) == 2
+    assert "reset: 'colour' is not a setting a centre changes" in capsys.readouterr().err
+
+
 def test_a_map_is_named_by_its_file_or_its_sha256(centre, capsys):
     import hashlib
 

@@ -323,3 +323,68 @@ def test_a_devices_document_names_the_file_of_its_code_book(store, broker, tmp_p
     assert docs["sn-0001"]["codebook_sha256"] == hashlib.sha256(slim).hexdigest()
     assert docs["pv-0001"]["codebook_sha256"] == hashlib.sha256(full).hexdigest()
     assert docs["pv-0001"]["codebook"] == docs["sn-0001"]["codebook"] == book_id
+
+
+def test_a_reset_withdraws_what_earlier_changes_set_back_to_the_profile(wired, store, broker):
+    # a district's own profile is the devices' to judge, so a button its devices lack can be
+    # sent; every later document carries it until a change resets it
+    api, _ = wired
+    add_device(store, "tr-0001", profile="tram")
+    horn = {"buttons": {"horn": {"kind": "event", "code": "06010"},
+                        "garbage": {"kind": "event", "code": "07001"}}, "status_interval_s": 30}
+    assert api.post("/api/fleet/config", {"scope": "profile", "target": "tram",
+                                          "settings": horn})[0] == 201
+    assert api.post("/api/fleet/config", {"scope": "device", "target": "tr-0001",
+                                          "settings": {"track_interval_s": 5}})[0] == 201
+    status, change = api.post("/api/fleet/config", {
+        "scope": "profile", "target": "tram", "settings": {},
+        "reset": ["buttons.horn", "status_interval_s"]})
+    assert status == 201 and change["version"] == 3 and change["devices"] == ["tr-0001"]
+    watch = Watcher(broker)
+    try:
+        (_topic, payload, _retain), = watch.take(1)
+    finally:
+        watch.close()
+    doc = desired.check(payload, [bytes.fromhex(public_hex(KEY))], "tr-0001")
+    assert doc["version"] == 3
+    assert doc["settings"] == {"buttons": {"garbage": {"kind": "event", "code": "07001"}},
+                               "track_interval_s": 5}
+    # the change list says what was reset
+    status, changes = api.get("/api/fleet/config")
+    assert changes[0]["settings"] == {"buttons": {"horn": None}, "status_interval_s": None}
+
+
+@pytest.mark.parametrize("body, words", [
+    ({"reset": ["board"]}, "reset: 'board' is not a setting a centre changes"),
+    ({"reset": ["buttons.Horn!"]}, "reset: 'buttons.Horn!' is not a setting"),
+    ({"reset": ["status_interval_s"], "settings": {"status_interval_s": 30}},
+     "reset: status_interval_s is both set and reset"),
+    ({"reset": ["buttons.garbage"],
+      "settings": {"buttons": {"garbage": {"kind": "event", "code": "07001"}}}},
+     "reset: buttons.garbage is both set and reset"),
+])
+def test_a_bad_reset_is_refused_naming_it_and_nothing_is_stored(wired, store, body, words):
+    api, _ = wired
+    add_device(store, "pv-0001")
+    status, got = api.post("/api/fleet/config", {"scope": "device", "target": "pv-0001",
+                                                 "settings": {}, **body})
+    assert status == 400 and words in got["detail"], got
+    assert api.get("/api/fleet/config") == (200, [])
+
+
+@settings(deadline=None)
+@given(CHANGES, st.lists(SETTING, max_size=2), st.lists(st.sampled_from(
+    ["garbage", "parking", "road"]), max_size=2))
+def test_a_reset_after_any_changes_leaves_the_setting_to_the_profile(changes, names, buttons):
+    from gridlink.gateway.fleet_config import profile_schema, reset_settings
+
+    reset = reset_settings(names + [f"buttons.{b}" for b in buttons], profile_schema())
+    merged = merge([*changes, {"settings": reset, "map": None}])["settings"]
+    for name in names:
+        assert name not in merged
+    for b in buttons:
+        assert b not in merged.get("buttons", {})
+    assert merged.get("buttons", True) != {}     # no empty button section is made
+    before = merge(changes)["settings"]
+    for name in set(before) - set(names) - {"buttons"}:
+        assert merged[name] == before[name]

@@ -177,6 +177,10 @@ def _register_config(sub):
     p.add_argument("--status-interval", type=float, help="seconds between status messages")
     p.add_argument("--photo-max-bytes", type=int, help="size budget of one photo")
     p.add_argument("--max-fix-age", type=float, help="seconds after which a fix is stale")
+    p.add_argument("--reset", action="append", metavar="SETTING",
+                   help="set a setting back to each device's profile, withdrawing what "
+                   "earlier changes set: status_interval_s, track_interval_s, "
+                   "photo_max_bytes, max_fix_age_s or buttons.NAME (repeatable)")
     p.add_argument("--map", metavar="SHA256|FILE",
                    help="the grid map the devices must hold: its sha256, or the map file "
                    "(the gateway serves it from --map-files)")

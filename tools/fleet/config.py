@@ -102,7 +102,7 @@ def change_of(args):
             settings[name] = value
     return {"scope": scope, "target": target.split(",") if scope == "list" else target,
             "settings": settings, "map": map_sha256(args.map), "codebook": args.codebook,
-            "broker": args.broker}
+            "broker": args.broker, "reset": args.reset or []}
 
 
 def map_sha256(value):
