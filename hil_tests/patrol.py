@@ -53,6 +53,17 @@ CANCEL_GRACE_S = 0.0
 RECONNECT_MAX_S = 5.0       # the devices' reconnect backoff cap for the run
 QUIET_S = 15.0              # a press this soon after a fault on its path is not "no fault"
 
+
+def faults_on_path(press, faults, until):
+    """The kinds of ``faults`` on ``press``'s path: on its device (or all devices), and
+    active at some time from ``QUIET_S`` before the press until ``until`` (its report's
+    commit) — a fault that begins while the report is still on its way is on its path
+    too, not only one active when the button was pressed."""
+    return sorted({f["kind"] for f in faults
+                   if (f["devices"] is None or press["device"] in f["devices"])
+                   and f["start"] <= until
+                   and (f["clear"] is None or press["at"] - f["clear"] < QUIET_S)})
+
 # OwnTracks-style JSON for the same traffic (the comparison the issue asks for): one
 # location message per track point, one per report, on owntracks/<user>/<device>.
 OWNTRACKS_POINT = json.dumps({"_type": "location", "tid": "v1", "lat": 34.806321,
@@ -408,7 +419,7 @@ class Patrol:
         for v in self.vehicles:
             v.wait_ready()
         self.started = time.time()
-        self.presses = []        # {"device", "at", "id", "faults"}
+        self.presses = []        # {"device", "at", "id", "error"}
         self.faults = []         # {"kind", "devices", "start", "clear", "backlog"}
         self.active = {}         # fault kind → devices affected (None: all)
         self.mounts = []
@@ -456,9 +467,6 @@ class Patrol:
         answer = v.control({"cmd": "press", "input": button, "hold": False})
         made = answer.get("ok") and answer.get("reports")
         entry = {"device": v.name, "at": at, "id": answer.get("last") if made else None,
-                 "faults": sorted({f["kind"] for f in self.faults
-                                   if (f["devices"] is None or v.name in f["devices"])
-                                   and (f["clear"] is None or at - f["clear"] < QUIET_S)}),
                  "error": None if made else answer.get("error", "no report")}
         self.presses.append(entry)
         return entry
@@ -738,7 +746,7 @@ class Patrol:
         links = {v.name: v.link for v in self.vehicles}
         t2q = {}
         for p in self.presses:
-            if p["id"] and not p["faults"] and p["id"] in queue:
+            if p["id"] in queue and not faults_on_path(p, self.faults, queue[p["id"]][2]):
                 t2q.setdefault(links[p["device"]], []).append(queue[p["id"]][2] - p["at"])
         hours = (time.time() - self.started) / 3600 * len(self.vehicles)
         wire = sum(v.shaper.wire_bytes() for v in self.vehicles)

@@ -7,7 +7,7 @@ import json
 from gridlink.firmware.core import outbox
 from gridlink.firmware.core.outbox import Outbox
 
-from hil_tests.patrol import outbox_records, photo_counts
+from hil_tests.patrol import faults_on_path, outbox_records, photo_counts
 
 
 def _report(seq, sha):
@@ -55,3 +55,21 @@ def test_a_photo_is_lost_only_when_neither_whole_nor_held():
     assert counts == {"made": 3, "complete": 1, "pending": 1, "lost": ["c"]}
     # a photo named twice (a report sent again under a fresh id) counts once
     assert photo_counts(reports + reports[:1], {"a", "b", "c"}, ())["made"] == 3
+
+
+def test_a_fault_that_begins_while_a_report_is_on_its_way_is_on_its_path():
+    """trigger → queue "without fault" counts a press only when no fault on its path was
+    active from ``QUIET_S`` before the press until its report reached the queue: in the
+    soak a tunnel that began 0.3 s after a press held its report 33 s, and a sample
+    chosen at the press called that "no fault"."""
+    press = {"device": "pv-0009", "at": 100.0}
+    tunnel = {"kind": "tunnel", "devices": ["pv-0009"], "start": 100.3, "clear": 130.3}
+    other = {"kind": "link_cut", "devices": ["pv-0001"], "start": 100.1, "clear": 108.1}
+    gateway = {"kind": "gateway_killed", "devices": None, "start": 60.0, "clear": 85.5}
+    assert faults_on_path(press, [tunnel, other, gateway], until=133.4) == [
+        "gateway_killed", "tunnel"]
+    assert faults_on_path(press, [tunnel, other], until=100.2) == []   # in before it began
+    gateway["clear"] = 84.9                           # cleared more than QUIET_S before
+    assert faults_on_path(press, [gateway, other], until=101.0) == []
+    gateway["clear"] = None                           # still going
+    assert faults_on_path(press, [gateway], until=101.0) == ["gateway_killed"]
