@@ -23,6 +23,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import select
 import shutil
 import signal
@@ -51,6 +52,17 @@ BUTTONS = ("garbage", "flyposting", "parking", "road")
 CANCEL_GRACE_S = 0.0
 RECONNECT_MAX_S = 5.0       # the devices' reconnect backoff cap for the run
 QUIET_S = 15.0              # a press this soon after a fault on its path is not "no fault"
+
+
+def faults_on_path(press, faults, until):
+    """The kinds of ``faults`` on ``press``'s path: on its device (or all devices), and
+    active at some time from ``QUIET_S`` before the press until ``until`` (its report's
+    commit) — a fault that begins while the report is still on its way is on its path
+    too, not only one active when the button was pressed."""
+    return sorted({f["kind"] for f in faults
+                   if (f["devices"] is None or press["device"] in f["devices"])
+                   and f["start"] <= until
+                   and (f["clear"] is None or press["at"] - f["clear"] < QUIET_S)})
 
 # OwnTracks-style JSON for the same traffic (the comparison the issue asks for): one
 # location message per track point, one per report, on owntracks/<user>/<device>.
@@ -89,6 +101,37 @@ def p50_p99(values, scale=1.0, digits=2):
         return {"p50": None, "p99": None, "n": 0}
     return {"p50": round(percentile(values, 50) * scale, digits),
             "p99": round(percentile(values, 99) * scale, digits), "n": len(values)}
+
+
+# what a device logs when the gateway asks for chunks of a photo again (``resend``: chunks
+# a broker that lost its store swallowed, chunks that came before their report, …) and
+# when it sends a photo's last chunk again to ask after it (delivery.py)
+ASKED_AGAIN = re.compile(r"photo ([0-9a-f]{64}) of (\S+): the gateway asks again for "
+                         r"(?:every chunk|chunks \[([0-9, ]+)\])")
+PROBED = re.compile(r"photo of (\S+): no photo_stored from the gateway yet; its last chunk "
+                    r"goes again")
+
+
+def photo_bytes_again(log_text, reports):
+    """Bytes of photo chunks (their data, without headers) a device's log says it was
+    asked for again or sent again to ask after its photo, for the photos of ``reports``."""
+    from gridlink.firmware.core.messages import CHUNK_MAX
+
+    sizes = {p["sha256"]: p["bytes"] for rep in reports for p in rep.get("photos", [])}
+    photo_of = {rep["id"]: rep["photos"][0]["sha256"] for rep in reports if rep.get("photos")}
+
+    def length(size, n):
+        return max(0, min(CHUNK_MAX, size - n * CHUNK_MAX))
+    total = 0
+    for m in ASKED_AGAIN.finditer(log_text):
+        size = sizes.get(m[1], 0)
+        of = -(-size // CHUNK_MAX)
+        total += sum(length(size, n) for n in (
+            range(of) if m[3] is None else map(int, m[3].split(","))))
+    for m in PROBED.finditer(log_text):
+        size = sizes.get(photo_of.get(m[1]), 0)
+        total += length(size, -(-size // CHUNK_MAX) - 1)
+    return total
 
 
 # ------------------------------------------------------------------------ the GNSS line
@@ -154,12 +197,16 @@ class GnssLine:
 
 
 def outbox_records(ddir, oseqs=None):
-    """(report id → report, outbox seq → track points, acknowledged seqs) in a device's
-    outbox, read without opening the Outbox (which would repair what it finds); each
-    report's outbox seq goes into ``oseqs`` (a dict) when given."""
+    """What a device's outbox holds, read without opening the Outbox (which would repair
+    what it finds): (report id → report, outbox seq → track points, acknowledged seqs,
+    pending) — ``pending`` is what waits for the gateway now: ``{"track": seqs, "photos":
+    sha256s}``, the track batches and photo uploads in the log without an ack (an ack
+    and the record it settles both vanish when the log is compacted, so only this read
+    says what is still pending).  Each report's outbox seq goes into ``oseqs`` (a dict)
+    when given."""
     from gridlink.firmware.core import outbox, records
 
-    reports, track, acked = {}, {}, set()
+    reports, track, acked, uploads = {}, {}, set(), {}
     folder = Path(ddir) / "outbox"
     for name in (outbox.LOG, outbox.ACKS):
         path = folder / name
@@ -177,7 +224,23 @@ def outbox_records(ddir, oseqs=None):
                         oseqs[rep["id"]] = seq
                 elif kind == outbox.TRACK:
                     track[seq] = len(json.loads(payload)["pts"])
-    return reports, track, acked
+                elif kind == outbox.PHOTO_PROGRESS:
+                    uploads[seq] = json.loads(payload)["sha256"]
+    pending = {"track": {s for s in track if s not in acked},
+               "photos": {sha for s, sha in uploads.items() if s not in acked}}
+    return reports, track, acked, pending
+
+
+def photo_counts(reports, complete, held):
+    """{made, complete, pending, lost}: the photos ``reports`` name (distinct sha256s);
+    of those, the ones the gateway holds whole (``complete``), the ones still on their
+    way — incomplete at the gateway and ``held`` in a device's outbox (an upload without
+    ``photo_stored``) — and the ones neither: lost."""
+    made = {p["sha256"] for rep in reports for p in rep.get("photos", [])}
+    done = made & set(complete)
+    pending = (made - done) & set(held)
+    return {"made": len(made), "complete": len(done), "pending": len(pending),
+            "lost": sorted(made - done - pending)}
 
 
 class Vehicle:
@@ -203,6 +266,7 @@ class Vehicle:
         self.reports = {}       # every report id seen in its outbox → report
         self.track = {}         # every track batch seen: outbox seq → points
         self.acked = set()      # outbox seqs acknowledged (by the gateway's ack)
+        self.pending = {"track": set(), "photos": set()}   # at the last read: see outbox_records
         self.oseq = {}          # report id → its outbox seq
         self.profile = "patrol-vehicle"
         if track_batch_s is not None:  # the shipped profile, its track sent more often
@@ -258,7 +322,7 @@ class Vehicle:
 
     def snapshot(self):
         """Add what the outbox holds now to the device's records."""
-        reports, track, acked = outbox_records(self.ddir, self.oseq)
+        reports, track, acked, self.pending = outbox_records(self.ddir, self.oseq)
         self.reports.update(reports)
         self.track.update(track)
         self.acked |= acked
@@ -355,7 +419,7 @@ class Patrol:
         for v in self.vehicles:
             v.wait_ready()
         self.started = time.time()
-        self.presses = []        # {"device", "at", "id", "faults"}
+        self.presses = []        # {"device", "at", "id", "error"}
         self.faults = []         # {"kind", "devices", "start", "clear", "backlog"}
         self.active = {}         # fault kind → devices affected (None: all)
         self.mounts = []
@@ -403,9 +467,6 @@ class Patrol:
         answer = v.control({"cmd": "press", "input": button, "hold": False})
         made = answer.get("ok") and answer.get("reports")
         entry = {"device": v.name, "at": at, "id": answer.get("last") if made else None,
-                 "faults": sorted({f["kind"] for f in self.faults
-                                   if (f["devices"] is None or v.name in f["devices"])
-                                   and (f["clear"] is None or at - f["clear"] < QUIET_S)}),
                  "error": None if made else answer.get("error", "no report")}
         self.presses.append(entry)
         return entry
@@ -633,10 +694,14 @@ class Patrol:
         return False
 
     def _all_else_in(self):
-        shas = {p["sha256"] for v in self.vehicles for rep in v.reports.values()
-                for p in rep.get("photos", [])}
-        complete = {sha for (sha,) in self._rows("SELECT sha256 FROM photos WHERE complete = 1")}
-        return shas <= complete and all(set(v.track) <= v.acked for v in self.vehicles)
+        photos = photo_counts([rep for v in self.vehicles for rep in v.reports.values()],
+                              self.complete_photos(), ())
+        return (photos["complete"] == photos["made"]
+                and not any(v.pending["track"] for v in self.vehicles))
+
+    def complete_photos(self):
+        """The sha256s of the photos the gateway holds whole."""
+        return {sha for (sha,) in self._rows("SELECT sha256 FROM photos WHERE complete = 1")}
 
     # -- results ----------------------------------------------------------------------------
 
@@ -661,11 +726,11 @@ class Patrol:
             by_seq.setdefault((device, seq), []).append(rid)
         doubled = sum(len(ids) - 1 for ids in by_seq.values() if len(ids) > 1)
         lost = sorted(set(made) - set(queue))
-        photos_made = sum(len(rep.get("photos", [])) for _, rep in made.values())
-        photos_complete = self.scalar("SELECT COUNT(*) FROM photos WHERE complete = 1")
+        photos = photo_counts([rep for _, rep in made.values()], self.complete_photos(),
+                              {sha for v in self.vehicles for sha in v.pending["photos"]})
         points_made = sum(n for v in self.vehicles for n in v.track.values())
         points_pending = sum(n for v in self.vehicles for seq, n in v.track.items()
-                             if seq not in v.acked)
+                             if seq in v.pending["track"])
         points_received = self.scalar("SELECT COUNT(*) FROM track_points")
 
         recovery = {}
@@ -681,7 +746,7 @@ class Patrol:
         links = {v.name: v.link for v in self.vehicles}
         t2q = {}
         for p in self.presses:
-            if p["id"] and not p["faults"] and p["id"] in queue:
+            if p["id"] in queue and not faults_on_path(p, self.faults, queue[p["id"]][2]):
                 t2q.setdefault(links[p["device"]], []).append(queue[p["id"]][2] - p["at"])
         hours = (time.time() - self.started) / 3600 * len(self.vehicles)
         wire = sum(v.shaper.wire_bytes() for v in self.vehicles)
@@ -695,8 +760,11 @@ class Patrol:
         # TLS, and what faults made it send again), per hour; the median vehicle is the
         # patrol hour's base, so one vehicle's resend storm does not become everyone's
         vehicle_hour = hours / len(self.vehicles)
-        other_each = {}
+        other_each, again_each = {}, {}
         for v in self.vehicles:
+            again_each[v.name] = round(photo_bytes_again(
+                v.log.read_text(encoding="utf-8", errors="replace"), v.reports.values())
+                / vehicle_hour) if vehicle_hour else None
             mine = sum(len(json.dumps(rep)) + sum(p.get("bytes", 0)
                                                   for p in rep.get("photos", []))
                        for rep in v.reports.values())
@@ -713,8 +781,11 @@ class Patrol:
             "devices_crashed": self.crashed,
             "presses": len(self.presses),
             "presses_refused": sum(1 for p in self.presses if not p["id"]),
-            "photos_made": photos_made,
-            "photos_complete": photos_complete,
+            "photos_made": photos["made"],
+            "photos_complete": photos["complete"],
+            "photos_pending": photos["pending"],
+            "photos_lost": len(photos["lost"]),
+            "photos_lost_sha256": photos["lost"][:20],
             "track_points_made": points_made,
             "track_points_received": points_received,
             "track_points_pending": points_pending,
@@ -734,6 +805,12 @@ class Patrol:
                 "patrol_hour_mean_vehicle": round(other / hours + 6 * per_report)
                 if hours else None,
                 "other_per_vehicle_hour": other_each,
+                # of "other": photo chunks asked for again or sent again to ask (the
+                # devices' logs); a broker that loses its store swallows whole photos
+                "photo_chunks_again_per_vehicle_hour": again_each,
+                "patrol_hour_without_photos_again": round(percentile(
+                    [other_each[k] - again_each[k] for k in other_each], 50)
+                    + 6 * per_report) if hours else None,
                 "patrol_hour_owntracks_json": round(owntracks_bytes(
                     points_made / hours, 6, 6 * photo_bytes / n, tls)) if hours else None,
                 "tls": tls,

@@ -13,8 +13,9 @@ when asked), re-connects with exponential backoff and full jitter, and publishes
   anything else stays and is sent again under its id (counted in ``unknown_acks``);
   paho re-sends what lacked a PUBACK when the link returns, and a report still without
   the gateway's ack goes again after ``resend_s`` (a new process sends all pending), or
-  at once when the gateway sends a chunk of its photo back (it lacks the report) or when
-  the broker, on a reconnect, has no session of the device (it lost its store);
+  at once when the gateway sends a chunk of its photo back (it lacks the report: the
+  photo's chunks then wait for the report's ack) or when the broker, on a reconnect, has
+  no session of the device (it lost its store);
 - a button report waits out its cancel grace period before it is first sent (so a long
   press can still take it back), and everything behind it waits too (order is kept);
   ``grace_until(report_id)`` is a ``time.monotonic()`` time, so that a wall clock that
@@ -72,7 +73,8 @@ log = logging.getLogger("gridlink.device.delivery")
 CHUNK = messages.CHUNK_MAX
 # a photo's chunk sent back while its report still waits for the gateway's ack: the
 # gateway lacks the report (a broker lost it), so the report goes again — at most once in
-# this many seconds, however many chunks come back meanwhile
+# this many seconds, however many chunks come back meanwhile (the photo's chunks wait for
+# its ack)
 REPORT_AGAIN_S = 5.0
 # after a reconnect to a broker that lost its store: the gateway's subscription went with
 # it, and what arrives before the gateway has subscribed again is dropped — so each
@@ -569,15 +571,22 @@ class Delivery:
         """The gateway sent a photo's chunk back while its report is still unacknowledged
         here: it does not hold the report (a chunk is taken only after its report), which
         a broker that lost its store, or a window after its restart, can cause.  The report
-        goes again now, not ``resend_s`` later — meanwhile every chunk of its photo would
-        come back and be sent again, filling a slow link."""
+        goes again now (``REPORT_AGAIN_S`` after it last went, if that is sooner), not
+        ``resend_s`` later, and the photo's chunks wait for the report's ack — else every
+        chunk would come back and be sent again, round and round, filling a slow link."""
         oseq = self._ids.get(rid)
         if oseq is None:
             self._index()
             oseq = self._ids.get(rid)
         sent = None if oseq is None else self._sent.get(oseq)
-        if sent is None or time.monotonic() - sent < REPORT_AGAIN_S:
-            return                     # settled, not sent yet, or just sent again
+        if sent is None:
+            return                     # settled, or not sent yet
+        job = (self._jobs or {}).get(rid)
+        if job is not None:
+            job["after_report"] = True
+        if time.monotonic() - sent < REPORT_AGAIN_S:
+            self._hurry.setdefault(oseq, 0)   # just sent (again): once more when it is due
+            return
         self._sent[oseq] = time.monotonic() - self.resend_s   # due at the next pump
         log.warning("report %s: the gateway does not have it (its photo's chunks come "
                     "back); sending it again now", rid)
@@ -704,6 +713,8 @@ class Delivery:
         for rid, job in list(self._jobs.items()):
             if rid in waiting:
                 continue             # the report goes first
+            if job.get("after_report") and rid in self._ids:
+                continue             # the gateway lacks its report: it goes after its ack
             of = messages.photo_chunk_count(job["size"], CHUNK)
             path = self.store.photo_path(job["sha256"])
             if len(job["done"]) >= of:
