@@ -108,7 +108,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
                accounts=None, trusted_proxies=(), cors_origins=(),
                body_limit=DEFAULT_BODY_LIMIT, sign_in_limit=10, gauges=None, oidc=None,
                config_key=None, update_repo=None, identity=None, city_platform=None,
-               duplicates=None, base_map=None, book_files=None, renewals=None):
+               duplicates=None, base_map=None, book_files=None, map_files=None,
+               renewals=None):
     """The gateway's HTTP app over ``store`` (see ``gridlink.gateway.store.open_store``).
 
     ``grid_map`` draws the board's map and locates task points; ``codebooks`` names the
@@ -126,7 +127,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     ``auth.oidc.OidcSettings``) lets people sign in through the city's identity provider.
     ``config_key`` (an Ed25519 private key) signs the devices' configuration documents
     (desired state, ``fleet_config``); ``book_files`` (an ``update_chunks.CodeBookFiles``)
-    names the code book file a device fetches (its sha256 goes in the documents).
+    names the code book file a device fetches (its sha256 goes in the documents);
+    ``map_files`` (an ``update_chunks.MapFiles``) the maps a change may name.
     ``update_repo`` (a folder made by ``gridlink fleet release build``) is served read-only
     under ``/ota/`` to the devices.  ``identity(device)`` (``Revocations.identity``) adds
     each device's certificate state (revoked, expiry) to the fleet view.
@@ -156,7 +158,8 @@ def create_app(store, grid_map=None, codebooks=None, publisher=None, photos_dir=
     feed = events.ChangeFeed(store, desk, poll_interval)
     coverage = Coverage(store, roster, _cell_locator(grid_map))
     fleet_cfg = FleetConfig(store, key=config_key, publisher=publisher, clock=clock,
-                            check_code=_class_check(names), book_files=book_files)
+                            check_code=_class_check(names), book_files=book_files,
+                            map_files=map_files)
     repository = None if update_repo is None else UpdateRepository(update_repo)
     director = Rollouts(store, publisher=publisher, repository=repository, clock=clock)
 

@@ -175,13 +175,16 @@ class FleetConfig:
     the class is in the code book, else why not; ``book_files`` (an
     ``update_chunks.CodeBookFiles``, or None): the code book files the gateway serves, whose
     sha256 goes in the documents as ``codebook_sha256`` — a sensor node's the smallest file
-    of the book (``for_node``: a slim copy), a Pi's the whole book (``for_pi``).
+    of the book (``for_node``: a slim copy), a Pi's the whole book (``for_pi``);
+    ``map_files`` (an ``update_chunks.MapFiles``, or None): the maps the gateway serves.
+    With either, a change naming a book or map the gateway does not serve is refused:
+    every device that lacks it would refuse the document.
     """
 
     def __init__(self, store, *, key=None, publisher=None, clock=None, check_code=None,
-                 book_files=None):
+                 book_files=None, map_files=None):
         self.store, self.key, self.publisher = store, key, publisher
-        self.book_files = book_files
+        self.book_files, self.map_files = book_files, map_files
         self.clock = clock or system_clock
         self.check_code = check_code
         self.schema = profile_schema()
@@ -220,6 +223,7 @@ class FleetConfig:
             if why:
                 raise Invalid(f"settings.buttons.{bname}.code: {why}")
         self._check_button_names(scope, target, settings.get("buttons") or {})
+        self._check_served(map_sha256, codebook)
         if resets:
             settings = {**settings, **{k: v for k, v in resets.items() if k != "buttons"}}
             if "buttons" in resets:
@@ -239,6 +243,14 @@ class FleetConfig:
                             " WHERE version = ? ORDER BY device", [version]))
         return {**self.get_change(version), "devices": [d["device"] for d in docs],
                 "sent": [d["device"] for d in docs if d["sent_at"]]}
+
+    def _check_served(self, map_sha256, codebook):
+        if map_sha256 and self.map_files is not None and not self.map_files.has(map_sha256):
+            raise Invalid(f"map: the gateway serves no map with sha256 {map_sha256[:12]}… "
+                          "(put the .glgm file in its --map-files folder first)")
+        if codebook and self.book_files is not None and self.book_files.for_pi(codebook) is None:
+            raise Invalid(f"codebook: the gateway serves no code book {codebook} (put its "
+                          "file in its --codebook-files folder first)")
 
     def _check_button_names(self, scope, target, buttons):
         """Refuse a button that a shipped profile the change reaches lacks (the profile

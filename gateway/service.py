@@ -269,6 +269,8 @@ class Gateway:
                                   config_key=self.config_key,
                                   book_files=(self.chunks.books
                                               if self.chunks is not None else None),
+                                  map_files=(self.chunks.maps
+                                             if self.chunks is not None else None),
                                   update_repo=self.web.update_repo,
                                   identity=(self.revocations.identity
                                             if self.revocations is not None else None),

@@ -110,6 +110,12 @@ class ArtifactFiles:
     def _take(self, path, data):
         return True
 
+    def has(self, sha):
+        """Whether a file with sha256 ``sha`` is served (the folders read again if not)."""
+        if sha not in self.by_sha:
+            self._rescan()
+        return sha in self.by_sha
+
     def piece(self, sha, offset, length):
         if sha not in self.by_sha:
             self._rescan()

@@ -6,6 +6,7 @@ A bad change is refused whole, naming the field, and nothing is stored or sent."
 import hashlib
 import json
 import queue
+import time
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -388,3 +389,32 @@ def test_a_reset_after_any_changes_leaves_the_setting_to_the_profile(changes, na
     before = merge(changes)["settings"]
     for name in set(before) - set(names) - {"buttons"}:
         assert merged[name] == before[name]
+
+
+def test_a_map_or_book_the_gateway_does_not_serve_is_refused_at_the_centre(store, tmp_path):
+    # every device that lacks it would refuse the document; a file put in the folder is
+    # served, and then named, without a restart
+    from gridlink.gateway.update_chunks import CodeBookFiles, MapFiles, shipped_books
+
+    from tests.support.artifacts import redrawn_map, sha
+
+    (tmp_path / "maps").mkdir()
+    maps, books = MapFiles(tmp_path / "maps"), CodeBookFiles(shipped_books())
+    app = create_app(store, clock=Clock(), photos_dir=tmp_path / "photos", config_key=KEY,
+                     book_files=books, map_files=maps)
+    add_device(store, "pv-0001")
+    redrawn = redrawn_map()
+    with BackgroundServer(app) as server:
+        api = Api(server.url, Tokens(store, roles={"tech": ("technician",)}))
+        change = {"scope": "device", "target": "pv-0001", "settings": {}, "operator": "tech"}
+        status, body = api.post("/api/fleet/config", {**change, "map": sha(redrawn)})
+        assert status == 400 and body["detail"].startswith(
+            f"map: the gateway serves no map with sha256 {sha(redrawn)[:12]}"), body
+        status, body = api.post("/api/fleet/config", {
+            **change, "codebook": "GB/T 47678.5-2026@000000000000"})
+        assert status == 400 and "codebook: the gateway serves no code book" in body["detail"]
+        assert api.get("/api/fleet/config") == (200, [])
+        (tmp_path / "maps" / "redrawn.glgm").write_bytes(redrawn)
+        time.sleep(maps.RESCAN_S)             # the folder is read again at most this often
+        status, body = api.post("/api/fleet/config", {**change, "map": sha(redrawn)})
+        assert status == 201, body
