@@ -66,6 +66,22 @@ def test_revoke_puts_every_certificate_of_the_device_on_the_crl_and_logs_it(ca, 
     assert set(row["serials"].split()) == {format(first, "X"), format(second, "X")}
 
 
+def test_revoking_again_logs_only_certificates_not_revoked_before(ca, capsys):
+    first = issue(ca, "pv-0001")
+    args = ["fleet", "revoke", "pv-0001", "--reason", "stolen", "--ca", str(ca)]
+    assert main(args) == 0
+    assert main(args) == 0
+    assert "pv-0001: already revoked, all 1 certificate(s)" in capsys.readouterr().out
+    assert len(list(csv.DictReader((ca / "revocations.csv").open()))) == 1
+    second = issue(ca, "pv-0001")          # re-provisioned, then lost again
+    assert main([*args[:4], "lost", *args[5:]]) == 0
+    assert f"1 certificate(s) revoked ({format(second, 'X')})" in capsys.readouterr().out
+    rows = list(csv.DictReader((ca / "revocations.csv").open()))
+    assert [(r["serials"], r["reason"]) for r in rows] == [
+        (format(first, "X"), "stolen"), (format(second, "X"), "lost")]
+    assert read_crl(ca / "crl.pem").serials == {first, second}
+
+
 def test_a_second_revocation_keeps_the_first_and_crl_resigns_both(ca):
     a, b = issue(ca, "pv-0001"), issue(ca, "pv-0002")
     revoke(ca, "pv-0001", "retired")

@@ -134,9 +134,14 @@ def _register_revoke(sub):
 def _revoke(args):
     from .revoke import CRL_NAME, revoke
 
-    serials = revoke(args.ca, args.device, args.reason, note=args.note, days=args.days)
-    print(f"{args.device}: {len(serials)} certificate(s) revoked "
-          f"({', '.join(format(s, 'X') for s in serials)}) → {Path(args.ca) / CRL_NAME}")
+    serials, new = revoke(args.ca, args.device, args.reason, note=args.note, days=args.days)
+    if not new:
+        print(f"{args.device}: already revoked, all {len(serials)} certificate(s) "
+              f"({', '.join(format(s, 'X') for s in serials)}); the CRL is signed again "
+              f"→ {Path(args.ca) / CRL_NAME}")
+        return 0
+    print(f"{args.device}: {len(new)} certificate(s) revoked "
+          f"({', '.join(format(s, 'X') for s in new)}) → {Path(args.ca) / CRL_NAME}")
     print("reload the broker (systemctl reload mosquitto, or SIGHUP) so new connections "
           "check it; the gateway rereads it by itself")
     return 0

@@ -136,13 +136,17 @@ def issued_serials(ca_dir, device):
 
 def revoke(ca_dir, device, reason, note="", days=CRL_DAYS, now=None):
     """Revoke every certificate issued to ``device``: a new CRL in ``CADIR/crl.pem`` and a
-    line in ``CADIR/revocations.csv``.  Returns the device's serials (ints)."""
+    line in ``CADIR/revocations.csv`` naming the serials not revoked before.  Returns
+    (the device's serials, those newly revoked), ints."""
     now = now or dt.datetime.now(dt.UTC)
-    _ca(ca_dir)                     # a folder without a CA is named as that, first
+    ca_cert, _key = _ca(ca_dir)     # a folder without a CA is named as that, first
     serials = issued_serials(ca_dir, device)
+    before = {entry.serial_number for entry in _current(ca_dir, ca_cert)}
     publish(ca_dir, serials, reason=reason, days=days, now=now)
-    _log(Path(ca_dir) / LOG_NAME, now, device, serials, reason, note)
-    return serials
+    new = [s for s in serials if s not in before]
+    if new:
+        _log(Path(ca_dir) / LOG_NAME, now, device, new, reason, note)
+    return serials, new
 
 
 def _log(path, now, device, serials, reason, note):
