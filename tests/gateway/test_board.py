@@ -21,17 +21,17 @@ from gridlink.gateway.auth.accounts import Accounts
 
 from tests.support.board import PASSWORD, sign_in
 from tests.support.intake_api import Api, Tokens
+from tests.support.pages import needs_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 STANDARD = "GB/T 47678.5-2026"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.broker,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
-]
+pytestmark = [pytest.mark.browser, pytest.mark.broker, needs_chromium]
+
+
+@pytest.fixture
+def page_options():
+    """The machine's zone and locale; a request that fails fails the test."""
+    return {"zone": None, "locale": None, "failed_requests": True}
 
 
 def report(grid_map, seq, *, at=(0.5, 0.5), code="06010", text="", photos=()):
@@ -104,24 +104,6 @@ def gateway(broker, tmp_path, grid_file):
     yield gw.http, gw.store
     gw.stop()
 
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 820})
-        errors = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        # a request the page aborts itself (leaving for another page) is not a failure
-        pg.on("requestfailed", lambda req: errors.append(f"failed {req.url}: {req.failure}")
-              if not req.url.endswith("/api/events") and req.failure != "net::ERR_ABORTED"
-              else None)
-        yield pg
-        browser.close()
-        assert errors == []
 
 
 def on_duty(store, device, *, lat, lon):
