@@ -1,7 +1,7 @@
 """The updates page (board/updates.html) in a real headless browser (Debian's chromium
 driven by playwright): each rollout's progress stage by stage and each device's versions,
 running, in its slots, on trial and failed; it follows the rollout as devices report, up
-to the automatic pause with its reason."""
+to the automatic pause with its reason.  Without a session: test_board_pages.py."""
 
 import pytest
 
@@ -61,10 +61,3 @@ def test_the_page_shows_a_rollout_move_on_and_pause_with_its_reason(centre, page
         "stage 2 (100%): 1 of 3 devices failed, over the 0% threshold")
     failed = page.inner_text(f'#devices tr[data-device="{second}"] td.failed')
     assert failed == "1.1: health: no GNSS fix within 120 s"
-
-
-def test_without_a_session_the_page_says_to_sign_in(centre, page):
-    srv, _store, _rollout = centre
-    page.goto(srv.url + "/board/updates.html")
-    page.wait_for_function('document.getElementById("error").textContent !== ""')
-    assert page.inner_text("#error") == "未登录: 请先在受理台登录"
