@@ -11,9 +11,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gridlink.firmware.core import desired, messages, otachunk
-from gridlink.fleet.keys import init_keys
-from gridlink.fleet.release import write_release_tar
-from gridlink.fleet.repo import Repository
 from gridlink.gateway.api import MIGRATIONS
 from gridlink.gateway.errors import GatewayError
 from gridlink.gateway.fleet_config import FleetConfig, public_hex
@@ -23,6 +20,7 @@ from gridlink.gateway.rollouts import Rollouts
 from gridlink.gateway.service import Gateway, WebOptions
 from gridlink.gateway.tls import TLSFiles
 
+from tests.support.fleet import mcu_release_repo
 from tests.support.gateway_rig import grid_map_file
 from tests.support.pki import client_tls, make_pki
 from tests.support.rollouts import set_device, status
@@ -46,21 +44,14 @@ def cluster(tmp_path, nats_cluster_factory):
     return c
 
 
-def update_repo(tmp):
-    """An update repository with sensor-node release mcu 2.0 holding ``image/lib/x.mpy``."""
-    init_keys(tmp / "keys")
-    src = tmp / "src"
-    (src / "image" / "lib").mkdir(parents=True)
-    (src / "image" / "lib" / "x.mpy").write_bytes(BODY)
-    (src / "manifest").mkdir()
-    (src / "manifest" / "manifest.txt").write_bytes(b"gridlink-manifest/1\n")
-    write_release_tar(tmp / "r.tar", "mcu", "2.0", src)
-    repo = Repository(tmp / "repo")
-    repo.add_release(tmp / "keys", "mcu", "2.0", tmp / "r.tar")
-    return repo.path
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """An update repository with sensor-node release mcu 2.0 holding ``image/lib/x.mpy``
+    (read only: the module's gateways share it)."""
+    return mcu_release_repo(tmp_path_factory.mktemp("repo"), BODY)
 
 
-def gateway(cluster, tmp_path):
+def gateway(cluster, tmp_path, repo):
     """District 410106's gateway on node 2; its retained messages go to node 3's MQTT
     listener (node 1's if node 3 is away)."""
     pki, n1, n2, n3 = cluster.pki, *cluster.nodes
@@ -69,7 +60,7 @@ def gateway(cluster, tmp_path):
         broker=f"nats+tls://127.0.0.1:{n2.client_port}?district=410106&mqtt={mqtt_nodes}",
         db=f"sqlite:///{tmp_path}/intake.sqlite", grid=str(grid_map_file(tmp_path)),
         photos=str(tmp_path / "photos"), districts=["410106"],
-        web=WebOptions(update_repo=update_repo(tmp_path)),
+        web=WebOptions(update_repo=repo),
         tls=TLSFiles(str(pki / "ca.crt"), str(pki / f"{GW6}.crt"),
                      str(pki / f"{GW6}.key"))).start()
 
@@ -104,8 +95,9 @@ class Device:
         self.client.loop_stop()
 
 
-def test_a_device_connecting_later_gets_its_document_and_its_update_offer(cluster, tmp_path):
-    gw = gateway(cluster, tmp_path)
+def test_a_device_connecting_later_gets_its_document_and_its_update_offer(cluster, tmp_path,
+                                                                         repo):
+    gw = gateway(cluster, tmp_path, repo)
     gw.store.migrate(extra=MIGRATIONS)
     for device, district in (("pv-0001", "410106"), ("pv-0002", "410105")):
         set_device(gw.store, device, status(), district=district)
@@ -142,8 +134,8 @@ def test_a_device_connecting_later_gets_its_document_and_its_update_offer(cluste
         other.close()
 
 
-def test_a_sensor_nodes_piece_requests_are_answered(cluster, tmp_path):
-    gw = gateway(cluster, tmp_path)
+def test_a_sensor_nodes_piece_requests_are_answered(cluster, tmp_path, repo):
+    gw = gateway(cluster, tmp_path, repo)
     node = Device(cluster, "sn-0001", "410106", ("ota/chunk",), qos=0)
     try:
         assert gw.runtime.wait_ready(15)
