@@ -17,9 +17,8 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from gridlink.firmware.core.report import encode_report, make_report
-from gridlink.gateway.auth.accounts import Accounts
 
-from tests.support.board import PASSWORD, sign_in
+from tests.support.board import add_operator, sign_in
 from tests.support.intake_api import Api, Tokens
 from tests.support.pages import needs_chromium
 
@@ -98,9 +97,8 @@ def gateway(broker, tmp_path, grid_file):
     gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
                  grid=str(grid_file[0]), http="127.0.0.1:0", photos=str(tmp_path / "photos"))
     gw.start()
-    accounts = Accounts(gw.store)
-    accounts.add("alice", ("acceptor", "shift_lead"), PASSWORD, display="张三")
-    accounts.add("carol", ("acceptor",), PASSWORD, display="李四")
+    add_operator(gw.store, "alice", roles=("acceptor", "shift_lead"), display="张三")
+    add_operator(gw.store, "carol", display="李四")
     yield gw.http, gw.store
     gw.stop()
 
@@ -416,7 +414,7 @@ def test_the_fleet_shows_desired_against_reported_configuration(broker, tmp_path
                  http="127.0.0.1:0", photos=str(tmp_path / "photos"),
                  config_key=str(tmp_path / "config.pem")).start()
     try:
-        Accounts(gw.store).add("tom", ("technician",), PASSWORD)
+        add_operator(gw.store, "tom", roles=("technician",))
         add_device(gw.store, "pv-0001")
         add_device(gw.store, "pv-0002")
         api = Api(gw.http.url, Tokens(gw.store, roles={"tech": ("technician",)}))
@@ -546,7 +544,7 @@ def test_the_devices_panel_shows_a_revoked_certificate_and_one_due_for_renewal(
     gw = Gateway(broker=broker.url, db=f"sqlite:///{tmp_path}/intake.sqlite",
                  http="127.0.0.1:0", photos=str(tmp_path / "photos"), crl=str(crl)).start()
     try:
-        Accounts(gw.store).add("tom", ("technician",), PASSWORD)
+        add_operator(gw.store, "tom", roles=("technician",))
         add_device(gw.store, "pv-0001")
         add_device(gw.store, "pv-0002")
         page.goto(gw.http.url + "/")
@@ -575,8 +573,8 @@ def test_a_technician_changes_a_buttons_class_for_a_group_from_the_board(broker,
                  http="127.0.0.1:0", photos=str(tmp_path / "photos"),
                  config_key=str(tmp_path / "config.pem")).start()
     try:
-        Accounts(gw.store).add("tom", ("technician",), PASSWORD)
-        Accounts(gw.store).add("ann", ("acceptor",), PASSWORD)
+        add_operator(gw.store, "tom", roles=("technician",))
+        add_operator(gw.store, "ann")
         for device in ("pv-0001", "pv-0002"):
             add_device(gw.store, device)
         page.goto(gw.http.url + "/")

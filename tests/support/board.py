@@ -2,6 +2,7 @@
 its own, and an operator who signs in on its form."""
 
 from contextlib import contextmanager
+from functools import cache
 
 PASSWORD = "board test password"
 
@@ -24,9 +25,22 @@ def served_board(tmp_path, **app_options):
 
 
 def add_operator(store, name, roles=("acceptor",), display=None):
+    """A user who signs in with PASSWORD.  Its argon2id hash (a second or more on a busy
+    machine) is made once a run and given to every operator: any user's hash of a
+    password verifies it."""
     from gridlink.gateway.auth.accounts import Accounts
 
-    Accounts(store).add(name, roles, PASSWORD, display=display)
+    Accounts(store).add(name, roles, None, display=display)
+    with store.connect() as conn:
+        conn.execute(store.sql("UPDATE users SET password_hash = ? WHERE name = ?"),
+                     (password_hash(), name))
+
+
+@cache
+def password_hash():
+    from gridlink.gateway.auth.passwords import hash_password
+
+    return hash_password(PASSWORD)
 
 
 def sign_in(page, user, password=PASSWORD):
