@@ -48,8 +48,10 @@ const board = {
 // ------------------------------------------------------------------ helpers
 
 // Every call rides on the session cookie; a change also sends the session's CSRF token.
-// A 401 (signed out, idle too long) brings the sign-in form back.
+// A 401 (signed out, idle too long) brings the sign-in form back, unless another session
+// has begun since the call went out (a late answer to the one signed out).
 async function api(method, path, body) {
+  const asked = board.session;
   const init = { method, headers: {}, credentials: "same-origin" };
   if (body !== undefined) {
     init.headers["Content-Type"] = "application/json";
@@ -60,7 +62,9 @@ async function api(method, path, body) {
   }
   const resp = await fetch(path, init);
   const data = resp.status === 204 ? null : await resp.json();
-  if (resp.status === 401 && path !== "/api/session") showSignIn(data && data.detail);
+  if (resp.status === 401 && path !== "/api/session" && board.session === asked) {
+    showSignIn(data && data.detail);
+  }
   if (!resp.ok) {
     const detail = data && data.detail;
     const text = typeof detail === "string" ? detail

@@ -1,7 +1,7 @@
 "use strict";
 // The statistics page: CJ/T 292 rates and patrol coverage from /api/evaluation/*, as
 // charts (Chart.js, bundled in vendor/) and tables with CSV export.  Dates are Beijing
-// dates whatever the browser's zone.
+// dates whatever the browser's zone.  $, getJson and beijingMinute: page.js.
 
 const RATE_COLUMNS = [
   ["reported", "上报数"], ["accepted", "立案数"], ["valid_report_rate", "有效上报率", "pct"],
@@ -34,16 +34,9 @@ const COVERAGE_COLUMNS = [
   ["visited_work_cells", "已巡查单元"], ["share", "覆盖率", "pct"],
   ["outside_s", "网格外在岗时长", "dur"], ["untracked_s", "无轨迹时长", "dur"],
 ];
-const $ = (id) => document.getElementById(id);
-const BEIJING_MS = 8 * 3600 * 1000;
 
 function beijingDate(ms) {
   return new Date(ms + BEIJING_MS).toISOString().slice(0, 10);
-}
-
-function beijingTime(iso) {
-  return iso ? new Date(Date.parse(iso) + BEIJING_MS).toISOString().slice(0, 16)
-    .replace("T", " ") : "";
 }
 
 function shown(value, kind) {
@@ -54,7 +47,7 @@ function shown(value, kind) {
     if (value < 7200) return (value / 60).toFixed(1) + " 分";
     return (value / 3600).toFixed(1) + " 时";
   }
-  if (kind === "time") return beijingTime(value);
+  if (kind === "time") return beijingMinute(value);
   return String(value);
 }
 
@@ -134,23 +127,11 @@ function drawCharts(table, periods) {
   const covered = periods.filter((p) => p.share !== null).slice(0, MAX_BARS);
   chart("chart-coverage", {
     type: "bar",
-    data: { labels: covered.map((p) => `${p.supervisor} ${beijingTime(p.on_at).slice(5, 10)}`),
+    data: { labels: covered.map((p) => `${p.supervisor} ${beijingMinute(p.on_at).slice(5, 10)}`),
             datasets: [{ label: "覆盖率", backgroundColor: COLOURS[1],
                          data: covered.map((p) => p.share * 100) }] },
     options: { scales: pct },
   });
-}
-
-async function getJson(url) {
-  const resp = await fetch(url, { credentials: "same-origin" });
-  if (resp.status === 401) throw new Error("未登录: 请先在受理台登录");
-  const body = await resp.json();
-  if (!resp.ok) {
-    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ")
-      : body.detail;
-    throw new Error(detail || `HTTP ${resp.status}`);
-  }
-  return body;
 }
 
 async function query(event) {

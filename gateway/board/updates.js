@@ -1,14 +1,13 @@
 "use strict";
 // The fleet's updates: each rollout's progress stage by stage (/api/rollouts) and each
 // device's versions — running, the two slots, on trial, the last failure (/api/devices).
-// Read only: a 技术员 acts through `gridlink fleet rollout …` or the API.
+// Read only: a 技术员 acts through `gridlink fleet rollout …` or the API.  $, getJson and
+// beijingMinute: page.js.
 
-const $ = (id) => document.getElementById(id);
 const OUTCOMES = ["installed", "failed", "skipped", "offered", "waiting", "withdrawn"];
 const NAMES = { installed: "已安装", failed: "失败", skipped: "跳过", offered: "已下发",
                 waiting: "等待", withdrawn: "已撤回" };
 const STATES = { running: "进行中", paused: "已暂停", done: "已完成", aborted: "已中止" };
-const BEIJING_MS = 8 * 3600 * 1000;
 
 function el(tag, attrs, ...children) {
   const e = document.createElement(tag);
@@ -17,19 +16,6 @@ function el(tag, attrs, ...children) {
   }
   e.append(...children.filter((c) => c !== null && c !== undefined));
   return e;
-}
-
-function beijing(iso) {
-  return iso ? new Date(Date.parse(iso) + BEIJING_MS).toISOString().slice(0, 16)
-    .replace("T", " ") : "";
-}
-
-async function getJson(url) {
-  const resp = await fetch(url, { credentials: "same-origin" });
-  if (resp.status === 401) throw new Error("未登录: 请先在受理台登录");
-  const body = await resp.json();
-  if (!resp.ok) throw new Error(body.detail || `HTTP ${resp.status}`);
-  return body;
 }
 
 function target(t) {
@@ -61,7 +47,7 @@ function rolloutCard(r) {
       el("span", { class: "muted", text: `${target(r.target)} · 第 ${r.stage}/${r.stages.length} 批 · `
         + `失败阈值 ${r.failure_threshold}%`
         + (r.stage_timeout_s ? ` · 每批时限 ${r.stage_timeout_s} 秒` : "")
-        + ` · ${beijing(r.created_at)} ${r.created_by || ""}` })),
+        + ` · ${beijingMinute(r.created_at)} ${r.created_by || ""}` })),
     r.reason ? el("p", { class: "reason", text: r.reason }) : null,
     ...r.progress.map((s) => stageRow(r, s)));
 }

@@ -3,9 +3,8 @@
 // vendor/), the late cases and tasks (/api/wall), and the last 7 days' patrol coverage of the
 // work grids on the grid map (/api/work-grids, /api/evaluation/unvisited), over the
 // district's base map when one is configured.  Every time is Beijing time (Asia/Shanghai),
-// whatever the zone of the browser driving the wall.
+// whatever the zone of the browser driving the wall.  $ and getJson: page.js.
 
-const $ = (id) => document.getElementById(id);
 const SVG = "http://www.w3.org/2000/svg";
 const ZONE = "Asia/Shanghai";
 const SUMMARY_EVERY_MS = 10000;
@@ -39,13 +38,8 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-async function getJson(url) {
-  const resp = await fetch(url, { credentials: "same-origin" });
-  if (resp.status === 401) throw new Error("未登录: 请先在受理台 (/board/) 以大屏账号登录");
-  const body = await resp.json();
-  if (!resp.ok) throw new Error(body.detail || `HTTP ${resp.status}`);
-  return body;
-}
+const SIGN_IN_WALL = "未登录: 请先在受理台 (/board/) 以大屏账号登录";
+const wallJson = (url) => getJson(url, SIGN_IN_WALL);
 
 function showError(err) {
   $("error").hidden = !err;
@@ -142,7 +136,7 @@ function markLate() {
 
 async function drawCoverage() {
   if (!grid) {
-    grid = await getJson("/api/grid");
+    grid = await wallJson("/api/grid");
     if (!grid.features.length) return;
     view = makeView(grid.features);
     $("cells").replaceChildren(...grid.features.map((f) => el("svg:path", {
@@ -153,7 +147,7 @@ async function drawCoverage() {
   const until = new Date(), since = new Date(until.getTime() - COVERAGE_DAYS * 86400000);
   const window = `since=${since.toISOString()}&until=${until.toISOString()}`;
   const [grids, unvisited] = await Promise.all([
-    getJson("/api/work-grids"), getJson(`/api/evaluation/unvisited?${window}`)]);
+    wallJson("/api/work-grids"), wallJson(`/api/evaluation/unvisited?${window}`)]);
   const never = new Set(unvisited.flatMap((g) => g.unvisited_cells));
   const inWork = new Set(grids.flatMap((g) => g.cells));
   let visited = 0;
@@ -173,7 +167,7 @@ async function drawCoverage() {
 
 async function refreshSummary() {
   try {
-    drawSummary(await getJson("/api/wall"));
+    drawSummary(await wallJson("/api/wall"));
     showError(null);
   } catch (err) {
     showError(err);

@@ -4,62 +4,41 @@ playwright): a 值班长 picks a case in the case list and moves it through the 
 the server's words), a 值班长 override — while a viewer sees the same case with every
 control off; a message stuck on its way to a department's system shows in the header."""
 
-import os
 from datetime import UTC, datetime
 
 import pytest
 from gridlink.firmware.maps import HERE, open_map
-from gridlink.gateway.api import create_app
-from gridlink.gateway.httpserver import BackgroundServer
-from gridlink.gateway.store import open_store
 
-from tests.support.board import add_operator, sign_in
+from tests.support.board import add_operator, served_board, sign_in
 from tests.support.intake_api import add_report
+from tests.support.pages import needs_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 MAP = open_map(HERE / "shangjie.glgm")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
+
+
+@pytest.fixture
+def page_options():
+    return {"viewport": (1400, 900), "zone": None, "locale": "zh-CN"}
 
 
 @pytest.fixture
 def served(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path}/intake.sqlite")
-    app = create_app(store, grid_map=MAP, poll_interval=0.2)
-    add_operator(store, "lead", roles=("acceptor", "shift_lead"))
-    add_operator(store, "screen", roles=("viewer",))
-    book, queue = app.state.cases, app.state.queue
-    book.put_department("sanitation", "环卫处", ["06"])
-    book.put_department("parks", "园林局", ["01"], system={
-        "adapter": "webhook", "url": "http://127.0.0.1:9/cases"})
-    cases = [queue.accept(add_report(store, n, code=code), "lead")["case_no"]
-             for n, code in ((1, "06010"), (2, "01010"))]
-    book.act(cases[1], "dispatch", "lead", department="parks")
-    outbox = app.state.bridge
-    for _ in range(5):   # as the sender records a system that never answers
-        outbox.failed(f"parks:{cases[1]}", "ConnectionRefusedError: [Errno 111]", cap_s=1)
-    with BackgroundServer(app) as srv:
+    with served_board(tmp_path, grid_map=MAP, poll_interval=0.2) as (srv, store, app):
+        add_operator(store, "lead", roles=("acceptor", "shift_lead"))
+        add_operator(store, "screen", roles=("viewer",))
+        book, queue = app.state.cases, app.state.queue
+        book.put_department("sanitation", "环卫处", ["06"])
+        book.put_department("parks", "园林局", ["01"], system={
+            "adapter": "webhook", "url": "http://127.0.0.1:9/cases"})
+        cases = [queue.accept(add_report(store, n, code=code), "lead")["case_no"]
+                 for n, code in ((1, "06010"), (2, "01010"))]
+        book.act(cases[1], "dispatch", "lead", department="parks")
+        outbox = app.state.bridge
+        for _ in range(5):   # as the sender records a system that never answers
+            outbox.failed(f"parks:{cases[1]}", "ConnectionRefusedError: [Errno 111]", cap_s=1)
         yield srv, book, cases
-    store.close()
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 900}, locale="zh-CN")
-        errors = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield pg
-        browser.close()
-        assert errors == []
 
 
 def said(page, text):

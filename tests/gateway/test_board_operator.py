@@ -5,30 +5,21 @@ filter errors beside the filters, decisions behind a confirmation, the devices p
 map's stacked reports and two-part cells, and one zh-CN vocabulary.  One browser serves
 the module; each test has its own store and page."""
 
-import os
 import re
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 from gridlink.firmware.maps import HERE, open_map
-from gridlink.gateway.api import create_app
-from gridlink.gateway.httpserver import BackgroundServer
-from gridlink.gateway.store import open_store
 
-from tests.support.board import add_operator, sign_in
+from tests.support.board import add_operator, served_board, sign_in
 from tests.support.intake_api import Api, Tokens, add_report, iso
+from tests.support.pages import needs_chromium
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 MAP = open_map(HERE / "shangjie.glgm")
 BEIJING = ZoneInfo("Asia/Shanghai")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 def beijing(t):
@@ -43,13 +34,10 @@ def received(store, rid, at):
 
 
 def serve(tmp_path, grid_map):
-    store = open_store(f"sqlite:///{tmp_path}/intake.sqlite")
-    app = create_app(store, grid_map=grid_map, poll_interval=0.2)
-    add_operator(store, "carol", display="李四")
-    add_operator(store, "alice", roles=("acceptor", "shift_lead"), display="张三")
-    with BackgroundServer(app) as server:
+    with served_board(tmp_path, grid_map=grid_map, poll_interval=0.2) as (server, store, app):
+        add_operator(store, "carol", display="李四")
+        add_operator(store, "alice", roles=("acceptor", "shift_lead"), display="张三")
         yield server, store, app
-    store.close()
 
 
 @pytest.fixture
@@ -62,28 +50,6 @@ def board(tmp_path):
 def mapped_board(tmp_path):
     """The same over the district's map (4288 cells to draw)."""
     yield from serve(tmp_path, MAP)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-@pytest.fixture
-def page(browser):
-    context = browser.new_context(viewport={"width": 1400, "height": 820},
-                                  timezone_id="America/Los_Angeles", locale="en-US")
-    pg = context.new_page()
-    errors = []
-    pg.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield pg
-    context.close()
-    assert errors == []
 
 
 def open_board(page, server, user="carol"):

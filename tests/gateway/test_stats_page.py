@@ -3,38 +3,32 @@ driven by playwright), in a browser whose zone is not Beijing: the rates and the
 of a supervisor's duty appear in zh-CN tables and charts, the CSV export answers, and a bad
 window is answered beside the filters."""
 
-import os
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from gridlink.firmware.maps import HERE, open_map
-from gridlink.gateway.api import create_app
 from gridlink.gateway.clock import CENTRE_TIME
-from gridlink.gateway.httpserver import BackgroundServer
-from gridlink.gateway.store import open_store
 
-from tests.support.board import add_operator, sign_in
+from tests.support.board import add_operator, served_board, sign_in
 from tests.support.evaluation_data import fill_week
 from tests.support.intake_api import add_report, iso
-from tests.support.pages import browser_page, screenshot
+from tests.support.pages import needs_chromium, open_page, screenshot
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 MAP = open_map(HERE / "shangjie.glgm")
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture
 def server(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path}/intake.sqlite")
-    app = create_app(store, grid_map=MAP)
-    add_operator(store, "carol", roles=("viewer",))
-    roster = app.state.roster
+    with served_board(tmp_path, grid_map=MAP) as (srv, store, app):
+        add_operator(store, "carol", roles=("viewer",))
+        fill_duty(store, app.state.roster)
+        yield srv
+
+
+def fill_duty(store, roster):
+    """Supervisor s01's duty yesterday, three reports in it (one accepted), a track point."""
     now = datetime.now(UTC)
     yesterday = (now - timedelta(days=1)).astimezone(CENTRE_TIME).date().isoformat()
     roster.put_supervisor("s01", "张三")
@@ -51,24 +45,6 @@ def server(tmp_path):
                      (rids[0], iso(on + timedelta(minutes=5)), iso(on + timedelta(minutes=5))))
         conn.execute("INSERT INTO track_points (device, t, lat, lon, speed)"
                      " VALUES (?, ?, 34.8205, 113.2871, 0)", ("pv-0001", iso(on)))
-    with BackgroundServer(app) as srv:
-        yield srv
-    store.close()
-
-
-@pytest.fixture
-def page():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        pg = browser.new_page(viewport={"width": 1400, "height": 820},
-                              timezone_id="America/Los_Angeles", locale="en-US")
-        errors = []
-        pg.on("pageerror", lambda exc: errors.append(str(exc)))
-        yield pg
-        browser.close()
-        assert errors == []
 
 
 def test_rates_and_coverage_on_the_statistics_page(server, page, tmp_path):
@@ -99,14 +75,13 @@ def test_rates_and_coverage_on_the_statistics_page(server, page, tmp_path):
     assert outside == []
 
 
-def test_charts_on_the_statistics_page_from_a_week_of_a_district(tmp_path):
+def test_charts_on_the_statistics_page_from_a_week_of_a_district(tmp_path, browser):
     """Charts (the bundled Chart.js) of the rates, the counts and the coverage, per
     supervisor and per department, from a week of three supervisors' work."""
-    store = open_store(f"sqlite:///{tmp_path}/week.sqlite")
-    app = create_app(store, grid_map=MAP)
-    add_operator(store, "carol", roles=("viewer",))
-    fill_week(store, app.state.roster, MAP, datetime.now(UTC))
-    with BackgroundServer(app) as srv, browser_page(viewport=(1600, 1000)) as pg:
+    with (served_board(tmp_path, grid_map=MAP) as (srv, store, app),
+          open_page(browser, viewport=(1600, 1000)) as pg):
+        add_operator(store, "carol", roles=("viewer",))
+        fill_week(store, app.state.roster, MAP, datetime.now(UTC))
         pg.goto(srv.url + "/board/")
         sign_in(pg, "carol")
         pg.goto(srv.url + "/board/stats.html")
@@ -134,4 +109,3 @@ def test_charts_on_the_statistics_page_from_a_week_of_a_district(tmp_path):
         pg.wait_for_function("Chart.getChart('chart-counts').config.type === 'line'")
         assert "(未派遣)" in pg.inner_text("#rates tbody")
         assert "按周期" in pg.inner_text("#trend-caption")
-    store.close()

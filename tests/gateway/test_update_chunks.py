@@ -5,11 +5,10 @@ import json
 
 import pytest
 from gridlink.firmware.core import otachunk
-from gridlink.fleet.keys import init_keys
-from gridlink.fleet.release import write_release_tar
-from gridlink.fleet.repo import Repository
 from gridlink.gateway.update_chunks import ChunkServer
 from gridlink.gateway.update_repo import UpdateRepository
+
+from tests.support.fleet import mcu_release_repo
 
 GET = "gridlink/v1/410106/sn-0007/ota/get"
 BODY = bytes(range(256)) * 40     # 10240 bytes: three pieces of 4096
@@ -17,18 +16,9 @@ BODY = bytes(range(256)) * 40     # 10240 bytes: three pieces of 4096
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("chunks")
-    init_keys(tmp / "keys")
-    src = tmp / "src"
-    (src / "image" / "lib").mkdir(parents=True)
-    (src / "image" / "lib" / "x.mpy").write_bytes(BODY)
-    (src / "manifest").mkdir()
-    (src / "manifest" / "manifest.txt").write_bytes(b"gridlink-manifest/1\n")
-    write_release_tar(tmp / "r.tar", "mcu", "2.0", src)
-    repo = Repository(tmp / "repo")
-    repo.add_release(tmp / "keys", "mcu", "2.0", tmp / "r.tar")
+    repo = mcu_release_repo(tmp_path_factory.mktemp("chunks"), BODY)
     sent = []
-    chunks = ChunkServer(UpdateRepository(repo.path),
+    chunks = ChunkServer(UpdateRepository(repo),
                          lambda topic, payload, qos, retain: sent.append((topic, payload, qos)))
     return chunks, sent
 

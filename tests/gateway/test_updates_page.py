@@ -1,46 +1,35 @@
 """The updates page (board/updates.html) in a real headless browser (Debian's chromium
 driven by playwright): each rollout's progress stage by stage and each device's versions,
 running, in its slots, on trial and failed; it follows the rollout as devices report, up
-to the automatic pause with its reason."""
-
-import os
+to the automatic pause with its reason.  Without a session: test_board_pages.py."""
 
 import pytest
-from gridlink.gateway.api import create_app
-from gridlink.gateway.httpserver import BackgroundServer
-from gridlink.gateway.store import open_store
 
-from tests.gateway.test_stats_page import CHROMIUM, page  # noqa: F401 (the page fixture)
-from tests.support.board import add_operator, sign_in
+from tests.support.board import add_operator, served_board, sign_in
+from tests.support.pages import needs_chromium
 from tests.support.rollouts import Wire, set_device, status
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture
 def centre(tmp_path):
-    store = open_store(f"sqlite:///{tmp_path}/intake.sqlite")
-    app = create_app(store, publisher=Wire())
-    add_operator(store, "carol", roles=("viewer",))
-    for i in range(4):
-        set_device(store, f"pv-{i:04d}", status())
-    set_device(store, "pv-0009", district="410105")              # elsewhere, no slots
-    rollout = app.state.rollouts.create(kind="pi", version="1.1",
-                                        target={"district": "410106"}, stages=[25, 100],
-                                        failure_threshold=0, operator="tech")
-    with BackgroundServer(app) as srv:
+    with served_board(tmp_path, publisher=Wire()) as (srv, store, app):
+        add_operator(store, "carol", roles=("viewer",))
+        for i in range(4):
+            set_device(store, f"pv-{i:04d}", status())
+        set_device(store, "pv-0009", district="410105")          # elsewhere, no slots
+        rollout = app.state.rollouts.create(kind="pi", version="1.1",
+                                            target={"district": "410106"}, stages=[25, 100],
+                                            failure_threshold=0, operator="tech")
         yield srv, store, rollout
-    store.close()
 
 
-def stage_text(page, rid, n):  # noqa: F811
+def stage_text(page, rid, n):
     return page.inner_text(f'.rollout[data-id="{rid}"] .stage[data-stage="{n}"]')
 
 
-def test_the_page_shows_a_rollout_move_on_and_pause_with_its_reason(centre, page):  # noqa: F811
+def test_the_page_shows_a_rollout_move_on_and_pause_with_its_reason(centre, page):
     srv, store, rollout = centre
     rid = rollout["id"]
     canary = next(d["device"] for d in rollout["devices"] if d["stage"] == 0)
@@ -72,10 +61,3 @@ def test_the_page_shows_a_rollout_move_on_and_pause_with_its_reason(centre, page
         "stage 2 (100%): 1 of 3 devices failed, over the 0% threshold")
     failed = page.inner_text(f'#devices tr[data-device="{second}"] td.failed')
     assert failed == "1.1: health: no GNSS fix within 120 s"
-
-
-def test_without_a_session_the_page_says_to_sign_in(centre, page):  # noqa: F811
-    srv, _store, _rollout = centre
-    page.goto(srv.url + "/board/updates.html")
-    page.wait_for_function('document.getElementById("error").textContent !== ""')
-    assert page.inner_text("#error") == "未登录: 请先在受理台登录"

@@ -5,31 +5,25 @@ sized for a wall; the district's tiles (served here by a local tile server, draw
 Pillow) lie under the grid cells where their own coordinates put them."""
 
 import math
-import os
 import subprocess
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from gridlink.firmware.maps import HERE, open_map
-from gridlink.gateway.api import create_app
 from gridlink.gateway.basemap import BaseMap
 from gridlink.gateway.clock import CENTRE_TIME
 from gridlink.gateway.geojson import grid_geojson
-from gridlink.gateway.httpserver import BackgroundServer
-from gridlink.gateway.store import open_store
 
-from tests.support.board import add_operator, sign_in
+from tests.support.board import add_operator, served_board, sign_in
 from tests.support.evaluation_data import fill_week
-from tests.support.pages import CHROMIUM, TileServer, browser_page, screenshot
+from tests.support.pages import TileServer, needs_chromium, open_page, screenshot
 
 MAP = open_map(HERE / "shangjie.glgm")
 CELL = "410106001001001"
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed"),
-]
+pytestmark = [pytest.mark.browser, needs_chromium]
 
 
 @pytest.fixture(scope="module")
@@ -38,12 +32,13 @@ def tiles():
         yield server
 
 
+@contextmanager
 def serve(tmp_path, base_map):
-    store = open_store(f"sqlite:///{tmp_path}/intake.sqlite")
-    app = create_app(store, grid_map=MAP, base_map=base_map)
-    add_operator(store, "screen", roles=("viewer",))
-    fill_week(store, app.state.roster, MAP, datetime.now(UTC))
-    return store, BackgroundServer(app)
+    """A week of a district on the board, a viewer "screen": the server."""
+    with served_board(tmp_path, grid_map=MAP, base_map=base_map) as (srv, store, app):
+        add_operator(store, "screen", roles=("viewer",))
+        fill_week(store, app.state.roster, MAP, datetime.now(UTC))
+        yield srv
 
 
 def tile_of(matrix, lon, lat, z):
@@ -99,12 +94,12 @@ def test_cjk_fonts_are_installed():
     assert "CJK" in found or "WenQuanYi" in found
 
 
-def test_the_wall_view_shows_today_late_items_and_coverage(tmp_path, tiles):
+def test_the_wall_view_shows_today_late_items_and_coverage(tmp_path, tiles, browser):
     base = BaseMap(f"{tiles.url}/wmts?SERVICE=WMTS&REQUEST=GetTile&TileMatrix={{TileMatrix}}"
                    "&TileRow={TileRow}&TileCol={TileCol}", matrix="geographic",
                    attribution="底图: 本地测试瓦片")
-    store, srv = serve(tmp_path, base)
-    with srv, browser_page(viewport=(1920, 1080), zone="America/New_York") as page:
+    with (serve(tmp_path, base) as srv,
+          open_page(browser, viewport=(1920, 1080), zone="America/New_York") as page):
         page.goto(srv.url + "/board/")
         sign_in(page, "screen")
         page.goto(srv.url + "/board/wall.html")
@@ -144,25 +139,21 @@ def test_the_wall_view_shows_today_late_items_and_coverage(tmp_path, tiles):
         assert page.eval_on_selector("#chart-open", "c => c.width") > 0
         assert_tiles_line_up(page, tiles, "geographic")
         screenshot(page, tmp_path, "wall.png")
-    store.close()
 
 
-def test_the_board_map_draws_the_district_tiles_under_the_cells(tmp_path, tiles):
+def test_the_board_map_draws_the_district_tiles_under_the_cells(tmp_path, tiles, browser):
     base = BaseMap(f"{tiles.url}/tiles/{{z}}/{{x}}/{{y}}.png", attribution="底图: 本地测试瓦片")
-    store, srv = serve(tmp_path, base)
-    with srv, browser_page() as page:
+    with serve(tmp_path, base) as srv, open_page(browser) as page:
         page.goto(srv.url + "/board/")
         sign_in(page, "screen")
         page.wait_for_selector("#cells path")
         assert_tiles_line_up(page, tiles, "webmercator")
         assert page.eval_on_selector("#map", "m => m.classList.contains('with-basemap')")
         screenshot(page, tmp_path, "board-basemap.png")
-    store.close()
 
 
-def test_without_a_base_map_nothing_is_fetched_for_it(tmp_path):
-    store, srv = serve(tmp_path, None)
-    with srv, browser_page() as page:
+def test_without_a_base_map_nothing_is_fetched_for_it(tmp_path, browser):
+    with serve(tmp_path, None) as srv, open_page(browser) as page:
         outside = []
         page.on("request", lambda req: outside.append(req.url)
                 if not req.url.startswith(srv.url) else None)
@@ -172,4 +163,3 @@ def test_without_a_base_map_nothing_is_fetched_for_it(tmp_path):
         assert page.evaluate("fetch('/api/basemap').then(r => r.json())") == {"url": None}
         assert page.eval_on_selector_all("#basemap *", "els => els.length") == 0
         assert outside == []
-    store.close()

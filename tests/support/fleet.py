@@ -1,5 +1,6 @@
 """Update repositories and devices for the fleet/OTA tests: keys, a small application
-release (a tiny app, quick to install), a device provisioned with its first version."""
+release (a tiny app, quick to install), a sensor node's release of one file, a device
+provisioned with its first version."""
 
 import datetime
 import json
@@ -48,6 +49,22 @@ def make_repo(tmp, versions=("1.0", "1.1"), kind="pi"):
     for v in versions:
         repo.add_release(keydir, kind, v, app_release(tmp, v, kind))
     return keydir, repo
+
+
+def mcu_release_repo(tmp, body, version="2.0"):
+    """The folder of an update repository (its keys beside it in ``tmp``) with sensor-node
+    release mcu ``version`` holding one file, ``image/lib/x.mpy`` = ``body``."""
+    tmp = Path(tmp)
+    init_keys(tmp / "keys")
+    src = tmp / "mcu-src"
+    (src / "image" / "lib").mkdir(parents=True)
+    (src / "image" / "lib" / "x.mpy").write_bytes(body)
+    (src / "manifest").mkdir()
+    (src / "manifest" / "manifest.txt").write_bytes(b"gridlink-manifest/1\n")
+    write_release_tar(tmp / "mcu.tar", "mcu", version, src)
+    repo = Repository(tmp / "repo")
+    repo.add_release(tmp / "keys", "mcu", version, tmp / "mcu.tar")
+    return repo.path
 
 
 def provision(data_dir, repo, version="1.0", kind="pi"):

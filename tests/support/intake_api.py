@@ -2,7 +2,6 @@
 hand-moved clock, report rows inserted as the ingest path writes them."""
 
 import json
-import secrets
 import threading
 import urllib.error
 import urllib.request
@@ -53,7 +52,8 @@ def add_report(store, seq, *, device="pv-0001", code="06010", kind="event", grid
 
 
 class Tokens:
-    """API tokens for the tests' operators, each user made in the app's store on first use.
+    """API tokens for the tests' operators, each user made in the app's store on first use,
+    without a password (only its token signs it in; an argon2id hash is a second or more).
 
     A named operator is a 受理员 (acceptor) unless ``roles`` says otherwise; the unnamed
     default ``centre`` is 值班长 + 技术员 + 管理员 (tasks, assignments, the audit trail)."""
@@ -70,8 +70,7 @@ class Tokens:
         name = name or self.DEFAULT
         with self.lock:
             if name not in self.secrets:
-                self.accounts.add(name, self.roles.get(name, ("acceptor",)),
-                                  secrets.token_urlsafe(16))
+                self.accounts.add(name, self.roles.get(name, ("acceptor",)), None)
                 self.secrets[name], _ = self.accounts.issue_token(name, "tests")
             return self.secrets[name]
 

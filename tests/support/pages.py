@@ -1,6 +1,9 @@
 """Browser pages for the board's tests: Debian's chromium driven by playwright, in a zone
 that is not Beijing, its screenshots kept; and a local tile server standing in for the
-district's GIS (tiles drawn with Pillow, each showing its own z/x/y)."""
+district's GIS (tiles drawn with Pillow, each showing its own z/x/y).
+
+tests/gateway/conftest.py makes ``browser`` (one chromium a module) and ``page`` (a
+context of its own a test, options from the module's ``page_options``) of these."""
 
 import io
 import os
@@ -10,26 +13,61 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+import pytest
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 DOC_IMAGES = Path(__file__).resolve().parents[2] / "docs" / "img"
 
+needs_chromium = pytest.mark.skipif(not os.path.exists(CHROMIUM),
+                                    reason="Debian chromium not installed")
+
 
 @contextmanager
-def browser_page(viewport=(1400, 820), zone="America/Los_Angeles"):
-    """A page whose errors fail the test on exit."""
+def chromium():
+    """Debian's chromium, closed on exit.  While it is open the thread's asyncio loop
+    counts as running (playwright's sync API): a module sharing one keeps asyncio.run out
+    of its tests."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": viewport[0], "height": viewport[1]},
-                                timezone_id=zone, locale="en-US")
-        errors = []
-        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@contextmanager
+def open_page(browser, viewport=(1400, 820), zone="America/Los_Angeles", locale="en-US",
+              failed_requests=False, **context):
+    """A page in a browser context of its own (cookies, storage), whose script errors fail
+    the test on exit; with ``failed_requests`` also requests that failed, but for the
+    page's own aborts (leaving for another page) and the event stream.  ``zone`` or
+    ``locale`` None: the machine's."""
+    ctx = browser.new_context(viewport={"width": viewport[0], "height": viewport[1]},
+                              timezone_id=zone, locale=locale, **context)
+    page = ctx.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    if failed_requests:
+        page.on("requestfailed", lambda req: errors.append(f"failed {req.url}: {req.failure}")
+                if not req.url.endswith("/api/events") and req.failure != "net::ERR_ABORTED"
+                else None)
+    try:
         yield page
-        browser.close()
-        assert errors == []
+    finally:
+        ctx.close()
+    assert errors == []
+
+
+@contextmanager
+def browser_page(**options):
+    """A chromium of its own with one page (``open_page``'s options), for a module whose
+    one browser test shares it with tests that need asyncio."""
+    with chromium() as browser, open_page(browser, **options) as page:
+        yield page
 
 
 def screenshot(page, tmp_path, name, **kwargs):

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from tests.support.intake_api import add_report
 from tests.support.oidc_provider import Provider
+from tests.support.pages import browser_page, needs_chromium
 from tests.support.pki import make_pki
 
 ROLES = {"cgj-acceptors": "acceptor", "cgj-leads": ["acceptor", "shift_lead"]}
@@ -123,37 +124,23 @@ def test_providers_lists_the_configured_one_and_none_without(store, centre, idp)
     assert resp.status_code == 404 and "--oidc" in resp.json()["detail"]
 
 
-CHROMIUM = "/usr/bin/chromium"
-
-
 @pytest.mark.browser
-@pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="Debian chromium not installed")
+@needs_chromium
 def test_the_board_signs_in_with_the_providers_button(store, centre):
     """In a real browser: the sign-in page offers the button; a click goes to the
     provider and back, and the board is signed in as the provider's person."""
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
-        try:
-            # the provider's certificate is from the tests' CA, which chromium does not know
-            page = browser.new_context(ignore_https_errors=True).new_page()
-            errors = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.goto(centre.url + "/board/")
-            page.wait_for_selector("#signin-pane:not([hidden])")
-            button = page.wait_for_selector("#signin-providers a.provider")
-            assert button.text_content() == "使用城市统一身份认证登录"
-            button.click()
-            page.wait_for_selector("#signin-pane", state="hidden", timeout=20000)
-            assert page.url == centre.url + "/board/"
-            page.wait_for_function(
-                "document.getElementById('who').textContent.includes('张伟')", timeout=20000)
-            assert page.text_content("#who") == "张伟 (受理员)"
-            assert errors == []
-        finally:
-            browser.close()
+    # the provider's certificate is from the tests' CA, which chromium does not know
+    with browser_page(zone=None, locale=None, ignore_https_errors=True) as page:
+        page.goto(centre.url + "/board/")
+        page.wait_for_selector("#signin-pane:not([hidden])")
+        button = page.wait_for_selector("#signin-providers a.provider")
+        assert button.text_content() == "使用城市统一身份认证登录"
+        button.click()
+        page.wait_for_selector("#signin-pane", state="hidden", timeout=20000)
+        assert page.url == centre.url + "/board/"
+        page.wait_for_function(
+            "document.getElementById('who').textContent.includes('张伟')", timeout=20000)
+        assert page.text_content("#who") == "张伟 (受理员)"
 
 
 def test_sign_in_through_the_provider_opens_a_normal_board_session(store, centre, idp, pki):

@@ -11,9 +11,6 @@ import paho.mqtt.client as mqtt
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from gridlink.firmware.core import desired, messages, otachunk
-from gridlink.fleet.keys import init_keys
-from gridlink.fleet.release import write_release_tar
-from gridlink.fleet.repo import Repository
 from gridlink.gateway.api import MIGRATIONS
 from gridlink.gateway.errors import GatewayError
 from gridlink.gateway.fleet_config import FleetConfig, public_hex
@@ -21,6 +18,7 @@ from gridlink.gateway.jetstream.link import JetStreamLink, NatsURL
 from gridlink.gateway.rollouts import Rollouts
 from gridlink.gateway.service import Gateway, WebOptions
 
+from tests.support.fleet import mcu_release_repo
 from tests.support.gateway_rig import grid_map_file
 from tests.support.nats_rig import DeviceLeaves, district_gateway
 from tests.support.rollouts import set_device, status
@@ -32,32 +30,25 @@ KEY = Ed25519PrivateKey.generate()
 BODY = bytes(range(256)) * 20     # 5120 bytes: two pieces of 4096
 
 
-def update_repo(tmp):
-    """An update repository with sensor-node release mcu 2.0 holding ``image/lib/x.mpy``."""
-    init_keys(tmp / "keys")
-    src = tmp / "src"
-    (src / "image" / "lib").mkdir(parents=True)
-    (src / "image" / "lib" / "x.mpy").write_bytes(BODY)
-    (src / "manifest").mkdir()
-    (src / "manifest" / "manifest.txt").write_bytes(b"gridlink-manifest/1\n")
-    write_release_tar(tmp / "r.tar", "mcu", "2.0", src)
-    repo = Repository(tmp / "repo")
-    repo.add_release(tmp / "keys", "mcu", "2.0", tmp / "r.tar")
-    return repo.path
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory):
+    """An update repository with sensor-node release mcu 2.0 holding ``image/lib/x.mpy``
+    (read only: the module's gateways share it)."""
+    return mcu_release_repo(tmp_path_factory.mktemp("repo"), BODY)
 
 
-def gateway(cluster, tmp_path):
+def gateway(cluster, tmp_path, repo):
     """District 410106's gateway on node 2; its retained messages go to node 3's MQTT
     listener (node 1's if node 3 is away)."""
     n1, n2, n3 = cluster.nodes
     return district_gateway(cluster, tmp_path, n2,
                             f"&mqtt=127.0.0.1:{n3.mqtt_port},127.0.0.1:{n1.mqtt_port}",
-                            web=WebOptions(update_repo=update_repo(tmp_path)))
+                            web=WebOptions(update_repo=repo))
 
 
 def test_a_device_connecting_later_gets_its_document_and_its_update_offer(district_cluster,
-                                                                           tmp_path):
-    gw = gateway(district_cluster, tmp_path)
+                                                                           tmp_path, repo):
+    gw = gateway(district_cluster, tmp_path, repo)
     gw.store.migrate(extra=MIGRATIONS)
     for device, district in (("pv-0001", "410106"), ("pv-0002", "410105")):
         set_device(gw.store, device, status(), district=district)
@@ -94,8 +85,8 @@ def test_a_device_connecting_later_gets_its_document_and_its_update_offer(distri
         other.close()
 
 
-def test_a_sensor_nodes_piece_requests_are_answered(district_cluster, tmp_path):
-    gw = gateway(district_cluster, tmp_path)
+def test_a_sensor_nodes_piece_requests_are_answered(district_cluster, tmp_path, repo):
+    gw = gateway(district_cluster, tmp_path, repo)
     node = DeviceLeaves(district_cluster, "sn-0001", "410106", ("ota/chunk",), qos=0)
     try:
         assert gw.runtime.wait_ready(15)
