@@ -15,6 +15,7 @@ Every change is written to the audit trail with the operating-system user as the
 import getpass
 import json
 import sys
+import unicodedata
 
 from ..store import open_store
 from . import roles as role_table
@@ -22,6 +23,12 @@ from .accounts import Accounts
 from .audit import AuditTrail, export
 from .errors import AccountError
 from .migrations import MIGRATIONS
+
+
+def _pad(text, columns):
+    """``text`` padded to ``columns`` terminal columns (a Chinese character takes two)."""
+    width = sum(2 if unicodedata.east_asian_width(c) in "WF" else 1 for c in text)
+    return text + " " * max(0, columns - width)
 
 
 def _db(parser):
@@ -109,7 +116,7 @@ def cmd_users(args):
                 state = "disabled" if u["disabled"] else (
                     f"locked until {u['locked_until']}" if u["locked_until"] else "active")
                 labels = "、".join(role_table.LABELS[r] for r in u["roles"])
-                print(f"{u['name']:16} {u['display']:12} {labels:20} {state}")
+                print(f"{u['name']:16} {_pad(u['display'], 12)} {_pad(labels, 20)} {state}")
             return 0
         if verb == "add":
             user = accounts.add(args.name, args.roles, _password(args, args.name),

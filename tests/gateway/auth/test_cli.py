@@ -27,6 +27,12 @@ def test_the_first_administrator_then_people_and_a_token(monkeypatch, capsys, db
         "--display", "张三", "--password-stdin", "--db", db, stdin="another password 2\n")
     code, out, _ = run(monkeypatch, capsys, "users", "list", "--db", db)
     assert "张三" in out and "受理员、值班长" in out and "active" in out
+    # the columns line up whatever the names' scripts: a Chinese character is two columns
+    lines = [line for line in out.splitlines() if line.startswith(("admin", "zhang"))]
+    assert len(lines) == 2
+    columns = [sum(2 if "\u4e00" <= c <= "\u9fff" or c == "、" else 1
+                   for c in line[:line.index("active")]) for line in lines]
+    assert columns[0] == columns[1], lines
     code, out, err = run(monkeypatch, capsys, "users", "token", "zhang", "--label", "wall",
                          "--role", "acceptor", "--db", db)
     assert code == 0 and out.startswith("glt_") and "shown once" in err
