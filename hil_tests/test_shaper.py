@@ -62,9 +62,11 @@ def test_delay_and_jitter_are_what_the_profile_says(echo_port):
         s = connect(sh)
         rtts = [round_trip(s) for _ in range(12)]
         s.close()
-    # two one-way delays of 80 ± 20 ms
-    assert min(rtts) >= 0.120 and max(rtts) <= 0.260, rtts
-    assert statistics.mean(rtts) == pytest.approx(0.160, abs=0.04)
+    # two one-way delays of 80 ± 20 ms: never less; more only by the machine's own
+    # scheduling (a busy 2-core machine running tests in parallel delays one now and then)
+    assert min(rtts) >= 0.120, rtts
+    assert sum(r <= 0.260 for r in rtts) >= 10, rtts
+    assert statistics.median(rtts) == pytest.approx(0.160, abs=0.04)
 
 
 def test_bandwidth_cap_paces_a_bulk_transfer(echo_port):
