@@ -35,7 +35,6 @@ import json
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import tarfile
@@ -54,6 +53,7 @@ from gridlink.firmware.core import messages, topics  # noqa: E402
 from gridlink.firmware.device.update import fetch_release  # noqa: E402
 from gridlink.gateway.api import MIGRATIONS  # noqa: E402
 from gridlink.gateway.auth.accounts import Accounts  # noqa: E402
+from gridlink.gateway.ports import free_port  # noqa: E402
 from gridlink.gateway.store import open_store  # noqa: E402
 from gridlink.mosquitto import Mosquitto  # noqa: E402
 
@@ -71,12 +71,6 @@ def cpu_seconds(pid):
     """User + system CPU seconds a live process has used so far (Linux /proc)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Fleet:

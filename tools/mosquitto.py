@@ -19,6 +19,8 @@ from importlib import resources
 from pathlib import Path
 from typing import NamedTuple
 
+from gridlink.gateway.ports import free_port
+
 # Settings of the shipped config that name a deployment's files and port: a local broker
 # points them at its own.  Without TLS the certificate settings go too.
 LOCAL_KEYS = {"listener", "cafile", "capath", "certfile", "keyfile", "crlfile", "acl_file",
@@ -40,13 +42,6 @@ class BrokerTLS(NamedTuple):
     cert: Path
     key: Path
     crl: Path | None = None
-
-
-def free_port(host="127.0.0.1"):
-    """A TCP port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 def wait_port(port, host="127.0.0.1", timeout=10.0, proc=None):

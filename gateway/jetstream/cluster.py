@@ -25,6 +25,7 @@ from string import Template
 from gridlink.firmware.core import topics
 
 from ..errors import GatewayError
+from ..ports import free_port
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "broker" / "nats" / "node.conf.tmpl"
 
@@ -186,12 +187,6 @@ def render_node(*, name, host, client_port, mqtt_port, route_port, monitor_port,
         raise ClusterError(f"NATS config template {template}: {exc}") from exc
 
 
-def free_port(host="127.0.0.1"):
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
-
-
 def nats_server_exe():
     exe = shutil.which("nats-server") or "/usr/sbin/nats-server"
     if not Path(exe).exists():
@@ -252,6 +247,14 @@ class NatsNode:
                 self.proc.wait()
         self.proc = None
 
+    def log_tail(self, lines=4):
+        """The last lines of the node's log (why it exited), as one line."""
+        try:
+            text = self.log.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return "(no log)"
+        return " | ".join(text.strip().splitlines()[-lines:]) or "(empty log)"
+
     def healthz(self):
         """The node's JetStream health: True when it serves and is caught up."""
         url = f"http://{self.host}:{self.monitor_port}/healthz"
@@ -296,7 +299,8 @@ class NatsCluster:
         for n in nodes or [n for n in self.nodes if n.running()]:
             while not n.healthz():
                 if not n.running():
-                    raise ClusterError(f"nats-server {n.name} exited; see {n.log}")
+                    raise ClusterError(f"nats-server {n.name} exited; see {n.log}: "
+                                       + n.log_tail())
                 if time.monotonic() > deadline:
                     raise ClusterError(f"nats-server {n.name} not healthy after {timeout}s; "
                                        f"see {n.log}")

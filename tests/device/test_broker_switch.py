@@ -4,7 +4,6 @@ it moves, and carries on there across a restart; told to move to one that does n
 answer, it stays where it is and says so in its status."""
 
 import json
-import socket
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,6 +11,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from gridlink.firmware.core import desired
 from gridlink.firmware.device.desired import DesiredState
 from gridlink.firmware.device.profile import load_profile
+from gridlink.gateway.ports import free_port
 from gridlink.mosquitto import Mosquitto
 
 from tests.support.device_rig import DeviceProc
@@ -32,9 +32,7 @@ def message(version, broker, settings=None):
 
 
 def dead_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]      # closed again: nothing listens there
+    return free_port()                 # probed and closed again: nothing listens there
 
 
 def test_a_document_names_a_new_broker_only_as_a_url_without_credentials():

@@ -3,13 +3,13 @@ was down leaves once it runs, and one made through its API leaves for the depart
 system and, with ``--city-platform``, for the city platform too (real processes, a real
 Mosquitto, real HTTP receivers)."""
 
-import socket
 
 import pytest
 from gridlink.gateway.api import MIGRATIONS
 from gridlink.gateway.cases.book import CaseBook
 from gridlink.gateway.cases.outbox import Outbox
 from gridlink.gateway.errors import ConfigError
+from gridlink.gateway.ports import free_port
 from gridlink.gateway.queue import IntakeQueue
 from gridlink.gateway.service import WebOptions
 from gridlink.gateway.store import open_store
@@ -18,12 +18,6 @@ from tests.support.gateway_rig import GatewayProcess, grid_map_file
 from tests.support.intake_api import Api, Tokens, add_report
 from tests.support.receiver import Receiver
 from tests.support.waiting import wait_until
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_the_gateway_sends_what_was_dispatched_while_it_was_down_and_after(broker, tmp_path):

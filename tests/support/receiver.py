@@ -5,11 +5,12 @@ one per ``Idempotency-Key`` and counts every request — and can be told to fail
 answer slowly (it keeps the message, then answers after the client gave up)."""
 
 import json
-import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs
+
+from gridlink.gateway.ports import free_port
 
 
 class Receiver:
@@ -18,7 +19,7 @@ class Receiver:
     key (JSON, or the form's fields)."""
 
     def __init__(self, port=None):
-        self.port = port or _free_port()
+        self.port = port or free_port()
         self.mode = "ok"
         self.slow_s = 1.5
         self.hits = {}
@@ -92,7 +93,3 @@ def _answer(handler, status, body):
         pass
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]

@@ -3,23 +3,18 @@
 loopback port, answering boto3 over HTTP as any S3 endpoint does."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
 
+from gridlink.gateway.ports import free_port
+
 # moto accepts any credentials; boto3 needs some to sign with (and, finding them here,
 # never asks an instance-metadata address for any: off as well)
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "gridlink-test", "AWS_SECRET_ACCESS_KEY": "gridlink-test",
                "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class S3Server:
