@@ -13,8 +13,9 @@ reading it mid-write sees the old CRL or the new one, never half of one.
 """
 
 import datetime as dt
-import os
 from pathlib import Path
+
+from gridlink.firmware.core import fsio
 
 from .errors import FleetError
 
@@ -70,20 +71,6 @@ def _current(ca_dir, ca_cert):
     return list(crl)
 
 
-def _write(path, data):
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def publish(ca_dir, add=(), reason="unspecified", days=CRL_DAYS, now=None):
     """Sign and write ``CADIR/crl.pem``: the entries already on it, plus the serials in
     ``add`` (ints) revoked for ``reason`` (a key of :data:`REASONS`), next update in
@@ -110,7 +97,8 @@ def publish(ca_dir, add=(), reason="unspecified", days=CRL_DAYS, now=None):
         builder = builder.add_revoked_certificate(entry)
         serials.add(serial)
     pem = builder.sign(ca_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
-    _write(Path(ca_dir) / CRL_NAME, pem)
+    crl = Path(ca_dir) / CRL_NAME      # the old CRL or the new one, whole, after a crash
+    fsio.write_file(str(crl), pem, str(crl.parent))
     return serials
 
 
