@@ -110,7 +110,12 @@ def test_one_suite_drives_power_serial_and_commands_through_labgrid(board):
     board.power(True)
     first = ask(board, "status")
     feed_capture(board)
-    gnss = ask(board, "status")["gnss"]
+    # the device reads the line and writes its status in its own time (a busy machine:
+    # seconds); the fixes come, or the last status says why not
+    deadline = time.monotonic() + 30
+    while (gnss := ask(board, "status")["gnss"])["fixes"] == 0 \
+            and time.monotonic() < deadline:
+        time.sleep(0.5)
     assert gnss["accepted"] > 0 and gnss["fixes"] > 0, gnss
     made = ask(board, "press", BUTTONS[0])
     assert made["ok"]                         # a report the broker's gateway never acks
